@@ -1,0 +1,301 @@
+//! `weir run` configuration: a TOML file, overridden by `WEIR_*`
+//! environment variables and command-line flags.
+//!
+//! An environment variable `WEIR_A__B__C=value` sets key `a.b.c` (double
+//! underscores separate levels; names are matched case-insensitively, with
+//! `_` standing for `-`); the value is read as TOML (`42`, `true`,
+//! `["a", "b"]`) or else taken as a string. Variables without `__` (such as
+//! `WEIR_LOG`) are not configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::engine::{EngineConfig, Limits};
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub host: HostConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Static deployments, by name.
+    #[serde(default)]
+    pub deployments: BTreeMap<String, DeploymentConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Deployment `D` consumes in consumer group `<group_prefix>.D`.
+    pub group_prefix: String,
+    /// librdkafka properties for every client (consumers and producer).
+    pub properties: BTreeMap<String, String>,
+    /// How long to wait for the cluster at start-up, ms.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig { brokers: "127.0.0.1:9092".into(), group_prefix: "weir".into(), properties: BTreeMap::new(), connect_timeout_ms: 10_000 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    /// Threads running transforms (shared by all deployments).
+    pub workers: usize,
+    /// Where partition state (RocksDB) lives.
+    pub state_dir: PathBuf,
+    /// Address of the HTTP listener (`/metrics`, `/health`, admin API);
+    /// none disables it.
+    pub listen: Option<SocketAddr>,
+    /// How often offsets are committed, ms.
+    pub commit_interval_ms: u64,
+    /// Records per call into a transform, at most.
+    pub batch_max_records: usize,
+    /// Bytes of keys and values per call, at most.
+    pub batch_max_bytes: usize,
+    /// How long a record may wait for its batch to fill, ms.
+    pub batch_linger_ms: u64,
+    /// Records a partition may buffer before its consumption pauses.
+    pub max_buffered_records: usize,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            state_dir: PathBuf::from("weir-state"),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            commit_interval_ms: 1_000,
+            batch_max_records: 1_000,
+            batch_max_bytes: 1 << 20,
+            batch_linger_ms: 5,
+            max_buffered_records: 10_000,
+        }
+    }
+}
+
+/// What happens to a record the transform cannot process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Produce the original record to the dead-letter topic, with headers
+    /// saying why.
+    #[default]
+    DeadLetter,
+    /// Log and count it.
+    Skip,
+    /// Pause the partition and report why; other partitions go on.
+    Stop,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// The plugin component.
+    pub plugin: PathBuf,
+    /// Input topics; several must have the same partition count (their
+    /// partitions with the same number share state).
+    pub inputs: Vec<String>,
+    /// Default output topic.
+    pub output: String,
+    /// Transform configuration handed to `init`.
+    #[serde(default, deserialize_with = "string_map")]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+    /// Dead-letter topic (default `<name>.dlq`).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Topic for records whose window values arrived too late (default:
+    /// none, they are only counted).
+    #[serde(default)]
+    pub late_topic: Option<String>,
+}
+
+impl DeploymentConfig {
+    pub fn dead_letter_topic(&self, name: &str) -> String {
+        self.dead_letter_topic.clone().unwrap_or_else(|| format!("{name}.dlq"))
+    }
+}
+
+/// Transform config values may be written as TOML numbers or booleans;
+/// transforms receive them as strings.
+fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k, s)),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => Ok((k, v.to_string())),
+            other => Err(serde::de::Error::custom(format!("config `{k}`: expected a string, number or boolean, found {}", other.type_str()))),
+        })
+        .collect()
+}
+
+/// Flags that override the file and the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub brokers: Option<String>,
+    pub group_prefix: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub workers: Option<usize>,
+}
+
+impl Config {
+    /// Reads `path`, applies `env` (`WEIR_*` variables) and `flags`, and
+    /// checks the result.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>, flags: &Overrides) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        Self::parse(&text, env, flags).with_context(|| format!("config {}", path.display()))
+    }
+
+    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>, flags: &Overrides) -> Result<Config> {
+        let mut tree: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        for (var, value) in env {
+            apply_env(&mut tree, &var, &value)?;
+        }
+        let mut config: Config = Config::deserialize(tree).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        let k = &mut config.kafka;
+        k.brokers = flags.brokers.clone().unwrap_or(std::mem::take(&mut k.brokers));
+        k.group_prefix = flags.group_prefix.clone().unwrap_or(std::mem::take(&mut k.group_prefix));
+        if let Some(d) = &flags.state_dir {
+            config.host.state_dir = d.clone();
+        }
+        if flags.listen.is_some() {
+            config.host.listen = flags.listen;
+        }
+        if let Some(w) = flags.workers {
+            config.host.workers = w;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.kafka.brokers.trim().is_empty() {
+            bail!("kafka.brokers is empty");
+        }
+        if self.host.workers == 0 {
+            bail!("host.workers must be at least 1");
+        }
+        if self.host.batch_max_records == 0 || self.host.batch_max_bytes == 0 {
+            bail!("host.batch_max_records and host.batch_max_bytes must be positive");
+        }
+        for (name, d) in &self.deployments {
+            check_name(name)?;
+            if d.inputs.is_empty() {
+                bail!("deployment `{name}`: `inputs` is empty");
+            }
+            let topics = d.inputs.iter().chain([&d.output]).chain(d.dead_letter_topic.iter()).chain(d.late_topic.iter());
+            for t in topics {
+                if t.trim().is_empty() {
+                    bail!("deployment `{name}`: a topic name is empty");
+                }
+            }
+            if d.inputs.contains(&d.output) {
+                bail!("deployment `{name}`: output topic `{}` is also an input", d.output);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Deployment names become consumer group, topic and directory names.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        bail!("deployment name `{name}` must be 1 to 100 letters, digits, `-` or `_`");
+    }
+    Ok(())
+}
+
+fn apply_env(tree: &mut toml::Table, var: &str, raw: &str) -> Result<()> {
+    let Some(path) = var.strip_prefix("WEIR_") else { return Ok(()) };
+    if !path.contains("__") {
+        return Ok(());
+    }
+    let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let mut table = tree;
+    for (i, part) in parts.iter().enumerate() {
+        // Match an existing key ignoring case and `-`/`_`, so that
+        // WEIR_DEPLOYMENTS__WORD_COUNT__OUTPUT reaches [deployments.word-count].
+        let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+        let key = table.keys().find(|k| norm(k) == norm(part)).cloned().unwrap_or_else(|| part.clone());
+        if i + 1 == parts.len() {
+            table.insert(key, value);
+            return Ok(());
+        }
+        let entry = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("{var}: `{key}` is not a table"),
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [kafka]
+        brokers = "b:9092"
+        [deployments.word-count]
+        plugin = "wc.wasm"
+        inputs = ["text"]
+        output = "counts"
+        config = { lower = true, n = 3, name = "x" }
+        limits = { memory_mb = 32 }
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn file_env_and_flags_layer_in_that_order() {
+        let c = Config::parse(BASE, env(&[("WEIR_KAFKA__BROKERS", "env:1"), ("WEIR_DEPLOYMENTS__WORD_COUNT__OUTPUT", "c2"), ("WEIR_HOST__WORKERS", "7"), ("WEIR_LOG", "debug")]), &Overrides::default()).unwrap();
+        assert_eq!(c.kafka.brokers, "env:1");
+        assert_eq!(c.host.workers, 7);
+        let d = &c.deployments["word-count"];
+        assert_eq!(d.output, "c2");
+        assert_eq!(d.config["lower"], "true");
+        assert_eq!(d.config["n"], "3");
+        assert_eq!(d.limits.memory_mb, 32);
+        assert_eq!(d.limits.cpu_ms_per_batch, Limits::default().cpu_ms_per_batch);
+        assert_eq!(d.failure_policy, FailurePolicy::DeadLetter);
+        assert_eq!(d.dead_letter_topic("word-count"), "word-count.dlq");
+        let flags = Overrides { brokers: Some("flag:2".into()), ..Overrides::default() };
+        assert_eq!(Config::parse(BASE, env(&[("WEIR_KAFKA__BROKERS", "env:1")]), &flags).unwrap().kafka.brokers, "flag:2");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = Config::parse(&BASE.replace("brokers", "brokerz"), [], &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("unknown field `brokerz`"), "{e}");
+        let e = Config::parse(BASE, env(&[("WEIR_KAFKA__BROKER", "x")]), &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("unknown field `broker`"), "{e}");
+        let e = Config::parse(&BASE.replace("\"counts\"", "\"text\""), [], &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("is also an input"), "{e}");
+        let e = Config::parse(&BASE.replace("word-count]", "\"word count\"]"), [], &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("deployment name `word count`"), "{e}");
+        let e = Config::parse(&BASE.replace("memory_mb", "memory"), [], &Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("unknown field `memory`"), "{e}");
+    }
+}

@@ -1,0 +1,92 @@
+//! Per-deployment sandbox limits and the errors raised when one is breached.
+
+use serde::{Deserialize, Serialize};
+
+/// Hard limits for one deployment's instances.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory of one instance, all memories together (MiB).
+    pub memory_mb: u64,
+    /// CPU time of one call into the transform (one batch), in ms.
+    pub cpu_ms_per_batch: u64,
+    /// Outputs one input record may produce.
+    pub max_outputs_per_record: u32,
+    /// Bytes (keys, values, headers) one input record may produce.
+    pub max_output_bytes_per_record: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_mb: 64, cpu_ms_per_batch: 1_000, max_outputs_per_record: 1_000, max_output_bytes_per_record: 8 << 20 }
+    }
+}
+
+impl Limits {
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_mb << 20
+    }
+}
+
+/// A limit an instance or record ran into.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error("memory limit: the instance asked for {requested} bytes of linear memory, more than its {limit}-byte limit")]
+    Memory { requested: u64, limit: u64 },
+    #[error("table limit: the instance asked for {requested} table elements, more than {limit}")]
+    Table { requested: u64, limit: u64 },
+    #[error("CPU time limit: the call ran for more than {limit_ms} ms of CPU time")]
+    Cpu { limit_ms: u64 },
+    #[error("output limit: the record produced {count} outputs, more than max_outputs_per_record = {limit}")]
+    Outputs { count: u64, limit: u32 },
+    #[error("output limit: the record produced {bytes} bytes of output, more than max_output_bytes_per_record = {limit}")]
+    OutputBytes { bytes: u64, limit: u64 },
+}
+
+/// Enforces the memory and table limits of one store; remembers the breach
+/// so the trap it causes can be reported as what it is.
+pub struct Limiter {
+    memory_limit: u64,
+    /// Bytes of linear memory the instance holds, over all its memories.
+    pub(crate) memory_used: u64,
+    pub(crate) breach: Option<LimitExceeded>,
+}
+
+impl Limiter {
+    pub fn new(limits: &Limits) -> Self {
+        Limiter { memory_limit: limits.memory_bytes(), memory_used: 0, breach: None }
+    }
+}
+
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let requested = self.memory_used + (desired - current) as u64;
+        if requested > self.memory_limit {
+            let breach = LimitExceeded::Memory { requested, limit: self.memory_limit };
+            self.breach = Some(breach.clone());
+            return Err(breach.into());
+        }
+        self.memory_used = requested;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            let breach = LimitExceeded::Table { requested: desired as u64, limit: MAX_TABLE_ELEMENTS as u64 };
+            self.breach = Some(breach.clone());
+            return Err(breach.into());
+        }
+        Ok(true)
+    }
+}
+
+/// CPU time consumed by the calling thread so far.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID exists on
+    // every platform Weir supports (Linux, macOS).
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}

@@ -1,0 +1,193 @@
+//! The one wasmtime engine of a host process: configuration, sandbox
+//! limits, loading and validating components, and the compiled-artifact
+//! cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub mod cache;
+pub mod limits;
+pub mod validate;
+pub mod wasi;
+
+use crate::bindings::v0_1::{Plugin, PluginPre};
+use crate::transform::instance::HostState;
+pub use limits::{LimitExceeded, Limits};
+pub use validate::LoadError;
+
+/// Settings of the shared engine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Where compiled modules are cached; none disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Largest component accepted, in MiB.
+    pub max_module_mb: u64,
+    /// Stack a call into wasm may use, in KiB. Worker threads get this plus
+    /// room for the host, so guest recursion ends in a trap, never in a host
+    /// stack overflow.
+    pub max_wasm_stack_kb: usize,
+    /// Instances the pooling allocator can hold at once.
+    pub max_instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { cache_dir: default_cache_dir(), max_module_mb: 64, max_wasm_stack_kb: 512, max_instances: 1_000 }
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("weir").join("modules"))
+}
+
+/// Time between epoch ticks: the granularity of CPU-time checks.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Native stack for threads that call into wasm: the wasm stack limit plus
+/// generous room for host frames.
+pub fn worker_stack_size(config: &EngineConfig) -> usize {
+    config.max_wasm_stack_kb * 1024 + (8 << 20)
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    cache: Option<cache::ArtifactCache>,
+    config: EngineConfig,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A validated, compiled transform ready to instantiate.
+pub struct Module {
+    /// sha256 of the component bytes, hex.
+    pub digest: String,
+    pub size: usize,
+    /// Compilation time, or `None` when the module came from the cache.
+    pub compiled_in: Option<Duration>,
+    pub(crate) pre: PluginPre<HostState>,
+    pub(crate) engine: Engine,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Result<Engine> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 16)
+            .total_memories(config.max_instances * 4)
+            .total_tables(config.max_instances * 4)
+            .total_stacks(config.max_instances)
+            .max_memories_per_module(2)
+            .max_tables_per_module(4)
+            .table_elements(100_000)
+            .max_core_instance_size(4 << 20)
+            .max_component_instance_size(4 << 20);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(config.max_wasm_stack_kb * 1024)
+            // Weir calls components synchronously; without component-model
+            // concurrency a call costs ~170 ns instead of ~510 ns.
+            .concurrency_support(false)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&wasm).map_err(anyhow::Error::from).context("configuring wasmtime")?;
+
+        let mut linker = Linker::new(&engine);
+        Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking the weir:transform world")?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking deny-all WASI")?;
+
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(cache::ArtifactCache::new(dir, &engine)?),
+            None => None,
+        };
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.weak(), stop_ticker.clone());
+        Ok(Engine { inner: Arc::new(Inner { engine, linker, cache, config, stop_ticker }) })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    /// Validates and compiles a component (or takes it from the cache).
+    pub fn load(&self, bytes: &[u8]) -> Result<Module, LoadError> {
+        validate::check_header(bytes, self.inner.config.max_module_mb << 20)?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let engine = &self.inner.engine;
+        let cached = self.inner.cache.as_ref().and_then(|c| c.get(engine, &digest));
+        let (component, compiled_in) = match cached {
+            Some(c) => (c, None),
+            None => {
+                let started = Instant::now();
+                let c = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                (c, Some(started.elapsed()))
+            }
+        };
+        validate::check_world(&component)?;
+        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            let message = format!("{e:#}");
+            match message.find("import") {
+                Some(_) => LoadError::UngrantedImport(message),
+                None => LoadError::WrongWorld(message),
+            }
+        })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        if compiled_in.is_some() {
+            if let Some(cache) = &self.inner.cache {
+                if let Err(e) = cache.put(&digest, &component) {
+                    tracing::warn!(error = %format!("{e:#}"), "could not cache the compiled module");
+                }
+            }
+        }
+        Ok(Module { digest, size: bytes.len(), compiled_in, pre, engine: self.clone() })
+    }
+
+    /// Reads and loads a component file; errors name the file.
+    pub fn load_file(&self, path: &Path) -> Result<Module> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        self.load(&bytes).with_context(|| format!("plugin {}", path.display()))
+    }
+}
+
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("weir-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

@@ -1,0 +1,139 @@
+//! `weir test`: runs a plugin over records from a JSON Lines file with the
+//! production engine, limits and dispatch, and state and windows in memory.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+pub mod jsonl;
+
+use crate::engine::{Engine, Limits};
+use crate::state::PartitionState;
+use crate::transform::{BatchBuilder, Produced, Transform, TransformSpec};
+use crate::windows::ForceClose;
+use jsonl::InputLine;
+
+pub struct TestOptions {
+    /// Deployment name used in logs and errors.
+    pub name: String,
+    pub config: Vec<(String, String)>,
+    pub limits: Limits,
+    /// Topic of input lines that name none.
+    pub input_topic: String,
+    /// Topic printed for outputs sent to the default output.
+    pub output_topic: String,
+    pub batch_size: usize,
+    /// Close (and emit) every window still open at the end of the input.
+    pub flush_windows: bool,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            name: "test".into(),
+            config: Vec::new(),
+            limits: Limits::default(),
+            input_topic: "input".into(),
+            output_topic: "output".into(),
+            batch_size: 100,
+            flush_windows: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub records: usize,
+    pub outputs: usize,
+    /// Records that failed (rejected, trapped, over a limit).
+    pub failed: usize,
+    /// Records whose window values were late and dropped.
+    pub late: usize,
+}
+
+type PartitionKey = (String, i32);
+
+/// Runs `plugin` over `lines`, writing output lines to `out` and one line
+/// per failed record to `err`. Returns an error when the run cannot go on
+/// (the plugin does not load, `init` fails, a fatal error).
+pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines: &[InputLine], out: &mut dyn Write, err: &mut dyn Write) -> Result<Summary> {
+    let module = Arc::new(engine.load_file(plugin)?);
+    let spec = Arc::new(TransformSpec::new(&opts.name, opts.config.clone(), opts.limits));
+    let mut transform = Transform::new(module, spec);
+    transform.warm_up().map_err(|f| anyhow::anyhow!("{}: {}", f.kind, f.message))?;
+
+    let mut summary = Summary { records: lines.len(), ..Summary::default() };
+    let mut states: Vec<(PartitionKey, Option<Box<PartitionState>>)> = Vec::new();
+    let mut next_offset: HashMap<PartitionKey, i64> = HashMap::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let pk: PartitionKey = (lines[i].topic.clone().unwrap_or_else(|| opts.input_topic.clone()), lines[i].partition);
+        let mut chunk = Vec::new();
+        while i < lines.len() && chunk.len() < opts.batch_size.max(1) {
+            let l = &lines[i];
+            if (l.topic.as_deref().unwrap_or(&opts.input_topic), l.partition) != (pk.0.as_str(), pk.1) {
+                break;
+            }
+            chunk.push(l);
+            i += 1;
+        }
+        let mut builder = BatchBuilder::new(&pk.0, pk.1);
+        let mut offsets = Vec::with_capacity(chunk.len());
+        for l in &chunk {
+            let next = next_offset.entry(pk.clone()).or_insert(0);
+            let offset = l.offset.unwrap_or(*next);
+            *next = offset + 1;
+            offsets.push(offset);
+            builder.push(offset, l.timestamp, l.key.as_deref(), l.value.as_deref(), l.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
+        }
+        let batch = builder.finish();
+        let slot = match states.iter().position(|(k, _)| *k == pk) {
+            Some(p) => p,
+            None => {
+                states.push((pk.clone(), Some(Box::new(PartitionState::in_memory()))));
+                states.len() - 1
+            }
+        };
+        let state = states[slot].1.take().expect("state present between batches");
+        let (mut state, result) = transform.dispatch(&batch, state);
+        state.flush()?;
+        states[slot].1 = Some(state);
+        summary.outputs += print(out, &result.produced, &opts.output_topic)?;
+        for f in &result.failures {
+            let l = chunk[f.index as usize];
+            writeln!(err, "line {} ({} partition {} offset {}): {}: {}", l.line, pk.0, pk.1, offsets[f.index as usize], f.kind, f.message)?;
+        }
+        for &li in &result.late {
+            writeln!(err, "line {}: late: every window of its value had closed; dropped", chunk[li as usize].line)?;
+        }
+        summary.failed += result.failures.len();
+        summary.late += result.late.len();
+        if let Some(stop) = &result.stopped {
+            let l = chunk[stop.index as usize];
+            bail!("line {} ({} partition {}): {}: {}", l.line, pk.0, pk.1, stop.kind, stop.message);
+        }
+    }
+    if opts.flush_windows {
+        for (pk, slot) in &mut states {
+            let (state, produced) = transform.close_windows(ForceClose::All, slot.take().expect("state present"));
+            *slot = Some(state);
+            let produced = produced.map_err(|f| anyhow::anyhow!("flushing windows of {} partition {}: {}: {}", pk.0, pk.1, f.kind, f.message))?;
+            summary.outputs += print(out, &produced, &opts.output_topic)?;
+        }
+    }
+    out.flush().context("writing outputs")?;
+    Ok(summary)
+}
+
+fn print(out: &mut dyn Write, produced: &[Produced], default_topic: &str) -> Result<usize> {
+    let mut n = 0;
+    for p in produced {
+        for r in p.records() {
+            writeln!(out, "{}", jsonl::output_line(r.topic.unwrap_or(default_topic), r.key, r.value, r.timestamp, r.headers()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,246 @@
+//! The columnar batches that cross the sandbox boundary: building input
+//! batches, and checking and reading the output batches a guest returns
+//! (a guest is never trusted to return well-formed spans).
+
+use std::collections::BTreeMap;
+
+use super::{FailureKind, TransformSpec};
+use crate::bindings::{Header, InputBatch, InputRecord, OutputBatch, Span};
+
+/// Appends records of one topic-partition to a columnar [`InputBatch`].
+pub struct BatchBuilder {
+    batch: InputBatch,
+}
+
+impl BatchBuilder {
+    pub fn new(topic: &str, partition: i32) -> Self {
+        BatchBuilder {
+            batch: InputBatch { topic: topic.to_owned(), partition, data: Vec::new(), records: Vec::new(), headers: Vec::new() },
+        }
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> Span {
+        let start = self.batch.data.len() as u32;
+        self.batch.data.extend_from_slice(b);
+        Span { start, len: b.len() as u32 }
+    }
+
+    pub fn push<'h>(
+        &mut self,
+        offset: i64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+    ) {
+        let key = key.map(|k| self.bytes(k));
+        let value = value.map(|v| self.bytes(v));
+        let first = self.batch.headers.len() as u32;
+        for (name, v) in headers {
+            let name = self.bytes(name.as_bytes());
+            let value = v.map(|v| self.bytes(v));
+            self.batch.headers.push(Header { name, value });
+        }
+        let headers = Span { start: first, len: self.batch.headers.len() as u32 - first };
+        self.batch.records.push(InputRecord { offset, timestamp, key, value, headers });
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.records.is_empty()
+    }
+
+    /// Bytes of keys, values and headers so far.
+    pub fn data_bytes(&self) -> usize {
+        self.batch.data.len()
+    }
+
+    pub fn finish(self) -> InputBatch {
+        self.batch
+    }
+}
+
+/// Read access to the records of an input batch.
+impl InputBatch {
+    pub fn key(&self, i: usize) -> Option<&[u8]> {
+        self.records[i].key.map(|s| &self.data[s.range()])
+    }
+
+    pub fn value(&self, i: usize) -> Option<&[u8]> {
+        self.records[i].value.map(|s| &self.data[s.range()])
+    }
+
+    pub fn headers(&self, i: usize) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.headers[self.records[i].headers.range()]
+            .iter()
+            .map(|h| (std::str::from_utf8(&self.data[h.name.range()]).unwrap_or(""), h.value.map(|v| &self.data[v.range()])))
+    }
+
+    /// A batch of the records at `indices` (in that order).
+    pub fn select(&self, indices: &[u32]) -> InputBatch {
+        let mut b = BatchBuilder::new(&self.topic, self.partition);
+        for &i in indices {
+            let i = i as usize;
+            let r = &self.records[i];
+            b.push(r.offset, r.timestamp, self.key(i), self.value(i), self.headers(i));
+        }
+        b.finish()
+    }
+}
+
+/// What an output's `source` index stands for.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    /// The input record (index in the dispatched batch), if any: window
+    /// results closed by idle time or a final flush have none.
+    pub input: Option<u32>,
+    /// Timestamp for outputs that set none.
+    pub timestamp: i64,
+}
+
+/// A checked output batch of one call.
+pub struct Produced {
+    pub(crate) batch: OutputBatch,
+    pub(crate) origins: Vec<Origin>,
+}
+
+/// One output record, borrowed from its batch.
+pub struct OutRecord<'a> {
+    pub input: Option<u32>,
+    /// `None` for the deployment's default output topic.
+    pub topic: Option<&'a str>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub timestamp: i64,
+    headers: &'a [Header],
+    data: &'a [u8],
+}
+
+impl<'a> OutRecord<'a> {
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
+        let data = self.data;
+        // Header names were checked to be UTF-8 when the batch was accepted.
+        self.headers.iter().map(move |h| (std::str::from_utf8(&data[h.name.range()]).unwrap_or(""), h.value.map(|v| &data[v.range()])))
+    }
+
+    /// Bytes of key, value and headers.
+    pub fn size(&self) -> usize {
+        self.key.map_or(0, <[u8]>::len)
+            + self.value.map_or(0, <[u8]>::len)
+            + self.headers.iter().map(|h| (h.name.len + h.value.map_or(0, |v| v.len)) as usize).sum::<usize>()
+    }
+}
+
+impl Produced {
+    pub fn records(&self) -> impl Iterator<Item = OutRecord<'_>> {
+        let b = &self.batch;
+        b.records.iter().map(move |r| {
+            let origin = self.origins[r.source as usize];
+            OutRecord {
+                input: origin.input,
+                topic: r.topic.map(|t| b.topics[t as usize].as_str()),
+                key: r.key.map(|s| &b.data[s.range()]),
+                value: r.value.map(|s| &b.data[s.range()]),
+                timestamp: r.timestamp.unwrap_or(origin.timestamp),
+                headers: &b.headers[r.headers.range()],
+                data: &b.data,
+            }
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.records.is_empty()
+    }
+}
+
+/// Per-source problems found in an output batch.
+pub type SourceFailures = BTreeMap<u32, (FailureKind, String)>;
+
+/// Checks a returned batch against its `sources` count and the
+/// deployment's limits. A malformed batch is an error for the whole call;
+/// rejections and per-record limit breaches are returned per source.
+pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec) -> Result<SourceFailures, String> {
+    let data = out.data.as_slice();
+    let span_ok = |s: Span| s.get(data).is_some();
+    for (i, t) in out.topics.iter().enumerate() {
+        if t.is_empty() {
+            return Err(format!("output topic #{i} has an empty name"));
+        }
+    }
+    for h in &out.headers {
+        let name = h.name.get(data).ok_or("a header name lies outside the data buffer")?;
+        std::str::from_utf8(name).map_err(|_| "a header name is not UTF-8")?;
+        if !h.value.is_none_or(span_ok) {
+            return Err("a header value lies outside the data buffer".into());
+        }
+    }
+    let mut failures = SourceFailures::new();
+    for r in &out.rejects {
+        if r.source as usize >= sources {
+            return Err(format!("a rejection names source {} but the call had {sources}", r.source));
+        }
+        failures.entry(r.source).or_insert((FailureKind::Rejected, r.message.clone()));
+    }
+    let limits = &spec.limits;
+    let mut previous = 0u32;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for r in &out.records {
+        if r.source as usize >= sources {
+            return Err(format!("an output names source {} but the call had {sources}", r.source));
+        }
+        if r.source < previous {
+            return Err("output sources decrease: outputs must follow their sources' order".into());
+        }
+        if r.source != previous {
+            (count, bytes) = (0, 0);
+            previous = r.source;
+        }
+        if !(r.key.is_none_or(span_ok) && r.value.is_none_or(span_ok)) {
+            return Err("an output key or value lies outside the data buffer".into());
+        }
+        let headers = out.headers.get(r.headers.range()).ok_or("an output's headers lie outside the header list")?;
+        let topic = match r.topic {
+            Some(t) => Some(out.topics.get(t as usize).ok_or("an output names a topic index that does not exist")?),
+            None => None,
+        };
+        count += 1;
+        bytes += u64::from(r.key.map_or(0, |s| s.len) + r.value.map_or(0, |s| s.len))
+            + headers.iter().map(|h| u64::from(h.name.len + h.value.map_or(0, |v| v.len))).sum::<u64>();
+        if count > u64::from(limits.max_outputs_per_record) {
+            failures.entry(r.source).or_insert((
+                FailureKind::OutputLimit,
+                crate::engine::LimitExceeded::Outputs { count: count_for(out, r.source), limit: limits.max_outputs_per_record }.to_string(),
+            ));
+        } else if bytes > limits.max_output_bytes_per_record {
+            failures.entry(r.source).or_insert((
+                FailureKind::OutputLimit,
+                crate::engine::LimitExceeded::OutputBytes { bytes, limit: limits.max_output_bytes_per_record }.to_string(),
+            ));
+        }
+        if let (Some(topic), Some(policy)) = (topic, &spec.topic_policy) {
+            if let Err(why) = policy(topic) {
+                failures.entry(r.source).or_insert((FailureKind::TopicDenied, why));
+            }
+        }
+    }
+    Ok(failures)
+}
+
+fn count_for(out: &OutputBatch, source: u32) -> u64 {
+    out.records.iter().filter(|r| r.source == source).count() as u64
+}
+
+/// Drops the outputs of failed sources.
+pub fn without_sources(mut out: OutputBatch, failed: &SourceFailures) -> OutputBatch {
+    if !failed.is_empty() {
+        out.records.retain(|r| !failed.contains_key(&r.source));
+    }
+    out
+}

@@ -1,0 +1,340 @@
+//! Dispatching a batch to a transform while isolating bad records.
+//!
+//! A batch goes to the guest in one call. If the call fails as a whole (a
+//! trap, a limit, a malformed result) nobody knows which record caused it,
+//! so the batch is split in halves and each half retried on a fresh
+//! instance, down to the single culprit: one bad record costs about
+//! 2·log2(batch) calls and every other record is processed exactly once.
+//! State written by a failed call is rolled back first, so a retried record
+//! never sees its own earlier, discarded writes.
+//!
+//! Rejections name their records. When the transform rejected some records
+//! but also wrote state or window values in that call, the writes of the
+//! rejected records cannot be told apart, so the call is rolled back and
+//! repeated without them.
+
+use std::sync::Arc;
+
+use super::batch::{self, Origin, SourceFailures};
+use super::instance::Instance;
+use super::{BatchResult, CallFailure, FailureKind, Produced, RecordFailure, Stopped, TransformSpec};
+use crate::bindings::{InputBatch, OutputBatch, Span, WindowBatch, WindowResult};
+use crate::engine::Module;
+use crate::state::PartitionState;
+use crate::windows::{self, Emitted, Folder, ForceClose};
+
+/// One worker's handle on a deployment's transform: the module, its
+/// settings, and a lazily created instance.
+pub struct Transform {
+    module: Arc<Module>,
+    spec: Arc<TransformSpec>,
+    instance: Option<Instance>,
+    instantiations: u64,
+}
+
+enum Attempt {
+    Done,
+    /// Repeat without these sources (indexes into the attempted indices).
+    Retry(SourceFailures),
+    Failed(CallFailure),
+}
+
+/// The state of one dispatch.
+struct Run {
+    state: Option<Box<PartitionState>>,
+    result: BatchResult,
+}
+
+impl Run {
+    fn state(&mut self) -> &mut PartitionState {
+        self.state.as_mut().expect("partition state is back from the instance")
+    }
+
+    fn fail(&mut self, index: u32, kind: FailureKind, message: String) {
+        self.result.failures.push(RecordFailure { index, kind, message });
+    }
+
+    fn stop(&mut self, index: u32, failure: CallFailure) {
+        // Records from `index` on will be processed again after the stop is
+        // resolved, so nothing about them is final.
+        self.result.failures.retain(|f| f.index < index);
+        self.result.late.retain(|&i| i < index);
+        self.result.stopped = Some(Stopped { index, kind: failure.kind, message: failure.message });
+    }
+}
+
+impl Folder for Instance {
+    fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure> {
+        Instance::reduce(self, window, key, acc, values)
+    }
+
+    fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure> {
+        Instance::merge(self, window, key, a, b)
+    }
+}
+
+impl Transform {
+    pub fn new(module: Arc<Module>, spec: Arc<TransformSpec>) -> Self {
+        Transform { module, spec, instance: None, instantiations: 0 }
+    }
+
+    pub fn spec(&self) -> &TransformSpec {
+        &self.spec
+    }
+
+    /// Instances created so far (the first, plus one after every failure).
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations
+    }
+
+    fn instance(&mut self) -> Result<&mut Instance, CallFailure> {
+        if self.instance.is_none() {
+            self.instance = Some(Instance::new(&self.module, &self.spec)?);
+            self.instantiations += 1;
+        }
+        Ok(self.instance.as_mut().expect("just created"))
+    }
+
+    /// Instantiates the transform and runs its `init`, so configuration
+    /// errors surface before any record is consumed.
+    pub fn warm_up(&mut self) -> Result<(), CallFailure> {
+        self.instance().map(|_| ())
+    }
+
+    /// Processes `batch` (records of one partition) against that
+    /// partition's state.
+    pub fn dispatch(&mut self, batch: &InputBatch, mut state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
+        if let Some(max) = batch.records.iter().map(|r| r.timestamp).max() {
+            state.observe_timestamp(max);
+        }
+        let mut run = Run { state: Some(state), result: BatchResult::default() };
+        self.group(batch, (0..batch.records.len() as u32).collect(), &mut run);
+        run.result.failures.sort_by_key(|f| f.index);
+        run.result.late.sort_unstable();
+        run.result.late.dedup();
+        self.recycle_if_bloated();
+        (run.state.expect("partition state returned"), run.result)
+    }
+
+    /// Closes windows without waiting for stream time (idle partitions, or
+    /// the end of a `weir test` run) and turns them into outputs.
+    pub fn close_windows(&mut self, which: ForceClose, state: Box<PartitionState>) -> (Box<PartitionState>, Result<Vec<Produced>, CallFailure>) {
+        let mut slot = Some(state);
+        let result = self.try_close_windows(which, &mut slot);
+        if result.is_err() {
+            self.instance = None;
+        }
+        (slot.expect("partition state returned"), result)
+    }
+
+    fn try_close_windows(&mut self, which: ForceClose, slot: &mut Option<Box<PartitionState>>) -> Result<Vec<Produced>, CallFailure> {
+        let spec = self.spec.clone();
+        let inst = self.instance()?;
+        if inst.windows().is_empty() {
+            return Ok(Vec::new());
+        }
+        let defs = inst.windows().clone();
+        let state = slot.as_mut().expect("state present");
+        state.begin();
+        let mut emitted = Vec::new();
+        let mut produced = Vec::new();
+        let outcome = windows::force_close(&defs, state, inst, which, &mut emitted).and_then(|()| {
+            if let Some(p) = call_on_window(inst, &defs, &emitted, slot, &spec, &[])? {
+                produced.push(p);
+            }
+            Ok(())
+        });
+        let state = slot.as_mut().expect("state present");
+        match outcome {
+            Ok(()) => {
+                state.commit_txn();
+                Ok(produced)
+            }
+            Err(e) => {
+                state.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn recycle_if_bloated(&mut self) {
+        // Linear memory never shrinks: an instance that once grew near its
+        // limit is replaced rather than kept at that size.
+        let limit = self.spec.limits.memory_bytes();
+        if self.instance.as_ref().is_some_and(|i| i.memory_bytes() > limit / 4 * 3) {
+            self.instance = None;
+        }
+    }
+
+    fn group(&mut self, batch: &InputBatch, mut indices: Vec<u32>, run: &mut Run) {
+        loop {
+            if run.result.stopped.is_some() || indices.is_empty() {
+                return;
+            }
+            let selected;
+            let sub = if indices.len() == batch.records.len() {
+                batch
+            } else {
+                selected = batch.select(&indices);
+                &selected
+            };
+            match self.attempt(sub, &indices, run) {
+                Attempt::Done => return,
+                Attempt::Retry(failed) => {
+                    for (&source, (kind, message)) in &failed {
+                        run.fail(indices[source as usize], *kind, message.clone());
+                    }
+                    let mut i = 0u32;
+                    indices.retain(|_| {
+                        i += 1;
+                        !failed.contains_key(&(i - 1))
+                    });
+                }
+                Attempt::Failed(failure) => {
+                    // The instance may be poisoned (a trap) or its memory
+                    // grown by the failure: start the next try afresh.
+                    self.instance = None;
+                    if failure.kind.stops_partition() {
+                        run.stop(indices[0], failure);
+                        return;
+                    }
+                    if indices.len() == 1 {
+                        run.fail(indices[0], failure.kind, failure.message);
+                        return;
+                    }
+                    let right = indices.split_off(indices.len() / 2);
+                    self.group(batch, indices, run);
+                    self.group(batch, right, run);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn attempt(&mut self, sub: &InputBatch, indices: &[u32], run: &mut Run) -> Attempt {
+        let spec = self.spec.clone();
+        let inst = match self.instance() {
+            Ok(i) => i,
+            Err(f) => return Attempt::Failed(f),
+        };
+        run.state().begin();
+        let called = inst.process(sub, &mut run.state);
+        let outcome = called.and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m))).and_then(|out| {
+            let failed = batch::check(&out, sub.records.len(), &spec).map_err(|why| CallFailure::new(FailureKind::InvalidOutput, why))?;
+            let wrote = run.state().touched() || !out.window_adds.is_empty();
+            if !failed.is_empty() && wrote {
+                return Ok(Err(failed));
+            }
+            let windowed = apply_windows(inst, &out, &failed, indices, run, &spec)?;
+            Ok(Ok((out, failed, windowed)))
+        });
+        match outcome {
+            Err(failure) => {
+                run.state().rollback();
+                Attempt::Failed(failure)
+            }
+            Ok(Err(failed)) => {
+                run.state().rollback();
+                Attempt::Retry(failed)
+            }
+            Ok(Ok((out, failed, windowed))) => {
+                run.state().commit_txn();
+                let origins = sub.records.iter().zip(indices).map(|(r, &i)| Origin { input: Some(i), timestamp: r.timestamp }).collect();
+                let out = batch::without_sources(out, &failed);
+                run.result.produced.push(Produced { batch: out, origins });
+                run.result.produced.extend(windowed);
+                for (source, (kind, message)) in failed {
+                    run.fail(indices[source as usize], kind, message);
+                }
+                Attempt::Done
+            }
+        }
+    }
+}
+
+/// Applies the window values of a successful `process` call and turns the
+/// results into outputs with `on-window`.
+fn apply_windows(
+    inst: &mut Instance,
+    out: &OutputBatch,
+    failed: &SourceFailures,
+    indices: &[u32],
+    run: &mut Run,
+    spec: &TransformSpec,
+) -> Result<Option<Produced>, CallFailure> {
+    if out.window_adds.is_empty() {
+        return Ok(None);
+    }
+    let defs = inst.windows().clone();
+    let mut emitted = Vec::new();
+    let invalid = |why: &str| CallFailure::new(FailureKind::InvalidOutput, why.to_owned());
+    for a in &out.window_adds {
+        if a.source as usize >= indices.len() {
+            return Err(invalid("a window value names a source that does not exist"));
+        }
+        if failed.contains_key(&a.source) {
+            continue;
+        }
+        let key = a.key.get(&out.data).ok_or_else(|| invalid("a window key lies outside the data buffer"))?;
+        let custom = match a.custom {
+            Some(s) => Some(s.get(&out.data).ok_or_else(|| invalid("a custom window value lies outside the data buffer"))?),
+            None => None,
+        };
+        let add = windows::Add { window: a.window, key, timestamp: a.timestamp, number: a.number, custom, input: a.source };
+        if !windows::add(&defs, run.state(), inst, &add, &mut emitted)? {
+            run.result.late.push(indices[a.source as usize]);
+        }
+    }
+    call_on_window(inst, &defs, &emitted, &mut run.state, spec, indices)
+}
+
+/// Hands window results to the transform's `on-window`. `indices` maps
+/// result inputs (sources of the `process` call) to batch indexes.
+fn call_on_window(
+    inst: &mut Instance,
+    defs: &windows::WindowDefs,
+    emitted: &[Emitted],
+    state: &mut Option<Box<PartitionState>>,
+    spec: &TransformSpec,
+    indices: &[u32],
+) -> Result<Option<Produced>, CallFailure> {
+    if emitted.is_empty() {
+        return Ok(None);
+    }
+    let mut wb = WindowBatch { data: Vec::new(), results: Vec::with_capacity(emitted.len()) };
+    let span = |data: &mut Vec<u8>, bytes: &[u8]| {
+        let start = data.len() as u32;
+        data.extend_from_slice(bytes);
+        Span { start, len: bytes.len() as u32 }
+    };
+    for e in emitted {
+        let aggregation = defs.get(e.window).expect("emitted by a defined window").spec.aggregation;
+        let key = span(&mut wb.data, &e.key);
+        let custom = e.agg.custom.as_deref().map(|c| span(&mut wb.data, c));
+        wb.results.push(WindowResult {
+            window: e.window,
+            key,
+            start: e.start,
+            end: e.end,
+            count: e.agg.count,
+            value: e.agg.value(aggregation),
+            custom,
+            closed: e.closed,
+        });
+    }
+    let out = inst.on_window(&wb, state)?.map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
+    let failed = batch::check(&out, emitted.len(), spec).map_err(|why| CallFailure::new(FailureKind::InvalidOutput, why))?;
+    if !out.window_adds.is_empty() {
+        return Err(CallFailure::new(FailureKind::InvalidOutput, "on-window returned window values".to_owned()));
+    }
+    if let Some((_, (kind, message))) = failed.iter().next() {
+        // A window result the transform cannot turn into outputs fails the
+        // record that produced it (and so the call).
+        return Err(CallFailure::new(*kind, format!("on-window: {message}")));
+    }
+    let origins = emitted
+        .iter()
+        .map(|e| Origin { input: e.input.map(|i| indices.get(i as usize).copied().unwrap_or(i)), timestamp: e.timestamp })
+        .collect();
+    Ok(Some(Produced { batch: out, origins }))
+}

@@ -1,0 +1,161 @@
+//! One sandboxed instance of a transform: its store (limits, CPU budget,
+//! the partition state it may touch during a call) and typed calls into it
+//! that turn every way a call can fail into a [`CallFailure`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::log::{GuestLog, GuestLogStream, LastError};
+use super::{CallFailure, FailureKind, TransformSpec};
+use crate::bindings::v0_1::Plugin;
+use crate::bindings::{InputBatch, OutputBatch, WindowBatch};
+use crate::engine::limits::{LimitExceeded, Limiter, thread_cpu_time};
+use crate::engine::{Module, wasi};
+use crate::state::PartitionState;
+use crate::windows::WindowDefs;
+
+/// Data of one instance's store; the host functions of the world run on it.
+pub struct HostState {
+    pub(crate) limiter: Limiter,
+    cpu: CpuBudget,
+    pub(crate) log: Arc<GuestLog>,
+    pub(crate) last_error: LastError,
+    /// The state of the partition being processed; present only during
+    /// `process` and `on-window` calls.
+    pub(crate) partition: Option<Box<PartitionState>>,
+    pub(crate) windows: WindowDefs,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// CPU time allowed to the current call, checked at every epoch tick.
+struct CpuBudget {
+    deadline: Duration,
+    limit_ms: u64,
+    tripped: bool,
+}
+
+pub struct Instance {
+    store: Store<HostState>,
+    plugin: Plugin,
+    max_wasm_stack: usize,
+}
+
+impl Instance {
+    /// Instantiates the module and runs the transform's `init`.
+    pub fn new(module: &Module, spec: &TransformSpec) -> Result<Instance, CallFailure> {
+        let last_error = LastError::default();
+        let wasi = wasi::deny_all(GuestLogStream::stdout(spec.log.clone()), GuestLogStream::stderr(spec.log.clone(), last_error.clone()));
+        let data = HostState {
+            limiter: Limiter::new(&spec.limits),
+            cpu: CpuBudget { deadline: Duration::ZERO, limit_ms: spec.limits.cpu_ms_per_batch, tripped: false },
+            log: spec.log.clone(),
+            last_error,
+            partition: None,
+            windows: WindowDefs::default(),
+            wasi,
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(module.engine.wasmtime(), data);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut ctx| {
+            let cpu = &mut ctx.data_mut().cpu;
+            if thread_cpu_time() >= cpu.deadline {
+                cpu.tripped = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        let max_wasm_stack = module.engine.config().max_wasm_stack_kb * 1024;
+        arm(&mut store);
+        let plugin = module.pre.instantiate(&mut store).map_err(|e| classify(&mut store, e, max_wasm_stack))?;
+        let mut instance = Instance { store, plugin, max_wasm_stack };
+        let config = spec.config.clone();
+        match instance.call(|p, s| p.weir_transform_handler().call_init(s, &config))? {
+            Ok(()) => Ok(instance),
+            Err(message) => Err(CallFailure::new(FailureKind::Fatal, format!("init failed: {message}"))),
+        }
+    }
+
+    /// Runs one call with a fresh CPU budget and classifies its failure.
+    fn call<R>(&mut self, f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
+        arm(&mut self.store);
+        let result = f(&self.plugin, &mut self.store);
+        result.map_err(|e| classify(&mut self.store, e, self.max_wasm_stack))
+    }
+
+    /// `process`, with the partition's state reachable from the guest.
+    pub fn process(&mut self, batch: &InputBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
+        self.store.data_mut().partition = partition.take();
+        let result = self.call(|p, s| p.weir_transform_handler().call_process(s, batch));
+        *partition = self.store.data_mut().partition.take();
+        result
+    }
+
+    pub fn on_window(&mut self, batch: &WindowBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
+        self.store.data_mut().partition = partition.take();
+        let result = self.call(|p, s| p.weir_transform_handler().call_on_window(s, batch));
+        *partition = self.store.data_mut().partition.take();
+        result
+    }
+
+    pub fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure> {
+        let acc = acc.map(<[u8]>::to_vec);
+        self.call(|p, s| p.weir_transform_handler().call_reduce(s, window, key, acc.as_deref(), values))
+    }
+
+    pub fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure> {
+        self.call(|p, s| p.weir_transform_handler().call_merge(s, window, key, a, b))
+    }
+
+    pub fn windows(&self) -> &WindowDefs {
+        &self.store.data().windows
+    }
+
+    /// Linear memory the instance holds; it never shrinks, so instances
+    /// past a high-water mark are recycled.
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.data().limiter.memory_used
+    }
+}
+
+fn arm(store: &mut Store<HostState>) {
+    let cpu = &mut store.data_mut().cpu;
+    cpu.deadline = thread_cpu_time() + Duration::from_millis(cpu.limit_ms);
+    cpu.tripped = false;
+    store.data().last_error.take();
+    store.set_epoch_deadline(1);
+}
+
+/// Names what went wrong in a failed call.
+fn classify(store: &mut Store<HostState>, error: wasmtime::Error, max_wasm_stack: usize) -> CallFailure {
+    let data = store.data_mut();
+    if data.cpu.tripped {
+        return CallFailure::new(FailureKind::Timeout, LimitExceeded::Cpu { limit_ms: data.cpu.limit_ms }.to_string());
+    }
+    if let Some(breach) = data.limiter.breach.take() {
+        return CallFailure::new(FailureKind::Memory, breach.to_string());
+    }
+    if let Some(breach) = error.downcast_ref::<LimitExceeded>() {
+        return CallFailure::new(FailureKind::Memory, breach.to_string());
+    }
+    let said = data.last_error.take().map(|m| format!("; the transform said: {m}")).unwrap_or_default();
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => CallFailure::new(
+            FailureKind::Stack,
+            format!("stack overflow: the call used more than the {} KiB wasm stack limit", max_wasm_stack / 1024),
+        ),
+        Some(trap) => CallFailure::new(FailureKind::Trap, format!("{trap}{said}")),
+        None => CallFailure::new(FailureKind::Trap, format!("{error:#}{said}")),
+    }
+}

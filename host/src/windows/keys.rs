@@ -1,0 +1,184 @@
+//! Where window state lives in the partition's key space:
+//!
+//! ```text
+//! w <name len:u16> <name> a <key len:u32> <key> <start>   -> <end> <agg>     a window
+//! w <name len:u16> <name> c <close at> <key len:u32> <key> <start> -> ""     close index
+//! w <name len:u16> <name> p <key len:u32> <key> <ts>      -> <agg>           sliding-window points
+//! w <name len:u16> <name> t                                -> <stream time>
+//! ```
+//!
+//! Times are encoded big-endian with the sign bit flipped, so byte order is
+//! numeric order and range scans walk windows in time order.
+
+use anyhow::{Context, Result};
+
+use super::Agg;
+use crate::bindings::WindowKind;
+use crate::state::{PartitionState, ns, prefix_end};
+
+pub fn time_bytes(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_from(b: &[u8]) -> i64 {
+    (u64::from_be_bytes(b[..8].try_into().unwrap()) ^ (1 << 63)) as i64
+}
+
+fn base(name: &str, tag: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 32);
+    k.push(ns::WINDOW);
+    k.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k.push(tag);
+    k
+}
+
+fn push_key(k: &mut Vec<u8>, key: &[u8]) {
+    k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    k.extend_from_slice(key);
+}
+
+/// Prefix of every window (tag `a`) or point (tag `p`) of one key.
+pub fn key_prefix(name: &str, tag: u8, key: &[u8]) -> Vec<u8> {
+    let mut k = base(name, tag);
+    push_key(&mut k, key);
+    k
+}
+
+pub fn agg_key(name: &str, key: &[u8], start: i64) -> Vec<u8> {
+    let mut k = key_prefix(name, b'a', key);
+    k.extend_from_slice(&time_bytes(start));
+    k
+}
+
+pub fn point_key(name: &str, key: &[u8], ts: i64) -> Vec<u8> {
+    let mut k = key_prefix(name, b'p', key);
+    k.extend_from_slice(&time_bytes(ts));
+    k
+}
+
+fn index_key(name: &str, close_at: i64, key: &[u8], start: i64) -> Vec<u8> {
+    let mut k = base(name, b'c');
+    k.extend_from_slice(&time_bytes(close_at));
+    push_key(&mut k, key);
+    k.extend_from_slice(&time_bytes(start));
+    k
+}
+
+/// Time (the trailing 8 bytes) of a window or point key.
+pub fn trailing_time(k: &[u8]) -> i64 {
+    time_from(&k[k.len() - 8..])
+}
+
+pub fn stream_time(state: &PartitionState, name: &str) -> Result<i64> {
+    Ok(state.get_raw(&base(name, b't'))?.map_or(i64::MIN, |b| time_from(&b)))
+}
+
+/// Raises the stream time of `name` to `t` (never lowers it); returns the
+/// new stream time.
+pub fn advance_stream_time(state: &mut PartitionState, name: &str, t: i64) -> i64 {
+    let current = stream_time(state, name).unwrap_or(i64::MIN);
+    if t > current {
+        state.put_raw(base(name, b't'), Some(time_bytes(t).to_vec()));
+        t
+    } else {
+        current
+    }
+}
+
+pub fn get_window(state: &PartitionState, name: &str, key: &[u8], start: i64, custom: bool) -> Result<Option<(i64, Agg)>> {
+    match state.get_raw(&agg_key(name, key, start))? {
+        Some(b) => Ok(Some(decode_window(&b, custom)?)),
+        None => Ok(None),
+    }
+}
+
+fn decode_window(b: &[u8], custom: bool) -> Result<(i64, Agg)> {
+    let end = time_from(b.get(..8).context("corrupt window entry")?);
+    let agg = Agg::decode(&b[8..], custom).context("corrupt window aggregate")?;
+    Ok((end, agg))
+}
+
+pub fn put_window(state: &mut PartitionState, name: &str, key: &[u8], start: i64, end: i64, agg: &Agg) {
+    let mut v = time_bytes(end).to_vec();
+    agg.encode(&mut v);
+    state.put_raw(agg_key(name, key, start), Some(v));
+}
+
+/// Windows (`start`, `end`, aggregate) of `key` with `from <= start <= to`.
+pub fn windows_of(state: &PartitionState, name: &str, key: &[u8], from: i64, to: i64, custom: bool) -> Result<Vec<(i64, i64, Agg)>> {
+    let lo = agg_key(name, key, from);
+    let mut hi = agg_key(name, key, to);
+    hi.push(0);
+    state
+        .scan_raw(&lo, Some(&hi), usize::MAX)?
+        .into_iter()
+        .map(|(k, v)| {
+            let (end, agg) = decode_window(&v, custom)?;
+            Ok((trailing_time(&k), end, agg))
+        })
+        .collect()
+}
+
+pub fn delete_window(state: &mut PartitionState, name: &str, key: &[u8], start: i64) {
+    state.put_raw(agg_key(name, key, start), None);
+}
+
+/// Removes and returns a window.
+pub fn take_window(state: &mut PartitionState, name: &str, key: &[u8], start: i64, custom: bool) -> Result<Option<(i64, Agg)>> {
+    let found = get_window(state, name, key, start, custom)?;
+    if found.is_some() {
+        delete_window(state, name, key, start);
+    }
+    Ok(found)
+}
+
+/// Registers a window to be closed once stream time reaches `close_at`.
+pub fn schedule_close(state: &mut PartitionState, name: &str, close_at: i64, key: &[u8], start: i64) {
+    state.put_raw(index_key(name, close_at, key, start), Some(Vec::new()));
+}
+
+pub fn unschedule_close(state: &mut PartitionState, name: &str, close_at: i64, key: &[u8], start: i64) {
+    state.put_raw(index_key(name, close_at, key, start), None);
+}
+
+pub struct Due {
+    pub close_at: i64,
+    pub key: Vec<u8>,
+    pub start: i64,
+    pub index_key: Vec<u8>,
+}
+
+/// Scheduled closes with `close_at <= until`, in close order.
+pub fn due(state: &PartitionState, name: &str, until: i64) -> Result<Vec<Due>> {
+    let lo = base(name, b'c');
+    let hi = match until.checked_add(1) {
+        Some(next) => {
+            let mut h = lo.clone();
+            h.extend_from_slice(&time_bytes(next));
+            h
+        }
+        None => prefix_end(&lo).expect("index prefix has a successor"),
+    };
+    let n = lo.len();
+    state
+        .scan_raw(&lo, Some(&hi), usize::MAX)?
+        .into_iter()
+        .map(|(k, _)| {
+            let close_at = time_from(&k[n..n + 8]);
+            let len = u32::from_be_bytes(k[n + 8..n + 12].try_into().unwrap()) as usize;
+            let key = k[n + 12..n + 12 + len].to_vec();
+            let start = time_from(&k[n + 12 + len..]);
+            Ok(Due { close_at, key, start, index_key: k })
+        })
+        .collect()
+}
+
+/// The last instant inside a window, the default timestamp of its outputs:
+/// time windows end exclusively, sliding and session windows inclusively.
+pub fn last_instant(kind: &WindowKind, end: i64) -> i64 {
+    match kind {
+        WindowKind::Tumbling(_) | WindowKind::Hopping(_) => end - 1,
+        WindowKind::Sliding(_) | WindowKind::Session(_) => end,
+    }
+}

@@ -1,0 +1,217 @@
+//! Windowed aggregation, run by the host with Kafka Streams semantics so
+//! every guest language gets identical results.
+//!
+//! All window state lives in the partition's [`PartitionState`] under the
+//! `w` namespace, so it is rolled back with a failed call, committed with
+//! the batch and restored from the changelog like any other state.
+
+use crate::bindings::{Aggregation, EmitMode, WindowKind, WindowSpec};
+use crate::state::PartitionState;
+use crate::transform::CallFailure;
+
+mod agg;
+mod keys;
+mod session;
+mod sliding;
+mod time;
+
+pub use agg::Agg;
+
+/// One declared windowed aggregation.
+#[derive(Clone, Debug)]
+pub struct WindowDef {
+    pub name: String,
+    pub spec: WindowSpec,
+}
+
+/// The windows a transform declared in `init`; the id is the index.
+#[derive(Clone, Debug, Default)]
+pub struct WindowDefs {
+    defs: Vec<WindowDef>,
+}
+
+impl WindowDefs {
+    pub fn define(&mut self, name: &str, spec: WindowSpec) -> Result<u32, String> {
+        validate(name, &spec)?;
+        if let Some(i) = self.defs.iter().position(|d| d.name == name) {
+            if self.defs[i].spec != spec {
+                return Err(format!("window `{name}` is already defined with a different spec"));
+            }
+            return Ok(i as u32);
+        }
+        self.defs.push(WindowDef { name: name.to_owned(), spec });
+        Ok(self.defs.len() as u32 - 1)
+    }
+
+    pub fn get(&self, id: u32) -> Option<&WindowDef> {
+        self.defs.get(id as usize)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &WindowDef)> {
+        self.defs.iter().enumerate().map(|(i, d)| (i as u32, d))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+}
+
+fn validate(name: &str, spec: &WindowSpec) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("a window name must be 1 to 255 bytes".into());
+    }
+    const MAX: u64 = i64::MAX as u64 / 4;
+    let positive = |what: &str, v: u64| {
+        if v == 0 || v > MAX { Err(format!("window `{name}`: {what} must be between 1 and {MAX} ms")) } else { Ok(()) }
+    };
+    match spec.kind {
+        WindowKind::Tumbling(size) => positive("size", size)?,
+        WindowKind::Hopping(h) => {
+            positive("size", h.size_ms)?;
+            positive("advance", h.advance_ms)?;
+            if h.advance_ms > h.size_ms {
+                return Err(format!("window `{name}`: advance ({}) must not exceed size ({})", h.advance_ms, h.size_ms));
+            }
+        }
+        WindowKind::Sliding(size) => positive("time difference", size)?,
+        WindowKind::Session(gap) => positive("gap", gap)?,
+    }
+    if spec.grace_ms > MAX {
+        return Err(format!("window `{name}`: grace must be at most {MAX} ms"));
+    }
+    Ok(())
+}
+
+/// A value added to a window by an input record.
+pub struct Add<'a> {
+    pub window: u32,
+    pub key: &'a [u8],
+    pub timestamp: i64,
+    pub number: f64,
+    pub custom: Option<&'a [u8]>,
+    /// The input record (index in the dispatched batch).
+    pub input: u32,
+}
+
+/// A window result to hand to `on-window`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Emitted {
+    pub window: u32,
+    pub key: Vec<u8>,
+    pub start: i64,
+    pub end: i64,
+    pub agg: Agg,
+    pub closed: bool,
+    /// The input record whose value produced this result, if any.
+    pub input: Option<u32>,
+    /// Default timestamp of outputs: the window's last instant.
+    pub timestamp: i64,
+}
+
+/// Folds custom aggregations by calling into the transform.
+pub trait Folder {
+    fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure>;
+    fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure>;
+}
+
+/// Everything a window operation needs.
+pub struct Ctx<'a> {
+    pub id: u32,
+    pub def: &'a WindowDef,
+    pub state: &'a mut PartitionState,
+    pub folder: &'a mut dyn Folder,
+    pub out: &'a mut Vec<Emitted>,
+}
+
+impl Ctx<'_> {
+    fn emit_updates(&self) -> bool {
+        self.def.spec.emit == EmitMode::OnUpdate
+    }
+
+    fn custom(&self) -> bool {
+        self.def.spec.aggregation == Aggregation::Custom
+    }
+
+    /// Adds the value of `add` to `agg`.
+    fn fold(&mut self, agg: &mut Agg, add: &Add<'_>) -> Result<(), CallFailure> {
+        match (self.custom(), add.custom) {
+            (true, Some(value)) => {
+                let acc = self.folder.reduce(self.id, add.key, agg.custom.as_deref(), &[value.to_vec()])?;
+                agg.count += 1;
+                agg.custom = Some(acc);
+            }
+            _ => agg.add(add.number),
+        }
+        Ok(())
+    }
+}
+
+/// Applies one value. Returns `false` when the value was late for every
+/// window it belongs to (and so was dropped).
+pub fn add(defs: &WindowDefs, state: &mut PartitionState, folder: &mut dyn Folder, add: &Add<'_>, out: &mut Vec<Emitted>) -> Result<bool, CallFailure> {
+    let def = defs.get(add.window).ok_or_else(|| CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("window id {} was never defined", add.window)))?;
+    if def.spec.aggregation == Aggregation::Custom && add.custom.is_none() {
+        return Err(CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("window `{}` has a custom aggregation but the value has no custom bytes", def.name)));
+    }
+    let mut ctx = Ctx { id: add.window, def, state, folder, out };
+    match def.spec.kind {
+        WindowKind::Tumbling(size) => time::add(&mut ctx, size, size, add),
+        WindowKind::Hopping(h) => time::add(&mut ctx, h.size_ms, h.advance_ms, add),
+        WindowKind::Sliding(size) => sliding::add(&mut ctx, size, add),
+        WindowKind::Session(gap) => session::add(&mut ctx, gap, add),
+    }
+}
+
+/// Which windows to close regardless of stream time.
+#[derive(Clone, Copy, Debug)]
+pub enum ForceClose {
+    /// Windows of definitions with `idle-close-ms` at most this many ms of
+    /// partition idleness.
+    Idle { idle_ms: u64 },
+    /// Every window (`weir test --flush-windows`).
+    All,
+}
+
+/// Closes windows without waiting for stream time; results carry no input.
+pub fn force_close(defs: &WindowDefs, state: &mut PartitionState, folder: &mut dyn Folder, which: ForceClose, out: &mut Vec<Emitted>) -> Result<(), CallFailure> {
+    for (id, def) in defs.iter() {
+        let due = match which {
+            ForceClose::All => true,
+            ForceClose::Idle { idle_ms } => def.spec.idle_close_ms.is_some_and(|ms| idle_ms >= ms),
+        };
+        if due {
+            let mut ctx = Ctx { id, def, state, folder, out };
+            close_due(&mut ctx, i64::MAX, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Closes every window of `ctx`'s definition whose close time is at most
+/// `until`, emitting final results in on-close mode. `trigger` is the input
+/// record that advanced stream time; none means a forced close.
+fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), CallFailure> {
+    let name = ctx.def.name.clone();
+    let due = keys::due(ctx.state, &name, until).map_err(CallFailure::host)?;
+    let mut latest_close = i64::MIN;
+    for entry in due {
+        latest_close = latest_close.max(entry.close_at);
+        ctx.state.put_raw(entry.index_key.clone(), None);
+        let result = match ctx.def.spec.kind {
+            WindowKind::Sliding(size) => sliding::close(ctx, size, &entry)?,
+            _ => keys::take_window(ctx.state, &name, &entry.key, entry.start, ctx.custom()).map_err(CallFailure::host)?,
+        };
+        if let Some((end, agg)) = result {
+            if !ctx.emit_updates() {
+                let timestamp = keys::last_instant(&ctx.def.spec.kind, end);
+                ctx.out.push(Emitted { window: ctx.id, key: entry.key, start: entry.start, end, agg, closed: true, input: trigger, timestamp });
+            }
+        }
+    }
+    if trigger.is_none() && latest_close != i64::MIN {
+        // Values for windows closed early must count as late from now on,
+        // so a window never has two final results.
+        keys::advance_stream_time(ctx.state, &name, latest_close);
+    }
+    Ok(())
+}

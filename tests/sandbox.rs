@@ -1,0 +1,228 @@
+//! The engine and dispatch against real compiled components: example
+//! plugins' outputs, state, hostile plugins contained, load errors.
+
+use std::sync::Arc;
+
+use weir::bindings::InputBatch;
+use weir::engine::{Engine, EngineConfig, Limits, LoadError};
+use weir::state::PartitionState;
+use weir::transform::{BatchBuilder, BatchResult, FailureKind, Transform, TransformSpec};
+use weir_tests::plugin;
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig { cache_dir: None, ..EngineConfig::default() }).unwrap()
+}
+
+fn transform(engine: &Engine, name: &str, config: &[(&str, &str)], limits: Limits) -> Transform {
+    let module = Arc::new(engine.load_file(&plugin(name)).unwrap());
+    let config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Transform::new(module, Arc::new(TransformSpec::new(name, config, limits)))
+}
+
+fn batch(values: &[&str]) -> InputBatch {
+    let mut b = BatchBuilder::new("in", 3);
+    for (i, v) in values.iter().enumerate() {
+        b.push(100 + i as i64, 1_000 + i as i64, Some(format!("k{i}").as_bytes()), Some(v.as_bytes()), [("h", Some(&b"x"[..]))]);
+    }
+    b.finish()
+}
+
+fn run(t: &mut Transform, batch: &InputBatch, state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
+    t.dispatch(batch, state)
+}
+
+/// (topic, key, value) of every output.
+fn outputs(r: &BatchResult) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    let s = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+    r.records().map(|o| (o.topic.map(str::to_owned), s(o.key), s(o.value))).collect()
+}
+
+fn values(r: &BatchResult) -> Vec<String> {
+    outputs(r).into_iter().map(|(_, _, v)| v.unwrap_or_default()).collect()
+}
+
+#[test]
+fn upper_keeps_key_headers_and_timestamp() {
+    let e = engine();
+    let mut t = transform(&e, "upper", &[], Limits::default());
+    let b = batch(&["hello", "wörld"]);
+    let (_, r) = run(&mut t, &b, Box::new(PartitionState::in_memory()));
+    assert!(r.failures.is_empty() && r.stopped.is_none());
+    let out: Vec<_> = r.records().collect();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].value, Some(&b"HELLO"[..]));
+    assert_eq!(out[1].value, Some("WöRLD".as_bytes()));
+    assert_eq!(out[1].key, Some(&b"k1"[..]));
+    assert_eq!(out[1].timestamp, 1_001);
+    assert_eq!(out[1].input, Some(1));
+    assert_eq!(out[0].headers().collect::<Vec<_>>(), vec![("h", Some(&b"x"[..]))]);
+    assert_eq!(out[0].topic, None);
+}
+
+#[test]
+fn filter_keeps_matches_and_rejects_what_is_not_json() {
+    let e = engine();
+    let mut t = transform(&e, "filter", &[("field", "/level"), ("equals", "error")], Limits::default());
+    let b = batch(&[r#"{"level":"error","m":1}"#, r#"{"level":"info"}"#, "not json", r#"{"level":"error","m":2}"#]);
+    let (_, r) = run(&mut t, &b, Box::new(PartitionState::in_memory()));
+    assert_eq!(values(&r), [r#"{"level":"error","m":1}"#, r#"{"level":"error","m":2}"#]);
+    assert_eq!(r.failures.len(), 1);
+    assert_eq!((r.failures[0].index, r.failures[0].kind), (2, FailureKind::Rejected));
+    assert!(r.failures[0].message.contains("expected"), "{}", r.failures[0].message);
+}
+
+#[test]
+fn router_fans_out_by_content() {
+    let e = engine();
+    let mut t = transform(&e, "router", &[("route.errors", "ERROR"), ("route.payments", "pay")], Limits::default());
+    let b = batch(&["ERROR: pay failed", "just info", "pay ok"]);
+    let (_, r) = run(&mut t, &b, Box::new(PartitionState::in_memory()));
+    let got: Vec<_> = outputs(&r).into_iter().map(|(t, _, v)| (t, v.unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            (Some("errors".into()), "ERROR: pay failed".into()),
+            (Some("payments".into()), "ERROR: pay failed".into()),
+            (None, "just info".into()),
+            (Some("payments".into()), "pay ok".into()),
+        ]
+    );
+}
+
+#[test]
+fn word_count_state_persists_across_batches_and_partitions_are_separate() {
+    let e = engine();
+    let mut t = transform(&e, "word-count", &[], Limits::default());
+    let (p0, r) = run(&mut t, &batch(&["a b a"]), Box::new(PartitionState::in_memory()));
+    assert_eq!(outputs(&r).iter().map(|(_, k, v)| format!("{}={}", k.as_ref().unwrap(), v.as_ref().unwrap())).collect::<Vec<_>>(), ["a=1", "b=1", "a=2"]);
+    let (_, r) = run(&mut t, &batch(&["B, a!"]), p0);
+    assert_eq!(values(&r), ["2", "3"]);
+    // Another partition has its own counts.
+    let (_, r) = run(&mut t, &batch(&["a"]), Box::new(PartitionState::in_memory()));
+    assert_eq!(values(&r), ["1"]);
+}
+
+#[test]
+fn a_rejected_record_leaves_no_state_behind() {
+    let e = engine();
+    let mut t = transform(&e, "word-count", &[], Limits::default());
+    let mut b = BatchBuilder::new("in", 0);
+    b.push(0, 0, None, Some(b"x y"), []);
+    b.push(1, 0, None, Some(&[b'x', 0xFF]), []); // not UTF-8: rejected
+    b.push(2, 0, None, Some(b"x"), []);
+    let (state, r) = run(&mut t, &b.finish(), Box::new(PartitionState::in_memory()));
+    assert_eq!(r.failures.iter().map(|f| (f.index, f.kind)).collect::<Vec<_>>(), [(1, FailureKind::Rejected)]);
+    assert_eq!(values(&r), ["1", "1", "2"]);
+    assert_eq!(state.get(b"count\0x").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+/// Runs a hostile plugin that misbehaves on values containing "poison" and
+/// checks that exactly the poisoned record fails, with `kind`, and that its
+/// neighbours are processed once each.
+fn contained(name: &str, kind: FailureKind, limits: Limits) -> String {
+    let e = engine();
+    let mut t = transform(&e, name, &[("trigger", "poison")], limits);
+    let b = batch(&["a", "b", "poison!", "c", "d"]);
+    let (_, r) = run(&mut t, &b, Box::new(PartitionState::in_memory()));
+    assert_eq!(values(&r), ["a", "b", "c", "d"], "{name}: neighbours processed exactly once");
+    assert_eq!(r.failures.len(), 1, "{name}: {:?}", r.failures);
+    assert_eq!((r.failures[0].index, r.failures[0].kind), (2, kind), "{name}: {}", r.failures[0].message);
+    let described = weir::transform::describe_failure("tenant-b.hostile", &b, &r.failures[0]);
+    assert!(described.contains("deployment `tenant-b.hostile`, topic `in` partition 3 offset 102"), "{described}");
+    // The poisoned instance was replaced; processing goes on.
+    assert!(t.instantiations() >= 2);
+    let (_, r) = run(&mut t, &batch(&["e"]), Box::new(PartitionState::in_memory()));
+    assert_eq!(values(&r), ["e"]);
+    r.failures.len().to_string() + &described
+}
+
+#[test]
+fn hostile_trap_is_contained_and_named() {
+    let msg = contained("hostile-trap", FailureKind::Trap, Limits::default());
+    assert!(msg.contains("hostile-trap: refusing record at offset 102"), "the panic message reaches the error: {msg}");
+}
+
+#[test]
+fn hostile_loop_hits_the_cpu_limit() {
+    let msg = contained("hostile-loop", FailureKind::Timeout, Limits { cpu_ms_per_batch: 50, ..Limits::default() });
+    assert!(msg.contains("more than 50 ms of CPU time"), "{msg}");
+}
+
+#[test]
+fn hostile_memory_hits_the_memory_limit() {
+    let msg = contained("hostile-memory", FailureKind::Memory, Limits { memory_mb: 32, ..Limits::default() });
+    assert!(msg.contains("33554432-byte limit"), "{msg}");
+}
+
+#[test]
+fn hostile_recursion_hits_the_stack_limit() {
+    let msg = contained("hostile-recursion", FailureKind::Stack, Limits::default());
+    assert!(msg.contains("stack overflow"), "{msg}");
+}
+
+#[test]
+fn hostile_flood_hits_the_output_limit() {
+    let e = engine();
+    let mut t = transform(&e, "hostile-flood", &[("trigger", "poison"), ("count", "5000")], Limits::default());
+    let (_, r) = run(&mut t, &batch(&["a", "poison", "b"]), Box::new(PartitionState::in_memory()));
+    assert_eq!(values(&r), ["a", "b"]);
+    assert_eq!(r.failures[0].kind, FailureKind::OutputLimit);
+    assert!(r.failures[0].message.contains("5000 outputs"), "{}", r.failures[0].message);
+    // A flood too big to even build is stopped by the memory limit.
+    let mut t = transform(&e, "hostile-flood", &[("count", "100000000")], Limits { memory_mb: 16, ..Limits::default() });
+    let (_, r) = run(&mut t, &batch(&["x"]), Box::new(PartitionState::in_memory()));
+    assert_eq!(r.failures[0].kind, FailureKind::Memory);
+}
+
+#[test]
+fn other_deployments_keep_running_beside_a_hostile_one() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let e = engine();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let hostile = {
+        let (e, failures) = (e.clone(), failures.clone());
+        std::thread::spawn(move || {
+            let mut t = transform(&e, "hostile-loop", &[], Limits { cpu_ms_per_batch: 20, ..Limits::default() });
+            while failures.load(Ordering::Relaxed) < 4 {
+                let (_, r) = t.dispatch(&batch(&["x", "y"]), Box::new(PartitionState::in_memory()));
+                assert!(r.records().next().is_none());
+                failures.fetch_add(r.failures.len(), Ordering::Relaxed);
+            }
+        })
+    };
+    // The healthy deployment is served, correctly, all the while the
+    // hostile one burns its CPU budget.
+    let mut t = transform(&e, "upper", &[], Limits::default());
+    let mut served = 0;
+    while failures.load(Ordering::Relaxed) < 4 {
+        let v = format!("msg {served}");
+        let (_, r) = t.dispatch(&batch(&[&v]), Box::new(PartitionState::in_memory()));
+        assert_eq!(values(&r), [v.to_uppercase()]);
+        served += 1;
+        assert!(served < 10_000_000, "the hostile deployment never failed");
+    }
+    hostile.join().unwrap();
+    assert!(served > 0);
+}
+
+fn load_error(bytes: &[u8]) -> String {
+    let err = engine().load(bytes).err().expect("load must fail");
+    let text = err.to_string();
+    assert!(!text.contains('\n'), "one line: {text}");
+    text
+}
+
+#[test]
+fn bad_modules_get_a_one_line_reason() {
+    assert!(load_error(b"").contains("empty file"));
+    assert!(load_error(b"\x7fELF\x02\x01\x01 random bytes").contains("not a WebAssembly file"));
+    assert!(load_error(&wat::parse_str("(module)").unwrap()).contains("core WebAssembly module, not a component"));
+    let other_world = wat::parse_str(r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m)) (func (export "run") (canon lift (core func $i "f"))))"#).unwrap();
+    let e = load_error(&other_world);
+    assert!(e.contains("does not export `weir:transform/handler@0.1.0`") && e.contains("run"), "{e}");
+    let ungranted = wat::parse_str(r#"(component (import "evil:net/socket@1.0.0" (instance)))"#).unwrap();
+    assert!(load_error(&ungranted).contains("imports `evil:net/socket@1.0.0`, which Weir does not grant"));
+    let big = EngineConfig { cache_dir: None, max_module_mb: 1, ..EngineConfig::default() };
+    let err = Engine::new(big).unwrap().load(&vec![0u8; 2 << 20]).err().unwrap();
+    assert!(matches!(err, LoadError::TooLarge { .. }), "{err}");
+}

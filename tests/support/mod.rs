@@ -1,0 +1,50 @@
+//! Shared helpers of the end-to-end tests: building and locating the
+//! plugins and the `weir` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// The cargo target directory the workspace builds into.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"))
+}
+
+/// Builds the Rust plugins (once per test process) and returns the path of
+/// `name`'s component. Plugins build in their own workspace and target
+/// triple, so this never waits on the build of the tests themselves.
+pub fn plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            // plugins/.cargo/config.toml (target and linker) applies only
+            // when cargo runs from there.
+            .current_dir(repo().join("plugins"))
+            .args(["build", "--release", "--quiet", "--target-dir"])
+            .arg(target_dir())
+            .status()
+            .expect("running cargo to build the plugins");
+        assert!(status.success(), "building the plugins failed");
+    });
+    let path = target_dir().join("wasm32-unknown-unknown/release").join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.exists(), "plugin {name} not found at {}", path.display());
+    path
+}
+
+/// The `weir` binary, built by the test command before the tests run
+/// (`scripts/test`, or `cargo build --release -p weir`).
+pub fn weir_bin() -> PathBuf {
+    let path = target_dir().join("release/weir");
+    assert!(path.exists(), "{} is missing: build it with `cargo build --release -p weir` (scripts/test does)", path.display());
+    path
+}
+
+/// Parses JSON Lines output.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}"))).collect()
+}

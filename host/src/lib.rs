@@ -12,3 +12,4 @@ pub mod transform;
 pub mod windows;
 pub mod offline;
 pub mod config;
+pub mod bench;

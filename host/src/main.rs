@@ -20,6 +20,23 @@ struct Cli {
 enum Command {
     /// Run a plugin over records from a JSON Lines file, without Kafka.
     Test(TestArgs),
+    /// Measure throughput (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// In-process dispatch through a stateless map plugin vs. a native closure.
+    Dispatch {
+        /// An upper-casing map plugin (plugins/rust/upper).
+        #[arg(long)]
+        plugin: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -69,6 +86,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => test(args),
+        Command::Bench(b) => on_wasm_thread(move || bench(b)),
     };
     match result {
         Ok(code) => code,
@@ -77,6 +95,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `f` on a thread whose stack outsizes the wasm stack limit.
+fn on_wasm_thread<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    std::thread::Builder::new()
+        .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
+        .spawn(f)?
+        .join()
+        .map_err(|_| anyhow!("the worker thread panicked"))?
+}
+
+fn bench(command: BenchCommand) -> Result<ExitCode> {
+    match command {
+        BenchCommand::Dispatch { plugin, records, value_bytes } => {
+            let rows = weir::bench::dispatch(&plugin, records, value_bytes)?;
+            println!("| batch | Weir (wasm) records/s | native closure records/s | wasm / native |");
+            println!("|------:|----------------------:|-------------------------:|--------------:|");
+            for r in rows {
+                println!("| {} | {:.0} | {:.0} | {:.2} |", r.batch, r.wasm_per_sec, r.native_per_sec, r.wasm_per_sec / r.native_per_sec);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test(args: TestArgs) -> Result<ExitCode> {

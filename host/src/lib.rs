@@ -13,3 +13,7 @@ pub mod windows;
 pub mod offline;
 pub mod config;
 pub mod bench;
+pub mod kafka;
+pub mod metrics;
+pub mod http;
+pub mod pipeline;

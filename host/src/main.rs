@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Join Kafka and run the configured deployments until SIGINT/SIGTERM.
+    Run(RunArgs),
     /// Run a plugin over records from a JSON Lines file, without Kafka.
     Test(TestArgs),
     /// Measure throughput (see BENCHMARKS.md).
@@ -37,6 +39,28 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         value_bytes: usize,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The configuration file (TOML); `WEIR_A__B=value` overrides key `a.b`.
+    #[arg(long, short, default_value = "weir.toml")]
+    config: PathBuf,
+    /// Kafka bootstrap servers (overrides kafka.brokers).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Consumer group prefix (overrides kafka.group_prefix).
+    #[arg(long)]
+    group_prefix: Option<String>,
+    /// State directory (overrides host.state_dir).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// HTTP listener address (overrides host.listen).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Worker threads (overrides host.workers).
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -86,6 +110,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => test(args),
+        Command::Run(args) => run(args),
         Command::Bench(b) => on_wasm_thread(move || bench(b)),
     };
     match result {
@@ -94,6 +119,59 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let flags = weir::config::Overrides {
+        brokers: args.brokers,
+        group_prefix: args.group_prefix,
+        state_dir: args.state_dir,
+        listen: args.listen,
+        workers: args.workers,
+    };
+    let config = weir::config::Config::load(&args.config, std::env::vars(), &flags)?;
+    serve_until_signal(config, |_| Ok(()))
+}
+
+/// Starts a host with `config`'s deployments, runs `then` once they are
+/// consuming, and serves until SIGINT or SIGTERM; then shuts down
+/// gracefully (in-flight batches finish, outputs are flushed, offsets
+/// committed).
+fn serve_until_signal(config: weir::config::Config, then: impl FnOnce(&weir::pipeline::Host) -> Result<()>) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let host = std::sync::Arc::new(weir::pipeline::Host::start(&config)?);
+    // Check every deployment before consuming anything.
+    let prepared = config
+        .deployments
+        .iter()
+        .map(|(name, d)| host.prepare(name, d).with_context(|| format!("deployment `{name}`")))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(addr) = config.host.listen {
+        let router = weir::http::router(host.clone());
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(%addr, "HTTP listener ready (/metrics, /health)");
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        });
+    }
+    for d in prepared {
+        host.run(d);
+    }
+    then(&host)?;
+    runtime.block_on(shutdown_signal());
+    tracing::info!("shutting down: finishing batches and committing");
+    host.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -11,7 +11,9 @@ use std::ops::Bound;
 
 use anyhow::Result;
 
+pub mod changelog;
 pub mod memory;
+pub mod rocks;
 
 /// Namespaces inside a partition's key space.
 pub mod ns {
@@ -24,6 +26,17 @@ pub mod ns {
 }
 
 const STREAM_TIME_KEY: &[u8] = b"mstream-time";
+const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
+
+/// What the durable state of a partition corresponds to: the input
+/// positions (next offset per topic) it includes, and how far the changelog
+/// it was built from or written to extends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub offsets: BTreeMap<String, i64>,
+    /// Next changelog offset not reflected in the store.
+    pub changelog_next: i64,
+}
 
 /// Durable storage under a [`PartitionState`].
 pub trait StateBackend: Send {
@@ -238,6 +251,40 @@ impl PartitionState {
     }
 
     // ---- commit ----
+
+    /// Pending writes that belong in the changelog (user and window state,
+    /// not host bookkeeping).
+    pub fn durable_changes(&self) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> {
+        self.pending.iter().filter(|(k, _)| k.first() != Some(&ns::META))
+    }
+
+    pub fn has_durable_changes(&self) -> bool {
+        self.durable_changes().next().is_some()
+    }
+
+    /// Forgets every write since the last flush (the partition is rewound
+    /// to its last commit).
+    pub fn discard_pending(&mut self) -> Result<()> {
+        self.pending.clear();
+        self.undo.clear();
+        self.in_txn = false;
+        *self = Self::open(std::mem::replace(&mut self.backend, Box::new(memory::MemoryBackend::default())))?;
+        Ok(())
+    }
+
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        match self.get_raw(CHECKPOINT_KEY)? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records `checkpoint` and makes every pending write durable with it,
+    /// atomically.
+    pub fn flush_with_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        self.put_raw(CHECKPOINT_KEY.to_vec(), Some(serde_json::to_vec(checkpoint)?));
+        self.flush()
+    }
 
     /// The writes since the last flush, in key order.
     pub fn pending(&self) -> &Changes {

@@ -167,8 +167,17 @@ impl Transform {
     }
 
     fn group(&mut self, batch: &InputBatch, mut indices: Vec<u32>, run: &mut Run) {
+        // In stop-at-failure mode: the record to stop at, once the records
+        // before it are processed.
+        let mut stop_after: Option<(u32, CallFailure)> = None;
         loop {
-            if run.result.stopped.is_some() || indices.is_empty() {
+            if run.result.stopped.is_some() {
+                return;
+            }
+            if indices.is_empty() {
+                if let Some((index, failure)) = stop_after {
+                    run.stop(index, failure);
+                }
                 return;
             }
             let selected;
@@ -179,7 +188,17 @@ impl Transform {
                 &selected
             };
             match self.attempt(sub, &indices, run) {
-                Attempt::Done => return,
+                Attempt::Done => {
+                    if let Some((index, failure)) = stop_after {
+                        run.stop(index, failure);
+                    }
+                    return;
+                }
+                Attempt::Retry(failed) if self.spec.stop_at_failure => {
+                    let (&first, (kind, message)) = failed.iter().next().expect("a retry names failures");
+                    stop_after = Some((indices[first as usize], CallFailure::new(*kind, message.clone())));
+                    indices.truncate(first as usize);
+                }
                 Attempt::Retry(failed) => {
                     for (&source, (kind, message)) in &failed {
                         run.fail(indices[source as usize], *kind, message.clone());
@@ -194,7 +213,7 @@ impl Transform {
                     // The instance may be poisoned (a trap) or its memory
                     // grown by the failure: start the next try afresh.
                     self.instance = None;
-                    if failure.kind.stops_partition() {
+                    if failure.kind.stops_partition() || (indices.len() == 1 && self.spec.stop_at_failure) {
                         run.stop(indices[0], failure);
                         return;
                     }
@@ -222,7 +241,7 @@ impl Transform {
         let outcome = called.and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m))).and_then(|out| {
             let failed = batch::check(&out, sub.records.len(), &spec).map_err(|why| CallFailure::new(FailureKind::InvalidOutput, why))?;
             let wrote = run.state().touched() || !out.window_adds.is_empty();
-            if !failed.is_empty() && wrote {
+            if !failed.is_empty() && (wrote || spec.stop_at_failure) {
                 return Ok(Err(failed));
             }
             let windowed = apply_windows(inst, &out, &failed, indices, run, &spec)?;

@@ -25,11 +25,14 @@ pub struct TransformSpec {
     pub log: Arc<GuestLog>,
     /// Decides whether outputs may go to a topic (`None`: any topic).
     pub topic_policy: Option<Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>>,
+    /// Stop at the first failed record (the `stop` failure policy) instead
+    /// of isolating it and processing the rest of the batch.
+    pub stop_at_failure: bool,
 }
 
 impl TransformSpec {
     pub fn new(name: &str, config: Vec<(String, String)>, limits: Limits) -> Self {
-        TransformSpec { name: name.to_owned(), config, limits, log: GuestLog::new(name), topic_policy: None }
+        TransformSpec { name: name.to_owned(), config, limits, log: GuestLog::new(name), topic_policy: None, stop_at_failure: false }
     }
 }
 

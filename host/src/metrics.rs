@@ -1,0 +1,71 @@
+//! Prometheus metrics of a host, labelled by deployment and partition.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    pub records_in: IntCounterVec,
+    pub records_out: IntCounterVec,
+    pub failures: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub late: IntCounterVec,
+    pub batch_seconds: HistogramVec,
+    pub wasm_cpu_seconds: prometheus::CounterVec,
+    pub consumer_lag: IntGaugeVec,
+    pub stopped: IntGaugeVec,
+    pub restored_keys: IntCounterVec,
+    pub restoring: IntGaugeVec,
+}
+
+const PARTITION: &[&str] = &["deployment", "partition"];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("weir".into()), None).expect("valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), PARTITION).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let batch_seconds = HistogramVec::new(
+            HistogramOpts::new("batch_seconds", "Time to run one batch through the transform").buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
+            &["deployment"],
+        )
+        .unwrap();
+        registry.register(Box::new(batch_seconds.clone())).unwrap();
+        let wasm_cpu_seconds = prometheus::CounterVec::new(Opts::new("wasm_cpu_seconds_total", "CPU time spent in transforms"), &["deployment"]).unwrap();
+        registry.register(Box::new(wasm_cpu_seconds.clone())).unwrap();
+        Metrics {
+            records_in: counter("records_in_total", "Records consumed and processed", PARTITION),
+            records_out: counter("records_out_total", "Records produced by transforms", PARTITION),
+            failures: counter("failures_total", "Records that failed, by kind", &["deployment", "partition", "kind"]),
+            dead_lettered: counter("dead_lettered_total", "Records sent to the dead-letter topic", PARTITION),
+            late: counter("late_records_total", "Records whose window values arrived after their windows closed", PARTITION),
+            batch_seconds,
+            wasm_cpu_seconds,
+            consumer_lag: gauge("consumer_lag", "Records between the consumed position and the end of the partition"),
+            stopped: gauge("partition_stopped", "1 while a partition is stopped by the failure policy"),
+            restored_keys: counter("restored_keys_total", "State keys restored from changelogs", PARTITION),
+            restoring: gauge("restoring", "1 while a partition's state is being restored"),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encoding metrics");
+        String::from_utf8(buf).expect("metrics are UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

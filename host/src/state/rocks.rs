@@ -1,0 +1,90 @@
+//! The durable [`StateBackend`]: one RocksDB database per (deployment,
+//! partition) under the host's state directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rocksdb::{BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+
+use super::StateBackend;
+
+/// Settings shared by every store of a host (one block cache for all).
+#[derive(Clone)]
+pub struct RocksConfig {
+    cache: Cache,
+}
+
+impl RocksConfig {
+    pub fn new(cache_bytes: usize) -> Result<Self> {
+        Ok(RocksConfig { cache: Cache::new_lru_cache(cache_bytes).context("creating the RocksDB block cache")? })
+    }
+
+    fn options(&self) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        let mut o = Options::default();
+        o.create_if_missing(true);
+        o.set_block_based_table_factory(&table);
+        // Many small stores per host: keep each one's memory modest.
+        o.set_write_buffer_size(8 << 20);
+        o.set_max_open_files(256);
+        o
+    }
+}
+
+pub struct RocksBackend {
+    db: DB,
+    path: PathBuf,
+}
+
+impl RocksBackend {
+    pub fn open(path: &Path, config: &RocksConfig) -> Result<Self> {
+        std::fs::create_dir_all(path).with_context(|| format!("creating state directory {}", path.display()))?;
+        let db = DB::open(&config.options(), path).with_context(|| format!("opening state store {}", path.display()))?;
+        Ok(RocksBackend { db, path: path.to_owned() })
+    }
+
+    /// Deletes a store (its files) so it can be rebuilt from the changelog.
+    pub fn destroy(path: &Path) -> Result<()> {
+        if path.exists() {
+            DB::destroy(&Options::default(), path).with_context(|| format!("deleting state store {}", path.display()))?;
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl StateBackend for RocksBackend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get(key).with_context(|| format!("reading {}", self.path.display()))
+    }
+
+    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a> {
+        let mut opts = ReadOptions::default();
+        if let Some(end) = end {
+            opts.set_iterate_upper_bound(end.to_vec());
+        }
+        let it = self.db.iterator_opt(IteratorMode::From(start, Direction::Forward), opts);
+        Box::new(it.map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())).context("scanning state")))
+    }
+
+    fn write(&mut self, changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in changes {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
+            }
+        }
+        // The changelog, not fsync, is what survives a lost machine; the
+        // write-ahead log survives a killed process.
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        self.db.write_opt(batch, &opts).with_context(|| format!("writing {}", self.path.display()))
+    }
+}

@@ -1,0 +1,316 @@
+//! `weir run` against a real Kafka-protocol broker (nisshi), as separate
+//! processes, with an independent client producing and reading.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use weir_tests::kafka::{Broker, Rec, Weir, by_key};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn deployment(name: &str, plugin: &str, input: &str, output: &str, extra: &str) -> String {
+    format!(
+        r#"
+[deployments.{name}]
+plugin = "{{plugins}}/{plugin}.wasm"
+inputs = ["{input}"]
+output = "{output}"
+{extra}
+"#
+    )
+}
+
+fn host_config(deployments: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{{brokers}}"
+[host]
+state_dir = "{{state}}"
+listen = "{{listen}}"
+commit_interval_ms = 200
+{deployments}"#
+    )
+}
+
+/// Now, in ms. Record timestamps stay recent: the broker deletes records
+/// older than its retention (7 days) when it restarts.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Values `prefix-0 .. prefix-(n-1)` under keys `k0 .. k(keys-1)`, with a
+/// sequence header and increasing timestamps.
+fn records(prefix: &str, n: usize, keys: usize) -> Vec<Rec> {
+    let base = now_ms();
+    (0..n)
+        .map(|i| Rec {
+            key: Some(format!("k{}", i % keys).into_bytes()),
+            value: Some(format!("{prefix}-{i}").into_bytes()),
+            headers: vec![("seq".into(), Some(i.to_string().into_bytes())), ("null".into(), None)],
+            timestamp: Some(base + i as i64),
+            ..Rec::default()
+        })
+        .collect()
+}
+
+#[test]
+fn example_plugins_end_to_end() {
+    let broker = Broker::start();
+    for (t, p) in [("raw", 3), ("shout", 3), ("logs", 2), ("errors", 2), ("orders", 2), ("orders.payments", 1), ("orders.errors", 1), ("orders.other", 1), ("docs", 1), ("counts", 3)] {
+        broker.create_topic(t, p);
+    }
+    for d in ["upper", "filter", "router", "wc"] {
+        broker.create_topic(&format!("{d}.dlq"), 1);
+    }
+    let config = host_config(
+        &[
+            deployment("upper", "upper", "raw", "shout", ""),
+            deployment("filter", "filter", "logs", "errors", "config = { field = \"/level\", equals = \"error\" }"),
+            deployment("router", "router", "orders", "orders.other", "config = { \"route.orders.payments\" = \"pay\", \"route.orders.errors\" = \"ERROR\" }"),
+            deployment("wc", "word_count", "docs", "counts", ""),
+        ]
+        .concat(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &broker, &config);
+    weir.wait_partitions("upper", 3);
+    weir.wait_partitions("wc", 1);
+
+    let raw = records("hello", 3_000, 30);
+    broker.produce("raw", &raw);
+    let logs: Vec<Rec> = (0..400).map(|i| Rec::new(&format!("svc{}", i % 4), &format!(r#"{{"level":"{}","n":{i}}}"#, if i % 3 == 0 { "error" } else { "info" }))).collect();
+    broker.produce("logs", &logs);
+    let orders = [("o1", "pay ok"), ("o2", "pay ERROR"), ("o3", "ship ok"), ("o4", "ERROR ship"), ("o5", "refund")];
+    broker.produce("orders", &orders.iter().map(|(k, v)| Rec::new(k, v)).collect::<Vec<_>>());
+    let docs: Vec<Rec> = (0..300).map(|i| Rec::new(&format!("d{i}"), ["the cat", "The dog and the cat", "a bird"][i % 3])).collect();
+    broker.produce("docs", &docs);
+
+    // upper: every input once, key, headers, timestamp kept, order per key kept.
+    let shout = broker.read("shout", raw.len(), MINUTE);
+    assert_eq!(shout.len(), raw.len(), "log:\n{}", weir.log_text());
+    let expected: BTreeMap<String, Vec<String>> = by_key(&raw).into_iter().map(|(k, vs)| (k, vs.into_iter().map(|v| v.to_uppercase()).collect())).collect();
+    assert_eq!(by_key(&shout), expected, "same values, same order per key");
+    let base = raw[0].timestamp.unwrap();
+    for r in &shout {
+        let seq: i64 = r.header("seq").unwrap().parse().unwrap();
+        assert_eq!(r.value_str(), format!("HELLO-{seq}"));
+        assert_eq!(r.timestamp, Some(base + seq));
+        assert!(r.headers.iter().any(|(k, v)| k == "null" && v.is_none()), "null header value kept");
+    }
+
+    let errors = broker.read("errors", 134, MINUTE);
+    assert_eq!(errors.len(), logs.iter().filter(|r| r.value_str().contains("\"error\"")).count());
+    assert!(errors.iter().all(|r| r.value_str().contains("\"level\":\"error\"")));
+
+    let read_all = |t: &str, n: usize| broker.read(t, n, MINUTE).iter().map(|r| r.key_str().to_owned()).collect::<BTreeSet<_>>();
+    assert_eq!(read_all("orders.payments", 2), BTreeSet::from(["o1".to_owned(), "o2".to_owned()]));
+    assert_eq!(read_all("orders.errors", 2), BTreeSet::from(["o2".to_owned(), "o4".to_owned()]));
+    assert_eq!(read_all("orders.other", 2), BTreeSet::from(["o3".to_owned(), "o5".to_owned()]));
+
+    // word count (state is per input partition; `docs` has one): each
+    // word's counts go 1, 2, 3... up to its occurrences, in order.
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for d in &docs {
+        for w in d.value_str().split(' ') {
+            *want.entry(w.to_lowercase()).or_default() += 1;
+        }
+    }
+    let total: u64 = want.values().sum();
+    let counts = broker.read("counts", total as usize, MINUTE);
+    assert_eq!(counts.len() as u64, total);
+    for (word, seq) in by_key(&counts) {
+        let seq: Vec<u64> = seq.iter().map(|v| v.parse().unwrap()).collect();
+        assert_eq!(seq, (1..=want[&word]).collect::<Vec<_>>(), "counts of `{word}`");
+    }
+    let metrics = weir.metrics();
+    assert!(metrics.contains("weir_records_in_total{deployment=\"upper\""), "{metrics}");
+}
+
+#[test]
+fn a_poison_record_is_dead_lettered_with_its_story_and_the_rest_goes_on() {
+    let broker = Broker::start();
+    for (t, p) in [("logs", 1), ("errors", 1), ("filter.dlq", 1)] {
+        broker.create_topic(t, p);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &broker, &host_config(&deployment("filter", "filter", "logs", "errors", "")));
+    weir.wait_partitions("filter", 1);
+    let mut poison = Rec::new("k", "not json at all");
+    poison.headers = vec![("trace".into(), Some(b"abc".to_vec()))];
+    broker.produce("logs", &[Rec::new("k", r#"{"level":"error","n":1}"#), poison, Rec::new("k", r#"{"level":"error","n":2}"#)]);
+    let out = broker.read("errors", 2, MINUTE);
+    assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), [r#"{"level":"error","n":1}"#, r#"{"level":"error","n":2}"#]);
+    let dlq = broker.read("filter.dlq", 1, MINUTE);
+    assert_eq!(dlq.len(), 1);
+    let d = &dlq[0];
+    assert_eq!((d.key_str(), d.value_str()), ("k", "not json at all"), "the original record, unchanged");
+    assert_eq!(d.header("trace"), Some("abc"), "original headers kept");
+    assert_eq!(d.header("weir.deployment"), Some("filter"));
+    assert_eq!(d.header("weir.error.kind"), Some("rejected"));
+    assert!(d.header("weir.error.message").unwrap().contains("expected"), "{:?}", d.header("weir.error.message"));
+    assert_eq!(d.header("weir.source.topic"), Some("logs"));
+    assert_eq!(d.header("weir.source.partition"), Some("0"));
+    assert_eq!(d.header("weir.source.offset"), Some("1"));
+    assert!(d.header("weir.failed.at").unwrap().parse::<u64>().unwrap() > 1_700_000_000_000);
+    // The poison record is committed past, never retried.
+    let deadline = Instant::now() + MINUTE;
+    while broker.committed("weir.filter", "logs", 1) != [3] {
+        assert!(Instant::now() < deadline, "offset 3 committed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_stop_policy_stops_only_the_failing_partition() {
+    let broker = Broker::start();
+    for (t, p) in [("logs", 2), ("errors", 2), ("filter.dlq", 1)] {
+        broker.create_topic(t, p);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &broker, &host_config(&deployment("filter", "filter", "logs", "errors", "failure_policy = \"stop\"")));
+    weir.wait_partitions("filter", 2);
+    let rec = |p: i32, v: &str| Rec { partition: Some(p), ..Rec::new("k", v) };
+    let ok = r#"{"level":"error"}"#;
+    broker.produce("logs", &[rec(0, ok), rec(0, "poison"), rec(0, ok), rec(1, ok), rec(1, ok), rec(1, ok)]);
+    let out = broker.read("errors", 4, MINUTE);
+    assert_eq!(out.len(), 4, "one record before the poison on partition 0, all three on partition 1");
+    let deadline = Instant::now() + MINUTE;
+    loop {
+        let h = weir.health().unwrap_or_default();
+        if let Some(why) = h["deployments"]["filter"]["stopped"]["0"].as_str() {
+            assert!(why.contains("topic `logs` partition 0 offset 1"), "{why}");
+            assert_eq!(h["status"], "degraded");
+            break;
+        }
+        assert!(Instant::now() < deadline, "partition 0 reported stopped: {h}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(broker.committed("weir.filter", "logs", 2), [1, 3], "partition 0 stays at the poison record");
+    assert!(broker.read("filter.dlq", 1, Duration::from_secs(1)).is_empty(), "stop does not dead-letter");
+}
+
+/// Produces `n` records to `topic` over about `seconds`, on a thread.
+fn produce_slowly(broker: &Broker, topic: &str, all: Vec<Rec>, seconds: f64) -> std::thread::JoinHandle<()> {
+    let bootstrap = broker.bootstrap.clone();
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let chunks = 50;
+        let size = all.len().div_ceil(chunks);
+        let b = weir_tests::kafka::Client { bootstrap };
+        for chunk in all.chunks(size) {
+            b.produce(&topic, chunk);
+            std::thread::sleep(Duration::from_secs_f64(seconds / chunks as f64));
+        }
+    })
+}
+
+fn assert_all_present(inputs: &[Rec], outputs: &[Rec], weir: &Weir) {
+    let seen: BTreeSet<&str> = outputs.iter().map(Rec::value_str).collect();
+    let missing = inputs.iter().filter(|r| !seen.contains(r.value_str().to_uppercase().as_str())).count();
+    if missing > 0 {
+        let log = weir.log_text();
+        panic!("{missing} of {} inputs have no output ({} read); end of the log:\n{}", inputs.len(), outputs.len(), &log[log.len().saturating_sub(3000)..]);
+    }
+}
+
+#[test]
+fn kill_9_mid_stream_loses_nothing() {
+    let broker = Broker::start();
+    broker.create_topic("raw", 4);
+    broker.create_topic("shout", 4);
+    broker.create_topic("upper.dlq", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path(), &broker, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
+    weir.wait_partitions("upper", 4);
+    let inputs = records("r", 100_000, 1_000);
+    let producer = produce_slowly(&broker, "raw", inputs.clone(), 6.0);
+    std::thread::sleep(Duration::from_secs(3));
+    weir.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    weir.restart();
+    producer.join().unwrap();
+    let out = broker.read("shout", inputs.len(), Duration::from_secs(120));
+    assert!(out.len() >= inputs.len(), "{} outputs for {} inputs; log:\n{}", out.len(), inputs.len(), weir.log_text());
+    assert_all_present(&inputs, &out, &weir);
+    let dup = out.len() - inputs.len();
+    eprintln!("duplicates after kill -9: {dup} of {}", inputs.len());
+}
+
+#[test]
+fn a_broker_outage_is_ridden_out() {
+    let mut broker = Broker::start_persistent();
+    broker.create_topic("raw", 2);
+    broker.create_topic("shout", 2);
+    broker.create_topic("upper.dlq", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &broker, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
+    weir.wait_partitions("upper", 2);
+    let first = records("a", 5_000, 100);
+    broker.produce("raw", &first);
+    assert_eq!(broker.read("shout", first.len(), MINUTE).len(), first.len());
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(5));
+    broker.restart();
+    let second = records("b", 5_000, 100);
+    broker.produce("raw", &second);
+    let out = broker.read("shout", first.len() + second.len(), Duration::from_secs(120));
+    assert_all_present(&[first, second].concat(), &out, &weir);
+}
+
+#[test]
+fn two_hosts_share_partitions_and_take_over_without_loss() {
+    let broker = Broker::start();
+    broker.create_topic("raw", 4);
+    broker.create_topic("shout", 4);
+    broker.create_topic("upper.dlq", 1);
+    let config = host_config(&deployment("upper", "upper", "raw", "shout", ""));
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Weir::start(da.path(), &broker, &config);
+    a.wait_partitions("upper", 4);
+    let mut b = Weir::start(db.path(), &broker, &config);
+    let deadline = Instant::now() + MINUTE;
+    loop {
+        let (pa, pb) = (a.partitions("upper"), b.partitions("upper"));
+        if pa.len() + pb.len() == 4 && !pa.is_empty() && !pb.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "partitions split between hosts: {pa:?} {pb:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let inputs = records("s", 40_000, 500);
+    let producer = produce_slowly(&broker, "raw", inputs.clone(), 4.0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(b.terminate().success(), "graceful exit; log:\n{}", b.log_text());
+    a.wait_partitions("upper", 4);
+    producer.join().unwrap();
+    let out = broker.read("shout", inputs.len(), Duration::from_secs(120));
+    assert_all_present(&inputs, &out, &a);
+}
+
+#[test]
+fn bad_configuration_is_refused_before_consuming_anything() {
+    let broker = Broker::start();
+    broker.create_topic("raw", 1);
+    broker.create_topic("shout", 1);
+    broker.create_topic("upper.dlq", 1);
+    broker.produce("raw", &[Rec::new("k", "v")]);
+    let good = host_config(&deployment("upper", "upper", "raw", "shout", ""));
+    let unreachable = good.replace("{brokers}", &format!("127.0.0.1:{}", weir_tests::kafka::free_port()));
+    let cases = [
+        ("unknown key", good.replace("commit_interval_ms", "commit_intervall_ms"), "unknown field `commit_intervall_ms`"),
+        ("missing plugin", good.replace("upper.wasm", "nope.wasm"), "nope.wasm"),
+        ("unreachable broker", unreachable, "cannot reach the Kafka brokers"),
+        ("missing topic", good.replace("output = \"shout\"", "output = \"nowhere\""), "topic `nowhere` does not exist"),
+    ];
+    for (what, config, message) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Weir::start(dir.path(), &broker, &config.replace("[kafka]", "[kafka]\nconnect_timeout_ms = 3000"));
+        let status = w.wait_exit(Duration::from_secs(60));
+        assert!(!status.success(), "{what}: must exit non-zero");
+        let log = w.log_text();
+        assert!(log.contains(message), "{what}: the error names the problem ({message}); log:\n{log}");
+    }
+    assert_eq!(broker.committed("weir.upper", "raw", 1), [-1], "nothing was consumed");
+}

@@ -89,3 +89,133 @@ pub fn dispatch(plugin: &Path, records: usize, value_bytes: usize) -> Result<Vec
     }
     Ok(rows)
 }
+
+pub struct PipelineReport {
+    pub records: usize,
+    pub raw_per_sec: f64,
+    pub weir_per_sec: f64,
+}
+
+/// End to end on a real broker: the same records through a raw rdkafka
+/// consume→produce passthrough (no wasm) and through `weir run`'s pipeline
+/// with a stateless plugin, each timed from its first consumed record until
+/// its output topic holds every output.
+pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize) -> Result<PipelineReport> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+
+    let mut kafka = crate::config::KafkaConfig::default();
+    kafka.brokers = brokers.to_owned();
+    let cluster = crate::kafka::Cluster::connect(&kafka)?;
+    let run = std::process::id();
+    let (input, raw_out, weir_out) = (format!("bench-in-{run}"), format!("bench-raw-{run}"), format!("bench-weir-{run}"));
+    for t in [&input, &raw_out, &weir_out, &format!("bench-{run}.dlq")] {
+        cluster.ensure_topic(t, partitions, &[])?;
+    }
+    // Fill the input.
+    let producer: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
+    let value = vec![b'x'; 100];
+    for i in 0..records {
+        let key = format!("k{}", i % 1000);
+        let mut r = BaseRecord::to(&input).key(key.as_bytes()).payload(&value);
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+
+    let watermark_sum = |topic: &str| -> Result<i64> {
+        let mut sum = 0;
+        for p in 0..partitions as i32 {
+            sum += producer.client().fetch_watermarks(topic, p, Duration::from_secs(10))?.1;
+        }
+        Ok(sum)
+    };
+    let wait_full = |topic: &str| -> Result<Instant> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while watermark_sum(topic)? < records as i64 {
+            if Instant::now() > deadline {
+                bail!("{topic} did not fill within 10 minutes");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Instant::now())
+    };
+
+    // Raw passthrough: consume and produce on one thread, as a minimal
+    // hand-written relay would.
+    let consumer: BaseConsumer = crate::kafka::consumer_config(&kafka, &format!("bench-raw-{run}")).create()?;
+    consumer.subscribe(&[&input])?;
+    let relay: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
+    let mut first = None;
+    let mut seen = 0;
+    while seen < records {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            first.get_or_insert_with(Instant::now);
+            let mut r = BaseRecord::<[u8], [u8]>::to(&raw_out);
+            if let Some(k) = rdkafka::Message::key(&m) {
+                r = r.key(k);
+            }
+            if let Some(v) = rdkafka::Message::payload(&m) {
+                r = r.payload(v);
+            }
+            loop {
+                match relay.send(r) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        r = back;
+                        relay.poll(Duration::from_millis(1));
+                    }
+                }
+            }
+            relay.poll(Duration::ZERO);
+            seen += 1;
+        }
+    }
+    relay.flush(Duration::from_secs(120))?;
+    let raw_done = wait_full(&raw_out)?;
+    let raw_per_sec = records as f64 / raw_done.duration_since(first.expect("consumed")).as_secs_f64();
+    drop(consumer);
+
+    // Weir, in-process, with the production pipeline.
+    let state = std::env::temp_dir().join(format!("weir-bench-{run}"));
+    let mut config = crate::config::Config::default();
+    config.kafka = kafka.clone();
+    config.host.state_dir = state.clone();
+    config.host.listen = None;
+    config.deployments.insert(
+        format!("bench-{run}"),
+        crate::config::DeploymentConfig {
+            plugin: plugin.to_owned(),
+            inputs: vec![input.clone()],
+            output: weir_out.clone(),
+            config: Default::default(),
+            limits: Limits::default(),
+            failure_policy: Default::default(),
+            dead_letter_topic: None,
+            late_topic: None,
+        },
+    );
+    let host = crate::pipeline::Host::start(&config)?;
+    let d = host.prepare(&format!("bench-{run}"), &config.deployments[&format!("bench-{run}")])?;
+    host.run(d);
+    let started = loop {
+        let text = host.metrics().render();
+        if text.lines().any(|l| l.starts_with("weir_records_in_total") && !l.ends_with(" 0")) {
+            break Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let weir_done = wait_full(&weir_out)?;
+    let weir_per_sec = records as f64 / weir_done.duration_since(started).as_secs_f64();
+    host.shutdown();
+    let _ = std::fs::remove_dir_all(&state);
+    Ok(PipelineReport { records, raw_per_sec, weir_per_sec })
+}

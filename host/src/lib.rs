@@ -17,3 +17,4 @@ pub mod kafka;
 pub mod metrics;
 pub mod http;
 pub mod pipeline;
+pub mod dev;

@@ -20,6 +20,9 @@ struct Cli {
 enum Command {
     /// Join Kafka and run the configured deployments until SIGINT/SIGTERM.
     Run(RunArgs),
+    /// Try Weir with nothing installed: an embedded Kafka, an example plugin,
+    /// sample records in, outputs printed as they arrive.
+    Dev(DevArgs),
     /// Run a plugin over records from a JSON Lines file, without Kafka.
     Test(TestArgs),
     /// Measure throughput (see BENCHMARKS.md).
@@ -38,6 +41,19 @@ enum BenchCommand {
         records: usize,
         #[arg(long, default_value_t = 100)]
         value_bytes: usize,
+    },
+    /// End to end on a broker: `weir run`'s pipeline with a stateless plugin
+    /// vs. a raw consume→produce passthrough, same broker, same run.
+    Pipeline {
+        #[arg(long)]
+        brokers: String,
+        /// A stateless map plugin (plugins/rust/upper).
+        #[arg(long)]
+        plugin: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
     },
 }
 
@@ -61,6 +77,28 @@ struct RunArgs {
     /// Worker threads (overrides host.workers).
     #[arg(long)]
     workers: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// The plugin to deploy (default: the word-count example).
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// Transform configuration, KEY=VALUE (repeatable).
+    #[arg(long = "config", short = 'c', value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// Records to produce, JSON Lines as for `weir test` (default: sample sentences).
+    #[arg(long, short)]
+    input: Option<PathBuf>,
+    /// Exit after printing this many output records (0: run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    max_records: usize,
+    /// HTTP listener (metrics, health).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    listen: std::net::SocketAddr,
+    /// Milliseconds between sample records.
+    #[arg(long, default_value_t = 300)]
+    interval_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -111,6 +149,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Test(args) => test(args),
         Command::Run(args) => run(args),
+        Command::Dev(args) => dev(args),
         Command::Bench(b) => on_wasm_thread(move || bench(b)),
     };
     match result {
@@ -131,14 +170,46 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         workers: args.workers,
     };
     let config = weir::config::Config::load(&args.config, std::env::vars(), &flags)?;
-    serve_until_signal(config, |_| Ok(()))
+    serve_until_signal(config, |_, _| Ok(()))
+}
+
+fn dev(args: DevArgs) -> Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let plugin = match args.plugin {
+        Some(p) => p,
+        None => weir::dev::default_plugin()?,
+    };
+    let samples = weir::dev::sample(args.input.as_ref())?;
+    let embedded = weir::dev::Embedded::start(&[])?;
+    let bootstrap = embedded.bootstrap();
+    let state_dir = std::env::temp_dir().join(format!("weir-dev-{}", std::process::id()));
+    let mut config = weir::dev::config(&bootstrap, plugin.clone(), args.config, state_dir.clone());
+    config.host.listen = Some(args.listen);
+    eprintln!("weir dev: embedded Kafka at {bootstrap} (any Kafka client can connect)");
+    eprintln!("weir dev: deployment `{}` runs {} from topic `{}` to `{}`", weir::dev::DEPLOYMENT, plugin.display(), weir::dev::INPUT, weir::dev::OUTPUT);
+    eprintln!("weir dev: metrics and health on http://{}; Ctrl-C to stop", args.listen);
+    let stop = Arc::new(AtomicBool::new(false));
+    let code = serve_until_signal(config, |_, shutdown| {
+        weir::dev::print_outputs(bootstrap.clone(), vec![weir::dev::OUTPUT.into()], args.max_records, stop.clone(), move || shutdown.notify_one());
+        weir::dev::produce_samples(bootstrap.clone(), samples, std::time::Duration::from_millis(args.interval_ms), 0, stop.clone());
+        Ok(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    drop(embedded);
+    code
 }
 
 /// Starts a host with `config`'s deployments, runs `then` once they are
-/// consuming, and serves until SIGINT or SIGTERM; then shuts down
+/// consuming, and serves until SIGINT or SIGTERM (or `then`'s notifier
+/// fires); then shuts down
 /// gracefully (in-flight batches finish, outputs are flushed, offsets
 /// committed).
-fn serve_until_signal(config: weir::config::Config, then: impl FnOnce(&weir::pipeline::Host) -> Result<()>) -> Result<ExitCode> {
+fn serve_until_signal(
+    config: weir::config::Config,
+    then: impl FnOnce(&weir::pipeline::Host, std::sync::Arc<tokio::sync::Notify>) -> Result<()>,
+) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let host = std::sync::Arc::new(weir::pipeline::Host::start(&config)?);
     // Check every deployment before consuming anything.
@@ -160,8 +231,14 @@ fn serve_until_signal(config: weir::config::Config, then: impl FnOnce(&weir::pip
     for d in prepared {
         host.run(d);
     }
-    then(&host)?;
-    runtime.block_on(shutdown_signal());
+    let shutdown = std::sync::Arc::new(tokio::sync::Notify::new());
+    then(&host, shutdown.clone())?;
+    runtime.block_on(async {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = shutdown.notified() => {}
+        }
+    });
     tracing::info!("shutting down: finishing batches and committing");
     host.shutdown();
     Ok(ExitCode::SUCCESS)
@@ -193,6 +270,12 @@ fn bench(command: BenchCommand) -> Result<ExitCode> {
             for r in rows {
                 println!("| {} | {:.0} | {:.0} | {:.2} |", r.batch, r.wasm_per_sec, r.native_per_sec, r.wasm_per_sec / r.native_per_sec);
             }
+        }
+        BenchCommand::Pipeline { brokers, plugin, records, partitions } => {
+            let r = weir::bench::pipeline(&brokers, &plugin, records, partitions)?;
+            println!("| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
+            println!("|--------:|--------------------------:|------------------------------:|-----------:|");
+            println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -105,7 +105,7 @@ impl Cluster {
         for (k, v) in config {
             new = new.set(k, v);
         }
-        let opts = AdminOptions::new().operation_timeout(Some(self.timeout));
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
         let results = futures::executor::block_on(admin.create_topics([&new], &opts)).with_context(|| format!("creating topic `{topic}`"))?;
         for r in results {
             match r {

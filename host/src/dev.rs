@@ -1,0 +1,172 @@
+//! `weir dev`: Weir's main job end to end with nothing installed: an
+//! in-process Kafka (librdkafka's mock cluster), a deployment of an example
+//! plugin, sample records produced into it and its outputs printed as they
+//! arrive.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+
+use crate::config::{Config, DeploymentConfig};
+use crate::offline::jsonl::{self, InputLine};
+
+pub const INPUT: &str = "input";
+pub const OUTPUT: &str = "output";
+pub const DEPLOYMENT: &str = "demo";
+
+/// The embedded cluster; lives as long as this value.
+pub struct Embedded {
+    cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+}
+
+impl Embedded {
+    /// Starts a one-broker in-process cluster with the demo topics.
+    pub fn start(extra_topics: &[&str]) -> Result<Embedded> {
+        let cluster = MockCluster::new(1).context("starting the embedded Kafka cluster")?;
+        // The mock cluster does not implement CreateTopics: create the
+        // changelog here too.
+        let changelog = crate::state::changelog::topic(DEPLOYMENT);
+        for t in [INPUT, OUTPUT, &format!("{DEPLOYMENT}.dlq"), &changelog].into_iter().chain(extra_topics.iter().copied()) {
+            cluster.create_topic(t, 3, 1).with_context(|| format!("creating topic {t}"))?;
+        }
+        Ok(Embedded { cluster })
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        self.cluster.create_topic(name, partitions, 1).with_context(|| format!("creating topic {name}"))
+    }
+}
+
+/// The example plugin `weir dev` runs when none is named: the word count
+/// from `plugins/`, built by `scripts/dev`.
+pub fn default_plugin() -> Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let p = target.join("wasm32-unknown-unknown/release/word_count.wasm");
+    if !p.exists() {
+        bail!("no --plugin given and {} is not built: run `scripts/dev`, or `cd plugins && cargo build --release`", p.display());
+    }
+    Ok(p)
+}
+
+/// A host config for the embedded cluster with one deployment.
+pub fn config(bootstrap: &str, plugin: PathBuf, plugin_config: Vec<(String, String)>, state_dir: PathBuf) -> Config {
+    let mut c = Config::default();
+    c.kafka.brokers = bootstrap.to_owned();
+    c.host.state_dir = state_dir;
+    c.host.commit_interval_ms = 500;
+    c.deployments.insert(
+        DEPLOYMENT.to_owned(),
+        DeploymentConfig {
+            plugin,
+            inputs: vec![INPUT.to_owned()],
+            output: OUTPUT.to_owned(),
+            config: plugin_config.into_iter().collect(),
+            limits: Default::default(),
+            failure_policy: Default::default(),
+            dead_letter_topic: None,
+            late_topic: None,
+        },
+    );
+    c
+}
+
+const TEXT: &[&str] = &[
+    "the quick brown fox jumps over the lazy dog",
+    "a stream is a river of records",
+    "the weir lets the river through and shapes it",
+    "sandboxed transforms cannot touch what they were not given",
+];
+
+/// Records to produce: `input`'s lines, or sample sentences.
+pub fn sample(input: Option<&PathBuf>) -> Result<Vec<InputLine>> {
+    match input {
+        Some(path) => jsonl::parse(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+        None => Ok((0..TEXT.len())
+            .map(|i| InputLine {
+                line: i + 1,
+                topic: None,
+                partition: 0,
+                offset: None,
+                timestamp: 0,
+                key: Some(format!("line-{i}").into_bytes()),
+                value: Some(TEXT[i].as_bytes().to_vec()),
+                headers: Vec::new(),
+            })
+            .collect()),
+    }
+}
+
+/// Produces `lines` into the input topic, one every `every`, `rounds` times
+/// over (0: until `stop`).
+pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration, rounds: usize, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let producer: BaseProducer = match rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create() {
+            Ok(p) => p,
+            Err(e) => return tracing::error!(error = %e, "sample producer"),
+        };
+        let mut round = 0;
+        while !stop.load(Ordering::Relaxed) && (rounds == 0 || round < rounds) {
+            for l in &lines {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+                let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(l.topic.as_deref().unwrap_or(INPUT)).timestamp(if l.timestamp > 0 { l.timestamp } else { now });
+                if let Some(k) = &l.key {
+                    r = r.key(k);
+                }
+                if let Some(v) = &l.value {
+                    r = r.payload(v);
+                }
+                let _ = producer.send(r);
+                producer.poll(Duration::ZERO);
+                std::thread::sleep(every);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            round += 1;
+        }
+        let _ = producer.flush(Duration::from_secs(5));
+    });
+}
+
+/// Prints every record of `topic` as a JSON line as it arrives; calls
+/// `done` after `max` records (0: never).
+pub fn print_outputs(bootstrap: String, topics: Vec<String>, max: usize, stop: Arc<AtomicBool>, done: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let consumer: BaseConsumer = match rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "weir-dev-printer")
+            .set("auto.offset.reset", "earliest")
+            .create()
+        {
+            Ok(c) => c,
+            Err(e) => return tracing::error!(error = %e, "output printer"),
+        };
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topics) {
+            return tracing::error!(error = %e, "output printer");
+        }
+        let mut printed = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let headers = m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>()).unwrap_or_default();
+                println!("{}", jsonl::output_line(m.topic(), m.key(), m.payload(), m.timestamp().to_millis().unwrap_or(-1), headers.into_iter()));
+                printed += 1;
+                if max > 0 && printed == max {
+                    done();
+                    return;
+                }
+            }
+        }
+    });
+}

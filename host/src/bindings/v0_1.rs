@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-use weir::transform::{log, state, types, windows};
+use self::weir::transform::{log, state, types, windows};
 
 use crate::transform::instance::HostState;
 use crate::transform::log::LogLevel;

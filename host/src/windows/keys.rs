@@ -182,3 +182,11 @@ pub fn last_instant(kind: &WindowKind, end: i64) -> i64 {
         WindowKind::Sliding(_) | WindowKind::Session(_) => end,
     }
 }
+
+/// Points (per-timestamp values) of `key` with `from <= ts <= to`.
+pub fn points_of(state: &PartitionState, name: &str, key: &[u8], from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+    let lo = point_key(name, key, from);
+    let mut hi = point_key(name, key, to);
+    hi.push(0);
+    Ok(state.scan_raw(&lo, Some(&hi), usize::MAX)?.into_iter().map(|(k, v)| (trailing_time(&k), v)).collect())
+}

@@ -4,55 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use weir_tests::kafka::{Broker, Rec, Weir, by_key};
+use weir_tests::kafka::{Broker, Rec, Weir, by_key, deployment, host_config, produce_slowly, records};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn deployment(name: &str, plugin: &str, input: &str, output: &str, extra: &str) -> String {
-    format!(
-        r#"
-[deployments.{name}]
-plugin = "{{plugins}}/{plugin}.wasm"
-inputs = ["{input}"]
-output = "{output}"
-{extra}
-"#
-    )
-}
-
-fn host_config(deployments: &str) -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{{brokers}}"
-[host]
-state_dir = "{{state}}"
-listen = "{{listen}}"
-commit_interval_ms = 200
-{deployments}"#
-    )
-}
-
-/// Now, in ms. Record timestamps stay recent: the broker deletes records
-/// older than its retention (7 days) when it restarts.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// Values `prefix-0 .. prefix-(n-1)` under keys `k0 .. k(keys-1)`, with a
-/// sequence header and increasing timestamps.
-fn records(prefix: &str, n: usize, keys: usize) -> Vec<Rec> {
-    let base = now_ms();
-    (0..n)
-        .map(|i| Rec {
-            key: Some(format!("k{}", i % keys).into_bytes()),
-            value: Some(format!("{prefix}-{i}").into_bytes()),
-            headers: vec![("seq".into(), Some(i.to_string().into_bytes())), ("null".into(), None)],
-            timestamp: Some(base + i as i64),
-            ..Rec::default()
-        })
-        .collect()
-}
 
 #[test]
 fn example_plugins_end_to_end() {
@@ -189,21 +143,6 @@ fn the_stop_policy_stops_only_the_failing_partition() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(broker.committed("weir.filter", "logs", 2), [1, 3], "partition 0 stays at the poison record");
     assert!(broker.read("filter.dlq", 1, Duration::from_secs(1)).is_empty(), "stop does not dead-letter");
-}
-
-/// Produces `n` records to `topic` over about `seconds`, on a thread.
-fn produce_slowly(broker: &Broker, topic: &str, all: Vec<Rec>, seconds: f64) -> std::thread::JoinHandle<()> {
-    let bootstrap = broker.bootstrap.clone();
-    let topic = topic.to_owned();
-    std::thread::spawn(move || {
-        let chunks = 50;
-        let size = all.len().div_ceil(chunks);
-        let b = weir_tests::kafka::Client { bootstrap };
-        for chunk in all.chunks(size) {
-            b.produce(&topic, chunk);
-            std::thread::sleep(Duration::from_secs_f64(seconds / chunks as f64));
-        }
-    })
 }
 
 fn assert_all_present(inputs: &[Rec], outputs: &[Rec], weir: &Weir) {

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir_tests::kafka::{Broker, Rec, Weir};
+use weir_tests::kafka::{Broker, Rec, Weir, deployment, host_config, now_ms};
 use weir_tests::{json_lines, plugin, weir_bin};
 
 struct Case {
@@ -219,4 +219,53 @@ fn window_semantics_under_weir_run() {
         assert!(Instant::now() < deadline, "late counts {late:?}, want {want:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Under `weir run`: windows close on an idle partition after the
+/// configured wall-clock time, a record late for a window closed that way
+/// goes to the late-records topic, and a guest-defined reducer (with
+/// session merges) produces the same results as offline.
+#[test]
+fn idle_close_late_topic_and_custom_reducer_under_weir_run() {
+    let broker = Broker::start();
+    for t in ["idle.in", "idle.out", "idle.late", "idle.dlq", "collect.in", "collect.out", "collect.dlq"] {
+        broker.create_topic(t, 1);
+    }
+    let config = host_config(
+        &[
+            deployment("idle", "window_count", "idle.in", "idle.out", "late_topic = \"idle.late\"\nconfig = { window = \"tumbling\", size_ms = \"60000\", idle_close_ms = \"300\" }"),
+            deployment("collect", "session_collect", "collect.in", "collect.out", "config = { gap_ms = \"5\", grace_ms = \"10\" }"),
+        ]
+        .concat(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &broker, &config);
+    weir.wait_partitions("idle", 1);
+    weir.wait_partitions("collect", 1);
+
+    // Two records in one minute-long window, then silence: the window
+    // closes after 300 ms of idleness, long before stream time would.
+    let base = now_ms() / 60_000 * 60_000;
+    let at = |k: &str, v: &str, t: i64| Rec { timestamp: Some(base + t), ..Rec::new(k, v) };
+    broker.produce("idle.in", &[at("k", "x", 10), at("k", "x", 20)]);
+    let closed = broker.read("idle.out", 1, Duration::from_secs(30));
+    let got: Vec<_> = closed.iter().map(|r| parse_result(r.key_str(), r.value_str())).collect();
+    assert_eq!(got, [("k".to_owned(), base, base + 60_000, 2)], "log:\n{}", weir.log_text());
+    broker.produce("idle.in", &[at("k", "late", 30)]);
+    let late = broker.read("idle.late", 1, Duration::from_secs(30));
+    assert_eq!(late.len(), 1, "the late record went to the late topic; log:\n{}", weir.log_text());
+    assert_eq!((late[0].key_str(), late[0].value_str()), ("k", "late"));
+
+    // Sessions (gap 5, grace 10): u's [0,3] and [10,10] are merged by the
+    // record at 6; v's session stays apart; 40 closes both.
+    let base = now_ms();
+    let input = [("u", "a", 0), ("u", "b", 3), ("u", "c", 10), ("u", "a", 6), ("v", "z", 7), ("u", "d", 40)];
+    broker.produce("collect.in", &input.iter().map(|&(k, v, t)| Rec { timestamp: Some(base + t), ..Rec::new(k, v) }).collect::<Vec<_>>());
+    let out = broker.read("collect.out", 2, Duration::from_secs(30));
+    let got: Vec<(String, serde_json::Value)> = out.iter().map(|r| (r.key_str().to_owned(), serde_json::from_str(r.value_str()).unwrap())).collect();
+    let want = [
+        ("v".to_owned(), serde_json::json!({ "start": base + 7, "end": base + 7, "values": ["z"] })),
+        ("u".to_owned(), serde_json::json!({ "start": base, "end": base + 10, "values": ["a", "b", "c"] })),
+    ];
+    assert_eq!(got, want, "log:\n{}", weir.log_text());
 }

@@ -219,3 +219,138 @@ pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize)
     let _ = std::fs::remove_dir_all(&state);
     Ok(PipelineReport { records, raw_per_sec, weir_per_sec })
 }
+
+pub struct StateRow {
+    pub name: &'static str,
+    pub per_sec: f64,
+}
+
+/// Records of `keys` distinct keys, each value the key itself (one word),
+/// with event times advancing one ms every `per_ms` records.
+fn keyed_batch(n: usize, keys: usize, per_ms: usize, offset: usize) -> InputBatch {
+    let mut b = BatchBuilder::new("bench", 0);
+    for i in offset..offset + n {
+        let key = format!("w{}", i % keys);
+        b.push(i as i64, 1_000_000 + (i / per_ms) as i64, Some(key.as_bytes()), Some(key.as_bytes()), []);
+    }
+    b.finish()
+}
+
+/// In-process stateful throughput on one thread with the production state
+/// path (RocksDB store, a write batch and checkpoint every 100 000
+/// records, as a commit would: at the default 1 s commit interval, that is
+/// a commit per second at 100 k records/s, more often than at the rates
+/// measured here): the stateless map as a baseline, the word count,
+/// and a tumbling window count (1 min windows, event time advancing 1 ms
+/// every 10 records: 60 records per key per window, a window closing every
+/// 600 000 records), over `keys` keys.
+pub fn state(plugins: &Path, records: usize, keys: usize) -> Result<Vec<StateRow>> {
+    const BATCH: usize = 1000;
+    let engine = Engine::new(EngineConfig::default())?;
+    let dir = tempfile::tempdir()?;
+    let rocks = crate::state::rocks::RocksConfig::new(64 << 20)?;
+    let cases: [(&str, &str, Vec<(String, String)>); 3] = [
+        ("stateless map (upper)", "upper", vec![]),
+        ("word count", "word_count", vec![]),
+        ("tumbling window count", "window_count", vec![("window".into(), "tumbling".into()), ("size_ms".into(), "60000".into())]),
+    ];
+    let batches: Vec<InputBatch> = (0..records / BATCH).map(|i| keyed_batch(BATCH, keys, 10, i * BATCH)).collect();
+    let mut rows = Vec::new();
+    for (name, file, config) in cases {
+        let module = Arc::new(engine.load_file(&plugins.join(format!("{file}.wasm")))?);
+        let mut transform = Transform::new(module, Arc::new(TransformSpec::new(name, config, Limits::default())));
+        let mut best = Duration::MAX;
+        for round in 0..3 {
+            let path = dir.path().join(format!("{file}-{round}"));
+            let mut state = Some(Box::new(PartitionState::open(Box::new(crate::state::rocks::RocksBackend::open(&path, &rocks)?))?));
+            let started = Instant::now();
+            for (i, b) in batches.iter().enumerate() {
+                let (s, r) = transform.dispatch(b, state.take().unwrap());
+                if r.stopped.is_some() || !r.failures.is_empty() {
+                    bail!("{name}: the plugin failed records during the benchmark");
+                }
+                black_box(r.records().count());
+                state = Some(s);
+                if (i + 1) % 100 == 0 {
+                    let offsets = [("bench".to_owned(), ((i + 1) * BATCH) as i64)].into();
+                    state.as_mut().unwrap().flush_with_checkpoint(&crate::state::Checkpoint { offsets, changelog_next: 0 })?;
+                }
+            }
+            best = best.min(started.elapsed());
+        }
+        rows.push(StateRow { name, per_sec: (batches.len() * BATCH) as f64 / best.as_secs_f64() });
+    }
+    Ok(rows)
+}
+
+pub struct RestoreReport {
+    pub keys: usize,
+    pub read_per_sec: f64,
+    pub restore_per_sec: f64,
+}
+
+/// Restore rate: `keys` changelog records (one per key) on `brokers`
+/// (librdkafka's mock cluster stalls on a million-record fetch), read back
+/// once by a
+/// bare consumer with the same settings (the baseline) and once by Weir's
+/// restore into RocksDB.
+pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+
+    let mut kafka = crate::config::KafkaConfig::default();
+    kafka.brokers = brokers.to_owned();
+    let topic = format!("bench-changelog-{}", std::process::id());
+    crate::kafka::Cluster::connect(&kafka)?.ensure_topic(&topic, 1, crate::state::changelog::TOPIC_CONFIG)?;
+    let producer: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
+    let committed: std::collections::BTreeMap<String, i64> = [("input".to_owned(), keys as i64)].into();
+    let header = crate::state::changelog::encode_offsets(&committed);
+    let value = 42u64.to_be_bytes();
+    for i in 0..keys {
+        let key = format!("u{i:012}");
+        let headers = OwnedHeaders::new().insert(Header { key: crate::state::changelog::OFFSETS_HEADER, value: Some(header.as_bytes()) });
+        let mut r = BaseRecord::to(&topic).partition(0).key(key.as_bytes()).payload(&value[..]).headers(headers);
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+
+    let consumer: BaseConsumer = crate::state::changelog::reader_config(&kafka).create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut read = 0;
+    let deadline = started + Duration::from_secs(600);
+    while read < keys && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                black_box(rdkafka::Message::key(&m));
+                read += 1;
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+    let read_per_sec = read as f64 / started.elapsed().as_secs_f64();
+    drop(consumer);
+
+    let dir = tempfile::tempdir()?;
+    let rocks = crate::state::rocks::RocksConfig::new(64 << 20)?;
+    let mut state = PartitionState::open(Box::new(crate::state::rocks::RocksBackend::open(dir.path(), &rocks)?))?;
+    let started = Instant::now();
+    let restored = crate::state::changelog::restore(&kafka, &topic, 0, 0, &committed, &mut state, &|_| {})?;
+    let restore_per_sec = restored.applied as f64 / started.elapsed().as_secs_f64();
+    if restored.applied != keys as u64 {
+        bail!("restored {} of {keys} keys", restored.applied);
+    }
+    Ok(RestoreReport { keys, read_per_sec, restore_per_sec })
+}

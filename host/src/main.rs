@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use weir::engine::{Engine, EngineConfig, Limits};
 use weir::offline::{self, TestOptions};
 
+// State and window updates allocate small keys and values per record;
+// mimalloc serves them markedly faster than glibc (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sandboxed WebAssembly transforms on Kafka streams.
 #[derive(Parser)]
 #[command(name = "weir", version, about)]
@@ -54,6 +59,26 @@ enum BenchCommand {
         records: usize,
         #[arg(long, default_value_t = 4)]
         partitions: usize,
+    },
+    /// In-process stateful throughput (RocksDB state): stateless map vs.
+    /// word count vs. tumbling window count over many keys.
+    State {
+        /// The directory holding upper.wasm, word_count.wasm and
+        /// window_count.wasm (the plugins' build output).
+        #[arg(long)]
+        plugins: PathBuf,
+        #[arg(long, default_value_t = 1_200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+    },
+    /// State restore from a changelog into RocksDB vs. a bare consumer
+    /// reading the same records.
+    Restore {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
     },
 }
 
@@ -276,6 +301,21 @@ fn bench(command: BenchCommand) -> Result<ExitCode> {
             println!("| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
             println!("|--------:|--------------------------:|------------------------------:|-----------:|");
             println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+        }
+        BenchCommand::State { plugins, records, keys } => {
+            let rows = weir::bench::state(&plugins, records, keys)?;
+            let base = rows[0].per_sec;
+            println!("| transform ({records} records, {keys} keys, one thread) | records/s | vs. stateless map |");
+            println!("|---|---:|---:|");
+            for r in rows {
+                println!("| {} | {:.0} | {:.2} |", r.name, r.per_sec, r.per_sec / base);
+            }
+        }
+        BenchCommand::Restore { brokers, keys } => {
+            let r = weir::bench::restore(&brokers, keys)?;
+            println!("| keys | bare consumer records/s | Weir restore keys/s | restore / read |");
+            println!("|-----:|------------------------:|--------------------:|---------------:|");
+            println!("| {} | {:.0} | {:.0} | {:.2} |", r.keys, r.read_per_sec, r.restore_per_sec, r.restore_per_sec / r.read_per_sec);
         }
     }
     Ok(ExitCode::SUCCESS)

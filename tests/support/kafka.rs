@@ -173,6 +173,13 @@ impl Client {
     /// Reads every partition of `topic` from the beginning (no consumer
     /// group) until `expected` records arrived or `timeout` passed.
     pub fn read(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<Rec> {
+        self.read_until(topic, timeout, |out| out.len() >= expected)
+    }
+
+    /// Reads every partition of `topic` from the beginning until `done`
+    /// holds for what was read so far (checked after every record and
+    /// whenever none arrives for 100 ms) or `timeout` passed.
+    pub fn read_until(&self, topic: &str, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> Vec<Rec> {
         let c: BaseConsumer = self.client().set("group.id", "weir-test-reader").set("enable.auto.commit", "false").create().unwrap();
         let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
         let mut tpl = TopicPartitionList::new();
@@ -182,16 +189,23 @@ impl Client {
         c.assign(&tpl).unwrap();
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
-        while out.len() < expected && Instant::now() < deadline {
-            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-                out.push(Rec {
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers: m.headers().map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default(),
-                    partition: Some(m.partition()),
-                    offset: m.offset(),
-                    timestamp: m.timestamp().to_millis(),
-                });
+        while Instant::now() < deadline {
+            let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else {
+                if done(&out) {
+                    break;
+                }
+                continue;
+            };
+            out.push(Rec {
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: m.headers().map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default(),
+                partition: Some(m.partition()),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis(),
+            });
+            if done(&out) {
+                break;
             }
         }
         out
@@ -370,4 +384,67 @@ pub fn by_key(records: &[Rec]) -> BTreeMap<String, Vec<String>> {
         m.entry(r.key_str().to_owned()).or_default().push(r.value_str().to_owned());
     }
     m
+}
+
+/// One `[deployments.NAME]` table of a `weir run` config.
+pub fn deployment(name: &str, plugin: &str, input: &str, output: &str, extra: &str) -> String {
+    format!(
+        r#"
+[deployments.{name}]
+plugin = "{{plugins}}/{plugin}.wasm"
+inputs = ["{input}"]
+output = "{output}"
+{extra}
+"#
+    )
+}
+
+/// A `weir run` config for the deployments given (see [`Weir::start`]).
+pub fn host_config(deployments: &str) -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{{brokers}}"
+[host]
+state_dir = "{{state}}"
+listen = "{{listen}}"
+commit_interval_ms = 200
+{deployments}"#
+    )
+}
+
+/// Now, in ms. Record timestamps stay recent: the broker deletes records
+/// older than its retention (7 days) when it restarts.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Values `prefix-0 .. prefix-(n-1)` under keys `k0 .. k(keys-1)`, with a
+/// sequence header and increasing timestamps.
+pub fn records(prefix: &str, n: usize, keys: usize) -> Vec<Rec> {
+    let base = now_ms();
+    (0..n)
+        .map(|i| Rec {
+            key: Some(format!("k{}", i % keys).into_bytes()),
+            value: Some(format!("{prefix}-{i}").into_bytes()),
+            headers: vec![("seq".into(), Some(i.to_string().into_bytes())), ("null".into(), None)],
+            timestamp: Some(base + i as i64),
+            ..Rec::default()
+        })
+        .collect()
+}
+
+/// Produces `n` records to `topic` over about `seconds`, on a thread.
+pub fn produce_slowly(broker: &Broker, topic: &str, all: Vec<Rec>, seconds: f64) -> std::thread::JoinHandle<()> {
+    let bootstrap = broker.bootstrap.clone();
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let chunks = 50;
+        let size = all.len().div_ceil(chunks);
+        let b = Client { bootstrap };
+        for chunk in all.chunks(size) {
+            b.produce(&topic, chunk);
+            std::thread::sleep(Duration::from_secs_f64(seconds / chunks as f64));
+        }
+    })
 }

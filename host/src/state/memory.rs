@@ -22,10 +22,10 @@ impl StateBackend for MemoryBackend {
         Box::new(self.map.range((Bound::Included(start.to_vec()), upper)).map(|(k, v)| Ok((k.clone(), v.clone()))))
     }
 
-    fn write(&mut self, changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Result<()> {
+    fn write(&mut self, changes: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<()> {
         for (k, v) in changes {
             match v {
-                Some(v) => self.map.insert(k.clone(), v.clone()),
+                Some(v) => self.map.insert(k.to_vec(), v.to_vec()),
                 None => self.map.remove(k),
             };
         }

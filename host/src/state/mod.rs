@@ -6,12 +6,15 @@
 //! so a failed call can be rolled back exactly; commit hands the pending
 //! writes to the backend (and, in the pipeline, to the changelog).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use anyhow::Result;
 
+mod cache;
 pub mod changelog;
+mod pending;
 pub mod memory;
 pub mod rocks;
 
@@ -27,6 +30,9 @@ pub mod ns {
 
 const STREAM_TIME_KEY: &[u8] = b"mstream-time";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
+
+/// Read-cache budget per partition.
+const CACHE_BYTES: usize = 8 << 20;
 
 /// What the durable state of a partition corresponds to: the input
 /// positions (next offset per topic) it includes, and how far the changelog
@@ -44,15 +50,16 @@ pub trait StateBackend: Send {
     /// Entries with `start <= key < end`, ascending.
     fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
     /// Applies `changes` (a `None` value deletes) atomically.
-    fn write(&mut self, changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Result<()>;
+    fn write(&mut self, changes: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<()>;
 }
 
-/// Pending writes, keyed by full (namespaced) key; `None` is a delete.
-pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+pub use pending::Pending;
 
 pub struct PartitionState {
     backend: Box<dyn StateBackend>,
-    pending: Changes,
+    pending: Pending,
+    /// Values as of the last flush (interior: reads fill it).
+    cache: RefCell<cache::ReadCache>,
     /// `(key, previous pending entry)` for every write of the open
     /// transaction; `None` when the key had no pending entry.
     undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
@@ -66,7 +73,7 @@ impl PartitionState {
             Some(b) if b.len() == 8 => i64::from_be_bytes(b.try_into().unwrap()),
             _ => i64::MIN,
         };
-        Ok(PartitionState { backend, pending: Changes::new(), undo: Vec::new(), in_txn: false, stream_time })
+        Ok(PartitionState { backend, pending: Pending::default(), cache: RefCell::new(cache::ReadCache::new(CACHE_BYTES)), undo: Vec::new(), in_txn: false, stream_time })
     }
 
     pub fn in_memory() -> Self {
@@ -107,9 +114,11 @@ impl PartitionState {
     pub fn rollback(&mut self) {
         for (key, previous) in self.undo.drain(..).rev() {
             match previous {
-                Some(v) => self.pending.insert(key, v),
+                Some(v) => {
+                    self.pending.insert(key, v);
+                }
                 None => self.pending.remove(&key),
-            };
+            }
         }
         self.in_txn = false;
     }
@@ -117,24 +126,31 @@ impl PartitionState {
     // ---- raw namespaced access ----
 
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.pending.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.backend.get(key),
+        if let Some(v) = self.pending.get(key) {
+            return Ok(v.clone());
         }
+        let mut cache = self.cache.borrow_mut();
+        if let Some(v) = cache.get(key) {
+            return Ok(v);
+        }
+        let v = self.backend.get(key)?;
+        cache.insert(key.to_vec(), v.clone());
+        Ok(v)
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         if self.in_txn {
-            let previous = self.pending.get(&key).cloned();
-            self.undo.push((key.clone(), previous));
+            let previous = self.pending.insert(key.clone(), value);
+            self.undo.push((key, previous));
+        } else {
+            self.pending.insert(key, value);
         }
-        self.pending.insert(key, value);
     }
 
     /// Up to `limit` live entries with `start <= key < end`, ascending.
     pub fn scan_raw(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut pending = self.pending.range::<[u8], _>((Bound::Included(start), upper)).peekable();
+        let mut pending = self.pending.range(start, upper).peekable();
         let mut backend = self.backend.scan(start, end).peekable();
         let mut out = Vec::new();
         while out.len() < limit {
@@ -286,9 +302,12 @@ impl PartitionState {
         self.flush()
     }
 
-    /// The writes since the last flush, in key order.
-    pub fn pending(&self) -> &Changes {
-        &self.pending
+    /// Writes changes replayed from a changelog straight to the backend:
+    /// no pending set, no undo log, no read cache to churn.
+    pub fn write_restored(&mut self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        debug_assert!(!self.in_txn, "restore inside a transaction");
+        self.cache.get_mut().clear();
+        self.backend.write(&mut changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
     }
 
     /// Makes the pending writes durable in the backend.
@@ -297,8 +316,15 @@ impl PartitionState {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.backend.write(&self.pending)?;
-        self.pending.clear();
+        if let Err(e) = self.backend.write(&mut self.pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))) {
+            // The store may hold part of the batch or none of it.
+            self.cache.get_mut().clear();
+            return Err(e);
+        }
+        let cache = self.cache.get_mut();
+        for (k, v) in self.pending.drain() {
+            cache.insert(k, v);
+        }
         Ok(())
     }
 }

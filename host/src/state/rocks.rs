@@ -1,7 +1,6 @@
 //! The durable [`StateBackend`]: one RocksDB database per (deployment,
 //! partition) under the host's state directory.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -23,7 +22,13 @@ impl RocksConfig {
     fn options(&self) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
+        // Lookups of absent keys (a new window, a first word) are common:
+        // bloom filters answer them without reading blocks or searching
+        // the memtable.
+        table.set_bloom_filter(10.0, false);
         let mut o = Options::default();
+        o.set_memtable_prefix_bloom_ratio(0.1);
+        o.set_memtable_whole_key_filtering(true);
         o.create_if_missing(true);
         o.set_block_based_table_factory(&table);
         // Many small stores per host: keep each one's memory modest.
@@ -73,7 +78,7 @@ impl StateBackend for RocksBackend {
         Box::new(it.map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())).context("scanning state")))
     }
 
-    fn write(&mut self, changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Result<()> {
+    fn write(&mut self, changes: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (k, v) in changes {
             match v {

@@ -5,7 +5,11 @@
 //! w <name len:u16> <name> c <close at> <key len:u32> <key> <start> -> ""     close index
 //! w <name len:u16> <name> p <key len:u32> <key> <ts>      -> <agg>           sliding-window points
 //! w <name len:u16> <name> t                                -> <stream time>
+//! w <name len:u16> <name> n                                -> <earliest close>
 //! ```
+//!
+//! The earliest close is a lower bound of every scheduled close, so most
+//! values find nothing due without scanning the close index.
 //!
 //! Times are encoded big-endian with the sign bit flipped, so byte order is
 //! numeric order and range scans walk windows in time order.
@@ -134,8 +138,33 @@ pub fn take_window(state: &mut PartitionState, name: &str, key: &[u8], start: i6
 }
 
 /// Registers a window to be closed once stream time reaches `close_at`.
-pub fn schedule_close(state: &mut PartitionState, name: &str, close_at: i64, key: &[u8], start: i64) {
+pub fn schedule_close(state: &mut PartitionState, name: &str, close_at: i64, key: &[u8], start: i64) -> Result<()> {
     state.put_raw(index_key(name, close_at, key, start), Some(Vec::new()));
+    if close_at < earliest_close(state, name)? {
+        set_earliest_close(state, name, close_at);
+    }
+    Ok(())
+}
+
+/// No close is scheduled before this time (`i64::MAX`: none at all).
+pub fn earliest_close(state: &PartitionState, name: &str) -> Result<i64> {
+    Ok(state.get_raw(&base(name, b'n'))?.map_or(i64::MAX, |b| time_from(&b)))
+}
+
+fn set_earliest_close(state: &mut PartitionState, name: &str, t: i64) {
+    state.put_raw(base(name, b'n'), Some(time_bytes(t).to_vec()));
+}
+
+/// After every close up to `until` was taken: finds the next one.
+pub fn refresh_earliest_close(state: &mut PartitionState, name: &str, until: i64) -> Result<()> {
+    let index = base(name, b'c');
+    let lo = match until.checked_add(1) {
+        Some(t) => [index.as_slice(), &time_bytes(t)].concat(),
+        None => return Ok(set_earliest_close(state, name, i64::MAX)),
+    };
+    let next = state.scan_raw(&lo, prefix_end(&index).as_deref(), 1)?.first().map_or(i64::MAX, |(k, _)| time_from(&k[index.len()..]));
+    set_earliest_close(state, name, next);
+    Ok(())
 }
 
 pub fn unschedule_close(state: &mut PartitionState, name: &str, close_at: i64, key: &[u8], start: i64) {
@@ -149,18 +178,15 @@ pub struct Due {
     pub index_key: Vec<u8>,
 }
 
-/// Scheduled closes with `close_at <= until`, in close order.
-pub fn due(state: &PartitionState, name: &str, until: i64) -> Result<Vec<Due>> {
-    let lo = base(name, b'c');
+/// Scheduled closes with `from <= close_at <= until`, in close order.
+pub fn due(state: &PartitionState, name: &str, from: i64, until: i64) -> Result<Vec<Due>> {
+    let index = base(name, b'c');
+    let lo = [index.as_slice(), &time_bytes(from)].concat();
     let hi = match until.checked_add(1) {
-        Some(next) => {
-            let mut h = lo.clone();
-            h.extend_from_slice(&time_bytes(next));
-            h
-        }
-        None => prefix_end(&lo).expect("index prefix has a successor"),
+        Some(t) => [index.as_slice(), &time_bytes(t)].concat(),
+        None => prefix_end(&index).expect("index prefix has a successor"),
     };
-    let n = lo.len();
+    let n = index.len();
     state
         .scan_raw(&lo, Some(&hi), usize::MAX)?
         .into_iter()

@@ -124,6 +124,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Registers a window to be closed once stream time reaches `close_at`.
+    fn schedule_close(&mut self, close_at: i64, key: &[u8], start: i64) -> Result<(), CallFailure> {
+        keys::schedule_close(self.state, &self.def.name, close_at, key, start).map_err(CallFailure::host)
+    }
+
     fn emit_updates(&self) -> bool {
         self.def.spec.emit == EmitMode::OnUpdate
     }
@@ -190,16 +195,25 @@ pub fn force_close(defs: &WindowDefs, state: &mut PartitionState, folder: &mut d
 /// Closes every window of `ctx`'s definition whose close time is at most
 /// `until`, emitting final results in on-close mode. `trigger` is the input
 /// record that advanced stream time; none means a forced close.
+///
+/// The index scan starts at the earliest scheduled close: it costs nothing
+/// when nothing is due, and seeks past the index entries of windows closed
+/// before instead of walking their tombstones.
 fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), CallFailure> {
-    let name = ctx.def.name.clone();
-    let due = keys::due(ctx.state, &name, until).map_err(CallFailure::host)?;
+    let def = ctx.def;
+    let name = &def.name;
+    let earliest = keys::earliest_close(ctx.state, &name).map_err(CallFailure::host)?;
+    if earliest > until {
+        return Ok(());
+    }
+    let due = keys::due(ctx.state, name, earliest, until).map_err(CallFailure::host)?;
     let mut latest_close = i64::MIN;
     for entry in due {
         latest_close = latest_close.max(entry.close_at);
         ctx.state.put_raw(entry.index_key.clone(), None);
         let result = match ctx.def.spec.kind {
             WindowKind::Sliding(size) => sliding::close(ctx, size, &entry)?,
-            _ => keys::take_window(ctx.state, &name, &entry.key, entry.start, ctx.custom()).map_err(CallFailure::host)?,
+            _ => keys::take_window(ctx.state, name, &entry.key, entry.start, ctx.custom()).map_err(CallFailure::host)?,
         };
         if let Some((end, agg)) = result {
             if !ctx.emit_updates() {
@@ -208,10 +222,11 @@ fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), 
             }
         }
     }
+    keys::refresh_earliest_close(ctx.state, name, until).map_err(CallFailure::host)?;
     if trigger.is_none() && latest_close != i64::MIN {
         // Values for windows closed early must count as late from now on,
         // so a window never has two final results.
-        keys::advance_stream_time(ctx.state, &name, latest_close);
+        keys::advance_stream_time(ctx.state, name, latest_close);
     }
     Ok(())
 }

@@ -8,12 +8,13 @@ use crate::transform::CallFailure;
 pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailure> {
     let (gap, grace) = (gap as i64, ctx.def.spec.grace_ms as i64);
     let ts = add.timestamp;
-    let name = ctx.def.name.clone();
+    let def = ctx.def;
+    let name = &def.name;
     let custom = ctx.custom();
-    let stream_time = keys::advance_stream_time(ctx.state, &name, ts);
+    let stream_time = keys::advance_stream_time(ctx.state, name, ts);
     let accepted = ts >= 0 && {
         // Sessions within `gap` of the value, in start order.
-        let near: Vec<(i64, i64, Agg)> = keys::windows_of(ctx.state, &name, add.key, i64::MIN, ts.saturating_add(gap), custom)
+        let near: Vec<(i64, i64, Agg)> = keys::windows_of(ctx.state, name, add.key, i64::MIN, ts.saturating_add(gap), custom)
             .map_err(CallFailure::host)?
             .into_iter()
             .filter(|(_, end, _)| *end >= ts.saturating_sub(gap))
@@ -25,8 +26,8 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
         if !late {
             let mut agg: Option<Agg> = None;
             for (s, e, a) in &near {
-                keys::delete_window(ctx.state, &name, add.key, *s);
-                keys::unschedule_close(ctx.state, &name, close_at(*e, gap, grace), add.key, *s);
+                keys::delete_window(ctx.state, name, add.key, *s);
+                keys::unschedule_close(ctx.state, name, close_at(*e, gap, grace), add.key, *s);
                 if (start, end) != (ts, ts) && ctx.emit_updates() {
                     // Kafka Streams retracts every merged session (a
                     // tombstone); here a result with count 0.
@@ -49,8 +50,8 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
             }
             let mut agg = agg.unwrap_or_default();
             ctx.fold(&mut agg, add)?;
-            keys::put_window(ctx.state, &name, add.key, start, end, &agg);
-            keys::schedule_close(ctx.state, &name, close_at(end, gap, grace), add.key, start);
+            keys::put_window(ctx.state, name, add.key, start, end, &agg);
+            ctx.schedule_close(close_at(end, gap, grace), add.key, start)?;
             if ctx.emit_updates() {
                 push(ctx.out, ctx.id, add, start, end, agg);
             }

@@ -67,17 +67,18 @@ fn aggregate(ctx: &mut Ctx<'_>, key: &[u8], points: &[(i64, Vec<u8>)], start: i6
 pub fn add(ctx: &mut Ctx<'_>, size: u64, add: &Add<'_>) -> Result<bool, CallFailure> {
     let (size, grace) = (size as i64, ctx.def.spec.grace_ms as i64);
     let ts = add.timestamp;
-    let name = ctx.def.name.clone();
-    let stream_time = keys::advance_stream_time(ctx.state, &name, ts);
+    let def = ctx.def;
+    let name = &def.name;
+    let stream_time = keys::advance_stream_time(ctx.state, name, ts);
     // Late: even the value's right window has closed.
     let late = ts < 0 || ts.saturating_add(1 + size).saturating_add(grace) <= stream_time;
     if !late {
-        let pk = keys::point_key(&name, add.key, ts);
+        let pk = keys::point_key(name, add.key, ts);
         let stored = ctx.state.get_raw(&pk).map_err(CallFailure::host)?;
         let merged = merge_point(ctx, stored, add);
         ctx.state.put_raw(pk, Some(merged));
 
-        let points = keys::points_of(ctx.state, &name, add.key, ts.saturating_sub(size + 1), ts.saturating_add(size + 1)).map_err(CallFailure::host)?;
+        let points = keys::points_of(ctx.state, name, add.key, ts.saturating_sub(size + 1), ts.saturating_add(size + 1)).map_err(CallFailure::host)?;
         // Windows that now contain the value, plus its own right window.
         let mut starts = BTreeSet::new();
         for &(t, _) in &points {
@@ -97,7 +98,7 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, add: &Add<'_>) -> Result<bool, CallFail
                 continue; // closed already
             }
             let Some(agg) = aggregate(ctx, add.key, &points, start, size)? else { continue };
-            keys::schedule_close(ctx.state, &name, close_at(end, grace), add.key, start);
+            ctx.schedule_close(close_at(end, grace), add.key, start)?;
             if ctx.emit_updates() {
                 ctx.out.push(Emitted { window: ctx.id, key: add.key.to_vec(), start, end, agg, closed: false, input: Some(add.input), timestamp: end });
             }
@@ -116,13 +117,14 @@ fn close_at(end: i64, grace: i64) -> i64 {
 /// open window can contain any more.
 pub fn close(ctx: &mut Ctx<'_>, size: u64, due: &Due) -> Result<Option<(i64, Agg)>, CallFailure> {
     let size = size as i64;
-    let name = ctx.def.name.clone();
-    let points = keys::points_of(ctx.state, &name, &due.key, i64::MIN, due.start.saturating_add(size)).map_err(CallFailure::host)?;
+    let def = ctx.def;
+    let name = &def.name;
+    let points = keys::points_of(ctx.state, name, &due.key, i64::MIN, due.start.saturating_add(size)).map_err(CallFailure::host)?;
     let agg = aggregate(ctx, &due.key, &points, due.start, size)?;
     // Windows close in start order, so every window containing a point
     // before this start has closed.
     for (t, _) in points.iter().filter(|(t, _)| *t < due.start) {
-        ctx.state.put_raw(keys::point_key(&name, &due.key, *t), None);
+        ctx.state.put_raw(keys::point_key(name, &due.key, *t), None);
     }
     Ok(agg.map(|a| (due.start + size, a)))
 }

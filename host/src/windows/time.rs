@@ -6,8 +6,9 @@ use crate::transform::CallFailure;
 pub fn add(ctx: &mut Ctx<'_>, size: u64, advance: u64, add: &Add<'_>) -> Result<bool, CallFailure> {
     let (size, advance, grace) = (size as i64, advance as i64, ctx.def.spec.grace_ms as i64);
     let ts = add.timestamp;
-    let name = ctx.def.name.clone();
-    let stream_time = keys::advance_stream_time(ctx.state, &name, ts);
+    let def = ctx.def;
+    let name = &def.name;
+    let stream_time = keys::advance_stream_time(ctx.state, name, ts);
     let mut accepted = false;
     if ts >= 0 {
         // Starts are multiples of `advance` with start <= ts < start + size,
@@ -22,13 +23,13 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, advance: u64, add: &Add<'_>) -> Result<
             // Late: the window closed when stream time reached end + grace.
             if end.saturating_add(grace) > stream_time {
                 accepted = true;
-                let existing = keys::get_window(ctx.state, &name, add.key, start, custom).map_err(CallFailure::host)?;
+                let existing = keys::get_window(ctx.state, name, add.key, start, custom).map_err(CallFailure::host)?;
                 let is_new = existing.is_none();
                 let mut agg = existing.map(|(_, a)| a).unwrap_or_default();
                 ctx.fold(&mut agg, add)?;
-                keys::put_window(ctx.state, &name, add.key, start, end, &agg);
+                keys::put_window(ctx.state, name, add.key, start, end, &agg);
                 if is_new {
-                    keys::schedule_close(ctx.state, &name, end.saturating_add(grace), add.key, start);
+                    ctx.schedule_close(end.saturating_add(grace), add.key, start)?;
                 }
                 if ctx.emit_updates() {
                     push(ctx.out, ctx.id, add, start, end, agg);

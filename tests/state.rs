@@ -1,0 +1,150 @@
+//! Durable state under `weir run` on a real broker: a stateful word count
+//! survives `kill -9` (with and without its state directory) and moves
+//! between hosts, with exact final counts.
+//!
+//! The guarantee checked: state changes of records whose offsets were
+//! committed are applied exactly once; records after the last commit are
+//! processed again, which may only repeat outputs already produced. So for
+//! every word, the counts it was emitted with are exactly `1..=N`, where N
+//! is its number of occurrences in the input; repeats of a count are the
+//! at-least-once duplicates, a gap or an excess would be lost or
+//! double-applied state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use weir_tests::kafka::{Broker, Rec, Weir, deployment, host_config, now_ms, produce_slowly};
+
+/// `n` records under keys `k0..k(keys-1)` whose words all start with their
+/// key, so each word lives in one input partition (state is per partition).
+fn documents(n: usize, keys: usize) -> Vec<Rec> {
+    let base = now_ms();
+    (0..n)
+        .map(|i| {
+            let k = format!("k{}", i % keys);
+            let words: Vec<String> = (0..1 + i % 3).map(|j| format!("{k}w{}", (i / keys + j) % 5)).collect();
+            Rec { timestamp: Some(base + i as i64), ..Rec::new(&k, &words.join(" ")) }
+        })
+        .collect()
+}
+
+fn occurrences(docs: &[Rec]) -> BTreeMap<String, u64> {
+    let mut n = BTreeMap::new();
+    for d in docs {
+        for w in d.value_str().split(' ') {
+            *n.entry(w.to_owned()).or_default() += 1;
+        }
+    }
+    n
+}
+
+/// Reads `counts` until every word reached its final count (or two
+/// minutes passed), then checks each word's emitted counts are exactly
+/// `1..=N`. Returns the number of duplicate outputs.
+fn assert_exact_counts(broker: &Broker, want: &BTreeMap<String, u64>, hosts: &[&Weir]) -> usize {
+    let mut max: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen = 0;
+    let mut complete = 0;
+    let out = broker.read_until("counts", Duration::from_secs(120), |out| {
+        for r in &out[seen..] {
+            let n: u64 = r.value_str().parse().unwrap();
+            let m = max.entry(r.key_str().to_owned()).or_default();
+            if n > *m {
+                if *m < want.get(r.key_str()).copied().unwrap_or(0) && n >= want[r.key_str()] {
+                    complete += 1;
+                }
+                *m = n;
+            }
+        }
+        seen = out.len();
+        complete == want.len()
+    });
+    let logs = || hosts.iter().map(|h| h.log_text()).collect::<Vec<_>>().join("\n----\n");
+    let mut emitted: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    for r in &out {
+        emitted.entry(r.key_str()).or_default().insert(r.value_str().parse().unwrap());
+    }
+    for (word, n) in want {
+        let got = emitted.remove(word.as_str()).unwrap_or_default();
+        if got != (1..=*n).collect::<BTreeSet<u64>>() {
+            let missing: Vec<u64> = (1..=*n).filter(|c| !got.contains(c)).collect();
+            let extra: Vec<u64> = got.iter().copied().filter(|c| *c > *n).collect();
+            let log = logs();
+            panic!("`{word}` occurs {n} times; counts missing: {missing:?}, beyond {n}: {extra:?}; log tail:\n{}", &log[log.len().saturating_sub(4000)..]);
+        }
+    }
+    assert!(emitted.is_empty(), "words never in the input: {:?}", emitted.keys().take(5).collect::<Vec<_>>());
+    let total: u64 = want.values().sum();
+    out.len() - total as usize
+}
+
+/// A short session timeout lets a restarted host rejoin its group quickly
+/// (the killed process's membership must expire first).
+fn word_count_config() -> String {
+    host_config(&deployment("wc", "word_count", "docs", "counts", "")) + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n"
+}
+
+fn setup(partitions: i32) -> Broker {
+    let broker = Broker::start();
+    broker.create_topic("docs", partitions);
+    broker.create_topic("counts", partitions);
+    broker.create_topic("wc.dlq", 1);
+    broker
+}
+
+#[test]
+fn word_count_survives_kill_9_twice_once_without_its_state_directory() {
+    let broker = setup(4);
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path(), &broker, &word_count_config());
+    weir.wait_partitions("wc", 4);
+    let docs = documents(120_000, 400);
+    let want = occurrences(&docs);
+    let producer = produce_slowly(&broker, "docs", docs, 30.0);
+
+    std::thread::sleep(Duration::from_secs(3));
+    weir.kill9();
+    weir.restart();
+    weir.wait_partitions("wc", 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!producer.is_finished(), "the second kill must come mid-stream");
+    weir.kill9();
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    weir.restart();
+    producer.join().unwrap();
+
+    let dup = assert_exact_counts(&broker, &want, &[&weir]);
+    eprintln!("duplicate outputs after two kill -9: {dup}");
+    let log = weir.log_text();
+    assert!(log.contains("state restored"), "the second restart restored from the changelog; log:\n{log}");
+    assert!(weir.metrics().contains("weir_restored_keys_total{deployment=\"wc\""), "restore progress is a metric");
+}
+
+#[test]
+fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
+    let broker = setup(4);
+    let config = word_count_config();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Weir::start(da.path(), &broker, &config);
+    a.wait_partitions("wc", 4);
+    let mut b = Weir::start(db.path(), &broker, &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while b.partitions("wc").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "host B never got a partition; log:\n{}", b.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let docs = documents(60_000, 400);
+    let want = occurrences(&docs);
+    let producer = produce_slowly(&broker, "docs", docs, 6.0);
+    std::thread::sleep(Duration::from_secs(3));
+    let moved = b.partitions("wc");
+    assert!(b.terminate().success(), "graceful exit; log:\n{}", b.log_text());
+    a.wait_partitions("wc", 4);
+    producer.join().unwrap();
+
+    assert_exact_counts(&broker, &want, &[&a, &b]);
+    let log = a.log_text();
+    for p in moved {
+        assert!(log.contains(&format!("partition={p} applied=")), "A restored partition {p} from the changelog; log:\n{log}");
+    }
+}

@@ -52,8 +52,9 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("weir").join("modules"))
 }
 
-/// Time between epoch ticks: the granularity of CPU-time checks.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Time between epoch ticks: the granularity of CPU-time checks. Each tick
+/// wakes a thread; 1 ms ticks cost a few % of a core in the pipeline.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Native stack for threads that call into wasm: the wasm stack limit plus
 /// generous room for host frames.

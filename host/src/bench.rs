@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::bindings::InputBatch;
 use crate::engine::{Engine, EngineConfig, Limits};
@@ -259,26 +259,82 @@ pub fn state(plugins: &Path, records: usize, keys: usize) -> Result<Vec<StateRow
     for (name, file, config) in cases {
         let module = Arc::new(engine.load_file(&plugins.join(format!("{file}.wasm")))?);
         let mut transform = Transform::new(module, Arc::new(TransformSpec::new(name, config, Limits::default())));
-        let mut best = Duration::MAX;
-        for round in 0..3 {
-            let path = dir.path().join(format!("{file}-{round}"));
-            let mut state = Some(Box::new(PartitionState::open(Box::new(crate::state::rocks::RocksBackend::open(&path, &rocks)?))?));
-            let started = Instant::now();
-            for (i, b) in batches.iter().enumerate() {
-                let (s, r) = transform.dispatch(b, state.take().unwrap());
-                if r.stopped.is_some() || !r.failures.is_empty() {
-                    bail!("{name}: the plugin failed records during the benchmark");
-                }
-                black_box(r.records().count());
-                state = Some(s);
-                if (i + 1) % 100 == 0 {
-                    let offsets = [("bench".to_owned(), ((i + 1) * BATCH) as i64)].into();
-                    state.as_mut().unwrap().flush_with_checkpoint(&crate::state::Checkpoint { offsets, changelog_next: 0 })?;
-                }
+        let per_sec = stateful_rate(&mut transform, &batches, dir.path(), &rocks, 3).with_context(|| name.to_owned())?;
+        rows.push(StateRow { name, per_sec });
+    }
+    Ok(rows)
+}
+
+/// Records/s of `transform` over `batches` with a fresh RocksDB store per
+/// round and a checkpoint every 100 batches, best of `rounds`.
+fn stateful_rate(transform: &mut Transform, batches: &[InputBatch], dir: &Path, rocks: &crate::state::rocks::RocksConfig, rounds: usize) -> Result<f64> {
+    let records: usize = batches.iter().map(|b| b.records.len()).sum();
+    let mut best = Duration::MAX;
+    for _ in 0..rounds {
+        let path = tempfile::tempdir_in(dir)?;
+        let mut state = Some(Box::new(PartitionState::open(Box::new(crate::state::rocks::RocksBackend::open(path.path(), rocks)?))?));
+        let started = Instant::now();
+        for (i, b) in batches.iter().enumerate() {
+            let (s, r) = transform.dispatch(b, state.take().unwrap());
+            if let Some(s) = &r.stopped {
+                bail!("the plugin stopped during the benchmark: {}: {}", s.kind, s.message);
             }
-            best = best.min(started.elapsed());
+            if let Some(f) = r.failures.first() {
+                bail!("the plugin failed records during the benchmark: {}: {}", f.kind, f.message);
+            }
+            black_box(r.records().count());
+            state = Some(s);
+            if (i + 1) % 100 == 0 {
+                let offsets = [("bench".to_owned(), b.records.last().map_or(0, |r| r.offset + 1))].into();
+                state.as_mut().unwrap().flush_with_checkpoint(&crate::state::Checkpoint { offsets, changelog_next: 0 })?;
+            }
         }
-        rows.push(StateRow { name, per_sec: (batches.len() * BATCH) as f64 / best.as_secs_f64() });
+        best = best.min(started.elapsed());
+    }
+    Ok(records as f64 / best.as_secs_f64())
+}
+
+pub struct LanguageRow {
+    pub lang: String,
+    pub plugin: &'static str,
+    pub size: usize,
+    pub compile_cold: Duration,
+    pub load_cached: Duration,
+    pub per_sec: f64,
+}
+
+/// Per language (`plugins/<lang>/{upper,word-count}.wasm`, the output of
+/// `scripts/build-plugins`): component size, compile time without and with
+/// the precompiled-artifact cache (as a host restart sees it), and
+/// stateful throughput on one thread over the same records as `state`.
+pub fn languages(plugins: &Path, langs: &[String], records: usize, keys: usize) -> Result<Vec<LanguageRow>> {
+    const BATCH: usize = 1000;
+    let dir = tempfile::tempdir()?;
+    let rocks = crate::state::rocks::RocksConfig::new(64 << 20)?;
+    let batches: Vec<InputBatch> = (0..records.div_ceil(BATCH)).map(|i| keyed_batch(BATCH, keys, 10, i * BATCH)).collect();
+    let mut rows = Vec::new();
+    for lang in langs {
+        for plugin in ["upper", "word-count"] {
+            let path = plugins.join(lang).join(format!("{plugin}.wasm"));
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            // A new cache directory per component: the first engine compiles,
+            // the second (a restarted host) loads the artifact.
+            let cache = tempfile::tempdir_in(dir.path())?;
+            let config = || EngineConfig { cache_dir: Some(cache.path().to_owned()), ..EngineConfig::default() };
+            let started = Instant::now();
+            Engine::new(config())?.load(&bytes).with_context(|| path.display().to_string())?;
+            let compile_cold = started.elapsed();
+            let engine = Engine::new(config())?;
+            let started = Instant::now();
+            let module = engine.load(&bytes)?;
+            let load_cached = started.elapsed();
+            if module.compiled_in.is_some() {
+                bail!("{}: the second load compiled again instead of using the cache", path.display());
+            }
+            let mut transform = Transform::new(Arc::new(module), Arc::new(TransformSpec::new(plugin, Vec::new(), Limits::default())));
+            let per_sec = stateful_rate(&mut transform, &batches, dir.path(), &rocks, 3).with_context(|| path.display().to_string())?;
+            rows.push(LanguageRow { lang: lang.clone(), plugin, size: bytes.len(), compile_cold, load_cached, per_sec });
+        }
     }
     Ok(rows)
 }

@@ -18,3 +18,4 @@ pub mod metrics;
 pub mod http;
 pub mod pipeline;
 pub mod dev;
+pub mod scaffold;

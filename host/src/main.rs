@@ -30,9 +30,23 @@ enum Command {
     Dev(DevArgs),
     /// Run a plugin over records from a JSON Lines file, without Kafka.
     Test(TestArgs),
+    /// Create a plugin directory: `./build` in it writes NAME.wasm, which
+    /// passes `weir test NAME.wasm -i sample.jsonl`.
+    New(NewArgs),
     /// Measure throughput (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// The plugin directory to create; its last component names the plugin.
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = weir::scaffold::Lang::Rust)]
+    lang: weir::scaffold::Lang,
+    /// The SDK directory (default: $WEIR_SDK, else the guest-sdk this weir was built from).
+    #[arg(long)]
+    sdk: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +82,20 @@ enum BenchCommand {
         #[arg(long)]
         plugins: PathBuf,
         #[arg(long, default_value_t = 1_200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+    },
+    /// Per-language cost: component size, compile time cold and from the
+    /// artifact cache, stateful throughput of the map and the word count.
+    Languages {
+        /// Holds <lang>/upper.wasm and <lang>/word-count.wasm
+        /// (`scripts/build-plugins` writes $CARGO_TARGET_DIR/plugins).
+        #[arg(long)]
+        plugins: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "rust,python,js,c")]
+        langs: Vec<String>,
+        #[arg(long, default_value_t = 100_000)]
         records: usize,
         #[arg(long, default_value_t = 10_000)]
         keys: usize,
@@ -175,6 +203,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test(args),
         Command::Run(args) => run(args),
         Command::Dev(args) => dev(args),
+        Command::New(args) => new_plugin(args),
         Command::Bench(b) => on_wasm_thread(move || bench(b)),
     };
     match result {
@@ -184,6 +213,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn new_plugin(args: NewArgs) -> Result<ExitCode> {
+    let sdk = args.sdk.unwrap_or_else(weir::scaffold::default_sdk_dir);
+    let files = weir::scaffold::create(&args.dir, args.lang, &sdk)?;
+    for f in &files {
+        eprintln!("created {}", f.display());
+    }
+    let name = args.dir.file_name().unwrap_or_default().to_string_lossy();
+    eprintln!("next: cd {} && ./build && weir test {name}.wasm -i sample.jsonl", args.dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
@@ -301,6 +341,22 @@ fn bench(command: BenchCommand) -> Result<ExitCode> {
             println!("| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
             println!("|--------:|--------------------------:|------------------------------:|-----------:|");
             println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+        }
+        BenchCommand::Languages { plugins, langs, records, keys } => {
+            let rows = weir::bench::languages(&plugins, &langs, records, keys)?;
+            println!("| language | plugin | component bytes | compile cold | load from cache | records/s (one thread, RocksDB state) |");
+            println!("|----------|--------|----------------:|-------------:|----------------:|--------------------------------------:|");
+            for r in rows {
+                println!(
+                    "| {} | {} | {} | {:.2} s | {:.1} ms | {:.0} |",
+                    r.lang,
+                    r.plugin,
+                    r.size,
+                    r.compile_cold.as_secs_f64(),
+                    r.load_cached.as_secs_f64() * 1e3,
+                    r.per_sec
+                );
+            }
         }
         BenchCommand::State { plugins, records, keys } => {
             let rows = weir::bench::state(&plugins, records, keys)?;

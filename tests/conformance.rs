@@ -1,0 +1,154 @@
+//! The conformance suite: every language's version of a plugin, run by
+//! `weir test` over the same input vectors (`tests/conformance/*.jsonl`),
+//! must print exactly the expected outputs and failures
+//! (`tests/conformance/expected/<case>.{out,failures}`).
+//!
+//! The expected files were written from the Rust plugins and checked by
+//! hand against the plugins' documented behaviour; `WEIR_BLESS=1` rewrites
+//! them from the Rust plugins after a deliberate change. Non-Rust
+//! components come from `scripts/build-plugins` (run by `scripts/test`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use weir_tests::{plugin, repo, target_dir, weir_bin};
+
+const LANGS: [&str; 4] = ["rust", "python", "js", "c"];
+
+struct Case {
+    name: &'static str,
+    plugin: &'static str,
+    input: &'static str,
+    args: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case { name: "upper", plugin: "upper", input: "maps", args: &[] },
+    Case { name: "router", plugin: "router", input: "maps", args: &["-c", "route.errors=ERROR", "-c", "route.payments=payment", "-c", "route.shipping=ship"] },
+    Case { name: "word-count", plugin: "word-count", input: "words", args: &["--output-topic", "counts"] },
+    Case { name: "tumbling-final", plugin: "window-count", input: "windows", args: &["-c", "window=tumbling", "-c", "size_ms=10", "--flush-windows"] },
+    Case {
+        name: "hopping-update",
+        plugin: "window-count",
+        input: "windows",
+        args: &["-c", "window=hopping", "-c", "size_ms=10", "-c", "advance_ms=5", "-c", "grace_ms=5", "-c", "emit=update"],
+    },
+    Case { name: "sliding-final", plugin: "window-count", input: "windows", args: &["-c", "window=sliding", "-c", "size_ms=5", "-c", "grace_ms=2", "--flush-windows"] },
+    Case { name: "session-update", plugin: "window-count", input: "windows", args: &["-c", "window=session", "-c", "gap_ms=5", "-c", "emit=update"] },
+    Case { name: "session-final", plugin: "window-count", input: "windows", args: &["-c", "window=session", "-c", "gap_ms=5", "-c", "grace_ms=3", "--flush-windows"] },
+];
+
+fn component(lang: &str, name: &str) -> PathBuf {
+    if lang == "rust" {
+        return plugin(name);
+    }
+    let path = target_dir().join("plugins").join(lang).join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: build it with `scripts/build-plugins {lang}`", path.display());
+    path
+}
+
+struct Run {
+    /// Exit status 0 (every record passed) or 2 (some records failed).
+    ok: bool,
+    stdout: String,
+    /// The per-record failure lines `weir test` prints (`line N (...): kind: message`).
+    failures: Vec<String>,
+    stderr: String,
+}
+
+fn weir_test(component: &PathBuf, input: &str, args: &[&str], batch_size: usize) -> Run {
+    let input = repo().join("tests/conformance").join(format!("{input}.jsonl"));
+    let out = Command::new(weir_bin())
+        .arg("test")
+        .arg(component)
+        .arg("-i")
+        .arg(&input)
+        .args(["--batch-size", &batch_size.to_string()])
+        .args(args)
+        .env("WEIR_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    Run {
+        ok: matches!(out.status.code(), Some(0 | 2)),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        failures: stderr.lines().filter(|l| l.starts_with("line ")).map(str::to_owned).collect(),
+        stderr,
+    }
+}
+
+fn expected(case: &str, ext: &str) -> PathBuf {
+    repo().join("tests/conformance/expected").join(format!("{case}.{ext}"))
+}
+
+#[test]
+fn every_language_matches_the_expected_outputs() {
+    if std::env::var_os("WEIR_BLESS").is_some() {
+        std::fs::create_dir_all(repo().join("tests/conformance/expected")).unwrap();
+        for case in CASES {
+            let run = weir_test(&component("rust", case.plugin), case.input, case.args, 100);
+            assert!(run.ok, "{}: {}", case.name, run.stderr);
+            std::fs::write(expected(case.name, "out"), &run.stdout).unwrap();
+            std::fs::write(expected(case.name, "failures"), run.failures.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        }
+    }
+    let mut mismatches = Vec::new();
+    for case in CASES {
+        let want_out = std::fs::read_to_string(expected(case.name, "out")).unwrap();
+        let want_failures: Vec<String> = std::fs::read_to_string(expected(case.name, "failures")).unwrap().lines().map(str::to_owned).collect();
+        assert!(!want_out.is_empty(), "{}: the expected output is empty", case.name);
+        for lang in LANGS {
+            let wasm = component(lang, case.plugin);
+            // Batch boundaries must not matter: one batch, and two records per call.
+            for batch_size in [100, 2] {
+                let run = weir_test(&wasm, case.input, case.args, batch_size);
+                let what = format!("{lang} {} (batch size {batch_size})", case.name);
+                if !run.ok {
+                    mismatches.push(format!("{what}: weir test failed: {}", run.stderr));
+                } else if run.stdout != want_out {
+                    mismatches.push(format!("{what}: outputs differ\n--- expected\n{want_out}--- got\n{}", run.stdout));
+                } else if run.failures != want_failures {
+                    mismatches.push(format!("{what}: failures differ\n--- expected\n{want_failures:#?}\n--- got\n{:#?}", run.failures));
+                }
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{} mismatches:\n\n{}", mismatches.len(), mismatches.join("\n\n"));
+}
+
+/// A configuration the plugin refuses stops `weir test` with the plugin's
+/// message, in every language.
+#[test]
+fn init_errors_carry_the_plugins_message() {
+    for lang in LANGS {
+        let run = weir_test(&component(lang, "window-count"), "windows", &["-c", "window=weekly"], 100);
+        assert!(!run.ok, "{lang}: a bad window kind was accepted");
+        assert!(
+            run.stderr.contains("config `window` = `weekly`: expected tumbling, hopping, sliding or session"),
+            "{lang}: {}",
+            run.stderr
+        );
+        let run = weir_test(&component(lang, "router"), "maps", &["-c", "route.errors="], 100);
+        assert!(!run.ok && run.stderr.contains("every `route.<topic>` needs a topic name and a non-empty pattern"), "{lang}: {}", run.stderr);
+    }
+}
+
+/// An exception (Python), a throw (JavaScript) or an error return (C)
+/// rejects the record it came from, with its message; the records around
+/// it pass, and the instance is not lost.
+#[test]
+fn a_guest_error_rejects_only_its_record() {
+    for lang in ["python", "js", "c"] {
+        for batch_size in [100, 1] {
+            let run = weir_test(&component(lang, "hostile-raise"), "raise", &[], batch_size);
+            assert!(run.ok, "{lang}: {}", run.stderr);
+            let values: Vec<String> = weir_tests::json_lines(&run.stdout).iter().map(|l| l["value"].as_str().unwrap().to_owned()).collect();
+            assert_eq!(values, ["fine", "also fine", "last"], "{lang}");
+            assert_eq!(run.failures.len(), 2, "{lang}: {:?}", run.failures);
+            for (failure, (line, value)) in run.failures.iter().zip([(2, "boom one"), (4, "boom two")]) {
+                assert!(failure.starts_with(&format!("line {line} (input partition 0 offset {}): rejected: ", line - 1)), "{lang}: {failure}");
+                assert!(failure.contains(value), "{lang}: the message names the value: {failure}");
+            }
+        }
+    }
+}

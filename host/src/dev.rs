@@ -108,23 +108,38 @@ pub fn sample(input: Option<&PathBuf>) -> Result<Vec<InputLine>> {
 }
 
 /// Produces `lines` into the input topic, one every `every`, `rounds` times
-/// over (0: until `stop`).
+/// over (0: until `stop`). Each round's timestamps are shifted to start
+/// now, keeping their spacing: a sample's old event times would otherwise
+/// fall behind the broker's retention and vanish, and each round's windows
+/// would all be late.
 pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration, rounds: usize, stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let producer: BaseProducer = match rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create() {
             Ok(p) => p,
             Err(e) => return tracing::error!(error = %e, "sample producer"),
         };
+        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+        let first = lines.iter().map(|l| l.timestamp).find(|&t| t > 0).unwrap_or(0);
         let mut round = 0;
+        // Rounds never overlap in event time.
+        let mut round_start = now();
         while !stop.load(Ordering::Relaxed) && (rounds == 0 || round < rounds) {
+            let mut last = round_start;
             for l in &lines {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
-                let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(l.topic.as_deref().unwrap_or(INPUT)).timestamp(if l.timestamp > 0 { l.timestamp } else { now });
+                let timestamp = if l.timestamp > 0 { round_start + (l.timestamp - first) } else { now() };
+                last = last.max(timestamp);
+                let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(l.topic.as_deref().unwrap_or(INPUT)).timestamp(timestamp);
                 if let Some(k) = &l.key {
                     r = r.key(k);
                 }
                 if let Some(v) = &l.value {
                     r = r.payload(v);
+                }
+                if !l.headers.is_empty() {
+                    let headers = l.headers.iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (name, value)| {
+                        h.insert(rdkafka::message::Header { key: name.as_str(), value: value.as_deref() })
+                    });
+                    r = r.headers(headers);
                 }
                 let _ = producer.send(r);
                 producer.poll(Duration::ZERO);
@@ -134,6 +149,7 @@ pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration
                 }
             }
             round += 1;
+            round_start = now().max(last + 1);
         }
         let _ = producer.flush(Duration::from_secs(5));
     });

@@ -1,0 +1,198 @@
+"""Runs Python plugins under the build machine's CPython against an
+in-memory host, for fast tests of the SDK and plugins without building a
+component. Not a substitute for ``weir test`` (which runs the real
+component): the window results given to on_window are whatever a test
+passes in.
+
+Bindings stubs come from ``componentize-py bindings`` (cached under
+$WEIR_CACHE/python/stubs); their import functions are replaced here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SDK = HERE.parent
+WIT = SDK.parent.parent / "wit"
+
+
+def _stubs() -> Path:
+    cache = Path(os.environ.get("WEIR_CACHE", Path.home() / ".cache" / "weir")) / "python"
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(WIT.glob("*.wit")))).hexdigest()[:16]
+    out = cache / "stubs" / digest
+    if not (out / "wit_world").is_dir():
+        tool = cache / "venv" / "bin" / "componentize-py"
+        if not tool.exists():
+            subprocess.run([str(SDK / "setup")], check=True)
+        subprocess.run(
+            [str(tool), "-d", str(WIT), "-w", "weir:transform/plugin@0.1.0", "bindings", str(out)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return out
+
+
+sys.path.insert(0, str(_stubs()))
+sys.path.insert(0, str(SDK))
+
+from componentize_py_types import Err  # noqa: E402
+from wit_world.imports import log as _log, state as _state, types as T, windows as _windows  # noqa: E402
+
+
+class Host:
+    """State, logs and window definitions of one fake deployment."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.keys: list[bytes] = []
+        self.values: dict[bytes, bytes] = {}
+        self.logs: list[tuple[str, str]] = []
+        self.windows: dict[str, tuple[int, Any]] = {}
+
+    # state
+    def get(self, key: bytes) -> bytes | None:
+        assert type(key) is bytes, type(key)
+        return self.values.get(key)
+
+    def set(self, key: bytes, value: bytes, ttl_ms: int | None) -> None:
+        assert type(key) is bytes and type(value) is bytes
+        if key not in self.values:
+            bisect.insort(self.keys, key)
+        self.values[key] = value
+
+    def delete(self, key: bytes) -> None:
+        if key in self.values:
+            del self.values[key]
+            self.keys.remove(key)
+
+    def range(self, start: bytes, end: bytes | None, limit: int) -> list[Any]:
+        i = bisect.bisect_left(self.keys, start)
+        out = []
+        for k in self.keys[i:]:
+            if (end is not None and k >= end) or len(out) >= limit:
+                break
+            out.append(_state.Entry(k, self.values[k]))
+        return out
+
+    def prefix(self, prefix: bytes, after: bytes | None, limit: int) -> list[Any]:
+        i = bisect.bisect_right(self.keys, after) if after is not None else bisect.bisect_left(self.keys, prefix)
+        out = []
+        for k in self.keys[i:]:
+            if not k.startswith(prefix) or len(out) >= limit:
+                break
+            out.append(_state.Entry(k, self.values[k]))
+        return out
+
+    # log
+    def log(self, level: Any, message: str) -> None:
+        self.logs.append((level.name.lower(), message))
+
+    # windows
+    def define(self, name: str, spec: Any) -> int:
+        if name in self.windows:
+            wid, old = self.windows[name]
+            if old != spec:
+                raise Err(f"window `{name}` is already defined with another spec")
+            return wid
+        self.windows[name] = (len(self.windows), spec)
+        return len(self.windows) - 1
+
+
+HOST = Host()
+_state.get = HOST.get
+_state.set = HOST.set
+_state.delete = HOST.delete
+_state.range = HOST.range
+_state.prefix = HOST.prefix
+_log.log = HOST.log
+_windows.define = HOST.define
+
+import weir  # noqa: E402
+import weir._export  # noqa: E402
+import weir._runtime  # noqa: E402
+import weir._transform  # noqa: E402
+
+# The import guard would stop the test runner's own imports after init.
+weir._runtime.install = lambda: None
+
+
+def load(plugin_dir: str | Path) -> weir._export.Handler:
+    """Imports ``plugin_dir/app.py`` afresh and returns the bound handler."""
+    plugin_dir = str(plugin_dir)
+    for name in list(sys.modules):
+        mod = sys.modules[name]
+        if name == "app" or (getattr(mod, "__file__", None) or "").startswith(plugin_dir + os.sep):
+            del sys.modules[name]
+    weir._transform._registered.clear()
+    sys.path.insert(0, plugin_dir)
+    try:
+        app = importlib.import_module("app")
+    finally:
+        sys.path.remove(plugin_dir)
+    weir._export.bind(app)
+    weir.log._live = False
+    return weir._export.Handler()
+
+
+def batch(records: list[dict[str, Any]], topic: str = "in", partition: int = 0, first_offset: int = 0) -> Any:
+    """An input batch from dicts with optional key, value (str or bytes),
+    headers (dict or pairs) and timestamp."""
+    data = bytearray()
+    headers: list[Any] = []
+    recs: list[Any] = []
+
+    def span(b: Any) -> Any:
+        if b is None:
+            return None
+        if isinstance(b, str):
+            b = b.encode()
+        start = len(data)
+        data.extend(b)
+        return T.Span(start, len(b))
+
+    for i, r in enumerate(records):
+        first = len(headers)
+        hs = r.get("headers") or {}
+        for name, value in hs.items() if isinstance(hs, dict) else hs:
+            headers.append(T.Header(span(name), span(value)))
+        recs.append(
+            T.InputRecord(
+                first_offset + i, r.get("timestamp", 0), span(r.get("key")), span(r.get("value")), T.Span(first, len(headers) - first)
+            )
+        )
+    return T.InputBatch(topic, partition, bytes(data), recs, headers)
+
+
+def decode(out: Any) -> dict[str, Any]:
+    """An output batch as plain values: outputs and rejects."""
+    assert type(out.data) is bytes
+    data = out.data
+
+    def b(s: Any) -> bytes | None:
+        return None if s is None else data[s.start : s.start + s.len]
+
+    outputs = []
+    for r in out.records:
+        hs = out.headers[r.headers.start : r.headers.start + r.headers.len]
+        outputs.append(
+            {
+                "source": r.source,
+                "topic": None if r.topic is None else out.topics[r.topic],
+                "key": b(r.key),
+                "value": b(r.value),
+                "headers": [(b(h.name).decode(), b(h.value)) for h in hs],  # type: ignore[union-attr]
+                "timestamp": r.timestamp,
+            }
+        )
+    adds = [(a.window, a.source, b(a.key), a.timestamp, a.number, b(a.custom)) for a in out.window_adds]
+    return {"outputs": outputs, "rejects": [(r.source, r.message) for r in out.rejects], "adds": adds}

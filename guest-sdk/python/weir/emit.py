@@ -1,0 +1,156 @@
+"""Where a transform puts its outputs and window additions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Union
+
+from . import _host
+
+if TYPE_CHECKING:
+    from .record import Record
+    from .windows import Window
+
+__all__ = ["Emitter", "Bytes"]
+
+Bytes = Union[bytes, bytearray, memoryview, str]
+"""Byte data an output accepts: ``str`` is encoded as UTF-8."""
+
+_Span = _host.Span
+_Header = _host.Header
+_OutputRecord = _host.OutputRecord
+_WindowAdd = _host.WindowAdd
+_NO_HEADERS = _Span(0, 0)
+
+
+class Emitter:
+    """Collects what the current record (or window result) produces.
+
+    All outputs of a call are appended to one byte buffer, which begins with
+    the input batch's own bytes; each output refers to its key, value and
+    header bytes by position, which is how they cross into the host (and
+    why :meth:`forward` copies nothing). Everything emitted for a record that is then
+    rejected is dropped.
+    """
+
+    __slots__ = ("_data", "_records", "_headers", "_topics", "_topic_ids", "_rejects", "_adds", "_source", "_timestamp")
+
+    def __init__(self, data: bytes = b"", headers: list[_host.Header] | None = None) -> None:
+        # The input batch's data and headers start the output's, so that
+        # forward() refers to the input's spans instead of copying bytes.
+        self._data = bytearray(data)
+        self._records: list[_host.OutputRecord] = []
+        self._headers: list[_host.Header] = list(headers) if headers else []
+        self._topics: list[str] = []
+        self._topic_ids: dict[str, int] = {}
+        self._rejects: list[_host.Reject] = []
+        self._adds: list[_host.WindowAdd] = []
+        self._source = 0
+        self._timestamp = 0
+
+    @property
+    def timestamp(self) -> int:
+        """The timestamp of the record (or window result: its end) being handled."""
+        return self._timestamp
+
+    def emit(
+        self,
+        key: Bytes | None = None,
+        value: Bytes | None = None,
+        *,
+        topic: str | None = None,
+        headers: Iterable[tuple[str, Bytes | None]] | Mapping[str, Bytes | None] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """Produces a record: ``key`` and ``value`` (``None``: null), to
+        ``topic`` (default: the deployment's output topic), with
+        ``headers`` (pairs or a mapping; a ``None`` value is a null header
+        value) and ``timestamp`` in ms (default: the input record's, or a
+        window's end)."""
+        data = self._data
+        key_span = value_span = None
+        if key is not None:
+            start = len(data)
+            data += key.encode() if isinstance(key, str) else key
+            key_span = _Span(start, len(data) - start)
+        if value is not None:
+            start = len(data)
+            data += value.encode() if isinstance(value, str) else value
+            value_span = _Span(start, len(data) - start)
+        if headers:
+            hs = self._headers
+            first = len(hs)
+            for name, hv in headers.items() if isinstance(headers, Mapping) else headers:
+                start = len(data)
+                data += name.encode()
+                name_span = _Span(start, len(data) - start)
+                hv_span = None
+                if hv is not None:
+                    start = len(data)
+                    data += hv.encode() if isinstance(hv, str) else hv
+                    hv_span = _Span(start, len(data) - start)
+                hs.append(_Header(name_span, hv_span))
+            header_span = _Span(first, len(hs) - first)
+        else:
+            header_span = _NO_HEADERS
+        self._records.append(
+            _OutputRecord(self._source, None if topic is None else self._topic(topic), key_span, value_span, header_span, timestamp)
+        )
+
+    def forward(self, record: Record, *, topic: str | None = None) -> None:
+        """Emits ``record`` unchanged -- key, value, headers and timestamp --
+        to the deployment's output topic (or ``topic``)."""
+        r = record._r
+        self._records.append(
+            _OutputRecord(self._source, None if topic is None else self._topic(topic), r.key, r.value, r.headers, None)
+        )
+
+    def add_to_window(self, window: Window, key: Bytes, number: float = 1.0, *, timestamp: int | None = None) -> None:
+        """Adds ``number`` under ``key`` to ``window`` (from
+        :meth:`WindowSpec.define <weir.WindowSpec.define>`) at the record's
+        timestamp, or at ``timestamp``. Only ``process`` may add to windows."""
+        data = self._data
+        start = len(data)
+        data += key.encode() if isinstance(key, str) else key
+        self._adds.append(
+            _WindowAdd(
+                window.id,
+                self._source,
+                _Span(start, len(data) - start),
+                self._timestamp if timestamp is None else timestamp,
+                float(number),
+                None,
+            )
+        )
+
+    def add_custom_to_window(self, window: Window, key: Bytes, value: Bytes, *, timestamp: int | None = None) -> None:
+        """Adds ``value`` under ``key`` to a window with a custom
+        aggregation; the host folds it with the transform's ``reduce``."""
+        data = self._data
+        start = len(data)
+        data += key.encode() if isinstance(key, str) else key
+        key_span = _Span(start, len(data) - start)
+        start = len(data)
+        data += value.encode() if isinstance(value, str) else value
+        self._adds.append(
+            _WindowAdd(
+                window.id,
+                self._source,
+                key_span,
+                self._timestamp if timestamp is None else timestamp,
+                0.0,
+                _Span(start, len(data) - start),
+            )
+        )
+
+    def _topic(self, topic: str) -> int:
+        i = self._topic_ids.get(topic)
+        if i is None:
+            if type(topic) is not str:
+                raise TypeError(f"topic must be str, not {type(topic).__name__}")
+            i = self._topic_ids[topic] = len(self._topics)
+            self._topics.append(topic)
+        return i
+
+    def _finish(self) -> _host.OutputBatch:
+        return _host.OutputBatch(bytes(self._data), self._records, self._headers, self._topics, self._rejects, self._adds)

@@ -154,6 +154,25 @@ fn assert_all_present(inputs: &[Rec], outputs: &[Rec], weir: &Weir) {
     }
 }
 
+/// librdkafka hands statistics to a callback inside `poll`; the consumer
+/// loop once held its lock across the polls that drain prefetched records,
+/// and a statistics event arriving then deadlocked the deployment. With
+/// statistics every 10 ms, a backlog is drained through many of them.
+#[test]
+fn client_statistics_during_a_backlog_never_stall_consumption() {
+    let broker = Broker::start();
+    broker.create_topic("raw", 4);
+    broker.create_topic("shout", 4);
+    broker.create_topic("upper.dlq", 1);
+    let inputs = records("s", 200_000, 1_000);
+    broker.produce("raw", &inputs);
+    let dir = tempfile::tempdir().unwrap();
+    let config = host_config(&deployment("upper", "upper", "raw", "shout", "")) + "\n[kafka.properties]\n\"statistics.interval.ms\" = \"10\"\n";
+    let weir = Weir::start(dir.path(), &broker, &config);
+    let out = broker.read("shout", inputs.len(), Duration::from_secs(120));
+    assert_all_present(&inputs, &out, &weir);
+}
+
 #[test]
 fn kill_9_mid_stream_loses_nothing() {
     let broker = Broker::start();

@@ -63,21 +63,20 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
         let timeout = runtime.lock().unwrap().poll_timeout();
-        // Rebalance callbacks run inside poll and lock the runtime, so the
-        // lock is never held across it.
-        let message = consumer.poll(timeout);
-        let mut rt = runtime.lock().unwrap();
-        if let Some(m) = message {
-            rt.on_message(&consumer, m);
+        // Rebalance and statistics callbacks run inside poll and lock the
+        // runtime, so the lock is never held across a poll (not even one
+        // that does not wait).
+        if let Some(m) = consumer.poll(timeout) {
+            runtime.lock().unwrap().on_message(&consumer, m);
             // Take what is already fetched without waiting.
             for _ in 0..1_000 {
                 match consumer.poll(Duration::ZERO) {
-                    Some(m) => rt.on_message(&consumer, m),
+                    Some(m) => runtime.lock().unwrap().on_message(&consumer, m),
                     None => break,
                 }
             }
         }
-        rt.pump(&consumer);
+        runtime.lock().unwrap().pump(&consumer);
     }
     {
         let mut rt = runtime.lock().unwrap();

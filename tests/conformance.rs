@@ -152,3 +152,22 @@ fn a_guest_error_rejects_only_its_record() {
         }
     }
 }
+
+/// An endless loop and an allocation without bound inside an interpreter
+/// (Python, JavaScript) end at the host's CPU and memory limits as for
+/// compiled guests: the record is isolated with the limit's kind, and the
+/// records around it pass.
+#[test]
+fn runaway_interpreters_are_stopped_by_the_host_limits() {
+    for lang in ["python", "js"] {
+        for (plugin, kind) in [("hostile-loop", "timeout"), ("hostile-memory", "memory")] {
+            let run = weir_test(&component(lang, plugin), "raise", &["--cpu-ms", "200"], 100);
+            assert!(run.ok, "{lang} {plugin}: {}", run.stderr);
+            let values: Vec<String> = weir_tests::json_lines(&run.stdout).iter().map(|l| l["value"].as_str().unwrap().to_owned()).collect();
+            assert_eq!(values, ["fine", "also fine", "last"], "{lang} {plugin}");
+            let lines: Vec<&str> = run.failures.iter().map(|f| f.split(" (").next().unwrap()).collect();
+            assert_eq!(lines, ["line 2", "line 4"], "{lang} {plugin}: {:?}", run.failures);
+            assert!(run.failures.iter().all(|f| f.contains(&format!("): {kind}: "))), "{lang} {plugin}: {:?}", run.failures);
+        }
+    }
+}

@@ -27,6 +27,19 @@ fn best_rate(records: usize, rounds: usize, mut f: impl FnMut() -> usize) -> f64
     records as f64 / best.as_secs_f64()
 }
 
+/// Queues `record`, serving delivery reports for `wait` at a time while
+/// librdkafka's queue is full.
+fn send_waiting<K, P>(producer: &rdkafka::producer::BaseProducer, mut record: rdkafka::producer::BaseRecord<'_, K, P>, wait: Duration)
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    while let Err((_, back)) = producer.send(record) {
+        record = back;
+        producer.poll(wait);
+    }
+}
+
 fn value_batch(n: usize, value_bytes: usize, offset: i64) -> InputBatch {
     let mut b = BatchBuilder::new("bench", 0);
     let value: Vec<u8> = (0..value_bytes).map(|i| b'a' + (i % 26) as u8).collect();
@@ -117,16 +130,8 @@ pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize)
     let value = vec![b'x'; 100];
     for i in 0..records {
         let key = format!("k{}", i % 1000);
-        let mut r = BaseRecord::to(&input).key(key.as_bytes()).payload(&value);
-        loop {
-            match producer.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        let r = BaseRecord::to(&input).key(key.as_bytes()).payload(&value);
+        send_waiting(&producer, r, Duration::from_millis(5));
     }
     producer.flush(Duration::from_secs(120))?;
 
@@ -166,15 +171,7 @@ pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize)
             if let Some(v) = rdkafka::Message::payload(&m) {
                 r = r.payload(v);
             }
-            loop {
-                match relay.send(r) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        r = back;
-                        relay.poll(Duration::from_millis(1));
-                    }
-                }
-            }
+            send_waiting(&relay, r, Duration::from_millis(1));
             relay.poll(Duration::ZERO);
             seen += 1;
         }
@@ -366,16 +363,8 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
     for i in 0..keys {
         let key = format!("u{i:012}");
         let headers = OwnedHeaders::new().insert(Header { key: crate::state::changelog::OFFSETS_HEADER, value: Some(header.as_bytes()) });
-        let mut r = BaseRecord::to(&topic).partition(0).key(key.as_bytes()).payload(&value[..]).headers(headers);
-        loop {
-            match producer.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
+        let r = BaseRecord::to(&topic).partition(0).key(key.as_bytes()).payload(&value[..]).headers(headers);
+        send_waiting(&producer, r, Duration::from_millis(5));
     }
     producer.flush(Duration::from_secs(300))?;
 

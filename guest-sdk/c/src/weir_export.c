@@ -362,6 +362,28 @@ bool exports_weir_transform_handler_init(plugin_list_tuple2_string_string_t *cfg
     return e == NULL;
 }
 
+/* One record's outcome: a reject discards what the record emitted; a fatal
+ * error ends the call with its message (returns false). */
+static bool record_done(weir_out *out, weir_status st, plugin_string_t *err) {
+    if (st == WEIR_FATAL) {
+        *err = host_string(weir_str(out->message ? out->message : "fatal error"));
+        return false;
+    }
+    if (st != WEIR_OK) out_reject(out);
+    return true;
+}
+
+/* Ends a call: hands the outputs to the host, or drops them when it failed. */
+static bool call_done(weir_out *out, bool ok, weir_transform_types_output_batch_t *ret) {
+    weir__tmp_reset();
+    if (!ok) {
+        out_free(out);
+        return false;
+    }
+    out_finish(out, ret);
+    return true;
+}
+
 bool exports_weir_transform_handler_process(weir_transform_types_input_batch_t *batch,
                                             weir_transform_types_output_batch_t *ret, plugin_string_t *err) {
     weir_out out = {0};
@@ -387,24 +409,15 @@ bool exports_weir_transform_handler_process(weir_transform_types_input_batch_t *
         };
         weir__tmp_mark_t mark = weir__tmp_mark();
         out_begin(&out, (uint32_t)i, ir->timestamp);
-        weir_status st = weir_process(&r, &out);
-        if (st == WEIR_FATAL) {
-            *err = host_string(weir_str(out.message ? out.message : "fatal error"));
+        if (!record_done(&out, weir_process(&r, &out), err)) {
             ok = false;
             break;
         }
-        if (st != WEIR_OK) out_reject(&out);
         weir__tmp_release(mark);
         weir__last_error = NULL;
     }
-    weir__tmp_reset();
     weir_transform_types_input_batch_free(batch);
-    if (!ok) {
-        out_free(&out);
-        return false;
-    }
-    out_finish(&out, ret);
-    return true;
+    return call_done(&out, ok, ret);
 }
 
 bool exports_weir_transform_handler_on_window(weir_transform_windows_window_batch_t *batch,
@@ -426,24 +439,15 @@ bool exports_weir_transform_handler_on_window(weir_transform_windows_window_batc
         };
         weir__tmp_mark_t mark = weir__tmp_mark();
         out_begin(&out, (uint32_t)i, wr->end);
-        weir_status st = weir_on_window(&r, &out);
-        if (st == WEIR_FATAL) {
-            *err = host_string(weir_str(out.message ? out.message : "fatal error"));
+        if (!record_done(&out, weir_on_window(&r, &out), err)) {
             ok = false;
             break;
         }
-        if (st != WEIR_OK) out_reject(&out);
         weir__tmp_release(mark);
         weir__last_error = NULL;
     }
-    weir__tmp_reset();
     weir_transform_windows_window_batch_free(batch);
-    if (!ok) {
-        out_free(&out);
-        return false;
-    }
-    out_finish(&out, ret);
-    return true;
+    return call_done(&out, ok, ret);
 }
 
 static plugin_list_u8_t host_list(weir_bytes b) {

@@ -109,38 +109,25 @@ class Emitter:
         """Adds ``number`` under ``key`` to ``window`` (from
         :meth:`WindowSpec.define <weir.WindowSpec.define>`) at the record's
         timestamp, or at ``timestamp``. Only ``process`` may add to windows."""
-        data = self._data
-        start = len(data)
-        data += key.encode() if isinstance(key, str) else key
-        self._adds.append(
-            _WindowAdd(
-                window.id,
-                self._source,
-                _Span(start, len(data) - start),
-                self._timestamp if timestamp is None else timestamp,
-                float(number),
-                None,
-            )
-        )
+        self._add(window, key, timestamp, float(number), None)
 
     def add_custom_to_window(self, window: Window, key: Bytes, value: Bytes, *, timestamp: int | None = None) -> None:
         """Adds ``value`` under ``key`` to a window with a custom
         aggregation; the host folds it with the transform's ``reduce``."""
+        self._add(window, key, timestamp, 0.0, value)
+
+    def _add(self, window: Window, key: Bytes, timestamp: int | None, number: float, custom: Bytes | None) -> None:
         data = self._data
         start = len(data)
         data += key.encode() if isinstance(key, str) else key
         key_span = _Span(start, len(data) - start)
-        start = len(data)
-        data += value.encode() if isinstance(value, str) else value
+        custom_span = None
+        if custom is not None:
+            start = len(data)
+            data += custom.encode() if isinstance(custom, str) else custom
+            custom_span = _Span(start, len(data) - start)
         self._adds.append(
-            _WindowAdd(
-                window.id,
-                self._source,
-                key_span,
-                self._timestamp if timestamp is None else timestamp,
-                0.0,
-                _Span(start, len(data) - start),
-            )
+            _WindowAdd(window.id, self._source, key_span, self._timestamp if timestamp is None else timestamp, number, custom_span)
         )
 
     def _topic(self, topic: str) -> int:

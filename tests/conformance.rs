@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use weir_tests::{plugin, repo, target_dir, weir_bin};
+use weir_tests::{component, repo, weir_bin};
 
 const LANGS: [&str; 4] = ["rust", "python", "js", "c"];
 
@@ -37,15 +37,6 @@ const CASES: &[Case] = &[
     Case { name: "session-update", plugin: "window-count", input: "windows", args: &["-c", "window=session", "-c", "gap_ms=5", "-c", "emit=update"] },
     Case { name: "session-final", plugin: "window-count", input: "windows", args: &["-c", "window=session", "-c", "gap_ms=5", "-c", "grace_ms=3", "--flush-windows"] },
 ];
-
-fn component(lang: &str, name: &str) -> PathBuf {
-    if lang == "rust" {
-        return plugin(name);
-    }
-    let path = target_dir().join("plugins").join(lang).join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: build it with `scripts/build-plugins {lang}`", path.display());
-    path
-}
 
 struct Run {
     /// Exit status 0 (every record passed) or 2 (some records failed).

@@ -175,6 +175,49 @@ fn hostile_flood_hits_the_output_limit() {
 }
 
 #[test]
+fn hostile_state_hits_the_state_limit() {
+    let e = engine();
+    let limits = Limits { max_state_bytes: Some(1 << 20), ..Limits::default() };
+    let mut t = transform(&e, "hostile-state", &[], limits);
+    // Each record adds a 64 KiB value: 15 fit in 1 MiB, the 16th does not.
+    let sent: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    let b = batch(&sent.iter().map(String::as_str).collect::<Vec<_>>());
+    let (state, r) = run(&mut t, &b, Box::new(PartitionState::in_memory()));
+    assert_eq!(values(&r), sent[..15]);
+    assert_eq!(r.failures.iter().map(|f| (f.index, f.kind)).collect::<Vec<_>>(), (15..20).map(|i| (i, FailureKind::StateLimit)).collect::<Vec<_>>());
+    assert!(r.failures[0].message.contains("more than max_state_bytes = 1048576"), "{}", r.failures[0].message);
+    assert!(r.stopped.is_none());
+    let full = state.state_bytes();
+    assert!(full <= 1 << 20 && full > 15 * (64 << 10), "{full}");
+
+    // At the limit, records that read or delete go on; a delete makes room
+    // for one more.
+    let keyed = |records: &[(&str, &str)]| {
+        let mut b = BatchBuilder::new("in", 3);
+        for (i, (key, value)) in records.iter().enumerate() {
+            b.push(200 + i as i64, 2_000, Some(key.as_bytes()), Some(value.as_bytes()), []);
+        }
+        b.finish()
+    };
+    let (state, r) = run(&mut t, &keyed(&[("k3", "read"), ("k0", "delete"), ("k20", "new"), ("k21", "new")]), state);
+    assert_eq!(values(&r), ["read", "delete", "new"]);
+    assert_eq!(r.failures.iter().map(|f| (f.index, f.kind)).collect::<Vec<_>>(), [(3, FailureKind::StateLimit)]);
+    assert_eq!(state.state_bytes(), full + 1, "k20 is one byte longer than k0");
+
+    // Over a lowered limit, an overwrite of the same size still succeeds.
+    let mut t = transform(&e, "hostile-state", &[], Limits { max_state_bytes: Some(1 << 19), ..Limits::default() });
+    let (state, r) = run(&mut t, &keyed(&[("k3", "same size"), ("k22", "new")]), state);
+    assert_eq!(values(&r), ["same size"]);
+    assert_eq!(r.failures.iter().map(|f| (f.index, f.kind)).collect::<Vec<_>>(), [(1, FailureKind::StateLimit)]);
+    assert_eq!(state.state_bytes(), full + 1);
+
+    // A well-behaved stateful plugin under the same limit is unaffected.
+    let mut t = transform(&e, "word-count", &[], limits);
+    let (_, r) = run(&mut t, &batch(&["a b a"]), Box::new(PartitionState::in_memory()));
+    assert_eq!((values(&r), r.failures.len()), (vec!["1".to_owned(), "1".into(), "2".into()], 0));
+}
+
+#[test]
 fn other_deployments_keep_running_beside_a_hostile_one() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let e = engine();

@@ -208,7 +208,7 @@ fn window_semantics_under_weir_run() {
         let late: BTreeMap<&str, usize> = CASES
             .iter()
             .map(|c| {
-                let prefix = format!("weir_late_records_total{{deployment=\"{}\",partition=\"0\"}} ", c.name);
+                let prefix = format!("weir_late_records_total{{deployment=\"{}\",partition=\"0\",tenant=\"\"}} ", c.name);
                 (c.name, metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.parse().unwrap()))
             })
             .collect();

@@ -117,41 +117,15 @@ pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize)
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
-    let mut kafka = crate::config::KafkaConfig::default();
-    kafka.brokers = brokers.to_owned();
+    let kafka = bench_kafka(brokers);
     let cluster = crate::kafka::Cluster::connect(&kafka)?;
     let run = std::process::id();
     let (input, raw_out, weir_out) = (format!("bench-in-{run}"), format!("bench-raw-{run}"), format!("bench-weir-{run}"));
     for t in [&input, &raw_out, &weir_out, &format!("bench-{run}.dlq")] {
         cluster.ensure_topic(t, partitions, &[])?;
     }
-    // Fill the input.
-    let producer: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
-    let value = vec![b'x'; 100];
-    for i in 0..records {
-        let key = format!("k{}", i % 1000);
-        let r = BaseRecord::to(&input).key(key.as_bytes()).payload(&value);
-        send_waiting(&producer, r, Duration::from_millis(5));
-    }
-    producer.flush(Duration::from_secs(120))?;
-
-    let watermark_sum = |topic: &str| -> Result<i64> {
-        let mut sum = 0;
-        for p in 0..partitions as i32 {
-            sum += producer.client().fetch_watermarks(topic, p, Duration::from_secs(10))?.1;
-        }
-        Ok(sum)
-    };
-    let wait_full = |topic: &str| -> Result<Instant> {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while watermark_sum(topic)? < records as i64 {
-            if Instant::now() > deadline {
-                bail!("{topic} did not fill within 10 minutes");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(Instant::now())
-    };
+    fill(&kafka, &input, records)?;
+    let wait_full = |topic: &str| wait_filled(&kafka, topic, partitions, records);
 
     // Raw passthrough: consume and produce on one thread, as a minimal
     // hand-written relay would.
@@ -198,10 +172,11 @@ pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize)
             failure_policy: Default::default(),
             dead_letter_topic: None,
             late_topic: None,
+            cpu_share: 1.0,
         },
     );
     let host = crate::pipeline::Host::start(&config)?;
-    let d = host.prepare(&format!("bench-{run}"), &config.deployments[&format!("bench-{run}")])?;
+    let d = host.prepare_static(&format!("bench-{run}"), &config.deployments[&format!("bench-{run}")])?;
     host.run(d);
     let started = loop {
         let text = host.metrics().render();
@@ -215,6 +190,166 @@ pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize)
     host.shutdown();
     let _ = std::fs::remove_dir_all(&state);
     Ok(PipelineReport { records, raw_per_sec, weir_per_sec })
+}
+
+fn bench_kafka(brokers: &str) -> crate::config::KafkaConfig {
+    crate::config::KafkaConfig { brokers: brokers.to_owned(), ..crate::config::KafkaConfig::default() }
+}
+
+/// Produces `records` records (100-byte values, 1000 keys) to `topic`.
+fn fill(kafka: &crate::config::KafkaConfig, topic: &str, records: usize) -> Result<()> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    let producer: BaseProducer = crate::kafka::producer_config(kafka).create()?;
+    let value = vec![b'x'; 100];
+    for i in 0..records {
+        let key = format!("k{}", i % 1000);
+        send_waiting(&producer, BaseRecord::to(topic).key(key.as_bytes()).payload(&value), Duration::from_millis(5));
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}
+
+/// Waits until `topic` holds `records` records; returns when it did.
+fn wait_filled(kafka: &crate::config::KafkaConfig, topic: &str, partitions: usize, records: usize) -> Result<Instant> {
+    use rdkafka::consumer::Consumer;
+    let client: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(kafka).create()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let mut sum = 0;
+        for p in 0..partitions as i32 {
+            sum += client.fetch_watermarks(topic, p, Duration::from_secs(10))?.1;
+        }
+        if sum >= records as i64 {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            bail!("{topic} did not fill within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub struct TenantsReport {
+    pub records: usize,
+    pub alone_per_sec: f64,
+    pub shared_per_sec: f64,
+    /// Records of the hostile tenant that failed (and were dead-lettered)
+    /// while the good tenant ran.
+    pub hostile_failures: u64,
+}
+
+/// Tenant `good` runs the upper plugin over a backlog on a real broker,
+/// first alone, then while tenant `hostile` runs every hostile plugin
+/// (trap, endless loop, memory bomb, unbounded recursion, output flood,
+/// state flood) on a steady stream of records, on the same host.
+pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize) -> Result<TenantsReport> {
+    use crate::pipeline::{Host, Identity};
+    use crate::tenants::{Quota, TenantConfig, token_hash};
+
+    let kafka = bench_kafka(brokers);
+    let run = std::process::id();
+    let (good, evil) = (format!("good{run}"), format!("evil{run}"));
+    let cluster = crate::kafka::Cluster::connect(&kafka)?;
+    let input = format!("{good}.in");
+    for name in ["warm-up", "alone", "shared"] {
+        for t in [format!("{good}.{name}"), format!("{good}.{name}.dlq")] {
+            cluster.ensure_topic(&t, partitions, &[])?;
+        }
+    }
+    cluster.ensure_topic(&input, partitions, &[])?;
+    for t in [format!("{evil}.in"), format!("{evil}.out"), format!("{evil}.out.dlq")] {
+        cluster.ensure_topic(&t, 1, &[])?;
+    }
+    fill(&kafka, &input, records)?;
+
+    let tenant = |name: &str, quota: Quota| TenantConfig { token_sha256: token_hash(name), input_prefixes: vec![format!("{name}.")], output_prefixes: vec![format!("{name}.")], quota };
+    let hostile_quota = Quota { memory_mb: 32, cpu_ms_per_batch: 300, max_outputs_per_record: 100, max_state_bytes: Some(1 << 20), ..Quota::default() };
+    let mut config = crate::config::Config { kafka: kafka.clone(), ..crate::config::Config::default() };
+    let state = tempfile::tempdir()?;
+    config.host.state_dir = state.path().to_owned();
+    config.host.listen = None;
+    config.tenants.insert(good.clone(), tenant(&good, Quota::default()));
+    config.tenants.insert(evil.clone(), tenant(&evil, hostile_quota));
+    let host = Host::start(&config)?;
+    let engine = host.engine().clone();
+    let deploy = |tenant: &str, name: &str, plugin: &str, input: &str, output: &str, settings: &[(&str, &str)]| -> Result<()> {
+        let t = &config.tenants[tenant];
+        let limits = t.quota.limits(&serde_json::Map::new()).map_err(anyhow::Error::msg)?;
+        let d = crate::config::DeploymentConfig {
+            plugin: Default::default(),
+            inputs: vec![input.to_owned()],
+            output: output.to_owned(),
+            config: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            limits,
+            failure_policy: Default::default(),
+            dead_letter_topic: Some(format!("{output}.dlq")),
+            late_topic: None,
+            cpu_share: 1.0,
+        };
+        let module = Arc::new(engine.load_file(&plugins.join(format!("{}.wasm", plugin.replace('-', "_"))))?);
+        let id = format!("{tenant}.{name}");
+        let who = Identity { id: id.clone(), tenant: Some(tenant.to_owned()), storage: id };
+        host.run(host.prepare(&who, &d, module, Some(t))?);
+        Ok(())
+    };
+    let timed = |name: &str| -> Result<f64> {
+        let output = format!("{good}.{name}");
+        deploy(&good, name, "upper", &input, &output, &[])?;
+        // From the first output on (rendering the metrics to watch for the
+        // first input would itself cost CPU).
+        let started = wait_filled(&kafka, &output, partitions, 1)?;
+        let done = wait_filled(&kafka, &output, partitions, records)?;
+        host.stop(&format!("{good}.{name}"));
+        Ok(records as f64 / done.duration_since(started).as_secs_f64())
+    };
+
+    // A first pass warms the broker's caches; it is not counted.
+    timed("warm-up")?;
+    let alone_per_sec = timed("alone")?;
+
+    // The hostile tenant, fed a steady stream, has its plugins busy failing
+    // before the good tenant starts again.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let (kafka, topic, stop) = (kafka.clone(), format!("{evil}.in"), stop.clone());
+        std::thread::spawn(move || -> Result<()> {
+            use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+            let producer: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..20 {
+                    let key = format!("e{i}");
+                    send_waiting(&producer, BaseRecord::to(&topic).key(key.as_bytes()).payload("hostile".as_bytes()), Duration::from_millis(5));
+                    i += 1;
+                }
+                producer.poll(Duration::from_millis(100));
+            }
+            producer.flush(Duration::from_secs(30))?;
+            Ok(())
+        })
+    };
+    for name in ["hostile-trap", "hostile-loop", "hostile-memory", "hostile-recursion", "hostile-flood", "hostile-state"] {
+        deploy(&evil, name, name, &format!("{evil}.in"), &format!("{evil}.out"), &[("count", "1000")])?;
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let failures_before = failures_of(&host, &evil);
+    let shared = timed("shared");
+    let hostile_failures = failures_of(&host, &evil) - failures_before;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = feeder.join();
+    host.shutdown();
+    Ok(TenantsReport { records, alone_per_sec, shared_per_sec: shared?, hostile_failures })
+}
+
+/// Failed records of `tenant` so far, from the metrics.
+fn failures_of(host: &crate::pipeline::Host, tenant: &str) -> u64 {
+    let label = format!("tenant=\"{tenant}\"");
+    host.metrics()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("weir_failures_total") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 pub struct StateRow {

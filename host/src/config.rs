@@ -28,6 +28,19 @@ pub struct Config {
     /// Static deployments, by name.
     #[serde(default)]
     pub deployments: BTreeMap<String, DeploymentConfig>,
+    /// The admin API's operator: manages every tenant's deployments.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Tenants of the admin API, by name.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, crate::tenants::TenantConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// sha256 of the admin token, hex (`weir token` makes a pair).
+    pub token_sha256: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -103,10 +116,12 @@ pub enum FailurePolicy {
     Stop,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentConfig {
-    /// The plugin component.
+    /// The plugin component (static deployments; deployments made through
+    /// the admin API name an uploaded module instead).
+    #[serde(default, skip_serializing_if = "crate::config::is_empty_path")]
     pub plugin: PathBuf,
     /// Input topics; several must have the same partition count (their
     /// partitions with the same number share state).
@@ -127,6 +142,18 @@ pub struct DeploymentConfig {
     /// none, they are only counted).
     #[serde(default)]
     pub late_topic: Option<String>,
+    /// Share of the host's transform threads relative to other
+    /// deployments when they compete (weighted fair scheduling on CPU time).
+    #[serde(default = "one")]
+    pub cpu_share: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_empty_path(p: &Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 impl DeploymentConfig {
@@ -200,28 +227,53 @@ impl Config {
         }
         for (name, d) in &self.deployments {
             check_name(name)?;
+            if is_empty_path(&d.plugin) {
+                bail!("deployment `{name}`: `plugin` is missing");
+            }
+            d.check().with_context(|| format!("deployment `{name}`"))?;
+        }
+        for (name, t) in &self.tenants {
+            check_name(name).with_context(|| format!("tenant `{name}`"))?;
+            t.check().with_context(|| format!("tenant `{name}`"))?;
+        }
+        if let Some(a) = &self.admin {
+            crate::tenants::check_token_hash(&a.token_sha256).context("admin.token_sha256")?;
+        }
+        Ok(())
+    }
+}
+
+impl DeploymentConfig {
+    /// Checks what can be checked without the cluster.
+    pub fn check(&self) -> Result<()> {
+        {
+            let d = self;
             if d.inputs.is_empty() {
-                bail!("deployment `{name}`: `inputs` is empty");
+                bail!("`inputs` is empty");
             }
             let topics = d.inputs.iter().chain([&d.output]).chain(d.dead_letter_topic.iter()).chain(d.late_topic.iter());
             for t in topics {
                 if t.trim().is_empty() {
-                    bail!("deployment `{name}`: a topic name is empty");
+                    bail!("a topic name is empty");
                 }
             }
             if d.inputs.contains(&d.output) {
-                bail!("deployment `{name}`: output topic `{}` is also an input", d.output);
+                bail!("output topic `{}` is also an input", d.output);
+            }
+            if !(d.cpu_share > 0.0 && d.cpu_share <= 1_000.0) {
+                bail!("cpu_share must be in (0, 1000], not {}", d.cpu_share);
             }
         }
         Ok(())
     }
 }
 
-/// Deployment names become consumer group, topic and directory names.
+/// Deployment and tenant names become consumer group, topic and directory
+/// names.
 pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
-        bail!("deployment name `{name}` must be 1 to 100 letters, digits, `-` or `_`");
+        bail!("name `{name}` must be 1 to 100 letters, digits, `-` or `_`");
     }
     Ok(())
 }
@@ -290,15 +342,15 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        let e = Config::parse(&BASE.replace("brokers", "brokerz"), [], &Overrides::default()).unwrap_err().to_string();
+        let e = format!("{:#}", Config::parse(&BASE.replace("brokers", "brokerz"), [], &Overrides::default()).unwrap_err());
         assert!(e.contains("unknown field `brokerz`"), "{e}");
-        let e = Config::parse(BASE, env(&[("WEIR_KAFKA__BROKER", "x")]), &Overrides::default()).unwrap_err().to_string();
+        let e = format!("{:#}", Config::parse(BASE, env(&[("WEIR_KAFKA__BROKER", "x")]), &Overrides::default()).unwrap_err());
         assert!(e.contains("unknown field `broker`"), "{e}");
-        let e = Config::parse(&BASE.replace("\"counts\"", "\"text\""), [], &Overrides::default()).unwrap_err().to_string();
+        let e = format!("{:#}", Config::parse(&BASE.replace("\"counts\"", "\"text\""), [], &Overrides::default()).unwrap_err());
         assert!(e.contains("is also an input"), "{e}");
-        let e = Config::parse(&BASE.replace("word-count]", "\"word count\"]"), [], &Overrides::default()).unwrap_err().to_string();
-        assert!(e.contains("deployment name `word count`"), "{e}");
-        let e = Config::parse(&BASE.replace("memory_mb", "memory"), [], &Overrides::default()).unwrap_err().to_string();
+        let e = format!("{:#}", Config::parse(&BASE.replace("word-count]", "\"word count\"]"), [], &Overrides::default()).unwrap_err());
+        assert!(e.contains("name `word count`"), "{e}");
+        let e = format!("{:#}", Config::parse(&BASE.replace("memory_mb", "memory"), [], &Overrides::default()).unwrap_err());
         assert!(e.contains("unknown field `memory`"), "{e}");
     }
 }

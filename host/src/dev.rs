@@ -33,8 +33,12 @@ impl Embedded {
         // The mock cluster does not implement CreateTopics: create the
         // changelog here too.
         let changelog = crate::state::changelog::topic(DEPLOYMENT);
-        for t in [INPUT, OUTPUT, &format!("{DEPLOYMENT}.dlq"), &changelog].into_iter().chain(extra_topics.iter().copied()) {
+        for t in [INPUT, OUTPUT, &format!("{DEPLOYMENT}.dlq"), &format!("{OUTPUT}.dlq"), &changelog].into_iter().chain(extra_topics.iter().copied()) {
             cluster.create_topic(t, 3, 1).with_context(|| format!("creating topic {t}"))?;
+        }
+        // The registry keeps its order in one partition.
+        for t in crate::registry::topics(&crate::config::KafkaConfig::default().group_prefix) {
+            cluster.create_topic(&t, 1, 1).with_context(|| format!("creating topic {t}"))?;
         }
         Ok(Embedded { cluster })
     }
@@ -65,6 +69,10 @@ pub fn config(bootstrap: &str, plugin: PathBuf, plugin_config: Vec<(String, Stri
     c.kafka.brokers = bootstrap.to_owned();
     c.host.state_dir = state_dir;
     c.host.commit_interval_ms = 500;
+    // The embedded cluster answers at once, but never answers CreateTopics
+    // or DeleteTopics: give up on those quickly (topics are then created on
+    // first mention).
+    c.kafka.connect_timeout_ms = 2_000;
     c.deployments.insert(
         DEPLOYMENT.to_owned(),
         DeploymentConfig {
@@ -76,6 +84,7 @@ pub fn config(bootstrap: &str, plugin: PathBuf, plugin_config: Vec<(String, Stri
             failure_policy: Default::default(),
             dead_letter_topic: None,
             late_topic: None,
+            cpu_share: 1.0,
         },
     );
     c

@@ -1,8 +1,7 @@
-//! The host's HTTP listener: Prometheus `/metrics` and `/health`.
-
+//! The host's HTTP listener: Prometheus `/metrics`, `/health` and the
+//! admin API (`/v1`, see [`crate::admin`]).
 
 use std::sync::Arc;
-
 
 use axum::Router;
 use axum::extract::State;
@@ -13,10 +12,8 @@ use axum::routing::get;
 use crate::pipeline::Host;
 
 pub fn router(host: Arc<Host>) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/health", get(health)).with_state(host)
+    Router::new().route("/metrics", get(metrics)).route("/health", get(health)).with_state(host.clone()).merge(crate::admin::router(host))
 }
-
-
 
 async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], host.metrics().render())

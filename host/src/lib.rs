@@ -19,3 +19,6 @@ pub mod http;
 pub mod pipeline;
 pub mod dev;
 pub mod scaffold;
+pub mod registry;
+pub mod tenants;
+pub mod admin;

@@ -36,6 +36,147 @@ enum Command {
     /// Measure throughput (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Upload a plugin to running hosts and deploy it (admin API).
+    Deploy(DeployArgs),
+    /// Replace a deployment's plugin (and config) without losing state or
+    /// records; rolled back if the new plugin fails its first batches.
+    Upgrade(UpgradeArgs),
+    /// List deployments with their status.
+    List(ApiArgs),
+    /// One deployment's status, as JSON.
+    Status(NamedArgs),
+    /// Stop consuming (state and offsets are kept).
+    Pause(NamedArgs),
+    Resume(NamedArgs),
+    /// Remove a deployment from every host.
+    Undeploy(UndeployArgs),
+    /// A deployment's recent guest log lines.
+    Logs(LogsArgs),
+    /// Make an API token: prints the token and the sha256 the host config
+    /// stores.
+    Token,
+}
+
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// A host's HTTP listener.
+    #[arg(long, env = "WEIR_URL", default_value = "http://127.0.0.1:9464")]
+    url: String,
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: String,
+    /// With the admin token: act for this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> Result<weir::admin::client::Client> {
+        weir::admin::client::Client::new(&self.url, &self.token, self.tenant.clone())
+    }
+}
+
+#[derive(clap::Args)]
+struct NamedArgs {
+    name: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(clap::Args)]
+struct UndeployArgs {
+    name: String,
+    /// Delete its state, changelog and offsets too (default: keep them for a
+    /// later deploy of the same name).
+    #[arg(long)]
+    drop_state: bool,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(clap::Args)]
+struct LogsArgs {
+    name: String,
+    #[arg(long, default_value_t = 100)]
+    lines: usize,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(clap::Args)]
+struct DeployArgs {
+    name: String,
+    /// The plugin component (.wasm).
+    #[arg(long)]
+    plugin: PathBuf,
+    /// Input topic (repeatable).
+    #[arg(long = "input", required = true)]
+    inputs: Vec<String>,
+    #[arg(long)]
+    output: String,
+    #[command(flatten)]
+    settings: Settings,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(clap::Args)]
+struct UpgradeArgs {
+    name: String,
+    /// The new plugin component (.wasm); default: keep the module.
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// Deployment settings; on `upgrade`, those given replace the current ones.
+#[derive(clap::Args)]
+struct Settings {
+    /// Transform configuration, KEY=VALUE (repeatable; on upgrade, replaces
+    /// the whole configuration).
+    #[arg(long = "config", short = 'c', value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// A limit, NAME=VALUE: memory_mb, cpu_ms_per_batch,
+    /// max_outputs_per_record, max_output_bytes_per_record, max_state_bytes.
+    #[arg(long = "limit", value_parser = parse_key_value)]
+    limits: Vec<(String, String)>,
+    /// dead-letter, skip or stop.
+    #[arg(long)]
+    failure_policy: Option<String>,
+    #[arg(long)]
+    dead_letter_topic: Option<String>,
+    #[arg(long)]
+    late_topic: Option<String>,
+    #[arg(long)]
+    cpu_share: Option<f64>,
+}
+
+impl Settings {
+    /// Writes the given settings into a deployment request.
+    fn apply(&self, spec: &mut serde_json::Value) -> Result<()> {
+        if !self.config.is_empty() {
+            spec["config"] = serde_json::json!(self.config.iter().cloned().collect::<std::collections::BTreeMap<_, _>>());
+        }
+        if !spec["limits"].is_object() {
+            spec["limits"] = serde_json::json!({});
+        }
+        for (k, v) in &self.limits {
+            let value: serde_json::Value = serde_json::from_str(v).with_context(|| format!("--limit {k}={v}: not a number"))?;
+            spec["limits"][k] = value;
+        }
+        let strings = [("failure_policy", &self.failure_policy), ("dead_letter_topic", &self.dead_letter_topic), ("late_topic", &self.late_topic)];
+        for (k, v) in strings {
+            if let Some(v) = v {
+                spec[k] = serde_json::json!(v);
+            }
+        }
+        if let Some(share) = self.cpu_share {
+            spec["cpu_share"] = serde_json::json!(share);
+        }
+        Ok(())
+    }
 }
 
 #[derive(clap::Args)]
@@ -70,6 +211,19 @@ enum BenchCommand {
         #[arg(long)]
         plugin: PathBuf,
         #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
+    /// One tenant's throughput alone vs. beside a tenant running every
+    /// hostile plugin, on one host and a real broker.
+    Tenants {
+        #[arg(long)]
+        brokers: String,
+        /// The Rust plugins' build output (upper.wasm, hostile_*.wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        #[arg(long, default_value_t = 500_000)]
         records: usize,
         #[arg(long, default_value_t = 4)]
         partitions: usize,
@@ -152,6 +306,9 @@ struct DevArgs {
     /// Milliseconds between sample records.
     #[arg(long, default_value_t = 300)]
     interval_ms: u64,
+    /// The admin API's token (`weir deploy` and friends send it).
+    #[arg(long, env = "WEIR_TOKEN", default_value = "dev")]
+    token: String,
 }
 
 #[derive(clap::Args)]
@@ -205,6 +362,18 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev(args),
         Command::New(args) => new_plugin(args),
         Command::Bench(b) => on_wasm_thread(move || bench(b)),
+        Command::Deploy(a) => deploy(a),
+        Command::Upgrade(a) => upgrade(a),
+        Command::List(a) => list(a),
+        Command::Status(a) => a.api.client().and_then(|c| c.status(&a.name)).map(print_json),
+        Command::Pause(a) => a.api.client().and_then(|c| c.pause(&a.name, true)).map(|v| print_state(&a.name, &v)),
+        Command::Resume(a) => a.api.client().and_then(|c| c.pause(&a.name, false)).map(|v| print_state(&a.name, &v)),
+        Command::Undeploy(a) => a.api.client().and_then(|c| c.undeploy(&a.name, a.drop_state)).map(|()| {
+            eprintln!("undeployed `{}`{}", a.name, if a.drop_state { " and dropped its state" } else { " (state kept for a later deploy)" });
+            ExitCode::SUCCESS
+        }),
+        Command::Logs(a) => a.api.client().and_then(|c| c.logs(&a.name, a.lines)).map(print_logs),
+        Command::Token => token(),
     };
     match result {
         Ok(code) => code,
@@ -213,6 +382,80 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_json(v: serde_json::Value) -> ExitCode {
+    use std::io::Write;
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    ExitCode::SUCCESS
+}
+
+fn print_state(name: &str, v: &serde_json::Value) -> ExitCode {
+    eprintln!("`{name}`: {} (version {})", v["status"].as_str().unwrap_or("?"), v["version"]);
+    ExitCode::SUCCESS
+}
+
+fn print_logs(v: serde_json::Value) -> ExitCode {
+    for line in v.as_array().into_iter().flatten() {
+        println!("{} {:5} {}", line["at_ms"], line["level"].as_str().unwrap_or(""), line["message"].as_str().unwrap_or(""));
+    }
+    ExitCode::SUCCESS
+}
+
+fn token() -> Result<ExitCode> {
+    let token = weir::tenants::new_token()?;
+    println!("token:        {token}");
+    println!("token_sha256: {}", weir::tenants::token_hash(&token));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_plugin(path: &PathBuf) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))
+}
+
+fn deploy(args: DeployArgs) -> Result<ExitCode> {
+    let client = args.api.client()?;
+    let module = client.upload(read_plugin(&args.plugin)?)?;
+    let mut spec = serde_json::json!({ "module": module, "inputs": args.inputs, "output": args.output });
+    args.settings.apply(&mut spec)?;
+    let v = client.deploy(&args.name, &spec)?;
+    eprintln!("deployed `{}`: module {module}, version {}", args.name, v["version"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
+    let client = args.api.client()?;
+    let current = client.status(&args.name)?;
+    let mut spec = current["spec"].clone();
+    spec["module"] = current["module"].clone();
+    if let Some(p) = &args.plugin {
+        spec["module"] = serde_json::json!(client.upload(read_plugin(p)?)?);
+    }
+    args.settings.apply(&mut spec)?;
+    let v = client.upgrade(&args.name, &spec)?;
+    eprintln!("upgraded `{}` to module {}, version {}; it runs on trial for its first batches", args.name, v["module"].as_str().unwrap_or("?"), v["version"]);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(args: ApiArgs) -> Result<ExitCode> {
+    let all = args.client()?.list()?;
+    println!("{:<24} {:<12} {:<10} {:>7} {:<14} {:<12} ERROR", "NAME", "TENANT", "STATUS", "VERSION", "MODULE", "PARTITIONS");
+    for d in all.as_array().into_iter().flatten() {
+        let module = d["module"].as_str().unwrap_or("");
+        let partitions = d["host"]["partitions"].as_array().map(|p| p.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        println!(
+            "{:<24} {:<12} {:<10} {:>7} {:<14} {:<12} {}",
+            d["name"].as_str().unwrap_or(""),
+            d["tenant"].as_str().unwrap_or("-"),
+            d["status"].as_str().unwrap_or(""),
+            d["version"],
+            &module[..module.len().min(12)],
+            if partitions.is_empty() { "-".into() } else { partitions },
+            d["error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn new_plugin(args: NewArgs) -> Result<ExitCode> {
@@ -251,9 +494,11 @@ fn dev(args: DevArgs) -> Result<ExitCode> {
     let state_dir = std::env::temp_dir().join(format!("weir-dev-{}", std::process::id()));
     let mut config = weir::dev::config(&bootstrap, plugin.clone(), args.config, state_dir.clone());
     config.host.listen = Some(args.listen);
+    config.admin = Some(weir::config::AdminConfig { token_sha256: weir::tenants::token_hash(&args.token) });
     eprintln!("weir dev: embedded Kafka at {bootstrap} (any Kafka client can connect)");
     eprintln!("weir dev: deployment `{}` runs {} from topic `{}` to `{}`", weir::dev::DEPLOYMENT, plugin.display(), weir::dev::INPUT, weir::dev::OUTPUT);
-    eprintln!("weir dev: metrics and health on http://{}; Ctrl-C to stop", args.listen);
+    eprintln!("weir dev: metrics, health and the admin API on http://{}; Ctrl-C to stop", args.listen);
+    eprintln!("weir dev: deploy more with `WEIR_TOKEN={} weir deploy NAME --plugin FILE.wasm --input {} --output {}`", args.token, weir::dev::INPUT, weir::dev::OUTPUT);
     let stop = Arc::new(AtomicBool::new(false));
     let code = serve_until_signal(config, |_, shutdown| {
         weir::dev::print_outputs(bootstrap.clone(), vec![weir::dev::OUTPUT.into()], args.max_records, stop.clone(), move || shutdown.notify_one());
@@ -281,7 +526,7 @@ fn serve_until_signal(
     let prepared = config
         .deployments
         .iter()
-        .map(|(name, d)| host.prepare(name, d).with_context(|| format!("deployment `{name}`")))
+        .map(|(name, d)| host.prepare_static(name, d).with_context(|| format!("deployment `{name}`")))
         .collect::<Result<Vec<_>>>()?;
     if let Some(addr) = config.host.listen {
         let router = weir::http::router(host.clone());
@@ -295,6 +540,9 @@ fn serve_until_signal(
     }
     for d in prepared {
         host.run(d);
+    }
+    if host.registry.is_some() {
+        weir::pipeline::reconcile::spawn(host.clone())?;
     }
     let shutdown = std::sync::Arc::new(tokio::sync::Notify::new());
     then(&host, shutdown.clone())?;
@@ -341,6 +589,12 @@ fn bench(command: BenchCommand) -> Result<ExitCode> {
             println!("| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
             println!("|--------:|--------------------------:|------------------------------:|-----------:|");
             println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+        }
+        BenchCommand::Tenants { brokers, plugins, records, partitions } => {
+            let r = weir::bench::tenants(&brokers, &plugins, records, partitions)?;
+            println!("| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile |");
+            println!("|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|");
+            println!("| {} | {:.0} | {:.0} | {:.2} | {} |", r.records, r.alone_per_sec, r.shared_per_sec, r.shared_per_sec / r.alone_per_sec, r.hostile_failures);
         }
         BenchCommand::Languages { plugins, langs, records, keys } => {
             let rows = weir::bench::languages(&plugins, &langs, records, keys)?;

@@ -1,4 +1,5 @@
-//! Prometheus metrics of a host, labelled by deployment and partition.
+//! Prometheus metrics of a host, labelled by tenant (empty for the
+//! operator's own deployments), deployment and partition.
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -15,9 +16,11 @@ pub struct Metrics {
     pub stopped: IntGaugeVec,
     pub restored_keys: IntCounterVec,
     pub restoring: IntGaugeVec,
+    pub rollbacks: IntCounterVec,
 }
 
-const PARTITION: &[&str] = &["deployment", "partition"];
+const DEPLOYMENT: &[&str] = &["tenant", "deployment"];
+const PARTITION: &[&str] = &["tenant", "deployment", "partition"];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -34,16 +37,16 @@ impl Metrics {
         };
         let batch_seconds = HistogramVec::new(
             HistogramOpts::new("batch_seconds", "Time to run one batch through the transform").buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
-            &["deployment"],
+            DEPLOYMENT,
         )
         .unwrap();
         registry.register(Box::new(batch_seconds.clone())).unwrap();
-        let wasm_cpu_seconds = prometheus::CounterVec::new(Opts::new("wasm_cpu_seconds_total", "CPU time spent in transforms"), &["deployment"]).unwrap();
+        let wasm_cpu_seconds = prometheus::CounterVec::new(Opts::new("wasm_cpu_seconds_total", "CPU time spent in transforms"), DEPLOYMENT).unwrap();
         registry.register(Box::new(wasm_cpu_seconds.clone())).unwrap();
         Metrics {
             records_in: counter("records_in_total", "Records consumed and processed", PARTITION),
             records_out: counter("records_out_total", "Records produced by transforms", PARTITION),
-            failures: counter("failures_total", "Records that failed, by kind", &["deployment", "partition", "kind"]),
+            failures: counter("failures_total", "Records that failed, by kind", &["tenant", "deployment", "partition", "kind"]),
             dead_lettered: counter("dead_lettered_total", "Records sent to the dead-letter topic", PARTITION),
             late: counter("late_records_total", "Records whose window values arrived after their windows closed", PARTITION),
             batch_seconds,
@@ -52,6 +55,7 @@ impl Metrics {
             stopped: gauge("partition_stopped", "1 while a partition is stopped by the failure policy"),
             restored_keys: counter("restored_keys_total", "State keys restored from changelogs", PARTITION),
             restoring: gauge("restoring", "1 while a partition's state is being restored"),
+            rollbacks: counter("upgrade_rollbacks_total", "Upgrades rolled back because the new module failed a batch the old one passed", DEPLOYMENT),
             registry,
         }
     }

@@ -354,6 +354,15 @@ impl Weir {
         reqwest::blocking::get(format!("http://{}/metrics", self.listen)).and_then(|r| r.text()).unwrap_or_default()
     }
 
+    /// Waits until the HTTP listener answers.
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.health().is_none() {
+            assert!(Instant::now() < deadline, "weir did not answer /health within 60 s; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Partitions `deployment` owns according to `/health`.
     pub fn partitions(&self, deployment: &str) -> Vec<i64> {
         self.health()

@@ -36,6 +36,17 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// `lang`'s version of plugin `name` (`scripts/build-plugins` builds those
+/// of other languages than Rust).
+pub fn component(lang: &str, name: &str) -> PathBuf {
+    if lang == "rust" {
+        return plugin(name);
+    }
+    let path = target_dir().join("plugins").join(lang).join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: build it with `scripts/build-plugins {lang}`", path.display());
+    path
+}
+
 /// The `weir` binary, built by the test command before the tests run
 /// (`scripts/test`, or `cargo build --release -p weir`).
 pub fn weir_bin() -> PathBuf {

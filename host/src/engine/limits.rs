@@ -14,11 +14,14 @@ pub struct Limits {
     pub max_outputs_per_record: u32,
     /// Bytes (keys, values, headers) one input record may produce.
     pub max_output_bytes_per_record: u64,
+    /// Bytes of keys and values one input partition's state may hold (user
+    /// keys and window state); none: unlimited.
+    pub max_state_bytes: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: 64, cpu_ms_per_batch: 1_000, max_outputs_per_record: 1_000, max_output_bytes_per_record: 8 << 20 }
+        Limits { memory_mb: 64, cpu_ms_per_batch: 1_000, max_outputs_per_record: 1_000, max_output_bytes_per_record: 8 << 20, max_state_bytes: None }
     }
 }
 
@@ -41,6 +44,8 @@ pub enum LimitExceeded {
     Outputs { count: u64, limit: u32 },
     #[error("output limit: the record produced {bytes} bytes of output, more than max_output_bytes_per_record = {limit}")]
     OutputBytes { bytes: u64, limit: u64 },
+    #[error("state limit: the partition's state would hold {bytes} bytes of keys and values, more than max_state_bytes = {limit}")]
+    State { bytes: u64, limit: u64 },
 }
 
 /// Enforces the memory and table limits of one store; remembers the breach

@@ -104,7 +104,13 @@ impl Engine {
             .max_tables_per_module(4)
             .table_elements(100_000)
             .max_core_instance_size(4 << 20)
-            .max_component_instance_size(4 << 20);
+            .max_component_instance_size(4 << 20)
+            // Reset a freed instance's memory with memset rather than
+            // madvise: a tenant whose instances die by the hundred (memory
+            // bombs, traps) would otherwise keep the kernel's memory-map
+            // lock busy and stall every thread of the host.
+            .linear_memory_keep_resident(64 << 20)
+            .table_keep_resident(1 << 20);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)

@@ -110,14 +110,44 @@ impl Cluster {
             new = new.set(k, v);
         }
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
-        let results = futures::executor::block_on(admin.create_topics([&new], &opts)).with_context(|| format!("creating topic `{topic}`"))?;
+        let created = futures::executor::block_on(admin.create_topics([&new], &opts)).with_context(|| format!("creating topic `{topic}`"));
+        let refused = match created {
+            Ok(results) => results.into_iter().find_map(|r| match r {
+                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => None,
+                Err((name, code)) => Some(anyhow!("creating topic `{name}`: {code}")),
+            }),
+            Err(e) => Some(e),
+        };
+        match refused {
+            None => Ok(()),
+            // Brokers without CreateTopics (the embedded cluster of `weir
+            // dev`) create topics on first mention when allowed to.
+            Some(e) => self.auto_create(topic).map_err(|_| e),
+        }
+    }
+
+    pub fn delete_topic(&self, topic: &str) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka).create().context("creating a Kafka admin client")?;
+        let opts = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
+        let results = futures::executor::block_on(admin.delete_topics(&[topic], &opts)).with_context(|| format!("deleting topic `{topic}`"))?;
         for r in results {
-            match r {
-                Ok(_) => {}
-                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => bail!("creating topic `{name}`: {code}"),
+            if let Err((name, code)) = r {
+                if code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                    bail!("deleting topic `{name}`: {code}");
+                }
             }
         }
         Ok(())
+    }
+
+    fn auto_create(&self, topic: &str) -> Result<()> {
+        let mut c = client_config(&self.kafka);
+        c.set("allow.auto.create.topics", "true");
+        let client: BaseConsumer = c.create()?;
+        let md = client.fetch_metadata(Some(topic), self.timeout)?;
+        match md.topics().first() {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            _ => bail!("topic `{topic}` was not created"),
+        }
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -32,14 +32,62 @@ use crate::state::rocks::RocksBackend;
 use crate::state::{Checkpoint, PartitionState, changelog};
 use crate::transform::{BatchBuilder, BatchResult, Produced, describe_failure};
 
-/// What a deployment is, fixed while it runs.
+/// What a deployment is; only its transform changes while it runs (an
+/// upgrade swaps it between batches).
 pub struct Deployment {
+    /// The id (`tenant.name` for deployments of tenants).
     pub name: String,
+    /// Tenant label of metrics (empty for the operator's deployments).
+    pub tenant: String,
+    /// Names the state directory (the changelog and group are named after
+    /// it too).
+    pub storage: String,
     pub config: DeploymentConfig,
-    pub runnable: Arc<Runnable>,
+    runnable: RwLock<Arc<Runnable>>,
     pub group: String,
     pub changelog_topic: String,
     pub status: Arc<Mutex<DeploymentStatus>>,
+}
+
+impl Deployment {
+    pub fn new(name: String, tenant: String, storage: String, config: DeploymentConfig, runnable: Arc<Runnable>, group: String, changelog_topic: String) -> Deployment {
+        Deployment { name, tenant, storage, config, runnable: RwLock::new(runnable), group, changelog_topic, status: Arc::new(Mutex::new(DeploymentStatus::default())) }
+    }
+
+    /// The status, with what the running transform says now.
+    pub fn status_now(&self) -> DeploymentStatus {
+        let mut status = self.status.lock().unwrap().clone();
+        let runnable = self.runnable();
+        status.module = runnable.module.digest.clone();
+        status.on_trial = runnable.on_trial();
+        status
+    }
+
+    /// The transform new batches run.
+    pub fn runnable(&self) -> Arc<Runnable> {
+        self.runnable.read().unwrap().clone()
+    }
+
+    /// Runs the next batches with `next`; batches in flight finish with the
+    /// transform they started with.
+    pub fn swap(&self, next: Arc<Runnable>) {
+        *self.runnable.write().unwrap() = next;
+    }
+
+    /// A batch of `candidate` (on trial) failed where the module before it
+    /// did not: go back to that module, once.
+    fn roll_back(&self, candidate: &Arc<Runnable>, why: &str) -> bool {
+        let Some(fallback) = candidate.fallback() else { return false };
+        if !Arc::ptr_eq(&self.runnable(), candidate) {
+            return false;
+        }
+        tracing::error!(deployment = %self.name, module = %candidate.module.digest, "upgrade rolled back: {why}");
+        self.swap(fallback);
+        let mut status = self.status.lock().unwrap();
+        status.rolled_back = Some(format!("upgrade to module {} rolled back: {why}", candidate.module.digest));
+        status.last_error = status.rolled_back.clone();
+        true
+    }
 }
 
 /// Runs `deployment` until `stop` is set, then commits and leaves the group.
@@ -105,8 +153,9 @@ impl ClientContext for KafkaContext {
                 }
             }
         }
+        rt.deployment.status.lock().unwrap().lag = lag.clone();
         for (p, l) in lag {
-            rt.shared.metrics.consumer_lag.with_label_values(&[&rt.deployment.name, &p.to_string()]).set(l);
+            rt.shared.metrics.consumer_lag.with_label_values(&[&rt.deployment.tenant, &rt.deployment.name, &p.to_string()]).set(l);
         }
     }
 }
@@ -252,13 +301,13 @@ impl Runtime {
             }
             p.in_flight = true;
             let job = Job {
-                runnable: self.deployment.runnable.clone(),
+                runnable: self.deployment.runnable(),
                 partition: p.number,
                 work: Work::Batch(builder.finish()),
                 state: p.state.take().expect("state is home"),
                 reply: self.done_tx.clone(),
             };
-            self.shared.workers.submit(&self.deployment.name, job);
+            self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
         }
     }
 
@@ -273,32 +322,37 @@ impl Runtime {
             p.idle_closed = true;
             p.in_flight = true;
             let job = Job {
-                runnable: self.deployment.runnable.clone(),
+                runnable: self.deployment.runnable(),
                 partition: p.number,
                 work: Work::CloseIdle { idle_ms: idle.as_millis() as u64 },
                 state: p.state.take().expect("state is home"),
                 reply: self.done_tx.clone(),
             };
-            self.shared.workers.submit(&self.deployment.name, job);
+            self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
         }
     }
 
     fn on_done(&mut self, consumer: &BaseConsumer<KafkaContext>, done: Done) {
-        let name = self.deployment.name.clone();
+        let (tenant, name) = (self.deployment.tenant.clone(), self.deployment.name.clone());
+        if let Some(why) = &done.rolled_back {
+            if self.deployment.roll_back(&done.runnable, why) {
+                self.shared.metrics.rollbacks.with_label_values(&[&tenant, &name]).inc();
+            }
+        }
         let Some(p) = self.parts.get_mut(&done.partition) else { return };
         p.in_flight = false;
         p.state = Some(done.state);
         let metrics = &self.shared.metrics;
         let label = done.partition.to_string();
-        metrics.batch_seconds.with_label_values(&[&name]).observe(done.elapsed.as_secs_f64());
-        metrics.wasm_cpu_seconds.with_label_values(&[&name]).inc_by(done.cpu.as_secs_f64());
+        metrics.batch_seconds.with_label_values(&[&tenant, &name]).observe(done.elapsed.as_secs_f64());
+        metrics.wasm_cpu_seconds.with_label_values(&[&tenant, &name]).inc_by(done.cpu.as_secs_f64());
         let acks = Acks::new();
         match (done.work, done.outcome) {
             (Work::Batch(batch), Outcome::Batch(result)) => {
                 let processed = result.processed(batch.records.len() as u32);
-                metrics.records_in.with_label_values(&[&name, &label]).inc_by(u64::from(processed));
+                metrics.records_in.with_label_values(&[&tenant, &name, &label]).inc_by(u64::from(processed));
                 let out = self.produce_outputs(&result.produced, &acks);
-                self.shared.metrics.records_out.with_label_values(&[&name, &label]).inc_by(out);
+                self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
                 self.handle_failures(&batch, &result, &acks);
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
                 match &result.stopped {
@@ -319,7 +373,7 @@ impl Runtime {
                         for t in topics.iter().chain(std::iter::once(&batch.topic)) {
                             let _ = consumer.pause(&tpl_of(t, done.partition));
                         }
-                        self.shared.metrics.stopped.with_label_values(&[&name, &label]).set(1);
+                        self.shared.metrics.stopped.with_label_values(&[&tenant, &name, &label]).set(1);
                         let mut status = self.deployment.status.lock().unwrap();
                         status.stopped.insert(done.partition, why.clone());
                         status.last_error = Some(why);
@@ -330,7 +384,7 @@ impl Runtime {
             }
             (_, Outcome::Closed(Ok(produced))) => {
                 let out = self.produce_outputs(&produced, &acks);
-                self.shared.metrics.records_out.with_label_values(&[&name, &label]).inc_by(out);
+                self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
                 p.pending.push_back(Pending { acks, positions: p.processed.clone() });
             }
@@ -368,13 +422,13 @@ impl Runtime {
 
     /// Applies the failure policy to failed records and routes late ones.
     fn handle_failures(&self, batch: &crate::bindings::InputBatch, result: &BatchResult, acks: &Arc<Acks>) {
-        let name = self.name();
+        let (tenant, name) = (self.deployment.tenant.as_str(), self.name());
         let label = batch.partition.to_string();
         let metrics = &self.shared.metrics;
         let give_up = self.give_up();
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis().to_string();
         for f in &result.failures {
-            metrics.failures.with_label_values(&[name, &label, f.kind.as_str()]).inc();
+            metrics.failures.with_label_values(&[tenant, name, &label, f.kind.as_str()]).inc();
             let why = describe_failure(name, batch, f);
             let i = f.index as usize;
             match self.deployment.config.failure_policy {
@@ -398,12 +452,12 @@ impl Runtime {
                     if let Err(e) = self.shared.producer.send(out, acks, &give_up) {
                         tracing::error!(deployment = %name, error = %e, "producing a dead letter failed");
                     }
-                    metrics.dead_lettered.with_label_values(&[name, &label]).inc();
+                    metrics.dead_lettered.with_label_values(&[tenant, name, &label]).inc();
                 }
             }
         }
         for &i in &result.late {
-            metrics.late.with_label_values(&[name, &label]).inc();
+            metrics.late.with_label_values(&[tenant, name, &label]).inc();
             if let Some(topic) = &self.deployment.config.late_topic {
                 let i = i as usize;
                 let out = Out { topic, key: batch.key(i), value: batch.value(i), headers: headers(batch.headers(i)), timestamp: Some(batch.records[i].timestamp), partition: None };
@@ -575,8 +629,8 @@ impl Runtime {
         for n in numbers {
             if self.parts.remove(n).is_some() {
                 let label = n.to_string();
-                let _ = self.shared.metrics.stopped.remove_label_values(&[&self.deployment.name, &label]);
-                let _ = self.shared.metrics.consumer_lag.remove_label_values(&[&self.deployment.name, &label]);
+                let _ = self.shared.metrics.stopped.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
+                let _ = self.shared.metrics.consumer_lag.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
                 let mut status = self.deployment.status.lock().unwrap();
                 status.partitions.retain(|p| p != n);
                 status.stopped.remove(n);
@@ -613,7 +667,7 @@ impl Runtime {
     }
 
     fn open_state(&self, n: i32, committed: &BTreeMap<String, i64>) -> Result<(Box<PartitionState>, i64)> {
-        let dir = self.shared.host.state_dir.join(&self.deployment.name).join(n.to_string());
+        let dir = self.shared.host.state_dir.join(&self.deployment.storage).join(n.to_string());
         let mut state = PartitionState::open(Box::new(RocksBackend::open(&dir, &self.shared.rocks)?))?;
         let checkpoint = state.checkpoint()?;
         if let Some(cp) = &checkpoint {
@@ -633,20 +687,20 @@ impl Runtime {
                 0
             }
         };
-        let (name, label) = (self.deployment.name.clone(), n.to_string());
+        let (tenant, name, label) = (self.deployment.tenant.clone(), self.deployment.name.clone(), n.to_string());
         let metrics = self.shared.metrics.clone();
-        metrics.restoring.with_label_values(&[&name, &label]).set(1);
+        metrics.restoring.with_label_values(&[&tenant, &name, &label]).set(1);
         let started = Instant::now();
         let reported = std::cell::Cell::new(0u64);
         let progress = |applied: u64| {
-            metrics.restored_keys.with_label_values(&[&name, &label]).inc_by(applied - reported.get());
+            metrics.restored_keys.with_label_values(&[&tenant, &name, &label]).inc_by(applied - reported.get());
             if applied > reported.get() {
                 tracing::info!(deployment = %name, partition = n, applied, "restoring state from the changelog");
             }
             reported.set(applied);
         };
         let restored = changelog::restore(&self.shared.kafka, &self.deployment.changelog_topic, n, from, committed, &mut state, &progress);
-        metrics.restoring.with_label_values(&[&name, &label]).set(0);
+        metrics.restoring.with_label_values(&[&tenant, &name, &label]).set(0);
         let restored = restored?;
         if restored.applied + restored.skipped > 0 {
             tracing::info!(deployment = %name, partition = n, applied = restored.applied, skipped = restored.skipped, seconds = started.elapsed().as_secs_f64(), "state restored");

@@ -14,10 +14,13 @@ use serde::Serialize;
 
 pub mod deployment;
 mod partition;
+pub mod reconcile;
 pub mod workers;
 
 use crate::config::{Config, DeploymentConfig, HostConfig, KafkaConfig};
-use crate::engine::Engine;
+use crate::engine::{Engine, Module};
+use crate::registry::Registry;
+use crate::tenants::{TenantConfig, Tenants};
 use crate::kafka::Cluster;
 use crate::kafka::producer::Producer;
 use crate::metrics::Metrics;
@@ -42,10 +45,18 @@ pub struct Shared {
 /// A deployment's health as the host sees it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DeploymentStatus {
+    /// sha256 of the module new batches run (filled in by `status_now`).
+    pub module: String,
+    /// The module is an upgrade still on trial (filled in by `status_now`).
+    pub on_trial: bool,
     /// Input partitions this host processes.
     pub partitions: Vec<i32>,
+    /// Records behind the end of each partition (from client statistics,
+    /// every 5 s).
+    pub lag: BTreeMap<i32, i64>,
     /// Partitions stopped by the failure policy, and why.
     pub stopped: BTreeMap<i32, String>,
+    pub rolled_back: Option<String>,
     pub last_error: Option<String>,
 }
 
@@ -55,13 +66,35 @@ struct Running {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Whose a deployment is and where it keeps its group, changelog and state.
+pub struct Identity {
+    /// `tenant.name`, or the name of an operator's deployment.
+    pub id: String,
+    pub tenant: Option<String>,
+    pub storage: String,
+}
+
+impl Identity {
+    /// A deployment of the configuration file.
+    pub fn of_config(name: &str) -> Identity {
+        Identity { id: name.to_owned(), tenant: None, storage: name.to_owned() }
+    }
+}
+
 pub struct Host {
     engine: Engine,
     shared: Arc<Shared>,
     cluster: Cluster,
+    pub tenants: Tenants,
+    /// Present when the admin API is on (tokens are configured).
+    pub registry: Option<Arc<Registry>>,
     /// Topics known to exist, for checking outputs routed at run time.
     known_topics: Arc<RwLock<HashSet<String>>>,
     running: Mutex<BTreeMap<String, Running>>,
+    /// Registry deployments that cannot run on this host, and why.
+    pub problems: Mutex<BTreeMap<String, String>>,
+    /// Set when shutdown begins: nothing new starts.
+    closing: AtomicBool,
 }
 
 impl Host {
@@ -83,7 +116,12 @@ impl Host {
             shutdown: Arc::new(AtomicBool::new(false)),
         });
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
-        let host = Host { engine, shared, cluster, known_topics, running: Mutex::new(BTreeMap::new()) };
+        let tenants = Tenants::from_config(config);
+        let registry = match tenants.enabled() {
+            true => Some(Registry::open(&config.kafka, &cluster, &config.host.state_dir.join("modules"), shared.shutdown.clone())?),
+            false => None,
+        };
+        let host = Host { engine, shared, cluster, tenants, registry, known_topics, running: Mutex::new(BTreeMap::new()), problems: Mutex::new(BTreeMap::new()), closing: AtomicBool::new(false) };
         host.refresh_topics_in_background();
         Ok(host)
     }
@@ -113,13 +151,22 @@ impl Host {
             .expect("spawning the topic refresher");
     }
 
-    /// Checks a deployment against the cluster and loads its plugin, so
-    /// that every problem surfaces before anything is consumed: the plugin
-    /// loads and its `init` accepts the config, every topic exists, inputs
-    /// are co-partitioned. Creates the changelog topic if missing.
-    pub fn prepare(&self, name: &str, config: &DeploymentConfig) -> Result<Arc<Deployment>> {
+    /// [`Host::prepare`] for a deployment of the configuration file.
+    pub fn prepare_static(&self, name: &str, config: &DeploymentConfig) -> Result<Arc<Deployment>> {
         crate::config::check_name(name)?;
         let module = Arc::new(self.engine.load_file(&config.plugin)?);
+        self.prepare(&Identity::of_config(name), config, module, None)
+    }
+
+    /// Checks a deployment against the cluster and instantiates its module,
+    /// so that every problem surfaces before anything is consumed: `init`
+    /// accepts the config, every topic exists (and is the tenant's),
+    /// inputs are co-partitioned. Returns the inputs' partition count and
+    /// the transform's setup.
+    pub fn check_deployment(&self, id: &str, config: &DeploymentConfig, module: Arc<Module>, tenant: Option<&TenantConfig>) -> Result<(usize, Arc<TransformSpec>)> {
+        if let Some(t) = tenant {
+            t.check_topics(config, &config.dead_letter_topic(id)).map_err(|e| anyhow::anyhow!(e))?;
+        }
         let mut partitions = None;
         for input in &config.inputs {
             let n = self.cluster.partitions(input)?;
@@ -128,39 +175,85 @@ impl Host {
                 _ => partitions = Some(n),
             }
         }
-        let partitions = partitions.expect("inputs are not empty");
-        for topic in [Some(&config.output), Some(&config.dead_letter_topic(name)), config.late_topic.as_ref()].into_iter().flatten() {
+        for topic in [Some(&config.output), Some(&config.dead_letter_topic(id)), config.late_topic.as_ref()].into_iter().flatten() {
             self.cluster.partitions(topic)?;
         }
-        let changelog_topic = changelog::topic(name);
+        let spec = self.transform_spec(id, config, tenant);
+        self.warm_up(module, spec.clone())?;
+        Ok((partitions.expect("inputs are not empty"), spec))
+    }
+
+    /// [`Host::check_deployment`], then creates the changelog topic if
+    /// missing.
+    pub fn prepare(&self, who: &Identity, config: &DeploymentConfig, module: Arc<Module>, tenant: Option<&TenantConfig>) -> Result<Arc<Deployment>> {
+        let name = who.id.as_str();
+        let (partitions, spec) = self.check_deployment(name, config, module.clone(), tenant)?;
+        let changelog_topic = changelog::topic(&who.storage);
         self.cluster.ensure_topic(&changelog_topic, partitions, changelog::TOPIC_CONFIG)?;
         let cluster_partitions = self.cluster.partitions(&changelog_topic)?;
         if cluster_partitions < partitions {
             bail!("changelog topic `{changelog_topic}` has {cluster_partitions} partitions, fewer than the inputs' {partitions}");
         }
+        let runnable = Arc::new(Runnable::new(module, spec, config.cpu_share));
+        Ok(Arc::new(Deployment::new(
+            name.to_owned(),
+            who.tenant.clone().unwrap_or_default(),
+            who.storage.clone(),
+            config.clone(),
+            runnable,
+            format!("{}.{}", self.shared.kafka.group_prefix, who.storage),
+            changelog_topic,
+        )))
+    }
 
+    /// How `config`'s instances are set up; checks that `init` accepts it.
+    pub fn transform_spec(&self, name: &str, config: &DeploymentConfig, tenant: Option<&TenantConfig>) -> Arc<TransformSpec> {
         let mut spec = TransformSpec::new(name, config.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), config.limits);
+        // One guest log per deployment, kept across upgrades.
+        if let Some(d) = self.deployment(name) {
+            spec.log = d.runnable().spec.log.clone();
+        }
         let known = self.known_topics.clone();
+        let tenant = tenant.cloned();
         spec.topic_policy = Some(Arc::new(move |topic: &str| {
+            if tenant.as_ref().is_some_and(|t| !t.may_write(topic)) {
+                return Err(format!("output topic `{topic}` is outside the tenant's output prefixes"));
+            }
             if known.read().unwrap().contains(topic) { Ok(()) } else { Err(format!("output topic `{topic}` does not exist")) }
         }));
         spec.stop_at_failure = config.failure_policy == crate::config::FailurePolicy::Stop;
-        let spec = Arc::new(spec);
-        let mut probe = Transform::new(module.clone(), spec.clone());
-        probe.warm_up().map_err(|f| anyhow::anyhow!("deployment `{name}`: {}: {}", f.kind, f.message))?;
+        Arc::new(spec)
+    }
 
-        Ok(Arc::new(Deployment {
-            name: name.to_owned(),
-            config: config.clone(),
-            runnable: Arc::new(Runnable { module, spec, weight: 1.0 }),
-            group: format!("{}.{name}", self.shared.kafka.group_prefix),
-            changelog_topic,
-            status: Arc::new(Mutex::new(DeploymentStatus::default())),
-        }))
+    /// Instantiates a transform and runs its `init`, off the caller's
+    /// thread (wasm needs a large stack).
+    pub fn warm_up(&self, module: Arc<Module>, spec: Arc<TransformSpec>) -> Result<()> {
+        let stack = crate::engine::worker_stack_size(self.engine.config());
+        let name = spec.name.clone();
+        std::thread::Builder::new()
+            .name("weir-warm-up".into())
+            .stack_size(stack)
+            .spawn(move || Transform::new(module, spec).warm_up())?
+            .join()
+            .map_err(|_| anyhow::anyhow!("deployment `{name}`: init panicked the host thread"))?
+            .map_err(|f| anyhow::anyhow!("deployment `{name}`: {}: {}", f.kind, f.message))
+    }
+
+    /// The running deployment `id`, if any.
+    pub fn deployment(&self, id: &str) -> Option<Arc<Deployment>> {
+        self.running.lock().unwrap().get(id).map(|r| r.deployment.clone())
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     /// Starts consuming for a prepared deployment.
     pub fn run(&self, deployment: Arc<Deployment>) {
+        let mut running = self.running.lock().unwrap();
+        if self.closing.load(Ordering::Relaxed) {
+            return;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let (d, shared, s) = (deployment.clone(), self.shared.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -172,11 +265,11 @@ impl Host {
                 }
             })
             .expect("spawning a deployment thread");
-        self.running.lock().unwrap().insert(deployment.name.clone(), Running { deployment, stop, thread: Some(thread) });
+        running.insert(deployment.name.clone(), Running { deployment, stop, thread: Some(thread) });
     }
 
     pub fn statuses(&self) -> BTreeMap<String, DeploymentStatus> {
-        self.running.lock().unwrap().iter().map(|(n, r)| (n.clone(), r.deployment.status.lock().unwrap().clone())).collect()
+        self.running.lock().unwrap().iter().map(|(n, r)| (n.clone(), r.deployment.status_now())).collect()
     }
 
     /// Stops one deployment: finishes its batches, commits, leaves the group.
@@ -194,8 +287,52 @@ impl Host {
         }
     }
 
+    pub fn is_shutting_down(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Deletes this host's state of a deployment incarnation (its changelog
+    /// is dropped by whoever undeployed it).
+    pub fn drop_local_state(&self, storage: &str) {
+        let dir = self.shared.host.state_dir.join(storage);
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not delete dropped state");
+            }
+        }
+    }
+
+    /// Deletes the changelog of a deployment incarnation once its consumer
+    /// group is empty (every host has stopped it), waiting at most 30 s.
+    /// Best effort: a later deploy starts a new incarnation anyway.
+    pub fn drop_changelog(&self, storage: &str) -> Result<()> {
+        let group = format!("{}.{storage}", self.shared.kafka.group_prefix);
+        let probe: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(&self.shared.kafka).create()?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            use rdkafka::consumer::Consumer;
+            match probe.fetch_group_list(Some(&group), Duration::from_secs(5)) {
+                Ok(list) if list.groups().iter().all(|g| g.members().is_empty()) => break,
+                Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => {
+                    tracing::warn!(group = %group, error = %e, "cannot list the group's members; waiting for it to settle");
+                    std::thread::sleep(Duration::from_secs(5));
+                    break;
+                }
+            }
+        }
+        if let Err(e) = self.cluster.delete_topic(&changelog::topic(storage)) {
+            tracing::warn!(storage, error = %format!("{e:#}"), "could not delete a dropped changelog");
+        }
+        Ok(())
+    }
+
     /// Graceful shutdown of everything.
     pub fn shutdown(&self) {
+        {
+            let _running = self.running.lock().unwrap();
+            self.closing.store(true, Ordering::Relaxed);
+        }
         let names: Vec<String> = self.running.lock().unwrap().keys().cloned().collect();
         for r in self.running.lock().unwrap().values() {
             r.stop.store(true, Ordering::Relaxed);

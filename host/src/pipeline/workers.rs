@@ -2,11 +2,18 @@
 //! and the scheduler that shares them fairly.
 //!
 //! Each deployment has a queue of jobs (one per partition at most, since a
-//! partition has one batch in flight). A free worker takes the next job of
-//! the deployment that has used the least CPU time relative to its weight
-//! (weighted fair queuing on measured CPU), and no deployment may occupy
-//! more than its share of the workers, so a deployment whose batches burn
-//! their whole CPU budget slows only itself.
+//! partition has one batch in flight). Workers are shared fairly on two
+//! levels, by measured CPU time (weighted fair queuing): first between
+//! tenants, then between a tenant's deployments (weighted by their
+//! `cpu_share`). A free worker takes the next job of the tenant, then of
+//! that tenant's deployment, that has used the least CPU time, and neither
+//! may occupy more than its share of the workers, so a tenant whose
+//! deployments burn their whole CPU budgets slows only itself, however
+//! many deployments it has.
+//!
+//! Workers also run at a lower OS priority than the host's Kafka threads:
+//! guest code, however busy, cannot take the CPU the host needs to move
+//! everyone's records.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::Sender;
@@ -17,7 +24,7 @@ use crate::bindings::InputBatch;
 use crate::engine::Module;
 use crate::engine::limits::thread_cpu_time;
 use crate::state::PartitionState;
-use crate::transform::{BatchResult, CallFailure, Produced, Transform, TransformSpec};
+use crate::transform::{BatchResult, CallFailure, Produced, RecordFailure, Transform, TransformSpec};
 use crate::windows::ForceClose;
 
 /// A deployment's transform as workers run it; replaced as a whole when
@@ -27,6 +34,51 @@ pub struct Runnable {
     pub spec: Arc<TransformSpec>,
     /// Share of CPU relative to other deployments (default 1).
     pub weight: f64,
+    trial: Mutex<Option<Trial>>,
+}
+
+/// An upgraded transform's first batches run on trial: a batch it fails
+/// (a record failure or a stop) is rolled back, state included, and run
+/// with the transform it replaced; if that one does better, the upgrade is
+/// rolled back.
+struct Trial {
+    fallback: Arc<Runnable>,
+    batches_left: u32,
+}
+
+/// Batches an upgraded transform must pass before it is trusted.
+pub const TRIAL_BATCHES: u32 = 10;
+
+impl Runnable {
+    pub fn new(module: Arc<Module>, spec: Arc<TransformSpec>, weight: f64) -> Runnable {
+        Runnable { module, spec, weight, trial: Mutex::new(None) }
+    }
+
+    /// A transform that replaces `fallback` after `batches` good batches.
+    pub fn upgrade_of(fallback: Arc<Runnable>, module: Arc<Module>, spec: Arc<TransformSpec>, weight: f64, batches: u32) -> Runnable {
+        // Only the transform that ran before counts, not its own fallback.
+        let fallback = fallback.fallback().unwrap_or(fallback);
+        Runnable { module, spec, weight, trial: Mutex::new(Some(Trial { fallback, batches_left: batches })) }
+    }
+
+    pub fn on_trial(&self) -> bool {
+        self.trial.lock().unwrap().is_some()
+    }
+
+    pub fn fallback(&self) -> Option<Arc<Runnable>> {
+        self.trial.lock().unwrap().as_ref().map(|t| t.fallback.clone())
+    }
+
+    fn passed_batch(&self) {
+        let mut trial = self.trial.lock().unwrap();
+        if let Some(t) = trial.as_mut() {
+            t.batches_left = t.batches_left.saturating_sub(1);
+            if t.batches_left == 0 {
+                tracing::info!(deployment = %self.spec.name, module = %self.module.digest, "upgrade passed its trial");
+                *trial = None;
+            }
+        }
+    }
 }
 
 pub enum Work {
@@ -49,6 +101,11 @@ pub struct Job {
 }
 
 pub struct Done {
+    /// What ran the job.
+    pub runnable: Arc<Runnable>,
+    /// Set when a transform on trial failed a batch its fallback passed:
+    /// the failure. The outcome is the fallback's.
+    pub rolled_back: Option<String>,
     pub partition: i32,
     pub work: Work,
     pub state: Box<PartitionState>,
@@ -65,26 +122,105 @@ struct Queue {
     vtime: f64,
 }
 
+impl Queue {
+    fn busy(&self) -> bool {
+        !self.jobs.is_empty() || self.running > 0
+    }
+}
+
+/// A tenant's deployments, by name.
+struct Tenant {
+    queues: HashMap<String, Queue>,
+    running: usize,
+    /// CPU seconds used by all its deployments.
+    vtime: f64,
+    last_active: Instant,
+}
+
+impl Default for Tenant {
+    fn default() -> Self {
+        Tenant { queues: HashMap::new(), running: 0, vtime: 0.0, last_active: Instant::now() }
+    }
+}
+
+/// How long a tenant counts as busy after its last job: between two batches
+/// a deployment has no job for a moment, and a worker taken by another
+/// tenant then may stay taken for a whole batch (seconds, for a transform
+/// that keeps failing and being bisected).
+const ACTIVE_FOR: Duration = Duration::from_secs(1);
+
+impl Tenant {
+    fn busy(&self) -> bool {
+        self.queues.values().any(Queue::busy) || self.last_active.elapsed() < ACTIVE_FOR
+    }
+
+    /// The deployment whose job runs next, within `cap` workers.
+    fn next(&self, cap: usize) -> Option<&String> {
+        let busy = self.queues.values().filter(|q| q.busy()).count().max(1);
+        let each = cap.div_ceil(busy).max(1);
+        self.queues.iter().filter(|(_, q)| !q.jobs.is_empty() && q.running < each).min_by(|a, b| a.1.vtime.total_cmp(&b.1.vtime)).map(|(n, _)| n)
+    }
+}
+
 #[derive(Default)]
 struct Sched {
-    /// By deployment name.
-    queues: HashMap<String, Queue>,
+    /// By tenant name (empty for the operator's deployments).
+    tenants: HashMap<String, Tenant>,
     shutdown: bool,
 }
 
+/// Whose job a worker runs.
+struct Slot {
+    tenant: String,
+    deployment: String,
+}
+
 impl Sched {
-    fn next(&mut self, workers: usize) -> Option<(String, Job)> {
-        let busy = self.queues.values().filter(|q| !q.jobs.is_empty() || q.running > 0).count().max(1);
+    fn next(&mut self, workers: usize) -> Option<(Slot, Job)> {
+        let busy = self.tenants.values().filter(|t| t.busy()).count().max(1);
         let cap = workers.div_ceil(busy).max(1);
-        let name = self
-            .queues
+        let (tenant, deployment) = self
+            .tenants
             .iter()
-            .filter(|(_, q)| !q.jobs.is_empty() && q.running < cap)
+            .filter(|(_, t)| t.running < cap)
+            .filter_map(|(name, t)| Some((name, t, t.next(cap)?)))
             .min_by(|a, b| a.1.vtime.total_cmp(&b.1.vtime))
-            .map(|(n, _)| n.clone())?;
-        let q = self.queues.get_mut(&name).expect("chosen queue exists");
+            .map(|(name, _, d)| (name.clone(), d.clone()))?;
+        let t = self.tenants.get_mut(&tenant).expect("chosen tenant exists");
+        t.running += 1;
+        let q = t.queues.get_mut(&deployment).expect("chosen queue exists");
         q.running += 1;
-        Some((name, q.jobs.pop_front().expect("chosen queue has a job")))
+        let job = q.jobs.pop_front().expect("chosen queue has a job");
+        Some((Slot { tenant, deployment }, job))
+    }
+
+    fn done(&mut self, slot: &Slot, cpu: f64, weight: f64) {
+        if let Some(t) = self.tenants.get_mut(&slot.tenant) {
+            t.running -= 1;
+            t.last_active = Instant::now();
+            t.vtime += cpu;
+            if let Some(q) = t.queues.get_mut(&slot.deployment) {
+                q.running -= 1;
+                q.vtime += cpu / weight.max(0.001);
+            }
+        }
+    }
+
+    fn submit(&mut self, tenant: &str, deployment: &str, job: Job) {
+        // Whoever was idle starts level with the others, neither owed a
+        // backlog of CPU nor penalised for its past.
+        let floor = self.tenants.values().filter(|t| t.busy()).map(|t| t.vtime).fold(f64::INFINITY, f64::min);
+        let t = self.tenants.entry(tenant.to_owned()).or_default();
+        if !t.busy() && floor.is_finite() {
+            t.vtime = t.vtime.max(floor);
+        }
+        t.last_active = Instant::now();
+        let floor = t.queues.values().filter(|q| q.busy()).map(|q| q.vtime).fold(f64::INFINITY, f64::min);
+        let q = t.queues.entry(deployment.to_owned()).or_default();
+        if !q.busy() && floor.is_finite() {
+            q.vtime = q.vtime.max(floor);
+        }
+        q.jobs.push_back(job);
     }
 }
 
@@ -104,17 +240,9 @@ impl Workers {
         workers
     }
 
-    pub fn submit(&self, deployment: &str, job: Job) {
+    pub fn submit(&self, tenant: &str, deployment: &str, job: Job) {
         let (lock, cv) = &*self.shared;
-        let mut s = lock.lock().unwrap();
-        // A deployment that was idle starts level with the others, neither
-        // owed a backlog of CPU nor penalised for its past.
-        let floor = s.queues.values().filter(|q| !q.jobs.is_empty() || q.running > 0).map(|q| q.vtime).fold(f64::INFINITY, f64::min);
-        let q = s.queues.entry(deployment.to_owned()).or_default();
-        if q.jobs.is_empty() && q.running == 0 && floor.is_finite() {
-            q.vtime = q.vtime.max(floor);
-        }
-        q.jobs.push_back(job);
+        lock.lock().unwrap().submit(tenant, deployment, job);
         cv.notify_one();
     }
 
@@ -125,9 +253,10 @@ impl Workers {
     }
 
     fn run(self) {
+        lower_priority();
         let mut transforms: HashMap<usize, (Arc<Runnable>, Transform)> = HashMap::new();
         loop {
-            let (name, job) = {
+            let (slot, job) = {
                 let (lock, cv) = &*self.shared;
                 let mut s = lock.lock().unwrap();
                 loop {
@@ -142,34 +271,79 @@ impl Workers {
             };
             // Forget transforms of deployments that are gone or upgraded.
             transforms.retain(|_, (r, _)| Arc::strong_count(r) > 1);
-            let key = Arc::as_ptr(&job.runnable) as usize;
-            let (_, transform) = transforms
-                .entry(key)
-                .or_insert_with(|| (job.runnable.clone(), Transform::new(job.runnable.module.clone(), job.runnable.spec.clone())));
             let (started, cpu0) = (Instant::now(), thread_cpu_time());
             let Job { runnable, partition, work, state, reply } = job;
+            let mut rolled_back = None;
             let (state, outcome) = match &work {
-                Work::Batch(batch) => {
-                    let (state, result) = transform.dispatch(batch, state);
-                    (state, Outcome::Batch(result))
-                }
+                Work::Batch(batch) => match runnable.fallback() {
+                    None => {
+                        let (state, result) = transform_of(&mut transforms, &runnable).dispatch(batch, state);
+                        (state, Outcome::Batch(result))
+                    }
+                    Some(fallback) => {
+                        let (state, result, why) = try_on_trial(&mut transforms, &runnable, &fallback, batch, state);
+                        rolled_back = why;
+                        (state, Outcome::Batch(result))
+                    }
+                },
                 Work::CloseIdle { idle_ms } => {
-                    let (state, result) = transform.close_windows(ForceClose::Idle { idle_ms: *idle_ms }, state);
+                    let (state, result) = transform_of(&mut transforms, &runnable).close_windows(ForceClose::Idle { idle_ms: *idle_ms }, state);
                     (state, Outcome::Closed(result))
                 }
             };
             let cpu = thread_cpu_time().saturating_sub(cpu0);
             {
                 let (lock, cv) = &*self.shared;
-                let mut s = lock.lock().unwrap();
-                if let Some(q) = s.queues.get_mut(&name) {
-                    q.running -= 1;
-                    q.vtime += cpu.as_secs_f64() / runnable.weight.max(0.001);
-                }
+                lock.lock().unwrap().done(&slot, cpu.as_secs_f64(), runnable.weight);
                 cv.notify_one();
             }
             // The deployment may be gone; its partition's result with it.
-            let _ = reply.send(Done { partition, work, state, outcome, elapsed: started.elapsed(), cpu });
+            let _ = reply.send(Done { runnable, rolled_back, partition, work, state, outcome, elapsed: started.elapsed(), cpu });
         }
     }
+}
+
+/// Nice 10: under contention the kernel gives a nice-0 thread about ten
+/// times a worker's CPU.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+type Transforms = HashMap<usize, (Arc<Runnable>, Transform)>;
+
+/// This worker's instance of `runnable`.
+fn transform_of<'a>(transforms: &'a mut Transforms, runnable: &Arc<Runnable>) -> &'a mut Transform {
+    let key = Arc::as_ptr(runnable) as usize;
+    &mut transforms.entry(key).or_insert_with(|| (runnable.clone(), Transform::new(runnable.module.clone(), runnable.spec.clone()))).1
+}
+
+/// Runs a batch with a transform on trial; see [`Trial`].
+fn try_on_trial(
+    transforms: &mut Transforms,
+    candidate: &Arc<Runnable>,
+    fallback: &Arc<Runnable>,
+    batch: &InputBatch,
+    mut state: Box<PartitionState>,
+) -> (Box<PartitionState>, BatchResult, Option<String>) {
+    state.savepoint();
+    let (mut state, result) = transform_of(transforms, candidate).dispatch(batch, state);
+    if result.failures.is_empty() && result.stopped.is_none() {
+        state.release_savepoint();
+        candidate.passed_batch();
+        return (state, result, None);
+    }
+    state.rollback_to_savepoint();
+    let (state, old) = transform_of(transforms, fallback).dispatch(batch, state);
+    let regressed = (result.stopped.is_some() && old.stopped.is_none()) || old.failures.len() < result.failures.len();
+    let why = regressed.then(|| match (&result.stopped, result.failures.first()) {
+        (Some(s), _) => crate::transform::describe_failure(&candidate.spec.name, batch, &RecordFailure { index: s.index, kind: s.kind, message: s.message.clone() }),
+        (None, Some(f)) => crate::transform::describe_failure(&candidate.spec.name, batch, f),
+        (None, None) => unreachable!("the candidate failed"),
+    });
+    (state, old, why)
 }

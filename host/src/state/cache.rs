@@ -35,6 +35,12 @@ impl ReadCache {
         Some(v)
     }
 
+    /// The length of the cached value of `key` (`Some(None)`: known
+    /// absent), leaving recency alone.
+    pub fn peek_len(&self, key: &[u8]) -> Option<Option<usize>> {
+        self.hot.get(key).or_else(|| self.cold.get(key)).map(|v| v.as_ref().map(Vec::len))
+    }
+
     pub fn insert(&mut self, key: Vec<u8>, value: Entry) {
         let size = key.len() + value.as_ref().map_or(0, Vec::len) + OVERHEAD;
         if size > self.budget / 2 {

@@ -4,9 +4,14 @@
 //! durable [`StateBackend`] (RocksDB in production, a map in `weir test`).
 //! Writes made during a call into the transform are recorded in an undo log
 //! so a failed call can be rolled back exactly; commit hands the pending
-//! writes to the backend (and, in the pipeline, to the changelog).
+//! writes to the backend (and, in the pipeline, to the changelog). A
+//! savepoint extends the undo log over many calls (a whole batch).
+//!
+//! The state also keeps its size (bytes of keys and values of the user and
+//! window namespaces) for the `max_state_bytes` limit: exact as of each
+//! flush (persisted with it), plus the exact change of the pending writes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -30,6 +35,8 @@ pub mod ns {
 
 const STREAM_TIME_KEY: &[u8] = b"mstream-time";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
+/// Bytes of the user and window namespaces, written with every flush.
+const STATE_BYTES_KEY: &[u8] = b"mstate-bytes";
 
 /// Read-cache budget per partition.
 const CACHE_BYTES: usize = 8 << 20;
@@ -47,6 +54,10 @@ pub struct Checkpoint {
 /// Durable storage under a [`PartitionState`].
 pub trait StateBackend: Send {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The length of the value under `key`.
+    fn value_len(&self, key: &[u8]) -> Result<Option<usize>> {
+        Ok(self.get(key)?.map(|v| v.len()))
+    }
     /// Entries with `start <= key < end`, ascending.
     fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
     /// Applies `changes` (a `None` value deletes) atomically.
@@ -55,16 +66,40 @@ pub trait StateBackend: Send {
 
 pub use pending::Pending;
 
+/// What [`PartitionState::rollback_to_savepoint`] returns to; the pending
+/// writes themselves are restored through the undo log.
+struct Savepoint {
+    stream_time: i64,
+    /// The pending stream-time entry (`observe_timestamp` bypasses the undo log).
+    stream_time_entry: Option<pending::Value>,
+    pending_bytes: i64,
+}
+
 pub struct PartitionState {
     backend: Box<dyn StateBackend>,
     pending: Pending,
     /// Values as of the last flush (interior: reads fill it).
     cache: RefCell<cache::ReadCache>,
     /// `(key, previous pending entry)` for every write of the open
-    /// transaction; `None` when the key had no pending entry.
+    /// transaction, or since the savepoint if one is active; `None` when
+    /// the key had no pending entry.
     undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    /// Where the open transaction's entries start in `undo`.
+    txn_start: usize,
     in_txn: bool,
     stream_time: i64,
+    /// Bytes of the user and window namespaces in the backend; `None` until
+    /// counted (a store without the counter, or after a restore wrote to the
+    /// backend directly): counted by a scan when first asked for.
+    stored_bytes: Cell<Option<u64>>,
+    /// What the pending writes change `stored_bytes` by.
+    pending_bytes: i64,
+    /// `pending_bytes` when the open transaction began.
+    txn_bytes: i64,
+    /// A size lookup failed, so `pending_bytes` may be too high: the next
+    /// flush forgets the count instead of persisting it.
+    pending_inexact: bool,
+    savepoint: Option<Savepoint>,
 }
 
 impl PartitionState {
@@ -73,7 +108,25 @@ impl PartitionState {
             Some(b) if b.len() == 8 => i64::from_be_bytes(b.try_into().unwrap()),
             _ => i64::MIN,
         };
-        Ok(PartitionState { backend, pending: Pending::default(), cache: RefCell::new(cache::ReadCache::new(CACHE_BYTES)), undo: Vec::new(), in_txn: false, stream_time })
+        let stored_bytes = match backend.get(STATE_BYTES_KEY)? {
+            Some(b) if b.len() == 8 => Some(u64::from_be_bytes(b.try_into().unwrap())),
+            // A new store holds nothing; an old one is counted if asked.
+            _ => backend.scan(&[ns::USER], Some(&[ns::WINDOW + 1])).next().is_none().then_some(0),
+        };
+        Ok(PartitionState {
+            backend,
+            pending: Pending::default(),
+            cache: RefCell::new(cache::ReadCache::new(CACHE_BYTES)),
+            undo: Vec::new(),
+            txn_start: 0,
+            in_txn: false,
+            stream_time,
+            stored_bytes: Cell::new(stored_bytes),
+            pending_bytes: 0,
+            txn_bytes: 0,
+            pending_inexact: false,
+            savepoint: None,
+        })
     }
 
     pub fn in_memory() -> Self {
@@ -98,21 +151,33 @@ impl PartitionState {
     pub fn begin(&mut self) {
         debug_assert!(!self.in_txn);
         self.in_txn = true;
-        self.undo.clear();
+        if self.savepoint.is_none() {
+            self.undo.clear();
+        }
+        self.txn_start = self.undo.len();
+        self.txn_bytes = self.pending_bytes;
     }
 
     /// Whether the open transaction wrote anything.
     pub fn touched(&self) -> bool {
-        !self.undo.is_empty()
+        self.undo.len() > self.txn_start
     }
 
     pub fn commit_txn(&mut self) {
         self.in_txn = false;
-        self.undo.clear();
+        if self.savepoint.is_none() {
+            self.undo.clear();
+        }
     }
 
     pub fn rollback(&mut self) {
-        for (key, previous) in self.undo.drain(..).rev() {
+        self.undo_to(self.txn_start);
+        self.pending_bytes = self.txn_bytes;
+        self.in_txn = false;
+    }
+
+    fn undo_to(&mut self, len: usize) {
+        for (key, previous) in self.undo.drain(len..).rev() {
             match previous {
                 Some(v) => {
                     self.pending.insert(key, v);
@@ -120,7 +185,55 @@ impl PartitionState {
                 None => self.pending.remove(&key),
             }
         }
+    }
+
+    // ---- a savepoint around many transactions ----
+    //
+    // An upgraded module's first batches run on trial: if the new module
+    // fails a batch, the host rolls the batch's state changes back to the
+    // savepoint and runs the batch again with the old module.
+
+    /// Starts recording every write (committed transactions included) and
+    /// the stream time, until released or rolled back. No flush may happen
+    /// while a savepoint is active.
+    pub fn savepoint(&mut self) {
+        debug_assert!(!self.in_txn && self.savepoint.is_none(), "savepoint inside a transaction or another savepoint");
+        self.undo.clear();
+        self.txn_start = 0;
+        self.savepoint = Some(Savepoint {
+            stream_time: self.stream_time,
+            stream_time_entry: self.pending.get(STREAM_TIME_KEY).cloned(),
+            pending_bytes: self.pending_bytes,
+        });
+    }
+
+    /// Restores the pending writes and stream time exactly as they were at
+    /// [`savepoint`](Self::savepoint) (an open transaction is discarded too)
+    /// and ends the savepoint.
+    pub fn rollback_to_savepoint(&mut self) {
+        let Some(sp) = self.savepoint.take() else {
+            debug_assert!(false, "no savepoint");
+            return;
+        };
+        self.undo_to(0);
+        match sp.stream_time_entry {
+            Some(v) => {
+                self.pending.insert(STREAM_TIME_KEY.to_vec(), v);
+            }
+            None => self.pending.remove(STREAM_TIME_KEY),
+        }
+        self.stream_time = sp.stream_time;
+        self.pending_bytes = sp.pending_bytes;
         self.in_txn = false;
+        self.txn_start = 0;
+    }
+
+    /// Keeps every change since the savepoint and ends it.
+    pub fn release_savepoint(&mut self) {
+        debug_assert!(!self.in_txn, "release inside a transaction");
+        self.savepoint = None;
+        self.undo.clear();
+        self.txn_start = 0;
     }
 
     // ---- raw namespaced access ----
@@ -139,12 +252,55 @@ impl PartitionState {
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        if self.in_txn {
-            let previous = self.pending.insert(key.clone(), value);
-            self.undo.push((key, previous));
-        } else {
-            self.pending.insert(key, value);
+        let added = entry_bytes(&key, value.as_ref());
+        let previous = self.pending.insert(key.clone(), value);
+        if matches!(key.first(), Some(&(ns::USER | ns::WINDOW))) {
+            let removed = match &previous {
+                Some(p) => entry_bytes(&key, p.as_ref()),
+                None => self.stored_entry_bytes(&key),
+            };
+            self.pending_bytes += added - removed;
         }
+        if self.in_txn || self.savepoint.is_some() {
+            self.undo.push((key, previous));
+        }
+    }
+
+    /// Bytes of `key`'s entry in the backend. Usually the read cache knows
+    /// (transforms read a key before writing it); blind writes cost a
+    /// lookup.
+    #[inline(never)] // first write of a key since the flush: off the hot path
+    fn stored_entry_bytes(&mut self, key: &[u8]) -> i64 {
+        let len = match self.cache.get_mut().peek_len(key) {
+            Some(len) => len,
+            None => self.backend.value_len(key).unwrap_or_else(|_| {
+                // Counting the new value in full errs on the high side.
+                self.pending_inexact = true;
+                None
+            }),
+        };
+        len.map_or(0, |l| (key.len() + l) as i64)
+    }
+
+    /// Bytes of keys and values of the user and window namespaces, pending
+    /// writes included (expired entries count until deleted). Never lower
+    /// than the truth; `u64::MAX` if the store cannot be read to count it.
+    pub fn state_bytes(&self) -> u64 {
+        self.try_state_bytes().unwrap_or(u64::MAX)
+    }
+
+    /// [`state_bytes`](Self::state_bytes), with the error of a store that
+    /// had to be counted and could not be read.
+    pub fn try_state_bytes(&self) -> Result<u64> {
+        let stored = match self.stored_bytes.get() {
+            Some(b) => b,
+            None => {
+                let b = count_bytes(&*self.backend)?;
+                self.stored_bytes.set(Some(b));
+                b
+            }
+        };
+        Ok((stored as i64).saturating_add(self.pending_bytes).max(0) as u64)
     }
 
     /// Up to `limit` live entries with `start <= key < end`, ascending.
@@ -284,6 +440,7 @@ impl PartitionState {
         self.pending.clear();
         self.undo.clear();
         self.in_txn = false;
+        self.savepoint = None;
         *self = Self::open(std::mem::replace(&mut self.backend, Box::new(memory::MemoryBackend::default())))?;
         Ok(())
     }
@@ -305,28 +462,59 @@ impl PartitionState {
     /// Writes changes replayed from a changelog straight to the backend:
     /// no pending set, no undo log, no read cache to churn.
     pub fn write_restored(&mut self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
-        debug_assert!(!self.in_txn, "restore inside a transaction");
+        debug_assert!(!self.in_txn && !self.has_durable_changes(), "restore over pending writes");
         self.cache.get_mut().clear();
+        // Counting as we go would cost a lookup per key: recount if asked.
+        self.stored_bytes.set(None);
         self.backend.write(&mut changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
     }
 
     /// Makes the pending writes durable in the backend.
     pub fn flush(&mut self) -> Result<()> {
         debug_assert!(!self.in_txn, "flush inside a transaction");
-        if self.pending.is_empty() {
+        debug_assert!(self.savepoint.is_none(), "flush inside a savepoint");
+        let total = match self.stored_bytes.get() {
+            Some(b) if !self.pending_inexact => Some((b as i64).saturating_add(self.pending_bytes).max(0) as u64),
+            _ => None,
+        };
+        if self.pending.is_empty() && total.is_some() {
             return Ok(());
         }
+        // The size goes with the changes it describes; an unknown one is
+        // deleted, to be counted again.
+        self.pending.insert(STATE_BYTES_KEY.to_vec(), total.map(|b| b.to_be_bytes().to_vec()));
         if let Err(e) = self.backend.write(&mut self.pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))) {
             // The store may hold part of the batch or none of it.
             self.cache.get_mut().clear();
+            self.stored_bytes.set(None);
             return Err(e);
         }
         let cache = self.cache.get_mut();
         for (k, v) in self.pending.drain() {
             cache.insert(k, v);
         }
+        self.stored_bytes.set(total);
+        self.pending_bytes = 0;
+        self.pending_inexact = false;
         Ok(())
     }
+}
+
+/// Bytes an entry adds to the state size (a delete: none).
+fn entry_bytes(key: &[u8], value: Option<&Vec<u8>>) -> i64 {
+    value.map_or(0, |v| (key.len() + v.len()) as i64)
+}
+
+/// Bytes of the user and window namespaces of `backend`, by a scan.
+fn count_bytes(backend: &dyn StateBackend) -> Result<u64> {
+    let mut total = 0;
+    for space in [ns::USER, ns::WINDOW] {
+        for entry in backend.scan(&[space], Some(&[space + 1])) {
+            let (k, v) = entry?;
+            total += (k.len() + v.len()) as u64;
+        }
+    }
+    Ok(total)
 }
 
 /// The smallest key greater than every key starting with `prefix`; `None`
@@ -391,6 +579,147 @@ mod tests {
         s.observe_timestamp(1_500);
         assert!(s.get(b"session").unwrap().is_none());
         assert!(s.prefix(b"", None, 10).unwrap().is_empty());
+    }
+
+    /// Everything a reader can see, pending writes included.
+    fn view(s: &PartitionState) -> (Vec<(Vec<u8>, Vec<u8>)>, i64, Vec<(Vec<u8>, Option<Vec<u8>>)>, u64) {
+        let durable = s.durable_changes().map(|(k, v)| (k.clone(), v.clone())).collect();
+        (s.prefix(b"", None, 100).unwrap(), s.stream_time(), durable, s.state_bytes())
+    }
+
+    /// Several calls' worth of changes: committed and rolled-back
+    /// transactions, writes outside any, stream time.
+    fn batch_of_calls(s: &mut PartitionState) {
+        s.begin();
+        s.set(b"a", b"changed", None);
+        s.set(b"c", b"3", None);
+        s.commit_txn();
+        s.observe_timestamp(2_000);
+        s.begin();
+        s.delete(b"b");
+        s.set(b"x", b"rolled back", None);
+        s.rollback();
+        s.begin();
+        s.delete(b"b");
+        s.set(b"d", b"4", Some(10));
+        s.commit_txn();
+        s.put_raw(vec![ns::WINDOW, 1], Some(vec![0; 10]));
+    }
+
+    #[test]
+    fn rollback_to_savepoint_undoes_a_batch_of_calls() {
+        let mut s = PartitionState::in_memory();
+        s.set(b"a", b"1", None);
+        s.observe_timestamp(1_000);
+        s.flush().unwrap();
+        s.set(b"b", b"2", None);
+        let before = view(&s);
+        s.savepoint();
+        batch_of_calls(&mut s);
+        assert_ne!(view(&s), before);
+        s.rollback_to_savepoint();
+        assert_eq!(view(&s), before);
+        assert_eq!(s.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(s.get(b"c").unwrap(), None);
+        // Without a savepoint, transactions are on their own again.
+        s.begin();
+        s.set(b"e", b"5", None);
+        s.commit_txn();
+        s.begin();
+        s.delete(b"e");
+        s.rollback();
+        assert_eq!(s.get(b"e").unwrap().as_deref(), Some(&b"5"[..]));
+        s.flush().unwrap();
+        assert_eq!(s.state_bytes(), count_bytes(&*s.backend).unwrap());
+    }
+
+    #[test]
+    fn rollback_to_savepoint_without_flush_or_stream_time_before() {
+        let mut s = PartitionState::in_memory();
+        let before = view(&s);
+        s.savepoint();
+        batch_of_calls(&mut s);
+        s.rollback_to_savepoint();
+        assert_eq!(view(&s), before);
+        assert!(s.pending.is_empty(), "stream time entry gone too");
+        assert_eq!(s.stream_time(), i64::MIN);
+    }
+
+    #[test]
+    fn release_savepoint_keeps_the_changes() {
+        let mut s = PartitionState::in_memory();
+        s.set(b"a", b"1", None);
+        s.set(b"b", b"2", None);
+        s.flush().unwrap();
+        s.savepoint();
+        batch_of_calls(&mut s);
+        let after = view(&s);
+        s.release_savepoint();
+        assert_eq!(view(&s), after);
+        assert_eq!(s.stream_time(), 2_000);
+        assert_eq!(s.get(b"b").unwrap(), None);
+        assert_eq!(s.get(b"d").unwrap().as_deref(), Some(&b"4"[..]));
+        s.flush().unwrap();
+        assert_eq!(s.state_bytes(), count_bytes(&*s.backend).unwrap());
+    }
+
+    /// Reopens `s` on its backend, as a restarted host does.
+    fn reopen(s: &mut PartitionState) -> PartitionState {
+        PartitionState::open(std::mem::replace(&mut s.backend, Box::new(memory::MemoryBackend::default()))).unwrap()
+    }
+
+    #[test]
+    fn state_bytes_counts_user_and_window_entries() {
+        let mut s = PartitionState::in_memory();
+        assert_eq!(s.state_bytes(), 0);
+        s.observe_timestamp(5); // host bookkeeping is not counted
+        s.set(b"k", b"12345", None); // "uk" + tag byte and value: 2 + 6
+        assert_eq!(s.state_bytes(), 8);
+        s.flush().unwrap();
+        assert_eq!(s.state_bytes(), 8);
+        s.set(b"k", b"54321", None); // same size
+        assert_eq!(s.state_bytes(), 8);
+        s.begin();
+        s.set(b"k", b"1", None);
+        s.put_raw(vec![ns::WINDOW, 9], Some(vec![0; 8]));
+        assert_eq!(s.state_bytes(), 4 + 10);
+        s.rollback();
+        assert_eq!(s.state_bytes(), 8);
+        s.delete(b"k");
+        s.delete(b"never-set");
+        assert_eq!(s.state_bytes(), 0);
+        s.set(b"k", b"12345", None);
+        s.put_raw(vec![ns::WINDOW, 9], Some(vec![0; 8]));
+        s.flush().unwrap();
+        assert_eq!(s.state_bytes(), 18);
+        // Persisted with the flush: a reopened store knows without counting.
+        let mut s = reopen(&mut s);
+        assert_eq!(s.stored_bytes.get(), Some(18));
+        // A blind overwrite (nothing cached) looks the old size up.
+        s.put_raw(vec![ns::WINDOW, 9], None);
+        assert_eq!(s.state_bytes(), 8);
+        s.flush().unwrap();
+        assert_eq!((s.state_bytes(), count_bytes(&*s.backend).unwrap()), (8, 8));
+    }
+
+    #[test]
+    fn state_bytes_is_recounted_after_a_restore_and_for_old_stores() {
+        let mut s = PartitionState::in_memory();
+        s.set(b"k", b"12345", None);
+        s.flush().unwrap();
+        s.write_restored(&[(b"uk".to_vec(), None), (b"ua".to_vec(), Some(vec![0; 3])), (vec![ns::WINDOW], Some(vec![0; 4]))]).unwrap();
+        assert_eq!(s.state_bytes(), 5 + 5);
+        s.flush_with_checkpoint(&Checkpoint::default()).unwrap();
+        assert_eq!(reopen(&mut s).state_bytes(), 10);
+        // A store written before the counter existed.
+        let mut old = memory::MemoryBackend::default();
+        old.write(&mut [(&b"uold"[..], Some(&b"value"[..])), (&b"mcheckpoint"[..], Some(&b"{}"[..]))].into_iter()).unwrap();
+        let mut s = PartitionState::open(Box::new(old)).unwrap();
+        assert_eq!(s.stored_bytes.get(), None);
+        s.set(b"new", b"", None);
+        assert_eq!(s.state_bytes(), 9 + 5);
+        s.flush().unwrap();
+        assert_eq!(reopen(&mut s).stored_bytes.get(), Some(14));
     }
 
     #[test]

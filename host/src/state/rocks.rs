@@ -69,6 +69,10 @@ impl StateBackend for RocksBackend {
         self.db.get(key).with_context(|| format!("reading {}", self.path.display()))
     }
 
+    fn value_len(&self, key: &[u8]) -> Result<Option<usize>> {
+        Ok(self.db.get_pinned(key).with_context(|| format!("reading {}", self.path.display()))?.map(|v| v.len()))
+    }
+
     fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a> {
         let mut opts = ReadOptions::default();
         if let Some(end) = end {

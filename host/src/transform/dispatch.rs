@@ -19,7 +19,7 @@ use super::batch::{self, Origin, SourceFailures};
 use super::instance::Instance;
 use super::{BatchResult, CallFailure, FailureKind, Produced, RecordFailure, Stopped, TransformSpec};
 use crate::bindings::{InputBatch, OutputBatch, Span, WindowBatch, WindowResult};
-use crate::engine::Module;
+use crate::engine::{LimitExceeded, Module};
 use crate::state::PartitionState;
 use crate::windows::{self, Emitted, Folder, ForceClose};
 
@@ -237,6 +237,7 @@ impl Transform {
             Err(f) => return Attempt::Failed(f),
         };
         run.state().begin();
+        let state_before = spec.limits.max_state_bytes.map(|_| run.state().try_state_bytes().map_err(CallFailure::host));
         let called = inst.process(sub, &mut run.state);
         let outcome = called.and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m))).and_then(|out| {
             let failed = batch::check(&out, sub.records.len(), &spec).map_err(|why| CallFailure::new(FailureKind::InvalidOutput, why))?;
@@ -245,6 +246,9 @@ impl Transform {
                 return Ok(Err(failed));
             }
             let windowed = apply_windows(inst, &out, &failed, indices, run, &spec)?;
+            if let (Some(limit), Some(before)) = (spec.limits.max_state_bytes, state_before) {
+                check_state_size(run.state(), before?, limit)?;
+            }
             Ok(Ok((out, failed, windowed)))
         });
         match outcome {
@@ -269,6 +273,17 @@ impl Transform {
             }
         }
     }
+}
+
+/// Fails a call that left the state over `limit` and larger than `before`:
+/// bisection then finds the records that grow it, while records that only
+/// read, overwrite or delete go on at a full store.
+fn check_state_size(state: &PartitionState, before: u64, limit: u64) -> Result<(), CallFailure> {
+    let bytes = state.try_state_bytes().map_err(CallFailure::host)?;
+    if bytes > limit && bytes > before {
+        return Err(CallFailure::new(FailureKind::StateLimit, LimitExceeded::State { bytes, limit }.to_string()));
+    }
+    Ok(())
 }
 
 /// Applies the window values of a successful `process` call and turns the

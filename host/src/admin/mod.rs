@@ -1,0 +1,398 @@
+//! The admin API (HTTP, JSON, under `/v1` on the host's listener): upload
+//! modules, deploy, upgrade, pause, resume, undeploy, read status and guest
+//! logs. Every call carries `Authorization: Bearer <token>`; a tenant's
+//! token reaches only that tenant's deployments, the admin token any.
+//!
+//! A request changes nothing until everything about it checks out: the
+//! module is a component of the world that compiles within the budget, the
+//! deployment's topics exist and are the tenant's, its limits fit the quota
+//! and its `init` accepts the config. Then the change goes to the registry
+//! and every host applies it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::{Deserialize, Serialize};
+
+pub mod client;
+
+use crate::config::DeploymentConfig;
+use crate::engine::LoadError;
+use crate::pipeline::{DeploymentStatus, Host};
+use crate::registry::{DeploymentSpec, Registry, now_ms};
+use crate::tenants::{Principal, TenantConfig};
+
+/// How long an uploaded module may take to compile.
+const COMPILE_BUDGET: Duration = Duration::from_secs(120);
+
+/// An error with its HTTP status; the body is `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+fn err(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError { status, message: message.into() }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(host: Arc<Host>) -> Router {
+    let max_body = (host.engine().config().max_module_mb as usize + 1) << 20;
+    Router::new()
+        .route("/v1/modules", put(upload))
+        .route("/v1/deployments", get(list))
+        .route("/v1/deployments/{name}", get(show).post(deploy).put(upgrade).delete(undeploy))
+        .route("/v1/deployments/{name}/pause", post(pause))
+        .route("/v1/deployments/{name}/resume", post(resume))
+        .route("/v1/deployments/{name}/logs", get(logs))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(host)
+}
+
+/// The tenant a call acts for (`None`: the operator's own deployments).
+struct Scope {
+    tenant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ScopeQuery {
+    tenant: Option<String>,
+}
+
+fn scope(host: &Host, headers: &HeaderMap, query: &ScopeQuery) -> ApiResult<(Scope, Arc<Registry>)> {
+    let registry = host.registry.clone().ok_or_else(|| err(StatusCode::NOT_FOUND, "the admin API is off on this host: configure an [admin] token or [tenants.NAME]"))?;
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`"))?;
+    let principal = host.tenants.authenticate(token.trim()).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unknown token"))?;
+    let tenant = match (principal, &query.tenant) {
+        (Principal::Admin, t) => t.clone(),
+        (Principal::Tenant(own), None) => Some(own),
+        (Principal::Tenant(own), Some(t)) if *t == own => Some(own),
+        (Principal::Tenant(own), Some(t)) => return Err(err(StatusCode::FORBIDDEN, format!("the token of tenant `{own}` cannot act for tenant `{t}`"))),
+    };
+    if let Some(t) = &tenant {
+        if host.tenants.get(t).is_none() {
+            return Err(err(StatusCode::NOT_FOUND, format!("no tenant `{t}`")));
+        }
+    }
+    Ok((Scope { tenant }, registry))
+}
+
+impl Scope {
+    fn id(&self, name: &str) -> ApiResult<String> {
+        crate::config::check_name(name).map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
+        Ok(crate::registry::id(self.tenant.as_deref(), name))
+    }
+
+    fn tenant_config<'a>(&self, host: &'a Host) -> Option<&'a TenantConfig> {
+        self.tenant.as_deref().and_then(|t| host.tenants.get(t))
+    }
+
+    fn owns(&self, spec: &DeploymentSpec) -> bool {
+        self.tenant.is_none() || spec.tenant == self.tenant
+    }
+}
+
+#[derive(Serialize)]
+struct Uploaded {
+    module: String,
+    size: usize,
+    /// Compilation time; absent when the module was compiled before.
+    compiled_ms: Option<u128>,
+}
+
+async fn upload(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, body: Bytes) -> ApiResult<(StatusCode, axum::Json<Uploaded>)> {
+    let (scope, registry) = scope(&host, &headers, &q)?;
+    if let Some(quota) = scope.tenant_config(&host).map(|t| t.quota) {
+        let limit = quota.max_module_mb << 20;
+        if body.len() as u64 > limit {
+            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, LoadError::TooLarge { size: body.len() as u64, limit }.to_string()));
+        }
+    }
+    // Compile off the request path, within a budget.
+    let (h, bytes) = (host.clone(), body.clone());
+    let compiling = tokio::task::spawn_blocking(move || h.engine().load(&bytes));
+    let module = match tokio::time::timeout(COMPILE_BUDGET, compiling).await {
+        Err(_) => return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the module did not compile within {} s", COMPILE_BUDGET.as_secs()))),
+        Ok(joined) => joined.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("compiling: {e}")))?,
+    };
+    let module = module.map_err(|e| {
+        let status = match e {
+            LoadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            LoadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        err(status, e.to_string())
+    })?;
+    let digest = registry.put_module(&body).await?;
+    debug_assert_eq!(digest, module.digest);
+    Ok((StatusCode::CREATED, axum::Json(Uploaded { module: digest, size: module.size, compiled_ms: module.compiled_in.map(|d| d.as_millis()) })))
+}
+
+/// What the API says about a deployment.
+#[derive(Serialize)]
+pub struct View {
+    pub name: String,
+    pub tenant: Option<String>,
+    /// running, starting, failed, paused or undeployed.
+    pub status: &'static str,
+    pub module: String,
+    pub version: u64,
+    pub previous_module: Option<String>,
+    pub rolled_back: Option<String>,
+    /// Why the deployment cannot run on this host.
+    pub error: Option<String>,
+    /// This host's share of the work.
+    pub host: Option<DeploymentStatus>,
+    pub spec: DeploymentConfig,
+}
+
+fn view(host: &Host, spec: &DeploymentSpec) -> View {
+    let id = spec.id();
+    let running = host.deployment(&id).map(|d| d.status_now());
+    let problem = host.problems.lock().unwrap().get(&id).cloned();
+    let status = if spec.undeployed {
+        "undeployed"
+    } else if spec.paused {
+        "paused"
+    } else if problem.as_deref().is_some_and(|p| p.starts_with("waiting for module")) {
+        "starting"
+    } else if problem.is_some() {
+        "failed"
+    } else if running.is_some() {
+        "running"
+    } else {
+        "starting"
+    };
+    View {
+        name: spec.name.clone(),
+        tenant: spec.tenant.clone(),
+        status,
+        module: spec.module.clone(),
+        version: spec.version,
+        previous_module: spec.previous_module.clone(),
+        rolled_back: spec.rolled_back.clone(),
+        error: problem.or_else(|| running.as_ref().and_then(|r| r.last_error.clone())),
+        host: running,
+        spec: spec.deployment.clone(),
+    }
+}
+
+async fn list(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>) -> ApiResult<axum::Json<Vec<View>>> {
+    let (scope, registry) = scope(&host, &headers, &q)?;
+    // The admin without `?tenant=` sees everything.
+    let all = q.tenant.is_none() && scope.tenant.is_none();
+    let views = registry.specs().values().filter(|s| all || s.tenant == scope.tenant).map(|s| view(&host, s)).collect();
+    Ok(axum::Json(views))
+}
+
+fn owned_spec(registry: &Registry, scope: &Scope, name: &str) -> ApiResult<DeploymentSpec> {
+    let id = scope.id(name)?;
+    registry.spec(&id).filter(|s| scope.owns(s)).ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no deployment `{name}`")))
+}
+
+async fn show(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<View>> {
+    let (scope, registry) = scope(&host, &headers, &q)?;
+    Ok(axum::Json(view(&host, &owned_spec(&registry, &scope, &name)?)))
+}
+
+/// A deployment request: the fields of a `[deployments.NAME]` table, with
+/// `module` (an uploaded module's sha256) instead of `plugin`.
+fn parse_request(host: &Host, scope: &Scope, name: &str, body: &[u8]) -> ApiResult<(String, DeploymentConfig)> {
+    let bad = |m: String| err(StatusCode::BAD_REQUEST, m);
+    let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
+    let module = match fields.remove("module") {
+        Some(serde_json::Value::String(m)) => m,
+        _ => return Err(bad("`module` (the sha256 that PUT /v1/modules returned) is missing".into())),
+    };
+    if fields.contains_key("plugin") {
+        return Err(bad("`plugin` is for the configuration file; name an uploaded module with `module`".into()));
+    }
+    let given = match fields.remove("limits") {
+        None => serde_json::Map::new(),
+        Some(serde_json::Value::Object(m)) => m,
+        Some(_) => return Err(bad("`limits` must be an object".into())),
+    };
+    let tenant = scope.tenant_config(host);
+    let limits = match tenant {
+        Some(t) => t.quota.limits(&given).map_err(|e| err(StatusCode::FORBIDDEN, e))?,
+        None => serde_json::from_value(serde_json::Value::Object(given)).map_err(|e| bad(format!("limits: {e}")))?,
+    };
+    fields.insert("limits".into(), serde_json::to_value(limits).expect("limits serialize"));
+    let mut config: DeploymentConfig = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| bad(e.to_string()))?;
+    config.check().map_err(|e| bad(format!("{e:#}")))?;
+    // The default dead-letter topic follows the output (so it falls inside
+    // a tenant's prefixes).
+    config.dead_letter_topic.get_or_insert_with(|| format!("{}.dlq", config.output));
+    if let Some(t) = tenant {
+        if config.cpu_share > t.quota.max_cpu_share {
+            return Err(err(StatusCode::FORBIDDEN, format!("cpu_share = {} exceeds the tenant's quota of {}", config.cpu_share, t.quota.max_cpu_share)));
+        }
+        let id = crate::registry::id(scope.tenant.as_deref(), name);
+        t.check_topics(&config, &config.dead_letter_topic(&id)).map_err(|e| err(StatusCode::FORBIDDEN, e))?;
+    }
+    Ok((module, config))
+}
+
+/// Checks a deployment against the cluster and runs its `init` once, off
+/// the request path.
+async fn validate(host: &Arc<Host>, registry: &Registry, scope: &Scope, id: &str, module: &str, config: &DeploymentConfig) -> ApiResult<()> {
+    let bytes = registry.modules.get(module).ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("no module {module}: upload it first (PUT /v1/modules)")))?;
+    let (h, config, tenant, id) = (host.clone(), config.clone(), scope.tenant_config(host).cloned(), id.to_owned());
+    let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let module = Arc::new(h.engine().load(&bytes)?);
+        h.check_deployment(&id, &config, module, tenant.as_ref()).map(|_| ())
+    });
+    match tokio::time::timeout(COMPILE_BUDGET, checked).await {
+        Err(_) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("checking the deployment took more than {} s", COMPILE_BUDGET.as_secs()))),
+        Ok(Err(e)) => Err(err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Ok(Ok(Err(e))) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}"))),
+        Ok(Ok(Ok(()))) => Ok(()),
+    }
+}
+
+async fn deploy(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>, body: Bytes) -> ApiResult<(StatusCode, axum::Json<View>)> {
+    let (scope, registry) = scope(&host, &headers, &q)?;
+    let id = scope.id(&name)?;
+    let (module, config) = parse_request(&host, &scope, &name, &body)?;
+    let existing = registry.spec(&id);
+    if existing.as_ref().is_some_and(|s| !s.undeployed) {
+        return Err(err(StatusCode::CONFLICT, format!("`{name}` is already deployed: upgrade it (PUT, `weir upgrade`) or undeploy it first")));
+    }
+    if let Some(t) = scope.tenant_config(&host) {
+        let count = registry.specs().values().filter(|s| s.tenant == scope.tenant && !s.undeployed).count();
+        if count >= t.quota.max_deployments {
+            return Err(err(StatusCode::FORBIDDEN, format!("the tenant has {count} deployments, its quota is {}", t.quota.max_deployments)));
+        }
+    }
+    validate(&host, &registry, &scope, &id, &module, &config).await?;
+    let spec = DeploymentSpec {
+        tenant: scope.tenant.clone(),
+        name: name.clone(),
+        // Redeploying over a kept undeploy continues its state.
+        incarnation: existing.as_ref().map_or_else(|| format!("{:x}", now_ms()), |s| s.incarnation.clone()),
+        module,
+        version: existing.as_ref().map_or(1, |s| s.version + 1),
+        paused: false,
+        undeployed: false,
+        previous_module: None,
+        rolled_back: None,
+        updated_at_ms: now_ms(),
+        deployment: config,
+    };
+    registry.publish(&id, Some(&spec)).await?;
+    Ok((StatusCode::CREATED, axum::Json(view(&host, &spec))))
+}
+
+async fn upgrade(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>, body: Bytes) -> ApiResult<axum::Json<View>> {
+    let (scope, registry) = scope(&host, &headers, &q)?;
+    let id = scope.id(&name)?;
+    let current = owned_spec(&registry, &scope, &name).and_then(|s| match s.undeployed {
+        true => Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed: deploy it again"))),
+        false => Ok(s),
+    })?;
+    let (module, config) = parse_request(&host, &scope, &name, &body)?;
+    validate(&host, &registry, &scope, &id, &module, &config).await?;
+    let mut spec = current.clone();
+    if module != current.module {
+        spec.previous_module = Some(current.module.clone());
+        spec.rolled_back = None;
+    }
+    spec.module = module;
+    spec.deployment = config;
+    spec.version += 1;
+    spec.updated_at_ms = now_ms();
+    registry.publish(&id, Some(&spec)).await?;
+    Ok(axum::Json(view(&host, &spec)))
+}
+
+async fn set_paused(host: Arc<Host>, headers: HeaderMap, q: ScopeQuery, name: String, paused: bool) -> ApiResult<axum::Json<View>> {
+    let (scope, registry) = scope(&host, &headers, &q)?;
+    let mut spec = owned_spec(&registry, &scope, &name)?;
+    if spec.undeployed {
+        return Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed")));
+    }
+    if spec.paused != paused {
+        spec.paused = paused;
+        spec.version += 1;
+        spec.updated_at_ms = now_ms();
+        registry.publish(&spec.id(), Some(&spec)).await?;
+    }
+    Ok(axum::Json(view(&host, &spec)))
+}
+
+async fn pause(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<View>> {
+    set_paused(host, headers, q, name, true).await
+}
+
+async fn resume(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<View>> {
+    set_paused(host, headers, q, name, false).await
+}
+
+#[derive(Deserialize)]
+struct UndeployQuery {
+    tenant: Option<String>,
+    /// Delete the state, changelog and offsets too (default: keep them for a
+    /// later deploy of the same name).
+    #[serde(default)]
+    drop_state: bool,
+}
+
+async fn undeploy(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<UndeployQuery>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let (scope, registry) = scope(&host, &headers, &ScopeQuery { tenant: q.tenant.clone() })?;
+    let mut spec = owned_spec(&registry, &scope, &name)?;
+    let id = spec.id();
+    if q.drop_state {
+        registry.publish(&id, None).await?;
+        // Once the group is empty nobody writes the changelog any more.
+        let (h, storage) = (host.clone(), spec.storage());
+        tokio::task::spawn_blocking(move || h.drop_changelog(&storage)).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    } else if !spec.undeployed {
+        spec.undeployed = true;
+        spec.version += 1;
+        spec.updated_at_ms = now_ms();
+        registry.publish(&id, Some(&spec)).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    tenant: Option<String>,
+    #[serde(default = "default_lines")]
+    lines: usize,
+}
+
+fn default_lines() -> usize {
+    100
+}
+
+async fn logs(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<LogsQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<Vec<crate::transform::log::LogLine>>> {
+    let (scope, registry) = scope(&host, &headers, &ScopeQuery { tenant: q.tenant.clone() })?;
+    let spec = owned_spec(&registry, &scope, &name)?;
+    let lines = host.deployment(&spec.id()).map(|d| d.runnable().spec.log.recent(q.lines)).unwrap_or_default();
+    Ok(axum::Json(lines))
+}

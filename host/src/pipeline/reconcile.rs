@@ -1,0 +1,182 @@
+//! Makes what a host runs match the registry: starts deployments, pauses,
+//! resumes and undeploys them, and upgrades them in place. Every host runs
+//! one reconciler, so all hosts converge on the registry within moments of
+//! a change (and a host that starts later picks up everything).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+
+use super::workers::{Runnable, TRIAL_BATCHES};
+use super::{Host, Identity};
+use crate::config::DeploymentConfig;
+use crate::registry::{DeploymentSpec, Registry};
+
+/// How long a spec that failed to start waits before another try (a topic
+/// may appear meanwhile).
+const RETRY: Duration = Duration::from_secs(10);
+
+/// What this host applied of a deployment's spec.
+struct Applied {
+    version: u64,
+    storage: String,
+    config: DeploymentConfig,
+}
+
+struct Reconciler {
+    host: Arc<Host>,
+    registry: Arc<Registry>,
+    applied: BTreeMap<String, Applied>,
+    /// Specs that could not start here: their version and when it was tried.
+    tried: BTreeMap<String, (u64, Instant)>,
+}
+
+/// Follows the host's registry on a thread until the host shuts down.
+pub fn spawn(host: Arc<Host>) -> Result<()> {
+    let registry = host.registry.clone().ok_or_else(|| anyhow!("the host has no registry"))?;
+    let mut r = Reconciler { host, registry, applied: BTreeMap::new(), tried: BTreeMap::new() };
+    std::thread::Builder::new()
+        .name("weir-reconcile".into())
+        .spawn(move || {
+            while !r.host.is_shutting_down() {
+                let generation = r.registry.generation();
+                r.reconcile();
+                r.registry.wait_change(generation, Duration::from_secs(1));
+            }
+        })
+        .context("spawning the reconciler")?;
+    Ok(())
+}
+
+impl Reconciler {
+    fn reconcile(&mut self) {
+        let specs = self.registry.specs();
+        // Stop what no longer runs here (or runs under a new incarnation).
+        let gone: Vec<String> = self
+            .applied
+            .iter()
+            .filter(|(id, a)| specs.get(*id).is_none_or(|s| !s.running() || s.storage() != a.storage))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            let applied = self.applied.remove(&id).expect("listed");
+            self.host.stop(&id);
+            let dropped = specs.get(&id).is_none_or(|s| s.storage() != applied.storage);
+            if dropped {
+                self.host.drop_local_state(&applied.storage);
+            }
+            tracing::info!(deployment = %id, dropped_state = dropped, "deployment stopped on this host");
+        }
+        self.host.problems.lock().unwrap().retain(|id, _| specs.get(id).is_some_and(DeploymentSpec::running));
+        for (id, spec) in specs.iter().filter(|(_, s)| s.running()) {
+            if !self.registry.modules.has(&spec.module) {
+                // Its chunks are still on their way; their arrival wakes us.
+                self.host.problems.lock().unwrap().insert(id.clone(), format!("waiting for module {} from the registry", spec.module));
+                continue;
+            }
+            let outcome = match self.applied.get(id) {
+                Some(a) if a.version == spec.version => continue,
+                Some(a) if restart_needed(&a.config, &spec.deployment) => {
+                    self.host.stop(id);
+                    self.applied.remove(id);
+                    self.start(id, spec)
+                }
+                Some(_) => self.upgrade(id, spec),
+                None => {
+                    if self.tried.get(id).is_some_and(|(v, at)| *v == spec.version && at.elapsed() < RETRY) {
+                        continue;
+                    }
+                    self.start(id, spec)
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    self.tried.remove(id);
+                    self.host.problems.lock().unwrap().remove(id);
+                }
+                Err(e) => {
+                    tracing::error!(deployment = %id, error = %format!("{e:#}"), "cannot run the deployment on this host");
+                    self.tried.insert(id.clone(), (spec.version, Instant::now()));
+                    self.host.problems.lock().unwrap().insert(id.clone(), format!("{e:#}"));
+                }
+            }
+        }
+        self.publish_rollbacks(&specs);
+    }
+
+    fn start(&mut self, id: &str, spec: &DeploymentSpec) -> Result<()> {
+        let tenant = self.tenant(spec)?;
+        let module = Arc::new(self.load(&spec.module)?);
+        let who = Identity { id: id.to_owned(), tenant: spec.tenant.clone(), storage: spec.storage() };
+        let deployment = self.host.prepare(&who, &spec.deployment, module, tenant.as_ref())?;
+        self.host.run(deployment);
+        self.applied.insert(id.to_owned(), Applied { version: spec.version, storage: spec.storage(), config: spec.deployment.clone() });
+        tracing::info!(deployment = %id, module = %spec.module, version = spec.version, "deployment started from the registry");
+        Ok(())
+    }
+
+    /// Swaps the transform of a running deployment between batches; a new
+    /// module runs on trial (see `workers::Trial`).
+    fn upgrade(&mut self, id: &str, spec: &DeploymentSpec) -> Result<()> {
+        let d = self.host.deployment(id).ok_or_else(|| anyhow!("deployment `{id}` is not running"))?;
+        let tenant = self.tenant(spec)?;
+        let current = d.runnable();
+        let module = match current.module.digest == spec.module {
+            true => current.module.clone(),
+            false => Arc::new(self.load(&spec.module)?),
+        };
+        let tspec = self.host.transform_spec(id, &spec.deployment, tenant.as_ref());
+        self.host.warm_up(module.clone(), tspec.clone())?;
+        let share = spec.deployment.cpu_share;
+        let next = if module.digest != current.module.digest && spec.rolled_back.is_none() {
+            Runnable::upgrade_of(current, module, tspec, share, TRIAL_BATCHES)
+        } else {
+            Runnable::new(module, tspec, share)
+        };
+        d.swap(Arc::new(next));
+        self.applied.insert(id.to_owned(), Applied { version: spec.version, storage: spec.storage(), config: spec.deployment.clone() });
+        tracing::info!(deployment = %id, module = %spec.module, version = spec.version, "deployment upgraded");
+        Ok(())
+    }
+
+    /// A deployment that rolled an upgrade back here tells every host, by
+    /// naming the old module in the registry again.
+    fn publish_rollbacks(&self, specs: &BTreeMap<String, DeploymentSpec>) {
+        for id in self.applied.keys() {
+            let (Some(d), Some(spec)) = (self.host.deployment(id), specs.get(id)) else { continue };
+            let Some(why) = d.status.lock().unwrap().rolled_back.clone() else { continue };
+            let running = d.runnable().module.digest.clone();
+            if spec.module == running || spec.previous_module.as_deref() != Some(running.as_str()) {
+                continue;
+            }
+            let mut back = spec.clone();
+            back.previous_module = Some(spec.module.clone());
+            back.module = running;
+            back.rolled_back = Some(why);
+            back.version += 1;
+            back.updated_at_ms = crate::registry::now_ms();
+            if let Err(e) = self.registry.publish_blocking(id, Some(&back)) {
+                tracing::error!(deployment = %id, error = %format!("{e:#}"), "could not publish a rollback");
+            }
+        }
+    }
+
+    fn tenant(&self, spec: &DeploymentSpec) -> Result<Option<crate::tenants::TenantConfig>> {
+        match &spec.tenant {
+            None => Ok(None),
+            Some(t) => self.host.tenants.get(t).cloned().map(Some).ok_or_else(|| anyhow!("tenant `{t}` is not configured on this host")),
+        }
+    }
+
+    fn load(&self, digest: &str) -> Result<crate::engine::Module> {
+        let bytes = self.registry.modules.get(digest).ok_or_else(|| anyhow!("module {digest} has not arrived from the registry yet"))?;
+        Ok(self.host.engine().load(&bytes).with_context(|| format!("module {digest}"))?)
+    }
+}
+
+/// Changes a running consumer cannot take between batches.
+fn restart_needed(a: &DeploymentConfig, b: &DeploymentConfig) -> bool {
+    a.inputs != b.inputs || a.output != b.output || a.dead_letter_topic != b.dead_letter_topic || a.late_topic != b.late_topic || a.failure_policy != b.failure_policy
+}

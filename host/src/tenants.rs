@@ -1,0 +1,258 @@
+//! Tenants of a shared cluster of hosts: who may call the admin API, which
+//! topics their deployments may touch, and the quotas their deployments run
+//! under. Tenants are defined in the host configuration (the same on every
+//! host); tokens are kept only as sha256 hashes.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, DeploymentConfig};
+use crate::engine::Limits;
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// sha256 of the tenant's API token, hex (`weir token` makes a pair).
+    pub token_sha256: String,
+    /// Topic name prefixes the tenant's deployments may consume.
+    pub input_prefixes: Vec<String>,
+    /// Topic name prefixes the tenant's deployments may produce to (outputs,
+    /// dead letters, late records, and every topic routed at run time).
+    pub output_prefixes: Vec<String>,
+    #[serde(default)]
+    pub quota: Quota,
+}
+
+/// Ceilings for a tenant's deployments. A deployment's limit left unset is
+/// the quota's value; one set above it is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quota {
+    pub memory_mb: u64,
+    pub cpu_ms_per_batch: u64,
+    pub max_outputs_per_record: u32,
+    pub max_output_bytes_per_record: u64,
+    /// Bytes of state per input partition of one deployment.
+    pub max_state_bytes: Option<u64>,
+    /// Largest module the tenant may upload, MiB.
+    pub max_module_mb: u64,
+    /// Largest `cpu_share` of one deployment.
+    pub max_cpu_share: f64,
+    /// Deployments the tenant may have at once.
+    pub max_deployments: usize,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        let l = Limits::default();
+        Quota {
+            memory_mb: l.memory_mb,
+            cpu_ms_per_batch: l.cpu_ms_per_batch,
+            max_outputs_per_record: l.max_outputs_per_record,
+            max_output_bytes_per_record: l.max_output_bytes_per_record,
+            max_state_bytes: Some(1 << 30),
+            max_module_mb: 32,
+            max_cpu_share: 1.0,
+            max_deployments: 20,
+        }
+    }
+}
+
+impl Quota {
+    /// The limits of a deployment whose `limits` object set `given`
+    /// (field names of [`Limits`]), or why they exceed the quota.
+    pub fn limits(&self, given: &serde_json::Map<String, serde_json::Value>) -> Result<Limits, String> {
+        let mut full = serde_json::to_value(self.as_limits()).expect("limits serialize");
+        for (k, v) in given {
+            full[k] = v.clone();
+        }
+        let limits: Limits = serde_json::from_value(full).map_err(|e| format!("limits: {e}"))?;
+        let over = |what: &str, asked: String, max: String| Err(format!("limits.{what} = {asked} exceeds the tenant's quota of {max}"));
+        if limits.memory_mb > self.memory_mb {
+            return over("memory_mb", limits.memory_mb.to_string(), self.memory_mb.to_string());
+        }
+        if limits.cpu_ms_per_batch > self.cpu_ms_per_batch {
+            return over("cpu_ms_per_batch", limits.cpu_ms_per_batch.to_string(), self.cpu_ms_per_batch.to_string());
+        }
+        if limits.max_outputs_per_record > self.max_outputs_per_record {
+            return over("max_outputs_per_record", limits.max_outputs_per_record.to_string(), self.max_outputs_per_record.to_string());
+        }
+        if limits.max_output_bytes_per_record > self.max_output_bytes_per_record {
+            return over("max_output_bytes_per_record", limits.max_output_bytes_per_record.to_string(), self.max_output_bytes_per_record.to_string());
+        }
+        if let Some(max) = self.max_state_bytes {
+            match limits.max_state_bytes {
+                None => return over("max_state_bytes", "unlimited".into(), max.to_string()),
+                Some(asked) if asked > max => return over("max_state_bytes", asked.to_string(), max.to_string()),
+                _ => {}
+            }
+        }
+        Ok(limits)
+    }
+
+    fn as_limits(&self) -> Limits {
+        Limits {
+            memory_mb: self.memory_mb,
+            cpu_ms_per_batch: self.cpu_ms_per_batch,
+            max_outputs_per_record: self.max_outputs_per_record,
+            max_output_bytes_per_record: self.max_output_bytes_per_record,
+            max_state_bytes: self.max_state_bytes,
+        }
+    }
+}
+
+impl TenantConfig {
+    pub fn check(&self) -> Result<()> {
+        check_token_hash(&self.token_sha256)?;
+        if self.input_prefixes.iter().chain(&self.output_prefixes).any(|p| p.is_empty()) {
+            bail!("an empty topic prefix would allow every topic; list the prefixes the tenant owns");
+        }
+        Ok(())
+    }
+
+    pub fn may_read(&self, topic: &str) -> bool {
+        self.input_prefixes.iter().any(|p| topic.starts_with(p.as_str()))
+    }
+
+    pub fn may_write(&self, topic: &str) -> bool {
+        self.output_prefixes.iter().any(|p| topic.starts_with(p.as_str()))
+    }
+
+    /// Refuses a deployment naming a topic outside the tenant's prefixes.
+    pub fn check_topics(&self, d: &DeploymentConfig, dead_letter_topic: &str) -> Result<(), String> {
+        if let Some(t) = d.inputs.iter().find(|t| !self.may_read(t)) {
+            return Err(format!("input topic `{t}` is outside the tenant's input prefixes {:?}", self.input_prefixes));
+        }
+        let outputs = [Some(d.output.as_str()), Some(dead_letter_topic), d.late_topic.as_deref()];
+        if let Some(t) = outputs.into_iter().flatten().find(|t| !self.may_write(t)) {
+            return Err(format!("output topic `{t}` is outside the tenant's output prefixes {:?}", self.output_prefixes));
+        }
+        Ok(())
+    }
+}
+
+/// Who is calling the admin API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Tenant(String),
+}
+
+/// The tokens a host accepts.
+#[derive(Clone, Default)]
+pub struct Tenants {
+    admin_hash: Option<[u8; 32]>,
+    tenants: BTreeMap<String, TenantConfig>,
+}
+
+impl Tenants {
+    pub fn from_config(config: &Config) -> Tenants {
+        Tenants {
+            admin_hash: config.admin.as_ref().and_then(|a| decode_hash(&a.token_sha256)),
+            tenants: config.tenants.clone(),
+        }
+    }
+
+    /// Whether any token is configured (the admin API is off otherwise).
+    pub fn enabled(&self) -> bool {
+        self.admin_hash.is_some() || !self.tenants.is_empty()
+    }
+
+    pub fn get(&self, tenant: &str) -> Option<&TenantConfig> {
+        self.tenants.get(tenant)
+    }
+
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Every candidate is compared in full, so timing says nothing about
+        // which one (if any) matched.
+        let mut found = None;
+        if self.admin_hash.is_some_and(|h| equal(&h, &hash)) {
+            found = Some(Principal::Admin);
+        }
+        for (name, t) in &self.tenants {
+            if decode_hash(&t.token_sha256).is_some_and(|h| equal(&h, &hash)) && found.is_none() {
+                found = Some(Principal::Tenant(name.clone()));
+            }
+        }
+        found
+    }
+}
+
+fn equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn decode_hash(hex_hash: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_hash.trim()).ok()?.try_into().ok()
+}
+
+pub fn check_token_hash(hex_hash: &str) -> Result<()> {
+    if decode_hash(hex_hash).is_none() {
+        bail!("token_sha256 must be 64 hex digits (the sha256 of the token; `weir token` prints a token and its hash)");
+    }
+    Ok(())
+}
+
+/// sha256 of a token, hex: what the configuration stores.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token (256 bits, hex).
+pub fn new_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(token: &str) -> TenantConfig {
+        TenantConfig { token_sha256: token_hash(token), input_prefixes: vec!["a.in.".into()], output_prefixes: vec!["a.out.".into()], quota: Quota::default() }
+    }
+
+    #[test]
+    fn tokens_map_to_their_principal_only() {
+        let mut config = Config::default();
+        config.admin = Some(crate::config::AdminConfig { token_sha256: token_hash("root") });
+        config.tenants.insert("a".into(), tenant("ta"));
+        config.tenants.insert("b".into(), tenant("tb"));
+        let t = Tenants::from_config(&config);
+        assert_eq!(t.authenticate("root"), Some(Principal::Admin));
+        assert_eq!(t.authenticate("ta"), Some(Principal::Tenant("a".into())));
+        assert_eq!(t.authenticate("tb"), Some(Principal::Tenant("b".into())));
+        assert_eq!(t.authenticate("tc"), None);
+        assert_eq!(t.authenticate(""), None);
+        assert_eq!(t.authenticate(&token_hash("ta")), None, "the hash is not the token");
+    }
+
+    #[test]
+    fn quotas_fill_unset_limits_and_refuse_larger_ones() {
+        let q = Quota { memory_mb: 32, max_state_bytes: Some(1000), ..Quota::default() };
+        let l = q.limits(&serde_json::Map::new()).unwrap();
+        assert_eq!((l.memory_mb, l.max_state_bytes), (32, Some(1000)));
+        let given = serde_json::json!({ "memory_mb": 16 }).as_object().unwrap().clone();
+        assert_eq!(q.limits(&given).unwrap().memory_mb, 16);
+        let given = serde_json::json!({ "memory_mb": 64 }).as_object().unwrap().clone();
+        assert_eq!(q.limits(&given).unwrap_err(), "limits.memory_mb = 64 exceeds the tenant's quota of 32");
+        let given = serde_json::json!({ "max_state_bytes": null }).as_object().unwrap().clone();
+        assert!(q.limits(&given).unwrap_err().contains("max_state_bytes = unlimited"));
+    }
+
+    #[test]
+    fn topics_outside_the_prefixes_are_refused() {
+        let t = tenant("x");
+        let mut d: DeploymentConfig = serde_json::from_value(serde_json::json!({ "inputs": ["a.in.x"], "output": "a.out.y" })).unwrap();
+        assert!(t.check_topics(&d, "a.out.dlq").is_ok());
+        assert!(t.check_topics(&d, "b.out.dlq").unwrap_err().contains("`b.out.dlq`"));
+        d.inputs.push("b.in.x".into());
+        assert!(t.check_topics(&d, "a.out.dlq").unwrap_err().contains("input topic `b.in.x`"));
+    }
+}

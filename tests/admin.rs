@@ -1,0 +1,385 @@
+//! The admin API and registry end to end on the real broker: hosts that
+//! share a registry in Kafka, deployments uploaded through one host and run
+//! on all, upgrades that keep state, rollbacks, tenants kept apart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client as Http;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use weir::tenants::token_hash;
+use weir_tests::kafka::{Broker, Rec, Weir, now_ms, produce_slowly};
+use weir_tests::{component, plugin, weir_bin};
+
+const ROOT: &str = "root-token";
+const ACME: &str = "acme-token";
+const EVIL: &str = "evil-token";
+
+/// A host config with the admin, tenant `acme` and tenant `evil` (tight
+/// quotas).
+fn config() -> String {
+    format!(
+        r#"
+[kafka]
+brokers = "{{brokers}}"
+properties = {{ "session.timeout.ms" = "6000" }}
+[host]
+state_dir = "{{state}}"
+listen = "{{listen}}"
+commit_interval_ms = 200
+[admin]
+token_sha256 = "{root}"
+[tenants.acme]
+token_sha256 = "{acme}"
+input_prefixes = ["acme."]
+output_prefixes = ["acme."]
+[tenants.evil]
+token_sha256 = "{evil}"
+input_prefixes = ["evil."]
+output_prefixes = ["evil."]
+quota = {{ memory_mb = 32, cpu_ms_per_batch = 300, max_outputs_per_record = 100, max_state_bytes = 1048576, max_module_mb = 1 }}
+"#,
+        root = token_hash(ROOT),
+        acme = token_hash(ACME),
+        evil = token_hash(EVIL)
+    )
+}
+
+fn start_host(dir: &Path, broker: &Broker) -> Weir {
+    let w = Weir::start(dir, broker, &config());
+    w.wait_healthy();
+    w
+}
+
+/// Runs a `weir` admin verb against `host` as a user would.
+fn weir(host: &Weir, token: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(weir_bin()).args(args).env("WEIR_URL", format!("http://{}", host.listen)).env("WEIR_TOKEN", token).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+fn call(host: &Weir, method: Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (StatusCode, Value) {
+    let mut r = Http::new().request(method, format!("http://{}{path}", host.listen)).timeout(Duration::from_secs(120));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.body(b);
+    }
+    let resp = r.send().unwrap();
+    let status = resp.status();
+    let text = resp.text().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn status(host: &Weir, token: &str, name: &str) -> Value {
+    call(host, Method::GET, &format!("/v1/deployments/{name}"), Some(token), None).1
+}
+
+/// Waits until `check` holds for the deployment's status on `host`.
+fn wait_status(host: &Weir, token: &str, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = status(host, token, name);
+        if check(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{name}: {what} did not happen within 90 s; status {s:#}\nlog:\n{}", host.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn partitions(s: &Value) -> Vec<i64> {
+    s["host"]["partitions"].as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default()
+}
+
+/// One word per record, `words` distinct words round robin.
+fn words(from: usize, n: usize, words: usize) -> Vec<Rec> {
+    let base = now_ms();
+    // Keyed by the word, so each word's records share a partition (and its
+    // state).
+    (from..from + n)
+        .map(|i| {
+            let word = format!("w{}", i % words);
+            Rec { key: Some(word.clone().into_bytes()), value: Some(word.into_bytes()), timestamp: Some(base + i as i64), ..Rec::default() }
+        })
+        .collect()
+}
+
+/// Each word's counts, in the order they were produced.
+fn counts(out: &[Rec]) -> BTreeMap<String, Vec<u64>> {
+    let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in out {
+        m.entry(r.key_str().to_owned()).or_default().push(r.value_str().parse().unwrap());
+    }
+    m
+}
+
+/// Every word counted 1, 2, ..., n in order: nothing lost, nothing counted
+/// twice, no state forgotten.
+fn assert_contiguous(out: &[Rec], words: usize, per_word: u64) {
+    let c = counts(out);
+    assert_eq!(c.len(), words, "words seen");
+    for (word, seq) in &c {
+        let expected: Vec<u64> = (1..=per_word).collect();
+        assert_eq!(seq, &expected, "counts of `{word}`");
+    }
+}
+
+#[test]
+fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() {
+    let broker = Broker::start();
+    broker.create_topic("acme.text", 4);
+    broker.create_topic("acme.counts", 2);
+    broker.create_topic("acme.counts.dlq", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_host(&dir.path().join("a"), &broker);
+
+    // Deploy through host A; host B starts later and picks it up.
+    let wc = plugin("word-count");
+    let wc = wc.to_str().unwrap();
+    let (ok, text) = weir(&a, ACME, &["deploy", "wc", "--plugin", wc, "--input", "acme.text", "--output", "acme.counts"]);
+    assert!(ok, "{text}\n{}", a.log_text());
+    let b = start_host(&dir.path().join("b"), &broker);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (sa, sb) = loop {
+        let (sa, sb) = (status(&a, ACME, "wc"), status(&b, ACME, "wc"));
+        let mut both = [partitions(&sa), partitions(&sb)].concat();
+        both.sort_unstable();
+        if both == [0, 1, 2, 3] && !partitions(&sa).is_empty() && !partitions(&sb).is_empty() {
+            break (sa, sb);
+        }
+        assert!(Instant::now() < deadline, "the hosts did not share the partitions within 90 s: {sa:#} {sb:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let v1 = sa["module"].as_str().unwrap().to_owned();
+    assert_eq!(sb["module"], sa["module"]);
+    let (ok, listed) = weir(&b, ACME, &["list"]);
+    assert!(ok && listed.contains("wc") && listed.contains("running"), "{listed}");
+
+    // Upgrade through host B while records flow: Rust to C, same state.
+    let producer = produce_slowly(&broker, "acme.text", words(0, 4_000, 20), 8.0);
+    std::thread::sleep(Duration::from_secs(3));
+    let c_wc = component("c", "word-count");
+    let (ok, text) = weir(&b, ACME, &["upgrade", "wc", "--plugin", c_wc.to_str().unwrap()]);
+    assert!(ok, "{text}\n{}", b.log_text());
+    for host in [&a, &b] {
+        let s = wait_status(host, ACME, "wc", "the upgrade passing its trial", |s| s["host"]["module"] != v1 && s["host"]["on_trial"] == false);
+        assert_eq!(s["version"], 2);
+        assert!(s["rolled_back"].is_null(), "{s:#}");
+    }
+    producer.join().unwrap();
+    let out = broker.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_000);
+    assert_eq!(out.len(), 4_000, "every record processed once, by one version or the other");
+    assert_contiguous(&out, 20, 200);
+    let v2 = status(&a, ACME, "wc")["module"].as_str().unwrap().to_owned();
+
+    // An upgrade whose first batch fails is rolled back on every host, and
+    // the failed batch runs on the old module: counts go on without a gap.
+    let trap = plugin("hostile-trap");
+    let (ok, text) = weir(&a, ACME, &["upgrade", "wc", "--plugin", trap.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let trapping = status(&a, ACME, "wc")["module"].as_str().unwrap().to_owned();
+    for host in [&a, &b] {
+        wait_status(host, ACME, "wc", "the upgrade reaching the host", |s| s["host"]["module"] == trapping.as_str());
+    }
+    broker.produce("acme.text", &words(4_000, 400, 20));
+    let out = broker.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_400);
+    assert_eq!(out.len(), 4_400);
+    assert_contiguous(&out, 20, 220);
+    for host in [&a, &b] {
+        let s = wait_status(host, ACME, "wc", "the rollback reaching the registry", |s| s["module"] == v2.as_str() && s["version"] == 4);
+        assert!(s["rolled_back"].as_str().unwrap().contains("hostile-trap"), "{s:#}");
+        assert_eq!(s["host"]["module"], v2.as_str());
+    }
+    assert!(a.metrics().contains("weir_upgrade_rollbacks_total") || b.metrics().contains("weir_upgrade_rollbacks_total"));
+
+    // Pause stops consumption everywhere; resume goes on where it stopped.
+    let (ok, text) = weir(&a, ACME, &["pause", "wc"]);
+    assert!(ok, "{text}");
+    for host in [&a, &b] {
+        wait_status(host, ACME, "wc", "pausing", |s| s["status"] == "paused" && s["host"].is_null());
+    }
+    broker.produce("acme.text", &words(4_400, 100, 20));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(broker.read("acme.counts", 4_401, Duration::from_secs(5)).len(), 4_400, "a paused deployment consumes nothing");
+    let (ok, text) = weir(&b, ACME, &["resume", "wc"]);
+    assert!(ok, "{text}");
+    let out = broker.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_500);
+    assert_contiguous(&out, 20, 225);
+
+    // Undeploy dropping state: gone from every host and from the registry.
+    let (ok, text) = weir(&a, ACME, &["undeploy", "wc", "--drop-state"]);
+    assert!(ok, "{text}");
+    for host in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while host.health().is_some_and(|h| h["deployments"].as_object().is_some_and(|d| !d.is_empty())) {
+            assert!(Instant::now() < deadline, "still running after undeploy:\n{}", host.log_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(call(host, Method::GET, "/v1/deployments/wc", Some(ACME), None).0, StatusCode::NOT_FOUND);
+    }
+    // Deployed again under the same name, it starts from nothing.
+    let (ok, text) = weir(&b, ACME, &["deploy", "wc", "--plugin", wc, "--input", "acme.text", "--output", "acme.counts"]);
+    assert!(ok, "{text}");
+    let out = broker.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 9_000);
+    assert_eq!(out.len(), 9_000, "the new incarnation reprocesses the topic from the start");
+    assert_contiguous(&out[4_500..], 20, 225);
+}
+
+/// Deploys `plugin` for `token`'s tenant through the HTTP API.
+fn deploy(host: &Weir, token: &str, name: &str, plugin: &Path, spec: Value) -> (StatusCode, Value) {
+    let (code, up) = call(host, Method::PUT, "/v1/modules", Some(token), Some(std::fs::read(plugin).unwrap()));
+    assert_eq!(code, StatusCode::CREATED, "{up}");
+    let mut spec = spec;
+    spec["module"] = up["module"].clone();
+    call(host, Method::POST, &format!("/v1/deployments/{name}"), Some(token), Some(serde_json::to_vec(&spec).unwrap()))
+}
+
+#[test]
+fn a_hostile_tenant_hurts_nobody_else() {
+    let broker = Broker::start();
+    for (t, n) in [("acme.in", 2), ("acme.out", 1), ("acme.out.dlq", 1), ("evil.in", 1), ("evil.out", 1), ("evil.out.dlq", 1)] {
+        broker.create_topic(t, n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = start_host(dir.path(), &broker);
+    let hostile = ["hostile-trap", "hostile-loop", "hostile-memory", "hostile-recursion", "hostile-flood", "hostile-state"];
+    for name in hostile {
+        // A flood of 1,000 copies per record breaks the quota of 100.
+        let (code, v) = deploy(&host, EVIL, name, &plugin(name), json!({ "inputs": ["evil.in"], "output": "evil.out", "config": { "count": "1000" } }));
+        assert_eq!(code, StatusCode::CREATED, "{name}: {v}");
+    }
+    let (code, v) = deploy(&host, ACME, "upper", &plugin("upper"), json!({ "inputs": ["acme.in"], "output": "acme.out" }));
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+
+    let evil_in: Vec<Rec> = (0..40).map(|i| Rec::new(&format!("e{i}"), &format!("bad {i}"))).collect();
+    broker.produce("evil.in", &evil_in);
+    let good: Vec<Rec> = (0..5_000).map(|i| Rec::new(&format!("k{i}"), &format!("value {i}"))).collect();
+    broker.produce("acme.in", &good);
+
+    let out = broker.read_until("acme.out", Duration::from_secs(120), |o| o.len() >= good.len());
+    let mut values: Vec<String> = out.iter().map(|r| r.value_str().to_owned()).collect();
+    values.sort();
+    let mut expected: Vec<String> = good.iter().map(|r| r.value_str().to_uppercase()).collect();
+    expected.sort();
+    assert_eq!(values, expected, "the good tenant's outputs are complete and correct");
+
+    // Every hostile record is dead-lettered with what it ran into (the
+    // state flood's first records fit its quota and pass).
+    let expect = [("trap", "trap"), ("loop", "timeout"), ("memory", "memory"), ("recursion", "stack"), ("flood", "output-limit"), ("state", "state-limit")];
+    let tally = |dlq: &[Rec]| {
+        let mut kinds: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for r in dlq {
+            *kinds.entry(r.header("weir.deployment").unwrap().to_owned()).or_default().entry(r.header("weir.error.kind").unwrap().to_owned()).or_default() += 1;
+        }
+        kinds
+    };
+    let all_in = |kinds: &BTreeMap<String, BTreeMap<String, usize>>| {
+        expect.iter().all(|(name, kind)| kinds.get(&format!("evil.hostile-{name}")).and_then(|k| k.get(*kind)).is_some_and(|&n| *name == "state" || n == 40))
+    };
+    let dlq = broker.read_until("evil.out.dlq", Duration::from_secs(240), |o| all_in(&tally(o)));
+    let kinds = tally(&dlq);
+    assert!(all_in(&kinds), "{kinds:#?}
+{}", host.log_text());
+    for (name, kind) in expect {
+        let got = &kinds[&format!("evil.hostile-{name}")];
+        assert_eq!(got.keys().collect::<Vec<_>>(), [kind], "hostile-{name}: {got:?}");
+    }
+    let metrics = host.metrics();
+    assert!(metrics.contains("tenant=\"evil\""), "metrics are labelled by tenant");
+    assert!(host.health().is_some(), "the host is alive:\n{}", host.log_text());
+    let listed = call(&host, Method::GET, "/v1/deployments", Some(EVIL), None).1;
+    assert_eq!(listed.as_array().unwrap().len(), hostile.len(), "the evil tenant sees only its own: {listed:#}");
+}
+
+#[test]
+fn tokens_topics_and_uploads_are_checked() {
+    let broker = Broker::start();
+    for (t, n) in [("acme.in", 1), ("acme.out", 1), ("acme.out.dlq", 1), ("evil.in", 1), ("evil.out", 1)] {
+        broker.create_topic(t, n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = start_host(dir.path(), &broker);
+    let spec = json!({ "inputs": ["acme.in"], "output": "acme.out", "config": { "route.evil.out": "steal" } });
+    let (code, v) = deploy(&host, ACME, "router", &plugin("router"), spec);
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+
+    // Every endpoint refuses a missing token, a wrong one, and another
+    // tenant's (which cannot even name acme's deployments).
+    let endpoints = [
+        (Method::PUT, "/v1/modules"),
+        (Method::GET, "/v1/deployments"),
+        (Method::GET, "/v1/deployments/router"),
+        (Method::POST, "/v1/deployments/router"),
+        (Method::PUT, "/v1/deployments/router"),
+        (Method::DELETE, "/v1/deployments/router"),
+        (Method::POST, "/v1/deployments/router/pause"),
+        (Method::POST, "/v1/deployments/router/resume"),
+        (Method::GET, "/v1/deployments/router/logs"),
+    ];
+    for (method, path) in &endpoints {
+        for token in [None, Some("wrong"), Some(token_hash(ACME).as_str())] {
+            let (code, v) = call(&host, method.clone(), path, token, Some(b"{}".to_vec()));
+            assert_eq!(code, StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}: {v}");
+        }
+        let (code, v) = call(&host, method.clone(), &format!("{path}?tenant=acme"), Some(EVIL), Some(b"{}".to_vec()));
+        assert_eq!(code, StatusCode::FORBIDDEN, "{method} {path} as evil for acme: {v}");
+    }
+    for (method, path) in &endpoints[2..] {
+        let (code, v) = call(&host, method.clone(), path, Some(EVIL), Some(b"{}".to_vec()));
+        assert!(code == StatusCode::NOT_FOUND || code == StatusCode::BAD_REQUEST, "{method} {path} as evil: {code} {v}");
+    }
+    wait_status(&host, ACME, "router", "running, untouched", |s| s["status"] == "running");
+    assert_eq!(call(&host, Method::GET, "/v1/deployments?tenant=acme", Some(ROOT), None).1.as_array().unwrap().len(), 1, "the admin sees acme's");
+
+    // Topics of another tenant are refused at deploy time.
+    for spec in [json!({ "inputs": ["acme.in"], "output": "evil.out" }), json!({ "inputs": ["evil.in"], "output": "acme.out" })] {
+        let (code, v) = deploy(&host, EVIL, "thief", &plugin("upper"), spec);
+        assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("outside the tenant's"), "{v}");
+    }
+    // So are limits above the quota.
+    let (code, v) = deploy(&host, EVIL, "greedy", &plugin("upper"), json!({ "inputs": ["evil.in"], "output": "evil.out", "limits": { "memory_mb": 512 } }));
+    assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("memory_mb = 512 exceeds"), "{v}");
+
+    // An output routed at run time outside the tenant's prefixes is
+    // dead-lettered, never produced.
+    broker.produce("acme.in", &[Rec::new("a", "fine"), Rec::new("b", "steal this"), Rec::new("c", "fine too")]);
+    let out = broker.read_until("acme.out", Duration::from_secs(60), |o| o.len() >= 2);
+    assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), ["fine", "fine too"]);
+    let dlq = broker.read_until("acme.out.dlq", Duration::from_secs(60), |o| !o.is_empty());
+    assert_eq!(dlq[0].header("weir.error.kind"), Some("topic-denied"));
+    assert!(dlq[0].header("weir.error.message").unwrap().contains("`evil.out`"));
+    assert!(broker.read("evil.out", 1, Duration::from_secs(3)).is_empty(), "nothing reached the other tenant's topic");
+
+    // Bad uploads get a clear 4xx and change nothing.
+    // What the registry holds (the host's live figures, such as lag, move).
+    let registry = || -> Vec<(Value, Value, Value)> {
+        let all = call(&host, Method::GET, "/v1/deployments", Some(ROOT), None).1;
+        all.as_array().unwrap().iter().map(|d| (d["name"].clone(), d["version"].clone(), d["module"].clone())).collect()
+    };
+    let before = registry();
+    let modules_before = broker.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len();
+    let core = wat::parse_str("(module)").unwrap();
+    let other_world = wat::parse_str(r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m)) (func (export "run") (canon lift (core func $i "f"))))"#).unwrap();
+    let uploads: [(&str, Vec<u8>, StatusCode, &str); 4] = [
+        ("garbage", b"definitely not wasm".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "not a WebAssembly file"),
+        ("a core module", core, StatusCode::UNPROCESSABLE_ENTITY, "a core WebAssembly module, not a component"),
+        ("another world", other_world, StatusCode::UNPROCESSABLE_ENTITY, "does not implement the world"),
+        ("an oversize file", vec![0u8; 2 << 20], StatusCode::PAYLOAD_TOO_LARGE, "larger than the 1048576-byte module size limit"),
+    ];
+    for (what, bytes, expected, message) in uploads {
+        let (code, v) = call(&host, Method::PUT, "/v1/modules", Some(EVIL), Some(bytes));
+        assert_eq!(code, expected, "{what}: {v}");
+        assert!(v["error"].as_str().unwrap_or_default().contains(message), "{what}: {v}");
+    }
+    let (code, v) = call(&host, Method::POST, "/v1/deployments/ghost", Some(EVIL), Some(serde_json::to_vec(&json!({ "module": "00ff", "inputs": ["evil.in"], "output": "evil.out" })).unwrap()));
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(registry(), before);
+    assert_eq!(broker.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len(), modules_before, "no module bytes were stored");
+}

@@ -70,24 +70,18 @@ impl Quota {
             full[k] = v.clone();
         }
         let limits: Limits = serde_json::from_value(full).map_err(|e| format!("limits: {e}"))?;
-        let over = |what: &str, asked: String, max: String| Err(format!("limits.{what} = {asked} exceeds the tenant's quota of {max}"));
-        if limits.memory_mb > self.memory_mb {
-            return over("memory_mb", limits.memory_mb.to_string(), self.memory_mb.to_string());
-        }
-        if limits.cpu_ms_per_batch > self.cpu_ms_per_batch {
-            return over("cpu_ms_per_batch", limits.cpu_ms_per_batch.to_string(), self.cpu_ms_per_batch.to_string());
-        }
-        if limits.max_outputs_per_record > self.max_outputs_per_record {
-            return over("max_outputs_per_record", limits.max_outputs_per_record.to_string(), self.max_outputs_per_record.to_string());
-        }
-        if limits.max_output_bytes_per_record > self.max_output_bytes_per_record {
-            return over("max_output_bytes_per_record", limits.max_output_bytes_per_record.to_string(), self.max_output_bytes_per_record.to_string());
-        }
-        if let Some(max) = self.max_state_bytes {
-            match limits.max_state_bytes {
-                None => return over("max_state_bytes", "unlimited".into(), max.to_string()),
-                Some(asked) if asked > max => return over("max_state_bytes", asked.to_string(), max.to_string()),
-                _ => {}
+        // Every limit is a number, or null for unlimited.
+        let (asked, max) = (serde_json::to_value(limits).expect("limits serialize"), serde_json::to_value(self.as_limits()).expect("limits serialize"));
+        for (name, max) in max.as_object().expect("limits are an object") {
+            let asked = &asked[name];
+            let over = match (asked.as_f64(), max.as_f64()) {
+                (Some(a), Some(m)) => a > m,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            if over {
+                let asked = if asked.is_null() { "unlimited".to_owned() } else { asked.to_string() };
+                return Err(format!("limits.{name} = {asked} exceeds the tenant's quota of {max}"));
             }
         }
         Ok(limits)

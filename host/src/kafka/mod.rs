@@ -64,6 +64,15 @@ fn apply_user(mut c: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Partition count of `topic` in `topics` (from [`Cluster::topics`]),
+/// which must hold it.
+pub fn partitions_of(topics: &BTreeMap<String, usize>, topic: &str) -> Result<usize> {
+    match topics.get(topic) {
+        Some(&n) if n > 0 => Ok(n),
+        _ => bail!("topic `{topic}` does not exist (Weir does not create input or output topics)"),
+    }
+}
+
 /// What the cluster knows about topics.
 pub struct Cluster {
     kafka: KafkaConfig,
@@ -93,10 +102,7 @@ impl Cluster {
 
     /// Partition count of `topic`, which must exist.
     pub fn partitions(&self, topic: &str) -> Result<usize> {
-        match self.topics()?.get(topic) {
-            Some(&n) if n > 0 => Ok(n),
-            _ => bail!("topic `{topic}` does not exist (Weir does not create input or output topics)"),
-        }
+        partitions_of(&self.topics()?, topic)
     }
 
     /// Creates `topic` unless it exists.

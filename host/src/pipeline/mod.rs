@@ -167,16 +167,18 @@ impl Host {
         if let Some(t) = tenant {
             t.check_topics(config, &config.dead_letter_topic(id)).map_err(|e| anyhow::anyhow!(e))?;
         }
+        // One metadata request for every topic named.
+        let topics = self.cluster.topics()?;
         let mut partitions = None;
         for input in &config.inputs {
-            let n = self.cluster.partitions(input)?;
+            let n = crate::kafka::partitions_of(&topics, input)?;
             match partitions {
                 Some(m) if m != n => bail!("input topics must have the same partition count (their partitions with the same number share state): `{input}` has {n}, `{}` has {m}", config.inputs[0]),
                 _ => partitions = Some(n),
             }
         }
         for topic in [Some(&config.output), Some(&config.dead_letter_topic(id)), config.late_topic.as_ref()].into_iter().flatten() {
-            self.cluster.partitions(topic)?;
+            crate::kafka::partitions_of(&topics, topic)?;
         }
         let spec = self.transform_spec(id, config, tenant);
         self.warm_up(module, spec.clone())?;

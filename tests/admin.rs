@@ -1,4 +1,4 @@
-//! The admin API and registry end to end on the real broker: hosts that
+//! The admin API and registry end to end on Apache Kafka: hosts that
 //! share a registry in Kafka, deployments uploaded through one host and run
 //! on all, upgrades that keep state, rollbacks, tenants kept apart.
 
@@ -11,7 +11,7 @@ use reqwest::blocking::Client as Http;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use weir::tenants::token_hash;
-use weir_tests::kafka::{Broker, Rec, Weir, now_ms, produce_slowly};
+use weir_tests::kafka::{Broker, Rec, Scope, Weir, now_ms, produce_slowly};
 use weir_tests::{component, plugin, weir_bin};
 
 const ROOT: &str = "root-token";
@@ -25,6 +25,7 @@ fn config() -> String {
         r#"
 [kafka]
 brokers = "{{brokers}}"
+group_prefix = "{{p}}weir"
 properties = {{ "session.timeout.ms" = "6000" }}
 [host]
 state_dir = "{{state}}"
@@ -34,12 +35,12 @@ commit_interval_ms = 200
 token_sha256 = "{root}"
 [tenants.acme]
 token_sha256 = "{acme}"
-input_prefixes = ["acme."]
-output_prefixes = ["acme."]
+input_prefixes = ["{{p}}acme."]
+output_prefixes = ["{{p}}acme."]
 [tenants.evil]
 token_sha256 = "{evil}"
-input_prefixes = ["evil."]
-output_prefixes = ["evil."]
+input_prefixes = ["{{p}}evil."]
+output_prefixes = ["{{p}}evil."]
 quota = {{ memory_mb = 32, cpu_ms_per_batch = 300, max_outputs_per_record = 100, max_state_bytes = 1048576, max_module_mb = 1 }}
 "#,
         root = token_hash(ROOT),
@@ -48,8 +49,8 @@ quota = {{ memory_mb = 32, cpu_ms_per_batch = 300, max_outputs_per_record = 100,
     )
 }
 
-fn start_host(dir: &Path, broker: &Broker) -> Weir {
-    let w = Weir::start(dir, broker, &config());
+fn start_host(dir: &Path, k: &Scope) -> Weir {
+    let w = Weir::start(dir, k, &config());
     w.wait_healthy();
     w
 }
@@ -131,19 +132,19 @@ fn assert_contiguous(out: &[Rec], words: usize, per_word: u64) {
 
 #[test]
 fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() {
-    let broker = Broker::start();
-    broker.create_topic("acme.text", 4);
-    broker.create_topic("acme.counts", 2);
-    broker.create_topic("acme.counts.dlq", 1);
+    let k = Broker::shared().scope();
+    k.create_topic("acme.text", 4);
+    k.create_topic("acme.counts", 2);
+    k.create_topic("acme.counts.dlq", 1);
     let dir = tempfile::tempdir().unwrap();
-    let a = start_host(&dir.path().join("a"), &broker);
+    let a = start_host(&dir.path().join("a"), &k);
 
     // Deploy through host A; host B starts later and picks it up.
     let wc = plugin("word-count");
     let wc = wc.to_str().unwrap();
-    let (ok, text) = weir(&a, ACME, &["deploy", "wc", "--plugin", wc, "--input", "acme.text", "--output", "acme.counts"]);
+    let (ok, text) = weir(&a, ACME, &["deploy", "wc", "--plugin", wc, "--input", &k.name("acme.text"), "--output", &k.name("acme.counts")]);
     assert!(ok, "{text}\n{}", a.log_text());
-    let b = start_host(&dir.path().join("b"), &broker);
+    let b = start_host(&dir.path().join("b"), &k);
     let deadline = Instant::now() + Duration::from_secs(90);
     let (sa, sb) = loop {
         let (sa, sb) = (status(&a, ACME, "wc"), status(&b, ACME, "wc"));
@@ -161,7 +162,7 @@ fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() 
     assert!(ok && listed.contains("wc") && listed.contains("running"), "{listed}");
 
     // Upgrade through host B while records flow: Rust to C, same state.
-    let producer = produce_slowly(&broker, "acme.text", words(0, 4_000, 20), 8.0);
+    let producer = produce_slowly(&k, "acme.text", words(0, 4_000, 20), 8.0);
     std::thread::sleep(Duration::from_secs(3));
     let c_wc = component("c", "word-count");
     let (ok, text) = weir(&b, ACME, &["upgrade", "wc", "--plugin", c_wc.to_str().unwrap()]);
@@ -172,7 +173,7 @@ fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() 
         assert!(s["rolled_back"].is_null(), "{s:#}");
     }
     producer.join().unwrap();
-    let out = broker.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_000);
+    let out = k.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_000);
     assert_eq!(out.len(), 4_000, "every record processed once, by one version or the other");
     assert_contiguous(&out, 20, 200);
     let v2 = status(&a, ACME, "wc")["module"].as_str().unwrap().to_owned();
@@ -186,8 +187,8 @@ fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() 
     for host in [&a, &b] {
         wait_status(host, ACME, "wc", "the upgrade reaching the host", |s| s["host"]["module"] == trapping.as_str());
     }
-    broker.produce("acme.text", &words(4_000, 400, 20));
-    let out = broker.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_400);
+    k.produce("acme.text", &words(4_000, 400, 20));
+    let out = k.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_400);
     assert_eq!(out.len(), 4_400);
     assert_contiguous(&out, 20, 220);
     for host in [&a, &b] {
@@ -203,12 +204,12 @@ fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() 
     for host in [&a, &b] {
         wait_status(host, ACME, "wc", "pausing", |s| s["status"] == "paused" && s["host"].is_null());
     }
-    broker.produce("acme.text", &words(4_400, 100, 20));
+    k.produce("acme.text", &words(4_400, 100, 20));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(broker.read("acme.counts", 4_401, Duration::from_secs(5)).len(), 4_400, "a paused deployment consumes nothing");
+    assert_eq!(k.read("acme.counts", 4_401, Duration::from_secs(5)).len(), 4_400, "a paused deployment consumes nothing");
     let (ok, text) = weir(&b, ACME, &["resume", "wc"]);
     assert!(ok, "{text}");
-    let out = broker.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_500);
+    let out = k.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 4_500);
     assert_contiguous(&out, 20, 225);
 
     // Undeploy dropping state: gone from every host and from the registry.
@@ -223,9 +224,9 @@ fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() 
         assert_eq!(call(host, Method::GET, "/v1/deployments/wc", Some(ACME), None).0, StatusCode::NOT_FOUND);
     }
     // Deployed again under the same name, it starts from nothing.
-    let (ok, text) = weir(&b, ACME, &["deploy", "wc", "--plugin", wc, "--input", "acme.text", "--output", "acme.counts"]);
+    let (ok, text) = weir(&b, ACME, &["deploy", "wc", "--plugin", wc, "--input", &k.name("acme.text"), "--output", &k.name("acme.counts")]);
     assert!(ok, "{text}");
-    let out = broker.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 9_000);
+    let out = k.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 9_000);
     assert_eq!(out.len(), 9_000, "the new incarnation reprocesses the topic from the start");
     assert_contiguous(&out[4_500..], 20, 225);
 }
@@ -241,27 +242,27 @@ fn deploy(host: &Weir, token: &str, name: &str, plugin: &Path, spec: Value) -> (
 
 #[test]
 fn a_hostile_tenant_hurts_nobody_else() {
-    let broker = Broker::start();
+    let k = Broker::shared().scope();
     for (t, n) in [("acme.in", 2), ("acme.out", 1), ("acme.out.dlq", 1), ("evil.in", 1), ("evil.out", 1), ("evil.out.dlq", 1)] {
-        broker.create_topic(t, n);
+        k.create_topic(t, n);
     }
     let dir = tempfile::tempdir().unwrap();
-    let host = start_host(dir.path(), &broker);
+    let host = start_host(dir.path(), &k);
     let hostile = ["hostile-trap", "hostile-loop", "hostile-memory", "hostile-recursion", "hostile-flood", "hostile-state"];
     for name in hostile {
         // A flood of 1,000 copies per record breaks the quota of 100.
-        let (code, v) = deploy(&host, EVIL, name, &plugin(name), json!({ "inputs": ["evil.in"], "output": "evil.out", "config": { "count": "1000" } }));
+        let (code, v) = deploy(&host, EVIL, name, &plugin(name), json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out"), "config": { "count": "1000" } }));
         assert_eq!(code, StatusCode::CREATED, "{name}: {v}");
     }
-    let (code, v) = deploy(&host, ACME, "upper", &plugin("upper"), json!({ "inputs": ["acme.in"], "output": "acme.out" }));
+    let (code, v) = deploy(&host, ACME, "upper", &plugin("upper"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
     assert_eq!(code, StatusCode::CREATED, "{v}");
 
     let evil_in: Vec<Rec> = (0..40).map(|i| Rec::new(&format!("e{i}"), &format!("bad {i}"))).collect();
-    broker.produce("evil.in", &evil_in);
+    k.produce("evil.in", &evil_in);
     let good: Vec<Rec> = (0..5_000).map(|i| Rec::new(&format!("k{i}"), &format!("value {i}"))).collect();
-    broker.produce("acme.in", &good);
+    k.produce("acme.in", &good);
 
-    let out = broker.read_until("acme.out", Duration::from_secs(120), |o| o.len() >= good.len());
+    let out = k.read_until("acme.out", Duration::from_secs(120), |o| o.len() >= good.len());
     let mut values: Vec<String> = out.iter().map(|r| r.value_str().to_owned()).collect();
     values.sort();
     let mut expected: Vec<String> = good.iter().map(|r| r.value_str().to_uppercase()).collect();
@@ -281,7 +282,7 @@ fn a_hostile_tenant_hurts_nobody_else() {
     let all_in = |kinds: &BTreeMap<String, BTreeMap<String, usize>>| {
         expect.iter().all(|(name, kind)| kinds.get(&format!("evil.hostile-{name}")).and_then(|k| k.get(*kind)).is_some_and(|&n| *name == "state" || n == 40))
     };
-    let dlq = broker.read_until("evil.out.dlq", Duration::from_secs(240), |o| all_in(&tally(o)));
+    let dlq = k.read_until("evil.out.dlq", Duration::from_secs(240), |o| all_in(&tally(o)));
     let kinds = tally(&dlq);
     assert!(all_in(&kinds), "{kinds:#?}
 {}", host.log_text());
@@ -298,13 +299,14 @@ fn a_hostile_tenant_hurts_nobody_else() {
 
 #[test]
 fn tokens_topics_and_uploads_are_checked() {
-    let broker = Broker::start();
+    let k = Broker::shared().scope();
     for (t, n) in [("acme.in", 1), ("acme.out", 1), ("acme.out.dlq", 1), ("evil.in", 1), ("evil.out", 1)] {
-        broker.create_topic(t, n);
+        k.create_topic(t, n);
     }
     let dir = tempfile::tempdir().unwrap();
-    let host = start_host(dir.path(), &broker);
-    let spec = json!({ "inputs": ["acme.in"], "output": "acme.out", "config": { "route.evil.out": "steal" } });
+    let host = start_host(dir.path(), &k);
+    let mut spec = json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") });
+    spec["config"] = json!({ format!("route.{}", k.name("evil.out")): "steal" });
     let (code, v) = deploy(&host, ACME, "router", &plugin("router"), spec);
     assert_eq!(code, StatusCode::CREATED, "{v}");
 
@@ -337,25 +339,25 @@ fn tokens_topics_and_uploads_are_checked() {
     assert_eq!(call(&host, Method::GET, "/v1/deployments?tenant=acme", Some(ROOT), None).1.as_array().unwrap().len(), 1, "the admin sees acme's");
 
     // Topics of another tenant are refused at deploy time.
-    for spec in [json!({ "inputs": ["acme.in"], "output": "evil.out" }), json!({ "inputs": ["evil.in"], "output": "acme.out" })] {
+    for spec in [json!({ "inputs": [k.name("acme.in")], "output": k.name("evil.out") }), json!({ "inputs": [k.name("evil.in")], "output": k.name("acme.out") })] {
         let (code, v) = deploy(&host, EVIL, "thief", &plugin("upper"), spec);
         assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
         assert!(v["error"].as_str().unwrap().contains("outside the tenant's"), "{v}");
     }
     // So are limits above the quota.
-    let (code, v) = deploy(&host, EVIL, "greedy", &plugin("upper"), json!({ "inputs": ["evil.in"], "output": "evil.out", "limits": { "memory_mb": 512 } }));
+    let (code, v) = deploy(&host, EVIL, "greedy", &plugin("upper"), json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out"), "limits": { "memory_mb": 512 } }));
     assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
     assert!(v["error"].as_str().unwrap().contains("memory_mb = 512 exceeds"), "{v}");
 
     // An output routed at run time outside the tenant's prefixes is
     // dead-lettered, never produced.
-    broker.produce("acme.in", &[Rec::new("a", "fine"), Rec::new("b", "steal this"), Rec::new("c", "fine too")]);
-    let out = broker.read_until("acme.out", Duration::from_secs(60), |o| o.len() >= 2);
+    k.produce("acme.in", &[Rec::new("a", "fine"), Rec::new("b", "steal this"), Rec::new("c", "fine too")]);
+    let out = k.read_until("acme.out", Duration::from_secs(60), |o| o.len() >= 2);
     assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), ["fine", "fine too"]);
-    let dlq = broker.read_until("acme.out.dlq", Duration::from_secs(60), |o| !o.is_empty());
+    let dlq = k.read_until("acme.out.dlq", Duration::from_secs(60), |o| !o.is_empty());
     assert_eq!(dlq[0].header("weir.error.kind"), Some("topic-denied"));
-    assert!(dlq[0].header("weir.error.message").unwrap().contains("`evil.out`"));
-    assert!(broker.read("evil.out", 1, Duration::from_secs(3)).is_empty(), "nothing reached the other tenant's topic");
+    assert!(dlq[0].header("weir.error.message").unwrap().contains(&format!("`{}`", k.name("evil.out"))));
+    assert!(k.read("evil.out", 1, Duration::from_secs(3)).is_empty(), "nothing reached the other tenant's topic");
 
     // Bad uploads get a clear 4xx and change nothing.
     // What the registry holds (the host's live figures, such as lag, move).
@@ -364,7 +366,7 @@ fn tokens_topics_and_uploads_are_checked() {
         all.as_array().unwrap().iter().map(|d| (d["name"].clone(), d["version"].clone(), d["module"].clone())).collect()
     };
     let before = registry();
-    let modules_before = broker.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len();
+    let modules_before = k.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len();
     let core = wat::parse_str("(module)").unwrap();
     let other_world = wat::parse_str(r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m)) (func (export "run") (canon lift (core func $i "f"))))"#).unwrap();
     let uploads: [(&str, Vec<u8>, StatusCode, &str); 4] = [
@@ -378,8 +380,8 @@ fn tokens_topics_and_uploads_are_checked() {
         assert_eq!(code, expected, "{what}: {v}");
         assert!(v["error"].as_str().unwrap_or_default().contains(message), "{what}: {v}");
     }
-    let (code, v) = call(&host, Method::POST, "/v1/deployments/ghost", Some(EVIL), Some(serde_json::to_vec(&json!({ "module": "00ff", "inputs": ["evil.in"], "output": "evil.out" })).unwrap()));
+    let (code, v) = call(&host, Method::POST, "/v1/deployments/ghost", Some(EVIL), Some(serde_json::to_vec(&json!({ "module": "00ff", "inputs": [k.name("evil.in")], "output": k.name("evil.out") })).unwrap()));
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(registry(), before);
-    assert_eq!(broker.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len(), modules_before, "no module bytes were stored");
+    assert_eq!(k.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len(), modules_before, "no module bytes were stored");
 }

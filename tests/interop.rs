@@ -18,18 +18,18 @@ fn python() -> PathBuf {
 
 #[test]
 fn confluent_kafka_python_client_round_trip() {
-    let broker = Broker::start();
+    let k = Broker::shared().scope();
     for (t, p) in [("raw", 3), ("shout", 3), ("upper.dlq", 1)] {
-        broker.create_topic(t, p);
+        k.create_topic(t, p);
     }
     let dir = tempfile::tempdir().unwrap();
-    let weir = Weir::start(dir.path(), &broker, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
+    let weir = Weir::start(dir.path(), &k, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
     weir.wait_partitions("upper", 3);
 
     let n = 2_000;
     let out = Command::new(python())
         .arg(repo().join("tests/interop/confluent_roundtrip.py"))
-        .args([&broker.bootstrap, "raw", "shout", &n.to_string()])
+        .args([&k.bootstrap, &k.name("raw"), &k.name("shout"), &n.to_string()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -1,5 +1,5 @@
-//! `weir run` against a real Kafka-protocol broker (nisshi), as separate
-//! processes, with an independent client producing and reading.
+//! `weir run` against Apache Kafka, as separate processes, with an
+//! independent client producing and reading.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -8,40 +8,66 @@ use weir_tests::kafka::{Broker, Rec, Weir, by_key, deployment, host_config, prod
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// The tests' broker is Apache Kafka, not a look-alike that refuses or
+/// ignores transactions: an aborted transaction's records are written (a
+/// `read_uncommitted` reader sees them) and hidden from a `read_committed`
+/// one, which sees exactly the committed transaction's.
+#[test]
+fn the_broker_runs_real_transactions() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let k = Broker::shared().scope();
+    k.create_topic("tx", 1);
+    let p: BaseProducer = k.client().set("transactional.id", k.name("tx-writer")).create().unwrap();
+    p.init_transactions(MINUTE).expect("InitProducerId with a transactional id");
+    for (value, commit) in [("committed-1", true), ("aborted", false), ("committed-2", true)] {
+        p.begin_transaction().unwrap();
+        p.send(BaseRecord::<str, str>::to(&k.name("tx")).key("k").payload(value)).unwrap();
+        p.flush(MINUTE).unwrap();
+        if commit { p.commit_transaction(MINUTE).unwrap() } else { p.abort_transaction(MINUTE).unwrap() }
+    }
+    let read = |isolation: &str, n: usize| {
+        let mut c = k.client();
+        c.set("isolation.level", isolation);
+        k.read_with(c, "tx", Duration::from_secs(10), |o| o.len() >= n).iter().map(|r| r.value_str().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(read("read_uncommitted", 3), ["committed-1", "aborted", "committed-2"]);
+    assert_eq!(read("read_committed", 3), ["committed-1", "committed-2"], "the aborted record is hidden");
+}
+
 #[test]
 fn example_plugins_end_to_end() {
-    let broker = Broker::start();
+    let k = Broker::shared().scope();
     for (t, p) in [("raw", 3), ("shout", 3), ("logs", 2), ("errors", 2), ("orders", 2), ("orders.payments", 1), ("orders.errors", 1), ("orders.other", 1), ("docs", 1), ("counts", 3)] {
-        broker.create_topic(t, p);
+        k.create_topic(t, p);
     }
     for d in ["upper", "filter", "router", "wc"] {
-        broker.create_topic(&format!("{d}.dlq"), 1);
+        k.create_topic(&format!("{d}.dlq"), 1);
     }
     let config = host_config(
         &[
             deployment("upper", "upper", "raw", "shout", ""),
             deployment("filter", "filter", "logs", "errors", "config = { field = \"/level\", equals = \"error\" }"),
-            deployment("router", "router", "orders", "orders.other", "config = { \"route.orders.payments\" = \"pay\", \"route.orders.errors\" = \"ERROR\" }"),
+            deployment("router", "router", "orders", "orders.other", "config = { \"route.{p}orders.payments\" = \"pay\", \"route.{p}orders.errors\" = \"ERROR\" }"),
             deployment("wc", "word_count", "docs", "counts", ""),
         ]
         .concat(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let weir = Weir::start(dir.path(), &broker, &config);
+    let weir = Weir::start(dir.path(), &k, &config);
     weir.wait_partitions("upper", 3);
     weir.wait_partitions("wc", 1);
 
     let raw = records("hello", 3_000, 30);
-    broker.produce("raw", &raw);
+    k.produce("raw", &raw);
     let logs: Vec<Rec> = (0..400).map(|i| Rec::new(&format!("svc{}", i % 4), &format!(r#"{{"level":"{}","n":{i}}}"#, if i % 3 == 0 { "error" } else { "info" }))).collect();
-    broker.produce("logs", &logs);
+    k.produce("logs", &logs);
     let orders = [("o1", "pay ok"), ("o2", "pay ERROR"), ("o3", "ship ok"), ("o4", "ERROR ship"), ("o5", "refund")];
-    broker.produce("orders", &orders.iter().map(|(k, v)| Rec::new(k, v)).collect::<Vec<_>>());
+    k.produce("orders", &orders.iter().map(|(k, v)| Rec::new(k, v)).collect::<Vec<_>>());
     let docs: Vec<Rec> = (0..300).map(|i| Rec::new(&format!("d{i}"), ["the cat", "The dog and the cat", "a bird"][i % 3])).collect();
-    broker.produce("docs", &docs);
+    k.produce("docs", &docs);
 
     // upper: every input once, key, headers, timestamp kept, order per key kept.
-    let shout = broker.read("shout", raw.len(), MINUTE);
+    let shout = k.read("shout", raw.len(), MINUTE);
     assert_eq!(shout.len(), raw.len(), "log:\n{}", weir.log_text());
     let expected: BTreeMap<String, Vec<String>> = by_key(&raw).into_iter().map(|(k, vs)| (k, vs.into_iter().map(|v| v.to_uppercase()).collect())).collect();
     assert_eq!(by_key(&shout), expected, "same values, same order per key");
@@ -53,11 +79,11 @@ fn example_plugins_end_to_end() {
         assert!(r.headers.iter().any(|(k, v)| k == "null" && v.is_none()), "null header value kept");
     }
 
-    let errors = broker.read("errors", 134, MINUTE);
+    let errors = k.read("errors", 134, MINUTE);
     assert_eq!(errors.len(), logs.iter().filter(|r| r.value_str().contains("\"error\"")).count());
     assert!(errors.iter().all(|r| r.value_str().contains("\"level\":\"error\"")));
 
-    let read_all = |t: &str, n: usize| broker.read(t, n, MINUTE).iter().map(|r| r.key_str().to_owned()).collect::<BTreeSet<_>>();
+    let read_all = |t: &str, n: usize| k.read(t, n, MINUTE).iter().map(|r| r.key_str().to_owned()).collect::<BTreeSet<_>>();
     assert_eq!(read_all("orders.payments", 2), BTreeSet::from(["o1".to_owned(), "o2".to_owned()]));
     assert_eq!(read_all("orders.errors", 2), BTreeSet::from(["o2".to_owned(), "o4".to_owned()]));
     assert_eq!(read_all("orders.other", 2), BTreeSet::from(["o3".to_owned(), "o5".to_owned()]));
@@ -71,7 +97,7 @@ fn example_plugins_end_to_end() {
         }
     }
     let total: u64 = want.values().sum();
-    let counts = broker.read("counts", total as usize, MINUTE);
+    let counts = k.read("counts", total as usize, MINUTE);
     assert_eq!(counts.len() as u64, total);
     for (word, seq) in by_key(&counts) {
         let seq: Vec<u64> = seq.iter().map(|v| v.parse().unwrap()).collect();
@@ -83,19 +109,19 @@ fn example_plugins_end_to_end() {
 
 #[test]
 fn a_poison_record_is_dead_lettered_with_its_story_and_the_rest_goes_on() {
-    let broker = Broker::start();
+    let k = Broker::shared().scope();
     for (t, p) in [("logs", 1), ("errors", 1), ("filter.dlq", 1)] {
-        broker.create_topic(t, p);
+        k.create_topic(t, p);
     }
     let dir = tempfile::tempdir().unwrap();
-    let weir = Weir::start(dir.path(), &broker, &host_config(&deployment("filter", "filter", "logs", "errors", "")));
+    let weir = Weir::start(dir.path(), &k, &host_config(&deployment("filter", "filter", "logs", "errors", "")));
     weir.wait_partitions("filter", 1);
     let mut poison = Rec::new("k", "not json at all");
     poison.headers = vec![("trace".into(), Some(b"abc".to_vec()))];
-    broker.produce("logs", &[Rec::new("k", r#"{"level":"error","n":1}"#), poison, Rec::new("k", r#"{"level":"error","n":2}"#)]);
-    let out = broker.read("errors", 2, MINUTE);
+    k.produce("logs", &[Rec::new("k", r#"{"level":"error","n":1}"#), poison, Rec::new("k", r#"{"level":"error","n":2}"#)]);
+    let out = k.read("errors", 2, MINUTE);
     assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), [r#"{"level":"error","n":1}"#, r#"{"level":"error","n":2}"#]);
-    let dlq = broker.read("filter.dlq", 1, MINUTE);
+    let dlq = k.read("filter.dlq", 1, MINUTE);
     assert_eq!(dlq.len(), 1);
     let d = &dlq[0];
     assert_eq!((d.key_str(), d.value_str()), ("k", "not json at all"), "the original record, unchanged");
@@ -103,13 +129,13 @@ fn a_poison_record_is_dead_lettered_with_its_story_and_the_rest_goes_on() {
     assert_eq!(d.header("weir.deployment"), Some("filter"));
     assert_eq!(d.header("weir.error.kind"), Some("rejected"));
     assert!(d.header("weir.error.message").unwrap().contains("expected"), "{:?}", d.header("weir.error.message"));
-    assert_eq!(d.header("weir.source.topic"), Some("logs"));
+    assert_eq!(d.header("weir.source.topic"), Some(k.name("logs").as_str()));
     assert_eq!(d.header("weir.source.partition"), Some("0"));
     assert_eq!(d.header("weir.source.offset"), Some("1"));
     assert!(d.header("weir.failed.at").unwrap().parse::<u64>().unwrap() > 1_700_000_000_000);
     // The poison record is committed past, never retried.
     let deadline = Instant::now() + MINUTE;
-    while broker.committed("weir.filter", "logs", 1) != [3] {
+    while k.committed("weir.filter", "logs", 1) != [3] {
         assert!(Instant::now() < deadline, "offset 3 committed");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -117,23 +143,23 @@ fn a_poison_record_is_dead_lettered_with_its_story_and_the_rest_goes_on() {
 
 #[test]
 fn the_stop_policy_stops_only_the_failing_partition() {
-    let broker = Broker::start();
+    let k = Broker::shared().scope();
     for (t, p) in [("logs", 2), ("errors", 2), ("filter.dlq", 1)] {
-        broker.create_topic(t, p);
+        k.create_topic(t, p);
     }
     let dir = tempfile::tempdir().unwrap();
-    let weir = Weir::start(dir.path(), &broker, &host_config(&deployment("filter", "filter", "logs", "errors", "failure_policy = \"stop\"")));
+    let weir = Weir::start(dir.path(), &k, &host_config(&deployment("filter", "filter", "logs", "errors", "failure_policy = \"stop\"")));
     weir.wait_partitions("filter", 2);
     let rec = |p: i32, v: &str| Rec { partition: Some(p), ..Rec::new("k", v) };
     let ok = r#"{"level":"error"}"#;
-    broker.produce("logs", &[rec(0, ok), rec(0, "poison"), rec(0, ok), rec(1, ok), rec(1, ok), rec(1, ok)]);
-    let out = broker.read("errors", 4, MINUTE);
+    k.produce("logs", &[rec(0, ok), rec(0, "poison"), rec(0, ok), rec(1, ok), rec(1, ok), rec(1, ok)]);
+    let out = k.read("errors", 4, MINUTE);
     assert_eq!(out.len(), 4, "one record before the poison on partition 0, all three on partition 1");
     let deadline = Instant::now() + MINUTE;
     loop {
         let h = weir.health().unwrap_or_default();
         if let Some(why) = h["deployments"]["filter"]["stopped"]["0"].as_str() {
-            assert!(why.contains("topic `logs` partition 0 offset 1"), "{why}");
+            assert!(why.contains(&format!("topic `{}` partition 0 offset 1", k.name("logs"))), "{why}");
             assert_eq!(h["status"], "degraded");
             break;
         }
@@ -141,8 +167,8 @@ fn the_stop_policy_stops_only_the_failing_partition() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(broker.committed("weir.filter", "logs", 2), [1, 3], "partition 0 stays at the poison record");
-    assert!(broker.read("filter.dlq", 1, Duration::from_secs(1)).is_empty(), "stop does not dead-letter");
+    assert_eq!(k.committed("weir.filter", "logs", 2), [1, 3], "partition 0 stays at the poison record");
+    assert!(k.read("filter.dlq", 1, Duration::from_secs(1)).is_empty(), "stop does not dead-letter");
 }
 
 fn assert_all_present(inputs: &[Rec], outputs: &[Rec], weir: &Weir) {
@@ -160,36 +186,36 @@ fn assert_all_present(inputs: &[Rec], outputs: &[Rec], weir: &Weir) {
 /// statistics every 10 ms, a backlog is drained through many of them.
 #[test]
 fn client_statistics_during_a_backlog_never_stall_consumption() {
-    let broker = Broker::start();
-    broker.create_topic("raw", 4);
-    broker.create_topic("shout", 4);
-    broker.create_topic("upper.dlq", 1);
+    let k = Broker::shared().scope();
+    k.create_topic("raw", 4);
+    k.create_topic("shout", 4);
+    k.create_topic("upper.dlq", 1);
     let inputs = records("s", 200_000, 1_000);
-    broker.produce("raw", &inputs);
+    k.produce("raw", &inputs);
     let dir = tempfile::tempdir().unwrap();
     let config = host_config(&deployment("upper", "upper", "raw", "shout", "")) + "\n[kafka.properties]\n\"statistics.interval.ms\" = \"10\"\n";
-    let weir = Weir::start(dir.path(), &broker, &config);
-    let out = broker.read("shout", inputs.len(), Duration::from_secs(120));
+    let weir = Weir::start(dir.path(), &k, &config);
+    let out = k.read("shout", inputs.len(), Duration::from_secs(120));
     assert_all_present(&inputs, &out, &weir);
 }
 
 #[test]
 fn kill_9_mid_stream_loses_nothing() {
-    let broker = Broker::start();
-    broker.create_topic("raw", 4);
-    broker.create_topic("shout", 4);
-    broker.create_topic("upper.dlq", 1);
+    let k = Broker::shared().scope();
+    k.create_topic("raw", 4);
+    k.create_topic("shout", 4);
+    k.create_topic("upper.dlq", 1);
     let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::start(dir.path(), &broker, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
+    let mut weir = Weir::start(dir.path(), &k, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
     weir.wait_partitions("upper", 4);
     let inputs = records("r", 100_000, 1_000);
-    let producer = produce_slowly(&broker, "raw", inputs.clone(), 6.0);
+    let producer = produce_slowly(&k, "raw", inputs.clone(), 6.0);
     std::thread::sleep(Duration::from_secs(3));
     weir.kill9();
     std::thread::sleep(Duration::from_millis(500));
     weir.restart();
     producer.join().unwrap();
-    let out = broker.read("shout", inputs.len(), Duration::from_secs(120));
+    let out = k.read("shout", inputs.len(), Duration::from_secs(120));
     assert!(out.len() >= inputs.len(), "{} outputs for {} inputs; log:\n{}", out.len(), inputs.len(), weir.log_text());
     assert_all_present(&inputs, &out, &weir);
     let dup = out.len() - inputs.len();
@@ -198,36 +224,37 @@ fn kill_9_mid_stream_loses_nothing() {
 
 #[test]
 fn a_broker_outage_is_ridden_out() {
-    let mut broker = Broker::start_persistent();
-    broker.create_topic("raw", 2);
-    broker.create_topic("shout", 2);
-    broker.create_topic("upper.dlq", 1);
+    let mut broker = Broker::dedicated();
+    let k = broker.scope();
+    k.create_topic("raw", 2);
+    k.create_topic("shout", 2);
+    k.create_topic("upper.dlq", 1);
     let dir = tempfile::tempdir().unwrap();
-    let weir = Weir::start(dir.path(), &broker, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
+    let weir = Weir::start(dir.path(), &k, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
     weir.wait_partitions("upper", 2);
     let first = records("a", 5_000, 100);
-    broker.produce("raw", &first);
-    assert_eq!(broker.read("shout", first.len(), MINUTE).len(), first.len());
+    k.produce("raw", &first);
+    assert_eq!(k.read("shout", first.len(), MINUTE).len(), first.len());
     broker.kill();
     std::thread::sleep(Duration::from_secs(5));
     broker.restart();
     let second = records("b", 5_000, 100);
-    broker.produce("raw", &second);
-    let out = broker.read("shout", first.len() + second.len(), Duration::from_secs(120));
+    k.produce("raw", &second);
+    let out = k.read("shout", first.len() + second.len(), Duration::from_secs(120));
     assert_all_present(&[first, second].concat(), &out, &weir);
 }
 
 #[test]
 fn two_hosts_share_partitions_and_take_over_without_loss() {
-    let broker = Broker::start();
-    broker.create_topic("raw", 4);
-    broker.create_topic("shout", 4);
-    broker.create_topic("upper.dlq", 1);
+    let k = Broker::shared().scope();
+    k.create_topic("raw", 4);
+    k.create_topic("shout", 4);
+    k.create_topic("upper.dlq", 1);
     let config = host_config(&deployment("upper", "upper", "raw", "shout", ""));
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Weir::start(da.path(), &broker, &config);
+    let a = Weir::start(da.path(), &k, &config);
     a.wait_partitions("upper", 4);
-    let mut b = Weir::start(db.path(), &broker, &config);
+    let mut b = Weir::start(db.path(), &k, &config);
     let deadline = Instant::now() + MINUTE;
     loop {
         let (pa, pb) = (a.partitions("upper"), b.partitions("upper"));
@@ -238,37 +265,91 @@ fn two_hosts_share_partitions_and_take_over_without_loss() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let inputs = records("s", 40_000, 500);
-    let producer = produce_slowly(&broker, "raw", inputs.clone(), 4.0);
+    let producer = produce_slowly(&k, "raw", inputs.clone(), 4.0);
     std::thread::sleep(Duration::from_secs(2));
     assert!(b.terminate().success(), "graceful exit; log:\n{}", b.log_text());
     a.wait_partitions("upper", 4);
     producer.join().unwrap();
-    let out = broker.read("shout", inputs.len(), Duration::from_secs(120));
+    let out = k.read("shout", inputs.len(), Duration::from_secs(120));
     assert_all_present(&inputs, &out, &a);
 }
 
 #[test]
 fn bad_configuration_is_refused_before_consuming_anything() {
-    let broker = Broker::start();
-    broker.create_topic("raw", 1);
-    broker.create_topic("shout", 1);
-    broker.create_topic("upper.dlq", 1);
-    broker.produce("raw", &[Rec::new("k", "v")]);
+    let k = Broker::shared().scope();
+    k.create_topic("raw", 1);
+    k.create_topic("shout", 1);
+    k.create_topic("upper.dlq", 1);
+    k.produce("raw", &[Rec::new("k", "v")]);
     let good = host_config(&deployment("upper", "upper", "raw", "shout", ""));
     let unreachable = good.replace("{brokers}", &format!("127.0.0.1:{}", weir_tests::kafka::free_port()));
-    let cases = [
+    let nowhere = format!("topic `{}` does not exist", k.name("nowhere"));
+    let cases: [(&str, String, &str); 4] = [
         ("unknown key", good.replace("commit_interval_ms", "commit_intervall_ms"), "unknown field `commit_intervall_ms`"),
         ("missing plugin", good.replace("upper.wasm", "nope.wasm"), "nope.wasm"),
         ("unreachable broker", unreachable, "cannot reach the Kafka brokers"),
-        ("missing topic", good.replace("output = \"shout\"", "output = \"nowhere\""), "topic `nowhere` does not exist"),
+        ("missing topic", good.replace("output = \"{p}shout\"", "output = \"{p}nowhere\""), &nowhere),
     ];
     for (what, config, message) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Weir::start(dir.path(), &broker, &config.replace("[kafka]", "[kafka]\nconnect_timeout_ms = 3000"));
+        let mut w = Weir::start(dir.path(), &k, &config.replace("[kafka]", "[kafka]\nconnect_timeout_ms = 3000"));
         let status = w.wait_exit(Duration::from_secs(60));
         assert!(!status.success(), "{what}: must exit non-zero");
         let log = w.log_text();
         assert!(log.contains(message), "{what}: the error names the problem ({message}); log:\n{log}");
     }
-    assert_eq!(broker.committed("weir.upper", "raw", 1), [-1], "nothing was consumed");
+    assert_eq!(k.committed("weir.upper", "raw", 1), [-1], "nothing was consumed");
+}
+
+/// `weir bench streams` at a small scale: Weir and Kafka Streams (the
+/// program `scripts/setup --test` builds) produce the same results from the
+/// same input on this broker, so the benchmark compares equal work.
+#[test]
+fn weir_and_kafka_streams_agree_on_the_benchmark_workloads() {
+    let broker = Broker::shared();
+    let plugins = weir_tests::plugin("upper").parent().unwrap().to_owned();
+    let cache = std::env::var_os("WEIR_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"));
+    let rows = weir::bench::streams::streams(&broker.bootstrap, &plugins, &cache.join("kafka-streams-bench"), 20_000, 1_000, 2).expect("both sides agree");
+    assert_eq!(rows[0].outputs, 20_000, "a map output per record");
+    assert!(rows[1].outputs > 5_000, "results of many windows and keys: {}", rows[1].outputs);
+}
+
+/// The topics' real `max.message.bytes` is read when a deployment starts:
+/// an output topic that cannot take the producer's batches, or an explicit
+/// record limit above what it accepts, is refused with a clear error; with
+/// no explicit limit, an output too large for its topic fails its record
+/// (dead-lettered with the reason) instead of failing in the producer.
+#[test]
+fn output_limits_follow_the_topics_max_message_bytes() {
+    let k = Broker::shared().scope();
+    k.create_topic("in", 1);
+    k.create_topic_with("small", 1, &[("max.message.bytes", "20000")]);
+    k.create_topic("up.dlq", 1);
+    let small_batches = "\n[kafka.properties]\n\"batch.size\" = \"16384\"\n";
+    let refused = [
+        (host_config(&deployment("up", "upper", "in", "small", "")), "accepts record batches of at most 20000 bytes (its max.message.bytes), less than the producer's batch.size of 1000000".to_owned()),
+        (
+            host_config(&deployment("up", "upper", "in", "small", "limits = { max_output_record_bytes = 50000 }")) + small_batches,
+            format!("limits.max_output_record_bytes = 50000 exceeds the 20000 bytes topic `{}` (max.message.bytes) accepts", k.name("small")),
+        ),
+    ];
+    for (config, message) in refused {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Weir::start(dir.path(), &k, &config);
+        assert!(!w.wait_exit(MINUTE).success(), "refused: {message}");
+        assert!(w.log_text().contains(&message), "the error says why ({message}); log:\n{}", w.log_text());
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &(host_config(&deployment("up", "upper", "in", "small", "")) + small_batches));
+    weir.wait_partitions("up", 1);
+    k.produce("in", &[Rec::new("a", "small one"), Rec::new("b", &"x".repeat(30_000)), Rec::new("c", "small too")]);
+    let out = k.read("small", 2, MINUTE);
+    assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), ["SMALL ONE", "SMALL TOO"], "log:\n{}", weir.log_text());
+    let dlq = k.read("up.dlq", 1, MINUTE);
+    assert_eq!(dlq.len(), 1, "log:\n{}", weir.log_text());
+    assert_eq!(dlq[0].key_str(), "b");
+    assert_eq!(dlq[0].header("weir.error.kind"), Some("output-limit"));
+    let why = dlq[0].header("weir.error.message").unwrap();
+    assert!(why.contains("larger than the 20000 bytes its topics accept"), "{why}");
 }

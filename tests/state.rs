@@ -1,4 +1,4 @@
-//! Durable state under `weir run` on a real broker: a stateful word count
+//! Durable state under `weir run` on Apache Kafka: a stateful word count
 //! survives `kill -9` (with and without its state directory) and moves
 //! between hosts, with exact final counts.
 //!
@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use weir_tests::kafka::{Broker, Rec, Weir, deployment, host_config, now_ms, produce_slowly};
+use weir_tests::kafka::{Broker, Rec, Scope, Weir, deployment, host_config, now_ms, produce_slowly};
 
 /// `n` records under keys `k0..k(keys-1)` whose words all start with their
 /// key, so each word lives in one input partition (state is per partition).
@@ -41,11 +41,11 @@ fn occurrences(docs: &[Rec]) -> BTreeMap<String, u64> {
 /// Reads `counts` until every word reached its final count (or two
 /// minutes passed), then checks each word's emitted counts are exactly
 /// `1..=N`. Returns the number of duplicate outputs.
-fn assert_exact_counts(broker: &Broker, want: &BTreeMap<String, u64>, hosts: &[&Weir]) -> usize {
+fn assert_exact_counts(k: &Scope, want: &BTreeMap<String, u64>, hosts: &[&Weir]) -> usize {
     let mut max: BTreeMap<String, u64> = BTreeMap::new();
     let mut seen = 0;
     let mut complete = 0;
-    let out = broker.read_until("counts", Duration::from_secs(120), |out| {
+    let out = k.read_until("counts", Duration::from_secs(120), |out| {
         for r in &out[seen..] {
             let n: u64 = r.value_str().parse().unwrap();
             let m = max.entry(r.key_str().to_owned()).or_default();
@@ -84,23 +84,23 @@ fn word_count_config() -> String {
     host_config(&deployment("wc", "word_count", "docs", "counts", "")) + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n"
 }
 
-fn setup(partitions: i32) -> Broker {
-    let broker = Broker::start();
-    broker.create_topic("docs", partitions);
-    broker.create_topic("counts", partitions);
-    broker.create_topic("wc.dlq", 1);
-    broker
+fn setup(partitions: i32) -> Scope {
+    let k = Broker::shared().scope();
+    k.create_topic("docs", partitions);
+    k.create_topic("counts", partitions);
+    k.create_topic("wc.dlq", 1);
+    k
 }
 
 #[test]
 fn word_count_survives_kill_9_twice_once_without_its_state_directory() {
-    let broker = setup(4);
+    let k = setup(4);
     let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::start(dir.path(), &broker, &word_count_config());
+    let mut weir = Weir::start(dir.path(), &k, &word_count_config());
     weir.wait_partitions("wc", 4);
     let docs = documents(120_000, 400);
     let want = occurrences(&docs);
-    let producer = produce_slowly(&broker, "docs", docs, 30.0);
+    let producer = produce_slowly(&k, "docs", docs, 30.0);
 
     std::thread::sleep(Duration::from_secs(3));
     weir.kill9();
@@ -113,7 +113,7 @@ fn word_count_survives_kill_9_twice_once_without_its_state_directory() {
     weir.restart();
     producer.join().unwrap();
 
-    let dup = assert_exact_counts(&broker, &want, &[&weir]);
+    let dup = assert_exact_counts(&k, &want, &[&weir]);
     eprintln!("duplicate outputs after two kill -9: {dup}");
     let log = weir.log_text();
     assert!(log.contains("state restored"), "the second restart restored from the changelog; log:\n{log}");
@@ -122,12 +122,12 @@ fn word_count_survives_kill_9_twice_once_without_its_state_directory() {
 
 #[test]
 fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
-    let broker = setup(4);
+    let k = setup(4);
     let config = word_count_config();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Weir::start(da.path(), &broker, &config);
+    let a = Weir::start(da.path(), &k, &config);
     a.wait_partitions("wc", 4);
-    let mut b = Weir::start(db.path(), &broker, &config);
+    let mut b = Weir::start(db.path(), &k, &config);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while b.partitions("wc").is_empty() {
         assert!(std::time::Instant::now() < deadline, "host B never got a partition; log:\n{}", b.log_text());
@@ -135,14 +135,14 @@ fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
     }
     let docs = documents(60_000, 400);
     let want = occurrences(&docs);
-    let producer = produce_slowly(&broker, "docs", docs, 6.0);
+    let producer = produce_slowly(&k, "docs", docs, 6.0);
     std::thread::sleep(Duration::from_secs(3));
     let moved = b.partitions("wc");
     assert!(b.terminate().success(), "graceful exit; log:\n{}", b.log_text());
     a.wait_partitions("wc", 4);
     producer.join().unwrap();
 
-    assert_exact_counts(&broker, &want, &[&a, &b]);
+    assert_exact_counts(&k, &want, &[&a, &b]);
     let log = a.log_text();
     for p in moved {
         assert!(log.contains(&format!("partition={p} applied=")), "A restored partition {p} from the changelog; log:\n{log}");

@@ -2,7 +2,7 @@
 //! out by hand from the rules (Kafka Streams' semantics, as written in the
 //! `weir:transform/windows` WIT interface), not recorded from a run. Each
 //! case runs through `weir test` (at two batch sizes, which must not change
-//! anything) and through `weir run` on a real broker.
+//! anything) and through `weir run` on Apache Kafka.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -174,31 +174,29 @@ fn window_semantics_under_weir_test() {
 
 #[test]
 fn window_semantics_under_weir_run() {
-    let broker = Broker::start();
-    let mut config = String::from("[kafka]\nbrokers = \"{brokers}\"\n[host]\nstate_dir = \"{state}\"\nlisten = \"{listen}\"\ncommit_interval_ms = 200\n");
+    let k = Broker::shared().scope();
+    let mut deployments = String::new();
     for c in CASES {
         let name = c.name;
         for t in [format!("{name}.in"), format!("{name}.out"), format!("{name}.dlq")] {
-            broker.create_topic(&t, 1);
+            k.create_topic(&t, 1);
         }
         let settings: Vec<String> = c.config.iter().map(|(k, v)| format!("{k} = \"{v}\"")).collect();
-        config += &format!(
-            "[deployments.{name}]\nplugin = \"{{plugins}}/window_count.wasm\"\ninputs = [\"{name}.in\"]\noutput = \"{name}.out\"\nconfig = {{ {} }}\n",
-            settings.join(", ")
-        );
+        deployments += &deployment(name, "window_count", &format!("{name}.in"), &format!("{name}.out"), &format!("config = {{ {} }}", settings.join(", ")));
     }
+    let config = host_config(&deployments);
     let dir = tempfile::tempdir().unwrap();
-    let weir = Weir::start(dir.path(), &broker, &config);
+    let weir = Weir::start(dir.path(), &k, &config);
     for c in CASES {
         weir.wait_partitions(c.name, 1);
     }
     for c in CASES {
         let records: Vec<Rec> = c.input.iter().map(|(k, t)| Rec { timestamp: Some(t + c.base), ..Rec::new(k, "x") }).collect();
-        broker.produce(&format!("{}.in", c.name), &records);
+        k.produce(&format!("{}.in", c.name), &records);
     }
     for c in CASES {
         let want = expected(c);
-        let got: Vec<_> = broker.read(&format!("{}.out", c.name), want.len(), Duration::from_secs(60)).iter().map(|r| parse_result(r.key_str(), r.value_str())).collect();
+        let got: Vec<_> = k.read(&format!("{}.out", c.name), want.len(), Duration::from_secs(60)).iter().map(|r| parse_result(r.key_str(), r.value_str())).collect();
         assert_eq!(got, want, "{}; log:\n{}", c.name, weir.log_text());
     }
     // Late records are counted per deployment.
@@ -227,19 +225,19 @@ fn window_semantics_under_weir_run() {
 /// session merges) produces the same results as offline.
 #[test]
 fn idle_close_late_topic_and_custom_reducer_under_weir_run() {
-    let broker = Broker::start();
+    let k = Broker::shared().scope();
     for t in ["idle.in", "idle.out", "idle.late", "idle.dlq", "collect.in", "collect.out", "collect.dlq"] {
-        broker.create_topic(t, 1);
+        k.create_topic(t, 1);
     }
     let config = host_config(
         &[
-            deployment("idle", "window_count", "idle.in", "idle.out", "late_topic = \"idle.late\"\nconfig = { window = \"tumbling\", size_ms = \"60000\", idle_close_ms = \"300\" }"),
+            deployment("idle", "window_count", "idle.in", "idle.out", "late_topic = \"{p}idle.late\"\nconfig = { window = \"tumbling\", size_ms = \"60000\", idle_close_ms = \"300\" }"),
             deployment("collect", "session_collect", "collect.in", "collect.out", "config = { gap_ms = \"5\", grace_ms = \"10\" }"),
         ]
         .concat(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let weir = Weir::start(dir.path(), &broker, &config);
+    let weir = Weir::start(dir.path(), &k, &config);
     weir.wait_partitions("idle", 1);
     weir.wait_partitions("collect", 1);
 
@@ -247,12 +245,12 @@ fn idle_close_late_topic_and_custom_reducer_under_weir_run() {
     // closes after 300 ms of idleness, long before stream time would.
     let base = now_ms() / 60_000 * 60_000;
     let at = |k: &str, v: &str, t: i64| Rec { timestamp: Some(base + t), ..Rec::new(k, v) };
-    broker.produce("idle.in", &[at("k", "x", 10), at("k", "x", 20)]);
-    let closed = broker.read("idle.out", 1, Duration::from_secs(30));
+    k.produce("idle.in", &[at("k", "x", 10), at("k", "x", 20)]);
+    let closed = k.read("idle.out", 1, Duration::from_secs(30));
     let got: Vec<_> = closed.iter().map(|r| parse_result(r.key_str(), r.value_str())).collect();
     assert_eq!(got, [("k".to_owned(), base, base + 60_000, 2)], "log:\n{}", weir.log_text());
-    broker.produce("idle.in", &[at("k", "late", 30)]);
-    let late = broker.read("idle.late", 1, Duration::from_secs(30));
+    k.produce("idle.in", &[at("k", "late", 30)]);
+    let late = k.read("idle.late", 1, Duration::from_secs(30));
     assert_eq!(late.len(), 1, "the late record went to the late topic; log:\n{}", weir.log_text());
     assert_eq!((late[0].key_str(), late[0].value_str()), ("k", "late"));
 
@@ -260,8 +258,8 @@ fn idle_close_late_topic_and_custom_reducer_under_weir_run() {
     // record at 6; v's session stays apart; 40 closes both.
     let base = now_ms();
     let input = [("u", "a", 0), ("u", "b", 3), ("u", "c", 10), ("u", "a", 6), ("v", "z", 7), ("u", "d", 40)];
-    broker.produce("collect.in", &input.iter().map(|&(k, v, t)| Rec { timestamp: Some(base + t), ..Rec::new(k, v) }).collect::<Vec<_>>());
-    let out = broker.read("collect.out", 2, Duration::from_secs(30));
+    k.produce("collect.in", &input.iter().map(|&(k, v, t)| Rec { timestamp: Some(base + t), ..Rec::new(k, v) }).collect::<Vec<_>>());
+    let out = k.read("collect.out", 2, Duration::from_secs(30));
     let got: Vec<(String, serde_json::Value)> = out.iter().map(|r| (r.key_str().to_owned(), serde_json::from_str(r.value_str()).unwrap())).collect();
     let want = [
         ("v".to_owned(), serde_json::json!({ "start": base + 7, "end": base + 7, "values": ["z"] })),

@@ -139,7 +139,7 @@ struct Settings {
     #[arg(long = "config", short = 'c', value_parser = parse_key_value)]
     config: Vec<(String, String)>,
     /// A limit, NAME=VALUE: memory_mb, cpu_ms_per_batch,
-    /// max_outputs_per_record, max_output_bytes_per_record, max_state_bytes.
+    /// max_outputs_per_record, max_output_bytes_per_record, max_output_record_bytes, max_state_bytes.
     #[arg(long = "limit", value_parser = parse_key_value)]
     limits: Vec<(String, String)>,
     /// dead-letter, skip or stop.
@@ -212,6 +212,26 @@ enum BenchCommand {
         plugin: PathBuf,
         #[arg(long, default_value_t = 200_000)]
         records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
+    /// Weir vs. Kafka Streams on the same input and broker: a stateless map
+    /// and a tumbling 1 s window count (final results), beside the raw
+    /// consume→produce relay.
+    Streams {
+        #[arg(long)]
+        brokers: String,
+        /// The Rust plugins' build output (upper.wasm, window_count.wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// The Kafka Streams program, as `scripts/setup --test` builds it
+        /// (default: $WEIR_CACHE/kafka-streams-bench).
+        #[arg(long)]
+        kafka_streams: Option<PathBuf>,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
         #[arg(long, default_value_t = 4)]
         partitions: usize,
     },
@@ -589,6 +609,32 @@ fn bench(command: BenchCommand) -> Result<ExitCode> {
             println!("| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
             println!("|--------:|--------------------------:|------------------------------:|-----------:|");
             println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+        }
+        BenchCommand::Streams { brokers, plugins, kafka_streams, records, keys, partitions } => {
+            let dir = match kafka_streams {
+                Some(d) => d,
+                None => std::env::var_os("WEIR_CACHE")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")))
+                    .context("set WEIR_CACHE or pass --kafka-streams")?
+                    .join("kafka-streams-bench"),
+            };
+            let rows = weir::bench::streams::streams(&brokers, &plugins, &dir, records, keys, partitions)?;
+            println!("| workload | records | outputs | raw relay records/s | Weir records/s | Kafka Streams records/s | Weir / Kafka Streams | Weir / raw |");
+            println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+            for r in rows {
+                println!(
+                    "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                    r.workload,
+                    r.records,
+                    r.outputs,
+                    r.raw_per_sec,
+                    r.weir_per_sec,
+                    r.kafka_streams_per_sec,
+                    r.weir_per_sec / r.kafka_streams_per_sec,
+                    r.weir_per_sec / r.raw_per_sec
+                );
+            }
         }
         BenchCommand::Tenants { brokers, plugins, records, partitions } => {
             let r = weir::bench::tenants(&brokers, &plugins, records, partitions)?;

@@ -93,6 +93,8 @@ impl Quota {
             cpu_ms_per_batch: self.cpu_ms_per_batch,
             max_outputs_per_record: self.max_outputs_per_record,
             max_output_bytes_per_record: self.max_output_bytes_per_record,
+            // Bounded by the topics, not by the tenant.
+            max_output_record_bytes: None,
             max_state_bytes: self.max_state_bytes,
         }
     }

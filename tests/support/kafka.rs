@@ -1,17 +1,31 @@
-//! A real Kafka-protocol broker (nisshi) on loopback, an independent
-//! rdkafka client to produce and read records, and `weir run` as a separate
-//! process. Everything started is stopped by pid when dropped.
+//! Apache Kafka on loopback (`scripts/kafka`, a single-node KRaft broker
+//! from the jars `scripts/setup --test` caches), an independent rdkafka
+//! client to produce and read records, and `weir run` as a separate
+//! process.
+//!
+//! A broker's JVM takes seconds to start, so the tests of one binary share
+//! one ([`Broker::shared`]) and keep apart by name: each test works in a
+//! [`Scope`], which prefixes every topic and consumer group it names with
+//! the test's own name. Tests that stop or restart a broker start their own
+//! ([`Broker::dedicated`]).
+//!
+//! Every process started here is spawned by one thread that lives as long
+//! as the test binary, with `PR_SET_PDEATHSIG`: the kernel kills them all if
+//! the binary dies, and they are stopped by pid when their handle drops (the
+//! shared broker when the binary exits).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -20,17 +34,44 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn nisshi() -> PathBuf {
-    if let Some(p) = std::env::var_os("WEIR_NISSHI") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("WEIR_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"));
-    let p = cache.join("tools/bin/nisshi");
-    assert!(p.exists(), "the nisshi broker is not installed at {}: run scripts/test (or scripts/setup --test), or set WEIR_NISSHI", p.display());
-    p
+type SpawnRequest = (Command, Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` so that it dies with this process: from a thread that never
+/// exits (the parent-death signal fires when the spawning *thread* ends).
+pub fn spawn(cmd: Command) -> Child {
+    static SPAWNER: OnceLock<Mutex<Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("process-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: prctl is async-signal-safe; nothing else runs
+                    // between fork and exec.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                            Ok(())
+                        });
+                    }
+                    let _ = reply.send(cmd.spawn());
+                }
+                // The sender lives in a static: never reached.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .unwrap();
+        Mutex::new(tx)
+    });
+    let (tx, rx) = channel();
+    let program = cmd.get_program().to_owned();
+    spawner.lock().unwrap().send((cmd, tx)).unwrap();
+    rx.recv().unwrap().unwrap_or_else(|e| panic!("starting {}: {e}", program.display()))
 }
 
-/// Sends SIGKILL (or SIGTERM) to a child by pid and reaps it.
+/// Sends SIGKILL (or SIGTERM) to a child by pid; reaps it after SIGKILL.
 fn signal(child: &mut Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
     if sig == libc::SIGKILL {
@@ -38,67 +79,85 @@ fn signal(child: &mut Child, sig: i32) {
     }
 }
 
+/// A running Apache Kafka broker.
 pub struct Broker {
     child: Option<Child>,
     pub port: u16,
-    client: Client,
-    storage: String,
+    controller_port: u16,
+    pub bootstrap: String,
     dir: tempfile::TempDir,
 }
 
-impl std::ops::Deref for Broker {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        &self.client
-    }
-}
-
-/// An independent Kafka client of a broker (not Weir's code).
-#[derive(Clone)]
-pub struct Client {
-    pub bootstrap: String,
-}
-
 impl Broker {
-    /// A broker keeping data in memory.
-    pub fn start() -> Broker {
-        Self::with_storage(|_| "memory://nisshi/".to_owned())
+    /// This test binary's broker: started on first use, stopped (by pid)
+    /// when the binary exits.
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            extern "C" fn stop_shared() {
+                if let Some(b) = SHARED.get() {
+                    // SAFETY: kill and waitpid on our own child's pid.
+                    unsafe {
+                        libc::kill(b.pid() as i32, libc::SIGKILL);
+                        libc::waitpid(b.pid() as i32, std::ptr::null_mut(), 0);
+                    }
+                    let _ = std::fs::remove_dir_all(b.dir.path());
+                }
+            }
+            let b = Broker::dedicated();
+            // SAFETY: registers a plain function; it runs once at exit.
+            unsafe { libc::atexit(stop_shared) };
+            b
+        })
     }
 
-    /// A broker keeping data in SQLite, so it survives a broker restart.
-    pub fn start_persistent() -> Broker {
-        Self::with_storage(|_| "sqlite://broker.db".to_owned()) // relative to the broker's working directory
-    }
-
-    fn with_storage(storage: impl FnOnce(&Path) -> String) -> Broker {
-        let dir = tempfile::tempdir().unwrap();
+    /// A broker of the caller's own, stopped when dropped.
+    pub fn dedicated() -> Broker {
         let port = free_port();
-        let mut b = Broker { child: None, port, client: Client { bootstrap: format!("127.0.0.1:{port}") }, storage: storage(dir.path()), dir };
+        let mut controller_port = free_port();
+        while controller_port == port {
+            controller_port = free_port();
+        }
+        let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
+        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir };
         b.launch();
         b
     }
 
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
     fn launch(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("broker.log")).unwrap();
-        let child = Command::new(nisshi())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", &self.storage])
-            .args(["--group-initial-rebalance-delay", "200ms"])
-            .current_dir(self.dir.path())
+        let mut cmd = Command::new(crate::repo().join("scripts/kafka"));
+        cmd.args(["--port", &self.port.to_string(), "--controller-port", &self.controller_port.to_string(), "--data"])
+            .arg(self.dir.path().join("data"))
+            .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting nisshi");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nisshi did not listen on port {} within 30 s; log:\n{}", self.port, std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default());
+            .stderr(log);
+        self.child = Some(spawn(cmd));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the Kafka broker exited ({status}) while starting; log:\n{}", self.log_text());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Kafka did not listen on port {} within 90 s; log:\n{}", self.port, self.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
-        // Ready when it answers metadata.
-        let c: BaseConsumer = self.client().create().unwrap();
-        c.fetch_metadata(None, Duration::from_secs(20)).expect("nisshi answers metadata");
+        // Ready when it answers metadata with itself as a broker.
+        let c: BaseConsumer = self.scope_with_prefix("").client().create().unwrap();
+        while c.fetch_metadata(None, Duration::from_secs(5)).map_or(true, |md| md.brokers().is_empty()) {
+            assert!(Instant::now() < deadline, "Kafka did not answer metadata within 90 s; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Kills the broker process (SIGKILL).
@@ -108,14 +167,52 @@ impl Broker {
         }
     }
 
-    /// Starts the broker again on the same port and storage.
+    /// Starts the broker again on the same ports and data.
     pub fn restart(&mut self) {
         self.kill();
         self.launch();
     }
+
+    /// The calling test's names on this broker (see [`Scope`]).
+    pub fn scope(&self) -> Scope {
+        let test = std::thread::current().name().filter(|n| *n != "main").map(str::to_owned).unwrap_or_else(|| {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            format!("t{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        });
+        // Kafka refuses a topic whose name collides with another's once
+        // `.` and `_` are both read as `_`: no `_` in prefixes.
+        let prefix: String = test.rsplit("::").next().unwrap().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        self.scope_with_prefix(&format!("{prefix}."))
+    }
+
+    fn scope_with_prefix(&self, prefix: &str) -> Scope {
+        Scope { bootstrap: self.bootstrap.clone(), prefix: prefix.to_owned() }
+    }
 }
 
-impl Client {
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One test's names on a broker: every topic and consumer group it names
+/// through these methods is `prefix + name`, and [`Weir::start`] fills
+/// `{p}` in a config with the prefix ([`host_config`] puts the hosts'
+/// groups, changelogs and registry under it).
+#[derive(Clone)]
+pub struct Scope {
+    pub bootstrap: String,
+    pub prefix: String,
+}
+
+impl Scope {
+    /// The full name of this test's `name`.
+    pub fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Settings of an independent client (not Weir's code).
     pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap);
@@ -123,8 +220,17 @@ impl Client {
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Creates topic `name` with topic settings `config`.
+    pub fn create_topic_with(&self, name: &str, partitions: i32, config: &[(&str, &str)]) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
-        let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let full = self.name(name);
+        let mut t = NewTopic::new(&full, partitions, TopicReplication::Fixed(1));
+        for (k, v) in config {
+            t = t.set(k, v);
+        }
         let r = futures::executor::block_on(admin.create_topics([&t], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).unwrap();
         for x in r {
             x.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
@@ -134,9 +240,10 @@ impl Client {
     /// Produces records with an independent idempotent producer and waits
     /// for every acknowledgement.
     pub fn produce(&self, topic: &str, records: &[Rec]) {
+        let topic = self.name(topic);
         let p: BaseProducer = self.client().set("enable.idempotence", "true").set("linger.ms", "5").set("queue.buffering.max.messages", "500000").create().unwrap();
         for r in records {
-            let mut rec = BaseRecord::<[u8], [u8]>::to(topic);
+            let mut rec = BaseRecord::<[u8], [u8]>::to(&topic);
             if let Some(k) = &r.key {
                 rec = rec.key(k.as_slice());
             }
@@ -179,12 +286,18 @@ impl Client {
     /// Reads every partition of `topic` from the beginning until `done`
     /// holds for what was read so far (checked after every record and
     /// whenever none arrives for 100 ms) or `timeout` passed.
-    pub fn read_until(&self, topic: &str, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> Vec<Rec> {
-        let c: BaseConsumer = self.client().set("group.id", "weir-test-reader").set("enable.auto.commit", "false").create().unwrap();
-        let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    pub fn read_until(&self, topic: &str, timeout: Duration, done: impl FnMut(&[Rec]) -> bool) -> Vec<Rec> {
+        self.read_with(self.client(), topic, timeout, done)
+    }
+
+    /// [`Scope::read_until`] with the consumer settings `config`.
+    pub fn read_with(&self, mut config: ClientConfig, topic: &str, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> Vec<Rec> {
+        let topic = self.name(topic);
+        let c: BaseConsumer = config.set("group.id", "weir-test-reader").set("enable.auto.commit", "false").create().unwrap();
+        let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in md.topics()[0].partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning).unwrap();
         }
         c.assign(&tpl).unwrap();
         let deadline = Instant::now() + timeout;
@@ -199,7 +312,7 @@ impl Client {
             out.push(Rec {
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
-                headers: m.headers().map(|h| h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default(),
+                headers: weir::kafka::headers_of(&m).into_iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.map(<[u8]>::to_vec))).collect(),
                 partition: Some(m.partition()),
                 offset: m.offset(),
                 timestamp: m.timestamp().to_millis(),
@@ -213,19 +326,14 @@ impl Client {
 
     /// Committed offsets of `group` on `topic`'s partitions (-1: none).
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-        let c: BaseConsumer = self.client().set("group.id", group).create().unwrap();
+        let (group, topic) = (self.name(group), self.name(topic));
+        let c: BaseConsumer = self.client().set("group.id", &group).create().unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
-            tpl.add_partition(topic, p);
+            tpl.add_partition(&topic, p);
         }
         let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
         got.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { -1 }).collect()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -267,14 +375,15 @@ pub struct Weir {
 }
 
 impl Weir {
-    /// Writes `config` (TOML; `{brokers}`, `{state}`, `{listen}` and
+    /// Writes `config` (TOML; `{brokers}`, `{p}`, `{state}`, `{listen}` and
     /// `{plugins}` are filled in) to `dir` and starts `weir run` on it.
-    pub fn start(dir: &Path, broker: &Broker, config: &str) -> Weir {
+    pub fn start(dir: &Path, scope: &Scope, config: &str) -> Weir {
         std::fs::create_dir_all(dir).unwrap();
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let plugins = crate::plugin("upper").parent().unwrap().to_owned();
         let text = config
-            .replace("{brokers}", &broker.bootstrap)
+            .replace("{brokers}", &scope.bootstrap)
+            .replace("{p}", &scope.prefix)
             .replace("{state}", &dir.join("state").display().to_string())
             .replace("{listen}", &listen.to_string())
             .replace("{plugins}", &plugins.display().to_string());
@@ -287,16 +396,14 @@ impl Weir {
 
     fn launch(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(crate::weir_bin())
-            .args(["run", "--config"])
+        let mut cmd = Command::new(crate::weir_bin());
+        cmd.args(["run", "--config"])
             .arg(&self.config)
             .env("WEIR_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .stderr(log);
+        self.child = Some(spawn(cmd));
     }
 
     /// Starts the same process again after a stop or a kill.
@@ -395,25 +502,30 @@ pub fn by_key(records: &[Rec]) -> BTreeMap<String, Vec<String>> {
     m
 }
 
-/// One `[deployments.NAME]` table of a `weir run` config.
+/// One `[deployments.NAME]` table of a `weir run` config; topic names are
+/// the test's (`{p}`-prefixed), the dead-letter topic `{p}NAME.dlq` unless
+/// `extra` names one.
 pub fn deployment(name: &str, plugin: &str, input: &str, output: &str, extra: &str) -> String {
+    let dlq = if extra.contains("dead_letter_topic") { String::new() } else { format!("dead_letter_topic = \"{{p}}{name}.dlq\"\n") };
     format!(
         r#"
 [deployments.{name}]
 plugin = "{{plugins}}/{plugin}.wasm"
-inputs = ["{input}"]
-output = "{output}"
-{extra}
+inputs = ["{{p}}{input}"]
+output = "{{p}}{output}"
+{dlq}{extra}
 "#
     )
 }
 
-/// A `weir run` config for the deployments given (see [`Weir::start`]).
+/// A `weir run` config for the deployments given (see [`Weir::start`]);
+/// the host's groups, changelogs and registry are the test's.
 pub fn host_config(deployments: &str) -> String {
     format!(
         r#"
 [kafka]
 brokers = "{{brokers}}"
+group_prefix = "{{p}}weir"
 [host]
 state_dir = "{{state}}"
 listen = "{{listen}}"
@@ -423,7 +535,7 @@ commit_interval_ms = 200
 }
 
 /// Now, in ms. Record timestamps stay recent: the broker deletes records
-/// older than its retention (7 days) when it restarts.
+/// older than its retention (7 days).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
@@ -443,16 +555,14 @@ pub fn records(prefix: &str, n: usize, keys: usize) -> Vec<Rec> {
         .collect()
 }
 
-/// Produces `n` records to `topic` over about `seconds`, on a thread.
-pub fn produce_slowly(broker: &Broker, topic: &str, all: Vec<Rec>, seconds: f64) -> std::thread::JoinHandle<()> {
-    let bootstrap = broker.bootstrap.clone();
-    let topic = topic.to_owned();
+/// Produces `all` to `topic` over about `seconds`, on a thread.
+pub fn produce_slowly(scope: &Scope, topic: &str, all: Vec<Rec>, seconds: f64) -> std::thread::JoinHandle<()> {
+    let (scope, topic) = (scope.clone(), topic.to_owned());
     std::thread::spawn(move || {
         let chunks = 50;
         let size = all.len().div_ceil(chunks);
-        let b = Client { bootstrap };
         for chunk in all.chunks(size) {
-            b.produce(&topic, chunk);
+            scope.produce(&topic, chunk);
             std::thread::sleep(Duration::from_secs_f64(seconds / chunks as f64));
         }
     })

@@ -14,6 +14,10 @@ pub struct Limits {
     pub max_outputs_per_record: u32,
     /// Bytes (keys, values, headers) one input record may produce.
     pub max_output_bytes_per_record: u64,
+    /// Size of one output record as Kafka counts it (see [`record_size`]);
+    /// none: the most the deployment's topics and producer accept, read
+    /// from the cluster when it starts. A larger setting is refused then.
+    pub max_output_record_bytes: Option<u64>,
     /// Bytes of keys and values one input partition's state may hold (user
     /// keys and window state); none: unlimited.
     pub max_state_bytes: Option<u64>,
@@ -21,8 +25,19 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: 64, cpu_ms_per_batch: 1_000, max_outputs_per_record: 1_000, max_output_bytes_per_record: 8 << 20, max_state_bytes: None }
+        Limits { memory_mb: 64, cpu_ms_per_batch: 1_000, max_outputs_per_record: 1_000, max_output_bytes_per_record: 8 << 20, max_output_record_bytes: None, max_state_bytes: None }
     }
+}
+
+/// Bytes Kafka adds around one record alone in a batch (batch header and
+/// record framing at their largest) and around each header.
+const RECORD_FRAMING_BYTES: u64 = 100;
+const HEADER_FRAMING_BYTES: u64 = 10;
+
+/// Size of a record alone in a batch, as brokers compare it with a topic's
+/// `max.message.bytes`: key, value, header names and values, and framing.
+pub fn record_size(key: usize, value: usize, headers: impl Iterator<Item = usize>) -> u64 {
+    headers.fold(RECORD_FRAMING_BYTES + key as u64 + value as u64, |n, h| n + h as u64 + HEADER_FRAMING_BYTES)
 }
 
 impl Limits {
@@ -44,6 +59,8 @@ pub enum LimitExceeded {
     Outputs { count: u64, limit: u32 },
     #[error("output limit: the record produced {bytes} bytes of output, more than max_output_bytes_per_record = {limit}")]
     OutputBytes { bytes: u64, limit: u64 },
+    #[error("output limit: an output record of {bytes} bytes is larger than the {limit} bytes its topics accept (max_output_record_bytes)")]
+    RecordBytes { bytes: u64, limit: u64 },
     #[error("state limit: the partition's state would hold {bytes} bytes of keys and values, more than max_state_bytes = {limit}")]
     State { bytes: u64, limit: u64 },
 }

@@ -48,12 +48,69 @@ pub fn consumer_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("enable.idempotence", "true")
+        // librdkafka refuses records over 1 MB by default, less than
+        // Kafka's own default: let the topics' `max.message.bytes` decide
+        // (requests stay under the broker's 100 MiB request limit).
+        .set("message.max.bytes", "100000000")
         .set("message.timeout.ms", "300000")
         .set("linger.ms", "5")
         .set("partitioner", "murmur2_random")
         .set("queue.buffering.max.messages", "200000");
     apply_user(c, kafka)
 }
+
+/// The headers of a consumed record, names as bytes. rdkafka's own header
+/// accessors panic on a name that is not UTF-8, and anyone who may write to
+/// a topic can send one.
+pub fn headers_of<'a>(m: &'a rdkafka::message::BorrowedMessage<'a>) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+    use rdkafka::bindings as rd;
+    let mut headers: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: `m.ptr()` is a live message for 'a; its headers belong to it
+    // and live as long.
+    let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut headers) };
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
+        return Vec::new();
+    }
+    let count = unsafe { rd::rd_kafka_header_cnt(headers) };
+    (0..count)
+        .filter_map(|i| {
+            let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
+            // SAFETY: `i` is below the count; the out-pointers are valid.
+            let err = unsafe { rd::rd_kafka_header_get_all(headers, i, &mut name, &mut value, &mut size) };
+            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+                return None;
+            }
+            // SAFETY: librdkafka returns a NUL-terminated name and `size`
+            // bytes of value (or null), owned by the message.
+            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+            let value = (!value.is_null()).then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// Largest records and batches Weir's producer sends, after user
+/// properties.
+#[derive(Clone, Copy, Debug)]
+pub struct ProducerLimits {
+    pub message_max_bytes: u64,
+    pub batch_size: u64,
+}
+
+impl ProducerLimits {
+    pub fn of(kafka: &KafkaConfig) -> Result<ProducerLimits> {
+        let c = producer_config(kafka);
+        let read = |name: &str, default: u64| -> Result<u64> {
+            c.get(name).map_or(Ok(default), |v| v.parse().with_context(|| format!("kafka.properties: `{name}` = `{v}` is not a number")))
+        };
+        // librdkafka's defaults where Weir sets nothing.
+        Ok(ProducerLimits { message_max_bytes: read("message.max.bytes", 1_000_000)?, batch_size: read("batch.size", 1_000_000)? })
+    }
+}
+
+/// Kafka's default `message.max.bytes`, assumed for brokers that do not
+/// describe their configuration.
+pub const KAFKA_DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_588;
 
 /// User properties come last so they win.
 fn apply_user(mut c: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
@@ -103,6 +160,35 @@ impl Cluster {
     /// Partition count of `topic`, which must exist.
     pub fn partitions(&self, topic: &str) -> Result<usize> {
         partitions_of(&self.topics()?, topic)
+    }
+
+    /// `max.message.bytes` of each topic: the largest record batch the
+    /// broker accepts on it. A topic that does not say (some brokers
+    /// describe only settings made explicitly) has the broker's
+    /// `message.max.bytes`; a broker that describes nothing, Kafka's
+    /// default (with a warning).
+    pub fn max_message_bytes(&self, topics: &[&str]) -> Result<BTreeMap<String, u64>> {
+        use rdkafka::admin::ResourceSpecifier;
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka).create().context("creating a Kafka admin client")?;
+        let opts = AdminOptions::new().request_timeout(Some(self.timeout));
+        let broker = self.client.fetch_metadata(None, self.timeout).context("fetching cluster metadata")?.brokers().first().map(|b| b.id());
+        let mut resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        resources.extend(broker.map(ResourceSpecifier::Broker));
+        let described = futures::executor::block_on(admin.describe_configs(&resources, &opts));
+        let value = |i: usize, name: &str| -> Option<u64> {
+            let r = described.as_ref().ok()?.get(i)?.as_ref().ok()?;
+            r.get(name)?.value.as_deref()?.parse().ok()
+        };
+        let broker_value = broker.and_then(|_| value(topics.len(), "message.max.bytes"));
+        let mut out = BTreeMap::new();
+        for (i, t) in topics.iter().enumerate() {
+            let bytes = value(i, "max.message.bytes").or(broker_value).unwrap_or_else(|| {
+                tracing::warn!(topic = %t, "the broker did not describe the topic's max.message.bytes; assuming Kafka's default of {KAFKA_DEFAULT_MAX_MESSAGE_BYTES}");
+                KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+            });
+            out.insert((*t).to_owned(), bytes);
+        }
+        Ok(out)
     }
 
     /// Creates `topic` unless it exists.

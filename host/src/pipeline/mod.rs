@@ -90,6 +90,7 @@ pub struct Host {
     pub registry: Option<Arc<Registry>>,
     /// Topics known to exist, for checking outputs routed at run time.
     known_topics: Arc<RwLock<HashSet<String>>>,
+    producer_limits: crate::kafka::ProducerLimits,
     running: Mutex<BTreeMap<String, Running>>,
     /// Registry deployments that cannot run on this host, and why.
     pub problems: Mutex<BTreeMap<String, String>>,
@@ -121,7 +122,8 @@ impl Host {
             true => Some(Registry::open(&config.kafka, &cluster, &config.host.state_dir.join("modules"), shared.shutdown.clone())?),
             false => None,
         };
-        let host = Host { engine, shared, cluster, tenants, registry, known_topics, running: Mutex::new(BTreeMap::new()), problems: Mutex::new(BTreeMap::new()), closing: AtomicBool::new(false) };
+        let producer_limits = crate::kafka::ProducerLimits::of(&config.kafka)?;
+        let host = Host { engine, shared, cluster, tenants, registry, known_topics, producer_limits, running: Mutex::new(BTreeMap::new()), problems: Mutex::new(BTreeMap::new()), closing: AtomicBool::new(false) };
         host.refresh_topics_in_background();
         Ok(host)
     }
@@ -180,7 +182,7 @@ impl Host {
         for topic in [Some(&config.output), Some(&config.dead_letter_topic(id)), config.late_topic.as_ref()].into_iter().flatten() {
             crate::kafka::partitions_of(&topics, topic)?;
         }
-        let spec = self.transform_spec(id, config, tenant);
+        let spec = self.transform_spec(id, config, tenant)?;
         self.warm_up(module, spec.clone())?;
         Ok((partitions.expect("inputs are not empty"), spec))
     }
@@ -190,7 +192,7 @@ impl Host {
     pub fn prepare(&self, who: &Identity, config: &DeploymentConfig, module: Arc<Module>, tenant: Option<&TenantConfig>) -> Result<Arc<Deployment>> {
         let name = who.id.as_str();
         let (partitions, spec) = self.check_deployment(name, config, module.clone(), tenant)?;
-        let changelog_topic = changelog::topic(&who.storage);
+        let changelog_topic = changelog::topic(&self.shared.kafka.group_prefix, &who.storage);
         self.cluster.ensure_topic(&changelog_topic, partitions, changelog::TOPIC_CONFIG)?;
         let cluster_partitions = self.cluster.partitions(&changelog_topic)?;
         if cluster_partitions < partitions {
@@ -208,9 +210,11 @@ impl Host {
         )))
     }
 
-    /// How `config`'s instances are set up; checks that `init` accepts it.
-    pub fn transform_spec(&self, name: &str, config: &DeploymentConfig, tenant: Option<&TenantConfig>) -> Arc<TransformSpec> {
-        let mut spec = TransformSpec::new(name, config.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), config.limits);
+    /// How `config`'s instances are set up, with its output record limit
+    /// resolved against the cluster.
+    pub fn transform_spec(&self, name: &str, config: &DeploymentConfig, tenant: Option<&TenantConfig>) -> Result<Arc<TransformSpec>> {
+        let limits = self.output_limits(name, config)?;
+        let mut spec = TransformSpec::new(name, config.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), limits);
         // One guest log per deployment, kept across upgrades.
         if let Some(d) = self.deployment(name) {
             spec.log = d.runnable().spec.log.clone();
@@ -224,7 +228,38 @@ impl Host {
             if known.read().unwrap().contains(topic) { Ok(()) } else { Err(format!("output topic `{topic}` does not exist")) }
         }));
         spec.stop_at_failure = config.failure_policy == crate::config::FailurePolicy::Stop;
-        Arc::new(spec)
+        Ok(Arc::new(spec))
+    }
+
+    /// `config.limits` with `max_output_record_bytes` resolved: every topic
+    /// the deployment writes by name (output, dead letters, late records)
+    /// must take the producer's batches and the largest record the limit
+    /// allows, as the broker says now. Topics routed to at run time are
+    /// bounded by their own setting when produced to.
+    fn output_limits(&self, id: &str, config: &DeploymentConfig) -> Result<crate::engine::Limits> {
+        let dlq = config.dead_letter_topic(id);
+        let topics: Vec<&str> = [Some(config.output.as_str()), Some(dlq.as_str()), config.late_topic.as_deref()].into_iter().flatten().collect();
+        let accepted = self.cluster.max_message_bytes(&topics)?;
+        let producer = self.producer_limits;
+        let mut most = (producer.message_max_bytes, "Weir's producer (kafka.properties \"message.max.bytes\")".to_owned());
+        for (topic, &max) in &accepted {
+            if producer.batch_size > max {
+                bail!(
+                    "topic `{topic}` accepts record batches of at most {max} bytes (its max.message.bytes), less than the producer's batch.size of {}: raise the topic's max.message.bytes, or lower kafka.properties \"batch.size\"",
+                    producer.batch_size
+                );
+            }
+            if max < most.0 {
+                most = (max, format!("topic `{topic}` (max.message.bytes)"));
+            }
+        }
+        let mut limits = config.limits;
+        match limits.max_output_record_bytes {
+            Some(asked) if asked > most.0 => bail!("limits.max_output_record_bytes = {asked} exceeds the {} bytes {} accepts", most.0, most.1),
+            Some(_) => {}
+            None => limits.max_output_record_bytes = Some(most.0),
+        }
+        Ok(limits)
     }
 
     /// Instantiates a transform and runs its `init`, off the caller's
@@ -323,7 +358,7 @@ impl Host {
                 }
             }
         }
-        if let Err(e) = self.cluster.delete_topic(&changelog::topic(storage)) {
+        if let Err(e) = self.cluster.delete_topic(&changelog::topic(&self.shared.kafka.group_prefix, storage)) {
             tracing::warn!(storage, error = %format!("{e:#}"), "could not delete a dropped changelog");
         }
         Ok(())

@@ -127,7 +127,7 @@ impl Reconciler {
             true => current.module.clone(),
             false => Arc::new(self.load(&spec.module)?),
         };
-        let tspec = self.host.transform_spec(id, &spec.deployment, tenant.as_ref());
+        let tspec = self.host.transform_spec(id, &spec.deployment, tenant.as_ref())?;
         self.host.warm_up(module.clone(), tspec.clone())?;
         let share = spec.deployment.cpu_share;
         let next = if module.digest != current.module.digest && spec.rolled_back.is_none() {

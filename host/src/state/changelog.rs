@@ -1,5 +1,6 @@
 //! Changelog topics: every durable state change of a deployment is also
-//! produced to the compacted topic `weir.changelog.<deployment>` (partition
+//! produced to the compacted topic `<group_prefix>.changelog.<deployment>`
+//! (`weir.changelog.<deployment>` by default; partition
 //! = input partition), so a host that lost its disk, or that takes over a
 //! partition, rebuilds the state exactly.
 //!
@@ -24,8 +25,11 @@ use crate::kafka::producer::{Acks, Out, Producer};
 
 pub const OFFSETS_HEADER: &str = "weir.offsets";
 
-pub fn topic(deployment: &str) -> String {
-    format!("weir.changelog.{deployment}")
+/// The changelog of a deployment's storage, beside its consumer group
+/// (`<group_prefix>.<storage>`), so hosts of different prefixes on one
+/// cluster never share one.
+pub fn topic(group_prefix: &str, storage: &str) -> String {
+    format!("{group_prefix}.changelog.{storage}")
 }
 
 /// Settings of a changelog topic: compacted, and compacted late enough that

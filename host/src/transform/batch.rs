@@ -211,9 +211,12 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec) -> Result<
             None => None,
         };
         count += 1;
-        bytes += u64::from(r.key.map_or(0, |s| s.len) + r.value.map_or(0, |s| s.len))
-            + headers.iter().map(|h| u64::from(h.name.len + h.value.map_or(0, |v| v.len))).sum::<u64>();
-        if count > u64::from(limits.max_outputs_per_record) {
+        let size = u64::from(r.key.map_or(0, |s| s.len) + r.value.map_or(0, |s| s.len)) + headers.iter().map(|h| u64::from(h.name.len + h.value.map_or(0, |v| v.len))).sum::<u64>();
+        bytes += size;
+        let framed = crate::engine::record_size(0, size as usize, headers.iter().map(|_| 0));
+        if let Some(limit) = limits.max_output_record_bytes.filter(|&l| framed > l) {
+            failures.entry(r.source).or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::RecordBytes { bytes: framed, limit }.to_string()));
+        } else if count > u64::from(limits.max_outputs_per_record) {
             failures.entry(r.source).or_insert((
                 FailureKind::OutputLimit,
                 crate::engine::LimitExceeded::Outputs { count: count_for(out, r.source), limit: limits.max_outputs_per_record }.to_string(),

@@ -14,6 +14,8 @@ use crate::engine::{Engine, EngineConfig, Limits};
 use crate::state::PartitionState;
 use crate::transform::{BatchBuilder, Transform, TransformSpec};
 
+pub mod streams;
+
 /// Records/s of `f` processing `records` records in batches, best of
 /// `rounds` (the least disturbed by the rest of the machine).
 fn best_rate(records: usize, rounds: usize, mut f: impl FnMut() -> usize) -> f64 {
@@ -114,31 +116,43 @@ pub struct PipelineReport {
 /// with a stateless plugin, each timed from its first consumed record until
 /// its output topic holds every output.
 pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize) -> Result<PipelineReport> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-
     let kafka = bench_kafka(brokers);
     let cluster = crate::kafka::Cluster::connect(&kafka)?;
-    let run = std::process::id();
+    let run = run_id();
     let (input, raw_out, weir_out) = (format!("bench-in-{run}"), format!("bench-raw-{run}"), format!("bench-weir-{run}"));
-    for t in [&input, &raw_out, &weir_out, &format!("bench-{run}.dlq")] {
+    for t in [&input, &raw_out, &weir_out, &format!("{weir_out}.dlq")] {
         cluster.ensure_topic(t, partitions, &[])?;
     }
     fill(&kafka, &input, records)?;
-    let wait_full = |topic: &str| wait_filled(&kafka, topic, partitions, records);
+    let raw_per_sec = raw_relay(&kafka, &input, &raw_out, partitions, records)?;
+    let deployment = deployment(plugin, &input, &weir_out, &[]);
+    let weir_per_sec = weir_rate(&kafka, &format!("bench-{run}"), deployment, partitions, records)?;
+    Ok(PipelineReport { records, raw_per_sec, weir_per_sec })
+}
 
-    // Raw passthrough: consume and produce on one thread, as a minimal
-    // hand-written relay would.
-    let consumer: BaseConsumer = crate::kafka::consumer_config(&kafka, &format!("bench-raw-{run}")).create()?;
-    consumer.subscribe(&[&input])?;
-    let relay: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
+/// A name no other benchmark of this machine uses.
+fn run_id() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Records/s of a raw consume→produce relay from `input` to `output` on one
+/// thread, as a minimal hand-written one would be (Weir's client settings,
+/// no wasm): from its first consumed record until `output` holds every
+/// record.
+fn raw_relay(kafka: &crate::config::KafkaConfig, input: &str, output: &str, partitions: usize, records: usize) -> Result<f64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &format!("{output}-relay")).create()?;
+    consumer.subscribe(&[input])?;
+    let relay: BaseProducer = crate::kafka::producer_config(kafka).create()?;
     let mut first = None;
     let mut seen = 0;
     while seen < records {
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m?;
             first.get_or_insert_with(Instant::now);
-            let mut r = BaseRecord::<[u8], [u8]>::to(&raw_out);
+            let mut r = BaseRecord::<[u8], [u8]>::to(output);
             if let Some(k) = rdkafka::Message::key(&m) {
                 r = r.key(k);
             }
@@ -151,33 +165,36 @@ pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize)
         }
     }
     relay.flush(Duration::from_secs(120))?;
-    let raw_done = wait_full(&raw_out)?;
-    let raw_per_sec = records as f64 / raw_done.duration_since(first.expect("consumed")).as_secs_f64();
-    drop(consumer);
+    let done = wait_filled(kafka, output, partitions, records)?;
+    Ok(records as f64 / done.duration_since(first.expect("consumed")).as_secs_f64())
+}
 
-    // Weir, in-process, with the production pipeline.
-    let state = std::env::temp_dir().join(format!("weir-bench-{run}"));
-    let mut config = crate::config::Config::default();
-    config.kafka = kafka.clone();
-    config.host.state_dir = state.clone();
+/// A deployment of `plugin` from `input` to `output` with default limits.
+fn deployment(plugin: &Path, input: &str, output: &str, config: &[(&str, &str)]) -> crate::config::DeploymentConfig {
+    crate::config::DeploymentConfig {
+        plugin: plugin.to_owned(),
+        inputs: vec![input.to_owned()],
+        output: output.to_owned(),
+        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        limits: Limits::default(),
+        failure_policy: Default::default(),
+        dead_letter_topic: Some(format!("{output}.dlq")),
+        late_topic: None,
+        cpu_share: 1.0,
+    }
+}
+
+/// Records/s of `weir run`'s pipeline (in this process, default host
+/// settings) running `deployment`: from its first consumed record until its
+/// output holds `expected` records.
+fn weir_rate(kafka: &crate::config::KafkaConfig, name: &str, deployment: crate::config::DeploymentConfig, partitions: usize, expected: usize) -> Result<f64> {
+    let state = tempfile::tempdir()?;
+    let mut config = crate::config::Config { kafka: kafka.clone(), ..crate::config::Config::default() };
+    config.host.state_dir = state.path().to_owned();
     config.host.listen = None;
-    config.deployments.insert(
-        format!("bench-{run}"),
-        crate::config::DeploymentConfig {
-            plugin: plugin.to_owned(),
-            inputs: vec![input.clone()],
-            output: weir_out.clone(),
-            config: Default::default(),
-            limits: Limits::default(),
-            failure_policy: Default::default(),
-            dead_letter_topic: None,
-            late_topic: None,
-            cpu_share: 1.0,
-        },
-    );
+    let output = deployment.output.clone();
     let host = crate::pipeline::Host::start(&config)?;
-    let d = host.prepare_static(&format!("bench-{run}"), &config.deployments[&format!("bench-{run}")])?;
-    host.run(d);
+    host.run(host.prepare_static(name, &deployment)?);
     let started = loop {
         let text = host.metrics().render();
         if text.lines().any(|l| l.starts_with("weir_records_in_total") && !l.ends_with(" 0")) {
@@ -185,11 +202,10 @@ pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize)
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    let weir_done = wait_full(&weir_out)?;
-    let weir_per_sec = records as f64 / weir_done.duration_since(started).as_secs_f64();
+    let done = wait_filled(kafka, &output, partitions, expected)?;
     host.shutdown();
-    let _ = std::fs::remove_dir_all(&state);
-    Ok(PipelineReport { records, raw_per_sec, weir_per_sec })
+    let records = host.metrics().render().lines().filter(|l| l.starts_with("weir_records_in_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>();
+    Ok(records / done.duration_since(started).as_secs_f64())
 }
 
 fn bench_kafka(brokers: &str) -> crate::config::KafkaConfig {
@@ -211,9 +227,15 @@ fn fill(kafka: &crate::config::KafkaConfig, topic: &str, records: usize) -> Resu
 
 /// Waits until `topic` holds `records` records; returns when it did.
 fn wait_filled(kafka: &crate::config::KafkaConfig, topic: &str, partitions: usize, records: usize) -> Result<Instant> {
+    wait_filled_while(kafka, topic, partitions, records, || Ok(()))
+}
+
+/// [`wait_filled`], failing when `alive` fails or `topic` stops growing for
+/// two minutes.
+fn wait_filled_while(kafka: &crate::config::KafkaConfig, topic: &str, partitions: usize, records: usize, mut alive: impl FnMut() -> Result<()>) -> Result<Instant> {
     use rdkafka::consumer::Consumer;
     let client: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(kafka).create()?;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut last, mut since) = (-1, Instant::now());
     loop {
         let mut sum = 0;
         for p in 0..partitions as i32 {
@@ -222,9 +244,12 @@ fn wait_filled(kafka: &crate::config::KafkaConfig, topic: &str, partitions: usiz
         if sum >= records as i64 {
             return Ok(Instant::now());
         }
-        if Instant::now() > deadline {
-            bail!("{topic} did not fill within 10 minutes");
+        if sum > last {
+            (last, since) = (sum, Instant::now());
+        } else if since.elapsed() > Duration::from_secs(120) {
+            bail!("{topic} stopped growing at {sum} of {records} records");
         }
+        alive()?;
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -85,6 +85,15 @@ pub struct HostConfig {
     /// the partition, which is fetched again on resume, so a bound that
     /// is hit often costs throughput: 10 000 halved it on a backlog.
     pub max_buffered_records: usize,
+    /// Bytes of keys, values and headers a partition may buffer before its
+    /// consumption pauses: bounds the host's memory whatever the record
+    /// sizes (100 000 records of 100 KB would be 10 GB).
+    pub max_buffered_bytes: usize,
+    /// How far (ms) a record's timestamp may be ahead of this host's clock.
+    /// Stream time (state TTLs, windows) only moves forward, so one record
+    /// stamped years ahead would expire every TTL and close every window
+    /// for good: later ones go to the failure policy (`invalid-input`).
+    pub max_future_ms: u64,
 }
 
 impl Default for HostConfig {
@@ -98,6 +107,8 @@ impl Default for HostConfig {
             batch_max_bytes: 1 << 20,
             batch_linger_ms: 5,
             max_buffered_records: 100_000,
+            max_buffered_bytes: 64 << 20,
+            max_future_ms: 24 * 3_600_000,
         }
     }
 }
@@ -224,6 +235,13 @@ impl Config {
         }
         if self.host.batch_max_records == 0 || self.host.batch_max_bytes == 0 {
             bail!("host.batch_max_records and host.batch_max_bytes must be positive");
+        }
+        // A batch's spans are 32-bit: a batch stays far below 4 GiB.
+        if self.host.batch_max_bytes > 1 << 30 {
+            bail!("host.batch_max_bytes must be at most 1 GiB, not {}", self.host.batch_max_bytes);
+        }
+        if self.host.max_buffered_records == 0 || self.host.max_buffered_bytes == 0 {
+            bail!("host.max_buffered_records and host.max_buffered_bytes must be positive");
         }
         for (name, d) in &self.deployments {
             check_name(name)?;

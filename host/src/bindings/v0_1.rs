@@ -23,7 +23,16 @@ impl HostState {
     fn partition(&mut self) -> wasmtime::Result<&mut crate::state::PartitionState> {
         self.partition.as_deref_mut().ok_or_else(|| NoPartition.into())
     }
+
+    /// Charges the call's host budget for `bytes` of `what`.
+    fn charge(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
+        self.budget.try_charge(bytes as u64, what).map_err(wasmtime::Error::new)
+    }
 }
+
+/// Host bytes a state entry costs beyond its key and value (map slots, the
+/// undo log).
+const ENTRY_OVERHEAD: usize = 64;
 
 impl types::Host for HostState {}
 
@@ -36,6 +45,7 @@ impl log::Host for HostState {
             log::Level::Warn => LogLevel::Warn,
             log::Level::Error => LogLevel::Error,
         };
+        self.charge(message.len().min(crate::transform::log::MAX_LINE_BYTES), "log lines")?;
         if level == LogLevel::Error {
             self.last_error.set(&message);
         }
@@ -46,26 +56,53 @@ impl log::Host for HostState {
 
 impl state::Host for HostState {
     fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.partition()?.get(&key).map_err(wasmtime::Error::from_anyhow)
+        let value = self.partition()?.get(&key).map_err(wasmtime::Error::from_anyhow)?;
+        self.charge(key.len() + value.as_ref().map_or(0, Vec::len), "state reads")?;
+        Ok(value)
     }
 
     fn set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
-        self.partition()?.set(&key, &value, ttl_ms);
-        Ok(())
+        self.charge(key.len() + value.len() + ENTRY_OVERHEAD, "state writes")?;
+        let state = self.partition()?;
+        state.set(&key, &value, ttl_ms);
+        match state.take_oversize() {
+            Some((bytes, limit)) => Err(wasmtime::Error::new(crate::engine::LimitExceeded::StateEntry { bytes, limit })),
+            None => Ok(()),
+        }
     }
 
     fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
+        self.charge(key.len() + ENTRY_OVERHEAD, "state writes")?;
         self.partition()?.delete(&key);
         Ok(())
     }
 
     fn range(&mut self, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<state::Entry>> {
-        let entries = self.partition()?.range(&start, end.as_deref(), limit).map_err(wasmtime::Error::from_anyhow)?;
-        Ok(entries.into_iter().map(|(key, value)| state::Entry { key, value }).collect())
+        let limit = self.entries_affordable(limit);
+        let max_bytes = self.budget.left();
+        let entries = self.partition()?.range(&start, end.as_deref(), limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
+        self.entries(entries)
     }
 
     fn prefix(&mut self, prefix: Vec<u8>, after: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<state::Entry>> {
-        let entries = self.partition()?.prefix(&prefix, after.as_deref(), limit).map_err(wasmtime::Error::from_anyhow)?;
+        let limit = self.entries_affordable(limit);
+        let max_bytes = self.budget.left();
+        let entries = self.partition()?.prefix(&prefix, after.as_deref(), limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
+        self.entries(entries)
+    }
+}
+
+impl HostState {
+    /// A scan's `limit`, at most as many entries as the budget could pay
+    /// for if each were empty, so a guest asking for four billion gets
+    /// what it can afford, not a scan of the whole store.
+    fn entries_affordable(&self, limit: u32) -> u32 {
+        limit.min((self.budget.left() / ENTRY_OVERHEAD as u64).min(u64::from(u32::MAX)) as u32)
+    }
+
+    fn entries(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> wasmtime::Result<Vec<state::Entry>> {
+        let bytes = entries.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();
+        self.charge(bytes, "state scans")?;
         Ok(entries.into_iter().map(|(key, value)| state::Entry { key, value }).collect())
     }
 }

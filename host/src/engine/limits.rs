@@ -44,6 +44,13 @@ impl Limits {
     pub fn memory_bytes(&self) -> u64 {
         self.memory_mb << 20
     }
+
+    /// What one call may make the host hold on the guest's behalf (see
+    /// `transform::budget`): as much as the guest may hold itself, and at
+    /// least 16 MiB.
+    pub fn host_bytes_per_call(&self) -> u64 {
+        self.memory_bytes().max(16 << 20)
+    }
 }
 
 /// A limit an instance or record ran into.
@@ -61,6 +68,10 @@ pub enum LimitExceeded {
     OutputBytes { bytes: u64, limit: u64 },
     #[error("output limit: an output record of {bytes} bytes is larger than the {limit} bytes its topics accept (max_output_record_bytes)")]
     RecordBytes { bytes: u64, limit: u64 },
+    #[error("host memory limit: the call made the host hold or read more than {limit} bytes on its behalf ({what}); memory_mb bounds it")]
+    HostMemory { what: String, limit: u64 },
+    #[error("state limit: a state entry of {bytes} bytes is larger than the {limit} bytes the changelog topic accepts")]
+    StateEntry { bytes: u64, limit: u64 },
     #[error("state limit: the partition's state would hold {bytes} bytes of keys and values, more than max_state_bytes = {limit}")]
     State { bytes: u64, limit: u64 },
 }

@@ -125,7 +125,7 @@ impl Engine {
         Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking the weir:transform world")?;
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking deny-all WASI")?;
+        wasi::add_to_linker(&mut linker)?;
 
         let cache = match &config.cache_dir {
             Some(dir) => Some(cache::ArtifactCache::new(dir, &engine)?),

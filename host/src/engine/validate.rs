@@ -27,7 +27,10 @@ pub enum LoadError {
     MissingExport { found: String },
     #[error("does not implement the world {WORLD}: {0}")]
     WrongWorld(String),
-    #[error("imports `{0}`, which Weir does not grant: a transform may import weir:transform/* and WASI 0.2 (served deny-all)")]
+    #[error(
+        "imports `{0}`, which Weir does not grant: a transform may import weir:transform/* and WASI 0.2 cli, clocks, random, io \
+         and filesystem (served deny-all; no sockets or HTTP)"
+    )]
     UngrantedImport(String),
     #[error("could not load the module: {0}")]
     Internal(String),
@@ -59,7 +62,7 @@ pub fn check_world(component: &Component) -> Result<(), LoadError> {
     let engine = component.engine();
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        let granted = name.starts_with("weir:transform/") || name.starts_with("wasi:");
+        let granted = ["weir:transform/", "wasi:cli/", "wasi:clocks/", "wasi:random/", "wasi:io/", "wasi:filesystem/"].iter().any(|p| name.starts_with(p));
         if !granted {
             return Err(LoadError::UngrantedImport(name.to_owned()));
         }

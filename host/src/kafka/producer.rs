@@ -1,10 +1,16 @@
 //! One producer per host process, with delivery tracking: every produced
 //! record belongs to an [`Acks`] group, and an input offset is committed
 //! only once the groups of its batch are fully acknowledged.
+//!
+//! A failed delivery is either transient (the broker was away past the
+//! producer's retries) or permanent: the record could never be produced (too
+//! large for its topic, the topic gone or denied). Retrying a permanent one
+//! would loop forever, so those are reported with what the record was, for
+//! the failure policy of the input record it came from.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -15,14 +21,53 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerConte
 
 use crate::config::KafkaConfig;
 
+/// What a produced record is, for what to do when it cannot be delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// An output of the input record at this index of its batch (none: of
+    /// a window closed without an input record).
+    Output(Option<u32>),
+    /// The dead letter of the input record at this index.
+    DeadLetter(u32),
+    /// Its dead letter without the value, after the whole one failed.
+    BareDeadLetter(u32),
+    /// A late record's copy.
+    Late(u32),
+    /// A state change.
+    Changelog,
+}
+
+/// A record that could never be delivered.
+#[derive(Clone, Debug)]
+pub struct Undeliverable {
+    pub role: Role,
+    pub topic: String,
+    pub error: String,
+}
+
 /// Delivery state of a group of records.
 #[derive(Default)]
 pub struct Acks {
     outstanding: AtomicUsize,
-    failed: AtomicBool,
-    error: Mutex<Option<String>>,
+    failures: Mutex<Failures>,
     /// Highest offset a record of the group was written at.
     max_offset: AtomicI64,
+}
+
+#[derive(Default)]
+struct Failures {
+    transient: Option<String>,
+    permanent: Vec<Undeliverable>,
+}
+
+/// How a settled group went.
+#[derive(Debug)]
+pub enum Settled {
+    Delivered,
+    /// Some records may be delivered by trying again.
+    Transient(String),
+    /// Every failed record failed for good.
+    Permanent(Vec<Undeliverable>),
 }
 
 impl Acks {
@@ -35,37 +80,78 @@ impl Acks {
         self.outstanding.load(Ordering::Acquire) == 0
     }
 
-    /// The first delivery error, if any record failed.
-    pub fn failure(&self) -> Option<String> {
-        self.failed.load(Ordering::Acquire).then(|| self.error.lock().unwrap().clone().unwrap_or_default())
+    /// How the group went; meaningful once [`settled`](Self::settled).
+    pub fn outcome(&self) -> Settled {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match (&f.transient, f.permanent.is_empty()) {
+            (Some(e), _) => Settled::Transient(e.clone()),
+            (None, false) => Settled::Permanent(f.permanent.clone()),
+            (None, true) => Settled::Delivered,
+        }
     }
 
     pub fn max_offset(&self) -> i64 {
         self.max_offset.load(Ordering::Acquire)
     }
+
+    fn fail(&self, role: Role, topic: &str, error: &KafkaError) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if permanent(error) {
+            f.permanent.push(Undeliverable { role, topic: topic.to_owned(), error: error.to_string() });
+        } else if f.transient.is_none() {
+            f.transient = Some(error.to_string());
+        }
+    }
+}
+
+/// Errors no retry can fix: the record, its topic or the producer's rights
+/// are wrong.
+fn permanent(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    let code = match error {
+        KafkaError::MessageProduction(code) => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        MessageSizeTooLarge
+            | InvalidMessageSize
+            | InvalidMessage
+            | InvalidRecord
+            | MessageBatchTooLarge
+            | UnknownTopicOrPartition
+            | UnknownTopic
+            | UnknownPartition
+            | InvalidTopic
+            | TopicAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | PolicyViolation
+            | InvalidRequiredAcks
+            | UnsupportedForMessageFormat
+    )
 }
 
 pub struct DeliveryContext;
 
 impl ClientContext for DeliveryContext {}
 
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Arc<Acks>;
+/// Which group a record belongs to, and what it is.
+pub struct Delivery {
+    acks: Arc<Acks>,
+    role: Role,
+}
 
-    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, d: Box<Delivery>) {
         match result {
             Ok(m) => {
-                acks.max_offset.fetch_max(rdkafka::Message::offset(m), Ordering::AcqRel);
+                d.acks.max_offset.fetch_max(rdkafka::Message::offset(m), Ordering::AcqRel);
             }
-            Err((e, _)) => {
-                let mut error = acks.error.lock().unwrap();
-                if error.is_none() {
-                    *error = Some(e.to_string());
-                }
-                acks.failed.store(true, Ordering::Release);
-            }
+            Err((e, m)) => d.acks.fail(d.role, rdkafka::Message::topic(m), e),
         }
-        acks.outstanding.fetch_sub(1, Ordering::AcqRel);
+        d.acks.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -92,10 +178,11 @@ impl Producer {
     }
 
     /// Queues `out` in `acks`'s group. When librdkafka's queue is full this
-    /// waits (backpressure) until `give_up` says to stop waiting.
-    pub fn send(&self, out: Out<'_>, acks: &Arc<Acks>, give_up: &dyn Fn() -> bool) -> Result<(), KafkaError> {
+    /// waits (backpressure) until `give_up` says to stop waiting. A record
+    /// refused at once counts as a failed delivery of the group.
+    pub fn send(&self, out: Out<'_>, role: Role, acks: &Arc<Acks>, give_up: &dyn Fn() -> bool) -> Result<(), KafkaError> {
         acks.outstanding.fetch_add(1, Ordering::AcqRel);
-        let mut record = BaseRecord::with_opaque_to(out.topic, acks.clone());
+        let mut record = BaseRecord::with_opaque_to(out.topic, Box::new(Delivery { acks: acks.clone(), role }));
         if let Some(k) = out.key {
             record = record.key(k);
         }
@@ -119,9 +206,8 @@ impl Producer {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
+                    acks.fail(role, out.topic, &e);
                     acks.outstanding.fetch_sub(1, Ordering::AcqRel);
-                    acks.failed.store(true, Ordering::Release);
-                    *acks.error.lock().unwrap() = Some(e.to_string());
                     return Err(e);
                 }
             }
@@ -141,4 +227,19 @@ pub fn headers<'a>(pairs: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) -> 
         h = Some(h.unwrap_or_default().insert(Header { key, value }));
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_sorted_into_permanent_and_transient() {
+        let acks = Acks::new();
+        acks.fail(Role::Output(Some(3)), "out", &KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge));
+        assert!(matches!(acks.outcome(), Settled::Permanent(ref u) if u[0].role == Role::Output(Some(3)) && u[0].topic == "out"));
+        acks.fail(Role::Output(Some(4)), "out", &KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
+        assert!(matches!(acks.outcome(), Settled::Transient(_)), "a transient failure means trying again");
+        assert!(matches!(Acks::new().outcome(), Settled::Delivered));
+    }
 }

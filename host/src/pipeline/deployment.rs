@@ -19,18 +19,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::partition::{Barrier, Buffer, Partition, Pending};
+use super::partition::{Barrier, BatchLimits, Blocked, Buffer, Partition, Pending};
 use super::workers::{Done, Job, Outcome, Runnable, Work};
 use super::{DeploymentStatus, Shared};
 use crate::config::{DeploymentConfig, FailurePolicy};
-use crate::kafka::producer::{Acks, Out, headers};
+use crate::bindings::InputBatch;
+use crate::kafka::producer::{Acks, Out, Role, Settled, Undeliverable, headers};
 use crate::state::rocks::RocksBackend;
 use crate::state::{Checkpoint, PartitionState, changelog};
-use crate::transform::{BatchBuilder, BatchResult, Produced, describe_failure};
+use crate::transform::{BatchResult, FailureKind, Produced, describe_failure};
 
 /// What a deployment is; only its transform changes while it runs (an
 /// upgrade swaps it between batches).
@@ -56,7 +57,7 @@ impl Deployment {
 
     /// The status, with what the running transform says now.
     pub fn status_now(&self) -> DeploymentStatus {
-        let mut status = self.status.lock().unwrap().clone();
+        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let runnable = self.runnable();
         status.module = runnable.module.digest.clone();
         status.on_trial = runnable.on_trial();
@@ -83,7 +84,7 @@ impl Deployment {
         }
         tracing::error!(deployment = %self.name, module = %candidate.module.digest, "upgrade rolled back: {why}");
         self.swap(fallback);
-        let mut status = self.status.lock().unwrap();
+        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         status.rolled_back = Some(format!("upgrade to module {} rolled back: {why}", candidate.module.digest));
         status.last_error = status.rolled_back.clone();
         true
@@ -110,24 +111,24 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     consumer.subscribe(&topics).context("subscribing to the input topics")?;
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
-        let timeout = runtime.lock().unwrap().poll_timeout();
+        let timeout = runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).poll_timeout();
         // Rebalance and statistics callbacks run inside poll and lock the
         // runtime, so the lock is never held across a poll (not even one
         // that does not wait).
         if let Some(m) = consumer.poll(timeout) {
-            runtime.lock().unwrap().on_message(&consumer, m);
+            runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on_message(&consumer, m);
             // Take what is already fetched without waiting.
             for _ in 0..1_000 {
                 match consumer.poll(Duration::ZERO) {
-                    Some(m) => runtime.lock().unwrap().on_message(&consumer, m),
+                    Some(m) => runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on_message(&consumer, m),
                     None => break,
                 }
             }
         }
-        runtime.lock().unwrap().pump(&consumer);
+        runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pump(&consumer);
     }
     {
-        let mut rt = runtime.lock().unwrap();
+        let mut rt = runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         rt.stopping = true;
         let owned: Vec<i32> = rt.parts.keys().copied().collect();
         rt.release(&consumer, &owned);
@@ -144,7 +145,7 @@ struct KafkaContext {
 
 impl ClientContext for KafkaContext {
     fn stats(&self, stats: Statistics) {
-        let rt = self.runtime.lock().unwrap();
+        let rt = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut lag: BTreeMap<i32, i64> = BTreeMap::new();
         for t in stats.topics.values().filter(|t| rt.deployment.config.inputs.contains(&t.topic)) {
             for (&p, s) in &t.partitions {
@@ -153,7 +154,7 @@ impl ClientContext for KafkaContext {
                 }
             }
         }
-        rt.deployment.status.lock().unwrap().lag = lag.clone();
+        rt.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lag = lag.clone();
         for (p, l) in lag {
             rt.shared.metrics.consumer_lag.with_label_values(&[&rt.deployment.tenant, &rt.deployment.name, &p.to_string()]).set(l);
         }
@@ -163,7 +164,7 @@ impl ClientContext for KafkaContext {
 impl ConsumerContext for KafkaContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let mut rt = self.runtime.lock().unwrap();
+            let mut rt = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let numbers = partition_numbers(tpl);
             tracing::info!(deployment = %rt.deployment.name, partitions = ?numbers, "partitions revoked");
             rt.release(consumer, &numbers);
@@ -172,7 +173,7 @@ impl ConsumerContext for KafkaContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let mut rt = self.runtime.lock().unwrap();
+            let mut rt = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let numbers = partition_numbers(tpl);
             tracing::info!(deployment = %rt.deployment.name, partitions = ?numbers, "partitions assigned");
             if let Err(e) = rt.assign(consumer, tpl) {
@@ -204,6 +205,16 @@ struct Runtime {
 }
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Transient delivery failures in a row before a partition stops.
+const MAX_FAILED_DELIVERIES: u32 = 5;
+
+/// How much of a record a dead letter carries.
+#[derive(Clone, Copy)]
+enum DeadLetter {
+    Whole,
+    /// Key and headers: the whole record could not be delivered.
+    WithoutValue,
+}
 /// How long releasing partitions waits for in-flight work and deliveries.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -216,13 +227,17 @@ impl Runtime {
         Duration::from_millis(self.shared.host.batch_linger_ms)
     }
 
+    fn batch_limits(&self) -> BatchLimits {
+        BatchLimits { records: self.shared.host.batch_max_records, bytes: self.shared.host.batch_max_bytes }
+    }
+
     fn poll_timeout(&self) -> Duration {
         let busy = self.parts.values().any(|p| p.in_flight || !p.pending.is_empty() || p.barrier.is_some() || p.buffered() > 0);
         if busy { Duration::from_millis(1) } else { Duration::from_millis(50) }
     }
 
     fn set_error(&self, message: String) {
-        self.deployment.status.lock().unwrap().last_error = Some(message);
+        self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_error = Some(message);
     }
 
     fn on_message(&mut self, consumer: &BaseConsumer<KafkaContext>, m: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>) {
@@ -234,21 +249,26 @@ impl Runtime {
                 return;
             }
         };
-        let max_buffered = self.shared.host.max_buffered_records;
+        let host = &self.shared.host;
+        let limits = self.batch_limits();
+        let (max_records, max_bytes, max_future_ms) = (host.max_buffered_records, host.max_buffered_bytes, host.max_future_ms);
         let Some(p) = self.parts.get_mut(&m.partition()) else { return };
         if p.stopped.is_some() {
             return;
         }
         let topic = m.topic();
-        let buffer = p.buffers.entry(topic.to_owned()).or_insert_with(|| Buffer { builder: BatchBuilder::new(topic, m.partition()), since: None, paused: false });
+        let buffer = p.buffers.entry(topic.to_owned()).or_insert_with(|| Buffer::new(topic, m.partition()));
         let timestamp = m.timestamp().to_millis().unwrap_or(-1);
-        let hs = m.headers();
-        buffer.builder.push(m.offset(), timestamp, m.key(), m.payload(), hs.iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value)));
-        let now = Instant::now();
-        buffer.since.get_or_insert(now);
-        p.last_record = now;
+        // A time far ahead of the clock would move the partition's stream
+        // time (TTLs, windows) past every real record for good.
+        let now_ms = crate::registry::now_ms() as i64;
+        let invalid = (timestamp > now_ms.saturating_add(max_future_ms as i64)).then(|| {
+            format!("its timestamp {timestamp} is more than host.max_future_ms = {max_future_ms} ms ahead of this host's clock ({now_ms})")
+        });
+        buffer.push(limits, m.offset(), timestamp, m.key(), m.payload(), crate::kafka::headers_of(&m), invalid);
+        p.last_record = Instant::now();
         p.idle_closed = false;
-        if buffer.builder.len() >= max_buffered && !buffer.paused {
+        if (buffer.records() >= max_records || buffer.bytes() >= max_bytes) && !buffer.paused {
             // Backpressure: stop fetching until the transform catches up.
             buffer.paused = true;
             let _ = consumer.pause(&tpl_of(topic, m.partition()));
@@ -260,6 +280,7 @@ impl Runtime {
             self.on_done(consumer, done);
         }
         self.settle(consumer);
+        self.release_holds(consumer);
         if Instant::now() >= self.next_commit {
             self.next_commit = Instant::now() + Duration::from_millis(self.shared.host.commit_interval_ms);
             for p in self.parts.values_mut() {
@@ -277,25 +298,19 @@ impl Runtime {
 
     /// Starts a batch on every idle partition with a ready buffer.
     fn dispatch(&mut self, consumer: &BaseConsumer<KafkaContext>) {
-        let (max_records, max_bytes, linger) = (self.shared.host.batch_max_records, self.shared.host.batch_max_bytes, self.linger());
-        let resume_below = self.shared.host.max_buffered_records / 2;
+        let (limits, linger) = (self.batch_limits(), self.linger());
+        let (resume_records, resume_bytes) = (self.shared.host.max_buffered_records / 2, self.shared.host.max_buffered_bytes / 2);
         for p in self.parts.values_mut() {
             if p.in_flight || p.stopped.is_some() || matches!(p.barrier, Some(Barrier::AwaitAcks { .. })) || p.state.is_none() {
                 continue;
             }
-            let ready = p
-                .buffers
-                .iter()
-                .filter(|(_, b)| {
-                    !b.builder.is_empty() && (b.builder.len() >= max_records || b.builder.data_bytes() >= max_bytes || b.since.is_some_and(|s| s.elapsed() >= linger))
-                })
-                .min_by_key(|(_, b)| b.since)
-                .map(|(t, _)| t.clone());
+            let ready = p.buffers.iter().filter(|(_, b)| b.ready(limits, linger)).min_by_key(|(_, b)| b.since()).map(|(t, _)| t.clone());
             let Some(topic) = ready else { continue };
-            let buffer = p.buffers.get_mut(&topic).expect("ready buffer exists");
-            let builder = std::mem::replace(&mut buffer.builder, BatchBuilder::new(&topic, p.number));
-            buffer.since = None;
-            if buffer.paused && buffer.builder.len() < resume_below {
+            let Some(buffer) = p.buffers.get_mut(&topic) else { continue };
+            let Some(chunk) = buffer.take() else { continue };
+            let Some(state) = p.state.take() else { continue };
+            let (batch, invalid) = chunk.finish_checked();
+            if buffer.paused && buffer.records() < resume_records && buffer.bytes() < resume_bytes {
                 buffer.paused = false;
                 let _ = consumer.resume(&tpl_of(&topic, p.number));
             }
@@ -303,8 +318,8 @@ impl Runtime {
             let job = Job {
                 runnable: self.deployment.runnable(),
                 partition: p.number,
-                work: Work::Batch(builder.finish()),
-                state: p.state.take().expect("state is home"),
+                work: Work::Batch { batch, invalid },
+                state,
                 reply: self.done_tx.clone(),
             };
             self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
@@ -319,13 +334,14 @@ impl Runtime {
             if p.in_flight || p.idle_closed || p.stopped.is_some() || p.barrier.is_some() || p.buffered() > 0 || idle < Duration::from_secs(1) {
                 continue;
             }
+            let Some(state) = p.state.take() else { continue };
             p.idle_closed = true;
             p.in_flight = true;
             let job = Job {
                 runnable: self.deployment.runnable(),
                 partition: p.number,
                 work: Work::CloseIdle { idle_ms: idle.as_millis() as u64 },
-                state: p.state.take().expect("state is home"),
+                state,
                 reply: self.done_tx.clone(),
             };
             self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
@@ -341,14 +357,14 @@ impl Runtime {
         }
         let Some(p) = self.parts.get_mut(&done.partition) else { return };
         p.in_flight = false;
-        p.state = Some(done.state);
+        p.state = done.state;
         let metrics = &self.shared.metrics;
         let label = done.partition.to_string();
         metrics.batch_seconds.with_label_values(&[&tenant, &name]).observe(done.elapsed.as_secs_f64());
         metrics.wasm_cpu_seconds.with_label_values(&[&tenant, &name]).inc_by(done.cpu.as_secs_f64());
         let acks = Acks::new();
         match (done.work, done.outcome) {
-            (Work::Batch(batch), Outcome::Batch(result)) => {
+            (Work::Batch { batch, .. }, Outcome::Batch(result)) => {
                 let processed = result.processed(batch.records.len() as u32);
                 metrics.records_in.with_label_values(&[&tenant, &name, &label]).inc_by(u64::from(processed));
                 let out = self.produce_outputs(&result.produced, &acks);
@@ -363,36 +379,46 @@ impl Runtime {
                     Some(stop) => {
                         let at = batch.records[stop.index as usize].offset;
                         let why = describe_failure(&name, &batch, &crate::transform::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() });
-                        tracing::error!(deployment = %name, partition = done.partition, "partition stopped: {why}");
                         p.processed.insert(batch.topic.clone(), at);
-                        p.stopped = Some(why.clone());
-                        // Records after the stop are dropped from the buffers
-                        // and consumed again from `at` when resumed.
-                        let topics: Vec<String> = p.buffers.keys().cloned().collect();
-                        p.buffers.clear();
-                        for t in topics.iter().chain(std::iter::once(&batch.topic)) {
-                            let _ = consumer.pause(&tpl_of(t, done.partition));
-                        }
-                        self.shared.metrics.stopped.with_label_values(&[&tenant, &name, &label]).set(1);
-                        let mut status = self.deployment.status.lock().unwrap();
-                        status.stopped.insert(done.partition, why.clone());
-                        status.last_error = Some(why);
+                        self.stop_partition(consumer, done.partition, why);
                     }
                 }
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
-                p.pending.push_back(Pending { acks, positions: p.processed.clone() });
+                p.pending.push_back(Pending { acks, positions: p.processed.clone(), batch: Some(Arc::new(batch)) });
             }
             (_, Outcome::Closed(Ok(produced))) => {
                 let out = self.produce_outputs(&produced, &acks);
                 self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
-                p.pending.push_back(Pending { acks, positions: p.processed.clone() });
+                p.pending.push_back(Pending { acks, positions: p.processed.clone(), batch: None });
             }
             (_, Outcome::Closed(Err(f))) => {
                 tracing::warn!(deployment = %name, partition = done.partition, "closing idle windows failed: {}: {}", f.kind, f.message);
             }
-            (Work::CloseIdle { .. }, Outcome::Batch(_)) => unreachable!("a close job returns a close outcome"),
+            (_, Outcome::Panicked(message)) => {
+                let why = format!("deployment `{name}`, partition {}: the host failed (a bug in Weir, please report it): {message}; the partition stops until the deployment restarts", done.partition);
+                self.stop_partition(consumer, done.partition, why);
+            }
+            (Work::CloseIdle { .. }, Outcome::Batch(_)) => tracing::error!(deployment = %name, "a window-close job returned a batch result"),
         }
+    }
+
+    /// Stops processing partition `n` (failure policy `stop`, a failure
+    /// nothing else can handle): its consumption pauses, its buffered records
+    /// are dropped (they are consumed again from its last processed
+    /// position when it restarts), and `/health` reports why.
+    fn stop_partition(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, why: String) {
+        let Some(p) = self.parts.get_mut(&n) else { return };
+        tracing::error!(deployment = %self.deployment.name, partition = n, "partition stopped: {why}");
+        p.stopped = Some(why.clone());
+        p.buffers.clear();
+        for t in &self.deployment.config.inputs {
+            let _ = consumer.pause(&tpl_of(t, n));
+        }
+        self.shared.metrics.stopped.with_label_values(&[&self.deployment.tenant, &self.deployment.name, &n.to_string()]).set(1);
+        let mut status = self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.stopped.insert(n, why.clone());
+        status.last_error = Some(why);
     }
 
     fn give_up(&self) -> impl Fn() -> bool + '_ {
@@ -412,47 +438,27 @@ impl Runtime {
                 timestamp: Some(r.timestamp),
                 partition: None,
             };
-            if let Err(e) = self.shared.producer.send(out, acks, &give_up) {
-                tracing::error!(deployment = %self.name(), error = %e, "producing an output failed");
-            }
+            // A refusal is recorded in `acks` and dealt with when it settles.
+            let _ = self.shared.producer.send(out, Role::Output(r.input), acks, &give_up);
             n += 1;
         }
         n
     }
 
     /// Applies the failure policy to failed records and routes late ones.
-    fn handle_failures(&self, batch: &crate::bindings::InputBatch, result: &BatchResult, acks: &Arc<Acks>) {
+    fn handle_failures(&self, batch: &InputBatch, result: &BatchResult, acks: &Arc<Acks>) {
         let (tenant, name) = (self.deployment.tenant.as_str(), self.name());
         let label = batch.partition.to_string();
         let metrics = &self.shared.metrics;
         let give_up = self.give_up();
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis().to_string();
         for f in &result.failures {
             metrics.failures.with_label_values(&[tenant, name, &label, f.kind.as_str()]).inc();
             let why = describe_failure(name, batch, f);
-            let i = f.index as usize;
             match self.deployment.config.failure_policy {
                 FailurePolicy::Skip => tracing::warn!(deployment = %name, "skipped: {why}"),
                 FailurePolicy::DeadLetter | FailurePolicy::Stop => {
                     tracing::warn!(deployment = %name, "dead-lettered: {why}");
-                    let r = &batch.records[i];
-                    let (partition, offset) = (batch.partition.to_string(), r.offset.to_string());
-                    let weir_headers = [
-                        ("weir.deployment", name.as_bytes()),
-                        ("weir.error.kind", f.kind.as_str().as_bytes()),
-                        ("weir.error.message", f.message.as_bytes()),
-                        ("weir.source.topic", batch.topic.as_bytes()),
-                        ("weir.source.partition", partition.as_bytes()),
-                        ("weir.source.offset", offset.as_bytes()),
-                        ("weir.failed.at", now_ms.as_bytes()),
-                    ];
-                    let all = batch.headers(i).chain(weir_headers.iter().map(|(k, v)| (*k, Some(*v))));
-                    let dlq = self.deployment.config.dead_letter_topic(name);
-                    let out = Out { topic: &dlq, key: batch.key(i), value: batch.value(i), headers: headers(all), timestamp: Some(r.timestamp), partition: None };
-                    if let Err(e) = self.shared.producer.send(out, acks, &give_up) {
-                        tracing::error!(deployment = %name, error = %e, "producing a dead letter failed");
-                    }
-                    metrics.dead_lettered.with_label_values(&[tenant, name, &label]).inc();
+                    self.dead_letter(batch, f.index, f.kind, &f.message, DeadLetter::Whole, acks);
                 }
             }
         }
@@ -461,20 +467,138 @@ impl Runtime {
             if let Some(topic) = &self.deployment.config.late_topic {
                 let i = i as usize;
                 let out = Out { topic, key: batch.key(i), value: batch.value(i), headers: headers(batch.headers(i)), timestamp: Some(batch.records[i].timestamp), partition: None };
-                if let Err(e) = self.shared.producer.send(out, acks, &give_up) {
-                    tracing::error!(deployment = %name, error = %e, "producing a late record failed");
-                }
+                let _ = self.shared.producer.send(out, Role::Late(i as u32), acks, &give_up);
             }
         }
     }
 
-    /// Advances committable offsets; a failed delivery rewinds its partition.
+    /// Produces the dead letter of record `i` of `batch`: the record with
+    /// its headers and Weir's (`weir.error.*`, `weir.source.*`), or, when the
+    /// whole record could not be delivered, only its key and headers with
+    /// `weir.value.dropped` giving the value's size.
+    fn dead_letter(&self, batch: &InputBatch, i: u32, kind: FailureKind, message: &str, what: DeadLetter, acks: &Arc<Acks>) {
+        let name = self.name();
+        let i = i as usize;
+        let r = &batch.records[i];
+        let (partition, offset, now) = (batch.partition.to_string(), r.offset.to_string(), crate::registry::now_ms().to_string());
+        let value_len = batch.value(i).map_or(0, <[u8]>::len).to_string();
+        let message = crate::transform::truncate(message, crate::transform::MAX_MESSAGE_BYTES);
+        let mut weir_headers = vec![
+            ("weir.deployment", name.as_bytes()),
+            ("weir.error.kind", kind.as_str().as_bytes()),
+            ("weir.error.message", message.as_bytes()),
+            ("weir.source.topic", batch.topic.as_bytes()),
+            ("weir.source.partition", partition.as_bytes()),
+            ("weir.source.offset", offset.as_bytes()),
+            ("weir.failed.at", now.as_bytes()),
+        ];
+        let value = match what {
+            DeadLetter::Whole => batch.value(i),
+            DeadLetter::WithoutValue => {
+                weir_headers.push(("weir.value.dropped", value_len.as_bytes()));
+                None
+            }
+        };
+        let all = batch.headers(i).chain(weir_headers.iter().map(|(k, v)| (*k, Some(*v))));
+        let dlq = self.deployment.config.dead_letter_topic(name);
+        let out = Out { topic: &dlq, key: batch.key(i), value, headers: headers(all), timestamp: Some(r.timestamp), partition: None };
+        let role = match what {
+            DeadLetter::Whole => Role::DeadLetter(i as u32),
+            DeadLetter::WithoutValue => Role::BareDeadLetter(i as u32),
+        };
+        let _ = self.shared.producer.send(out, role, acks, &self.give_up());
+        self.shared.metrics.dead_lettered.with_label_values(&[&self.deployment.tenant, name, &batch.partition.to_string()]).inc();
+    }
+
+    /// Advances committable offsets. Records that can never be delivered go
+    /// to the failure policy of the input record they came from; other
+    /// failed deliveries rewind the partition (with backoff, and a stop
+    /// after several in a row).
     fn settle(&mut self, consumer: &BaseConsumer<KafkaContext>) {
-        let failed: Vec<(i32, String)> = self.parts.iter_mut().filter_map(|(&n, p)| p.settle().map(|e| (n, e))).collect();
-        for (n, error) in failed {
-            tracing::error!(deployment = %self.name(), partition = n, error = %error, "a delivery failed; reprocessing the partition from its last commit");
-            self.set_error(format!("partition {n}: delivery failed: {error}"));
+        let blocked: Vec<(i32, Blocked)> = self.parts.iter_mut().filter_map(|(&n, p)| p.settle().map(|b| (n, b))).collect();
+        for (n, b) in blocked {
+            match b {
+                Blocked::Transient(error) => self.retry_delivery(consumer, n, error),
+                Blocked::Permanent { group, failures } => self.undeliverable(consumer, n, group, failures),
+            }
+        }
+    }
+
+    /// Deals with records of `group` that can never be delivered, and puts
+    /// the group back in front of the queue with what that produced.
+    fn undeliverable(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, group: Pending, failures: Vec<Undeliverable>) {
+        let name = self.deployment.name.clone();
+        let acks = Acks::new();
+        // The earliest record that stops the partition, and why.
+        let mut stop_at: Option<(u32, String)> = None;
+        let mut stop = |i: u32, why: String| {
+            if stop_at.as_ref().is_none_or(|(j, _)| i < *j) {
+                stop_at = Some((i, why));
+            }
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for u in &failures {
+            let why = format!("producing to topic `{}` failed for good: {}", u.topic, u.error);
+            self.shared.metrics.failures.with_label_values(&[&self.deployment.tenant, &name, &n.to_string(), FailureKind::Produce.as_str()]).inc();
+            let batch = group.batch.as_deref();
+            match (u.role, batch) {
+                (Role::Output(Some(i)), Some(batch)) if seen.insert(i) => match self.deployment.config.failure_policy {
+                    FailurePolicy::DeadLetter => {
+                        tracing::warn!(deployment = %name, "dead-lettered: {}", describe_failure(&name, batch, &crate::transform::RecordFailure { index: i, kind: FailureKind::Produce, message: why.clone() }));
+                        self.dead_letter(batch, i, FailureKind::Produce, &why, DeadLetter::Whole, &acks);
+                    }
+                    FailurePolicy::Skip => tracing::warn!(deployment = %name, partition = n, "skipped an output: {why}"),
+                    FailurePolicy::Stop => stop(i, why.clone()),
+                },
+                (Role::Output(_), _) => tracing::warn!(deployment = %name, partition = n, "dropped a window result: {why}"),
+                (Role::DeadLetter(i), Some(batch)) if seen.insert(i) => {
+                    // Too large for the dead-letter topic, perhaps: once more
+                    // without the value. If even that fails, nothing can take
+                    // the record and the partition stops.
+                    self.dead_letter(batch, i, FailureKind::Produce, &why, DeadLetter::WithoutValue, &acks);
+                }
+                (Role::DeadLetter(i) | Role::BareDeadLetter(i), _) => stop(i, format!("the dead-letter topic refuses the record: {why}")),
+                (Role::Late(_), _) => tracing::warn!(deployment = %name, partition = n, "dropped a late record: {why}"),
+                (Role::Changelog, _) => {}
+            }
+        }
+        let Some(p) = self.parts.get_mut(&n) else { return };
+        if let (Some((i, why)), Some(batch)) = (stop_at, group.batch.as_deref()) {
+            // Commits stop before the record; what came after it is
+            // processed again when the partition restarts.
+            let mut positions = group.positions.clone();
+            positions.insert(batch.topic.clone(), batch.records[i as usize].offset);
+            p.pending.clear();
+            p.pending.push_front(Pending { acks: Acks::new(), positions, batch: None });
+            let why = describe_failure(&name, batch, &crate::transform::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
+            self.stop_partition(consumer, n, why);
+            return;
+        }
+        p.pending.push_front(Pending { acks, positions: group.positions, batch: group.batch });
+    }
+
+    /// A delivery failed in a way that may pass later: reprocess the
+    /// partition from its last commit after a pause that doubles each time
+    /// (1 s to a minute); after [`MAX_FAILED_DELIVERIES`] in a row, stop it.
+    fn retry_delivery(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, error: String) {
+        let Some(p) = self.parts.get_mut(&n) else { return };
+        p.failed_deliveries += 1;
+        let tries = p.failed_deliveries;
+        if tries > MAX_FAILED_DELIVERIES {
+            let why = format!("deployment `{}`, partition {n}: deliveries failed {tries} times in a row, the last time: {error}", self.deployment.name);
             self.rewind(consumer, n);
+            self.stop_partition(consumer, n, why);
+            return;
+        }
+        let backoff = Duration::from_secs(1 << (tries - 1).min(6)).min(Duration::from_secs(60));
+        tracing::error!(deployment = %self.name(), partition = n, error = %error, "a delivery failed; reprocessing the partition from its last commit in {} s", backoff.as_secs());
+        self.set_error(format!("partition {n}: delivery failed: {error}"));
+        self.rewind(consumer, n);
+        if let Some(p) = self.parts.get_mut(&n) {
+            p.hold_until = Some(Instant::now() + backoff);
+            for t in &self.deployment.config.inputs {
+                let _ = consumer.pause(&tpl_of(t, n));
+            }
         }
     }
 
@@ -503,6 +627,20 @@ impl Runtime {
         }
     }
 
+    /// Resumes partitions whose delivery backoff has passed.
+    fn release_holds(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+        for p in self.parts.values_mut() {
+            if p.hold_until.is_some_and(|t| Instant::now() >= t) {
+                p.hold_until = None;
+                if p.stopped.is_none() {
+                    for t in &self.deployment.config.inputs {
+                        let _ = consumer.resume(&tpl_of(t, p.number));
+                    }
+                }
+            }
+        }
+    }
+
     /// Processes completions until none of `numbers` has work in flight.
     fn wait_idle(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32], timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -522,14 +660,17 @@ impl Runtime {
     /// it (and, at commit time, those with nothing to write).
     fn commit(&mut self, consumer: &BaseConsumer<KafkaContext>) {
         let mut ready: Vec<(i32, BTreeMap<String, i64>, Option<i64>)> = Vec::new();
+        let mut stuck: Vec<(i32, String)> = Vec::new();
         let changelog_topic = self.deployment.changelog_topic.clone();
         for (&n, p) in self.parts.iter_mut() {
             match &p.barrier {
                 None => {}
                 Some(Barrier::AwaitIdle) if p.in_flight => {}
                 Some(Barrier::AwaitIdle) => {
-                    let state = p.state.as_ref().expect("state is home when idle");
-                    if state.has_durable_changes() {
+                    // Without its state (a worker panicked) a partition only
+                    // commits what its outputs allow.
+                    let durable = p.state.as_ref().filter(|s| s.has_durable_changes());
+                    if let Some(state) = durable {
                         let acks = Acks::new();
                         match changelog::produce(&self.shared.producer, &changelog_topic, n, state, &p.processed, &acks) {
                             Ok(_) => p.barrier = Some(Barrier::AwaitAcks { changelog: acks, positions: p.processed.clone() }),
@@ -543,15 +684,30 @@ impl Runtime {
                         }
                     }
                 }
-                Some(Barrier::AwaitAcks { changelog, positions }) => {
-                    if let Some(error) = changelog.failure() {
-                        tracing::error!(deployment = %self.deployment.name, partition = n, error = %error, "changelog delivery failed; retrying at the next commit");
+                Some(Barrier::AwaitAcks { changelog, positions }) if changelog.settled() => match changelog.outcome() {
+                    Settled::Delivered if p.pending.is_empty() => ready.push((n, positions.clone(), Some(changelog.max_offset()))),
+                    Settled::Delivered => {}
+                    Settled::Transient(error) => {
+                        p.failed_deliveries += 1;
                         p.barrier = None;
-                    } else if changelog.settled() && p.pending.is_empty() {
-                        ready.push((n, positions.clone(), Some(changelog.max_offset())));
+                        match p.failed_deliveries > MAX_FAILED_DELIVERIES {
+                            true => stuck.push((n, format!("its state changes failed to reach the changelog {} times in a row, the last time: {error}", p.failed_deliveries))),
+                            false => tracing::error!(deployment = %self.deployment.name, partition = n, error = %error, "changelog delivery failed; retrying at the next commit"),
+                        }
                     }
-                }
+                    Settled::Permanent(failures) => {
+                        p.barrier = None;
+                        let why = failures.first().map_or_else(String::new, |u| format!("{} (topic `{}`)", u.error, u.topic));
+                        stuck.push((n, format!("its state changes can never reach the changelog: {why}")));
+                    }
+                },
+                Some(Barrier::AwaitAcks { .. }) => {}
             }
+        }
+        for (n, why) in stuck {
+            // Nothing after the last commit can be made durable: offsets
+            // stay there, and the partition stops until the cause is fixed.
+            self.stop_partition(consumer, n, format!("deployment `{}`, partition {n}: {why}", self.deployment.name));
         }
         if ready.is_empty() || Instant::now() < self.retry_commit_at {
             return;
@@ -631,7 +787,7 @@ impl Runtime {
                 let label = n.to_string();
                 let _ = self.shared.metrics.stopped.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
                 let _ = self.shared.metrics.consumer_lag.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
-                let mut status = self.deployment.status.lock().unwrap();
+                let mut status = self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 status.partitions.retain(|p| p != n);
                 status.stopped.remove(n);
             }
@@ -660,9 +816,9 @@ impl Runtime {
                 .collect();
             let (state, changelog_next) = self.open_state(n, &offsets).with_context(|| format!("partition {n}"))?;
             self.parts.insert(n, Partition::new(n, state, offsets, changelog_next));
-            self.deployment.status.lock().unwrap().partitions.push(n);
+            self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).partitions.push(n);
         }
-        self.deployment.status.lock().unwrap().partitions.sort_unstable();
+        self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).partitions.sort_unstable();
         Ok(())
     }
 

@@ -6,16 +6,98 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::kafka::producer::Acks;
+use crate::bindings::InputBatch;
+use crate::kafka::producer::{Acks, Settled, Undeliverable};
 use crate::state::PartitionState;
 use crate::transform::BatchBuilder;
 
-/// Records of one topic-partition waiting for their batch.
+/// Records of one topic-partition waiting for their batches: whole
+/// batches (within `batch_max_records` and `batch_max_bytes`) and the one
+/// filling, oldest first.
 pub struct Buffer {
-    pub builder: BatchBuilder,
-    /// When the oldest buffered record arrived.
-    pub since: Option<Instant>,
+    topic: String,
+    partition: i32,
+    chunks: VecDeque<Chunk>,
+    records: usize,
+    bytes: usize,
     pub paused: bool,
+}
+
+struct Chunk {
+    builder: BatchBuilder,
+    /// When its first record arrived.
+    since: Instant,
+}
+
+/// How big a batch may grow.
+#[derive(Clone, Copy)]
+pub struct BatchLimits {
+    pub records: usize,
+    pub bytes: usize,
+}
+
+impl Buffer {
+    pub fn new(topic: &str, partition: i32) -> Self {
+        Buffer { topic: topic.to_owned(), partition, chunks: VecDeque::new(), records: 0, bytes: 0, paused: false }
+    }
+
+    /// Appends a consumed record (see [`BatchBuilder::push_bytes`]); one
+    /// with `invalid` set goes to the failure policy, not the transform.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push<'h>(
+        &mut self,
+        limits: BatchLimits,
+        offset: i64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
+        invalid: Option<String>,
+    ) {
+        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+        let full = |c: &Chunk| c.builder.len() >= limits.records || (!c.builder.is_empty() && c.builder.data_bytes() + size > limits.bytes);
+        if self.chunks.back().is_none_or(full) {
+            self.chunks.push_back(Chunk { builder: BatchBuilder::new(&self.topic, self.partition), since: Instant::now() });
+        }
+        let chunk = &mut self.chunks.back_mut().expect("a chunk to fill").builder;
+        let before = chunk.data_bytes();
+        chunk.push_bytes(offset, timestamp, key, value, headers);
+        if let Some(why) = invalid {
+            chunk.mark_invalid(chunk.len() as u32 - 1, why);
+        }
+        self.records += 1;
+        self.bytes += chunk.data_bytes() - before;
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Bytes of keys, values and headers buffered.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// When the oldest buffered record arrived.
+    pub fn since(&self) -> Option<Instant> {
+        self.chunks.front().map(|c| c.since)
+    }
+
+    /// A whole batch is buffered, or the oldest record waited `linger`.
+    pub fn ready(&self, limits: BatchLimits, linger: std::time::Duration) -> bool {
+        match self.chunks.front() {
+            None => false,
+            Some(c) => self.chunks.len() > 1 || c.builder.len() >= limits.records || c.builder.data_bytes() >= limits.bytes || c.since.elapsed() >= linger,
+        }
+    }
+
+    /// The oldest batch.
+    pub fn take(&mut self) -> Option<BatchBuilder> {
+        let c = self.chunks.pop_front()?;
+        self.records -= c.builder.len();
+        self.bytes -= c.builder.data_bytes();
+        Some(c.builder)
+    }
 }
 
 /// Outputs of a processed batch, and the positions committable once they
@@ -23,6 +105,18 @@ pub struct Buffer {
 pub struct Pending {
     pub acks: Arc<Acks>,
     pub positions: BTreeMap<String, i64>,
+    /// The batch the outputs came from, for the failure policy of records
+    /// whose outputs can never be delivered.
+    pub batch: Option<Arc<InputBatch>>,
+}
+
+/// Why a partition's commits cannot advance.
+pub enum Blocked {
+    /// A delivery failed in a way that trying again may fix.
+    Transient(String),
+    /// Records of a group can never be delivered; the group is out of the
+    /// queue and goes back in front once dealt with.
+    Permanent { group: Pending, failures: Vec<Undeliverable> },
 }
 
 /// A commit that must wait for the partition's state to reach the
@@ -54,6 +148,10 @@ pub struct Partition {
     pub idle_closed: bool,
     /// Next changelog offset not reflected in the store.
     pub changelog_next: i64,
+    /// Transient delivery failures in a row (each rewinds the partition).
+    pub failed_deliveries: u32,
+    /// Consumption waits until then after a failed delivery (backoff).
+    pub hold_until: Option<Instant>,
 }
 
 impl Partition {
@@ -72,25 +170,31 @@ impl Partition {
             last_record: Instant::now(),
             idle_closed: true,
             changelog_next,
+            failed_deliveries: 0,
+            hold_until: None,
         }
     }
 
     pub fn buffered(&self) -> usize {
-        self.buffers.values().map(|b| b.builder.len()).sum()
+        self.buffers.values().map(Buffer::records).sum()
     }
 
-    /// Moves `committable` past every fully acknowledged group; returns the
-    /// first delivery failure, if a group failed.
-    pub fn settle(&mut self) -> Option<String> {
+    /// Moves `committable` past every fully acknowledged group; stops at
+    /// the first group that failed.
+    pub fn settle(&mut self) -> Option<Blocked> {
         while let Some(p) = self.pending.front() {
             if !p.acks.settled() {
                 break;
             }
-            if let Some(error) = p.acks.failure() {
-                return Some(error);
+            match p.acks.outcome() {
+                Settled::Delivered => {
+                    let p = self.pending.pop_front().expect("front exists");
+                    self.committable = p.positions;
+                    self.failed_deliveries = 0;
+                }
+                Settled::Transient(error) => return Some(Blocked::Transient(error)),
+                Settled::Permanent(failures) => return Some(Blocked::Permanent { group: self.pending.pop_front().expect("front exists"), failures }),
             }
-            let p = self.pending.pop_front().expect("front exists");
-            self.committable = p.positions;
         }
         None
     }

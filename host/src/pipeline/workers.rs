@@ -24,7 +24,7 @@ use crate::bindings::InputBatch;
 use crate::engine::Module;
 use crate::engine::limits::thread_cpu_time;
 use crate::state::PartitionState;
-use crate::transform::{BatchResult, CallFailure, Produced, RecordFailure, Transform, TransformSpec};
+use crate::transform::{BatchResult, CallFailure, FailureKind, Produced, RecordFailure, Transform, TransformSpec};
 use crate::windows::ForceClose;
 
 /// A deployment's transform as workers run it; replaced as a whole when
@@ -82,7 +82,8 @@ impl Runnable {
 }
 
 pub enum Work {
-    Batch(InputBatch),
+    /// Records, some of which (`invalid`) no transform may see.
+    Batch { batch: InputBatch, invalid: Vec<RecordFailure> },
     /// Close windows of an idle partition.
     CloseIdle { idle_ms: u64 },
 }
@@ -90,6 +91,9 @@ pub enum Work {
 pub enum Outcome {
     Batch(BatchResult),
     Closed(Result<Vec<Produced>, CallFailure>),
+    /// The host panicked running the job (a bug in Weir, not the guest's
+    /// doing): the partition's state went with it.
+    Panicked(String),
 }
 
 pub struct Job {
@@ -108,7 +112,8 @@ pub struct Done {
     pub rolled_back: Option<String>,
     pub partition: i32,
     pub work: Work,
-    pub state: Box<PartitionState>,
+    /// `None` only after a panic.
+    pub state: Option<Box<PartitionState>>,
     pub outcome: Outcome,
     pub elapsed: Duration,
     pub cpu: Duration,
@@ -273,22 +278,16 @@ impl Workers {
             transforms.retain(|_, (r, _)| Arc::strong_count(r) > 1);
             let (started, cpu0) = (Instant::now(), thread_cpu_time());
             let Job { runnable, partition, work, state, reply } = job;
-            let mut rolled_back = None;
-            let (state, outcome) = match &work {
-                Work::Batch(batch) => match runnable.fallback() {
-                    None => {
-                        let (state, result) = transform_of(&mut transforms, &runnable).dispatch(batch, state);
-                        (state, Outcome::Batch(result))
-                    }
-                    Some(fallback) => {
-                        let (state, result, why) = try_on_trial(&mut transforms, &runnable, &fallback, batch, state);
-                        rolled_back = why;
-                        (state, Outcome::Batch(result))
-                    }
-                },
-                Work::CloseIdle { idle_ms } => {
-                    let (state, result) = transform_of(&mut transforms, &runnable).close_windows(ForceClose::Idle { idle_ms: *idle_ms }, state);
-                    (state, Outcome::Closed(result))
+            // A panic fails this job's partition, not the worker (which every
+            // deployment shares) nor the process.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&mut transforms, &runnable, &work, state)));
+            let (state, outcome, rolled_back) = match ran {
+                Ok((state, outcome, rolled_back)) => (Some(state), outcome, rolled_back),
+                Err(panic) => {
+                    transforms.remove(&(Arc::as_ptr(&runnable) as usize));
+                    let message = panic_message(&*panic);
+                    tracing::error!(deployment = %runnable.spec.name, partition, "a worker panicked: {message}");
+                    (None, Outcome::Panicked(message), None)
                 }
             };
             let cpu = thread_cpu_time().saturating_sub(cpu0);
@@ -301,6 +300,32 @@ impl Workers {
             let _ = reply.send(Done { runnable, rolled_back, partition, work, state, outcome, elapsed: started.elapsed(), cpu });
         }
     }
+}
+
+/// Runs one job's work; returns the state, the outcome and, for a batch of a
+/// transform on trial that was rolled back, why.
+fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, state: Box<PartitionState>) -> (Box<PartitionState>, Outcome, Option<String>) {
+    match work {
+        Work::Batch { batch, invalid } => match runnable.fallback() {
+            None => {
+                let (state, result) = transform_of(transforms, runnable).dispatch_checked(batch, invalid, state);
+                (state, Outcome::Batch(result), None)
+            }
+            Some(fallback) => {
+                let (state, result, why) = try_on_trial(transforms, runnable, &fallback, batch, invalid, state);
+                (state, Outcome::Batch(result), why)
+            }
+        },
+        Work::CloseIdle { idle_ms } => {
+            let (state, result) = transform_of(transforms, runnable).close_windows(ForceClose::Idle { idle_ms: *idle_ms }, state);
+            (state, Outcome::Closed(result), None)
+        }
+    }
+}
+
+/// What a panic said.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Nice 10: under contention the kernel gives a nice-0 thread about ten
@@ -328,19 +353,23 @@ fn try_on_trial(
     candidate: &Arc<Runnable>,
     fallback: &Arc<Runnable>,
     batch: &InputBatch,
+    invalid: &[RecordFailure],
     mut state: Box<PartitionState>,
 ) -> (Box<PartitionState>, BatchResult, Option<String>) {
     state.savepoint();
-    let (mut state, result) = transform_of(transforms, candidate).dispatch(batch, state);
-    if result.failures.is_empty() && result.stopped.is_none() {
+    let (mut state, result) = transform_of(transforms, candidate).dispatch_checked(batch, invalid, state);
+    // Invalid records fail whatever runs; only the transform's own failures count.
+    let own = |r: &BatchResult| r.failures.iter().filter(|f| f.kind != FailureKind::InvalidInput).count();
+    let stopped_itself = |r: &BatchResult| r.stopped.as_ref().is_some_and(|s| s.kind != FailureKind::InvalidInput);
+    if own(&result) == 0 && !stopped_itself(&result) {
         state.release_savepoint();
         candidate.passed_batch();
         return (state, result, None);
     }
     state.rollback_to_savepoint();
-    let (state, old) = transform_of(transforms, fallback).dispatch(batch, state);
-    let regressed = (result.stopped.is_some() && old.stopped.is_none()) || old.failures.len() < result.failures.len();
-    let why = regressed.then(|| match (&result.stopped, result.failures.first()) {
+    let (state, old) = transform_of(transforms, fallback).dispatch_checked(batch, invalid, state);
+    let regressed = (stopped_itself(&result) && !stopped_itself(&old)) || own(&old) < own(&result);
+    let why = regressed.then(|| match (result.stopped.as_ref().filter(|_| stopped_itself(&result)), result.failures.iter().find(|f| f.kind != FailureKind::InvalidInput)) {
         (Some(s), _) => crate::transform::describe_failure(&candidate.spec.name, batch, &RecordFailure { index: s.index, kind: s.kind, message: s.message.clone() }),
         (None, Some(f)) => crate::transform::describe_failure(&candidate.spec.name, batch, f),
         (None, None) => unreachable!("the candidate failed"),

@@ -55,7 +55,7 @@ pub fn produce(producer: &Producer, topic: &str, partition: i32, state: &Partiti
     for (key, value) in state.durable_changes() {
         let headers = OwnedHeaders::new().insert(Header { key: OFFSETS_HEADER, value: Some(header.as_bytes()) });
         let out = Out { topic, key: Some(key), value: value.as_deref(), headers: Some(headers), timestamp: None, partition: Some(partition) };
-        producer.send(out, acks, &|| false).with_context(|| format!("producing to changelog {topic}"))?;
+        producer.send(out, crate::kafka::producer::Role::Changelog, acks, &|| false).with_context(|| format!("producing to changelog {topic}"))?;
         n += 1;
     }
     Ok(n)

@@ -80,10 +80,21 @@ pub struct PartitionState {
     pending: Pending,
     /// Values as of the last flush (interior: reads fill it).
     cache: RefCell<cache::ReadCache>,
-    /// `(key, previous pending entry)` for every write of the open
-    /// transaction, or since the savepoint if one is active; `None` when
-    /// the key had no pending entry.
-    undo: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
+    /// `(key, previous pending entry)` for the first write of every key in
+    /// each transaction, since the open one began or, if one is active, since
+    /// the savepoint; `None` when the key had no pending entry. Only first
+    /// writes are kept: a transaction that sets one key a million times
+    /// keeps one old value, not a million.
+    undo: Vec<(Vec<u8>, Option<pending::Stamped>)>,
+    /// Stamps the pending entries the open transaction writes.
+    txn_stamp: u64,
+    /// Bytes of keys and values held in `pending` (what they cost in
+    /// memory, unlike `pending_bytes`, the change in state size).
+    pending_held: u64,
+    /// Largest entry (key, value and changelog framing) that may be
+    /// written, and the size of the first larger one written since asked.
+    max_entry_bytes: Option<u64>,
+    oversize: Option<u64>,
     /// Where the open transaction's entries start in `undo`.
     txn_start: usize,
     in_txn: bool,
@@ -118,6 +129,10 @@ impl PartitionState {
             pending: Pending::default(),
             cache: RefCell::new(cache::ReadCache::new(CACHE_BYTES)),
             undo: Vec::new(),
+            txn_stamp: 0,
+            pending_held: 0,
+            max_entry_bytes: None,
+            oversize: None,
             txn_start: 0,
             in_txn: false,
             stream_time,
@@ -151,6 +166,7 @@ impl PartitionState {
     pub fn begin(&mut self) {
         debug_assert!(!self.in_txn);
         self.in_txn = true;
+        self.txn_stamp += 1;
         if self.savepoint.is_none() {
             self.undo.clear();
         }
@@ -178,9 +194,12 @@ impl PartitionState {
 
     fn undo_to(&mut self, len: usize) {
         for (key, previous) in self.undo.drain(len..).rev() {
+            let held = |v: &pending::Value| entry_held(&key, v);
+            let now = self.pending.get(&key).map_or(0, held);
+            self.pending_held = self.pending_held.saturating_sub(now) + previous.as_ref().map_or(0, |(v, _)| held(v));
             match previous {
                 Some(v) => {
-                    self.pending.insert(key, v);
+                    self.pending.insert_stamped(key, v);
                 }
                 None => self.pending.remove(&key),
             }
@@ -253,17 +272,44 @@ impl PartitionState {
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let added = entry_bytes(&key, value.as_ref());
-        let previous = self.pending.insert(key.clone(), value);
+        let held = entry_held(&key, &value);
+        let previous = self.pending.insert_stamped(key.clone(), (value, self.txn_stamp));
+        self.pending_held = self.pending_held.saturating_sub(previous.as_ref().map_or(0, |(v, _)| entry_held(&key, v))) + held;
         if matches!(key.first(), Some(&(ns::USER | ns::WINDOW))) {
             let removed = match &previous {
-                Some(p) => entry_bytes(&key, p.as_ref()),
+                Some((p, _)) => entry_bytes(&key, p.as_ref()),
                 None => self.stored_entry_bytes(&key),
             };
             self.pending_bytes += added - removed;
+            if let Some(max) = self.max_entry_bytes {
+                let framed = crate::engine::record_size(key.len(), added.max(0) as usize, [changelog::OFFSETS_HEADER.len() + 64].into_iter());
+                if framed > max && self.oversize.is_none() {
+                    self.oversize = Some(framed);
+                }
+            }
         }
-        if self.in_txn || self.savepoint.is_some() {
+        let first_in_txn = !self.in_txn || previous.as_ref().is_none_or(|(_, stamp)| *stamp != self.txn_stamp);
+        if (self.in_txn || self.savepoint.is_some()) && first_in_txn {
             self.undo.push((key, previous));
         }
+    }
+
+    /// Sets the largest entry the changelog accepts (its topic's
+    /// `max.message.bytes`); writes of larger entries are reported by
+    /// [`take_oversize`](Self::take_oversize).
+    pub fn set_max_entry_bytes(&mut self, max: u64) {
+        self.max_entry_bytes = Some(max);
+    }
+
+    /// The framed size of the first entry written over the limit since the
+    /// last call, if any.
+    pub fn take_oversize(&mut self) -> Option<(u64, u64)> {
+        self.oversize.take().zip(self.max_entry_bytes)
+    }
+
+    /// Bytes of keys and values the pending writes hold in memory.
+    pub fn pending_held(&self) -> u64 {
+        self.pending_held
     }
 
     /// Bytes of `key`'s entry in the backend. Usually the read cache knows
@@ -303,13 +349,16 @@ impl PartitionState {
         Ok((stored as i64).saturating_add(self.pending_bytes).max(0) as u64)
     }
 
-    /// Up to `limit` live entries with `start <= key < end`, ascending.
-    pub fn scan_raw(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// Up to `limit` live entries with `start <= key < end`, ascending,
+    /// stopping after the entry that brings their keys and values to
+    /// `max_bytes`.
+    pub fn scan_raw(&self, start: &[u8], end: Option<&[u8]>, limit: usize, max_bytes: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut pending = self.pending.range(start, upper).peekable();
         let mut backend = self.backend.scan(start, end).peekable();
-        let mut out = Vec::new();
-        while out.len() < limit {
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut bytes = 0u64;
+        while out.len() < limit && bytes < max_bytes {
             let take_pending = match (pending.peek(), backend.peek()) {
                 (None, None) => break,
                 (Some(_), None) => true,
@@ -325,12 +374,15 @@ impl PartitionState {
                 (Some(_), Some(Err(_))) => false,
             };
             if take_pending {
-                let (k, v) = pending.next().unwrap();
+                let (k, v) = pending.next().expect("peeked");
                 if let Some(v) = v {
+                    bytes += (k.len() + v.len()) as u64;
                     out.push((k.clone(), v.clone()));
                 }
             } else {
-                out.push(backend.next().unwrap()?);
+                let (k, v) = backend.next().expect("peeked")?;
+                bytes += (k.len() + v.len()) as u64;
+                out.push((k, v));
             }
         }
         Ok(out)
@@ -379,20 +431,23 @@ impl PartitionState {
         self.put_raw(Self::user_key(key), None);
     }
 
-    /// Live user entries with `start <= key < end`, at most `limit`.
-    pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// Live user entries with `start <= key < end`, at most `limit`, and no
+    /// more once their keys and values reach `max_bytes`.
+    pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: u32, max_bytes: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = Self::user_key(start);
         let end = match end {
             Some(e) => Some(Self::user_key(e)),
             None => Some(vec![ns::USER + 1]),
         };
-        let mut out = Vec::new();
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut from = start;
+        let mut bytes = 0u64;
         // Expired entries are skipped, so a page may need several scans.
-        while out.len() < limit as usize {
+        while out.len() < limit as usize && bytes < max_bytes {
             let want = limit as usize - out.len();
-            let page = self.scan_raw(&from, end.as_deref(), want)?;
-            let exhausted = page.len() < want;
+            let page = self.scan_raw(&from, end.as_deref(), want, max_bytes - bytes)?;
+            bytes += page.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
+            let exhausted = page.len() < want && bytes < max_bytes;
             if let Some((last, _)) = page.last() {
                 from = last.clone();
                 from.push(0);
@@ -406,8 +461,8 @@ impl PartitionState {
     }
 
     /// Live user entries whose key starts with `prefix` and is greater than
-    /// `after`, at most `limit`.
-    pub fn prefix(&self, prefix: &[u8], after: Option<&[u8]>, limit: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// `after`, at most `limit` (and `max_bytes`, as for `range`).
+    pub fn prefix(&self, prefix: &[u8], after: Option<&[u8]>, limit: u32, max_bytes: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = match after {
             Some(a) if a >= prefix => {
                 let mut s = a.to_vec();
@@ -417,7 +472,7 @@ impl PartitionState {
             _ => prefix.to_vec(),
         };
         let end = prefix_end(prefix);
-        let mut entries = self.range(&start, end.as_deref(), limit)?;
+        let mut entries = self.range(&start, end.as_deref(), limit, max_bytes)?;
         entries.retain(|(k, _)| k.starts_with(prefix));
         Ok(entries)
     }
@@ -441,7 +496,9 @@ impl PartitionState {
         self.undo.clear();
         self.in_txn = false;
         self.savepoint = None;
+        let max_entry_bytes = self.max_entry_bytes;
         *self = Self::open(std::mem::replace(&mut self.backend, Box::new(memory::MemoryBackend::default())))?;
+        self.max_entry_bytes = max_entry_bytes;
         Ok(())
     }
 
@@ -495,9 +552,15 @@ impl PartitionState {
         }
         self.stored_bytes.set(total);
         self.pending_bytes = 0;
+        self.pending_held = 0;
         self.pending_inexact = false;
         Ok(())
     }
+}
+
+/// Bytes a pending entry holds in memory.
+fn entry_held(key: &[u8], value: &pending::Value) -> u64 {
+    (key.len() + value.as_ref().map_or(0, Vec::len)) as u64
 }
 
 /// Bytes an entry adds to the state size (a delete: none).
@@ -561,12 +624,12 @@ mod tests {
         s.delete(b"k2");
         s.set(b"k3", b"new", None);
         s.set(b"k5", b"new", None);
-        let got = s.prefix(b"k", None, 10).unwrap();
+        let got = s.prefix(b"k", None, 10, u64::MAX).unwrap();
         let keys: Vec<_> = got.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())).collect();
         assert_eq!(keys, [("k1".into(), "old".into()), ("k3".into(), "new".into()), ("k4".into(), "old".into()), ("k5".into(), "new".into())]);
-        let page = s.prefix(b"k", Some(b"k3"), 1).unwrap();
+        let page = s.prefix(b"k", Some(b"k3"), 1, u64::MAX).unwrap();
         assert_eq!(page[0].0, b"k4");
-        assert_eq!(s.range(b"k2", Some(b"k4"), 10).unwrap().len(), 1);
+        assert_eq!(s.range(b"k2", Some(b"k4"), 10, u64::MAX).unwrap().len(), 1);
     }
 
     #[test]
@@ -578,13 +641,13 @@ mod tests {
         assert!(s.get(b"session").unwrap().is_some());
         s.observe_timestamp(1_500);
         assert!(s.get(b"session").unwrap().is_none());
-        assert!(s.prefix(b"", None, 10).unwrap().is_empty());
+        assert!(s.prefix(b"", None, 10, u64::MAX).unwrap().is_empty());
     }
 
     /// Everything a reader can see, pending writes included.
     fn view(s: &PartitionState) -> (Vec<(Vec<u8>, Vec<u8>)>, i64, Vec<(Vec<u8>, Option<Vec<u8>>)>, u64) {
         let durable = s.durable_changes().map(|(k, v)| (k.clone(), v.clone())).collect();
-        (s.prefix(b"", None, 100).unwrap(), s.stream_time(), durable, s.state_bytes())
+        (s.prefix(b"", None, 100, u64::MAX).unwrap(), s.stream_time(), durable, s.state_bytes())
     }
 
     /// Several calls' worth of changes: committed and rolled-back
@@ -727,5 +790,52 @@ mod tests {
         assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
         assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xFF]), None);
+    }
+
+    /// The undo-log bomb: a call that sets one key again and again keeps
+    /// one old value for it, not one per write, and still rolls back
+    /// exactly; a second transaction (or one inside a savepoint) keeps its
+    /// own.
+    #[test]
+    fn the_undo_log_keeps_one_entry_per_key_and_transaction() {
+        let mut s = PartitionState::in_memory();
+        s.set(b"k", b"committed", None);
+        s.flush().unwrap();
+        s.begin();
+        for i in 0..10_000u32 {
+            s.set(b"k", &i.to_be_bytes().repeat(256), None);
+        }
+        assert_eq!(s.undo.len(), 1);
+        assert!(s.pending_held() < 2_000, "only the last value is held: {}", s.pending_held());
+        s.rollback();
+        assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"committed"[..]));
+
+        s.savepoint();
+        s.begin();
+        s.set(b"k", b"first", None);
+        s.set(b"k", b"first again", None);
+        s.commit_txn();
+        s.begin();
+        s.set(b"k", b"second", None);
+        s.rollback();
+        assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"first again"[..]), "the second transaction rolls back to the first's value");
+        s.rollback_to_savepoint();
+        assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"committed"[..]));
+        assert_eq!(s.pending_held(), 0);
+    }
+
+    #[test]
+    fn entries_larger_than_the_changelog_accepts_are_reported() {
+        let mut s = PartitionState::in_memory();
+        s.set_max_entry_bytes(1_000);
+        s.set(b"small", &[0; 500], None);
+        assert_eq!(s.take_oversize(), None);
+        s.set(b"big", &[0; 2_000], None);
+        let (bytes, limit) = s.take_oversize().expect("reported");
+        assert!(bytes > 2_000 && limit == 1_000, "{bytes} {limit}");
+        assert_eq!(s.take_oversize(), None, "reported once");
+        s.discard_pending().unwrap();
+        s.set(b"big", &[0; 2_000], None);
+        assert!(s.take_oversize().is_some(), "the limit survives a rewind");
     }
 }

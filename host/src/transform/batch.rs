@@ -4,18 +4,22 @@
 
 use std::collections::BTreeMap;
 
-use super::{FailureKind, TransformSpec};
+use super::budget::HostBudget;
+use super::{CallFailure, FailureKind, RecordFailure, TransformSpec};
 use crate::bindings::{Header, InputBatch, InputRecord, OutputBatch, Span};
 
 /// Appends records of one topic-partition to a columnar [`InputBatch`].
 pub struct BatchBuilder {
     batch: InputBatch,
+    /// Records that cannot be given to a transform, and why.
+    invalid: Vec<RecordFailure>,
 }
 
 impl BatchBuilder {
     pub fn new(topic: &str, partition: i32) -> Self {
         BatchBuilder {
             batch: InputBatch { topic: topic.to_owned(), partition, data: Vec::new(), records: Vec::new(), headers: Vec::new() },
+            invalid: Vec::new(),
         }
     }
 
@@ -33,16 +37,47 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
     ) {
+        self.push_bytes(offset, timestamp, key, value, headers.into_iter().map(|(n, v)| (n.as_bytes(), v)));
+    }
+
+    /// [`push`](Self::push) for a record as consumed: header names are
+    /// bytes, and a record whose name is not UTF-8 (the world promises
+    /// UTF-8) is kept with the name decoded lossily and marked invalid, to
+    /// go to the failure policy instead of the transform.
+    pub fn push_bytes<'h>(
+        &mut self,
+        offset: i64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
+    ) {
         let key = key.map(|k| self.bytes(k));
         let value = value.map(|v| self.bytes(v));
         let first = self.batch.headers.len() as u32;
-        for (name, v) in headers {
-            let name = self.bytes(name.as_bytes());
+        let mut invalid = None;
+        for (i, (name, v)) in headers.into_iter().enumerate() {
+            let name = match std::str::from_utf8(name) {
+                Ok(_) => self.bytes(name),
+                Err(_) => {
+                    invalid.get_or_insert_with(|| format!("header #{i}'s name is not UTF-8 (bytes {}); transforms get UTF-8 header names", hex::encode(&name[..name.len().min(32)])));
+                    self.bytes(String::from_utf8_lossy(name).as_bytes())
+                }
+            };
             let value = v.map(|v| self.bytes(v));
             self.batch.headers.push(Header { name, value });
         }
         let headers = Span { start: first, len: self.batch.headers.len() as u32 - first };
+        let index = self.batch.records.len() as u32;
         self.batch.records.push(InputRecord { offset, timestamp, key, value, headers });
+        if let Some(message) = invalid {
+            self.mark_invalid(index, message);
+        }
+    }
+
+    /// Marks the record at `index` as one no transform may see.
+    pub fn mark_invalid(&mut self, index: u32, message: String) {
+        self.invalid.push(RecordFailure { index, kind: FailureKind::InvalidInput, message });
     }
 
     pub fn len(&self) -> usize {
@@ -60,6 +95,11 @@ impl BatchBuilder {
 
     pub fn finish(self) -> InputBatch {
         self.batch
+    }
+
+    /// The batch and its invalid records (in index order).
+    pub fn finish_checked(self) -> (InputBatch, Vec<RecordFailure>) {
+        (self.batch, self.invalid)
     }
 }
 
@@ -89,6 +129,44 @@ impl InputBatch {
         }
         b.finish()
     }
+}
+
+/// Longest reject or error message kept: a dead letter's header carries
+/// it.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Charges `budget` for an output batch the host now holds.
+pub fn charge_taken(out: &OutputBatch, budget: &mut HostBudget) -> Result<(), CallFailure> {
+    let strings: usize = out.topics.iter().map(String::len).chain(out.rejects.iter().map(|r| r.message.len())).sum();
+    let bytes = out.data.len()
+        + out.records.len() * size_of::<crate::bindings::OutputRecord>()
+        + out.headers.len() * size_of::<Header>()
+        + out.window_adds.len() * size_of::<crate::bindings::WindowAdd>()
+        + (out.topics.len() + out.rejects.len()) * size_of::<String>()
+        + strings;
+    budget.charge(bytes as u64, "the output batch")
+}
+
+/// Cuts reject messages to [`MAX_MESSAGE_BYTES`].
+pub fn cut_messages(mut out: OutputBatch) -> OutputBatch {
+    for r in &mut out.rejects {
+        if r.message.len() > MAX_MESSAGE_BYTES {
+            r.message = truncate(&r.message, MAX_MESSAGE_BYTES).to_owned();
+        }
+    }
+    out
 }
 
 /// What an output's `source` index stands for.
@@ -164,63 +242,72 @@ impl Produced {
 pub type SourceFailures = BTreeMap<u32, (FailureKind, String)>;
 
 /// Checks a returned batch against its `sources` count and the
-/// deployment's limits. A malformed batch is an error for the whole call;
-/// rejections and per-record limit breaches are returned per source.
-pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec) -> Result<SourceFailures, String> {
+/// deployment's limits, charging `budget` for the output records the host
+/// will hold until they are produced. A malformed batch is an error for the
+/// whole call; rejections and per-record limit breaches are returned per
+/// source.
+///
+/// Linear in the batch: a header list shared by every output record is
+/// walked once per record, but each walk is paid for from the budget
+/// before it is made.
+pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &mut HostBudget) -> Result<SourceFailures, CallFailure> {
+    let invalid = |why: &str| CallFailure::new(FailureKind::InvalidOutput, why.to_owned());
     let data = out.data.as_slice();
     let span_ok = |s: Span| s.get(data).is_some();
     for (i, t) in out.topics.iter().enumerate() {
         if t.is_empty() {
-            return Err(format!("output topic #{i} has an empty name"));
+            return Err(invalid(&format!("output topic #{i} has an empty name")));
         }
     }
     for h in &out.headers {
-        let name = h.name.get(data).ok_or("a header name lies outside the data buffer")?;
-        std::str::from_utf8(name).map_err(|_| "a header name is not UTF-8")?;
+        let name = h.name.get(data).ok_or_else(|| invalid("a header name lies outside the data buffer"))?;
+        std::str::from_utf8(name).map_err(|_| invalid("a header name is not UTF-8"))?;
         if !h.value.is_none_or(span_ok) {
-            return Err("a header value lies outside the data buffer".into());
+            return Err(invalid("a header value lies outside the data buffer"));
         }
     }
     let mut failures = SourceFailures::new();
     for r in &out.rejects {
         if r.source as usize >= sources {
-            return Err(format!("a rejection names source {} but the call had {sources}", r.source));
+            return Err(invalid(&format!("a rejection names source {} but the call had {sources}", r.source)));
         }
         failures.entry(r.source).or_insert((FailureKind::Rejected, r.message.clone()));
     }
     let limits = &spec.limits;
     let mut previous = 0u32;
     let (mut count, mut bytes) = (0u64, 0u64);
+    // Sources over the output count limit, with how many outputs they made.
+    let mut too_many: BTreeMap<u32, u64> = BTreeMap::new();
     for r in &out.records {
         if r.source as usize >= sources {
-            return Err(format!("an output names source {} but the call had {sources}", r.source));
+            return Err(invalid(&format!("an output names source {} but the call had {sources}", r.source)));
         }
         if r.source < previous {
-            return Err("output sources decrease: outputs must follow their sources' order".into());
+            return Err(invalid("output sources decrease: outputs must follow their sources' order"));
         }
         if r.source != previous {
             (count, bytes) = (0, 0);
             previous = r.source;
         }
         if !(r.key.is_none_or(span_ok) && r.value.is_none_or(span_ok)) {
-            return Err("an output key or value lies outside the data buffer".into());
+            return Err(invalid("an output key or value lies outside the data buffer"));
         }
-        let headers = out.headers.get(r.headers.range()).ok_or("an output's headers lie outside the header list")?;
+        let headers = out.headers.get(r.headers.range()).ok_or_else(|| invalid("an output's headers lie outside the header list"))?;
+        budget.charge(crate::engine::record_size(0, 0, std::iter::repeat_n(0, headers.len())), "output records")?;
         let topic = match r.topic {
-            Some(t) => Some(out.topics.get(t as usize).ok_or("an output names a topic index that does not exist")?),
+            Some(t) => Some(out.topics.get(t as usize).ok_or_else(|| invalid("an output names a topic index that does not exist"))?),
             None => None,
         };
         count += 1;
-        let size = u64::from(r.key.map_or(0, |s| s.len) + r.value.map_or(0, |s| s.len)) + headers.iter().map(|h| u64::from(h.name.len + h.value.map_or(0, |v| v.len))).sum::<u64>();
+        let header_bytes: usize = headers.iter().map(|h| (h.name.len + h.value.map_or(0, |v| v.len)) as usize).sum();
+        let size = r.key.map_or(0, |s| s.len) as u64 + u64::from(r.value.map_or(0, |s| s.len)) + header_bytes as u64;
+        budget.charge(size, "output records")?;
         bytes += size;
-        let framed = crate::engine::record_size(0, size as usize, headers.iter().map(|_| 0));
-        if let Some(limit) = limits.max_output_record_bytes.filter(|&l| framed > l) {
+        let framed = crate::engine::record_size(r.key.map_or(0, |s| s.len as usize), r.value.map_or(0, |s| s.len as usize), headers.iter().map(|h| (h.name.len + h.value.map_or(0, |v| v.len)) as usize));
+        if count > u64::from(limits.max_outputs_per_record) {
+            *too_many.entry(r.source).or_default() = count;
+        } else if let Some(limit) = limits.max_output_record_bytes.filter(|&l| framed > l) {
             failures.entry(r.source).or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::RecordBytes { bytes: framed, limit }.to_string()));
-        } else if count > u64::from(limits.max_outputs_per_record) {
-            failures.entry(r.source).or_insert((
-                FailureKind::OutputLimit,
-                crate::engine::LimitExceeded::Outputs { count: count_for(out, r.source), limit: limits.max_outputs_per_record }.to_string(),
-            ));
         } else if bytes > limits.max_output_bytes_per_record {
             failures.entry(r.source).or_insert((
                 FailureKind::OutputLimit,
@@ -233,11 +320,10 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec) -> Result<
             }
         }
     }
+    for (source, count) in too_many {
+        failures.entry(source).or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::Outputs { count, limit: limits.max_outputs_per_record }.to_string()));
+    }
     Ok(failures)
-}
-
-fn count_for(out: &OutputBatch, source: u32) -> u64 {
-    out.records.iter().filter(|r| r.source == source).count() as u64
 }
 
 /// Drops the outputs of failed sources.

@@ -71,6 +71,14 @@ impl Folder for Instance {
     fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure> {
         Instance::merge(self, window, key, a, b)
     }
+
+    fn charge(&mut self, bytes: u64, what: &str) -> Result<(), CallFailure> {
+        self.budget().charge(bytes, what)
+    }
+
+    fn budget_left(&mut self) -> u64 {
+        self.budget().left()
+    }
 }
 
 impl Transform {
@@ -103,12 +111,29 @@ impl Transform {
 
     /// Processes `batch` (records of one partition) against that
     /// partition's state.
-    pub fn dispatch(&mut self, batch: &InputBatch, mut state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
-        if let Some(max) = batch.records.iter().map(|r| r.timestamp).max() {
+    pub fn dispatch(&mut self, batch: &InputBatch, state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
+        self.dispatch_checked(batch, &[], state)
+    }
+
+    /// [`dispatch`](Self::dispatch) of a batch some of whose records
+    /// (`invalid`, in index order) no transform may see: they fail as they
+    /// are, and neither their time nor their content reaches the state.
+    pub fn dispatch_checked(&mut self, batch: &InputBatch, invalid: &[RecordFailure], mut state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
+        // Under the stop policy the first invalid record stops the batch.
+        let stop_at = invalid.first().filter(|_| self.spec.stop_at_failure);
+        let end = stop_at.map_or(batch.records.len() as u32, |f| f.index);
+        let valid: Vec<u32> = (0..end).filter(|i| invalid.binary_search_by_key(i, |f| f.index).is_err()).collect();
+        if let Some(max) = valid.iter().map(|&i| batch.records[i as usize].timestamp).max() {
             state.observe_timestamp(max);
         }
-        let mut run = Run { state: Some(state), result: BatchResult::default() };
-        self.group(batch, (0..batch.records.len() as u32).collect(), &mut run);
+        let failures = if stop_at.is_some() { Vec::new() } else { invalid.to_vec() };
+        let mut run = Run { state: Some(state), result: BatchResult { failures, ..BatchResult::default() } };
+        if !valid.is_empty() {
+            self.group(batch, valid, &mut run);
+        }
+        if let (Some(f), None) = (stop_at, &run.result.stopped) {
+            run.stop(f.index, CallFailure::new(f.kind, f.message.clone()));
+        }
         run.result.failures.sort_by_key(|f| f.index);
         run.result.late.sort_unstable();
         run.result.late.dedup();
@@ -134,6 +159,7 @@ impl Transform {
             return Ok(Vec::new());
         }
         let defs = inst.windows().clone();
+        inst.begin_budget();
         let state = slot.as_mut().expect("state present");
         state.begin();
         let mut emitted = Vec::new();
@@ -238,14 +264,18 @@ impl Transform {
         };
         run.state().begin();
         let state_before = spec.limits.max_state_bytes.map(|_| run.state().try_state_bytes().map_err(CallFailure::host));
+        inst.begin_budget();
         let called = inst.process(sub, &mut run.state);
         let outcome = called.and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m))).and_then(|out| {
-            let failed = batch::check(&out, sub.records.len(), &spec).map_err(|why| CallFailure::new(FailureKind::InvalidOutput, why))?;
+            let failed = batch::check(&out, sub.records.len(), &spec, inst.budget())?;
             let wrote = run.state().touched() || !out.window_adds.is_empty();
             if !failed.is_empty() && (wrote || spec.stop_at_failure) {
                 return Ok(Err(failed));
             }
             let windowed = apply_windows(inst, &out, &failed, indices, run, &spec)?;
+            if let Some((bytes, limit)) = run.state().take_oversize() {
+                return Err(CallFailure::new(FailureKind::StateLimit, LimitExceeded::StateEntry { bytes, limit }.to_string()));
+            }
             if let (Some(limit), Some(before)) = (spec.limits.max_state_bytes, state_before) {
                 check_state_size(run.state(), before?, limit)?;
             }
@@ -356,8 +386,9 @@ fn call_on_window(
             closed: e.closed,
         });
     }
+    inst.budget().charge(wb.data.len() as u64 + (wb.results.len() * size_of::<WindowResult>()) as u64, "window results")?;
     let out = inst.on_window(&wb, state)?.map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
-    let failed = batch::check(&out, emitted.len(), spec).map_err(|why| CallFailure::new(FailureKind::InvalidOutput, why))?;
+    let failed = batch::check(&out, emitted.len(), spec, inst.budget())?;
     if !out.window_adds.is_empty() {
         return Err(CallFailure::new(FailureKind::InvalidOutput, "on-window returned window values".to_owned()));
     }

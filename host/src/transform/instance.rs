@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::budget::HostBudget;
 use super::log::{GuestLog, GuestLogStream, LastError};
 use super::{CallFailure, FailureKind, TransformSpec};
 use crate::bindings::v0_1::Plugin;
@@ -28,8 +29,12 @@ pub struct HostState {
     /// `process` and `on-window` calls.
     pub(crate) partition: Option<Box<PartitionState>>,
     pub(crate) windows: WindowDefs,
+    /// What the current call may make the host hold on its behalf.
+    pub(crate) budget: HostBudget,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
+    /// The instance's WASI monotonic clock, ns (see `engine::wasi`).
+    pub(crate) wasi_now: u64,
 }
 
 impl WasiView for HostState {
@@ -51,6 +56,9 @@ pub struct Instance {
     max_wasm_stack: usize,
 }
 
+/// Marks wasmtime's refusal to copy more than the hostcall fuel allows.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
 impl Instance {
     /// Instantiates the module and runs the transform's `init`.
     pub fn new(module: &Module, spec: &TransformSpec) -> Result<Instance, CallFailure> {
@@ -63,11 +71,17 @@ impl Instance {
             last_error,
             partition: None,
             windows: WindowDefs::default(),
+            budget: HostBudget::new(spec.limits.host_bytes_per_call()),
             wasi,
             table: ResourceTable::new(),
+            wasi_now: 0,
         };
         let mut store = Store::new(module.engine.wasmtime(), data);
         store.limiter(|s| &mut s.limiter);
+        // What one call may copy out of the guest (an output batch, a host
+        // call's arguments): the elements of a `list<string>` may all point
+        // at one large string, and each is copied.
+        store.set_hostcall_fuel(usize::try_from(spec.limits.host_bytes_per_call()).unwrap_or(usize::MAX));
         store.epoch_deadline_callback(|mut ctx| {
             let cpu = &mut ctx.data_mut().cpu;
             if thread_cpu_time() >= cpu.deadline {
@@ -94,19 +108,42 @@ impl Instance {
         result.map_err(|e| classify(&mut self.store, e, self.max_wasm_stack))
     }
 
+    /// Starts the host budget of a call and the work that follows it.
+    pub fn begin_budget(&mut self) {
+        self.store.data_mut().budget.reset();
+    }
+
+    /// The host budget of the current call.
+    pub fn budget(&mut self) -> &mut HostBudget {
+        &mut self.store.data_mut().budget
+    }
+
     /// `process`, with the partition's state reachable from the guest.
     pub fn process(&mut self, batch: &InputBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.store.data_mut().partition = partition.take();
         let result = self.call(|p, s| p.weir_transform_handler().call_process(s, batch));
         *partition = self.store.data_mut().partition.take();
-        result
+        self.taken(result)
     }
 
     pub fn on_window(&mut self, batch: &WindowBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.store.data_mut().partition = partition.take();
         let result = self.call(|p, s| p.weir_transform_handler().call_on_window(s, batch));
         *partition = self.store.data_mut().partition.take();
-        result
+        self.taken(result)
+    }
+
+    /// Charges the call's budget for the output batch the host now holds
+    /// (its copy was bounded by the hostcall fuel) and cuts messages to
+    /// what a dead letter carries.
+    fn taken(&mut self, result: Result<Result<OutputBatch, String>, CallFailure>) -> Result<Result<OutputBatch, String>, CallFailure> {
+        match result? {
+            Ok(out) => {
+                super::batch::charge_taken(&out, &mut self.store.data_mut().budget)?;
+                Ok(Ok(super::batch::cut_messages(out)))
+            }
+            Err(message) => Ok(Err(super::batch::truncate(&message, super::batch::MAX_MESSAGE_BYTES).to_owned())),
+        }
     }
 
     pub fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure> {
@@ -139,6 +176,10 @@ fn arm(store: &mut Store<HostState>) {
 
 /// Names what went wrong in a failed call.
 fn classify(store: &mut Store<HostState>, error: wasmtime::Error, max_wasm_stack: usize) -> CallFailure {
+    if format!("{error:#}").contains(HOSTCALL_FUEL_EXHAUSTED) {
+        let limit = store.hostcall_fuel() as u64;
+        return CallFailure::new(FailureKind::Memory, LimitExceeded::HostMemory { what: "data copied out of the guest by one call".into(), limit }.to_string());
+    }
     let data = store.data_mut();
     if data.cpu.tripped {
         return CallFailure::new(FailureKind::Timeout, LimitExceeded::Cpu { limit_ms: data.cpu.limit_ms }.to_string());
@@ -147,7 +188,13 @@ fn classify(store: &mut Store<HostState>, error: wasmtime::Error, max_wasm_stack
         return CallFailure::new(FailureKind::Memory, breach.to_string());
     }
     if let Some(breach) = error.downcast_ref::<LimitExceeded>() {
-        return CallFailure::new(FailureKind::Memory, breach.to_string());
+        let kind = match breach {
+            LimitExceeded::Cpu { .. } => FailureKind::Timeout,
+            LimitExceeded::Outputs { .. } | LimitExceeded::OutputBytes { .. } | LimitExceeded::RecordBytes { .. } => FailureKind::OutputLimit,
+            LimitExceeded::State { .. } | LimitExceeded::StateEntry { .. } => FailureKind::StateLimit,
+            LimitExceeded::Memory { .. } | LimitExceeded::Table { .. } | LimitExceeded::HostMemory { .. } => FailureKind::Memory,
+        };
+        return CallFailure::new(kind, breach.to_string());
     }
     let said = data.last_error.take().map(|m| format!("; the transform said: {m}")).unwrap_or_default();
     match error.downcast_ref::<Trap>() {

@@ -12,6 +12,8 @@ use serde::Serialize;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use super::batch::truncate;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
@@ -31,7 +33,7 @@ pub struct LogLine {
 }
 
 const KEEP_LINES: usize = 1_000;
-const MAX_LINE_BYTES: usize = 4_096;
+pub const MAX_LINE_BYTES: usize = 4_096;
 const LINES_PER_SECOND: u32 = 200;
 
 /// The log of one deployment, shared by all its instances.
@@ -95,17 +97,6 @@ impl GuestLog {
         let inner = self.inner.lock().unwrap();
         inner.lines.iter().skip(inner.lines.len().saturating_sub(n)).cloned().collect()
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The last error a guest reported during the current call (a panic
@@ -177,12 +168,23 @@ impl LineWriter {
         }
     }
 
+    /// Splits what the guest wrote into lines, in one pass: a write of a
+    /// million newlines costs a million lines (most dropped by the rate
+    /// limit), never a million shifts of what follows them.
     fn push(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=pos).collect();
-            self.emit(&line);
+        let mut rest = bytes;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (line, tail) = rest.split_at(pos + 1);
+            if self.pending.is_empty() {
+                self.emit(line);
+            } else {
+                self.pending.extend_from_slice(line);
+                let whole = std::mem::take(&mut self.pending);
+                self.emit(&whole);
+            }
+            rest = tail;
         }
+        self.pending.extend_from_slice(&rest[..rest.len().min(MAX_LINE_BYTES.saturating_sub(self.pending.len()) + 1)]);
         if self.pending.len() > MAX_LINE_BYTES {
             let line = std::mem::take(&mut self.pending);
             self.emit(&line);

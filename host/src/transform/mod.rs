@@ -6,11 +6,13 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub mod batch;
+pub mod budget;
 mod dispatch;
 pub mod instance;
 pub mod log;
 
 pub use batch::{BatchBuilder, OutRecord, Produced};
+pub use batch::{MAX_MESSAGE_BYTES, truncate};
 pub use dispatch::Transform;
 
 use crate::engine::Limits;
@@ -63,6 +65,12 @@ pub enum FailureKind {
     Fatal,
     /// The host failed (storage); not the record's fault.
     Host,
+    /// The record cannot be given to a transform (a header name that is
+    /// not UTF-8, an event time far in the future).
+    InvalidInput,
+    /// Its output could never be produced (too large for the topic, the
+    /// topic gone or denied).
+    Produce,
 }
 
 impl FailureKind {
@@ -79,6 +87,8 @@ impl FailureKind {
             FailureKind::StateLimit => "state-limit",
             FailureKind::Fatal => "fatal",
             FailureKind::Host => "host",
+            FailureKind::InvalidInput => "invalid-input",
+            FailureKind::Produce => "produce",
         }
     }
 

@@ -24,8 +24,10 @@ pub fn time_bytes(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-fn time_from(b: &[u8]) -> i64 {
-    (u64::from_be_bytes(b[..8].try_into().unwrap()) ^ (1 << 63)) as i64
+/// Decodes [`time_bytes`]; stored bytes that are too short are corrupt.
+fn time_from(b: &[u8]) -> Result<i64> {
+    let word: [u8; 8] = b.get(..8).and_then(|w| w.try_into().ok()).context("corrupt window state: a time is shorter than 8 bytes")?;
+    Ok((u64::from_be_bytes(word) ^ (1 << 63)) as i64)
 }
 
 fn base(name: &str, tag: u8) -> Vec<u8> {
@@ -70,12 +72,12 @@ fn index_key(name: &str, close_at: i64, key: &[u8], start: i64) -> Vec<u8> {
 }
 
 /// Time (the trailing 8 bytes) of a window or point key.
-pub fn trailing_time(k: &[u8]) -> i64 {
-    time_from(&k[k.len() - 8..])
+pub fn trailing_time(k: &[u8]) -> Result<i64> {
+    time_from(&k[k.len().saturating_sub(8)..])
 }
 
 pub fn stream_time(state: &PartitionState, name: &str) -> Result<i64> {
-    Ok(state.get_raw(&base(name, b't'))?.map_or(i64::MIN, |b| time_from(&b)))
+    state.get_raw(&base(name, b't'))?.map_or(Ok(i64::MIN), |b| time_from(&b))
 }
 
 /// Raises the stream time of `name` to `t` (never lowers it); returns the
@@ -98,8 +100,8 @@ pub fn get_window(state: &PartitionState, name: &str, key: &[u8], start: i64, cu
 }
 
 fn decode_window(b: &[u8], custom: bool) -> Result<(i64, Agg)> {
-    let end = time_from(b.get(..8).context("corrupt window entry")?);
-    let agg = Agg::decode(&b[8..], custom).context("corrupt window aggregate")?;
+    let end = time_from(b)?;
+    let agg = Agg::decode(&b[8..], custom).context("corrupt window state: an aggregate is too short")?;
     Ok((end, agg))
 }
 
@@ -109,17 +111,18 @@ pub fn put_window(state: &mut PartitionState, name: &str, key: &[u8], start: i64
     state.put_raw(agg_key(name, key, start), Some(v));
 }
 
-/// Windows (`start`, `end`, aggregate) of `key` with `from <= start <= to`.
-pub fn windows_of(state: &PartitionState, name: &str, key: &[u8], from: i64, to: i64, custom: bool) -> Result<Vec<(i64, i64, Agg)>> {
+/// Windows (`start`, `end`, aggregate) of `key` with `from <= start <= to`,
+/// stopping once their entries reach `max_bytes`.
+pub fn windows_of(state: &PartitionState, name: &str, key: &[u8], from: i64, to: i64, custom: bool, max_bytes: u64) -> Result<Vec<(i64, i64, Agg)>> {
     let lo = agg_key(name, key, from);
     let mut hi = agg_key(name, key, to);
     hi.push(0);
     state
-        .scan_raw(&lo, Some(&hi), usize::MAX)?
+        .scan_raw(&lo, Some(&hi), usize::MAX, max_bytes)?
         .into_iter()
         .map(|(k, v)| {
             let (end, agg) = decode_window(&v, custom)?;
-            Ok((trailing_time(&k), end, agg))
+            Ok((trailing_time(&k)?, end, agg))
         })
         .collect()
 }
@@ -148,10 +151,10 @@ pub fn schedule_close(state: &mut PartitionState, name: &str, close_at: i64, key
 
 /// No close is scheduled before this time (`i64::MAX`: none at all).
 pub fn earliest_close(state: &PartitionState, name: &str) -> Result<i64> {
-    Ok(state.get_raw(&base(name, b'n'))?.map_or(i64::MAX, |b| time_from(&b)))
+    state.get_raw(&base(name, b'n'))?.map_or(Ok(i64::MAX), |b| time_from(&b))
 }
 
-fn set_earliest_close(state: &mut PartitionState, name: &str, t: i64) {
+pub fn set_earliest_close(state: &mut PartitionState, name: &str, t: i64) {
     state.put_raw(base(name, b'n'), Some(time_bytes(t).to_vec()));
 }
 
@@ -162,7 +165,10 @@ pub fn refresh_earliest_close(state: &mut PartitionState, name: &str, until: i64
         Some(t) => [index.as_slice(), &time_bytes(t)].concat(),
         None => return Ok(set_earliest_close(state, name, i64::MAX)),
     };
-    let next = state.scan_raw(&lo, prefix_end(&index).as_deref(), 1)?.first().map_or(i64::MAX, |(k, _)| time_from(&k[index.len()..]));
+    let next = match state.scan_raw(&lo, prefix_end(&index).as_deref(), 1, u64::MAX)?.first() {
+        Some((k, _)) => time_from(&k[index.len()..])?,
+        None => i64::MAX,
+    };
     set_earliest_close(state, name, next);
     Ok(())
 }
@@ -178,8 +184,9 @@ pub struct Due {
     pub index_key: Vec<u8>,
 }
 
-/// Scheduled closes with `from <= close_at <= until`, in close order.
-pub fn due(state: &PartitionState, name: &str, from: i64, until: i64) -> Result<Vec<Due>> {
+/// Scheduled closes with `from <= close_at <= until`, in close order, at
+/// most `max`.
+pub fn due(state: &PartitionState, name: &str, from: i64, until: i64, max: usize) -> Result<Vec<Due>> {
     let index = base(name, b'c');
     let lo = [index.as_slice(), &time_bytes(from)].concat();
     let hi = match until.checked_add(1) {
@@ -187,17 +194,18 @@ pub fn due(state: &PartitionState, name: &str, from: i64, until: i64) -> Result<
         None => prefix_end(&index).expect("index prefix has a successor"),
     };
     let n = index.len();
-    state
-        .scan_raw(&lo, Some(&hi), usize::MAX)?
-        .into_iter()
-        .map(|(k, _)| {
-            let close_at = time_from(&k[n..n + 8]);
-            let len = u32::from_be_bytes(k[n + 8..n + 12].try_into().unwrap()) as usize;
-            let key = k[n + 12..n + 12 + len].to_vec();
-            let start = time_from(&k[n + 12 + len..]);
-            Ok(Due { close_at, key, start, index_key: k })
-        })
-        .collect()
+    state.scan_raw(&lo, Some(&hi), max, u64::MAX)?.into_iter().map(|(k, _)| decode_due(k, n)).collect()
+}
+
+/// Decodes a close-index key (its name prefix is `n` bytes long).
+fn decode_due(k: Vec<u8>, n: usize) -> Result<Due> {
+    let corrupt = || anyhow::anyhow!("corrupt window state: a close-index entry is malformed");
+    let rest = k.get(n..).ok_or_else(corrupt)?;
+    let close_at = time_from(rest)?;
+    let len = u32::from_be_bytes(rest.get(8..12).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?) as usize;
+    let key = rest.get(12..).and_then(|r| r.get(..len)).ok_or_else(corrupt)?.to_vec();
+    let start = time_from(rest.get(12 + len..).ok_or_else(corrupt)?)?;
+    Ok(Due { close_at, key, start, index_key: k })
 }
 
 /// The last instant inside a window, the default timestamp of its outputs:
@@ -209,10 +217,11 @@ pub fn last_instant(kind: &WindowKind, end: i64) -> i64 {
     }
 }
 
-/// Points (per-timestamp values) of `key` with `from <= ts <= to`.
-pub fn points_of(state: &PartitionState, name: &str, key: &[u8], from: i64, to: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+/// Points (per-timestamp values) of `key` with `from <= ts <= to`, in time
+/// order, stopping once their entries reach `max_bytes`.
+pub fn points_of(state: &PartitionState, name: &str, key: &[u8], from: i64, to: i64, max_bytes: u64) -> Result<Vec<(i64, Vec<u8>)>> {
     let lo = point_key(name, key, from);
     let mut hi = point_key(name, key, to);
     hi.push(0);
-    Ok(state.scan_raw(&lo, Some(&hi), usize::MAX)?.into_iter().map(|(k, v)| (trailing_time(&k), v)).collect())
+    state.scan_raw(&lo, Some(&hi), usize::MAX, max_bytes)?.into_iter().map(|(k, v)| Ok((trailing_time(&k)?, v))).collect()
 }

@@ -60,7 +60,7 @@ fn validate(name: &str, spec: &WindowSpec) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 {
         return Err("a window name must be 1 to 255 bytes".into());
     }
-    const MAX: u64 = i64::MAX as u64 / 4;
+    const MAX: u64 = MAX_TIME as u64;
     let positive = |what: &str, v: u64| {
         if v == 0 || v > MAX { Err(format!("window `{name}`: {what} must be between 1 and {MAX} ms")) } else { Ok(()) }
     };
@@ -72,6 +72,16 @@ fn validate(name: &str, spec: &WindowSpec) -> Result<(), String> {
             if h.advance_ms > h.size_ms {
                 return Err(format!("window `{name}`: advance ({}) must not exceed size ({})", h.advance_ms, h.size_ms));
             }
+            // Each value lands in size / advance windows: the host's work per
+            // value, which the transform must not be able to make unbounded.
+            if h.size_ms.div_ceil(h.advance_ms) > MAX_WINDOWS_PER_VALUE {
+                return Err(format!(
+                    "window `{name}`: a size of {} ms advancing by {} ms puts each value in {} windows, more than {MAX_WINDOWS_PER_VALUE}",
+                    h.size_ms,
+                    h.advance_ms,
+                    h.size_ms.div_ceil(h.advance_ms)
+                ));
+            }
         }
         WindowKind::Sliding(size) => positive("time difference", size)?,
         WindowKind::Session(gap) => positive("gap", gap)?,
@@ -81,6 +91,15 @@ fn validate(name: &str, spec: &WindowSpec) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Largest window size, grace and event time (ms): far from `i64`'s end, so
+/// window arithmetic never overflows.
+pub const MAX_TIME: i64 = i64::MAX / 4;
+/// Most hopping windows one value may fall into.
+pub const MAX_WINDOWS_PER_VALUE: u64 = 10_000;
+/// Most windows one call closes; the rest close in the next calls (stream
+/// time has passed them, so they are already final).
+const MAX_CLOSES_PER_CALL: usize = 50_000;
 
 /// A value added to a window by an input record.
 pub struct Add<'a> {
@@ -108,11 +127,19 @@ pub struct Emitted {
     pub timestamp: i64,
 }
 
-/// Folds custom aggregations by calling into the transform.
+/// Folds custom aggregations by calling into the transform, and accounts
+/// for the host's work on its behalf (see `transform::budget`).
 pub trait Folder {
     fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure>;
     fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure>;
+    /// Charges the call's host budget.
+    fn charge(&mut self, bytes: u64, what: &str) -> Result<(), CallFailure>;
+    /// What is left of it.
+    fn budget_left(&mut self) -> u64;
 }
+
+/// Host bytes a window entry costs beyond its key (entry, index, result).
+const WINDOW_OVERHEAD: u64 = 96;
 
 /// Everything a window operation needs.
 pub struct Ctx<'a> {
@@ -127,6 +154,17 @@ impl Ctx<'_> {
     /// Registers a window to be closed once stream time reaches `close_at`.
     fn schedule_close(&mut self, close_at: i64, key: &[u8], start: i64) -> Result<(), CallFailure> {
         keys::schedule_close(self.state, &self.def.name, close_at, key, start).map_err(CallFailure::host)
+    }
+
+    /// Charges the work of touching `windows` windows of `key`.
+    fn charge_windows(&mut self, windows: u64, key: &[u8]) -> Result<(), CallFailure> {
+        self.folder.charge(windows.saturating_mul(key.len() as u64 + WINDOW_OVERHEAD), "window updates")
+    }
+
+    /// Charges entries read from the store.
+    fn charge_read<T>(&mut self, entries: &[T], size: impl Fn(&T) -> usize) -> Result<(), CallFailure> {
+        let bytes: u64 = entries.iter().map(|e| (size(e) + 16) as u64).sum();
+        self.folder.charge(bytes, "window state reads")
     }
 
     fn emit_updates(&self) -> bool {
@@ -157,6 +195,9 @@ pub fn add(defs: &WindowDefs, state: &mut PartitionState, folder: &mut dyn Folde
     let def = defs.get(add.window).ok_or_else(|| CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("window id {} was never defined", add.window)))?;
     if def.spec.aggregation == Aggregation::Custom && add.custom.is_none() {
         return Err(CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("window `{}` has a custom aggregation but the value has no custom bytes", def.name)));
+    }
+    if !(-MAX_TIME..=MAX_TIME).contains(&add.timestamp) {
+        return Err(CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("a window value's timestamp {} is out of range (±{MAX_TIME})", add.timestamp)));
     }
     let mut ctx = Ctx { id: add.window, def, state, folder, out };
     match def.spec.kind {
@@ -206,9 +247,13 @@ fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), 
     if earliest > until {
         return Ok(());
     }
-    let due = keys::due(ctx.state, name, earliest, until).map_err(CallFailure::host)?;
+    let due = keys::due(ctx.state, name, earliest, until, MAX_CLOSES_PER_CALL).map_err(CallFailure::host)?;
+    // Cut short, the next call goes on from the last close taken (the
+    // index entries taken are deleted).
+    let cut_short = (due.len() == MAX_CLOSES_PER_CALL).then(|| due.last().map(|d| d.close_at)).flatten();
     let mut latest_close = i64::MIN;
     for entry in due {
+        ctx.charge_windows(1, &entry.key)?;
         latest_close = latest_close.max(entry.close_at);
         ctx.state.put_raw(entry.index_key.clone(), None);
         let result = match ctx.def.spec.kind {
@@ -222,7 +267,10 @@ fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), 
             }
         }
     }
-    keys::refresh_earliest_close(ctx.state, name, until).map_err(CallFailure::host)?;
+    match cut_short {
+        Some(last) => keys::set_earliest_close(ctx.state, name, last),
+        None => keys::refresh_earliest_close(ctx.state, name, until).map_err(CallFailure::host)?,
+    }
     if trigger.is_none() && latest_close != i64::MIN {
         // Values for windows closed early must count as late from now on,
         // so a window never has two final results.

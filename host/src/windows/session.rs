@@ -14,11 +14,10 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
     let stream_time = keys::advance_stream_time(ctx.state, name, ts);
     let accepted = ts >= 0 && {
         // Sessions within `gap` of the value, in start order.
-        let near: Vec<(i64, i64, Agg)> = keys::windows_of(ctx.state, name, add.key, i64::MIN, ts.saturating_add(gap), custom)
-            .map_err(CallFailure::host)?
-            .into_iter()
-            .filter(|(_, end, _)| *end >= ts.saturating_sub(gap))
-            .collect();
+        let left = ctx.folder.budget_left();
+        let sessions = keys::windows_of(ctx.state, name, add.key, i64::MIN, ts.saturating_add(gap), custom, left).map_err(CallFailure::host)?;
+        ctx.charge_read(&sessions, |(_, _, a)| add.key.len() + 48 + a.custom.as_ref().map_or(0, Vec::len))?;
+        let near: Vec<(i64, i64, Agg)> = sessions.into_iter().filter(|(_, end, _)| *end >= ts.saturating_sub(gap)).collect();
         let start = near.iter().map(|w| w.0).min().unwrap_or(ts).min(ts);
         let end = near.iter().map(|w| w.1).max().unwrap_or(ts).max(ts);
         // Late: the merged session closed when stream time passed end + gap + grace.
@@ -49,6 +48,7 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
                 });
             }
             let mut agg = agg.unwrap_or_default();
+            ctx.charge_windows(1, add.key)?;
             ctx.fold(&mut agg, add)?;
             keys::put_window(ctx.state, name, add.key, start, end, &agg);
             ctx.schedule_close(close_at(end, gap, grace), add.key, start)?;

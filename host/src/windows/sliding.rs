@@ -34,33 +34,101 @@ fn merge_point(ctx: &Ctx<'_>, stored: Option<Vec<u8>>, add: &Add<'_>) -> Vec<u8>
     }
 }
 
+/// The raw values of a custom point; stored bytes that do not parse end
+/// the list (they are the host's own, but come back from a changelog).
 fn custom_values(mut b: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    while b.len() >= 4 {
-        let n = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
-        out.push(b[4..4 + n].to_vec());
-        b = &b[4 + n..];
+    while let Some((len, rest)) = b.split_first_chunk::<4>() {
+        let Some(value) = rest.get(..u32::from_be_bytes(*len) as usize) else { break };
+        out.push(value.to_vec());
+        b = &rest[value.len()..];
     }
     out
 }
 
-/// The aggregate of the points inside `[start, start + size]`; `None` when
-/// no point is.
-fn aggregate(ctx: &mut Ctx<'_>, key: &[u8], points: &[(i64, Vec<u8>)], start: i64, size: i64) -> Result<Option<Agg>, CallFailure> {
-    let inside = points.iter().filter(|(t, _)| *t >= start && *t <= start + size);
+/// The aggregate of each window `[start, start + size]` of `starts`
+/// (ascending) over `points` (ascending by time); `None` for a window
+/// without points.
+///
+/// Built-in aggregates slide in linear time: both window ends only move
+/// forward, and a two-stack queue keeps the combined aggregate of the
+/// points between them (min and max cannot be subtracted, so a running
+/// total would not do). Custom aggregates are reduced by the transform
+/// from each window's values, charged to the call's budget.
+fn aggregates(ctx: &mut Ctx<'_>, key: &[u8], points: &[(i64, Vec<u8>)], starts: &[i64], size: i64) -> Result<Vec<Option<Agg>>, CallFailure> {
+    let mut out = Vec::with_capacity(starts.len());
+    let (mut lo, mut hi) = (0, 0);
     if ctx.custom() {
-        let values: Vec<Vec<u8>> = inside.flat_map(|(_, v)| custom_values(v)).collect();
-        if values.is_empty() {
-            return Ok(None);
+        for &start in starts {
+            while lo < points.len() && points[lo].0 < start {
+                lo += 1;
+            }
+            hi = hi.max(lo);
+            while hi < points.len() && points[hi].0 <= start + size {
+                hi += 1;
+            }
+            let values: Vec<Vec<u8>> = points[lo..hi].iter().flat_map(|(_, v)| custom_values(v)).collect();
+            ctx.folder.charge(values.iter().map(|v| v.len() as u64 + 16).sum(), "custom window values")?;
+            out.push(match values.is_empty() {
+                true => None,
+                false => {
+                    let acc = ctx.folder.reduce(ctx.id, key, None, &values)?;
+                    Some(Agg { count: values.len() as u64, custom: Some(acc), ..Agg::default() })
+                }
+            });
         }
-        let acc = ctx.folder.reduce(ctx.id, key, None, &values)?;
-        Ok(Some(Agg { count: values.len() as u64, custom: Some(acc), ..Agg::default() }))
-    } else {
-        let mut agg = Agg::default();
-        for (_, v) in inside {
-            agg.combine(&Agg::decode(v, false).unwrap_or_default());
+        return Ok(out);
+    }
+    let decoded: Vec<Agg> = points.iter().map(|(_, v)| Agg::decode(v, false).unwrap_or_default()).collect();
+    let mut window = SlidingAgg::default();
+    for &start in starts {
+        while hi < points.len() && points[hi].0 <= start + size {
+            window.push(&decoded[hi]);
+            hi += 1;
         }
-        Ok((agg.count > 0).then_some(agg))
+        while lo < hi && points[lo].0 < start {
+            window.pop();
+            lo += 1;
+        }
+        let agg = window.total();
+        out.push((agg.count > 0).then_some(agg));
+    }
+    Ok(out)
+}
+
+/// A FIFO of aggregates whose combined aggregate is known in amortised
+/// constant time: pushes go to the back stack (with its running total),
+/// pops come from the front stack (which holds suffix totals), refilled
+/// from the back when empty.
+#[derive(Default)]
+struct SlidingAgg {
+    front: Vec<Agg>,
+    back: Vec<Agg>,
+    back_total: Agg,
+}
+
+impl SlidingAgg {
+    fn push(&mut self, a: &Agg) {
+        self.back.push(a.clone());
+        self.back_total.combine(a);
+    }
+
+    fn pop(&mut self) {
+        if self.front.is_empty() {
+            let mut total = Agg::default();
+            while let Some(a) = self.back.pop() {
+                total.combine(&a);
+                self.front.push(total.clone());
+            }
+            self.back_total = Agg::default();
+        }
+        self.front.pop();
+    }
+
+    fn total(&self) -> Agg {
+        let mut t = self.front.last().cloned().unwrap_or_default();
+        t.combine(&self.back_total);
+        t
     }
 }
 
@@ -78,7 +146,9 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, add: &Add<'_>) -> Result<bool, CallFail
         let merged = merge_point(ctx, stored, add);
         ctx.state.put_raw(pk, Some(merged));
 
-        let points = keys::points_of(ctx.state, name, add.key, ts.saturating_sub(size + 1), ts.saturating_add(size + 1)).map_err(CallFailure::host)?;
+        let left = ctx.folder.budget_left();
+        let points = keys::points_of(ctx.state, name, add.key, ts.saturating_sub(size + 1), ts.saturating_add(size + 1), left).map_err(CallFailure::host)?;
+        ctx.charge_read(&points, |(_, v)| v.len() + add.key.len())?;
         // Windows that now contain the value, plus its own right window.
         let mut starts = BTreeSet::new();
         for &(t, _) in &points {
@@ -92,12 +162,12 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, add: &Add<'_>) -> Result<bool, CallFail
                 starts.insert(ts + 1);
             }
         }
-        for start in starts {
+        // Closed already: stream time passed end + grace.
+        let starts: Vec<i64> = starts.into_iter().filter(|start| (start + size).saturating_add(grace) >= stream_time).collect();
+        ctx.charge_windows(starts.len() as u64, add.key)?;
+        for (&start, agg) in starts.iter().zip(aggregates(ctx, add.key, &points, &starts, size)?) {
             let end = start + size;
-            if end.saturating_add(grace) < stream_time {
-                continue; // closed already
-            }
-            let Some(agg) = aggregate(ctx, add.key, &points, start, size)? else { continue };
+            let Some(agg) = agg else { continue };
             ctx.schedule_close(close_at(end, grace), add.key, start)?;
             if ctx.emit_updates() {
                 ctx.out.push(Emitted { window: ctx.id, key: add.key.to_vec(), start, end, agg, closed: false, input: Some(add.input), timestamp: end });
@@ -119,8 +189,10 @@ pub fn close(ctx: &mut Ctx<'_>, size: u64, due: &Due) -> Result<Option<(i64, Agg
     let size = size as i64;
     let def = ctx.def;
     let name = &def.name;
-    let points = keys::points_of(ctx.state, name, &due.key, i64::MIN, due.start.saturating_add(size)).map_err(CallFailure::host)?;
-    let agg = aggregate(ctx, &due.key, &points, due.start, size)?;
+    let left = ctx.folder.budget_left();
+    let points = keys::points_of(ctx.state, name, &due.key, i64::MIN, due.start.saturating_add(size), left).map_err(CallFailure::host)?;
+    ctx.charge_read(&points, |(_, v)| v.len() + due.key.len())?;
+    let agg = aggregates(ctx, &due.key, &points, &[due.start], size)?.pop().flatten();
     // Windows close in start order, so every window containing a point
     // before this start has closed.
     for (t, _) in points.iter().filter(|(t, _)| *t < due.start) {

@@ -17,6 +17,9 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, advance: u64, add: &Add<'_>) -> Result<
         let lowest = (ts - size + 1).max(0);
         let first = lowest.div_euclid(advance) * advance + if lowest % advance == 0 { 0 } else { advance };
         let custom = ctx.custom();
+        if first <= last {
+            ctx.charge_windows(((last - first) / advance + 1) as u64, add.key)?;
+        }
         let mut start = first;
         while start <= last {
             let end = start + size;

@@ -1,0 +1,70 @@
+//! What one call may make the host allocate or do on the guest's behalf.
+//!
+//! The memory limit bounds the guest's own linear memory, the CPU limit the
+//! time of the call; neither sees what the host does for the guest: copying
+//! output batches out of its memory, keeping state writes and their undo
+//! log, window bookkeeping, log lines. Each call (a batch's `process`, the
+//! window work and `on-window` that follow it) gets a budget of bytes, the
+//! deployment's `memory_mb`, charged before the host allocates or scans on
+//! the guest's behalf. Running out fails the call with a `memory` failure,
+//! so bisection finds the record that needs that much.
+
+use super::{CallFailure, FailureKind};
+use crate::engine::LimitExceeded;
+
+#[derive(Clone, Debug)]
+pub struct HostBudget {
+    limit: u64,
+    used: u64,
+}
+
+impl HostBudget {
+    pub fn new(limit: u64) -> Self {
+        HostBudget { limit, used: 0 }
+    }
+
+    /// Starts a new call's accounting.
+    pub fn reset(&mut self) {
+        self.used = 0;
+    }
+
+    /// Accounts for `bytes` more of `what`, or fails when that would exceed
+    /// the budget (the count stays at its last good value).
+    pub fn charge(&mut self, bytes: u64, what: &str) -> Result<(), CallFailure> {
+        self.try_charge(bytes, what).map_err(|e| CallFailure::new(FailureKind::Memory, e.to_string()))
+    }
+
+    /// [`charge`](Self::charge) for host functions, which fail the call by
+    /// trapping with the limit as the error.
+    pub fn try_charge(&mut self, bytes: u64, what: &str) -> Result<(), LimitExceeded> {
+        let used = self.used.saturating_add(bytes);
+        if used > self.limit {
+            return Err(LimitExceeded::HostMemory { what: what.to_owned(), limit: self.limit });
+        }
+        self.used = used;
+        Ok(())
+    }
+
+    /// Bytes left.
+    pub fn left(&self) -> u64 {
+        self.limit - self.used
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_add_up_to_the_limit_and_no_further() {
+        let mut b = HostBudget::new(100);
+        b.charge(60, "a").unwrap();
+        let f = b.charge(41, "state writes").unwrap_err();
+        assert_eq!(f.kind, FailureKind::Memory);
+        assert!(f.message.contains("state writes"), "{}", f.message);
+        assert_eq!(b.left(), 40, "a refused charge is not counted");
+        b.charge(u64::MAX, "x").unwrap_err();
+        b.reset();
+        assert_eq!(b.left(), 100);
+    }
+}

@@ -217,35 +217,170 @@ fn hostile_state_hits_the_state_limit() {
     assert_eq!((values(&r), r.failures.len()), (vec!["1".to_owned(), "1".into(), "2".into()], 0));
 }
 
+/// Deployments that do nothing but fail (a guest that sleeps in WASI, one
+/// that loops, one that bombs the host with state writes) share the real
+/// scheduler's two workers with a healthy one, which keeps being served
+/// the whole time: every one of its batches comes back, correct, within a
+/// bounded time.
 #[test]
-fn other_deployments_keep_running_beside_a_hostile_one() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+fn other_deployments_keep_running_beside_hostile_ones_on_the_shared_workers() {
+    use std::sync::mpsc::channel;
+    use std::time::{Duration, Instant};
+    use weir::pipeline::workers::{Job, Outcome, Runnable, Work, Workers};
     let e = engine();
-    let failures = Arc::new(AtomicUsize::new(0));
-    let hostile = {
-        let (e, failures) = (e.clone(), failures.clone());
-        std::thread::spawn(move || {
-            let mut t = transform(&e, "hostile-loop", &[], Limits { cpu_ms_per_batch: 20, ..Limits::default() });
-            while failures.load(Ordering::Relaxed) < 4 {
-                let (_, r) = t.dispatch(&batch(&["x", "y"]), Box::new(PartitionState::in_memory()));
-                assert!(r.records().next().is_none());
-                failures.fetch_add(r.failures.len(), Ordering::Relaxed);
-            }
-        })
+    let runnable = |path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits| {
+        let module = Arc::new(e.load_file(&path).unwrap());
+        let config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Arc::new(Runnable::new(module, Arc::new(TransformSpec::new("t", config, limits)), 1.0))
     };
-    // The healthy deployment is served, correctly, all the while the
-    // hostile one burns its CPU budget.
-    let mut t = transform(&e, "upper", &[], Limits::default());
-    let mut served = 0;
-    while failures.load(Ordering::Relaxed) < 4 {
-        let v = format!("msg {served}");
-        let (_, r) = t.dispatch(&batch(&[&v]), Box::new(PartitionState::in_memory()));
-        assert_eq!(values(&r), [v.to_uppercase()]);
-        served += 1;
-        assert!(served < 10_000_000, "the hostile deployment never failed");
+    let quick = Limits { cpu_ms_per_batch: 100, ..Limits::default() };
+    let hostile = [
+        ("sleeper", runnable(weir_tests::wasip2_plugin("hostile-sleep"), &[("mode", "forever")], quick)),
+        ("looper", runnable(plugin("hostile-loop"), &[], quick)),
+        ("undo", runnable(plugin("hostile-host"), &[("attack", "undo")], quick)),
+    ];
+    let good = runnable(plugin("upper"), &[], Limits::default());
+    let workers = Workers::start(2, weir::engine::worker_stack_size(&EngineConfig::default()));
+    let (tx, rx) = channel();
+    let job = |r: &Arc<Runnable>, values: &[&str]| Job {
+        runnable: r.clone(),
+        partition: 0,
+        work: Work::Batch { batch: batch(values), invalid: Vec::new() },
+        state: Box::new(PartitionState::in_memory()),
+        reply: tx.clone(),
+    };
+    for (name, r) in &hostile {
+        workers.submit("evil", name, job(r, &["x", "y", "z", "w"]));
     }
-    hostile.join().unwrap();
-    assert!(served > 0);
+    let (mut served, mut hostile_failures, mut slowest) = (0, 0, Duration::ZERO);
+    let mut submitted = Instant::now();
+    workers.submit("good", "upper", job(&good, &["msg 0"]));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while served < 50 || hostile_failures < 12 {
+        assert!(Instant::now() < deadline, "served {served}, hostile failures {hostile_failures}");
+        let done = rx.recv_timeout(Duration::from_secs(30)).expect("a job came back");
+        let Outcome::Batch(result) = done.outcome else { panic!("a batch outcome") };
+        if Arc::ptr_eq(&done.runnable, &good) {
+            assert_eq!(values(&result), [format!("MSG {served}")]);
+            slowest = slowest.max(submitted.elapsed());
+            served += 1;
+            submitted = Instant::now();
+            workers.submit("good", "upper", job(&good, &[&format!("msg {served}")]));
+        } else {
+            assert!(result.records().next().is_none() && !result.failures.is_empty());
+            hostile_failures += result.failures.len();
+            if hostile_failures < 12 {
+                let (name, r) = hostile.iter().find(|(_, r)| Arc::ptr_eq(r, &done.runnable)).unwrap();
+                workers.submit("evil", name, job(r, &["x", "y", "z", "w"]));
+            }
+        }
+    }
+    workers.shutdown();
+    // A healthy batch waits at most for one hostile job to finish its
+    // bisection: a few CPU limits, not forever.
+    assert!(slowest < Duration::from_secs(10), "a healthy batch waited {slowest:?}");
+}
+
+/// Runs `values` through plugin `path` on a worker-sized thread and gives
+/// it a minute: an attack on the host must fail its records quickly, never
+/// hang, abort or take the host's memory.
+fn attacked(path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits, values: &[&str]) -> (BatchResult, u64) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let b = batch(values);
+    std::thread::Builder::new()
+        .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
+        .spawn(move || {
+            let module = Arc::new(engine().load_file(&path).unwrap());
+            let mut t = Transform::new(module, Arc::new(TransformSpec::new("attacker", config, limits)));
+            let (_, r) = t.dispatch(&b, Box::new(PartitionState::in_memory()));
+            let _ = tx.send((r, t.instantiations()));
+        })
+        .unwrap();
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the attack was dealt with within a minute");
+    assert!(peak_rss_bytes() < 4 << 30, "the host's memory stayed bounded: {} bytes at peak", peak_rss_bytes());
+    got
+}
+
+/// This process's peak resident memory.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap();
+    kb << 10
+}
+
+/// A guest that makes the host do the work: a million output topic names
+/// or reject messages aliasing one 16 MiB string (16 TB if each were
+/// copied), 100,000 outputs sharing a million-header span (10^11 header
+/// visits), a 16 MiB state value written forever (an undo log growing
+/// without end). Each fails its records on the host's per-call budget.
+#[test]
+fn attacks_through_the_host_fail_their_records_on_its_budget() {
+    for attack in ["alias-topics", "alias-rejects", "header-span", "undo"] {
+        let (r, _) = attacked(plugin("hostile-host"), &[("attack", attack)], Limits::default(), &["a", "b"]);
+        assert_eq!(r.failures.len(), 2, "{attack}: {:?}", r.failures);
+        for f in &r.failures {
+            assert_eq!(f.kind, FailureKind::Memory, "{attack}: {}", f.message);
+            assert!(f.message.contains("host memory limit") && f.message.contains("67108864 bytes"), "{attack}: {}", f.message);
+        }
+    }
+    // A 10 MiB reject message reaches the failure policy cut to 4 KiB.
+    let (r, _) = attacked(plugin("hostile-host"), &[("attack", "huge-reject")], Limits::default(), &["a"]);
+    assert_eq!(r.failures[0].kind, FailureKind::Rejected);
+    assert_eq!(r.failures[0].message.len(), weir::transform::MAX_MESSAGE_BYTES);
+}
+
+/// A guest built for wasm32-wasip2 sleeps through WASI: an hour-long sleep
+/// returns at once (its own clock moves on), and a sleep loop spins into
+/// the CPU limit instead of holding a worker outside it.
+#[test]
+fn a_guest_that_sleeps_waits_for_nothing() {
+    let (r, _) = attacked(weir_tests::wasip2_plugin("hostile-sleep"), &[], Limits::default(), &["a", "b"]);
+    assert_eq!(values(&r), ["a", "b"], "{:?}", r.failures);
+    let (r, _) = attacked(weir_tests::wasip2_plugin("hostile-sleep"), &[("mode", "forever")], Limits { cpu_ms_per_batch: 50, ..Limits::default() }, &["a", "b"]);
+    assert_eq!(r.failures.iter().map(|f| f.kind).collect::<Vec<_>>(), [FailureKind::Timeout; 2]);
+}
+
+/// A batch whose every record loops would be bisected into 2n calls, each
+/// burning the whole CPU limit; bisection stops at its budget (a few
+/// limits' worth) and fails the records not run alone, saying so.
+#[test]
+fn bisecting_a_batch_of_loops_stops_at_its_budget() {
+    let values: Vec<String> = (0..256).map(|i| format!("v{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let (r, calls) = attacked(plugin("hostile-loop"), &[], Limits { cpu_ms_per_batch: 20, ..Limits::default() }, &values);
+    assert_eq!(r.failures.len(), 256, "every record fails");
+    assert!(r.failures.iter().all(|f| f.kind == FailureKind::Timeout));
+    assert!(calls < 20, "{calls} calls, not 2 × 256");
+    assert!(r.failures.iter().filter(|f| f.message.starts_with("not run alone")).count() > 200, "{:?}", r.failures.last());
+}
+
+/// Window work the guest's numbers drive stays bounded: a hopping window
+/// putting each value in 2^40 windows is refused when defined, and sliding
+/// windows with thousands of values per key aggregate in linear time per
+/// value (they were quadratic).
+#[test]
+fn window_bombs_are_refused_or_linear() {
+    let e = engine();
+    let module = Arc::new(e.load_file(&plugin("window-count")).unwrap());
+    let config = vec![("window".to_owned(), "hopping".to_owned()), ("size_ms".to_owned(), (1u64 << 40).to_string()), ("advance_ms".to_owned(), "1".to_owned())];
+    let failure = Transform::new(module, Arc::new(TransformSpec::new("bomb", config, Limits::default()))).warm_up().unwrap_err();
+    assert!(failure.message.contains("more than 10000"), "{}", failure.message);
+
+    let mut b = BatchBuilder::new("in", 0);
+    for i in 0..3_000 {
+        b.push(i, 1_000 + i, Some(b"k"), Some(b"x"), []);
+    }
+    let b = b.finish();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
+        .spawn(move || {
+            let mut t = transform(&engine(), "window-count", &[("window", "sliding"), ("size_ms", "60000")], Limits::default());
+            let _ = tx.send(t.dispatch(&b, Box::new(PartitionState::in_memory())).1.failures.len());
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(60)).expect("3,000 values of one key within a minute"), 0);
 }
 
 fn load_error(bytes: &[u8]) -> String {

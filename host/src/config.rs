@@ -252,7 +252,7 @@ impl Config {
         }
         for (name, t) in &self.tenants {
             check_name(name).with_context(|| format!("tenant `{name}`"))?;
-            t.check().with_context(|| format!("tenant `{name}`"))?;
+            t.check(&format!("{}.", self.kafka.group_prefix)).with_context(|| format!("tenant `{name}`"))?;
         }
         if let Some(a) = &self.admin {
             crate::tenants::check_token_hash(&a.token_sha256).context("admin.token_sha256")?;

@@ -1,26 +1,122 @@
 //! The host's HTTP listener: Prometheus `/metrics`, `/health` and the
 //! admin API (`/v1`, see [`crate::admin`]).
+//!
+//! It faces whoever can reach the port, so it bounds what a client can make
+//! it hold: at most [`MAX_CONNECTIONS`] connections, a request head within
+//! [`HEADER_TIMEOUT`], a whole request within [`REQUEST_TIMEOUT`], and (in
+//! the admin API) no body read before the token is checked. When tokens are
+//! configured, `/metrics` and `/health` show each token only its own: the
+//! admin everything, a tenant its deployments, no token just the status.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 
 use crate::pipeline::Host;
+use crate::tenants::Principal;
+
+/// Connections served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A client must send a request's head within this (slow-loris).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request, body and work included, must finish within this: uploads of
+/// 64 MiB on a slow link, then their compilation (up to 2 minutes).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(240);
+/// A connection is closed after this however busy.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
 
 pub fn router(host: Arc<Host>) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/health", get(health)).with_state(host.clone()).merge(crate::admin::router(host))
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .with_state(host.clone())
+        .merge(crate::admin::router(host))
+        .layer(axum::middleware::from_fn(request_timeout))
 }
 
-async fn metrics(State(host): State<Arc<Host>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], host.metrics().render())
+async fn request_timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, axum::Json(serde_json::json!({ "error": format!("the request took more than {} s", REQUEST_TIMEOUT.as_secs()) }))).into_response(),
+    }
 }
 
-async fn health(State(host): State<Arc<Host>>) -> impl IntoResponse {
-    let deployments = host.statuses();
-    let degraded = deployments.values().any(|d| !d.stopped.is_empty());
-    axum::Json(serde_json::json!({ "status": if degraded { "degraded" } else { "ok" }, "deployments": deployments }))
+/// Serves `router` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Who is asking, when tokens are configured; `Err` for a token given but
+/// unknown.
+fn principal(host: &Host, headers: &HeaderMap) -> Result<Option<Principal>, Response> {
+    match crate::admin::bearer(headers) {
+        None => Ok(None),
+        Some(token) => match host.tenants.authenticate(token) {
+            Some(p) => Ok(Some(p)),
+            None => Err((StatusCode::UNAUTHORIZED, "unknown token").into_response()),
+        },
+    }
+}
+
+async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
+    let text = host.metrics().render();
+    let visible = if !host.tenants.enabled() {
+        text
+    } else {
+        match principal(&host, &headers) {
+            Err(r) => return r,
+            Ok(None) => return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <token>`: the admin's, or a tenant's for its own").into_response(),
+            Ok(Some(Principal::Admin)) => text,
+            Ok(Some(Principal::Tenant(t))) => {
+                let label = format!("tenant=\"{t}\"");
+                text.lines().filter(|l| l.starts_with('#') || l.contains(&label)).flat_map(|l| [l, "\n"]).collect()
+            }
+        }
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], visible).into_response()
+}
+
+async fn health(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
+    let mut deployments = host.statuses();
+    let degraded = deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty());
+    let status = if degraded { "degraded" } else { "ok" };
+    if host.tenants.enabled() {
+        match principal(&host, &headers) {
+            Err(r) => return r,
+            // Anyone may ask whether the host is well; only tokens see what runs.
+            Ok(None) => return axum::Json(serde_json::json!({ "status": status })).into_response(),
+            Ok(Some(Principal::Admin)) => {}
+            Ok(Some(Principal::Tenant(t))) => deployments.retain(|id, _| id.split_once('.').is_some_and(|(tenant, _)| tenant == t)),
+        }
+    }
+    axum::Json(serde_json::json!({ "status": status, "deployments": deployments })).into_response()
 }

@@ -22,3 +22,4 @@ pub mod scaffold;
 pub mod registry;
 pub mod tenants;
 pub mod admin;
+pub mod private_file;

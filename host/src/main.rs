@@ -552,11 +552,7 @@ fn serve_until_signal(
         let router = weir::http::router(host.clone());
         let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
         tracing::info!(%addr, "HTTP listener ready (/metrics, /health)");
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "HTTP listener failed");
-            }
-        });
+        runtime.spawn(weir::http::serve(listener, router));
     }
     for d in prepared {
         host.run(d);

@@ -101,10 +101,22 @@ impl Quota {
 }
 
 impl TenantConfig {
-    pub fn check(&self) -> Result<()> {
+    /// Checks the tenant's settings; `internal` is the prefix of Weir's own
+    /// topics (`<group_prefix>.`: registry, changelogs), which no tenant may
+    /// reach.
+    pub fn check(&self, internal: &str) -> Result<()> {
         check_token_hash(&self.token_sha256)?;
-        if self.input_prefixes.iter().chain(&self.output_prefixes).any(|p| p.is_empty()) {
-            bail!("an empty topic prefix would allow every topic; list the prefixes the tenant owns");
+        for p in self.input_prefixes.iter().chain(&self.output_prefixes) {
+            if p.is_empty() {
+                bail!("an empty topic prefix would allow every topic; list the prefixes the tenant owns");
+            }
+            // `acme` would also cover `acmecorp.payments`.
+            if !p.ends_with(['.', '-', '_']) {
+                bail!("topic prefix `{p}` must end with `.`, `-` or `_`, so that it names the tenant's topics and no one else's");
+            }
+            if p.starts_with(internal) || internal.starts_with(p.as_str()) {
+                bail!("topic prefix `{p}` overlaps `{internal}`, the prefix of Weir's own topics (the registry and every deployment's changelog)");
+            }
         }
         Ok(())
     }

@@ -36,6 +36,25 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// A Rust plugin built for `wasm32-wasip2` (once per test process): Rust's
+/// std then imports WASI, which a hostile plugin may use to wait outside
+/// wasm.
+pub fn wasip2_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(repo().join("plugins"))
+            .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2", "-p", "hostile-sleep", "--target-dir"])
+            .arg(target_dir())
+            .status()
+            .expect("running cargo to build the wasip2 plugins");
+        assert!(status.success(), "building the wasip2 plugins failed");
+    });
+    let path = target_dir().join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.exists(), "plugin {name} not found at {}", path.display());
+    path
+}
+
 /// `lang`'s version of plugin `name` (`scripts/build-plugins` builds those
 /// of other languages than Rust).
 pub fn component(lang: &str, name: &str) -> PathBuf {

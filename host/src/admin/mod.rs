@@ -50,7 +50,11 @@ impl IntoResponse for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        err(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+        let status = match e.downcast_ref::<crate::registry::Conflict>() {
+            Some(_) => StatusCode::CONFLICT,
+            None => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        err(status, format!("{e:#}"))
     }
 }
 
@@ -66,7 +70,31 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/v1/deployments/{name}/resume", post(resume))
         .route("/v1/deployments/{name}/logs", get(logs))
         .layer(DefaultBodyLimit::max(max_body))
+        .route_layer(axum::middleware::from_fn_with_state(host.clone(), authenticated))
         .with_state(host)
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// Refuses a request without a known token before its body is read, and an
+/// upload whose declared length exceeds what its tenant may upload.
+async fn authenticated(State(host): State<Arc<Host>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if host.registry.is_some() {
+        let Some(principal) = bearer(request.headers()).and_then(|t| host.tenants.authenticate(t)) else {
+            return err(StatusCode::UNAUTHORIZED, "missing or unknown `Authorization: Bearer <token>`").into_response();
+        };
+        let declared = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let (Principal::Tenant(t), Some(size), "/v1/modules") = (&principal, declared, request.uri().path()) {
+            let limit = host.tenants.get(t).map_or(0, |c| c.quota.max_module_mb << 20);
+            if size > limit {
+                return err(StatusCode::PAYLOAD_TOO_LARGE, LoadError::TooLarge { size, limit }.to_string()).into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// The tenant a call acts for (`None`: the operator's own deployments).
@@ -81,12 +109,8 @@ struct ScopeQuery {
 
 fn scope(host: &Host, headers: &HeaderMap, query: &ScopeQuery) -> ApiResult<(Scope, Arc<Registry>)> {
     let registry = host.registry.clone().ok_or_else(|| err(StatusCode::NOT_FOUND, "the admin API is off on this host: configure an [admin] token or [tenants.NAME]"))?;
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`"))?;
-    let principal = host.tenants.authenticate(token.trim()).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unknown token"))?;
+    let token = bearer(headers).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`"))?;
+    let principal = host.tenants.authenticate(token).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unknown token"))?;
     let tenant = match (principal, &query.tenant) {
         (Principal::Admin, t) => t.clone(),
         (Principal::Tenant(own), None) => Some(own),
@@ -147,7 +171,7 @@ async fn upload(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Que
         };
         err(status, e.to_string())
     })?;
-    let digest = registry.put_module(&body).await?;
+    let digest = registry.put_module(&body, scope.tenant.as_deref()).await?;
     debug_assert_eq!(digest, module.digest);
     Ok((StatusCode::CREATED, axum::Json(Uploaded { module: digest, size: module.size, compiled_ms: module.compiled_in.map(|d| d.as_millis()) })))
 }
@@ -225,8 +249,9 @@ fn parse_request(host: &Host, scope: &Scope, name: &str, body: &[u8]) -> ApiResu
     let bad = |m: String| err(StatusCode::BAD_REQUEST, m);
     let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
     let module = match fields.remove("module") {
-        Some(serde_json::Value::String(m)) => m,
-        _ => return Err(bad("`module` (the sha256 that PUT /v1/modules returned) is missing".into())),
+        Some(serde_json::Value::String(m)) if crate::registry::is_digest(&m) => m,
+        Some(m) => return Err(bad(format!("`module` must be the sha256 (64 lowercase hex digits) that PUT /v1/modules returned, not {m}"))),
+        None => return Err(bad("`module` (the sha256 that PUT /v1/modules returned) is missing".into())),
     };
     if fields.contains_key("plugin") {
         return Err(bad("`plugin` is for the configuration file; name an uploaded module with `module`".into()));
@@ -260,7 +285,14 @@ fn parse_request(host: &Host, scope: &Scope, name: &str, body: &[u8]) -> ApiResu
 /// Checks a deployment against the cluster and runs its `init` once, off
 /// the request path.
 async fn validate(host: &Arc<Host>, registry: &Registry, scope: &Scope, id: &str, module: &str, config: &DeploymentConfig) -> ApiResult<()> {
-    let bytes = registry.modules.get(module).ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("no module {module}: upload it first (PUT /v1/modules)")))?;
+    let missing = || err(StatusCode::BAD_REQUEST, format!("no module {module}: upload it first (PUT /v1/modules)"));
+    // A tenant deploys what it uploaded (or what its deployment already
+    // runs), not a module whose digest it learnt from someone else.
+    let in_use = registry.spec(id).is_some_and(|s| s.module == module || s.previous_module.as_deref() == Some(module));
+    if scope.tenant.is_some() && !in_use && !registry.owns(scope.tenant.as_deref(), module) {
+        return Err(missing());
+    }
+    let bytes = registry.modules.get(module).ok_or_else(missing)?;
     let (h, config, tenant, id) = (host.clone(), config.clone(), scope.tenant_config(host).cloned(), id.to_owned());
     let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let module = Arc::new(h.engine().load(&bytes)?);
@@ -302,6 +334,7 @@ async fn deploy(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Que
         rolled_back: None,
         updated_at_ms: now_ms(),
         deployment: config,
+        write: String::new(),
     };
     registry.publish(&id, Some(&spec)).await?;
     Ok((StatusCode::CREATED, axum::Json(view(&host, &spec))))

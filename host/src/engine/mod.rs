@@ -73,6 +73,9 @@ struct Inner {
     cache: Option<cache::ArtifactCache>,
     config: EngineConfig,
     stop_ticker: Arc<AtomicBool>,
+    /// One compilation at a time: uploads may come from any tenant, and a
+    /// Python component takes seconds of every core.
+    compiling: std::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -133,7 +136,9 @@ impl Engine {
         };
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.weak(), stop_ticker.clone());
-        Ok(Engine { inner: Arc::new(Inner { engine, linker, cache, config, stop_ticker }) })
+        // Cranelift compiles on rayon's threads: at the workers' priority.
+        let _ = rayon::ThreadPoolBuilder::new().start_handler(|_| limits::set_thread_nice(10)).build_global();
+        Ok(Engine { inner: Arc::new(Inner { engine, linker, cache, config, stop_ticker, compiling: std::sync::Mutex::new(()) }) })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -153,6 +158,7 @@ impl Engine {
         let (component, compiled_in) = match cached {
             Some(c) => (c, None),
             None => {
+                let _one_at_a_time = self.inner.compiling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let started = Instant::now();
                 let c = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
                 (c, Some(started.elapsed()))

@@ -205,6 +205,9 @@ struct Runtime {
 }
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of uncommitted state changes that make a partition commit before
+/// its interval is up.
+const PENDING_COMMIT_BYTES: u64 = 64 << 20;
 /// Transient delivery failures in a row before a partition stops.
 const MAX_FAILED_DELIVERIES: u32 = 5;
 
@@ -358,6 +361,11 @@ impl Runtime {
         let Some(p) = self.parts.get_mut(&done.partition) else { return };
         p.in_flight = false;
         p.state = done.state;
+        // State changes wait in memory for the next commit: commit early
+        // rather than let them pile up.
+        if p.barrier.is_none() && p.state.as_ref().is_some_and(|s| s.pending_held() > PENDING_COMMIT_BYTES) {
+            p.barrier = Some(Barrier::AwaitIdle);
+        }
         let metrics = &self.shared.metrics;
         let label = done.partition.to_string();
         metrics.batch_seconds.with_label_values(&[&tenant, &name]).observe(done.elapsed.as_secs_f64());

@@ -56,6 +56,9 @@ pub struct DeploymentStatus {
     pub lag: BTreeMap<i32, i64>,
     /// Partitions stopped by the failure policy, and why.
     pub stopped: BTreeMap<i32, String>,
+    /// Assigned partitions this host cannot take over (their state could
+    /// not be opened or restored), and why; retried.
+    pub failed: BTreeMap<i32, String>,
     pub rolled_back: Option<String>,
     pub last_error: Option<String>,
 }
@@ -119,7 +122,10 @@ impl Host {
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
         let tenants = Tenants::from_config(config);
         let registry = match tenants.enabled() {
-            true => Some(Registry::open(&config.kafka, &cluster, &config.host.state_dir.join("modules"), shared.shutdown.clone())?),
+            true => {
+                let max_deployments = config.tenants.iter().map(|(name, t)| (name.clone(), t.quota.max_deployments)).collect();
+                Some(Registry::open(&config.kafka, &cluster, &config.host.state_dir.join("modules"), max_deployments, shared.shutdown.clone())?)
+            }
             false => None,
         };
         let producer_limits = crate::kafka::ProducerLimits::of(&config.kafka)?;

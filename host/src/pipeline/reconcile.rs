@@ -18,6 +18,11 @@ use crate::registry::{DeploymentSpec, Registry};
 /// may appear meanwhile).
 const RETRY: Duration = Duration::from_secs(10);
 
+/// How often modules no deployment uses are deleted, and how old they must
+/// be (an upload is followed by its deploy within that).
+const MODULE_GC_EVERY: Duration = Duration::from_secs(600);
+const MODULE_GC_AGE: Duration = Duration::from_secs(3600);
+
 /// What this host applied of a deployment's spec.
 struct Applied {
     version: u64,
@@ -40,9 +45,18 @@ pub fn spawn(host: Arc<Host>) -> Result<()> {
     std::thread::Builder::new()
         .name("weir-reconcile".into())
         .spawn(move || {
+            let mut collected = Instant::now();
             while !r.host.is_shutting_down() {
                 let generation = r.registry.generation();
-                r.reconcile();
+                // Acting on a partial read would run what was paused or
+                // dropped, or an old module, until the rest arrived.
+                if r.registry.caught_up() {
+                    r.reconcile();
+                }
+                if collected.elapsed() > MODULE_GC_EVERY {
+                    collected = Instant::now();
+                    r.collect_modules();
+                }
                 r.registry.wait_change(generation, Duration::from_secs(1));
             }
         })
@@ -160,6 +174,13 @@ impl Reconciler {
             if let Err(e) = self.registry.publish_blocking(id, Some(&back)) {
                 tracing::error!(deployment = %id, error = %format!("{e:#}"), "could not publish a rollback");
             }
+        }
+    }
+
+    fn collect_modules(&self) {
+        let collected = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(self.registry.collect_modules(MODULE_GC_AGE)));
+        if let Err(e) = collected {
+            tracing::warn!(error = %format!("{e:#}"), "could not delete unused modules");
         }
     }
 

@@ -258,7 +258,7 @@ impl Workers {
     }
 
     fn run(self) {
-        lower_priority();
+        crate::engine::limits::set_thread_nice(10);
         let mut transforms: HashMap<usize, (Arc<Runnable>, Transform)> = HashMap::new();
         loop {
             let (slot, job) = {
@@ -326,17 +326,6 @@ fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, s
 /// What a panic said.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic without a message".into())
-}
-
-/// Nice 10: under contention the kernel gives a nice-0 thread about ten
-/// times a worker's CPU.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain syscalls on the calling thread.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
-    }
 }
 
 type Transforms = HashMap<usize, (Arc<Runnable>, Transform)>;

@@ -7,12 +7,22 @@
 //! - `<group_prefix>.registry.modules` (compacted, one partition): module
 //!   bytes, content-addressed: key = `<sha256>/<chunk>`, chunks of at most
 //!   [`CHUNK_BYTES`] (under the brokers' default message size limit), each
-//!   with header `weir.chunks` = their count. Chunks are produced before
-//!   the spec naming the module.
+//!   with header `weir.chunks` = their count; and `owner/<sha256>/<who>`
+//!   for each tenant (or `-`, the admin) that uploaded it. Chunks are
+//!   produced before the spec naming the module.
 //!
 //! Every host follows both topics from the beginning (no consumer group),
 //! assembles modules into files named by their digest, and keeps the latest
-//! spec of every deployment; the host's reconciler makes what runs match.
+//! spec of every deployment; the host's reconciler makes what runs match,
+//! once the follower has read everything written before the host started.
+//!
+//! Writes are compare-and-set, decided the same way by every host because
+//! they read one totally ordered log: a spec is applied only if its version
+//! is one more than the current one's (or it is the first for its id), and
+//! a tenant's new deployment only within its `max_deployments`. A writer
+//! whose record was not applied gets [`Conflict`], and publishes the
+//! current spec once more, so that the record compaction keeps for the id
+//! is always the one every host applied.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -63,6 +73,10 @@ pub struct DeploymentSpec {
     pub rolled_back: Option<String>,
     pub updated_at_ms: u64,
     pub deployment: DeploymentConfig,
+    /// Names the write that produced this version, so its writer can tell
+    /// its own write from a concurrent one.
+    #[serde(default)]
+    pub write: String,
 }
 
 impl DeploymentSpec {
@@ -88,6 +102,11 @@ pub fn id(tenant: Option<&str>, name: &str) -> String {
     }
 }
 
+/// A module name: a sha256, 64 lowercase hex digits.
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
@@ -104,36 +123,60 @@ impl ModuleStore {
         Ok(ModuleStore { dir: dir.to_owned() })
     }
 
-    pub fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}.wasm"))
+    /// Where module `digest` lives; none for anything but a digest (a
+    /// name from the network never becomes a path).
+    pub fn path(&self, digest: &str) -> Option<PathBuf> {
+        is_digest(digest).then(|| self.dir.join(format!("{digest}.wasm")))
     }
 
+    /// Module `digest`'s bytes, if this host has them (and they still hash
+    /// to the digest).
     pub fn get(&self, digest: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.path(digest)).ok()
+        let bytes = std::fs::read(self.path(digest)?).ok()?;
+        (hex::encode(Sha256::digest(&bytes)) == digest).then_some(bytes)
     }
 
     pub fn has(&self, digest: &str) -> bool {
-        self.path(digest).exists()
+        self.path(digest).is_some_and(|p| p.exists())
     }
 
     /// Stores `bytes` if they hash to `digest`.
     pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path(digest).with_context(|| format!("`{digest}` is not a sha256 digest"))?;
         if hex::encode(Sha256::digest(bytes)) != digest {
             bail!("module {digest}: the assembled bytes do not match their digest");
         }
-        let path = self.path(digest);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
-        Ok(())
+        crate::private_file::write(&path, bytes)
     }
 }
 
 #[derive(Default)]
 struct View {
     specs: BTreeMap<String, DeploymentSpec>,
+    /// Writes not applied (a stale version, a quota), by id.
+    refused: HashMap<String, (String, String)>,
+    /// Who uploaded each module (tenant names; `-` for the admin).
+    owners: HashMap<String, std::collections::BTreeSet<String>>,
+    /// Modules' chunk counts and when their first chunk was written (ms).
+    chunks: HashMap<String, (usize, i64)>,
+    /// The follower has read what was in the topics when the host started.
+    caught_up: bool,
     /// Bumped on every change, for waiters.
     generation: u64,
+}
+
+/// A write that lost to a concurrent one (or broke a quota); nothing
+/// changed.
+#[derive(Debug, thiserror::Error)]
+#[error("deployment `{id}` was not changed: {why}; read it again and retry")]
+pub struct Conflict {
+    pub id: String,
+    pub why: String,
+}
+
+/// Who uploaded a module, as recorded: a tenant, or `-` for the admin.
+fn owner_name(tenant: Option<&str>) -> &str {
+    tenant.unwrap_or("-")
 }
 
 pub struct Registry {
@@ -144,11 +187,13 @@ pub struct Registry {
     view: RwLock<View>,
     changed: (Mutex<()>, Condvar),
     timeout: Duration,
+    /// Each tenant's `max_deployments`, enforced when a spec is applied.
+    max_deployments: BTreeMap<String, usize>,
 }
 
 impl Registry {
     /// Creates the registry topics if needed and starts following them.
-    pub fn open(kafka: &KafkaConfig, cluster: &Cluster, modules_dir: &Path, shutdown: Arc<AtomicBool>) -> Result<Arc<Registry>> {
+    pub fn open(kafka: &KafkaConfig, cluster: &Cluster, modules_dir: &Path, max_deployments: BTreeMap<String, usize>, shutdown: Arc<AtomicBool>) -> Result<Arc<Registry>> {
         let [specs_topic, modules_topic] = topics(&kafka.group_prefix);
         for t in [&specs_topic, &modules_topic] {
             cluster.ensure_topic(t, 1, &[("cleanup.policy", "compact")]).with_context(|| format!("registry topic `{t}`"))?;
@@ -165,6 +210,7 @@ impl Registry {
             view: RwLock::new(View::default()),
             changed: (Mutex::new(()), Condvar::new()),
             timeout: Duration::from_millis(kafka.connect_timeout_ms.max(10_000)),
+            max_deployments,
         });
         let follower = Follower::new(kafka, &registry)?;
         let weak = Arc::downgrade(&registry);
@@ -175,16 +221,36 @@ impl Registry {
         Ok(registry)
     }
 
+    fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn view_mut(&self) -> std::sync::RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn specs(&self) -> BTreeMap<String, DeploymentSpec> {
-        self.view.read().unwrap().specs.clone()
+        self.view().specs.clone()
     }
 
     pub fn spec(&self, id: &str) -> Option<DeploymentSpec> {
-        self.view.read().unwrap().specs.get(id).cloned()
+        self.view().specs.get(id).cloned()
     }
 
     pub fn generation(&self) -> u64 {
-        self.view.read().unwrap().generation
+        self.view().generation
+    }
+
+    /// Whether everything written before this host started has been read:
+    /// until then the view may show a deployment's old spec (running where
+    /// it is paused, an old module) or miss it.
+    pub fn caught_up(&self) -> bool {
+        self.view().caught_up
+    }
+
+    /// Whether `tenant` (`None`: the admin) uploaded module `digest`.
+    pub fn owns(&self, tenant: Option<&str>, digest: &str) -> bool {
+        self.view().owners.get(digest).is_some_and(|o| o.contains(owner_name(tenant)))
     }
 
     /// Waits until the view changes past `generation`, or `timeout`.
@@ -202,9 +268,10 @@ impl Registry {
         cv.notify_all();
     }
 
-    /// Stores a module on this host and in Kafka; returns once every chunk
-    /// is acknowledged.
-    pub async fn put_module(&self, bytes: &[u8]) -> Result<String> {
+    /// Stores a module on this host and in Kafka, recording `tenant` (none:
+    /// the admin) as one of its owners; returns once every record is
+    /// acknowledged.
+    pub async fn put_module(&self, bytes: &[u8], tenant: Option<&str>) -> Result<String> {
         let digest = hex::encode(Sha256::digest(bytes));
         self.modules.put(&digest, bytes)?;
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
@@ -219,12 +286,56 @@ impl Registry {
         for (i, d) in deliveries.into_iter().enumerate() {
             d.await.map_err(|_| anyhow!("module chunk {i}: the producer went away"))?.map_err(|(e, _)| anyhow!("module chunk {i}: {e}"))?;
         }
+        let owner = format!("owner/{digest}/{}", owner_name(tenant));
+        let record = FutureRecord::<str, [u8]>::to(&self.modules_topic).partition(0).key(&owner).payload(&[]);
+        let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("recording the module's owner: {e}"))?;
+        delivery.await.map_err(|_| anyhow!("recording the module's owner: the producer went away"))?.map_err(|(e, _)| anyhow!("recording the module's owner: {e}"))?;
+        // Read our own write, so a deploy right after finds the owner.
+        let deadline = Instant::now() + self.timeout;
+        while !self.owns(tenant, &digest) {
+            if Instant::now() > deadline {
+                bail!("uploaded module {digest}, but the registry did not show it within {} s", self.timeout.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(digest)
     }
 
     /// Publishes a spec (or, with `None`, deletes `id`) and waits until this
-    /// host's view has it, so a caller reads its own write.
+    /// host's view has it, so a caller reads its own write. A spec must have
+    /// the version after the current one; if another write got there first
+    /// the error is a [`Conflict`].
     pub async fn publish(&self, id: &str, spec: Option<&DeploymentSpec>) -> Result<()> {
+        let spec = spec.map(|s| DeploymentSpec { write: format!("{:016x}", rand::random::<u64>()), ..s.clone() });
+        self.send_spec(id, spec.as_ref()).await?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let (seen, refused) = {
+                let view = self.view();
+                (view.specs.get(id).cloned(), view.refused.get(id).cloned())
+            };
+            match &spec {
+                None if seen.is_none() => return Ok(()),
+                Some(s) if seen.as_ref().is_some_and(|x| x.write == s.write) => return Ok(()),
+                Some(s) if refused.as_ref().is_some_and(|(w, _)| *w == s.write) => {
+                    // The log's last record for the id is ours, which no host
+                    // applied: write the applied spec after it once more.
+                    if let Some(current) = &seen {
+                        self.send_spec(id, Some(current)).await?;
+                    }
+                    let why = refused.map(|(_, why)| why).unwrap_or_default();
+                    return Err(Conflict { id: id.to_owned(), why }.into());
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                bail!("published deployment `{id}`, but the registry did not show it within {} s", self.timeout.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn send_spec(&self, id: &str, spec: Option<&DeploymentSpec>) -> Result<()> {
         let value = spec.map(serde_json::to_vec).transpose()?;
         let mut record = FutureRecord::<str, [u8]>::to(&self.specs_topic).partition(0).key(id);
         if let Some(v) = &value {
@@ -232,21 +343,7 @@ impl Registry {
         }
         let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("publishing deployment `{id}`: {e}"))?;
         delivery.await.map_err(|_| anyhow!("publishing deployment `{id}`: the producer went away"))?.map_err(|(e, _)| anyhow!("publishing deployment `{id}`: {e}"))?;
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let seen = self.spec(id);
-            let arrived = match spec {
-                Some(s) => seen.is_some_and(|x| x.version >= s.version),
-                None => seen.is_none(),
-            };
-            if arrived {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("published deployment `{id}`, but the registry did not show it within {} s", self.timeout.as_secs());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        Ok(())
     }
 
     /// `publish` for threads outside the async runtime.
@@ -256,20 +353,84 @@ impl Registry {
     }
 
     fn apply_spec(&self, id: &str, value: Option<&[u8]>) {
-        let mut view = self.view.write().unwrap();
+        let mut view = self.view_mut();
         match value {
             None => {
                 view.specs.remove(id);
             }
-            Some(v) => match serde_json::from_slice::<DeploymentSpec>(v) {
+            Some(v) => match serde_json::from_slice::<DeploymentSpec>(v).map_err(|e| (String::new(), format!("it cannot be read: {e}"))).and_then(|s| self.admit(&view, id, s)) {
                 Ok(spec) => {
                     view.specs.insert(id.to_owned(), spec);
                 }
-                // A spec written by a newer Weir, or damaged: keep what we had.
-                Err(e) => tracing::error!(deployment = id, error = %e, "ignoring an unreadable registry record"),
+                Err((write, why)) => {
+                    tracing::warn!(deployment = id, "ignoring a registry record: {why}");
+                    view.refused.insert(id.to_owned(), (write, why));
+                }
             },
         }
         view.generation += 1;
+    }
+
+    /// Whether `spec` may follow what `view` holds for `id`; otherwise its
+    /// write and why not.
+    fn admit(&self, view: &View, id: &str, spec: DeploymentSpec) -> Result<DeploymentSpec, (String, String)> {
+        let refuse = |why: String| Err((spec.write.clone(), why));
+        if spec.id() != id {
+            return refuse(format!("it names deployment `{}` under the key `{id}`", spec.id()));
+        }
+        if !is_digest(&spec.module) || spec.previous_module.as_deref().is_some_and(|m| !is_digest(m)) {
+            return refuse("its module is not a sha256 digest".into());
+        }
+        let current = view.specs.get(id);
+        match current {
+            // The first record read for the id (or all older ones were
+            // compacted away).
+            None => {}
+            Some(c) if c.version == spec.version && c.write == spec.write => {}
+            Some(c) if spec.version != c.version + 1 => return refuse(format!("it is version {} but the current one is {}", spec.version, c.version)),
+            Some(_) => {}
+        }
+        let creates = current.is_none_or(|c| c.undeployed) && !spec.undeployed;
+        if let (true, Some(tenant)) = (creates, &spec.tenant) {
+            let max = self.max_deployments.get(tenant).copied().unwrap_or(0);
+            let count = view.specs.values().filter(|s| s.tenant.as_deref() == Some(tenant) && !s.undeployed).count();
+            if count >= max {
+                return refuse(format!("tenant `{tenant}` has {count} deployments, its quota is {max}"));
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Deletes modules no deployment names (as its module or the one an
+    /// upgrade replaced) and written more than `age` ago: this host's
+    /// copies, and their records in the registry (tombstones, which
+    /// compaction then removes; every host may write them).
+    pub async fn collect_modules(&self, age: Duration) -> Result<usize> {
+        let (unused, chunks) = {
+            let view = self.view();
+            if !view.caught_up {
+                return Ok(0);
+            }
+            let used: std::collections::HashSet<&str> = view.specs.values().flat_map(|s| [Some(s.module.as_str()), s.previous_module.as_deref()]).flatten().collect();
+            let cutoff = now_ms() as i64 - age.as_millis() as i64;
+            let unused: Vec<String> = view.chunks.iter().filter(|(d, (_, at))| !used.contains(d.as_str()) && *at < cutoff).map(|(d, _)| d.clone()).collect();
+            let chunks: Vec<(String, usize, Vec<String>)> =
+                unused.iter().map(|d| (d.clone(), view.chunks[d].0, view.owners.get(d).map(|o| o.iter().cloned().collect()).unwrap_or_default())).collect();
+            (unused, chunks)
+        };
+        for (digest, count, owners) in &chunks {
+            let keys = (0..*count).map(|i| format!("{digest}/{i}")).chain(owners.iter().map(|o| format!("owner/{digest}/{o}")));
+            for key in keys {
+                let record = FutureRecord::<str, [u8]>::to(&self.modules_topic).partition(0).key(&key);
+                let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("deleting module {digest}: {e}"))?;
+                delivery.await.map_err(|_| anyhow!("deleting module {digest}: the producer went away"))?.map_err(|(e, _)| anyhow!("deleting module {digest}: {e}"))?;
+            }
+            if let Some(path) = self.modules.path(digest) {
+                let _ = std::fs::remove_file(path);
+            }
+            tracing::info!(module = %digest, "deleted a module no deployment uses");
+        }
+        Ok(unused.len())
     }
 }
 
@@ -279,6 +440,8 @@ struct Follower {
     specs_topic: String,
     modules_topic: String,
     assembly: Assembly,
+    /// Offsets (per topic) to read up to before the view is caught up.
+    catch_up: BTreeMap<String, i64>,
 }
 
 /// Chunks of modules not yet complete, by digest.
@@ -293,10 +456,19 @@ impl Follower {
         c.set("group.id", "weir-registry").set("enable.auto.commit", "false").set("fetch.queue.backoff.ms", "10");
         let consumer: BaseConsumer = c.create().context("creating the registry reader")?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&registry.specs_topic, 0, Offset::Beginning)?;
-        tpl.add_partition_offset(&registry.modules_topic, 0, Offset::Beginning)?;
+        let mut catch_up = BTreeMap::new();
+        for topic in [&registry.specs_topic, &registry.modules_topic] {
+            tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+            let (low, high) = consumer.fetch_watermarks(topic, 0, registry.timeout).with_context(|| format!("reading the end of registry topic `{topic}`"))?;
+            if high > low {
+                catch_up.insert(topic.clone(), high);
+            }
+        }
         consumer.assign(&tpl).context("reading the registry topics")?;
-        Ok(Follower { consumer, specs_topic: registry.specs_topic.clone(), modules_topic: registry.modules_topic.clone(), assembly: Assembly::default() })
+        if catch_up.is_empty() {
+            registry.view_mut().caught_up = true;
+        }
+        Ok(Follower { consumer, specs_topic: registry.specs_topic.clone(), modules_topic: registry.modules_topic.clone(), assembly: Assembly::default(), catch_up })
     }
 
     fn run(mut self, registry: std::sync::Weak<Registry>, shutdown: Arc<AtomicBool>) {
@@ -309,19 +481,51 @@ impl Follower {
                     let key = m.key().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
                     if m.topic() == self.specs_topic {
                         registry.apply_spec(&key, m.payload());
-                        registry.notify();
                     } else if m.topic() == self.modules_topic {
-                        let chunks = m.headers().and_then(|h| h.iter().find(|h| h.key == CHUNKS_HEADER)?.value.map(|v| String::from_utf8_lossy(v).parse::<usize>().ok())).flatten();
-                        if let (Some(count), Some(bytes)) = (chunks, m.payload()) {
-                            if self.assembly.add(&registry.modules, &key, count, bytes) {
-                                registry.view.write().unwrap().generation += 1;
-                                registry.notify();
-                            }
+                        let at = m.timestamp().to_millis().unwrap_or(0);
+                        Self::module_record(&mut self.assembly, &registry, &key, crate::kafka::headers_of(&m), m.payload(), at);
+                    }
+                    if self.catch_up.get(m.topic()).is_some_and(|&end| m.offset() + 1 >= end) {
+                        self.catch_up.remove(m.topic());
+                        if self.catch_up.is_empty() {
+                            registry.view_mut().caught_up = true;
+                            tracing::info!("registry read: deployments start");
                         }
                     }
+                    registry.view_mut().generation += 1;
+                    registry.notify();
                 }
             }
         }
+    }
+
+    /// A record of the modules topic: a chunk, an owner, or a tombstone of
+    /// either.
+    fn module_record(assembly: &mut Assembly, registry: &Registry, key: &str, headers: Vec<(&[u8], Option<&[u8]>)>, payload: Option<&[u8]>, at: i64) {
+        if let Some(owner) = key.strip_prefix("owner/") {
+            let Some((digest, who)) = owner.split_once('/') else { return };
+            let mut view = registry.view_mut();
+            let owners = view.owners.entry(digest.to_owned()).or_default();
+            match payload {
+                Some(_) => owners.insert(who.to_owned()),
+                None => owners.remove(who),
+            };
+            return;
+        }
+        let Some(digest) = key.split_once('/').map(|(d, _)| d) else { return };
+        let Some(bytes) = payload else {
+            // A collected module: every host forgets it.
+            registry.view_mut().chunks.remove(digest);
+            assembly.partial.remove(digest);
+            if let Some(path) = registry.modules.path(digest) {
+                let _ = std::fs::remove_file(path);
+            }
+            return;
+        };
+        let count = headers.iter().find(|(k, _)| *k == CHUNKS_HEADER.as_bytes()).and_then(|(_, v)| std::str::from_utf8((*v)?).ok()?.parse::<usize>().ok());
+        let Some(count) = count else { return };
+        registry.view_mut().chunks.entry(digest.to_owned()).or_insert((count, at));
+        assembly.add(&registry.modules, key, count, bytes);
     }
 }
 
@@ -330,7 +534,7 @@ impl Assembly {
     fn add(&mut self, store: &ModuleStore, key: &str, count: usize, bytes: &[u8]) -> bool {
         let Some((digest, index)) = key.split_once('/') else { return false };
         let Ok(index) = index.parse::<usize>() else { return false };
-        if store.has(digest) || index >= count || count > 4096 {
+        if !is_digest(digest) || store.has(digest) || index >= count || count > 4096 {
             return false;
         }
         let parts = self.partial.entry(digest.to_owned()).or_insert_with(|| vec![None; count]);
@@ -341,7 +545,7 @@ impl Assembly {
         if parts.iter().any(Option::is_none) {
             return false;
         }
-        let parts = self.partial.remove(digest).expect("present");
+        let Some(parts) = self.partial.remove(digest) else { return false };
         let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
         match store.put(digest, &whole) {
             Ok(()) => true,

@@ -19,6 +19,7 @@ use super::batch::{self, Origin, SourceFailures};
 use super::instance::Instance;
 use super::{BatchResult, CallFailure, FailureKind, Produced, RecordFailure, Stopped, TransformSpec};
 use crate::bindings::{InputBatch, OutputBatch, Span, WindowBatch, WindowResult};
+use crate::engine::limits::thread_cpu_time;
 use crate::engine::{LimitExceeded, Module};
 use crate::state::PartitionState;
 use crate::windows::{self, Emitted, Folder, ForceClose};
@@ -43,6 +44,30 @@ enum Attempt {
 struct Run {
     state: Option<Box<PartitionState>>,
     result: BatchResult,
+    /// Set once the batch failed as a whole and is being bisected.
+    isolation: Option<Isolation>,
+}
+
+/// The CPU time bisection may take. Finding one bad record among `n` costs
+/// about `log2(n)` failing calls, each up to the CPU limit; a batch whose
+/// every record loops would cost `2n` of them (half an hour for 1,000
+/// records at 1 s each) while holding a worker. Past the budget, the
+/// records not yet run alone fail with the failure that started it.
+struct Isolation {
+    cpu_at_start: std::time::Duration,
+    budget: std::time::Duration,
+    cause: CallFailure,
+}
+
+impl Isolation {
+    fn new(records: usize, cpu_ms_per_batch: u64, cause: CallFailure) -> Self {
+        let calls = 2 + records.max(1).ilog2() as u64 + 1;
+        Isolation { cpu_at_start: thread_cpu_time(), budget: std::time::Duration::from_millis(calls * cpu_ms_per_batch), cause }
+    }
+
+    fn exhausted(&self) -> bool {
+        thread_cpu_time().saturating_sub(self.cpu_at_start) > self.budget
+    }
 }
 
 impl Run {
@@ -127,7 +152,7 @@ impl Transform {
             state.observe_timestamp(max);
         }
         let failures = if stop_at.is_some() { Vec::new() } else { invalid.to_vec() };
-        let mut run = Run { state: Some(state), result: BatchResult { failures, ..BatchResult::default() } };
+        let mut run = Run { state: Some(state), result: BatchResult { failures, ..BatchResult::default() }, isolation: None };
         if !valid.is_empty() {
             self.group(batch, valid, &mut run);
         }
@@ -206,6 +231,23 @@ impl Transform {
                 }
                 return;
             }
+            if let Some(iso) = run.isolation.as_ref().filter(|i| i.exhausted()) {
+                let message = format!(
+                    "not run alone: isolating the failure of its batch used up the {} ms of CPU bisection may take; the batch failed with {}: {}",
+                    iso.budget.as_millis(),
+                    iso.cause.kind,
+                    iso.cause.message
+                );
+                let (kind, first) = (iso.cause.kind, indices[0]);
+                if self.spec.stop_at_failure {
+                    run.stop(first, CallFailure::new(kind, message));
+                    return;
+                }
+                for i in indices {
+                    run.fail(i, kind, message.clone());
+                }
+                return;
+            }
             let selected;
             let sub = if indices.len() == batch.records.len() {
                 batch
@@ -246,6 +288,9 @@ impl Transform {
                     if indices.len() == 1 {
                         run.fail(indices[0], failure.kind, failure.message);
                         return;
+                    }
+                    if run.isolation.is_none() {
+                        run.isolation = Some(Isolation::new(indices.len(), self.spec.limits.cpu_ms_per_batch, failure.clone()));
                     }
                     let right = indices.split_off(indices.len() / 2);
                     self.group(batch, indices, run);

@@ -161,10 +161,15 @@ impl Ctx<'_> {
         self.folder.charge(windows.saturating_mul(key.len() as u64 + WINDOW_OVERHEAD), "window updates")
     }
 
-    /// Charges entries read from the store.
-    fn charge_read<T>(&mut self, entries: &[T], size: impl Fn(&T) -> usize) -> Result<(), CallFailure> {
+    /// Checks that entries read from the store fit in what is left of the
+    /// budget. They are freed before the next value, so they are not
+    /// charged; scans stop at the budget, so a scan that reaches it fails.
+    fn check_read<T>(&mut self, entries: &[T], size: impl Fn(&T) -> usize) -> Result<(), CallFailure> {
         let bytes: u64 = entries.iter().map(|e| (size(e) + 16) as u64).sum();
-        self.folder.charge(bytes, "window state reads")
+        match bytes < self.folder.budget_left() {
+            true => Ok(()),
+            false => self.folder.charge(bytes, "window state reads"),
+        }
     }
 
     fn emit_updates(&self) -> bool {

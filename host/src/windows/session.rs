@@ -16,7 +16,7 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
         // Sessions within `gap` of the value, in start order.
         let left = ctx.folder.budget_left();
         let sessions = keys::windows_of(ctx.state, name, add.key, i64::MIN, ts.saturating_add(gap), custom, left).map_err(CallFailure::host)?;
-        ctx.charge_read(&sessions, |(_, _, a)| add.key.len() + 48 + a.custom.as_ref().map_or(0, Vec::len))?;
+        ctx.check_read(&sessions, |(_, _, a)| add.key.len() + 48 + a.custom.as_ref().map_or(0, Vec::len))?;
         let near: Vec<(i64, i64, Agg)> = sessions.into_iter().filter(|(_, end, _)| *end >= ts.saturating_sub(gap)).collect();
         let start = near.iter().map(|w| w.0).min().unwrap_or(ts).min(ts);
         let end = near.iter().map(|w| w.1).max().unwrap_or(ts).max(ts);

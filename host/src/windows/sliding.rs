@@ -148,7 +148,7 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, add: &Add<'_>) -> Result<bool, CallFail
 
         let left = ctx.folder.budget_left();
         let points = keys::points_of(ctx.state, name, add.key, ts.saturating_sub(size + 1), ts.saturating_add(size + 1), left).map_err(CallFailure::host)?;
-        ctx.charge_read(&points, |(_, v)| v.len() + add.key.len())?;
+        ctx.check_read(&points, |(_, v)| v.len() + add.key.len())?;
         // Windows that now contain the value, plus its own right window.
         let mut starts = BTreeSet::new();
         for &(t, _) in &points {
@@ -164,7 +164,9 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, add: &Add<'_>) -> Result<bool, CallFail
         }
         // Closed already: stream time passed end + grace.
         let starts: Vec<i64> = starts.into_iter().filter(|start| (start + size).saturating_add(grace) >= stream_time).collect();
-        ctx.charge_windows(starts.len() as u64, add.key)?;
+        if ctx.emit_updates() {
+            ctx.charge_windows(starts.len() as u64, add.key)?;
+        }
         for (&start, agg) in starts.iter().zip(aggregates(ctx, add.key, &points, &starts, size)?) {
             let end = start + size;
             let Some(agg) = agg else { continue };
@@ -191,7 +193,7 @@ pub fn close(ctx: &mut Ctx<'_>, size: u64, due: &Due) -> Result<Option<(i64, Agg
     let name = &def.name;
     let left = ctx.folder.budget_left();
     let points = keys::points_of(ctx.state, name, &due.key, i64::MIN, due.start.saturating_add(size), left).map_err(CallFailure::host)?;
-    ctx.charge_read(&points, |(_, v)| v.len() + due.key.len())?;
+    ctx.check_read(&points, |(_, v)| v.len() + due.key.len())?;
     let agg = aggregates(ctx, &due.key, &points, &[due.start], size)?.pop().flatten();
     // Windows close in start order, so every window containing a point
     // before this start has closed.

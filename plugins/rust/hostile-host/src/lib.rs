@@ -1,0 +1,90 @@
+//! Hostile: attacks the host through the raw WIT world (not the SDK's safe
+//! types), in the mode named by config `attack`, on every record:
+//!
+//! - `alias-topics`, `alias-rejects`: returns a million output topic names
+//!   (or reject messages) that all point at one 16 MiB string: 16 TB for a
+//!   host that copies each;
+//! - `header-span`: returns 100,000 outputs whose headers span the same
+//!   million headers: 10^11 header visits for a host that walks each;
+//! - `undo`: sets one state key to a 16 MiB value, forever: gigabytes of
+//!   undo log for a host that keeps every old value;
+//! - `huge-reject`: rejects each record with a 10 MiB message, which a
+//!   dead letter would carry in a header.
+
+use weir_sdk::bindings::exports::weir::transform::handler::Guest;
+use weir_sdk::bindings::weir::transform::state;
+use weir_sdk::bindings::weir::transform::types::{Header, InputBatch, OutputBatch, OutputRecord, Reject, Span};
+use weir_sdk::bindings::weir::transform::windows::WindowBatch;
+
+static mut ATTACK: String = String::new();
+
+fn attack() -> &'static str {
+    // SAFETY: the instance is single-threaded; written once in `init`.
+    unsafe { (*std::ptr::addr_of!(ATTACK)).as_str() }
+}
+
+/// `n` strings sharing one buffer of `len` bytes. Unsound on purpose: the
+/// host reads them after the call, and the guest's own frees of them
+/// afterwards are its own problem.
+fn aliases(n: usize, len: usize) -> Vec<String> {
+    let mut big = std::mem::ManuallyDrop::new(vec![b'x'; len]);
+    let (ptr, len, cap) = (big.as_mut_ptr(), big.len(), big.capacity());
+    // SAFETY: none; see above.
+    (0..n).map(|_| unsafe { String::from_raw_parts(ptr, len, cap) }).collect()
+}
+
+fn empty() -> OutputBatch {
+    OutputBatch { data: Vec::new(), records: Vec::new(), headers: Vec::new(), topics: Vec::new(), rejects: Vec::new(), window_adds: Vec::new() }
+}
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        let a = config.into_iter().find(|(k, _)| k == "attack").map(|(_, v)| v).ok_or("config `attack` is required")?;
+        // SAFETY: see `attack`.
+        unsafe { *std::ptr::addr_of_mut!(ATTACK) = a };
+        Ok(())
+    }
+
+    fn process(batch: InputBatch) -> Result<OutputBatch, String> {
+        let mut out = empty();
+        match attack() {
+            "alias-topics" => {
+                out.topics = aliases(1_000_000, 16 << 20);
+                out.records.push(OutputRecord { source: 0, topic: Some(0), key: None, value: None, headers: Span { start: 0, len: 0 }, timestamp: None });
+            }
+            "alias-rejects" => {
+                out.rejects = aliases(1_000_000, 16 << 20).into_iter().map(|message| Reject { source: 0, message }).collect();
+            }
+            "header-span" => {
+                out.headers = vec![Header { name: Span { start: 0, len: 0 }, value: None }; 1_000_000];
+                let all = Span { start: 0, len: 1_000_000 };
+                out.records = (0..100_000).map(|_| OutputRecord { source: 0, topic: None, key: None, value: None, headers: all, timestamp: None }).collect();
+            }
+            "undo" => loop {
+                state::set(b"k", &vec![b'u'; 16 << 20], None);
+            },
+            "huge-reject" => {
+                out.rejects = (0..batch.records.len() as u32).map(|source| Reject { source, message: "r".repeat(10 << 20) }).collect();
+            }
+            other => return Err(format!("unknown attack `{other}`")),
+        }
+        std::mem::forget(batch);
+        Ok(out)
+    }
+
+    fn on_window(_batch: WindowBatch) -> Result<OutputBatch, String> {
+        Ok(empty())
+    }
+
+    fn reduce(_window: u32, _key: Vec<u8>, _acc: Option<Vec<u8>>, _values: Vec<Vec<u8>>) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn merge(_window: u32, _key: Vec<u8>, a: Vec<u8>, _b: Vec<u8>) -> Vec<u8> {
+        a
+    }
+}
+
+weir_sdk::bindings::__export_plugin!(Hostile with_types_in weir_sdk::bindings);

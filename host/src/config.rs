@@ -65,6 +65,10 @@ impl Default for KafkaConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostConfig {
+    /// This host's name in the cluster; it names its transactional
+    /// producers, so it must be stable across restarts and unique among
+    /// hosts (default: the machine's hostname and a digest of `state_dir`).
+    pub id: Option<String>,
     /// Threads running transforms (shared by all deployments).
     pub workers: usize,
     /// Where partition state (RocksDB) lives.
@@ -99,6 +103,7 @@ pub struct HostConfig {
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
+            id: None,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             state_dir: PathBuf::from("weir-state"),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
@@ -110,6 +115,20 @@ impl Default for HostConfig {
             max_buffered_bytes: 64 << 20,
             max_future_ms: 24 * 3_600_000,
         }
+    }
+}
+
+impl HostConfig {
+    /// [`HostConfig::id`], or its default.
+    pub fn id(&self) -> String {
+        if let Some(id) = &self.id {
+            return id.clone();
+        }
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
+        let dir = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
+        use sha2::Digest;
+        let digest = hex::encode(sha2::Sha256::digest(dir.to_string_lossy().as_bytes()));
+        format!("{hostname}-{}", &digest[..12])
     }
 }
 

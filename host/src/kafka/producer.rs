@@ -218,6 +218,40 @@ impl Producer {
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.inner.flush(timeout)
     }
+
+    /// A transactional producer under `id`, ready: its first use fences any
+    /// earlier producer with the same id and aborts what that one left
+    /// open. A broker that refuses transactions is an error naming that.
+    pub fn transactional(kafka: &KafkaConfig, id: &str) -> Result<Producer> {
+        let mut c = crate::kafka::producer_config(kafka);
+        // A transaction a crashed host left open holds back every
+        // `read_committed` reader of its partitions until this passes.
+        c.set("transactional.id", id).set("transaction.timeout.ms", "10000").set("message.timeout.ms", "10000");
+        let inner: ThreadedProducer<DeliveryContext> = c.create_with_context(DeliveryContext).context("creating a transactional producer")?;
+        let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
+        inner
+            .init_transactions(timeout)
+            .map_err(|e| anyhow::anyhow!("the brokers at {} refuse transactions ({e}); Weir writes state changelogs in transactions", kafka.brokers))?;
+        Ok(Producer { inner })
+    }
+
+    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
+        self.inner.begin_transaction()
+    }
+
+    /// Adds the consumer group's `offsets` to the open transaction and
+    /// commits it: all of it becomes visible, or none. The group's
+    /// `metadata` fences a host that lost the partitions meanwhile.
+    pub fn commit_transaction(&self, offsets: &rdkafka::TopicPartitionList, metadata: &rdkafka::consumer::ConsumerGroupMetadata, timeout: Duration) -> Result<(), KafkaError> {
+        if offsets.count() > 0 {
+            self.inner.send_offsets_to_transaction(offsets, metadata, timeout)?;
+        }
+        self.inner.commit_transaction(timeout)
+    }
+
+    pub fn abort_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner.abort_transaction(timeout)
+    }
 }
 
 /// Headers from `(name, value)` pairs.

@@ -11,7 +11,7 @@
 //! their state changes never count twice (restore skips changelog records
 //! beyond the committed offsets, and the store is rebuilt when it is ahead).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,14 +23,15 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::partition::{Barrier, BatchLimits, Blocked, Buffer, Partition, Pending};
+use super::partition::{BatchLimits, Blocked, Buffer, Partition, Pending};
+use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Work};
 use super::{DeploymentStatus, Shared};
 use crate::config::{DeploymentConfig, FailurePolicy};
 use crate::bindings::InputBatch;
-use crate::kafka::producer::{Acks, Out, Role, Settled, Undeliverable, headers};
-use crate::state::rocks::RocksBackend;
-use crate::state::{Checkpoint, PartitionState, changelog};
+use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
+use crate::state::changelog::{self, Flush};
+use crate::state::Checkpoint;
 use crate::transform::{BatchResult, FailureKind, Produced, describe_failure};
 
 /// What a deployment is; only its transform changes while it runs (an
@@ -47,12 +48,25 @@ pub struct Deployment {
     runnable: RwLock<Arc<Runnable>>,
     pub group: String,
     pub changelog_topic: String,
+    /// Largest state entry the changelog topic accepts.
+    pub changelog_entry_limit: u64,
     pub status: Arc<Mutex<DeploymentStatus>>,
 }
 
 impl Deployment {
-    pub fn new(name: String, tenant: String, storage: String, config: DeploymentConfig, runnable: Arc<Runnable>, group: String, changelog_topic: String) -> Deployment {
-        Deployment { name, tenant, storage, config, runnable: RwLock::new(runnable), group, changelog_topic, status: Arc::new(Mutex::new(DeploymentStatus::default())) }
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(name: String, tenant: String, storage: String, config: DeploymentConfig, runnable: Arc<Runnable>, group: String, changelog_topic: String, changelog_entry_limit: u64) -> Deployment {
+        Deployment {
+            name,
+            tenant,
+            storage,
+            config,
+            runnable: RwLock::new(runnable),
+            group,
+            changelog_topic,
+            changelog_entry_limit,
+            status: Arc::new(Mutex::new(DeploymentStatus::default())),
+        }
     }
 
     /// The status, with what the running transform says now.
@@ -94,6 +108,7 @@ impl Deployment {
 /// Runs `deployment` until `stop` is set, then commits and leaves the group.
 pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<()> {
     let (done_tx, done_rx) = channel();
+    let (restore_tx, restore_rx) = channel();
     let runtime = Arc::new(Mutex::new(Runtime {
         deployment: deployment.clone(),
         shared: shared.clone(),
@@ -103,6 +118,13 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         next_commit: Instant::now(),
         retry_commit_at: Instant::now(),
         stopping: false,
+        assigned: BTreeSet::new(),
+        restoring: BTreeMap::new(),
+        retry_restore: BTreeMap::new(),
+        epoch: 0,
+        restore_tx,
+        restore_rx,
+        changelog: None,
     }));
     let consumer: BaseConsumer<KafkaContext> = crate::kafka::consumer_config(&shared.kafka, &deployment.group)
         .create_with_context(KafkaContext { runtime: runtime.clone() })
@@ -167,6 +189,10 @@ impl ConsumerContext for KafkaContext {
             let mut rt = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let numbers = partition_numbers(tpl);
             tracing::info!(deployment = %rt.deployment.name, partitions = ?numbers, "partitions revoked");
+            for n in &numbers {
+                rt.assigned.remove(n);
+                rt.retry_restore.remove(n);
+            }
             rt.release(consumer, &numbers);
         }
     }
@@ -176,12 +202,8 @@ impl ConsumerContext for KafkaContext {
             let mut rt = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let numbers = partition_numbers(tpl);
             tracing::info!(deployment = %rt.deployment.name, partitions = ?numbers, "partitions assigned");
-            if let Err(e) = rt.assign(consumer, tpl) {
-                // Without its state a partition cannot be processed; leave
-                // it unowned (its records stay unconsumed) and say why.
-                tracing::error!(deployment = %rt.deployment.name, error = %format!("{e:#}"), "could not take over partitions");
-                rt.set_error(format!("taking over partitions {numbers:?}: {e:#}"));
-            }
+            rt.assigned.extend(&numbers);
+            rt.assign(consumer, tpl);
         }
     }
 }
@@ -202,6 +224,18 @@ struct Runtime {
     next_commit: Instant,
     retry_commit_at: Instant,
     stopping: bool,
+    /// Partitions the group gave this host (processing or being restored).
+    assigned: BTreeSet<i32>,
+    /// Partitions being restored, with the epoch of their restore.
+    restoring: BTreeMap<i32, u64>,
+    /// Failed restores and when to try again.
+    retry_restore: BTreeMap<i32, Instant>,
+    epoch: u64,
+    restore_tx: Sender<(i32, u64, Result<Takeover>)>,
+    restore_rx: Receiver<(i32, u64, Result<Takeover>)>,
+    /// The transactional producer of the changelog, made at the first
+    /// commit with state changes.
+    changelog: Option<Producer>,
 }
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -218,6 +252,8 @@ enum DeadLetter {
     /// Key and headers: the whole record could not be delivered.
     WithoutValue,
 }
+/// How long a failed takeover waits before it is tried again.
+const RESTORE_RETRY: Duration = Duration::from_secs(5);
 /// How long releasing partitions waits for in-flight work and deliveries.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -235,7 +271,7 @@ impl Runtime {
     }
 
     fn poll_timeout(&self) -> Duration {
-        let busy = self.parts.values().any(|p| p.in_flight || !p.pending.is_empty() || p.barrier.is_some() || p.buffered() > 0);
+        let busy = self.parts.values().any(|p| p.in_flight || !p.pending.is_empty() || p.commit_due || p.buffered() > 0) || !self.restoring.is_empty();
         if busy { Duration::from_millis(1) } else { Duration::from_millis(50) }
     }
 
@@ -282,14 +318,13 @@ impl Runtime {
         while let Ok(done) = self.done_rx.try_recv() {
             self.on_done(consumer, done);
         }
+        self.took_over(consumer);
         self.settle(consumer);
         self.release_holds(consumer);
         if Instant::now() >= self.next_commit {
             self.next_commit = Instant::now() + Duration::from_millis(self.shared.host.commit_interval_ms);
             for p in self.parts.values_mut() {
-                if p.barrier.is_none() {
-                    p.barrier = Some(Barrier::AwaitIdle);
-                }
+                p.commit_due = true;
             }
         }
         self.commit(consumer);
@@ -304,7 +339,7 @@ impl Runtime {
         let (limits, linger) = (self.batch_limits(), self.linger());
         let (resume_records, resume_bytes) = (self.shared.host.max_buffered_records / 2, self.shared.host.max_buffered_bytes / 2);
         for p in self.parts.values_mut() {
-            if p.in_flight || p.stopped.is_some() || matches!(p.barrier, Some(Barrier::AwaitAcks { .. })) || p.state.is_none() {
+            if p.in_flight || p.stopped.is_some() || p.commit_due || p.state.is_none() {
                 continue;
             }
             let ready = p.buffers.iter().filter(|(_, b)| b.ready(limits, linger)).min_by_key(|(_, b)| b.since()).map(|(t, _)| t.clone());
@@ -334,7 +369,7 @@ impl Runtime {
     fn close_idle_windows(&mut self) {
         for p in self.parts.values_mut() {
             let idle = p.last_record.elapsed();
-            if p.in_flight || p.idle_closed || p.stopped.is_some() || p.barrier.is_some() || p.buffered() > 0 || idle < Duration::from_secs(1) {
+            if p.in_flight || p.idle_closed || p.stopped.is_some() || p.commit_due || p.buffered() > 0 || idle < Duration::from_secs(1) {
                 continue;
             }
             let Some(state) = p.state.take() else { continue };
@@ -363,8 +398,8 @@ impl Runtime {
         p.state = done.state;
         // State changes wait in memory for the next commit: commit early
         // rather than let them pile up.
-        if p.barrier.is_none() && p.state.as_ref().is_some_and(|s| s.pending_held() > PENDING_COMMIT_BYTES) {
-            p.barrier = Some(Barrier::AwaitIdle);
+        if p.state.as_ref().is_some_and(|s| s.pending_held() > PENDING_COMMIT_BYTES) {
+            p.commit_due = true;
         }
         let metrics = &self.shared.metrics;
         let label = done.partition.to_string();
@@ -621,7 +656,7 @@ impl Runtime {
             }
         }
         p.pending.clear();
-        p.barrier = None;
+        p.commit_due = false;
         p.processed = p.committed.clone();
         p.committable = p.committed.clone();
         let topics: Vec<String> = self.deployment.config.inputs.clone();
@@ -664,92 +699,97 @@ impl Runtime {
         true
     }
 
-    /// Produces changelogs and commits the partitions whose barrier allows
-    /// it (and, at commit time, those with nothing to write).
+    /// Commits every partition whose commit is due and ready (no batch in
+    /// flight, every output acknowledged): in one changelog transaction
+    /// with the offsets when any of them changed state, else a plain offset
+    /// commit. Then each store is flushed with a checkpoint of what was
+    /// committed.
     fn commit(&mut self, consumer: &BaseConsumer<KafkaContext>) {
-        let mut ready: Vec<(i32, BTreeMap<String, i64>, Option<i64>)> = Vec::new();
-        let mut stuck: Vec<(i32, String)> = Vec::new();
-        let changelog_topic = self.deployment.changelog_topic.clone();
-        for (&n, p) in self.parts.iter_mut() {
-            match &p.barrier {
-                None => {}
-                Some(Barrier::AwaitIdle) if p.in_flight => {}
-                Some(Barrier::AwaitIdle) => {
-                    // Without its state (a worker panicked) a partition only
-                    // commits what its outputs allow.
-                    let durable = p.state.as_ref().filter(|s| s.has_durable_changes());
-                    if let Some(state) = durable {
-                        let acks = Acks::new();
-                        match changelog::produce(&self.shared.producer, &changelog_topic, n, state, &p.processed, &acks) {
-                            Ok(_) => p.barrier = Some(Barrier::AwaitAcks { changelog: acks, positions: p.processed.clone() }),
-                            Err(e) => tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "producing the changelog failed"),
-                        }
-                    } else {
-                        // Nothing to make durable: commit what is acknowledged.
-                        p.barrier = None;
-                        if p.committable != p.committed {
-                            ready.push((n, p.committable.clone(), None));
+        if Instant::now() < self.retry_commit_at {
+            return;
+        }
+        let ready: Vec<i32> = self.parts.iter().filter(|(_, p)| p.commit_due && !p.in_flight && p.pending.is_empty()).map(|(&n, _)| n).collect();
+        if ready.is_empty() {
+            return;
+        }
+        let durable = ready.iter().any(|n| self.parts[n].state.as_ref().is_some_and(|s| s.has_durable_changes()));
+        let committed = match durable {
+            true => self.commit_with_changelog(consumer, &ready),
+            false => self.commit_offsets(consumer, &ready),
+        };
+        match committed {
+            Ok(ends) => {
+                for n in ready {
+                    let Some(p) = self.parts.get_mut(&n) else { continue };
+                    p.commit_due = false;
+                    p.failed_deliveries = 0;
+                    p.committed = p.processed.clone();
+                    if let Some(end) = ends.get(&n).filter(|&&e| e >= 0) {
+                        p.changelog_next = p.changelog_next.max(end + 1);
+                    }
+                    if let Some(state) = p.state.as_mut() {
+                        let checkpoint = Checkpoint { offsets: p.committed.clone(), changelog_next: p.changelog_next };
+                        if let Err(e) = state.flush_with_checkpoint(&checkpoint) {
+                            tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "flushing state failed");
                         }
                     }
                 }
-                Some(Barrier::AwaitAcks { changelog, positions }) if changelog.settled() => match changelog.outcome() {
-                    Settled::Delivered if p.pending.is_empty() => ready.push((n, positions.clone(), Some(changelog.max_offset()))),
-                    Settled::Delivered => {}
-                    Settled::Transient(error) => {
-                        p.failed_deliveries += 1;
-                        p.barrier = None;
-                        match p.failed_deliveries > MAX_FAILED_DELIVERIES {
-                            true => stuck.push((n, format!("its state changes failed to reach the changelog {} times in a row, the last time: {error}", p.failed_deliveries))),
-                            false => tracing::error!(deployment = %self.deployment.name, partition = n, error = %error, "changelog delivery failed; retrying at the next commit"),
-                        }
+            }
+            Err(e) => {
+                // Nothing of the commit is visible: the partitions go back
+                // to their last commit and process again from there.
+                let error = format!("{e:#}");
+                tracing::error!(deployment = %self.deployment.name, partitions = ?ready, error = %error, "commit failed");
+                self.retry_commit_at = Instant::now() + Duration::from_millis(500);
+                if durable {
+                    for n in ready {
+                        self.retry_delivery(consumer, n, format!("committing state: {error}"));
                     }
-                    Settled::Permanent(failures) => {
-                        p.barrier = None;
-                        let why = failures.first().map_or_else(String::new, |u| format!("{} (topic `{}`)", u.error, u.topic));
-                        stuck.push((n, format!("its state changes can never reach the changelog: {why}")));
-                    }
-                },
-                Some(Barrier::AwaitAcks { .. }) => {}
+                }
             }
         }
-        for (n, why) in stuck {
-            // Nothing after the last commit can be made durable: offsets
-            // stay there, and the partition stops until the cause is fixed.
-            self.stop_partition(consumer, n, format!("deployment `{}`, partition {n}: {why}", self.deployment.name));
-        }
-        if ready.is_empty() || Instant::now() < self.retry_commit_at {
-            return;
-        }
+    }
+
+    /// A plain commit of the ready partitions' offsets.
+    fn commit_offsets(&mut self, consumer: &BaseConsumer<KafkaContext>, ready: &[i32]) -> Result<BTreeMap<i32, i64>> {
         let mut tpl = TopicPartitionList::new();
-        for (n, positions, _) in &ready {
-            for (t, &o) in positions {
-                let _ = tpl.add_partition_offset(t, *n, Offset::Offset(o));
+        for n in ready {
+            let p = &self.parts[n];
+            if p.processed != p.committed {
+                for (t, &o) in &p.processed {
+                    tpl.add_partition_offset(t, *n, Offset::Offset(o))?;
+                }
             }
         }
         if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-                tracing::warn!(deployment = %self.deployment.name, error = %e, "offset commit failed; retrying");
-                self.retry_commit_at = Instant::now() + Duration::from_millis(500);
-                return;
-            }
+            consumer.commit(&tpl, CommitMode::Sync).context("committing offsets")?;
         }
-        for (n, positions, changelog_max) in ready {
-            let p = self.parts.get_mut(&n).expect("ready partition present");
-            p.committed = positions.clone();
-            if let Some(max) = changelog_max {
-                p.changelog_next = p.changelog_next.max(max + 1);
-                p.barrier = None;
-            }
-            // The store follows the commit; when it cannot (a batch is in
-            // flight) its checkpoint stays behind and a restart replays the
-            // changelog from there.
-            if let Some(state) = p.state.as_mut() {
-                let checkpoint = Checkpoint { offsets: positions, changelog_next: p.changelog_next };
-                if let Err(e) = state.flush_with_checkpoint(&checkpoint) {
-                    tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "flushing state failed");
-                }
-            }
+        Ok(BTreeMap::new())
+    }
+
+    /// The ready partitions' state changes, positions and offsets in one
+    /// transaction of this deployment's changelog producer.
+    fn commit_with_changelog(&mut self, consumer: &BaseConsumer<KafkaContext>, ready: &[i32]) -> Result<BTreeMap<i32, i64>> {
+        if self.changelog.is_none() {
+            let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
+            self.changelog = Some(Producer::transactional(&self.shared.kafka, &id)?);
         }
+        let producer = self.changelog.as_ref().expect("just made");
+        let group = consumer.group_metadata().context("the consumer has no group metadata yet")?;
+        let flushes: Vec<Flush<'_>> = ready
+            .iter()
+            .filter_map(|n| {
+                let p = &self.parts[n];
+                Some(Flush { partition: *n, state: p.state.as_deref()?, positions: &p.processed })
+            })
+            .collect();
+        let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
+        let committed = changelog::commit(producer, &self.deployment.changelog_topic, &flushes, &group, timeout);
+        if committed.is_err() {
+            // A fenced or failed producer is not used again.
+            self.changelog = None;
+        }
+        committed
     }
 
     /// Finishes in-flight work of `numbers`, commits them and lets them go.
@@ -760,11 +800,10 @@ impl Runtime {
         // consumed again by the next owner.
         self.stopping = true;
         for n in numbers {
+            self.restoring.remove(n);
             if let Some(p) = self.parts.get_mut(n) {
                 p.buffers.clear();
-                if p.barrier.is_none() {
-                    p.barrier = Some(Barrier::AwaitIdle);
-                }
+                p.commit_due = true;
             }
         }
         loop {
@@ -774,7 +813,7 @@ impl Runtime {
             self.settle(consumer);
             self.retry_commit_at = Instant::now();
             self.commit(consumer);
-            let open = numbers.iter().filter(|n| self.parts.get(n).is_some_and(|p| p.in_flight || p.barrier.is_some() || !p.pending.is_empty() || p.committable != p.committed)).count();
+            let open = numbers.iter().filter(|n| self.parts.get(n).is_some_and(|p| p.in_flight || p.commit_due || !p.pending.is_empty())).count();
             if open == 0 {
                 break;
             }
@@ -782,95 +821,81 @@ impl Runtime {
                 tracing::error!(deployment = %self.deployment.name, "gave up committing released partitions after {} s; their records will be processed again", RELEASE_TIMEOUT.as_secs());
                 break;
             }
-            for n in numbers {
-                if let Some(p) = self.parts.get_mut(n) {
-                    if p.barrier.is_none() && !p.in_flight {
-                        p.barrier = Some(Barrier::AwaitIdle);
-                    }
-                }
-            }
         }
         for n in numbers {
             if self.parts.remove(n).is_some() {
                 let label = n.to_string();
                 let _ = self.shared.metrics.stopped.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
                 let _ = self.shared.metrics.consumer_lag.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
-                let mut status = self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                status.partitions.retain(|p| p != n);
-                status.stopped.remove(n);
             }
+            let mut status = self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            status.partitions.retain(|p| p != n);
+            status.stopped.remove(n);
+            status.failed.remove(n);
         }
         self.stopping = was_stopping;
     }
 
-    /// Takes over newly assigned partitions: opens each one's store,
-    /// restores it from the changelog unless it matches the committed
-    /// offsets, and starts from those offsets.
-    fn assign(&mut self, consumer: &BaseConsumer<KafkaContext>, tpl: &TopicPartitionList) -> Result<()> {
-        let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
-        let committed = consumer.committed_offsets(tpl.clone(), timeout).context("reading committed offsets")?;
+    /// Starts taking over newly assigned partitions: each is paused and
+    /// restored on a thread of its own; [`Runtime::took_over`] resumes it.
+    fn assign(&mut self, consumer: &BaseConsumer<KafkaContext>, tpl: &TopicPartitionList) {
         for n in partition_numbers(tpl) {
-            if self.parts.contains_key(&n) {
+            if self.parts.contains_key(&n) || self.restoring.contains_key(&n) {
                 continue;
             }
-            let offsets: BTreeMap<String, i64> = committed
-                .elements()
-                .iter()
-                .filter(|e| e.partition() == n)
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some((e.topic().to_owned(), o)),
-                    _ => None,
-                })
-                .collect();
-            let (state, changelog_next) = self.open_state(n, &offsets).with_context(|| format!("partition {n}"))?;
-            self.parts.insert(n, Partition::new(n, state, offsets, changelog_next));
-            self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).partitions.push(n);
+            for t in &self.deployment.config.inputs {
+                let _ = consumer.pause(&tpl_of(t, n));
+            }
+            self.start_restore(n);
         }
-        self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).partitions.sort_unstable();
-        Ok(())
     }
 
-    fn open_state(&self, n: i32, committed: &BTreeMap<String, i64>) -> Result<(Box<PartitionState>, i64)> {
-        let dir = self.shared.host.state_dir.join(&self.deployment.storage).join(n.to_string());
-        let mut state = PartitionState::open(Box::new(RocksBackend::open(&dir, &self.shared.rocks)?))?;
-        let checkpoint = state.checkpoint()?;
-        if let Some(cp) = &checkpoint {
-            if &cp.offsets == committed {
-                return Ok((Box::new(state), cp.changelog_next));
+    fn start_restore(&mut self, n: i32) {
+        self.epoch += 1;
+        self.restoring.insert(n, self.epoch);
+        super::restore::spawn(self.shared.clone(), self.deployment.clone(), n, self.epoch, self.restore_tx.clone());
+    }
+
+    /// Handles finished restores: a partition taken over starts consuming
+    /// from its positions; one that failed is reported and tried again.
+    fn took_over(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+        while let Ok((n, epoch, result)) = self.restore_rx.try_recv() {
+            if self.restoring.get(&n) != Some(&epoch) {
+                continue; // revoked meanwhile
+            }
+            self.restoring.remove(&n);
+            let mut status = self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match result {
+                Ok(t) => {
+                    status.failed.remove(&n);
+                    status.partitions.push(n);
+                    status.partitions.sort_unstable();
+                    drop(status);
+                    for topic in &self.deployment.config.inputs {
+                        if let Some(&o) = t.positions.get(topic) {
+                            if let Err(e) = consumer.seek(topic, n, Offset::Offset(o), SEEK_TIMEOUT) {
+                                tracing::error!(deployment = %self.deployment.name, topic = %topic, partition = n, error = %e, "seek failed");
+                            }
+                        }
+                        let _ = consumer.resume(&tpl_of(topic, n));
+                    }
+                    self.parts.insert(n, Partition::new(n, t.state, t.positions, t.changelog_next));
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    tracing::error!(deployment = %self.deployment.name, partition = n, error = %why, "could not take over the partition; trying again in {} s", RESTORE_RETRY.as_secs());
+                    status.failed.insert(n, why);
+                    self.retry_restore.insert(n, Instant::now() + RESTORE_RETRY);
+                }
             }
         }
-        // Behind the committed offsets: replay the changelog from where the
-        // store ends. Missing, or ahead (offsets were reset): rebuild.
-        let behind = checkpoint.as_ref().filter(|cp| cp.offsets.iter().all(|(t, o)| committed.get(t).is_some_and(|c| o <= c)));
-        let from = match behind {
-            Some(cp) => cp.changelog_next,
-            None => {
-                drop(state);
-                RocksBackend::destroy(&dir)?;
-                state = PartitionState::open(Box::new(RocksBackend::open(&dir, &self.shared.rocks)?))?;
-                0
+        let due: Vec<i32> = self.retry_restore.iter().filter(|(_, at)| Instant::now() >= **at).map(|(&n, _)| n).collect();
+        for n in due {
+            self.retry_restore.remove(&n);
+            if self.assigned.contains(&n) {
+                self.start_restore(n);
             }
-        };
-        let (tenant, name, label) = (self.deployment.tenant.clone(), self.deployment.name.clone(), n.to_string());
-        let metrics = self.shared.metrics.clone();
-        metrics.restoring.with_label_values(&[&tenant, &name, &label]).set(1);
-        let started = Instant::now();
-        let reported = std::cell::Cell::new(0u64);
-        let progress = |applied: u64| {
-            metrics.restored_keys.with_label_values(&[&tenant, &name, &label]).inc_by(applied - reported.get());
-            if applied > reported.get() {
-                tracing::info!(deployment = %name, partition = n, applied, "restoring state from the changelog");
-            }
-            reported.set(applied);
-        };
-        let restored = changelog::restore(&self.shared.kafka, &self.deployment.changelog_topic, n, from, committed, &mut state, &progress);
-        metrics.restoring.with_label_values(&[&tenant, &name, &label]).set(0);
-        let restored = restored?;
-        if restored.applied + restored.skipped > 0 {
-            tracing::info!(deployment = %name, partition = n, applied = restored.applied, skipped = restored.skipped, seconds = started.elapsed().as_secs_f64(), "state restored");
         }
-        let next = state.checkpoint()?.map_or(0, |cp| cp.changelog_next);
-        Ok((Box::new(state), next))
     }
 }
 

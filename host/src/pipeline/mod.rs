@@ -15,6 +15,7 @@ use serde::Serialize;
 pub mod deployment;
 mod partition;
 pub mod reconcile;
+mod restore;
 pub mod workers;
 
 use crate::config::{Config, DeploymentConfig, HostConfig, KafkaConfig};
@@ -40,6 +41,8 @@ pub struct Shared {
     pub rocks: RocksConfig,
     /// Set when the host shuts down: blocked sends stop waiting.
     pub shutdown: Arc<AtomicBool>,
+    /// Names this host's transactional producers (see `HostConfig::id`).
+    pub host_id: String,
 }
 
 /// A deployment's health as the host sees it.
@@ -118,6 +121,7 @@ impl Host {
             metrics: Arc::new(Metrics::new()),
             rocks: RocksConfig::new(64 << 20)?,
             shutdown: Arc::new(AtomicBool::new(false)),
+            host_id: config.host.id(),
         });
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
         let tenants = Tenants::from_config(config);
@@ -204,6 +208,7 @@ impl Host {
         if cluster_partitions < partitions {
             bail!("changelog topic `{changelog_topic}` has {cluster_partitions} partitions, fewer than the inputs' {partitions}");
         }
+        let entry_limit = self.cluster.max_message_bytes(&[&changelog_topic])?.get(&changelog_topic).copied().unwrap_or(crate::kafka::KAFKA_DEFAULT_MAX_MESSAGE_BYTES).min(self.producer_limits.message_max_bytes);
         let runnable = Arc::new(Runnable::new(module, spec, config.cpu_share));
         Ok(Arc::new(Deployment::new(
             name.to_owned(),
@@ -213,6 +218,7 @@ impl Host {
             runnable,
             format!("{}.{}", self.shared.kafka.group_prefix, who.storage),
             changelog_topic,
+            entry_limit,
         )))
     }
 

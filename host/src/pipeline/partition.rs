@@ -119,15 +119,6 @@ pub enum Blocked {
     Permanent { group: Pending, failures: Vec<Undeliverable> },
 }
 
-/// A commit that must wait for the partition's state to reach the
-/// changelog first.
-pub enum Barrier {
-    /// Waiting for the batch in flight to come back.
-    AwaitIdle,
-    /// Changelog records produced; waiting for them and all outputs.
-    AwaitAcks { changelog: Arc<Acks>, positions: BTreeMap<String, i64> },
-}
-
 pub struct Partition {
     pub number: i32,
     pub buffers: BTreeMap<String, Buffer>,
@@ -140,7 +131,9 @@ pub struct Partition {
     /// Positions whose outputs are all acknowledged.
     pub committable: BTreeMap<String, i64>,
     pub committed: BTreeMap<String, i64>,
-    pub barrier: Option<Barrier>,
+    /// A commit is due: no new batch starts until the one in flight is back
+    /// and every output is acknowledged, then the commit happens.
+    pub commit_due: bool,
     /// Why processing stopped (failure policy `stop`, a fatal error).
     pub stopped: Option<String>,
     pub last_record: Instant,
@@ -165,7 +158,7 @@ impl Partition {
             pending: VecDeque::new(),
             committable: committed.clone(),
             committed,
-            barrier: None,
+            commit_due: false,
             stopped: None,
             last_record: Instant::now(),
             idle_closed: true,

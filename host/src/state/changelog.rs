@@ -1,29 +1,40 @@
 //! Changelog topics: every durable state change of a deployment is also
 //! produced to the compacted topic `<group_prefix>.changelog.<deployment>`
-//! (`weir.changelog.<deployment>` by default; partition
-//! = input partition), so a host that lost its disk, or that takes over a
-//! partition, rebuilds the state exactly.
+//! (`weir.changelog.<deployment>` by default; partition = input partition),
+//! so a host that lost its disk, or that takes over a partition, rebuilds
+//! the state exactly.
 //!
-//! Each changelog record carries header `weir.offsets`: the input positions
-//! (`topic=next-offset`, comma separated) the change reflects. Changes are
-//! produced at commit time and acknowledged before those positions are
-//! committed; on restore, a change whose positions are beyond the committed
-//! ones belongs to processing that will be redone, and is skipped.
+//! A commit writes, in one Kafka transaction, the pending changes of the
+//! partitions it covers, one record per partition under [`POSITIONS_KEY`]
+//! naming the input positions those changes reflect, and the consumer
+//! group's offsets: all of it becomes visible to `read_committed` readers,
+//! or none of it. A restore therefore applies every record it sees, and
+//! resumes from the positions of the last commit it saw when the group's
+//! offsets are gone (expired) or name other topics (the inputs changed). No
+//! record is ever skipped, so compaction (which keeps the latest value of a
+//! key) can never leave a restore without a committed value.
+//!
+//! Changelogs written by Weir before transactions carry a `weir.offsets`
+//! header on each change instead; a restore skips those beyond the group's
+//! committed offsets, as Weir did then.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Checkpoint, PartitionState};
 use crate::config::KafkaConfig;
-use crate::kafka::producer::{Acks, Out, Producer};
+use crate::kafka::producer::{Acks, Out, Producer, Role};
 
+/// The header older changelogs carry on every change.
 pub const OFFSETS_HEADER: &str = "weir.offsets";
+/// Key of a commit's positions record (the host's namespace: never a key of
+/// user or window state).
+pub const POSITIONS_KEY: &[u8] = b"mpositions";
 
 /// The changelog of a deployment's storage, beside its consumer group
 /// (`<group_prefix>.<storage>`), so hosts of different prefixes on one
@@ -32,8 +43,8 @@ pub fn topic(group_prefix: &str, storage: &str) -> String {
     format!("{group_prefix}.changelog.{storage}")
 }
 
-/// Settings of a changelog topic: compacted, and compacted late enough that
-/// a restore never finds a committed change replaced by an uncommitted one.
+/// Settings of a changelog topic: compacted. (A minimum compaction lag
+/// mattered when restores skipped records; they no longer do.)
 pub const TOPIC_CONFIG: &[(&str, &str)] = &[("cleanup.policy", "compact"), ("min.compaction.lag.ms", "3600000")];
 
 pub fn encode_offsets(offsets: &BTreeMap<String, i64>) -> String {
@@ -47,37 +58,73 @@ pub fn decode_offsets(s: &str) -> Option<BTreeMap<String, i64>> {
     }).collect()
 }
 
-/// Produces the partition's pending durable changes, tagged with the
-/// positions they reflect; returns how many.
-pub fn produce(producer: &Producer, topic: &str, partition: i32, state: &PartitionState, positions: &BTreeMap<String, i64>, acks: &Arc<Acks>) -> Result<usize> {
-    let header = encode_offsets(positions);
-    let mut n = 0;
-    for (key, value) in state.durable_changes() {
-        let headers = OwnedHeaders::new().insert(Header { key: OFFSETS_HEADER, value: Some(header.as_bytes()) });
-        let out = Out { topic, key: Some(key), value: value.as_deref(), headers: Some(headers), timestamp: None, partition: Some(partition) };
-        producer.send(out, crate::kafka::producer::Role::Changelog, acks, &|| false).with_context(|| format!("producing to changelog {topic}"))?;
-        n += 1;
+/// One partition's share of a commit.
+pub struct Flush<'a> {
+    pub partition: i32,
+    pub state: &'a PartitionState,
+    /// The input positions its changes reflect.
+    pub positions: &'a BTreeMap<String, i64>,
+}
+
+/// Commits `flushes` to changelog `topic` and the group's offsets in one
+/// transaction of `producer`; returns each partition's last changelog
+/// offset. On failure the transaction is aborted: nothing of it is visible.
+pub fn commit(producer: &Producer, topic: &str, flushes: &[Flush<'_>], group: &ConsumerGroupMetadata, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
+    producer.begin_transaction().context("beginning a changelog transaction")?;
+    let mut groups = BTreeMap::new();
+    let written = (|| -> Result<()> {
+        let mut offsets = TopicPartitionList::new();
+        for f in flushes {
+            let acks = Acks::new();
+            let positions = encode_offsets(f.positions);
+            let records = f.state.durable_changes().map(|(k, v)| (k.as_slice(), v.as_deref())).chain([(POSITIONS_KEY, Some(positions.as_bytes()))]);
+            for (key, value) in records {
+                let out = Out { topic, key: Some(key), value, headers: None, timestamp: None, partition: Some(f.partition) };
+                producer.send(out, Role::Changelog, &acks, &|| false).with_context(|| format!("producing to changelog {topic}"))?;
+            }
+            for (t, &o) in f.positions {
+                offsets.add_partition_offset(t, f.partition, Offset::Offset(o))?;
+            }
+            groups.insert(f.partition, acks);
+        }
+        producer.commit_transaction(&offsets, group, timeout).context("committing the changelog transaction")?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = producer.abort_transaction(timeout);
+        return Err(e);
     }
-    Ok(n)
+    // The commit waited for every delivery; their reports follow shortly.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while groups.values().any(|a| !a.settled()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(groups.into_iter().map(|(n, a)| (n, a.max_offset())).collect())
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     /// Changes applied.
     pub applied: u64,
-    /// Changes skipped because they reflect uncommitted processing.
+    /// Changes of older changelogs skipped as uncommitted.
     pub skipped: u64,
+    /// The input positions of the last commit read, if any.
+    pub positions: Option<BTreeMap<String, i64>>,
+    /// The offset after the last record read.
+    pub end: i64,
 }
 
 /// A consumer that reads one partition start to end as fast as the broker
-/// serves it. With librdkafka's defaults, the fetcher pauses for
-/// `fetch.queue.backoff.ms` (1 s) whenever 100 000 records are queued,
-/// which caps a restore at ~100 k records/s however fast it applies them.
+/// serves it, committed transactions only. With librdkafka's defaults, the
+/// fetcher pauses for `fetch.queue.backoff.ms` (1 s) whenever 100 000
+/// records are queued, which caps a restore at ~100 k records/s however
+/// fast it applies them.
 pub fn reader_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
     let mut c = crate::kafka::client_config(kafka);
     c.set("group.id", "weir-restore")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
         .set("fetch.max.bytes", "67108864")
         .set("max.partition.fetch.bytes", "33554432")
         .set("queued.min.messages", "1000000")
@@ -86,37 +133,38 @@ pub fn reader_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
     c
 }
 
-/// Replays changelog partition `partition` of `topic` from offset `from` to
-/// its current end into `state`, applying the changes covered by
-/// `committed`; leaves the state flushed with a checkpoint at `committed`.
+/// Replays changelog partition `partition` of `topic` from offset `from`
+/// to its last committed record into `state`, and flushes it with a
+/// checkpoint at `positions` (or the positions of the last commit read).
+/// `legacy_committed` decides the records of older changelogs.
 pub fn restore(
     kafka: &KafkaConfig,
     topic: &str,
     partition: i32,
     from: i64,
-    committed: &BTreeMap<String, i64>,
+    legacy_committed: &BTreeMap<String, i64>,
     state: &mut PartitionState,
     progress: &dyn Fn(u64),
 ) -> Result<Restored> {
     let consumer: BaseConsumer = reader_config(kafka).create().context("creating the changelog reader")?;
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
     let (low, high) = consumer.fetch_watermarks(topic, partition, timeout).with_context(|| format!("reading the extent of {topic} partition {partition}"))?;
-    let mut restored = Restored::default();
-    let start = from.max(low);
-    if start < high {
+    let mut restored = Restored { end: from.max(low), ..Restored::default() };
+    if restored.end < high {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+        tpl.add_partition_offset(topic, partition, Offset::Offset(restored.end))?;
         consumer.assign(&tpl)?;
-        let mut next = start;
         let mut last_progress = Instant::now();
         let mut idle_since: Option<Instant> = None;
-        let mut last_header: Option<(Vec<u8>, bool)> = None;
         let mut batch = Vec::with_capacity(10_000);
-        while next < high {
+        // A transaction another host left open holds the end back until it
+        // times out (10 s); then the end of the partition comes.
+        let patience = timeout + Duration::from_secs(10);
+        loop {
             match consumer.poll(Duration::from_millis(200)) {
                 None => {
-                    if idle_since.get_or_insert_with(Instant::now).elapsed() > timeout {
-                        bail!("restoring {topic} partition {partition}: no data for {} s at offset {next} of {high}", timeout.as_secs());
+                    if idle_since.get_or_insert_with(Instant::now).elapsed() > patience {
+                        bail!("restoring {topic} partition {partition}: no data for {} s at offset {} of {high}", patience.as_secs(), restored.end);
                     }
                     continue;
                 }
@@ -124,24 +172,16 @@ pub fn restore(
                 Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic} partition {partition}")),
                 Some(Ok(m)) => {
                     idle_since = None;
-                    next = m.offset() + 1;
-                    // The changes of one commit share their header: decide once.
-                    let header = m.headers().and_then(|h| h.iter().find(|h| h.key == OFFSETS_HEADER).and_then(|h| h.value));
-                    let covered = match (&last_header, header) {
-                        (Some((seen, covered)), Some(h)) if seen.as_slice() == h => *covered,
-                        _ => {
-                            let covered = header
-                                .and_then(|v| decode_offsets(std::str::from_utf8(v).ok()?))
-                                .is_some_and(|offsets| offsets.iter().all(|(t, o)| committed.get(t).is_some_and(|c| o <= c)));
-                            last_header = header.map(|h| (h.to_vec(), covered));
-                            covered
-                        }
-                    };
-                    if !covered {
+                    restored.end = m.offset() + 1;
+                    let Some(key) = m.key() else { continue };
+                    if key == POSITIONS_KEY {
+                        restored.positions = m.payload().and_then(|v| decode_offsets(std::str::from_utf8(v).ok()?));
+                        continue;
+                    }
+                    if !legacy_covered(&m, legacy_committed) {
                         restored.skipped += 1;
                         continue;
                     }
-                    let Some(key) = m.key() else { continue };
                     batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
                     restored.applied += 1;
                     if batch.len() == 10_000 {
@@ -157,9 +197,19 @@ pub fn restore(
         }
         state.write_restored(&batch)?;
     }
-    state.flush_with_checkpoint(&Checkpoint { offsets: committed.clone(), changelog_next: high })?;
+    let offsets = restored.positions.clone().or_else(|| state.checkpoint().ok().flatten().map(|c| c.offsets)).unwrap_or_default();
+    state.flush_with_checkpoint(&Checkpoint { offsets, changelog_next: restored.end })?;
     progress(restored.applied);
     Ok(restored)
+}
+
+/// Whether a change of an older changelog (with the `weir.offsets` header)
+/// belongs to committed processing; changes without it are committed by
+/// their transaction.
+fn legacy_covered(m: &rdkafka::message::BorrowedMessage<'_>, committed: &BTreeMap<String, i64>) -> bool {
+    let headers = crate::kafka::headers_of(m);
+    let Some((_, value)) = headers.iter().find(|(k, _)| *k == OFFSETS_HEADER.as_bytes()) else { return true };
+    value.and_then(|v| decode_offsets(std::str::from_utf8(v).ok()?)).is_some_and(|offsets| offsets.iter().all(|(t, o)| committed.get(t).is_some_and(|c| o <= c)))
 }
 
 #[cfg(test)]

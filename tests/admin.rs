@@ -50,7 +50,8 @@ quota = {{ memory_mb = 32, cpu_ms_per_batch = 300, max_outputs_per_record = 100,
 }
 
 fn start_host(dir: &Path, k: &Scope) -> Weir {
-    let w = Weir::start(dir, k, &config());
+    let mut w = Weir::start(dir, k, &config());
+    w.authorize(ROOT);
     w.wait_healthy();
     w
 }

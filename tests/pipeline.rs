@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use weir_tests::kafka::{Broker, Rec, Weir, by_key, deployment, host_config, produce_slowly, records};
+use weir_tests::kafka::{Broker, Rec, Weir, by_key, deployment, host_config, now_ms, produce_slowly, records};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -352,4 +352,129 @@ fn output_limits_follow_the_topics_max_message_bytes() {
     assert_eq!(dlq[0].header("weir.error.kind"), Some("output-limit"));
     let why = dlq[0].header("weir.error.message").unwrap();
     assert!(why.contains("larger than the 20000 bytes its topics accept"), "{why}");
+}
+
+/// Records anyone may write that no transform should see: a header name
+/// that is not UTF-8 (rdkafka's own header reader panics on it), a
+/// timestamp at `i64::MAX` and one two days ahead (either would move
+/// stream time past every real record for good). Each goes to the
+/// dead-letter topic saying why, the records around them are processed,
+/// and a second host that reads them all again (the group's offsets gone)
+/// survives them too.
+#[test]
+fn poison_records_are_dead_lettered_and_every_host_survives_them() {
+    let k = Broker::shared().scope();
+    let anytime = [("message.timestamp.after.max.ms", "9223372036854775807")];
+    k.create_topic_with("in", 1, &anytime);
+    k.create_topic("out", 1);
+    k.create_topic("up.dlq", 1);
+    let config = host_config(&deployment("up", "upper", "in", "out", ""));
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Weir::start(&dir.path().join("a"), &k, &config);
+    a.wait_partitions("up", 1);
+    k.produce("in", &[Rec::new("k", "first")]);
+    k.produce_with_header_name("in", "bad header", &[0xff, 0xfe]);
+    let at = |ts: i64, v: &str| Rec { timestamp: Some(ts), ..Rec::new("k", v) };
+    k.produce("in", &[at(i64::MAX, "end of time"), at(now_ms() + 2 * 86_400_000, "day after tomorrow"), Rec::new("k", "last")]);
+
+    let check = |host: &Weir, copies: usize| {
+        let out = k.read_until("out", MINUTE, |o| o.len() >= 2 * copies);
+        assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), ["FIRST", "LAST"].repeat(copies), "log:\n{}", host.log_text());
+        let dlq = k.read_until("up.dlq", MINUTE, |d| d.len() >= 3 * copies);
+        assert_eq!(dlq.len(), 3 * copies, "{:?}; log:\n{}", dlq.iter().map(|d| d.header("weir.error.message")).collect::<Vec<_>>(), host.log_text());
+        for d in &dlq[dlq.len() - 3..] {
+            assert_eq!(d.header("weir.error.kind"), Some("invalid-input"), "{:?}", d.header("weir.error.message"));
+        }
+        let why: Vec<&str> = dlq[dlq.len() - 3..].iter().map(|d| d.header("weir.error.message").unwrap()).collect();
+        assert!(why[0].contains("name is not UTF-8 (bytes fffe)"), "{}", why[0]);
+        assert!(why[1].contains("timestamp 9223372036854775807 is more than host.max_future_ms"), "{}", why[1]);
+        assert!(why[2].contains("ahead of this host's clock"), "{}", why[2]);
+        assert_eq!(host.health().unwrap()["status"], "ok");
+    };
+    check(&a, 1);
+    let deadline = Instant::now() + MINUTE;
+    while k.committed("weir.up", "in", 1) != [5] {
+        assert!(Instant::now() < deadline, "offsets committed past the poison");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(a.terminate().success());
+
+    // Another host, offsets gone: it reads the poison again, and lives.
+    k.delete_group("weir.up");
+    let b = Weir::start(&dir.path().join("b"), &k, &config);
+    b.wait_partitions("up", 1);
+    check(&b, 2);
+}
+
+/// Outputs that can never be delivered (too large for the topic they are
+/// routed to at run time, which no deploy-time check saw) go to the failure
+/// policy of their input record, once, instead of reprocessing the batch
+/// forever; a reject message of 10 MiB reaches the dead letter cut to 4 KiB.
+#[test]
+fn undeliverable_outputs_and_huge_messages_are_dead_lettered_once() {
+    let k = Broker::shared().scope();
+    for t in ["in", "out", "in2", "out2"] {
+        k.create_topic(t, 1);
+    }
+    k.create_topic_with("small", 1, &[("max.message.bytes", "20000")]);
+    k.create_topic("route.dlq", 1);
+    k.create_topic("raise.dlq", 1);
+    let config = host_config(
+        &[
+            deployment("route", "router", "in", "out", "config = { \"route.{p}small\" = \"big\" }"),
+            deployment("raise", "hostile_host", "in2", "out2", "config = { attack = \"huge-reject\" }"),
+        ]
+        .concat(),
+    ) + "\n[kafka.properties]\n\"batch.size\" = \"16384\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &config);
+    weir.wait_partitions("route", 1);
+    weir.wait_partitions("raise", 1);
+    k.produce("in", &[Rec::new("a", "small one"), Rec::new("b", &format!("big {}", "x".repeat(30_000))), Rec::new("c", "another")]);
+    let out = k.read("out", 2, MINUTE);
+    assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), ["small one", "another"], "log:\n{}", weir.log_text());
+    let dlq = k.read("route.dlq", 2, Duration::from_secs(20));
+    assert_eq!(dlq.len(), 1, "dead-lettered once; log:\n{}", weir.log_text());
+    assert_eq!(dlq[0].key_str(), "b");
+    assert_eq!(dlq[0].header("weir.error.kind"), Some("produce"));
+    assert!(dlq[0].header("weir.error.message").unwrap().contains(&format!("topic `{}` failed for good", k.name("small"))), "{:?}", dlq[0].header("weir.error.message"));
+    let deadline = Instant::now() + MINUTE;
+    while k.committed("weir.route", "in", 1) != [3] {
+        assert!(Instant::now() < deadline, "offsets committed past it");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    k.produce("in2", &[Rec::new("r", "reject me")]);
+    let dlq = k.read("raise.dlq", 1, MINUTE);
+    assert_eq!(dlq.len(), 1, "log:\n{}", weir.log_text());
+    assert_eq!(dlq[0].header("weir.error.kind"), Some("rejected"));
+    assert_eq!(dlq[0].header("weir.error.message").unwrap().len(), 4096);
+}
+
+/// Backpressure counts bytes as well as records: 4,000 records of 100 KB
+/// (400 MB) behind a host whose partitions may buffer 8 MiB all come
+/// through, while the host's memory stays far below the backlog.
+#[test]
+fn big_records_under_backpressure_keep_the_host_small() {
+    let k = Broker::shared().scope();
+    k.create_topic("in", 1);
+    k.create_topic("out", 1);
+    k.create_topic("up.dlq", 1);
+    let value = "v".repeat(100_000);
+    for chunk in 0..8 {
+        let records: Vec<Rec> = (0..500).map(|i| Rec::new(&format!("k{}", chunk * 500 + i), &value)).collect();
+        k.produce("in", &records);
+    }
+    let config = host_config(&deployment("up", "upper", "in", "out", "")).replace("commit_interval_ms = 200", "commit_interval_ms = 200\nmax_buffered_bytes = 8388608");
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &config);
+    let mut seen = 0;
+    let out = k.read_until("out", Duration::from_secs(180), |o| {
+        seen = o.len();
+        o.len() >= 4_000
+    });
+    assert_eq!(out.len(), 4_000, "log:\n{}", weir.log_text());
+    let peak = weir.peak_rss();
+    eprintln!("peak RSS of the host: {} MiB for a 400 MB backlog", peak >> 20);
+    assert!(peak < 700 << 20, "the host held {} MiB", peak >> 20);
 }

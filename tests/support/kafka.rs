@@ -277,6 +277,30 @@ impl Scope {
         p.flush(Duration::from_secs(60)).expect("all records acknowledged");
     }
 
+    /// Produces one record whose first header's name is `name`, bytes that
+    /// need not be UTF-8 (as anyone may write to a topic).
+    pub fn produce_with_header_name(&self, topic: &str, value: &str, name: &[u8]) {
+        let topic = self.name(topic);
+        let p: BaseProducer = self.client().create().unwrap();
+        // SAFETY: never used as a `str` in Rust: rdkafka hands its pointer
+        // and length to librdkafka, which takes any bytes.
+        let key = unsafe { std::str::from_utf8_unchecked(name) };
+        let headers = OwnedHeaders::new().insert(Header { key, value: Some(&b"v"[..]) });
+        p.send(BaseRecord::<str, str>::to(&topic).key("k").payload(value).headers(headers)).map_err(|(e, _)| e).unwrap();
+        p.flush(Duration::from_secs(30)).expect("acknowledged");
+    }
+
+    /// Deletes consumer group `group` (it must have no members): its
+    /// committed offsets are gone, as when they expire.
+    pub fn delete_group(&self, group: &str) {
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+        let group = self.name(group);
+        let r = futures::executor::block_on(admin.delete_groups(&[group.as_str()], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).unwrap();
+        for x in r {
+            x.unwrap_or_else(|(g, e)| panic!("deleting group {g}: {e}"));
+        }
+    }
+
     /// Reads every partition of `topic` from the beginning (no consumer
     /// group) until `expected` records arrived or `timeout` passed.
     pub fn read(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<Rec> {
@@ -372,6 +396,9 @@ pub struct Weir {
     pub listen: SocketAddr,
     pub log: PathBuf,
     config: PathBuf,
+    /// Sent with `/health` and `/metrics` (hosts with tokens show them only
+    /// to a token).
+    token: Option<String>,
 }
 
 impl Weir {
@@ -389,7 +416,7 @@ impl Weir {
             .replace("{plugins}", &plugins.display().to_string());
         let config = dir.join("weir.toml");
         std::fs::write(&config, text).unwrap();
-        let mut w = Weir { child: None, listen, log: dir.join("weir.log"), config };
+        let mut w = Weir { child: None, listen, log: dir.join("weir.log"), config, token: None };
         w.launch();
         w
     }
@@ -453,12 +480,32 @@ impl Weir {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process's peak resident memory so far, bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()).unwrap_or(0) << 10
+    }
+
+    /// Asks `/health` and `/metrics` with `token` from now on.
+    pub fn authorize(&mut self, token: &str) {
+        self.token = Some(token.to_owned());
+    }
+
+    fn get(&self, path: &str) -> reqwest::Result<reqwest::blocking::Response> {
+        let mut r = reqwest::blocking::Client::new().get(format!("http://{}{path}", self.listen));
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    }
+
     pub fn health(&self) -> Option<serde_json::Value> {
-        reqwest::blocking::get(format!("http://{}/health", self.listen)).ok()?.json().ok()
+        self.get("/health").ok()?.json().ok()
     }
 
     pub fn metrics(&self) -> String {
-        reqwest::blocking::get(format!("http://{}/metrics", self.listen)).and_then(|r| r.text()).unwrap_or_default()
+        self.get("/metrics").and_then(|r| r.text()).unwrap_or_default()
     }
 
     /// Waits until the HTTP listener answers.

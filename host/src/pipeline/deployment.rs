@@ -518,12 +518,16 @@ impl Runtime {
     /// Produces the dead letter of record `i` of `batch`: the record with
     /// its headers and Weir's (`weir.error.*`, `weir.source.*`), or, when the
     /// whole record could not be delivered, only its key and headers with
-    /// `weir.value.dropped` giving the value's size.
+    /// `weir.value.dropped` giving the value's size. A dead letter keeps the
+    /// record's timestamp unless that timestamp is what is wrong with it (or
+    /// it could not be delivered): brokers refuse times far from theirs, so
+    /// it is then stamped now, the original in `weir.source.timestamp`.
     fn dead_letter(&self, batch: &InputBatch, i: u32, kind: FailureKind, message: &str, what: DeadLetter, acks: &Arc<Acks>) {
         let name = self.name();
         let i = i as usize;
         let r = &batch.records[i];
-        let (partition, offset, now) = (batch.partition.to_string(), r.offset.to_string(), crate::registry::now_ms().to_string());
+        let now_ms = crate::registry::now_ms();
+        let (partition, offset, now, original) = (batch.partition.to_string(), r.offset.to_string(), now_ms.to_string(), r.timestamp.to_string());
         let value_len = batch.value(i).map_or(0, <[u8]>::len).to_string();
         let message = crate::transform::truncate(message, crate::transform::MAX_MESSAGE_BYTES);
         let mut weir_headers = vec![
@@ -534,7 +538,10 @@ impl Runtime {
             ("weir.source.partition", partition.as_bytes()),
             ("weir.source.offset", offset.as_bytes()),
             ("weir.failed.at", now.as_bytes()),
+            ("weir.source.timestamp", original.as_bytes()),
         ];
+        let restamp = kind == FailureKind::InvalidInput || matches!(what, DeadLetter::WithoutValue);
+        let timestamp = if restamp { now_ms as i64 } else { r.timestamp };
         let value = match what {
             DeadLetter::Whole => batch.value(i),
             DeadLetter::WithoutValue => {
@@ -544,7 +551,7 @@ impl Runtime {
         };
         let all = batch.headers(i).chain(weir_headers.iter().map(|(k, v)| (*k, Some(*v))));
         let dlq = self.deployment.config.dead_letter_topic(name);
-        let out = Out { topic: &dlq, key: batch.key(i), value, headers: headers(all), timestamp: Some(r.timestamp), partition: None };
+        let out = Out { topic: &dlq, key: batch.key(i), value, headers: headers(all), timestamp: Some(timestamp), partition: None };
         let role = match what {
             DeadLetter::Whole => Role::DeadLetter(i as u32),
             DeadLetter::WithoutValue => Role::BareDeadLetter(i as u32),

@@ -386,3 +386,129 @@ fn tokens_topics_and_uploads_are_checked() {
     assert_eq!(registry(), before);
     assert_eq!(k.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len(), modules_before, "no module bytes were stored");
 }
+
+/// The admin API faces whoever can reach the port: a body is never read
+/// before its token is checked (a 50 MB upload without one is refused at
+/// once), a client that sends nothing is dropped within the header
+/// timeout, and `module` is a digest, never a path.
+#[test]
+fn the_api_refuses_unauthenticated_bodies_slow_clients_and_paths() {
+    use std::io::{Read, Write};
+    let k = Broker::shared().scope();
+    for (t, n) in [("acme.in", 1), ("acme.out", 1), ("acme.out.dlq", 1)] {
+        k.create_topic(t, n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = start_host(dir.path(), &k);
+
+    // Headers announcing 50 MB, no token, no body: the answer comes without
+    // the body being sent.
+    let mut s = std::net::TcpStream::connect(host.listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "PUT /v1/modules HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n\r\n").unwrap();
+    let mut answer = [0u8; 64];
+    let n = s.read(&mut answer).expect("an answer before the body");
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 401"), "{}", String::from_utf8_lossy(&answer[..n]));
+
+    // A tenant's upload declared larger than its quota: refused unread.
+    let mut s = std::net::TcpStream::connect(host.listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "PUT /v1/modules HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {EVIL}\r\nContent-Length: 52428800\r\n\r\n").unwrap();
+    let n = s.read(&mut answer).expect("an answer before the body");
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 413"), "{}", String::from_utf8_lossy(&answer[..n]));
+
+    // A connection that never sends its request head is closed.
+    let started = Instant::now();
+    let mut s = std::net::TcpStream::connect(host.listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /metr").unwrap();
+    let n = s.read(&mut answer).unwrap_or(0);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(25), "dropped after the header timeout, not kept: {waited:?} ({n} bytes)");
+
+    // A path where a digest belongs: refused, nothing deployed.
+    let spec = json!({ "module": "../../../../../tmp/x", "inputs": [k.name("acme.in")], "output": k.name("acme.out") });
+    let (code, v) = call(&host, Method::POST, "/v1/deployments/trav", Some(ACME), Some(serde_json::to_vec(&spec).unwrap()));
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("sha256"), "{v}");
+
+    // /health and /metrics show an unauthenticated caller no names.
+    let anonymous: Value = Http::new().get(format!("http://{}/health", host.listen)).send().unwrap().json().unwrap();
+    assert!(anonymous.get("deployments").is_none() && anonymous["status"] == "ok", "{anonymous}");
+    assert_eq!(Http::new().get(format!("http://{}/metrics", host.listen)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Registry writes are compare-and-set: of two upgrades of one deployment
+/// made at once through two hosts, one wins, the other gets 409, and both
+/// hosts end up with the winner. A module is deployable only by a tenant
+/// that uploaded it. A host restarted while its deployment is paused
+/// never runs it, even briefly. An upgrade that changes the inputs keeps
+/// the state (counts go on, each exactly once).
+#[test]
+fn registry_writes_are_checked_and_state_survives_input_changes() {
+    let k = Broker::shared().scope();
+    for (t, n) in [("acme.text", 2), ("acme.more", 2), ("acme.counts", 2), ("acme.counts.dlq", 1), ("evil.in", 1), ("evil.out", 1), ("evil.out.dlq", 1)] {
+        k.create_topic(t, n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_host(&dir.path().join("a"), &k);
+    let mut b = start_host(&dir.path().join("b"), &k);
+    let wc = plugin("word-count");
+    let (code, v) = deploy(&a, ACME, "wc", &wc, json!({ "inputs": [k.name("acme.text")], "output": k.name("acme.counts") }));
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let module = v["module"].as_str().unwrap().to_owned();
+    k.produce("acme.text", &words(0, 200, 10));
+    let out = k.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 200);
+    assert_contiguous(&out, 10, 20);
+
+    // Another tenant that learnt the digest cannot deploy it.
+    let spec = json!({ "module": module, "inputs": [k.name("evil.in")], "output": k.name("evil.out") });
+    let (code, v) = call(&a, Method::POST, "/v1/deployments/copycat", Some(EVIL), Some(serde_json::to_vec(&spec).unwrap()));
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+
+    // Two upgrades at once, one through each host.
+    let upgrade = |host: &Weir, n: &str| {
+        let spec = json!({ "module": module, "inputs": [k.name("acme.text")], "output": k.name("acme.counts"), "config": { "n": n } });
+        call(host, Method::PUT, "/v1/deployments/wc", Some(ACME), Some(serde_json::to_vec(&spec).unwrap()))
+    };
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| upgrade(&a, "a"));
+        let tb = s.spawn(|| upgrade(&b, "b"));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let mut codes = [ra.0, rb.0];
+    codes.sort();
+    assert!(codes == [StatusCode::OK, StatusCode::CONFLICT] || codes == [StatusCode::OK, StatusCode::OK], "{ra:?} {rb:?}");
+    let version = |h: &Weir| status(h, ACME, "wc")["version"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while version(&a) != version(&b) || status(&a, ACME, "wc")["spec"] != status(&b, ACME, "wc")["spec"] {
+        assert!(Instant::now() < deadline, "the hosts converge: {:#} {:#}", status(&a, ACME, "wc"), status(&b, ACME, "wc"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Pause, restart host B, produce: B must not run the paused deployment.
+    let (ok, text) = weir(&a, ACME, &["pause", "wc"]);
+    assert!(ok, "{text}");
+    for h in [&a, &b] {
+        wait_status(h, ACME, "wc", "pausing", |s| s["status"] == "paused" && s["host"].is_null());
+    }
+    let before = b.log_text().len();
+    b.restart_gracefully();
+    b.wait_healthy();
+    k.produce("acme.text", &words(200, 100, 10));
+    std::thread::sleep(Duration::from_secs(5));
+    let log = b.log_text()[before..].to_owned();
+    assert_eq!(k.read("acme.counts", 201, Duration::from_secs(3)).len(), 200, "a paused deployment never ran; log:\n{log}");
+    assert!(log.contains("registry read: deployments start") && !log.contains("deployment started"), "log:\n{log}");
+
+    // Resume with a second input: the counts go on from where they were.
+    let spec = json!({ "module": module, "inputs": [k.name("acme.text"), k.name("acme.more")], "output": k.name("acme.counts") });
+    let (code, v) = call(&a, Method::PUT, "/v1/deployments/wc", Some(ACME), Some(serde_json::to_vec(&spec).unwrap()));
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let (ok, text) = weir(&a, ACME, &["resume", "wc"]);
+    assert!(ok, "{text}");
+    k.produce("acme.more", &words(300, 100, 10));
+    let out = k.read_until("acme.counts", Duration::from_secs(90), |o| o.len() >= 400);
+    assert_eq!(out.len(), 400, "logs:\n{}\n{}", a.log_text(), b.log_text());
+    assert_contiguous(&out, 10, 40);
+}

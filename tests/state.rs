@@ -148,3 +148,72 @@ fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
         assert!(log.contains(&format!("partition={p} applied=")), "A restored partition {p} from the changelog; log:\n{log}");
     }
 }
+
+/// A restore reads every committed change, and no aborted or still open
+/// one: a host that crashed mid-commit leaves an open transaction behind,
+/// whose changes must never count.
+#[test]
+fn a_restore_reads_committed_changes_only() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use weir::state::PartitionState;
+    use weir::state::changelog;
+    let k = Broker::shared().scope();
+    k.create_topic("log", 1);
+    let topic = k.name("log");
+    let producer = |id: &str| -> BaseProducer {
+        let p: BaseProducer = k.client().set("transactional.id", k.name(id)).set("transaction.timeout.ms", "60000").create().unwrap();
+        p.init_transactions(Duration::from_secs(30)).unwrap();
+        p
+    };
+    let send = |p: &BaseProducer, key: &str, value: &str| {
+        p.send(BaseRecord::<str, str>::to(&topic).partition(0).key(key).payload(value)).map_err(|(e, _)| e).unwrap();
+        p.flush(Duration::from_secs(30)).unwrap();
+    };
+    let committed = producer("a");
+    committed.begin_transaction().unwrap();
+    send(&committed, "ucount\0x", "\0\"1\"");
+    send(&committed, "mpositions", "in=7");
+    committed.commit_transaction(Duration::from_secs(30)).unwrap();
+    let aborted = producer("b");
+    aborted.begin_transaction().unwrap();
+    send(&aborted, "ucount\0y", "\0\"9\"");
+    aborted.abort_transaction(Duration::from_secs(30)).unwrap();
+    let open = producer("c");
+    open.begin_transaction().unwrap();
+    send(&open, "ucount\0z", "\0\"9\"");
+
+    let kafka = weir::config::KafkaConfig { brokers: k.bootstrap.clone(), ..Default::default() };
+    let mut state = PartitionState::in_memory();
+    let restored = changelog::restore(&kafka, &topic, 0, 0, &Default::default(), &mut state, &|_| {}).unwrap();
+    assert_eq!((restored.applied, restored.positions.clone()), (1, Some([("in".to_owned(), 7)].into())), "{restored:?}");
+    assert!(state.get(b"count\0x").unwrap().is_some());
+    drop(open);
+}
+
+/// Committed offsets expire (`offsets.retention.minutes`) while a
+/// deployment is stopped: restarted, it resumes from the positions of its
+/// last commit in the changelog, with its state, instead of reprocessing
+/// everything on top of it.
+#[test]
+fn state_and_positions_survive_expired_offsets() {
+    let k = setup(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path(), &k, &word_count_config());
+    weir.wait_partitions("wc", 2);
+    let first = documents(2_000, 40);
+    k.produce("docs", &first);
+    let want_first = occurrences(&first);
+    assert_eq!(assert_exact_counts(&k, &want_first, &[&weir]), 0);
+    assert!(weir.terminate().success());
+    k.delete_group("weir.wc");
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+
+    let mut weir = Weir::start(dir.path(), &k, &word_count_config());
+    weir.wait_partitions("wc", 2);
+    let second = documents(2_000, 40);
+    k.produce("docs", &second);
+    let want = occurrences(&[first, second].concat());
+    let duplicates = assert_exact_counts(&k, &want, &[&weir]);
+    assert_eq!(duplicates, 0, "nothing processed twice; log:\n{}", weir.log_text());
+    assert!(weir.terminate().success());
+}

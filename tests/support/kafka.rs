@@ -439,6 +439,13 @@ impl Weir {
         self.launch();
     }
 
+    /// Stops the process gracefully (SIGTERM), then starts it again.
+    pub fn restart_gracefully(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "graceful exit; log:\n{}", self.log_text());
+        self.launch();
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             signal(&mut c, libc::SIGKILL);

@@ -102,6 +102,8 @@ pub struct Host {
     pub problems: Mutex<BTreeMap<String, String>>,
     /// Set when shutdown begins: nothing new starts.
     closing: AtomicBool,
+    /// The registry's reconciler, joined at shutdown.
+    pub(crate) reconciler: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Host {
@@ -133,7 +135,7 @@ impl Host {
             false => None,
         };
         let producer_limits = crate::kafka::ProducerLimits::of(&config.kafka)?;
-        let host = Host { engine, shared, cluster, tenants, registry, known_topics, producer_limits, running: Mutex::new(BTreeMap::new()), problems: Mutex::new(BTreeMap::new()), closing: AtomicBool::new(false) };
+        let host = Host { engine, shared, cluster, tenants, registry, known_topics, producer_limits, running: Mutex::new(BTreeMap::new()), problems: Mutex::new(BTreeMap::new()), closing: AtomicBool::new(false), reconciler: Mutex::new(None) };
         host.refresh_topics_in_background();
         Ok(host)
     }
@@ -381,6 +383,11 @@ impl Host {
         {
             let _running = self.running.lock().unwrap();
             self.closing.store(true, Ordering::Relaxed);
+        }
+        // The reconciler may be stopping a deployment (committing its
+        // partitions): that finishes before the process may exit.
+        if let Some(reconciler) = self.reconciler.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            let _ = reconciler.join();
         }
         let names: Vec<String> = self.running.lock().unwrap().keys().cloned().collect();
         for r in self.running.lock().unwrap().values() {

@@ -41,8 +41,8 @@ struct Reconciler {
 /// Follows the host's registry on a thread until the host shuts down.
 pub fn spawn(host: Arc<Host>) -> Result<()> {
     let registry = host.registry.clone().ok_or_else(|| anyhow!("the host has no registry"))?;
-    let mut r = Reconciler { host, registry, applied: BTreeMap::new(), tried: BTreeMap::new() };
-    std::thread::Builder::new()
+    let mut r = Reconciler { host: host.clone(), registry, applied: BTreeMap::new(), tried: BTreeMap::new() };
+    let thread = std::thread::Builder::new()
         .name("weir-reconcile".into())
         .spawn(move || {
             let mut collected = Instant::now();
@@ -61,6 +61,7 @@ pub fn spawn(host: Arc<Host>) -> Result<()> {
             }
         })
         .context("spawning the reconciler")?;
+    *host.reconciler.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
     Ok(())
 }
 

@@ -249,10 +249,23 @@ fn a_hostile_tenant_hurts_nobody_else() {
     }
     let dir = tempfile::tempdir().unwrap();
     let host = start_host(dir.path(), &k);
-    let hostile = ["hostile-trap", "hostile-loop", "hostile-memory", "hostile-recursion", "hostile-flood", "hostile-state"];
-    for name in hostile {
+    // (deployment, plugin, config, what each of its records runs into)
+    let hostile = [
+        ("trap", plugin("hostile-trap"), json!({}), "trap"),
+        ("loop", plugin("hostile-loop"), json!({}), "timeout"),
+        ("memory", plugin("hostile-memory"), json!({}), "memory"),
+        ("recursion", plugin("hostile-recursion"), json!({}), "stack"),
         // A flood of 1,000 copies per record breaks the quota of 100.
-        let (code, v) = deploy(&host, EVIL, name, &plugin(name), json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out"), "config": { "count": "1000" } }));
+        ("flood", plugin("hostile-flood"), json!({ "count": "1000" }), "output-limit"),
+        ("state", plugin("hostile-state"), json!({}), "state-limit"),
+        ("sleep", weir_tests::wasip2_plugin("hostile-sleep"), json!({ "mode": "forever" }), "timeout"),
+        // 16 MiB values: larger than the changelog takes, before the budget
+        // would stop the undo log.
+        ("undo", plugin("hostile-host"), json!({ "attack": "undo" }), "state-limit"),
+        ("spans", plugin("hostile-host"), json!({ "attack": "header-span" }), "memory"),
+    ];
+    for (name, plugin, config, _) in &hostile {
+        let (code, v) = deploy(&host, EVIL, name, plugin, json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out"), "config": config }));
         assert_eq!(code, StatusCode::CREATED, "{name}: {v}");
     }
     let (code, v) = deploy(&host, ACME, "upper", &plugin("upper"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
@@ -272,7 +285,7 @@ fn a_hostile_tenant_hurts_nobody_else() {
 
     // Every hostile record is dead-lettered with what it ran into (the
     // state flood's first records fit its quota and pass).
-    let expect = [("trap", "trap"), ("loop", "timeout"), ("memory", "memory"), ("recursion", "stack"), ("flood", "output-limit"), ("state", "state-limit")];
+    let expect: Vec<(&str, &str)> = hostile.iter().map(|(name, _, _, kind)| (*name, *kind)).collect();
     let tally = |dlq: &[Rec]| {
         let mut kinds: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         for r in dlq {
@@ -281,15 +294,15 @@ fn a_hostile_tenant_hurts_nobody_else() {
         kinds
     };
     let all_in = |kinds: &BTreeMap<String, BTreeMap<String, usize>>| {
-        expect.iter().all(|(name, kind)| kinds.get(&format!("evil.hostile-{name}")).and_then(|k| k.get(*kind)).is_some_and(|&n| *name == "state" || n == 40))
+        expect.iter().all(|(name, kind)| kinds.get(&format!("evil.{name}")).and_then(|k| k.get(*kind)).is_some_and(|&n| *name == "state" || n == 40))
     };
     let dlq = k.read_until("evil.out.dlq", Duration::from_secs(240), |o| all_in(&tally(o)));
     let kinds = tally(&dlq);
     assert!(all_in(&kinds), "{kinds:#?}
 {}", host.log_text());
     for (name, kind) in expect {
-        let got = &kinds[&format!("evil.hostile-{name}")];
-        assert_eq!(got.keys().collect::<Vec<_>>(), [kind], "hostile-{name}: {got:?}");
+        let got = &kinds[&format!("evil.{name}")];
+        assert_eq!(got.keys().collect::<Vec<_>>(), [kind], "{name}: {got:?}");
     }
     let metrics = host.metrics();
     assert!(metrics.contains("tenant=\"evil\""), "metrics are labelled by tenant");

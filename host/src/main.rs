@@ -634,9 +634,19 @@ fn bench(command: BenchCommand) -> Result<ExitCode> {
         }
         BenchCommand::Tenants { brokers, plugins, records, partitions } => {
             let r = weir::bench::tenants(&brokers, &plugins, records, partitions)?;
-            println!("| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile |");
-            println!("|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|");
-            println!("| {} | {:.0} | {:.0} | {:.2} | {} |", r.records, r.alone_per_sec, r.shared_per_sec, r.shared_per_sec / r.alone_per_sec, r.hostile_failures);
+            println!("| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile | steady stream latency p50 / p99 | peak RSS |");
+            println!("|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|---:|---:|");
+            println!(
+                "| {} | {:.0} | {:.0} | {:.2} | {} | {} ms / {} ms | {} MiB |",
+                r.records,
+                r.alone_per_sec,
+                r.shared_per_sec,
+                r.shared_per_sec / r.alone_per_sec,
+                r.hostile_failures,
+                r.p50.as_millis(),
+                r.p99.as_millis(),
+                r.peak_rss >> 20
+            );
         }
         BenchCommand::Languages { plugins, langs, records, keys } => {
             let rows = weir::bench::languages(&plugins, &langs, records, keys)?;

@@ -3,7 +3,7 @@
 //! run on the same machine, so the ratio means more than the raw figure.
 
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -261,12 +261,23 @@ pub struct TenantsReport {
     /// Records of the hostile tenant that failed (and were dead-lettered)
     /// while the good tenant ran.
     pub hostile_failures: u64,
+    /// End-to-end latency (produced to read back) of the good tenant's
+    /// steady stream beside the hostile tenant: median and 99th percentile.
+    pub p50: Duration,
+    pub p99: Duration,
+    /// Peak resident memory of this process (the host, the benchmark's
+    /// clients), bytes.
+    pub peak_rss: u64,
 }
 
 /// Tenant `good` runs the upper plugin over a backlog on a real broker,
 /// first alone, then while tenant `hostile` runs every hostile plugin
 /// (trap, endless loop, memory bomb, unbounded recursion, output flood,
-/// state flood) on a steady stream of records, on the same host.
+/// state flood, a WASI sleeper, an undo-log bomb, a header-span bomb) on a
+/// steady stream of records, on the same host; then a steady stream of the
+/// good tenant's, timed record by record, beside the same hostile load.
+/// `plugins` holds the Rust plugins' build output; the sleeper is its
+/// `wasm32-wasip2` sibling.
 pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize) -> Result<TenantsReport> {
     use crate::pipeline::{Host, Identity};
     use crate::tenants::{Quota, TenantConfig, token_hash};
@@ -276,12 +287,13 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     let (good, evil) = (format!("good{run}"), format!("evil{run}"));
     let cluster = crate::kafka::Cluster::connect(&kafka)?;
     let input = format!("{good}.in");
-    for name in ["warm-up", "alone", "shared"] {
+    for name in ["warm-up", "alone", "shared", "steady"] {
         for t in [format!("{good}.{name}"), format!("{good}.{name}.dlq")] {
             cluster.ensure_topic(&t, partitions, &[])?;
         }
     }
     cluster.ensure_topic(&input, partitions, &[])?;
+    cluster.ensure_topic(&format!("{good}.steady-in"), partitions, &[])?;
     for t in [format!("{evil}.in"), format!("{evil}.out"), format!("{evil}.out.dlq")] {
         cluster.ensure_topic(&t, 1, &[])?;
     }
@@ -297,7 +309,7 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     config.tenants.insert(evil.clone(), tenant(&evil, hostile_quota));
     let host = Host::start(&config)?;
     let engine = host.engine().clone();
-    let deploy = |tenant: &str, name: &str, plugin: &str, input: &str, output: &str, settings: &[(&str, &str)]| -> Result<()> {
+    let deploy = |tenant: &str, name: &str, plugin: &Path, input: &str, output: &str, settings: &[(&str, &str)]| -> Result<()> {
         let t = &config.tenants[tenant];
         let limits = t.quota.limits(&serde_json::Map::new()).map_err(anyhow::Error::msg)?;
         let d = crate::config::DeploymentConfig {
@@ -311,15 +323,16 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
             late_topic: None,
             cpu_share: 1.0,
         };
-        let module = Arc::new(engine.load_file(&plugins.join(format!("{}.wasm", plugin.replace('-', "_"))))?);
+        let module = Arc::new(engine.load_file(plugin)?);
         let id = format!("{tenant}.{name}");
         let who = Identity { id: id.clone(), tenant: Some(tenant.to_owned()), storage: id };
         host.run(host.prepare(&who, &d, module, Some(t))?);
         Ok(())
     };
+    let plugin = |name: &str| plugins.join(format!("{}.wasm", name.replace('-', "_")));
     let timed = |name: &str| -> Result<f64> {
         let output = format!("{good}.{name}");
-        deploy(&good, name, "upper", &input, &output, &[])?;
+        deploy(&good, name, &plugin("upper"), &input, &output, &[])?;
         // From the first output on (rendering the metrics to watch for the
         // first input would itself cost CPU).
         let started = wait_filled(&kafka, &output, partitions, 1)?;
@@ -353,17 +366,80 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
             Ok(())
         })
     };
-    for name in ["hostile-trap", "hostile-loop", "hostile-memory", "hostile-recursion", "hostile-flood", "hostile-state"] {
-        deploy(&evil, name, name, &format!("{evil}.in"), &format!("{evil}.out"), &[("count", "1000")])?;
+    let sleeper = plugins.join("../../wasm32-wasip2/release/hostile_sleep.wasm");
+    let hostile: [(&str, PathBuf, &[(&str, &str)]); 9] = [
+        ("trap", plugin("hostile-trap"), &[]),
+        ("loop", plugin("hostile-loop"), &[]),
+        ("memory", plugin("hostile-memory"), &[]),
+        ("recursion", plugin("hostile-recursion"), &[]),
+        ("flood", plugin("hostile-flood"), &[("count", "1000")]),
+        ("state", plugin("hostile-state"), &[]),
+        ("sleep", sleeper, &[("mode", "forever")]),
+        ("undo", plugin("hostile-host"), &[("attack", "undo")]),
+        ("spans", plugin("hostile-host"), &[("attack", "header-span")]),
+    ];
+    for (name, path, settings) in &hostile {
+        deploy(&evil, name, path, &format!("{evil}.in"), &format!("{evil}.out"), settings)?;
     }
     std::thread::sleep(Duration::from_secs(5));
     let failures_before = failures_of(&host, &evil);
     let shared = timed("shared");
     let hostile_failures = failures_of(&host, &evil) - failures_before;
+    let steady = format!("{good}.steady");
+    deploy(&good, "steady", &plugin("upper"), &format!("{good}.steady-in"), &steady, &[])?;
+    let latencies = steady_latencies(&kafka, &format!("{good}.steady-in"), &steady, 2_000, Duration::from_secs(15));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = feeder.join();
     host.shutdown();
-    Ok(TenantsReport { records, alone_per_sec, shared_per_sec: shared?, hostile_failures })
+    let mut latencies = latencies?;
+    latencies.sort_unstable();
+    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    Ok(TenantsReport { records, alone_per_sec, shared_per_sec: shared?, hostile_failures, p50: at(0.5), p99: at(0.99), peak_rss: peak_rss() })
+}
+
+/// Produces `rate` records a second to `input` for `period`, each stamped
+/// with its send time, and reads `output` until each came back: the
+/// latency of each.
+fn steady_latencies(kafka: &crate::config::KafkaConfig, input: &str, output: &str, rate: u64, period: Duration) -> Result<Vec<Duration>> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord};
+    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &format!("{output}-reader")).set("auto.offset.reset", "latest").create()?;
+    consumer.subscribe(&[output])?;
+    // Joined before the first record goes out.
+    let joined = Instant::now() + Duration::from_secs(30);
+    while consumer.assignment()?.count() == 0 && Instant::now() < joined {
+        consumer.poll(Duration::from_millis(100));
+    }
+    let producer: BaseProducer = crate::kafka::producer_config(kafka).set("linger.ms", "0").create()?;
+    let total = rate * period.as_secs();
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(total as usize);
+    let mut sent = 0;
+    let deadline = started + period + Duration::from_secs(60);
+    while (latencies.len() as u64) < total && Instant::now() < deadline {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due.min(total) {
+            let now = crate::registry::now_ms() as i64;
+            send_waiting(&producer, BaseRecord::to(input).key(&sent.to_string()).payload("steady").timestamp(now), Duration::from_millis(1));
+            sent += 1;
+        }
+        producer.poll(Duration::ZERO);
+        while let Some(m) = consumer.poll(Duration::from_millis(1)) {
+            let sent_at = m?.timestamp().to_millis().unwrap_or(0);
+            latencies.push(Duration::from_millis((crate::registry::now_ms() as i64 - sent_at).max(0) as u64));
+        }
+    }
+    if (latencies.len() as u64) < total {
+        bail!("{} of {total} records of the steady stream came back", latencies.len());
+    }
+    Ok(latencies)
+}
+
+/// This process's peak resident memory, bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()).unwrap_or(0) << 10
 }
 
 /// Failed records of `tenant` so far, from the metrics.

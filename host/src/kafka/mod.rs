@@ -211,10 +211,26 @@ impl Cluster {
             Err(e) => Some(e),
         };
         match refused {
-            None => Ok(()),
+            None => self.wait_for(topic),
             // Brokers without CreateTopics (the embedded cluster of `weir
             // dev`) create topics on first mention when allowed to.
             Some(e) => self.auto_create(topic).map_err(|_| e),
+        }
+    }
+
+    /// Waits until the cluster's metadata shows `topic` (a topic just
+    /// created reaches every broker's metadata a moment later).
+    fn wait_for(&self, topic: &str) -> Result<()> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            let md = self.client.fetch_metadata(Some(topic), self.timeout).context("fetching cluster metadata")?;
+            if md.topics().first().is_some_and(|t| t.error().is_none() && !t.partitions().is_empty()) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("topic `{topic}` was created but does not show in the cluster's metadata");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

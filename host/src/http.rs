@@ -107,7 +107,7 @@ async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response 
 
 async fn health(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
     let mut deployments = host.statuses();
-    let degraded = deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty());
+    let degraded = deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty() || d.down.is_some());
     let status = if degraded { "degraded" } else { "ok" };
     if host.tenants.enabled() {
         match principal(&host, &headers) {

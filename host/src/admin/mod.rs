@@ -197,7 +197,7 @@ pub struct View {
 fn view(host: &Host, spec: &DeploymentSpec) -> View {
     let id = spec.id();
     let running = host.deployment(&id).map(|d| d.status_now());
-    let problem = host.problems.lock().unwrap().get(&id).cloned();
+    let problem = crate::pipeline::lock(&host.problems).get(&id).cloned();
     let status = if spec.undeployed {
         "undeployed"
     } else if spec.paused {

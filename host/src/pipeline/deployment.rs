@@ -26,7 +26,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::partition::{BatchLimits, Blocked, Buffer, Partition, Pending};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Work};
-use super::{DeploymentStatus, Shared};
+use super::{DeploymentStatus, Shared, lock};
 use crate::config::{DeploymentConfig, FailurePolicy};
 use crate::bindings::InputBatch;
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
@@ -71,7 +71,7 @@ impl Deployment {
 
     /// The status, with what the running transform says now.
     pub fn status_now(&self) -> DeploymentStatus {
-        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut status = lock(&self.status).clone();
         let runnable = self.runnable();
         status.module = runnable.module.digest.clone();
         status.on_trial = runnable.on_trial();
@@ -98,7 +98,7 @@ impl Deployment {
         }
         tracing::error!(deployment = %self.name, module = %candidate.module.digest, "upgrade rolled back: {why}");
         self.swap(fallback);
-        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut status = lock(&self.status);
         status.rolled_back = Some(format!("upgrade to module {} rolled back: {why}", candidate.module.digest));
         status.last_error = status.rolled_back.clone();
         true
@@ -131,26 +131,27 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         .context("creating the consumer")?;
     let topics: Vec<&str> = deployment.config.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("subscribing to the input topics")?;
+    lock(&deployment.status).down = None;
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
-        let timeout = runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).poll_timeout();
+        let timeout = lock(&runtime).poll_timeout();
         // Rebalance and statistics callbacks run inside poll and lock the
         // runtime, so the lock is never held across a poll (not even one
         // that does not wait).
         if let Some(m) = consumer.poll(timeout) {
-            runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on_message(&consumer, m);
+            lock(&runtime).on_message(&consumer, m);
             // Take what is already fetched without waiting.
             for _ in 0..1_000 {
                 match consumer.poll(Duration::ZERO) {
-                    Some(m) => runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on_message(&consumer, m),
+                    Some(m) => lock(&runtime).on_message(&consumer, m),
                     None => break,
                 }
             }
         }
-        runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pump(&consumer);
+        lock(&runtime).pump(&consumer);
     }
     {
-        let mut rt = runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rt = lock(&runtime);
         rt.stopping = true;
         let owned: Vec<i32> = rt.parts.keys().copied().collect();
         rt.release(&consumer, &owned);
@@ -165,9 +166,27 @@ struct KafkaContext {
     runtime: Arc<Mutex<Runtime>>,
 }
 
+/// Runs a callback's work; a panic in it (a bug) would unwind into
+/// librdkafka's C code and abort the process, so it is caught and the
+/// deployment marked down instead.
+fn guarded(runtime: &Mutex<Runtime>, what: &str, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let why = format!("the host failed in {what} (a bug in Weir, please report it): {}", super::workers::panic_message(&*panic));
+        tracing::error!("{why}");
+        let rt = lock(&runtime);
+        lock(&rt.deployment.status).down = Some(why);
+    }
+}
+
 impl ClientContext for KafkaContext {
     fn stats(&self, stats: Statistics) {
-        let rt = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guarded(&self.runtime, "reading client statistics", || self.record_lag(stats));
+    }
+}
+
+impl KafkaContext {
+    fn record_lag(&self, stats: Statistics) {
+        let rt = lock(&self.runtime);
         let mut lag: BTreeMap<i32, i64> = BTreeMap::new();
         for t in stats.topics.values().filter(|t| rt.deployment.config.inputs.contains(&t.topic)) {
             for (&p, s) in &t.partitions {
@@ -176,7 +195,7 @@ impl ClientContext for KafkaContext {
                 }
             }
         }
-        rt.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).lag = lag.clone();
+        lock(&rt.deployment.status).lag = lag.clone();
         for (p, l) in lag {
             rt.shared.metrics.consumer_lag.with_label_values(&[&rt.deployment.tenant, &rt.deployment.name, &p.to_string()]).set(l);
         }
@@ -185,8 +204,18 @@ impl ClientContext for KafkaContext {
 
 impl ConsumerContext for KafkaContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        guarded(&self.runtime, "letting partitions go", || self.revoke(consumer, rebalance));
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        guarded(&self.runtime, "taking partitions over", || self.assigned(consumer, rebalance));
+    }
+}
+
+impl KafkaContext {
+    fn revoke(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let mut rt = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut rt = lock(&self.runtime);
             let numbers = partition_numbers(tpl);
             tracing::info!(deployment = %rt.deployment.name, partitions = ?numbers, "partitions revoked");
             for n in &numbers {
@@ -197,9 +226,9 @@ impl ConsumerContext for KafkaContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn assigned(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let mut rt = self.runtime.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut rt = lock(&self.runtime);
             let numbers = partition_numbers(tpl);
             tracing::info!(deployment = %rt.deployment.name, partitions = ?numbers, "partitions assigned");
             rt.assigned.extend(&numbers);
@@ -276,7 +305,7 @@ impl Runtime {
     }
 
     fn set_error(&self, message: String) {
-        self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last_error = Some(message);
+        lock(&self.deployment.status).last_error = Some(message);
     }
 
     fn on_message(&mut self, consumer: &BaseConsumer<KafkaContext>, m: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>) {
@@ -459,7 +488,7 @@ impl Runtime {
             let _ = consumer.pause(&tpl_of(t, n));
         }
         self.shared.metrics.stopped.with_label_values(&[&self.deployment.tenant, &self.deployment.name, &n.to_string()]).set(1);
-        let mut status = self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut status = lock(&self.deployment.status);
         status.stopped.insert(n, why.clone());
         status.last_error = Some(why);
     }
@@ -835,7 +864,7 @@ impl Runtime {
                 let _ = self.shared.metrics.stopped.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
                 let _ = self.shared.metrics.consumer_lag.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
             }
-            let mut status = self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut status = lock(&self.deployment.status);
             status.partitions.retain(|p| p != n);
             status.stopped.remove(n);
             status.failed.remove(n);
@@ -871,7 +900,7 @@ impl Runtime {
                 continue; // revoked meanwhile
             }
             self.restoring.remove(&n);
-            let mut status = self.deployment.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut status = lock(&self.deployment.status);
             match result {
                 Ok(t) => {
                     status.failed.remove(&n);

@@ -31,6 +31,13 @@ use crate::transform::{Transform, TransformSpec};
 use deployment::Deployment;
 use workers::{Runnable, Workers};
 
+/// Locks `m` even if a thread panicked holding it: the host's maps stay
+/// usable (each update is a single step), and one panic must not stop
+/// every later caller.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What every deployment of a host shares.
 pub struct Shared {
     pub kafka: KafkaConfig,
@@ -62,6 +69,9 @@ pub struct DeploymentStatus {
     /// Assigned partitions this host cannot take over (their state could
     /// not be opened or restored), and why; retried.
     pub failed: BTreeMap<i32, String>,
+    /// Why the deployment is not running on this host (it failed and is
+    /// being started again).
+    pub down: Option<String>,
     pub rolled_back: Option<String>,
     pub last_error: Option<String>,
 }
@@ -292,7 +302,7 @@ impl Host {
 
     /// The running deployment `id`, if any.
     pub fn deployment(&self, id: &str) -> Option<Arc<Deployment>> {
-        self.running.lock().unwrap().get(id).map(|r| r.deployment.clone())
+        lock(&self.running).get(id).map(|r| r.deployment.clone())
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -301,31 +311,23 @@ impl Host {
 
     /// Starts consuming for a prepared deployment.
     pub fn run(&self, deployment: Arc<Deployment>) {
-        let mut running = self.running.lock().unwrap();
+        let mut running = lock(&self.running);
         if self.closing.load(Ordering::Relaxed) {
             return;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (d, shared, s) = (deployment.clone(), self.shared.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("weir-{}", deployment.name))
-            .spawn(move || {
-                if let Err(e) = deployment::run(d.clone(), shared, s) {
-                    tracing::error!(deployment = %d.name, error = %format!("{e:#}"), "deployment failed");
-                    d.status.lock().unwrap().last_error = Some(format!("{e:#}"));
-                }
-            })
-            .expect("spawning a deployment thread");
+        let thread = std::thread::Builder::new().name(format!("weir-{}", deployment.name)).spawn(move || supervise(&d, &shared, &s)).expect("spawning a deployment thread");
         running.insert(deployment.name.clone(), Running { deployment, stop, thread: Some(thread) });
     }
 
     pub fn statuses(&self) -> BTreeMap<String, DeploymentStatus> {
-        self.running.lock().unwrap().iter().map(|(n, r)| (n.clone(), r.deployment.status_now())).collect()
+        lock(&self.running).iter().map(|(n, r)| (n.clone(), r.deployment.status_now())).collect()
     }
 
     /// Stops one deployment: finishes its batches, commits, leaves the group.
     pub fn stop(&self, name: &str) -> bool {
-        let running = self.running.lock().unwrap().remove(name);
+        let running = lock(&self.running).remove(name);
         match running {
             Some(mut r) => {
                 r.stop.store(true, Ordering::Relaxed);
@@ -381,16 +383,16 @@ impl Host {
     /// Graceful shutdown of everything.
     pub fn shutdown(&self) {
         {
-            let _running = self.running.lock().unwrap();
+            let _running = lock(&self.running);
             self.closing.store(true, Ordering::Relaxed);
         }
         // The reconciler may be stopping a deployment (committing its
         // partitions): that finishes before the process may exit.
-        if let Some(reconciler) = self.reconciler.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(reconciler) = lock(&self.reconciler).take() {
             let _ = reconciler.join();
         }
-        let names: Vec<String> = self.running.lock().unwrap().keys().cloned().collect();
-        for r in self.running.lock().unwrap().values() {
+        let names: Vec<String> = lock(&self.running).keys().cloned().collect();
+        for r in lock(&self.running).values() {
             r.stop.store(true, Ordering::Relaxed);
         }
         for name in names {
@@ -399,5 +401,35 @@ impl Host {
         self.shared.shutdown.store(true, Ordering::Relaxed);
         let _ = self.shared.producer.flush(Duration::from_secs(30));
         self.shared.workers.shutdown();
+    }
+}
+
+/// Runs a deployment until `stop`, starting it again (after 1 s, doubling
+/// to a minute) when it fails or the host panics in it: a bug that brings
+/// down one deployment's consumer must not end it for good, nor silently.
+fn supervise(d: &Arc<Deployment>, shared: &Arc<Shared>, stop: &Arc<AtomicBool>) {
+    let mut backoff = Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        let started = std::time::Instant::now();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deployment::run(d.clone(), shared.clone(), stop.clone())));
+        let why = match ran {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(panic) => format!("the host failed running it (a bug in Weir, please report it): {}", workers::panic_message(&*panic)),
+        };
+        tracing::error!(deployment = %d.name, error = %why, "deployment failed; starting it again in {} s", backoff.as_secs());
+        {
+            let mut status = lock(&d.status);
+            status.down = Some(why.clone());
+            status.last_error = Some(why);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        let resume_at = std::time::Instant::now() + backoff;
+        while std::time::Instant::now() < resume_at && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }

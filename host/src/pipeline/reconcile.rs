@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 
 use super::workers::{Runnable, TRIAL_BATCHES};
-use super::{Host, Identity};
+use super::{Host, Identity, lock};
 use crate::config::DeploymentConfig;
 use crate::registry::{DeploymentSpec, Registry};
 
@@ -61,7 +61,7 @@ pub fn spawn(host: Arc<Host>) -> Result<()> {
             }
         })
         .context("spawning the reconciler")?;
-    *host.reconciler.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(thread);
+    *lock(&host.reconciler) = Some(thread);
     Ok(())
 }
 
@@ -84,11 +84,11 @@ impl Reconciler {
             }
             tracing::info!(deployment = %id, dropped_state = dropped, "deployment stopped on this host");
         }
-        self.host.problems.lock().unwrap().retain(|id, _| specs.get(id).is_some_and(DeploymentSpec::running));
+        lock(&self.host.problems).retain(|id, _| specs.get(id).is_some_and(DeploymentSpec::running));
         for (id, spec) in specs.iter().filter(|(_, s)| s.running()) {
             if !self.registry.modules.has(&spec.module) {
                 // Its chunks are still on their way; their arrival wakes us.
-                self.host.problems.lock().unwrap().insert(id.clone(), format!("waiting for module {} from the registry", spec.module));
+                lock(&self.host.problems).insert(id.clone(), format!("waiting for module {} from the registry", spec.module));
                 continue;
             }
             let outcome = match self.applied.get(id) {
@@ -109,12 +109,12 @@ impl Reconciler {
             match outcome {
                 Ok(()) => {
                     self.tried.remove(id);
-                    self.host.problems.lock().unwrap().remove(id);
+                    lock(&self.host.problems).remove(id);
                 }
                 Err(e) => {
                     tracing::error!(deployment = %id, error = %format!("{e:#}"), "cannot run the deployment on this host");
                     self.tried.insert(id.clone(), (spec.version, Instant::now()));
-                    self.host.problems.lock().unwrap().insert(id.clone(), format!("{e:#}"));
+                    lock(&self.host.problems).insert(id.clone(), format!("{e:#}"));
                 }
             }
         }
@@ -161,7 +161,7 @@ impl Reconciler {
     fn publish_rollbacks(&self, specs: &BTreeMap<String, DeploymentSpec>) {
         for id in self.applied.keys() {
             let (Some(d), Some(spec)) = (self.host.deployment(id), specs.get(id)) else { continue };
-            let Some(why) = d.status.lock().unwrap().rolled_back.clone() else { continue };
+            let Some(why) = lock(&d.status).rolled_back.clone() else { continue };
             let running = d.runnable().module.digest.clone();
             if spec.module == running || spec.previous_module.as_deref() != Some(running.as_str()) {
                 continue;

@@ -20,6 +20,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::lock;
 use crate::bindings::InputBatch;
 use crate::engine::Module;
 use crate::engine::limits::thread_cpu_time;
@@ -62,15 +63,15 @@ impl Runnable {
     }
 
     pub fn on_trial(&self) -> bool {
-        self.trial.lock().unwrap().is_some()
+        lock(&self.trial).is_some()
     }
 
     pub fn fallback(&self) -> Option<Arc<Runnable>> {
-        self.trial.lock().unwrap().as_ref().map(|t| t.fallback.clone())
+        lock(&self.trial).as_ref().map(|t| t.fallback.clone())
     }
 
     fn passed_batch(&self) {
-        let mut trial = self.trial.lock().unwrap();
+        let mut trial = lock(&self.trial);
         if let Some(t) = trial.as_mut() {
             t.batches_left = t.batches_left.saturating_sub(1);
             if t.batches_left == 0 {
@@ -246,14 +247,14 @@ impl Workers {
     }
 
     pub fn submit(&self, tenant: &str, deployment: &str, job: Job) {
-        let (lock, cv) = &*self.shared;
-        lock.lock().unwrap().submit(tenant, deployment, job);
+        let (sched, cv) = &*self.shared;
+        lock(sched).submit(tenant, deployment, job);
         cv.notify_one();
     }
 
     pub fn shutdown(&self) {
-        let (lock, cv) = &*self.shared;
-        lock.lock().unwrap().shutdown = true;
+        let (sched, cv) = &*self.shared;
+        lock(sched).shutdown = true;
         cv.notify_all();
     }
 
@@ -262,8 +263,8 @@ impl Workers {
         let mut transforms: HashMap<usize, (Arc<Runnable>, Transform)> = HashMap::new();
         loop {
             let (slot, job) = {
-                let (lock, cv) = &*self.shared;
-                let mut s = lock.lock().unwrap();
+                let (sched, cv) = &*self.shared;
+                let mut s = lock(sched);
                 loop {
                     if s.shutdown {
                         return;
@@ -292,8 +293,8 @@ impl Workers {
             };
             let cpu = thread_cpu_time().saturating_sub(cpu0);
             {
-                let (lock, cv) = &*self.shared;
-                lock.lock().unwrap().done(&slot, cpu.as_secs_f64(), runnable.weight);
+                let (sched, cv) = &*self.shared;
+                lock(sched).done(&slot, cpu.as_secs_f64(), runnable.weight);
                 cv.notify_one();
             }
             // The deployment may be gone; its partition's result with it.

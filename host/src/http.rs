@@ -75,16 +75,23 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
     }
 }
 
-/// Who is asking, when tokens are configured; `Err` for a token given but
-/// unknown.
-fn principal(host: &Host, headers: &HeaderMap) -> Result<Option<Principal>, Response> {
+/// Who is asking.
+enum Caller {
+    Anonymous,
+    Known(Principal),
+    /// A token nobody has.
+    Unknown,
+}
+
+fn caller(host: &Host, headers: &HeaderMap) -> Caller {
     match crate::admin::bearer(headers) {
-        None => Ok(None),
-        Some(token) => match host.tenants.authenticate(token) {
-            Some(p) => Ok(Some(p)),
-            None => Err((StatusCode::UNAUTHORIZED, "unknown token").into_response()),
-        },
+        None => Caller::Anonymous,
+        Some(token) => host.tenants.authenticate(token).map_or(Caller::Unknown, Caller::Known),
     }
+}
+
+fn unknown_token() -> Response {
+    (StatusCode::UNAUTHORIZED, "unknown token").into_response()
 }
 
 async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
@@ -92,11 +99,11 @@ async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response 
     let visible = if !host.tenants.enabled() {
         text
     } else {
-        match principal(&host, &headers) {
-            Err(r) => return r,
-            Ok(None) => return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <token>`: the admin's, or a tenant's for its own").into_response(),
-            Ok(Some(Principal::Admin)) => text,
-            Ok(Some(Principal::Tenant(t))) => {
+        match caller(&host, &headers) {
+            Caller::Unknown => return unknown_token(),
+            Caller::Anonymous => return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <token>`: the admin's, or a tenant's for its own").into_response(),
+            Caller::Known(Principal::Admin) => text,
+            Caller::Known(Principal::Tenant(t)) => {
                 let label = format!("tenant=\"{t}\"");
                 text.lines().filter(|l| l.starts_with('#') || l.contains(&label)).flat_map(|l| [l, "\n"]).collect()
             }
@@ -110,12 +117,12 @@ async fn health(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
     let degraded = deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty() || d.down.is_some());
     let status = if degraded { "degraded" } else { "ok" };
     if host.tenants.enabled() {
-        match principal(&host, &headers) {
-            Err(r) => return r,
+        match caller(&host, &headers) {
+            Caller::Unknown => return unknown_token(),
             // Anyone may ask whether the host is well; only tokens see what runs.
-            Ok(None) => return axum::Json(serde_json::json!({ "status": status })).into_response(),
-            Ok(Some(Principal::Admin)) => {}
-            Ok(Some(Principal::Tenant(t))) => deployments.retain(|id, _| id.split_once('.').is_some_and(|(tenant, _)| tenant == t)),
+            Caller::Anonymous => return axum::Json(serde_json::json!({ "status": status })).into_response(),
+            Caller::Known(Principal::Admin) => {}
+            Caller::Known(Principal::Tenant(t)) => deployments.retain(|id, _| id.split_once('.').is_some_and(|(tenant, _)| tenant == t)),
         }
     }
     axum::Json(serde_json::json!({ "status": status, "deployments": deployments })).into_response()

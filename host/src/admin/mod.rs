@@ -117,11 +117,10 @@ fn scope(host: &Host, headers: &HeaderMap, query: &ScopeQuery) -> ApiResult<(Sco
         (Principal::Tenant(own), Some(t)) if *t == own => Some(own),
         (Principal::Tenant(own), Some(t)) => return Err(err(StatusCode::FORBIDDEN, format!("the token of tenant `{own}` cannot act for tenant `{t}`"))),
     };
-    if let Some(t) = &tenant {
-        if host.tenants.get(t).is_none() {
+    if let Some(t) = &tenant
+        && host.tenants.get(t).is_none() {
             return Err(err(StatusCode::NOT_FOUND, format!("no tenant `{t}`")));
         }
-    }
     Ok((Scope { tenant }, registry))
 }
 

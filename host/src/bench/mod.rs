@@ -367,7 +367,8 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
         })
     };
     let sleeper = plugins.join("../../wasm32-wasip2/release/hostile_sleep.wasm");
-    let hostile: [(&str, PathBuf, &[(&str, &str)]); 9] = [
+    type Hostile<'a> = (&'a str, PathBuf, &'a [(&'a str, &'a str)]);
+    let hostile: [Hostile<'_>; 9] = [
         ("trap", plugin("hostile-trap"), &[]),
         ("loop", plugin("hostile-loop"), &[]),
         ("memory", plugin("hostile-memory"), &[]),
@@ -482,7 +483,8 @@ pub fn state(plugins: &Path, records: usize, keys: usize) -> Result<Vec<StateRow
     let engine = Engine::new(EngineConfig::default())?;
     let dir = tempfile::tempdir()?;
     let rocks = crate::state::rocks::RocksConfig::new(64 << 20)?;
-    let cases: [(&str, &str, Vec<(String, String)>); 3] = [
+    type Case<'a> = (&'a str, &'a str, Vec<(String, String)>);
+    let cases: [Case<'_>; 3] = [
         ("stateless map (upper)", "upper", vec![]),
         ("word count", "word_count", vec![]),
         ("tumbling window count", "window_count", vec![("window".into(), "tumbling".into()), ("size_ms".into(), "60000".into())]),
@@ -588,8 +590,7 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
-    let mut kafka = crate::config::KafkaConfig::default();
-    kafka.brokers = brokers.to_owned();
+    let kafka = bench_kafka(brokers);
     let topic = format!("bench-changelog-{}", std::process::id());
     crate::kafka::Cluster::connect(&kafka)?.ensure_topic(&topic, 1, crate::state::changelog::TOPIC_CONFIG)?;
     let producer: BaseProducer = crate::kafka::producer_config(&kafka).create()?;

@@ -173,13 +173,11 @@ impl Engine {
             }
         })?;
         let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        if compiled_in.is_some() {
-            if let Some(cache) = &self.inner.cache {
-                if let Err(e) = cache.put(&digest, &component) {
+        if compiled_in.is_some()
+            && let Some(cache) = &self.inner.cache
+                && let Err(e) = cache.put(&digest, &component) {
                     tracing::warn!(error = %format!("{e:#}"), "could not cache the compiled module");
                 }
-            }
-        }
         Ok(Module { digest, size: bytes.len(), compiled_in, pre, engine: self.clone() })
     }
 

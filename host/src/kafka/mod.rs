@@ -239,11 +239,10 @@ impl Cluster {
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
         let results = futures::executor::block_on(admin.delete_topics(&[topic], &opts)).with_context(|| format!("deleting topic `{topic}`"))?;
         for r in results {
-            if let Err((name, code)) = r {
-                if code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+            if let Err((name, code)) = r
+                && code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
                     bail!("deleting topic `{name}`: {code}");
                 }
-            }
         }
         Ok(())
     }

@@ -173,7 +173,7 @@ fn guarded(runtime: &Mutex<Runtime>, what: &str, f: impl FnOnce()) {
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         let why = format!("the host failed in {what} (a bug in Weir, please report it): {}", super::workers::panic_message(&*panic));
         tracing::error!("{why}");
-        let rt = lock(&runtime);
+        let rt = lock(runtime);
         lock(&rt.deployment.status).down = Some(why);
     }
 }
@@ -417,11 +417,10 @@ impl Runtime {
 
     fn on_done(&mut self, consumer: &BaseConsumer<KafkaContext>, done: Done) {
         let (tenant, name) = (self.deployment.tenant.clone(), self.deployment.name.clone());
-        if let Some(why) = &done.rolled_back {
-            if self.deployment.roll_back(&done.runnable, why) {
+        if let Some(why) = &done.rolled_back
+            && self.deployment.roll_back(&done.runnable, why) {
                 self.shared.metrics.rollbacks.with_label_values(&[&tenant, &name]).inc();
             }
-        }
         let Some(p) = self.parts.get_mut(&done.partition) else { return };
         p.in_flight = false;
         p.state = done.state;
@@ -686,11 +685,10 @@ impl Runtime {
     fn rewind(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32) {
         self.wait_idle(consumer, &[n], RELEASE_TIMEOUT);
         let Some(p) = self.parts.get_mut(&n) else { return };
-        if let Some(state) = p.state.as_mut() {
-            if let Err(e) = state.discard_pending() {
+        if let Some(state) = p.state.as_mut()
+            && let Err(e) = state.discard_pending() {
                 tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "reopening state failed");
             }
-        }
         p.pending.clear();
         p.commit_due = false;
         p.processed = p.committed.clone();
@@ -908,11 +906,10 @@ impl Runtime {
                     status.partitions.sort_unstable();
                     drop(status);
                     for topic in &self.deployment.config.inputs {
-                        if let Some(&o) = t.positions.get(topic) {
-                            if let Err(e) = consumer.seek(topic, n, Offset::Offset(o), SEEK_TIMEOUT) {
+                        if let Some(&o) = t.positions.get(topic)
+                            && let Err(e) = consumer.seek(topic, n, Offset::Offset(o), SEEK_TIMEOUT) {
                                 tracing::error!(deployment = %self.deployment.name, topic = %topic, partition = n, error = %e, "seek failed");
                             }
-                        }
                         let _ = consumer.resume(&tpl_of(topic, n));
                     }
                     self.parts.insert(n, Partition::new(n, t.state, t.positions, t.changelog_next));

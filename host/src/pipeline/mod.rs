@@ -348,11 +348,10 @@ impl Host {
     /// is dropped by whoever undeployed it).
     pub fn drop_local_state(&self, storage: &str) {
         let dir = self.shared.host.state_dir.join(storage);
-        if dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "could not delete dropped state");
             }
-        }
     }
 
     /// Deletes the changelog of a deployment incarnation once its consumer

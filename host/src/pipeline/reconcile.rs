@@ -194,7 +194,7 @@ impl Reconciler {
 
     fn load(&self, digest: &str) -> Result<crate::engine::Module> {
         let bytes = self.registry.modules.get(digest).ok_or_else(|| anyhow!("module {digest} has not arrived from the registry yet"))?;
-        Ok(self.host.engine().load(&bytes).with_context(|| format!("module {digest}"))?)
+        self.host.engine().load(&bytes).with_context(|| format!("module {digest}"))
     }
 }
 

@@ -188,7 +188,7 @@ pub fn restore(
                         state.write_restored(&batch)?;
                         batch.clear();
                     }
-                    if restored.applied % 4096 == 0 && last_progress.elapsed() > Duration::from_secs(1) {
+                    if restored.applied.is_multiple_of(4096) && last_progress.elapsed() > Duration::from_secs(1) {
                         progress(restored.applied);
                         last_progress = Instant::now();
                     }

@@ -17,7 +17,7 @@ impl StateBackend for MemoryBackend {
         Ok(self.map.get(key).cloned())
     }
 
-    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a> {
+    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> {
         let upper = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
         Box::new(self.map.range((Bound::Included(start.to_vec()), upper)).map(|(k, v)| Ok((k.clone(), v.clone()))))
     }

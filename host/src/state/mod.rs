@@ -51,6 +51,9 @@ pub struct Checkpoint {
     pub changelog_next: i64,
 }
 
+/// Key-value entries read from a store, in key order.
+pub type Entries<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+
 /// Durable storage under a [`PartitionState`].
 pub trait StateBackend: Send {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -59,7 +62,7 @@ pub trait StateBackend: Send {
         Ok(self.get(key)?.map(|v| v.len()))
     }
     /// Entries with `start <= key < end`, ascending.
-    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> Entries<'a>;
     /// Applies `changes` (a `None` value deletes) atomically.
     fn write(&mut self, changes: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<()>;
 }
@@ -644,8 +647,10 @@ mod tests {
         assert!(s.prefix(b"", None, 10, u64::MAX).unwrap().is_empty());
     }
 
+    type View = (Vec<(Vec<u8>, Vec<u8>)>, i64, Vec<(Vec<u8>, Option<Vec<u8>>)>, u64);
+
     /// Everything a reader can see, pending writes included.
-    fn view(s: &PartitionState) -> (Vec<(Vec<u8>, Vec<u8>)>, i64, Vec<(Vec<u8>, Option<Vec<u8>>)>, u64) {
+    fn view(s: &PartitionState) -> View {
         let durable = s.durable_changes().map(|(k, v)| (k.clone(), v.clone())).collect();
         (s.prefix(b"", None, 100, u64::MAX).unwrap(), s.stream_time(), durable, s.state_bytes())
     }

@@ -73,7 +73,7 @@ impl StateBackend for RocksBackend {
         Ok(self.db.get_pinned(key).with_context(|| format!("reading {}", self.path.display()))?.map(|v| v.len()))
     }
 
-    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a> {
+    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> {
         let mut opts = ReadOptions::default();
         if let Some(end) = end {
             opts.set_iterate_upper_bound(end.to_vec());

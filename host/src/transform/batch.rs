@@ -314,11 +314,10 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
                 crate::engine::LimitExceeded::OutputBytes { bytes, limit: limits.max_output_bytes_per_record }.to_string(),
             ));
         }
-        if let (Some(topic), Some(policy)) = (topic, &spec.topic_policy) {
-            if let Err(why) = policy(topic) {
+        if let (Some(topic), Some(policy)) = (topic, &spec.topic_policy)
+            && let Err(why) = policy(topic) {
                 failures.entry(r.source).or_insert((FailureKind::TopicDenied, why));
             }
-        }
     }
     for (source, count) in too_many {
         failures.entry(source).or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::Outputs { count, limit: limits.max_outputs_per_record }.to_string()));

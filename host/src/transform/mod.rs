@@ -18,6 +18,9 @@ pub use dispatch::Transform;
 use crate::engine::Limits;
 use log::GuestLog;
 
+/// Whether outputs may go to a topic, and why not.
+pub type TopicPolicy = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// How one deployment's instances are set up.
 pub struct TransformSpec {
     /// Deployment name, used in every error and log line.
@@ -26,7 +29,7 @@ pub struct TransformSpec {
     pub limits: Limits,
     pub log: Arc<GuestLog>,
     /// Decides whether outputs may go to a topic (`None`: any topic).
-    pub topic_policy: Option<Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>>,
+    pub topic_policy: Option<TopicPolicy>,
     /// Stop at the first failed record (the `stop` failure policy) instead
     /// of isolating it and processing the rest of the batch.
     pub stop_at_failure: bool,

@@ -248,7 +248,7 @@ pub fn force_close(defs: &WindowDefs, state: &mut PartitionState, folder: &mut d
 fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), CallFailure> {
     let def = ctx.def;
     let name = &def.name;
-    let earliest = keys::earliest_close(ctx.state, &name).map_err(CallFailure::host)?;
+    let earliest = keys::earliest_close(ctx.state, name).map_err(CallFailure::host)?;
     if earliest > until {
         return Ok(());
     }
@@ -265,12 +265,11 @@ fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), 
             WindowKind::Sliding(size) => sliding::close(ctx, size, &entry)?,
             _ => keys::take_window(ctx.state, name, &entry.key, entry.start, ctx.custom()).map_err(CallFailure::host)?,
         };
-        if let Some((end, agg)) = result {
-            if !ctx.emit_updates() {
+        if let Some((end, agg)) = result
+            && !ctx.emit_updates() {
                 let timestamp = keys::last_instant(&ctx.def.spec.kind, end);
                 ctx.out.push(Emitted { window: ctx.id, key: entry.key, start: entry.start, end, agg, closed: true, input: trigger, timestamp });
             }
-        }
     }
     match cut_short {
         Some(last) => keys::set_earliest_close(ctx.state, name, last),

@@ -23,3 +23,5 @@ pub mod registry;
 pub mod tenants;
 pub mod admin;
 pub mod private_file;
+#[doc(hidden)]
+pub mod fuzz;

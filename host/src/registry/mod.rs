@@ -358,7 +358,7 @@ impl Registry {
             None => {
                 view.specs.remove(id);
             }
-            Some(v) => match serde_json::from_slice::<DeploymentSpec>(v).map_err(|e| (String::new(), format!("it cannot be read: {e}"))).and_then(|s| self.admit(&view, id, s)) {
+            Some(v) => match admit(&view.specs, &self.max_deployments, id, v) {
                 Ok(spec) => {
                     view.specs.insert(id.to_owned(), spec);
                 }
@@ -369,36 +369,6 @@ impl Registry {
             },
         }
         view.generation += 1;
-    }
-
-    /// Whether `spec` may follow what `view` holds for `id`; otherwise its
-    /// write and why not.
-    fn admit(&self, view: &View, id: &str, spec: DeploymentSpec) -> Result<DeploymentSpec, (String, String)> {
-        let refuse = |why: String| Err((spec.write.clone(), why));
-        if spec.id() != id {
-            return refuse(format!("it names deployment `{}` under the key `{id}`", spec.id()));
-        }
-        if !is_digest(&spec.module) || spec.previous_module.as_deref().is_some_and(|m| !is_digest(m)) {
-            return refuse("its module is not a sha256 digest".into());
-        }
-        let current = view.specs.get(id);
-        match current {
-            // The first record read for the id (or all older ones were
-            // compacted away).
-            None => {}
-            Some(c) if c.version == spec.version && c.write == spec.write => {}
-            Some(c) if spec.version != c.version + 1 => return refuse(format!("it is version {} but the current one is {}", spec.version, c.version)),
-            Some(_) => {}
-        }
-        let creates = current.is_none_or(|c| c.undeployed) && !spec.undeployed;
-        if let (true, Some(tenant)) = (creates, &spec.tenant) {
-            let max = self.max_deployments.get(tenant).copied().unwrap_or(0);
-            let count = view.specs.values().filter(|s| s.tenant.as_deref() == Some(tenant) && !s.undeployed).count();
-            if count >= max {
-                return refuse(format!("tenant `{tenant}` has {count} deployments, its quota is {max}"));
-            }
-        }
-        Ok(spec)
     }
 
     /// Deletes modules no deployment names (as its module or the one an
@@ -433,6 +403,74 @@ impl Registry {
         Ok(unused.len())
     }
 }
+
+/// Decodes a spec record of `id` and decides whether it may follow what
+/// `specs` holds, as every host decides it (see the module's comment);
+/// otherwise its write and why not.
+#[doc(hidden)]
+pub fn admit(specs: &BTreeMap<String, DeploymentSpec>, max_deployments: &BTreeMap<String, usize>, id: &str, value: &[u8]) -> Result<DeploymentSpec, (String, String)> {
+    let spec: DeploymentSpec = serde_json::from_slice(value).map_err(|e| (String::new(), format!("it cannot be read: {e}")))?;
+    let refuse = |why: String| Err((spec.write.clone(), why));
+    if spec.id() != id {
+        return refuse(format!("it names deployment `{}` under the key `{id}`", spec.id()));
+    }
+    if !is_digest(&spec.module) || spec.previous_module.as_deref().is_some_and(|m| !is_digest(m)) {
+        return refuse("its module is not a sha256 digest".into());
+    }
+    let current = specs.get(id);
+    match current {
+        // The first record read for the id (or all older ones were
+        // compacted away).
+        None => {}
+        Some(c) if c.version == spec.version && c.write == spec.write => {}
+        Some(c) if spec.version != c.version.saturating_add(1) => return refuse(format!("it is version {} but the current one is {}", spec.version, c.version)),
+        Some(_) => {}
+    }
+    let creates = current.is_none_or(|c| c.undeployed) && !spec.undeployed;
+    if let (true, Some(tenant)) = (creates, &spec.tenant) {
+        let max = max_deployments.get(tenant).copied().unwrap_or(0);
+        let count = specs.values().filter(|s| s.tenant.as_deref() == Some(tenant) && !s.undeployed).count();
+        if count >= max {
+            return refuse(format!("tenant `{tenant}` has {count} deployments, its quota is {max}"));
+        }
+    }
+    Ok(spec)
+}
+
+/// A record of the modules topic, decoded.
+#[derive(Debug, PartialEq)]
+#[doc(hidden)]
+pub enum ModuleRecord<'a> {
+    /// `who` uploaded module `digest` (or, a tombstone, no longer owns it).
+    Owner { digest: &'a str, who: &'a str, owns: bool },
+    Chunk { digest: &'a str, index: usize, count: usize, bytes: &'a [u8] },
+    /// A collected module's chunk.
+    Gone { digest: &'a str },
+    /// Anything else (not written by Weir): ignored.
+    Other,
+}
+
+impl<'a> ModuleRecord<'a> {
+    #[doc(hidden)]
+    pub fn decode(key: &'a str, headers: &[(&[u8], Option<&[u8]>)], payload: Option<&'a [u8]>) -> ModuleRecord<'a> {
+        if let Some(owner) = key.strip_prefix("owner/") {
+            return match owner.split_once('/') {
+                Some((digest, who)) if is_digest(digest) => ModuleRecord::Owner { digest, who, owns: payload.is_some() },
+                _ => ModuleRecord::Other,
+            };
+        }
+        let Some((digest, index)) = key.split_once('/').filter(|(d, _)| is_digest(d)) else { return ModuleRecord::Other };
+        let Some(bytes) = payload else { return ModuleRecord::Gone { digest } };
+        let count = headers.iter().find(|(k, _)| *k == CHUNKS_HEADER.as_bytes()).and_then(|(_, v)| std::str::from_utf8((*v)?).ok()?.parse::<usize>().ok());
+        match (index.parse::<usize>(), count) {
+            (Ok(index), Some(count)) if index < count && count <= MAX_CHUNKS => ModuleRecord::Chunk { digest, index, count, bytes },
+            _ => ModuleRecord::Other,
+        }
+    }
+}
+
+/// Most chunks of one module: 2 GiB.
+const MAX_CHUNKS: usize = 4096;
 
 /// Reads both registry topics and applies them to the view.
 struct Follower {
@@ -502,39 +540,36 @@ impl Follower {
     /// A record of the modules topic: a chunk, an owner, or a tombstone of
     /// either.
     fn module_record(assembly: &mut Assembly, registry: &Registry, key: &str, headers: Vec<(&[u8], Option<&[u8]>)>, payload: Option<&[u8]>, at: i64) {
-        if let Some(owner) = key.strip_prefix("owner/") {
-            let Some((digest, who)) = owner.split_once('/') else { return };
-            let mut view = registry.view_mut();
-            let owners = view.owners.entry(digest.to_owned()).or_default();
-            match payload {
-                Some(_) => owners.insert(who.to_owned()),
-                None => owners.remove(who),
-            };
-            return;
-        }
-        let Some(digest) = key.split_once('/').map(|(d, _)| d) else { return };
-        let Some(bytes) = payload else {
-            // A collected module: every host forgets it.
-            registry.view_mut().chunks.remove(digest);
-            assembly.partial.remove(digest);
-            if let Some(path) = registry.modules.path(digest) {
-                let _ = std::fs::remove_file(path);
+        match ModuleRecord::decode(key, &headers, payload) {
+            ModuleRecord::Owner { digest, who, owns } => {
+                let mut view = registry.view_mut();
+                let owners = view.owners.entry(digest.to_owned()).or_default();
+                match owns {
+                    true => owners.insert(who.to_owned()),
+                    false => owners.remove(who),
+                };
             }
-            return;
-        };
-        let count = headers.iter().find(|(k, _)| *k == CHUNKS_HEADER.as_bytes()).and_then(|(_, v)| std::str::from_utf8((*v)?).ok()?.parse::<usize>().ok());
-        let Some(count) = count else { return };
-        registry.view_mut().chunks.entry(digest.to_owned()).or_insert((count, at));
-        assembly.add(&registry.modules, key, count, bytes);
+            ModuleRecord::Gone { digest } => {
+                // A collected module: every host forgets it.
+                registry.view_mut().chunks.remove(digest);
+                assembly.partial.remove(digest);
+                if let Some(path) = registry.modules.path(digest) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            ModuleRecord::Chunk { digest, index, count, bytes } => {
+                registry.view_mut().chunks.entry(digest.to_owned()).or_insert((count, at));
+                assembly.add(&registry.modules, digest, index, count, bytes);
+            }
+            ModuleRecord::Other => {}
+        }
     }
 }
 
 impl Assembly {
     /// Adds a chunk; true when it completed a module.
-    fn add(&mut self, store: &ModuleStore, key: &str, count: usize, bytes: &[u8]) -> bool {
-        let Some((digest, index)) = key.split_once('/') else { return false };
-        let Ok(index) = index.parse::<usize>() else { return false };
-        if !is_digest(digest) || store.has(digest) || index >= count || count > 4096 {
+    fn add(&mut self, store: &ModuleStore, digest: &str, index: usize, count: usize, bytes: &[u8]) -> bool {
+        if store.has(digest) {
             return false;
         }
         let parts = self.partial.entry(digest.to_owned()).or_insert_with(|| vec![None; count]);

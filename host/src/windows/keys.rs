@@ -30,7 +30,7 @@ fn time_from(b: &[u8]) -> Result<i64> {
     Ok((u64::from_be_bytes(word) ^ (1 << 63)) as i64)
 }
 
-fn base(name: &str, tag: u8) -> Vec<u8> {
+pub fn base(name: &str, tag: u8) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 32);
     k.push(ns::WINDOW);
     k.extend_from_slice(&(name.len() as u16).to_be_bytes());

@@ -282,3 +282,54 @@ fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), 
     }
     Ok(())
 }
+
+/// Fuzzing: a partition whose window state holds arbitrary entries (as a
+/// restore of a damaged or forged changelog would write them) still adds,
+/// closes and reports windows of every kind without panicking; whatever it
+/// cannot decode fails the call as a host error.
+#[doc(hidden)]
+pub fn fuzz_store(entries: &[(u8, Vec<u8>, Vec<u8>)], values: &[(Vec<u8>, i64, f64)]) {
+    struct NoGuest;
+    impl Folder for NoGuest {
+        fn reduce(&mut self, _: u32, _: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure> {
+            Ok([acc.unwrap_or_default().len().to_be_bytes().as_slice(), &values.len().to_be_bytes()].concat())
+        }
+        fn merge(&mut self, _: u32, _: &[u8], a: &[u8], _: &[u8]) -> Result<Vec<u8>, CallFailure> {
+            Ok(a.to_vec())
+        }
+        fn charge(&mut self, _: u64, _: &str) -> Result<(), CallFailure> {
+            Ok(())
+        }
+        fn budget_left(&mut self) -> u64 {
+            1 << 30
+        }
+    }
+    use crate::bindings::Hopping;
+    let mut defs = WindowDefs::default();
+    let kinds = [WindowKind::Tumbling(1000), WindowKind::Hopping(Hopping { size_ms: 1000, advance_ms: 250 }), WindowKind::Sliding(1000), WindowKind::Session(500)];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        for aggregation in [Aggregation::Count, Aggregation::Custom] {
+            let spec = WindowSpec { kind, grace_ms: 10, aggregation, emit: if i % 2 == 0 { EmitMode::OnClose } else { EmitMode::OnUpdate }, idle_close_ms: Some(1) };
+            let _ = defs.define(&format!("w{i}{}", aggregation == Aggregation::Custom), spec);
+        }
+    }
+    let mut state = PartitionState::in_memory();
+    let names: Vec<String> = defs.iter().map(|(_, d)| d.name.clone()).collect();
+    let raw: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
+        .iter()
+        .map(|(which, suffix, value)| {
+            let name = &names[*which as usize % names.len()];
+            let tag = [b'a', b'c', b'p', b't', b'n'][*which as usize % 5];
+            ([keys::base(name, tag), suffix.clone()].concat(), Some(value.clone()))
+        })
+        .collect();
+    let _ = state.write_restored(&raw);
+    let mut out = Vec::new();
+    for (i, (key, timestamp, number)) in values.iter().enumerate() {
+        for (id, _) in defs.iter() {
+            let add = Add { window: id, key, timestamp: *timestamp, number: *number, custom: Some(key), input: i as u32 };
+            let _ = self::add(&defs, &mut state, &mut NoGuest, &add, &mut out);
+        }
+    }
+    let _ = force_close(&defs, &mut state, &mut NoGuest, ForceClose::All, &mut out);
+}

@@ -367,6 +367,25 @@ fn window_bombs_are_refused_or_linear() {
     let failure = Transform::new(module, Arc::new(TransformSpec::new("bomb", config, Limits::default()))).warm_up().unwrap_err();
     assert!(failure.message.contains("more than 10000"), "{}", failure.message);
 
+    // Times at the ends of i64 go through every kind of window unharmed.
+    for window in [&[("window", "tumbling"), ("size_ms", "1000")][..], &[("window", "hopping"), ("size_ms", "1000"), ("advance_ms", "100")], &[("window", "sliding"), ("size_ms", "1000")], &[("window", "session"), ("gap_ms", "1000")]] {
+        let mut b = BatchBuilder::new("in", 0);
+        for (i, ts) in [i64::MIN, -5, -1, 0, 1_000, i64::MAX - 1, i64::MAX].into_iter().enumerate() {
+            b.push(i as i64, ts, Some(b"k"), Some(b"x"), []);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (b, window) = (b.finish(), window.to_vec());
+        std::thread::Builder::new()
+            .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
+            .spawn(move || {
+                let mut t = transform(&engine(), "window-count", &window, Limits::default());
+                let (_, r) = t.dispatch(&b, Box::new(PartitionState::in_memory()));
+                let _ = tx.send(r.failures.iter().filter(|f| f.kind != FailureKind::InvalidOutput).count());
+            })
+            .unwrap();
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(60)).expect("extreme times handled"), 0);
+    }
+
     let mut b = BatchBuilder::new("in", 0);
     for i in 0..3_000 {
         b.push(i, 1_000 + i, Some(b"k"), Some(b"x"), []);

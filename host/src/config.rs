@@ -377,6 +377,19 @@ mod tests {
         assert_eq!(Config::parse(BASE, env(&[("WEIR_KAFKA__BROKERS", "env:1")]), &flags).unwrap().kafka.brokers, "flag:2");
     }
 
+    /// A tenant whose prefixes would reach Weir's own topics (the registry,
+    /// every changelog), or another tenant's by a shared stem, is refused.
+    #[test]
+    fn tenant_prefixes_cannot_reach_internal_topics() {
+        let hash = "0".repeat(64);
+        let tenant = |prefix: &str| format!("[kafka]\nbrokers = \"b:1\"\ngroup_prefix = \"weir\"\n[tenants.weir]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{prefix}\"]\noutput_prefixes = [\"x.\"]\n");
+        for (prefix, refused) in [("weir.", "overlaps `weir.`"), ("weir.changelog.", "overlaps `weir.`"), ("we", "must end with"), ("acme", "must end with")] {
+            let e = format!("{:#}", Config::parse(&tenant(prefix), [], &Overrides::default()).unwrap_err());
+            assert!(e.contains(refused), "{prefix}: {e}");
+        }
+        Config::parse(&tenant("weird."), [], &Overrides::default()).expect("a prefix beside the internal one");
+    }
+
     #[test]
     fn mistakes_are_named() {
         let e = format!("{:#}", Config::parse(&BASE.replace("brokers", "brokerz"), [], &Overrides::default()).unwrap_err());

@@ -343,7 +343,8 @@ fn a_guest_that_sleeps_waits_for_nothing() {
 
 /// A batch whose every record loops would be bisected into 2n calls, each
 /// burning the whole CPU limit; bisection stops at its budget (a few
-/// limits' worth) and fails the records not run alone, saying so.
+/// limits' worth per culprit, for at most 8 culprits) and fails the records
+/// not run alone, saying so.
 #[test]
 fn bisecting_a_batch_of_loops_stops_at_its_budget() {
     let values: Vec<String> = (0..256).map(|i| format!("v{i}")).collect();
@@ -351,7 +352,7 @@ fn bisecting_a_batch_of_loops_stops_at_its_budget() {
     let (r, calls) = attacked(plugin("hostile-loop"), &[], Limits { cpu_ms_per_batch: 20, ..Limits::default() }, &values);
     assert_eq!(r.failures.len(), 256, "every record fails");
     assert!(r.failures.iter().all(|f| f.kind == FailureKind::Timeout));
-    assert!(calls < 20, "{calls} calls, not 2 × 256");
+    assert!(calls < 100, "{calls} calls, not 2 × 256");
     assert!(r.failures.iter().filter(|f| f.message.starts_with("not run alone")).count() > 200, "{:?}", r.failures.last());
 }
 

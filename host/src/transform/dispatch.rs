@@ -51,18 +51,35 @@ struct Run {
 /// The CPU time bisection may take. Finding one bad record among `n` costs
 /// about `log2(n)` failing calls, each up to the CPU limit; a batch whose
 /// every record loops would cost `2n` of them (half an hour for 1,000
-/// records at 1 s each) while holding a worker. Past the budget, the
-/// records not yet run alone fail with the failure that started it.
+/// records at 1 s each) while holding a worker. So bisection starts with
+/// the budget to find one culprit, gains as much again for each culprit
+/// found alone, up to [`MAX_CULPRITS`]; past the budget, the records not yet
+/// run alone fail with the failure that started it.
 struct Isolation {
     cpu_at_start: std::time::Duration,
+    per_culprit: std::time::Duration,
     budget: std::time::Duration,
+    culprits: u32,
     cause: CallFailure,
 }
+
+/// Culprits one bisection may find before the rest of its batch fails
+/// unrun: a few poison records are normal, a batch of them is a broken
+/// transform.
+const MAX_CULPRITS: u32 = 8;
 
 impl Isolation {
     fn new(records: usize, cpu_ms_per_batch: u64, cause: CallFailure) -> Self {
         let calls = 2 + records.max(1).ilog2() as u64 + 1;
-        Isolation { cpu_at_start: thread_cpu_time(), budget: std::time::Duration::from_millis(calls * cpu_ms_per_batch), cause }
+        let per_culprit = std::time::Duration::from_millis(calls * cpu_ms_per_batch);
+        Isolation { cpu_at_start: thread_cpu_time(), per_culprit, budget: per_culprit, culprits: 0, cause }
+    }
+
+    fn found_culprit(&mut self) {
+        self.culprits += 1;
+        if self.culprits < MAX_CULPRITS {
+            self.budget += self.per_culprit;
+        }
     }
 
     fn exhausted(&self) -> bool {
@@ -286,6 +303,9 @@ impl Transform {
                         return;
                     }
                     if indices.len() == 1 {
+                        if let Some(iso) = run.isolation.as_mut() {
+                            iso.found_culprit();
+                        }
                         run.fail(indices[0], failure.kind, failure.message);
                         return;
                     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use weir_tests::kafka::{Broker, Rec, Weir, by_key, deployment, host_config, now_ms, produce_slowly, records};
+use weir_tests::kafka::{Broker, Rec, Scope, Weir, by_key, deployment, host_config, now_ms, produce_slowly, records};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -171,6 +171,20 @@ fn the_stop_policy_stops_only_the_failing_partition() {
     assert!(k.read("filter.dlq", 1, Duration::from_secs(1)).is_empty(), "stop does not dead-letter");
 }
 
+/// Reads `shout` until it holds the upper-cased value of every input
+/// (duplicates allowed, as at-least-once delivery does), or two minutes.
+fn read_uppercased(k: &Scope, inputs: &[Rec]) -> Vec<Rec> {
+    let mut missing: BTreeSet<String> = inputs.iter().map(|r| r.value_str().to_uppercase()).collect();
+    let mut counted = 0;
+    k.read_until("shout", Duration::from_secs(120), |out| {
+        for r in &out[counted..] {
+            missing.remove(r.value_str());
+        }
+        counted = out.len();
+        missing.is_empty()
+    })
+}
+
 fn assert_all_present(inputs: &[Rec], outputs: &[Rec], weir: &Weir) {
     let seen: BTreeSet<&str> = outputs.iter().map(Rec::value_str).collect();
     let missing = inputs.iter().filter(|r| !seen.contains(r.value_str().to_uppercase().as_str())).count();
@@ -195,7 +209,7 @@ fn client_statistics_during_a_backlog_never_stall_consumption() {
     let dir = tempfile::tempdir().unwrap();
     let config = host_config(&deployment("upper", "upper", "raw", "shout", "")) + "\n[kafka.properties]\n\"statistics.interval.ms\" = \"10\"\n";
     let weir = Weir::start(dir.path(), &k, &config);
-    let out = k.read("shout", inputs.len(), Duration::from_secs(120));
+    let out = read_uppercased(&k, &inputs);
     assert_all_present(&inputs, &out, &weir);
 }
 
@@ -215,7 +229,7 @@ fn kill_9_mid_stream_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     weir.restart();
     producer.join().unwrap();
-    let out = k.read("shout", inputs.len(), Duration::from_secs(120));
+    let out = read_uppercased(&k, &inputs);
     assert!(out.len() >= inputs.len(), "{} outputs for {} inputs; log:\n{}", out.len(), inputs.len(), weir.log_text());
     assert_all_present(&inputs, &out, &weir);
     let dup = out.len() - inputs.len();
@@ -240,8 +254,9 @@ fn a_broker_outage_is_ridden_out() {
     broker.restart();
     let second = records("b", 5_000, 100);
     k.produce("raw", &second);
-    let out = k.read("shout", first.len() + second.len(), Duration::from_secs(120));
-    assert_all_present(&[first, second].concat(), &out, &weir);
+    let inputs = [first, second].concat();
+    let out = read_uppercased(&k, &inputs);
+    assert_all_present(&inputs, &out, &weir);
 }
 
 #[test]
@@ -270,7 +285,7 @@ fn two_hosts_share_partitions_and_take_over_without_loss() {
     assert!(b.terminate().success(), "graceful exit; log:\n{}", b.log_text());
     a.wait_partitions("upper", 4);
     producer.join().unwrap();
-    let out = k.read("shout", inputs.len(), Duration::from_secs(120));
+    let out = read_uppercased(&k, &inputs);
     assert_all_present(&inputs, &out, &a);
 }
 

@@ -54,11 +54,15 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
     /// How long to wait for the cluster at start-up, ms.
     pub connect_timeout_ms: u64,
+    /// The in-process cluster of `weir dev`, which lacks CreateTopics:
+    /// topics are created on first mention instead.
+    #[serde(skip)]
+    pub embedded: bool,
 }
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig { brokers: "127.0.0.1:9092".into(), group_prefix: "weir".into(), properties: BTreeMap::new(), connect_timeout_ms: 10_000 }
+        KafkaConfig { brokers: "127.0.0.1:9092".into(), group_prefix: "weir".into(), properties: BTreeMap::new(), connect_timeout_ms: 10_000, embedded: false }
     }
 }
 

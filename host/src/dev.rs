@@ -67,11 +67,11 @@ pub fn default_plugin() -> Result<PathBuf> {
 pub fn config(bootstrap: &str, plugin: PathBuf, plugin_config: Vec<(String, String)>, state_dir: PathBuf) -> Config {
     let mut c = Config::default();
     c.kafka.brokers = bootstrap.to_owned();
+    c.kafka.embedded = true;
     c.host.state_dir = state_dir;
     c.host.commit_interval_ms = 500;
-    // The embedded cluster answers at once, but never answers CreateTopics
-    // or DeleteTopics: give up on those quickly (topics are then created on
-    // first mention).
+    // The embedded cluster answers at once, but never answers DeleteTopics:
+    // give up on it quickly.
     c.kafka.connect_timeout_ms = 2_000;
     c.deployments.insert(
         DEPLOYMENT.to_owned(),

@@ -183,7 +183,10 @@ impl Cluster {
         let mut out = BTreeMap::new();
         for (i, t) in topics.iter().enumerate() {
             let bytes = value(i, "max.message.bytes").or(broker_value).unwrap_or_else(|| {
-                tracing::warn!(topic = %t, "the broker did not describe the topic's max.message.bytes; assuming Kafka's default of {KAFKA_DEFAULT_MAX_MESSAGE_BYTES}");
+                // The embedded cluster describes nothing, as expected.
+                if !self.kafka.embedded {
+                    tracing::warn!(topic = %t, "the broker did not describe the topic's max.message.bytes; assuming Kafka's default of {KAFKA_DEFAULT_MAX_MESSAGE_BYTES}");
+                }
                 KAFKA_DEFAULT_MAX_MESSAGE_BYTES
             });
             out.insert((*t).to_owned(), bytes);
@@ -196,26 +199,23 @@ impl Cluster {
         if self.topics()?.contains_key(topic) {
             return Ok(());
         }
+        if self.kafka.embedded {
+            return self.auto_create(topic);
+        }
         let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka).create().context("creating a Kafka admin client")?;
         let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
         for (k, v) in config {
             new = new.set(k, v);
         }
         let opts = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
-        let created = futures::executor::block_on(admin.create_topics([&new], &opts)).with_context(|| format!("creating topic `{topic}`"));
-        let refused = match created {
-            Ok(results) => results.into_iter().find_map(|r| match r {
-                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => None,
-                Err((name, code)) => Some(anyhow!("creating topic `{name}`: {code}")),
-            }),
-            Err(e) => Some(e),
-        };
-        match refused {
-            None => self.wait_for(topic),
-            // Brokers without CreateTopics (the embedded cluster of `weir
-            // dev`) create topics on first mention when allowed to.
-            Some(e) => self.auto_create(topic).map_err(|_| e),
+        let results = futures::executor::block_on(admin.create_topics([&new], &opts)).with_context(|| format!("creating topic `{topic}`"))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => bail!("creating topic `{name}`: {code}"),
+            }
         }
+        self.wait_for(topic)
     }
 
     /// Waits until the cluster's metadata shows `topic` (a topic just
@@ -258,3 +258,4 @@ impl Cluster {
         }
     }
 }
+

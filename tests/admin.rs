@@ -403,7 +403,8 @@ fn tokens_topics_and_uploads_are_checked() {
 /// The admin API faces whoever can reach the port: a body is never read
 /// before its token is checked (a 50 MB upload without one is refused at
 /// once), a client that sends nothing is dropped within the header
-/// timeout, and `module` is a digest, never a path.
+/// timeout, `module` is a digest, never a path, and a tenant's uploads
+/// cannot queue up compiles.
 #[test]
 fn the_api_refuses_unauthenticated_bodies_slow_clients_and_paths() {
     use std::io::{Read, Write};
@@ -437,6 +438,24 @@ fn the_api_refuses_unauthenticated_bodies_slow_clients_and_paths() {
     let (code, v) = call(&host, Method::POST, "/v1/deployments/trav", Some(ACME), Some(serde_json::to_vec(&spec).unwrap()));
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("sha256"), "{v}");
+
+    // Compiles are admitted one at a time per caller: of four distinct
+    // modules one tenant sends at once, those arriving while one of its
+    // compiles runs are refused (429, to retry), not queued behind it.
+    let wasm = std::fs::read(plugin("word-count")).unwrap();
+    let codes: Vec<StatusCode> = std::thread::scope(|s| {
+        let uploads: Vec<_> = (0..4u8)
+            .map(|i| {
+                // A custom section makes each module new to the compiler.
+                let module = [wasm.as_slice(), &[0, 3, 1, b'x', i]].concat();
+                let host = &host;
+                s.spawn(move || call(host, Method::PUT, "/v1/modules", Some(ACME), Some(module)))
+            })
+            .collect();
+        uploads.into_iter().map(|u| u.join().unwrap().0).collect()
+    });
+    assert!(codes.iter().all(|&c| c == StatusCode::CREATED || c == StatusCode::TOO_MANY_REQUESTS), "{codes:?}");
+    assert!(codes.contains(&StatusCode::CREATED) && codes.contains(&StatusCode::TOO_MANY_REQUESTS), "{codes:?}");
 
     // /health and /metrics show an unauthenticated caller no names.
     let anonymous: Value = Http::new().get(format!("http://{}/health", host.listen)).send().unwrap().json().unwrap();

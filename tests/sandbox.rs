@@ -328,6 +328,31 @@ fn attacks_through_the_host_fail_their_records_on_its_budget() {
     let (r, _) = attacked(plugin("hostile-host"), &[("attack", "huge-reject")], Limits::default(), &["a"]);
     assert_eq!(r.failures[0].kind, FailureKind::Rejected);
     assert_eq!(r.failures[0].message.len(), weir::transform::MAX_MESSAGE_BYTES);
+    // 100,000 outputs to one 40 MiB topic name: judged once, refused as no
+    // topic name at all, quoted briefly.
+    let (r, _) = attacked(plugin("hostile-host"), &[("attack", "long-topic")], Limits::default(), &["a"]);
+    assert_eq!(r.failures[0].kind, FailureKind::TopicDenied, "{}", r.failures[0].message);
+    assert!(r.failures[0].message.contains("not a legal Kafka topic name") && r.failures[0].message.len() < 400, "{}", r.failures[0].message);
+    // State ranges with their start past their end read nothing (they
+    // panicked the worker), and the records go through.
+    let (r, _) = attacked(plugin("hostile-host"), &[("attack", "range-reversed")], Limits::default(), &["a", "b"]);
+    assert_eq!(values(&r), ["a", "b"], "{:?}", r.failures);
+}
+
+/// A guest that writes state and rejects only the first record of each
+/// call makes the host retry the rest, a call per record; the retries share
+/// bisection's budget, so a batch of 1,000 ends in a bounded number of
+/// calls, the records not run failing as such.
+#[test]
+fn retries_of_a_batch_share_the_isolation_budget() {
+    let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    // Each call works ~10 ms here: well past a tenth of the limit, where
+    // the budget (8 culprits × 12 limits) runs out before 1,000 calls.
+    let (r, _) = attacked(plugin("hostile-host"), &[("attack", "reject-first")], Limits { cpu_ms_per_batch: 10, ..Limits::default() }, &values);
+    assert_eq!(r.failures.len(), 1000, "every record fails");
+    let unrun = r.failures.iter().filter(|f| f.message.starts_with("not run alone")).count();
+    assert!(unrun > 100, "{unrun} records left unrun; the last failure: {:?}", r.failures.last());
 }
 
 /// A guest built for wasm32-wasip2 sleeps through WASI: an hour-long sleep
@@ -357,9 +382,10 @@ fn bisecting_a_batch_of_loops_stops_at_its_budget() {
 }
 
 /// Window work the guest's numbers drive stays bounded: a hopping window
-/// putting each value in 2^40 windows is refused when defined, and sliding
+/// putting each value in 2^40 windows is refused when defined, sliding
 /// windows with thousands of values per key aggregate in linear time per
-/// value (they were quadratic).
+/// value (they were quadratic), and the host's window work counts against
+/// the call's CPU limit.
 #[test]
 fn window_bombs_are_refused_or_linear() {
     let e = engine();
@@ -401,6 +427,25 @@ fn window_bombs_are_refused_or_linear() {
         })
         .unwrap();
     assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(60)).expect("3,000 values of one key within a minute"), 0);
+
+    // A window that never closes makes each value of a key revisit every
+    // earlier one (5,000 values: 12.5 million visits in one call). That
+    // work is the call's, so the CPU limit ends it.
+    let mut b = BatchBuilder::new("in", 0);
+    for i in 0..5_000 {
+        b.push(i, 1_000 + i, Some(b"k"), Some(b"x"), []);
+    }
+    let b = b.finish();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
+        .spawn(move || {
+            let mut t = transform(&engine(), "window-count", &[("window", "sliding"), ("size_ms", "1000000000000")], Limits { cpu_ms_per_batch: 50, ..Limits::default() });
+            let _ = tx.send(t.dispatch(&b, Box::new(PartitionState::in_memory())).1.failures);
+        })
+        .unwrap();
+    let failures = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the host's window work ends within a minute");
+    assert!(failures.iter().any(|f| f.kind == FailureKind::Timeout), "{:?}", failures.first());
 }
 
 fn load_error(bytes: &[u8]) -> String {

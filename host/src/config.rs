@@ -84,7 +84,8 @@ pub struct HostConfig {
     pub commit_interval_ms: u64,
     /// Records per call into a transform, at most.
     pub batch_max_records: usize,
-    /// Bytes of keys and values per call, at most.
+    /// Bytes per call, at most: keys, values, headers and the entries
+    /// describing them.
     pub batch_max_bytes: usize,
     /// How long a record may wait for its batch to fill, ms.
     pub batch_linger_ms: u64,
@@ -277,6 +278,7 @@ impl Config {
             check_name(name).with_context(|| format!("tenant `{name}`"))?;
             t.check(&format!("{}.", self.kafka.group_prefix)).with_context(|| format!("tenant `{name}`"))?;
         }
+        crate::tenants::check_apart(&self.tenants)?;
         if let Some(a) = &self.admin {
             crate::tenants::check_token_hash(&a.token_sha256).context("admin.token_sha256")?;
         }
@@ -382,7 +384,7 @@ mod tests {
     }
 
     /// A tenant whose prefixes would reach Weir's own topics (the registry,
-    /// every changelog), or another tenant's by a shared stem, is refused.
+    /// every changelog), or another tenant's topics, is refused.
     #[test]
     fn tenant_prefixes_cannot_reach_internal_topics() {
         let hash = "0".repeat(64);
@@ -392,6 +394,16 @@ mod tests {
             assert!(e.contains(refused), "{prefix}: {e}");
         }
         Config::parse(&tenant("weird."), [], &Overrides::default()).expect("a prefix beside the internal one");
+        let two = |a_in: &str, a_out: &str, b_in: &str, b_out: &str| {
+            let t = |name: &str, i: &str, o: &str| format!("[tenants.{name}]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{i}\"]\noutput_prefixes = [\"{o}\"]\n");
+            Config::parse(&format!("[kafka]\nbrokers = \"b:1\"\n{}{}", t("acme", a_in, a_out), t("beta", b_in, b_out)), [], &Overrides::default())
+        };
+        for (a_in, a_out, b_in, b_out) in [("acme.", "acme.", "acme.pay.", "beta."), ("acme.", "acme.", "beta.", "acme."), ("acme.", "x.", "beta.", "x."), ("acme.", "acme.", "beta.", "acme.pay.")] {
+            let e = format!("{:#}", two(a_in, a_out, b_in, b_out).unwrap_err());
+            assert!(e.contains("tenants `acme` and `beta` overlap"), "{a_in} {a_out} {b_in} {b_out}: {e}");
+        }
+        two("acme.", "shared.", "shared.", "beta.").expect("a hand-off spelled out on both sides");
+        two("acme.", "acme.", "beta.", "beta.").expect("tenants apart");
     }
 
     #[test]

@@ -95,18 +95,19 @@ fn unknown_token() -> Response {
 }
 
 async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
+    // The caller is known before anything is rendered for it.
+    let tenant = match host.tenants.enabled().then(|| caller(&host, &headers)) {
+        None | Some(Caller::Known(Principal::Admin)) => None,
+        Some(Caller::Known(Principal::Tenant(t))) => Some(t),
+        Some(Caller::Unknown) => return unknown_token(),
+        Some(Caller::Anonymous) => return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <token>`: the admin's, or a tenant's for its own").into_response(),
+    };
     let text = host.metrics().render();
-    let visible = if !host.tenants.enabled() {
-        text
-    } else {
-        match caller(&host, &headers) {
-            Caller::Unknown => return unknown_token(),
-            Caller::Anonymous => return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <token>`: the admin's, or a tenant's for its own").into_response(),
-            Caller::Known(Principal::Admin) => text,
-            Caller::Known(Principal::Tenant(t)) => {
-                let label = format!("tenant=\"{t}\"");
-                text.lines().filter(|l| l.starts_with('#') || l.contains(&label)).flat_map(|l| [l, "\n"]).collect()
-            }
+    let visible = match tenant {
+        None => text,
+        Some(t) => {
+            let label = format!("tenant=\"{t}\"");
+            text.lines().filter(|l| l.starts_with('#') || l.contains(&label)).flat_map(|l| [l, "\n"]).collect()
         }
     };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], visible).into_response()

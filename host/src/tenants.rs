@@ -100,6 +100,27 @@ impl Quota {
     }
 }
 
+/// Checks that no tenant reaches another's topics: the prefixes of two
+/// tenants may not overlap (`acme.` covers `acme.pay.`), except for one
+/// tenant's output prefix written identically as another's input prefix,
+/// a hand-off the operator spelled out on both sides.
+pub fn check_apart(tenants: &std::collections::BTreeMap<String, TenantConfig>) -> Result<()> {
+    for (i, (a, ta)) in tenants.iter().enumerate() {
+        for (b, tb) in tenants.iter().skip(i + 1) {
+            for (pa, out_a) in ta.prefixes() {
+                for (pb, out_b) in tb.prefixes() {
+                    let overlap = pa.starts_with(pb) || pb.starts_with(pa);
+                    let hand_off = pa == pb && out_a != out_b;
+                    if overlap && !hand_off {
+                        bail!("tenants `{a}` and `{b}` overlap: prefix `{pa}` of `{a}` and `{pb}` of `{b}` cover the same topics (only one's output prefix written exactly as the other's input prefix may be shared)");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl TenantConfig {
     /// Checks the tenant's settings; `internal` is the prefix of Weir's own
     /// topics (`<group_prefix>.`: registry, changelogs), which no tenant may
@@ -119,6 +140,11 @@ impl TenantConfig {
             }
         }
         Ok(())
+    }
+
+    /// The tenant's prefixes, each with whether it is an output prefix.
+    fn prefixes(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.input_prefixes.iter().map(|p| (p.as_str(), false)).chain(self.output_prefixes.iter().map(|p| (p.as_str(), true)))
     }
 
     pub fn may_read(&self, topic: &str) -> bool {

@@ -14,19 +14,25 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 
 pub mod client;
+mod compiles;
 
 use crate::config::DeploymentConfig;
+use compiles::Compiles;
 use crate::engine::LoadError;
 use crate::pipeline::{DeploymentStatus, Host};
 use crate::registry::{DeploymentSpec, Registry, now_ms};
 use crate::tenants::{Principal, TenantConfig};
+
+fn admit(compiles: &Arc<Compiles>, scope: &Scope) -> ApiResult<compiles::Ticket> {
+    compiles.admit(scope.tenant.as_deref()).map_err(|why| err(StatusCode::TOO_MANY_REQUESTS, why))
+}
 
 /// How long an uploaded module may take to compile.
 const COMPILE_BUDGET: Duration = Duration::from_secs(120);
@@ -70,9 +76,12 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/v1/deployments/{name}/resume", post(resume))
         .route("/v1/deployments/{name}/logs", get(logs))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(Extension(Arc::new(compiles::Compiles::default())))
         .route_layer(axum::middleware::from_fn_with_state(host.clone(), authenticated))
         .with_state(host)
 }
+
+const API_OFF: &str = "the admin API is off on this host: configure an [admin] token or [tenants.NAME]";
 
 /// The token of `Authorization: Bearer <token>`.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -84,7 +93,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// refused: a client still sending would see a broken connection instead
 /// of the reason.)
 async fn authenticated(State(host): State<Arc<Host>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if host.registry.is_some() && bearer(request.headers()).and_then(|t| host.tenants.authenticate(t)).is_none() {
+    if host.registry.is_none() {
+        return err(StatusCode::NOT_FOUND, API_OFF).into_response();
+    }
+    if bearer(request.headers()).and_then(|t| host.tenants.authenticate(t)).is_none() {
         return err(StatusCode::UNAUTHORIZED, "missing or unknown `Authorization: Bearer <token>`").into_response();
     }
     next.run(request).await
@@ -101,7 +113,7 @@ struct ScopeQuery {
 }
 
 fn scope(host: &Host, headers: &HeaderMap, query: &ScopeQuery) -> ApiResult<(Scope, Arc<Registry>)> {
-    let registry = host.registry.clone().ok_or_else(|| err(StatusCode::NOT_FOUND, "the admin API is off on this host: configure an [admin] token or [tenants.NAME]"))?;
+    let registry = host.registry.clone().ok_or_else(|| err(StatusCode::NOT_FOUND, API_OFF))?;
     let token = bearer(headers).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`"))?;
     let principal = host.tenants.authenticate(token).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unknown token"))?;
     let tenant = match (principal, &query.tenant) {
@@ -140,7 +152,7 @@ struct Uploaded {
     compiled_ms: Option<u128>,
 }
 
-async fn upload(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, body: Bytes) -> ApiResult<(StatusCode, axum::Json<Uploaded>)> {
+async fn upload(State(host): State<Arc<Host>>, Extension(compiles): Extension<Arc<Compiles>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, body: Bytes) -> ApiResult<(StatusCode, axum::Json<Uploaded>)> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     if let Some(quota) = scope.tenant_config(&host).map(|t| t.quota) {
         let limit = quota.max_module_mb << 20;
@@ -149,8 +161,12 @@ async fn upload(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Que
         }
     }
     // Compile off the request path, within a budget.
+    let ticket = admit(&compiles, &scope)?;
     let (h, bytes) = (host.clone(), body.clone());
-    let compiling = tokio::task::spawn_blocking(move || h.engine().load(&bytes));
+    let compiling = tokio::task::spawn_blocking(move || {
+        let _ticket = ticket;
+        h.engine().load(&bytes)
+    });
     let module = match tokio::time::timeout(COMPILE_BUDGET, compiling).await {
         Err(_) => return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the module did not compile within {} s", COMPILE_BUDGET.as_secs()))),
         Ok(joined) => joined.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("compiling: {e}")))?,
@@ -276,7 +292,7 @@ fn parse_request(host: &Host, scope: &Scope, name: &str, body: &[u8]) -> ApiResu
 
 /// Checks a deployment against the cluster and runs its `init` once, off
 /// the request path.
-async fn validate(host: &Arc<Host>, registry: &Registry, scope: &Scope, id: &str, module: &str, config: &DeploymentConfig) -> ApiResult<()> {
+async fn validate(host: &Arc<Host>, compiles: &Arc<Compiles>, registry: &Registry, scope: &Scope, id: &str, module: &str, config: &DeploymentConfig) -> ApiResult<()> {
     let missing = || err(StatusCode::BAD_REQUEST, format!("no module {module}: upload it first (PUT /v1/modules)"));
     // A tenant deploys what it uploaded (or what its deployment already
     // runs), not a module whose digest it learnt from someone else.
@@ -285,8 +301,10 @@ async fn validate(host: &Arc<Host>, registry: &Registry, scope: &Scope, id: &str
         return Err(missing());
     }
     let bytes = registry.modules.get(module).ok_or_else(missing)?;
+    let ticket = admit(compiles, scope)?;
     let (h, config, tenant, id) = (host.clone(), config.clone(), scope.tenant_config(host).cloned(), id.to_owned());
     let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let _ticket = ticket;
         let module = Arc::new(h.engine().load(&bytes)?);
         h.check_deployment(&id, &config, module, tenant.as_ref()).map(|_| ())
     });
@@ -298,7 +316,7 @@ async fn validate(host: &Arc<Host>, registry: &Registry, scope: &Scope, id: &str
     }
 }
 
-async fn deploy(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>, body: Bytes) -> ApiResult<(StatusCode, axum::Json<View>)> {
+async fn deploy(State(host): State<Arc<Host>>, Extension(compiles): Extension<Arc<Compiles>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>, body: Bytes) -> ApiResult<(StatusCode, axum::Json<View>)> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     let id = scope.id(&name)?;
     let (module, config) = parse_request(&host, &scope, &name, &body)?;
@@ -312,7 +330,7 @@ async fn deploy(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Que
             return Err(err(StatusCode::FORBIDDEN, format!("the tenant has {count} deployments, its quota is {}", t.quota.max_deployments)));
         }
     }
-    validate(&host, &registry, &scope, &id, &module, &config).await?;
+    validate(&host, &compiles, &registry, &scope, &id, &module, &config).await?;
     let spec = DeploymentSpec {
         tenant: scope.tenant.clone(),
         name: name.clone(),
@@ -332,7 +350,7 @@ async fn deploy(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Que
     Ok((StatusCode::CREATED, axum::Json(view(&host, &spec))))
 }
 
-async fn upgrade(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>, body: Bytes) -> ApiResult<axum::Json<View>> {
+async fn upgrade(State(host): State<Arc<Host>>, Extension(compiles): Extension<Arc<Compiles>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>, body: Bytes) -> ApiResult<axum::Json<View>> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     let id = scope.id(&name)?;
     let current = owned_spec(&registry, &scope, &name).and_then(|s| match s.undeployed {
@@ -340,7 +358,7 @@ async fn upgrade(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Qu
         false => Ok(s),
     })?;
     let (module, config) = parse_request(&host, &scope, &name, &body)?;
-    validate(&host, &registry, &scope, &id, &module, &config).await?;
+    validate(&host, &compiles, &registry, &scope, &id, &module, &config).await?;
     let mut spec = current.clone();
     if module != current.module {
         spec.previous_module = Some(current.module.clone());

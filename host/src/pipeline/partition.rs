@@ -54,26 +54,26 @@ impl Buffer {
         headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
         invalid: Option<String>,
     ) {
-        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
-        let full = |c: &Chunk| c.builder.len() >= limits.records || (!c.builder.is_empty() && c.builder.data_bytes() + size > limits.bytes);
+        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + size_of::<crate::bindings::InputRecord>();
+        let full = |c: &Chunk| c.builder.len() >= limits.records || (!c.builder.is_empty() && c.builder.held_bytes() + size > limits.bytes);
         if self.chunks.back().is_none_or(full) {
             self.chunks.push_back(Chunk { builder: BatchBuilder::new(&self.topic, self.partition), since: Instant::now() });
         }
         let chunk = &mut self.chunks.back_mut().expect("a chunk to fill").builder;
-        let before = chunk.data_bytes();
+        let before = chunk.held_bytes();
         chunk.push_bytes(offset, timestamp, key, value, headers);
         if let Some(why) = invalid {
             chunk.mark_invalid(chunk.len() as u32 - 1, why);
         }
         self.records += 1;
-        self.bytes += chunk.data_bytes() - before;
+        self.bytes += chunk.held_bytes() - before;
     }
 
     pub fn records(&self) -> usize {
         self.records
     }
 
-    /// Bytes of keys, values and headers buffered.
+    /// Bytes buffered (see [`BatchBuilder::held_bytes`]).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -87,7 +87,7 @@ impl Buffer {
     pub fn ready(&self, limits: BatchLimits, linger: std::time::Duration) -> bool {
         match self.chunks.front() {
             None => false,
-            Some(c) => self.chunks.len() > 1 || c.builder.len() >= limits.records || c.builder.data_bytes() >= limits.bytes || c.since.elapsed() >= linger,
+            Some(c) => self.chunks.len() > 1 || c.builder.len() >= limits.records || c.builder.held_bytes() >= limits.bytes || c.since.elapsed() >= linger,
         }
     }
 
@@ -95,7 +95,7 @@ impl Buffer {
     pub fn take(&mut self) -> Option<BatchBuilder> {
         let c = self.chunks.pop_front()?;
         self.records -= c.builder.len();
-        self.bytes -= c.builder.data_bytes();
+        self.bytes -= c.builder.held_bytes();
         Some(c.builder)
     }
 }
@@ -190,5 +190,23 @@ impl Partition {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header without name or value is 2 bytes on the wire and an entry
+    /// of 20 in the batch: records full of them count for what they hold.
+    #[test]
+    fn buffered_bytes_count_what_headers_hold() {
+        let mut b = Buffer::new("in", 0);
+        let limits = BatchLimits { records: 1000, bytes: 1 << 20 };
+        let empty: &[u8] = &[];
+        b.push(limits, 0, 0, None, None, std::iter::repeat_n((empty, None), 100_000), None);
+        assert!(b.bytes() >= 100_000 * size_of::<crate::bindings::Header>(), "{} bytes", b.bytes());
+        b.push(limits, 1, 0, None, Some(b"x"), [], None);
+        assert_eq!(b.take().map(|c| c.len()), Some(1), "the batch was full");
     }
 }

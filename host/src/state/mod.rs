@@ -91,8 +91,8 @@ pub struct PartitionState {
     undo: Vec<(Vec<u8>, Option<pending::Stamped>)>,
     /// Stamps the pending entries the open transaction writes.
     txn_stamp: u64,
-    /// Bytes of keys and values held in `pending` (what they cost in
-    /// memory, unlike `pending_bytes`, the change in state size).
+    /// Bytes `pending` holds (what it costs in memory, unlike
+    /// `pending_bytes`, the change in state size).
     pending_held: u64,
     /// Largest entry (key, value and changelog framing) that may be
     /// written, and the size of the first larger one written since asked.
@@ -356,6 +356,10 @@ impl PartitionState {
     /// stopping after the entry that brings their keys and values to
     /// `max_bytes`.
     pub fn scan_raw(&self, start: &[u8], end: Option<&[u8]>, limit: usize, max_bytes: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        // The guest chooses both bounds; ordered ranges panic on reversed ones.
+        if end.is_some_and(|end| end <= start) {
+            return Ok(Vec::new());
+        }
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut pending = self.pending.range(start, upper).peekable();
         let mut backend = self.backend.scan(start, end).peekable();
@@ -563,8 +567,13 @@ impl PartitionState {
 
 /// Bytes a pending entry holds in memory.
 fn entry_held(key: &[u8], value: &pending::Value) -> u64 {
-    (key.len() + value.as_ref().map_or(0, Vec::len)) as u64
+    // The key is held twice (the map and its order), with the entries'
+    // own structures: tiny entries cost far more than their bytes.
+    (2 * key.len() + value.as_ref().map_or(0, Vec::len)) as u64 + PENDING_ENTRY_OVERHEAD
 }
+
+/// Bytes a pending entry holds beyond its key and value.
+const PENDING_ENTRY_OVERHEAD: u64 = 128;
 
 /// Bytes an entry adds to the state size (a delete: none).
 fn entry_bytes(key: &[u8], value: Option<&Vec<u8>>) -> i64 {
@@ -633,6 +642,10 @@ mod tests {
         let page = s.prefix(b"k", Some(b"k3"), 1, u64::MAX).unwrap();
         assert_eq!(page[0].0, b"k4");
         assert_eq!(s.range(b"k2", Some(b"k4"), 10, u64::MAX).unwrap().len(), 1);
+        // Reversed bounds and a page past its prefix are empty (they
+        // panicked with pending writes).
+        assert!(s.range(b"k4", Some(b"k2"), 10, u64::MAX).unwrap().is_empty());
+        assert!(s.prefix(b"k", Some(b"l"), 10, u64::MAX).unwrap().is_empty());
     }
 
     #[test]

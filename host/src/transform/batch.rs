@@ -88,9 +88,11 @@ impl BatchBuilder {
         self.batch.records.is_empty()
     }
 
-    /// Bytes of keys, values and headers so far.
-    pub fn data_bytes(&self) -> usize {
-        self.batch.data.len()
+    /// Bytes the batch holds: keys, values and headers, and the entries
+    /// describing them (an empty header costs 20 bytes held for 2 on the
+    /// wire, so entries count).
+    pub fn held_bytes(&self) -> usize {
+        self.batch.data.len() + self.batch.records.len() * size_of::<InputRecord>() + self.batch.headers.len() * size_of::<Header>()
     }
 
     pub fn finish(self) -> InputBatch {
@@ -208,7 +210,7 @@ impl<'a> OutRecord<'a> {
     pub fn size(&self) -> usize {
         self.key.map_or(0, <[u8]>::len)
             + self.value.map_or(0, <[u8]>::len)
-            + self.headers.iter().map(|h| (h.name.len + h.value.map_or(0, |v| v.len)) as usize).sum::<usize>()
+            + self.headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)).sum::<usize>()
     }
 }
 
@@ -254,11 +256,16 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
     let invalid = |why: &str| CallFailure::new(FailureKind::InvalidOutput, why.to_owned());
     let data = out.data.as_slice();
     let span_ok = |s: Span| s.get(data).is_some();
-    for (i, t) in out.topics.iter().enumerate() {
-        if t.is_empty() {
-            return Err(invalid(&format!("output topic #{i} has an empty name")));
-        }
-    }
+    // Each named topic is judged once, however many outputs use it.
+    let topic_verdicts: Vec<Option<(FailureKind, String)>> = out
+        .topics
+        .iter()
+        .map(|t| match (topic_name_error(t), &spec.topic_policy) {
+            (Some(why), _) => Some((FailureKind::TopicDenied, why)),
+            (None, Some(policy)) => policy(t).err().map(|why| (FailureKind::TopicDenied, why)),
+            (None, None) => None,
+        })
+        .collect();
     for h in &out.headers {
         let name = h.name.get(data).ok_or_else(|| invalid("a header name lies outside the data buffer"))?;
         std::str::from_utf8(name).map_err(|_| invalid("a header name is not UTF-8"))?;
@@ -294,16 +301,16 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
         }
         let headers = out.headers.get(r.headers.range()).ok_or_else(|| invalid("an output's headers lie outside the header list"))?;
         budget.charge(crate::engine::record_size(0, 0, std::iter::repeat_n(0, headers.len())), "output records")?;
-        let topic = match r.topic {
-            Some(t) => Some(out.topics.get(t as usize).ok_or_else(|| invalid("an output names a topic index that does not exist"))?),
+        let verdict = match r.topic {
+            Some(t) => topic_verdicts.get(t as usize).ok_or_else(|| invalid("an output names a topic index that does not exist"))?.as_ref(),
             None => None,
         };
         count += 1;
-        let header_bytes: usize = headers.iter().map(|h| (h.name.len + h.value.map_or(0, |v| v.len)) as usize).sum();
+        let header_bytes: usize = headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)).sum();
         let size = r.key.map_or(0, |s| s.len) as u64 + u64::from(r.value.map_or(0, |s| s.len)) + header_bytes as u64;
         budget.charge(size, "output records")?;
         bytes += size;
-        let framed = crate::engine::record_size(r.key.map_or(0, |s| s.len as usize), r.value.map_or(0, |s| s.len as usize), headers.iter().map(|h| (h.name.len + h.value.map_or(0, |v| v.len)) as usize));
+        let framed = crate::engine::record_size(r.key.map_or(0, |s| s.len as usize), r.value.map_or(0, |s| s.len as usize), headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)));
         if count > u64::from(limits.max_outputs_per_record) {
             *too_many.entry(r.source).or_default() = count;
         } else if let Some(limit) = limits.max_output_record_bytes.filter(|&l| framed > l) {
@@ -314,15 +321,21 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
                 crate::engine::LimitExceeded::OutputBytes { bytes, limit: limits.max_output_bytes_per_record }.to_string(),
             ));
         }
-        if let (Some(topic), Some(policy)) = (topic, &spec.topic_policy)
-            && let Err(why) = policy(topic) {
-                failures.entry(r.source).or_insert((FailureKind::TopicDenied, why));
-            }
+        if let Some(denied) = verdict {
+            failures.entry(r.source).or_insert_with(|| denied.clone());
+        }
     }
     for (source, count) in too_many {
         failures.entry(source).or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::Outputs { count, limit: limits.max_outputs_per_record }.to_string()));
     }
     Ok(failures)
+}
+
+/// Why `name` cannot be a Kafka topic (Kafka's own rule: 1 to 249 of
+/// `[A-Za-z0-9._-]`, not `.` or `..`), quoting at most its start.
+fn topic_name_error(name: &str) -> Option<String> {
+    let legal = (1..=249).contains(&name.len()) && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    (!legal).then(|| format!("output topic name {:?} ({} bytes) is not a legal Kafka topic name (1 to 249 of letters, digits, `.`, `_` and `-`)", truncate(name, 64), name.len()))
 }
 
 /// Drops the outputs of failed sources.

@@ -8,24 +8,44 @@
 //! deployment's `memory_mb`, charged before the host allocates or scans on
 //! the guest's behalf. Running out fails the call with a `memory` failure,
 //! so bisection finds the record that needs that much.
+//!
+//! Host work that scans (sliding and session windows read a key's points
+//! and sessions for each value) also counts against the call's CPU limit:
+//! the epoch interrupt only stops wasm, so the host checks the thread's CPU
+//! clock between values itself.
+
+use std::time::Duration;
 
 use super::{CallFailure, FailureKind};
 use crate::engine::LimitExceeded;
+use crate::engine::limits::thread_cpu_time;
 
 #[derive(Clone, Debug)]
 pub struct HostBudget {
     limit: u64,
     used: u64,
+    cpu_ms: u64,
+    cpu_deadline: Duration,
 }
 
 impl HostBudget {
-    pub fn new(limit: u64) -> Self {
-        HostBudget { limit, used: 0 }
+    pub fn new(limit: u64, cpu_ms: u64) -> Self {
+        HostBudget { limit, used: 0, cpu_ms, cpu_deadline: Duration::MAX }
     }
 
     /// Starts a new call's accounting.
     pub fn reset(&mut self) {
         self.used = 0;
+        self.cpu_deadline = thread_cpu_time() + Duration::from_millis(self.cpu_ms);
+    }
+
+    /// Fails the call once it (the guest's calls and the host's work for
+    /// them together) has run past its CPU limit since [`reset`](Self::reset).
+    pub fn check_cpu(&self) -> Result<(), CallFailure> {
+        match thread_cpu_time() > self.cpu_deadline {
+            true => Err(CallFailure::new(FailureKind::Timeout, LimitExceeded::Cpu { limit_ms: self.cpu_ms }.to_string())),
+            false => Ok(()),
+        }
     }
 
     /// Accounts for `bytes` more of `what`, or fails when that would exceed
@@ -57,7 +77,7 @@ mod tests {
 
     #[test]
     fn charges_add_up_to_the_limit_and_no_further() {
-        let mut b = HostBudget::new(100);
+        let mut b = HostBudget::new(100, 1_000);
         b.charge(60, "a").unwrap();
         let f = b.charge(41, "state writes").unwrap_err();
         assert_eq!(f.kind, FailureKind::Memory);
@@ -66,5 +86,17 @@ mod tests {
         b.charge(u64::MAX, "x").unwrap_err();
         b.reset();
         assert_eq!(b.left(), 100);
+    }
+
+    #[test]
+    fn host_work_past_the_cpu_limit_fails_the_call() {
+        let mut b = HostBudget::new(100, 20);
+        b.reset();
+        b.check_cpu().unwrap();
+        let start = thread_cpu_time();
+        while thread_cpu_time() - start < Duration::from_millis(30) {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        assert_eq!(b.check_cpu().unwrap_err().kind, FailureKind::Timeout);
     }
 }

@@ -51,10 +51,11 @@ struct Run {
 /// The CPU time bisection may take. Finding one bad record among `n` costs
 /// about `log2(n)` failing calls, each up to the CPU limit; a batch whose
 /// every record loops would cost `2n` of them (half an hour for 1,000
-/// records at 1 s each) while holding a worker. So bisection starts with
-/// the budget to find one culprit, gains as much again for each culprit
-/// found alone, up to [`MAX_CULPRITS`]; past the budget, the records not yet
-/// run alone fail with the failure that started it.
+/// records at 1 s each) while holding a worker, and a guest rejecting one
+/// record per call would be called `n` times. So isolation starts with the
+/// budget to find one culprit, gains as much again for each culprit found
+/// (alone, or rejected), up to [`MAX_CULPRITS`]; past the budget, the
+/// records not yet run fail with the failure that started it.
 struct Isolation {
     cpu_at_start: std::time::Duration,
     per_culprit: std::time::Duration,
@@ -120,6 +121,10 @@ impl Folder for Instance {
 
     fn budget_left(&mut self) -> u64 {
         self.budget().left()
+    }
+
+    fn check_cpu(&mut self) -> Result<(), CallFailure> {
+        self.budget().check_cpu()
     }
 }
 
@@ -285,6 +290,13 @@ impl Transform {
                     indices.truncate(first as usize);
                 }
                 Attempt::Retry(failed) => {
+                    // A guest that rejects one record per call would
+                    // otherwise be called once per record, unbudgeted.
+                    let (kind, message) = failed.values().next().expect("a retry names failures");
+                    let iso = run.isolation.get_or_insert_with(|| Isolation::new(indices.len(), self.spec.limits.cpu_ms_per_batch, CallFailure::new(*kind, message.clone())));
+                    for _ in 0..failed.len() {
+                        iso.found_culprit();
+                    }
                     for (&source, (kind, message)) in &failed {
                         run.fail(indices[source as usize], *kind, message.clone());
                     }

@@ -71,7 +71,7 @@ impl Instance {
             last_error,
             partition: None,
             windows: WindowDefs::default(),
-            budget: HostBudget::new(spec.limits.host_bytes_per_call()),
+            budget: HostBudget::new(spec.limits.host_bytes_per_call(), spec.limits.cpu_ms_per_batch),
             wasi,
             table: ResourceTable::new(),
             wasi_now: 0,
@@ -97,7 +97,7 @@ impl Instance {
         let config = spec.config.clone();
         match instance.call(|p, s| p.weir_transform_handler().call_init(s, &config))? {
             Ok(()) => Ok(instance),
-            Err(message) => Err(CallFailure::new(FailureKind::Fatal, format!("init failed: {message}"))),
+            Err(message) => Err(CallFailure::new(FailureKind::Fatal, format!("init failed: {}", super::batch::truncate(&message, super::MAX_MESSAGE_BYTES)))),
         }
     }
 

@@ -24,6 +24,10 @@ pub struct WindowDef {
     pub spec: WindowSpec,
 }
 
+/// Window definitions an instance may make: they live in the host, outside
+/// the guest's memory, for as long as the instance.
+pub const MAX_DEFINITIONS: usize = 64;
+
 /// The windows a transform declared in `init`; the id is the index.
 #[derive(Clone, Debug, Default)]
 pub struct WindowDefs {
@@ -38,6 +42,9 @@ impl WindowDefs {
                 return Err(format!("window `{name}` is already defined with a different spec"));
             }
             return Ok(i as u32);
+        }
+        if self.defs.len() >= MAX_DEFINITIONS {
+            return Err(format!("window `{name}` would be definition {} of at most {MAX_DEFINITIONS}", self.defs.len() + 1));
         }
         self.defs.push(WindowDef { name: name.to_owned(), spec });
         Ok(self.defs.len() as u32 - 1)
@@ -136,6 +143,8 @@ pub trait Folder {
     fn charge(&mut self, bytes: u64, what: &str) -> Result<(), CallFailure>;
     /// What is left of it.
     fn budget_left(&mut self) -> u64;
+    /// Fails once the call has used up its CPU time.
+    fn check_cpu(&mut self) -> Result<(), CallFailure>;
 }
 
 /// Host bytes a window entry costs beyond its key (entry, index, result).
@@ -164,7 +173,9 @@ impl Ctx<'_> {
     /// Checks that entries read from the store fit in what is left of the
     /// budget. They are freed before the next value, so they are not
     /// charged; scans stop at the budget, so a scan that reaches it fails.
+    /// Their time is the call's: past its CPU limit, the call fails.
     fn check_read<T>(&mut self, entries: &[T], size: impl Fn(&T) -> usize) -> Result<(), CallFailure> {
+        self.folder.check_cpu()?;
         let bytes: u64 = entries.iter().map(|e| (size(e) + 16) as u64).sum();
         match bytes < self.folder.budget_left() {
             true => Ok(()),
@@ -303,6 +314,9 @@ pub fn fuzz_store(entries: &[(u8, Vec<u8>, Vec<u8>)], values: &[(Vec<u8>, i64, f
         fn budget_left(&mut self) -> u64 {
             1 << 30
         }
+        fn check_cpu(&mut self) -> Result<(), CallFailure> {
+            Ok(())
+        }
     }
     use crate::bindings::Hopping;
     let mut defs = WindowDefs::default();
@@ -332,4 +346,20 @@ pub fn fuzz_store(entries: &[(u8, Vec<u8>, Vec<u8>)], values: &[(Vec<u8>, i64, f
         }
     }
     let _ = force_close(&defs, &mut state, &mut NoGuest, ForceClose::All, &mut out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_are_capped() {
+        let spec = WindowSpec { kind: WindowKind::Tumbling(1000), grace_ms: 0, aggregation: Aggregation::Count, emit: EmitMode::OnClose, idle_close_ms: None };
+        let mut defs = WindowDefs::default();
+        for i in 0..MAX_DEFINITIONS {
+            assert_eq!(defs.define(&format!("w{i}"), spec), Ok(i as u32));
+        }
+        assert_eq!(defs.define("w0", spec), Ok(0), "a name already defined is still found");
+        assert!(defs.define("one-more", spec).unwrap_err().contains("at most 64"));
+    }
 }

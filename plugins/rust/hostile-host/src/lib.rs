@@ -9,7 +9,15 @@
 //! - `undo`: sets one state key to a 16 MiB value, forever: gigabytes of
 //!   undo log for a host that keeps every old value;
 //! - `huge-reject`: rejects each record with a 10 MiB message, which a
-//!   dead letter would carry in a header.
+//!   dead letter would carry in a header;
+//! - `long-topic`: sends 100,000 outputs to one 40 MiB topic name: 4 TB
+//!   hashed for a host that looks the name up for each;
+//! - `reject-first`: writes state, works a while, and rejects only the
+//!   first record of each call: a call per record for a host that retries
+//!   the rest without a budget;
+//! - `range-reversed`: reads state with a range whose start is past its
+//!   end (and forwards the records): a panic for a host that hands it to
+//!   an ordered map.
 
 use weir_sdk::bindings::exports::weir::transform::handler::Guest;
 use weir_sdk::bindings::weir::transform::state;
@@ -67,6 +75,30 @@ impl Guest for Hostile {
             },
             "huge-reject" => {
                 out.rejects = (0..batch.records.len() as u32).map(|source| Reject { source, message: "r".repeat(10 << 20) }).collect();
+            }
+            "long-topic" => {
+                out.topics = vec!["x".repeat(40 << 20)];
+                out.records = (0..100_000).map(|_| OutputRecord { source: 0, topic: Some(0), key: None, value: None, headers: Span { start: 0, len: 0 }, timestamp: None }).collect();
+            }
+            "reject-first" => {
+                state::set(b"k", b"v", None);
+                let mut x = 0u64;
+                for i in 0..30_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_add(i));
+                }
+                out.rejects.push(Reject { source: 0, message: format!("first of {} ({x})", batch.records.len()) });
+            }
+            "range-reversed" => {
+                state::set(b"b", b"1", None);
+                let _ = state::range(b"z", Some(b"a"), 10);
+                let _ = state::prefix(b"b", Some(b"c"), 10);
+                for (source, r) in batch.records.iter().enumerate() {
+                    let value = r.value.map(|v| Span { start: out.data.len() as u32, len: v.len });
+                    if let Some(v) = r.value {
+                        out.data.extend_from_slice(&batch.data[v.start as usize..(v.start + v.len) as usize]);
+                    }
+                    out.records.push(OutputRecord { source: source as u32, topic: None, key: None, value, headers: Span { start: 0, len: 0 }, timestamp: None });
+                }
             }
             other => return Err(format!("unknown attack `{other}`")),
         }

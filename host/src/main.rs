@@ -634,17 +634,18 @@ fn bench(command: BenchCommand) -> Result<ExitCode> {
         }
         BenchCommand::Tenants { brokers, plugins, records, partitions } => {
             let r = weir::bench::tenants(&brokers, &plugins, records, partitions)?;
-            println!("| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile | steady stream latency p50 / p99 | peak RSS |");
-            println!("|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|---:|---:|");
+            println!("| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile | steady stream p50 / p99 alone | beside | peak RSS |");
+            println!("|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|---:|---:|---:|");
+            let ms = |l: &weir::bench::Latency| format!("{} ms / {} ms", l.p50.as_millis(), l.p99.as_millis());
             println!(
-                "| {} | {:.0} | {:.0} | {:.2} | {} | {} ms / {} ms | {} MiB |",
+                "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} MiB |",
                 r.records,
                 r.alone_per_sec,
                 r.shared_per_sec,
                 r.shared_per_sec / r.alone_per_sec,
                 r.hostile_failures,
-                r.p50.as_millis(),
-                r.p99.as_millis(),
+                ms(&r.latency_alone),
+                ms(&r.latency_beside),
                 r.peak_rss >> 20
             );
         }

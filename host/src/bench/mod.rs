@@ -254,6 +254,20 @@ fn wait_filled_while(kafka: &crate::config::KafkaConfig, topic: &str, partitions
     }
 }
 
+/// Median and 99th percentile.
+pub struct Latency {
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Latency {
+    fn of(mut samples: Vec<Duration>) -> Latency {
+        samples.sort_unstable();
+        let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
+        Latency { p50: at(0.5), p99: at(0.99) }
+    }
+}
+
 pub struct TenantsReport {
     pub records: usize,
     pub alone_per_sec: f64,
@@ -262,9 +276,9 @@ pub struct TenantsReport {
     /// while the good tenant ran.
     pub hostile_failures: u64,
     /// End-to-end latency (produced to read back) of the good tenant's
-    /// steady stream beside the hostile tenant: median and 99th percentile.
-    pub p50: Duration,
-    pub p99: Duration,
+    /// steady stream, alone and beside the hostile tenant.
+    pub latency_alone: Latency,
+    pub latency_beside: Latency,
     /// Peak resident memory of this process (the host, the benchmark's
     /// clients), bytes.
     pub peak_rss: u64,
@@ -274,8 +288,9 @@ pub struct TenantsReport {
 /// first alone, then while tenant `hostile` runs every hostile plugin
 /// (trap, endless loop, memory bomb, unbounded recursion, output flood,
 /// state flood, a WASI sleeper, an undo-log bomb, a header-span bomb) on a
-/// steady stream of records, on the same host; then a steady stream of the
-/// good tenant's, timed record by record, beside the same hostile load.
+/// steady stream of records, on the same host; and a steady stream of the
+/// good tenant's, timed record by record, alone and beside the same
+/// hostile load.
 /// `plugins` holds the Rust plugins' build output; the sleeper is its
 /// `wasm32-wasip2` sibling.
 pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize) -> Result<TenantsReport> {
@@ -344,6 +359,17 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     // A first pass warms the broker's caches; it is not counted.
     timed("warm-up")?;
     let alone_per_sec = timed("alone")?;
+    // The steady stream starts once its deployment owns every partition
+    // (records waiting for the assignment would time the group join).
+    let steady = format!("{good}.steady");
+    deploy(&good, "steady", &plugin("upper"), &format!("{good}.steady-in"), &steady, &[])?;
+    let assigned = Instant::now() + Duration::from_secs(60);
+    while host.statuses().get(&steady).is_none_or(|s| s.partitions.len() < partitions) {
+        anyhow::ensure!(Instant::now() < assigned, "the steady stream's deployment got no partitions within a minute");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let steady_period = Duration::from_secs(10);
+    let latency_alone = Latency::of(steady_latencies(&kafka, &format!("{good}.steady-in"), &steady, 2_000, steady_period)?);
 
     // The hostile tenant, fed a steady stream, has its plugins busy failing
     // before the good tenant starts again.
@@ -386,16 +412,11 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     let failures_before = failures_of(&host, &evil);
     let shared = timed("shared");
     let hostile_failures = failures_of(&host, &evil) - failures_before;
-    let steady = format!("{good}.steady");
-    deploy(&good, "steady", &plugin("upper"), &format!("{good}.steady-in"), &steady, &[])?;
-    let latencies = steady_latencies(&kafka, &format!("{good}.steady-in"), &steady, 2_000, Duration::from_secs(15));
+    let latencies = steady_latencies(&kafka, &format!("{good}.steady-in"), &steady, 2_000, steady_period);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = feeder.join();
     host.shutdown();
-    let mut latencies = latencies?;
-    latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
-    Ok(TenantsReport { records, alone_per_sec, shared_per_sec: shared?, hostile_failures, p50: at(0.5), p99: at(0.99), peak_rss: peak_rss() })
+    Ok(TenantsReport { records, alone_per_sec, shared_per_sec: shared?, hostile_failures, latency_alone, latency_beside: Latency::of(latencies?), peak_rss: peak_rss() })
 }
 
 /// Produces `rate` records a second to `input` for `period`, each stamped

@@ -426,13 +426,18 @@ fn steady_latencies(kafka: &crate::config::KafkaConfig, input: &str, output: &st
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord};
-    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &format!("{output}-reader")).set("auto.offset.reset", "latest").create()?;
-    consumer.subscribe(&[output])?;
-    // Joined before the first record goes out.
-    let joined = Instant::now() + Duration::from_secs(30);
-    while consumer.assignment()?.count() == 0 && Instant::now() < joined {
-        consumer.poll(Duration::from_millis(100));
+    // Read from the output's current ends, fixed before the first record
+    // goes out: a group's `latest` is resolved later and would skip the
+    // first outputs of a deployment that is already running.
+    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &format!("{output}-reader")).create()?;
+    let metadata = consumer.fetch_metadata(Some(output), Duration::from_secs(10))?;
+    let mut ends = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (_, high) = consumer.fetch_watermarks(output, p.id(), Duration::from_secs(10))?;
+        ends.add_partition_offset(output, p.id(), rdkafka::Offset::Offset(high))?;
     }
+    anyhow::ensure!(ends.count() > 0, "topic `{output}` has no partitions");
+    consumer.assign(&ends)?;
     let producer: BaseProducer = crate::kafka::producer_config(kafka).set("linger.ms", "0").create()?;
     let total = rate * period.as_secs();
     let started = Instant::now();

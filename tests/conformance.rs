@@ -107,6 +107,27 @@ fn every_language_matches_the_expected_outputs() {
     assert!(mismatches.is_empty(), "{} mismatches:\n\n{}", mismatches.len(), mismatches.join("\n\n"));
 }
 
+/// Components compiled against world 0.1 and committed as they were built
+/// (`tests/fixtures/0.1/`, the Rust plugins of 2026-11-29) still load and
+/// give the expected outputs: a host change that breaks compiled plugins
+/// fails here, whatever the SDKs' sources say now.
+#[test]
+fn compiled_0_1_components_keep_running() {
+    let mut ran = 0;
+    for case in CASES {
+        let fixture = repo().join("tests/fixtures/0.1").join(format!("{}.wasm", case.plugin));
+        if !fixture.exists() {
+            continue;
+        }
+        let run = weir_test(&fixture, case.input, case.args, 100);
+        assert!(run.ok, "{}: {}", case.name, run.stderr);
+        assert_eq!(run.stdout, std::fs::read_to_string(expected(case.name, "out")).unwrap(), "{}", case.name);
+        assert_eq!(run.failures.join("\n"), std::fs::read_to_string(expected(case.name, "failures")).unwrap().trim_end(), "{}", case.name);
+        ran += 1;
+    }
+    assert!(ran >= 7, "only {ran} cases had a fixture");
+}
+
 /// A configuration the plugin refuses stops `weir test` with the plugin's
 /// message, in every language.
 #[test]

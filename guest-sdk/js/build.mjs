@@ -5,8 +5,7 @@
 // 1. esbuild bundles PLUGIN_DIR/index.js (or .ts/.mjs) with the SDK into one
 //    ES module (componentize-js takes a single source module). The entry
 //    exports `handler` = createHandler(the plugin module's namespace); the
-//    world's imports (`weir:transform/...`) stay external, and the module
-//    `weir-sdk:unicode` is generated here from pinned Unicode tables.
+//    world's imports (`weir:transform/...`) stay external.
 // 2. componentize-js (StarlingMonkey + wizer) turns the bundle into a
 //    component of weir:transform/plugin@0.1.0 with every WASI feature
 //    disabled, so the component imports only the world's interfaces.
@@ -20,7 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const witPath = resolve(here, '../../wit');
+const witPath = resolve(here, '../../wit/0.1');
 const tools = join(process.env.WEIR_CACHE ?? join(process.env.HOME, '.cache/weir'), 'js');
 const require = createRequire(join(tools, 'package.json'));
 
@@ -37,25 +36,11 @@ if (!entry) {
   process.exit(1);
 }
 
-/** The SDK's Unicode tables as flat [start, end) code point ranges. */
-function unicodeModule() {
-  const ranges = (path) => JSON.stringify(require(`regenerate-unicode-properties/${path}.js`).characters.data);
-  return [
-    `// Unicode ${require('regenerate-unicode-properties/unicode-version.js')}, from regenerate-unicode-properties.`,
-    `export const ALPHABETIC = ${ranges('Binary_Property/Alphabetic')};`,
-    `export const NUMERIC = ${ranges('General_Category/Number')};`,
-    `export const CASED = ${ranges('Binary_Property/Cased')};`,
-    `export const CASE_IGNORABLE = ${ranges('Binary_Property/Case_Ignorable')};`,
-  ].join('\n');
-}
-
 const weirPlugin = {
   name: 'weir',
   setup(build) {
     build.onResolve({ filter: /^weir$/ }, () => ({ path: join(here, 'weir.js') }));
     build.onResolve({ filter: /^weir:/ }, (args) => ({ path: args.path, external: true }));
-    build.onResolve({ filter: /^weir-sdk:unicode$/ }, () => ({ path: 'unicode', namespace: 'weir-sdk' }));
-    build.onLoad({ filter: /.*/, namespace: 'weir-sdk' }, () => ({ contents: unicodeModule(), loader: 'js' }));
   },
 };
 

@@ -24,16 +24,6 @@ export function utf8Lossy(bytes: Uint8Array): string;
 export function asciiUpperCase(value: BytesLike): Uint8Array;
 /** Rust's `<[u8]>::to_ascii_lowercase`. */
 export function asciiLowerCase(value: BytesLike): Uint8Array;
-/** Rust's `char::is_alphabetic` for a code point. */
-export function isAlphabetic(codePoint: number): boolean;
-/** Rust's `char::is_numeric` for a code point. */
-export function isNumeric(codePoint: number): boolean;
-/** Rust's `char::is_alphanumeric` for a code point. */
-export function isAlphanumeric(codePoint: number): boolean;
-/** Maximal runs of alphanumeric characters, as Rust's `split(|c| !c.is_alphanumeric())` without empty pieces. */
-export function words(text: string): string[];
-/** Rust's `str::to_lowercase` (with the final-sigma rule this engine's `toLowerCase` lacks). */
-export function toLowerCase(text: string): string;
 
 /** Thrown from `process`/`onWindow`: rejects the current record with this message. */
 export class Reject extends Error {

@@ -39,9 +39,7 @@
  * Timestamps and offsets are JavaScript numbers (exact up to 2^53 ms, some
  * 285,000 years). The engine (StarlingMonkey) has no ICU: regular
  * expressions cannot use `\p{...}` classes and `toLowerCase` ignores the
- * final sigma; use {@link isAlphanumeric}, {@link words} and
- * {@link toLowerCase} from this module when text must be split or
- * lower-cased exactly as Rust does.
+ * final sigma.
  *
  * @module weir
  */
@@ -49,7 +47,6 @@
 import { log as witLog } from 'weir:transform/log@0.1.0';
 import * as witState from 'weir:transform/state@0.1.0';
 import { define as witDefine } from 'weir:transform/windows@0.1.0';
-import { ALPHABETIC, NUMERIC, CASED, CASE_IGNORABLE } from 'weir-sdk:unicode';
 
 const encoder = new TextEncoder();
 const lossyDecoder = new TextDecoder('utf-8');
@@ -136,134 +133,6 @@ export function asciiUpperCase(value) {
  */
 export function asciiLowerCase(value) {
   return asciiCase(value, false);
-}
-
-/** Whether sorted `[start, end)` ranges in `table` contain `cp`. */
-function inTable(table, cp) {
-  let lo = 0;
-  let hi = (table.length >> 1) - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (cp < table[2 * mid]) hi = mid - 1;
-    else if (cp >= table[2 * mid + 1]) lo = mid + 1;
-    else return true;
-  }
-  return false;
-}
-
-/**
- * Rust's `char::is_alphabetic`: the Unicode `Alphabetic` property.
- *
- * @param {number} cp a code point
- */
-export function isAlphabetic(cp) {
-  if (cp < 0x80) return (cp | 0x20) >= 0x61 && (cp | 0x20) <= 0x7a;
-  return inTable(ALPHABETIC, cp);
-}
-
-/**
- * Rust's `char::is_numeric`: general categories Nd, Nl and No.
- *
- * @param {number} cp a code point
- */
-export function isNumeric(cp) {
-  if (cp < 0x80) return cp >= 0x30 && cp <= 0x39;
-  return inTable(NUMERIC, cp);
-}
-
-/**
- * Rust's `char::is_alphanumeric`.
- *
- * @param {number} cp a code point
- */
-export function isAlphanumeric(cp) {
-  if (cp < 0x80) return (cp >= 0x30 && cp <= 0x39) || ((cp | 0x20) >= 0x61 && (cp | 0x20) <= 0x7a);
-  return inTable(ALPHABETIC, cp) || inTable(NUMERIC, cp);
-}
-
-/**
- * The maximal runs of alphanumeric characters ({@link isAlphanumeric}) of
- * `text`, in order: Rust's
- * `text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())`.
- *
- * @param {string} text
- * @returns {string[]}
- */
-export function words(text) {
-  const result = [];
-  const n = text.length;
-  let start = -1;
-  for (let i = 0; i < n; i++) {
-    let cp = text.charCodeAt(i);
-    let width = 1;
-    if (cp >= 0xd800 && cp < 0xdc00 && i + 1 < n) {
-      const lo = text.charCodeAt(i + 1);
-      if (lo >= 0xdc00 && lo < 0xe000) {
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-        width = 2;
-      }
-    }
-    if (isAlphanumeric(cp)) {
-      if (start < 0) start = i;
-    } else if (start >= 0) {
-      result.push(text.slice(start, i));
-      start = -1;
-    }
-    i += width - 1;
-  }
-  if (start >= 0) result.push(text.slice(start));
-  return result;
-}
-
-/** The code point of `s` ending just before index `i`, and its start. */
-function codePointBefore(s, i) {
-  const lo = s.charCodeAt(i - 1);
-  if (lo >= 0xdc00 && lo < 0xe000 && i >= 2) {
-    const hi = s.charCodeAt(i - 2);
-    if (hi >= 0xd800 && hi < 0xdc00) return [0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00), i - 2];
-  }
-  return [lo, i - 1];
-}
-
-/** Rust's `case_ignorable_then_cased` over the code points before `i`. */
-function casedBefore(s, i) {
-  while (i > 0) {
-    const [cp, start] = codePointBefore(s, i);
-    if (!inTable(CASE_IGNORABLE, cp)) return inTable(CASED, cp);
-    i = start;
-  }
-  return false;
-}
-
-/** Rust's `case_ignorable_then_cased` over the code points from `i`. */
-function casedFrom(s, i) {
-  while (i < s.length) {
-    const cp = s.codePointAt(i);
-    if (!inTable(CASE_IGNORABLE, cp)) return inTable(CASED, cp);
-    i += cp > 0xffff ? 2 : 1;
-  }
-  return false;
-}
-
-/**
- * Rust's `str::to_lowercase`: `String.prototype.toLowerCase` plus the
- * final-sigma rule (a capital sigma ending a word becomes `ς`), which this
- * engine's `toLowerCase` lacks.
- *
- * @param {string} s
- * @returns {string}
- */
-export function toLowerCase(s) {
-  let i = s.indexOf('\u03a3');
-  if (i < 0) return s.toLowerCase();
-  let result = '';
-  let last = 0;
-  for (; i >= 0; i = s.indexOf('\u03a3', i + 1)) {
-    const final = casedBefore(s, i) && !casedFrom(s, i + 1);
-    result += s.slice(last, i).toLowerCase() + (final ? '\u03c2' : '\u03c3');
-    last = i + 1;
-  }
-  return result + s.slice(last).toLowerCase();
 }
 
 // ---------------------------------------------------------------------------

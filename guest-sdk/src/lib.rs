@@ -69,7 +69,7 @@ pub use windows::{Window, WindowResult, WindowSpec};
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/0.1",
         world: "weir:transform/plugin@0.1.0",
         pub_export_macro: true,
         export_macro_name: "__export_plugin",

@@ -110,11 +110,6 @@ int32_t weir_utf8_next(weir_bytes s, size_t *pos);
 /* Appends the UTF-8 encoding of `cp` to `buf` (room for 4 bytes); returns
  * the number of bytes written. */
 size_t weir_utf8_encode(uint32_t cp, uint8_t *buf);
-/* Rust's `char::is_alphanumeric`: Unicode Alphabetic or Numeric. */
-bool weir_is_alnum(uint32_t cp);
-/* Rust's `str::to_lowercase` of valid UTF-8 `s` (a copy, valid for this
- * call), including multi-char mappings and the final-sigma rule. */
-weir_bytes weir_utf8_to_lower(weir_bytes s);
 
 /* ---------------------------------------------------- scratch and strings */
 

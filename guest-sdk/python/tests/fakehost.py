@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SDK = HERE.parent
-WIT = SDK.parent.parent / "wit"
+WIT = SDK.parent.parent / "wit" / "0.1"
 
 
 def _stubs() -> Path:

@@ -1,9 +1,17 @@
-/* Word count with keyed state: splits each value into lower-cased words
- * (runs of letters and digits) and, per word, emits the word as key and its
- * running count (decimal text) as value. Counts live in the state Map
- * "count" as JSON integers, the layout of the Rust word-count, so either
- * plugin can take over the other's state. */
+/* Word count with keyed state: splits each value into words and, per word,
+ * emits the word as key and its running count (decimal text) as value.
+ * A word is a maximal run of ASCII letters, ASCII digits and non-ASCII
+ * characters; ASCII letters are lower-cased, every other character is kept
+ * as it is (the definition every language's plugin shares; see the Rust
+ * one). In valid UTF-8 every byte of a non-ASCII character is >= 0x80, so
+ * the split works on bytes. Counts live in the state Map "count" as JSON
+ * integers, the layout of the Rust word-count, so either plugin can take
+ * over the other's state. */
 #include <weir.h>
+
+static bool is_word_byte(uint8_t b) {
+    return b >= 0x80 || (b >= '0' && b <= '9') || ((b | 32) >= 'a' && (b | 32) <= 'z');
+}
 
 weir_status weir_process(const weir_record *r, weir_out *out) {
     weir_bytes text = r->value;
@@ -11,21 +19,13 @@ weir_status weir_process(const weir_record *r, weir_out *out) {
     weir_map counts = weir_map_new("count");
     size_t pos = 0;
     while (pos < text.len) {
-        /* Skip separators, then take a maximal run of alphanumerics. */
-        size_t start = pos, next = pos;
-        int32_t c = weir_utf8_next(text, &next);
-        if (!weir_is_alnum((uint32_t)c)) {
-            pos = next;
+        if (!is_word_byte(text.ptr[pos])) {
+            pos++;
             continue;
         }
-        size_t end = next;
-        while (end < text.len) {
-            size_t after = end;
-            if (!weir_is_alnum((uint32_t)weir_utf8_next(text, &after))) break;
-            end = after;
-        }
-        pos = end;
-        weir_bytes word = weir_utf8_to_lower(weir_bytes_of(text.ptr + start, end - start));
+        size_t start = pos;
+        while (pos < text.len && is_word_byte(text.ptr[pos])) pos++;
+        weir_bytes word = weir_ascii_lower(weir_bytes_of(text.ptr + start, pos - start));
         uint64_t n;
         if (weir_map_add_u64(counts, word, 1, &n) < 0) return weir_reject(out, "%s", weir_last_error());
         char digits[21];

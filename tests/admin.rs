@@ -298,8 +298,12 @@ fn a_hostile_tenant_hurts_nobody_else() {
     };
     let dlq = k.read_until("evil.out.dlq", Duration::from_secs(240), |o| all_in(&tally(o)));
     let kinds = tally(&dlq);
-    assert!(all_in(&kinds), "{kinds:#?}
-{}", host.log_text());
+    assert!(
+        all_in(&kinds),
+        "{kinds:#?}
+{}",
+        host.log_text()
+    );
     for (name, kind) in expect {
         let got = &kinds[&format!("evil.{name}")];
         assert_eq!(got.keys().collect::<Vec<_>>(), [kind], "{name}: {got:?}");
@@ -353,13 +357,15 @@ fn tokens_topics_and_uploads_are_checked() {
     assert_eq!(call(&host, Method::GET, "/v1/deployments?tenant=acme", Some(ROOT), None).1.as_array().unwrap().len(), 1, "the admin sees acme's");
 
     // Topics of another tenant are refused at deploy time.
-    for spec in [json!({ "inputs": [k.name("acme.in")], "output": k.name("evil.out") }), json!({ "inputs": [k.name("evil.in")], "output": k.name("acme.out") })] {
+    for spec in [json!({ "inputs": [k.name("acme.in")], "output": k.name("evil.out") }), json!({ "inputs": [k.name("evil.in")], "output": k.name("acme.out") })]
+    {
         let (code, v) = deploy(&host, EVIL, "thief", &plugin("upper"), spec);
         assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
         assert!(v["error"].as_str().unwrap().contains("outside the tenant's"), "{v}");
     }
     // So are limits above the quota.
-    let (code, v) = deploy(&host, EVIL, "greedy", &plugin("upper"), json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out"), "limits": { "memory_mb": 512 } }));
+    let (code, v) =
+        deploy(&host, EVIL, "greedy", &plugin("upper"), json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out"), "limits": { "memory_mb": 512 } }));
     assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
     assert!(v["error"].as_str().unwrap().contains("memory_mb = 512 exceeds"), "{v}");
 
@@ -382,7 +388,10 @@ fn tokens_topics_and_uploads_are_checked() {
     let before = registry();
     let modules_before = k.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len();
     let core = wat::parse_str("(module)").unwrap();
-    let other_world = wat::parse_str(r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m)) (func (export "run") (canon lift (core func $i "f"))))"#).unwrap();
+    let other_world = wat::parse_str(
+        r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m)) (func (export "run") (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
     let uploads: [(&str, Vec<u8>, StatusCode, &str); 4] = [
         ("garbage", b"definitely not wasm".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "not a WebAssembly file"),
         ("a core module", core, StatusCode::UNPROCESSABLE_ENTITY, "a core WebAssembly module, not a component"),
@@ -394,7 +403,13 @@ fn tokens_topics_and_uploads_are_checked() {
         assert_eq!(code, expected, "{what}: {v}");
         assert!(v["error"].as_str().unwrap_or_default().contains(message), "{what}: {v}");
     }
-    let (code, v) = call(&host, Method::POST, "/v1/deployments/ghost", Some(EVIL), Some(serde_json::to_vec(&json!({ "module": "00ff", "inputs": [k.name("evil.in")], "output": k.name("evil.out") })).unwrap()));
+    let (code, v) = call(
+        &host,
+        Method::POST,
+        "/v1/deployments/ghost",
+        Some(EVIL),
+        Some(serde_json::to_vec(&json!({ "module": "00ff", "inputs": [k.name("evil.in")], "output": k.name("evil.out") })).unwrap()),
+    );
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(registry(), before);
     assert_eq!(k.read("weir.registry.modules", usize::MAX, Duration::from_secs(3)).len(), modules_before, "no module bytes were stored");

@@ -33,9 +33,19 @@ const CASES: &[Case] = &[
         input: "windows",
         args: &["-c", "window=hopping", "-c", "size_ms=10", "-c", "advance_ms=5", "-c", "grace_ms=5", "-c", "emit=update"],
     },
-    Case { name: "sliding-final", plugin: "window-count", input: "windows", args: &["-c", "window=sliding", "-c", "size_ms=5", "-c", "grace_ms=2", "--flush-windows"] },
+    Case {
+        name: "sliding-final",
+        plugin: "window-count",
+        input: "windows",
+        args: &["-c", "window=sliding", "-c", "size_ms=5", "-c", "grace_ms=2", "--flush-windows"],
+    },
     Case { name: "session-update", plugin: "window-count", input: "windows", args: &["-c", "window=session", "-c", "gap_ms=5", "-c", "emit=update"] },
-    Case { name: "session-final", plugin: "window-count", input: "windows", args: &["-c", "window=session", "-c", "gap_ms=5", "-c", "grace_ms=3", "--flush-windows"] },
+    Case {
+        name: "session-final",
+        plugin: "window-count",
+        input: "windows",
+        args: &["-c", "window=session", "-c", "gap_ms=5", "-c", "grace_ms=3", "--flush-windows"],
+    },
 ];
 
 struct Run {
@@ -135,11 +145,7 @@ fn init_errors_carry_the_plugins_message() {
     for lang in LANGS {
         let run = weir_test(&component(lang, "window-count"), "windows", &["-c", "window=weekly"], 100);
         assert!(!run.ok, "{lang}: a bad window kind was accepted");
-        assert!(
-            run.stderr.contains("config `window` = `weekly`: expected tumbling, hopping, sliding or session"),
-            "{lang}: {}",
-            run.stderr
-        );
+        assert!(run.stderr.contains("config `window` = `weekly`: expected tumbling, hopping, sliding or session"), "{lang}: {}", run.stderr);
         let run = weir_test(&component(lang, "router"), "maps", &["-c", "route.errors="], 100);
         assert!(!run.ok && run.stderr.contains("every `route.<topic>` needs a topic name and a non-empty pattern"), "{lang}: {}", run.stderr);
     }

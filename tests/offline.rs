@@ -34,7 +34,10 @@ fn upper_sample_prints_transformed_records() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lines = json_lines(&text(&out.stdout));
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0], serde_json::json!({"topic": "output", "key": "user-1", "value": "HELLO WEIR", "timestamp": 1700000000000i64, "headers": {"source": "web"}}));
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"topic": "output", "key": "user-1", "value": "HELLO WEIR", "timestamp": 1700000000000i64, "headers": {"source": "web"}})
+    );
     assert_eq!(lines[2]["key"], serde_json::Value::Null);
 }
 

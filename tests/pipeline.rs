@@ -37,7 +37,18 @@ fn the_broker_runs_real_transactions() {
 #[test]
 fn example_plugins_end_to_end() {
     let k = Broker::shared().scope();
-    for (t, p) in [("raw", 3), ("shout", 3), ("logs", 2), ("errors", 2), ("orders", 2), ("orders.payments", 1), ("orders.errors", 1), ("orders.other", 1), ("docs", 1), ("counts", 3)] {
+    for (t, p) in [
+        ("raw", 3),
+        ("shout", 3),
+        ("logs", 2),
+        ("errors", 2),
+        ("orders", 2),
+        ("orders.payments", 1),
+        ("orders.errors", 1),
+        ("orders.other", 1),
+        ("docs", 1),
+        ("counts", 3),
+    ] {
         k.create_topic(t, p);
     }
     for d in ["upper", "filter", "router", "wc"] {
@@ -47,7 +58,13 @@ fn example_plugins_end_to_end() {
         &[
             deployment("upper", "upper", "raw", "shout", ""),
             deployment("filter", "filter", "logs", "errors", "config = { field = \"/level\", equals = \"error\" }"),
-            deployment("router", "router", "orders", "orders.other", "config = { \"route.{p}orders.payments\" = \"pay\", \"route.{p}orders.errors\" = \"ERROR\" }"),
+            deployment(
+                "router",
+                "router",
+                "orders",
+                "orders.other",
+                "config = { \"route.{p}orders.payments\" = \"pay\", \"route.{p}orders.errors\" = \"ERROR\" }",
+            ),
             deployment("wc", "word_count", "docs", "counts", ""),
         ]
         .concat(),
@@ -59,7 +76,8 @@ fn example_plugins_end_to_end() {
 
     let raw = records("hello", 3_000, 30);
     k.produce("raw", &raw);
-    let logs: Vec<Rec> = (0..400).map(|i| Rec::new(&format!("svc{}", i % 4), &format!(r#"{{"level":"{}","n":{i}}}"#, if i % 3 == 0 { "error" } else { "info" }))).collect();
+    let logs: Vec<Rec> =
+        (0..400).map(|i| Rec::new(&format!("svc{}", i % 4), &format!(r#"{{"level":"{}","n":{i}}}"#, if i % 3 == 0 { "error" } else { "info" }))).collect();
     k.produce("logs", &logs);
     let orders = [("o1", "pay ok"), ("o2", "pay ERROR"), ("o3", "ship ok"), ("o4", "ERROR ship"), ("o5", "refund")];
     k.produce("orders", &orders.iter().map(|(k, v)| Rec::new(k, v)).collect::<Vec<_>>());
@@ -323,7 +341,9 @@ fn bad_configuration_is_refused_before_consuming_anything() {
 fn weir_and_kafka_streams_agree_on_the_benchmark_workloads() {
     let broker = Broker::shared();
     let plugins = weir_tests::plugin("upper").parent().unwrap().to_owned();
-    let cache = std::env::var_os("WEIR_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"));
+    let cache = std::env::var_os("WEIR_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"));
     let rows = weir::bench::streams::streams(&broker.bootstrap, &plugins, &cache.join("kafka-streams-bench"), 20_000, 1_000, 2).expect("both sides agree");
     assert_eq!(rows[0].outputs, 20_000, "a map output per record");
     assert!(rows[1].outputs > 5_000, "results of many windows and keys: {}", rows[1].outputs);
@@ -342,7 +362,10 @@ fn output_limits_follow_the_topics_max_message_bytes() {
     k.create_topic("up.dlq", 1);
     let small_batches = "\n[kafka.properties]\n\"batch.size\" = \"16384\"\n";
     let refused = [
-        (host_config(&deployment("up", "upper", "in", "small", "")), "accepts record batches of at most 20000 bytes (its max.message.bytes), less than the producer's batch.size of 1000000".to_owned()),
+        (
+            host_config(&deployment("up", "upper", "in", "small", "")),
+            "accepts record batches of at most 20000 bytes (its max.message.bytes), less than the producer's batch.size of 1000000".to_owned(),
+        ),
         (
             host_config(&deployment("up", "upper", "in", "small", "limits = { max_output_record_bytes = 50000 }")) + small_batches,
             format!("limits.max_output_record_bytes = 50000 exceeds the 20000 bytes topic `{}` (max.message.bytes) accepts", k.name("small")),
@@ -452,7 +475,11 @@ fn undeliverable_outputs_and_huge_messages_are_dead_lettered_once() {
     assert_eq!(dlq.len(), 1, "dead-lettered once; log:\n{}", weir.log_text());
     assert_eq!(dlq[0].key_str(), "b");
     assert_eq!(dlq[0].header("weir.error.kind"), Some("produce"));
-    assert!(dlq[0].header("weir.error.message").unwrap().contains(&format!("topic `{}` failed for good", k.name("small"))), "{:?}", dlq[0].header("weir.error.message"));
+    assert!(
+        dlq[0].header("weir.error.message").unwrap().contains(&format!("topic `{}` failed for good", k.name("small"))),
+        "{:?}",
+        dlq[0].header("weir.error.message")
+    );
     let deadline = Instant::now() + MINUTE;
     while k.committed("weir.route", "in", 1) != [3] {
         assert!(Instant::now() < deadline, "offsets committed past it");
@@ -480,7 +507,8 @@ fn big_records_under_backpressure_keep_the_host_small() {
         let records: Vec<Rec> = (0..500).map(|i| Rec::new(&format!("k{}", chunk * 500 + i), &value)).collect();
         k.produce("in", &records);
     }
-    let config = host_config(&deployment("up", "upper", "in", "out", "")).replace("commit_interval_ms = 200", "commit_interval_ms = 200\nmax_buffered_bytes = 8388608");
+    let config =
+        host_config(&deployment("up", "upper", "in", "out", "")).replace("commit_interval_ms = 200", "commit_interval_ms = 200\nmax_buffered_bytes = 8388608");
     let dir = tempfile::tempdir().unwrap();
     let weir = Weir::start(dir.path(), &k, &config);
     let mut seen = 0;

@@ -362,7 +362,8 @@ fn retries_of_a_batch_share_the_isolation_budget() {
 fn a_guest_that_sleeps_waits_for_nothing() {
     let (r, _) = attacked(weir_tests::wasip2_plugin("hostile-sleep"), &[], Limits::default(), &["a", "b"]);
     assert_eq!(values(&r), ["a", "b"], "{:?}", r.failures);
-    let (r, _) = attacked(weir_tests::wasip2_plugin("hostile-sleep"), &[("mode", "forever")], Limits { cpu_ms_per_batch: 50, ..Limits::default() }, &["a", "b"]);
+    let (r, _) =
+        attacked(weir_tests::wasip2_plugin("hostile-sleep"), &[("mode", "forever")], Limits { cpu_ms_per_batch: 50, ..Limits::default() }, &["a", "b"]);
     assert_eq!(r.failures.iter().map(|f| f.kind).collect::<Vec<_>>(), [FailureKind::Timeout; 2]);
 }
 
@@ -395,7 +396,12 @@ fn window_bombs_are_refused_or_linear() {
     assert!(failure.message.contains("more than 10000"), "{}", failure.message);
 
     // Times at the ends of i64 go through every kind of window unharmed.
-    for window in [&[("window", "tumbling"), ("size_ms", "1000")][..], &[("window", "hopping"), ("size_ms", "1000"), ("advance_ms", "100")], &[("window", "sliding"), ("size_ms", "1000")], &[("window", "session"), ("gap_ms", "1000")]] {
+    for window in [
+        &[("window", "tumbling"), ("size_ms", "1000")][..],
+        &[("window", "hopping"), ("size_ms", "1000"), ("advance_ms", "100")],
+        &[("window", "sliding"), ("size_ms", "1000")],
+        &[("window", "session"), ("gap_ms", "1000")],
+    ] {
         let mut b = BatchBuilder::new("in", 0);
         for (i, ts) in [i64::MIN, -5, -1, 0, 1_000, i64::MAX - 1, i64::MAX].into_iter().enumerate() {
             b.push(i as i64, ts, Some(b"k"), Some(b"x"), []);
@@ -440,7 +446,12 @@ fn window_bombs_are_refused_or_linear() {
     std::thread::Builder::new()
         .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
         .spawn(move || {
-            let mut t = transform(&engine(), "window-count", &[("window", "sliding"), ("size_ms", "1000000000000")], Limits { cpu_ms_per_batch: 50, ..Limits::default() });
+            let mut t = transform(
+                &engine(),
+                "window-count",
+                &[("window", "sliding"), ("size_ms", "1000000000000")],
+                Limits { cpu_ms_per_batch: 50, ..Limits::default() },
+            );
             let _ = tx.send(t.dispatch(&b, Box::new(PartitionState::in_memory())).1.failures);
         })
         .unwrap();
@@ -460,7 +471,10 @@ fn bad_modules_get_a_one_line_reason() {
     assert!(load_error(b"").contains("empty file"));
     assert!(load_error(b"\x7fELF\x02\x01\x01 random bytes").contains("not a WebAssembly file"));
     assert!(load_error(&wat::parse_str("(module)").unwrap()).contains("core WebAssembly module, not a component"));
-    let other_world = wat::parse_str(r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m)) (func (export "run") (canon lift (core func $i "f"))))"#).unwrap();
+    let other_world = wat::parse_str(
+        r#"(component (core module $m (func (export "f"))) (core instance $i (instantiate $m)) (func (export "run") (canon lift (core func $i "f"))))"#,
+    )
+    .unwrap();
     let e = load_error(&other_world);
     assert!(e.contains("does not export `weir:transform/handler@0.1.0`") && e.contains("run"), "{e}");
     let ungranted = wat::parse_str(r#"(component (import "evil:net/socket@1.0.0" (instance)))"#).unwrap();

@@ -165,7 +165,10 @@ fn window_semantics_under_weir_test() {
             let out = child.wait_with_output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{}: {stderr}", c.name);
-            let got: Vec<_> = json_lines(&String::from_utf8_lossy(&out.stdout)).iter().map(|l| parse_result(l["key"].as_str().unwrap(), l["value"].as_str().unwrap())).collect();
+            let got: Vec<_> = json_lines(&String::from_utf8_lossy(&out.stdout))
+                .iter()
+                .map(|l| parse_result(l["key"].as_str().unwrap(), l["value"].as_str().unwrap()))
+                .collect();
             assert_eq!(got, expected(c), "{} (batch size {batch})", c.name);
             assert_eq!(stderr.matches(": late:").count(), c.late, "{}: late records; stderr: {stderr}", c.name);
         }
@@ -196,7 +199,8 @@ fn window_semantics_under_weir_run() {
     }
     for c in CASES {
         let want = expected(c);
-        let got: Vec<_> = k.read(&format!("{}.out", c.name), want.len(), Duration::from_secs(60)).iter().map(|r| parse_result(r.key_str(), r.value_str())).collect();
+        let got: Vec<_> =
+            k.read(&format!("{}.out", c.name), want.len(), Duration::from_secs(60)).iter().map(|r| parse_result(r.key_str(), r.value_str())).collect();
         assert_eq!(got, want, "{}; log:\n{}", c.name, weir.log_text());
     }
     // Late records are counted per deployment.
@@ -231,7 +235,13 @@ fn idle_close_late_topic_and_custom_reducer_under_weir_run() {
     }
     let config = host_config(
         &[
-            deployment("idle", "window_count", "idle.in", "idle.out", "late_topic = \"{p}idle.late\"\nconfig = { window = \"tumbling\", size_ms = \"60000\", idle_close_ms = \"300\" }"),
+            deployment(
+                "idle",
+                "window_count",
+                "idle.in",
+                "idle.out",
+                "late_topic = \"{p}idle.late\"\nconfig = { window = \"tumbling\", size_ms = \"60000\", idle_close_ms = \"300\" }",
+            ),
             deployment("collect", "session_collect", "collect.in", "collect.out", "config = { gap_ms = \"5\", grace_ms = \"10\" }"),
         ]
         .concat(),

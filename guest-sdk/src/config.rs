@@ -28,9 +28,7 @@ impl Config {
     where
         T::Err: std::fmt::Display,
     {
-        self.get(key)
-            .map(|v| v.trim().parse::<T>().map_err(|e| format!("config `{key}` = `{v}`: {e}")))
-            .transpose()
+        self.get(key).map(|v| v.trim().parse::<T>().map_err(|e| format!("config `{key}` = `{v}`: {e}"))).transpose()
     }
 
     /// Like [`Config::parse`], with a default for an unset key.

@@ -106,12 +106,8 @@ impl Emitter {
     pub(crate) fn begin(&mut self, source: u32, timestamp: i64) {
         self.source = source;
         self.timestamp = timestamp;
-        self.mark = Mark {
-            data: self.batch.data.len(),
-            records: self.batch.records.len(),
-            headers: self.batch.headers.len(),
-            adds: self.batch.window_adds.len(),
-        };
+        self.mark =
+            Mark { data: self.batch.data.len(), records: self.batch.records.len(), headers: self.batch.headers.len(), adds: self.batch.window_adds.len() };
     }
 
     /// Undoes everything emitted since `begin` and records the rejection.

@@ -4,9 +4,9 @@
 use std::any::Any;
 use std::cell::RefCell;
 
-use crate::{Config, Emitter, Record, Transform, Window, WindowResult};
 pub use crate::bindings::weir::transform::types::{InputBatch, OutputBatch};
 pub use crate::bindings::weir::transform::windows::WindowBatch;
+use crate::{Config, Emitter, Record, Transform, Window, WindowResult};
 
 thread_local! {
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
@@ -15,10 +15,7 @@ thread_local! {
 fn with<T: Transform, R>(f: impl FnOnce(&mut T) -> R) -> R {
     INSTANCE.with(|slot| {
         let mut slot = slot.borrow_mut();
-        let t = slot
-            .as_mut()
-            .and_then(|b| b.downcast_mut::<T>())
-            .expect("weir: the host called the transform before init");
+        let t = slot.as_mut().and_then(|b| b.downcast_mut::<T>()).expect("weir: the host called the transform before init");
         f(t)
     })
 }

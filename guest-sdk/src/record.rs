@@ -62,10 +62,7 @@ impl<'a> Record<'a> {
 
     pub fn headers(&self) -> Headers<'a> {
         let span = self.record.headers;
-        Headers {
-            data: &self.batch.data,
-            headers: &self.batch.headers[span.start as usize..(span.start + span.len) as usize],
-        }
+        Headers { data: &self.batch.data, headers: &self.batch.headers[span.start as usize..(span.start + span.len) as usize] }
     }
 
     /// The value of the first header called `name`. `Some(None)` is a

@@ -58,15 +58,7 @@ pub struct WindowSpec {
 
 impl WindowSpec {
     fn of(kind: wit::WindowKind) -> Self {
-        WindowSpec {
-            spec: wit::WindowSpec {
-                kind,
-                grace_ms: 0,
-                aggregation: Aggregation::Count,
-                emit: EmitMode::OnClose,
-                idle_close_ms: None,
-            },
-        }
+        WindowSpec { spec: wit::WindowSpec { kind, grace_ms: 0, aggregation: Aggregation::Count, emit: EmitMode::OnClose, idle_close_ms: None } }
     }
 
     /// Epoch-aligned windows of `size_ms`, back to back.

@@ -327,7 +327,8 @@ fn apply_env(tree: &mut toml::Table, var: &str, raw: &str) -> Result<()> {
         return Ok(());
     }
     let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let value =
+        toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_owned()));
     let mut table = tree;
     for (i, part) in parts.iter().enumerate() {
         // Match an existing key ignoring case and `-`/`_`, so that
@@ -368,7 +369,12 @@ mod tests {
 
     #[test]
     fn file_env_and_flags_layer_in_that_order() {
-        let c = Config::parse(BASE, env(&[("WEIR_KAFKA__BROKERS", "env:1"), ("WEIR_DEPLOYMENTS__WORD_COUNT__OUTPUT", "c2"), ("WEIR_HOST__WORKERS", "7"), ("WEIR_LOG", "debug")]), &Overrides::default()).unwrap();
+        let c = Config::parse(
+            BASE,
+            env(&[("WEIR_KAFKA__BROKERS", "env:1"), ("WEIR_DEPLOYMENTS__WORD_COUNT__OUTPUT", "c2"), ("WEIR_HOST__WORKERS", "7"), ("WEIR_LOG", "debug")]),
+            &Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(c.kafka.brokers, "env:1");
         assert_eq!(c.host.workers, 7);
         let d = &c.deployments["word-count"];
@@ -388,17 +394,28 @@ mod tests {
     #[test]
     fn tenant_prefixes_cannot_reach_internal_topics() {
         let hash = "0".repeat(64);
-        let tenant = |prefix: &str| format!("[kafka]\nbrokers = \"b:1\"\ngroup_prefix = \"weir\"\n[tenants.weir]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{prefix}\"]\noutput_prefixes = [\"x.\"]\n");
+        let tenant = |prefix: &str| {
+            format!(
+                "[kafka]\nbrokers = \"b:1\"\ngroup_prefix = \"weir\"\n[tenants.weir]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{prefix}\"]\noutput_prefixes = [\"x.\"]\n"
+            )
+        };
         for (prefix, refused) in [("weir.", "overlaps `weir.`"), ("weir.changelog.", "overlaps `weir.`"), ("we", "must end with"), ("acme", "must end with")] {
             let e = format!("{:#}", Config::parse(&tenant(prefix), [], &Overrides::default()).unwrap_err());
             assert!(e.contains(refused), "{prefix}: {e}");
         }
         Config::parse(&tenant("weird."), [], &Overrides::default()).expect("a prefix beside the internal one");
         let two = |a_in: &str, a_out: &str, b_in: &str, b_out: &str| {
-            let t = |name: &str, i: &str, o: &str| format!("[tenants.{name}]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{i}\"]\noutput_prefixes = [\"{o}\"]\n");
+            let t = |name: &str, i: &str, o: &str| {
+                format!("[tenants.{name}]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{i}\"]\noutput_prefixes = [\"{o}\"]\n")
+            };
             Config::parse(&format!("[kafka]\nbrokers = \"b:1\"\n{}{}", t("acme", a_in, a_out), t("beta", b_in, b_out)), [], &Overrides::default())
         };
-        for (a_in, a_out, b_in, b_out) in [("acme.", "acme.", "acme.pay.", "beta."), ("acme.", "acme.", "beta.", "acme."), ("acme.", "x.", "beta.", "x."), ("acme.", "acme.", "beta.", "acme.pay.")] {
+        for (a_in, a_out, b_in, b_out) in [
+            ("acme.", "acme.", "acme.pay.", "beta."),
+            ("acme.", "acme.", "beta.", "acme."),
+            ("acme.", "x.", "beta.", "x."),
+            ("acme.", "acme.", "beta.", "acme.pay."),
+        ] {
             let e = format!("{:#}", two(a_in, a_out, b_in, b_out).unwrap_err());
             assert!(e.contains("tenants `acme` and `beta` overlap"), "{a_in} {a_out} {b_in} {b_out}: {e}");
         }

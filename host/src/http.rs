@@ -45,7 +45,10 @@ pub fn router(host: Arc<Host>) -> Router {
 async fn request_timeout(request: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => (StatusCode::REQUEST_TIMEOUT, axum::Json(serde_json::json!({ "error": format!("the request took more than {} s", REQUEST_TIMEOUT.as_secs()) }))).into_response(),
+        Err(_) => {
+            (StatusCode::REQUEST_TIMEOUT, axum::Json(serde_json::json!({ "error": format!("the request took more than {} s", REQUEST_TIMEOUT.as_secs()) })))
+                .into_response()
+        }
     }
 }
 
@@ -100,7 +103,9 @@ async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response 
         None | Some(Caller::Known(Principal::Admin)) => None,
         Some(Caller::Known(Principal::Tenant(t))) => Some(t),
         Some(Caller::Unknown) => return unknown_token(),
-        Some(Caller::Anonymous) => return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <token>`: the admin's, or a tenant's for its own").into_response(),
+        Some(Caller::Anonymous) => {
+            return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <token>`: the admin's, or a tenant's for its own").into_response();
+        }
     };
     let text = host.metrics().render();
     let visible = match tenant {

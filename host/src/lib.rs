@@ -5,23 +5,23 @@
 //! [`transform::Transform`] runs a deployment's records through them with
 //! keyed [`state`] and host-computed [`windows`].
 
-pub mod bindings;
-pub mod engine;
-pub mod state;
-pub mod transform;
-pub mod windows;
-pub mod offline;
-pub mod config;
-pub mod bench;
-pub mod kafka;
-pub mod metrics;
-pub mod http;
-pub mod pipeline;
-pub mod dev;
-pub mod scaffold;
-pub mod registry;
-pub mod tenants;
 pub mod admin;
-pub mod private_file;
+pub mod bench;
+pub mod bindings;
+pub mod config;
+pub mod dev;
+pub mod engine;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod offline;
+pub mod pipeline;
+pub mod private_file;
+pub mod registry;
+pub mod scaffold;
+pub mod state;
+pub mod tenants;
+pub mod transform;
+pub mod windows;

@@ -518,7 +518,12 @@ fn dev(args: DevArgs) -> Result<ExitCode> {
     eprintln!("weir dev: embedded Kafka at {bootstrap} (any Kafka client can connect)");
     eprintln!("weir dev: deployment `{}` runs {} from topic `{}` to `{}`", weir::dev::DEPLOYMENT, plugin.display(), weir::dev::INPUT, weir::dev::OUTPUT);
     eprintln!("weir dev: metrics, health and the admin API on http://{}; Ctrl-C to stop", args.listen);
-    eprintln!("weir dev: deploy more with `WEIR_TOKEN={} weir deploy NAME --plugin FILE.wasm --input {} --output {}`", args.token, weir::dev::INPUT, weir::dev::OUTPUT);
+    eprintln!(
+        "weir dev: deploy more with `WEIR_TOKEN={} weir deploy NAME --plugin FILE.wasm --input {} --output {}`",
+        args.token,
+        weir::dev::INPUT,
+        weir::dev::OUTPUT
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let code = serve_until_signal(config, |_, shutdown| {
         weir::dev::print_outputs(bootstrap.clone(), vec![weir::dev::OUTPUT.into()], args.max_records, stop.clone(), move || shutdown.notify_one());
@@ -543,11 +548,8 @@ fn serve_until_signal(
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let host = std::sync::Arc::new(weir::pipeline::Host::start(&config)?);
     // Check every deployment before consuming anything.
-    let prepared = config
-        .deployments
-        .iter()
-        .map(|(name, d)| host.prepare_static(name, d).with_context(|| format!("deployment `{name}`")))
-        .collect::<Result<Vec<_>>>()?;
+    let prepared =
+        config.deployments.iter().map(|(name, d)| host.prepare_static(name, d).with_context(|| format!("deployment `{name}`"))).collect::<Result<Vec<_>>>()?;
     if let Some(addr) = config.host.listen {
         let router = weir::http::router(host.clone());
         let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
@@ -634,8 +636,12 @@ fn bench(command: BenchCommand) -> Result<ExitCode> {
         }
         BenchCommand::Tenants { brokers, plugins, records, partitions } => {
             let r = weir::bench::tenants(&brokers, &plugins, records, partitions)?;
-            println!("| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile | steady stream p50 / p99 alone | beside | peak RSS |");
-            println!("|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|---:|---:|---:|");
+            println!(
+                "| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile | steady stream p50 / p99 alone | beside | peak RSS |"
+            );
+            println!(
+                "|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|---:|---:|---:|"
+            );
             let ms = |l: &weir::bench::Latency| format!("{} ms / {} ms", l.p50.as_millis(), l.p99.as_millis());
             println!(
                 "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} MiB |",

@@ -36,7 +36,8 @@ impl Metrics {
             g
         };
         let batch_seconds = HistogramVec::new(
-            HistogramOpts::new("batch_seconds", "Time to run one batch through the transform").buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
+            HistogramOpts::new("batch_seconds", "Time to run one batch through the transform")
+                .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
             DEPLOYMENT,
         )
         .unwrap();

@@ -35,9 +35,7 @@ impl fmt::Display for Lang {
 /// The SDK directory of this checkout: `WEIR_SDK` if set, else the
 /// `guest-sdk` directory `weir` was built from.
 pub fn default_sdk_dir() -> PathBuf {
-    std::env::var_os("WEIR_SDK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"))
+    std::env::var_os("WEIR_SDK").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"))
 }
 
 fn template_dir(sdk: &Path, lang: Lang) -> PathBuf {
@@ -53,10 +51,9 @@ fn build_script(lang: Lang, name: &str, sdk: &Path) -> String {
     let body = match lang {
         // A standalone cargo project (its own target directory), built for
         // wasm32-unknown-unknown by its .cargo/config.toml.
-        Lang::Rust => format!(
-            "cargo build --release --target-dir target\ncp target/wasm32-unknown-unknown/release/{}.wasm {name}.wasm\n",
-            name.replace('-', "_")
-        ),
+        Lang::Rust => {
+            format!("cargo build --release --target-dir target\ncp target/wasm32-unknown-unknown/release/{}.wasm {name}.wasm\n", name.replace('-', "_"))
+        }
         other => format!("exec \"{}/{other}/build\" . {name}.wasm\n", sdk.display()),
     };
     format!("#!/bin/sh\n# Builds {name}.wasm from this directory.\nset -e\ncd \"$(dirname \"$0\")\"\n{body}")

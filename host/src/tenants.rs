@@ -112,7 +112,9 @@ pub fn check_apart(tenants: &std::collections::BTreeMap<String, TenantConfig>) -
                     let overlap = pa.starts_with(pb) || pb.starts_with(pa);
                     let hand_off = pa == pb && out_a != out_b;
                     if overlap && !hand_off {
-                        bail!("tenants `{a}` and `{b}` overlap: prefix `{pa}` of `{a}` and `{pb}` of `{b}` cover the same topics (only one's output prefix written exactly as the other's input prefix may be shared)");
+                        bail!(
+                            "tenants `{a}` and `{b}` overlap: prefix `{pa}` of `{a}` and `{pb}` of `{b}` cover the same topics (only one's output prefix written exactly as the other's input prefix may be shared)"
+                        );
                     }
                 }
             }
@@ -184,10 +186,7 @@ pub struct Tenants {
 
 impl Tenants {
     pub fn from_config(config: &Config) -> Tenants {
-        Tenants {
-            admin_hash: config.admin.as_ref().and_then(|a| decode_hash(&a.token_sha256)),
-            tenants: config.tenants.clone(),
-        }
+        Tenants { admin_hash: config.admin.as_ref().and_then(|a| decode_hash(&a.token_sha256)), tenants: config.tenants.clone() }
     }
 
     /// Whether any token is configured (the admin API is off otherwise).

@@ -241,7 +241,8 @@ impl Scope {
     /// for every acknowledgement.
     pub fn produce(&self, topic: &str, records: &[Rec]) {
         let topic = self.name(topic);
-        let p: BaseProducer = self.client().set("enable.idempotence", "true").set("linger.ms", "5").set("queue.buffering.max.messages", "500000").create().unwrap();
+        let p: BaseProducer =
+            self.client().set("enable.idempotence", "true").set("linger.ms", "5").set("queue.buffering.max.messages", "500000").create().unwrap();
         for r in records {
             let mut rec = BaseRecord::<[u8], [u8]>::to(&topic);
             if let Some(k) = &r.key {
@@ -295,7 +296,8 @@ impl Scope {
     pub fn delete_group(&self, group: &str) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let group = self.name(group);
-        let r = futures::executor::block_on(admin.delete_groups(&[group.as_str()], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).unwrap();
+        let r =
+            futures::executor::block_on(admin.delete_groups(&[group.as_str()], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).unwrap();
         for x in r {
             x.unwrap_or_else(|(g, e)| panic!("deleting group {g}: {e}"));
         }

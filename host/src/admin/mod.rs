@@ -24,11 +24,11 @@ pub mod client;
 mod compiles;
 
 use crate::config::DeploymentConfig;
-use compiles::Compiles;
 use crate::engine::LoadError;
 use crate::pipeline::{DeploymentStatus, Host};
 use crate::registry::{DeploymentSpec, Registry, now_ms};
 use crate::tenants::{Principal, TenantConfig};
+use compiles::Compiles;
 
 fn admit(compiles: &Arc<Compiles>, scope: &Scope) -> ApiResult<compiles::Ticket> {
     compiles.admit(scope.tenant.as_deref()).map_err(|why| err(StatusCode::TOO_MANY_REQUESTS, why))
@@ -123,9 +123,10 @@ fn scope(host: &Host, headers: &HeaderMap, query: &ScopeQuery) -> ApiResult<(Sco
         (Principal::Tenant(own), Some(t)) => return Err(err(StatusCode::FORBIDDEN, format!("the token of tenant `{own}` cannot act for tenant `{t}`"))),
     };
     if let Some(t) = &tenant
-        && host.tenants.get(t).is_none() {
-            return Err(err(StatusCode::NOT_FOUND, format!("no tenant `{t}`")));
-        }
+        && host.tenants.get(t).is_none()
+    {
+        return Err(err(StatusCode::NOT_FOUND, format!("no tenant `{t}`")));
+    }
     Ok((Scope { tenant }, registry))
 }
 
@@ -152,7 +153,13 @@ struct Uploaded {
     compiled_ms: Option<u128>,
 }
 
-async fn upload(State(host): State<Arc<Host>>, Extension(compiles): Extension<Arc<Compiles>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, body: Bytes) -> ApiResult<(StatusCode, axum::Json<Uploaded>)> {
+async fn upload(
+    State(host): State<Arc<Host>>,
+    Extension(compiles): Extension<Arc<Compiles>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, axum::Json<Uploaded>)> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     if let Some(quota) = scope.tenant_config(&host).map(|t| t.quota) {
         let limit = quota.max_module_mb << 20;
@@ -255,7 +262,8 @@ async fn show(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query
 /// `module` (an uploaded module's sha256) instead of `plugin`.
 fn parse_request(host: &Host, scope: &Scope, name: &str, body: &[u8]) -> ApiResult<(String, DeploymentConfig)> {
     let bad = |m: String| err(StatusCode::BAD_REQUEST, m);
-    let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
     let module = match fields.remove("module") {
         Some(serde_json::Value::String(m)) if crate::registry::is_digest(&m) => m,
         Some(m) => return Err(bad(format!("`module` must be the sha256 (64 lowercase hex digits) that PUT /v1/modules returned, not {m}"))),
@@ -292,7 +300,15 @@ fn parse_request(host: &Host, scope: &Scope, name: &str, body: &[u8]) -> ApiResu
 
 /// Checks a deployment against the cluster and runs its `init` once, off
 /// the request path.
-async fn validate(host: &Arc<Host>, compiles: &Arc<Compiles>, registry: &Registry, scope: &Scope, id: &str, module: &str, config: &DeploymentConfig) -> ApiResult<()> {
+async fn validate(
+    host: &Arc<Host>,
+    compiles: &Arc<Compiles>,
+    registry: &Registry,
+    scope: &Scope,
+    id: &str,
+    module: &str,
+    config: &DeploymentConfig,
+) -> ApiResult<()> {
     let missing = || err(StatusCode::BAD_REQUEST, format!("no module {module}: upload it first (PUT /v1/modules)"));
     // A tenant deploys what it uploaded (or what its deployment already
     // runs), not a module whose digest it learnt from someone else.
@@ -316,7 +332,14 @@ async fn validate(host: &Arc<Host>, compiles: &Arc<Compiles>, registry: &Registr
     }
 }
 
-async fn deploy(State(host): State<Arc<Host>>, Extension(compiles): Extension<Arc<Compiles>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>, body: Bytes) -> ApiResult<(StatusCode, axum::Json<View>)> {
+async fn deploy(
+    State(host): State<Arc<Host>>,
+    Extension(compiles): Extension<Arc<Compiles>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, axum::Json<View>)> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     let id = scope.id(&name)?;
     let (module, config) = parse_request(&host, &scope, &name, &body)?;
@@ -350,7 +373,14 @@ async fn deploy(State(host): State<Arc<Host>>, Extension(compiles): Extension<Ar
     Ok((StatusCode::CREATED, axum::Json(view(&host, &spec))))
 }
 
-async fn upgrade(State(host): State<Arc<Host>>, Extension(compiles): Extension<Arc<Compiles>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>, body: Bytes) -> ApiResult<axum::Json<View>> {
+async fn upgrade(
+    State(host): State<Arc<Host>>,
+    Extension(compiles): Extension<Arc<Compiles>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<axum::Json<View>> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     let id = scope.id(&name)?;
     let current = owned_spec(&registry, &scope, &name).and_then(|s| match s.undeployed {
@@ -433,7 +463,12 @@ fn default_lines() -> usize {
     100
 }
 
-async fn logs(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<LogsQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<Vec<crate::transform::log::LogLine>>> {
+async fn logs(
+    State(host): State<Arc<Host>>,
+    headers: HeaderMap,
+    Query(q): Query<LogsQuery>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Vec<crate::transform::log::LogLine>>> {
     let (scope, registry) = scope(&host, &headers, &ScopeQuery { tenant: q.tenant.clone() })?;
     let spec = owned_spec(&registry, &scope, &name)?;
     let lines = host.deployment(&spec.id()).map(|d| d.runnable().spec.log.recent(q.lines)).unwrap_or_default();

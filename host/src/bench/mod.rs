@@ -204,7 +204,13 @@ fn weir_rate(kafka: &crate::config::KafkaConfig, name: &str, deployment: crate::
     };
     let done = wait_filled(kafka, &output, partitions, expected)?;
     host.shutdown();
-    let records = host.metrics().render().lines().filter(|l| l.starts_with("weir_records_in_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>();
+    let records = host
+        .metrics()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("weir_records_in_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
     Ok(records / done.duration_since(started).as_secs_f64())
 }
 
@@ -232,7 +238,13 @@ fn wait_filled(kafka: &crate::config::KafkaConfig, topic: &str, partitions: usiz
 
 /// [`wait_filled`], failing when `alive` fails or `topic` stops growing for
 /// two minutes.
-fn wait_filled_while(kafka: &crate::config::KafkaConfig, topic: &str, partitions: usize, records: usize, mut alive: impl FnMut() -> Result<()>) -> Result<Instant> {
+fn wait_filled_while(
+    kafka: &crate::config::KafkaConfig,
+    topic: &str,
+    partitions: usize,
+    records: usize,
+    mut alive: impl FnMut() -> Result<()>,
+) -> Result<Instant> {
     use rdkafka::consumer::Consumer;
     let client: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(kafka).create()?;
     let (mut last, mut since) = (-1, Instant::now());
@@ -314,7 +326,12 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     }
     fill(&kafka, &input, records)?;
 
-    let tenant = |name: &str, quota: Quota| TenantConfig { token_sha256: token_hash(name), input_prefixes: vec![format!("{name}.")], output_prefixes: vec![format!("{name}.")], quota };
+    let tenant = |name: &str, quota: Quota| TenantConfig {
+        token_sha256: token_hash(name),
+        input_prefixes: vec![format!("{name}.")],
+        output_prefixes: vec![format!("{name}.")],
+        quota,
+    };
     let hostile_quota = Quota { memory_mb: 32, cpu_ms_per_batch: 300, max_outputs_per_record: 100, max_state_bytes: Some(1 << 20), ..Quota::default() };
     let mut config = crate::config::Config { kafka: kafka.clone(), ..crate::config::Config::default() };
     let state = tempfile::tempdir()?;
@@ -416,7 +433,15 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = feeder.join();
     host.shutdown();
-    Ok(TenantsReport { records, alone_per_sec, shared_per_sec: shared?, hostile_failures, latency_alone, latency_beside: Latency::of(latencies?), peak_rss: peak_rss() })
+    Ok(TenantsReport {
+        records,
+        alone_per_sec,
+        shared_per_sec: shared?,
+        hostile_failures,
+        latency_alone,
+        latency_beside: Latency::of(latencies?),
+        peak_rss: peak_rss(),
+    })
 }
 
 /// Produces `rate` records a second to `input` for `period`, each stamped

@@ -62,7 +62,14 @@ pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usi
             let differ = weir.iter().zip(&kstreams).find(|(a, b)| a != b);
             bail!("{workload}: Weir and Kafka Streams produced different results ({} and {} records; first difference {differ:?})", weir.len(), kstreams.len());
         }
-        rows.push(StreamsRow { workload: if workload == "map" { "stateless map" } else { "tumbling 1 s count, final" }, records, outputs: expected, raw_per_sec, weir_per_sec, kafka_streams_per_sec });
+        rows.push(StreamsRow {
+            workload: if workload == "map" { "stateless map" } else { "tumbling 1 s count, final" },
+            records,
+            outputs: expected,
+            raw_per_sec,
+            weir_per_sec,
+            kafka_streams_per_sec,
+        });
     }
     Ok(rows)
 }
@@ -141,7 +148,17 @@ impl KafkaStreams {
     /// Records/s of one run: from the first record the topology sees until
     /// `output` holds `expected` records.
     #[allow(clippy::too_many_arguments)]
-    fn rate(&self, kafka: &crate::config::KafkaConfig, mode: &str, input: &str, output: &str, run: &str, partitions: usize, sent: usize, expected: usize) -> Result<f64> {
+    fn rate(
+        &self,
+        kafka: &crate::config::KafkaConfig,
+        mode: &str,
+        input: &str,
+        output: &str,
+        run: &str,
+        partitions: usize,
+        sent: usize,
+        expected: usize,
+    ) -> Result<f64> {
         let state = tempfile::tempdir()?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let java = std::env::var_os("JAVA_HOME").map_or_else(|| PathBuf::from("java"), |h| PathBuf::from(h).join("bin/java"));

@@ -105,7 +105,6 @@ fn load_key(path: &Path) -> Result<[u8; 32]> {
     stored.try_into().map_err(|_| anyhow::anyhow!("module cache key {} is damaged", path.display()))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

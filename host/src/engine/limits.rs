@@ -25,7 +25,14 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: 64, cpu_ms_per_batch: 1_000, max_outputs_per_record: 1_000, max_output_bytes_per_record: 8 << 20, max_output_record_bytes: None, max_state_bytes: None }
+        Limits {
+            memory_mb: 64,
+            cpu_ms_per_batch: 1_000,
+            max_outputs_per_record: 1_000,
+            max_output_bytes_per_record: 8 << 20,
+            max_output_record_bytes: None,
+            max_state_bytes: None,
+        }
     }
 }
 

@@ -46,9 +46,7 @@ impl Default for EngineConfig {
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("weir").join("modules"))
 }
 
@@ -175,9 +173,10 @@ impl Engine {
         let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         if compiled_in.is_some()
             && let Some(cache) = &self.inner.cache
-                && let Err(e) = cache.put(&digest, &component) {
-                    tracing::warn!(error = %format!("{e:#}"), "could not cache the compiled module");
-                }
+            && let Err(e) = cache.put(&digest, &component)
+        {
+            tracing::warn!(error = %format!("{e:#}"), "could not cache the compiled module");
+        }
         Ok(Module { digest, size: bytes.len(), compiled_in, pre, engine: self.clone() })
     }
 

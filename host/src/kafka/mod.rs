@@ -240,9 +240,10 @@ impl Cluster {
         let results = futures::executor::block_on(admin.delete_topics(&[topic], &opts)).with_context(|| format!("deleting topic `{topic}`"))?;
         for r in results {
             if let Err((name, code)) = r
-                && code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
-                    bail!("deleting topic `{name}`: {code}");
-                }
+                && code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+            {
+                bail!("deleting topic `{name}`: {code}");
+            }
         }
         Ok(())
     }
@@ -258,4 +259,3 @@ impl Cluster {
         }
     }
 }
-

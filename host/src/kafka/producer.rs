@@ -242,7 +242,12 @@ impl Producer {
     /// Adds the consumer group's `offsets` to the open transaction and
     /// commits it: all of it becomes visible, or none. The group's
     /// `metadata` fences a host that lost the partitions meanwhile.
-    pub fn commit_transaction(&self, offsets: &rdkafka::TopicPartitionList, metadata: &rdkafka::consumer::ConsumerGroupMetadata, timeout: Duration) -> Result<(), KafkaError> {
+    pub fn commit_transaction(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        metadata: &rdkafka::consumer::ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
         if offsets.count() > 0 {
             self.inner.send_offsets_to_transaction(offsets, metadata, timeout)?;
         }

@@ -27,11 +27,11 @@ use super::partition::{BatchLimits, Blocked, Buffer, Partition, Pending};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Work};
 use super::{DeploymentStatus, Shared, lock};
-use crate::config::{DeploymentConfig, FailurePolicy};
 use crate::bindings::InputBatch;
+use crate::config::{DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
-use crate::state::changelog::{self, Flush};
 use crate::state::Checkpoint;
+use crate::state::changelog::{self, Flush};
 use crate::transform::{BatchResult, FailureKind, Produced, describe_failure};
 
 /// What a deployment is; only its transform changes while it runs (an
@@ -55,7 +55,16 @@ pub struct Deployment {
 
 impl Deployment {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(name: String, tenant: String, storage: String, config: DeploymentConfig, runnable: Arc<Runnable>, group: String, changelog_topic: String, changelog_entry_limit: u64) -> Deployment {
+    pub fn new(
+        name: String,
+        tenant: String,
+        storage: String,
+        config: DeploymentConfig,
+        runnable: Arc<Runnable>,
+        group: String,
+        changelog_topic: String,
+        changelog_entry_limit: u64,
+    ) -> Deployment {
         Deployment {
             name,
             tenant,
@@ -330,9 +339,8 @@ impl Runtime {
         // A time far ahead of the clock would move the partition's stream
         // time (TTLs, windows) past every real record for good.
         let now_ms = crate::registry::now_ms() as i64;
-        let invalid = (timestamp > now_ms.saturating_add(max_future_ms as i64)).then(|| {
-            format!("its timestamp {timestamp} is more than host.max_future_ms = {max_future_ms} ms ahead of this host's clock ({now_ms})")
-        });
+        let invalid = (timestamp > now_ms.saturating_add(max_future_ms as i64))
+            .then(|| format!("its timestamp {timestamp} is more than host.max_future_ms = {max_future_ms} ms ahead of this host's clock ({now_ms})"));
         buffer.push(limits, m.offset(), timestamp, m.key(), m.payload(), crate::kafka::headers_of(&m), invalid);
         p.last_record = Instant::now();
         p.idle_closed = false;
@@ -382,13 +390,8 @@ impl Runtime {
                 let _ = consumer.resume(&tpl_of(&topic, p.number));
             }
             p.in_flight = true;
-            let job = Job {
-                runnable: self.deployment.runnable(),
-                partition: p.number,
-                work: Work::Batch { batch, invalid },
-                state,
-                reply: self.done_tx.clone(),
-            };
+            let job =
+                Job { runnable: self.deployment.runnable(), partition: p.number, work: Work::Batch { batch, invalid }, state, reply: self.done_tx.clone() };
             self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
         }
     }
@@ -418,9 +421,10 @@ impl Runtime {
     fn on_done(&mut self, consumer: &BaseConsumer<KafkaContext>, done: Done) {
         let (tenant, name) = (self.deployment.tenant.clone(), self.deployment.name.clone());
         if let Some(why) = &done.rolled_back
-            && self.deployment.roll_back(&done.runnable, why) {
-                self.shared.metrics.rollbacks.with_label_values(&[&tenant, &name]).inc();
-            }
+            && self.deployment.roll_back(&done.runnable, why)
+        {
+            self.shared.metrics.rollbacks.with_label_values(&[&tenant, &name]).inc();
+        }
         let Some(p) = self.parts.get_mut(&done.partition) else { return };
         p.in_flight = false;
         p.state = done.state;
@@ -449,7 +453,11 @@ impl Runtime {
                     }
                     Some(stop) => {
                         let at = batch.records[stop.index as usize].offset;
-                        let why = describe_failure(&name, &batch, &crate::transform::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() });
+                        let why = describe_failure(
+                            &name,
+                            &batch,
+                            &crate::transform::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() },
+                        );
                         p.processed.insert(batch.topic.clone(), at);
                         self.stop_partition(consumer, done.partition, why);
                     }
@@ -467,7 +475,10 @@ impl Runtime {
                 tracing::warn!(deployment = %name, partition = done.partition, "closing idle windows failed: {}: {}", f.kind, f.message);
             }
             (_, Outcome::Panicked(message)) => {
-                let why = format!("deployment `{name}`, partition {}: the host failed (a bug in Weir, please report it): {message}; the partition stops until the deployment restarts", done.partition);
+                let why = format!(
+                    "deployment `{name}`, partition {}: the host failed (a bug in Weir, please report it): {message}; the partition stops until the deployment restarts",
+                    done.partition
+                );
                 self.stop_partition(consumer, done.partition, why);
             }
             (Work::CloseIdle { .. }, Outcome::Batch(_)) => tracing::error!(deployment = %name, "a window-close job returned a batch result"),
@@ -537,7 +548,14 @@ impl Runtime {
             metrics.late.with_label_values(&[tenant, name, &label]).inc();
             if let Some(topic) = &self.deployment.config.late_topic {
                 let i = i as usize;
-                let out = Out { topic, key: batch.key(i), value: batch.value(i), headers: headers(batch.headers(i)), timestamp: Some(batch.records[i].timestamp), partition: None };
+                let out = Out {
+                    topic,
+                    key: batch.key(i),
+                    value: batch.value(i),
+                    headers: headers(batch.headers(i)),
+                    timestamp: Some(batch.records[i].timestamp),
+                    partition: None,
+                };
                 let _ = self.shared.producer.send(out, Role::Late(i as u32), acks, &give_up);
             }
         }
@@ -686,9 +704,10 @@ impl Runtime {
         self.wait_idle(consumer, &[n], RELEASE_TIMEOUT);
         let Some(p) = self.parts.get_mut(&n) else { return };
         if let Some(state) = p.state.as_mut()
-            && let Err(e) = state.discard_pending() {
-                tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "reopening state failed");
-            }
+            && let Err(e) = state.discard_pending()
+        {
+            tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "reopening state failed");
+        }
         p.pending.clear();
         p.commit_due = false;
         p.processed = p.committed.clone();
@@ -907,9 +926,10 @@ impl Runtime {
                     drop(status);
                     for topic in &self.deployment.config.inputs {
                         if let Some(&o) = t.positions.get(topic)
-                            && let Err(e) = consumer.seek(topic, n, Offset::Offset(o), SEEK_TIMEOUT) {
-                                tracing::error!(deployment = %self.deployment.name, topic = %topic, partition = n, error = %e, "seek failed");
-                            }
+                            && let Err(e) = consumer.seek(topic, n, Offset::Offset(o), SEEK_TIMEOUT)
+                        {
+                            tracing::error!(deployment = %self.deployment.name, topic = %topic, partition = n, error = %e, "seek failed");
+                        }
                         let _ = consumer.resume(&tpl_of(topic, n));
                     }
                     self.parts.insert(n, Partition::new(n, t.state, t.positions, t.changelog_next));

@@ -20,13 +20,13 @@ pub mod workers;
 
 use crate::config::{Config, DeploymentConfig, HostConfig, KafkaConfig};
 use crate::engine::{Engine, Module};
-use crate::registry::Registry;
-use crate::tenants::{TenantConfig, Tenants};
 use crate::kafka::Cluster;
 use crate::kafka::producer::Producer;
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::state::changelog;
 use crate::state::rocks::RocksConfig;
+use crate::tenants::{TenantConfig, Tenants};
 use crate::transform::{Transform, TransformSpec};
 use deployment::Deployment;
 use workers::{Runnable, Workers};
@@ -145,7 +145,19 @@ impl Host {
             false => None,
         };
         let producer_limits = crate::kafka::ProducerLimits::of(&config.kafka)?;
-        let host = Host { engine, shared, cluster, tenants, registry, known_topics, producer_limits, running: Mutex::new(BTreeMap::new()), problems: Mutex::new(BTreeMap::new()), closing: AtomicBool::new(false), reconciler: Mutex::new(None) };
+        let host = Host {
+            engine,
+            shared,
+            cluster,
+            tenants,
+            registry,
+            known_topics,
+            producer_limits,
+            running: Mutex::new(BTreeMap::new()),
+            problems: Mutex::new(BTreeMap::new()),
+            closing: AtomicBool::new(false),
+            reconciler: Mutex::new(None),
+        };
         host.refresh_topics_in_background();
         Ok(host)
     }
@@ -187,7 +199,13 @@ impl Host {
     /// accepts the config, every topic exists (and is the tenant's),
     /// inputs are co-partitioned. Returns the inputs' partition count and
     /// the transform's setup.
-    pub fn check_deployment(&self, id: &str, config: &DeploymentConfig, module: Arc<Module>, tenant: Option<&TenantConfig>) -> Result<(usize, Arc<TransformSpec>)> {
+    pub fn check_deployment(
+        &self,
+        id: &str,
+        config: &DeploymentConfig,
+        module: Arc<Module>,
+        tenant: Option<&TenantConfig>,
+    ) -> Result<(usize, Arc<TransformSpec>)> {
         if let Some(t) = tenant {
             t.check_topics(config, &config.dead_letter_topic(id)).map_err(|e| anyhow::anyhow!(e))?;
         }
@@ -197,7 +215,10 @@ impl Host {
         for input in &config.inputs {
             let n = crate::kafka::partitions_of(&topics, input)?;
             match partitions {
-                Some(m) if m != n => bail!("input topics must have the same partition count (their partitions with the same number share state): `{input}` has {n}, `{}` has {m}", config.inputs[0]),
+                Some(m) if m != n => bail!(
+                    "input topics must have the same partition count (their partitions with the same number share state): `{input}` has {n}, `{}` has {m}",
+                    config.inputs[0]
+                ),
                 _ => partitions = Some(n),
             }
         }
@@ -220,7 +241,13 @@ impl Host {
         if cluster_partitions < partitions {
             bail!("changelog topic `{changelog_topic}` has {cluster_partitions} partitions, fewer than the inputs' {partitions}");
         }
-        let entry_limit = self.cluster.max_message_bytes(&[&changelog_topic])?.get(&changelog_topic).copied().unwrap_or(crate::kafka::KAFKA_DEFAULT_MAX_MESSAGE_BYTES).min(self.producer_limits.message_max_bytes);
+        let entry_limit = self
+            .cluster
+            .max_message_bytes(&[&changelog_topic])?
+            .get(&changelog_topic)
+            .copied()
+            .unwrap_or(crate::kafka::KAFKA_DEFAULT_MAX_MESSAGE_BYTES)
+            .min(self.producer_limits.message_max_bytes);
         let runnable = Arc::new(Runnable::new(module, spec, config.cpu_share));
         Ok(Arc::new(Deployment::new(
             name.to_owned(),
@@ -317,7 +344,10 @@ impl Host {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (d, shared, s) = (deployment.clone(), self.shared.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name(format!("weir-{}", deployment.name)).spawn(move || supervise(&d, &shared, &s)).expect("spawning a deployment thread");
+        let thread = std::thread::Builder::new()
+            .name(format!("weir-{}", deployment.name))
+            .spawn(move || supervise(&d, &shared, &s))
+            .expect("spawning a deployment thread");
         running.insert(deployment.name.clone(), Running { deployment, stop, thread: Some(thread) });
     }
 
@@ -349,9 +379,10 @@ impl Host {
     pub fn drop_local_state(&self, storage: &str) {
         let dir = self.shared.host.state_dir.join(storage);
         if dir.exists()
-            && let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not delete dropped state");
-            }
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not delete dropped state");
+        }
     }
 
     /// Deletes the changelog of a deployment incarnation once its consumer

@@ -69,12 +69,8 @@ impl Reconciler {
     fn reconcile(&mut self) {
         let specs = self.registry.specs();
         // Stop what no longer runs here (or runs under a new incarnation).
-        let gone: Vec<String> = self
-            .applied
-            .iter()
-            .filter(|(id, a)| specs.get(*id).is_none_or(|s| !s.running() || s.storage() != a.storage))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let gone: Vec<String> =
+            self.applied.iter().filter(|(id, a)| specs.get(*id).is_none_or(|s| !s.running() || s.storage() != a.storage)).map(|(id, _)| id.clone()).collect();
         for id in gone {
             let applied = self.applied.remove(&id).expect("listed");
             self.host.stop(&id);
@@ -179,7 +175,11 @@ impl Reconciler {
     }
 
     fn collect_modules(&self) {
-        let collected = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(self.registry.collect_modules(MODULE_GC_AGE)));
+        let collected = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(self.registry.collect_modules(MODULE_GC_AGE)));
         if let Err(e) = collected {
             tracing::warn!(error = %format!("{e:#}"), "could not delete unused modules");
         }
@@ -200,5 +200,9 @@ impl Reconciler {
 
 /// Changes a running consumer cannot take between batches.
 fn restart_needed(a: &DeploymentConfig, b: &DeploymentConfig) -> bool {
-    a.inputs != b.inputs || a.output != b.output || a.dead_letter_topic != b.dead_letter_topic || a.late_topic != b.late_topic || a.failure_policy != b.failure_policy
+    a.inputs != b.inputs
+        || a.output != b.output
+        || a.dead_letter_topic != b.dead_letter_topic
+        || a.late_topic != b.late_topic
+        || a.failure_policy != b.failure_policy
 }

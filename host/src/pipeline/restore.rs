@@ -42,7 +42,9 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
     let mut state = PartitionState::open(Box::new(RocksBackend::open(&dir, &shared.rocks)?))?;
     let local = state.checkpoint()?;
     let probe: BaseConsumer = changelog::reader_config(kafka).create().context("creating a changelog reader")?;
-    let (low, high) = probe.fetch_watermarks(&deployment.changelog_topic, n, timeout).with_context(|| format!("reading the extent of changelog {}", deployment.changelog_topic))?;
+    let (low, high) = probe
+        .fetch_watermarks(&deployment.changelog_topic, n, timeout)
+        .with_context(|| format!("reading the extent of changelog {}", deployment.changelog_topic))?;
     drop(probe);
     let from = match &local {
         Some(cp) if (low..=high).contains(&cp.changelog_next) => cp.changelog_next,
@@ -73,12 +75,7 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
         tracing::info!(deployment = %name, partition = n, applied = restored.applied, skipped = restored.skipped, seconds = started.elapsed().as_secs_f64(), "state restored");
     }
     let checkpoint = state.checkpoint()?.unwrap_or_default();
-    let positions = deployment
-        .config
-        .inputs
-        .iter()
-        .filter_map(|t| committed.get(t).or_else(|| checkpoint.offsets.get(t)).map(|&o| (t.clone(), o)))
-        .collect();
+    let positions = deployment.config.inputs.iter().filter_map(|t| committed.get(t).or_else(|| checkpoint.offsets.get(t)).map(|&o| (t.clone(), o))).collect();
     Ok(Takeover { state: Box::new(state), positions, changelog_next: checkpoint.changelog_next })
 }
 

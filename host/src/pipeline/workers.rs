@@ -326,7 +326,11 @@ fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, s
 
 /// What a panic said.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic without a message".into())
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 type Transforms = HashMap<usize, (Arc<Runnable>, Transform)>;
@@ -359,10 +363,14 @@ fn try_on_trial(
     state.rollback_to_savepoint();
     let (state, old) = transform_of(transforms, fallback).dispatch_checked(batch, invalid, state);
     let regressed = (stopped_itself(&result) && !stopped_itself(&old)) || own(&old) < own(&result);
-    let why = regressed.then(|| match (result.stopped.as_ref().filter(|_| stopped_itself(&result)), result.failures.iter().find(|f| f.kind != FailureKind::InvalidInput)) {
-        (Some(s), _) => crate::transform::describe_failure(&candidate.spec.name, batch, &RecordFailure { index: s.index, kind: s.kind, message: s.message.clone() }),
-        (None, Some(f)) => crate::transform::describe_failure(&candidate.spec.name, batch, f),
-        (None, None) => unreachable!("the candidate failed"),
+    let why = regressed.then(|| {
+        match (result.stopped.as_ref().filter(|_| stopped_itself(&result)), result.failures.iter().find(|f| f.kind != FailureKind::InvalidInput)) {
+            (Some(s), _) => {
+                crate::transform::describe_failure(&candidate.spec.name, batch, &RecordFailure { index: s.index, kind: s.kind, message: s.message.clone() })
+            }
+            (None, Some(f)) => crate::transform::describe_failure(&candidate.spec.name, batch, f),
+            (None, None) => unreachable!("the candidate failed"),
+        }
     });
     (state, old, why)
 }

@@ -193,15 +193,18 @@ pub struct Registry {
 
 impl Registry {
     /// Creates the registry topics if needed and starts following them.
-    pub fn open(kafka: &KafkaConfig, cluster: &Cluster, modules_dir: &Path, max_deployments: BTreeMap<String, usize>, shutdown: Arc<AtomicBool>) -> Result<Arc<Registry>> {
+    pub fn open(
+        kafka: &KafkaConfig,
+        cluster: &Cluster,
+        modules_dir: &Path,
+        max_deployments: BTreeMap<String, usize>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Result<Arc<Registry>> {
         let [specs_topic, modules_topic] = topics(&kafka.group_prefix);
         for t in [&specs_topic, &modules_topic] {
             cluster.ensure_topic(t, 1, &[("cleanup.policy", "compact")]).with_context(|| format!("registry topic `{t}`"))?;
         }
-        let producer: FutureProducer = crate::kafka::producer_config(kafka)
-            .set("linger.ms", "0")
-            .create()
-            .context("creating the registry producer")?;
+        let producer: FutureProducer = crate::kafka::producer_config(kafka).set("linger.ms", "0").create().context("creating the registry producer")?;
         let registry = Arc::new(Registry {
             specs_topic,
             modules_topic,
@@ -214,10 +217,7 @@ impl Registry {
         });
         let follower = Follower::new(kafka, &registry)?;
         let weak = Arc::downgrade(&registry);
-        std::thread::Builder::new()
-            .name("weir-registry".into())
-            .spawn(move || follower.run(weak, shutdown))
-            .context("spawning the registry follower")?;
+        std::thread::Builder::new().name("weir-registry".into()).spawn(move || follower.run(weak, shutdown)).context("spawning the registry follower")?;
         Ok(registry)
     }
 
@@ -289,7 +289,10 @@ impl Registry {
         let owner = format!("owner/{digest}/{}", owner_name(tenant));
         let record = FutureRecord::<str, [u8]>::to(&self.modules_topic).partition(0).key(&owner).payload(&[]);
         let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("recording the module's owner: {e}"))?;
-        delivery.await.map_err(|_| anyhow!("recording the module's owner: the producer went away"))?.map_err(|(e, _)| anyhow!("recording the module's owner: {e}"))?;
+        delivery
+            .await
+            .map_err(|_| anyhow!("recording the module's owner: the producer went away"))?
+            .map_err(|(e, _)| anyhow!("recording the module's owner: {e}"))?;
         // Read our own write, so a deploy right after finds the owner.
         let deadline = Instant::now() + self.timeout;
         while !self.owns(tenant, &digest) {
@@ -342,7 +345,10 @@ impl Registry {
             record = record.payload(v);
         }
         let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("publishing deployment `{id}`: {e}"))?;
-        delivery.await.map_err(|_| anyhow!("publishing deployment `{id}`: the producer went away"))?.map_err(|(e, _)| anyhow!("publishing deployment `{id}`: {e}"))?;
+        delivery
+            .await
+            .map_err(|_| anyhow!("publishing deployment `{id}`: the producer went away"))?
+            .map_err(|(e, _)| anyhow!("publishing deployment `{id}`: {e}"))?;
         Ok(())
     }
 
@@ -381,7 +387,8 @@ impl Registry {
             if !view.caught_up {
                 return Ok(0);
             }
-            let used: std::collections::HashSet<&str> = view.specs.values().flat_map(|s| [Some(s.module.as_str()), s.previous_module.as_deref()]).flatten().collect();
+            let used: std::collections::HashSet<&str> =
+                view.specs.values().flat_map(|s| [Some(s.module.as_str()), s.previous_module.as_deref()]).flatten().collect();
             let cutoff = now_ms() as i64 - age.as_millis() as i64;
             let unused: Vec<String> = view.chunks.iter().filter(|(d, (_, at))| !used.contains(d.as_str()) && *at < cutoff).map(|(d, _)| d.clone()).collect();
             let chunks: Vec<(String, usize, Vec<String>)> =
@@ -393,7 +400,10 @@ impl Registry {
             for key in keys {
                 let record = FutureRecord::<str, [u8]>::to(&self.modules_topic).partition(0).key(&key);
                 let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("deleting module {digest}: {e}"))?;
-                delivery.await.map_err(|_| anyhow!("deleting module {digest}: the producer went away"))?.map_err(|(e, _)| anyhow!("deleting module {digest}: {e}"))?;
+                delivery
+                    .await
+                    .map_err(|_| anyhow!("deleting module {digest}: the producer went away"))?
+                    .map_err(|(e, _)| anyhow!("deleting module {digest}: {e}"))?;
             }
             if let Some(path) = self.modules.path(digest) {
                 let _ = std::fs::remove_file(path);
@@ -408,7 +418,12 @@ impl Registry {
 /// `specs` holds, as every host decides it (see the module's comment);
 /// otherwise its write and why not.
 #[doc(hidden)]
-pub fn admit(specs: &BTreeMap<String, DeploymentSpec>, max_deployments: &BTreeMap<String, usize>, id: &str, value: &[u8]) -> Result<DeploymentSpec, (String, String)> {
+pub fn admit(
+    specs: &BTreeMap<String, DeploymentSpec>,
+    max_deployments: &BTreeMap<String, usize>,
+    id: &str,
+    value: &[u8],
+) -> Result<DeploymentSpec, (String, String)> {
     let spec: DeploymentSpec = serde_json::from_slice(value).map_err(|e| (String::new(), format!("it cannot be read: {e}")))?;
     let refuse = |why: String| Err((spec.write.clone(), why));
     if spec.id() != id {
@@ -423,7 +438,9 @@ pub fn admit(specs: &BTreeMap<String, DeploymentSpec>, max_deployments: &BTreeMa
         // compacted away).
         None => {}
         Some(c) if c.version == spec.version && c.write == spec.write => {}
-        Some(c) if spec.version != c.version.saturating_add(1) => return refuse(format!("it is version {} but the current one is {}", spec.version, c.version)),
+        Some(c) if spec.version != c.version.saturating_add(1) => {
+            return refuse(format!("it is version {} but the current one is {}", spec.version, c.version));
+        }
         Some(_) => {}
     }
     let creates = current.is_none_or(|c| c.undeployed) && !spec.undeployed;
@@ -442,10 +459,21 @@ pub fn admit(specs: &BTreeMap<String, DeploymentSpec>, max_deployments: &BTreeMa
 #[doc(hidden)]
 pub enum ModuleRecord<'a> {
     /// `who` uploaded module `digest` (or, a tombstone, no longer owns it).
-    Owner { digest: &'a str, who: &'a str, owns: bool },
-    Chunk { digest: &'a str, index: usize, count: usize, bytes: &'a [u8] },
+    Owner {
+        digest: &'a str,
+        who: &'a str,
+        owns: bool,
+    },
+    Chunk {
+        digest: &'a str,
+        index: usize,
+        count: usize,
+        bytes: &'a [u8],
+    },
     /// A collected module's chunk.
-    Gone { digest: &'a str },
+    Gone {
+        digest: &'a str,
+    },
     /// Anything else (not written by Weir): ignored.
     Other,
 }
@@ -506,7 +534,13 @@ impl Follower {
         if catch_up.is_empty() {
             registry.view_mut().caught_up = true;
         }
-        Ok(Follower { consumer, specs_topic: registry.specs_topic.clone(), modules_topic: registry.modules_topic.clone(), assembly: Assembly::default(), catch_up })
+        Ok(Follower {
+            consumer,
+            specs_topic: registry.specs_topic.clone(),
+            modules_topic: registry.modules_topic.clone(),
+            assembly: Assembly::default(),
+            catch_up,
+        })
     }
 
     fn run(mut self, registry: std::sync::Weak<Registry>, shutdown: Arc<AtomicBool>) {

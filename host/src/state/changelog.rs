@@ -52,10 +52,13 @@ pub fn encode_offsets(offsets: &BTreeMap<String, i64>) -> String {
 }
 
 pub fn decode_offsets(s: &str) -> Option<BTreeMap<String, i64>> {
-    s.split(',').filter(|p| !p.is_empty()).map(|p| {
-        let (t, o) = p.rsplit_once('=')?;
-        Some((t.to_owned(), o.parse().ok()?))
-    }).collect()
+    s.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (t, o) = p.rsplit_once('=')?;
+            Some((t.to_owned(), o.parse().ok()?))
+        })
+        .collect()
 }
 
 /// One partition's share of a commit.
@@ -209,7 +212,9 @@ pub fn restore(
 fn legacy_covered(m: &rdkafka::message::BorrowedMessage<'_>, committed: &BTreeMap<String, i64>) -> bool {
     let headers = crate::kafka::headers_of(m);
     let Some((_, value)) = headers.iter().find(|(k, _)| *k == OFFSETS_HEADER.as_bytes()) else { return true };
-    value.and_then(|v| decode_offsets(std::str::from_utf8(v).ok()?)).is_some_and(|offsets| offsets.iter().all(|(t, o)| committed.get(t).is_some_and(|c| o <= c)))
+    value
+        .and_then(|v| decode_offsets(std::str::from_utf8(v).ok()?))
+        .is_some_and(|offsets| offsets.iter().all(|(t, o)| committed.get(t).is_some_and(|c| o <= c)))
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use anyhow::Result;
 
 mod cache;
 pub mod changelog;
-mod pending;
 pub mod memory;
+mod pending;
 pub mod rocks;
 
 /// Namespaces inside a partition's key space.
@@ -222,11 +222,8 @@ impl PartitionState {
         debug_assert!(!self.in_txn && self.savepoint.is_none(), "savepoint inside a transaction or another savepoint");
         self.undo.clear();
         self.txn_start = 0;
-        self.savepoint = Some(Savepoint {
-            stream_time: self.stream_time,
-            stream_time_entry: self.pending.get(STREAM_TIME_KEY).cloned(),
-            pending_bytes: self.pending_bytes,
-        });
+        self.savepoint =
+            Some(Savepoint { stream_time: self.stream_time, stream_time_entry: self.pending.get(STREAM_TIME_KEY).cloned(), pending_bytes: self.pending_bytes });
     }
 
     /// Restores the pending writes and stream time exactly as they were at

@@ -60,7 +60,9 @@ impl BatchBuilder {
             let name = match std::str::from_utf8(name) {
                 Ok(_) => self.bytes(name),
                 Err(_) => {
-                    invalid.get_or_insert_with(|| format!("header #{i}'s name is not UTF-8 (bytes {}); transforms get UTF-8 header names", hex::encode(&name[..name.len().min(32)])));
+                    invalid.get_or_insert_with(|| {
+                        format!("header #{i}'s name is not UTF-8 (bytes {}); transforms get UTF-8 header names", hex::encode(&name[..name.len().min(32)]))
+                    });
                     self.bytes(String::from_utf8_lossy(name).as_bytes())
                 }
             };
@@ -310,7 +312,11 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
         let size = r.key.map_or(0, |s| s.len) as u64 + u64::from(r.value.map_or(0, |s| s.len)) + header_bytes as u64;
         budget.charge(size, "output records")?;
         bytes += size;
-        let framed = crate::engine::record_size(r.key.map_or(0, |s| s.len as usize), r.value.map_or(0, |s| s.len as usize), headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)));
+        let framed = crate::engine::record_size(
+            r.key.map_or(0, |s| s.len as usize),
+            r.value.map_or(0, |s| s.len as usize),
+            headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)),
+        );
         if count > u64::from(limits.max_outputs_per_record) {
             *too_many.entry(r.source).or_default() = count;
         } else if let Some(limit) = limits.max_output_record_bytes.filter(|&l| framed > l) {
@@ -326,7 +332,9 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
         }
     }
     for (source, count) in too_many {
-        failures.entry(source).or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::Outputs { count, limit: limits.max_outputs_per_record }.to_string()));
+        failures
+            .entry(source)
+            .or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::Outputs { count, limit: limits.max_outputs_per_record }.to_string()));
     }
     Ok(failures)
 }
@@ -335,7 +343,13 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
 /// `[A-Za-z0-9._-]`, not `.` or `..`), quoting at most its start.
 fn topic_name_error(name: &str) -> Option<String> {
     let legal = (1..=249).contains(&name.len()) && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    (!legal).then(|| format!("output topic name {:?} ({} bytes) is not a legal Kafka topic name (1 to 249 of letters, digits, `.`, `_` and `-`)", truncate(name, 64), name.len()))
+    (!legal).then(|| {
+        format!(
+            "output topic name {:?} ({} bytes) is not a legal Kafka topic name (1 to 249 of letters, digits, `.`, `_` and `-`)",
+            truncate(name, 64),
+            name.len()
+        )
+    })
 }
 
 /// Drops the outputs of failed sources.

@@ -293,7 +293,9 @@ impl Transform {
                     // A guest that rejects one record per call would
                     // otherwise be called once per record, unbudgeted.
                     let (kind, message) = failed.values().next().expect("a retry names failures");
-                    let iso = run.isolation.get_or_insert_with(|| Isolation::new(indices.len(), self.spec.limits.cpu_ms_per_batch, CallFailure::new(*kind, message.clone())));
+                    let iso = run
+                        .isolation
+                        .get_or_insert_with(|| Isolation::new(indices.len(), self.spec.limits.cpu_ms_per_batch, CallFailure::new(*kind, message.clone())));
                     for _ in 0..failed.len() {
                         iso.found_culprit();
                     }
@@ -474,9 +476,6 @@ fn call_on_window(
         // record that produced it (and so the call).
         return Err(CallFailure::new(*kind, format!("on-window: {message}")));
     }
-    let origins = emitted
-        .iter()
-        .map(|e| Origin { input: e.input.map(|i| indices.get(i as usize).copied().unwrap_or(i)), timestamp: e.timestamp })
-        .collect();
+    let origins = emitted.iter().map(|e| Origin { input: e.input.map(|i| indices.get(i as usize).copied().unwrap_or(i)), timestamp: e.timestamp }).collect();
     Ok(Some(Produced { batch: out, origins }))
 }

@@ -198,10 +198,9 @@ fn classify(store: &mut Store<HostState>, error: wasmtime::Error, max_wasm_stack
     }
     let said = data.last_error.take().map(|m| format!("; the transform said: {m}")).unwrap_or_default();
     match error.downcast_ref::<Trap>() {
-        Some(Trap::StackOverflow) => CallFailure::new(
-            FailureKind::Stack,
-            format!("stack overflow: the call used more than the {} KiB wasm stack limit", max_wasm_stack / 1024),
-        ),
+        Some(Trap::StackOverflow) => {
+            CallFailure::new(FailureKind::Stack, format!("stack overflow: the call used more than the {} KiB wasm stack limit", max_wasm_stack / 1024))
+        }
         Some(trap) => CallFailure::new(FailureKind::Trap, format!("{trap}{said}")),
         None => CallFailure::new(FailureKind::Trap, format!("{error:#}{said}")),
     }

@@ -163,10 +163,12 @@ pub fn refresh_earliest_close(state: &mut PartitionState, name: &str, until: i64
     let index = base(name, b'c');
     let lo = match until.checked_add(1) {
         Some(t) => [index.as_slice(), &time_bytes(t)].concat(),
-        None => return {
-            set_earliest_close(state, name, i64::MAX);
-            Ok(())
-        },
+        None => {
+            return {
+                set_earliest_close(state, name, i64::MAX);
+                Ok(())
+            };
+        }
     };
     let next = match state.scan_raw(&lo, prefix_end(&index).as_deref(), 1, u64::MAX)?.first() {
         Some((k, _)) => time_from(&k[index.len()..])?,

@@ -208,12 +208,20 @@ impl Ctx<'_> {
 /// Applies one value. Returns `false` when the value was late for every
 /// window it belongs to (and so was dropped).
 pub fn add(defs: &WindowDefs, state: &mut PartitionState, folder: &mut dyn Folder, add: &Add<'_>, out: &mut Vec<Emitted>) -> Result<bool, CallFailure> {
-    let def = defs.get(add.window).ok_or_else(|| CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("window id {} was never defined", add.window)))?;
+    let def = defs
+        .get(add.window)
+        .ok_or_else(|| CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("window id {} was never defined", add.window)))?;
     if def.spec.aggregation == Aggregation::Custom && add.custom.is_none() {
-        return Err(CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("window `{}` has a custom aggregation but the value has no custom bytes", def.name)));
+        return Err(CallFailure::new(
+            crate::transform::FailureKind::InvalidOutput,
+            format!("window `{}` has a custom aggregation but the value has no custom bytes", def.name),
+        ));
     }
     if !(-MAX_TIME..=MAX_TIME).contains(&add.timestamp) {
-        return Err(CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("a window value's timestamp {} is out of range (±{MAX_TIME})", add.timestamp)));
+        return Err(CallFailure::new(
+            crate::transform::FailureKind::InvalidOutput,
+            format!("a window value's timestamp {} is out of range (±{MAX_TIME})", add.timestamp),
+        ));
     }
     let mut ctx = Ctx { id: add.window, def, state, folder, out };
     match def.spec.kind {
@@ -235,7 +243,13 @@ pub enum ForceClose {
 }
 
 /// Closes windows without waiting for stream time; results carry no input.
-pub fn force_close(defs: &WindowDefs, state: &mut PartitionState, folder: &mut dyn Folder, which: ForceClose, out: &mut Vec<Emitted>) -> Result<(), CallFailure> {
+pub fn force_close(
+    defs: &WindowDefs,
+    state: &mut PartitionState,
+    folder: &mut dyn Folder,
+    which: ForceClose,
+    out: &mut Vec<Emitted>,
+) -> Result<(), CallFailure> {
     for (id, def) in defs.iter() {
         let due = match which {
             ForceClose::All => true,
@@ -277,10 +291,11 @@ fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), 
             _ => keys::take_window(ctx.state, name, &entry.key, entry.start, ctx.custom()).map_err(CallFailure::host)?,
         };
         if let Some((end, agg)) = result
-            && !ctx.emit_updates() {
-                let timestamp = keys::last_instant(&ctx.def.spec.kind, end);
-                ctx.out.push(Emitted { window: ctx.id, key: entry.key, start: entry.start, end, agg, closed: true, input: trigger, timestamp });
-            }
+            && !ctx.emit_updates()
+        {
+            let timestamp = keys::last_instant(&ctx.def.spec.kind, end);
+            ctx.out.push(Emitted { window: ctx.id, key: entry.key, start: entry.start, end, agg, closed: true, input: trigger, timestamp });
+        }
     }
     match cut_short {
         Some(last) => keys::set_earliest_close(ctx.state, name, last),
@@ -320,10 +335,12 @@ pub fn fuzz_store(entries: &[(u8, Vec<u8>, Vec<u8>)], values: &[(Vec<u8>, i64, f
     }
     use crate::bindings::Hopping;
     let mut defs = WindowDefs::default();
-    let kinds = [WindowKind::Tumbling(1000), WindowKind::Hopping(Hopping { size_ms: 1000, advance_ms: 250 }), WindowKind::Sliding(1000), WindowKind::Session(500)];
+    let kinds =
+        [WindowKind::Tumbling(1000), WindowKind::Hopping(Hopping { size_ms: 1000, advance_ms: 250 }), WindowKind::Sliding(1000), WindowKind::Session(500)];
     for (i, kind) in kinds.into_iter().enumerate() {
         for aggregation in [Aggregation::Count, Aggregation::Custom] {
-            let spec = WindowSpec { kind, grace_ms: 10, aggregation, emit: if i % 2 == 0 { EmitMode::OnClose } else { EmitMode::OnUpdate }, idle_close_ms: Some(1) };
+            let spec =
+                WindowSpec { kind, grace_ms: 10, aggregation, emit: if i % 2 == 0 { EmitMode::OnClose } else { EmitMode::OnUpdate }, idle_close_ms: Some(1) };
             let _ = defs.define(&format!("w{i}{}", aggregation == Aggregation::Custom), spec);
         }
     }

@@ -37,7 +37,8 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
                     None => a.clone(),
                     Some(mut acc) => {
                         if custom {
-                            let merged = ctx.folder.merge(ctx.id, add.key, acc.custom.as_deref().unwrap_or_default(), a.custom.as_deref().unwrap_or_default())?;
+                            let merged =
+                                ctx.folder.merge(ctx.id, add.key, acc.custom.as_deref().unwrap_or_default(), a.custom.as_deref().unwrap_or_default())?;
                             acc.count += a.count;
                             acc.custom = Some(merged);
                         } else {

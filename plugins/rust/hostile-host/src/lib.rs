@@ -78,7 +78,9 @@ impl Guest for Hostile {
             }
             "long-topic" => {
                 out.topics = vec!["x".repeat(40 << 20)];
-                out.records = (0..100_000).map(|_| OutputRecord { source: 0, topic: Some(0), key: None, value: None, headers: Span { start: 0, len: 0 }, timestamp: None }).collect();
+                out.records = (0..100_000)
+                    .map(|_| OutputRecord { source: 0, topic: Some(0), key: None, value: None, headers: Span { start: 0, len: 0 }, timestamp: None })
+                    .collect();
             }
             "reject-first" => {
                 state::set(b"k", b"v", None);
@@ -97,7 +99,14 @@ impl Guest for Hostile {
                     if let Some(v) = r.value {
                         out.data.extend_from_slice(&batch.data[v.start as usize..(v.start + v.len) as usize]);
                     }
-                    out.records.push(OutputRecord { source: source as u32, topic: None, key: None, value, headers: Span { start: 0, len: 0 }, timestamp: None });
+                    out.records.push(OutputRecord {
+                        source: source as u32,
+                        topic: None,
+                        key: None,
+                        value,
+                        headers: Span { start: 0, len: 0 },
+                        timestamp: None,
+                    });
                 }
             }
             other => return Err(format!("unknown attack `{other}`")),

@@ -10,10 +10,7 @@ struct Router {
 
 impl Transform for Router {
     fn init(config: &Config) -> Result<Self, String> {
-        let routes: Vec<_> = config
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("route.")?.to_owned(), v.as_bytes().to_vec())))
-            .collect();
+        let routes: Vec<_> = config.iter().filter_map(|(k, v)| Some((k.strip_prefix("route.")?.to_owned(), v.as_bytes().to_vec()))).collect();
         if routes.iter().any(|(topic, pattern)| topic.is_empty() || pattern.is_empty()) {
             return Err("every `route.<topic>` needs a topic name and a non-empty pattern".into());
         }

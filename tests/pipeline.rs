@@ -448,19 +448,22 @@ fn poison_records_are_dead_lettered_and_every_host_survives_them() {
 /// routed to at run time, which no deploy-time check saw) go to the failure
 /// policy of their input record, once, instead of reprocessing the batch
 /// forever; a reject message of 10 MiB reaches the dead letter cut to 4 KiB.
+/// Under the `stop` policy no commit passes the record.
 #[test]
 fn undeliverable_outputs_and_huge_messages_are_dead_lettered_once() {
     let k = Broker::shared().scope();
-    for t in ["in", "out", "in2", "out2"] {
+    for t in ["in", "out", "in2", "out2", "in3", "out3"] {
         k.create_topic(t, 1);
     }
     k.create_topic_with("small", 1, &[("max.message.bytes", "20000")]);
     k.create_topic("route.dlq", 1);
     k.create_topic("raise.dlq", 1);
+    k.create_topic("halt.dlq", 1);
     let config = host_config(
         &[
             deployment("route", "router", "in", "out", "config = { \"route.{p}small\" = \"big\" }"),
             deployment("raise", "hostile_host", "in2", "out2", "config = { attack = \"huge-reject\" }"),
+            deployment("halt", "router", "in3", "out3", "failure_policy = \"stop\"\nconfig = { \"route.{p}small\" = \"big\" }"),
         ]
         .concat(),
     ) + "\n[kafka.properties]\n\"batch.size\" = \"16384\"\n";
@@ -468,7 +471,10 @@ fn undeliverable_outputs_and_huge_messages_are_dead_lettered_once() {
     let weir = Weir::start(dir.path(), &k, &config);
     weir.wait_partitions("route", 1);
     weir.wait_partitions("raise", 1);
-    k.produce("in", &[Rec::new("a", "small one"), Rec::new("b", &format!("big {}", "x".repeat(30_000))), Rec::new("c", "another")]);
+    weir.wait_partitions("halt", 1);
+    let three = [Rec::new("a", "small one"), Rec::new("b", &format!("big {}", "x".repeat(30_000))), Rec::new("c", "another")];
+    k.produce("in", &three);
+    k.produce("in3", &three);
     let out = k.read("out", 2, MINUTE);
     assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), ["small one", "another"], "log:\n{}", weir.log_text());
     let dlq = k.read("route.dlq", 2, Duration::from_secs(20));
@@ -491,6 +497,15 @@ fn undeliverable_outputs_and_huge_messages_are_dead_lettered_once() {
     assert_eq!(dlq.len(), 1, "log:\n{}", weir.log_text());
     assert_eq!(dlq[0].header("weir.error.kind"), Some("rejected"));
     assert_eq!(dlq[0].header("weir.error.message").unwrap().len(), 4096);
+
+    let deadline = Instant::now() + MINUTE;
+    while weir.health().unwrap_or_default()["deployments"]["halt"]["stopped"]["0"].as_str().is_none() {
+        assert!(Instant::now() < deadline, "the stop policy stopped the partition; log:\n{}", weir.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Several commit intervals later, the commit is still before the record.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(k.committed("weir.halt", "in3", 1)[0] <= 1, "committed past the undeliverable record: {:?}", k.committed("weir.halt", "in3", 1));
 }
 
 /// Backpressure counts bytes as well as records: 4,000 records of 100 KB

@@ -23,7 +23,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::partition::{BatchLimits, Blocked, Buffer, Partition, Pending};
+use super::ledger::{Blocked, Group};
+use super::partition::{BatchLimits, Buffer, Partition};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Work};
 use super::{DeploymentStatus, Shared, lock};
@@ -136,7 +137,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         changelog: None,
     }));
     let consumer: BaseConsumer<KafkaContext> = crate::kafka::consumer_config(&shared.kafka, &deployment.group)
-        .create_with_context(KafkaContext { runtime: runtime.clone() })
+        .create_with_context(KafkaContext { runtime: runtime.clone(), name: deployment.name.clone() })
         .context("creating the consumer")?;
     let topics: Vec<&str> = deployment.config.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("subscribing to the input topics")?;
@@ -173,6 +174,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
 
 struct KafkaContext {
     runtime: Arc<Mutex<Runtime>>,
+    name: String,
 }
 
 /// Runs a callback's work; a panic in it (a bug) would unwind into
@@ -218,6 +220,14 @@ impl ConsumerContext for KafkaContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         guarded(&self.runtime, "taking partitions over", || self.assigned(consumer, rebalance));
+    }
+
+    /// Asynchronous offset commits report here (inside the loop's poll, so
+    /// without its lock); the next commit covers a failed one.
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(deployment = %self.name, error = %e, "an offset commit failed; the next one covers it");
+        }
     }
 }
 
@@ -309,7 +319,7 @@ impl Runtime {
     }
 
     fn poll_timeout(&self) -> Duration {
-        let busy = self.parts.values().any(|p| p.in_flight || !p.pending.is_empty() || p.commit_due || p.buffered() > 0) || !self.restoring.is_empty();
+        let busy = self.parts.values().any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || p.buffered() > 0) || !self.restoring.is_empty();
         if busy { Duration::from_millis(1) } else { Duration::from_millis(50) }
     }
 
@@ -449,7 +459,7 @@ impl Runtime {
                 match &result.stopped {
                     None => {
                         let last = batch.records.last().map_or(-1, |r| r.offset);
-                        p.processed.insert(batch.topic.clone(), last + 1);
+                        p.ledger.advance(&batch.topic, last + 1);
                     }
                     Some(stop) => {
                         let at = batch.records[stop.index as usize].offset;
@@ -458,18 +468,18 @@ impl Runtime {
                             &batch,
                             &crate::transform::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() },
                         );
-                        p.processed.insert(batch.topic.clone(), at);
+                        p.ledger.advance(&batch.topic, at);
                         self.stop_partition(consumer, done.partition, why);
                     }
                 }
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
-                p.pending.push_back(Pending { acks, positions: p.processed.clone(), batch: Some(Arc::new(batch)) });
+                p.ledger.push(acks, Some(Arc::new(batch)));
             }
             (_, Outcome::Closed(Ok(produced))) => {
                 let out = self.produce_outputs(&produced, &acks);
                 self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
-                p.pending.push_back(Pending { acks, positions: p.processed.clone(), batch: None });
+                p.ledger.push(acks, None);
             }
             (_, Outcome::Closed(Err(f))) => {
                 tracing::warn!(deployment = %name, partition = done.partition, "closing idle windows failed: {}: {}", f.kind, f.message);
@@ -611,7 +621,7 @@ impl Runtime {
     /// failed deliveries rewind the partition (with backoff, and a stop
     /// after several in a row).
     fn settle(&mut self, consumer: &BaseConsumer<KafkaContext>) {
-        let blocked: Vec<(i32, Blocked)> = self.parts.iter_mut().filter_map(|(&n, p)| p.settle().map(|b| (n, b))).collect();
+        let blocked: Vec<(i32, Blocked<Arc<Acks>>)> = self.parts.iter_mut().filter_map(|(&n, p)| p.ledger.settle().map(|b| (n, b))).collect();
         for (n, b) in blocked {
             match b {
                 Blocked::Transient(error) => self.retry_delivery(consumer, n, error),
@@ -622,7 +632,7 @@ impl Runtime {
 
     /// Deals with records of `group` that can never be delivered, and puts
     /// the group back in front of the queue with what that produced.
-    fn undeliverable(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, group: Pending, failures: Vec<Undeliverable>) {
+    fn undeliverable(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, group: Group<Arc<Acks>>, failures: Vec<Undeliverable>) {
         let name = self.deployment.name.clone();
         let acks = Acks::new();
         // The earliest record that stops the partition, and why.
@@ -658,19 +668,19 @@ impl Runtime {
                 (Role::Changelog, _) => {}
             }
         }
-        let Some(p) = self.parts.get_mut(&n) else { return };
         if let (Some((i, why)), Some(batch)) = (stop_at, group.batch.as_deref()) {
-            // Commits stop before the record; what came after it is
-            // processed again when the partition restarts.
-            let mut positions = group.positions.clone();
-            positions.insert(batch.topic.clone(), batch.records[i as usize].offset);
-            p.pending.clear();
-            p.pending.push_front(Pending { acks: Acks::new(), positions, batch: None });
+            // Nothing after the last commit is committed (the state holds
+            // the changes of the records after this one): the partition
+            // consumes again from there, this record included, when it
+            // restarts.
             let why = describe_failure(&name, batch, &crate::transform::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
+            self.rewind(consumer, n);
             self.stop_partition(consumer, n, why);
             return;
         }
-        p.pending.push_front(Pending { acks, positions: group.positions, batch: group.batch });
+        if let Some(p) = self.parts.get_mut(&n) {
+            p.ledger.push_front(Group { deliveries: acks, positions: group.positions, batch: group.batch });
+        }
     }
 
     /// A delivery failed in a way that may pass later: reprocess the
@@ -708,14 +718,11 @@ impl Runtime {
         {
             tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "reopening state failed");
         }
-        p.pending.clear();
         p.commit_due = false;
-        p.processed = p.committed.clone();
-        p.committable = p.committed.clone();
-        let topics: Vec<String> = self.deployment.config.inputs.clone();
+        let committed = p.ledger.rewind().clone();
         p.buffers.clear();
-        for t in &topics {
-            let offset = p.committed.get(t).map_or(Offset::Beginning, |&o| Offset::Offset(o));
+        for t in &self.deployment.config.inputs {
+            let offset = committed.get(t).map_or(Offset::Beginning, |&o| Offset::Offset(o));
             if let Err(e) = consumer.seek(t, n, offset, SEEK_TIMEOUT) {
                 tracing::error!(deployment = %self.deployment.name, topic = %t, partition = n, error = %e, "seek failed");
             }
@@ -752,72 +759,109 @@ impl Runtime {
         true
     }
 
-    /// Commits every partition whose commit is due and ready (no batch in
-    /// flight, every output acknowledged): in one changelog transaction
-    /// with the offsets when any of them changed state, else a plain offset
-    /// commit. Then each store is flushed with a checkpoint of what was
-    /// committed.
+    /// Commits every partition whose commit is due and whose batch in
+    /// flight is back. A partition whose state changed since its last
+    /// commit waits until everything it processed is delivered, then
+    /// commits state and offsets in one changelog transaction; the others
+    /// commit what their deliveries allow so far, without waiting for the
+    /// rest, asynchronously except while partitions are let go. Then each
+    /// store is flushed with a checkpoint of what was committed.
     fn commit(&mut self, consumer: &BaseConsumer<KafkaContext>) {
         if Instant::now() < self.retry_commit_at {
             return;
         }
-        let ready: Vec<i32> = self.parts.iter().filter(|(_, p)| p.commit_due && !p.in_flight && p.pending.is_empty()).map(|(&n, _)| n).collect();
-        if ready.is_empty() {
+        let (mut with_state, mut offsets_only) = (Vec::new(), Vec::new());
+        for (&n, p) in &self.parts {
+            if !p.commit_due || p.in_flight {
+                continue;
+            }
+            // State lost with a job that panicked: nothing more is committed.
+            let Some(state) = p.state.as_deref() else { continue };
+            if !state.has_durable_changes() {
+                offsets_only.push(n);
+            } else if p.ledger.to_commit(true).is_some() {
+                with_state.push(n);
+            }
+        }
+        if !offsets_only.is_empty() {
+            let mode = if self.stopping { CommitMode::Sync } else { CommitMode::Async };
+            if let Err(e) = self.commit_offsets(consumer, &offsets_only, mode) {
+                tracing::error!(deployment = %self.deployment.name, partitions = ?offsets_only, error = %format!("{e:#}"), "commit failed");
+                self.retry_commit_at = Instant::now() + Duration::from_millis(500);
+            }
+        }
+        if with_state.is_empty() {
             return;
         }
-        let durable = ready.iter().any(|n| self.parts[n].state.as_ref().is_some_and(|s| s.has_durable_changes()));
-        let committed = match durable {
-            true => self.commit_with_changelog(consumer, &ready),
-            false => self.commit_offsets(consumer, &ready),
-        };
-        match committed {
+        match self.commit_with_changelog(consumer, &with_state) {
             Ok(ends) => {
-                for n in ready {
+                for n in with_state {
                     let Some(p) = self.parts.get_mut(&n) else { continue };
-                    p.commit_due = false;
-                    p.failed_deliveries = 0;
-                    p.committed = p.processed.clone();
+                    let positions = p.ledger.processed().clone();
+                    p.ledger.committed_at(positions);
                     if let Some(end) = ends.get(&n).filter(|&&e| e >= 0) {
                         p.changelog_next = p.changelog_next.max(end + 1);
                     }
-                    if let Some(state) = p.state.as_mut() {
-                        let checkpoint = Checkpoint { offsets: p.committed.clone(), changelog_next: p.changelog_next };
-                        if let Err(e) = state.flush_with_checkpoint(&checkpoint) {
-                            tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "flushing state failed");
-                        }
-                    }
+                    self.committed(n);
                 }
             }
             Err(e) => {
                 // Nothing of the commit is visible: the partitions go back
                 // to their last commit and process again from there.
                 let error = format!("{e:#}");
-                tracing::error!(deployment = %self.deployment.name, partitions = ?ready, error = %error, "commit failed");
+                tracing::error!(deployment = %self.deployment.name, partitions = ?with_state, error = %error, "commit failed");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
-                if durable {
-                    for n in ready {
-                        self.retry_delivery(consumer, n, format!("committing state: {error}"));
-                    }
+                for n in with_state {
+                    self.retry_delivery(consumer, n, format!("committing state: {error}"));
                 }
             }
         }
     }
 
-    /// A plain commit of the ready partitions' offsets.
-    fn commit_offsets(&mut self, consumer: &BaseConsumer<KafkaContext>, ready: &[i32]) -> Result<BTreeMap<i32, i64>> {
+    /// Partition `n` committed: its store is flushed with a checkpoint of
+    /// the committed offsets.
+    fn committed(&mut self, n: i32) {
+        let Some(p) = self.parts.get_mut(&n) else { return };
+        p.commit_due = false;
+        p.failed_deliveries = 0;
+        if let Some(state) = p.state.as_mut() {
+            let checkpoint = Checkpoint { offsets: p.ledger.committed().clone(), changelog_next: p.changelog_next };
+            if let Err(e) = state.flush_with_checkpoint(&checkpoint) {
+                tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "flushing state failed");
+            }
+        }
+    }
+
+    /// Commits the offsets the ledgers of partitions `numbers` allow. An
+    /// asynchronous commit that fails is reported by the client; the next
+    /// one covers its offsets.
+    fn commit_offsets(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32], mode: CommitMode) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
-        for n in ready {
+        let mut moved = Vec::new();
+        for n in numbers {
             let p = &self.parts[n];
-            if p.processed != p.committed {
-                for (t, &o) in &p.processed {
+            if let Some(positions) = p.ledger.to_commit(false) {
+                for (t, &o) in positions {
                     tpl.add_partition_offset(t, *n, Offset::Offset(o))?;
                 }
+                moved.push((*n, positions.clone()));
             }
         }
         if tpl.count() > 0 {
-            consumer.commit(&tpl, CommitMode::Sync).context("committing offsets")?;
+            consumer.commit(&tpl, mode).context("committing offsets")?;
         }
-        Ok(BTreeMap::new())
+        for n in numbers {
+            if let Some(p) = self.parts.get_mut(n) {
+                p.commit_due = false;
+            }
+        }
+        for (n, positions) in moved {
+            if let Some(p) = self.parts.get_mut(&n) {
+                p.ledger.committed_at(positions);
+            }
+            self.committed(n);
+        }
+        Ok(())
     }
 
     /// The ready partitions' state changes, positions and offsets in one
@@ -833,7 +877,7 @@ impl Runtime {
             .iter()
             .filter_map(|n| {
                 let p = &self.parts[n];
-                Some(Flush { partition: *n, state: p.state.as_deref()?, positions: &p.processed })
+                Some(Flush { partition: *n, state: p.state.as_deref()?, positions: p.ledger.processed() })
             })
             .collect();
         let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
@@ -865,8 +909,18 @@ impl Runtime {
             }
             self.settle(consumer);
             self.retry_commit_at = Instant::now();
+            for n in numbers {
+                // Offsets-only commits take what is delivered so far: again
+                // until everything processed is committed.
+                if let Some(p) = self.parts.get_mut(n).filter(|p| !p.ledger.is_done()) {
+                    p.commit_due = true;
+                }
+            }
             self.commit(consumer);
-            let open = numbers.iter().filter(|n| self.parts.get(n).is_some_and(|p| p.in_flight || p.commit_due || !p.pending.is_empty())).count();
+            let open = numbers
+                .iter()
+                .filter(|n| self.parts.get(n).is_some_and(|p| p.in_flight || (p.state.is_some() && (p.commit_due || !p.ledger.is_done()))))
+                .count();
             if open == 0 {
                 break;
             }

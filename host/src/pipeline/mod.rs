@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 pub mod deployment;
+mod ledger;
 mod partition;
 pub mod reconcile;
 mod restore;

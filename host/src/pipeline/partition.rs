@@ -1,13 +1,12 @@
 //! One input partition (number) of a deployment while this host owns it:
-//! buffered records, the batch in flight, deliveries not yet acknowledged,
-//! and the offsets that may be committed.
+//! buffered records, the batch in flight, and its commit ledger.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bindings::InputBatch;
-use crate::kafka::producer::{Acks, Settled, Undeliverable};
+use super::ledger::{Ledger, Positions};
+use crate::kafka::producer::Acks;
 use crate::state::PartitionState;
 use crate::transform::BatchBuilder;
 
@@ -100,39 +99,16 @@ impl Buffer {
     }
 }
 
-/// Outputs of a processed batch, and the positions committable once they
-/// (and every earlier group) are acknowledged.
-pub struct Pending {
-    pub acks: Arc<Acks>,
-    pub positions: BTreeMap<String, i64>,
-    /// The batch the outputs came from, for the failure policy of records
-    /// whose outputs can never be delivered.
-    pub batch: Option<Arc<InputBatch>>,
-}
-
-/// Why a partition's commits cannot advance.
-pub enum Blocked {
-    /// A delivery failed in a way that trying again may fix.
-    Transient(String),
-    /// Records of a group can never be delivered; the group is out of the
-    /// queue and goes back in front once dealt with.
-    Permanent { group: Pending, failures: Vec<Undeliverable> },
-}
-
 pub struct Partition {
     pub number: i32,
     pub buffers: BTreeMap<String, Buffer>,
     /// Home between batches; with a worker while one is in flight.
     pub state: Option<Box<PartitionState>>,
     pub in_flight: bool,
-    /// Next offset to process per topic (after the last processed batch).
-    pub processed: BTreeMap<String, i64>,
-    pub pending: VecDeque<Pending>,
-    /// Positions whose outputs are all acknowledged.
-    pub committable: BTreeMap<String, i64>,
-    pub committed: BTreeMap<String, i64>,
+    pub ledger: Ledger<Arc<Acks>>,
     /// A commit is due: no new batch starts until the one in flight is back
-    /// and every output is acknowledged, then the commit happens.
+    /// (and, when state changed, every delivery is acknowledged), then the
+    /// commit happens.
     pub commit_due: bool,
     /// Why processing stopped (failure policy `stop`, a fatal error).
     pub stopped: Option<String>,
@@ -148,16 +124,13 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub fn new(number: i32, state: Box<PartitionState>, committed: BTreeMap<String, i64>, changelog_next: i64) -> Self {
+    pub fn new(number: i32, state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
         Partition {
             number,
             buffers: BTreeMap::new(),
             state: Some(state),
             in_flight: false,
-            processed: committed.clone(),
-            pending: VecDeque::new(),
-            committable: committed.clone(),
-            committed,
+            ledger: Ledger::new(committed),
             commit_due: false,
             stopped: None,
             last_record: Instant::now(),
@@ -170,26 +143,6 @@ impl Partition {
 
     pub fn buffered(&self) -> usize {
         self.buffers.values().map(Buffer::records).sum()
-    }
-
-    /// Moves `committable` past every fully acknowledged group; stops at
-    /// the first group that failed.
-    pub fn settle(&mut self) -> Option<Blocked> {
-        while let Some(p) = self.pending.front() {
-            if !p.acks.settled() {
-                break;
-            }
-            match p.acks.outcome() {
-                Settled::Delivered => {
-                    let p = self.pending.pop_front().expect("front exists");
-                    self.committable = p.positions;
-                    self.failed_deliveries = 0;
-                }
-                Settled::Transient(error) => return Some(Blocked::Transient(error)),
-                Settled::Permanent(failures) => return Some(Blocked::Permanent { group: self.pending.pop_front().expect("front exists"), failures }),
-            }
-        }
-        None
     }
 }
 

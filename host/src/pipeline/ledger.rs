@@ -189,14 +189,20 @@ mod tests {
         Positions::from([("in".to_owned(), o)])
     }
 
-    #[test]
-    fn commits_follow_deliveries_in_order() {
+    /// A ledger with two groups pushed: records 0..10 and 10..20.
+    fn two_groups() -> (Ledger<Fake>, Fake, Fake) {
         let mut l = Ledger::new(at(0));
         let (a, b) = (Fake::default(), Fake::default());
         l.advance("in", 10);
         l.push(a.clone(), None);
         l.advance("in", 20);
         l.push(b.clone(), None);
+        (l, a, b)
+    }
+
+    #[test]
+    fn commits_follow_deliveries_in_order() {
+        let (mut l, a, b) = two_groups();
         b.0.set(Some(Outcome::Delivered));
         assert!(l.settle().is_none());
         assert_eq!(l.to_commit(false), None, "a later group delivered first commits nothing");
@@ -210,12 +216,7 @@ mod tests {
 
     #[test]
     fn a_commit_with_state_waits_for_every_group() {
-        let mut l = Ledger::new(at(0));
-        let (a, b) = (Fake::default(), Fake::default());
-        l.advance("in", 10);
-        l.push(a.clone(), None);
-        l.advance("in", 20);
-        l.push(b, None);
+        let (mut l, a, _) = two_groups();
         a.0.set(Some(Outcome::Delivered));
         l.settle();
         assert_eq!(l.to_commit(false), Some(&at(10)));
@@ -240,12 +241,7 @@ mod tests {
 
     #[test]
     fn nothing_commits_while_a_group_is_out_with_its_policy() {
-        let mut l = Ledger::new(at(0));
-        let (a, b) = (Fake::default(), Fake::default());
-        l.advance("in", 10);
-        l.push(a.clone(), None);
-        l.advance("in", 20);
-        l.push(b.clone(), None);
+        let (mut l, a, b) = two_groups();
         a.0.set(Some(Outcome::Permanent));
         b.0.set(Some(Outcome::Delivered));
         let Some(Blocked::Permanent { group, .. }) = l.settle() else { panic!("blocked") };

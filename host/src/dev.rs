@@ -46,10 +46,6 @@ impl Embedded {
     pub fn bootstrap(&self) -> String {
         self.cluster.bootstrap_servers()
     }
-
-    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
-        self.cluster.create_topic(name, partitions, 1).with_context(|| format!("creating topic {name}"))
-    }
 }
 
 /// The example plugin `weir dev` runs when none is named: the word count
@@ -127,7 +123,7 @@ pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration
             Ok(p) => p,
             Err(e) => return tracing::error!(error = %e, "sample producer"),
         };
-        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+        let now = || crate::registry::now_ms() as i64;
         let first = lines.iter().map(|l| l.timestamp).find(|&t| t > 0).unwrap_or(0);
         let mut round = 0;
         // Rounds never overlap in event time.

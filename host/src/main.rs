@@ -143,8 +143,8 @@ struct Settings {
     #[arg(long = "limit", value_parser = parse_key_value)]
     limits: Vec<(String, String)>,
     /// dead-letter, skip or stop.
-    #[arg(long)]
-    failure_policy: Option<String>,
+    #[arg(long, value_parser = parse_failure_policy)]
+    failure_policy: Option<weir::config::FailurePolicy>,
     #[arg(long)]
     dead_letter_topic: Option<String>,
     #[arg(long)]
@@ -166,8 +166,10 @@ impl Settings {
             let value: serde_json::Value = serde_json::from_str(v).with_context(|| format!("--limit {k}={v}: not a number"))?;
             spec["limits"][k] = value;
         }
-        let strings = [("failure_policy", &self.failure_policy), ("dead_letter_topic", &self.dead_letter_topic), ("late_topic", &self.late_topic)];
-        for (k, v) in strings {
+        if let Some(policy) = self.failure_policy {
+            spec["failure_policy"] = serde_json::json!(policy);
+        }
+        for (k, v) in [("dead_letter_topic", &self.dead_letter_topic), ("late_topic", &self.late_topic)] {
             if let Some(v) = v {
                 spec[k] = serde_json::json!(v);
             }
@@ -367,6 +369,11 @@ struct TestArgs {
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
     Ok((k.to_owned(), v.to_owned()))
+}
+
+/// A failure policy as the configuration spells it.
+fn parse_failure_policy(s: &str) -> Result<weir::config::FailurePolicy, String> {
+    serde_json::from_value(serde_json::json!(s)).map_err(|_| format!("`{s}`: expected dead-letter, skip or stop"))
 }
 
 fn main() -> ExitCode {

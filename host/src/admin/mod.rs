@@ -181,7 +181,6 @@ async fn upload(
     let module = module.map_err(|e| {
         let status = match e {
             LoadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            LoadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         err(status, e.to_string())

@@ -32,8 +32,6 @@ pub enum LoadError {
          and filesystem (served deny-all; no sockets or HTTP)"
     )]
     UngrantedImport(String),
-    #[error("could not load the module: {0}")]
-    Internal(String),
 }
 
 /// Checks the preamble before handing bytes to the compiler, so that common

@@ -16,12 +16,7 @@ use crate::config::KafkaConfig;
 
 /// Settings shared by every client.
 pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.brokers);
-    for (k, v) in &kafka.properties {
-        c.set(k, v);
-    }
-    c
+    apply_user(ClientConfig::new(), kafka)
 }
 
 /// A consumer of a deployment's group: offsets are committed by Weir after
@@ -112,7 +107,7 @@ impl ProducerLimits {
 /// describe their configuration.
 pub const KAFKA_DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_588;
 
-/// User properties come last so they win.
+/// The brokers and the user's properties, last so that they win.
 fn apply_user(mut c: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
     c.set("bootstrap.servers", &kafka.brokers);
     for (k, v) in &kafka.properties {

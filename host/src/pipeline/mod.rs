@@ -333,10 +333,6 @@ impl Host {
         lock(&self.running).get(id).map(|r| r.deployment.clone())
     }
 
-    pub fn cluster(&self) -> &Cluster {
-        &self.cluster
-    }
-
     /// Starts consuming for a prepared deployment.
     pub fn run(&self, deployment: Arc<Deployment>) {
         let mut running = lock(&self.running);

@@ -58,10 +58,6 @@ impl RocksBackend {
         }
         Ok(())
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl StateBackend for RocksBackend {

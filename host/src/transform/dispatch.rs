@@ -133,10 +133,6 @@ impl Transform {
         Transform { module, spec, instance: None, instantiations: 0 }
     }
 
-    pub fn spec(&self) -> &TransformSpec {
-        &self.spec
-    }
-
     /// Instances created so far (the first, plus one after every failure).
     pub fn instantiations(&self) -> u64 {
         self.instantiations

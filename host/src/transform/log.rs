@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -79,7 +79,7 @@ impl GuestLog {
             if inner.lines.len() == KEEP_LINES {
                 inner.lines.pop_front();
             }
-            let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+            let at_ms = crate::registry::now_ms();
             inner.lines.push_back(LogLine { at_ms, level, message: message.to_owned() });
         }
         let d = &*self.deployment;

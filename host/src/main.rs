@@ -2,7 +2,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use weir::engine::{Engine, EngineConfig, Limits};
@@ -388,7 +388,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Dev(args) => dev(args),
         Command::New(args) => new_plugin(args),
-        Command::Bench(b) => on_wasm_thread(move || bench(b)),
+        Command::Bench(b) => weir::engine::on_wasm_thread(&EngineConfig::default(), "bench-main", "the benchmark", move || bench(b)).and_then(|r| r),
         Command::Deploy(a) => deploy(a),
         Command::Upgrade(a) => upgrade(a),
         Command::List(a) => list(a),
@@ -590,15 +590,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// Runs `f` on a thread whose stack outsizes the wasm stack limit.
-fn on_wasm_thread<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    std::thread::Builder::new()
-        .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
-        .spawn(f)?
-        .join()
-        .map_err(|_| anyhow!("the worker thread panicked"))?
-}
-
 fn bench(command: BenchCommand) -> Result<ExitCode> {
     match command {
         BenchCommand::Dispatch { plugin, records, value_bytes } => {
@@ -710,7 +701,6 @@ fn test(args: TestArgs) -> Result<ExitCode> {
     if args.no_cache {
         config.cache_dir = None;
     }
-    let stack = weir::engine::worker_stack_size(&config);
     let mut limits = Limits::default();
     limits.memory_mb = args.memory_mb.unwrap_or(limits.memory_mb);
     limits.cpu_ms_per_batch = args.cpu_ms.unwrap_or(limits.cpu_ms_per_batch);
@@ -724,16 +714,11 @@ fn test(args: TestArgs) -> Result<ExitCode> {
         batch_size: args.batch_size,
         flush_windows: args.flush_windows,
     };
-    // Wasm runs on a thread whose stack outsizes the wasm stack limit.
-    let summary = std::thread::Builder::new()
-        .stack_size(stack)
-        .spawn(move || {
-            let engine = Engine::new(config)?;
-            let stdout = std::io::stdout();
-            let stderr = std::io::stderr();
-            offline::run(&engine, &args.plugin, &opts, &lines, &mut stdout.lock(), &mut stderr.lock())
-        })?
-        .join()
-        .map_err(|_| anyhow!("the test runner panicked"))??;
+    let summary = weir::engine::on_wasm_thread(&config.clone(), "weir-test", "the test runner", move || {
+        let engine = Engine::new(config)?;
+        let stdout = std::io::stdout();
+        let stderr = std::io::stderr();
+        offline::run(&engine, &args.plugin, &opts, &lines, &mut stdout.lock(), &mut stderr.lock())
+    })??;
     Ok(if summary.failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }

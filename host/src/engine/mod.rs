@@ -60,6 +60,12 @@ pub fn worker_stack_size(config: &EngineConfig) -> usize {
     config.max_wasm_stack_kb * 1024 + (8 << 20)
 }
 
+/// Runs `f` on a thread named `name` with such a stack, and waits for it;
+/// a panic in it is an error saying `what` panicked.
+pub fn on_wasm_thread<T: Send + 'static>(config: &EngineConfig, name: &str, what: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    std::thread::Builder::new().name(name.to_owned()).stack_size(worker_stack_size(config)).spawn(f)?.join().map_err(|_| anyhow::anyhow!("{what} panicked"))
+}
+
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,

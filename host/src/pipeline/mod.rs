@@ -317,14 +317,9 @@ impl Host {
     /// Instantiates a transform and runs its `init`, off the caller's
     /// thread (wasm needs a large stack).
     pub fn warm_up(&self, module: Arc<Module>, spec: Arc<TransformSpec>) -> Result<()> {
-        let stack = crate::engine::worker_stack_size(self.engine.config());
         let name = spec.name.clone();
-        std::thread::Builder::new()
-            .name("weir-warm-up".into())
-            .stack_size(stack)
-            .spawn(move || Transform::new(module, spec).warm_up())?
-            .join()
-            .map_err(|_| anyhow::anyhow!("deployment `{name}`: init panicked the host thread"))?
+        let what = format!("deployment `{name}`: init");
+        crate::engine::on_wasm_thread(self.engine.config(), "weir-warm-up", &what, move || Transform::new(module, spec).warm_up())?
             .map_err(|f| anyhow::anyhow!("deployment `{name}`: {}: {}", f.kind, f.message))
     }
 

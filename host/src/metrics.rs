@@ -61,6 +61,21 @@ impl Metrics {
         }
     }
 
+    /// The sum of counter `name` (without the `weir_` prefix) over all its
+    /// series, or over those of `tenant`.
+    pub fn sum(&self, name: &str, tenant: Option<&str>) -> f64 {
+        let name = format!("weir_{name}");
+        let of_tenant = |m: &prometheus::proto::Metric| tenant.is_none_or(|t| m.get_label().iter().any(|l| l.name() == "tenant" && l.value() == t));
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric())
+            .filter(|m| of_tenant(m))
+            .map(|m| m.get_counter().get_value())
+            .sum()
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -72,5 +87,23 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_a_counter_over_its_series_or_a_tenants() {
+        let m = Metrics::new();
+        m.failures.with_label_values(&["acme", "a", "0", "trap"]).inc_by(2);
+        m.failures.with_label_values(&["acme", "b", "1", "timeout"]).inc_by(3);
+        m.failures.with_label_values(&["evil", "c", "0", "trap"]).inc_by(5);
+        m.records_in.with_label_values(&["acme", "a", "0"]).inc_by(7);
+        assert_eq!(m.sum("failures_total", None), 10.0);
+        assert_eq!(m.sum("failures_total", Some("acme")), 5.0);
+        assert_eq!(m.sum("failures_total", Some("nobody")), 0.0);
+        assert_eq!(m.sum("records_in_total", None), 7.0);
     }
 }

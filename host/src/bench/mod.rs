@@ -196,21 +196,14 @@ fn weir_rate(kafka: &crate::config::KafkaConfig, name: &str, deployment: crate::
     let host = crate::pipeline::Host::start(&config)?;
     host.run(host.prepare_static(name, &deployment)?);
     let started = loop {
-        let text = host.metrics().render();
-        if text.lines().any(|l| l.starts_with("weir_records_in_total") && !l.ends_with(" 0")) {
+        if host.metrics().sum("records_in_total", None) > 0.0 {
             break Instant::now();
         }
         std::thread::sleep(Duration::from_millis(2));
     };
     let done = wait_filled(kafka, &output, partitions, expected)?;
     host.shutdown();
-    let records = host
-        .metrics()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("weir_records_in_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>();
+    let records = host.metrics().sum("records_in_total", None);
     Ok(records / done.duration_since(started).as_secs_f64())
 }
 
@@ -510,13 +503,7 @@ fn peak_rss() -> u64 {
 
 /// Failed records of `tenant` so far, from the metrics.
 fn failures_of(host: &crate::pipeline::Host, tenant: &str) -> u64 {
-    let label = format!("tenant=\"{tenant}\"");
-    host.metrics()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("weir_failures_total") && l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    host.metrics().sum("failures_total", Some(tenant)) as u64
 }
 
 pub struct StateRow {

@@ -285,9 +285,13 @@ fn other_deployments_keep_running_beside_hostile_ones_on_the_shared_workers() {
 /// it a minute: an attack on the host must fail its records quickly, never
 /// hang, abort or take the host's memory.
 fn attacked(path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits, values: &[&str]) -> (BatchResult, u64) {
+    attacked_by(path, config, limits, batch(values))
+}
+
+/// [`attacked`] with a batch of any records.
+fn attacked_by(path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits, b: InputBatch) -> (BatchResult, u64) {
     let (tx, rx) = std::sync::mpsc::channel();
     let config: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let b = batch(values);
     std::thread::Builder::new()
         .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
         .spawn(move || {
@@ -406,33 +410,16 @@ fn window_bombs_are_refused_or_linear() {
         for (i, ts) in [i64::MIN, -5, -1, 0, 1_000, i64::MAX - 1, i64::MAX].into_iter().enumerate() {
             b.push(i as i64, ts, Some(b"k"), Some(b"x"), []);
         }
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (b, window) = (b.finish(), window.to_vec());
-        std::thread::Builder::new()
-            .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
-            .spawn(move || {
-                let mut t = transform(&engine(), "window-count", &window, Limits::default());
-                let (_, r) = t.dispatch(&b, Box::new(PartitionState::in_memory()));
-                let _ = tx.send(r.failures.iter().filter(|f| f.kind != FailureKind::InvalidOutput).count());
-            })
-            .unwrap();
-        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(60)).expect("extreme times handled"), 0);
+        let (r, _) = attacked_by(plugin("window-count"), window, Limits::default(), b.finish());
+        assert_eq!(r.failures.iter().filter(|f| f.kind != FailureKind::InvalidOutput).count(), 0, "extreme times handled");
     }
 
     let mut b = BatchBuilder::new("in", 0);
     for i in 0..3_000 {
         b.push(i, 1_000 + i, Some(b"k"), Some(b"x"), []);
     }
-    let b = b.finish();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
-        .spawn(move || {
-            let mut t = transform(&engine(), "window-count", &[("window", "sliding"), ("size_ms", "60000")], Limits::default());
-            let _ = tx.send(t.dispatch(&b, Box::new(PartitionState::in_memory())).1.failures.len());
-        })
-        .unwrap();
-    assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(60)).expect("3,000 values of one key within a minute"), 0);
+    let (r, _) = attacked_by(plugin("window-count"), &[("window", "sliding"), ("size_ms", "60000")], Limits::default(), b.finish());
+    assert_eq!(r.failures.len(), 0, "3,000 values of one key");
 
     // A window that never closes makes each value of a key revisit every
     // earlier one (5,000 values: 12.5 million visits in one call). That
@@ -441,22 +428,9 @@ fn window_bombs_are_refused_or_linear() {
     for i in 0..5_000 {
         b.push(i, 1_000 + i, Some(b"k"), Some(b"x"), []);
     }
-    let b = b.finish();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
-        .spawn(move || {
-            let mut t = transform(
-                &engine(),
-                "window-count",
-                &[("window", "sliding"), ("size_ms", "1000000000000")],
-                Limits { cpu_ms_per_batch: 50, ..Limits::default() },
-            );
-            let _ = tx.send(t.dispatch(&b, Box::new(PartitionState::in_memory())).1.failures);
-        })
-        .unwrap();
-    let failures = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the host's window work ends within a minute");
-    assert!(failures.iter().any(|f| f.kind == FailureKind::Timeout), "{:?}", failures.first());
+    let limits = Limits { cpu_ms_per_batch: 50, ..Limits::default() };
+    let (r, _) = attacked_by(plugin("window-count"), &[("window", "sliding"), ("size_ms", "1000000000000")], limits, b.finish());
+    assert!(r.failures.iter().any(|f| f.kind == FailureKind::Timeout), "{:?}", r.failures.first());
 }
 
 fn load_error(bytes: &[u8]) -> String {

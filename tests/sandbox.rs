@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use weir::bindings::InputBatch;
-use weir::engine::{Engine, EngineConfig, Limits, LoadError};
+use weir::engine::{Engine, EngineConfig, LoadError};
 use weir::state::PartitionState;
-use weir::transform::{BatchBuilder, BatchResult, FailureKind, Transform, TransformSpec};
+use weir::transform::{BatchResult, Transform, TransformSpec};
+use weir_abi::{BatchBuilder, FailureKind, InputBatch, Limits};
 use weir_tests::plugin;
 
 fn engine() -> Engine {
@@ -331,7 +331,7 @@ fn attacks_through_the_host_fail_their_records_on_its_budget() {
     // A 10 MiB reject message reaches the failure policy cut to 4 KiB.
     let (r, _) = attacked(plugin("hostile-host"), &[("attack", "huge-reject")], Limits::default(), &["a"]);
     assert_eq!(r.failures[0].kind, FailureKind::Rejected);
-    assert_eq!(r.failures[0].message.len(), weir::transform::MAX_MESSAGE_BYTES);
+    assert_eq!(r.failures[0].message.len(), weir_abi::MAX_MESSAGE_BYTES);
     // 100,000 outputs to one 40 MiB topic name: judged once, refused as no
     // topic name at all, quoted briefly.
     let (r, _) = attacked(plugin("hostile-host"), &[("attack", "long-topic")], Limits::default(), &["a"]);

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::engine::{EngineConfig, Limits};
+use crate::engine::EngineConfig;
+use weir_abi::Limits;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

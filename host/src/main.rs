@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use weir::engine::{Engine, EngineConfig, Limits};
+use weir::engine::{Engine, EngineConfig};
 use weir::offline::{self, TestOptions};
+use weir_abi::Limits;
 
 // State and window updates allocate small keys and values per record;
 // mimalloc serves them markedly faster than glibc (see BENCHMARKS.md).

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::bindings::InputBatch;
-use crate::engine::{Engine, EngineConfig, Limits};
+use crate::engine::{Engine, EngineConfig};
 use crate::state::PartitionState;
-use crate::transform::{BatchBuilder, Transform, TransformSpec};
+use crate::transform::{Transform, TransformSpec};
+use weir_abi::BatchBuilder;
+use weir_abi::InputBatch;
+use weir_abi::Limits;
 
 pub mod streams;
 

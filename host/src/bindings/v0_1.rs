@@ -6,10 +6,13 @@ wasmtime::component::bindgen!({
     // State calls may fail on the host side (storage errors, quotas); they
     // trap the guest rather than hand it an error it could ignore.
     imports: { default: trappable },
-    additional_derives: [PartialEq],
+    // Batches the host passes in are borrowed, not copied.
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 use self::weir::transform::{log, state, types, windows};
+
+use weir_abi as abi;
 
 use crate::transform::instance::HostState;
 use crate::transform::log::LogLevel;
@@ -66,7 +69,7 @@ impl state::Host for HostState {
         let state = self.partition()?;
         state.set(&key, &value, ttl_ms);
         match state.take_oversize() {
-            Some((bytes, limit)) => Err(wasmtime::Error::new(crate::engine::LimitExceeded::StateEntry { bytes, limit })),
+            Some((bytes, limit)) => Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry { bytes, limit })),
             None => Ok(()),
         }
     }
@@ -109,6 +112,124 @@ impl HostState {
 
 impl windows::Host for HostState {
     fn define(&mut self, name: String, spec: windows::WindowSpec) -> wasmtime::Result<Result<u32, String>> {
-        Ok(self.windows.define(&name, spec))
+        Ok(self.windows.define(&name, window_spec(spec)))
+    }
+}
+
+// Conversions to and from the host's types. Records are small structs of
+// spans, copied field by field; the data buffers are borrowed going in and
+// moved coming out, never copied.
+
+fn span(s: abi::Span) -> types::Span {
+    types::Span { start: s.start, len: s.len }
+}
+
+fn from_span(s: types::Span) -> abi::Span {
+    abi::Span { start: s.start, len: s.len }
+}
+
+fn header(h: &abi::Header) -> types::Header {
+    types::Header { name: span(h.name), value: h.value.map(span) }
+}
+
+fn from_header(h: types::Header) -> abi::Header {
+    abi::Header { name: from_span(h.name), value: h.value.map(from_span) }
+}
+
+/// Space for the record and header lists of batches passed to the guest,
+/// kept by an instance so a call allocates nothing.
+#[derive(Default)]
+pub struct Scratch {
+    records: Vec<types::InputRecord>,
+    headers: Vec<types::Header>,
+    results: Vec<windows::WindowResult>,
+}
+
+impl Scratch {
+    pub fn input<'a>(&'a mut self, b: &'a abi::InputBatch) -> types::InputBatch<'a> {
+        self.records.clear();
+        self.records.extend(b.records.iter().map(|r| types::InputRecord {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.map(span),
+            value: r.value.map(span),
+            headers: span(r.headers),
+        }));
+        self.headers.clear();
+        self.headers.extend(b.headers.iter().map(header));
+        types::InputBatch { topic: &b.topic, partition: b.partition, data: &b.data, records: &self.records, headers: &self.headers }
+    }
+
+    pub fn windows<'a>(&'a mut self, b: &'a abi::WindowBatch) -> windows::WindowBatch<'a> {
+        self.results.clear();
+        self.results.extend(b.results.iter().map(|r| windows::WindowResult {
+            window: r.window,
+            key: span(r.key),
+            start: r.start,
+            end: r.end,
+            count: r.count,
+            value: r.value,
+            custom: r.custom.map(span),
+            closed: r.closed,
+        }));
+        windows::WindowBatch { data: &b.data, results: &self.results }
+    }
+}
+
+pub fn output(b: types::OutputBatch) -> abi::OutputBatch {
+    abi::OutputBatch {
+        data: b.data,
+        records: b
+            .records
+            .into_iter()
+            .map(|r| abi::OutputRecord {
+                source: r.source,
+                topic: r.topic,
+                key: r.key.map(from_span),
+                value: r.value.map(from_span),
+                headers: from_span(r.headers),
+                timestamp: r.timestamp,
+            })
+            .collect(),
+        headers: b.headers.into_iter().map(from_header).collect(),
+        topics: b.topics,
+        rejects: b.rejects.into_iter().map(|r| abi::Reject { source: r.source, message: r.message }).collect(),
+        window_adds: b
+            .window_adds
+            .into_iter()
+            .map(|a| abi::WindowAdd {
+                window: a.window,
+                source: a.source,
+                key: from_span(a.key),
+                timestamp: a.timestamp,
+                number: a.number,
+                custom: a.custom.map(from_span),
+            })
+            .collect(),
+    }
+}
+
+fn window_spec(s: windows::WindowSpec) -> abi::WindowSpec {
+    abi::WindowSpec {
+        kind: match s.kind {
+            windows::WindowKind::Tumbling(ms) => abi::WindowKind::Tumbling(ms),
+            windows::WindowKind::Hopping(h) => abi::WindowKind::Hopping(abi::Hopping { size_ms: h.size_ms, advance_ms: h.advance_ms }),
+            windows::WindowKind::Sliding(ms) => abi::WindowKind::Sliding(ms),
+            windows::WindowKind::Session(ms) => abi::WindowKind::Session(ms),
+        },
+        grace_ms: s.grace_ms,
+        aggregation: match s.aggregation {
+            windows::Aggregation::Count => abi::Aggregation::Count,
+            windows::Aggregation::Sum => abi::Aggregation::Sum,
+            windows::Aggregation::Min => abi::Aggregation::Min,
+            windows::Aggregation::Max => abi::Aggregation::Max,
+            windows::Aggregation::Mean => abi::Aggregation::Mean,
+            windows::Aggregation::Custom => abi::Aggregation::Custom,
+        },
+        emit: match s.emit {
+            windows::EmitMode::OnUpdate => abi::EmitMode::OnUpdate,
+            windows::EmitMode::OnClose => abi::EmitMode::OnClose,
+        },
+        idle_close_ms: s.idle_close_ms,
     }
 }

@@ -20,7 +20,6 @@ pub mod wasi;
 
 use crate::bindings::v0_1::{Plugin, PluginPre};
 use crate::transform::instance::HostState;
-pub use limits::{LimitExceeded, Limits, record_size};
 pub use validate::LoadError;
 
 /// Settings of the shared engine.

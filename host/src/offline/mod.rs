@@ -9,11 +9,12 @@ use anyhow::{Context, Result, bail};
 
 pub mod jsonl;
 
-use crate::engine::{Engine, Limits};
+use crate::engine::Engine;
 use crate::state::PartitionState;
-use crate::transform::{BatchBuilder, Produced, Transform, TransformSpec};
+use crate::transform::{Produced, Transform, TransformSpec};
 use crate::windows::ForceClose;
 use jsonl::InputLine;
+use weir_abi::{BatchBuilder, Limits};
 
 pub struct TestOptions {
     /// Deployment name used in logs and errors.

@@ -28,12 +28,13 @@ use super::partition::{BatchLimits, Buffer, Partition};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Work};
 use super::{DeploymentStatus, Shared, lock};
-use crate::bindings::InputBatch;
 use crate::config::{DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
 use crate::state::Checkpoint;
 use crate::state::changelog::{self, Flush};
-use crate::transform::{BatchResult, FailureKind, Produced, describe_failure};
+use crate::transform::{BatchResult, Produced, describe_failure};
+use weir_abi::FailureKind;
+use weir_abi::InputBatch;
 
 /// What a deployment is; only its transform changes while it runs (an
 /// upgrade swaps it between batches).
@@ -463,11 +464,8 @@ impl Runtime {
                     }
                     Some(stop) => {
                         let at = batch.records[stop.index as usize].offset;
-                        let why = describe_failure(
-                            &name,
-                            &batch,
-                            &crate::transform::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() },
-                        );
+                        let why =
+                            describe_failure(&name, &batch, &weir_abi::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() });
                         p.ledger.advance(&batch.topic, at);
                         self.stop_partition(consumer, done.partition, why);
                     }
@@ -585,7 +583,7 @@ impl Runtime {
         let now_ms = crate::registry::now_ms();
         let (partition, offset, now, original) = (batch.partition.to_string(), r.offset.to_string(), now_ms.to_string(), r.timestamp.to_string());
         let value_len = batch.value(i).map_or(0, <[u8]>::len).to_string();
-        let message = crate::transform::truncate(message, crate::transform::MAX_MESSAGE_BYTES);
+        let message = weir_abi::truncate(message, weir_abi::MAX_MESSAGE_BYTES);
         let mut weir_headers = vec![
             ("weir.deployment", name.as_bytes()),
             ("weir.error.kind", kind.as_str().as_bytes()),
@@ -650,7 +648,7 @@ impl Runtime {
             match (u.role, batch) {
                 (Role::Output(Some(i)), Some(batch)) if seen.insert(i) => match self.deployment.config.failure_policy {
                     FailurePolicy::DeadLetter => {
-                        tracing::warn!(deployment = %name, "dead-lettered: {}", describe_failure(&name, batch, &crate::transform::RecordFailure { index: i, kind: FailureKind::Produce, message: why.clone() }));
+                        tracing::warn!(deployment = %name, "dead-lettered: {}", describe_failure(&name, batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why.clone() }));
                         self.dead_letter(batch, i, FailureKind::Produce, &why, DeadLetter::Whole, &acks);
                     }
                     FailurePolicy::Skip => tracing::warn!(deployment = %name, partition = n, "skipped an output: {why}"),
@@ -673,7 +671,7 @@ impl Runtime {
             // the changes of the records after this one): the partition
             // consumes again from there, this record included, when it
             // restarts.
-            let why = describe_failure(&name, batch, &crate::transform::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
+            let why = describe_failure(&name, batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
             self.rewind(consumer, n);
             self.stop_partition(consumer, n, why);
             return;

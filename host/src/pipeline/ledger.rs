@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use crate::bindings::InputBatch;
 use crate::kafka::producer::{Acks, Settled, Undeliverable};
+use weir_abi::InputBatch;
 
 /// Next offset per input topic.
 pub type Positions = BTreeMap<String, i64>;

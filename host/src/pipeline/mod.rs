@@ -288,7 +288,7 @@ impl Host {
     /// must take the producer's batches and the largest record the limit
     /// allows, as the broker says now. Topics routed to at run time are
     /// bounded by their own setting when produced to.
-    fn output_limits(&self, id: &str, config: &DeploymentConfig) -> Result<crate::engine::Limits> {
+    fn output_limits(&self, id: &str, config: &DeploymentConfig) -> Result<weir_abi::Limits> {
         let dlq = config.dead_letter_topic(id);
         let topics: Vec<&str> = [Some(config.output.as_str()), Some(dlq.as_str()), config.late_topic.as_deref()].into_iter().flatten().collect();
         let accepted = self.cluster.max_message_bytes(&topics)?;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::ledger::{Ledger, Positions};
 use crate::kafka::producer::Acks;
 use crate::state::PartitionState;
-use crate::transform::BatchBuilder;
+use weir_abi::BatchBuilder;
 
 /// Records of one topic-partition waiting for their batches: whole
 /// batches (within `batch_max_records` and `batch_max_bytes`) and the one
@@ -53,7 +53,7 @@ impl Buffer {
         headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
         invalid: Option<String>,
     ) {
-        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + size_of::<crate::bindings::InputRecord>();
+        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + size_of::<weir_abi::InputRecord>();
         let full = |c: &Chunk| c.builder.len() >= limits.records || (!c.builder.is_empty() && c.builder.held_bytes() + size > limits.bytes);
         if self.chunks.back().is_none_or(full) {
             self.chunks.push_back(Chunk { builder: BatchBuilder::new(&self.topic, self.partition), since: Instant::now() });
@@ -158,7 +158,7 @@ mod tests {
         let limits = BatchLimits { records: 1000, bytes: 1 << 20 };
         let empty: &[u8] = &[];
         b.push(limits, 0, 0, None, None, std::iter::repeat_n((empty, None), 100_000), None);
-        assert!(b.bytes() >= 100_000 * size_of::<crate::bindings::Header>(), "{} bytes", b.bytes());
+        assert!(b.bytes() >= 100_000 * size_of::<weir_abi::Header>(), "{} bytes", b.bytes());
         b.push(limits, 1, 0, None, Some(b"x"), [], None);
         assert_eq!(b.take().map(|c| c.len()), Some(1), "the batch was full");
     }

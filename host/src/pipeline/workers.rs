@@ -21,12 +21,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::lock;
-use crate::bindings::InputBatch;
 use crate::engine::Module;
 use crate::engine::limits::thread_cpu_time;
 use crate::state::PartitionState;
-use crate::transform::{BatchResult, CallFailure, FailureKind, Produced, RecordFailure, Transform, TransformSpec};
+use crate::transform::{BatchResult, Produced, Transform, TransformSpec};
 use crate::windows::ForceClose;
+use weir_abi::InputBatch;
+use weir_abi::{CallFailure, FailureKind, RecordFailure};
 
 /// A deployment's transform as workers run it; replaced as a whole when
 /// the deployment is upgraded.

@@ -282,7 +282,7 @@ impl PartitionState {
             };
             self.pending_bytes += added - removed;
             if let Some(max) = self.max_entry_bytes {
-                let framed = crate::engine::record_size(key.len(), added.max(0) as usize, [changelog::OFFSETS_HEADER.len() + 64].into_iter());
+                let framed = weir_abi::record_size(key.len(), added.max(0) as usize, [changelog::OFFSETS_HEADER.len() + 64].into_iter());
                 if framed > max && self.oversize.is_none() {
                     self.oversize = Some(framed);
                 }

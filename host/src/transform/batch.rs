@@ -4,160 +4,18 @@
 
 use std::collections::BTreeMap;
 
+use super::TransformSpec;
 use super::budget::HostBudget;
-use super::{CallFailure, FailureKind, RecordFailure, TransformSpec};
-use crate::bindings::{Header, InputBatch, InputRecord, OutputBatch, Span};
-
-/// Appends records of one topic-partition to a columnar [`InputBatch`].
-pub struct BatchBuilder {
-    batch: InputBatch,
-    /// Records that cannot be given to a transform, and why.
-    invalid: Vec<RecordFailure>,
-}
-
-impl BatchBuilder {
-    pub fn new(topic: &str, partition: i32) -> Self {
-        BatchBuilder {
-            batch: InputBatch { topic: topic.to_owned(), partition, data: Vec::new(), records: Vec::new(), headers: Vec::new() },
-            invalid: Vec::new(),
-        }
-    }
-
-    fn bytes(&mut self, b: &[u8]) -> Span {
-        let start = self.batch.data.len() as u32;
-        self.batch.data.extend_from_slice(b);
-        Span { start, len: b.len() as u32 }
-    }
-
-    pub fn push<'h>(
-        &mut self,
-        offset: i64,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
-    ) {
-        self.push_bytes(offset, timestamp, key, value, headers.into_iter().map(|(n, v)| (n.as_bytes(), v)));
-    }
-
-    /// [`push`](Self::push) for a record as consumed: header names are
-    /// bytes, and a record whose name is not UTF-8 (the world promises
-    /// UTF-8) is kept with the name decoded lossily and marked invalid, to
-    /// go to the failure policy instead of the transform.
-    pub fn push_bytes<'h>(
-        &mut self,
-        offset: i64,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
-    ) {
-        let key = key.map(|k| self.bytes(k));
-        let value = value.map(|v| self.bytes(v));
-        let first = self.batch.headers.len() as u32;
-        let mut invalid = None;
-        for (i, (name, v)) in headers.into_iter().enumerate() {
-            let name = match std::str::from_utf8(name) {
-                Ok(_) => self.bytes(name),
-                Err(_) => {
-                    invalid.get_or_insert_with(|| {
-                        format!("header #{i}'s name is not UTF-8 (bytes {}); transforms get UTF-8 header names", hex::encode(&name[..name.len().min(32)]))
-                    });
-                    self.bytes(String::from_utf8_lossy(name).as_bytes())
-                }
-            };
-            let value = v.map(|v| self.bytes(v));
-            self.batch.headers.push(Header { name, value });
-        }
-        let headers = Span { start: first, len: self.batch.headers.len() as u32 - first };
-        let index = self.batch.records.len() as u32;
-        self.batch.records.push(InputRecord { offset, timestamp, key, value, headers });
-        if let Some(message) = invalid {
-            self.mark_invalid(index, message);
-        }
-    }
-
-    /// Marks the record at `index` as one no transform may see.
-    pub fn mark_invalid(&mut self, index: u32, message: String) {
-        self.invalid.push(RecordFailure { index, kind: FailureKind::InvalidInput, message });
-    }
-
-    pub fn len(&self) -> usize {
-        self.batch.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.batch.records.is_empty()
-    }
-
-    /// Bytes the batch holds: keys, values and headers, and the entries
-    /// describing them (an empty header costs 20 bytes held for 2 on the
-    /// wire, so entries count).
-    pub fn held_bytes(&self) -> usize {
-        self.batch.data.len() + self.batch.records.len() * size_of::<InputRecord>() + self.batch.headers.len() * size_of::<Header>()
-    }
-
-    pub fn finish(self) -> InputBatch {
-        self.batch
-    }
-
-    /// The batch and its invalid records (in index order).
-    pub fn finish_checked(self) -> (InputBatch, Vec<RecordFailure>) {
-        (self.batch, self.invalid)
-    }
-}
-
-/// Read access to the records of an input batch.
-impl InputBatch {
-    pub fn key(&self, i: usize) -> Option<&[u8]> {
-        self.records[i].key.map(|s| &self.data[s.range()])
-    }
-
-    pub fn value(&self, i: usize) -> Option<&[u8]> {
-        self.records[i].value.map(|s| &self.data[s.range()])
-    }
-
-    pub fn headers(&self, i: usize) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        self.headers[self.records[i].headers.range()]
-            .iter()
-            .map(|h| (std::str::from_utf8(&self.data[h.name.range()]).unwrap_or(""), h.value.map(|v| &self.data[v.range()])))
-    }
-
-    /// A batch of the records at `indices` (in that order).
-    pub fn select(&self, indices: &[u32]) -> InputBatch {
-        let mut b = BatchBuilder::new(&self.topic, self.partition);
-        for &i in indices {
-            let i = i as usize;
-            let r = &self.records[i];
-            b.push(r.offset, r.timestamp, self.key(i), self.value(i), self.headers(i));
-        }
-        b.finish()
-    }
-}
-
-/// Longest reject or error message kept: a dead letter's header carries
-/// it.
-pub const MAX_MESSAGE_BYTES: usize = 4096;
-
-/// `s` cut to at most `max` bytes, at a character boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+use weir_abi::{CallFailure, FailureKind, MAX_MESSAGE_BYTES, truncate};
+use weir_abi::{Header, OutputBatch, Span};
 
 /// Charges `budget` for an output batch the host now holds.
 pub fn charge_taken(out: &OutputBatch, budget: &mut HostBudget) -> Result<(), CallFailure> {
     let strings: usize = out.topics.iter().map(String::len).chain(out.rejects.iter().map(|r| r.message.len())).sum();
     let bytes = out.data.len()
-        + out.records.len() * size_of::<crate::bindings::OutputRecord>()
+        + out.records.len() * size_of::<weir_abi::OutputRecord>()
         + out.headers.len() * size_of::<Header>()
-        + out.window_adds.len() * size_of::<crate::bindings::WindowAdd>()
+        + out.window_adds.len() * size_of::<weir_abi::WindowAdd>()
         + (out.topics.len() + out.rejects.len()) * size_of::<String>()
         + strings;
     budget.charge(bytes as u64, "the output batch")
@@ -302,7 +160,7 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
             return Err(invalid("an output key or value lies outside the data buffer"));
         }
         let headers = out.headers.get(r.headers.range()).ok_or_else(|| invalid("an output's headers lie outside the header list"))?;
-        budget.charge(crate::engine::record_size(0, 0, std::iter::repeat_n(0, headers.len())), "output records")?;
+        budget.charge(weir_abi::record_size(0, 0, std::iter::repeat_n(0, headers.len())), "output records")?;
         let verdict = match r.topic {
             Some(t) => topic_verdicts.get(t as usize).ok_or_else(|| invalid("an output names a topic index that does not exist"))?.as_ref(),
             None => None,
@@ -312,7 +170,7 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
         let size = r.key.map_or(0, |s| s.len) as u64 + u64::from(r.value.map_or(0, |s| s.len)) + header_bytes as u64;
         budget.charge(size, "output records")?;
         bytes += size;
-        let framed = crate::engine::record_size(
+        let framed = weir_abi::record_size(
             r.key.map_or(0, |s| s.len as usize),
             r.value.map_or(0, |s| s.len as usize),
             headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)),
@@ -320,12 +178,11 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
         if count > u64::from(limits.max_outputs_per_record) {
             *too_many.entry(r.source).or_default() = count;
         } else if let Some(limit) = limits.max_output_record_bytes.filter(|&l| framed > l) {
-            failures.entry(r.source).or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::RecordBytes { bytes: framed, limit }.to_string()));
+            failures.entry(r.source).or_insert((FailureKind::OutputLimit, weir_abi::LimitExceeded::RecordBytes { bytes: framed, limit }.to_string()));
         } else if bytes > limits.max_output_bytes_per_record {
-            failures.entry(r.source).or_insert((
-                FailureKind::OutputLimit,
-                crate::engine::LimitExceeded::OutputBytes { bytes, limit: limits.max_output_bytes_per_record }.to_string(),
-            ));
+            failures
+                .entry(r.source)
+                .or_insert((FailureKind::OutputLimit, weir_abi::LimitExceeded::OutputBytes { bytes, limit: limits.max_output_bytes_per_record }.to_string()));
         }
         if let Some(denied) = verdict {
             failures.entry(r.source).or_insert_with(|| denied.clone());
@@ -334,7 +191,7 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
     for (source, count) in too_many {
         failures
             .entry(source)
-            .or_insert((FailureKind::OutputLimit, crate::engine::LimitExceeded::Outputs { count, limit: limits.max_outputs_per_record }.to_string()));
+            .or_insert((FailureKind::OutputLimit, weir_abi::LimitExceeded::Outputs { count, limit: limits.max_outputs_per_record }.to_string()));
     }
     Ok(failures)
 }

@@ -16,9 +16,9 @@
 
 use std::time::Duration;
 
-use super::{CallFailure, FailureKind};
-use crate::engine::LimitExceeded;
 use crate::engine::limits::thread_cpu_time;
+use weir_abi::LimitExceeded;
+use weir_abi::{CallFailure, FailureKind};
 
 #[derive(Clone, Debug)]
 pub struct HostBudget {

@@ -17,12 +17,14 @@ use std::sync::Arc;
 
 use super::batch::{self, Origin, SourceFailures};
 use super::instance::Instance;
-use super::{BatchResult, CallFailure, FailureKind, Produced, RecordFailure, Stopped, TransformSpec};
-use crate::bindings::{InputBatch, OutputBatch, Span, WindowBatch, WindowResult};
+use super::{BatchResult, Produced, TransformSpec};
+use crate::engine::Module;
 use crate::engine::limits::thread_cpu_time;
-use crate::engine::{LimitExceeded, Module};
 use crate::state::PartitionState;
 use crate::windows::{self, Emitted, Folder, ForceClose};
+use weir_abi::LimitExceeded;
+use weir_abi::{CallFailure, FailureKind, RecordFailure, Stopped};
+use weir_abi::{InputBatch, OutputBatch, Span, WindowBatch, WindowResult};
 
 /// One worker's handle on a deployment's transform: the module, its
 /// settings, and a lazily created instance.

@@ -9,15 +9,16 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::TransformSpec;
 use super::budget::HostBudget;
 use super::log::{GuestLog, GuestLogStream, LastError};
-use super::{CallFailure, FailureKind, TransformSpec};
-use crate::bindings::v0_1::Plugin;
-use crate::bindings::{InputBatch, OutputBatch, WindowBatch};
+use crate::bindings::v0_1::{self, Plugin};
 use crate::engine::limits::{LimitExceeded, Limiter, thread_cpu_time};
 use crate::engine::{Module, wasi};
 use crate::state::PartitionState;
 use crate::windows::WindowDefs;
+use weir_abi::{CallFailure, FailureKind};
+use weir_abi::{InputBatch, OutputBatch, WindowBatch};
 
 /// Data of one instance's store; the host functions of the world run on it.
 pub struct HostState {
@@ -54,6 +55,7 @@ pub struct Instance {
     store: Store<HostState>,
     plugin: Plugin,
     max_wasm_stack: usize,
+    scratch: v0_1::Scratch,
 }
 
 /// Marks wasmtime's refusal to copy more than the hostcall fuel allows.
@@ -93,11 +95,11 @@ impl Instance {
         let max_wasm_stack = module.engine.config().max_wasm_stack_kb * 1024;
         arm(&mut store);
         let plugin = module.pre.instantiate(&mut store).map_err(|e| classify(&mut store, e, max_wasm_stack))?;
-        let mut instance = Instance { store, plugin, max_wasm_stack };
-        let config = spec.config.clone();
+        let mut instance = Instance { store, plugin, max_wasm_stack, scratch: v0_1::Scratch::default() };
+        let config: Vec<(&str, &str)> = spec.config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         match instance.call(|p, s| p.weir_transform_handler().call_init(s, &config))? {
             Ok(()) => Ok(instance),
-            Err(message) => Err(CallFailure::new(FailureKind::Fatal, format!("init failed: {}", super::batch::truncate(&message, super::MAX_MESSAGE_BYTES)))),
+            Err(message) => Err(CallFailure::new(FailureKind::Fatal, format!("init failed: {}", weir_abi::truncate(&message, weir_abi::MAX_MESSAGE_BYTES)))),
         }
     }
 
@@ -121,14 +123,18 @@ impl Instance {
     /// `process`, with the partition's state reachable from the guest.
     pub fn process(&mut self, batch: &InputBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.store.data_mut().partition = partition.take();
-        let result = self.call(|p, s| p.weir_transform_handler().call_process(s, batch));
+        let batch = self.scratch.input(batch);
+        arm(&mut self.store);
+        let result = self.plugin.weir_transform_handler().call_process(&mut self.store, batch).map_err(|e| classify(&mut self.store, e, self.max_wasm_stack));
         *partition = self.store.data_mut().partition.take();
         self.taken(result)
     }
 
     pub fn on_window(&mut self, batch: &WindowBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.store.data_mut().partition = partition.take();
-        let result = self.call(|p, s| p.weir_transform_handler().call_on_window(s, batch));
+        let batch = self.scratch.windows(batch);
+        arm(&mut self.store);
+        let result = self.plugin.weir_transform_handler().call_on_window(&mut self.store, batch).map_err(|e| classify(&mut self.store, e, self.max_wasm_stack));
         *partition = self.store.data_mut().partition.take();
         self.taken(result)
     }
@@ -136,19 +142,23 @@ impl Instance {
     /// Charges the call's budget for the output batch the host now holds
     /// (its copy was bounded by the hostcall fuel) and cuts messages to
     /// what a dead letter carries.
-    fn taken(&mut self, result: Result<Result<OutputBatch, String>, CallFailure>) -> Result<Result<OutputBatch, String>, CallFailure> {
+    fn taken(
+        &mut self,
+        result: Result<Result<v0_1::weir::transform::types::OutputBatch, String>, CallFailure>,
+    ) -> Result<Result<OutputBatch, String>, CallFailure> {
         match result? {
             Ok(out) => {
+                let out = v0_1::output(out);
                 super::batch::charge_taken(&out, &mut self.store.data_mut().budget)?;
                 Ok(Ok(super::batch::cut_messages(out)))
             }
-            Err(message) => Ok(Err(super::batch::truncate(&message, super::batch::MAX_MESSAGE_BYTES).to_owned())),
+            Err(message) => Ok(Err(weir_abi::truncate(&message, weir_abi::MAX_MESSAGE_BYTES).to_owned())),
         }
     }
 
     pub fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure> {
-        let acc = acc.map(<[u8]>::to_vec);
-        self.call(|p, s| p.weir_transform_handler().call_reduce(s, window, key, acc.as_deref(), values))
+        let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        self.call(|p, s| p.weir_transform_handler().call_reduce(s, window, key, acc, &values))
     }
 
     pub fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure> {

@@ -1,6 +1,6 @@
 //! The aggregate of one window.
 
-use crate::bindings::Aggregation;
+use weir_abi::Aggregation;
 
 /// Count, sum, min and max are kept together so every built-in aggregation
 /// (and the mean) reads from the same record; custom aggregations keep the

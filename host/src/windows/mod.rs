@@ -5,9 +5,9 @@
 //! `w` namespace, so it is rolled back with a failed call, committed with
 //! the batch and restored from the changelog like any other state.
 
-use crate::bindings::{Aggregation, EmitMode, WindowKind, WindowSpec};
 use crate::state::PartitionState;
-use crate::transform::CallFailure;
+use weir_abi::CallFailure;
+use weir_abi::{Aggregation, EmitMode, WindowKind, WindowSpec};
 
 mod agg;
 mod keys;
@@ -208,18 +208,17 @@ impl Ctx<'_> {
 /// Applies one value. Returns `false` when the value was late for every
 /// window it belongs to (and so was dropped).
 pub fn add(defs: &WindowDefs, state: &mut PartitionState, folder: &mut dyn Folder, add: &Add<'_>, out: &mut Vec<Emitted>) -> Result<bool, CallFailure> {
-    let def = defs
-        .get(add.window)
-        .ok_or_else(|| CallFailure::new(crate::transform::FailureKind::InvalidOutput, format!("window id {} was never defined", add.window)))?;
+    let def =
+        defs.get(add.window).ok_or_else(|| CallFailure::new(weir_abi::FailureKind::InvalidOutput, format!("window id {} was never defined", add.window)))?;
     if def.spec.aggregation == Aggregation::Custom && add.custom.is_none() {
         return Err(CallFailure::new(
-            crate::transform::FailureKind::InvalidOutput,
+            weir_abi::FailureKind::InvalidOutput,
             format!("window `{}` has a custom aggregation but the value has no custom bytes", def.name),
         ));
     }
     if !(-MAX_TIME..=MAX_TIME).contains(&add.timestamp) {
         return Err(CallFailure::new(
-            crate::transform::FailureKind::InvalidOutput,
+            weir_abi::FailureKind::InvalidOutput,
             format!("a window value's timestamp {} is out of range (±{MAX_TIME})", add.timestamp),
         ));
     }
@@ -333,7 +332,7 @@ pub fn fuzz_store(entries: &[(u8, Vec<u8>, Vec<u8>)], values: &[(Vec<u8>, i64, f
             Ok(())
         }
     }
-    use crate::bindings::Hopping;
+    use weir_abi::Hopping;
     let mut defs = WindowDefs::default();
     let kinds =
         [WindowKind::Tumbling(1000), WindowKind::Hopping(Hopping { size_ms: 1000, advance_ms: 250 }), WindowKind::Sliding(1000), WindowKind::Session(500)];

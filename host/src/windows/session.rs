@@ -3,7 +3,7 @@
 //! two sessions merges them.
 
 use super::{Add, Agg, Ctx, Emitted, close_due, keys};
-use crate::transform::CallFailure;
+use weir_abi::CallFailure;
 
 pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailure> {
     let (gap, grace) = (gap as i64, ctx.def.spec.grace_ms as i64);

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use super::keys::Due;
 use super::{Add, Agg, Ctx, Emitted, close_due, keys};
-use crate::transform::CallFailure;
+use weir_abi::CallFailure;
 
 /// A point's stored value: an `Agg` for built-in aggregations, the raw
 /// values (length-prefixed) for custom ones.

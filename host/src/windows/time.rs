@@ -1,7 +1,7 @@
 //! Tumbling and hopping windows: epoch-aligned, half-open `[start, end)`.
 
 use super::{Add, Agg, Ctx, Emitted, close_due, keys};
-use crate::transform::CallFailure;
+use weir_abi::CallFailure;
 
 pub fn add(ctx: &mut Ctx<'_>, size: u64, advance: u64, add: &Add<'_>) -> Result<bool, CallFailure> {
     let (size, advance, grace) = (size as i64, advance as i64, ctx.def.spec.grace_ms as i64);

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use weir::engine::{Engine, EngineConfig, LoadError};
-use weir::state::PartitionState;
 use weir::transform::{BatchResult, Transform, TransformSpec};
 use weir_abi::{BatchBuilder, FailureKind, InputBatch, Limits};
+use weir_state::PartitionState;
 use weir_tests::plugin;
 
 fn engine() -> Engine {

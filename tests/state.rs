@@ -155,8 +155,8 @@ fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
 #[test]
 fn a_restore_reads_committed_changes_only() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use weir::state::PartitionState;
-    use weir::state::changelog;
+    use weir::changelog;
+    use weir_state::PartitionState;
     let k = Broker::shared().scope();
     k.create_topic("log", 1);
     let topic = k.name("log");

@@ -32,7 +32,7 @@ impl Embedded {
         let cluster = MockCluster::new(1).context("starting the embedded Kafka cluster")?;
         // The mock cluster does not implement CreateTopics: create the
         // changelog here too.
-        let changelog = crate::state::changelog::topic(&crate::config::KafkaConfig::default().group_prefix, DEPLOYMENT);
+        let changelog = crate::changelog::topic(&crate::config::KafkaConfig::default().group_prefix, DEPLOYMENT);
         for t in [INPUT, OUTPUT, &format!("{DEPLOYMENT}.dlq"), &format!("{OUTPUT}.dlq"), &changelog].into_iter().chain(extra_topics.iter().copied()) {
             cluster.create_topic(t, 3, 1).with_context(|| format!("creating topic {t}"))?;
         }

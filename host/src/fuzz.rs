@@ -33,13 +33,13 @@ pub fn registry_module(key: &[u8], chunks: &[u8], payload: &[u8]) {
 /// A changelog commit's positions record (and an older changelog's
 /// `weir.offsets` header: the same encoding).
 pub fn changelog_positions(data: &[u8]) {
-    let _ = crate::state::changelog::decode_offsets(&String::from_utf8_lossy(data));
+    let _ = crate::changelog::decode_offsets(&String::from_utf8_lossy(data));
 }
 
 /// A store holding arbitrary entries (a restore of a damaged or forged
 /// changelog): it opens, reads, scans and runs windows.
 pub fn store(entries: &[(Vec<u8>, Vec<u8>)], windows: &[(u8, Vec<u8>, Vec<u8>)], values: &[(Vec<u8>, i64, f64)]) {
-    let mut state = crate::state::PartitionState::in_memory();
+    let mut state = weir_state::PartitionState::in_memory();
     let raw: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
     let _ = state.write_restored(&raw);
     let _ = state.checkpoint();
@@ -49,7 +49,7 @@ pub fn store(entries: &[(Vec<u8>, Vec<u8>)], windows: &[(u8, Vec<u8>, Vec<u8>)],
     }
     let _ = state.range(b"", None, 1000, u64::MAX);
     let _ = state.try_state_bytes();
-    crate::windows::fuzz_store(windows, values);
+    weir_windows::fuzz_store(windows, values);
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bindings;
+pub mod changelog;
 pub mod config;
 pub mod dev;
 pub mod engine;
@@ -21,7 +22,6 @@ pub mod pipeline;
 pub mod private_file;
 pub mod registry;
 pub mod scaffold;
-pub mod state;
+
 pub mod tenants;
 pub mod transform;
-pub mod windows;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::engine::{Engine, EngineConfig};
-use crate::state::PartitionState;
 use crate::transform::{Transform, TransformSpec};
 use weir_abi::BatchBuilder;
 use weir_abi::InputBatch;
 use weir_abi::Limits;
+use weir_state::PartitionState;
 
 pub mod streams;
 
@@ -536,7 +536,7 @@ pub fn state(plugins: &Path, records: usize, keys: usize) -> Result<Vec<StateRow
     const BATCH: usize = 1000;
     let engine = Engine::new(EngineConfig::default())?;
     let dir = tempfile::tempdir()?;
-    let rocks = crate::state::rocks::RocksConfig::new(64 << 20)?;
+    let rocks = weir_state::rocks::RocksConfig::new(64 << 20)?;
     type Case<'a> = (&'a str, &'a str, Vec<(String, String)>);
     let cases: [Case<'_>; 3] = [
         ("stateless map (upper)", "upper", vec![]),
@@ -556,12 +556,12 @@ pub fn state(plugins: &Path, records: usize, keys: usize) -> Result<Vec<StateRow
 
 /// Records/s of `transform` over `batches` with a fresh RocksDB store per
 /// round and a checkpoint every 100 batches, best of `rounds`.
-fn stateful_rate(transform: &mut Transform, batches: &[InputBatch], dir: &Path, rocks: &crate::state::rocks::RocksConfig, rounds: usize) -> Result<f64> {
+fn stateful_rate(transform: &mut Transform, batches: &[InputBatch], dir: &Path, rocks: &weir_state::rocks::RocksConfig, rounds: usize) -> Result<f64> {
     let records: usize = batches.iter().map(|b| b.records.len()).sum();
     let mut best = Duration::MAX;
     for _ in 0..rounds {
         let path = tempfile::tempdir_in(dir)?;
-        let mut state = Some(Box::new(PartitionState::open(Box::new(crate::state::rocks::RocksBackend::open(path.path(), rocks)?))?));
+        let mut state = Some(Box::new(PartitionState::open(Box::new(weir_state::rocks::RocksBackend::open(path.path(), rocks)?))?));
         let started = Instant::now();
         for (i, b) in batches.iter().enumerate() {
             let (s, r) = transform.dispatch(b, state.take().unwrap());
@@ -575,7 +575,7 @@ fn stateful_rate(transform: &mut Transform, batches: &[InputBatch], dir: &Path, 
             state = Some(s);
             if (i + 1) % 100 == 0 {
                 let offsets = [("bench".to_owned(), b.records.last().map_or(0, |r| r.offset + 1))].into();
-                state.as_mut().unwrap().flush_with_checkpoint(&crate::state::Checkpoint { offsets, changelog_next: 0 })?;
+                state.as_mut().unwrap().flush_with_checkpoint(&weir_state::Checkpoint { offsets, changelog_next: 0 })?;
             }
         }
         best = best.min(started.elapsed());
@@ -599,7 +599,7 @@ pub struct LanguageRow {
 pub fn languages(plugins: &Path, langs: &[String], records: usize, keys: usize) -> Result<Vec<LanguageRow>> {
     const BATCH: usize = 1000;
     let dir = tempfile::tempdir()?;
-    let rocks = crate::state::rocks::RocksConfig::new(64 << 20)?;
+    let rocks = weir_state::rocks::RocksConfig::new(64 << 20)?;
     let batches: Vec<InputBatch> = (0..records.div_ceil(BATCH)).map(|i| keyed_batch(BATCH, keys, 10, i * BATCH)).collect();
     let mut rows = Vec::new();
     for lang in langs {
@@ -646,20 +646,20 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
 
     let kafka = bench_kafka(brokers);
     let topic = format!("bench-changelog-{}", std::process::id());
-    crate::kafka::Cluster::connect(&kafka)?.ensure_topic(&topic, 1, crate::state::changelog::TOPIC_CONFIG)?;
+    crate::kafka::Cluster::connect(&kafka)?.ensure_topic(&topic, 1, crate::changelog::TOPIC_CONFIG)?;
     let producer: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
     let committed: std::collections::BTreeMap<String, i64> = [("input".to_owned(), keys as i64)].into();
-    let header = crate::state::changelog::encode_offsets(&committed);
+    let header = crate::changelog::encode_offsets(&committed);
     let value = 42u64.to_be_bytes();
     for i in 0..keys {
         let key = format!("u{i:012}");
-        let headers = OwnedHeaders::new().insert(Header { key: crate::state::changelog::OFFSETS_HEADER, value: Some(header.as_bytes()) });
+        let headers = OwnedHeaders::new().insert(Header { key: crate::changelog::OFFSETS_HEADER, value: Some(header.as_bytes()) });
         let r = BaseRecord::to(&topic).partition(0).key(key.as_bytes()).payload(&value[..]).headers(headers);
         send_waiting(&producer, r, Duration::from_millis(5));
     }
     producer.flush(Duration::from_secs(300))?;
 
-    let consumer: BaseConsumer = crate::state::changelog::reader_config(&kafka).create()?;
+    let consumer: BaseConsumer = crate::changelog::reader_config(&kafka).create()?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)?;
     consumer.assign(&tpl)?;
@@ -680,10 +680,10 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
     drop(consumer);
 
     let dir = tempfile::tempdir()?;
-    let rocks = crate::state::rocks::RocksConfig::new(64 << 20)?;
-    let mut state = PartitionState::open(Box::new(crate::state::rocks::RocksBackend::open(dir.path(), &rocks)?))?;
+    let rocks = weir_state::rocks::RocksConfig::new(64 << 20)?;
+    let mut state = PartitionState::open(Box::new(weir_state::rocks::RocksBackend::open(dir.path(), &rocks)?))?;
     let started = Instant::now();
-    let restored = crate::state::changelog::restore(&kafka, &topic, 0, 0, &committed, &mut state, &|_| {})?;
+    let restored = crate::changelog::restore(&kafka, &topic, 0, 0, &committed, &mut state, &|_| {})?;
     let restore_per_sec = restored.applied as f64 / started.elapsed().as_secs_f64();
     if restored.applied != keys as u64 {
         bail!("restored {} of {keys} keys", restored.applied);

@@ -23,7 +23,7 @@ use crate::transform::log::LogLevel;
 struct NoPartition;
 
 impl HostState {
-    fn partition(&mut self) -> wasmtime::Result<&mut crate::state::PartitionState> {
+    fn partition(&mut self) -> wasmtime::Result<&mut weir_state::PartitionState> {
         self.partition.as_deref_mut().ok_or_else(|| NoPartition.into())
     }
 

@@ -10,11 +10,11 @@ use anyhow::{Context, Result, bail};
 pub mod jsonl;
 
 use crate::engine::Engine;
-use crate::state::PartitionState;
 use crate::transform::{Produced, Transform, TransformSpec};
-use crate::windows::ForceClose;
 use jsonl::InputLine;
 use weir_abi::{BatchBuilder, Limits};
+use weir_state::PartitionState;
+use weir_windows::ForceClose;
 
 pub struct TestOptions {
     /// Deployment name used in logs and errors.

@@ -28,13 +28,13 @@ use super::partition::{BatchLimits, Buffer, Partition};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Work};
 use super::{DeploymentStatus, Shared, lock};
+use crate::changelog::{self, Flush};
 use crate::config::{DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
-use crate::state::Checkpoint;
-use crate::state::changelog::{self, Flush};
 use crate::transform::{BatchResult, Produced, describe_failure};
 use weir_abi::FailureKind;
 use weir_abi::InputBatch;
+use weir_state::Checkpoint;
 
 /// What a deployment is; only its transform changes while it runs (an
 /// upgrade swaps it between batches).

@@ -19,17 +19,17 @@ pub mod reconcile;
 mod restore;
 pub mod workers;
 
+use crate::changelog;
 use crate::config::{Config, DeploymentConfig, HostConfig, KafkaConfig};
 use crate::engine::{Engine, Module};
 use crate::kafka::Cluster;
 use crate::kafka::producer::Producer;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::state::changelog;
-use crate::state::rocks::RocksConfig;
 use crate::tenants::{TenantConfig, Tenants};
 use crate::transform::{Transform, TransformSpec};
 use deployment::Deployment;
+use weir_state::rocks::RocksConfig;
 use workers::{Runnable, Workers};
 
 /// Locks `m` even if a thread panicked holding it: the host's maps stay

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::ledger::{Ledger, Positions};
 use crate::kafka::producer::Acks;
-use crate::state::PartitionState;
 use weir_abi::BatchBuilder;
+use weir_state::PartitionState;
 
 /// Records of one topic-partition waiting for their batches: whole
 /// batches (within `batch_max_records` and `batch_max_bytes`) and the one

@@ -13,8 +13,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::Shared;
 use super::deployment::Deployment;
-use crate::state::rocks::RocksBackend;
-use crate::state::{PartitionState, changelog};
+use crate::changelog;
+use weir_state::PartitionState;
+use weir_state::rocks::RocksBackend;
 
 /// A partition ready to be processed.
 pub struct Takeover {

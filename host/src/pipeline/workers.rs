@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use super::lock;
 use crate::engine::Module;
 use crate::engine::limits::thread_cpu_time;
-use crate::state::PartitionState;
 use crate::transform::{BatchResult, Produced, Transform, TransformSpec};
-use crate::windows::ForceClose;
 use weir_abi::InputBatch;
 use weir_abi::{CallFailure, FailureKind, RecordFailure};
+use weir_state::PartitionState;
+use weir_windows::ForceClose;
 
 /// A deployment's transform as workers run it; replaced as a whole when
 /// the deployment is upgraded.

@@ -20,11 +20,11 @@ use super::instance::Instance;
 use super::{BatchResult, Produced, TransformSpec};
 use crate::engine::Module;
 use crate::engine::limits::thread_cpu_time;
-use crate::state::PartitionState;
-use crate::windows::{self, Emitted, Folder, ForceClose};
 use weir_abi::LimitExceeded;
 use weir_abi::{CallFailure, FailureKind, RecordFailure, Stopped};
 use weir_abi::{InputBatch, OutputBatch, Span, WindowBatch, WindowResult};
+use weir_state::PartitionState;
+use weir_windows::{Emitted, Folder, ForceClose};
 
 /// One worker's handle on a deployment's transform: the module, its
 /// settings, and a lazily created instance.
@@ -209,7 +209,7 @@ impl Transform {
         state.begin();
         let mut emitted = Vec::new();
         let mut produced = Vec::new();
-        let outcome = windows::force_close(&defs, state, inst, which, &mut emitted).and_then(|()| {
+        let outcome = weir_windows::force_close(&defs, state, inst, which, &mut emitted).and_then(|()| {
             if let Some(p) = call_on_window(inst, &defs, &emitted, slot, &spec, &[])? {
                 produced.push(p);
             }
@@ -421,8 +421,8 @@ fn apply_windows(
             Some(s) => Some(s.get(&out.data).ok_or_else(|| invalid("a custom window value lies outside the data buffer"))?),
             None => None,
         };
-        let add = windows::Add { window: a.window, key, timestamp: a.timestamp, number: a.number, custom, input: a.source };
-        if !windows::add(&defs, run.state(), inst, &add, &mut emitted)? {
+        let add = weir_windows::Add { window: a.window, key, timestamp: a.timestamp, number: a.number, custom, input: a.source };
+        if !weir_windows::add(&defs, run.state(), inst, &add, &mut emitted)? {
             run.result.late.push(indices[a.source as usize]);
         }
     }
@@ -433,7 +433,7 @@ fn apply_windows(
 /// result inputs (sources of the `process` call) to batch indexes.
 fn call_on_window(
     inst: &mut Instance,
-    defs: &windows::WindowDefs,
+    defs: &weir_windows::WindowDefs,
     emitted: &[Emitted],
     state: &mut Option<Box<PartitionState>>,
     spec: &TransformSpec,

@@ -15,10 +15,10 @@ use super::log::{GuestLog, GuestLogStream, LastError};
 use crate::bindings::v0_1::{self, Plugin};
 use crate::engine::limits::{LimitExceeded, Limiter, thread_cpu_time};
 use crate::engine::{Module, wasi};
-use crate::state::PartitionState;
-use crate::windows::WindowDefs;
 use weir_abi::{CallFailure, FailureKind};
 use weir_abi::{InputBatch, OutputBatch, WindowBatch};
+use weir_state::PartitionState;
+use weir_windows::WindowDefs;
 
 /// Data of one instance's store; the host functions of the world run on it.
 pub struct HostState {

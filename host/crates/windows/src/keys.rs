@@ -17,8 +17,8 @@
 use anyhow::{Context, Result};
 
 use super::Agg;
-use crate::state::{PartitionState, ns, prefix_end};
 use weir_abi::WindowKind;
+use weir_state::{PartitionState, ns, prefix_end};
 
 pub fn time_bytes(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()

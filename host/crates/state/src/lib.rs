@@ -18,7 +18,6 @@ use std::ops::Bound;
 use anyhow::Result;
 
 mod cache;
-pub mod changelog;
 pub mod memory;
 mod pending;
 pub mod rocks;
@@ -37,6 +36,10 @@ const STREAM_TIME_KEY: &[u8] = b"mstream-time";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
 /// Bytes of the user and window namespaces, written with every flush.
 const STATE_BYTES_KEY: &[u8] = b"mstate-bytes";
+
+/// Room for a host header on each changelog record (older changelogs carry
+/// their positions in a `weir.offsets` header).
+const CHANGELOG_HEADER_ROOM: usize = "weir.offsets".len() + 64;
 
 /// Read-cache budget per partition.
 const CACHE_BYTES: usize = 8 << 20;
@@ -282,7 +285,7 @@ impl PartitionState {
             };
             self.pending_bytes += added - removed;
             if let Some(max) = self.max_entry_bytes {
-                let framed = weir_abi::record_size(key.len(), added.max(0) as usize, [changelog::OFFSETS_HEADER.len() + 64].into_iter());
+                let framed = weir_abi::record_size(key.len(), added.max(0) as usize, [CHANGELOG_HEADER_ROOM].into_iter());
                 if framed > max && self.oversize.is_none() {
                     self.oversize = Some(framed);
                 }

@@ -26,9 +26,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Checkpoint, PartitionState};
 use crate::config::KafkaConfig;
 use crate::kafka::producer::{Acks, Out, Producer, Role};
+use weir_state::{Checkpoint, PartitionState};
 
 /// The header older changelogs carry on every change.
 pub const OFFSETS_HEADER: &str = "weir.offsets";

@@ -5,9 +5,9 @@
 //! `w` namespace, so it is rolled back with a failed call, committed with
 //! the batch and restored from the changelog like any other state.
 
-use crate::state::PartitionState;
 use weir_abi::CallFailure;
 use weir_abi::{Aggregation, EmitMode, WindowKind, WindowSpec};
+use weir_state::PartitionState;
 
 mod agg;
 mod keys;

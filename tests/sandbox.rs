@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use weir::engine::{Engine, EngineConfig, LoadError};
-use weir::transform::{BatchResult, Transform, TransformSpec};
 use weir_abi::{BatchBuilder, FailureKind, InputBatch, Limits};
+use weir_engine::transform::{BatchResult, Transform, TransformSpec};
+use weir_engine::{Engine, EngineConfig, LoadError};
 use weir_state::PartitionState;
 use weir_tests::plugin;
 
@@ -127,7 +127,7 @@ fn contained(name: &str, kind: FailureKind, limits: Limits) -> String {
     assert_eq!(values(&r), ["a", "b", "c", "d"], "{name}: neighbours processed exactly once");
     assert_eq!(r.failures.len(), 1, "{name}: {:?}", r.failures);
     assert_eq!((r.failures[0].index, r.failures[0].kind), (2, kind), "{name}: {}", r.failures[0].message);
-    let described = weir::transform::describe_failure("tenant-b.hostile", &b, &r.failures[0]);
+    let described = weir_engine::transform::describe_failure("tenant-b.hostile", &b, &r.failures[0]);
     assert!(described.contains("deployment `tenant-b.hostile`, topic `in` partition 3 offset 102"), "{described}");
     // The poisoned instance was replaced; processing goes on.
     assert!(t.instantiations() >= 2);
@@ -240,7 +240,7 @@ fn other_deployments_keep_running_beside_hostile_ones_on_the_shared_workers() {
         ("undo", runnable(plugin("hostile-host"), &[("attack", "undo")], quick)),
     ];
     let good = runnable(plugin("upper"), &[], Limits::default());
-    let workers = Workers::start(2, weir::engine::worker_stack_size(&EngineConfig::default()));
+    let workers = Workers::start(2, weir_engine::worker_stack_size(&EngineConfig::default()));
     let (tx, rx) = channel();
     let job = |r: &Arc<Runnable>, values: &[&str]| Job {
         runnable: r.clone(),
@@ -293,7 +293,7 @@ fn attacked_by(path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits
     let (tx, rx) = std::sync::mpsc::channel();
     let config: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     std::thread::Builder::new()
-        .stack_size(weir::engine::worker_stack_size(&EngineConfig::default()))
+        .stack_size(weir_engine::worker_stack_size(&EngineConfig::default()))
         .spawn(move || {
             let module = Arc::new(engine().load_file(&path).unwrap());
             let mut t = Transform::new(module, Arc::new(TransformSpec::new("attacker", config, limits)));

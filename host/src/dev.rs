@@ -15,7 +15,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
 use crate::config::{Config, DeploymentConfig};
-use crate::offline::jsonl::{self, InputLine};
+use weir_engine::offline::jsonl::{self, InputLine};
 
 pub const INPUT: &str = "input";
 pub const OUTPUT: &str = "output";
@@ -123,7 +123,7 @@ pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration
             Ok(p) => p,
             Err(e) => return tracing::error!(error = %e, "sample producer"),
         };
-        let now = || crate::registry::now_ms() as i64;
+        let now = || weir_abi::now_ms() as i64;
         let first = lines.iter().map(|l| l.timestamp).find(|&t| t > 0).unwrap_or(0);
         let mut round = 0;
         // Rounds never overlap in event time.

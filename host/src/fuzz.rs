@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 /// A JSON Lines input of `weir test`.
 pub fn jsonl(data: &[u8]) {
-    let _ = crate::offline::jsonl::parse(&String::from_utf8_lossy(data));
+    let _ = weir_engine::offline::jsonl::parse(&String::from_utf8_lossy(data));
 }
 
 /// A record of the registry's deployments topic, decided against nothing

@@ -7,21 +7,16 @@
 
 pub mod admin;
 pub mod bench;
-pub mod bindings;
 pub mod changelog;
 pub mod config;
 pub mod dev;
-pub mod engine;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
-pub mod offline;
 pub mod pipeline;
-pub mod private_file;
 pub mod registry;
 pub mod scaffold;
 
 pub mod tenants;
-pub mod transform;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use weir::engine::{Engine, EngineConfig};
-use weir::offline::{self, TestOptions};
 use weir_abi::Limits;
+use weir_engine::offline::{self, TestOptions};
+use weir_engine::{Engine, EngineConfig};
 
 // State and window updates allocate small keys and values per record;
 // mimalloc serves them markedly faster than glibc (see BENCHMARKS.md).
@@ -389,7 +389,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Dev(args) => dev(args),
         Command::New(args) => new_plugin(args),
-        Command::Bench(b) => weir::engine::on_wasm_thread(&EngineConfig::default(), "bench-main", "the benchmark", move || bench(b)).and_then(|r| r),
+        Command::Bench(b) => weir_engine::on_wasm_thread(&EngineConfig::default(), "bench-main", "the benchmark", move || bench(b)).and_then(|r| r),
         Command::Deploy(a) => deploy(a),
         Command::Upgrade(a) => upgrade(a),
         Command::List(a) => list(a),
@@ -715,7 +715,7 @@ fn test(args: TestArgs) -> Result<ExitCode> {
         batch_size: args.batch_size,
         flush_windows: args.flush_windows,
     };
-    let summary = weir::engine::on_wasm_thread(&config.clone(), "weir-test", "the test runner", move || {
+    let summary = weir_engine::on_wasm_thread(&config.clone(), "weir-test", "the test runner", move || {
         let engine = Engine::new(config)?;
         let stdout = std::io::stdout();
         let stderr = std::io::stderr();

@@ -24,11 +24,12 @@ pub mod client;
 mod compiles;
 
 use crate::config::DeploymentConfig;
-use crate::engine::LoadError;
 use crate::pipeline::{DeploymentStatus, Host};
-use crate::registry::{DeploymentSpec, Registry, now_ms};
+use crate::registry::{DeploymentSpec, Registry};
 use crate::tenants::{Principal, TenantConfig};
 use compiles::Compiles;
+use weir_abi::now_ms;
+use weir_engine::LoadError;
 
 fn admit(compiles: &Arc<Compiles>, scope: &Scope) -> ApiResult<compiles::Ticket> {
     compiles.admit(scope.tenant.as_deref()).map_err(|why| err(StatusCode::TOO_MANY_REQUESTS, why))
@@ -467,7 +468,7 @@ async fn logs(
     headers: HeaderMap,
     Query(q): Query<LogsQuery>,
     Path(name): Path<String>,
-) -> ApiResult<axum::Json<Vec<crate::transform::log::LogLine>>> {
+) -> ApiResult<axum::Json<Vec<weir_engine::transform::log::LogLine>>> {
     let (scope, registry) = scope(&host, &headers, &ScopeQuery { tenant: q.tenant.clone() })?;
     let spec = owned_spec(&registry, &scope, &name)?;
     let lines = host.deployment(&spec.id()).map(|d| d.runnable().spec.log.recent(q.lines)).unwrap_or_default();

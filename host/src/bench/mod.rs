@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::engine::{Engine, EngineConfig};
-use crate::transform::{Transform, TransformSpec};
 use weir_abi::BatchBuilder;
 use weir_abi::InputBatch;
 use weir_abi::Limits;
+use weir_engine::transform::{Transform, TransformSpec};
+use weir_engine::{Engine, EngineConfig};
 use weir_state::PartitionState;
 
 pub mod streams;
@@ -481,14 +481,14 @@ fn steady_latencies(kafka: &crate::config::KafkaConfig, input: &str, output: &st
     while (latencies.len() as u64) < total && Instant::now() < deadline {
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
         while sent < due.min(total) {
-            let now = crate::registry::now_ms() as i64;
+            let now = weir_abi::now_ms() as i64;
             send_waiting(&producer, BaseRecord::to(input).key(&sent.to_string()).payload("steady").timestamp(now), Duration::from_millis(1));
             sent += 1;
         }
         producer.poll(Duration::ZERO);
         while let Some(m) = consumer.poll(Duration::from_millis(1)) {
             let sent_at = m?.timestamp().to_millis().unwrap_or(0);
-            latencies.push(Duration::from_millis((crate::registry::now_ms() as i64 - sent_at).max(0) as u64));
+            latencies.push(Duration::from_millis((weir_abi::now_ms() as i64 - sent_at).max(0) as u64));
         }
     }
     if (latencies.len() as u64) < total {

@@ -82,7 +82,7 @@ pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usi
 fn fill_json(kafka: &crate::config::KafkaConfig, topic: &str, records: usize, keys: usize, partitions: usize, windows: bool) -> Result<usize> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
     let producer: BaseProducer = crate::kafka::producer_config(kafka).create()?;
-    let base = (crate::registry::now_ms() as i64 / 1000 - 3600) * 1000;
+    let base = (weir_abi::now_ms() as i64 / 1000 - 3600) * 1000;
     for i in 0..records {
         let key = format!("user-{}", i % keys);
         let value = format!(r#"{{"user":"{key}","event":"page-view","seq":{i},"path":"/products/item-{:06}"}}"#, i % 997);

@@ -31,9 +31,9 @@ use super::{DeploymentStatus, Shared, lock};
 use crate::changelog::{self, Flush};
 use crate::config::{DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
-use crate::transform::{BatchResult, Produced, describe_failure};
 use weir_abi::FailureKind;
 use weir_abi::InputBatch;
+use weir_engine::transform::{BatchResult, Produced, describe_failure};
 use weir_state::Checkpoint;
 
 /// What a deployment is; only its transform changes while it runs (an
@@ -349,7 +349,7 @@ impl Runtime {
         let timestamp = m.timestamp().to_millis().unwrap_or(-1);
         // A time far ahead of the clock would move the partition's stream
         // time (TTLs, windows) past every real record for good.
-        let now_ms = crate::registry::now_ms() as i64;
+        let now_ms = weir_abi::now_ms() as i64;
         let invalid = (timestamp > now_ms.saturating_add(max_future_ms as i64))
             .then(|| format!("its timestamp {timestamp} is more than host.max_future_ms = {max_future_ms} ms ahead of this host's clock ({now_ms})"));
         buffer.push(limits, m.offset(), timestamp, m.key(), m.payload(), crate::kafka::headers_of(&m), invalid);
@@ -580,7 +580,7 @@ impl Runtime {
         let name = self.name();
         let i = i as usize;
         let r = &batch.records[i];
-        let now_ms = crate::registry::now_ms();
+        let now_ms = weir_abi::now_ms();
         let (partition, offset, now, original) = (batch.partition.to_string(), r.offset.to_string(), now_ms.to_string(), r.timestamp.to_string());
         let value_len = batch.value(i).map_or(0, <[u8]>::len).to_string();
         let message = weir_abi::truncate(message, weir_abi::MAX_MESSAGE_BYTES);

@@ -21,14 +21,14 @@ pub mod workers;
 
 use crate::changelog;
 use crate::config::{Config, DeploymentConfig, HostConfig, KafkaConfig};
-use crate::engine::{Engine, Module};
 use crate::kafka::Cluster;
 use crate::kafka::producer::Producer;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::tenants::{TenantConfig, Tenants};
-use crate::transform::{Transform, TransformSpec};
 use deployment::Deployment;
+use weir_engine::transform::{Transform, TransformSpec};
+use weir_engine::{Engine, Module};
 use weir_state::rocks::RocksConfig;
 use workers::{Runnable, Workers};
 
@@ -124,7 +124,7 @@ impl Host {
         let engine = Engine::new(config.engine.clone())?;
         let cluster = Cluster::connect(&config.kafka)?;
         let producer = Producer::new(&config.kafka)?;
-        let workers = Workers::start(config.host.workers, crate::engine::worker_stack_size(&config.engine));
+        let workers = Workers::start(config.host.workers, weir_engine::worker_stack_size(&config.engine));
         std::fs::create_dir_all(&config.host.state_dir).with_context(|| format!("creating state directory {}", config.host.state_dir.display()))?;
         let shared = Arc::new(Shared {
             kafka: config.kafka.clone(),
@@ -319,7 +319,7 @@ impl Host {
     pub fn warm_up(&self, module: Arc<Module>, spec: Arc<TransformSpec>) -> Result<()> {
         let name = spec.name.clone();
         let what = format!("deployment `{name}`: init");
-        crate::engine::on_wasm_thread(self.engine.config(), "weir-warm-up", &what, move || Transform::new(module, spec).warm_up())?
+        weir_engine::on_wasm_thread(self.engine.config(), "weir-warm-up", &what, move || Transform::new(module, spec).warm_up())?
             .map_err(|f| anyhow::anyhow!("deployment `{name}`: {}: {}", f.kind, f.message))
     }
 

@@ -167,7 +167,7 @@ impl Reconciler {
             back.module = running;
             back.rolled_back = Some(why);
             back.version += 1;
-            back.updated_at_ms = crate::registry::now_ms();
+            back.updated_at_ms = weir_abi::now_ms();
             if let Err(e) = self.registry.publish_blocking(id, Some(&back)) {
                 tracing::error!(deployment = %id, error = %format!("{e:#}"), "could not publish a rollback");
             }
@@ -192,7 +192,7 @@ impl Reconciler {
         }
     }
 
-    fn load(&self, digest: &str) -> Result<crate::engine::Module> {
+    fn load(&self, digest: &str) -> Result<weir_engine::Module> {
         let bytes = self.registry.modules.get(digest).ok_or_else(|| anyhow!("module {digest} has not arrived from the registry yet"))?;
         self.host.engine().load(&bytes).with_context(|| format!("module {digest}"))
     }

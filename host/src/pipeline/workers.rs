@@ -21,11 +21,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::lock;
-use crate::engine::Module;
-use crate::engine::limits::thread_cpu_time;
-use crate::transform::{BatchResult, Produced, Transform, TransformSpec};
 use weir_abi::InputBatch;
 use weir_abi::{CallFailure, FailureKind, RecordFailure};
+use weir_engine::Module;
+use weir_engine::limits::thread_cpu_time;
+use weir_engine::transform::{BatchResult, Produced, Transform, TransformSpec};
 use weir_state::PartitionState;
 use weir_windows::ForceClose;
 
@@ -260,7 +260,7 @@ impl Workers {
     }
 
     fn run(self) {
-        crate::engine::limits::set_thread_nice(10);
+        weir_engine::limits::set_thread_nice(10);
         let mut transforms: HashMap<usize, (Arc<Runnable>, Transform)> = HashMap::new();
         loop {
             let (slot, job) = {
@@ -366,10 +366,12 @@ fn try_on_trial(
     let regressed = (stopped_itself(&result) && !stopped_itself(&old)) || own(&old) < own(&result);
     let why = regressed.then(|| {
         match (result.stopped.as_ref().filter(|_| stopped_itself(&result)), result.failures.iter().find(|f| f.kind != FailureKind::InvalidInput)) {
-            (Some(s), _) => {
-                crate::transform::describe_failure(&candidate.spec.name, batch, &RecordFailure { index: s.index, kind: s.kind, message: s.message.clone() })
-            }
-            (None, Some(f)) => crate::transform::describe_failure(&candidate.spec.name, batch, f),
+            (Some(s), _) => weir_engine::transform::describe_failure(
+                &candidate.spec.name,
+                batch,
+                &RecordFailure { index: s.index, kind: s.kind, message: s.message.clone() },
+            ),
+            (None, Some(f)) => weir_engine::transform::describe_failure(&candidate.spec.name, batch, f),
             (None, None) => unreachable!("the candidate failed"),
         }
     });

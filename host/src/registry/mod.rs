@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -107,10 +107,6 @@ pub fn is_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
-}
-
 /// Modules on this host's disk, by digest.
 #[derive(Clone)]
 pub struct ModuleStore {
@@ -146,7 +142,7 @@ impl ModuleStore {
         if hex::encode(Sha256::digest(bytes)) != digest {
             bail!("module {digest}: the assembled bytes do not match their digest");
         }
-        crate::private_file::write(&path, bytes)
+        weir_engine::private_file::write(&path, bytes)
     }
 }
 
@@ -389,7 +385,7 @@ impl Registry {
             }
             let used: std::collections::HashSet<&str> =
                 view.specs.values().flat_map(|s| [Some(s.module.as_str()), s.previous_module.as_deref()]).flatten().collect();
-            let cutoff = now_ms() as i64 - age.as_millis() as i64;
+            let cutoff = weir_abi::now_ms() as i64 - age.as_millis() as i64;
             let unused: Vec<String> = view.chunks.iter().filter(|(d, (_, at))| !used.contains(d.as_str()) && *at < cutoff).map(|(d, _)| d.clone()).collect();
             let chunks: Vec<(String, usize, Vec<String>)> =
                 unused.iter().map(|d| (d.clone(), view.chunks[d].0, view.owners.get(d).map(|o| o.iter().cloned().collect()).unwrap_or_default())).collect();

@@ -79,7 +79,7 @@ impl GuestLog {
             if inner.lines.len() == KEEP_LINES {
                 inner.lines.pop_front();
             }
-            let at_ms = crate::registry::now_ms();
+            let at_ms = weir_abi::now_ms();
             inner.lines.push_back(LogLine { at_ms, level, message: message.to_owned() });
         }
         let d = &*self.deployment;

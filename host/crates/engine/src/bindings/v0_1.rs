@@ -1,7 +1,7 @@
 //! Bindings for `weir:transform/plugin@0.1.0`.
 
 wasmtime::component::bindgen!({
-    path: "../wit/0.1",
+    path: "../../../wit/0.1",
     world: "weir:transform/plugin@0.1.0",
     // State calls may fail on the host side (storage errors, quotas); they
     // trap the guest rather than hand it an error it could ignore.

@@ -13,8 +13,12 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub mod bindings;
 pub mod cache;
 pub mod limits;
+pub mod offline;
+pub mod private_file;
+pub mod transform;
 pub mod validate;
 pub mod wasi;
 

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod jsonl;
 
-use crate::engine::Engine;
+use crate::Engine;
 use crate::transform::{Produced, Transform, TransformSpec};
 use jsonl::InputLine;
 use weir_abi::{BatchBuilder, Limits};

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::engine::limits::thread_cpu_time;
+use crate::limits::thread_cpu_time;
 use weir_abi::LimitExceeded;
 use weir_abi::{CallFailure, FailureKind};
 

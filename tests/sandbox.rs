@@ -226,7 +226,7 @@ fn hostile_state_hits_the_state_limit() {
 fn other_deployments_keep_running_beside_hostile_ones_on_the_shared_workers() {
     use std::sync::mpsc::channel;
     use std::time::{Duration, Instant};
-    use weir::pipeline::workers::{Job, Outcome, Runnable, Work, Workers};
+    use weir_runtime::pipeline::workers::{Job, Outcome, Runnable, Work, Workers};
     let e = engine();
     let runnable = |path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits| {
         let module = Arc::new(e.load_file(&path).unwrap());

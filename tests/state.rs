@@ -155,7 +155,7 @@ fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
 #[test]
 fn a_restore_reads_committed_changes_only() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use weir::changelog;
+    use weir_runtime::changelog;
     use weir_state::PartitionState;
     let k = Broker::shared().scope();
     k.create_topic("log", 1);
@@ -182,7 +182,7 @@ fn a_restore_reads_committed_changes_only() {
     open.begin_transaction().unwrap();
     send(&open, "ucount\0z", "\0\"9\"");
 
-    let kafka = weir::config::KafkaConfig { brokers: k.bootstrap.clone(), ..Default::default() };
+    let kafka = weir_runtime::config::KafkaConfig { brokers: k.bootstrap.clone(), ..Default::default() };
     let mut state = PartitionState::in_memory();
     let restored = changelog::restore(&kafka, &topic, 0, 0, &Default::default(), &mut state, &|_| {}).unwrap();
     assert_eq!((restored.applied, restored.positions.clone()), (1, Some([("in".to_owned(), 7)].into())), "{restored:?}");

@@ -71,8 +71,8 @@ struct ApiArgs {
 }
 
 impl ApiArgs {
-    fn client(&self) -> Result<weir::admin::client::Client> {
-        weir::admin::client::Client::new(&self.url, &self.token, self.tenant.clone())
+    fn client(&self) -> Result<weir_runtime::admin::client::Client> {
+        weir_runtime::admin::client::Client::new(&self.url, &self.token, self.tenant.clone())
     }
 }
 
@@ -145,7 +145,7 @@ struct Settings {
     limits: Vec<(String, String)>,
     /// dead-letter, skip or stop.
     #[arg(long, value_parser = parse_failure_policy)]
-    failure_policy: Option<weir::config::FailurePolicy>,
+    failure_policy: Option<weir_runtime::config::FailurePolicy>,
     #[arg(long)]
     dead_letter_topic: Option<String>,
     #[arg(long)]
@@ -373,7 +373,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 /// A failure policy as the configuration spells it.
-fn parse_failure_policy(s: &str) -> Result<weir::config::FailurePolicy, String> {
+fn parse_failure_policy(s: &str) -> Result<weir_runtime::config::FailurePolicy, String> {
     serde_json::from_value(serde_json::json!(s)).map_err(|_| format!("`{s}`: expected dead-letter, skip or stop"))
 }
 
@@ -432,9 +432,9 @@ fn print_logs(v: serde_json::Value) -> ExitCode {
 }
 
 fn token() -> Result<ExitCode> {
-    let token = weir::tenants::new_token()?;
+    let token = weir_runtime::tenants::new_token()?;
     println!("token:        {token}");
-    println!("token_sha256: {}", weir::tenants::token_hash(&token));
+    println!("token_sha256: {}", weir_runtime::tenants::token_hash(&token));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -498,14 +498,14 @@ fn new_plugin(args: NewArgs) -> Result<ExitCode> {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let flags = weir::config::Overrides {
+    let flags = weir_runtime::config::Overrides {
         brokers: args.brokers,
         group_prefix: args.group_prefix,
         state_dir: args.state_dir,
         listen: args.listen,
         workers: args.workers,
     };
-    let config = weir::config::Config::load(&args.config, std::env::vars(), &flags)?;
+    let config = weir_runtime::config::Config::load(&args.config, std::env::vars(), &flags)?;
     serve_until_signal(config, |_, _| Ok(()))
 }
 
@@ -522,7 +522,7 @@ fn dev(args: DevArgs) -> Result<ExitCode> {
     let state_dir = std::env::temp_dir().join(format!("weir-dev-{}", std::process::id()));
     let mut config = weir::dev::config(&bootstrap, plugin.clone(), args.config, state_dir.clone());
     config.host.listen = Some(args.listen);
-    config.admin = Some(weir::config::AdminConfig { token_sha256: weir::tenants::token_hash(&args.token) });
+    config.admin = Some(weir_runtime::config::AdminConfig { token_sha256: weir_runtime::tenants::token_hash(&args.token) });
     eprintln!("weir dev: embedded Kafka at {bootstrap} (any Kafka client can connect)");
     eprintln!("weir dev: deployment `{}` runs {} from topic `{}` to `{}`", weir::dev::DEPLOYMENT, plugin.display(), weir::dev::INPUT, weir::dev::OUTPUT);
     eprintln!("weir dev: metrics, health and the admin API on http://{}; Ctrl-C to stop", args.listen);
@@ -550,25 +550,25 @@ fn dev(args: DevArgs) -> Result<ExitCode> {
 /// gracefully (in-flight batches finish, outputs are flushed, offsets
 /// committed).
 fn serve_until_signal(
-    config: weir::config::Config,
-    then: impl FnOnce(&weir::pipeline::Host, std::sync::Arc<tokio::sync::Notify>) -> Result<()>,
+    config: weir_runtime::config::Config,
+    then: impl FnOnce(&weir_runtime::pipeline::Host, std::sync::Arc<tokio::sync::Notify>) -> Result<()>,
 ) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let host = std::sync::Arc::new(weir::pipeline::Host::start(&config)?);
+    let host = std::sync::Arc::new(weir_runtime::pipeline::Host::start(&config)?);
     // Check every deployment before consuming anything.
     let prepared =
         config.deployments.iter().map(|(name, d)| host.prepare_static(name, d).with_context(|| format!("deployment `{name}`"))).collect::<Result<Vec<_>>>()?;
     if let Some(addr) = config.host.listen {
-        let router = weir::http::router(host.clone());
+        let router = weir_runtime::http::router(host.clone());
         let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
         tracing::info!(%addr, "HTTP listener ready (/metrics, /health)");
-        runtime.spawn(weir::http::serve(listener, router));
+        runtime.spawn(weir_runtime::http::serve(listener, router));
     }
     for d in prepared {
         host.run(d);
     }
     if host.registry.is_some() {
-        weir::pipeline::reconcile::spawn(host.clone())?;
+        weir_runtime::pipeline::reconcile::spawn(host.clone())?;
     }
     let shutdown = std::sync::Arc::new(tokio::sync::Notify::new());
     then(&host, shutdown.clone())?;

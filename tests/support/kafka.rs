@@ -338,7 +338,10 @@ impl Scope {
             out.push(Rec {
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
-                headers: weir::kafka::headers_of(&m).into_iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.map(<[u8]>::to_vec))).collect(),
+                headers: weir_runtime::kafka::headers_of(&m)
+                    .into_iter()
+                    .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.map(<[u8]>::to_vec)))
+                    .collect(),
                 partition: Some(m.partition()),
                 offset: m.offset(),
                 timestamp: m.timestamp().to_millis(),

@@ -119,7 +119,7 @@ pub struct PipelineReport {
 /// its output topic holds every output.
 pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize) -> Result<PipelineReport> {
     let kafka = bench_kafka(brokers);
-    let cluster = crate::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
     let run = run_id();
     let (input, raw_out, weir_out) = (format!("bench-in-{run}"), format!("bench-raw-{run}"), format!("bench-weir-{run}"));
     for t in [&input, &raw_out, &weir_out, &format!("{weir_out}.dlq")] {
@@ -142,12 +142,12 @@ fn run_id() -> String {
 /// thread, as a minimal hand-written one would be (Weir's client settings,
 /// no wasm): from its first consumed record until `output` holds every
 /// record.
-fn raw_relay(kafka: &crate::config::KafkaConfig, input: &str, output: &str, partitions: usize, records: usize) -> Result<f64> {
+fn raw_relay(kafka: &weir_runtime::config::KafkaConfig, input: &str, output: &str, partitions: usize, records: usize) -> Result<f64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &format!("{output}-relay")).create()?;
+    let consumer: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{output}-relay")).create()?;
     consumer.subscribe(&[input])?;
-    let relay: BaseProducer = crate::kafka::producer_config(kafka).create()?;
+    let relay: BaseProducer = weir_runtime::kafka::producer_config(kafka).create()?;
     let mut first = None;
     let mut seen = 0;
     while seen < records {
@@ -172,8 +172,8 @@ fn raw_relay(kafka: &crate::config::KafkaConfig, input: &str, output: &str, part
 }
 
 /// A deployment of `plugin` from `input` to `output` with default limits.
-fn deployment(plugin: &Path, input: &str, output: &str, config: &[(&str, &str)]) -> crate::config::DeploymentConfig {
-    crate::config::DeploymentConfig {
+fn deployment(plugin: &Path, input: &str, output: &str, config: &[(&str, &str)]) -> weir_runtime::config::DeploymentConfig {
+    weir_runtime::config::DeploymentConfig {
         plugin: plugin.to_owned(),
         inputs: vec![input.to_owned()],
         output: output.to_owned(),
@@ -189,13 +189,19 @@ fn deployment(plugin: &Path, input: &str, output: &str, config: &[(&str, &str)])
 /// Records/s of `weir run`'s pipeline (in this process, default host
 /// settings) running `deployment`: from its first consumed record until its
 /// output holds `expected` records.
-fn weir_rate(kafka: &crate::config::KafkaConfig, name: &str, deployment: crate::config::DeploymentConfig, partitions: usize, expected: usize) -> Result<f64> {
+fn weir_rate(
+    kafka: &weir_runtime::config::KafkaConfig,
+    name: &str,
+    deployment: weir_runtime::config::DeploymentConfig,
+    partitions: usize,
+    expected: usize,
+) -> Result<f64> {
     let state = tempfile::tempdir()?;
-    let mut config = crate::config::Config { kafka: kafka.clone(), ..crate::config::Config::default() };
+    let mut config = weir_runtime::config::Config { kafka: kafka.clone(), ..weir_runtime::config::Config::default() };
     config.host.state_dir = state.path().to_owned();
     config.host.listen = None;
     let output = deployment.output.clone();
-    let host = crate::pipeline::Host::start(&config)?;
+    let host = weir_runtime::pipeline::Host::start(&config)?;
     host.run(host.prepare_static(name, &deployment)?);
     let started = loop {
         if host.metrics().sum("records_in_total", None) > 0.0 {
@@ -209,14 +215,14 @@ fn weir_rate(kafka: &crate::config::KafkaConfig, name: &str, deployment: crate::
     Ok(records / done.duration_since(started).as_secs_f64())
 }
 
-fn bench_kafka(brokers: &str) -> crate::config::KafkaConfig {
-    crate::config::KafkaConfig { brokers: brokers.to_owned(), ..crate::config::KafkaConfig::default() }
+fn bench_kafka(brokers: &str) -> weir_runtime::config::KafkaConfig {
+    weir_runtime::config::KafkaConfig { brokers: brokers.to_owned(), ..weir_runtime::config::KafkaConfig::default() }
 }
 
 /// Produces `records` records (100-byte values, 1000 keys) to `topic`.
-fn fill(kafka: &crate::config::KafkaConfig, topic: &str, records: usize) -> Result<()> {
+fn fill(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: usize) -> Result<()> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-    let producer: BaseProducer = crate::kafka::producer_config(kafka).create()?;
+    let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka).create()?;
     let value = vec![b'x'; 100];
     for i in 0..records {
         let key = format!("k{}", i % 1000);
@@ -227,21 +233,21 @@ fn fill(kafka: &crate::config::KafkaConfig, topic: &str, records: usize) -> Resu
 }
 
 /// Waits until `topic` holds `records` records; returns when it did.
-fn wait_filled(kafka: &crate::config::KafkaConfig, topic: &str, partitions: usize, records: usize) -> Result<Instant> {
+fn wait_filled(kafka: &weir_runtime::config::KafkaConfig, topic: &str, partitions: usize, records: usize) -> Result<Instant> {
     wait_filled_while(kafka, topic, partitions, records, || Ok(()))
 }
 
 /// [`wait_filled`], failing when `alive` fails or `topic` stops growing for
 /// two minutes.
 fn wait_filled_while(
-    kafka: &crate::config::KafkaConfig,
+    kafka: &weir_runtime::config::KafkaConfig,
     topic: &str,
     partitions: usize,
     records: usize,
     mut alive: impl FnMut() -> Result<()>,
 ) -> Result<Instant> {
     use rdkafka::consumer::Consumer;
-    let client: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(kafka).create()?;
+    let client: rdkafka::consumer::BaseConsumer = weir_runtime::kafka::client_config(kafka).create()?;
     let (mut last, mut since) = (-1, Instant::now());
     loop {
         let mut sum = 0;
@@ -301,13 +307,13 @@ pub struct TenantsReport {
 /// `plugins` holds the Rust plugins' build output; the sleeper is its
 /// `wasm32-wasip2` sibling.
 pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize) -> Result<TenantsReport> {
-    use crate::pipeline::{Host, Identity};
-    use crate::tenants::{Quota, TenantConfig, token_hash};
+    use weir_runtime::pipeline::{Host, Identity};
+    use weir_runtime::tenants::{Quota, TenantConfig, token_hash};
 
     let kafka = bench_kafka(brokers);
     let run = std::process::id();
     let (good, evil) = (format!("good{run}"), format!("evil{run}"));
-    let cluster = crate::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
     let input = format!("{good}.in");
     for name in ["warm-up", "alone", "shared", "steady"] {
         for t in [format!("{good}.{name}"), format!("{good}.{name}.dlq")] {
@@ -328,7 +334,7 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
         quota,
     };
     let hostile_quota = Quota { memory_mb: 32, cpu_ms_per_batch: 300, max_outputs_per_record: 100, max_state_bytes: Some(1 << 20), ..Quota::default() };
-    let mut config = crate::config::Config { kafka: kafka.clone(), ..crate::config::Config::default() };
+    let mut config = weir_runtime::config::Config { kafka: kafka.clone(), ..weir_runtime::config::Config::default() };
     let state = tempfile::tempdir()?;
     config.host.state_dir = state.path().to_owned();
     config.host.listen = None;
@@ -339,7 +345,7 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     let deploy = |tenant: &str, name: &str, plugin: &Path, input: &str, output: &str, settings: &[(&str, &str)]| -> Result<()> {
         let t = &config.tenants[tenant];
         let limits = t.quota.limits(&serde_json::Map::new()).map_err(anyhow::Error::msg)?;
-        let d = crate::config::DeploymentConfig {
+        let d = weir_runtime::config::DeploymentConfig {
             plugin: Default::default(),
             inputs: vec![input.to_owned()],
             output: output.to_owned(),
@@ -390,7 +396,7 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
         let (kafka, topic, stop) = (kafka.clone(), format!("{evil}.in"), stop.clone());
         std::thread::spawn(move || -> Result<()> {
             use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-            let producer: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
+            let producer: BaseProducer = weir_runtime::kafka::producer_config(&kafka).create()?;
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for _ in 0..20 {
@@ -442,14 +448,14 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
 /// Produces `rate` records a second to `input` for `period`, each stamped
 /// with its send time, and reads `output` until each came back: the
 /// latency of each.
-fn steady_latencies(kafka: &crate::config::KafkaConfig, input: &str, output: &str, rate: u64, period: Duration) -> Result<Vec<Duration>> {
+fn steady_latencies(kafka: &weir_runtime::config::KafkaConfig, input: &str, output: &str, rate: u64, period: Duration) -> Result<Vec<Duration>> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     // Read from the output's current ends, fixed before the first record
     // goes out: a group's `latest` is resolved later and would skip the
     // first outputs of a deployment that is already running.
-    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &format!("{output}-reader")).create()?;
+    let consumer: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{output}-reader")).create()?;
     let metadata = consumer.fetch_metadata(Some(output), Duration::from_secs(10))?;
     let mut ends = rdkafka::TopicPartitionList::new();
     for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
@@ -458,7 +464,7 @@ fn steady_latencies(kafka: &crate::config::KafkaConfig, input: &str, output: &st
     }
     anyhow::ensure!(ends.count() > 0, "topic `{output}` has no partitions");
     consumer.assign(&ends)?;
-    let producer: BaseProducer = crate::kafka::producer_config(kafka).set("linger.ms", "0").create()?;
+    let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka).set("linger.ms", "0").create()?;
     // One record through the whole path before the clock starts: the
     // producer's connection and id and the reader's first fetch are not the
     // deployment's latency (they showed as a p99 of half a second).
@@ -504,7 +510,7 @@ fn peak_rss() -> u64 {
 }
 
 /// Failed records of `tenant` so far, from the metrics.
-fn failures_of(host: &crate::pipeline::Host, tenant: &str) -> u64 {
+fn failures_of(host: &weir_runtime::pipeline::Host, tenant: &str) -> u64 {
     host.metrics().sum("failures_total", Some(tenant)) as u64
 }
 
@@ -646,20 +652,20 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
 
     let kafka = bench_kafka(brokers);
     let topic = format!("bench-changelog-{}", std::process::id());
-    crate::kafka::Cluster::connect(&kafka)?.ensure_topic(&topic, 1, crate::changelog::TOPIC_CONFIG)?;
-    let producer: BaseProducer = crate::kafka::producer_config(&kafka).create()?;
+    weir_runtime::kafka::Cluster::connect(&kafka)?.ensure_topic(&topic, 1, weir_runtime::changelog::TOPIC_CONFIG)?;
+    let producer: BaseProducer = weir_runtime::kafka::producer_config(&kafka).create()?;
     let committed: std::collections::BTreeMap<String, i64> = [("input".to_owned(), keys as i64)].into();
-    let header = crate::changelog::encode_offsets(&committed);
+    let header = weir_runtime::changelog::encode_offsets(&committed);
     let value = 42u64.to_be_bytes();
     for i in 0..keys {
         let key = format!("u{i:012}");
-        let headers = OwnedHeaders::new().insert(Header { key: crate::changelog::OFFSETS_HEADER, value: Some(header.as_bytes()) });
+        let headers = OwnedHeaders::new().insert(Header { key: weir_runtime::changelog::OFFSETS_HEADER, value: Some(header.as_bytes()) });
         let r = BaseRecord::to(&topic).partition(0).key(key.as_bytes()).payload(&value[..]).headers(headers);
         send_waiting(&producer, r, Duration::from_millis(5));
     }
     producer.flush(Duration::from_secs(300))?;
 
-    let consumer: BaseConsumer = crate::changelog::reader_config(&kafka).create()?;
+    let consumer: BaseConsumer = weir_runtime::changelog::reader_config(&kafka).create()?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)?;
     consumer.assign(&tpl)?;
@@ -683,7 +689,7 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
     let rocks = weir_state::rocks::RocksConfig::new(64 << 20)?;
     let mut state = PartitionState::open(Box::new(weir_state::rocks::RocksBackend::open(dir.path(), &rocks)?))?;
     let started = Instant::now();
-    let restored = crate::changelog::restore(&kafka, &topic, 0, 0, &committed, &mut state, &|_| {})?;
+    let restored = weir_runtime::changelog::restore(&kafka, &topic, 0, 0, &committed, &mut state, &|_| {})?;
     let restore_per_sec = restored.applied as f64 / started.elapsed().as_secs_f64();
     if restored.applied != keys as u64 {
         bail!("restored {} of {keys} keys", restored.applied);

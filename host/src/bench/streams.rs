@@ -33,7 +33,7 @@ pub struct StreamsRow {
 /// window_count.wasm, `kafka_streams` the built Kafka Streams program.
 pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usize, keys: usize, partitions: usize) -> Result<Vec<StreamsRow>> {
     let kafka = bench_kafka(brokers);
-    let cluster = crate::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
     let program = KafkaStreams::locate(kafka_streams)?;
     let mut rows = Vec::new();
     for workload in ["map", "count"] {
@@ -79,9 +79,9 @@ pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usi
 /// [`records_per_ms`] records. With `windows`, a last record per
 /// partition a minute later closes every window of the data (stream time
 /// is per partition). Returns how many records were sent.
-fn fill_json(kafka: &crate::config::KafkaConfig, topic: &str, records: usize, keys: usize, partitions: usize, windows: bool) -> Result<usize> {
+fn fill_json(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: usize, keys: usize, partitions: usize, windows: bool) -> Result<usize> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-    let producer: BaseProducer = crate::kafka::producer_config(kafka).create()?;
+    let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka).create()?;
     let base = (weir_abi::now_ms() as i64 / 1000 - 3600) * 1000;
     for i in 0..records {
         let key = format!("user-{}", i % keys);
@@ -111,10 +111,10 @@ fn windows_closed(records: usize, keys: usize) -> usize {
 }
 
 /// The first `n` records of `topic`, as sorted (key, value) pairs.
-fn read_all(kafka: &crate::config::KafkaConfig, topic: &str, n: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn read_all(kafka: &weir_runtime::config::KafkaConfig, topic: &str, n: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &format!("{topic}-check")).create()?;
+    let consumer: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{topic}-check")).create()?;
     consumer.subscribe(&[topic])?;
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut out = Vec::with_capacity(n);
@@ -150,7 +150,7 @@ impl KafkaStreams {
     #[allow(clippy::too_many_arguments)]
     fn rate(
         &self,
-        kafka: &crate::config::KafkaConfig,
+        kafka: &weir_runtime::config::KafkaConfig,
         mode: &str,
         input: &str,
         output: &str,

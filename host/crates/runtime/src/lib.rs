@@ -1,0 +1,17 @@
+//! Weir's runtime: everything of `weir run` around the sandbox. Kafka I/O
+//! (clients, the shared producer, changelogs), the registry of deployments
+//! and modules kept in Kafka topics, tenants and configuration, the
+//! pipeline that moves records from fetch to commit, metrics, and the
+//! HTTP admin API with its client.
+
+pub mod admin;
+pub mod changelog;
+pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod pipeline;
+pub mod registry;
+pub mod tenants;

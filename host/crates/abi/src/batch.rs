@@ -16,11 +16,13 @@ pub struct Span {
 impl Span {
     pub const EMPTY: Span = Span { start: 0, len: 0 };
 
+    #[inline]
     pub fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.start as usize + self.len as usize
     }
 
     /// The bytes of this span in `data`, or `None` if it lies outside.
+    #[inline]
     pub fn get(self, data: &[u8]) -> Option<&[u8]> {
         data.get(self.start as usize..(self.start as usize).checked_add(self.len as usize)?)
     }
@@ -116,12 +118,14 @@ impl BatchBuilder {
         }
     }
 
+    #[inline]
     fn bytes(&mut self, b: &[u8]) -> Span {
         let start = self.batch.data.len() as u32;
         self.batch.data.extend_from_slice(b);
         Span { start, len: b.len() as u32 }
     }
 
+    #[inline]
     pub fn push<'h>(
         &mut self,
         offset: i64,
@@ -137,6 +141,7 @@ impl BatchBuilder {
     /// bytes, and a record whose name is not UTF-8 (the world promises
     /// UTF-8) is kept with the name decoded lossily and marked invalid, to
     /// go to the failure policy instead of the transform.
+    #[inline]
     pub fn push_bytes<'h>(
         &mut self,
         offset: i64,
@@ -175,10 +180,12 @@ impl BatchBuilder {
         self.invalid.push(RecordFailure { index, kind: FailureKind::InvalidInput, message });
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         self.batch.records.len()
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.batch.records.is_empty()
     }
@@ -186,6 +193,7 @@ impl BatchBuilder {
     /// Bytes the batch holds: keys, values and headers, and the entries
     /// describing them (an empty header costs 20 bytes held for 2 on the
     /// wire, so entries count).
+    #[inline]
     pub fn held_bytes(&self) -> usize {
         self.batch.data.len() + self.batch.records.len() * size_of::<InputRecord>() + self.batch.headers.len() * size_of::<Header>()
     }
@@ -202,14 +210,17 @@ impl BatchBuilder {
 
 /// Read access to the records of an input batch.
 impl InputBatch {
+    #[inline]
     pub fn key(&self, i: usize) -> Option<&[u8]> {
         self.records[i].key.map(|s| &self.data[s.range()])
     }
 
+    #[inline]
     pub fn value(&self, i: usize) -> Option<&[u8]> {
         self.records[i].value.map(|s| &self.data[s.range()])
     }
 
+    #[inline]
     pub fn headers(&self, i: usize) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
         self.headers[self.records[i].headers.range()]
             .iter()
@@ -233,6 +244,7 @@ impl InputBatch {
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// `s` cut to at most `max` bytes, at a character boundary.
+#[inline]
 pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;

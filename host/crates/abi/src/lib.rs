@@ -20,6 +20,7 @@ pub use limits::{LimitExceeded, Limits, record_size};
 pub use window::{Aggregation, EmitMode, Hopping, WindowBatch, WindowKind, WindowResult, WindowSpec};
 
 /// The wall clock as Kafka counts time: ms since the Unix epoch.
+#[inline]
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }

@@ -43,11 +43,13 @@ const HEADER_FRAMING_BYTES: u64 = 10;
 
 /// Size of a record alone in a batch, as brokers compare it with a topic's
 /// `max.message.bytes`: key, value, header names and values, and framing.
+#[inline]
 pub fn record_size(key: usize, value: usize, headers: impl Iterator<Item = usize>) -> u64 {
     headers.fold(RECORD_FRAMING_BYTES + key as u64 + value as u64, |n, h| n + h as u64 + HEADER_FRAMING_BYTES)
 }
 
 impl Limits {
+    #[inline]
     pub fn memory_bytes(&self) -> u64 {
         self.memory_mb << 20
     }
@@ -55,6 +57,7 @@ impl Limits {
     /// What one call may make the host hold on the guest's behalf (see
     /// `weir-engine`'s host budget): as much as the guest may hold itself, and at
     /// least 16 MiB.
+    #[inline]
     pub fn host_bytes_per_call(&self) -> u64 {
         self.memory_bytes().max(16 << 20)
     }

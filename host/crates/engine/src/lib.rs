@@ -15,6 +15,7 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub mod bindings;
 pub mod cache;
+pub mod capabilities;
 pub mod limits;
 pub mod offline;
 pub mod private_file;
@@ -22,7 +23,7 @@ pub mod transform;
 pub mod validate;
 pub mod wasi;
 
-use crate::bindings::v0_1::{Plugin, PluginPre};
+use crate::bindings::{Pre, WorldVersion};
 use crate::transform::instance::HostState;
 pub use validate::LoadError;
 
@@ -98,7 +99,9 @@ pub struct Module {
     pub size: usize,
     /// Compilation time, or `None` when the module came from the cache.
     pub compiled_in: Option<Duration>,
-    pub(crate) pre: PluginPre<HostState>,
+    /// The world version it implements.
+    pub version: WorldVersion,
+    pub(crate) pre: Pre,
     pub(crate) engine: Engine,
 }
 
@@ -132,9 +135,7 @@ impl Engine {
         let engine = wasmtime::Engine::new(&wasm).map_err(anyhow::Error::from).context("configuring wasmtime")?;
 
         let mut linker = Linker::new(&engine);
-        Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking the weir:transform world")?;
+        bindings::add_to_linker(&mut linker).map_err(anyhow::Error::from).context("linking the weir:transform worlds")?;
         wasi::add_to_linker(&mut linker)?;
 
         let cache = match &config.cache_dir {
@@ -171,7 +172,7 @@ impl Engine {
                 (c, Some(started.elapsed()))
             }
         };
-        validate::check_world(&component)?;
+        let version = validate::check_world(&component)?;
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
             let message = format!("{e:#}");
             match message.find("import") {
@@ -179,14 +180,14 @@ impl Engine {
                 None => LoadError::WrongWorld(message),
             }
         })?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = Pre::new(version, instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         if compiled_in.is_some()
             && let Some(cache) = &self.inner.cache
             && let Err(e) = cache.put(&digest, &component)
         {
             tracing::warn!(error = %format!("{e:#}"), "could not cache the compiled module");
         }
-        Ok(Module { digest, size: bytes.len(), compiled_in, pre, engine: self.clone() })
+        Ok(Module { digest, size: bytes.len(), compiled_in, version, pre, engine: self.clone() })
     }
 
     /// Reads and loads a component file; errors name the file.

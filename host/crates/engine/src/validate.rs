@@ -3,6 +3,8 @@
 
 use wasmtime::component::Component;
 
+use crate::bindings::WorldVersion;
+
 /// The WIT world every transform implements.
 pub const WORLD: &str = "weir:transform/plugin@0.1.0";
 /// The interface a transform must export.
@@ -54,9 +56,10 @@ pub fn check_header(bytes: &[u8], max_bytes: u64) -> Result<(), LoadError> {
     }
 }
 
-/// Checks that the component exports the handler and imports only granted
-/// namespaces; signature mismatches are caught when it is linked.
-pub fn check_world(component: &Component) -> Result<(), LoadError> {
+/// Checks that the component exports a handler and imports only granted
+/// namespaces, and says which world version it implements; signature
+/// mismatches are caught when it is linked.
+pub fn check_world(component: &Component) -> Result<WorldVersion, LoadError> {
     let engine = component.engine();
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
@@ -66,9 +69,8 @@ pub fn check_world(component: &Component) -> Result<(), LoadError> {
         }
     }
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
-    if !exports.iter().any(|e| e.starts_with("weir:transform/handler@0.1.")) {
+    WorldVersion::exported_by(exports.iter().map(String::as_str)).ok_or_else(|| {
         let found = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
-        return Err(LoadError::MissingExport { found });
-    }
-    Ok(())
+        LoadError::MissingExport { found }
+    })
 }

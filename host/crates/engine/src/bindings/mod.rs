@@ -1,6 +1,112 @@
 //! Host bindings of the WIT world, one module per world version so that
 //! plugins compiled against an older version keep loading when the world
 //! evolves (the layout Zed's extension host uses). Each module converts its
-//! generated types to and from the host's own (`weir_abi`).
+//! generated types to and from the host's own (`weir_abi`); the version of
+//! a component is read from its exports when it is loaded, and [`Pre`] and
+//! [`Exports`] have one variant per version.
+
+use wasmtime::Store;
+use wasmtime::component::{InstancePre, Linker};
+use weir_abi::{InputBatch, OutputBatch, WindowBatch};
+
+use crate::transform::instance::HostState;
 
 pub mod v0_1;
+
+/// A version of the world `weir:transform/plugin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorldVersion {
+    V0_1,
+}
+
+impl WorldVersion {
+    /// Every version this host runs, oldest first.
+    pub const ALL: [WorldVersion; 1] = [WorldVersion::V0_1];
+
+    pub fn world(self) -> &'static str {
+        match self {
+            WorldVersion::V0_1 => "weir:transform/plugin@0.1.0",
+        }
+    }
+
+    /// The version whose handler a component exports (any patch release of
+    /// it), if any.
+    pub fn exported_by<'a>(mut exports: impl Iterator<Item = &'a str>) -> Option<WorldVersion> {
+        exports.find_map(|e| match e {
+            _ if e.starts_with("weir:transform/handler@0.1.") => Some(WorldVersion::V0_1),
+            _ => None,
+        })
+    }
+}
+
+/// Adds the host functions of every world version to `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    v0_1::add_to_linker(linker)
+}
+
+/// A component linked against its world version, ready to instantiate.
+pub enum Pre {
+    V0_1(v0_1::PluginPre<HostState>),
+}
+
+impl Pre {
+    pub fn new(version: WorldVersion, pre: InstancePre<HostState>) -> wasmtime::Result<Pre> {
+        Ok(match version {
+            WorldVersion::V0_1 => Pre::V0_1(v0_1::PluginPre::new(pre)?),
+        })
+    }
+
+    pub fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Exports> {
+        Ok(match self {
+            Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?, v0_1::Scratch::default()),
+        })
+    }
+}
+
+/// The handler of one instance, whichever version it implements. Calls
+/// take and return the host's types.
+pub enum Exports {
+    V0_1(v0_1::Plugin, v0_1::Scratch),
+}
+
+/// What `process` and `on-window` return: outputs, or the transform's
+/// fatal error.
+pub type Returned = Result<OutputBatch, String>;
+
+impl Exports {
+    pub fn init(&mut self, store: &mut Store<HostState>, config: &[(String, String)]) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Exports::V0_1(p, _) => {
+                let config: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                p.weir_transform_handler().call_init(store, &config)
+            }
+        }
+    }
+
+    pub fn process(&mut self, store: &mut Store<HostState>, batch: &InputBatch) -> wasmtime::Result<Returned> {
+        match self {
+            Exports::V0_1(p, scratch) => Ok(p.weir_transform_handler().call_process(store, scratch.input(batch))?.map(v0_1::output)),
+        }
+    }
+
+    pub fn on_window(&mut self, store: &mut Store<HostState>, batch: &WindowBatch) -> wasmtime::Result<Returned> {
+        match self {
+            Exports::V0_1(p, scratch) => Ok(p.weir_transform_handler().call_on_window(store, scratch.windows(batch))?.map(v0_1::output)),
+        }
+    }
+
+    pub fn reduce(&mut self, store: &mut Store<HostState>, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            Exports::V0_1(p, _) => {
+                let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                p.weir_transform_handler().call_reduce(store, window, key, acc, &values)
+            }
+        }
+    }
+
+    pub fn merge(&mut self, store: &mut Store<HostState>, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            Exports::V0_1(p, _) => p.weir_transform_handler().call_merge(store, window, key, a, b),
+        }
+    }
+}

@@ -12,8 +12,11 @@ wasmtime::component::bindgen!({
 
 use self::weir::transform::{log, state, types, windows};
 
+use wasmtime::component::Linker;
 use weir_abi as abi;
 
+use crate::capabilities::{self, LogCapability, StateCapability, WindowsCapability};
+use crate::transform::budget::HostBudget;
 use crate::transform::instance::HostState;
 use crate::transform::log::LogLevel;
 
@@ -22,24 +25,24 @@ use crate::transform::log::LogLevel;
 #[error("state is only available while processing records (in `process` or `on-window`), not in `init`, `reduce` or `merge`")]
 struct NoPartition;
 
-impl HostState {
-    fn partition(&mut self) -> wasmtime::Result<&mut weir_state::PartitionState> {
-        self.partition.as_deref_mut().ok_or_else(|| NoPartition.into())
-    }
-
-    /// Charges the call's host budget for `bytes` of `what`.
-    fn charge(&mut self, bytes: usize, what: &str) -> wasmtime::Result<()> {
-        self.budget.try_charge(bytes as u64, what).map_err(wasmtime::Error::new)
-    }
+/// Charges the call's host budget for `bytes` of `what`.
+fn charge(budget: &mut HostBudget, bytes: usize, what: &str) -> wasmtime::Result<()> {
+    budget.try_charge(bytes as u64, what).map_err(wasmtime::Error::new)
 }
 
 /// Host bytes a state entry costs beyond its key and value (map slots, the
 /// undo log).
 const ENTRY_OVERHEAD: usize = 64;
 
-impl types::Host for HostState {}
+/// Links the world's imports, each capability with its own view.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    log::add_to_linker::<HostState, capabilities::Log>(linker, HostState::log_capability)?;
+    state::add_to_linker::<HostState, capabilities::State>(linker, HostState::state_capability)?;
+    windows::add_to_linker::<HostState, capabilities::Windows>(linker, HostState::windows_capability)?;
+    Ok(())
+}
 
-impl log::Host for HostState {
+impl log::Host for LogCapability<'_> {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
@@ -48,7 +51,7 @@ impl log::Host for HostState {
             log::Level::Warn => LogLevel::Warn,
             log::Level::Error => LogLevel::Error,
         };
-        self.charge(message.len().min(crate::transform::log::MAX_LINE_BYTES), "log lines")?;
+        charge(self.budget, message.len().min(crate::transform::log::MAX_LINE_BYTES), "log lines")?;
         if level == LogLevel::Error {
             self.last_error.set(&message);
         }
@@ -57,15 +60,34 @@ impl log::Host for HostState {
     }
 }
 
-impl state::Host for HostState {
+impl StateCapability<'_> {
+    fn partition(&mut self) -> wasmtime::Result<&mut weir_state::PartitionState> {
+        self.partition.as_deref_mut().ok_or_else(|| NoPartition.into())
+    }
+
+    /// A scan's `limit`, at most as many entries as the budget could pay
+    /// for if each were empty, so a guest asking for four billion gets
+    /// what it can afford, not a scan of the whole store.
+    fn entries_affordable(&self, limit: u32) -> u32 {
+        limit.min((self.budget.left() / ENTRY_OVERHEAD as u64).min(u64::from(u32::MAX)) as u32)
+    }
+
+    fn entries(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> wasmtime::Result<Vec<state::Entry>> {
+        let bytes = entries.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();
+        charge(self.budget, bytes, "state scans")?;
+        Ok(entries.into_iter().map(|(key, value)| state::Entry { key, value }).collect())
+    }
+}
+
+impl state::Host for StateCapability<'_> {
     fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
         let value = self.partition()?.get(&key).map_err(wasmtime::Error::from_anyhow)?;
-        self.charge(key.len() + value.as_ref().map_or(0, Vec::len), "state reads")?;
+        charge(self.budget, key.len() + value.as_ref().map_or(0, Vec::len), "state reads")?;
         Ok(value)
     }
 
     fn set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
-        self.charge(key.len() + value.len() + ENTRY_OVERHEAD, "state writes")?;
+        charge(self.budget, key.len() + value.len() + ENTRY_OVERHEAD, "state writes")?;
         let state = self.partition()?;
         state.set(&key, &value, ttl_ms);
         match state.take_oversize() {
@@ -75,7 +97,7 @@ impl state::Host for HostState {
     }
 
     fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
-        self.charge(key.len() + ENTRY_OVERHEAD, "state writes")?;
+        charge(self.budget, key.len() + ENTRY_OVERHEAD, "state writes")?;
         self.partition()?.delete(&key);
         Ok(())
     }
@@ -95,24 +117,9 @@ impl state::Host for HostState {
     }
 }
 
-impl HostState {
-    /// A scan's `limit`, at most as many entries as the budget could pay
-    /// for if each were empty, so a guest asking for four billion gets
-    /// what it can afford, not a scan of the whole store.
-    fn entries_affordable(&self, limit: u32) -> u32 {
-        limit.min((self.budget.left() / ENTRY_OVERHEAD as u64).min(u64::from(u32::MAX)) as u32)
-    }
-
-    fn entries(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> wasmtime::Result<Vec<state::Entry>> {
-        let bytes = entries.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();
-        self.charge(bytes, "state scans")?;
-        Ok(entries.into_iter().map(|(key, value)| state::Entry { key, value }).collect())
-    }
-}
-
-impl windows::Host for HostState {
+impl windows::Host for WindowsCapability<'_> {
     fn define(&mut self, name: String, spec: windows::WindowSpec) -> wasmtime::Result<Result<u32, String>> {
-        Ok(self.windows.define(&name, window_spec(spec)))
+        Ok(self.defs.define(&name, window_spec(spec)))
     }
 }
 
@@ -176,7 +183,7 @@ impl Scratch {
     }
 }
 
-pub fn output(b: types::OutputBatch) -> abi::OutputBatch {
+pub(super) fn output(b: types::OutputBatch) -> abi::OutputBatch {
     abi::OutputBatch {
         data: b.data,
         records: b

@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::TransformSpec;
 use super::budget::HostBudget;
 use super::log::{GuestLog, GuestLogStream, LastError};
-use crate::bindings::v0_1::{self, Plugin};
+use crate::bindings::Exports;
 use crate::limits::{LimitExceeded, Limiter, thread_cpu_time};
 use crate::{Module, wasi};
 use weir_abi::{CallFailure, FailureKind};
@@ -53,9 +53,8 @@ struct CpuBudget {
 
 pub struct Instance {
     store: Store<HostState>,
-    plugin: Plugin,
+    exports: Exports,
     max_wasm_stack: usize,
-    scratch: v0_1::Scratch,
 }
 
 /// Marks wasmtime's refusal to copy more than the hostcall fuel allows.
@@ -94,19 +93,18 @@ impl Instance {
         });
         let max_wasm_stack = module.engine.config().max_wasm_stack_kb * 1024;
         arm(&mut store);
-        let plugin = module.pre.instantiate(&mut store).map_err(|e| classify(&mut store, e, max_wasm_stack))?;
-        let mut instance = Instance { store, plugin, max_wasm_stack, scratch: v0_1::Scratch::default() };
-        let config: Vec<(&str, &str)> = spec.config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        match instance.call(|p, s| p.weir_transform_handler().call_init(s, &config))? {
+        let exports = module.pre.instantiate(&mut store).map_err(|e| classify(&mut store, e, max_wasm_stack))?;
+        let mut instance = Instance { store, exports, max_wasm_stack };
+        match instance.call(|p, s| p.init(s, &spec.config))? {
             Ok(()) => Ok(instance),
             Err(message) => Err(CallFailure::new(FailureKind::Fatal, format!("init failed: {}", weir_abi::truncate(&message, weir_abi::MAX_MESSAGE_BYTES)))),
         }
     }
 
     /// Runs one call with a fresh CPU budget and classifies its failure.
-    fn call<R>(&mut self, f: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
+    fn call<R>(&mut self, f: impl FnOnce(&mut Exports, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
         arm(&mut self.store);
-        let result = f(&self.plugin, &mut self.store);
+        let result = f(&mut self.exports, &mut self.store);
         result.map_err(|e| classify(&mut self.store, e, self.max_wasm_stack))
     }
 
@@ -123,18 +121,14 @@ impl Instance {
     /// `process`, with the partition's state reachable from the guest.
     pub fn process(&mut self, batch: &InputBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.store.data_mut().partition = partition.take();
-        let batch = self.scratch.input(batch);
-        arm(&mut self.store);
-        let result = self.plugin.weir_transform_handler().call_process(&mut self.store, batch).map_err(|e| classify(&mut self.store, e, self.max_wasm_stack));
+        let result = self.call(|p, s| p.process(s, batch));
         *partition = self.store.data_mut().partition.take();
         self.taken(result)
     }
 
     pub fn on_window(&mut self, batch: &WindowBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.store.data_mut().partition = partition.take();
-        let batch = self.scratch.windows(batch);
-        arm(&mut self.store);
-        let result = self.plugin.weir_transform_handler().call_on_window(&mut self.store, batch).map_err(|e| classify(&mut self.store, e, self.max_wasm_stack));
+        let result = self.call(|p, s| p.on_window(s, batch));
         *partition = self.store.data_mut().partition.take();
         self.taken(result)
     }
@@ -142,13 +136,9 @@ impl Instance {
     /// Charges the call's budget for the output batch the host now holds
     /// (its copy was bounded by the hostcall fuel) and cuts messages to
     /// what a dead letter carries.
-    fn taken(
-        &mut self,
-        result: Result<Result<v0_1::weir::transform::types::OutputBatch, String>, CallFailure>,
-    ) -> Result<Result<OutputBatch, String>, CallFailure> {
+    fn taken(&mut self, result: Result<Result<OutputBatch, String>, CallFailure>) -> Result<Result<OutputBatch, String>, CallFailure> {
         match result? {
             Ok(out) => {
-                let out = v0_1::output(out);
                 super::batch::charge_taken(&out, &mut self.store.data_mut().budget)?;
                 Ok(Ok(super::batch::cut_messages(out)))
             }
@@ -157,12 +147,11 @@ impl Instance {
     }
 
     pub fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure> {
-        let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-        self.call(|p, s| p.weir_transform_handler().call_reduce(s, window, key, acc, &values))
+        self.call(|p, s| p.reduce(s, window, key, acc, values))
     }
 
     pub fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure> {
-        self.call(|p, s| p.weir_transform_handler().call_merge(s, window, key, a, b))
+        self.call(|p, s| p.merge(s, window, key, a, b))
     }
 
     pub fn windows(&self) -> &WindowDefs {

@@ -5,7 +5,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use weir_engine::transform::log::LogLine;
+
+use super::api::{Uploaded, View};
 
 pub struct Client {
     base: String,
@@ -31,6 +35,12 @@ impl Client {
         r
     }
 
+    /// Sends `request` and reads its answer as `T`.
+    fn call<T: DeserializeOwned>(&self, what: &str, request: RequestBuilder) -> Result<T> {
+        let body = self.send(what, request)?;
+        serde_json::from_value(body).with_context(|| format!("{what}: the host's answer is not what this weir expects (a different version?)"))
+    }
+
     fn send(&self, what: &str, request: RequestBuilder) -> Result<Value> {
         let response = request.send().with_context(|| format!("{what}: calling {}", self.base))?;
         let status = response.status();
@@ -43,31 +53,32 @@ impl Client {
         Ok(body)
     }
 
-    /// Uploads a module; returns its sha256.
-    pub fn upload(&self, bytes: Vec<u8>) -> Result<String> {
-        let body = self.send("uploading the module", self.request(Method::PUT, "/v1/modules").body(bytes))?;
-        Ok(body["module"].as_str().unwrap_or_default().to_owned())
+    /// Uploads a module (compiled and checked by the host).
+    pub fn upload(&self, bytes: Vec<u8>) -> Result<Uploaded> {
+        self.call("uploading the module", self.request(Method::PUT, "/v1/modules").body(bytes))
     }
 
-    pub fn deploy(&self, name: &str, spec: &Value) -> Result<Value> {
-        self.send(&format!("deploying `{name}`"), self.request(Method::POST, &format!("/v1/deployments/{name}")).json(spec))
+    /// Deploys `request`: the fields of a `[deployments.NAME]` table, with
+    /// `module` (an uploaded module's sha256) instead of `plugin`.
+    pub fn deploy(&self, name: &str, request: &Value) -> Result<View> {
+        self.call(&format!("deploying `{name}`"), self.request(Method::POST, &format!("/v1/deployments/{name}")).json(request))
     }
 
-    pub fn upgrade(&self, name: &str, spec: &Value) -> Result<Value> {
-        self.send(&format!("upgrading `{name}`"), self.request(Method::PUT, &format!("/v1/deployments/{name}")).json(spec))
+    pub fn upgrade(&self, name: &str, request: &Value) -> Result<View> {
+        self.call(&format!("upgrading `{name}`"), self.request(Method::PUT, &format!("/v1/deployments/{name}")).json(request))
     }
 
-    pub fn list(&self) -> Result<Value> {
-        self.send("listing deployments", self.request(Method::GET, "/v1/deployments"))
+    pub fn list(&self) -> Result<Vec<View>> {
+        self.call("listing deployments", self.request(Method::GET, "/v1/deployments"))
     }
 
-    pub fn status(&self, name: &str) -> Result<Value> {
-        self.send(&format!("`{name}`"), self.request(Method::GET, &format!("/v1/deployments/{name}")))
+    pub fn status(&self, name: &str) -> Result<View> {
+        self.call(&format!("`{name}`"), self.request(Method::GET, &format!("/v1/deployments/{name}")))
     }
 
-    pub fn pause(&self, name: &str, paused: bool) -> Result<Value> {
+    pub fn pause(&self, name: &str, paused: bool) -> Result<View> {
         let verb = if paused { "pause" } else { "resume" };
-        self.send(&format!("{verb} `{name}`"), self.request(Method::POST, &format!("/v1/deployments/{name}/{verb}")))
+        self.call(&format!("{verb} `{name}`"), self.request(Method::POST, &format!("/v1/deployments/{name}/{verb}")))
     }
 
     pub fn undeploy(&self, name: &str, drop_state: bool) -> Result<()> {
@@ -75,7 +86,7 @@ impl Client {
         self.send(&format!("undeploying `{name}`"), r).map(|_| ())
     }
 
-    pub fn logs(&self, name: &str, lines: usize) -> Result<Value> {
-        self.send(&format!("logs of `{name}`"), self.request(Method::GET, &format!("/v1/deployments/{name}/logs")).query(&[("lines", lines)]))
+    pub fn logs(&self, name: &str, lines: usize) -> Result<Vec<LogLine>> {
+        self.call(&format!("logs of `{name}`"), self.request(Method::GET, &format!("/v1/deployments/{name}/logs")).query(&[("lines", lines)]))
     }
 }

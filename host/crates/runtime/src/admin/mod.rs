@@ -18,15 +18,17 @@ use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+pub mod api;
 pub mod client;
 mod compiles;
 
 use crate::config::DeploymentConfig;
-use crate::pipeline::{DeploymentStatus, Host};
+use crate::pipeline::{Host, Problem};
 use crate::registry::{DeploymentSpec, Registry};
 use crate::tenants::{Principal, TenantConfig};
+use api::{Status, Uploaded, View};
 use compiles::Compiles;
 use weir_abi::now_ms;
 use weir_engine::LoadError;
@@ -146,14 +148,6 @@ impl Scope {
     }
 }
 
-#[derive(Serialize)]
-struct Uploaded {
-    module: String,
-    size: usize,
-    /// Compilation time; absent when the module was compiled before.
-    compiled_ms: Option<u128>,
-}
-
 async fn upload(
     State(host): State<Arc<Host>>,
     Extension(compiles): Extension<Arc<Compiles>>,
@@ -191,40 +185,17 @@ async fn upload(
     Ok((StatusCode::CREATED, axum::Json(Uploaded { module: digest, size: module.size, compiled_ms: module.compiled_in.map(|d| d.as_millis()) })))
 }
 
-/// What the API says about a deployment.
-#[derive(Serialize)]
-pub struct View {
-    pub name: String,
-    pub tenant: Option<String>,
-    /// running, starting, failed, paused or undeployed.
-    pub status: &'static str,
-    pub module: String,
-    pub version: u64,
-    pub previous_module: Option<String>,
-    pub rolled_back: Option<String>,
-    /// Why the deployment cannot run on this host.
-    pub error: Option<String>,
-    /// This host's share of the work.
-    pub host: Option<DeploymentStatus>,
-    pub spec: DeploymentConfig,
-}
-
 fn view(host: &Host, spec: &DeploymentSpec) -> View {
     let id = spec.id();
     let running = host.deployment(&id).map(|d| d.status_now());
     let problem = crate::pipeline::lock(&host.problems).get(&id).cloned();
-    let status = if spec.undeployed {
-        "undeployed"
-    } else if spec.paused {
-        "paused"
-    } else if problem.as_deref().is_some_and(|p| p.starts_with("waiting for module")) {
-        "starting"
-    } else if problem.is_some() {
-        "failed"
-    } else if running.is_some() {
-        "running"
-    } else {
-        "starting"
+    let status = match (&problem, &running) {
+        _ if spec.undeployed => Status::Undeployed,
+        _ if spec.paused => Status::Paused,
+        (Some(Problem::WaitingForModule(_)), _) => Status::Starting,
+        (Some(Problem::Failed(_)), _) => Status::Failed,
+        (None, Some(_)) => Status::Running,
+        (None, None) => Status::Starting,
     };
     View {
         name: spec.name.clone(),
@@ -234,7 +205,7 @@ fn view(host: &Host, spec: &DeploymentSpec) -> View {
         version: spec.version,
         previous_module: spec.previous_module.clone(),
         rolled_back: spec.rolled_back.clone(),
-        error: problem.or_else(|| running.as_ref().and_then(|r| r.last_error.clone())),
+        error: problem.map(|p| p.to_string()).or_else(|| running.as_ref().and_then(|r| r.last_error.clone())),
         host: running,
         spec: spec.deployment.clone(),
     }

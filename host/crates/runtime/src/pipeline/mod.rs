@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub mod deployment;
 mod ledger;
@@ -53,8 +53,27 @@ pub struct Shared {
     pub host_id: String,
 }
 
+/// Why a deployment of the registry does not run on this host.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Problem {
+    /// Its module has not reached this host yet (the registry's module
+    /// topic is still being read); not a failure.
+    WaitingForModule(String),
+    /// It failed to start here; the reconciler retries.
+    Failed(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::WaitingForModule(module) => write!(f, "waiting for module {module} from the registry"),
+            Problem::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// A deployment's health as the host sees it.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DeploymentStatus {
     /// sha256 of the module new batches run (filled in by `status_now`).
     pub module: String,
@@ -110,7 +129,7 @@ pub struct Host {
     producer_limits: crate::kafka::ProducerLimits,
     running: Mutex<BTreeMap<String, Running>>,
     /// Registry deployments that cannot run on this host, and why.
-    pub problems: Mutex<BTreeMap<String, String>>,
+    pub problems: Mutex<BTreeMap<String, Problem>>,
     /// Set when shutdown begins: nothing new starts.
     closing: AtomicBool,
     /// The registry's reconciler, joined at shutdown.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 
 use super::workers::{Runnable, TRIAL_BATCHES};
-use super::{Host, Identity, lock};
+use super::{Host, Identity, Problem, lock};
 use crate::config::DeploymentConfig;
 use crate::registry::{DeploymentSpec, Registry};
 
@@ -84,7 +84,7 @@ impl Reconciler {
         for (id, spec) in specs.iter().filter(|(_, s)| s.running()) {
             if !self.registry.modules.has(&spec.module) {
                 // Its chunks are still on their way; their arrival wakes us.
-                lock(&self.host.problems).insert(id.clone(), format!("waiting for module {} from the registry", spec.module));
+                lock(&self.host.problems).insert(id.clone(), Problem::WaitingForModule(spec.module.clone()));
                 continue;
             }
             let outcome = match self.applied.get(id) {
@@ -110,7 +110,7 @@ impl Reconciler {
                 Err(e) => {
                     tracing::error!(deployment = %id, error = %format!("{e:#}"), "cannot run the deployment on this host");
                     self.tried.insert(id.clone(), (spec.version, Instant::now()));
-                    lock(&self.host.problems).insert(id.clone(), format!("{e:#}"));
+                    lock(&self.host.problems).insert(id.clone(), Problem::Failed(format!("{e:#}")));
                 }
             }
         }

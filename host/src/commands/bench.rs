@@ -1,0 +1,199 @@
+//! `weir bench`: the benchmarks of BENCHMARKS.md, printed as its tables.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// In-process dispatch through a stateless map plugin vs. a native closure.
+    Dispatch {
+        /// An upper-casing map plugin (plugins/rust/upper).
+        #[arg(long)]
+        plugin: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+    },
+    /// End to end on a broker: `weir run`'s pipeline with a stateless plugin
+    /// vs. a raw consume→produce passthrough, same broker, same run.
+    Pipeline {
+        #[arg(long)]
+        brokers: String,
+        /// A stateless map plugin (plugins/rust/upper).
+        #[arg(long)]
+        plugin: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
+    /// Weir vs. Kafka Streams on the same input and broker: a stateless map
+    /// and a tumbling 1 s window count (final results), beside the raw
+    /// consume→produce relay.
+    Streams {
+        #[arg(long)]
+        brokers: String,
+        /// The Rust plugins' build output (upper.wasm, window_count.wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// The Kafka Streams program, as `scripts/setup --test` builds it
+        /// (default: $WEIR_CACHE/kafka-streams-bench).
+        #[arg(long)]
+        kafka_streams: Option<PathBuf>,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
+    /// One tenant's throughput alone vs. beside a tenant running every
+    /// hostile plugin, on one host and a real broker.
+    Tenants {
+        #[arg(long)]
+        brokers: String,
+        /// The Rust plugins' build output (upper.wasm, hostile_*.wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        #[arg(long, default_value_t = 500_000)]
+        records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
+    /// In-process stateful throughput (RocksDB state): stateless map vs.
+    /// word count vs. tumbling window count over many keys.
+    State {
+        /// The directory holding upper.wasm, word_count.wasm and
+        /// window_count.wasm (the plugins' build output).
+        #[arg(long)]
+        plugins: PathBuf,
+        #[arg(long, default_value_t = 1_200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+    },
+    /// Per-language cost: component size, compile time cold and from the
+    /// artifact cache, stateful throughput of the map and the word count.
+    Languages {
+        /// Holds <lang>/upper.wasm and <lang>/word-count.wasm
+        /// (`scripts/build-plugins` writes $CARGO_TARGET_DIR/plugins).
+        #[arg(long)]
+        plugins: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "rust,python,js,c")]
+        langs: Vec<String>,
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+    },
+    /// State restore from a changelog into RocksDB vs. a bare consumer
+    /// reading the same records.
+    Restore {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+    },
+}
+
+pub fn bench(command: BenchCommand) -> Result<ExitCode> {
+    match command {
+        BenchCommand::Dispatch { plugin, records, value_bytes } => {
+            let rows = weir::bench::dispatch(&plugin, records, value_bytes)?;
+            println!("| batch | Weir (wasm) records/s | native closure records/s | wasm / native |");
+            println!("|------:|----------------------:|-------------------------:|--------------:|");
+            for r in rows {
+                println!("| {} | {:.0} | {:.0} | {:.2} |", r.batch, r.wasm_per_sec, r.native_per_sec, r.wasm_per_sec / r.native_per_sec);
+            }
+        }
+        BenchCommand::Pipeline { brokers, plugin, records, partitions } => {
+            let r = weir::bench::pipeline(&brokers, &plugin, records, partitions)?;
+            println!("| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
+            println!("|--------:|--------------------------:|------------------------------:|-----------:|");
+            println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+        }
+        BenchCommand::Streams { brokers, plugins, kafka_streams, records, keys, partitions } => {
+            let dir = match kafka_streams {
+                Some(d) => d,
+                None => std::env::var_os("WEIR_CACHE")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")))
+                    .context("set WEIR_CACHE or pass --kafka-streams")?
+                    .join("kafka-streams-bench"),
+            };
+            let rows = weir::bench::streams::streams(&brokers, &plugins, &dir, records, keys, partitions)?;
+            println!("| workload | records | outputs | raw relay records/s | Weir records/s | Kafka Streams records/s | Weir / Kafka Streams | Weir / raw |");
+            println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+            for r in rows {
+                println!(
+                    "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                    r.workload,
+                    r.records,
+                    r.outputs,
+                    r.raw_per_sec,
+                    r.weir_per_sec,
+                    r.kafka_streams_per_sec,
+                    r.weir_per_sec / r.kafka_streams_per_sec,
+                    r.weir_per_sec / r.raw_per_sec
+                );
+            }
+        }
+        BenchCommand::Tenants { brokers, plugins, records, partitions } => {
+            let r = weir::bench::tenants(&brokers, &plugins, records, partitions)?;
+            println!(
+                "| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile | steady stream p50 / p99 alone | beside | peak RSS |"
+            );
+            println!(
+                "|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|---:|---:|---:|"
+            );
+            let ms = |l: &weir::bench::Latency| format!("{} ms / {} ms", l.p50.as_millis(), l.p99.as_millis());
+            println!(
+                "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} MiB |",
+                r.records,
+                r.alone_per_sec,
+                r.shared_per_sec,
+                r.shared_per_sec / r.alone_per_sec,
+                r.hostile_failures,
+                ms(&r.latency_alone),
+                ms(&r.latency_beside),
+                r.peak_rss >> 20
+            );
+        }
+        BenchCommand::Languages { plugins, langs, records, keys } => {
+            let rows = weir::bench::languages(&plugins, &langs, records, keys)?;
+            println!("| language | plugin | component bytes | compile cold | load from cache | records/s (one thread, RocksDB state) |");
+            println!("|----------|--------|----------------:|-------------:|----------------:|--------------------------------------:|");
+            for r in rows {
+                println!(
+                    "| {} | {} | {} | {:.2} s | {:.1} ms | {:.0} |",
+                    r.lang,
+                    r.plugin,
+                    r.size,
+                    r.compile_cold.as_secs_f64(),
+                    r.load_cached.as_secs_f64() * 1e3,
+                    r.per_sec
+                );
+            }
+        }
+        BenchCommand::State { plugins, records, keys } => {
+            let rows = weir::bench::state(&plugins, records, keys)?;
+            let base = rows[0].per_sec;
+            println!("| transform ({records} records, {keys} keys, one thread) | records/s | vs. stateless map |");
+            println!("|---|---:|---:|");
+            for r in rows {
+                println!("| {} | {:.0} | {:.2} |", r.name, r.per_sec, r.per_sec / base);
+            }
+        }
+        BenchCommand::Restore { brokers, keys } => {
+            let r = weir::bench::restore(&brokers, keys)?;
+            println!("| keys | bare consumer records/s | Weir restore keys/s | restore / read |");
+            println!("|-----:|------------------------:|--------------------:|---------------:|");
+            println!("| {} | {:.0} | {:.0} | {:.2} |", r.keys, r.read_per_sec, r.restore_per_sec, r.restore_per_sec / r.read_per_sec);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,87 @@
+//! `weir run`: a host until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (TOML); `WEIR_A__B=value` overrides key `a.b`.
+    #[arg(long, short, default_value = "weir.toml")]
+    pub config: PathBuf,
+    /// Kafka bootstrap servers (overrides kafka.brokers).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Consumer group prefix (overrides kafka.group_prefix).
+    #[arg(long)]
+    pub group_prefix: Option<String>,
+    /// State directory (overrides host.state_dir).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// HTTP listener address (overrides host.listen).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Worker threads (overrides host.workers).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let flags = weir_runtime::config::Overrides {
+        brokers: args.brokers,
+        group_prefix: args.group_prefix,
+        state_dir: args.state_dir,
+        listen: args.listen,
+        workers: args.workers,
+    };
+    let config = weir_runtime::config::Config::load(&args.config, std::env::vars(), &flags)?;
+    serve_until_signal(config, |_, _| Ok(()))
+}
+
+/// Starts a host with `config`'s deployments, runs `then` once they are
+/// consuming, and serves until SIGINT or SIGTERM (or `then`'s notifier
+/// fires); then shuts down
+/// gracefully (in-flight batches finish, outputs are flushed, offsets
+/// committed).
+pub fn serve_until_signal(
+    config: weir_runtime::config::Config,
+    then: impl FnOnce(&weir_runtime::pipeline::Host, std::sync::Arc<tokio::sync::Notify>) -> Result<()>,
+) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let host = std::sync::Arc::new(weir_runtime::pipeline::Host::start(&config)?);
+    // Check every deployment before consuming anything.
+    let prepared =
+        config.deployments.iter().map(|(name, d)| host.prepare_static(name, d).with_context(|| format!("deployment `{name}`"))).collect::<Result<Vec<_>>>()?;
+    if let Some(addr) = config.host.listen {
+        let router = weir_runtime::http::router(host.clone());
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(%addr, "HTTP listener ready (/metrics, /health)");
+        runtime.spawn(weir_runtime::http::serve(listener, router));
+    }
+    for d in prepared {
+        host.run(d);
+    }
+    if host.registry.is_some() {
+        weir_runtime::pipeline::reconcile::spawn(host.clone())?;
+    }
+    let shutdown = std::sync::Arc::new(tokio::sync::Notify::new());
+    then(&host, shutdown.clone())?;
+    runtime.block_on(async {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = shutdown.notified() => {}
+        }
+    });
+    tracing::info!("shutting down: finishing batches and committing");
+    host.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

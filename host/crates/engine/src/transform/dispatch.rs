@@ -12,6 +12,8 @@
 //! but also wrote state or window values in that call, the writes of the
 //! rejected records cannot be told apart, so the call is rolled back and
 //! repeated without them.
+//!
+//! (Over 400 lines: failure isolation, bisection and its budget are one algorithm, kept together.)
 
 use std::sync::Arc;
 

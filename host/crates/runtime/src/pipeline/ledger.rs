@@ -3,6 +3,10 @@
 //! (outputs, dead letters, late copies) have settled. Pure, no Kafka, so
 //! that the at-least-once rule is tested on its own: no position is ever
 //! committable while a delivery of an earlier record is unsettled or failed.
+//!
+//! A delivery mode is a [`CommitLedger`]: [`AtLeastOnce`] commits what is
+//! delivered; exactly-once would commit positions inside the transaction
+//! of the outputs they produced, as a second implementation.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -47,11 +51,43 @@ pub enum Blocked<D> {
     Transient(String),
     /// Records of `group` can never be delivered; the group is out of the
     /// ledger until the failure policy has dealt with them and it goes back
-    /// in front ([`Ledger::push_front`]).
+    /// in front ([`CommitLedger::push_front`]).
     Permanent { group: Group<D>, failures: Vec<Undeliverable> },
 }
 
-pub struct Ledger<D> {
+/// When a partition's input positions may be committed.
+pub trait CommitLedger<D> {
+    /// After the last processed record, per topic.
+    fn processed(&self) -> &Positions;
+    /// As of the last commit.
+    fn committed(&self) -> &Positions;
+    /// Records of `topic` before `next` are processed; what they send is
+    /// the next [`push`](Self::push).
+    fn advance(&mut self, topic: &str, next: i64);
+    /// The deliveries of everything processed since the last push.
+    fn push(&mut self, deliveries: D, batch: Option<Arc<InputBatch>>);
+    /// A group taken out by [`Blocked::Permanent`], back in front with the
+    /// deliveries its failure policy made.
+    fn push_front(&mut self, group: Group<D>);
+    /// Deliveries still unsettled, or a blocked group.
+    fn is_open(&self) -> bool;
+    /// Takes in what has settled; says why commits cannot advance, if so.
+    fn settle(&mut self) -> Option<Blocked<D>>;
+    /// The positions a commit may take now (`with_state`: the partition's
+    /// state changes are committed with them).
+    fn to_commit(&self, with_state: bool) -> Option<&Positions>;
+    /// A commit of `positions` succeeded.
+    fn committed_at(&mut self, positions: Positions);
+    /// Everything processed is delivered and committed.
+    fn is_done(&self) -> bool;
+    /// Forgets everything since the last commit, whose positions are where
+    /// consumption starts again.
+    fn rewind(&mut self) -> &Positions;
+}
+
+/// At-least-once: positions commit once everything their records and
+/// every earlier record sent is delivered.
+pub struct AtLeastOnce<D> {
     /// After the last processed record, per topic.
     processed: Positions,
     pending: VecDeque<Group<D>>,
@@ -64,45 +100,47 @@ pub struct Ledger<D> {
     committed: Positions,
 }
 
-impl<D: Deliveries> Ledger<D> {
+impl<D> AtLeastOnce<D> {
     pub fn new(committed: Positions) -> Self {
-        Ledger { processed: committed.clone(), pending: VecDeque::new(), out: false, committable: committed.clone(), committed }
+        AtLeastOnce { processed: committed.clone(), pending: VecDeque::new(), out: false, committable: committed.clone(), committed }
     }
+}
 
-    pub fn processed(&self) -> &Positions {
+impl<D: Deliveries> CommitLedger<D> for AtLeastOnce<D> {
+    fn processed(&self) -> &Positions {
         &self.processed
     }
 
-    pub fn committed(&self) -> &Positions {
+    fn committed(&self) -> &Positions {
         &self.committed
     }
 
     /// Records of `topic` before `next` are processed; what they send is
     /// the next [`push`](Self::push).
-    pub fn advance(&mut self, topic: &str, next: i64) {
+    fn advance(&mut self, topic: &str, next: i64) {
         self.processed.insert(topic.to_owned(), next);
     }
 
     /// The deliveries of everything processed since the last push.
-    pub fn push(&mut self, deliveries: D, batch: Option<Arc<InputBatch>>) {
+    fn push(&mut self, deliveries: D, batch: Option<Arc<InputBatch>>) {
         self.pending.push_back(Group { deliveries, positions: self.processed.clone(), batch });
     }
 
     /// A group taken out by [`Blocked::Permanent`], back in front with the
     /// deliveries its failure policy made.
-    pub fn push_front(&mut self, group: Group<D>) {
+    fn push_front(&mut self, group: Group<D>) {
         self.out = false;
         self.pending.push_front(group);
     }
 
     /// Deliveries still unsettled, or a blocked group.
-    pub fn is_open(&self) -> bool {
+    fn is_open(&self) -> bool {
         self.out || !self.pending.is_empty()
     }
 
     /// Moves the committable positions past every delivered group, in
     /// order; stops at the first group that failed.
-    pub fn settle(&mut self) -> Option<Blocked<D>> {
+    fn settle(&mut self) -> Option<Blocked<D>> {
         if self.out {
             return None;
         }
@@ -126,25 +164,25 @@ impl<D: Deliveries> Ledger<D> {
     /// state holds the changes of every record processed, and is committed
     /// with the offsets, so only everything processed, once all of it is
     /// delivered. Else what is delivered so far, if that moved.
-    pub fn to_commit(&self, with_state: bool) -> Option<&Positions> {
+    fn to_commit(&self, with_state: bool) -> Option<&Positions> {
         if with_state {
             return (!self.is_open()).then_some(&self.processed);
         }
         (self.committable != self.committed).then_some(&self.committable)
     }
 
-    pub fn committed_at(&mut self, positions: Positions) {
+    fn committed_at(&mut self, positions: Positions) {
         self.committed = positions;
     }
 
     /// Everything processed is delivered and committed.
-    pub fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         !self.is_open() && self.processed == self.committed
     }
 
     /// Forgets everything since the last commit, whose positions are where
     /// consumption starts again.
-    pub fn rewind(&mut self) -> &Positions {
+    fn rewind(&mut self) -> &Positions {
         self.pending.clear();
         self.out = false;
         self.processed = self.committed.clone();
@@ -190,8 +228,8 @@ mod tests {
     }
 
     /// A ledger with two groups pushed: records 0..10 and 10..20.
-    fn two_groups() -> (Ledger<Fake>, Fake, Fake) {
-        let mut l = Ledger::new(at(0));
+    fn two_groups() -> (AtLeastOnce<Fake>, Fake, Fake) {
+        let mut l = AtLeastOnce::new(at(0));
         let (a, b) = (Fake::default(), Fake::default());
         l.advance("in", 10);
         l.push(a.clone(), None);
@@ -227,7 +265,7 @@ mod tests {
 
     #[test]
     fn a_failed_group_blocks_and_a_rewind_goes_back_to_the_last_commit() {
-        let mut l = Ledger::new(at(5));
+        let mut l = AtLeastOnce::new(at(5));
         let a = Fake::default();
         l.advance("in", 10);
         l.push(a.clone(), None);
@@ -282,7 +320,7 @@ mod tests {
         /// never goes backwards.
         #[test]
         fn no_commit_passes_an_undelivered_record(steps in proptest::collection::vec(step(), 1..80)) {
-            let mut l: Ledger<Fake> = Ledger::new(at(0));
+            let mut l: AtLeastOnce<Fake> = AtLeastOnce::new(at(0));
             // Every group pushed since the last rewind: (end position, deliveries).
             let mut groups: Vec<(i64, Fake)> = Vec::new();
             let mut next = 0;

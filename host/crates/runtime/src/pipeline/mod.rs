@@ -2,6 +2,8 @@
 //!
 //! A [`Host`] owns what deployments share (engine, producer, workers,
 //! metrics) and runs each deployment's consumer on its own thread.
+//!
+//! (Over 400 lines: the host is the one place deployments are checked, started, stopped and supervised.)
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::ledger::{Ledger, Positions};
+use super::ledger::{AtLeastOnce, CommitLedger, Positions};
 use crate::kafka::producer::Acks;
 use weir_abi::BatchBuilder;
 use weir_state::PartitionState;
@@ -105,7 +105,7 @@ pub struct Partition {
     /// Home between batches; with a worker while one is in flight.
     pub state: Option<Box<PartitionState>>,
     pub in_flight: bool,
-    pub ledger: Ledger<Arc<Acks>>,
+    pub ledger: Box<dyn CommitLedger<Arc<Acks>> + Send>,
     /// A commit is due: no new batch starts until the one in flight is back
     /// (and, when state changed, every delivery is acknowledged), then the
     /// commit happens.
@@ -130,7 +130,7 @@ impl Partition {
             buffers: BTreeMap::new(),
             state: Some(state),
             in_flight: false,
-            ledger: Ledger::new(committed),
+            ledger: Box::new(AtLeastOnce::new(committed)),
             commit_due: false,
             stopped: None,
             last_record: Instant::now(),

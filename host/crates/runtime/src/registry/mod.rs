@@ -23,6 +23,8 @@
 //! whose record was not applied gets [`Conflict`], and publishes the
 //! current spec once more, so that the record compaction keeps for the id
 //! is always the one every host applied.
+//!
+//! (Over 400 lines: deployments and modules share one compare-and-set protocol over their topics.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

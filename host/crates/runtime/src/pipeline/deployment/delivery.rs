@@ -1,0 +1,150 @@
+//! Settling deliveries: moving ledgers past acknowledged groups, and what
+//! happens when a delivery fails (retry from the last commit, or the
+//! failure policy for records that can never be delivered).
+
+use super::*;
+
+impl Runtime {
+    /// Advances committable offsets. Records that can never be delivered go
+    /// to the failure policy of the input record they came from; other
+    /// failed deliveries rewind the partition (with backoff, and a stop
+    /// after several in a row).
+    pub(super) fn settle(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+        let blocked: Vec<(i32, Blocked<Arc<Acks>>)> = self.parts.iter_mut().filter_map(|(&n, p)| p.ledger.settle().map(|b| (n, b))).collect();
+        for (n, b) in blocked {
+            match b {
+                Blocked::Transient(error) => self.retry_delivery(consumer, n, error),
+                Blocked::Permanent { group, failures } => self.undeliverable(consumer, n, group, failures),
+            }
+        }
+    }
+
+    /// Deals with records of `group` that can never be delivered, and puts
+    /// the group back in front of the queue with what that produced.
+    pub(super) fn undeliverable(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, group: Group<Arc<Acks>>, failures: Vec<Undeliverable>) {
+        let name = self.deployment.name.clone();
+        let acks = Acks::new();
+        // The earliest record that stops the partition, and why.
+        let mut stop_at: Option<(u32, String)> = None;
+        let mut stop = |i: u32, why: String| {
+            if stop_at.as_ref().is_none_or(|(j, _)| i < *j) {
+                stop_at = Some((i, why));
+            }
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for u in &failures {
+            let why = format!("producing to topic `{}` failed for good: {}", u.topic, u.error);
+            self.shared.metrics.failures.with_label_values(&[&self.deployment.tenant, &name, &n.to_string(), FailureKind::Produce.as_str()]).inc();
+            let batch = group.batch.as_deref();
+            match (u.role, batch) {
+                (Role::Output(Some(i)), Some(batch)) if seen.insert(i) => match self.deployment.config.failure_policy {
+                    FailurePolicy::DeadLetter => {
+                        tracing::warn!(deployment = %name, "dead-lettered: {}", describe_failure(&name, batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why.clone() }));
+                        self.dead_letter(batch, i, FailureKind::Produce, &why, DeadLetter::Whole, &acks);
+                    }
+                    FailurePolicy::Skip => tracing::warn!(deployment = %name, partition = n, "skipped an output: {why}"),
+                    FailurePolicy::Stop => stop(i, why.clone()),
+                },
+                (Role::Output(_), _) => tracing::warn!(deployment = %name, partition = n, "dropped a window result: {why}"),
+                (Role::DeadLetter(i), Some(batch)) if seen.insert(i) => {
+                    // Too large for the dead-letter topic, perhaps: once more
+                    // without the value. If even that fails, nothing can take
+                    // the record and the partition stops.
+                    self.dead_letter(batch, i, FailureKind::Produce, &why, DeadLetter::WithoutValue, &acks);
+                }
+                (Role::DeadLetter(i) | Role::BareDeadLetter(i), _) => stop(i, format!("the dead-letter topic refuses the record: {why}")),
+                (Role::Late(_), _) => tracing::warn!(deployment = %name, partition = n, "dropped a late record: {why}"),
+                (Role::Changelog, _) => {}
+            }
+        }
+        if let (Some((i, why)), Some(batch)) = (stop_at, group.batch.as_deref()) {
+            // Nothing after the last commit is committed (the state holds
+            // the changes of the records after this one): the partition
+            // consumes again from there, this record included, when it
+            // restarts.
+            let why = describe_failure(&name, batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
+            self.rewind(consumer, n);
+            self.stop_partition(consumer, n, why);
+            return;
+        }
+        if let Some(p) = self.parts.get_mut(&n) {
+            p.ledger.push_front(Group { deliveries: acks, positions: group.positions, batch: group.batch });
+        }
+    }
+
+    /// A delivery failed in a way that may pass later: reprocess the
+    /// partition from its last commit after a pause that doubles each time
+    /// (1 s to a minute); after [`MAX_FAILED_DELIVERIES`] in a row, stop it.
+    pub(super) fn retry_delivery(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, error: String) {
+        let Some(p) = self.parts.get_mut(&n) else { return };
+        p.failed_deliveries += 1;
+        let tries = p.failed_deliveries;
+        if tries > MAX_FAILED_DELIVERIES {
+            let why = format!("deployment `{}`, partition {n}: deliveries failed {tries} times in a row, the last time: {error}", self.deployment.name);
+            self.rewind(consumer, n);
+            self.stop_partition(consumer, n, why);
+            return;
+        }
+        let backoff = Duration::from_secs(1 << (tries - 1).min(6)).min(Duration::from_secs(60));
+        tracing::error!(deployment = %self.name(), partition = n, error = %error, "a delivery failed; reprocessing the partition from its last commit in {} s", backoff.as_secs());
+        self.set_error(format!("partition {n}: delivery failed: {error}"));
+        self.rewind(consumer, n);
+        if let Some(p) = self.parts.get_mut(&n) {
+            p.hold_until = Some(Instant::now() + backoff);
+            for t in &self.deployment.config.inputs {
+                let _ = consumer.pause(&tpl_of(t, n));
+            }
+        }
+    }
+
+    /// Forgets everything since the partition's last commit and consumes
+    /// again from there. Waits for the batch in flight.
+    pub(super) fn rewind(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32) {
+        self.wait_idle(consumer, &[n], RELEASE_TIMEOUT);
+        let Some(p) = self.parts.get_mut(&n) else { return };
+        if let Some(state) = p.state.as_mut()
+            && let Err(e) = state.discard_pending()
+        {
+            tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "reopening state failed");
+        }
+        p.commit_due = false;
+        let committed = p.ledger.rewind().clone();
+        p.buffers.clear();
+        for t in &self.deployment.config.inputs {
+            let offset = committed.get(t).map_or(Offset::Beginning, |&o| Offset::Offset(o));
+            if let Err(e) = consumer.seek(t, n, offset, SEEK_TIMEOUT) {
+                tracing::error!(deployment = %self.deployment.name, topic = %t, partition = n, error = %e, "seek failed");
+            }
+            let _ = consumer.resume(&tpl_of(t, n));
+        }
+    }
+
+    /// Resumes partitions whose delivery backoff has passed.
+    pub(super) fn release_holds(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+        for p in self.parts.values_mut() {
+            if p.hold_until.is_some_and(|t| Instant::now() >= t) {
+                p.hold_until = None;
+                if p.stopped.is_none() {
+                    for t in &self.deployment.config.inputs {
+                        let _ = consumer.resume(&tpl_of(t, p.number));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Processes completions until none of `numbers` has work in flight.
+    pub(super) fn wait_idle(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while numbers.iter().any(|n| self.parts.get(n).is_some_and(|p| p.in_flight)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            if let Ok(done) = self.done_rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                self.on_done(consumer, done);
+            }
+        }
+        true
+    }
+}

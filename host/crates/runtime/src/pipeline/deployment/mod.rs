@@ -1,0 +1,260 @@
+//! One deployment on one host: its consumer (a thread polling Kafka), its
+//! partitions, and the at-least-once bookkeeping between them.
+//!
+//! The guarantee, precisely: an input offset is committed only after every
+//! output, dead letter and late record of every record before it has been
+//! acknowledged by the broker, and, when the transform keeps state, after
+//! the state changes of those records have been acknowledged on the
+//! changelog. The local store is flushed (with a checkpoint naming the
+//! committed offsets) right after the commit. After a crash, records after
+//! the last commit are processed again: their outputs may appear twice,
+//! their state changes never count twice (restore skips changelog records
+//! beyond the committed offsets, and the store is rebuilt when it is ahead).
+//!
+//! This module holds the deployment and its polling loop (`run`); the
+//! loop's steps live beside it: `batching` (fetch, backpressure, batches to
+//! the workers), `outputs` (what a batch sends), `delivery` (settling
+//! acknowledgements into the partitions' commit ledgers), `commit`,
+//! `rebalance` (restore, release) and `consumer` (Kafka's callbacks).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::ledger::{Blocked, Group};
+use super::partition::{BatchLimits, Buffer, Partition};
+use super::restore::Takeover;
+use super::workers::{Done, Job, Outcome, Runnable, Work};
+use super::{DeploymentStatus, Shared, lock};
+use crate::changelog::{self, Flush};
+use crate::config::{DeploymentConfig, FailurePolicy};
+use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
+use weir_abi::FailureKind;
+use weir_abi::InputBatch;
+use weir_engine::transform::{BatchResult, Produced, describe_failure};
+use weir_state::Checkpoint;
+
+mod batching;
+mod commit;
+mod consumer;
+mod delivery;
+mod outputs;
+mod rebalance;
+
+use consumer::{KafkaContext, partition_numbers};
+
+/// What a deployment is; only its transform changes while it runs (an
+/// upgrade swaps it between batches).
+pub struct Deployment {
+    /// The id (`tenant.name` for deployments of tenants).
+    pub name: String,
+    /// Tenant label of metrics (empty for the operator's deployments).
+    pub tenant: String,
+    /// Names the state directory (the changelog and group are named after
+    /// it too).
+    pub storage: String,
+    pub config: DeploymentConfig,
+    runnable: RwLock<Arc<Runnable>>,
+    pub group: String,
+    pub changelog_topic: String,
+    /// Largest state entry the changelog topic accepts.
+    pub changelog_entry_limit: u64,
+    pub status: Arc<Mutex<DeploymentStatus>>,
+}
+
+impl Deployment {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        tenant: String,
+        storage: String,
+        config: DeploymentConfig,
+        runnable: Arc<Runnable>,
+        group: String,
+        changelog_topic: String,
+        changelog_entry_limit: u64,
+    ) -> Deployment {
+        Deployment {
+            name,
+            tenant,
+            storage,
+            config,
+            runnable: RwLock::new(runnable),
+            group,
+            changelog_topic,
+            changelog_entry_limit,
+            status: Arc::new(Mutex::new(DeploymentStatus::default())),
+        }
+    }
+
+    /// The status, with what the running transform says now.
+    pub fn status_now(&self) -> DeploymentStatus {
+        let mut status = lock(&self.status).clone();
+        let runnable = self.runnable();
+        status.module = runnable.module.digest.clone();
+        status.on_trial = runnable.on_trial();
+        status
+    }
+
+    /// The transform new batches run.
+    pub fn runnable(&self) -> Arc<Runnable> {
+        self.runnable.read().unwrap().clone()
+    }
+
+    /// Runs the next batches with `next`; batches in flight finish with the
+    /// transform they started with.
+    pub fn swap(&self, next: Arc<Runnable>) {
+        *self.runnable.write().unwrap() = next;
+    }
+
+    /// A batch of `candidate` (on trial) failed where the module before it
+    /// did not: go back to that module, once.
+    fn roll_back(&self, candidate: &Arc<Runnable>, why: &str) -> bool {
+        let Some(fallback) = candidate.fallback() else { return false };
+        if !Arc::ptr_eq(&self.runnable(), candidate) {
+            return false;
+        }
+        tracing::error!(deployment = %self.name, module = %candidate.module.digest, "upgrade rolled back: {why}");
+        self.swap(fallback);
+        let mut status = lock(&self.status);
+        status.rolled_back = Some(format!("upgrade to module {} rolled back: {why}", candidate.module.digest));
+        status.last_error = status.rolled_back.clone();
+        true
+    }
+}
+
+/// Runs `deployment` until `stop` is set, then commits and leaves the group.
+pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<()> {
+    let (done_tx, done_rx) = channel();
+    let (restore_tx, restore_rx) = channel();
+    let runtime = Arc::new(Mutex::new(Runtime {
+        deployment: deployment.clone(),
+        shared: shared.clone(),
+        parts: BTreeMap::new(),
+        done_tx,
+        done_rx,
+        next_commit: Instant::now(),
+        retry_commit_at: Instant::now(),
+        stopping: false,
+        assigned: BTreeSet::new(),
+        restoring: BTreeMap::new(),
+        retry_restore: BTreeMap::new(),
+        epoch: 0,
+        restore_tx,
+        restore_rx,
+        changelog: None,
+    }));
+    let consumer: BaseConsumer<KafkaContext> = crate::kafka::consumer_config(&shared.kafka, &deployment.group)
+        .create_with_context(KafkaContext { runtime: runtime.clone(), name: deployment.name.clone() })
+        .context("creating the consumer")?;
+    let topics: Vec<&str> = deployment.config.inputs.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).context("subscribing to the input topics")?;
+    lock(&deployment.status).down = None;
+    tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
+    while !stop.load(Ordering::Relaxed) {
+        let timeout = lock(&runtime).poll_timeout();
+        // Rebalance and statistics callbacks run inside poll and lock the
+        // runtime, so the lock is never held across a poll (not even one
+        // that does not wait).
+        if let Some(m) = consumer.poll(timeout) {
+            lock(&runtime).on_message(&consumer, m);
+            // Take what is already fetched without waiting.
+            for _ in 0..1_000 {
+                match consumer.poll(Duration::ZERO) {
+                    Some(m) => lock(&runtime).on_message(&consumer, m),
+                    None => break,
+                }
+            }
+        }
+        lock(&runtime).pump(&consumer);
+    }
+    {
+        let mut rt = lock(&runtime);
+        rt.stopping = true;
+        let owned: Vec<i32> = rt.parts.keys().copied().collect();
+        rt.release(&consumer, &owned);
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    tracing::info!(deployment = %deployment.name, "deployment stopped");
+    Ok(())
+}
+
+struct Runtime {
+    deployment: Arc<Deployment>,
+    shared: Arc<Shared>,
+    parts: BTreeMap<i32, Partition>,
+    done_tx: Sender<Done>,
+    done_rx: Receiver<Done>,
+    next_commit: Instant,
+    retry_commit_at: Instant,
+    stopping: bool,
+    /// Partitions the group gave this host (processing or being restored).
+    assigned: BTreeSet<i32>,
+    /// Partitions being restored, with the epoch of their restore.
+    restoring: BTreeMap<i32, u64>,
+    /// Failed restores and when to try again.
+    retry_restore: BTreeMap<i32, Instant>,
+    epoch: u64,
+    restore_tx: Sender<(i32, u64, Result<Takeover>)>,
+    restore_rx: Receiver<(i32, u64, Result<Takeover>)>,
+    /// The transactional producer of the changelog, made at the first
+    /// commit with state changes.
+    changelog: Option<Producer>,
+}
+
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of uncommitted state changes that make a partition commit before
+/// its interval is up.
+const PENDING_COMMIT_BYTES: u64 = 64 << 20;
+/// Transient delivery failures in a row before a partition stops.
+const MAX_FAILED_DELIVERIES: u32 = 5;
+
+/// How much of a record a dead letter carries.
+#[derive(Clone, Copy)]
+enum DeadLetter {
+    Whole,
+    /// Key and headers: the whole record could not be delivered.
+    WithoutValue,
+}
+/// How long a failed takeover waits before it is tried again.
+const RESTORE_RETRY: Duration = Duration::from_secs(5);
+/// How long releasing partitions waits for in-flight work and deliveries.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Runtime {
+    fn name(&self) -> &str {
+        &self.deployment.name
+    }
+
+    fn linger(&self) -> Duration {
+        Duration::from_millis(self.shared.host.batch_linger_ms)
+    }
+
+    fn batch_limits(&self) -> BatchLimits {
+        BatchLimits { records: self.shared.host.batch_max_records, bytes: self.shared.host.batch_max_bytes }
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        let busy = self.parts.values().any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || p.buffered() > 0) || !self.restoring.is_empty();
+        if busy { Duration::from_millis(1) } else { Duration::from_millis(50) }
+    }
+
+    fn set_error(&self, message: String) {
+        lock(&self.deployment.status).last_error = Some(message);
+    }
+}
+
+fn tpl_of(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    tpl
+}

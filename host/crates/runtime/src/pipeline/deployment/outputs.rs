@@ -1,0 +1,191 @@
+//! What a processed batch sends: outputs, dead letters and late copies,
+//! all under one acknowledgement group recorded in the partition's ledger.
+
+use super::*;
+
+impl Runtime {
+    pub(super) fn on_done(&mut self, consumer: &BaseConsumer<KafkaContext>, done: Done) {
+        let (tenant, name) = (self.deployment.tenant.clone(), self.deployment.name.clone());
+        if let Some(why) = &done.rolled_back
+            && self.deployment.roll_back(&done.runnable, why)
+        {
+            self.shared.metrics.rollbacks.with_label_values(&[&tenant, &name]).inc();
+        }
+        let Some(p) = self.parts.get_mut(&done.partition) else { return };
+        p.in_flight = false;
+        p.state = done.state;
+        // State changes wait in memory for the next commit: commit early
+        // rather than let them pile up.
+        if p.state.as_ref().is_some_and(|s| s.pending_held() > PENDING_COMMIT_BYTES) {
+            p.commit_due = true;
+        }
+        let metrics = &self.shared.metrics;
+        let label = done.partition.to_string();
+        metrics.batch_seconds.with_label_values(&[&tenant, &name]).observe(done.elapsed.as_secs_f64());
+        metrics.wasm_cpu_seconds.with_label_values(&[&tenant, &name]).inc_by(done.cpu.as_secs_f64());
+        let acks = Acks::new();
+        match (done.work, done.outcome) {
+            (Work::Batch { batch, .. }, Outcome::Batch(result)) => {
+                let processed = result.processed(batch.records.len() as u32);
+                metrics.records_in.with_label_values(&[&tenant, &name, &label]).inc_by(u64::from(processed));
+                let out = self.produce_outputs(&result.produced, &acks);
+                self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
+                self.handle_failures(&batch, &result, &acks);
+                let p = self.parts.get_mut(&done.partition).expect("partition present");
+                match &result.stopped {
+                    None => {
+                        let last = batch.records.last().map_or(-1, |r| r.offset);
+                        p.ledger.advance(&batch.topic, last + 1);
+                    }
+                    Some(stop) => {
+                        let at = batch.records[stop.index as usize].offset;
+                        let why =
+                            describe_failure(&name, &batch, &weir_abi::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() });
+                        p.ledger.advance(&batch.topic, at);
+                        self.stop_partition(consumer, done.partition, why);
+                    }
+                }
+                let p = self.parts.get_mut(&done.partition).expect("partition present");
+                p.ledger.push(acks, Some(Arc::new(batch)));
+            }
+            (_, Outcome::Closed(Ok(produced))) => {
+                let out = self.produce_outputs(&produced, &acks);
+                self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
+                let p = self.parts.get_mut(&done.partition).expect("partition present");
+                p.ledger.push(acks, None);
+            }
+            (_, Outcome::Closed(Err(f))) => {
+                tracing::warn!(deployment = %name, partition = done.partition, "closing idle windows failed: {}: {}", f.kind, f.message);
+            }
+            (_, Outcome::Panicked(message)) => {
+                let why = format!(
+                    "deployment `{name}`, partition {}: the host failed (a bug in Weir, please report it): {message}; the partition stops until the deployment restarts",
+                    done.partition
+                );
+                self.stop_partition(consumer, done.partition, why);
+            }
+            (Work::CloseIdle { .. }, Outcome::Batch(_)) => tracing::error!(deployment = %name, "a window-close job returned a batch result"),
+        }
+    }
+
+    /// Stops processing partition `n` (failure policy `stop`, a failure
+    /// nothing else can handle): its consumption pauses, its buffered records
+    /// are dropped (they are consumed again from its last processed
+    /// position when it restarts), and `/health` reports why.
+    pub(super) fn stop_partition(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, why: String) {
+        let Some(p) = self.parts.get_mut(&n) else { return };
+        tracing::error!(deployment = %self.deployment.name, partition = n, "partition stopped: {why}");
+        p.stopped = Some(why.clone());
+        p.buffers.clear();
+        for t in &self.deployment.config.inputs {
+            let _ = consumer.pause(&tpl_of(t, n));
+        }
+        self.shared.metrics.stopped.with_label_values(&[&self.deployment.tenant, &self.deployment.name, &n.to_string()]).set(1);
+        let mut status = lock(&self.deployment.status);
+        status.stopped.insert(n, why.clone());
+        status.last_error = Some(why);
+    }
+
+    pub(super) fn give_up(&self) -> impl Fn() -> bool + '_ {
+        let stop = &self.shared.shutdown;
+        move || stop.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn produce_outputs(&self, produced: &[Produced], acks: &Arc<Acks>) -> u64 {
+        let give_up = self.give_up();
+        let mut n = 0;
+        for r in produced.iter().flat_map(Produced::records) {
+            let out = Out {
+                topic: r.topic.unwrap_or(&self.deployment.config.output),
+                key: r.key,
+                value: r.value,
+                headers: headers(r.headers()),
+                timestamp: Some(r.timestamp),
+                partition: None,
+            };
+            // A refusal is recorded in `acks` and dealt with when it settles.
+            let _ = self.shared.producer.send(out, Role::Output(r.input), acks, &give_up);
+            n += 1;
+        }
+        n
+    }
+
+    /// Applies the failure policy to failed records and routes late ones.
+    pub(super) fn handle_failures(&self, batch: &InputBatch, result: &BatchResult, acks: &Arc<Acks>) {
+        let (tenant, name) = (self.deployment.tenant.as_str(), self.name());
+        let label = batch.partition.to_string();
+        let metrics = &self.shared.metrics;
+        let give_up = self.give_up();
+        for f in &result.failures {
+            metrics.failures.with_label_values(&[tenant, name, &label, f.kind.as_str()]).inc();
+            let why = describe_failure(name, batch, f);
+            match self.deployment.config.failure_policy {
+                FailurePolicy::Skip => tracing::warn!(deployment = %name, "skipped: {why}"),
+                FailurePolicy::DeadLetter | FailurePolicy::Stop => {
+                    tracing::warn!(deployment = %name, "dead-lettered: {why}");
+                    self.dead_letter(batch, f.index, f.kind, &f.message, DeadLetter::Whole, acks);
+                }
+            }
+        }
+        for &i in &result.late {
+            metrics.late.with_label_values(&[tenant, name, &label]).inc();
+            if let Some(topic) = &self.deployment.config.late_topic {
+                let i = i as usize;
+                let out = Out {
+                    topic,
+                    key: batch.key(i),
+                    value: batch.value(i),
+                    headers: headers(batch.headers(i)),
+                    timestamp: Some(batch.records[i].timestamp),
+                    partition: None,
+                };
+                let _ = self.shared.producer.send(out, Role::Late(i as u32), acks, &give_up);
+            }
+        }
+    }
+
+    /// Produces the dead letter of record `i` of `batch`: the record with
+    /// its headers and Weir's (`weir.error.*`, `weir.source.*`), or, when the
+    /// whole record could not be delivered, only its key and headers with
+    /// `weir.value.dropped` giving the value's size. A dead letter keeps the
+    /// record's timestamp unless that timestamp is what is wrong with it (or
+    /// it could not be delivered): brokers refuse times far from theirs, so
+    /// it is then stamped now, the original in `weir.source.timestamp`.
+    pub(super) fn dead_letter(&self, batch: &InputBatch, i: u32, kind: FailureKind, message: &str, what: DeadLetter, acks: &Arc<Acks>) {
+        let name = self.name();
+        let i = i as usize;
+        let r = &batch.records[i];
+        let now_ms = weir_abi::now_ms();
+        let (partition, offset, now, original) = (batch.partition.to_string(), r.offset.to_string(), now_ms.to_string(), r.timestamp.to_string());
+        let value_len = batch.value(i).map_or(0, <[u8]>::len).to_string();
+        let message = weir_abi::truncate(message, weir_abi::MAX_MESSAGE_BYTES);
+        let mut weir_headers = vec![
+            ("weir.deployment", name.as_bytes()),
+            ("weir.error.kind", kind.as_str().as_bytes()),
+            ("weir.error.message", message.as_bytes()),
+            ("weir.source.topic", batch.topic.as_bytes()),
+            ("weir.source.partition", partition.as_bytes()),
+            ("weir.source.offset", offset.as_bytes()),
+            ("weir.failed.at", now.as_bytes()),
+            ("weir.source.timestamp", original.as_bytes()),
+        ];
+        let restamp = kind == FailureKind::InvalidInput || matches!(what, DeadLetter::WithoutValue);
+        let timestamp = if restamp { now_ms as i64 } else { r.timestamp };
+        let value = match what {
+            DeadLetter::Whole => batch.value(i),
+            DeadLetter::WithoutValue => {
+                weir_headers.push(("weir.value.dropped", value_len.as_bytes()));
+                None
+            }
+        };
+        let all = batch.headers(i).chain(weir_headers.iter().map(|(k, v)| (*k, Some(*v))));
+        let dlq = self.deployment.config.dead_letter_topic(name);
+        let out = Out { topic: &dlq, key: batch.key(i), value, headers: headers(all), timestamp: Some(timestamp), partition: None };
+        let role = match what {
+            DeadLetter::Whole => Role::DeadLetter(i as u32),
+            DeadLetter::WithoutValue => Role::BareDeadLetter(i as u32),
+        };
+        let _ = self.shared.producer.send(out, role, acks, &self.give_up());
+        self.shared.metrics.dead_lettered.with_label_values(&[&self.deployment.tenant, name, &batch.partition.to_string()]).inc();
+    }
+}

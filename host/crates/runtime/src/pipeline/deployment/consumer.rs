@@ -1,62 +1,56 @@
 //! The consumer's callbacks: client statistics (lag), rebalances and commit
-//! results. Rebalance callbacks run on the polling thread inside `poll`, and
-//! must finish or hand over partitions before they return, so they take the
-//! loop's state for the moment they run.
+//! results. They run on the polling thread inside `poll` and only post
+//! events; the loop, which owns its state, handles them when `poll`
+//! returns (`Runtime::handle_events`). A rebalance is finished by the loop
+//! too: librdkafka waits for its assign or unassign call, made once the
+//! revoked partitions are committed and released, or once the assigned
+//! ones are taken.
+
+use rdkafka::consumer::RebalanceProtocol;
+use rdkafka::types::RDKafkaRespErr;
 
 use super::*;
 
-pub(super) struct KafkaContext {
-    pub(super) runtime: Arc<Mutex<Runtime>>,
-    pub(super) name: String,
+/// What a callback tells the loop.
+pub(super) enum Event {
+    Assign(TopicPartitionList),
+    Revoke(TopicPartitionList),
+    Stats(Box<Statistics>),
 }
 
-/// Runs a callback's work; a panic in it (a bug) would unwind into
-/// librdkafka's C code and abort the process, so it is caught and the
-/// deployment marked down instead.
-pub(super) fn guarded(runtime: &Mutex<Runtime>, what: &str, f: impl FnOnce()) {
-    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        let why = format!("the host failed in {what} (a bug in Weir, please report it): {}", crate::pipeline::workers::panic_message(&*panic));
-        tracing::error!("{why}");
-        let rt = lock(runtime);
-        lock(&rt.deployment.status).down = Some(why);
-    }
+pub(super) struct KafkaContext {
+    pub(super) events: Sender<Event>,
+    pub(super) name: String,
 }
 
 impl ClientContext for KafkaContext {
     fn stats(&self, stats: Statistics) {
-        guarded(&self.runtime, "reading client statistics", || self.record_lag(stats));
-    }
-}
-
-impl KafkaContext {
-    pub(super) fn record_lag(&self, stats: Statistics) {
-        let rt = lock(&self.runtime);
-        let mut lag: BTreeMap<i32, i64> = BTreeMap::new();
-        for t in stats.topics.values().filter(|t| rt.deployment.config.inputs.contains(&t.topic)) {
-            for (&p, s) in &t.partitions {
-                if p >= 0 && s.consumer_lag >= 0 && rt.parts.contains_key(&p) {
-                    *lag.entry(p).or_default() += s.consumer_lag;
-                }
-            }
-        }
-        lock(&rt.deployment.status).lag = lag.clone();
-        for (p, l) in lag {
-            rt.shared.metrics.consumer_lag.with_label_values(&[&rt.deployment.tenant, &rt.deployment.name, &p.to_string()]).set(l);
-        }
+        let _ = self.events.send(Event::Stats(Box::new(stats)));
     }
 }
 
 impl ConsumerContext for KafkaContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        guarded(&self.runtime, "letting partitions go", || self.revoke(consumer, rebalance));
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let event = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Event::Assign(tpl.clone()),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Event::Revoke(tpl.clone()),
+            other => {
+                // As rdkafka's default: an error lets the partitions go.
+                tracing::warn!(deployment = %self.name, error = ?other, "rebalance error");
+                Event::Revoke(tpl.clone())
+            }
+        };
+        // Once the loop is gone (stopped, or failed), nobody will finish
+        // the rebalance; closing the consumer waits for it, so finish it now.
+        if let Err(unsent) = self.events.send(event)
+            && let Err(e) = finish_rebalance(consumer, &unsent.0)
+        {
+            tracing::warn!(deployment = %self.name, error = %e, "finishing a rebalance while closing");
+        }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        guarded(&self.runtime, "taking partitions over", || self.assigned(consumer, rebalance));
-    }
-
-    /// Asynchronous offset commits report here (inside the loop's poll, so
-    /// without its lock); the next commit covers a failed one.
+    /// Asynchronous offset commits report here; the next commit covers a
+    /// failed one.
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(e) = result {
             tracing::warn!(deployment = %self.name, error = %e, "an offset commit failed; the next one covers it");
@@ -64,27 +58,64 @@ impl ConsumerContext for KafkaContext {
     }
 }
 
-impl KafkaContext {
-    pub(super) fn revoke(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut rt = lock(&self.runtime);
-            let numbers = partition_numbers(tpl);
-            tracing::info!(deployment = %rt.deployment.name, partitions = ?numbers, "partitions revoked");
-            for n in &numbers {
-                rt.assigned.remove(n);
-                rt.retry_restore.remove(n);
+/// Completes a rebalance in librdkafka: takes the assigned partitions, or
+/// lets the revoked ones go.
+pub(super) fn finish_rebalance(consumer: &BaseConsumer<KafkaContext>, event: &Event) -> rdkafka::error::KafkaResult<()> {
+    let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    match event {
+        Event::Assign(tpl) if cooperative => consumer.incremental_assign(tpl),
+        Event::Assign(tpl) => consumer.assign(tpl),
+        Event::Revoke(tpl) if cooperative => consumer.incremental_unassign(tpl),
+        Event::Revoke(_) => consumer.unassign(),
+        Event::Stats(_) => Ok(()),
+    }
+}
+
+impl Runtime {
+    /// Handles what the callbacks posted during the last polls.
+    pub(super) fn handle_events(&mut self, consumer: &BaseConsumer<KafkaContext>, events: &Receiver<Event>) {
+        while let Ok(event) = events.try_recv() {
+            match &event {
+                Event::Stats(stats) => self.record_lag(stats),
+                Event::Revoke(tpl) => {
+                    let numbers = partition_numbers(tpl);
+                    tracing::info!(deployment = %self.deployment.name, partitions = ?numbers, "partitions revoked");
+                    for n in &numbers {
+                        self.assigned.remove(n);
+                        self.retry_restore.remove(n);
+                    }
+                    self.release(consumer, &numbers);
+                    self.finish(consumer, &event);
+                }
+                Event::Assign(tpl) => {
+                    self.finish(consumer, &event);
+                    let numbers = partition_numbers(tpl);
+                    tracing::info!(deployment = %self.deployment.name, partitions = ?numbers, "partitions assigned");
+                    self.assigned.extend(&numbers);
+                    self.assign(consumer, tpl);
+                }
             }
-            rt.release(consumer, &numbers);
         }
     }
 
-    pub(super) fn assigned(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let mut rt = lock(&self.runtime);
-            let numbers = partition_numbers(tpl);
-            tracing::info!(deployment = %rt.deployment.name, partitions = ?numbers, "partitions assigned");
-            rt.assigned.extend(&numbers);
-            rt.assign(consumer, tpl);
+    fn finish(&self, consumer: &BaseConsumer<KafkaContext>, event: &Event) {
+        if let Err(e) = finish_rebalance(consumer, event) {
+            tracing::warn!(deployment = %self.deployment.name, error = %e, "finishing a rebalance");
+        }
+    }
+
+    fn record_lag(&self, stats: &Statistics) {
+        let mut lag: BTreeMap<i32, i64> = BTreeMap::new();
+        for t in stats.topics.values().filter(|t| self.deployment.config.inputs.contains(&t.topic)) {
+            for (&p, s) in &t.partitions {
+                if p >= 0 && s.consumer_lag >= 0 && self.parts.contains_key(&p) {
+                    *lag.entry(p).or_default() += s.consumer_lag;
+                }
+            }
+        }
+        lock(&self.deployment.status).lag = lag.clone();
+        for (p, l) in lag {
+            self.shared.metrics.consumer_lag.with_label_values(&[&self.deployment.tenant, &self.deployment.name, &p.to_string()]).set(l);
         }
     }
 }

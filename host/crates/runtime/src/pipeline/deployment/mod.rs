@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -135,7 +135,14 @@ impl Deployment {
 pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<()> {
     let (done_tx, done_rx) = channel();
     let (restore_tx, restore_rx) = channel();
-    let runtime = Arc::new(Mutex::new(Runtime {
+    let (events_tx, events) = channel();
+    let consumer: BaseConsumer<KafkaContext> = crate::kafka::consumer_config(&shared.kafka, &deployment.group)
+        .create_with_context(KafkaContext { events: events_tx, name: deployment.name.clone() })
+        .context("creating the consumer")?;
+    // Declared after the consumer, so that a failing loop drops it first and
+    // the consumer, closing, finishes its rebalances itself.
+    let events = events;
+    let mut rt = Runtime {
         deployment: deployment.clone(),
         shared: shared.clone(),
         parts: BTreeMap::new(),
@@ -151,37 +158,29 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         restore_tx,
         restore_rx,
         changelog: None,
-    }));
-    let consumer: BaseConsumer<KafkaContext> = crate::kafka::consumer_config(&shared.kafka, &deployment.group)
-        .create_with_context(KafkaContext { runtime: runtime.clone(), name: deployment.name.clone() })
-        .context("creating the consumer")?;
+    };
     let topics: Vec<&str> = deployment.config.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("subscribing to the input topics")?;
     lock(&deployment.status).down = None;
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
-        let timeout = lock(&runtime).poll_timeout();
-        // Rebalance and statistics callbacks run inside poll and lock the
-        // runtime, so the lock is never held across a poll (not even one
-        // that does not wait).
-        if let Some(m) = consumer.poll(timeout) {
-            lock(&runtime).on_message(&consumer, m);
+        if let Some(m) = consumer.poll(rt.poll_timeout()) {
+            rt.on_message(&consumer, m);
             // Take what is already fetched without waiting.
             for _ in 0..1_000 {
                 match consumer.poll(Duration::ZERO) {
-                    Some(m) => lock(&runtime).on_message(&consumer, m),
+                    Some(m) => rt.on_message(&consumer, m),
                     None => break,
                 }
             }
         }
-        lock(&runtime).pump(&consumer);
+        rt.handle_events(&consumer, &events);
+        rt.pump(&consumer);
     }
-    {
-        let mut rt = lock(&runtime);
-        rt.stopping = true;
-        let owned: Vec<i32> = rt.parts.keys().copied().collect();
-        rt.release(&consumer, &owned);
-    }
+    rt.stopping = true;
+    let owned: Vec<i32> = rt.parts.keys().copied().collect();
+    rt.release(&consumer, &owned);
+    drop(events);
     consumer.unsubscribe();
     drop(consumer);
     tracing::info!(deployment = %deployment.name, "deployment stopped");

@@ -60,6 +60,7 @@ pub struct OutRecord<'a> {
 }
 
 impl<'a> OutRecord<'a> {
+    #[inline]
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
         let data = self.data;
         // Header names were checked to be UTF-8 when the batch was accepted.
@@ -67,6 +68,7 @@ impl<'a> OutRecord<'a> {
     }
 
     /// Bytes of key, value and headers.
+    #[inline]
     pub fn size(&self) -> usize {
         self.key.map_or(0, <[u8]>::len)
             + self.value.map_or(0, <[u8]>::len)
@@ -75,6 +77,7 @@ impl<'a> OutRecord<'a> {
 }
 
 impl Produced {
+    #[inline]
     pub fn records(&self) -> impl Iterator<Item = OutRecord<'_>> {
         let b = &self.batch;
         b.records.iter().map(move |r| {
@@ -91,10 +94,12 @@ impl Produced {
         })
     }
 
+    #[inline]
     pub fn len(&self) -> usize {
         self.batch.records.len()
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.batch.records.is_empty()
     }

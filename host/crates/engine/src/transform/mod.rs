@@ -52,12 +52,14 @@ pub struct BatchResult {
 
 impl BatchResult {
     /// Every output record, in production order.
+    #[inline]
     pub fn records(&self) -> impl Iterator<Item = OutRecord<'_>> {
         self.produced.iter().flat_map(Produced::records)
     }
 
     /// Number of input records processed (failed ones included) before any
     /// stop.
+    #[inline]
     pub fn processed(&self, batch_len: u32) -> u32 {
         self.stopped.as_ref().map_or(batch_len, |s| s.index)
     }

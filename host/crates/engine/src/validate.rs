@@ -5,10 +5,10 @@ use wasmtime::component::Component;
 
 use crate::bindings::WorldVersion;
 
-/// The WIT world every transform implements.
-pub const WORLD: &str = "weir:transform/plugin@0.1.0";
-/// The interface a transform must export.
-pub const HANDLER_EXPORT: &str = "weir:transform/handler@0.1.0";
+/// The WIT world new transforms implement (older ones keep loading).
+pub const WORLD: &str = WorldVersion::NEWEST.world();
+/// The interface it exports.
+pub const HANDLER_EXPORT: &str = WorldVersion::NEWEST.handler_export();
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

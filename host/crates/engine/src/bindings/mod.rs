@@ -20,12 +20,19 @@ pub enum WorldVersion {
 }
 
 impl WorldVersion {
-    /// Every version this host runs, oldest first.
-    pub const ALL: [WorldVersion; 1] = [WorldVersion::V0_1];
+    /// What new plugins are built against (`weir new`, error messages).
+    pub const NEWEST: WorldVersion = WorldVersion::V0_1;
 
-    pub fn world(self) -> &'static str {
+    pub const fn world(self) -> &'static str {
         match self {
             WorldVersion::V0_1 => "weir:transform/plugin@0.1.0",
+        }
+    }
+
+    /// The interface its transforms export.
+    pub const fn handler_export(self) -> &'static str {
+        match self {
+            WorldVersion::V0_1 => "weir:transform/handler@0.1.0",
         }
     }
 

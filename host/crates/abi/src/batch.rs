@@ -125,7 +125,6 @@ impl BatchBuilder {
         Span { start, len: b.len() as u32 }
     }
 
-    #[inline]
     pub fn push<'h>(
         &mut self,
         offset: i64,
@@ -141,7 +140,6 @@ impl BatchBuilder {
     /// bytes, and a record whose name is not UTF-8 (the world promises
     /// UTF-8) is kept with the name decoded lossily and marked invalid, to
     /// go to the failure policy instead of the transform.
-    #[inline]
     pub fn push_bytes<'h>(
         &mut self,
         offset: i64,

@@ -43,7 +43,6 @@ const HEADER_FRAMING_BYTES: u64 = 10;
 
 /// Size of a record alone in a batch, as brokers compare it with a topic's
 /// `max.message.bytes`: key, value, header names and values, and framing.
-#[inline]
 pub fn record_size(key: usize, value: usize, headers: impl Iterator<Item = usize>) -> u64 {
     headers.fold(RECORD_FRAMING_BYTES + key as u64 + value as u64, |n, h| n + h as u64 + HEADER_FRAMING_BYTES)
 }

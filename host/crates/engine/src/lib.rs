@@ -23,7 +23,7 @@ pub mod transform;
 pub mod validate;
 pub mod wasi;
 
-use crate::bindings::{Pre, WorldVersion};
+use crate::bindings::Pre;
 use crate::transform::instance::HostState;
 pub use validate::LoadError;
 
@@ -99,8 +99,6 @@ pub struct Module {
     pub size: usize,
     /// Compilation time, or `None` when the module came from the cache.
     pub compiled_in: Option<Duration>,
-    /// The world version it implements.
-    pub version: WorldVersion,
     pub(crate) pre: Pre,
     pub(crate) engine: Engine,
 }
@@ -187,7 +185,7 @@ impl Engine {
         {
             tracing::warn!(error = %format!("{e:#}"), "could not cache the compiled module");
         }
-        Ok(Module { digest, size: bytes.len(), compiled_in, version, pre, engine: self.clone() })
+        Ok(Module { digest, size: bytes.len(), compiled_in, pre, engine: self.clone() })
     }
 
     /// Reads and loads a component file; errors name the file.

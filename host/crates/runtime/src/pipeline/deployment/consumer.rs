@@ -98,7 +98,7 @@ impl Runtime {
         }
     }
 
-    fn finish(&self, consumer: &BaseConsumer<KafkaContext>, event: &Event) {
+    pub(super) fn finish(&self, consumer: &BaseConsumer<KafkaContext>, event: &Event) {
         if let Err(e) = finish_rebalance(consumer, event) {
             tracing::warn!(deployment = %self.deployment.name, error = %e, "finishing a rebalance");
         }

@@ -180,6 +180,11 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     rt.stopping = true;
     let owned: Vec<i32> = rt.parts.keys().copied().collect();
     rt.release(&consumer, &owned);
+    // Rebalances that came in meanwhile have nothing left to release or
+    // restore: finish them, and let the closing consumer finish any later.
+    for event in events.try_iter() {
+        rt.finish(&consumer, &event);
+    }
     drop(events);
     consumer.unsubscribe();
     drop(consumer);

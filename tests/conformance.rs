@@ -46,6 +46,11 @@ const CASES: &[Case] = &[
         input: "windows",
         args: &["-c", "window=session", "-c", "gap_ms=5", "-c", "grace_ms=3", "--flush-windows"],
     },
+    // Timers (world 0.2): fired before the record that reaches them, on
+    // each partition's own stream time, or as `wall_clock` lines move the
+    // test's clock.
+    Case { name: "inactivity-event", plugin: "inactivity", input: "timers", args: &["-c", "gap_ms=1000"] },
+    Case { name: "inactivity-wall", plugin: "inactivity", input: "timers", args: &["-c", "gap_ms=1000", "-c", "clock=wall-clock"] },
 ];
 
 struct Run {

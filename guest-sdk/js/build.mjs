@@ -7,7 +7,7 @@
 //    exports `handler` = createHandler(the plugin module's namespace); the
 //    world's imports (`weir:transform/...`) stay external.
 // 2. componentize-js (StarlingMonkey + wizer) turns the bundle into a
-//    component of weir:transform/plugin@0.1.0 with every WASI feature
+//    component of weir:transform/plugin@0.2.0 with every WASI feature
 //    disabled, so the component imports only the world's interfaces.
 
 import { createHash } from 'node:crypto';
@@ -19,7 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const witPath = resolve(here, '../../wit/0.1');
+const witPath = resolve(here, '../../wit/0.2');
 const tools = join(process.env.WEIR_CACHE ?? join(process.env.HOME, '.cache/weir'), 'js');
 const require = createRequire(join(tools, 'package.json'));
 

@@ -212,10 +212,34 @@ export class WindowResult {
   readonly closed: boolean;
 }
 
+export type Clock = 'event-time' | 'wall-clock';
+
+/** A timer that fired, handed to `onTimer`. */
+export class Timer {
+  private constructor();
+  readonly key: Uint8Array;
+  readonly keyText: string | null;
+  /** The time it was set for, ms since the epoch. */
+  readonly at: number;
+  readonly clock: Clock;
+}
+
+/** Timers of the current partition: at most one per key; `onTimer` receives them when they fire. */
+export const timers: Readonly<{
+  /** Sets (replaces) the timer of `key` for `at` ms on `clock` (default `'event-time'`). */
+  set(key: BytesLike, at: number | bigint, clock?: Clock): void;
+  cancel(key: BytesLike): void;
+  get(key: BytesLike): { at: number; clock: Clock } | null;
+  /** The partition's stream time, or the host's wall clock, ms. */
+  now(clock?: Clock): number;
+}>;
+
 /** What a transform implements (the class form is constructed with the Config). */
 export interface TransformLike {
   process(record: Record, out: Emitter): void;
   onWindow?(result: WindowResult, out: Emitter): void;
+  /** Handles a fired timer; throwing drops it. */
+  onTimer?(timer: Timer, out: Emitter): void;
   /** Folds `values` into a custom aggregation's accumulator (`acc` null for a new window). */
   reduce?(window: Window, key: Uint8Array, acc: Uint8Array | null, values: Uint8Array[]): BytesLike;
   /** Combines two session accumulators (`a` is the earlier session). */
@@ -227,7 +251,8 @@ export class Transform implements TransformLike {
   constructor(config: Config);
   process(record: Record, out: Emitter): void;
   onWindow(result: WindowResult, out: Emitter): void;
+  onTimer(timer: Timer, out: Emitter): void;
 }
 
 /** Used by the build; plugins do not call it. */
-export function createHandler(module: unknown): import('weir:transform/handler@0.1.0').Handler;
+export function createHandler(module: unknown): import('weir:transform/handler@0.2.0').Handler;

@@ -22,16 +22,17 @@
  * ```
  *
  * (Or named exports: `export function process(record, out)` with optional
- * `init(config)`, `onWindow`, `reduce`, `merge`.)
+ * `init(config)`, `onWindow`, `onTimer`, `reduce`, `merge`.)
  *
  * `guest-sdk/js/build PLUGIN_DIR OUT.wasm` bundles the plugin with this
  * module and turns it into a component of the WIT world
- * `weir:transform/plugin@0.1.0`.
+ * `weir:transform/plugin@0.2.0`.
  *
  * The SDK hides the world's columnar batches: a {@link Record} is a view of
- * one record of the input batch (its key and value are `subarray` views of
- * the batch's single `data` buffer, made on demand), and an {@link Emitter}
- * appends outputs to one growing buffer that is returned to the host. An
+ * one record of the input batch (its fields are read from the batch's
+ * packed metadata with a `DataView`, its key and value are `subarray` views
+ * of the batch's single `data` buffer, made on demand), and an
+ * {@link Emitter} packs outputs into growing buffers returned to the host. An
  * exception thrown while handling a record rejects that record (its outputs,
  * window additions and state changes are discarded and the deployment's
  * failure policy applies); {@link Fatal} stops the deployment instead.
@@ -44,9 +45,26 @@
  * @module weir
  */
 
-import { log as witLog } from 'weir:transform/log@0.1.0';
-import * as witState from 'weir:transform/state@0.1.0';
-import { define as witDefine } from 'weir:transform/windows@0.1.0';
+import { log as witLog } from 'weir:transform/log@0.2.0';
+import * as witState from 'weir:transform/state@0.2.0';
+import * as witTimers from 'weir:transform/timers@0.2.0';
+import { define as witDefine } from 'weir:transform/windows@0.2.0';
+
+// The packed lists of wit/0.2/types.wit: entry sizes, the packed `none`, and
+// the high word of the packed "keep the source's timestamp" (-2^63).
+const RECORD = 40;
+const HEADER = 16;
+const NONE = 0xffffffff;
+const KEEP_HIGH = 0x80000000 | 0;
+
+/** A little-endian s64 at `at` as a number (exact to 2^53). */
+function i64At(view, at) {
+  return view.getInt32(at + 4, true) * 4294967296 + view.getUint32(at, true);
+}
+
+function viewOf(bytes) {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
 
 const encoder = new TextEncoder();
 const lossyDecoder = new TextDecoder('utf-8');
@@ -413,26 +431,33 @@ export class Config {
  * `null` stands for a Kafka null.
  */
 export class Record {
-  /** @param {any} batch @param {any} raw @param {number} index */
-  constructor(batch, raw, index) {
+  /** @param {any} batch the call's batch, with `view` and `headerView` @param {number} index */
+  constructor(batch, index) {
     /** @internal */
     this._batch = batch;
-    /** @internal */
-    this._raw = raw;
+    /** Byte offset of the record's packed entry. @internal */
+    this._at = index * RECORD;
     /** Position of the record in its batch. */
     this.index = index;
   }
 
+  /** @internal */
+  _bytes(at) {
+    const view = this._batch.view;
+    const len = view.getUint32(at + 4, true);
+    if (len === NONE) return null;
+    const start = view.getUint32(at, true);
+    return this._batch.data.subarray(start, start + len);
+  }
+
   /** The key bytes; `null` for a null key. @returns {Uint8Array | null} */
   get key() {
-    const s = this._raw.key;
-    return s == null ? null : this._batch.data.subarray(s.start, s.start + s.len);
+    return this._bytes(this._at + 16);
   }
 
   /** The value bytes; `null` for a null value (a tombstone). @returns {Uint8Array | null} */
   get value() {
-    const s = this._raw.value;
-    return s == null ? null : this._batch.data.subarray(s.start, s.start + s.len);
+    return this._bytes(this._at + 24);
   }
 
   /** The key as UTF-8 text; `null` when absent or not valid UTF-8. @returns {string | null} */
@@ -453,8 +478,10 @@ export class Record {
    * @returns {any}
    */
   valueJson() {
-    const text = this.valueText;
-    if (text === null) throw new Reject(this._raw.value == null ? 'record has no value' : 'value is not UTF-8 text');
+    const value = this.value;
+    if (value === null) throw new Reject('record has no value');
+    const text = utf8(value);
+    if (text === null) throw new Reject('value is not UTF-8 text');
     try {
       return JSON.parse(text);
     } catch (e) {
@@ -464,12 +491,12 @@ export class Record {
 
   /** Event time, ms since the Unix epoch. */
   get timestamp() {
-    return Number(this._raw.timestamp);
+    return i64At(this._batch.view, this._at + 8);
   }
 
   /** Offset in the partition. */
   get offset() {
-    return Number(this._raw.offset);
+    return i64At(this._batch.view, this._at);
   }
 
   /** @returns {string} */
@@ -484,7 +511,7 @@ export class Record {
 
   /** Number of headers. */
   get headerCount() {
-    return this._raw.headers.len;
+    return this._batch.view.getUint32(this._at + 36, true);
   }
 
   /**
@@ -493,14 +520,18 @@ export class Record {
    * @returns {Array<[string, Uint8Array | null]>}
    */
   get headers() {
-    const { start, len } = this._raw.headers;
+    const view = this._batch.view;
+    const first = view.getUint32(this._at + 32, true);
+    const len = view.getUint32(this._at + 36, true);
     const data = this._batch.data;
-    const all = this._batch.headers;
+    const hv = this._batch.headerView;
     const result = new Array(len);
     for (let i = 0; i < len; i++) {
-      const h = all[start + i];
-      const v = h.value;
-      result[i] = [utf8(data.subarray(h.name.start, h.name.start + h.name.len)) ?? '', v == null ? null : data.subarray(v.start, v.start + v.len)];
+      const at = (first + i) * HEADER;
+      const ns = hv.getUint32(at, true);
+      const vl = hv.getUint32(at + 12, true);
+      const vs = hv.getUint32(at + 8, true);
+      result[i] = [utf8(data.subarray(ns, ns + hv.getUint32(at + 4, true))) ?? '', vl === NONE ? null : data.subarray(vs, vs + vl)];
     }
     return result;
   }
@@ -542,8 +573,6 @@ export class Record {
  *   input record's timestamp (for window results: the window's end)
  */
 
-const NO_HEADERS = { start: 0, len: 0 };
-
 /**
  * Where a transform puts the outputs and window additions of the record (or
  * window result) being handled. All outputs of a call go into one growing
@@ -571,8 +600,15 @@ export class Emitter {
     /** @internal */ this._inOffset = input.byteOffset;
     /** Where the copy of `input` starts in `_data`; -1 while there is none. @internal */
     this._base = -1;
-    /** @internal */ this._records = [];
-    /** @internal */ this._headers = [];
+    /** Packed output records. @internal */ this._recs = new Uint8Array(extra < 1024 ? 1024 : extra);
+    /** @internal */ this._recView = viewOf(this._recs);
+    /** @internal */ this._recLen = 0;
+    /** Packed output headers. @internal */ this._hdrs = new Uint8Array(256);
+    /** @internal */ this._hdrView = viewOf(this._hdrs);
+    /** @internal */ this._hdrLen = 0;
+    /** Start and length of the bytes `_push` last placed. @internal */
+    this._ps = 0;
+    /** @internal */ this._pl = 0;
     /** @internal */ this._topics = [];
     /** @internal */ this._topicIndex = new Map();
     /** @internal */ this._rejects = [];
@@ -593,8 +629,8 @@ export class Emitter {
     this._timestamp = timestamp;
     const m = this._mark;
     m[0] = this._len;
-    m[1] = this._records.length;
-    m[2] = this._headers.length;
+    m[1] = this._recLen;
+    m[2] = this._hdrLen;
     m[3] = this._adds.length;
   }
 
@@ -603,8 +639,8 @@ export class Emitter {
     const m = this._mark;
     this._len = m[0];
     if (this._base >= m[0]) this._base = -1;
-    this._records.length = m[1];
-    this._headers.length = m[2];
+    this._recLen = m[1];
+    this._hdrLen = m[2];
     this._adds.length = m[3];
     this._rejects.push({ source: this._source, message });
   }
@@ -613,8 +649,8 @@ export class Emitter {
   _finish() {
     return {
       data: this._data.subarray(0, this._len),
-      records: this._records,
-      headers: this._headers,
+      records: this._recs.subarray(0, this._recLen),
+      headers: this._hdrs.subarray(0, this._hdrLen),
       topics: this._topics,
       rejects: this._rejects,
       windowAdds: this._adds,
@@ -644,13 +680,58 @@ export class Emitter {
     return this._base;
   }
 
-  /** `span` of the input as a span of the buffer. @internal */
-  _ref(span) {
-    const base = this._inputBase();
-    return base === 0 ? span : { start: base + span.start, len: span.len };
+  /** Room for one more packed record. @internal */
+  _recAt() {
+    const at = this._recLen;
+    if (at + RECORD > this._recs.length) {
+      const grown = new Uint8Array(this._recs.length * 2);
+      grown.set(this._recs.subarray(0, at));
+      this._recs = grown;
+      this._recView = viewOf(grown);
+    }
+    this._recLen = at + RECORD;
+    return at;
   }
 
-  /** Appends bytes (or UTF-8 of a string) to the buffer. @internal */
+  /** Room for `n` more packed headers. @internal */
+  _hdrAt(n) {
+    const at = this._hdrLen;
+    const need = at + n * HEADER;
+    if (need > this._hdrs.length) {
+      let size = this._hdrs.length * 2;
+      while (size < need) size *= 2;
+      const grown = new Uint8Array(size);
+      grown.set(this._hdrs.subarray(0, at));
+      this._hdrs = grown;
+      this._hdrView = viewOf(grown);
+    }
+    this._hdrLen = need;
+    return at;
+  }
+
+  /** Packs one output record. @internal */
+  _record(topic, ks, kl, vs, vl, first, count, timestamp) {
+    const at = this._recAt();
+    const v = this._recView;
+    v.setUint32(at, this._source, true);
+    v.setUint32(at + 4, topic, true);
+    v.setUint32(at + 8, ks, true);
+    v.setUint32(at + 12, kl, true);
+    v.setUint32(at + 16, vs, true);
+    v.setUint32(at + 20, vl, true);
+    v.setUint32(at + 24, first, true);
+    v.setUint32(at + 28, count, true);
+    if (timestamp == null) {
+      v.setUint32(at + 32, 0, true);
+      v.setInt32(at + 36, KEEP_HIGH, true);
+    } else v.setBigInt64(at + 32, BigInt(timestamp), true);
+  }
+
+  /**
+   * Appends bytes (or UTF-8 of a string) to the buffer, or finds them in
+   * the input's copy when they are a view of the input; `_ps` and `_pl`
+   * tell where. @internal
+   */
   _push(value) {
     const start = this._len;
     if (typeof value === 'string') {
@@ -669,17 +750,22 @@ export class Emitter {
       }
       this._len = start + i;
       if (i < n) this._len += encoder.encodeInto(i === 0 ? value : value.slice(i), data.subarray(this._len)).written;
-      return { start, len: this._len - start };
+      this._ps = start;
+      this._pl = this._len - start;
+      return;
     }
     const bytes = value instanceof Uint8Array ? value : toBytes(value);
     if (bytes.buffer === this._inBuffer) {
       // A view of the input: refer to the input's copy.
-      return { start: this._inputBase() + bytes.byteOffset - this._inOffset, len: bytes.length };
+      this._ps = this._inputBase() + bytes.byteOffset - this._inOffset;
+      this._pl = bytes.length;
+      return;
     }
     this._reserve(bytes.length);
     this._data.set(bytes, start);
     this._len = start + bytes.length;
-    return { start, len: bytes.length };
+    this._ps = start;
+    this._pl = bytes.length;
   }
 
   /** @internal */
@@ -693,20 +779,29 @@ export class Emitter {
     return i;
   }
 
-  /** @internal */
+  /** Packs `headers` (pairs or an object); returns the first's index. @internal */
   _pushHeaders(headers) {
-    const first = this._headers.length;
-    if (Array.isArray(headers)) {
-      for (const [name, value] of headers) {
-        this._headers.push({ name: this._push(name), value: value == null ? undefined : this._push(value) });
+    const pairs = Array.isArray(headers) ? headers : Object.keys(headers).map((name) => [name, headers[name]]);
+    const first = this._hdrLen / HEADER;
+    for (const [name, value] of pairs) {
+      this._push(name);
+      const ns = this._ps;
+      const nl = this._pl;
+      let vs = 0;
+      let vl = NONE;
+      if (value != null) {
+        this._push(value);
+        vs = this._ps;
+        vl = this._pl;
       }
-    } else {
-      for (const name of Object.keys(headers)) {
-        const value = headers[name];
-        this._headers.push({ name: this._push(name), value: value == null ? undefined : this._push(value) });
-      }
+      const at = this._hdrAt(1);
+      const v = this._hdrView;
+      v.setUint32(at, ns, true);
+      v.setUint32(at + 4, nl, true);
+      v.setUint32(at + 8, vs, true);
+      v.setUint32(at + 12, vl, true);
     }
-    return { start: first, len: this._headers.length - first };
+    return first;
   }
 
   /**
@@ -714,17 +809,46 @@ export class Emitter {
    * (string or bytes; absent or `null` produce a Kafka null), `topic` (the
    * deployment's default output topic when absent), `headers` (an array of
    * `[name, value]` pairs, e.g. `record.headers`, or an object), and
-   * `timestamp` (ms; defaults to the input record's, or a window's end).
+   * `timestamp` (ms; defaults to the input record's, a window's end or a
+   * timer's time).
    *
    * @param {Output} output
    */
   emit(output) {
-    const key = output.key == null ? undefined : this._push(output.key);
-    const value = output.value == null ? undefined : this._push(output.value);
-    const topic = output.topic == null ? undefined : this._topic(output.topic);
-    const headers = output.headers == null ? NO_HEADERS : this._pushHeaders(output.headers);
-    const timestamp = output.timestamp == null ? undefined : BigInt(output.timestamp);
-    this._records.push({ source: this._source, topic, key, value, headers, timestamp });
+    let ks = 0;
+    let kl = NONE;
+    let vs = 0;
+    let vl = NONE;
+    if (output.key != null) {
+      this._push(output.key);
+      ks = this._ps;
+      kl = this._pl;
+    }
+    if (output.value != null) {
+      this._push(output.value);
+      vs = this._ps;
+      vl = this._pl;
+    }
+    const topic = output.topic == null ? NONE : this._topic(output.topic);
+    let first = 0;
+    let count = 0;
+    if (output.headers != null) {
+      first = this._pushHeaders(output.headers);
+      count = this._hdrLen / HEADER - first;
+    }
+    this._record(topic, ks, kl, vs, vl, first, count, output.timestamp);
+  }
+
+  /** An input (start, len) pair at `at` of `view`, as a position in the buffer. @internal */
+  _refAt(view, at) {
+    const len = view.getUint32(at + 4, true);
+    if (len === NONE) {
+      this._ps = 0;
+      this._pl = NONE;
+    } else {
+      this._ps = this._inputBase() + view.getUint32(at, true);
+      this._pl = len;
+    }
   }
 
   /**
@@ -737,40 +861,51 @@ export class Emitter {
    * @param {Output} [changes]
    */
   forward(record, changes) {
-    const raw = record._raw;
-    let key;
-    let value;
-    let headers;
-    let topic;
-    let timestamp;
-    if (changes === undefined) {
-      key = raw.key == null ? undefined : this._ref(raw.key);
-      value = raw.value == null ? undefined : this._ref(raw.value);
+    const view = record._batch.view;
+    const at = record._at;
+    const c = changes === undefined ? {} : changes;
+    if ('key' in c) {
+      if (c.key == null) this._pl = NONE;
+      else this._push(c.key);
+    } else this._refAt(view, at + 16);
+    const ks = this._pl === NONE ? 0 : this._ps;
+    const kl = this._pl;
+    if ('value' in c) {
+      if (c.value == null) this._pl = NONE;
+      else this._push(c.value);
+    } else this._refAt(view, at + 24);
+    const vs = this._pl === NONE ? 0 : this._ps;
+    const vl = this._pl;
+    const topic = c.topic == null ? NONE : this._topic(c.topic);
+    let first = 0;
+    let count = 0;
+    if ('headers' in c) {
+      if (c.headers != null) {
+        first = this._pushHeaders(c.headers);
+        count = this._hdrLen / HEADER - first;
+      }
     } else {
-      if ('key' in changes) key = changes.key == null ? undefined : this._push(changes.key);
-      else key = raw.key == null ? undefined : this._ref(raw.key);
-      if ('value' in changes) value = changes.value == null ? undefined : this._push(changes.value);
-      else value = raw.value == null ? undefined : this._ref(raw.value);
-      if (changes.topic != null) topic = this._topic(changes.topic);
-      if (changes.timestamp != null) timestamp = BigInt(changes.timestamp);
-      if ('headers' in changes) headers = changes.headers == null ? NO_HEADERS : this._pushHeaders(changes.headers);
-    }
-    if (headers === undefined) {
-      const { start, len } = raw.headers;
-      if (len === 0) headers = NO_HEADERS;
-      else {
-        const first = this._headers.length;
-        const all = record._batch.headers;
+      count = view.getUint32(at + 36, true);
+      if (count > 0) {
+        // The input's packed headers, moved to the input's copy in the buffer.
+        const from = view.getUint32(at + 32, true);
         const base = this._inputBase();
-        for (let i = start; i < start + len; i++) {
-          const h = all[i];
-          if (base === 0) this._headers.push(h);
-          else this._headers.push({ name: this._ref(h.name), value: h.value == null ? undefined : this._ref(h.value) });
+        const hv = record._batch.headerView;
+        const to = this._hdrAt(count);
+        const v = this._hdrView;
+        first = to / HEADER;
+        for (let i = 0; i < count; i++) {
+          const src = (from + i) * HEADER;
+          const dst = to + i * HEADER;
+          const vlen = hv.getUint32(src + 12, true);
+          v.setUint32(dst, base + hv.getUint32(src, true), true);
+          v.setUint32(dst + 4, hv.getUint32(src + 4, true), true);
+          v.setUint32(dst + 8, vlen === NONE ? 0 : base + hv.getUint32(src + 8, true), true);
+          v.setUint32(dst + 12, vlen, true);
         }
-        headers = { start: first, len };
       }
     }
-    this._records.push({ source: this._source, topic, key, value, headers, timestamp });
+    this._record(topic, ks, kl, vs, vl, first, count, c.timestamp);
   }
 
   /**
@@ -780,7 +915,13 @@ export class Emitter {
    * @param {number} number
    */
   addToWindow(window, key, number) {
-    this._adds.push({ window: window.id, source: this._source, key: this._push(key ?? ''), timestamp: this._timestamp, number: +number, custom: undefined });
+    this._adds.push({ window: window.id, source: this._source, key: this._span(key ?? ''), timestamp: this._timestamp, number: +number, custom: undefined });
+  }
+
+  /** `value` placed in the buffer, as a span. @internal */
+  _span(value) {
+    this._push(value);
+    return { start: this._ps, len: this._pl };
   }
 
   /**
@@ -791,7 +932,7 @@ export class Emitter {
    * @param {number} number
    */
   addToWindowAt(window, key, timestamp, number) {
-    this._adds.push({ window: window.id, source: this._source, key: this._push(key ?? ''), timestamp: BigInt(timestamp), number: +number, custom: undefined });
+    this._adds.push({ window: window.id, source: this._source, key: this._span(key ?? ''), timestamp: BigInt(timestamp), number: +number, custom: undefined });
   }
 
   /**
@@ -813,11 +954,11 @@ export class Emitter {
    * @param {string | Uint8Array} value
    */
   addCustomToWindowAt(window, key, timestamp, value) {
-    const k = this._push(key ?? '');
-    this._adds.push({ window: window.id, source: this._source, key: k, timestamp: BigInt(timestamp), number: 0, custom: this._push(value) });
+    const k = this._span(key ?? '');
+    this._adds.push({ window: window.id, source: this._source, key: k, timestamp: BigInt(timestamp), number: 0, custom: this._span(value) });
   }
 
-  /** The timestamp of the record (or window result) being handled, ms. */
+  /** The timestamp of the record (window result, timer) being handled, ms. */
   get timestamp() {
     return Number(this._timestamp);
   }
@@ -1180,6 +1321,81 @@ export class WindowResult {
 }
 
 // ---------------------------------------------------------------------------
+// Timers
+
+/** A timer that fired, handed to `onTimer`. */
+export class Timer {
+  /** @param {Uint8Array} key @param {bigint} at @param {'event-time' | 'wall-clock'} clock */
+  constructor(key, at, clock) {
+    /** The timer's key. */
+    this.key = key;
+    /** The time it was set for, ms since the Unix epoch. */
+    this.at = Number(at);
+    /** `'event-time'` or `'wall-clock'`. */
+    this.clock = clock;
+  }
+
+  /** The key as UTF-8 text (`null`: not UTF-8). */
+  get keyText() {
+    return utf8(this.key);
+  }
+}
+
+/**
+ * Timers: act when time passes, not only when records arrive. Each key of
+ * the partition has at most one timer; setting it again replaces it. When
+ * it fires, the host calls the transform's `onTimer` with state at hand.
+ * Timers live in the partition's state: they survive restarts and
+ * rebalances and are undone with a rejected record.
+ *
+ * ```js
+ * export default class Silence {
+ *   process(record, out) { timers.set(record.key, record.timestamp + 60000); }
+ *   onTimer(timer, out) { out.emit({ key: timer.key, value: 'silent' }); }
+ * }
+ * ```
+ *
+ * `'event-time'` timers fire when the partition's stream time (its largest
+ * record timestamp) reaches them, before the record that takes it there;
+ * `'wall-clock'` timers when the host's clock does.
+ */
+export const timers = {
+  /**
+   * Sets the timer of `key` to fire at `at` (ms since the epoch) on `clock`
+   * (default `'event-time'`), replacing the one it had.
+   * @param {string | Uint8Array} key @param {number | bigint} at @param {'event-time' | 'wall-clock'} [clock]
+   */
+  set(key, at, clock = 'event-time') {
+    witTimers.set(toBytes(key), BigInt(at), clock);
+  },
+
+  /** Removes the timer of `key`, if any. @param {string | Uint8Array} key */
+  cancel(key) {
+    witTimers.cancel(toBytes(key));
+  },
+
+  /**
+   * The time and clock of the timer of `key`, or `null`.
+   * @param {string | Uint8Array} key
+   * @returns {{at: number, clock: 'event-time' | 'wall-clock'} | null}
+   */
+  get(key) {
+    const t = witTimers.get(toBytes(key));
+    return t == null ? null : { at: Number(t[0]), clock: t[1] };
+  },
+
+  /**
+   * The current time of `clock` (default `'event-time'`), ms: the
+   * partition's stream time, or the host's wall clock (the only wall clock
+   * a plugin has).
+   * @param {'event-time' | 'wall-clock'} [clock]
+   */
+  now(clock = 'event-time') {
+    return Number(witTimers.now(clock));
+  },
+};
+
+// ---------------------------------------------------------------------------
 // The transform and its export
 
 /**
@@ -1213,6 +1429,17 @@ export class Transform {
    */
   // eslint-disable-next-line no-unused-vars
   onWindow(result, out) {}
+
+  /**
+   * Handles a timer set with {@link timers.set} that fired: emit outputs,
+   * read and write state, set timers. Throwing drops the timer and counts
+   * a failure. The default emits nothing.
+   * @param {Timer} timer
+   * @param {Emitter} out
+   * @returns {void}
+   */
+  // eslint-disable-next-line no-unused-vars
+  onTimer(timer, out) {}
 }
 
 function isTransformClass(f) {
@@ -1220,7 +1447,7 @@ function isTransformClass(f) {
 }
 
 function emptyBatch() {
-  return { data: new Uint8Array(0), records: [], headers: [], topics: [], rejects: [], windowAdds: [] };
+  return { data: new Uint8Array(0), records: new Uint8Array(0), headers: new Uint8Array(0), topics: [], rejects: [], windowAdds: [] };
 }
 
 /**
@@ -1230,7 +1457,7 @@ function emptyBatch() {
  * @param {any} module the plugin module's namespace. Its default export (or
  *   else the module itself) is a Transform class (constructed with the
  *   config), a function `(record, out)`, or an object with `process` (and
- *   optionally `init(config)`, `onWindow`, `reduce`, `merge`).
+ *   optionally `init(config)`, `onWindow`, `onTimer`, `reduce`, `merge`).
  * @internal
  */
 export function createHandler(module) {
@@ -1275,13 +1502,12 @@ export function createHandler(module) {
 
     process(batch) {
       const t = current();
-      const records = batch.records;
-      const n = records.length;
-      const out = new Emitter(batch.data, n << 4, referencedInput);
+      const n = batch.records.length / RECORD;
+      const ctx = { data: batch.data, view: viewOf(batch.records), headerView: viewOf(batch.headers), topic: batch.topic, partition: batch.partition };
+      const out = new Emitter(batch.data, n * RECORD, referencedInput);
       for (let i = 0; i < n; i++) {
-        const raw = records[i];
-        const record = new Record(batch, raw, i);
-        out._begin(i, raw.timestamp);
+        const record = new Record(ctx, i);
+        out._begin(i, ctx.view.getBigInt64(i * RECORD + 8, true));
         try {
           t.process(record, out);
         } catch (e) {
@@ -1308,6 +1534,25 @@ export function createHandler(module) {
           out._reject(errorMessage(e));
         }
       }
+      return out._finish();
+    },
+
+    onTimer(batch) {
+      const t = current();
+      if (typeof t.onTimer !== 'function') return emptyBatch();
+      const fired = batch.timers;
+      const out = new Emitter(batch.data, fired.length * RECORD, false);
+      for (let i = 0; i < fired.length; i++) {
+        const f = fired[i];
+        out._begin(i, f.at);
+        try {
+          t.onTimer(new Timer(batch.data.subarray(f.key.start, f.key.start + f.key.len), f.at, f.clock), out);
+        } catch (e) {
+          if (e instanceof Fatal) throw e.message;
+          out._reject(errorMessage(e));
+        }
+      }
+      if (out._adds.length > 0) throw 'onTimer may not add to windows';
       return out._finish();
     },
 

@@ -1,5 +1,5 @@
 /**
- * The WIT world `weir:transform/plugin@0.1.0` (../../wit/*.wit) as
+ * The WIT world `weir:transform/plugin@0.2.0` (../../wit/*.wit) as
  * componentize-js presents it to JavaScript: the imports are ES modules
  * named after their interfaces, and the module given to componentize-js
  * exports `handler`. WIT `u64`/`s64` are `bigint`, `option<T>` is
@@ -9,36 +9,18 @@
  * (weir.d.ts) instead.
  */
 
-declare module 'weir:transform/types@0.1.0' {
+declare module 'weir:transform/types@0.2.0' {
   export interface Span {
     start: number;
     len: number;
   }
-  export interface Header {
-    name: Span;
-    value?: Span;
-  }
-  export interface InputRecord {
-    offset: bigint;
-    timestamp: bigint;
-    key?: Span;
-    value?: Span;
-    headers: Span;
-  }
+  /** Packed record metadata: see wit/0.2/types.wit for the layouts. */
   export interface InputBatch {
     topic: string;
     partition: number;
     data: Uint8Array;
-    records: InputRecord[];
-    headers: Header[];
-  }
-  export interface OutputRecord {
-    source: number;
-    topic?: number;
-    key?: Span;
-    value?: Span;
-    headers: Span;
-    timestamp?: bigint;
+    records: Uint8Array;
+    headers: Uint8Array;
   }
   export interface Reject {
     source: number;
@@ -54,20 +36,20 @@ declare module 'weir:transform/types@0.1.0' {
   }
   export interface OutputBatch {
     data: Uint8Array;
-    records: OutputRecord[];
-    headers: Header[];
+    records: Uint8Array;
+    headers: Uint8Array;
     topics: string[];
     rejects: Reject[];
     windowAdds: WindowAdd[];
   }
 }
 
-declare module 'weir:transform/log@0.1.0' {
+declare module 'weir:transform/log@0.2.0' {
   export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
   export function log(level: Level, message: string): void;
 }
 
-declare module 'weir:transform/state@0.1.0' {
+declare module 'weir:transform/state@0.2.0' {
   export interface Entry {
     key: Uint8Array;
     value: Uint8Array;
@@ -80,8 +62,8 @@ declare module 'weir:transform/state@0.1.0' {
   export function prefix(prefix: Uint8Array, after: Uint8Array | undefined, limit: number): Entry[];
 }
 
-declare module 'weir:transform/windows@0.1.0' {
-  import type { Span } from 'weir:transform/types@0.1.0';
+declare module 'weir:transform/windows@0.2.0' {
+  import type { Span } from 'weir:transform/types@0.2.0';
   export interface Hopping {
     sizeMs: bigint;
     advanceMs: bigint;
@@ -118,14 +100,34 @@ declare module 'weir:transform/windows@0.1.0' {
   }
 }
 
-declare module 'weir:transform/handler@0.1.0' {
-  import type { InputBatch, OutputBatch } from 'weir:transform/types@0.1.0';
-  import type { WindowBatch } from 'weir:transform/windows@0.1.0';
+declare module 'weir:transform/timers@0.2.0' {
+  import type { Span } from 'weir:transform/types@0.2.0';
+  export type Clock = 'event-time' | 'wall-clock';
+  export function set(key: Uint8Array, at: bigint, clock: Clock): void;
+  export function cancel(key: Uint8Array): void;
+  export function get(key: Uint8Array): [bigint, Clock] | undefined;
+  export function now(clock: Clock): bigint;
+  export interface Fired {
+    key: Span;
+    at: bigint;
+    clock: Clock;
+  }
+  export interface TimerBatch {
+    data: Uint8Array;
+    timers: Fired[];
+  }
+}
+
+declare module 'weir:transform/handler@0.2.0' {
+  import type { InputBatch, OutputBatch } from 'weir:transform/types@0.2.0';
+  import type { WindowBatch } from 'weir:transform/windows@0.2.0';
+  import type { TimerBatch } from 'weir:transform/timers@0.2.0';
   /** The `handler` export; functions returning `result` throw a string for `err`. */
   export interface Handler {
     init(config: Array<[string, string]>): void;
     process(batch: InputBatch): OutputBatch;
     onWindow(batch: WindowBatch): OutputBatch;
+    onTimer(batch: TimerBatch): OutputBatch;
     reduce(window: number, key: Uint8Array, acc: Uint8Array | undefined, values: Uint8Array[]): Uint8Array;
     merge(window: number, key: Uint8Array, a: Uint8Array, b: Uint8Array): Uint8Array;
   }

@@ -1,4 +1,5 @@
-use crate::bindings::weir::transform::types::{Header, OutputBatch, OutputRecord, Reject, Span, WindowAdd};
+use crate::bindings::weir::transform::types::{OutputBatch, Reject, Span, WindowAdd};
+use crate::record::{HEADER, NONE, RECORD};
 use crate::{Record, Window};
 
 /// One record to produce, built with borrowed bytes:
@@ -91,7 +92,7 @@ impl Emitter {
         Emitter {
             batch: OutputBatch {
                 data: Vec::with_capacity(data),
-                records: Vec::with_capacity(records),
+                records: Vec::with_capacity(records * RECORD),
                 headers: Vec::new(),
                 topics: Vec::new(),
                 rejects: Vec::new(),
@@ -130,6 +131,17 @@ impl Emitter {
         Span { start, len: bytes.len() as u32 }
     }
 
+    fn push_packed(&mut self, bytes: Option<&[u8]>) -> [u8; 8] {
+        let (start, len) = match bytes {
+            Some(b) => (self.push_bytes(b).start, b.len() as u32),
+            None => (0, NONE),
+        };
+        let mut packed = [0; 8];
+        packed[..4].copy_from_slice(&start.to_le_bytes());
+        packed[4..].copy_from_slice(&len.to_le_bytes());
+        packed
+    }
+
     fn topic_index(&mut self, topic: &str) -> u32 {
         match self.batch.topics.iter().position(|t| t == topic) {
             Some(i) => i as u32,
@@ -142,17 +154,23 @@ impl Emitter {
 
     /// Queues `output` for production.
     pub fn emit(&mut self, output: Output<'_>) {
-        let key = output.key.map(|k| self.push_bytes(k));
-        let value = output.value.map(|v| self.push_bytes(v));
-        let topic = output.topic.map(|t| self.topic_index(t));
-        let first = self.batch.headers.len() as u32;
+        let mut entry = [0u8; RECORD];
+        entry[..4].copy_from_slice(&self.source.to_le_bytes());
+        let topic = output.topic.map_or(NONE, |t| self.topic_index(t));
+        entry[4..8].copy_from_slice(&topic.to_le_bytes());
+        entry[8..16].copy_from_slice(&self.push_packed(output.key));
+        entry[16..24].copy_from_slice(&self.push_packed(output.value));
+        let first = (self.batch.headers.len() / HEADER) as u32;
         for (name, value) in &output.headers {
-            let name = self.push_bytes(name.as_bytes());
-            let value = value.map(|v| self.push_bytes(v));
-            self.batch.headers.push(Header { name, value });
+            let name = self.push_packed(Some(name.as_bytes()));
+            let value = self.push_packed(*value);
+            self.batch.headers.extend_from_slice(&name);
+            self.batch.headers.extend_from_slice(&value);
         }
-        let headers = Span { start: first, len: output.headers.len() as u32 };
-        self.batch.records.push(OutputRecord { source: self.source, topic, key, value, headers, timestamp: output.timestamp });
+        entry[24..28].copy_from_slice(&first.to_le_bytes());
+        entry[28..32].copy_from_slice(&(output.headers.len() as u32).to_le_bytes());
+        entry[32..].copy_from_slice(&output.timestamp.unwrap_or(i64::MIN).to_le_bytes());
+        self.batch.records.extend_from_slice(&entry);
     }
 
     /// Emits `record` unchanged (key, value, headers, timestamp) to the
@@ -182,7 +200,7 @@ impl Emitter {
         self.batch.window_adds.push(WindowAdd { window: window.id(), source: self.source, key, timestamp, number: 0.0, custom });
     }
 
-    /// The timestamp of the record (or window result) being handled.
+    /// The timestamp of the record (window result, timer) being handled.
     pub fn timestamp(&self) -> i64 {
         self.timestamp
     }

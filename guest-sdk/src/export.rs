@@ -4,9 +4,11 @@
 use std::any::Any;
 use std::cell::RefCell;
 
+pub use crate::bindings::weir::transform::timers::TimerBatch;
 pub use crate::bindings::weir::transform::types::{InputBatch, OutputBatch};
 pub use crate::bindings::weir::transform::windows::WindowBatch;
-use crate::{Config, Emitter, Record, Transform, Window, WindowResult};
+use crate::record::RECORD;
+use crate::{Config, Emitter, Record, Timer, Transform, Window, WindowResult};
 
 thread_local! {
     static INSTANCE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
@@ -29,12 +31,18 @@ pub fn init<T: Transform>(config: Vec<(String, String)>) -> Result<(), String> {
     Ok(())
 }
 
-pub fn process<T: Transform>(batch: InputBatch) -> Result<OutputBatch, String> {
-    let mut out = Emitter::with_capacity(batch.data.len(), batch.records.len());
+/// Hands each of `items` (its timestamp and itself) to `handle` in order:
+/// an error rejects that item alone (undoing what it emitted), a fatal one
+/// ends the call.
+fn each<T: Transform, X>(
+    out: &mut Emitter,
+    items: impl Iterator<Item = (i64, X)>,
+    mut handle: impl FnMut(&mut T, X, &mut Emitter) -> Result<(), crate::Error>,
+) -> Result<(), String> {
     with::<T, _>(|t| {
-        for (i, r) in batch.records.iter().enumerate() {
-            out.begin(i as u32, r.timestamp);
-            if let Err(e) = t.process(&Record::new(&batch, r), &mut out) {
+        for (i, (timestamp, item)) in items.enumerate() {
+            out.begin(i as u32, timestamp);
+            if let Err(e) = handle(t, item, out) {
                 if e.fatal {
                     return Err(e.message);
                 }
@@ -42,34 +50,40 @@ pub fn process<T: Transform>(batch: InputBatch) -> Result<OutputBatch, String> {
             }
         }
         Ok(())
-    })?;
+    })
+}
+
+pub fn process<T: Transform>(batch: InputBatch) -> Result<OutputBatch, String> {
+    let n = batch.records.len() / RECORD;
+    let mut out = Emitter::with_capacity(batch.data.len(), n);
+    let records = (0..n).map(|i| Record::new(&batch, i)).map(|r| (r.timestamp(), r));
+    each::<T, _>(&mut out, records, |t, r, out| t.process(&r, out))?;
     Ok(out.finish())
 }
 
 pub fn on_window<T: Transform>(batch: WindowBatch) -> Result<OutputBatch, String> {
     let mut out = Emitter::with_capacity(batch.data.len(), batch.results.len());
-    with::<T, _>(|t| {
-        for (i, r) in batch.results.iter().enumerate() {
-            let result = WindowResult {
-                window: Window::from_id(r.window),
-                key: crate::record::slice(&batch.data, r.key),
-                start: r.start,
-                end: r.end,
-                count: r.count,
-                value: r.value,
-                custom: r.custom.map(|s| crate::record::slice(&batch.data, s)),
-                closed: r.closed,
-            };
-            out.begin(i as u32, r.end);
-            if let Err(e) = t.on_window(&result, &mut out) {
-                if e.fatal {
-                    return Err(e.message);
-                }
-                out.reject(e.message);
-            }
-        }
-        Ok(())
-    })?;
+    let results = batch.results.iter().map(|r| {
+        let result = WindowResult {
+            window: Window::from_id(r.window),
+            key: crate::record::slice(&batch.data, r.key),
+            start: r.start,
+            end: r.end,
+            count: r.count,
+            value: r.value,
+            custom: r.custom.map(|s| crate::record::slice(&batch.data, s)),
+            closed: r.closed,
+        };
+        (r.end, result)
+    });
+    each::<T, _>(&mut out, results, |t, r, out| t.on_window(&r, out))?;
+    Ok(out.finish())
+}
+
+pub fn on_timer<T: Transform>(batch: TimerBatch) -> Result<OutputBatch, String> {
+    let mut out = Emitter::with_capacity(batch.data.len(), batch.timers.len());
+    let timers = batch.timers.iter().map(|f| (f.at, Timer { key: crate::record::slice(&batch.data, f.key), at: f.at, clock: f.clock }));
+    each::<T, _>(&mut out, timers, |t, timer, out| t.on_timer(&timer, out))?;
     Ok(out.finish())
 }
 

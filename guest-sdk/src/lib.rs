@@ -42,9 +42,10 @@
 //! `weir test target/wasm32-wasip2/release/NAME.wasm --input records.jsonl`.
 //!
 //! The SDK hides the columnar batches of the WIT world
-//! `weir:transform/plugin@0.1.0`: each [`Record`] borrows its bytes from the
-//! batch, and [`Emitter`] appends outputs to the batch returned to the host,
-//! so a record costs no allocation on either side of the sandbox.
+//! `weir:transform/plugin@0.2.0`: each [`Record`] reads its fields from the
+//! batch's packed metadata and borrows its bytes, and [`Emitter`] appends
+//! outputs to the batch returned to the host, so a record costs no
+//! allocation on either side of the sandbox.
 
 extern crate self as weir_sdk;
 
@@ -56,21 +57,23 @@ pub mod export;
 pub mod log;
 mod record;
 pub mod state;
+pub mod timers;
 pub mod windows;
 
 pub use config::Config;
 pub use emit::{Emitter, Output};
 pub use error::Error;
 pub use record::{Headers, Record};
+pub use timers::{Clock, Timer};
 pub use windows::{Window, WindowResult, WindowSpec};
 
-/// Generated bindings for `weir:transform/plugin@0.1.0`; the SDK's own types
+/// Generated bindings for `weir:transform/plugin@0.2.0`; the SDK's own types
 /// wrap them, so plugins should not need this module.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/0.1",
-        world: "weir:transform/plugin@0.1.0",
+        path: "../wit/0.2",
+        world: "weir:transform/plugin@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_plugin",
         default_bindings_module: "weir_sdk::bindings",
@@ -99,6 +102,15 @@ pub trait Transform: Sized + 'static {
     /// Turns a window result into outputs. The default emits nothing.
     fn on_window(&mut self, result: &WindowResult<'_>, out: &mut Emitter) -> Result<(), Error> {
         let _ = (result, out);
+        Ok(())
+    }
+
+    /// Handles a timer set with [`timers::set`] that fired: emit outputs,
+    /// read and write state, set timers. Timers fire in time, then key
+    /// order. Returning an error (or panicking) drops the timer and counts a
+    /// failure. The default emits nothing.
+    fn on_timer(&mut self, timer: &Timer<'_>, out: &mut Emitter) -> Result<(), Error> {
+        let _ = (timer, out);
         Ok(())
     }
 
@@ -150,6 +162,9 @@ macro_rules! export {
             }
             fn on_window(batch: $crate::export::WindowBatch) -> ::core::result::Result<$crate::export::OutputBatch, ::std::string::String> {
                 $crate::export::on_window::<$t>(batch)
+            }
+            fn on_timer(batch: $crate::export::TimerBatch) -> ::core::result::Result<$crate::export::OutputBatch, ::std::string::String> {
+                $crate::export::on_timer::<$t>(batch)
             }
             fn reduce(window: u32, key: ::std::vec::Vec<u8>, acc: ::core::option::Option<::std::vec::Vec<u8>>, values: ::std::vec::Vec<::std::vec::Vec<u8>>) -> ::std::vec::Vec<u8> {
                 $crate::export::reduce::<$t>(window, key, acc, values)

@@ -1,29 +1,55 @@
-use crate::bindings::weir::transform::types::{Header, InputBatch, InputRecord, Span};
+use crate::bindings::weir::transform::types::{InputBatch, Span};
+
+/// Sizes of the packed entries and the packed `none` (see `wit/0.2/types.wit`).
+pub(crate) const RECORD: usize = 40;
+pub(crate) const HEADER: usize = 16;
+pub(crate) const NONE: u32 = u32::MAX;
 
 pub(crate) fn slice(data: &[u8], span: Span) -> &[u8] {
     &data[span.start as usize..(span.start + span.len) as usize]
+}
+
+#[inline]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[inline]
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    i64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// The bytes a packed (start, len) pair at `at` of `entry` names in `data`.
+#[inline]
+fn bytes_at<'a>(data: &'a [u8], entry: &[u8], at: usize) -> Option<&'a [u8]> {
+    let len = u32_at(entry, at + 4);
+    (len != NONE).then(|| {
+        let start = u32_at(entry, at) as usize;
+        &data[start..start + len as usize]
+    })
 }
 
 /// One input record, borrowing its bytes from the batch the host passed in.
 #[derive(Clone, Copy)]
 pub struct Record<'a> {
     batch: &'a InputBatch,
-    record: &'a InputRecord,
+    /// This record's packed entry in `batch.records`.
+    entry: &'a [u8],
 }
 
 impl<'a> Record<'a> {
-    pub(crate) fn new(batch: &'a InputBatch, record: &'a InputRecord) -> Self {
-        Record { batch, record }
+    pub(crate) fn new(batch: &'a InputBatch, index: usize) -> Self {
+        Record { batch, entry: &batch.records[index * RECORD..(index + 1) * RECORD] }
     }
 
     /// The key; `None` for a null key.
     pub fn key(&self) -> Option<&'a [u8]> {
-        self.record.key.map(|s| slice(&self.batch.data, s))
+        bytes_at(&self.batch.data, self.entry, 16)
     }
 
     /// The value; `None` for a null value (a tombstone).
     pub fn value(&self) -> Option<&'a [u8]> {
-        self.record.value.map(|s| slice(&self.batch.data, s))
+        bytes_at(&self.batch.data, self.entry, 24)
     }
 
     /// The key as UTF-8 text, if it is present and valid UTF-8.
@@ -45,11 +71,11 @@ impl<'a> Record<'a> {
 
     /// Event time in milliseconds since the Unix epoch.
     pub fn timestamp(&self) -> i64 {
-        self.record.timestamp
+        i64_at(self.entry, 8)
     }
 
     pub fn offset(&self) -> i64 {
-        self.record.offset
+        i64_at(self.entry, 0)
     }
 
     pub fn topic(&self) -> &'a str {
@@ -61,8 +87,8 @@ impl<'a> Record<'a> {
     }
 
     pub fn headers(&self) -> Headers<'a> {
-        let span = self.record.headers;
-        Headers { data: &self.batch.data, headers: &self.batch.headers[span.start as usize..(span.start + span.len) as usize] }
+        let (first, count) = (u32_at(self.entry, 32) as usize, u32_at(self.entry, 36) as usize);
+        Headers { data: &self.batch.data, headers: &self.batch.headers[first * HEADER..(first + count) * HEADER] }
     }
 
     /// The value of the first header called `name`. `Some(None)` is a
@@ -76,21 +102,26 @@ impl<'a> Record<'a> {
 #[derive(Clone)]
 pub struct Headers<'a> {
     data: &'a [u8],
-    headers: &'a [Header],
+    /// Packed header entries.
+    headers: &'a [u8],
 }
 
 impl<'a> Iterator for Headers<'a> {
     type Item = (&'a str, Option<&'a [u8]>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (first, rest) = self.headers.split_first()?;
+        if self.headers.is_empty() {
+            return None;
+        }
+        let (entry, rest) = self.headers.split_at(HEADER);
         self.headers = rest;
-        let name = std::str::from_utf8(slice(self.data, first.name)).unwrap_or_default();
-        Some((name, first.value.map(|v| slice(self.data, v))))
+        let name = std::str::from_utf8(bytes_at(self.data, entry, 0).unwrap_or_default()).unwrap_or_default();
+        Some((name, bytes_at(self.data, entry, 8)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.headers.len(), Some(self.headers.len()))
+        let n = self.headers.len() / HEADER;
+        (n, Some(n))
     }
 }
 

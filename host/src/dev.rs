@@ -107,6 +107,8 @@ pub fn sample(input: Option<&PathBuf>) -> Result<Vec<InputLine>> {
                 key: Some(format!("line-{i}").into_bytes()),
                 value: Some(TEXT[i].as_bytes().to_vec()),
                 headers: Vec::new(),
+                wall_clock: None,
+                is_record: true,
             })
             .collect()),
     }
@@ -130,7 +132,7 @@ pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration
         let mut round_start = now();
         while !stop.load(Ordering::Relaxed) && (rounds == 0 || round < rounds) {
             let mut last = round_start;
-            for l in &lines {
+            for l in lines.iter().filter(|l| l.is_record) {
                 let timestamp = if l.timestamp > 0 { round_start + (l.timestamp - first) } else { now() };
                 last = last.max(timestamp);
                 let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(l.topic.as_deref().unwrap_or(INPUT)).timestamp(timestamp);

@@ -1,8 +1,9 @@
 //! Shared helpers of the end-to-end tests: building and locating the
 //! plugins and the `weir` binary.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// The repository root.
@@ -68,6 +69,21 @@ pub fn component(lang: &str, name: &str) -> PathBuf {
 
 /// The `weir` binary, built by the test command before the tests run
 /// (`scripts/test`, or `cargo build --release -p weir`).
+/// `weir test ARGS`, as a user runs it, with `stdin` as its input.
+pub fn weir_test(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(weir_bin())
+        .arg("test")
+        .args(args)
+        .env("WEIR_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn weir_bin() -> PathBuf {
     let path = target_dir().join("release/weir");
     assert!(path.exists(), "{} is missing: build it with `cargo build --release -p weir` (scripts/test does)", path.display());

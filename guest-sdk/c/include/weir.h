@@ -8,7 +8,7 @@
  * and, when needed, any of the optional hooks below (weir_init,
  * weir_on_window, weir_reduce, weir_merge). `guest-sdk/c/build DIR OUT.wasm`
  * compiles them with this SDK into a component of the WIT world
- * `weir:transform/plugin@0.1.0`:
+ * `weir:transform/plugin@0.2.0`:
  *
  *     #include <weir.h>
  *
@@ -405,6 +405,37 @@ typedef struct weir_window_result {
     bool closed;         /* the window's final result */
 } weir_window_result;
 
+/* ---------------------------------------------------------------- timers */
+
+/*
+ * Timers: act when time passes, not only when records arrive. Each key of
+ * the partition has at most one timer; setting it again replaces it. When
+ * it fires, the SDK calls weir_on_timer with state at hand. Timers live in
+ * the partition's state: they survive restarts and rebalances and are
+ * undone with a rejected record. Event-time timers fire when the
+ * partition's stream time (its largest record timestamp) reaches them,
+ * before the record that takes it there; wall-clock timers when the host's
+ * clock does.
+ */
+typedef enum weir_clock { WEIR_EVENT_TIME, WEIR_WALL_CLOCK } weir_clock;
+
+/* Sets the timer of `key` to fire at `at` (ms since the epoch) on `clock`. */
+void weir_timer_set(weir_bytes key, int64_t at, weir_clock clock);
+/* Removes the timer of `key`, if any. */
+void weir_timer_cancel(weir_bytes key);
+/* The time and clock of the timer of `key`; false when it has none. */
+bool weir_timer_get(weir_bytes key, int64_t *at, weir_clock *clock);
+/* The partition's stream time, or the host's wall clock (the only wall
+ * clock a plugin has), ms. */
+int64_t weir_timer_now(weir_clock clock);
+
+/* A timer that fired, handed to weir_on_timer. */
+typedef struct weir_timer {
+    weir_bytes key;
+    int64_t at; /* the time it was set for, ms since the epoch */
+    weir_clock clock;
+} weir_timer;
+
 /* ----------------------------------------------------------- plugin hooks */
 
 /*
@@ -421,6 +452,10 @@ const char *weir_init(const weir_config *config);
 
 /* Optional: turns a window result into outputs. Default: emits nothing. */
 weir_status weir_on_window(const weir_window_result *result, weir_out *out);
+
+/* Optional: handles a timer that fired; returning weir_reject(...) drops it
+ * and counts a failure. Default: emits nothing. */
+weir_status weir_on_timer(const weir_timer *timer, weir_out *out);
 
 /* Optional (custom aggregations): folds `values` into the accumulator `acc`
  * (WEIR_NULL for a new window) and returns the new one (e.g. from

@@ -1,9 +1,10 @@
 /*
  * weir_export.c -- glue between the bindings that `wit-bindgen c` generates
- * for `weir:transform/plugin@0.1.0` (plugin.h, built at build time) and
- * the plugin's hooks: decodes columnar input batches into weir_record
- * values, builds columnar output batches, turns WEIR_REJECT / WEIR_FATAL
- * into rejects / errors, and wraps the log, state and windows imports.
+ * for `weir:transform/plugin@0.2.0` (plugin.h, built at build time) and
+ * the plugin's hooks: decodes columnar input batches (metadata packed as in
+ * wit/0.2/types.wit) into weir_record values, packs output batches, turns
+ * WEIR_REJECT / WEIR_FATAL into rejects / errors, and wraps the log,
+ * state, windows and timers imports.
  */
 #include "plugin.h"
 #include "weir_internal.h"
@@ -46,8 +47,27 @@ static weir_bytes span_bytes(const plugin_list_u8_t *data, weir_transform_types_
     return weir_bytes_of(data->ptr + s.start, s.len);
 }
 
-static weir_bytes opt_span_bytes(const plugin_list_u8_t *data, weir_transform_types_option_span_t s) {
-    return s.is_some ? span_bytes(data, s.val) : WEIR_NULL;
+/* The packed lists: entry sizes and the packed `none`. */
+enum { RECORD = 40, HEADER = 16 };
+#define NONE UINT32_MAX
+#define KEEP_TIMESTAMP INT64_MIN
+
+static uint32_t u32_at(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4); /* wasm32 is little-endian, as the layout */
+    return v;
+}
+
+static int64_t i64_at(const uint8_t *p) {
+    int64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* The bytes a packed (start, len) pair names in `data`; null for `none`. */
+static weir_bytes packed_bytes(const plugin_list_u8_t *data, const uint8_t *pair) {
+    uint32_t len = u32_at(pair + 4);
+    return len == NONE ? WEIR_NULL : weir_bytes_of(data->ptr + u32_at(pair), len);
 }
 
 /* ------------------------------------------------------------- emitter */
@@ -62,10 +82,12 @@ static weir_bytes opt_span_bytes(const plugin_list_u8_t *data, weir_transform_ty
         (v).ptr[(v).len++] = (x);                                                    \
     } while (0)
 
+typedef VEC(uint8_t) byte_vec;
+
 struct weir_out {
-    VEC(uint8_t) data;
-    VEC(weir_transform_types_output_record_t) records;
-    VEC(weir_transform_types_header_t) headers;
+    byte_vec data;
+    byte_vec records; /* packed */
+    byte_vec headers; /* packed */
     VEC(plugin_string_t) topics;
     VEC(weir_transform_types_reject_t) rejects;
     VEC(weir_transform_types_window_add_t) adds;
@@ -140,9 +162,26 @@ static weir_transform_types_span_t push_bytes(weir_out *o, weir_bytes b) {
     return (weir_transform_types_span_t){start, (uint32_t)b.len};
 }
 
-static weir_transform_types_option_span_t push_opt(weir_out *o, weir_bytes b) {
-    if (!b.ptr) return (weir_transform_types_option_span_t){.is_some = false};
-    return (weir_transform_types_option_span_t){true, push_bytes(o, b)};
+/* Appends `n` bytes of `p` to a packed list. */
+static void pack(byte_vec *v, const void *p, size_t n) {
+    if (v->len + n > v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 1024;
+        while (cap < v->len + n) cap *= 2;
+        v->ptr = xrealloc(v->ptr, cap);
+        v->cap = cap;
+    }
+    memcpy(v->ptr + v->len, p, n);
+    v->len += n;
+}
+
+/* `b` placed in the data buffer, as a packed (start, len) pair. */
+static void pack_bytes(uint32_t pair[2], weir_out *o, weir_bytes b) {
+    if (!b.ptr) {
+        pair[0] = 0, pair[1] = NONE;
+        return;
+    }
+    weir_transform_types_span_t s = push_bytes(o, b);
+    pair[0] = s.start, pair[1] = s.len;
 }
 
 static uint32_t topic_index(weir_out *o, const char *topic) {
@@ -155,20 +194,22 @@ static uint32_t topic_index(weir_out *o, const char *topic) {
 }
 
 void weir_emit(weir_out *o, const weir_output *output) {
-    weir_transform_types_output_record_t rec = {.source = o->source};
-    rec.key = push_opt(o, output->key);
-    rec.value = push_opt(o, output->value);
-    if (output->topic) rec.topic = (plugin_option_u32_t){true, topic_index(o, output->topic)};
-    uint32_t first = (uint32_t)o->headers.len;
+    /* source, topic, key (start, len), value (start, len), headers (first, count) */
+    uint32_t rec[8] = {o->source, output->topic ? topic_index(o, output->topic) : NONE};
+    pack_bytes(rec + 2, o, output->key);
+    pack_bytes(rec + 4, o, output->value);
+    rec[6] = (uint32_t)(o->headers.len / HEADER);
+    rec[7] = (uint32_t)output->header_count;
     for (size_t i = 0; i < output->header_count; i++) {
         const weir_header *h = &output->headers[i];
-        weir_bytes name = h->name.ptr ? weir__utf8_lossy(h->name) : WEIR_LIT("");
-        weir_transform_types_header_t wh = {push_bytes(o, name), push_opt(o, h->value)};
-        PUSH(o->headers, wh);
+        uint32_t packed[4];
+        pack_bytes(packed, o, h->name.ptr ? weir__utf8_lossy(h->name) : WEIR_LIT(""));
+        pack_bytes(packed + 2, o, h->value);
+        pack(&o->headers, packed, sizeof packed);
     }
-    rec.headers = (weir_transform_types_span_t){first, (uint32_t)output->header_count};
-    if (output->has_timestamp) rec.timestamp = (plugin_option_s64_t){true, output->timestamp};
-    PUSH(o->records, rec);
+    int64_t timestamp = output->has_timestamp ? output->timestamp : KEEP_TIMESTAMP;
+    pack(&o->records, rec, sizeof rec);
+    pack(&o->records, &timestamp, sizeof timestamp);
 }
 
 void weir_forward(weir_out *o, const weir_record *r) {
@@ -243,6 +284,11 @@ __attribute__((weak)) const char *weir_init(const weir_config *config) {
 
 __attribute__((weak)) weir_status weir_on_window(const weir_window_result *result, weir_out *out) {
     (void)result, (void)out;
+    return WEIR_OK;
+}
+
+__attribute__((weak)) weir_status weir_on_timer(const weir_timer *timer, weir_out *out) {
+    (void)timer, (void)out;
     return WEIR_OK;
 }
 
@@ -362,14 +408,17 @@ bool exports_weir_transform_handler_init(plugin_list_tuple2_string_string_t *cfg
     return e == NULL;
 }
 
-/* One record's outcome: a reject discards what the record emitted; a fatal
- * error ends the call with its message (returns false). */
-static bool record_done(weir_out *out, weir_status st, plugin_string_t *err) {
+/* One item's outcome (a record, window result or timer, begun at `mark`):
+ * a reject discards what the item emitted; a fatal error ends the call with
+ * its message (returns false). */
+static bool item_done(weir_out *out, weir_status st, weir__tmp_mark_t mark, plugin_string_t *err) {
     if (st == WEIR_FATAL) {
         *err = host_string(weir_str(out->message ? out->message : "fatal error"));
         return false;
     }
     if (st != WEIR_OK) out_reject(out);
+    weir__tmp_release(mark);
+    weir__last_error = NULL;
     return true;
 }
 
@@ -388,33 +437,33 @@ bool exports_weir_transform_handler_process(weir_transform_types_input_batch_t *
                                             weir_transform_types_output_batch_t *ret, plugin_string_t *err) {
     weir_out out = {0};
     const plugin_list_u8_t *data = &batch->data;
-    weir_header *headers = weir_tmp_alloc(batch->headers.len * sizeof *headers);
-    for (size_t i = 0; i < batch->headers.len; i++) {
-        headers[i].name = span_bytes(data, batch->headers.ptr[i].name);
-        headers[i].value = opt_span_bytes(data, batch->headers.ptr[i].value);
+    size_t header_count = batch->headers.len / HEADER;
+    weir_header *headers = weir_tmp_alloc(header_count * sizeof *headers);
+    for (size_t i = 0; i < header_count; i++) {
+        const uint8_t *h = batch->headers.ptr + i * HEADER;
+        headers[i].name = packed_bytes(data, h);
+        headers[i].value = packed_bytes(data, h + 8);
     }
     const char *topic = weir_cstr(weir_bytes_of(batch->topic.ptr, batch->topic.len));
     bool ok = true;
-    for (size_t i = 0; i < batch->records.len; i++) {
-        const weir_transform_types_input_record_t *ir = &batch->records.ptr[i];
+    for (size_t i = 0; i < batch->records.len / RECORD; i++) {
+        const uint8_t *ir = batch->records.ptr + i * RECORD;
         weir_record r = {
-            .key = opt_span_bytes(data, ir->key),
-            .value = opt_span_bytes(data, ir->value),
-            .headers = headers + ir->headers.start,
-            .header_count = ir->headers.len,
-            .timestamp = ir->timestamp,
-            .offset = ir->offset,
+            .key = packed_bytes(data, ir + 16),
+            .value = packed_bytes(data, ir + 24),
+            .headers = headers + u32_at(ir + 32),
+            .header_count = u32_at(ir + 36),
+            .timestamp = i64_at(ir + 8),
+            .offset = i64_at(ir),
             .topic = topic,
             .partition = batch->partition,
         };
         weir__tmp_mark_t mark = weir__tmp_mark();
-        out_begin(&out, (uint32_t)i, ir->timestamp);
-        if (!record_done(&out, weir_process(&r, &out), err)) {
+        out_begin(&out, (uint32_t)i, r.timestamp);
+        if (!item_done(&out, weir_process(&r, &out), mark, err)) {
             ok = false;
             break;
         }
-        weir__tmp_release(mark);
-        weir__last_error = NULL;
     }
     weir_transform_types_input_batch_free(batch);
     return call_done(&out, ok, ret);
@@ -439,14 +488,35 @@ bool exports_weir_transform_handler_on_window(weir_transform_windows_window_batc
         };
         weir__tmp_mark_t mark = weir__tmp_mark();
         out_begin(&out, (uint32_t)i, wr->end);
-        if (!record_done(&out, weir_on_window(&r, &out), err)) {
+        if (!item_done(&out, weir_on_window(&r, &out), mark, err)) {
             ok = false;
             break;
         }
-        weir__tmp_release(mark);
-        weir__last_error = NULL;
     }
     weir_transform_windows_window_batch_free(batch);
+    return call_done(&out, ok, ret);
+}
+
+bool exports_weir_transform_handler_on_timer(weir_transform_timers_timer_batch_t *batch,
+                                             weir_transform_types_output_batch_t *ret, plugin_string_t *err) {
+    weir_out out = {0};
+    const plugin_list_u8_t *data = &batch->data;
+    bool ok = true;
+    for (size_t i = 0; i < batch->timers.len; i++) {
+        const weir_transform_timers_fired_t *f = &batch->timers.ptr[i];
+        weir_timer t = {
+            .key = span_bytes(data, f->key),
+            .at = f->at,
+            .clock = f->clock == WEIR_TRANSFORM_TIMERS_CLOCK_WALL_CLOCK ? WEIR_WALL_CLOCK : WEIR_EVENT_TIME,
+        };
+        weir__tmp_mark_t mark = weir__tmp_mark();
+        out_begin(&out, (uint32_t)i, f->at);
+        if (!item_done(&out, weir_on_timer(&t, &out), mark, err)) {
+            ok = false;
+            break;
+        }
+    }
+    weir_transform_timers_timer_batch_free(batch);
     return call_done(&out, ok, ret);
 }
 
@@ -493,6 +563,33 @@ void weir_log(weir_level level, const char *fmt, ...) {
     weir_transform_log_log((weir_transform_log_level_t)level, &s);
     weir__tmp_release(mark);
 }
+
+/* -------------------------------------------------------------- timers */
+
+static weir_transform_timers_clock_t wit_clock(weir_clock clock) {
+    return clock == WEIR_WALL_CLOCK ? WEIR_TRANSFORM_TIMERS_CLOCK_WALL_CLOCK : WEIR_TRANSFORM_TIMERS_CLOCK_EVENT_TIME;
+}
+
+void weir_timer_set(weir_bytes key, int64_t at, weir_clock clock) {
+    plugin_list_u8_t k = borrow_list(key);
+    weir_transform_timers_set(&k, at, wit_clock(clock));
+}
+
+void weir_timer_cancel(weir_bytes key) {
+    plugin_list_u8_t k = borrow_list(key);
+    weir_transform_timers_cancel(&k);
+}
+
+bool weir_timer_get(weir_bytes key, int64_t *at, weir_clock *clock) {
+    plugin_list_u8_t k = borrow_list(key);
+    weir_transform_timers_tuple2_s64_clock_t t;
+    if (!weir_transform_timers_get(&k, &t)) return false;
+    *at = t.f0;
+    *clock = t.f1 == WEIR_TRANSFORM_TIMERS_CLOCK_WALL_CLOCK ? WEIR_WALL_CLOCK : WEIR_EVENT_TIME;
+    return true;
+}
+
+int64_t weir_timer_now(weir_clock clock) { return weir_transform_timers_now(wit_clock(clock)); }
 
 /* --------------------------------------------------------------- state */
 

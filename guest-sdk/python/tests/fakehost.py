@@ -21,7 +21,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SDK = HERE.parent
-WIT = SDK.parent.parent / "wit" / "0.1"
+WIT = SDK.parent.parent / "wit" / "0.2"
 
 
 def _stubs() -> Path:
@@ -33,7 +33,7 @@ def _stubs() -> Path:
         if not tool.exists():
             subprocess.run([str(SDK / "setup")], check=True)
         subprocess.run(
-            [str(tool), "-d", str(WIT), "-w", "weir:transform/plugin@0.1.0", "bindings", str(out)],
+            [str(tool), "-d", str(WIT), "-w", "weir:transform/plugin@0.2.0", "bindings", str(out)],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -44,7 +44,14 @@ sys.path.insert(0, str(_stubs()))
 sys.path.insert(0, str(SDK))
 
 from componentize_py_types import Err  # noqa: E402
-from wit_world.imports import log as _log, state as _state, types as T, windows as _windows  # noqa: E402
+from wit_world.imports import log as _log, state as _state, timers as _timers, types as T, windows as _windows  # noqa: E402
+
+import struct  # noqa: E402
+
+_RECORD = struct.Struct("<qqIIIIII")
+_OUTPUT = struct.Struct("<IIIIIIIIq")
+_HEADER = struct.Struct("<IIII")
+_NONE = 0xFFFFFFFF
 
 
 class Host:
@@ -58,6 +65,9 @@ class Host:
         self.values: dict[bytes, bytes] = {}
         self.logs: list[tuple[str, str]] = []
         self.windows: dict[str, tuple[int, Any]] = {}
+        self.timers: dict[bytes, tuple[int, Any]] = {}
+        self.stream_time = -(2**63)
+        self.wall_clock = 0
 
     # state
     def get(self, key: bytes) -> bytes | None:
@@ -93,6 +103,20 @@ class Host:
             out.append(_state.Entry(k, self.values[k]))
         return out
 
+    # timers
+    def set_timer(self, key: bytes, at: int, clock: Any) -> None:
+        assert type(key) is bytes, type(key)
+        self.timers[key] = (at, clock)
+
+    def cancel_timer(self, key: bytes) -> None:
+        self.timers.pop(key, None)
+
+    def get_timer(self, key: bytes) -> tuple[int, Any] | None:
+        return self.timers.get(key)
+
+    def now(self, clock: Any) -> int:
+        return self.stream_time if clock == _timers.Clock.EVENT_TIME else self.wall_clock
+
     # log
     def log(self, level: Any, message: str) -> None:
         self.logs.append((level.name.lower(), message))
@@ -116,6 +140,10 @@ _state.range = HOST.range
 _state.prefix = HOST.prefix
 _log.log = HOST.log
 _windows.define = HOST.define
+_timers.set = HOST.set_timer
+_timers.cancel = HOST.cancel_timer
+_timers.get = HOST.get_timer
+_timers.now = HOST.now
 
 import weir  # noqa: E402
 import weir._export  # noqa: E402
@@ -146,53 +174,61 @@ def load(plugin_dir: str | Path) -> weir._export.Handler:
 
 def batch(records: list[dict[str, Any]], topic: str = "in", partition: int = 0, first_offset: int = 0) -> Any:
     """An input batch from dicts with optional key, value (str or bytes),
-    headers (dict or pairs) and timestamp."""
+    headers (dict or pairs) and timestamp, packed as the host packs it."""
     data = bytearray()
-    headers: list[Any] = []
-    recs: list[Any] = []
+    headers = bytearray()
+    recs = bytearray()
 
-    def span(b: Any) -> Any:
+    def span(b: Any) -> tuple[int, int]:
         if b is None:
-            return None
+            return (0, _NONE)
         if isinstance(b, str):
             b = b.encode()
         start = len(data)
         data.extend(b)
-        return T.Span(start, len(b))
+        return (start, len(b))
 
     for i, r in enumerate(records):
-        first = len(headers)
+        first = len(headers) // 16
         hs = r.get("headers") or {}
         for name, value in hs.items() if isinstance(hs, dict) else hs:
-            headers.append(T.Header(span(name), span(value)))
-        recs.append(
-            T.InputRecord(
-                first_offset + i, r.get("timestamp", 0), span(r.get("key")), span(r.get("value")), T.Span(first, len(headers) - first)
-            )
-        )
-    return T.InputBatch(topic, partition, bytes(data), recs, headers)
+            headers += _HEADER.pack(*span(name), *span(value))
+        key, value = span(r.get("key")), span(r.get("value"))
+        recs += _RECORD.pack(first_offset + i, r.get("timestamp", 0), *key, *value, first, len(headers) // 16 - first)
+    return T.InputBatch(topic, partition, bytes(data), bytes(recs), bytes(headers))
+
+
+def timer_batch(timers: list[tuple[bytes, int]]) -> Any:
+    """Fired event-time timers (key, at), as the host passes them."""
+    data = bytearray()
+    fired = []
+    for key, at in timers:
+        fired.append(_timers.Fired(T.Span(len(data), len(key)), at, _timers.Clock.EVENT_TIME))
+        data += key
+    return _timers.TimerBatch(bytes(data), fired)
 
 
 def decode(out: Any) -> dict[str, Any]:
     """An output batch as plain values: outputs and rejects."""
-    assert type(out.data) is bytes
+    assert type(out.data) is bytes and type(out.records) is bytes and type(out.headers) is bytes
     data = out.data
 
-    def b(s: Any) -> bytes | None:
-        return None if s is None else data[s.start : s.start + s.len]
+    def b(start: int, n: int) -> bytes | None:
+        return None if n == _NONE else data[start : start + n]
 
     outputs = []
-    for r in out.records:
-        hs = out.headers[r.headers.start : r.headers.start + r.headers.len]
+    for source, topic, ks, kl, vs, vl, first, count, ts in _OUTPUT.iter_unpack(out.records):
+        hs = [_HEADER.unpack_from(out.headers, 16 * i) for i in range(first, first + count)]
         outputs.append(
             {
-                "source": r.source,
-                "topic": None if r.topic is None else out.topics[r.topic],
-                "key": b(r.key),
-                "value": b(r.value),
-                "headers": [(b(h.name).decode(), b(h.value)) for h in hs],  # type: ignore[union-attr]
-                "timestamp": r.timestamp,
+                "source": source,
+                "topic": None if topic == _NONE else out.topics[topic],
+                "key": b(ks, kl),
+                "value": b(vs, vl),
+                "headers": [(b(ns, nl).decode(), b(hvs, hvl)) for ns, nl, hvs, hvl in hs],  # type: ignore[union-attr]
+                "timestamp": None if ts == -(2**63) else ts,
             }
         )
-    adds = [(a.window, a.source, b(a.key), a.timestamp, a.number, b(a.custom)) for a in out.window_adds]
+    span = lambda s: None if s is None else data[s.start : s.start + s.len]  # noqa: E731
+    adds = [(a.window, a.source, span(a.key), a.timestamp, a.number, span(a.custom)) for a in out.window_adds]
     return {"outputs": outputs, "rejects": [(r.source, r.message) for r in out.rejects], "adds": adds}

@@ -197,6 +197,41 @@ class Sdk(unittest.TestCase):
             h.process(batch([{"value": "fatal"}]))
         self.assertEqual(e.exception.value, "stop")
 
+    def test_timers_set_in_process_fire_in_on_timer(self) -> None:
+        h = load(PLUGINS / "inactivity")
+        h.init([("gap_ms", "1000")])
+        out = decode(h.process(batch([{"key": "a", "value": "x", "timestamp": 5}, {"value": "no key"}])))
+        self.assertEqual(out["rejects"], [(1, "record has no key")])
+        self.assertEqual(HOST.timers, {b"a": (1005, weir.timers.EVENT_TIME)})
+        out = decode(h.on_timer(fakehost.timer_batch([(b"a", 1005)])))
+        self.assertEqual(out["outputs"][0]["key"], b"a")
+        self.assertEqual(out["outputs"][0]["value"], b'{"records":1,"last":5,"alerts":1}')
+        self.assertIsNone(out["outputs"][0]["timestamp"], "the timer's time is the default")
+        self.assertEqual(weir.state.get(b"a:a"), b"1")
+
+    def test_unchanged_input_headers_are_emitted_without_copies_and_changed_ones_with(self) -> None:
+        import types
+
+        mod = types.ModuleType("app")
+
+        def keep(record: weir.Record, out: weir.Emitter) -> None:
+            hs = record.headers
+            out.emit(value="same", headers=hs)
+            hs.append(("added", None))
+            out.emit(value="more", headers=hs)
+
+        keep.__module__ = "app"
+        weir._transform._registered.clear()
+        weir.transform(keep)
+        weir._export.bind(mod)
+        h = weir._export.Handler()
+        h.init([])
+        raw = h.process(batch([{"value": "a", "headers": [("x", "1"), ("n", None)]}]))
+        out = decode(raw)
+        self.assertEqual(out["outputs"][0]["headers"], [("x", b"1"), ("n", None)])
+        self.assertEqual(out["outputs"][1]["headers"], [("x", b"1"), ("n", None), ("added", None)])
+        self.assertEqual(len(raw.headers), 16 * (2 + 3), "the first output reuses the input's packed headers")
+
     def test_config_helpers(self) -> None:
         c = weir.Config([("n", "1"), ("n", " 2 "), ("f", "2.5"), ("b", "true")])
         self.assertEqual(c.parse("n", weir.u64), 2)

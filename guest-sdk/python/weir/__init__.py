@@ -33,9 +33,10 @@ chooses the message exactly, and :class:`Fatal` stops the deployment on
 the partition instead.
 
 The SDK hides the columnar batches of the WIT world
-``weir:transform/plugin@0.1.0``: each :class:`Record` slices its bytes
-from the batch's one ``data`` buffer on demand, and :class:`Emitter`
-appends outputs to one buffer returned to the host.
+``weir:transform/plugin@0.2.0``: each :class:`Record` unpacks its
+metadata from bytes and slices its bytes from the batch's one ``data``
+buffer on demand, and :class:`Emitter` appends outputs to buffers returned
+to the host. :mod:`weir.timers` act when time passes.
 
 Plugins run pre-initialised and sandboxed: every module they use must be
 imported at the top of ``app.py`` (nothing can be imported once the
@@ -43,16 +44,18 @@ component is built), and there is no file system, network, clock or
 environment. ``print`` goes to the host's log.
 """
 
-from . import log, state, windows
+from . import log, state, timers, windows
 from .config import Config, boolean, f64, i32, i64, u32, u64
 from .emit import Emitter
 from .errors import ConfigError, Fatal, Reject
 from .record import Header, Record
 from ._transform import Transform, transform
+from .timers import Clock, Timer
 from .windows import Aggregation, EmitMode, Window, WindowResult, WindowSpec
 
 __all__ = [
     "Aggregation",
+    "Clock",
     "Config",
     "ConfigError",
     "EmitMode",
@@ -61,6 +64,8 @@ __all__ = [
     "Header",
     "Record",
     "Reject",
+    "Timer",
+    "timers",
     "Transform",
     "Window",
     "WindowResult",

@@ -6,19 +6,21 @@ exports as ``weir:transform/handler``."""
 from __future__ import annotations
 
 from types import ModuleType, TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from . import _host, _runtime, _transform, log
 from .config import Config
 from .emit import Emitter
 from .errors import Fatal, message_of
 from .record import Record, _Batch
+from .timers import Timer
 from .windows import Window, WindowResult
 
 __all__ = ["Handler", "bind"]
 
 _Err = _host.Err
 _Reject = _host.Reject
+_RECORD = _host.RECORD
 
 _factory: Callable[[Config], Any] | None = None
 _instance: Any = None
@@ -60,6 +62,35 @@ def _trace(error: BaseException) -> str:
     return "\n".join(lines)
 
 
+def _each(items: Iterable[tuple[int, Any]], handle: Callable[[Any, Emitter], None], name: str) -> Any:
+    """Hands each item (with its timestamp) to ``handle``: an exception
+    rejects that item alone, undoing what it emitted; Fatal ends the call."""
+    out = Emitter()
+    data = out._data
+    records = out._records
+    headers = out._headers
+    rejects = out._rejects
+    i = 0
+    for timestamp, item in items:
+        out._source = i
+        out._timestamp = timestamp
+        nd = len(data)
+        nr = len(records)
+        nh = len(headers)
+        try:
+            handle(item, out)
+        except Exception as e:
+            if isinstance(e, Fatal):
+                raise _Err(e.message) from None
+            del data[nd:], records[nr:], headers[nh:]
+            rejects.append(_Reject(i, message_of(e)))
+            log.debug(_trace(e))
+        i += 1
+    if out._adds:
+        raise _Err(f"{name} may not add to windows")
+    return out._finish()
+
+
 def _instance_or_trap() -> Any:
     if _instance is None:
         raise RuntimeError("weir: the host called the transform before init")
@@ -80,18 +111,18 @@ class Handler(_host.exports.Handler):
             raise _Err(message_of(e)) from None
 
     def process(self, batch: Any) -> Any:
-        out = Emitter(batch.data, batch.headers)
+        ctx = _Batch(batch.data, batch.headers, batch.topic, batch.partition)
+        out = Emitter(ctx)
         data = out._data
         records = out._records
         headers = out._headers
         adds = out._adds
         rejects = out._rejects
-        ctx = _Batch(batch.data, batch.headers, batch.topic, batch.partition)
         process = _instance_or_trap().process
         i = 0
-        for r in batch.records:
+        for r in _RECORD.iter_unpack(batch.records):
             out._source = i
-            out._timestamp = r.timestamp
+            out._timestamp = r[1]
             nd = len(data)
             nr = len(records)
             nh = len(headers)
@@ -108,48 +139,25 @@ class Handler(_host.exports.Handler):
         return out._finish()
 
     def on_window(self, batch: Any) -> Any:
-        out = Emitter()
-        data = out._data
-        records = out._records
-        headers = out._headers
-        rejects = out._rejects
         src = batch.data
-        on_window = _instance_or_trap().on_window
         windows: dict[int, Window] = {}
-        i = 0
-        for r in batch.results:
-            w = windows.get(r.window)
-            if w is None:
-                w = windows[r.window] = Window(r.window)
-            k = r.key
-            c = r.custom
-            result = WindowResult(
-                w,
-                src[k.start : k.start + k.len],
-                r.start,
-                r.end,
-                r.count,
-                r.value,
-                None if c is None else src[c.start : c.start + c.len],
-                r.closed,
-            )
-            out._source = i
-            out._timestamp = r.end
-            nd = len(data)
-            nr = len(records)
-            nh = len(headers)
-            try:
-                on_window(result, out)
-            except Exception as e:
-                if isinstance(e, Fatal):
-                    raise _Err(e.message) from None
-                del data[nd:], records[nr:], headers[nh:]
-                rejects.append(_Reject(i, message_of(e)))
-                log.debug(_trace(e))
-            i += 1
-        if out._adds:
-            raise _Err("on_window may not add to windows")
-        return out._finish()
+
+        def results() -> Iterator[tuple[int, WindowResult]]:
+            for r in batch.results:
+                w = windows.get(r.window)
+                if w is None:
+                    w = windows[r.window] = Window(r.window)
+                k = r.key
+                c = r.custom
+                custom = None if c is None else src[c.start : c.start + c.len]
+                yield r.end, WindowResult(w, src[k.start : k.start + k.len], r.start, r.end, r.count, r.value, custom, r.closed)
+
+        return _each(results(), _instance_or_trap().on_window, "on_window")
+
+    def on_timer(self, batch: Any) -> Any:
+        src = batch.data
+        timers = ((t.at, Timer(src[t.key.start : t.key.start + t.key.len], t.at, t.clock)) for t in batch.timers)
+        return _each(timers, _instance_or_trap().on_timer, "on_timer")
 
     def reduce(self, window: int, key: bytes, acc: bytes | None, values: list[bytes]) -> bytes:
         try:

@@ -9,6 +9,7 @@ from .config import Config
 if TYPE_CHECKING:
     from .emit import Emitter
     from .record import Record
+    from .timers import Timer
     from .windows import Window, WindowResult
 
 __all__ = ["Transform", "transform", "ProcessFn"]
@@ -43,6 +44,11 @@ class Transform:
 
     def on_window(self, result: WindowResult, out: Emitter) -> None:
         """Turns a window result into outputs. The default emits nothing."""
+
+    def on_timer(self, timer: Timer, out: Emitter) -> None:
+        """Handles a timer set with :func:`weir.timers.set` that fired: emit
+        outputs, read and write state, set timers. Raising drops the timer
+        and counts a failure. The default emits nothing."""
 
     def reduce(self, window: Window, key: bytes, acc: bytes | None, values: list[bytes]) -> bytes:
         """Folds ``values`` into the accumulator of a custom window

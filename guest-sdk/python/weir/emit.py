@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Union
 
 from . import _host
+from .record import _Batch, _InputHeaders
 
 if TYPE_CHECKING:
     from .record import Record
@@ -17,10 +18,11 @@ Bytes = Union[bytes, bytearray, memoryview, str]
 """Byte data an output accepts: ``str`` is encoded as UTF-8."""
 
 _Span = _host.Span
-_Header = _host.Header
-_OutputRecord = _host.OutputRecord
 _WindowAdd = _host.WindowAdd
-_NO_HEADERS = _Span(0, 0)
+_NONE = _host.NONE
+_KEEP = _host.KEEP_TIMESTAMP
+_pack = _host.OUTPUT.pack
+_pack_header = _host.HEADER.pack
 
 
 class Emitter:
@@ -28,19 +30,23 @@ class Emitter:
 
     All outputs of a call are appended to one byte buffer, which begins with
     the input batch's own bytes; each output refers to its key, value and
-    header bytes by position, which is how they cross into the host (and
-    why :meth:`forward` copies nothing). Everything emitted for a record that is then
-    rejected is dropped.
+    header bytes by position, packed into another buffer, which is how they
+    cross into the host (and why :meth:`forward` and re-emitting a record's
+    unchanged headers copy nothing). Everything emitted for a record that is
+    then rejected is dropped.
     """
 
-    __slots__ = ("_data", "_records", "_headers", "_topics", "_topic_ids", "_rejects", "_adds", "_source", "_timestamp")
+    __slots__ = ("_batch", "_data", "_records", "_headers", "_topics", "_topic_ids", "_rejects", "_adds", "_source", "_timestamp")
 
-    def __init__(self, data: bytes = b"", headers: list[_host.Header] | None = None) -> None:
-        # The input batch's data and headers start the output's, so that
-        # forward() refers to the input's spans instead of copying bytes.
+    def __init__(self, batch: _Batch | None = None) -> None:
+        self._batch = batch
+        data = b"" if batch is None else batch.data
+        headers = b"" if batch is None else batch.headers
+        # The input batch's data and packed headers start the output's, so
+        # that forward() refers to the input's positions instead of copying.
         self._data = bytearray(data)
-        self._records: list[_host.OutputRecord] = []
-        self._headers: list[_host.Header] = list(headers) if headers else []
+        self._records = bytearray()
+        self._headers = bytearray(headers)
         self._topics: list[str] = []
         self._topic_ids: dict[str, int] = {}
         self._rejects: list[_host.Reject] = []
@@ -50,7 +56,7 @@ class Emitter:
 
     @property
     def timestamp(self) -> int:
-        """The timestamp of the record (or window result: its end) being handled."""
+        """The timestamp of the record (window result: its end; timer: its time) being handled."""
         return self._timestamp
 
     def emit(
@@ -65,45 +71,55 @@ class Emitter:
         """Produces a record: ``key`` and ``value`` (``None``: null), to
         ``topic`` (default: the deployment's output topic), with
         ``headers`` (pairs or a mapping; a ``None`` value is a null header
-        value) and ``timestamp`` in ms (default: the input record's, or a
-        window's end)."""
+        value) and ``timestamp`` in ms (default: the input record's, a
+        window's end or a timer's time)."""
         data = self._data
-        key_span = value_span = None
+        ks = vs = 0
+        kl = vl = _NONE
         if key is not None:
-            start = len(data)
+            ks = len(data)
             data += key.encode() if isinstance(key, str) else key
-            key_span = _Span(start, len(data) - start)
+            kl = len(data) - ks
         if value is not None:
-            start = len(data)
+            vs = len(data)
             data += value.encode() if isinstance(value, str) else value
-            value_span = _Span(start, len(data) - start)
+            vl = len(data) - vs
+        first = count = 0
         if headers:
-            hs = self._headers
-            first = len(hs)
-            for name, hv in headers.items() if isinstance(headers, Mapping) else headers:
-                start = len(data)
-                data += name.encode()
-                name_span = _Span(start, len(data) - start)
-                hv_span = None
-                if hv is not None:
-                    start = len(data)
-                    data += hv.encode() if isinstance(hv, str) else hv
-                    hv_span = _Span(start, len(data) - start)
-                hs.append(_Header(name_span, hv_span))
-            header_span = _Span(first, len(hs) - first)
-        else:
-            header_span = _NO_HEADERS
-        self._records.append(
-            _OutputRecord(self._source, None if topic is None else self._topic(topic), key_span, value_span, header_span, timestamp)
+            same = type(headers) is _InputHeaders and headers._range
+            if same and same[0] is self._batch:
+                first, count = same[1], same[2]
+            else:
+                hs = self._headers
+                first = len(hs) >> 4
+                for name, hv in headers.items() if isinstance(headers, Mapping) else headers:
+                    ns = len(data)
+                    data += name.encode()
+                    nl = len(data) - ns
+                    hvs, hvl = 0, _NONE
+                    if hv is not None:
+                        hvs = len(data)
+                        data += hv.encode() if isinstance(hv, str) else hv
+                        hvl = len(data) - hvs
+                    hs += _pack_header(ns, nl, hvs, hvl)
+                count = (len(hs) >> 4) - first
+        self._records += _pack(
+            self._source,
+            _NONE if topic is None else self._topic(topic),
+            ks,
+            kl,
+            vs,
+            vl,
+            first,
+            count,
+            _KEEP if timestamp is None else timestamp,
         )
 
     def forward(self, record: Record, *, topic: str | None = None) -> None:
         """Emits ``record`` unchanged -- key, value, headers and timestamp --
         to the deployment's output topic (or ``topic``)."""
         r = record._r
-        self._records.append(
-            _OutputRecord(self._source, None if topic is None else self._topic(topic), r.key, r.value, r.headers, None)
-        )
+        self._records += _pack(self._source, _NONE if topic is None else self._topic(topic), r[2], r[3], r[4], r[5], r[6], r[7], _KEEP)
 
     def add_to_window(self, window: Window, key: Bytes, number: float = 1.0, *, timestamp: int | None = None) -> None:
         """Adds ``number`` under ``key`` to ``window`` (from
@@ -140,4 +156,4 @@ class Emitter:
         return i
 
     def _finish(self) -> _host.OutputBatch:
-        return _host.OutputBatch(bytes(self._data), self._records, self._headers, self._topics, self._rejects, self._adds)
+        return _host.OutputBatch(bytes(self._data), bytes(self._records), bytes(self._headers), self._topics, self._rejects, self._adds)

@@ -1,8 +1,8 @@
 """Input records: views of one columnar batch.
 
 The host passes a batch's key, value and header bytes in one ``data``
-buffer; a :class:`Record` remembers where its bytes are and slices them
-only when asked for.
+buffer and each record's metadata packed into bytes; a :class:`Record`
+holds its metadata as a tuple and slices its bytes only when asked for.
 """
 
 from __future__ import annotations
@@ -17,17 +17,76 @@ __all__ = ["Record", "Header"]
 Header = tuple[str, "bytes | None"]
 """A header: its name and value (``None`` for a null value)."""
 
+_NONE = _host.NONE
+_unpack_header = _host.HEADER.unpack_from
+
 
 class _Batch:
     """What the records of one input batch share."""
 
     __slots__ = ("data", "headers", "topic", "partition")
 
-    def __init__(self, data: bytes, headers: list[_host.Header], topic: str, partition: int) -> None:
+    def __init__(self, data: bytes, headers: bytes, topic: str, partition: int) -> None:
         self.data = data
         self.headers = headers
         self.topic = topic
         self.partition = partition
+
+
+class _InputHeaders(list):  # type: ignore[type-arg]
+    """A record's headers, remembering where they are in their batch while
+    unchanged (``_range``: the batch, first header, count), so that
+    emitting them again copies nothing."""
+
+    __slots__ = ("_range",)
+
+    def __setitem__(self, *a: Any) -> None:
+        self._range = None
+        super().__setitem__(*a)
+
+    def __delitem__(self, *a: Any) -> None:
+        self._range = None
+        super().__delitem__(*a)
+
+    def __iadd__(self, other: Any) -> Any:
+        self._range = None
+        return super().__iadd__(other)
+
+    def __imul__(self, n: Any) -> Any:
+        self._range = None
+        return super().__imul__(n)
+
+    def append(self, *a: Any) -> None:
+        self._range = None
+        super().append(*a)
+
+    def extend(self, *a: Any) -> None:
+        self._range = None
+        super().extend(*a)
+
+    def insert(self, *a: Any) -> None:
+        self._range = None
+        super().insert(*a)
+
+    def pop(self, *a: Any) -> Any:
+        self._range = None
+        return super().pop(*a)
+
+    def remove(self, *a: Any) -> None:
+        self._range = None
+        super().remove(*a)
+
+    def clear(self) -> None:
+        self._range = None
+        super().clear()
+
+    def sort(self, *a: Any, **k: Any) -> None:
+        self._range = None
+        super().sort(*a, **k)
+
+    def reverse(self) -> None:
+        self._range = None
+        super().reverse()
 
 
 class Record:
@@ -41,27 +100,31 @@ class Record:
 
     __slots__ = ("_b", "_r")
 
-    def __init__(self, batch: _Batch, record: _host.types.InputRecord) -> None:
+    def __init__(self, batch: _Batch, record: tuple[int, int, int, int, int, int, int, int]) -> None:
         self._b = batch
+        # offset, timestamp, key start, key len, value start, value len,
+        # first header, header count
         self._r = record
 
     @property
     def key(self) -> bytes | None:
         """The key bytes; ``None`` for a null key."""
-        s = self._r.key
-        if s is None:
+        r = self._r
+        n = r[3]
+        if n == _NONE:
             return None
-        start = s.start
-        return self._b.data[start : start + s.len]
+        start = r[2]
+        return self._b.data[start : start + n]
 
     @property
     def value(self) -> bytes | None:
         """The value bytes; ``None`` for a null value (a tombstone)."""
-        s = self._r.value
-        if s is None:
+        r = self._r
+        n = r[5]
+        if n == _NONE:
             return None
-        start = s.start
-        return self._b.data[start : start + s.len]
+        start = r[4]
+        return self._b.data[start : start + n]
 
     @property
     def key_text(self) -> str | None:
@@ -87,12 +150,12 @@ class Record:
     @property
     def timestamp(self) -> int:
         """Event time in milliseconds since the Unix epoch."""
-        return self._r.timestamp
+        return self._r[1]
 
     @property
     def offset(self) -> int:
         """Offset of the record in its partition."""
-        return self._r.offset
+        return self._r[0]
 
     @property
     def topic(self) -> str:
@@ -106,22 +169,18 @@ class Record:
     def headers(self) -> list[Header]:
         """The headers in order, as ``(name, value)`` pairs; ``value`` is
         ``None`` for a null header value."""
-        span = self._r.headers
-        n = span.len
+        r = self._r
+        first = r[6]
+        n = r[7]
+        result = _InputHeaders()
+        result._range = (self._b, first, n)
         if not n:
-            return []
+            return result
         data = self._b.data
-        result = []
-        first = span.start
-        for h in self._b.headers[first : first + n]:
-            name = h.name
-            value = h.value
-            result.append(
-                (
-                    data[name.start : name.start + name.len].decode("utf-8", "replace"),
-                    None if value is None else data[value.start : value.start + value.len],
-                )
-            )
+        packed = self._b.headers
+        for i in range(first, first + n):
+            ns, nl, vs, vl = _unpack_header(packed, i * 16)
+            list.append(result, (data[ns : ns + nl].decode("utf-8", "replace"), None if vl == _NONE else data[vs : vs + vl]))
         return result
 
     def header(self, name: str, default: bytes | None = None) -> bytes | None:

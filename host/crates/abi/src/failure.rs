@@ -71,7 +71,8 @@ impl std::fmt::Display for FailureKind {
 }
 
 /// A failed call into a transform.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{kind}: {message}")]
 pub struct CallFailure {
     pub kind: FailureKind,
     pub message: String,

@@ -5,13 +5,16 @@
 //! capability cannot reach another's data. World bindings implement their
 //! version's host traits on these views.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use wasmtime::component::HasData;
 use weir_state::PartitionState;
+use weir_state::timers::Clock;
 use weir_windows::WindowDefs;
 
 use crate::transform::budget::HostBudget;
-use crate::transform::instance::HostState;
-use crate::transform::log::{GuestLog, LastError};
+use crate::transform::instance::{HostState, TimerHorizon};
+use crate::transform::log::{GuestLog, LastError, LogLevel};
 
 /// Guest log lines.
 pub struct LogCapability<'a> {
@@ -24,6 +27,9 @@ pub struct LogCapability<'a> {
 pub struct StateCapability<'a> {
     pub partition: Option<&'a mut PartitionState>,
     pub budget: &'a mut HostBudget,
+    /// The wall clock timers see (`None`: the system's).
+    pub wall_clock: Option<&'a AtomicI64>,
+    pub horizon: &'a mut TimerHorizon,
 }
 
 /// The instance's window definitions.
@@ -54,10 +60,139 @@ impl HostState {
     }
 
     pub fn state_capability(&mut self) -> StateCapability<'_> {
-        StateCapability { partition: self.partition.as_deref_mut(), budget: &mut self.budget }
+        StateCapability {
+            partition: self.partition.as_deref_mut(),
+            budget: &mut self.budget,
+            wall_clock: self.wall_clock.as_deref(),
+            horizon: &mut self.horizon,
+        }
     }
 
     pub fn windows_capability(&mut self) -> WindowsCapability<'_> {
         WindowsCapability { defs: &mut self.windows }
+    }
+}
+
+// The host functions themselves, shared by every world version (whose
+// bindings only convert types).
+
+/// State is reachable only while the host processes a partition's records.
+#[derive(Debug, thiserror::Error)]
+#[error("state and timers are only available while processing records (in `process`, `on-window` or `on-timer`), not in `init`, `reduce` or `merge`")]
+struct NoPartition;
+
+/// Charges the call's host budget for `bytes` of `what`.
+fn charge(budget: &mut HostBudget, bytes: usize, what: &str) -> wasmtime::Result<()> {
+    budget.try_charge(bytes as u64, what).map_err(wasmtime::Error::new)
+}
+
+/// Host bytes a state entry costs beyond its key and value (map slots, the
+/// undo log).
+const ENTRY_OVERHEAD: usize = 64;
+
+impl LogCapability<'_> {
+    pub fn write(&mut self, level: LogLevel, message: &str) -> wasmtime::Result<()> {
+        charge(self.budget, message.len().min(crate::transform::log::MAX_LINE_BYTES), "log lines")?;
+        if level == LogLevel::Error {
+            self.last_error.set(message);
+        }
+        self.log.write(level, message);
+        Ok(())
+    }
+}
+
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+impl StateCapability<'_> {
+    fn partition(&mut self) -> wasmtime::Result<&mut PartitionState> {
+        self.partition.as_deref_mut().ok_or_else(|| NoPartition.into())
+    }
+
+    /// A scan's `limit`, at most as many entries as the budget could pay
+    /// for if each were empty, so a guest asking for four billion gets
+    /// what it can afford, not a scan of the whole store.
+    fn entries_affordable(&self, limit: u32) -> u32 {
+        limit.min((self.budget.left() / ENTRY_OVERHEAD as u64).min(u64::from(u32::MAX)) as u32)
+    }
+
+    fn charged(&mut self, entries: Entries) -> wasmtime::Result<Entries> {
+        let bytes = entries.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();
+        charge(self.budget, bytes, "state scans")?;
+        Ok(entries)
+    }
+
+    pub fn get(&mut self, key: &[u8]) -> wasmtime::Result<Option<Vec<u8>>> {
+        let value = self.partition()?.get(key).map_err(wasmtime::Error::from_anyhow)?;
+        charge(self.budget, key.len() + value.as_ref().map_or(0, Vec::len), "state reads")?;
+        Ok(value)
+    }
+
+    pub fn set(&mut self, key: &[u8], value: &[u8], ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+        charge(self.budget, key.len() + value.len() + ENTRY_OVERHEAD, "state writes")?;
+        let state = self.partition()?;
+        state.set(key, value, ttl_ms);
+        match state.take_oversize() {
+            Some((bytes, limit)) => Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry { bytes, limit })),
+            None => Ok(()),
+        }
+    }
+
+    pub fn delete(&mut self, key: &[u8]) -> wasmtime::Result<()> {
+        charge(self.budget, key.len() + ENTRY_OVERHEAD, "state writes")?;
+        self.partition()?.delete(key);
+        Ok(())
+    }
+
+    pub fn range(&mut self, start: &[u8], end: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
+        let limit = self.entries_affordable(limit);
+        let max_bytes = self.budget.left();
+        let entries = self.partition()?.range(start, end, limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
+        self.charged(entries)
+    }
+
+    pub fn prefix(&mut self, prefix: &[u8], after: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
+        let limit = self.entries_affordable(limit);
+        let max_bytes = self.budget.left();
+        let entries = self.partition()?.prefix(prefix, after, limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
+        self.charged(entries)
+    }
+
+    // Timers are state: a timer costs a state write (two entries) and counts
+    // in the state's size and entry limits.
+
+    pub fn set_timer(&mut self, key: &[u8], at: i64, clock: Clock) -> wasmtime::Result<()> {
+        charge(self.budget, 2 * (key.len() + ENTRY_OVERHEAD), "timers")?;
+        if clock == Clock::EventTime && self.horizon.latest.is_some_and(|latest| at <= latest) {
+            self.horizon.crossed = true;
+        }
+        let state = self.partition()?;
+        state.set_timer(key, at, clock).map_err(wasmtime::Error::from_anyhow)?;
+        match state.take_oversize() {
+            Some((bytes, limit)) => Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry { bytes, limit })),
+            None => Ok(()),
+        }
+    }
+
+    pub fn cancel_timer(&mut self, key: &[u8]) -> wasmtime::Result<()> {
+        charge(self.budget, 2 * (key.len() + ENTRY_OVERHEAD), "timers")?;
+        self.partition()?.cancel_timer(key).map_err(wasmtime::Error::from_anyhow)
+    }
+
+    pub fn now(&mut self, clock: Clock) -> wasmtime::Result<i64> {
+        Ok(match clock {
+            Clock::EventTime => self.partition()?.stream_time(),
+            Clock::WallClock => self.wall_clock.map_or(weir_abi::now_ms() as i64, |c| c.load(Ordering::Relaxed)),
+        })
+    }
+
+    pub fn timer(&mut self, key: &[u8]) -> wasmtime::Result<Option<(i64, Clock)>> {
+        charge(self.budget, key.len() + ENTRY_OVERHEAD, "timers")?;
+        self.partition()?.timer(key).map_err(wasmtime::Error::from_anyhow)
+    }
+}
+
+impl WindowsCapability<'_> {
+    pub fn define(&mut self, name: &str, spec: weir_abi::WindowSpec) -> Result<u32, String> {
+        self.defs.define(name, spec)
     }
 }

@@ -25,7 +25,7 @@ pub enum LoadError {
     CoreModule,
     #[error("invalid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("does not implement the world {WORLD}: it does not export `{HANDLER_EXPORT}` (it exports: {found})")]
+    #[error("does not implement the world {WORLD}: it does not export `{HANDLER_EXPORT}`, nor an earlier version's handler (it exports: {found})")]
     MissingExport { found: String },
     #[error("does not implement the world {WORLD}: {0}")]
     WrongWorld(String),

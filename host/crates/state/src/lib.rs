@@ -7,8 +7,8 @@
 //! writes to the backend (and, in the pipeline, to the changelog). A
 //! savepoint extends the undo log over many calls (a whole batch).
 //!
-//! The state also keeps its size (bytes of keys and values of the user and
-//! window namespaces) for the `max_state_bytes` limit: exact as of each
+//! The state also keeps its size (bytes of keys and values of the user, window
+//! and timer namespaces) for the `max_state_bytes` limit: exact as of each
 //! flush (persisted with it), plus the exact change of the pending writes.
 //!
 //! (Over 400 lines: transactions, savepoints, sizes and flushing share the pending map and its undo log.)
@@ -23,6 +23,7 @@ mod cache;
 pub mod memory;
 mod pending;
 pub mod rocks;
+pub mod timers;
 mod user;
 
 /// Namespaces inside a partition's key space.
@@ -33,11 +34,20 @@ pub mod ns {
     pub const WINDOW: u8 = b'w';
     /// Host bookkeeping (stream time, checkpoints).
     pub const META: u8 = b'm';
+    /// Timers set by the transform (see [`crate::timers`]).
+    pub const TIMER: u8 = b't';
+    /// The namespaces counted in the state size and changelogged; host
+    /// bookkeeping is neither.
+    pub const SIZED: [u8; 3] = [TIMER, USER, WINDOW];
+
+    pub(crate) fn sized(key: &[u8]) -> bool {
+        key.first().is_some_and(|b| SIZED.contains(b))
+    }
 }
 
 const STREAM_TIME_KEY: &[u8] = b"mstream-time";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
-/// Bytes of the user and window namespaces, written with every flush.
+/// Bytes of the user, window and timer namespaces, written with every flush.
 const STATE_BYTES_KEY: &[u8] = b"mstate-bytes";
 
 /// Room for a host header on each changelog record (older changelogs carry
@@ -108,7 +118,7 @@ pub struct PartitionState {
     txn_start: usize,
     in_txn: bool,
     stream_time: i64,
-    /// Bytes of the user and window namespaces in the backend; `None` until
+    /// Bytes of the user, window and timer namespaces in the backend; `None` until
     /// counted (a store without the counter, or after a restore wrote to the
     /// backend directly): counted by a scan when first asked for.
     stored_bytes: Cell<Option<u64>>,
@@ -131,7 +141,7 @@ impl PartitionState {
         let stored_bytes = match backend.get(STATE_BYTES_KEY)? {
             Some(b) if b.len() == 8 => Some(u64::from_be_bytes(b.try_into().unwrap())),
             // A new store holds nothing; an old one is counted if asked.
-            _ => backend.scan(&[ns::USER], Some(&[ns::WINDOW + 1])).next().is_none().then_some(0),
+            _ => ns::SIZED.iter().all(|&space| backend.scan(&[space], Some(&[space + 1])).next().is_none()).then_some(0),
         };
         Ok(PartitionState {
             backend,
@@ -281,7 +291,7 @@ impl PartitionState {
         let held = entry_held(&key, &value);
         let previous = self.pending.insert_stamped(key.clone(), (value, self.txn_stamp));
         self.pending_held = self.pending_held.saturating_sub(previous.as_ref().map_or(0, |(v, _)| entry_held(&key, v))) + held;
-        if matches!(key.first(), Some(&(ns::USER | ns::WINDOW))) {
+        if ns::sized(&key) {
             let removed = match &previous {
                 Some((p, _)) => entry_bytes(&key, p.as_ref()),
                 None => self.stored_entry_bytes(&key),
@@ -334,7 +344,7 @@ impl PartitionState {
         len.map_or(0, |l| (key.len() + l) as i64)
     }
 
-    /// Bytes of keys and values of the user and window namespaces, pending
+    /// Bytes of keys and values of the user, window and timer namespaces, pending
     /// writes included (expired entries count until deleted). Never lower
     /// than the truth; `u64::MAX` if the store cannot be read to count it.
     pub fn state_bytes(&self) -> u64 {
@@ -400,7 +410,7 @@ impl PartitionState {
 
     // ---- commit ----
 
-    /// Pending writes that belong in the changelog (user and window state,
+    /// Pending writes that belong in the changelog (user, window and timer state,
     /// not host bookkeeping).
     pub fn durable_changes(&self) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> {
         self.pending.iter().filter(|(k, _)| k.first() != Some(&ns::META))
@@ -494,10 +504,10 @@ fn entry_bytes(key: &[u8], value: Option<&Vec<u8>>) -> i64 {
     value.map_or(0, |v| (key.len() + v.len()) as i64)
 }
 
-/// Bytes of the user and window namespaces of `backend`, by a scan.
+/// Bytes of the sized namespaces of `backend`, by a scan.
 fn count_bytes(backend: &dyn StateBackend) -> Result<u64> {
     let mut total = 0;
-    for space in [ns::USER, ns::WINDOW] {
+    for space in ns::SIZED {
         for entry in backend.scan(&[space], Some(&[space + 1])) {
             let (k, v) = entry?;
             total += (k.len() + v.len()) as u64;

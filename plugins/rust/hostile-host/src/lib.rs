@@ -17,12 +17,28 @@
 //!   the rest without a budget;
 //! - `range-reversed`: reads state with a range whose start is past its
 //!   end (and forwards the records): a panic for a host that hands it to
-//!   an ordered map.
+//!   an ordered map;
+//! - `ragged`: returns packed output records 39 bytes long;
+//! - `timer-storm`: sets a timer for the distant past on every record, which
+//!   sets itself again each time it fires: an endless loop for a host that
+//!   fires until nothing is due (the records are forwarded).
 
 use weir_sdk::bindings::exports::weir::transform::handler::Guest;
-use weir_sdk::bindings::weir::transform::state;
-use weir_sdk::bindings::weir::transform::types::{Header, InputBatch, OutputBatch, OutputRecord, Reject, Span};
-use weir_sdk::bindings::weir::transform::windows::WindowBatch;
+use weir_sdk::bindings::weir::transform::timers::{self, Clock, TimerBatch};
+use weir_sdk::bindings::weir::transform::types::{InputBatch, OutputBatch, Reject};
+use weir_sdk::bindings::weir::transform::{state, windows::WindowBatch};
+
+const NONE: u32 = u32::MAX;
+
+/// A packed output record (the layout of `wit/0.2/types.wit`).
+fn record(source: u32, topic: u32, value: (u32, u32), headers: (u32, u32)) -> [u8; 40] {
+    let mut r = [0u8; 40];
+    for (at, v) in [(0, source), (4, topic), (8, 0), (12, NONE), (16, value.0), (20, value.1), (24, headers.0), (28, headers.1)] {
+        r[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    r[32..].copy_from_slice(&i64::MIN.to_le_bytes());
+    r
+}
 
 static mut ATTACK: String = String::new();
 
@@ -60,27 +76,24 @@ impl Guest for Hostile {
         match attack() {
             "alias-topics" => {
                 out.topics = aliases(1_000_000, 16 << 20);
-                out.records.push(OutputRecord { source: 0, topic: Some(0), key: None, value: None, headers: Span { start: 0, len: 0 }, timestamp: None });
+                out.records.extend_from_slice(&record(0, 0, (0, NONE), (0, 0)));
             }
             "alias-rejects" => {
                 out.rejects = aliases(1_000_000, 16 << 20).into_iter().map(|message| Reject { source: 0, message }).collect();
             }
             "header-span" => {
-                out.headers = vec![Header { name: Span { start: 0, len: 0 }, value: None }; 1_000_000];
-                let all = Span { start: 0, len: 1_000_000 };
-                out.records = (0..100_000).map(|_| OutputRecord { source: 0, topic: None, key: None, value: None, headers: all, timestamp: None }).collect();
+                out.headers = vec![0; 1_000_000 * 16];
+                out.records = (0..100_000).flat_map(|_| record(0, NONE, (0, NONE), (0, 1_000_000))).collect();
             }
             "undo" => loop {
                 state::set(b"k", &vec![b'u'; 16 << 20], None);
             },
             "huge-reject" => {
-                out.rejects = (0..batch.records.len() as u32).map(|source| Reject { source, message: "r".repeat(10 << 20) }).collect();
+                out.rejects = (0..batch.records.len() as u32 / 40).map(|source| Reject { source, message: "r".repeat(10 << 20) }).collect();
             }
             "long-topic" => {
                 out.topics = vec!["x".repeat(40 << 20)];
-                out.records = (0..100_000)
-                    .map(|_| OutputRecord { source: 0, topic: Some(0), key: None, value: None, headers: Span { start: 0, len: 0 }, timestamp: None })
-                    .collect();
+                out.records = (0..100_000).flat_map(|_| record(0, 0, (0, NONE), (0, 0))).collect();
             }
             "reject-first" => {
                 state::set(b"k", b"v", None);
@@ -88,31 +101,47 @@ impl Guest for Hostile {
                 for i in 0..30_000_000u64 {
                     x = std::hint::black_box(x.wrapping_add(i));
                 }
-                out.rejects.push(Reject { source: 0, message: format!("first of {} ({x})", batch.records.len()) });
+                out.rejects.push(Reject { source: 0, message: format!("first of {} ({x})", batch.records.len() / 40) });
             }
             "range-reversed" => {
                 state::set(b"b", b"1", None);
                 let _ = state::range(b"z", Some(b"a"), 10);
                 let _ = state::prefix(b"b", Some(b"c"), 10);
-                for (source, r) in batch.records.iter().enumerate() {
-                    let value = r.value.map(|v| Span { start: out.data.len() as u32, len: v.len });
-                    if let Some(v) = r.value {
-                        out.data.extend_from_slice(&batch.data[v.start as usize..(v.start + v.len) as usize]);
-                    }
-                    out.records.push(OutputRecord {
-                        source: source as u32,
-                        topic: None,
-                        key: None,
-                        value,
-                        headers: Span { start: 0, len: 0 },
-                        timestamp: None,
-                    });
+                // The host's input data, returned whole: each output's value
+                // keeps the position its input had.
+                out.data = batch.data.clone();
+                for (source, r) in batch.records.chunks_exact(40).enumerate() {
+                    let value = (u32::from_le_bytes(r[24..28].try_into().unwrap()), u32::from_le_bytes(r[28..32].try_into().unwrap()));
+                    out.records.extend_from_slice(&record(source as u32, NONE, value, (0, 0)));
+                }
+            }
+            "ragged" => {
+                out.records = vec![0; 39];
+            }
+            "timer-storm" => {
+                // A timer for the distant past on every record, which sets
+                // itself again whenever it fires: due forever.
+                for i in 0..batch.records.len() / 40 {
+                    timers::set(&(i as u32).to_le_bytes(), i64::MIN, Clock::EventTime);
+                }
+                out.data = batch.data.clone();
+                for (source, r) in batch.records.chunks_exact(40).enumerate() {
+                    let value = (u32::from_le_bytes(r[24..28].try_into().unwrap()), u32::from_le_bytes(r[28..32].try_into().unwrap()));
+                    out.records.extend_from_slice(&record(source as u32, NONE, value, (0, 0)));
                 }
             }
             other => return Err(format!("unknown attack `{other}`")),
         }
         std::mem::forget(batch);
         Ok(out)
+    }
+
+    fn on_timer(batch: TimerBatch) -> Result<OutputBatch, String> {
+        for t in &batch.timers {
+            let key = &batch.data[t.key.start as usize..(t.key.start + t.key.len) as usize];
+            timers::set(key, i64::MIN, Clock::EventTime);
+        }
+        Ok(empty())
     }
 
     fn on_window(_batch: WindowBatch) -> Result<OutputBatch, String> {

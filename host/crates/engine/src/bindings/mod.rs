@@ -8,24 +8,148 @@
 use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 use weir_abi::{InputBatch, OutputBatch, WindowBatch};
+use weir_state::timers::Timer;
 
 use crate::transform::instance::HostState;
 
+/// What world versions share unchanged since 0.1 (the log, state and
+/// windows interfaces, window results and additions, rejections): host
+/// trait implementations and conversions, written once and expanded in each
+/// version's module, where `log`, `state`, `windows` and `types` name that
+/// version's generated modules.
+macro_rules! same_since_0_1 {
+    () => {
+        impl log::Host for LogCapability<'_> {
+            fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+                let level = match level {
+                    log::Level::Trace => LogLevel::Trace,
+                    log::Level::Debug => LogLevel::Debug,
+                    log::Level::Info => LogLevel::Info,
+                    log::Level::Warn => LogLevel::Warn,
+                    log::Level::Error => LogLevel::Error,
+                };
+                self.write(level, &message)
+            }
+        }
+
+        fn entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<state::Entry> {
+            entries.into_iter().map(|(key, value)| state::Entry { key, value }).collect()
+        }
+
+        impl state::Host for StateCapability<'_> {
+            fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+                StateCapability::get(self, &key)
+            }
+
+            fn set(&mut self, key: Vec<u8>, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+                StateCapability::set(self, &key, &value, ttl_ms)
+            }
+
+            fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
+                StateCapability::delete(self, &key)
+            }
+
+            fn range(&mut self, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<state::Entry>> {
+                StateCapability::range(self, &start, end.as_deref(), limit).map(entries)
+            }
+
+            fn prefix(&mut self, prefix: Vec<u8>, after: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<state::Entry>> {
+                StateCapability::prefix(self, &prefix, after.as_deref(), limit).map(entries)
+            }
+        }
+
+        impl windows::Host for WindowsCapability<'_> {
+            fn define(&mut self, name: String, spec: windows::WindowSpec) -> wasmtime::Result<Result<u32, String>> {
+                Ok(WindowsCapability::define(self, &name, window_spec(spec)))
+            }
+        }
+
+        fn span(s: abi::Span) -> types::Span {
+            types::Span { start: s.start, len: s.len }
+        }
+
+        fn from_span(s: types::Span) -> abi::Span {
+            abi::Span { start: s.start, len: s.len }
+        }
+
+        fn reject(r: types::Reject) -> abi::Reject {
+            abi::Reject { source: r.source, message: r.message }
+        }
+
+        fn window_add(a: types::WindowAdd) -> abi::WindowAdd {
+            abi::WindowAdd {
+                window: a.window,
+                source: a.source,
+                key: from_span(a.key),
+                timestamp: a.timestamp,
+                number: a.number,
+                custom: a.custom.map(from_span),
+            }
+        }
+
+        /// `b` as this version's window batch, its results listed in `results`.
+        fn window_batch<'a>(results: &'a mut Vec<windows::WindowResult>, b: &'a abi::WindowBatch) -> windows::WindowBatch<'a> {
+            results.clear();
+            results.extend(b.results.iter().map(|r| windows::WindowResult {
+                window: r.window,
+                key: span(r.key),
+                start: r.start,
+                end: r.end,
+                count: r.count,
+                value: r.value,
+                custom: r.custom.map(span),
+                closed: r.closed,
+            }));
+            windows::WindowBatch { data: &b.data, results }
+        }
+
+        fn window_spec(s: windows::WindowSpec) -> abi::WindowSpec {
+            abi::WindowSpec {
+                kind: match s.kind {
+                    windows::WindowKind::Tumbling(ms) => abi::WindowKind::Tumbling(ms),
+                    windows::WindowKind::Hopping(h) => abi::WindowKind::Hopping(abi::Hopping { size_ms: h.size_ms, advance_ms: h.advance_ms }),
+                    windows::WindowKind::Sliding(ms) => abi::WindowKind::Sliding(ms),
+                    windows::WindowKind::Session(ms) => abi::WindowKind::Session(ms),
+                },
+                grace_ms: s.grace_ms,
+                aggregation: match s.aggregation {
+                    windows::Aggregation::Count => abi::Aggregation::Count,
+                    windows::Aggregation::Sum => abi::Aggregation::Sum,
+                    windows::Aggregation::Min => abi::Aggregation::Min,
+                    windows::Aggregation::Max => abi::Aggregation::Max,
+                    windows::Aggregation::Mean => abi::Aggregation::Mean,
+                    windows::Aggregation::Custom => abi::Aggregation::Custom,
+                },
+                emit: match s.emit {
+                    windows::EmitMode::OnUpdate => abi::EmitMode::OnUpdate,
+                    windows::EmitMode::OnClose => abi::EmitMode::OnClose,
+                },
+                idle_close_ms: s.idle_close_ms,
+            }
+        }
+    };
+}
+use same_since_0_1;
+
 pub mod v0_1;
+pub mod v0_2;
 
 /// A version of the world `weir:transform/plugin`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorldVersion {
     V0_1,
+    /// Adds timers; packs record metadata into bytes.
+    V0_2,
 }
 
 impl WorldVersion {
     /// What new plugins are built against (`weir new`, error messages).
-    pub const NEWEST: WorldVersion = WorldVersion::V0_1;
+    pub const NEWEST: WorldVersion = WorldVersion::V0_2;
 
     pub const fn world(self) -> &'static str {
         match self {
             WorldVersion::V0_1 => "weir:transform/plugin@0.1.0",
+            WorldVersion::V0_2 => "weir:transform/plugin@0.2.0",
         }
     }
 
@@ -33,6 +157,7 @@ impl WorldVersion {
     pub const fn handler_export(self) -> &'static str {
         match self {
             WorldVersion::V0_1 => "weir:transform/handler@0.1.0",
+            WorldVersion::V0_2 => "weir:transform/handler@0.2.0",
         }
     }
 
@@ -41,6 +166,7 @@ impl WorldVersion {
     pub fn exported_by<'a>(mut exports: impl Iterator<Item = &'a str>) -> Option<WorldVersion> {
         exports.find_map(|e| match e {
             _ if e.starts_with("weir:transform/handler@0.1.") => Some(WorldVersion::V0_1),
+            _ if e.starts_with("weir:transform/handler@0.2.") => Some(WorldVersion::V0_2),
             _ => None,
         })
     }
@@ -48,24 +174,28 @@ impl WorldVersion {
 
 /// Adds the host functions of every world version to `linker`.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    v0_1::add_to_linker(linker)
+    v0_1::add_to_linker(linker)?;
+    v0_2::add_to_linker(linker)
 }
 
 /// A component linked against its world version, ready to instantiate.
 pub enum Pre {
     V0_1(v0_1::PluginPre<HostState>),
+    V0_2(v0_2::PluginPre<HostState>),
 }
 
 impl Pre {
     pub fn new(version: WorldVersion, pre: InstancePre<HostState>) -> wasmtime::Result<Pre> {
         Ok(match version {
             WorldVersion::V0_1 => Pre::V0_1(v0_1::PluginPre::new(pre)?),
+            WorldVersion::V0_2 => Pre::V0_2(v0_2::PluginPre::new(pre)?),
         })
     }
 
     pub fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Exports> {
         Ok(match self {
             Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?, v0_1::Scratch::default()),
+            Pre::V0_2(pre) => Exports::V0_2(pre.instantiate(store)?, v0_2::Scratch::default()),
         })
     }
 }
@@ -74,6 +204,7 @@ impl Pre {
 /// take and return the host's types.
 pub enum Exports {
     V0_1(v0_1::Plugin, v0_1::Scratch),
+    V0_2(v0_2::Plugin, v0_2::Scratch),
 }
 
 /// What `process` and `on-window` return: outputs, or the transform's
@@ -82,23 +213,39 @@ pub type Returned = Result<OutputBatch, String>;
 
 impl Exports {
     pub fn init(&mut self, store: &mut Store<HostState>, config: &[(String, String)]) -> wasmtime::Result<Result<(), String>> {
+        let config: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         match self {
-            Exports::V0_1(p, _) => {
-                let config: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                p.weir_transform_handler().call_init(store, &config)
-            }
+            Exports::V0_1(p, _) => p.weir_transform_handler().call_init(store, &config),
+            Exports::V0_2(p, _) => p.weir_transform_handler().call_init(store, &config),
         }
     }
 
     pub fn process(&mut self, store: &mut Store<HostState>, batch: &InputBatch) -> wasmtime::Result<Returned> {
         match self {
             Exports::V0_1(p, scratch) => Ok(p.weir_transform_handler().call_process(store, scratch.input(batch))?.map(v0_1::output)),
+            Exports::V0_2(p, scratch) => {
+                p.weir_transform_handler().call_process(store, scratch.input(batch))?.map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok))
+            }
         }
     }
 
     pub fn on_window(&mut self, store: &mut Store<HostState>, batch: &WindowBatch) -> wasmtime::Result<Returned> {
         match self {
             Exports::V0_1(p, scratch) => Ok(p.weir_transform_handler().call_on_window(store, scratch.windows(batch))?.map(v0_1::output)),
+            Exports::V0_2(p, scratch) => {
+                p.weir_transform_handler().call_on_window(store, scratch.windows(batch))?.map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok))
+            }
+        }
+    }
+
+    /// Hands fired timers to the transform. A 0.1 transform has no timers
+    /// to fire: it cannot set any.
+    pub fn on_timer(&mut self, store: &mut Store<HostState>, fired: &[Timer]) -> wasmtime::Result<Returned> {
+        match self {
+            Exports::V0_1(..) => Ok(Ok(OutputBatch::default())),
+            Exports::V0_2(p, scratch) => {
+                p.weir_transform_handler().call_on_timer(store, scratch.timers(fired))?.map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok))
+            }
         }
     }
 
@@ -108,12 +255,17 @@ impl Exports {
                 let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
                 p.weir_transform_handler().call_reduce(store, window, key, acc, &values)
             }
+            Exports::V0_2(p, _) => {
+                let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                p.weir_transform_handler().call_reduce(store, window, key, acc, &values)
+            }
         }
     }
 
     pub fn merge(&mut self, store: &mut Store<HostState>, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> wasmtime::Result<Vec<u8>> {
         match self {
             Exports::V0_1(p, _) => p.weir_transform_handler().call_merge(store, window, key, a, b),
+            Exports::V0_2(p, _) => p.weir_transform_handler().call_merge(store, window, key, a, b),
         }
     }
 }

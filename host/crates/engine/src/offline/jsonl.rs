@@ -5,7 +5,10 @@
 //! `key_b64`/`value_b64` for bytes; absent or null = a null key/value),
 //! `timestamp` in ms (default 0), `headers` as an object of name to string
 //! (null for a null value, `{"b64": "..."}` for bytes), and optional
-//! `topic`, `partition` and `offset`.
+//! `topic`, `partition` and `offset`. A line may also set the test's wall
+//! clock with `wall_clock` (ms since the epoch) before its record; a line
+//! with `wall_clock` alone is no record, only a tick of the clock. Wall-clock
+//! timers due at the new time fire at that line.
 //!
 //! Output, one produced record per line: `topic`, `key`, `value` (strings,
 //! or `key_b64`/`value_b64` when not UTF-8), `timestamp`, `headers`.
@@ -26,9 +29,13 @@ pub struct InputLine {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The wall clock to set before this line's record (`weir test` only).
+    pub wall_clock: Option<i64>,
+    /// False for a line that only sets the wall clock.
+    pub is_record: bool,
 }
 
-const FIELDS: &[&str] = &["key", "value", "key_b64", "value_b64", "timestamp", "headers", "topic", "partition", "offset"];
+const FIELDS: &[&str] = &["key", "value", "key_b64", "value_b64", "timestamp", "headers", "topic", "partition", "offset", "wall_clock"];
 
 fn bytes_field(obj: &Map<String, Value>, text: &str, b64: &str) -> Result<Option<Vec<u8>>> {
     match (obj.get(text), obj.get(b64)) {
@@ -84,6 +91,8 @@ pub fn parse_line(line: usize, text: &str) -> Result<InputLine> {
         key: bytes_field(&obj, "key", "key_b64").map_err(at)?,
         value: bytes_field(&obj, "value", "value_b64").map_err(at)?,
         headers,
+        wall_clock: int("wall_clock")?,
+        is_record: !(obj.len() == 1 && obj.contains_key("wall_clock")),
     })
 }
 
@@ -148,6 +157,15 @@ mod tests {
         assert_eq!(l.timestamp, 5);
         assert_eq!(l.partition, 2);
         assert_eq!(l.headers, vec![("a".into(), Some(b"x".to_vec())), ("b".into(), Some(vec![0xFF])), ("n".into(), None)]);
+    }
+
+    #[test]
+    fn a_wall_clock_line_alone_is_no_record() {
+        let tick = parse_line(1, r#"{"wall_clock": 60000}"#).unwrap();
+        assert_eq!((tick.wall_clock, tick.is_record), (Some(60000), false));
+        let both = parse_line(2, r#"{"wall_clock": 5, "value": "v"}"#).unwrap();
+        assert_eq!((both.wall_clock, both.is_record), (Some(5), true));
+        assert!(parse_line(3, r#"{"value": "v"}"#).unwrap().is_record);
     }
 
     #[test]

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::{Context, Result, bail};
 
 pub mod jsonl;
 
 use crate::Engine;
-use crate::transform::{Produced, Transform, TransformSpec};
+use crate::transform::{Fired, Produced, Transform, TransformSpec};
 use jsonl::InputLine;
 use weir_abi::{BatchBuilder, Limits};
 use weir_state::PartitionState;
@@ -61,20 +62,38 @@ type PartitionKey = (String, i32);
 /// (the plugin does not load, `init` fails, a fatal error).
 pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines: &[InputLine], out: &mut dyn Write, err: &mut dyn Write) -> Result<Summary> {
     let module = Arc::new(engine.load_file(plugin)?);
-    let spec = Arc::new(TransformSpec::new(&opts.name, opts.config.clone(), opts.limits));
+    // The wall clock starts at the epoch and moves only when the input says.
+    let wall_clock = Arc::new(AtomicI64::new(0));
+    let spec = Arc::new(TransformSpec { wall_clock: Some(wall_clock.clone()), ..TransformSpec::new(&opts.name, opts.config.clone(), opts.limits) });
     let mut transform = Transform::new(module, spec);
     transform.warm_up().map_err(|f| anyhow::anyhow!("{}: {}", f.kind, f.message))?;
 
-    let mut summary = Summary { records: lines.len(), ..Summary::default() };
+    let mut summary = Summary { records: lines.iter().filter(|l| l.is_record).count(), ..Summary::default() };
     let mut states: Vec<(PartitionKey, Option<Box<PartitionState>>)> = Vec::new();
     let mut next_offset: HashMap<PartitionKey, i64> = HashMap::new();
+    // The index of the line whose wall clock was applied last.
+    let mut ticked = None;
     let mut i = 0;
     while i < lines.len() {
+        if let Some(now) = lines[i].wall_clock.filter(|_| ticked != Some(i)) {
+            ticked = Some(i);
+            wall_clock.store(now, Ordering::Relaxed);
+            for (pk, slot) in &mut states {
+                let (state, fired) = transform.fire_wall_clock_timers(now, slot.take().expect("state present"));
+                *slot = Some(state);
+                summary.outputs += print(out, &fired.produced, &opts.output_topic)?;
+                summary.failed += report_timers(err, lines[i].line, pk, &fired)?;
+            }
+            if !lines[i].is_record {
+                i += 1;
+                continue;
+            }
+        }
         let pk: PartitionKey = (lines[i].topic.clone().unwrap_or_else(|| opts.input_topic.clone()), lines[i].partition);
         let mut chunk = Vec::new();
         while i < lines.len() && chunk.len() < opts.batch_size.max(1) {
             let l = &lines[i];
-            if (l.topic.as_deref().unwrap_or(&opts.input_topic), l.partition) != (pk.0.as_str(), pk.1) {
+            if (l.topic.as_deref().unwrap_or(&opts.input_topic), l.partition) != (pk.0.as_str(), pk.1) || (!chunk.is_empty() && l.wall_clock.is_some()) {
                 break;
             }
             chunk.push(l);
@@ -111,6 +130,8 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
         }
         summary.failed += result.failures.len();
         summary.late += result.late.len();
+        let fired = Fired { produced: Vec::new(), failures: result.timer_failures, host_failure: result.timer_host_failure };
+        summary.failed += report_timers(err, chunk.last().map_or(0, |l| l.line), &pk, &fired)?;
         if let Some(stop) = &result.stopped {
             let l = chunk[stop.index as usize];
             bail!("line {} ({} partition {}): {}: {}", l.line, pk.0, pk.1, stop.kind, stop.message);
@@ -126,6 +147,17 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
     }
     out.flush().context("writing outputs")?;
     Ok(summary)
+}
+
+/// Writes a line per failed timer; fails the run if the host failed.
+fn report_timers(err: &mut dyn Write, line: usize, pk: &PartitionKey, fired: &Fired) -> Result<usize> {
+    if let Some(f) = &fired.host_failure {
+        bail!("line {line} ({} partition {}): firing timers: {}: {}", pk.0, pk.1, f.kind, f.message);
+    }
+    for f in &fired.failures {
+        writeln!(err, "line {line}: {}", f.describe("test", pk.1))?;
+    }
+    Ok(fired.failures.len())
 }
 
 fn print(out: &mut dyn Write, produced: &[Produced], default_topic: &str) -> Result<usize> {

@@ -13,12 +13,18 @@
 //! rejected records cannot be told apart, so the call is rolled back and
 //! repeated without them.
 //!
+//! Event-time timers fire before the first record whose timestamp reaches
+//! them, whatever the batching: records go to the guest in runs that end
+//! before such a record, and a call that sets a timer some of its own
+//! records already reach is rolled back and split the same way.
+//!
 //! (Over 400 lines: failure isolation, bisection and its budget are one algorithm, kept together.)
 
 use std::sync::Arc;
 
 use super::batch::{self, Origin, SourceFailures};
 use super::instance::Instance;
+use super::timers::Fired;
 use super::{BatchResult, Produced, TransformSpec};
 use crate::Module;
 use crate::limits::thread_cpu_time;
@@ -26,6 +32,7 @@ use weir_abi::LimitExceeded;
 use weir_abi::{CallFailure, FailureKind, RecordFailure, Stopped};
 use weir_abi::{InputBatch, OutputBatch, Span, WindowBatch, WindowResult};
 use weir_state::PartitionState;
+use weir_state::timers::Clock;
 use weir_windows::{Emitted, Folder, ForceClose};
 
 /// One worker's handle on a deployment's transform: the module, its
@@ -39,6 +46,9 @@ pub struct Transform {
 
 enum Attempt {
     Done,
+    /// A timer set in the call is reached by a record of the call: repeat
+    /// in halves.
+    Crossed,
     /// Repeat without these sources (indexes into the attempted indices).
     Retry(SourceFailures),
     Failed(CallFailure),
@@ -47,6 +57,11 @@ enum Attempt {
 /// The state of one dispatch.
 struct Run {
     state: Option<Box<PartitionState>>,
+    /// The earliest event-time timer, as of the last call.
+    next_timer: Option<i64>,
+    /// `on-timer` calls the batch may still make: a few per record, so
+    /// timers that keep setting themselves due cannot hold a worker.
+    timer_calls: usize,
     result: BatchResult,
     /// Set once the batch failed as a whole and is being bisected.
     isolation: Option<Isolation>,
@@ -97,6 +112,18 @@ impl Run {
         self.state.as_mut().expect("partition state is back from the instance")
     }
 
+    /// Reads the earliest event-time timer; a store that cannot be read
+    /// fires none and leaves the failure for the caller to stop on.
+    fn refresh_next_timer(&mut self) {
+        match self.state().next_timer(Clock::EventTime) {
+            Ok(next) => self.next_timer = next,
+            Err(e) => {
+                self.next_timer = None;
+                self.result.timer_host_failure.get_or_insert(CallFailure::host(e));
+            }
+        }
+    }
+
     fn fail(&mut self, index: u32, kind: FailureKind, message: String) {
         self.result.failures.push(RecordFailure { index, kind, message });
     }
@@ -142,7 +169,17 @@ impl Transform {
         self.instantiations
     }
 
-    fn instance(&mut self) -> Result<&mut Instance, CallFailure> {
+    pub(super) fn spec(&self) -> &Arc<TransformSpec> {
+        &self.spec
+    }
+
+    /// Drops the instance (poisoned by a trap, or grown by a failure): the
+    /// next call starts afresh.
+    pub(super) fn discard_instance(&mut self) {
+        self.instance = None;
+    }
+
+    pub(super) fn instance(&mut self) -> Result<&mut Instance, CallFailure> {
         if self.instance.is_none() {
             self.instance = Some(Instance::new(&self.module, &self.spec)?);
             self.instantiations += 1;
@@ -165,21 +202,28 @@ impl Transform {
     /// [`dispatch`](Self::dispatch) of a batch some of whose records
     /// (`invalid`, in index order) no transform may see: they fail as they
     /// are, and neither their time nor their content reaches the state.
-    pub fn dispatch_checked(&mut self, batch: &InputBatch, invalid: &[RecordFailure], mut state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
+    pub fn dispatch_checked(&mut self, batch: &InputBatch, invalid: &[RecordFailure], state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
         // Under the stop policy the first invalid record stops the batch.
         let stop_at = invalid.first().filter(|_| self.spec.stop_at_failure);
         let end = stop_at.map_or(batch.records.len() as u32, |f| f.index);
         let valid: Vec<u32> = (0..end).filter(|i| invalid.binary_search_by_key(i, |f| f.index).is_err()).collect();
-        if let Some(max) = valid.iter().map(|&i| batch.records[i as usize].timestamp).max() {
-            state.observe_timestamp(max);
-        }
         let failures = if stop_at.is_some() { Vec::new() } else { invalid.to_vec() };
-        let mut run = Run { state: Some(state), result: BatchResult { failures, ..BatchResult::default() }, isolation: None };
-        if !valid.is_empty() {
-            self.group(batch, valid, &mut run);
-        }
+        let mut run = Run {
+            state: Some(state),
+            next_timer: None,
+            timer_calls: 16 + 2 * valid.len(),
+            result: BatchResult { failures, ..BatchResult::default() },
+            isolation: None,
+        };
+        run.refresh_next_timer();
+        self.run_records(batch, &valid, &mut run);
         if let (Some(f), None) = (stop_at, &run.result.stopped) {
             run.stop(f.index, CallFailure::new(f.kind, f.message.clone()));
+        }
+        if run.result.stopped.is_none() {
+            // Timers set for a time stream time had already reached.
+            let now = run.state().stream_time();
+            self.fire_event_timers(now, &mut run);
         }
         run.result.failures.sort_by_key(|f| f.index);
         run.result.late.sort_unstable();
@@ -230,6 +274,15 @@ impl Transform {
         }
     }
 
+    /// Fires the wall-clock timers due at `now` (ms since the epoch).
+    pub fn fire_wall_clock_timers(&mut self, now: i64, state: Box<PartitionState>) -> (Box<PartitionState>, Fired) {
+        let mut slot = Some(state);
+        let mut fired = Fired::default();
+        self.fire_timers(Clock::WallClock, now, &mut slot, &mut fired, &mut { super::timers::WALL_CLOCK_CALLS });
+        self.recycle_if_bloated();
+        (slot.expect("partition state returned"), fired)
+    }
+
     fn recycle_if_bloated(&mut self) {
         // Linear memory never shrinks: an instance that once grew near its
         // limit is replaced rather than kept at that size.
@@ -237,6 +290,58 @@ impl Transform {
         if self.instance.as_ref().is_some_and(|i| i.memory_bytes() > limit / 4 * 3) {
             self.instance = None;
         }
+    }
+
+    /// Runs `indices` (in order), firing event-time timers before each
+    /// record that reaches them.
+    fn run_records(&mut self, batch: &InputBatch, indices: &[u32], run: &mut Run) {
+        let mut start = 0;
+        for (k, &i) in indices.iter().enumerate() {
+            let ts = batch.records[i as usize].timestamp;
+            if run.next_timer.is_none_or(|next| ts < next) {
+                continue;
+            }
+            if k > start {
+                self.calls(batch, &indices[start..k], run);
+                if run.result.stopped.is_some() {
+                    return;
+                }
+            }
+            run.state().observe_timestamp(ts);
+            if !self.fire_event_timers(ts, run) {
+                let failure = run.result.timer_host_failure.take().expect("a host failure");
+                run.stop(i, failure);
+                return;
+            }
+            start = k;
+        }
+        if start < indices.len() {
+            self.calls(batch, &indices[start..], run);
+        }
+    }
+
+    /// Runs `indices`, none of which reaches a timer set before them.
+    fn calls(&mut self, batch: &InputBatch, indices: &[u32], run: &mut Run) {
+        if let Some(max) = indices.iter().map(|&i| batch.records[i as usize].timestamp).max() {
+            run.state().observe_timestamp(max);
+        }
+        self.group(batch, indices.to_vec(), run);
+        run.refresh_next_timer();
+    }
+
+    /// Fires the event-time timers due at `now`; false if the host failed
+    /// (left in `timer_host_failure`).
+    fn fire_event_timers(&mut self, now: i64, run: &mut Run) -> bool {
+        let mut fired = Fired::default();
+        self.fire_timers(Clock::EventTime, now, &mut run.state, &mut fired, &mut run.timer_calls);
+        run.result.produced.append(&mut fired.produced);
+        run.result.timer_failures.append(&mut fired.failures);
+        if let Some(f) = fired.host_failure {
+            run.result.timer_host_failure = Some(f);
+            return false;
+        }
+        run.refresh_next_timer();
+        true
     }
 
     fn group(&mut self, batch: &InputBatch, mut indices: Vec<u32>, run: &mut Run) {
@@ -278,6 +383,17 @@ impl Transform {
                 &selected
             };
             match self.attempt(sub, &indices, run) {
+                Attempt::Crossed => {
+                    let right = indices.split_off(indices.len() / 2);
+                    self.run_records(batch, &indices, run);
+                    if run.result.stopped.is_none() {
+                        self.run_records(batch, &right, run);
+                    }
+                    if let Some((index, failure)) = stop_after.filter(|_| run.result.stopped.is_none()) {
+                        run.stop(index, failure);
+                    }
+                    return;
+                }
                 Attempt::Done => {
                     if let Some((index, failure)) = stop_after {
                         run.stop(index, failure);
@@ -344,6 +460,9 @@ impl Transform {
         run.state().begin();
         let state_before = spec.limits.max_state_bytes.map(|_| run.state().try_state_bytes().map_err(CallFailure::host));
         inst.begin_budget();
+        // A single record cannot be split further: whatever it sets fires after it.
+        let horizon = if sub.records.len() > 1 { sub.records.iter().map(|r| r.timestamp).max() } else { None };
+        inst.set_timer_horizon(horizon);
         let called = inst.process(sub, &mut run.state);
         let outcome = called.and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m))).and_then(|out| {
             let failed = batch::check(&out, sub.records.len(), &spec, inst.budget())?;
@@ -369,6 +488,10 @@ impl Transform {
                 run.state().rollback();
                 Attempt::Retry(failed)
             }
+            Ok(Ok(_)) if inst.take_crossed() && sub.records.len() > 1 => {
+                run.state().rollback();
+                Attempt::Crossed
+            }
             Ok(Ok((out, failed, windowed))) => {
                 run.state().commit_txn();
                 let origins = sub.records.iter().zip(indices).map(|(r, &i)| Origin { input: Some(i), timestamp: r.timestamp }).collect();
@@ -387,7 +510,7 @@ impl Transform {
 /// Fails a call that left the state over `limit` and larger than `before`:
 /// bisection then finds the records that grow it, while records that only
 /// read, overwrite or delete go on at a full store.
-fn check_state_size(state: &PartitionState, before: u64, limit: u64) -> Result<(), CallFailure> {
+pub(super) fn check_state_size(state: &PartitionState, before: u64, limit: u64) -> Result<(), CallFailure> {
     let bytes = state.try_state_bytes().map_err(CallFailure::host)?;
     if bytes > limit && bytes > before {
         return Err(CallFailure::new(FailureKind::StateLimit, LimitExceeded::State { bytes, limit }.to_string()));

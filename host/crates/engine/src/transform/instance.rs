@@ -18,6 +18,7 @@ use crate::{Module, wasi};
 use weir_abi::{CallFailure, FailureKind};
 use weir_abi::{InputBatch, OutputBatch, WindowBatch};
 use weir_state::PartitionState;
+use weir_state::timers::Timer;
 use weir_windows::WindowDefs;
 
 /// Data of one instance's store; the host functions of the world run on it.
@@ -36,6 +37,16 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     /// The instance's WASI monotonic clock, ns (see `engine::wasi`).
     pub(crate) wasi_now: u64,
+    pub(crate) wall_clock: Option<Arc<std::sync::atomic::AtomicI64>>,
+    pub(crate) horizon: TimerHorizon,
+}
+
+/// The latest record timestamp of the `process` call under way, and whether
+/// the call set an event-time timer that a record of the call reaches (it
+/// must then be split: see `dispatch`).
+pub struct TimerHorizon {
+    pub latest: Option<i64>,
+    pub crossed: bool,
 }
 
 impl WasiView for HostState {
@@ -76,6 +87,8 @@ impl Instance {
             wasi,
             table: ResourceTable::new(),
             wasi_now: 0,
+            wall_clock: spec.wall_clock.clone(),
+            horizon: TimerHorizon { latest: None, crossed: false },
         };
         let mut store = Store::new(module.engine.wasmtime(), data);
         store.limiter(|s| &mut s.limiter);
@@ -136,6 +149,25 @@ impl Instance {
     /// Charges the call's budget for the output batch the host now holds
     /// (its copy was bounded by the hostcall fuel) and cuts messages to
     /// what a dead letter carries.
+    /// Arms the crossing check for a `process` call whose latest record
+    /// timestamp is `latest` (`None`: no check).
+    pub fn set_timer_horizon(&mut self, latest: Option<i64>) {
+        self.store.data_mut().horizon = TimerHorizon { latest, crossed: false };
+    }
+
+    /// Whether the call set an event-time timer one of its records reaches.
+    pub fn take_crossed(&mut self) -> bool {
+        std::mem::replace(&mut self.store.data_mut().horizon.crossed, false)
+    }
+
+    pub fn on_timer(&mut self, fired: &[Timer], partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
+        self.set_timer_horizon(None);
+        self.store.data_mut().partition = partition.take();
+        let result = self.call(|p, s| p.on_timer(s, fired));
+        *partition = self.store.data_mut().partition.take();
+        self.taken(result)
+    }
+
     fn taken(&mut self, result: Result<Result<OutputBatch, String>, CallFailure>) -> Result<Result<OutputBatch, String>, CallFailure> {
         match result? {
             Ok(out) => {
@@ -185,6 +217,10 @@ fn classify(store: &mut Store<HostState>, error: wasmtime::Error, max_wasm_stack
     }
     if let Some(breach) = data.limiter.breach.take() {
         return CallFailure::new(FailureKind::Memory, breach.to_string());
+    }
+    // A binding that judged the guest's result itself (a malformed packed batch).
+    if let Some(failure) = error.downcast_ref::<CallFailure>() {
+        return failure.clone();
     }
     if let Some(breach) = error.downcast_ref::<LimitExceeded>() {
         let kind = match breach {

@@ -2,18 +2,21 @@
 //! failure isolation, and what a batch produced.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 pub mod batch;
 pub mod budget;
 mod dispatch;
 pub mod instance;
 pub mod log;
+mod timers;
 
 pub use batch::{OutRecord, Produced};
 pub use dispatch::Transform;
+pub use timers::{Fired, TimerFailure};
 
 use log::GuestLog;
-use weir_abi::{Limits, RecordFailure, Stopped};
+use weir_abi::{CallFailure, Limits, RecordFailure, Stopped};
 
 /// Whether outputs may go to a topic, and why not.
 pub type TopicPolicy = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -30,11 +33,14 @@ pub struct TransformSpec {
     /// Stop at the first failed record (the `stop` failure policy) instead
     /// of isolating it and processing the rest of the batch.
     pub stop_at_failure: bool,
+    /// The wall clock timers see, in ms since the epoch; `None`: the
+    /// system's. `weir test` sets it from its input.
+    pub wall_clock: Option<Arc<AtomicI64>>,
 }
 
 impl TransformSpec {
     pub fn new(name: &str, config: Vec<(String, String)>, limits: Limits) -> Self {
-        TransformSpec { name: name.to_owned(), config, limits, log: GuestLog::new(name), topic_policy: None, stop_at_failure: false }
+        TransformSpec { name: name.to_owned(), config, limits, log: GuestLog::new(name), topic_policy: None, stop_at_failure: false, wall_clock: None }
     }
 }
 
@@ -48,6 +54,11 @@ pub struct BatchResult {
     /// Records whose window values arrived after their windows closed.
     pub late: Vec<u32>,
     pub stopped: Option<Stopped>,
+    /// Event-time timers that failed after the batch (and were dropped).
+    pub timer_failures: Vec<TimerFailure>,
+    /// The host failed while firing timers (they stay set): the partition
+    /// must stop.
+    pub timer_host_failure: Option<CallFailure>,
 }
 
 impl BatchResult {

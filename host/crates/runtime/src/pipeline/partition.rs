@@ -9,6 +9,7 @@ use super::ledger::{AtLeastOnce, CommitLedger, Positions};
 use crate::kafka::producer::Acks;
 use weir_abi::BatchBuilder;
 use weir_state::PartitionState;
+use weir_state::timers::Clock;
 
 /// Records of one topic-partition waiting for their batches: whole
 /// batches (within `batch_max_records` and `batch_max_bytes`) and the one
@@ -115,6 +116,9 @@ pub struct Partition {
     pub last_record: Instant,
     /// Windows have been force-closed since the last record.
     pub idle_closed: bool,
+    /// When the earliest wall-clock timer of the partition is due (ms since
+    /// the epoch), read from its state whenever the state comes home.
+    pub next_wall_timer: Option<i64>,
     /// Next changelog offset not reflected in the store.
     pub changelog_next: i64,
     /// Transient delivery failures in a row (each rewinds the partition).
@@ -125,6 +129,7 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(number: i32, state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
+        let next_wall_timer = state.next_timer(Clock::WallClock).unwrap_or(Some(i64::MIN));
         Partition {
             number,
             buffers: BTreeMap::new(),
@@ -135,6 +140,7 @@ impl Partition {
             stopped: None,
             last_record: Instant::now(),
             idle_closed: true,
+            next_wall_timer,
             changelog_next,
             failed_deliveries: 0,
             hold_until: None,

@@ -25,7 +25,7 @@ use weir_abi::InputBatch;
 use weir_abi::{CallFailure, FailureKind, RecordFailure};
 use weir_engine::Module;
 use weir_engine::limits::thread_cpu_time;
-use weir_engine::transform::{BatchResult, Produced, Transform, TransformSpec};
+use weir_engine::transform::{BatchResult, Fired, Produced, Transform, TransformSpec};
 use weir_state::PartitionState;
 use weir_windows::ForceClose;
 
@@ -88,11 +88,14 @@ pub enum Work {
     Batch { batch: InputBatch, invalid: Vec<RecordFailure> },
     /// Close windows of an idle partition.
     CloseIdle { idle_ms: u64 },
+    /// Fire the wall-clock timers due at `now` (ms since the epoch).
+    FireTimers { now: i64 },
 }
 
 pub enum Outcome {
     Batch(BatchResult),
     Closed(Result<Vec<Produced>, CallFailure>),
+    Fired(Fired),
     /// The host panicked running the job (a bug in Weir, not the guest's
     /// doing): the partition's state went with it.
     Panicked(String),
@@ -321,6 +324,10 @@ fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, s
         Work::CloseIdle { idle_ms } => {
             let (state, result) = transform_of(transforms, runnable).close_windows(ForceClose::Idle { idle_ms: *idle_ms }, state);
             (state, Outcome::Closed(result), None)
+        }
+        Work::FireTimers { now } => {
+            let (state, fired) = transform_of(transforms, runnable).fire_wall_clock_timers(*now, state);
+            (state, Outcome::Fired(fired), None)
         }
     }
 }

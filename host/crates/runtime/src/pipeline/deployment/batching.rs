@@ -55,6 +55,7 @@ impl Runtime {
         if !self.stopping {
             self.dispatch(consumer);
             self.close_idle_windows();
+            self.fire_wall_clock_timers();
         }
     }
 
@@ -101,6 +102,20 @@ impl Runtime {
                 state,
                 reply: self.done_tx.clone(),
             };
+            self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
+        }
+    }
+
+    /// Fires due wall-clock timers of partitions between batches.
+    pub(super) fn fire_wall_clock_timers(&mut self) {
+        let now = weir_abi::now_ms() as i64;
+        for p in self.parts.values_mut() {
+            if p.in_flight || p.stopped.is_some() || p.commit_due || p.next_wall_timer.is_none_or(|t| t > now) {
+                continue;
+            }
+            let Some(state) = p.state.take() else { continue };
+            p.in_flight = true;
+            let job = Job { runnable: self.deployment.runnable(), partition: p.number, work: Work::FireTimers { now }, state, reply: self.done_tx.clone() };
             self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
         }
     }

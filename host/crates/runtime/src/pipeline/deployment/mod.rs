@@ -39,8 +39,9 @@ use crate::config::{DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
 use weir_abi::FailureKind;
 use weir_abi::InputBatch;
-use weir_engine::transform::{BatchResult, Produced, describe_failure};
+use weir_engine::transform::{BatchResult, Produced, TimerFailure, describe_failure};
 use weir_state::Checkpoint;
+use weir_state::timers::Clock;
 
 mod batching;
 mod commit;

@@ -14,6 +14,8 @@ impl Runtime {
         let Some(p) = self.parts.get_mut(&done.partition) else { return };
         p.in_flight = false;
         p.state = done.state;
+        // A store that cannot be read fires at once, to report the error.
+        p.next_wall_timer = p.state.as_ref().and_then(|s| s.next_timer(Clock::WallClock).unwrap_or(Some(i64::MIN)));
         // State changes wait in memory for the next commit: commit early
         // rather than let them pile up.
         if p.state.as_ref().is_some_and(|s| s.pending_held() > PENDING_COMMIT_BYTES) {
@@ -45,8 +47,24 @@ impl Runtime {
                         self.stop_partition(consumer, done.partition, why);
                     }
                 }
+                self.timer_failures(done.partition, &result.timer_failures);
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
                 p.ledger.push(acks, Some(Arc::new(batch)));
+                if let Some(f) = &result.timer_host_failure {
+                    let why = format!("deployment `{name}`, partition {}: firing timers failed: {}: {}", done.partition, f.kind, f.message);
+                    self.stop_partition(consumer, done.partition, why);
+                }
+            }
+            (_, Outcome::Fired(fired)) => {
+                let out = self.produce_outputs(&fired.produced, &acks);
+                self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
+                self.timer_failures(done.partition, &fired.failures);
+                let p = self.parts.get_mut(&done.partition).expect("partition present");
+                p.ledger.push(acks, None);
+                if let Some(f) = &fired.host_failure {
+                    let why = format!("deployment `{name}`, partition {}: firing timers failed: {}: {}", done.partition, f.kind, f.message);
+                    self.stop_partition(consumer, done.partition, why);
+                }
             }
             (_, Outcome::Closed(Ok(produced))) => {
                 let out = self.produce_outputs(&produced, &acks);
@@ -64,7 +82,20 @@ impl Runtime {
                 );
                 self.stop_partition(consumer, done.partition, why);
             }
-            (Work::CloseIdle { .. }, Outcome::Batch(_)) => tracing::error!(deployment = %name, "a window-close job returned a batch result"),
+            (Work::CloseIdle { .. } | Work::FireTimers { .. }, Outcome::Batch(_)) => {
+                tracing::error!(deployment = %name, "a window-close or timer job returned a batch result")
+            }
+        }
+    }
+
+    /// Counts and reports timers dropped because their call failed.
+    fn timer_failures(&self, partition: i32, failures: &[TimerFailure]) {
+        let (tenant, name) = (self.deployment.tenant.as_str(), self.name());
+        for f in failures {
+            let why = f.describe(name, partition);
+            tracing::warn!(deployment = %name, partition, "{why}");
+            self.shared.metrics.failures.with_label_values(&[tenant, name, &partition.to_string(), f.failure.kind.as_str()]).inc();
+            lock(&self.deployment.status).last_error = Some(why);
         }
     }
 

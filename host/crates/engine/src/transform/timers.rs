@@ -1,0 +1,172 @@
+//! Firing a transform's due timers: taken from the partition's state and
+//! handed to `on-timer` in one transaction, so a timer fires once with
+//! respect to state (a failed call puts it back).
+//!
+//! A call that fails as a whole is retried one timer at a time on fresh
+//! instances; a timer that fails alone is dropped and reported (no record
+//! stands behind it to dead-letter or stop at). Work is bounded: at most
+//! [`PER_CALL`] timers per call, a number of calls per firing given by the
+//! caller (timers set for a time already passed during a firing fire in
+//! the next call), and at most [`MAX_CULPRITS`] failing timers isolated per
+//! firing; the rest stay set for the next one. A guest whose timers set
+//! themselves again forever gets a bounded number of calls per batch.
+
+use weir_abi::{CallFailure, FailureKind};
+use weir_state::PartitionState;
+use weir_state::timers::{Clock, Timer};
+
+use super::batch::{self, Origin};
+use super::dispatch::Transform;
+use super::{Produced, TransformSpec};
+
+const PER_CALL: usize = 1000;
+/// Calls one firing of wall-clock timers may make.
+pub const WALL_CLOCK_CALLS: usize = 16;
+const MAX_CULPRITS: usize = 8;
+
+/// A timer whose `on-timer` call failed; it was dropped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimerFailure {
+    pub key: Vec<u8>,
+    pub at: i64,
+    pub clock: Clock,
+    pub failure: CallFailure,
+}
+
+impl TimerFailure {
+    /// The failure with the timer that caused it, for operators.
+    pub fn describe(&self, deployment: &str, partition: i32) -> String {
+        let key = String::from_utf8_lossy(&self.key[..self.key.len().min(64)]).into_owned();
+        format!(
+            "deployment `{deployment}`, partition {partition}: the {} timer of key {key:?} at {} was dropped: {}: {}",
+            match self.clock {
+                Clock::EventTime => "event-time",
+                Clock::WallClock => "wall-clock",
+            },
+            self.at,
+            self.failure.kind,
+            self.failure.message
+        )
+    }
+}
+
+/// What firing timers produced.
+#[derive(Default)]
+pub struct Fired {
+    pub produced: Vec<Produced>,
+    pub failures: Vec<TimerFailure>,
+    /// A failure of the host (storage) that stopped the firing; the timers
+    /// stay set.
+    pub host_failure: Option<CallFailure>,
+}
+
+impl Transform {
+    /// Fires the timers of `clock` due at `now` on this partition, in at
+    /// most `calls` calls (decremented by the calls made).
+    pub fn fire_timers(&mut self, clock: Clock, now: i64, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired, calls: &mut usize) {
+        let mut culprits = 0;
+        while *calls > 0 {
+            *calls -= 1;
+            let state = slot.as_mut().expect("state present");
+            state.begin();
+            let due = match state.take_due_timers(clock, now, PER_CALL) {
+                Ok(due) => due,
+                Err(e) => {
+                    state.rollback();
+                    fired.host_failure = Some(CallFailure::host(e));
+                    return;
+                }
+            };
+            if due.is_empty() {
+                state.rollback();
+                return;
+            }
+            match self.call_timers(&due, slot) {
+                Ok(produced) => {
+                    slot.as_mut().expect("state present").commit_txn();
+                    fired.produced.push(produced);
+                }
+                Err(failure) => {
+                    slot.as_mut().expect("state present").rollback();
+                    self.discard_instance();
+                    if failure.kind == FailureKind::Host {
+                        fired.host_failure = Some(failure);
+                        return;
+                    }
+                    for t in due {
+                        if culprits >= MAX_CULPRITS || *calls == 0 {
+                            return;
+                        }
+                        *calls -= 1;
+                        if !self.fire_alone(t, slot, fired) {
+                            culprits += 1;
+                        }
+                    }
+                }
+            }
+            if fired.host_failure.is_some() {
+                return;
+            }
+        }
+    }
+
+    /// Fires one timer; false if it failed (and was dropped).
+    fn fire_alone(&mut self, t: Timer, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired) -> bool {
+        let state = slot.as_mut().expect("state present");
+        state.begin();
+        if let Err(e) = state.cancel_timer(&t.key) {
+            state.rollback();
+            fired.host_failure = Some(CallFailure::host(e));
+            return true;
+        }
+        match self.call_timers(std::slice::from_ref(&t), slot) {
+            Ok(produced) => {
+                slot.as_mut().expect("state present").commit_txn();
+                fired.produced.push(produced);
+                true
+            }
+            Err(failure) => {
+                self.discard_instance();
+                let state = slot.as_mut().expect("state present");
+                state.rollback();
+                state.begin();
+                let dropped = state.cancel_timer(&t.key);
+                state.commit_txn();
+                match dropped {
+                    Ok(()) => fired.failures.push(TimerFailure { key: t.key, at: t.at, clock: t.clock, failure }),
+                    Err(e) => fired.host_failure = Some(CallFailure::host(e)),
+                }
+                false
+            }
+        }
+    }
+
+    /// One `on-timer` call over `due`, its outputs checked.
+    fn call_timers(&mut self, due: &[Timer], slot: &mut Option<Box<PartitionState>>) -> Result<Produced, CallFailure> {
+        let spec: std::sync::Arc<TransformSpec> = self.spec().clone();
+        let inst = self.instance()?;
+        inst.begin_budget();
+        let state_before = match spec.limits.max_state_bytes {
+            Some(_) => Some(slot.as_ref().expect("state present").try_state_bytes().map_err(CallFailure::host)?),
+            None => None,
+        };
+        inst.budget().charge(due.iter().map(|t| t.key.len() as u64 + 32).sum(), "fired timers")?;
+        let out = inst.on_timer(due, slot)?.map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
+        let failed = batch::check(&out, due.len(), &spec, inst.budget())?;
+        if !out.window_adds.is_empty() {
+            return Err(CallFailure::new(FailureKind::InvalidOutput, "on-timer returned window values".to_owned()));
+        }
+        if let Some((_, (kind, message))) = failed.iter().next() {
+            return Err(CallFailure::new(*kind, format!("on-timer: {message}")));
+        }
+        let state = slot.as_mut().expect("state present");
+        if let Some((bytes, limit)) = state.take_oversize() {
+            return Err(CallFailure::new(FailureKind::StateLimit, weir_abi::LimitExceeded::StateEntry { bytes, limit }.to_string()));
+        }
+        if let (Some(limit), Some(before)) = (spec.limits.max_state_bytes, state_before) {
+            super::dispatch::check_state_size(state, before, limit)?;
+        }
+        let origins = due.iter().map(|t| Origin { input: None, timestamp: t.at }).collect();
+        Ok(Produced { batch: out, origins })
+    }
+}

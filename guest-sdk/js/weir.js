@@ -50,20 +50,28 @@ import * as witState from 'weir:transform/state@0.2.0';
 import * as witTimers from 'weir:transform/timers@0.2.0';
 import { define as witDefine } from 'weir:transform/windows@0.2.0';
 
-// The packed lists of wit/0.2/types.wit: entry sizes, the packed `none`, and
-// the high word of the packed "keep the source's timestamp" (-2^63).
-const RECORD = 40;
-const HEADER = 16;
+// The packed lists of wit/0.2/types.wit, read and written as 32-bit words
+// (wasm is little-endian, as the layout; indexing a Uint32Array costs the
+// interpreter far less than DataView calls): entry sizes in words, the
+// packed `none`, and the high word of "keep the source's timestamp" (-2^63).
+const RECORD = 10;
+const HEADER = 4;
 const NONE = 0xffffffff;
-const KEEP_HIGH = 0x80000000 | 0;
+const KEEP_HIGH = 0x80000000;
 
-/** A little-endian s64 at `at` as a number (exact to 2^53). */
-function i64At(view, at) {
-  return view.getInt32(at + 4, true) * 4294967296 + view.getUint32(at, true);
+/** The 64-bit signed integer in words `at`, `at + 1` as a number (exact to 2^53). */
+function i64At(words, at) {
+  return (words[at + 1] | 0) * 4294967296 + words[at];
 }
 
-function viewOf(bytes) {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/** `bytes` as 32-bit words, copied first if they are not 4-byte aligned. */
+function wordsOf(bytes) {
+  const b = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  return new Uint32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
+}
+
+function asBytes(words, n) {
+  return new Uint8Array(words.buffer, words.byteOffset, n * 4);
 }
 
 const encoder = new TextEncoder();
@@ -116,8 +124,10 @@ export function utf8Lossy(bytes) {
 /** ASCII case mapping of bytes; natively where the bytes are UTF-8. */
 function asciiCase(value, upper) {
   const bytes = toBytes(value);
-  // Short values are cheaper byte by byte than through the decoder.
-  const text = bytes.length > 24 ? utf8(bytes) : null;
+  // Through the engine's native decoder and case mapping wherever the bytes
+  // are UTF-8: even for a 10-byte value that beats a loop the interpreter
+  // runs byte by byte (measured: 151 k against 113 k records/s upper-casing).
+  const text = utf8(bytes);
   if (text !== null) {
     // As many UTF-16 units as UTF-8 bytes: every character is ASCII.
     if (text.length === bytes.length) return encoder.encode(upper ? text.toUpperCase() : text.toLowerCase());
@@ -431,11 +441,11 @@ export class Config {
  * `null` stands for a Kafka null.
  */
 export class Record {
-  /** @param {any} batch the call's batch, with `view` and `headerView` @param {number} index */
+  /** @param {any} batch the call's batch, with `records` and `headers` as words @param {number} index */
   constructor(batch, index) {
     /** @internal */
     this._batch = batch;
-    /** Byte offset of the record's packed entry. @internal */
+    /** Word offset of the record's packed entry. @internal */
     this._at = index * RECORD;
     /** Position of the record in its batch. */
     this.index = index;
@@ -443,21 +453,21 @@ export class Record {
 
   /** @internal */
   _bytes(at) {
-    const view = this._batch.view;
-    const len = view.getUint32(at + 4, true);
+    const words = this._batch.records;
+    const len = words[at + 1];
     if (len === NONE) return null;
-    const start = view.getUint32(at, true);
+    const start = words[at];
     return this._batch.data.subarray(start, start + len);
   }
 
   /** The key bytes; `null` for a null key. @returns {Uint8Array | null} */
   get key() {
-    return this._bytes(this._at + 16);
+    return this._bytes(this._at + 4);
   }
 
   /** The value bytes; `null` for a null value (a tombstone). @returns {Uint8Array | null} */
   get value() {
-    return this._bytes(this._at + 24);
+    return this._bytes(this._at + 6);
   }
 
   /** The key as UTF-8 text; `null` when absent or not valid UTF-8. @returns {string | null} */
@@ -491,12 +501,12 @@ export class Record {
 
   /** Event time, ms since the Unix epoch. */
   get timestamp() {
-    return i64At(this._batch.view, this._at + 8);
+    return i64At(this._batch.records, this._at + 2);
   }
 
   /** Offset in the partition. */
   get offset() {
-    return i64At(this._batch.view, this._at);
+    return i64At(this._batch.records, this._at);
   }
 
   /** @returns {string} */
@@ -511,7 +521,7 @@ export class Record {
 
   /** Number of headers. */
   get headerCount() {
-    return this._batch.view.getUint32(this._at + 36, true);
+    return this._batch.records[this._at + 9];
   }
 
   /**
@@ -520,18 +530,18 @@ export class Record {
    * @returns {Array<[string, Uint8Array | null]>}
    */
   get headers() {
-    const view = this._batch.view;
-    const first = view.getUint32(this._at + 32, true);
-    const len = view.getUint32(this._at + 36, true);
+    const words = this._batch.records;
+    const first = words[this._at + 8];
+    const len = words[this._at + 9];
     const data = this._batch.data;
-    const hv = this._batch.headerView;
+    const h = this._batch.headers;
     const result = new Array(len);
     for (let i = 0; i < len; i++) {
       const at = (first + i) * HEADER;
-      const ns = hv.getUint32(at, true);
-      const vl = hv.getUint32(at + 12, true);
-      const vs = hv.getUint32(at + 8, true);
-      result[i] = [utf8(data.subarray(ns, ns + hv.getUint32(at + 4, true))) ?? '', vl === NONE ? null : data.subarray(vs, vs + vl)];
+      const ns = h[at];
+      const vs = h[at + 2];
+      const vl = h[at + 3];
+      result[i] = [utf8(data.subarray(ns, ns + h[at + 1])) ?? '', vl === NONE ? null : data.subarray(vs, vs + vl)];
     }
     return result;
   }
@@ -600,11 +610,9 @@ export class Emitter {
     /** @internal */ this._inOffset = input.byteOffset;
     /** Where the copy of `input` starts in `_data`; -1 while there is none. @internal */
     this._base = -1;
-    /** Packed output records. @internal */ this._recs = new Uint8Array(extra < 1024 ? 1024 : extra);
-    /** @internal */ this._recView = viewOf(this._recs);
+    /** Packed output records, in words. @internal */ this._recs = new Uint32Array(extra < 256 ? 256 : extra);
     /** @internal */ this._recLen = 0;
-    /** Packed output headers. @internal */ this._hdrs = new Uint8Array(256);
-    /** @internal */ this._hdrView = viewOf(this._hdrs);
+    /** Packed output headers, in words. @internal */ this._hdrs = new Uint32Array(64);
     /** @internal */ this._hdrLen = 0;
     /** Start and length of the bytes `_push` last placed. @internal */
     this._ps = 0;
@@ -614,7 +622,7 @@ export class Emitter {
     /** @internal */ this._rejects = [];
     /** @internal */ this._adds = [];
     /** @internal */ this._source = 0;
-    /** @internal */ this._timestamp = 0n;
+    /** @internal */ this._timestamp = 0;
     /** @internal */ this._mark = [0, 0, 0, 0];
     if (preload && input.length > 0) {
       this._data.set(input);
@@ -649,8 +657,8 @@ export class Emitter {
   _finish() {
     return {
       data: this._data.subarray(0, this._len),
-      records: this._recs.subarray(0, this._recLen),
-      headers: this._hdrs.subarray(0, this._hdrLen),
+      records: asBytes(this._recs, this._recLen),
+      headers: asBytes(this._hdrs, this._hdrLen),
       topics: this._topics,
       rejects: this._rejects,
       windowAdds: this._adds,
@@ -680,30 +688,16 @@ export class Emitter {
     return this._base;
   }
 
-  /** Room for one more packed record. @internal */
-  _recAt() {
-    const at = this._recLen;
-    if (at + RECORD > this._recs.length) {
-      const grown = new Uint8Array(this._recs.length * 2);
-      grown.set(this._recs.subarray(0, at));
-      this._recs = grown;
-      this._recView = viewOf(grown);
-    }
-    this._recLen = at + RECORD;
-    return at;
-  }
-
-  /** Room for `n` more packed headers. @internal */
+  /** Room for `n` more packed headers; returns the first one's word. @internal */
   _hdrAt(n) {
     const at = this._hdrLen;
     const need = at + n * HEADER;
     if (need > this._hdrs.length) {
       let size = this._hdrs.length * 2;
       while (size < need) size *= 2;
-      const grown = new Uint8Array(size);
+      const grown = new Uint32Array(size);
       grown.set(this._hdrs.subarray(0, at));
       this._hdrs = grown;
-      this._hdrView = viewOf(grown);
     }
     this._hdrLen = need;
     return at;
@@ -711,20 +705,30 @@ export class Emitter {
 
   /** Packs one output record. @internal */
   _record(topic, ks, kl, vs, vl, first, count, timestamp) {
-    const at = this._recAt();
-    const v = this._recView;
-    v.setUint32(at, this._source, true);
-    v.setUint32(at + 4, topic, true);
-    v.setUint32(at + 8, ks, true);
-    v.setUint32(at + 12, kl, true);
-    v.setUint32(at + 16, vs, true);
-    v.setUint32(at + 20, vl, true);
-    v.setUint32(at + 24, first, true);
-    v.setUint32(at + 28, count, true);
+    const at = this._recLen;
+    if (at + RECORD > this._recs.length) {
+      const grown = new Uint32Array(this._recs.length * 2);
+      grown.set(this._recs.subarray(0, at));
+      this._recs = grown;
+    }
+    this._recLen = at + RECORD;
+    const w = this._recs;
+    w[at] = this._source;
+    w[at + 1] = topic;
+    w[at + 2] = ks;
+    w[at + 3] = kl;
+    w[at + 4] = vs;
+    w[at + 5] = vl;
+    w[at + 6] = first;
+    w[at + 7] = count;
     if (timestamp == null) {
-      v.setUint32(at + 32, 0, true);
-      v.setInt32(at + 36, KEEP_HIGH, true);
-    } else v.setBigInt64(at + 32, BigInt(timestamp), true);
+      w[at + 8] = 0;
+      w[at + 9] = KEEP_HIGH;
+    } else {
+      const t = BigInt.asUintN(64, BigInt(timestamp));
+      w[at + 8] = Number(t & 0xffffffffn);
+      w[at + 9] = Number(t >> 32n);
+    }
   }
 
   /**
@@ -795,11 +799,11 @@ export class Emitter {
         vl = this._pl;
       }
       const at = this._hdrAt(1);
-      const v = this._hdrView;
-      v.setUint32(at, ns, true);
-      v.setUint32(at + 4, nl, true);
-      v.setUint32(at + 8, vs, true);
-      v.setUint32(at + 12, vl, true);
+      const w = this._hdrs;
+      w[at] = ns;
+      w[at + 1] = nl;
+      w[at + 2] = vs;
+      w[at + 3] = vl;
     }
     return first;
   }
@@ -839,14 +843,14 @@ export class Emitter {
     this._record(topic, ks, kl, vs, vl, first, count, output.timestamp);
   }
 
-  /** An input (start, len) pair at `at` of `view`, as a position in the buffer. @internal */
-  _refAt(view, at) {
-    const len = view.getUint32(at + 4, true);
+  /** An input (start, len) pair at word `at` of `words`, as a position in the buffer. @internal */
+  _refAt(words, at) {
+    const len = words[at + 1];
     if (len === NONE) {
       this._ps = 0;
       this._pl = NONE;
     } else {
-      this._ps = this._inputBase() + view.getUint32(at, true);
+      this._ps = this._inputBase() + words[at];
       this._pl = len;
     }
   }
@@ -861,19 +865,19 @@ export class Emitter {
    * @param {Output} [changes]
    */
   forward(record, changes) {
-    const view = record._batch.view;
+    const words = record._batch.records;
     const at = record._at;
     const c = changes === undefined ? {} : changes;
     if ('key' in c) {
       if (c.key == null) this._pl = NONE;
       else this._push(c.key);
-    } else this._refAt(view, at + 16);
+    } else this._refAt(words, at + 4);
     const ks = this._pl === NONE ? 0 : this._ps;
     const kl = this._pl;
     if ('value' in c) {
       if (c.value == null) this._pl = NONE;
       else this._push(c.value);
-    } else this._refAt(view, at + 24);
+    } else this._refAt(words, at + 6);
     const vs = this._pl === NONE ? 0 : this._ps;
     const vl = this._pl;
     const topic = c.topic == null ? NONE : this._topic(c.topic);
@@ -885,23 +889,21 @@ export class Emitter {
         count = this._hdrLen / HEADER - first;
       }
     } else {
-      count = view.getUint32(at + 36, true);
+      count = words[at + 9];
       if (count > 0) {
         // The input's packed headers, moved to the input's copy in the buffer.
-        const from = view.getUint32(at + 32, true);
+        const from = words[at + 8] * HEADER;
         const base = this._inputBase();
-        const hv = record._batch.headerView;
+        const h = record._batch.headers;
         const to = this._hdrAt(count);
-        const v = this._hdrView;
+        const w = this._hdrs;
         first = to / HEADER;
-        for (let i = 0; i < count; i++) {
-          const src = (from + i) * HEADER;
-          const dst = to + i * HEADER;
-          const vlen = hv.getUint32(src + 12, true);
-          v.setUint32(dst, base + hv.getUint32(src, true), true);
-          v.setUint32(dst + 4, hv.getUint32(src + 4, true), true);
-          v.setUint32(dst + 8, vlen === NONE ? 0 : base + hv.getUint32(src + 8, true), true);
-          v.setUint32(dst + 12, vlen, true);
+        for (let i = 0; i < count * HEADER; i += HEADER) {
+          const vlen = h[from + i + 3];
+          w[to + i] = base + h[from + i];
+          w[to + i + 1] = h[from + i + 1];
+          w[to + i + 2] = vlen === NONE ? 0 : base + h[from + i + 2];
+          w[to + i + 3] = vlen;
         }
       }
     }
@@ -915,7 +917,7 @@ export class Emitter {
    * @param {number} number
    */
   addToWindow(window, key, number) {
-    this._adds.push({ window: window.id, source: this._source, key: this._span(key ?? ''), timestamp: this._timestamp, number: +number, custom: undefined });
+    this._adds.push({ window: window.id, source: this._source, key: this._span(key ?? ''), timestamp: BigInt(this._timestamp), number: +number, custom: undefined });
   }
 
   /** `value` placed in the buffer, as a span. @internal */
@@ -960,7 +962,7 @@ export class Emitter {
 
   /** The timestamp of the record (window result, timer) being handled, ms. */
   get timestamp() {
-    return Number(this._timestamp);
+    return this._timestamp;
   }
 }
 
@@ -1502,12 +1504,13 @@ export function createHandler(module) {
 
     process(batch) {
       const t = current();
-      const n = batch.records.length / RECORD;
-      const ctx = { data: batch.data, view: viewOf(batch.records), headerView: viewOf(batch.headers), topic: batch.topic, partition: batch.partition };
+      const words = wordsOf(batch.records);
+      const n = words.length / RECORD;
+      const ctx = { data: batch.data, records: words, headers: wordsOf(batch.headers), topic: batch.topic, partition: batch.partition };
       const out = new Emitter(batch.data, n * RECORD, referencedInput);
       for (let i = 0; i < n; i++) {
         const record = new Record(ctx, i);
-        out._begin(i, ctx.view.getBigInt64(i * RECORD + 8, true));
+        out._begin(i, i64At(words, i * RECORD + 2));
         try {
           t.process(record, out);
         } catch (e) {
@@ -1526,7 +1529,7 @@ export function createHandler(module) {
       const out = new Emitter(batch.data, results.length << 5, false);
       for (let i = 0; i < results.length; i++) {
         const raw = results[i];
-        out._begin(i, raw.end);
+        out._begin(i, Number(raw.end));
         try {
           t.onWindow(new WindowResult(batch.data, raw), out);
         } catch (e) {
@@ -1544,7 +1547,7 @@ export function createHandler(module) {
       const out = new Emitter(batch.data, fired.length * RECORD, false);
       for (let i = 0; i < fired.length; i++) {
         const f = fired[i];
-        out._begin(i, f.at);
+        out._begin(i, Number(f.at));
         try {
           t.onTimer(new Timer(batch.data.subarray(f.key.start, f.key.start + f.key.len), f.at, f.clock), out);
         } catch (e) {

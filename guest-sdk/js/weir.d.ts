@@ -179,6 +179,8 @@ export class WindowSpec {
   static hopping(sizeMs: number | bigint, advanceMs: number | bigint): WindowSpec;
   static sliding(maxDifferenceMs: number | bigint): WindowSpec;
   static session(gapMs: number | bigint): WindowSpec;
+  static countTumbling(count: number | bigint): WindowSpec;
+  static countHopping(count: number | bigint, step: number | bigint): WindowSpec;
   graceMs(ms: number | bigint): WindowSpec;
   aggregation(aggregation: Aggregation): WindowSpec;
   count(): WindowSpec;

@@ -1224,6 +1224,20 @@ export class WindowSpec {
     return WindowSpec._of({ tag: 'session', val: u64(gapMs, 'gap') });
   }
 
+  /**
+   * Per key, windows of `count` values, back to back; a result's start and
+   * end are its first and last values' timestamps.
+   * @param {number | bigint} count
+   */
+  static countTumbling(count) {
+    return WindowSpec._of({ tag: 'count-tumbling', val: u64(count, 'count') });
+  }
+
+  /** Per key, windows of `count` values starting every `step` values. @param {number | bigint} count @param {number | bigint} step */
+  static countHopping(count, step) {
+    return WindowSpec._of({ tag: 'count-hopping', val: { size: u64(count, 'count'), step: u64(step, 'step') } });
+  }
+
   /** How long after its end a window accepts late values (default 0). @param {number | bigint} ms */
   graceMs(ms) {
     return this._with({ graceMs: u64(ms, 'grace') });

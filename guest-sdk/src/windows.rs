@@ -81,6 +81,18 @@ impl WindowSpec {
         Self::of(wit::WindowKind::Session(gap_ms))
     }
 
+    /// Per key, windows of `count` values, back to back (Quix Streams'
+    /// tumbling count windows); a result's start and end are its first and
+    /// last values' timestamps.
+    pub fn count_tumbling(count: u64) -> Self {
+        Self::of(wit::WindowKind::CountTumbling(count))
+    }
+
+    /// Per key, windows of `count` values starting every `step` values.
+    pub fn count_hopping(count: u64, step: u64) -> Self {
+        Self::of(wit::WindowKind::CountHopping(wit::CountHopping { size: count, step }))
+    }
+
     /// How long after its end a window accepts late values (default 0).
     pub fn grace_ms(mut self, grace_ms: u64) -> Self {
         self.spec.grace_ms = grace_ms;

@@ -346,6 +346,7 @@ weir_bytes weir_json_str(weir_bytes utf8);
  */
 typedef enum weir_window_kind {
     WEIR_TUMBLING, WEIR_HOPPING, WEIR_SLIDING, WEIR_SESSION,
+    WEIR_COUNT_WINDOW, /* per key, size_ms values per window, starting every advance_ms values */
 } weir_window_kind;
 
 typedef enum weir_aggregation {
@@ -375,6 +376,10 @@ weir_window_spec weir_tumbling(uint64_t size_ms);
 weir_window_spec weir_hopping(uint64_t size_ms, uint64_t advance_ms);
 weir_window_spec weir_sliding(uint64_t max_difference_ms);
 weir_window_spec weir_session(uint64_t gap_ms);
+/* Count windows: per key, `count` values per window, starting every `step`
+ * values (a result's start and end are its first and last values' times). */
+weir_window_spec weir_count_tumbling(uint64_t count);
+weir_window_spec weir_count_hopping(uint64_t count, uint64_t step);
 
 /* A declared aggregation: the id the host assigned. */
 typedef struct weir_window {

@@ -779,6 +779,8 @@ weir_window_spec weir_tumbling(uint64_t size_ms) { return spec_of(WEIR_TUMBLING,
 weir_window_spec weir_hopping(uint64_t size_ms, uint64_t advance_ms) { return spec_of(WEIR_HOPPING, size_ms, advance_ms); }
 weir_window_spec weir_sliding(uint64_t max_difference_ms) { return spec_of(WEIR_SLIDING, max_difference_ms, 0); }
 weir_window_spec weir_session(uint64_t gap_ms) { return spec_of(WEIR_SESSION, gap_ms, 0); }
+weir_window_spec weir_count_tumbling(uint64_t count) { return spec_of(WEIR_COUNT_WINDOW, count, count); }
+weir_window_spec weir_count_hopping(uint64_t count, uint64_t step) { return spec_of(WEIR_COUNT_WINDOW, count, step); }
 
 const char *weir_window_define(const char *name, const weir_window_spec *spec, weir_window *window) {
     weir_transform_windows_window_spec_t s = {0};
@@ -798,6 +800,10 @@ const char *weir_window_define(const char *name, const weir_window_spec *spec, w
     case WEIR_SESSION:
         s.kind.tag = WEIR_TRANSFORM_WINDOWS_WINDOW_KIND_SESSION;
         s.kind.val.session = spec->size_ms;
+        break;
+    case WEIR_COUNT_WINDOW:
+        s.kind.tag = WEIR_TRANSFORM_WINDOWS_WINDOW_KIND_COUNT_HOPPING;
+        s.kind.val.count_hopping = (weir_transform_windows_count_hopping_t){spec->size_ms, spec->advance_ms};
         break;
     default:
         return "weir_window_define: unknown window kind";

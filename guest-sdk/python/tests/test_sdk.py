@@ -128,7 +128,7 @@ class WindowCount(unittest.TestCase):
             ([("window", "tumbling"), ("size_ms", "")], "config `size_ms` = ``: cannot parse integer from empty string"),
             ([("window", "tumbling"), ("size_ms", "99999999999999999999")], "config `size_ms` = `99999999999999999999`: number too large to fit in target type"),
             ([("window", "hopping"), ("size_ms", "10")], "config `advance_ms` is required for this window"),
-            ([("window", "daily")], "config `window` = `daily`: expected tumbling, hopping, sliding or session"),
+            ([("window", "daily")], "config `window` = `daily`: expected tumbling, hopping, sliding, session, count-tumbling or count-hopping"),
             ([("window", "session"), ("gap_ms", "1"), ("emit", "x")], "config `emit` = `x`: expected final or update"),
         ]
         for config, message in cases:

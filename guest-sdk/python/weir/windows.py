@@ -96,6 +96,17 @@ class WindowSpec:
         """Per-key sessions of values at most ``gap_ms`` apart."""
         return WindowSpec(_w.WindowKind_Session(_ms(gap_ms)))
 
+    @staticmethod
+    def count_tumbling(count: int) -> WindowSpec:
+        """Per key, windows of ``count`` values, back to back; a result's
+        start and end are its first and last values' timestamps."""
+        return WindowSpec(_w.WindowKind_CountTumbling(_ms(count)))
+
+    @staticmethod
+    def count_hopping(count: int, step: int) -> WindowSpec:
+        """Per key, windows of ``count`` values starting every ``step`` values."""
+        return WindowSpec(_w.WindowKind_CountHopping(_w.CountHopping(_ms(count), _ms(step))))
+
     def grace_ms(self, grace_ms: int) -> WindowSpec:
         """How long after its end a window accepts late values (default 0)."""
         return self._with(_grace_ms=_ms(grace_ms))

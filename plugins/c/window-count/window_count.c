@@ -1,8 +1,9 @@
 /* Counts records per key in windows computed by the host.
  *
- * Config: `window` = `tumbling` | `hopping` | `sliding` | `session`,
- * `size_ms` (tumbling, hopping, sliding), `advance_ms` (hopping), `gap_ms`
- * (session), `grace_ms` (default 0), `emit` = `final` (default) | `update`,
+ * Config: `window` = `tumbling` | `hopping` | `sliding` | `session` |
+ * `count-tumbling` | `count-hopping`, `size_ms` (tumbling, hopping,
+ * sliding), `advance_ms` (hopping), `gap_ms` (session), `count` and `step`
+ * (count windows), `grace_ms` (default 0), `emit` = `final` (default) | `update`,
  * and optionally `idle_close_ms`. Each result becomes a record keyed by the
  * record key with value `{"start":S,"end":E,"count":N}`; `end` is exclusive
  * for tumbling and hopping windows and the inclusive last instant for
@@ -41,8 +42,14 @@ const char *weir_init(const weir_config *c) {
     } else if (strcmp(kind, "session") == 0) {
         if ((err = ms(c, "gap_ms", &size))) return err;
         spec = weir_session(size);
+    } else if (strcmp(kind, "count-tumbling") == 0) {
+        if ((err = ms(c, "count", &size))) return err;
+        spec = weir_count_tumbling(size);
+    } else if (strcmp(kind, "count-hopping") == 0) {
+        if ((err = ms(c, "count", &size)) || (err = ms(c, "step", &advance))) return err;
+        spec = weir_count_hopping(size, advance);
     } else {
-        return weir_format("config `window` = `%s`: expected tumbling, hopping, sliding or session", kind);
+        return weir_format("config `window` = `%s`: expected tumbling, hopping, sliding, session, count-tumbling or count-hopping", kind);
     }
     if (weir_config_u64(c, "grace_ms", &spec.grace_ms, &err) < 0) return err;
     spec.aggregation = WEIR_COUNT;

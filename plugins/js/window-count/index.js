@@ -1,8 +1,9 @@
 // Counts records per key in windows computed by the host.
 //
-// Config: `window` = `tumbling` | `hopping` | `sliding` | `session`,
-// `size_ms` (tumbling, hopping, sliding), `advance_ms` (hopping), `gap_ms`
-// (session), `grace_ms` (default 0), `emit` = `final` (default) | `update`,
+// Config: `window` = `tumbling` | `hopping` | `sliding` | `session` |
+// `count-tumbling` | `count-hopping`, `size_ms` (tumbling, hopping,
+// sliding), `advance_ms` (hopping), `gap_ms` (session), `count` and `step`
+// (count windows), `grace_ms` (default 0), `emit` = `final` (default) | `update`,
 // and optionally `idle_close_ms`. Each result becomes a record keyed by the
 // record key with value `{"start": S, "end": E, "count": N}`; `end` is
 // exclusive for tumbling and hopping windows and the inclusive last instant
@@ -32,8 +33,14 @@ function spec(config) {
     case 'session':
       spec = WindowSpec.session(ms('gap_ms'));
       break;
+    case 'count-tumbling':
+      spec = WindowSpec.countTumbling(ms('count'));
+      break;
+    case 'count-hopping':
+      spec = WindowSpec.countHopping(ms('count'), ms('step'));
+      break;
     default:
-      throw new Error(`config \`window\` = \`${kind}\`: expected tumbling, hopping, sliding or session`);
+      throw new Error(`config \`window\` = \`${kind}\`: expected tumbling, hopping, sliding, session, count-tumbling or count-hopping`);
   }
   spec = spec.graceMs(config.u64('grace_ms', 0)).count();
   const emit = config.get('emit') ?? 'final';

@@ -1,8 +1,9 @@
 """Counts records per key in windows computed by the host.
 
-Config: ``window`` = ``tumbling`` | ``hopping`` | ``sliding`` | ``session``,
-``size_ms`` (tumbling, hopping, sliding), ``advance_ms`` (hopping), ``gap_ms``
-(session), ``grace_ms`` (default 0), ``emit`` = ``final`` (default) |
+Config: ``window`` = ``tumbling`` | ``hopping`` | ``sliding`` | ``session`` |
+``count-tumbling`` | ``count-hopping``, ``size_ms`` (tumbling, hopping,
+sliding), ``advance_ms`` (hopping), ``gap_ms`` (session), ``count`` and
+``step`` (count windows), ``grace_ms`` (default 0), ``emit`` = ``final`` (default) |
 ``update``, and optionally ``idle_close_ms``. Each result becomes a record
 keyed by the record key with value ``{"start":S,"end":E,"count":N}``; ``end``
 is exclusive for tumbling and hopping windows and the inclusive last instant
@@ -30,8 +31,12 @@ def spec(config: weir.Config) -> WindowSpec:
         spec = WindowSpec.sliding(ms("size_ms"))
     elif kind == "session":
         spec = WindowSpec.session(ms("gap_ms"))
+    elif kind == "count-tumbling":
+        spec = WindowSpec.count_tumbling(ms("count"))
+    elif kind == "count-hopping":
+        spec = WindowSpec.count_hopping(ms("count"), ms("step"))
     else:
-        raise ConfigError(f"config `window` = `{kind}`: expected tumbling, hopping, sliding or session")
+        raise ConfigError(f"config `window` = `{kind}`: expected tumbling, hopping, sliding, session, count-tumbling or count-hopping")
     spec = spec.grace_ms(config.parse_or("grace_ms", u64, 0)).count()
     emit = config.get("emit", "final")
     if emit == "final":

@@ -20,6 +20,12 @@ pub enum WindowKind {
     Sliding(u64),
     /// Per-key activity windows closed by this gap of inactivity, in ms.
     Session(u64),
+    /// Per key, windows of `size` values starting every `step` values
+    /// (Quix Streams' count windows; tumbling when `step == size`).
+    Count {
+        size: u64,
+        step: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

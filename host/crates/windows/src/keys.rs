@@ -4,6 +4,8 @@
 //! w <name len:u16> <name> a <key len:u32> <key> <start>   -> <end> <agg>     a window
 //! w <name len:u16> <name> c <close at> <key len:u32> <key> <start> -> ""     close index
 //! w <name len:u16> <name> p <key len:u32> <key> <ts>      -> <agg>           sliding-window points
+//! w <name len:u16> <name> f <key len:u32> <key> <start>   -> <first ts>      a count window's first value
+//! w <name len:u16> <name> s <key len:u32> <key>           -> <values:u64>    values a key gave count windows
 //! w <name len:u16> <name> t                                -> <stream time>
 //! w <name len:u16> <name> n                                -> <earliest close>
 //! ```
@@ -178,6 +180,21 @@ pub fn refresh_earliest_close(state: &mut PartitionState, name: &str, until: i64
     Ok(())
 }
 
+/// The first value's timestamp of a count window (tag `f`, keyed like the window).
+pub fn first_key(name: &str, key: &[u8], start: i64) -> Vec<u8> {
+    let mut k = key_prefix(name, b'f', key);
+    k.extend_from_slice(&time_bytes(start));
+    k
+}
+
+pub fn get_time(state: &PartitionState, k: &[u8]) -> Result<Option<i64>> {
+    state.get_raw(k)?.map(|b| time_from(&b)).transpose()
+}
+
+pub fn put_time(state: &mut PartitionState, k: Vec<u8>, t: i64) {
+    state.put_raw(k, Some(time_bytes(t).to_vec()));
+}
+
 pub fn unschedule_close(state: &mut PartitionState, name: &str, close_at: i64, key: &[u8], start: i64) {
     state.put_raw(index_key(name, close_at, key, start), None);
 }
@@ -218,7 +235,7 @@ fn decode_due(k: Vec<u8>, n: usize) -> Result<Due> {
 pub fn last_instant(kind: &WindowKind, end: i64) -> i64 {
     match kind {
         WindowKind::Tumbling(_) | WindowKind::Hopping(_) => end - 1,
-        WindowKind::Sliding(_) | WindowKind::Session(_) => end,
+        WindowKind::Sliding(_) | WindowKind::Session(_) | WindowKind::Count { .. } => end,
     }
 }
 

@@ -12,6 +12,7 @@ use weir_abi::{Aggregation, EmitMode, WindowKind, WindowSpec};
 use weir_state::PartitionState;
 
 mod agg;
+mod count;
 mod keys;
 mod session;
 mod sliding;
@@ -94,6 +95,17 @@ fn validate(name: &str, spec: &WindowSpec) -> Result<(), String> {
         }
         WindowKind::Sliding(size) => positive("time difference", size)?,
         WindowKind::Session(gap) => positive("gap", gap)?,
+        WindowKind::Count { size, step } => {
+            if size == 0 || step == 0 || step > size {
+                return Err(format!("window `{name}`: a count window needs 1 <= step ({step}) <= size ({size})"));
+            }
+            if size.div_ceil(step) > MAX_WINDOWS_PER_VALUE {
+                return Err(format!(
+                    "window `{name}`: {size} values stepping by {step} puts each value in {} windows, more than {MAX_WINDOWS_PER_VALUE}",
+                    size.div_ceil(step)
+                ));
+            }
+        }
     }
     if spec.grace_ms > MAX {
         return Err(format!("window `{name}`: grace must be at most {MAX} ms"));
@@ -230,6 +242,7 @@ pub fn add(defs: &WindowDefs, state: &mut PartitionState, folder: &mut dyn Folde
         WindowKind::Hopping(h) => time::add(&mut ctx, h.size_ms, h.advance_ms, add),
         WindowKind::Sliding(size) => sliding::add(&mut ctx, size, add),
         WindowKind::Session(gap) => session::add(&mut ctx, gap, add),
+        WindowKind::Count { size, step } => count::add(&mut ctx, size, step, add),
     }
 }
 
@@ -288,14 +301,17 @@ fn close_due(ctx: &mut Ctx<'_>, until: i64, trigger: Option<u32>) -> Result<(), 
         latest_close = latest_close.max(entry.close_at);
         ctx.state.put_raw(entry.index_key.clone(), None);
         let result = match ctx.def.spec.kind {
-            WindowKind::Sliding(size) => sliding::close(ctx, size, &entry)?,
-            _ => keys::take_window(ctx.state, name, &entry.key, entry.start, ctx.custom()).map_err(CallFailure::host)?,
+            WindowKind::Sliding(size) => sliding::close(ctx, size, &entry)?.map(|(end, agg)| (entry.start, end, agg)),
+            WindowKind::Count { .. } => count::take(ctx, &entry)?,
+            _ => {
+                keys::take_window(ctx.state, name, &entry.key, entry.start, ctx.custom()).map_err(CallFailure::host)?.map(|(end, agg)| (entry.start, end, agg))
+            }
         };
-        if let Some((end, agg)) = result
+        if let Some((start, end, agg)) = result
             && !ctx.emit_updates()
         {
             let timestamp = keys::last_instant(&ctx.def.spec.kind, end);
-            ctx.out.push(Emitted { window: ctx.id, key: entry.key, start: entry.start, end, agg, closed: true, input: trigger, timestamp });
+            ctx.out.push(Emitted { window: ctx.id, key: entry.key, start, end, agg, closed: true, input: trigger, timestamp });
         }
     }
     match cut_short {
@@ -336,8 +352,13 @@ pub fn fuzz_store(entries: &[(u8, Vec<u8>, Vec<u8>)], values: &[(Vec<u8>, i64, f
     }
     use weir_abi::Hopping;
     let mut defs = WindowDefs::default();
-    let kinds =
-        [WindowKind::Tumbling(1000), WindowKind::Hopping(Hopping { size_ms: 1000, advance_ms: 250 }), WindowKind::Sliding(1000), WindowKind::Session(500)];
+    let kinds = [
+        WindowKind::Tumbling(1000),
+        WindowKind::Hopping(Hopping { size_ms: 1000, advance_ms: 250 }),
+        WindowKind::Sliding(1000),
+        WindowKind::Session(500),
+        WindowKind::Count { size: 4, step: 2 },
+    ];
     for (i, kind) in kinds.into_iter().enumerate() {
         for aggregation in [Aggregation::Count, Aggregation::Custom] {
             let spec =
@@ -440,6 +461,36 @@ mod tests {
         assert_eq!((last.start, last.end, last.agg.count), (0, 1000, 3), "{out:?}");
         let custom = String::from_utf8(last.agg.custom.clone().unwrap()).unwrap();
         assert!(custom.contains('+') && custom.contains('a') && custom.contains('b') && custom.contains('c'), "{custom}");
+    }
+
+    #[test]
+    fn count_windows_close_when_full_and_a_forced_close_ends_the_rest() {
+        let mut defs = WindowDefs::default();
+        defs.define("c", spec(WindowKind::Count { size: 3, step: 2 }, Aggregation::Count, EmitMode::OnClose)).unwrap();
+        let (mut state, mut folder) = (PartitionState::in_memory(), FakeFolder { budget: 1 << 20, ..Default::default() });
+        // Time plays no part: an old timestamp is on time, not late.
+        let (out, on_time) = feed(&defs, &mut state, &mut folder, &[(50, b""), (60, b""), (10, b""), (70, b"")]);
+        assert_eq!(on_time, [true; 4]);
+        let windows: Vec<_> = out.iter().map(|e| (e.start, e.end, e.agg.count, e.closed, e.input)).collect();
+        assert_eq!(windows, [(50, 10, 3, true, Some(2))], "values 0-2 fill the first window; the second holds 2 and 3");
+        let mut rest = Vec::new();
+        force_close(&defs, &mut state, &mut folder, ForceClose::All, &mut rest).unwrap();
+        let windows: Vec<_> = rest.iter().map(|e| (e.start, e.end, e.agg.count, e.closed, e.input)).collect();
+        assert_eq!(windows, [(10, 70, 2, true, None)]);
+        rest.clear();
+        force_close(&defs, &mut state, &mut folder, ForceClose::All, &mut rest).unwrap();
+        assert!(rest.is_empty(), "a window is final once: {rest:?}");
+    }
+
+    #[test]
+    fn count_windows_need_a_step_within_their_size() {
+        let mut defs = WindowDefs::default();
+        for (size, step) in [(0, 0), (3, 0), (3, 4)] {
+            let err = defs.define("c", spec(WindowKind::Count { size, step }, Aggregation::Count, EmitMode::OnClose)).unwrap_err();
+            assert!(err.contains("1 <= step"), "{err}");
+        }
+        let err = defs.define("c", spec(WindowKind::Count { size: 1 << 40, step: 1 }, Aggregation::Count, EmitMode::OnClose)).unwrap_err();
+        assert!(err.contains("windows, more than"), "{err}");
     }
 
     #[test]

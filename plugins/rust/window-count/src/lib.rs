@@ -1,8 +1,10 @@
 //! Counts records per key in windows computed by the host.
 //!
-//! Config: `window` = `tumbling` | `hopping` | `sliding` | `session`,
-//! `size_ms` (tumbling, hopping, sliding), `advance_ms` (hopping), `gap_ms`
-//! (session), `grace_ms` (default 0), `emit` = `final` (default) | `update`,
+//! Config: `window` = `tumbling` | `hopping` | `sliding` | `session` |
+//! `count-tumbling` | `count-hopping`, `size_ms` (tumbling, hopping,
+//! sliding), `advance_ms` (hopping), `gap_ms` (session), `count` and `step`
+//! (count windows; a result's start and end are its first and last values'
+//! timestamps), `grace_ms` (default 0), `emit` = `final` (default) | `update`,
 //! and optionally `idle_close_ms`. Each result becomes a record keyed by the
 //! record key with value `{"start": S, "end": E, "count": N}`; `end` is
 //! exclusive for tumbling and hopping windows and the inclusive last instant
@@ -10,6 +12,8 @@
 //! update mode a session merged into another is reported with count 0.
 
 use weir_sdk::{Config, Emitter, Error, Output, Record, Transform, Window, WindowResult, WindowSpec};
+
+const MSG: &str = "expected tumbling, hopping, sliding, session, count-tumbling or count-hopping";
 
 struct WindowCount {
     window: Window,
@@ -22,7 +26,9 @@ fn spec(config: &Config) -> Result<WindowSpec, String> {
         "hopping" => WindowSpec::hopping(ms("size_ms")?, ms("advance_ms")?),
         "sliding" => WindowSpec::sliding(ms("size_ms")?),
         "session" => WindowSpec::session(ms("gap_ms")?),
-        other => return Err(format!("config `window` = `{other}`: expected tumbling, hopping, sliding or session")),
+        "count-tumbling" => WindowSpec::count_tumbling(ms("count")?),
+        "count-hopping" => WindowSpec::count_hopping(ms("count")?, ms("step")?),
+        other => return Err(format!("config `window` = `{other}`: {MSG}")),
     };
     let spec = spec.grace_ms(config.parse_or("grace_ms", 0)?).count();
     let spec = match config.get("emit").unwrap_or("final") {

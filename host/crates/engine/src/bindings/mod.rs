@@ -16,9 +16,10 @@ use crate::transform::instance::HostState;
 /// windows interfaces, window results and additions, rejections): host
 /// trait implementations and conversions, written once and expanded in each
 /// version's module, where `log`, `state`, `windows` and `types` name that
-/// version's generated modules.
+/// version's generated modules. Window kinds a version added are passed in
+/// as further match arms of `window_spec`.
 macro_rules! same_since_0_1 {
-    () => {
+    ($($kind:pat => $abi:expr),* $(,)?) => {
         impl log::Host for LogCapability<'_> {
             fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
                 let level = match level {
@@ -110,6 +111,7 @@ macro_rules! same_since_0_1 {
                     windows::WindowKind::Hopping(h) => abi::WindowKind::Hopping(abi::Hopping { size_ms: h.size_ms, advance_ms: h.advance_ms }),
                     windows::WindowKind::Sliding(ms) => abi::WindowKind::Sliding(ms),
                     windows::WindowKind::Session(ms) => abi::WindowKind::Session(ms),
+                    $($kind => $abi,)*
                 },
                 grace_ms: s.grace_ms,
                 aggregation: match s.aggregation {

@@ -32,7 +32,10 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-super::same_since_0_1!();
+super::same_since_0_1! {
+    windows::WindowKind::CountHopping(c) => abi::WindowKind::Count { size: c.size, step: c.step },
+    windows::WindowKind::CountTumbling(size) => abi::WindowKind::Count { size, step: size },
+}
 
 fn clock(c: timers::Clock) -> Clock {
     match c {

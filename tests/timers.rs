@@ -151,3 +151,26 @@ fn pending_timers_survive_kill_9_and_fire_once_against_state() {
     assert!(missing.is_empty() && extra.is_empty(), "missing alerts {missing:?}, unexpected alerts {extra:?}; log:\n{}", weir.log_text());
     eprintln!("{} alerts, {} outputs after kill -9", want.len(), out.len());
 }
+
+/// Wall-clock timers fire on the real pipeline with no record to push them:
+/// each key gets its alert about a second after its last record, from the
+/// scheduler's timer jobs alone.
+#[test]
+fn wall_clock_timers_fire_without_further_records() {
+    let k = Broker::shared().scope();
+    k.create_topic("pings", 2);
+    k.create_topic("silent", 2);
+    k.create_topic("idle.dlq", 1);
+    let config = host_config(&deployment("idle", "inactivity", "pings", "silent", "config = { gap_ms = \"1000\", clock = \"wall-clock\" }"));
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &config);
+    weir.wait_partitions("idle", 2);
+    let pings: Vec<Rec> = (0..20).map(|i| Rec::new(&format!("device{}", i % 5), "ping")).collect();
+    k.produce("pings", &pings);
+    let out = k.read("silent", 5, Duration::from_secs(30));
+    let keys: BTreeSet<&str> = out.iter().map(Rec::key_str).collect();
+    assert_eq!(keys.len(), 5, "one alert per device; got {:?}; log:\n{}", out.iter().map(Rec::value_str).collect::<Vec<_>>(), weir.log_text());
+    for r in &out {
+        assert!(r.value_str().ends_with(r#""alerts":1}"#) && r.value_str().starts_with(r#"{"records":4,"#), "{}", r.value_str());
+    }
+}

@@ -90,6 +90,10 @@ fn charge(budget: &mut HostBudget, bytes: usize, what: &str) -> wasmtime::Result
 /// undo log).
 const ENTRY_OVERHEAD: usize = 64;
 
+/// Longest timer key: a timer's key is copied a few times each time it
+/// fires, and keys are for naming, not for carrying data.
+const MAX_TIMER_KEY: usize = 4096;
+
 impl LogCapability<'_> {
     pub fn write(&mut self, level: LogLevel, message: &str) -> wasmtime::Result<()> {
         charge(self.budget, message.len().min(crate::transform::log::MAX_LINE_BYTES), "log lines")?;
@@ -162,7 +166,10 @@ impl StateCapability<'_> {
 
     pub fn set_timer(&mut self, key: &[u8], at: i64, clock: Clock) -> wasmtime::Result<()> {
         charge(self.budget, 2 * (key.len() + ENTRY_OVERHEAD), "timers")?;
-        if clock == Clock::EventTime && self.horizon.latest.is_some_and(|latest| at <= latest) {
+        if key.len() > MAX_TIMER_KEY {
+            return Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry { bytes: key.len() as u64, limit: MAX_TIMER_KEY as u64 }));
+        }
+        if clock == Clock::EventTime && self.horizon.between.is_some_and(|(after, latest)| after < at && at <= latest) {
             self.horizon.crossed = true;
         }
         let state = self.partition()?;

@@ -23,7 +23,7 @@ pub mod transform;
 pub mod validate;
 pub mod wasi;
 
-use crate::bindings::Pre;
+use crate::bindings::{Pre, WorldVersion};
 use crate::transform::instance::HostState;
 pub use validate::LoadError;
 
@@ -101,6 +101,13 @@ pub struct Module {
     pub compiled_in: Option<Duration>,
     pub(crate) pre: Pre,
     pub(crate) engine: Engine,
+}
+
+impl Module {
+    /// The world version the component implements.
+    pub fn world_version(&self) -> WorldVersion {
+        self.pre.version()
+    }
 }
 
 impl Engine {

@@ -130,6 +130,9 @@ pub struct PartitionState {
     /// flush forgets the count instead of persisting it.
     pending_inexact: bool,
     savepoint: Option<Savepoint>,
+    /// Per clock, no timer is due before this time (see `timers.rs`); reset
+    /// by every rollback, which may restore timers taken below it.
+    timer_floor: [i64; 2],
 }
 
 impl PartitionState {
@@ -160,6 +163,7 @@ impl PartitionState {
             txn_bytes: 0,
             pending_inexact: false,
             savepoint: None,
+            timer_floor: [i64::MIN; 2],
         })
     }
 
@@ -212,6 +216,7 @@ impl PartitionState {
     }
 
     fn undo_to(&mut self, len: usize) {
+        self.timer_floor = [i64::MIN; 2];
         for (key, previous) in self.undo.drain(len..).rev() {
             let held = |v: &pending::Value| entry_held(&key, v);
             let now = self.pending.get(&key).map_or(0, held);

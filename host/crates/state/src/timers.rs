@@ -7,6 +7,11 @@
 //! value) orders timers by clock, then time, then key, which is the order
 //! they fire in. Times are stored with the sign bit flipped so that negative
 //! times sort before positive ones.
+//!
+//! Scans of the queue start at a floor below which no timer is set: the
+//! entries of timers fired since the last flush are pending deletions a
+//! scan from the queue's start would walk again and again (the window close
+//! index keeps its earliest close for the same reason).
 
 use anyhow::Result;
 
@@ -22,6 +27,10 @@ pub enum Clock {
 }
 
 impl Clock {
+    fn index(self) -> usize {
+        self as usize
+    }
+
     fn byte(self) -> u8 {
         match self {
             Clock::EventTime => b'e',
@@ -86,6 +95,8 @@ impl PartitionState {
     /// it had.
     pub fn set_timer(&mut self, key: &[u8], at: i64, clock: Clock) -> Result<()> {
         self.cancel_timer(key)?;
+        let floor = &mut self.timer_floor[clock.index()];
+        *floor = (*floor).min(at);
         let mut v = vec![clock.byte()];
         v.extend_from_slice(&sortable(at));
         self.put_raw(by_key(key), Some(v));
@@ -102,14 +113,20 @@ impl PartitionState {
         Ok(())
     }
 
-    /// Up to `max` timers of `clock` due at `now` (time at most `now`), in
-    /// time then key order, removed from the state: the caller fires them
-    /// in the same transaction, so a rollback sets them again.
-    pub fn take_due_timers(&mut self, clock: Clock, now: i64, max: usize) -> Result<Vec<Timer>> {
-        let start = queue(clock);
+    /// Timers of `clock` due at `now` (time at most `now`), in time then key
+    /// order, removed from the state: at most `max` of them, stopping after
+    /// the one whose key brings their keys to `max_bytes`. The caller fires
+    /// them in the same transaction, so a rollback sets them again.
+    pub fn take_due_timers(&mut self, clock: Clock, now: i64, max: usize, max_bytes: u64) -> Result<Vec<Timer>> {
+        let floor = self.timer_floor[clock.index()];
+        if floor > now {
+            return Ok(Vec::new());
+        }
+        let start = queued(clock, floor, &[]);
         // Every key starting with a time up to `now`, whatever its key bytes.
         let end = crate::prefix_end(&queued(clock, now, &[]));
-        let due = self.scan_raw(&start, end.as_deref(), max, u64::MAX)?;
+        let due = self.scan_raw(&start, end.as_deref(), max, max_bytes)?;
+        let complete = due.len() < max && due.iter().map(|(k, _)| k.len() as u64).sum::<u64>() < max_bytes;
         let mut timers = Vec::with_capacity(due.len());
         for (k, _) in due {
             let at = from_sortable(&k[3..11]);
@@ -118,14 +135,21 @@ impl PartitionState {
             self.put_raw(by_key(&key), None);
             timers.push(Timer { key, at, clock });
         }
+        self.timer_floor[clock.index()] = match (complete, timers.last()) {
+            (true, _) => now.saturating_add(1),
+            (false, Some(last)) => last.at,
+            (false, None) => floor,
+        };
         Ok(timers)
     }
 
     /// The time of the earliest timer of `clock`, if any.
-    pub fn next_timer(&self, clock: Clock) -> Result<Option<i64>> {
-        let start = queue(clock);
-        let end = crate::prefix_end(&start);
-        Ok(self.scan_raw(&start, end.as_deref(), 1, u64::MAX)?.first().map(|(k, _)| from_sortable(&k[3..11])))
+    pub fn next_timer(&mut self, clock: Clock) -> Result<Option<i64>> {
+        let floor = self.timer_floor[clock.index()];
+        let end = crate::prefix_end(&queue(clock));
+        let next = self.scan_raw(&queued(clock, floor, &[]), end.as_deref(), 1, u64::MAX)?.first().map(|(k, _)| from_sortable(&k[3..11]));
+        self.timer_floor[clock.index()] = next.unwrap_or(i64::MAX);
+        Ok(next)
     }
 }
 
@@ -150,11 +174,11 @@ mod tests {
         set(&mut s, "d", 21, Clock::EventTime);
         set(&mut s, "w", 0, Clock::WallClock);
         assert_eq!(s.next_timer(Clock::EventTime).unwrap(), Some(-5));
-        assert_eq!(keys(&s.take_due_timers(Clock::EventTime, 20, 100).unwrap()), [("c".into(), -5), ("a".into(), 20), ("b".into(), 20)]);
-        assert!(s.take_due_timers(Clock::EventTime, 20, 100).unwrap().is_empty());
+        assert_eq!(keys(&s.take_due_timers(Clock::EventTime, 20, 100, u64::MAX).unwrap()), [("c".into(), -5), ("a".into(), 20), ("b".into(), 20)]);
+        assert!(s.take_due_timers(Clock::EventTime, 20, 100, u64::MAX).unwrap().is_empty());
         assert_eq!(s.timer(b"a").unwrap(), None);
         assert_eq!(s.timer(b"d").unwrap(), Some((21, Clock::EventTime)));
-        assert_eq!(keys(&s.take_due_timers(Clock::WallClock, i64::MAX, 100).unwrap()), [("w".into(), 0)]);
+        assert_eq!(keys(&s.take_due_timers(Clock::WallClock, i64::MAX, 100, u64::MAX).unwrap()), [("w".into(), 0)]);
     }
 
     #[test]
@@ -166,7 +190,7 @@ mod tests {
         assert_eq!(s.next_timer(Clock::EventTime).unwrap(), None);
         s.cancel_timer(b"k").unwrap();
         assert_eq!(s.next_timer(Clock::WallClock).unwrap(), None);
-        assert!(s.take_due_timers(Clock::WallClock, i64::MAX, 10).unwrap().is_empty());
+        assert!(s.take_due_timers(Clock::WallClock, i64::MAX, 10, u64::MAX).unwrap().is_empty());
     }
 
     #[test]
@@ -174,10 +198,10 @@ mod tests {
         let mut s = PartitionState::in_memory();
         set(&mut s, "k", 10, Clock::EventTime);
         s.begin();
-        assert_eq!(s.take_due_timers(Clock::EventTime, 10, 10).unwrap().len(), 1);
+        assert_eq!(s.take_due_timers(Clock::EventTime, 10, 10, u64::MAX).unwrap().len(), 1);
         s.rollback();
         assert_eq!(s.timer(b"k").unwrap(), Some((10, Clock::EventTime)));
-        assert_eq!(s.take_due_timers(Clock::EventTime, 10, 10).unwrap().len(), 1);
+        assert_eq!(s.take_due_timers(Clock::EventTime, 10, 10, u64::MAX).unwrap().len(), 1);
     }
 
     #[test]
@@ -186,9 +210,25 @@ mod tests {
         for i in 0..5u8 {
             s.set_timer(&[0xFF, i, 0xFF], i64::from(i), Clock::EventTime).unwrap();
         }
-        assert_eq!(s.take_due_timers(Clock::EventTime, 100, 3).unwrap().len(), 3);
-        let rest = s.take_due_timers(Clock::EventTime, i64::MAX, 3).unwrap();
+        assert_eq!(s.take_due_timers(Clock::EventTime, 100, 3, u64::MAX).unwrap().len(), 3);
+        let rest = s.take_due_timers(Clock::EventTime, i64::MAX, 3, u64::MAX).unwrap();
         assert_eq!(rest.iter().map(|t| t.key.clone()).collect::<Vec<_>>(), [vec![0xFF, 3, 0xFF], vec![0xFF, 4, 0xFF]]);
+    }
+
+    #[test]
+    fn fired_timers_are_not_scanned_again_and_a_rollback_finds_them() {
+        let mut s = PartitionState::in_memory();
+        for i in 0..5 {
+            set(&mut s, &format!("k{i}"), i, Clock::EventTime);
+        }
+        s.begin();
+        assert_eq!(s.take_due_timers(Clock::EventTime, 2, 100, u64::MAX).unwrap().len(), 3);
+        assert_eq!(s.next_timer(Clock::EventTime).unwrap(), Some(3));
+        s.rollback();
+        assert_eq!(s.next_timer(Clock::EventTime).unwrap(), Some(0), "the rolled-back timers are due again");
+        set(&mut s, "late", -10, Clock::EventTime);
+        assert_eq!(s.take_due_timers(Clock::EventTime, 2, 100, u64::MAX).unwrap().len(), 4, "a timer set below the floor lowers it");
+        assert_eq!(s.take_due_timers(Clock::EventTime, 10, 100, 3).unwrap().len(), 1, "the byte bound stops the scan");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!
 //! Windows are keyed by their first value's number; every open window is in
 //! the close index at `i64::MAX`, which stream time never reaches but a
-//! forced close does.
+//! forced close does. A key's value count is its only lasting state: it is
+//! deleted whenever the key has no open window (a tumbling window filled,
+//! or a forced close), so numbering starts again from 0 and keys that come
+//! once leave nothing behind.
 
 use super::{Add, Agg, Ctx, Emitted, keys};
 use weir_abi::CallFailure;
@@ -22,7 +25,9 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, step: u64, add: &Add<'_>) -> Result<boo
         }
         None => 0,
     };
-    ctx.state.put_raw(counter, Some((n + 1).to_be_bytes().to_vec()));
+    // A tumbling window filled by this value leaves the key nothing open.
+    let restart = step == size && (n + 1) % size == 0;
+    ctx.state.put_raw(counter, if restart { None } else { Some((n + 1).to_be_bytes().to_vec()) });
     let last = n - n % step;
     let first = (n + 1).saturating_sub(size).div_ceil(step) * step;
     ctx.charge_windows((last - first) / step + 1, add.key)?;
@@ -64,5 +69,7 @@ pub fn take(ctx: &mut Ctx<'_>, entry: &keys::Due) -> Result<Option<(i64, i64, Ag
     let first_key = keys::first_key(name, &entry.key, entry.start);
     let first = keys::get_time(ctx.state, &first_key).map_err(CallFailure::host)?.unwrap_or(last);
     ctx.state.put_raw(first_key, None);
+    // A forced close ends every window of the key: numbering starts again.
+    ctx.state.put_raw(keys::key_prefix(name, b's', &entry.key), None);
     Ok(Some((first, last, agg)))
 }

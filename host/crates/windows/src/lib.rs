@@ -480,6 +480,10 @@ mod tests {
         rest.clear();
         force_close(&defs, &mut state, &mut folder, ForceClose::All, &mut rest).unwrap();
         assert!(rest.is_empty(), "a window is final once: {rest:?}");
+        // After a forced close the key's values are numbered from 0 again.
+        let (out, _) = feed(&defs, &mut state, &mut folder, &[(1, b""), (2, b""), (3, b"")]);
+        let windows: Vec<_> = out.iter().map(|e| (e.start, e.end, e.agg.count)).collect();
+        assert_eq!(windows, [(1, 3, 3)]);
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //! - `ragged`: returns packed output records 39 bytes long;
 //! - `timer-storm`: sets a timer for the distant past on every record, which
 //!   sets itself again each time it fires: an endless loop for a host that
-//!   fires until nothing is due (the records are forwarded).
+//!   fires until nothing is due (the records are forwarded, and each
+//!   `on-timer` call emits one null record).
 
 use weir_sdk::bindings::exports::weir::transform::handler::Guest;
 use weir_sdk::bindings::weir::transform::timers::{self, Clock, TimerBatch};
@@ -141,7 +142,10 @@ impl Guest for Hostile {
             let key = &batch.data[t.key.start as usize..(t.key.start + t.key.len) as usize];
             timers::set(key, i64::MIN, Clock::EventTime);
         }
-        Ok(empty())
+        // One output per call, so a test can count the calls.
+        let mut out = empty();
+        out.records.extend_from_slice(&record(0, NONE, (0, NONE), (0, 0)));
+        Ok(out)
     }
 
     fn on_window(_batch: WindowBatch) -> Result<OutputBatch, String> {

@@ -194,6 +194,13 @@ impl Pre {
         })
     }
 
+    pub fn version(&self) -> WorldVersion {
+        match self {
+            Pre::V0_1(_) => WorldVersion::V0_1,
+            Pre::V0_2(_) => WorldVersion::V0_2,
+        }
+    }
+
     pub fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Exports> {
         Ok(match self {
             Pre::V0_1(pre) => Exports::V0_1(pre.instantiate(store)?, v0_1::Scratch::default()),

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::batch::{self, Origin, SourceFailures};
 use super::instance::Instance;
-use super::timers::Fired;
+use super::timers::{Allowance, Fired};
 use super::{BatchResult, Produced, TransformSpec};
 use crate::Module;
 use crate::limits::thread_cpu_time;
@@ -59,9 +59,15 @@ struct Run {
     state: Option<Box<PartitionState>>,
     /// The earliest event-time timer, as of the last call.
     next_timer: Option<i64>,
-    /// `on-timer` calls the batch may still make: a few per record, so
-    /// timers that keep setting themselves due cannot hold a worker.
-    timer_calls: usize,
+    /// The `on-timer` calls and the CPU time the batch may still spend on
+    /// timers and on splitting calls that cross them: a few calls per
+    /// record, and twice a call's CPU limit, so timers that keep setting
+    /// themselves due, or calls that keep crossing them, cannot hold a
+    /// worker.
+    timers: Allowance,
+    /// The stream time as of the records run so far: timers a call sets at
+    /// or before it fire after the call, not before one of its records.
+    known_stream: i64,
     result: BatchResult,
     /// Set once the batch failed as a whole and is being bisected.
     isolation: Option<Isolation>,
@@ -169,6 +175,11 @@ impl Transform {
         self.instantiations
     }
 
+    /// Whether the transform's world has timers (0.2 on).
+    pub(super) fn module_has_timers(&self) -> bool {
+        self.module.world_version() != crate::bindings::WorldVersion::V0_1
+    }
+
     pub(super) fn spec(&self) -> &Arc<TransformSpec> {
         &self.spec
     }
@@ -208,10 +219,12 @@ impl Transform {
         let end = stop_at.map_or(batch.records.len() as u32, |f| f.index);
         let valid: Vec<u32> = (0..end).filter(|i| invalid.binary_search_by_key(i, |f| f.index).is_err()).collect();
         let failures = if stop_at.is_some() { Vec::new() } else { invalid.to_vec() };
+        let state_stream_time = state.stream_time();
         let mut run = Run {
             state: Some(state),
             next_timer: None,
-            timer_calls: 16 + 2 * valid.len(),
+            timers: Allowance::new(16 + 2 * valid.len(), 2 * self.spec.limits.cpu_ms_per_batch),
+            known_stream: state_stream_time,
             result: BatchResult { failures, ..BatchResult::default() },
             isolation: None,
         };
@@ -221,9 +234,17 @@ impl Transform {
             run.stop(f.index, CallFailure::new(f.kind, f.message.clone()));
         }
         if run.result.stopped.is_none() {
-            // Timers set for a time stream time had already reached.
+            // Timers set for a time stream time had already reached, and the
+            // wall clock's, which a partition busy with records would
+            // otherwise never give a moment to.
             let now = run.state().stream_time();
-            self.fire_event_timers(now, &mut run);
+            if self.fire_event_timers(now, &mut run) {
+                let mut fired = Fired::default();
+                self.fire_timers(Clock::WallClock, self.wall_now(), &mut run.state, &mut fired, &mut run.timers);
+                run.result.produced.append(&mut fired.produced);
+                run.result.timer_failures.append(&mut fired.failures);
+                run.result.timer_host_failure = fired.host_failure;
+            }
         }
         run.result.failures.sort_by_key(|f| f.index);
         run.result.late.sort_unstable();
@@ -274,11 +295,17 @@ impl Transform {
         }
     }
 
+    /// The wall clock timers see: the spec's (`weir test`), or the system's.
+    fn wall_now(&self) -> i64 {
+        self.spec.wall_clock.as_ref().map_or(weir_abi::now_ms() as i64, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Fires the wall-clock timers due at `now` (ms since the epoch).
     pub fn fire_wall_clock_timers(&mut self, now: i64, state: Box<PartitionState>) -> (Box<PartitionState>, Fired) {
         let mut slot = Some(state);
         let mut fired = Fired::default();
-        self.fire_timers(Clock::WallClock, now, &mut slot, &mut fired, &mut { super::timers::WALL_CLOCK_CALLS });
+        let mut allowance = Allowance::new(16, 2 * self.spec.limits.cpu_ms_per_batch);
+        self.fire_timers(Clock::WallClock, now, &mut slot, &mut fired, &mut allowance);
         self.recycle_if_bloated();
         (slot.expect("partition state returned"), fired)
     }
@@ -308,6 +335,7 @@ impl Transform {
                 }
             }
             run.state().observe_timestamp(ts);
+            run.known_stream = run.known_stream.max(ts);
             if !self.fire_event_timers(ts, run) {
                 let failure = run.result.timer_host_failure.take().expect("a host failure");
                 run.stop(i, failure);
@@ -322,10 +350,10 @@ impl Transform {
 
     /// Runs `indices`, none of which reaches a timer set before them.
     fn calls(&mut self, batch: &InputBatch, indices: &[u32], run: &mut Run) {
-        if let Some(max) = indices.iter().map(|&i| batch.records[i as usize].timestamp).max() {
-            run.state().observe_timestamp(max);
-        }
+        let max = indices.iter().map(|&i| batch.records[i as usize].timestamp).max().unwrap_or(i64::MIN);
+        run.state().observe_timestamp(max);
         self.group(batch, indices.to_vec(), run);
+        run.known_stream = run.known_stream.max(max);
         run.refresh_next_timer();
     }
 
@@ -333,7 +361,7 @@ impl Transform {
     /// (left in `timer_host_failure`).
     fn fire_event_timers(&mut self, now: i64, run: &mut Run) -> bool {
         let mut fired = Fired::default();
-        self.fire_timers(Clock::EventTime, now, &mut run.state, &mut fired, &mut run.timer_calls);
+        self.fire_timers(Clock::EventTime, now, &mut run.state, &mut fired, &mut run.timers);
         run.result.produced.append(&mut fired.produced);
         run.result.timer_failures.append(&mut fired.failures);
         if let Some(f) = fired.host_failure {
@@ -460,8 +488,10 @@ impl Transform {
         run.state().begin();
         let state_before = spec.limits.max_state_bytes.map(|_| run.state().try_state_bytes().map_err(CallFailure::host));
         inst.begin_budget();
-        // A single record cannot be split further: whatever it sets fires after it.
-        let horizon = if sub.records.len() > 1 { sub.records.iter().map(|r| r.timestamp).max() } else { None };
+        // A single record cannot be split further: whatever it sets fires
+        // after it. Nor can a call past the batch's allowance.
+        let splittable = sub.records.len() > 1 && thread_cpu_time() < run.timers.cpu_deadline;
+        let horizon = splittable.then(|| (run.known_stream, sub.records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN)));
         inst.set_timer_horizon(horizon);
         let called = inst.process(sub, &mut run.state);
         let outcome = called.and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m))).and_then(|out| {
@@ -488,7 +518,7 @@ impl Transform {
                 run.state().rollback();
                 Attempt::Retry(failed)
             }
-            Ok(Ok(_)) if inst.take_crossed() && sub.records.len() > 1 => {
+            Ok(Ok(_)) if inst.take_crossed() => {
                 run.state().rollback();
                 Attempt::Crossed
             }

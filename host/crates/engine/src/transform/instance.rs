@@ -41,11 +41,12 @@ pub struct HostState {
     pub(crate) horizon: TimerHorizon,
 }
 
-/// The latest record timestamp of the `process` call under way, and whether
-/// the call set an event-time timer that a record of the call reaches (it
-/// must then be split: see `dispatch`).
+/// For the `process` call under way: the stream time before it and its
+/// latest record timestamp, and whether the call set an event-time timer
+/// between the two, which a record of the call may reach (the call must
+/// then be split: see `dispatch`).
 pub struct TimerHorizon {
-    pub latest: Option<i64>,
+    pub between: Option<(i64, i64)>,
     pub crossed: bool,
 }
 
@@ -88,7 +89,7 @@ impl Instance {
             table: ResourceTable::new(),
             wasi_now: 0,
             wall_clock: spec.wall_clock.clone(),
-            horizon: TimerHorizon { latest: None, crossed: false },
+            horizon: TimerHorizon { between: None, crossed: false },
         };
         let mut store = Store::new(module.engine.wasmtime(), data);
         store.limiter(|s| &mut s.limiter);
@@ -149,10 +150,10 @@ impl Instance {
     /// Charges the call's budget for the output batch the host now holds
     /// (its copy was bounded by the hostcall fuel) and cuts messages to
     /// what a dead letter carries.
-    /// Arms the crossing check for a `process` call whose latest record
-    /// timestamp is `latest` (`None`: no check).
-    pub fn set_timer_horizon(&mut self, latest: Option<i64>) {
-        self.store.data_mut().horizon = TimerHorizon { latest, crossed: false };
+    /// Arms the crossing check for a `process` call: timers after the
+    /// first time and at most the second cross (`None`: no check).
+    pub fn set_timer_horizon(&mut self, between: Option<(i64, i64)>) {
+        self.store.data_mut().horizon = TimerHorizon { between, crossed: false };
     }
 
     /// Whether the call set an event-time timer one of its records reaches.

@@ -5,11 +5,10 @@
 //! A call that fails as a whole is retried one timer at a time on fresh
 //! instances; a timer that fails alone is dropped and reported (no record
 //! stands behind it to dead-letter or stop at). Work is bounded: at most
-//! [`PER_CALL`] timers per call, a number of calls per firing given by the
-//! caller (timers set for a time already passed during a firing fire in
-//! the next call), and at most [`MAX_CULPRITS`] failing timers isolated per
-//! firing; the rest stay set for the next one. A guest whose timers set
-//! themselves again forever gets a bounded number of calls per batch.
+//! [`PER_CALL`] timers per call, an [`Allowance`] of calls and CPU time per
+//! firing given by the caller (timers set for a time already passed during
+//! a firing fire in the next call), and at most [`MAX_CULPRITS`] failing
+//! timers isolated per firing; the rest stay set for the next one.
 
 use weir_abi::{CallFailure, FailureKind};
 use weir_state::PartitionState;
@@ -18,10 +17,9 @@ use weir_state::timers::{Clock, Timer};
 use super::batch::{self, Origin};
 use super::dispatch::Transform;
 use super::{Produced, TransformSpec};
+use crate::limits::thread_cpu_time;
 
 const PER_CALL: usize = 1000;
-/// Calls one firing of wall-clock timers may make.
-pub const WALL_CLOCK_CALLS: usize = 16;
 const MAX_CULPRITS: usize = 8;
 
 /// A timer whose `on-timer` call failed; it was dropped.
@@ -60,16 +58,54 @@ pub struct Fired {
     pub host_failure: Option<CallFailure>,
 }
 
+/// How much `on-timer` work one firing may do: calls, and CPU time of the
+/// worker thread. A guest whose timers set themselves due again forever, or
+/// keep failing, uses up its allowance and the rest waits for the next
+/// firing; a worker is never held longer than that.
+pub struct Allowance {
+    pub calls: usize,
+    pub cpu_deadline: std::time::Duration,
+}
+
+impl Allowance {
+    /// `calls` calls and `cpu_ms` ms of the thread's CPU from now.
+    pub fn new(calls: usize, cpu_ms: u64) -> Self {
+        Allowance { calls, cpu_deadline: thread_cpu_time() + std::time::Duration::from_millis(cpu_ms) }
+    }
+
+    fn take_call(&mut self) -> bool {
+        if self.calls == 0 || thread_cpu_time() > self.cpu_deadline {
+            return false;
+        }
+        self.calls -= 1;
+        true
+    }
+}
+
 impl Transform {
-    /// Fires the timers of `clock` due at `now` on this partition, in at
-    /// most `calls` calls (decremented by the calls made).
-    pub fn fire_timers(&mut self, clock: Clock, now: i64, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired, calls: &mut usize) {
+    /// Fires the timers of `clock` due at `now` on this partition, within
+    /// `allowance`. A 0.1 transform fires none: it cannot have set any, and
+    /// timers a newer version left in its state wait for a newer one.
+    pub fn fire_timers(&mut self, clock: Clock, now: i64, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired, allowance: &mut Allowance) {
+        if !self.module_has_timers() {
+            return;
+        }
+        // The keys taken are copied a few times over (scan, call, undo log):
+        // take no more than a fraction of what a call may hold.
+        let max_bytes = self.spec().limits.host_bytes_per_call() / 8;
         let mut culprits = 0;
-        while *calls > 0 {
-            *calls -= 1;
+        while fired.host_failure.is_none() && allowance.take_call() {
             let state = slot.as_mut().expect("state present");
+            let state_before = match self.spec().limits.max_state_bytes.map(|_| state.try_state_bytes()) {
+                Some(Err(e)) => {
+                    fired.host_failure = Some(CallFailure::host(e));
+                    return;
+                }
+                Some(Ok(bytes)) => Some(bytes),
+                None => None,
+            };
             state.begin();
-            let due = match state.take_due_timers(clock, now, PER_CALL) {
+            let due = match state.take_due_timers(clock, now, PER_CALL, max_bytes) {
                 Ok(due) => due,
                 Err(e) => {
                     state.rollback();
@@ -81,7 +117,7 @@ impl Transform {
                 state.rollback();
                 return;
             }
-            match self.call_timers(&due, slot) {
+            match self.call_timers(&due, slot, state_before) {
                 Ok(produced) => {
                     slot.as_mut().expect("state present").commit_txn();
                     fired.produced.push(produced);
@@ -94,32 +130,45 @@ impl Transform {
                         return;
                     }
                     for t in due {
-                        if culprits >= MAX_CULPRITS || *calls == 0 {
+                        if culprits >= MAX_CULPRITS || fired.host_failure.is_some() || !allowance.take_call() {
                             return;
                         }
-                        *calls -= 1;
                         if !self.fire_alone(t, slot, fired) {
                             culprits += 1;
                         }
                     }
                 }
             }
-            if fired.host_failure.is_some() {
-                return;
-            }
         }
     }
 
-    /// Fires one timer; false if it failed (and was dropped).
+    /// Fires one timer of a failed group, unless a timer fired before it
+    /// cancelled or moved it; false if it failed (and was dropped).
     fn fire_alone(&mut self, t: Timer, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired) -> bool {
         let state = slot.as_mut().expect("state present");
+        match state.timer(&t.key) {
+            Ok(current) if current == Some((t.at, t.clock)) => {}
+            Ok(_) => return true,
+            Err(e) => {
+                fired.host_failure = Some(CallFailure::host(e));
+                return true;
+            }
+        }
+        let state_before = match self.spec().limits.max_state_bytes.map(|_| state.try_state_bytes()) {
+            Some(Err(e)) => {
+                fired.host_failure = Some(CallFailure::host(e));
+                return true;
+            }
+            Some(Ok(bytes)) => Some(bytes),
+            None => None,
+        };
         state.begin();
         if let Err(e) = state.cancel_timer(&t.key) {
             state.rollback();
             fired.host_failure = Some(CallFailure::host(e));
             return true;
         }
-        match self.call_timers(std::slice::from_ref(&t), slot) {
+        match self.call_timers(std::slice::from_ref(&t), slot, state_before) {
             Ok(produced) => {
                 slot.as_mut().expect("state present").commit_txn();
                 fired.produced.push(produced);
@@ -129,6 +178,11 @@ impl Transform {
                 self.discard_instance();
                 let state = slot.as_mut().expect("state present");
                 state.rollback();
+                if failure.kind == FailureKind::Host {
+                    // Not the timer's fault: it stays set.
+                    fired.host_failure = Some(failure);
+                    return true;
+                }
                 state.begin();
                 let dropped = state.cancel_timer(&t.key);
                 state.commit_txn();
@@ -141,15 +195,12 @@ impl Transform {
         }
     }
 
-    /// One `on-timer` call over `due`, its outputs checked.
-    fn call_timers(&mut self, due: &[Timer], slot: &mut Option<Box<PartitionState>>) -> Result<Produced, CallFailure> {
+    /// One `on-timer` call over `due`, its outputs checked; `state_before`
+    /// is the state's size before the timers were taken, when it is limited.
+    fn call_timers(&mut self, due: &[Timer], slot: &mut Option<Box<PartitionState>>, state_before: Option<u64>) -> Result<Produced, CallFailure> {
         let spec: std::sync::Arc<TransformSpec> = self.spec().clone();
         let inst = self.instance()?;
         inst.begin_budget();
-        let state_before = match spec.limits.max_state_bytes {
-            Some(_) => Some(slot.as_ref().expect("state present").try_state_bytes().map_err(CallFailure::host)?),
-            None => None,
-        };
         inst.budget().charge(due.iter().map(|t| t.key.len() as u64 + 32).sum(), "fired timers")?;
         let out = inst.on_timer(due, slot)?.map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
         let failed = batch::check(&out, due.len(), &spec, inst.budget())?;

@@ -128,7 +128,7 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub fn new(number: i32, state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
+    pub fn new(number: i32, mut state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
         let next_wall_timer = state.next_timer(Clock::WallClock).unwrap_or(Some(i64::MIN));
         Partition {
             number,

@@ -110,7 +110,7 @@ impl Runtime {
     pub(super) fn fire_wall_clock_timers(&mut self) {
         let now = weir_abi::now_ms() as i64;
         for p in self.parts.values_mut() {
-            if p.in_flight || p.stopped.is_some() || p.commit_due || p.next_wall_timer.is_none_or(|t| t > now) {
+            if p.in_flight || p.stopped.is_some() || p.commit_due || p.hold_until.is_some() || p.next_wall_timer.is_none_or(|t| t > now) {
                 continue;
             }
             let Some(state) = p.state.take() else { continue };

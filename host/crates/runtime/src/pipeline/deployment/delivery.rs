@@ -108,6 +108,8 @@ impl Runtime {
             tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "reopening state failed");
         }
         p.commit_due = false;
+        // Timers fired since the commit are set again: look for them.
+        p.next_wall_timer = Some(i64::MIN);
         let committed = p.ledger.rewind().clone();
         p.buffers.clear();
         for t in &self.deployment.config.inputs {

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How long a partition whose wall-clock timers are still due after a
+/// firing waits before the next one, in ms.
+const WALL_CLOCK_RETRY_MS: i64 = 200;
+
 impl Runtime {
     pub(super) fn on_done(&mut self, consumer: &BaseConsumer<KafkaContext>, done: Done) {
         let (tenant, name) = (self.deployment.tenant.clone(), self.deployment.name.clone());
@@ -15,7 +19,14 @@ impl Runtime {
         p.in_flight = false;
         p.state = done.state;
         // A store that cannot be read fires at once, to report the error.
-        p.next_wall_timer = p.state.as_ref().and_then(|s| s.next_timer(Clock::WallClock).unwrap_or(Some(i64::MIN)));
+        p.next_wall_timer = p.state.as_mut().and_then(|s| s.next_timer(Clock::WallClock).unwrap_or(Some(i64::MIN)));
+        if matches!(done.outcome, Outcome::Fired(_)) {
+            // Timers still due after a firing used up its allowance (they
+            // keep setting themselves due, say): wait a little before the
+            // next, so they cost the tenant a share, not a worker.
+            let now = weir_abi::now_ms() as i64;
+            p.next_wall_timer = p.next_wall_timer.map(|t| if t <= now { now + WALL_CLOCK_RETRY_MS } else { t });
+        }
         // State changes wait in memory for the next commit: commit early
         // rather than let them pile up.
         if p.state.as_ref().is_some_and(|s| s.pending_held() > PENDING_COMMIT_BYTES) {

@@ -77,9 +77,10 @@ pub enum BenchCommand {
         keys: usize,
     },
     /// Per-language cost: component size, compile time cold and from the
-    /// artifact cache, stateful throughput of the map and the word count.
+    /// artifact cache, stateful throughput of the map, the word count and the inactivity alert (a timer per record).
     Languages {
-        /// Holds <lang>/upper.wasm and <lang>/word-count.wasm
+        /// Holds <lang>/upper.wasm, <lang>/word-count.wasm and, optionally,
+        /// <lang>/inactivity.wasm (state and a timer per record)
         /// (`scripts/build-plugins` writes $CARGO_TARGET_DIR/plugins).
         #[arg(long)]
         plugins: PathBuf,

@@ -133,6 +133,9 @@ pub struct PartitionState {
     /// Per clock, no timer is due before this time (see `timers.rs`); reset
     /// by every rollback, which may restore timers taken below it.
     timer_floor: [i64; 2],
+    /// Per clock, known to hold no timer at all (set by a scan that found
+    /// none; cleared by setting one and by every rollback).
+    no_timers: [bool; 2],
 }
 
 impl PartitionState {
@@ -164,6 +167,7 @@ impl PartitionState {
             pending_inexact: false,
             savepoint: None,
             timer_floor: [i64::MIN; 2],
+            no_timers: [false; 2],
         })
     }
 
@@ -217,6 +221,7 @@ impl PartitionState {
 
     fn undo_to(&mut self, len: usize) {
         self.timer_floor = [i64::MIN; 2];
+        self.no_timers = [false; 2];
         for (key, previous) in self.undo.drain(len..).rev() {
             let held = |v: &pending::Value| entry_held(&key, v);
             let now = self.pending.get(&key).map_or(0, held);

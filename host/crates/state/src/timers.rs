@@ -97,6 +97,7 @@ impl PartitionState {
         self.cancel_timer(key)?;
         let floor = &mut self.timer_floor[clock.index()];
         *floor = (*floor).min(at);
+        self.no_timers[clock.index()] = false;
         let mut v = vec![clock.byte()];
         v.extend_from_slice(&sortable(at));
         self.put_raw(by_key(key), Some(v));
@@ -118,10 +119,10 @@ impl PartitionState {
     /// the one whose key brings their keys to `max_bytes`. The caller fires
     /// them in the same transaction, so a rollback sets them again.
     pub fn take_due_timers(&mut self, clock: Clock, now: i64, max: usize, max_bytes: u64) -> Result<Vec<Timer>> {
-        let floor = self.timer_floor[clock.index()];
-        if floor > now {
+        if !self.may_have_due_timers(clock, now) {
             return Ok(Vec::new());
         }
+        let floor = self.timer_floor[clock.index()];
         let start = queued(clock, floor, &[]);
         // Every key starting with a time up to `now`, whatever its key bytes.
         let end = crate::prefix_end(&queued(clock, now, &[]));
@@ -143,12 +144,24 @@ impl PartitionState {
         Ok(timers)
     }
 
+    /// False when no timer of `clock` can be due at `now`, known without
+    /// reading the store: what makes timers free for transforms without any.
+    pub fn may_have_due_timers(&self, clock: Clock, now: i64) -> bool {
+        !self.no_timers[clock.index()] && self.timer_floor[clock.index()] <= now
+    }
+
     /// The time of the earliest timer of `clock`, if any.
     pub fn next_timer(&mut self, clock: Clock) -> Result<Option<i64>> {
+        if self.no_timers[clock.index()] {
+            return Ok(None);
+        }
         let floor = self.timer_floor[clock.index()];
         let end = crate::prefix_end(&queue(clock));
         let next = self.scan_raw(&queued(clock, floor, &[]), end.as_deref(), 1, u64::MAX)?.first().map(|(k, _)| from_sortable(&k[3..11]));
-        self.timer_floor[clock.index()] = next.unwrap_or(i64::MAX);
+        match next {
+            Some(t) => self.timer_floor[clock.index()] = t,
+            None => self.no_timers[clock.index()] = true,
+        }
         Ok(next)
     }
 }

@@ -481,6 +481,7 @@ impl Transform {
 
     fn attempt(&mut self, sub: &InputBatch, indices: &[u32], run: &mut Run) -> Attempt {
         let spec = self.spec.clone();
+        let has_timers = self.module_has_timers();
         let inst = match self.instance() {
             Ok(i) => i,
             Err(f) => return Attempt::Failed(f),
@@ -490,7 +491,7 @@ impl Transform {
         inst.begin_budget();
         // A single record cannot be split further: whatever it sets fires
         // after it. Nor can a call past the batch's allowance.
-        let splittable = sub.records.len() > 1 && thread_cpu_time() < run.timers.cpu_deadline;
+        let splittable = sub.records.len() > 1 && has_timers && run.timers.cpu_left();
         let horizon = splittable.then(|| (run.known_stream, sub.records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN)));
         inst.set_timer_horizon(horizon);
         let called = inst.process(sub, &mut run.state);

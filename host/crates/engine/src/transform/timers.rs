@@ -63,18 +63,26 @@ pub struct Fired {
 /// keep failing, uses up its allowance and the rest waits for the next
 /// firing; a worker is never held longer than that.
 pub struct Allowance {
-    pub calls: usize,
-    pub cpu_deadline: std::time::Duration,
+    calls: usize,
+    cpu_ms: u64,
+    /// Set when first needed: reading the thread's CPU time is a system call.
+    cpu_deadline: Option<std::time::Duration>,
 }
 
 impl Allowance {
-    /// `calls` calls and `cpu_ms` ms of the thread's CPU from now.
+    /// `calls` calls and `cpu_ms` ms of the thread's CPU from the first use.
     pub fn new(calls: usize, cpu_ms: u64) -> Self {
-        Allowance { calls, cpu_deadline: thread_cpu_time() + std::time::Duration::from_millis(cpu_ms) }
+        Allowance { calls, cpu_ms, cpu_deadline: None }
+    }
+
+    /// Whether CPU time is left.
+    pub fn cpu_left(&mut self) -> bool {
+        let now = thread_cpu_time();
+        now <= *self.cpu_deadline.get_or_insert(now + std::time::Duration::from_millis(self.cpu_ms))
     }
 
     fn take_call(&mut self) -> bool {
-        if self.calls == 0 || thread_cpu_time() > self.cpu_deadline {
+        if self.calls == 0 || !self.cpu_left() {
             return false;
         }
         self.calls -= 1;
@@ -87,7 +95,7 @@ impl Transform {
     /// `allowance`. A 0.1 transform fires none: it cannot have set any, and
     /// timers a newer version left in its state wait for a newer one.
     pub fn fire_timers(&mut self, clock: Clock, now: i64, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired, allowance: &mut Allowance) {
-        if !self.module_has_timers() {
+        if !self.module_has_timers() || !slot.as_ref().expect("state present").may_have_due_timers(clock, now) {
             return;
         }
         // The keys taken are copied a few times over (scan, call, undo log):

@@ -50,6 +50,9 @@ import * as witState from 'weir:transform/state@0.2.0';
 import * as witTimers from 'weir:transform/timers@0.2.0';
 import { define as witDefine } from 'weir:transform/windows@0.2.0';
 
+/** `forward` without changes. */
+const NO_CHANGES = Object.freeze({});
+
 // The packed lists of wit/0.2/types.wit, read and written as 32-bit words
 // (wasm is little-endian, as the layout; indexing a Uint32Array costs the
 // interpreter far less than DataView calls): entry sizes in words, the
@@ -765,7 +768,7 @@ export class Emitter {
       this._pl = bytes.length;
       return;
     }
-    this._reserve(bytes.length);
+    if (start + bytes.length > this._data.length) this._reserve(bytes.length);
     this._data.set(bytes, start);
     this._len = start + bytes.length;
     this._ps = start;
@@ -843,18 +846,6 @@ export class Emitter {
     this._record(topic, ks, kl, vs, vl, first, count, output.timestamp);
   }
 
-  /** An input (start, len) pair at word `at` of `words`, as a position in the buffer. @internal */
-  _refAt(words, at) {
-    const len = words[at + 1];
-    if (len === NONE) {
-      this._ps = 0;
-      this._pl = NONE;
-    } else {
-      this._ps = this._inputBase() + words[at];
-      this._pl = len;
-    }
-  }
-
   /**
    * Emits `record` (key, value, headers; its timestamp) to the default
    * output topic, with the fields of `changes` replacing the record's:
@@ -867,19 +858,34 @@ export class Emitter {
   forward(record, changes) {
     const words = record._batch.records;
     const at = record._at;
-    const c = changes === undefined ? {} : changes;
+    const c = changes === undefined ? NO_CHANGES : changes;
+    // Written out rather than through helpers: each call costs the
+    // interpreter more than the work it does here.
+    const base = this._base >= 0 ? this._base : this._inputBase();
+    let ks = 0;
+    let kl = NONE;
     if ('key' in c) {
-      if (c.key == null) this._pl = NONE;
-      else this._push(c.key);
-    } else this._refAt(words, at + 4);
-    const ks = this._pl === NONE ? 0 : this._ps;
-    const kl = this._pl;
+      if (c.key != null) {
+        this._push(c.key);
+        ks = this._ps;
+        kl = this._pl;
+      }
+    } else if (words[at + 5] !== NONE) {
+      ks = base + words[at + 4];
+      kl = words[at + 5];
+    }
+    let vs = 0;
+    let vl = NONE;
     if ('value' in c) {
-      if (c.value == null) this._pl = NONE;
-      else this._push(c.value);
-    } else this._refAt(words, at + 6);
-    const vs = this._pl === NONE ? 0 : this._ps;
-    const vl = this._pl;
+      if (c.value != null) {
+        this._push(c.value);
+        vs = this._ps;
+        vl = this._pl;
+      }
+    } else if (words[at + 7] !== NONE) {
+      vs = base + words[at + 6];
+      vl = words[at + 7];
+    }
     const topic = c.topic == null ? NONE : this._topic(c.topic);
     let first = 0;
     let count = 0;
@@ -893,7 +899,6 @@ export class Emitter {
       if (count > 0) {
         // The input's packed headers, moved to the input's copy in the buffer.
         const from = words[at + 8] * HEADER;
-        const base = this._inputBase();
         const h = record._batch.headers;
         const to = this._hdrAt(count);
         const w = this._hdrs;

@@ -583,7 +583,8 @@ export class Record {
  * @property {string} [topic] absent: the deployment's default output topic
  * @property {Array<[string, string | Uint8Array | null]> | {[name: string]: string | Uint8Array | null}} [headers]
  * @property {number | bigint} [timestamp] event time in ms; absent: the
- *   input record's timestamp (for window results: the window's end)
+ *   input record's timestamp (for window results: the window's last
+ *   instant; for timers: the timer's time)
  */
 
 /**
@@ -816,7 +817,7 @@ export class Emitter {
    * (string or bytes; absent or `null` produce a Kafka null), `topic` (the
    * deployment's default output topic when absent), `headers` (an array of
    * `[name, value]` pairs, e.g. `record.headers`, or an object), and
-   * `timestamp` (ms; defaults to the input record's, a window's end or a
+   * `timestamp` (ms; defaults to the input record's, a window's last instant or a
    * timer's time).
    *
    * @param {Output} output
@@ -1421,7 +1422,8 @@ export const timers = {
 
 /**
  * Optional base class for transforms: extend it and override `process`
- * (and `onWindow`, `reduce`, `merge` for windowed transforms). The
+ * (and `onWindow`, `reduce`, `merge` for windowed transforms, `onTimer`
+ * for timers). The
  * constructor receives the {@link Config}.
  */
 export class Transform {

@@ -61,7 +61,8 @@ impl<'a> Output<'a> {
         self
     }
 
-    /// Event time in ms (default: the input record's, or a window's end).
+    /// Event time in ms (default: the input record's, a window's last
+    /// instant, or a timer's time).
     pub fn timestamp(mut self, timestamp: i64) -> Self {
         self.timestamp = Some(timestamp);
         self

@@ -72,7 +72,7 @@ class Emitter:
         ``topic`` (default: the deployment's output topic), with
         ``headers`` (pairs or a mapping; a ``None`` value is a null header
         value) and ``timestamp`` in ms (default: the input record's, a
-        window's end or a timer's time)."""
+        window's last instant or a timer's time)."""
         data = self._data
         ks = vs = 0
         kl = vl = _NONE

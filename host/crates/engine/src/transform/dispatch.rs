@@ -57,8 +57,11 @@ enum Attempt {
 /// The state of one dispatch.
 struct Run {
     state: Option<Box<PartitionState>>,
-    /// The earliest event-time timer, as of the last call.
+    /// The earliest event-time timer, as of the last call; `None` too once
+    /// the allowance ran out with timers still due (see `run_records`).
     next_timer: Option<i64>,
+    /// Records no longer wait for due timers in this batch.
+    timers_spent: bool,
     /// The `on-timer` calls and the CPU time the batch may still spend on
     /// timers and on splitting calls that cross them: a few calls per
     /// record, and twice a call's CPU limit, so timers that keep setting
@@ -121,6 +124,9 @@ impl Run {
     /// Reads the earliest event-time timer; a store that cannot be read
     /// fires none and leaves the failure for the caller to stop on.
     fn refresh_next_timer(&mut self) {
+        if self.timers_spent {
+            return;
+        }
         match self.state().next_timer(Clock::EventTime) {
             Ok(next) => self.next_timer = next,
             Err(e) => {
@@ -223,6 +229,7 @@ impl Transform {
         let mut run = Run {
             state: Some(state),
             next_timer: None,
+            timers_spent: false,
             timers: Allowance::new(16 + 2 * valid.len(), 2 * self.spec.limits.cpu_ms_per_batch),
             known_stream: state_stream_time,
             result: BatchResult { failures, ..BatchResult::default() },
@@ -340,6 +347,13 @@ impl Transform {
                 let failure = run.result.timer_host_failure.take().expect("a host failure");
                 run.stop(i, failure);
                 return;
+            }
+            if run.next_timer.is_some_and(|next| next <= ts) {
+                // Still due: the allowance ran out. The rest of the batch
+                // goes on without cutting at timers, which fire at the next
+                // opportunity, rather than one call per record.
+                run.timers_spent = true;
+                run.next_timer = None;
             }
             start = k;
         }

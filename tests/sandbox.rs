@@ -290,13 +290,18 @@ fn attacked(path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits, v
 
 /// [`attacked`] with a batch of any records.
 fn attacked_by(path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits, b: InputBatch) -> (BatchResult, u64) {
-    let (tx, rx) = std::sync::mpsc::channel();
     let config: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    attacked_as(path, TransformSpec::new("attacker", config, limits), b)
+}
+
+/// [`attacked_by`] with a transform set up as `spec` says.
+fn attacked_as(path: std::path::PathBuf, spec: TransformSpec, b: InputBatch) -> (BatchResult, u64) {
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .stack_size(weir_engine::worker_stack_size(&EngineConfig::default()))
         .spawn(move || {
             let module = Arc::new(engine().load_file(&path).unwrap());
-            let mut t = Transform::new(module, Arc::new(TransformSpec::new("attacker", config, limits)));
+            let mut t = Transform::new(module, Arc::new(spec));
             let (_, r) = t.dispatch(&b, Box::new(PartitionState::in_memory()));
             let _ = tx.send((r, t.instantiations()));
         })
@@ -341,6 +346,35 @@ fn attacks_through_the_host_fail_their_records_on_its_budget() {
     // panicked the worker), and the records go through.
     let (r, _) = attacked(plugin("hostile-host"), &[("attack", "range-reversed")], Limits::default(), &["a", "b"]);
     assert_eq!(values(&r), ["a", "b"], "{:?}", r.failures);
+}
+
+/// Tables are read under the call's host budget: a guest scanning a
+/// 100 MiB table a hundred times with a limit of four billion entries
+/// fails its record on that budget instead of copying 10 GiB into the
+/// host. A table id `open` never returned, and a read in `init` (before
+/// tables load), fail with what went wrong.
+#[test]
+fn table_reads_are_bounded_and_checked() {
+    use weir_state::tables::{MemTable, Tables};
+    let table = Arc::new(MemTable::default());
+    for i in 0..100_000u32 {
+        table.apply(format!("{i:08}").into_bytes(), Some(vec![b'v'; 1024]));
+    }
+    let spec = |attack: &str| {
+        let tables = Tables::new(["t"]);
+        tables.attach("t", table.clone()).unwrap();
+        TransformSpec { tables, ..TransformSpec::new("attacker", vec![("attack".into(), attack.into())], Limits::default()) }
+    };
+    let (r, _) = attacked_as(plugin("hostile-host"), spec("table-scan"), batch(&["a"]));
+    assert_eq!(r.failures.len(), 1);
+    assert_eq!(r.failures[0].kind, FailureKind::Memory, "{}", r.failures[0].message);
+    assert!(r.failures[0].message.contains("host memory limit"), "{}", r.failures[0].message);
+    let (r, _) = attacked_as(plugin("hostile-host"), spec("table-bad-id"), batch(&["a"]));
+    assert!(r.failures.len() == 1 && r.failures[0].message.contains("no table has id 7"), "{:?}", r.failures);
+    let module = Arc::new(engine().load_file(&plugin("hostile-host")).unwrap());
+    let spec = Arc::new(spec("table-in-init"));
+    let e = weir_engine::on_wasm_thread(&EngineConfig::default(), "init", "init", move || Transform::new(module, spec).warm_up()).unwrap().unwrap_err();
+    assert!(e.message.contains("tables can be read only while processing records"), "{}", e.message);
 }
 
 /// A guest that writes state and rejects only the first record of each
@@ -450,7 +484,7 @@ fn bad_modules_get_a_one_line_reason() {
     )
     .unwrap();
     let e = load_error(&other_world);
-    assert!(e.contains("does not export `weir:transform/handler@0.2.0`, nor an earlier version's") && e.contains("run"), "{e}");
+    assert!(e.contains("does not export `weir:transform/handler@0.2.1`, nor an earlier version's") && e.contains("run"), "{e}");
     let ungranted = wat::parse_str(r#"(component (import "evil:net/socket@1.0.0" (instance)))"#).unwrap();
     assert!(load_error(&ungranted).contains("imports `evil:net/socket@1.0.0`, which Weir does not grant"));
     let big = EngineConfig { cache_dir: None, max_module_mb: 1, ..EngineConfig::default() };

@@ -7,8 +7,9 @@
 //    exports `handler` = createHandler(the plugin module's namespace); the
 //    world's imports (`weir:transform/...`) stay external.
 // 2. componentize-js (StarlingMonkey + wizer) turns the bundle into a
-//    component of weir:transform/plugin@0.2.0 with every WASI feature
-//    disabled, so the component imports only the world's interfaces.
+//    component of weir:transform/plugin@0.2.1 with every WASI feature
+//    disabled, so the component imports only the world's interfaces (all
+//    of them, `tables` included, whether the plugin uses them or not).
 
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';

@@ -163,6 +163,34 @@ export const state: Readonly<{
   Map: typeof StateMap;
 }>;
 
+/**
+ * A read-only table the deployment declares (world 0.2.1): the latest value
+ * of each key of a compacted topic, kept up to date by the host. Open it in
+ * the constructor; read it in `process`, `onWindow` and `onTimer`. A record
+ * sees the table as loaded when it is processed, not as of its timestamp.
+ */
+export class Table {
+  private constructor();
+  /** The table the deployment declares as `name`; throws an Error with the host's message (naming the declared tables). */
+  static open(name: string): Table;
+  readonly name: string;
+  /** The host's id of the table. */
+  readonly id: number;
+  /** The value of `key`, or `null`. */
+  get(key: BytesLike): Uint8Array | null;
+  /** Up to `limit` entries with `start <= key < end`, in key order. */
+  range(start: BytesLike, end: BytesLike | null | undefined, limit: number): Array<[Uint8Array, Uint8Array]>;
+  /** Every entry whose key starts with `prefix`, in key order (paged). */
+  scanPrefix(prefix: BytesLike): Generator<[Uint8Array, Uint8Array]>;
+}
+
+/** Tables the deployment declares (world 0.2.1). */
+export const tables: Readonly<{
+  /** {@link Table.open}: throws the host's message for a name the deployment does not declare. */
+  open(name: string): Table;
+  Table: typeof Table;
+}>;
+
 /** A declared windowed aggregation (the same object is passed back, compare with `===`). */
 export class Window {
   private constructor();
@@ -257,4 +285,4 @@ export class Transform implements TransformLike {
 }
 
 /** Used by the build; plugins do not call it. */
-export function createHandler(module: unknown): import('weir:transform/handler@0.2.0').Handler;
+export function createHandler(module: unknown): import('weir:transform/handler@0.2.1').Handler;

@@ -1,5 +1,5 @@
 /**
- * The WIT world `weir:transform/plugin@0.2.0` (../../wit/*.wit) as
+ * The WIT world `weir:transform/plugin@0.2.1` (../../wit/*.wit) as
  * componentize-js presents it to JavaScript: the imports are ES modules
  * named after their interfaces, and the module given to componentize-js
  * exports `handler`. WIT `u64`/`s64` are `bigint`, `option<T>` is
@@ -9,7 +9,7 @@
  * (weir.d.ts) instead.
  */
 
-declare module 'weir:transform/types@0.2.0' {
+declare module 'weir:transform/types@0.2.1' {
   export interface Span {
     start: number;
     len: number;
@@ -44,12 +44,12 @@ declare module 'weir:transform/types@0.2.0' {
   }
 }
 
-declare module 'weir:transform/log@0.2.0' {
+declare module 'weir:transform/log@0.2.1' {
   export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error';
   export function log(level: Level, message: string): void;
 }
 
-declare module 'weir:transform/state@0.2.0' {
+declare module 'weir:transform/state@0.2.1' {
   export interface Entry {
     key: Uint8Array;
     value: Uint8Array;
@@ -62,8 +62,8 @@ declare module 'weir:transform/state@0.2.0' {
   export function prefix(prefix: Uint8Array, after: Uint8Array | undefined, limit: number): Entry[];
 }
 
-declare module 'weir:transform/windows@0.2.0' {
-  import type { Span } from 'weir:transform/types@0.2.0';
+declare module 'weir:transform/windows@0.2.1' {
+  import type { Span } from 'weir:transform/types@0.2.1';
   export interface Hopping {
     sizeMs: bigint;
     advanceMs: bigint;
@@ -100,8 +100,8 @@ declare module 'weir:transform/windows@0.2.0' {
   }
 }
 
-declare module 'weir:transform/timers@0.2.0' {
-  import type { Span } from 'weir:transform/types@0.2.0';
+declare module 'weir:transform/timers@0.2.1' {
+  import type { Span } from 'weir:transform/types@0.2.1';
   export type Clock = 'event-time' | 'wall-clock';
   export function set(key: Uint8Array, at: bigint, clock: Clock): void;
   export function cancel(key: Uint8Array): void;
@@ -118,10 +118,20 @@ declare module 'weir:transform/timers@0.2.0' {
   }
 }
 
-declare module 'weir:transform/handler@0.2.0' {
-  import type { InputBatch, OutputBatch } from 'weir:transform/types@0.2.0';
-  import type { WindowBatch } from 'weir:transform/windows@0.2.0';
-  import type { TimerBatch } from 'weir:transform/timers@0.2.0';
+/** New in 0.2.1; imported only by components of plugins that use tables. */
+declare module 'weir:transform/tables@0.2.1' {
+  import type { Entry } from 'weir:transform/state@0.2.1';
+  /** Throws an Error with `payload` (the host's message, naming the declared tables) for an unknown name. */
+  export function open(name: string): number;
+  export function get(table: number, key: Uint8Array): Uint8Array | undefined;
+  export function range(table: number, start: Uint8Array, end: Uint8Array | undefined, limit: number): Entry[];
+  export function prefix(table: number, prefix: Uint8Array, after: Uint8Array | undefined, limit: number): Entry[];
+}
+
+declare module 'weir:transform/handler@0.2.1' {
+  import type { InputBatch, OutputBatch } from 'weir:transform/types@0.2.1';
+  import type { WindowBatch } from 'weir:transform/windows@0.2.1';
+  import type { TimerBatch } from 'weir:transform/timers@0.2.1';
   /** The `handler` export; functions returning `result` throw a string for `err`. */
   export interface Handler {
     init(config: Array<[string, string]>): void;

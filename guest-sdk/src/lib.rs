@@ -42,7 +42,7 @@
 //! `weir test target/wasm32-wasip2/release/NAME.wasm --input records.jsonl`.
 //!
 //! The SDK hides the columnar batches of the WIT world
-//! `weir:transform/plugin@0.2.0`: each [`Record`] reads its fields from the
+//! `weir:transform/plugin@0.2.1`: each [`Record`] reads its fields from the
 //! batch's packed metadata and borrows its bytes, and [`Emitter`] appends
 //! outputs to the batch returned to the host, so a record costs no
 //! allocation on either side of the sandbox.
@@ -57,6 +57,7 @@ pub mod export;
 pub mod log;
 mod record;
 pub mod state;
+pub mod tables;
 pub mod timers;
 pub mod windows;
 
@@ -64,16 +65,17 @@ pub use config::Config;
 pub use emit::{Emitter, Output};
 pub use error::Error;
 pub use record::{Headers, Record};
+pub use tables::Table;
 pub use timers::{Clock, Timer};
 pub use windows::{Window, WindowResult, WindowSpec};
 
-/// Generated bindings for `weir:transform/plugin@0.2.0`; the SDK's own types
+/// Generated bindings for `weir:transform/plugin@0.2.1`; the SDK's own types
 /// wrap them, so plugins should not need this module.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit/0.2",
-        world: "weir:transform/plugin@0.2.0",
+        world: "weir:transform/plugin@0.2.1",
         pub_export_macro: true,
         export_macro_name: "__export_plugin",
         default_bindings_module: "weir_sdk::bindings",

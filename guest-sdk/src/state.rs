@@ -45,6 +45,12 @@ pub fn range(start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<
 /// Every entry whose key starts with `prefix`, in key order, fetched from
 /// the host a page at a time.
 pub fn scan_prefix(prefix: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+    paged(move |after, page| wit::prefix(prefix, after, page))
+}
+
+/// The entries of successive pages, each fetched with the last key of the
+/// page before (`None` first), until a page comes back short.
+pub(crate) fn paged(mut fetch: impl FnMut(Option<&[u8]>, u32) -> Vec<wit::Entry>) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
     const PAGE: u32 = 256;
     let mut after: Option<Vec<u8>> = None;
     let mut page = Vec::new().into_iter();
@@ -59,7 +65,7 @@ pub fn scan_prefix(prefix: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 
             if done {
                 return None;
             }
-            let entries = wit::prefix(prefix, after.as_deref(), PAGE);
+            let entries = fetch(after.as_deref(), PAGE);
             done = entries.len() < PAGE as usize;
             page = entries.into_iter();
         }

@@ -72,6 +72,7 @@ pub fn config(bootstrap: &str, plugin: PathBuf, plugin_config: Vec<(String, Stri
     c.deployments.insert(
         DEPLOYMENT.to_owned(),
         DeploymentConfig {
+            tables: Default::default(),
             plugin,
             inputs: vec![INPUT.to_owned()],
             output: OUTPUT.to_owned(),
@@ -109,6 +110,7 @@ pub fn sample(input: Option<&PathBuf>) -> Result<Vec<InputLine>> {
                 headers: Vec::new(),
                 wall_clock: None,
                 is_record: true,
+                table: None,
             })
             .collect()),
     }

@@ -6,9 +6,9 @@
  *     weir_status weir_process(const weir_record *record, weir_out *out);
  *
  * and, when needed, any of the optional hooks below (weir_init,
- * weir_on_window, weir_reduce, weir_merge). `guest-sdk/c/build DIR OUT.wasm`
- * compiles them with this SDK into a component of the WIT world
- * `weir:transform/plugin@0.2.0`:
+ * weir_on_window, weir_on_timer, weir_reduce, weir_merge).
+ * `guest-sdk/c/build DIR OUT.wasm` compiles them with this SDK into a
+ * component of the WIT world `weir:transform/plugin@0.2.1`:
  *
  *     #include <weir.h>
  *
@@ -23,13 +23,13 @@
  * point into the batch the host passed in, and outputs are appended to the
  * batch returned to the host.
  *
- * Memory. Everything the SDK hands out (record fields, state values,
- * weir_tmp_alloc / weir_format results) stays valid until the current
- * hook returns (one process / on_window / reduce / merge / init call) and
- * is freed by the SDK afterwards. Keep nothing across calls except what
- * you malloc yourself. Per-key facts belong in state, not in globals:
- * records of different partitions may go to different instances, and a
- * trapped instance is replaced by a fresh one.
+ * Memory. Everything the SDK hands out (record fields, state and table
+ * values, weir_tmp_alloc / weir_format results) stays valid until the
+ * current hook returns (one process / on_window / on_timer / reduce /
+ * merge / init call) and is freed by the SDK afterwards. Keep nothing
+ * across calls except what you malloc yourself. Per-key facts belong in
+ * state, not in globals: records of different partitions may go to
+ * different instances, and a trapped instance is replaced by a fresh one.
  *
  * Errors. C has no exceptions, so a hook reports a bad record by returning
  * `weir_reject(out, fmt, ...)`: the record's outputs, window additions and
@@ -440,6 +440,52 @@ typedef struct weir_timer {
     int64_t at; /* the time it was set for, ms since the epoch */
     weir_clock clock;
 } weir_timer;
+
+/* ---------------------------------------------------------------- tables */
+
+/*
+ * Tables (world 0.2.1): read-only views of compacted topics that the
+ * deployment declares (`tables = { customers = "customers" }`), holding the
+ * latest value of each key, kept up to date by the host. Every partition
+ * sees the whole table, as loaded when the record is processed (Kafka
+ * Streams' GlobalKTable), not as of the record's timestamp. Open them in
+ * weir_init, read them in weir_process, weir_on_window and weir_on_timer:
+ *
+ *     static weir_table customers;
+ *     const char *weir_init(const weir_config *c) {
+ *         return weir_table_open("customers", &customers);
+ *     }
+ *     ...  weir_bytes name;
+ *          if (weir_table_get(customers, r->key, &name)) { ... }
+ *
+ * A plugin that never calls these functions does not import the interface.
+ */
+typedef struct weir_table {
+    uint32_t id;
+} weir_table;
+
+/* Opens the table the deployment declares as `name` (the id stays valid for
+ * the instance); call it from weir_init. Returns NULL, or the host's error
+ * (which names the tables the deployment declares). */
+const char *weir_table_open(const char *name, weir_table *table);
+/* Looks up `key`: true and *value (valid for this call) when present. */
+bool weir_table_get(weir_table table, weir_bytes key, weir_bytes *value);
+/* Up to `limit` entries with start <= key < end (end NULL: to the last key)
+ * in key order; returns the count, *entries valid for this call. */
+size_t weir_table_range(weir_table table, weir_bytes start, const weir_bytes *end, uint32_t limit,
+                        weir_entry **entries);
+/* Up to `limit` entries whose key starts with `prefix`, after key `after`
+ * (NULL: from the first) in key order. */
+size_t weir_table_prefix(weir_table table, weir_bytes prefix, const weir_bytes *after, uint32_t limit,
+                         weir_entry **entries);
+/* Every entry of the table under a prefix, fetched a page at a time:
+ *
+ *     weir_scan s = weir_table_scan_prefix(customers, WEIR_LIT("c"));
+ *     weir_entry e;
+ *     while (weir_table_scan_next(customers, &s, &e)) { ... }
+ */
+weir_scan weir_table_scan_prefix(weir_table table, weir_bytes prefix);
+bool weir_table_scan_next(weir_table table, weir_scan *s, weir_entry *entry);
 
 /* ----------------------------------------------------------- plugin hooks */
 

@@ -1,10 +1,10 @@
 /*
  * weir_export.c -- glue between the bindings that `wit-bindgen c` generates
- * for `weir:transform/plugin@0.2.0` (plugin.h, built at build time) and
+ * for `weir:transform/plugin@0.2.1` (plugin.h, built at build time) and
  * the plugin's hooks: decodes columnar input batches (metadata packed as in
  * wit/0.2/types.wit) into weir_record values, packs output batches, turns
  * WEIR_REJECT / WEIR_FATAL into rejects / errors, and wraps the log,
- * state, windows and timers imports.
+ * state, tables, windows and timers imports.
  */
 #include "plugin.h"
 #include "weir_internal.h"
@@ -615,14 +615,15 @@ void weir_state_delete(weir_bytes key) {
     weir_transform_state_delete(&k);
 }
 
-static size_t adopt_entries(weir_transform_state_list_entry_t *l, weir_entry **entries) {
-    weir_entry *e = weir_tmp_alloc(l->len * sizeof *e);
-    for (size_t i = 0; i < l->len; i++) {
-        e[i].key = adopt_list(&l->ptr[i].key);
-        e[i].value = adopt_list(&l->ptr[i].value);
+/* Moves `n` entries the host allocated (state's or a table's list) into
+ * scratch memory. */
+static size_t adopt_entries(weir_transform_state_entry_t *ptr, size_t n, weir_entry **entries) {
+    weir_entry *e = weir_tmp_alloc(n * sizeof *e);
+    for (size_t i = 0; i < n; i++) {
+        e[i].key = adopt_list(&ptr[i].key);
+        e[i].value = adopt_list(&ptr[i].value);
     }
-    size_t n = l->len;
-    if (n) free(l->ptr);
+    if (n) free(ptr);
     *entries = e;
     return n;
 }
@@ -632,7 +633,7 @@ size_t weir_state_range(weir_bytes start, const weir_bytes *end, uint32_t limit,
     if (end) e = borrow_list(*end);
     weir_transform_state_list_entry_t l;
     weir_transform_state_range(&s, end ? &e : NULL, limit, &l);
-    return adopt_entries(&l, entries);
+    return adopt_entries(l.ptr, l.len, entries);
 }
 
 size_t weir_state_prefix(weir_bytes prefix, const weir_bytes *after, uint32_t limit, weir_entry **entries) {
@@ -640,7 +641,7 @@ size_t weir_state_prefix(weir_bytes prefix, const weir_bytes *after, uint32_t li
     if (after) a = borrow_list(*after);
     weir_transform_state_list_entry_t l;
     weir_transform_state_prefix(&p, after ? &a : NULL, limit, &l);
-    return adopt_entries(&l, entries);
+    return adopt_entries(l.ptr, l.len, entries);
 }
 
 #define SCAN_PAGE 256
@@ -649,7 +650,18 @@ weir_scan weir_scan_prefix(weir_bytes prefix) {
     return (weir_scan){.prefix = weir_bytes_dup(prefix.ptr ? prefix : WEIR_LIT(""))};
 }
 
-bool weir_scan_next(weir_scan *s, weir_entry *entry) {
+/* Fetches a page of a prefix scan: of state, or of a table. Passed as a
+ * function, so that state scans do not link (and import) tables. */
+typedef size_t (*scan_page_fn)(const weir_table *table, weir_bytes prefix, const weir_bytes *after, uint32_t limit,
+                               weir_entry **entries);
+
+static size_t state_page(const weir_table *table, weir_bytes prefix, const weir_bytes *after, uint32_t limit,
+                         weir_entry **entries) {
+    (void)table;
+    return weir_state_prefix(prefix, after, limit, entries);
+}
+
+static bool scan_next(scan_page_fn page, const weir_table *table, weir_scan *s, weir_entry *entry) {
     for (;;) {
         if (s->pos < s->len) {
             *entry = s->page[s->pos++];
@@ -657,12 +669,14 @@ bool weir_scan_next(weir_scan *s, weir_entry *entry) {
             return true;
         }
         if (s->done) return false;
-        s->len = weir_state_prefix(s->prefix, s->started ? &s->after : NULL, SCAN_PAGE, &s->page);
+        s->len = page(table, s->prefix, s->started ? &s->after : NULL, SCAN_PAGE, &s->page);
         s->pos = 0;
         s->started = true;
         s->done = s->len < SCAN_PAGE;
     }
 }
+
+bool weir_scan_next(weir_scan *s, weir_entry *entry) { return scan_next(state_page, NULL, s, entry); }
 
 /* ----------------------------------------------------------------- Map */
 
@@ -766,6 +780,61 @@ bool weir_map_scan_next(weir_map m, weir_scan *s, weir_entry *entry) {
     size_t n = strlen(m.name) + 1;
     entry->key = weir_bytes_of(entry->key.ptr + n, entry->key.len - n);
     return true;
+}
+
+/* -------------------------------------------------------------- tables */
+
+const char *weir_table_open(const char *name, weir_table *table) {
+    weir_bytes n = weir__utf8_lossy(weir_str(name));
+    plugin_string_t pn = {(uint8_t *)n.ptr, n.len};
+    uint32_t id;
+    plugin_string_t err;
+    if (!weir_transform_tables_open(&pn, &id, &err)) {
+        char *e = weir_cstr(weir_bytes_of(err.ptr, err.len));
+        plugin_string_free(&err);
+        return e;
+    }
+    table->id = id;
+    return NULL;
+}
+
+bool weir_table_get(weir_table table, weir_bytes key, weir_bytes *value) {
+    plugin_list_u8_t k = borrow_list(key), v;
+    if (!weir_transform_tables_get(table.id, &k, &v)) return false;
+    *value = adopt_list(&v);
+    return true;
+}
+
+size_t weir_table_range(weir_table table, weir_bytes start, const weir_bytes *end, uint32_t limit,
+                        weir_entry **entries) {
+    plugin_list_u8_t s = borrow_list(start), e;
+    if (end) e = borrow_list(*end);
+    weir_transform_tables_list_entry_t l;
+    weir_transform_tables_range(table.id, &s, end ? &e : NULL, limit, &l);
+    return adopt_entries(l.ptr, l.len, entries);
+}
+
+size_t weir_table_prefix(weir_table table, weir_bytes prefix, const weir_bytes *after, uint32_t limit,
+                         weir_entry **entries) {
+    plugin_list_u8_t p = borrow_list(prefix), a;
+    if (after) a = borrow_list(*after);
+    weir_transform_tables_list_entry_t l;
+    weir_transform_tables_prefix(table.id, &p, after ? &a : NULL, limit, &l);
+    return adopt_entries(l.ptr, l.len, entries);
+}
+
+weir_scan weir_table_scan_prefix(weir_table table, weir_bytes prefix) {
+    (void)table;
+    return weir_scan_prefix(prefix);
+}
+
+static size_t table_page(const weir_table *table, weir_bytes prefix, const weir_bytes *after, uint32_t limit,
+                         weir_entry **entries) {
+    return weir_table_prefix(*table, prefix, after, limit, entries);
+}
+
+bool weir_table_scan_next(weir_table table, weir_scan *s, weir_entry *entry) {
+    return scan_next(table_page, &table, s, entry);
 }
 
 /* ------------------------------------------------------------- windows */

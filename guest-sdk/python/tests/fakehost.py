@@ -33,7 +33,7 @@ def _stubs() -> Path:
         if not tool.exists():
             subprocess.run([str(SDK / "setup")], check=True)
         subprocess.run(
-            [str(tool), "-d", str(WIT), "-w", "weir:transform/plugin@0.2.0", "bindings", str(out)],
+            [str(tool), "-d", str(WIT), "-w", "weir:transform/plugin@0.2.1", "bindings", str(out)],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -44,7 +44,7 @@ sys.path.insert(0, str(_stubs()))
 sys.path.insert(0, str(SDK))
 
 from componentize_py_types import Err  # noqa: E402
-from wit_world.imports import log as _log, state as _state, timers as _timers, types as T, windows as _windows  # noqa: E402
+from wit_world.imports import log as _log, state as _state, tables as _tables, timers as _timers, types as T, windows as _windows  # noqa: E402
 
 import struct  # noqa: E402
 
@@ -68,6 +68,9 @@ class Host:
         self.timers: dict[bytes, tuple[int, Any]] = {}
         self.stream_time = -(2**63)
         self.wall_clock = 0
+        # tables: name -> {key: value}, declared by a test (set_table)
+        self.tables: dict[str, dict[bytes, bytes]] = {}
+        self.table_ids: list[str] = []
 
     # state
     def get(self, key: bytes) -> bytes | None:
@@ -102,6 +105,37 @@ class Host:
                 break
             out.append(_state.Entry(k, self.values[k]))
         return out
+
+    # tables
+    def set_table(self, name: str, entries: dict[bytes, bytes]) -> None:
+        """Declares table ``name`` with these entries (as a test's setup)."""
+        self.tables[name] = dict(entries)
+
+    def open_table(self, name: str) -> int:
+        if name not in self.tables:
+            declared = ", ".join(f"`{n}`" for n in sorted(self.tables)) or "no tables"
+            raise Err(f"no table `{name}`: the deployment declares {declared}")
+        if name not in self.table_ids:
+            self.table_ids.append(name)
+        return self.table_ids.index(name)
+
+    def _table(self, table: int) -> tuple[list[bytes], dict[bytes, bytes]]:
+        values = self.tables[self.table_ids[table]]  # an unknown id traps (IndexError)
+        return sorted(values), values
+
+    def table_get(self, table: int, key: bytes) -> bytes | None:
+        assert type(key) is bytes, type(key)
+        return self._table(table)[1].get(key)
+
+    def table_range(self, table: int, start: bytes, end: bytes | None, limit: int) -> list[Any]:
+        assert type(start) is bytes and (end is None or type(end) is bytes)
+        keys, values = self._table(table)
+        return [_state.Entry(k, values[k]) for k in keys if k >= start and (end is None or k < end)][:limit]
+
+    def table_prefix(self, table: int, prefix: bytes, after: bytes | None, limit: int) -> list[Any]:
+        assert type(prefix) is bytes and (after is None or type(after) is bytes)
+        keys, values = self._table(table)
+        return [_state.Entry(k, values[k]) for k in keys if k.startswith(prefix) and (after is None or k > after)][:limit]
 
     # timers
     def set_timer(self, key: bytes, at: int, clock: Any) -> None:
@@ -138,6 +172,10 @@ _state.set = HOST.set
 _state.delete = HOST.delete
 _state.range = HOST.range
 _state.prefix = HOST.prefix
+_tables.open = HOST.open_table
+_tables.get = HOST.table_get
+_tables.range = HOST.table_range
+_tables.prefix = HOST.table_prefix
 _log.log = HOST.log
 _windows.define = HOST.define
 _timers.set = HOST.set_timer

@@ -138,6 +138,87 @@ class WindowCount(unittest.TestCase):
             self.assertEqual(e.exception.value, message)
 
 
+class Enrich(unittest.TestCase):
+    def setUp(self) -> None:
+        HOST.reset()
+        HOST.set_table("customers", {b"c1": b"Alice", b"c2": b"Bob", b"\xff\x00": b"B\xc3\xafnary"})
+
+    RECORDS = [
+        {"key": "c1", "value": "order-1", "timestamp": 1000},
+        {"key": "c3", "value": "order-3", "timestamp": 1002},
+        {"value": "no key", "timestamp": 1003},
+        {"key": b"\xff\x00", "value": "order-7", "timestamp": 1007},
+        {"key": "c2", "timestamp": 1009},
+    ]
+
+    def test_inner_join_drops_misses(self) -> None:
+        out = run("enrich", self.RECORDS)
+        self.assertEqual(
+            [(o["source"], o["key"], o["value"], o["timestamp"]) for o in out["outputs"]],
+            [(0, b"c1", b"order-1;Alice", 1000), (3, b"\xff\x00", "order-7;Bïnary".encode(), 1007), (4, b"c2", b";Bob", 1009)],
+        )
+        self.assertEqual(out["rejects"], [])
+
+    def test_left_join_keeps_misses(self) -> None:
+        out = run("enrich", self.RECORDS, [("join", "left")])
+        self.assertEqual([(o["key"], o["value"]) for o in out["outputs"]][1:3], [(b"c3", b"order-3;"), (None, b"no key;")])
+
+    def test_table_is_read_when_processing(self) -> None:
+        h = load(PLUGINS / "enrich")
+        h.init([])
+        HOST.tables["customers"][b"c3"] = b"Carol"
+        out = decode(h.process(batch([{"key": "c3", "value": "order-5"}])))
+        self.assertEqual(out["outputs"][0]["value"], b"order-5;Carol")
+
+    def test_init_errors(self) -> None:
+        h = load(PLUGINS / "enrich")
+        with self.assertRaises(Err) as e:
+            h.init([("table", "nope")])
+        self.assertEqual(e.exception.value, "no table `nope`: the deployment declares `customers`", "the host's message, unchanged")
+        with self.assertRaises(Err) as e:
+            h.init([("join", "outer")])
+        self.assertEqual(e.exception.value, "join must be `inner` or `left`, not `outer`")
+
+
+class JoinWindow(unittest.TestCase):
+    def setUp(self) -> None:
+        HOST.reset()
+
+    def test_join_wait_and_expire(self) -> None:
+        h = load(PLUGINS / "join-window")
+        h.init([("window_ms", "1000"), ("join", "outer")])
+        out = decode(h.process(batch([{"key": "o1", "value": "order-1", "timestamp": 1000}, {"key": "o3", "value": "order-3", "timestamp": 1700}], topic="orders")))
+        self.assertEqual(out["outputs"], [])
+        # Waiting: 8-byte little-endian timestamp + value, timer at ts + window + 1.
+        self.assertEqual(HOST.values[b"lo1"], (1000).to_bytes(8, "little") + b"order-1")
+        self.assertEqual(HOST.timers[b"lo3"], (2701, weir.timers.EVENT_TIME))
+        out = decode(h.process(batch([{"key": "o1", "value": "pay-1", "timestamp": 1500}, {"value": "x"}], topic="payments")))
+        self.assertEqual([(o["key"], o["value"], o["timestamp"]) for o in out["outputs"]], [(b"o1", b"order-1;pay-1", 1500)])
+        self.assertEqual(out["rejects"], [(1, "record has no key")])
+        self.assertNotIn(b"lo1", HOST.values)
+        self.assertNotIn(b"lo1", HOST.timers)
+        out = decode(h.on_timer(fakehost.timer_batch([(b"lo3", 2701)])))
+        self.assertEqual([(o["key"], o["value"], o["timestamp"]) for o in out["outputs"]], [(b"o3", b"order-3;", 1700)])
+        self.assertNotIn(b"lo3", HOST.values)
+        out = decode(h.process(batch([{"key": "o6", "value": "refund"}], topic="refunds")))
+        self.assertEqual(out["rejects"], [(0, "topic `refunds` is neither left (`orders`) nor right (`payments`)")])
+
+    def test_config_messages_match_rust(self) -> None:
+        cases = [
+            ([("left", "x"), ("right", "x")], "left and right must be different topics, both are `x`"),
+            ([("window_ms", "x")], "window_ms: invalid digit found in string"),
+            ([("window_ms", " 5")], "window_ms: invalid digit found in string"),
+            ([("window_ms", "")], "window_ms: cannot parse integer from empty string"),
+            ([("window_ms", "-5")], "window_ms must not be negative, not -5"),
+            ([("join", "full")], "join must be `inner`, `left` or `outer`, not `full`"),
+        ]
+        for config, message in cases:
+            h = load(PLUGINS / "join-window")
+            with self.assertRaises(Err, msg=str(config)) as e:
+                h.init(config)
+            self.assertEqual(e.exception.value, message)
+
+
 class Sdk(unittest.TestCase):
     def setUp(self) -> None:
         HOST.reset()
@@ -231,6 +312,26 @@ class Sdk(unittest.TestCase):
         self.assertEqual(out["outputs"][0]["headers"], [("x", b"1"), ("n", None)])
         self.assertEqual(out["outputs"][1]["headers"], [("x", b"1"), ("n", None), ("added", None)])
         self.assertEqual(len(raw.headers), 16 * (2 + 3), "the first output reuses the input's packed headers")
+
+    def test_tables(self) -> None:
+        HOST.set_table("prices", {b"p:%04d" % i: b"%d" % i for i in range(600)} | {b"q": b"last"})
+        t = weir.tables.open("prices")
+        self.assertIsInstance(t, weir.Table)
+        self.assertEqual(t.get("p:0007"), b"7")
+        self.assertEqual(t.get(bytearray(b"q")), b"last")
+        self.assertIsNone(t.get(b"nope"))
+        self.assertEqual(t.range(b"p:0598"), [(b"p:0598", b"598"), (b"p:0599", b"599"), (b"q", b"last")])
+        self.assertEqual(t.range("p:0001", "p:0003"), [(b"p:0001", b"1"), (b"p:0002", b"2")])
+        self.assertEqual(len(t.range(b"")), 256, "one page by default")
+        self.assertEqual(len(t.range(b"", limit=3)), 3)
+        scanned = list(t.scan_prefix("p:"))
+        self.assertEqual(len(scanned), 600, "more than two pages")
+        self.assertEqual(scanned[0], (b"p:0000", b"0"))
+        self.assertEqual(scanned[-1], (b"p:0599", b"599"))
+        self.assertEqual(weir.Table.open("prices").id, t.id)
+        with self.assertRaises(weir.ConfigError) as e:
+            weir.tables.open("users")
+        self.assertEqual(str(e.exception), "no table `users`: the deployment declares `prices`")
 
     def test_config_helpers(self) -> None:
         c = weir.Config([("n", "1"), ("n", " 2 "), ("f", "2.5"), ("b", "true")])

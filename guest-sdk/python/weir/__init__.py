@@ -33,10 +33,11 @@ chooses the message exactly, and :class:`Fatal` stops the deployment on
 the partition instead.
 
 The SDK hides the columnar batches of the WIT world
-``weir:transform/plugin@0.2.0``: each :class:`Record` unpacks its
+``weir:transform/plugin@0.2.1``: each :class:`Record` unpacks its
 metadata from bytes and slices its bytes from the batch's one ``data``
 buffer on demand, and :class:`Emitter` appends outputs to buffers returned
-to the host. :mod:`weir.timers` act when time passes.
+to the host. :mod:`weir.timers` act when time passes; :mod:`weir.tables`
+reads the tables (compacted topics) the deployment declares.
 
 Plugins run pre-initialised and sandboxed: every module they use must be
 imported at the top of ``app.py`` (nothing can be imported once the
@@ -44,11 +45,12 @@ component is built), and there is no file system, network, clock or
 environment. ``print`` goes to the host's log.
 """
 
-from . import log, state, timers, windows
+from . import log, state, tables, timers, windows
 from .config import Config, boolean, f64, i32, i64, u32, u64
 from .emit import Emitter
 from .errors import ConfigError, Fatal, Reject
 from .record import Header, Record
+from .tables import Table
 from ._transform import Transform, transform
 from .timers import Clock, Timer
 from .windows import Aggregation, EmitMode, Window, WindowResult, WindowSpec
@@ -64,6 +66,8 @@ __all__ = [
     "Header",
     "Record",
     "Reject",
+    "Table",
+    "tables",
     "Timer",
     "timers",
     "Transform",

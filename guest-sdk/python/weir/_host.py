@@ -1,4 +1,4 @@
-"""The generated bindings of ``weir:transform/plugin@0.2.0``, and the
+"""The generated bindings of ``weir:transform/plugin@0.2.1``, and the
 layouts of its packed lists (see ``wit/0.2/types.wit``).
 
 componentize-py generates the package ``wit_world`` while it builds the
@@ -12,9 +12,9 @@ import struct
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import log, state, timers, types, windows
+from wit_world.imports import log, state, tables, timers, types, windows
 
-__all__ = ["Err", "exports", "log", "state", "timers", "types", "windows", "Span", "OutputBatch", "Reject", "WindowAdd", "RECORD", "OUTPUT", "HEADER", "NONE", "KEEP_TIMESTAMP"]
+__all__ = ["Err", "exports", "log", "state", "tables", "timers", "types", "windows", "Span", "OutputBatch", "Reject", "WindowAdd", "RECORD", "OUTPUT", "HEADER", "NONE", "KEEP_TIMESTAMP"]
 
 Span = types.Span
 OutputBatch = types.OutputBatch

@@ -18,9 +18,11 @@ use weir_engine::transform::{Transform, TransformSpec};
 use weir_engine::{Engine, EngineConfig};
 use weir_state::PartitionState;
 
+mod join;
 pub mod streams;
 mod tenants;
 
+pub use join::{JoinReport, join};
 pub use tenants::{Latency, TenantsReport, tenants};
 
 /// Records/s of `f` processing `records` records in batches, best of
@@ -180,6 +182,7 @@ fn raw_relay(kafka: &weir_runtime::config::KafkaConfig, input: &str, output: &st
 fn deployment(plugin: &Path, input: &str, output: &str, config: &[(&str, &str)]) -> weir_runtime::config::DeploymentConfig {
     weir_runtime::config::DeploymentConfig {
         plugin: plugin.to_owned(),
+        tables: Default::default(),
         inputs: vec![input.to_owned()],
         output: output.to_owned(),
         config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -202,11 +205,21 @@ fn weir_rate(
     expected: usize,
 ) -> Result<f64> {
     let state = tempfile::tempdir()?;
-    let mut config = weir_runtime::config::Config { kafka: kafka.clone(), ..weir_runtime::config::Config::default() };
-    config.host.state_dir = state.path().to_owned();
-    config.host.listen = None;
+    Ok(weir_rate_in(kafka, state.path(), name, deployment, partitions, expected)?.0)
+}
+
+/// [`weir_rate`] with state in `state_dir`; also returns the deployment's
+/// status at the end.
+fn weir_rate_in(
+    kafka: &weir_runtime::config::KafkaConfig,
+    state_dir: &Path,
+    name: &str,
+    deployment: weir_runtime::config::DeploymentConfig,
+    partitions: usize,
+    expected: usize,
+) -> Result<(f64, weir_runtime::pipeline::DeploymentStatus)> {
     let output = deployment.output.clone();
-    let host = weir_runtime::pipeline::Host::start(&config)?;
+    let host = bench_host(kafka, state_dir)?;
     host.run(host.prepare_static(name, &deployment)?);
     let started = loop {
         if host.metrics().sum("records_in_total", None) > 0.0 {
@@ -215,9 +228,18 @@ fn weir_rate(
         std::thread::sleep(Duration::from_millis(2));
     };
     let done = wait_filled(kafka, &output, partitions, expected)?;
+    let status = host.statuses().remove(name).context("the deployment's status")?;
     host.shutdown();
     let records = host.metrics().sum("records_in_total", None);
-    Ok(records / done.duration_since(started).as_secs_f64())
+    Ok((records / done.duration_since(started).as_secs_f64(), status))
+}
+
+/// A host of `weir run` in this process, default settings, no listener.
+fn bench_host(kafka: &weir_runtime::config::KafkaConfig, state_dir: &Path) -> Result<weir_runtime::pipeline::Host> {
+    let mut config = weir_runtime::config::Config { kafka: kafka.clone(), ..weir_runtime::config::Config::default() };
+    config.host.state_dir = state_dir.to_owned();
+    config.host.listen = None;
+    weir_runtime::pipeline::Host::start(&config)
 }
 
 fn bench_kafka(brokers: &str) -> weir_runtime::config::KafkaConfig {

@@ -82,6 +82,7 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
         let t = &config.tenants[tenant];
         let limits = t.quota.limits(&serde_json::Map::new()).map_err(anyhow::Error::msg)?;
         let d = weir_runtime::config::DeploymentConfig {
+            tables: Default::default(),
             plugin: Default::default(),
             inputs: vec![input.to_owned()],
             output: output.to_owned(),

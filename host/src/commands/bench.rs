@@ -91,6 +91,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         keys: usize,
     },
+    /// A stream-table join (the enrich plugin, a table of customers) vs. the
+    /// upper map over the same orders, on a broker; and the table's load
+    /// time from its topic and, after a restart, from the host's store.
+    Join {
+        #[arg(long)]
+        brokers: String,
+        /// The Rust plugins' build output (upper.wasm, enrich.wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        table_keys: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
     /// State restore from a changelog into RocksDB vs. a bare consumer
     /// reading the same records.
     Restore {
@@ -188,6 +204,22 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
             for r in rows {
                 println!("| {} | {:.0} | {:.2} |", r.name, r.per_sec, r.per_sec / base);
             }
+        }
+        BenchCommand::Join { brokers, plugins, table_keys, records, partitions } => {
+            let r = weir::bench::join(&brokers, &plugins, table_keys, records, partitions)?;
+            println!("| table keys | orders | map records/s | join records/s | join / map | table load from its topic | again after a restart |");
+            println!("|---:|---:|---:|---:|---:|---:|---:|");
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.1} s ({:.0} keys/s) | {:.2} s |",
+                r.table_keys,
+                r.records,
+                r.map_per_sec,
+                r.join_per_sec,
+                r.join_per_sec / r.map_per_sec,
+                r.load.as_secs_f64(),
+                r.table_keys as f64 / r.load.as_secs_f64(),
+                r.reload.as_secs_f64()
+            );
         }
         BenchCommand::Restore { brokers, keys } => {
             let r = weir::bench::restore(&brokers, keys)?;

@@ -33,6 +33,11 @@ pub struct TestArgs {
     /// Emit windows still open at the end of the input.
     #[arg(long)]
     pub flush_windows: bool,
+    /// A table the plugin may open, empty unless table lines (`{"table":
+    /// NAME, "key": ..., "value": ...}`) fill it; tables those lines name
+    /// need no flag (repeatable).
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
     /// Linear memory limit per instance, MiB.
     #[arg(long)]
     pub memory_mb: Option<u64>,
@@ -69,6 +74,7 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         output_topic: args.output_topic,
         batch_size: args.batch_size,
         flush_windows: args.flush_windows,
+        tables: args.tables,
     };
     let summary = weir_engine::on_wasm_thread(&config.clone(), "weir-test", "the test runner", move || {
         let engine = Engine::new(config)?;

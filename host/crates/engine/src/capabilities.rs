@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use wasmtime::component::HasData;
 use weir_state::PartitionState;
+use weir_state::tables::Tables;
 use weir_state::timers::Clock;
 use weir_windows::WindowDefs;
 
@@ -32,6 +33,13 @@ pub struct StateCapability<'a> {
     pub horizon: &'a mut TimerHorizon,
 }
 
+/// The deployment's tables, readable while a partition is processed.
+pub struct TablesCapability<'a> {
+    pub tables: &'a Tables,
+    pub readable: bool,
+    pub budget: &'a mut HostBudget,
+}
+
 /// The instance's window definitions.
 pub struct WindowsCapability<'a> {
     pub defs: &'a mut WindowDefs,
@@ -41,6 +49,7 @@ pub struct WindowsCapability<'a> {
 pub struct Log;
 pub struct State;
 pub struct Windows;
+pub struct TablesView;
 
 impl HasData for Log {
     type Data<'a> = LogCapability<'a>;
@@ -52,6 +61,10 @@ impl HasData for State {
 
 impl HasData for Windows {
     type Data<'a> = WindowsCapability<'a>;
+}
+
+impl HasData for TablesView {
+    type Data<'a> = TablesCapability<'a>;
 }
 
 impl HostState {
@@ -66,6 +79,10 @@ impl HostState {
             wall_clock: self.wall_clock.as_deref(),
             horizon: &mut self.horizon,
         }
+    }
+
+    pub fn tables_capability(&mut self) -> TablesCapability<'_> {
+        TablesCapability { tables: &self.tables, readable: self.partition.is_some(), budget: &mut self.budget }
     }
 
     pub fn windows_capability(&mut self) -> WindowsCapability<'_> {
@@ -195,6 +212,53 @@ impl StateCapability<'_> {
     pub fn timer(&mut self, key: &[u8]) -> wasmtime::Result<Option<(i64, Clock)>> {
         charge(self.budget, key.len() + ENTRY_OVERHEAD, "timers")?;
         self.partition()?.timer(key).map_err(wasmtime::Error::from_anyhow)
+    }
+}
+
+/// Tables are deployment-wide, but read only while records are processed,
+/// like state: `init` runs before they are loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("tables can be read only while processing records (in `process`, `on-window` or `on-timer`); `init` may only open them")]
+struct TablesNotReadable;
+
+impl TablesCapability<'_> {
+    pub fn open(&self, name: &str) -> Result<u32, String> {
+        self.tables.open(name)
+    }
+
+    fn store(&self, id: u32) -> wasmtime::Result<&dyn weir_state::tables::TableRead> {
+        if !self.readable {
+            return Err(TablesNotReadable.into());
+        }
+        self.tables.store(id).map_err(wasmtime::Error::from_anyhow)
+    }
+
+    pub fn get(&mut self, id: u32, key: &[u8]) -> wasmtime::Result<Option<Vec<u8>>> {
+        charge(self.budget, key.len(), "table reads")?;
+        let value = self.store(id)?.get(key).map_err(wasmtime::Error::from_anyhow)?;
+        charge(self.budget, value.as_ref().map_or(0, Vec::len), "table reads")?;
+        Ok(value)
+    }
+
+    pub fn range(&mut self, id: u32, start: &[u8], end: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
+        let limit = (limit as u64).min(self.budget.left() / ENTRY_OVERHEAD as u64) as usize;
+        let max_bytes = self.budget.left();
+        let entries = self.store(id)?.scan(start, end, limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
+        let bytes = entries.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();
+        charge(self.budget, bytes, "table scans")?;
+        Ok(entries)
+    }
+
+    pub fn prefix(&mut self, id: u32, prefix: &[u8], after: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
+        let start = match after {
+            // Strictly after `after`: its successor in key order.
+            Some(after) if after >= prefix => [after, &[0]].concat(),
+            _ => prefix.to_vec(),
+        };
+        if !start.starts_with(prefix) {
+            return Ok(Vec::new());
+        }
+        self.range(id, &start, weir_state::prefix_end(prefix).as_deref(), limit)
     }
 }
 

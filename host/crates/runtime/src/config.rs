@@ -166,6 +166,10 @@ pub struct DeploymentConfig {
     pub inputs: Vec<String>,
     /// Default output topic.
     pub output: String,
+    /// Tables the transform may read (world 0.2.1): name to compacted
+    /// topic; every partition of the deployment sees the whole table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, String>,
     /// Transform configuration handed to `init`.
     #[serde(default, deserialize_with = "string_map")]
     pub config: BTreeMap<String, String>,
@@ -305,6 +309,12 @@ impl DeploymentConfig {
             }
             if d.inputs.contains(&d.output) {
                 bail!("output topic `{}` is also an input", d.output);
+            }
+            for (name, topic) in &d.tables {
+                check_name(name).with_context(|| format!("table `{name}`"))?;
+                if topic.trim().is_empty() {
+                    bail!("table `{name}`: its topic name is empty");
+                }
             }
             if !(d.cpu_share > 0.0 && d.cpu_share <= 1_000.0) {
                 bail!("cpu_share must be in (0, 1000], not {}", d.cpu_share);

@@ -162,6 +162,9 @@ impl TenantConfig {
         if let Some(t) = d.inputs.iter().find(|t| !self.may_read(t)) {
             return Err(format!("input topic `{t}` is outside the tenant's input prefixes {:?}", self.input_prefixes));
         }
+        if let Some((name, t)) = d.tables.iter().find(|(_, t)| !self.may_read(t)) {
+            return Err(format!("table `{name}`: topic `{t}` is outside the tenant's input prefixes {:?}", self.input_prefixes));
+        }
         let outputs = [Some(d.output.as_str()), Some(dead_letter_topic), d.late_topic.as_deref()];
         if let Some(t) = outputs.into_iter().flatten().find(|t| !self.may_write(t)) {
             return Err(format!("output topic `{t}` is outside the tenant's output prefixes {:?}", self.output_prefixes));
@@ -285,6 +288,12 @@ mod tests {
         let mut d: DeploymentConfig = serde_json::from_value(serde_json::json!({ "inputs": ["a.in.x"], "output": "a.out.y" })).unwrap();
         assert!(t.check_topics(&d, "a.out.dlq").is_ok());
         assert!(t.check_topics(&d, "b.out.dlq").unwrap_err().contains("`b.out.dlq`"));
+        // A table is read like an input: another tenant's topic is refused.
+        d.tables.insert("users".into(), "a.in.users".into());
+        assert!(t.check_topics(&d, "a.out.dlq").is_ok());
+        d.tables.insert("prices".into(), "b.in.prices".into());
+        assert!(t.check_topics(&d, "a.out.dlq").unwrap_err().contains("table `prices`: topic `b.in.prices` is outside"));
+        d.tables.clear();
         d.inputs.push("b.in.x".into());
         assert!(t.check_topics(&d, "a.out.dlq").unwrap_err().contains("input topic `b.in.x`"));
     }

@@ -23,6 +23,7 @@ mod cache;
 pub mod memory;
 mod pending;
 pub mod rocks;
+pub mod tables;
 pub mod timers;
 mod user;
 

@@ -19,7 +19,7 @@ impl RocksConfig {
         Ok(RocksConfig { cache: Cache::new_lru_cache(cache_bytes).context("creating the RocksDB block cache")? })
     }
 
-    fn options(&self) -> Options {
+    pub(crate) fn options(&self) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
         // Lookups of absent keys (a new window, a first word) are common:

@@ -22,12 +22,17 @@
 //! - `timer-storm`: sets a timer for the distant past on every record, which
 //!   sets itself again each time it fires: an endless loop for a host that
 //!   fires until nothing is due (the records are forwarded, and each
-//!   `on-timer` call emits one null record).
+//!   `on-timer` call emits one null record);
+//! - `table-scan`: scans table `t` whole, with a limit of four billion
+//!   entries, a hundred times per call: the table's size, a hundred times
+//!   over, in host memory for a host that does not bound what it copies;
+//! - `table-bad-id`: reads a table by an id `open` never returned;
+//! - `table-in-init`: reads table `t` in `init`, before tables are loaded.
 
 use weir_sdk::bindings::exports::weir::transform::handler::Guest;
 use weir_sdk::bindings::weir::transform::timers::{self, Clock, TimerBatch};
 use weir_sdk::bindings::weir::transform::types::{InputBatch, OutputBatch, Reject};
-use weir_sdk::bindings::weir::transform::{state, windows::WindowBatch};
+use weir_sdk::bindings::weir::transform::{state, tables, windows::WindowBatch};
 
 const NONE: u32 = u32::MAX;
 
@@ -67,6 +72,9 @@ struct Hostile;
 impl Guest for Hostile {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
         let a = config.into_iter().find(|(k, _)| k == "attack").map(|(_, v)| v).ok_or("config `attack` is required")?;
+        if a == "table-in-init" {
+            let _ = tables::get(tables::open("t")?, b"k");
+        }
         // SAFETY: see `attack`.
         unsafe { *std::ptr::addr_of_mut!(ATTACK) = a };
         Ok(())
@@ -118,6 +126,17 @@ impl Guest for Hostile {
             }
             "ragged" => {
                 out.records = vec![0; 39];
+            }
+            "table-scan" => {
+                let t = tables::open("t")?;
+                let mut seen = 0;
+                for _ in 0..100 {
+                    seen += tables::range(t, b"", None, u32::MAX).len();
+                }
+                return Err(format!("read {seen} entries"));
+            }
+            "table-bad-id" => {
+                let _ = tables::get(7, b"k");
             }
             "timer-storm" => {
                 // A timer for the distant past on every record, which sets

@@ -140,7 +140,8 @@ pub mod v0_2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorldVersion {
     V0_1,
-    /// Adds timers; packs record metadata into bytes.
+    /// Adds timers and packs record metadata into bytes (0.2.0); adds
+    /// tables (0.2.1).
     V0_2,
 }
 
@@ -151,7 +152,7 @@ impl WorldVersion {
     pub const fn world(self) -> &'static str {
         match self {
             WorldVersion::V0_1 => "weir:transform/plugin@0.1.0",
-            WorldVersion::V0_2 => "weir:transform/plugin@0.2.0",
+            WorldVersion::V0_2 => "weir:transform/plugin@0.2.1",
         }
     }
 
@@ -159,7 +160,7 @@ impl WorldVersion {
     pub const fn handler_export(self) -> &'static str {
         match self {
             WorldVersion::V0_1 => "weir:transform/handler@0.1.0",
-            WorldVersion::V0_2 => "weir:transform/handler@0.2.0",
+            WorldVersion::V0_2 => "weir:transform/handler@0.2.1",
         }
     }
 

@@ -1,10 +1,11 @@
-//! Bindings for `weir:transform/plugin@0.2.0`: 0.1's interfaces plus
-//! timers, with record metadata packed into bytes (the layouts are
-//! documented in `wit/0.2/types.wit`).
+//! Bindings for `weir:transform/plugin@0.2.x`: 0.1's interfaces plus
+//! timers (0.2.0) and tables (0.2.1), with record metadata packed into
+//! bytes (the layouts are documented in `wit/0.2/types.wit`). Components
+//! built against 0.2.0 link to these by semver: patch versions only add.
 
 wasmtime::component::bindgen!({
     path: "../../../wit/0.2",
-    world: "weir:transform/plugin@0.2.0",
+    world: "weir:transform/plugin@0.2.1",
     // State calls may fail on the host side (storage errors, quotas); they
     // trap the guest rather than hand it an error it could ignore.
     imports: { default: trappable },
@@ -12,13 +13,13 @@ wasmtime::component::bindgen!({
     ownership: Borrowing { duplicate_if_necessary: true },
 });
 
-use self::weir::transform::{log, state, timers, types, windows};
+use self::weir::transform::{log, state, tables, timers, types, windows};
 
 use wasmtime::component::Linker;
 use weir_abi::{self as abi, CallFailure, FailureKind};
 use weir_state::timers::{Clock, Timer};
 
-use crate::capabilities::{self, LogCapability, StateCapability, WindowsCapability};
+use crate::capabilities::{self, LogCapability, StateCapability, TablesCapability, WindowsCapability};
 use crate::transform::instance::HostState;
 use crate::transform::log::LogLevel;
 
@@ -29,6 +30,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     state::add_to_linker::<HostState, capabilities::State>(linker, HostState::state_capability)?;
     windows::add_to_linker::<HostState, capabilities::Windows>(linker, HostState::windows_capability)?;
     timers::add_to_linker::<HostState, capabilities::State>(linker, HostState::state_capability)?;
+    tables::add_to_linker::<HostState, capabilities::TablesView>(linker, HostState::tables_capability)?;
     Ok(())
 }
 
@@ -66,6 +68,24 @@ impl timers::Host for StateCapability<'_> {
 
     fn now(&mut self, c: timers::Clock) -> wasmtime::Result<i64> {
         StateCapability::now(self, clock(c))
+    }
+}
+
+impl tables::Host for TablesCapability<'_> {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<u32, String>> {
+        Ok(TablesCapability::open(self, &name))
+    }
+
+    fn get(&mut self, table: u32, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        TablesCapability::get(self, table, &key)
+    }
+
+    fn range(&mut self, table: u32, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<state::Entry>> {
+        TablesCapability::range(self, table, &start, end.as_deref(), limit).map(entries)
+    }
+
+    fn prefix(&mut self, table: u32, prefix: Vec<u8>, after: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<state::Entry>> {
+        TablesCapability::prefix(self, table, &prefix, after.as_deref(), limit).map(entries)
     }
 }
 

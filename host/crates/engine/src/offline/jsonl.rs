@@ -8,7 +8,9 @@
 //! `topic`, `partition` and `offset`. A line may also set the test's wall
 //! clock with `wall_clock` (ms since the epoch) before its record; a line
 //! with `wall_clock` alone is no record, only a tick of the clock. Wall-clock
-//! timers due at the new time fire at that line.
+//! timers due at the new time fire at that line. A line with `table` (a
+//! table's name), `key` and `value` is no record either: it sets the key in
+//! that table (a null value removes it) for the records after it.
 //!
 //! Output, one produced record per line: `topic`, `key`, `value` (strings,
 //! or `key_b64`/`value_b64` when not UTF-8), `timestamp`, `headers`.
@@ -31,11 +33,15 @@ pub struct InputLine {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// The wall clock to set before this line's record (`weir test` only).
     pub wall_clock: Option<i64>,
-    /// False for a line that only sets the wall clock.
+    /// False for a line that only sets the wall clock or a table.
     pub is_record: bool,
+    /// The table this line updates, if it is a table line.
+    pub table: Option<String>,
 }
 
-const FIELDS: &[&str] = &["key", "value", "key_b64", "value_b64", "timestamp", "headers", "topic", "partition", "offset", "wall_clock"];
+const FIELDS: &[&str] = &["key", "value", "key_b64", "value_b64", "timestamp", "headers", "topic", "partition", "offset", "wall_clock", "table"];
+/// What a table line may hold besides `table`.
+const TABLE_FIELDS: &[&str] = &["key", "value", "key_b64", "value_b64"];
 
 fn bytes_field(obj: &Map<String, Value>, text: &str, b64: &str) -> Result<Option<Vec<u8>>> {
     match (obj.get(text), obj.get(b64)) {
@@ -77,6 +83,19 @@ pub fn parse_line(line: usize, text: &str) -> Result<InputLine> {
         Some(Value::Object(h)) => h.iter().map(|(k, v)| Ok((k.clone(), header_value(k, v).map_err(at)?))).collect::<Result<_>>()?,
         Some(_) => bail!("line {line}: `headers` must be an object"),
     };
+    let table = match obj.get("table") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => bail!("line {line}: `table` must be a table's name"),
+    };
+    if table.is_some() {
+        if let Some(other) = obj.keys().find(|k| *k != "table" && !TABLE_FIELDS.contains(&k.as_str())) {
+            bail!("line {line}: a table line takes only `key` and `value`, not `{other}`");
+        }
+        if !obj.contains_key("key") && !obj.contains_key("key_b64") {
+            bail!("line {line}: a table line needs a `key`");
+        }
+    }
     let partition = int("partition")?.unwrap_or(0);
     Ok(InputLine {
         line,
@@ -92,7 +111,8 @@ pub fn parse_line(line: usize, text: &str) -> Result<InputLine> {
         value: bytes_field(&obj, "value", "value_b64").map_err(at)?,
         headers,
         wall_clock: int("wall_clock")?,
-        is_record: !(obj.len() == 1 && obj.contains_key("wall_clock")),
+        is_record: table.is_none() && !(obj.len() == 1 && obj.contains_key("wall_clock")),
+        table,
     })
 }
 

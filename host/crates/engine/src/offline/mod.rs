@@ -1,5 +1,6 @@
 //! `weir test`: runs a plugin over records from a JSON Lines file with the
-//! production engine, limits and dispatch, and state and windows in memory.
+//! production engine, limits and dispatch, and state, windows and tables
+//! in memory.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,6 +16,7 @@ use crate::transform::{Fired, Produced, Transform, TransformSpec};
 use jsonl::InputLine;
 use weir_abi::{BatchBuilder, Limits};
 use weir_state::PartitionState;
+use weir_state::tables::{MemTable, Tables};
 use weir_windows::ForceClose;
 
 pub struct TestOptions {
@@ -29,6 +31,9 @@ pub struct TestOptions {
     pub batch_size: usize,
     /// Close (and emit) every window still open at the end of the input.
     pub flush_windows: bool,
+    /// Tables the transform may open besides those the input's table lines
+    /// name.
+    pub tables: Vec<String>,
 }
 
 impl Default for TestOptions {
@@ -41,6 +46,7 @@ impl Default for TestOptions {
             output_topic: "output".into(),
             batch_size: 100,
             flush_windows: false,
+            tables: Vec::new(),
         }
     }
 }
@@ -57,6 +63,22 @@ pub struct Summary {
 
 type PartitionKey = (String, i32);
 
+type MemTables = HashMap<String, Arc<MemTable>>;
+
+/// The tables of a run: those declared and those the input names, empty
+/// until its table lines fill them.
+fn tables(opts: &TestOptions, lines: &[InputLine]) -> Result<(Arc<Tables>, MemTables)> {
+    let names: Vec<&str> = opts.tables.iter().map(String::as_str).chain(lines.iter().filter_map(|l| l.table.as_deref())).collect();
+    let tables = Tables::new(names.iter().copied());
+    let mut stores = HashMap::new();
+    for name in tables.names() {
+        let store = Arc::new(MemTable::default());
+        tables.attach(name, store.clone())?;
+        stores.insert(name.to_owned(), store);
+    }
+    Ok((tables, stores))
+}
+
 /// Runs `plugin` over `lines`, writing output lines to `out` and one line
 /// per failed record to `err`. Returns an error when the run cannot go on
 /// (the plugin does not load, `init` fails, a fatal error).
@@ -64,25 +86,32 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
     let module = Arc::new(engine.load_file(plugin)?);
     // The wall clock starts at the epoch and moves only when the input says.
     let wall_clock = Arc::new(AtomicI64::new(0));
-    let spec = Arc::new(TransformSpec { wall_clock: Some(wall_clock.clone()), ..TransformSpec::new(&opts.name, opts.config.clone(), opts.limits) });
+    let (tables, table_stores) = tables(opts, lines)?;
+    let spec = Arc::new(TransformSpec { wall_clock: Some(wall_clock.clone()), tables, ..TransformSpec::new(&opts.name, opts.config.clone(), opts.limits) });
     let mut transform = Transform::new(module, spec);
     transform.warm_up().map_err(|f| anyhow::anyhow!("{}: {}", f.kind, f.message))?;
 
     let mut summary = Summary { records: lines.iter().filter(|l| l.is_record).count(), ..Summary::default() };
-    let mut states: Vec<(PartitionKey, Option<Box<PartitionState>>)> = Vec::new();
+    // As in `weir run`, inputs' partitions with the same number share state.
+    let mut states: Vec<(i32, Option<Box<PartitionState>>)> = Vec::new();
     let mut next_offset: HashMap<PartitionKey, i64> = HashMap::new();
     // The index of the line whose wall clock was applied last.
     let mut ticked = None;
     let mut i = 0;
     while i < lines.len() {
+        if let Some(table) = &lines[i].table {
+            table_stores[table].apply(lines[i].key.clone().unwrap_or_default(), lines[i].value.clone());
+            i += 1;
+            continue;
+        }
         if let Some(now) = lines[i].wall_clock.filter(|_| ticked != Some(i)) {
             ticked = Some(i);
             wall_clock.store(now, Ordering::Relaxed);
-            for (pk, slot) in &mut states {
+            for (partition, slot) in &mut states {
                 let (state, fired) = transform.fire_wall_clock_timers(now, slot.take().expect("state present"));
                 *slot = Some(state);
                 summary.outputs += print(out, &fired.produced, &opts.output_topic)?;
-                summary.failed += report_timers(err, lines[i].line, pk, &fired)?;
+                summary.failed += report_timers(err, lines[i].line, *partition, &fired)?;
             }
             if !lines[i].is_record {
                 i += 1;
@@ -93,7 +122,10 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
         let mut chunk = Vec::new();
         while i < lines.len() && chunk.len() < opts.batch_size.max(1) {
             let l = &lines[i];
-            if (l.topic.as_deref().unwrap_or(&opts.input_topic), l.partition) != (pk.0.as_str(), pk.1) || (!chunk.is_empty() && l.wall_clock.is_some()) {
+            if (l.topic.as_deref().unwrap_or(&opts.input_topic), l.partition) != (pk.0.as_str(), pk.1)
+                || l.table.is_some()
+                || (!chunk.is_empty() && l.wall_clock.is_some())
+            {
                 break;
             }
             chunk.push(l);
@@ -109,10 +141,10 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
             builder.push(offset, l.timestamp, l.key.as_deref(), l.value.as_deref(), l.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
         }
         let batch = builder.finish();
-        let slot = match states.iter().position(|(k, _)| *k == pk) {
+        let slot = match states.iter().position(|(p, _)| *p == pk.1) {
             Some(p) => p,
             None => {
-                states.push((pk.clone(), Some(Box::new(PartitionState::in_memory()))));
+                states.push((pk.1, Some(Box::new(PartitionState::in_memory()))));
                 states.len() - 1
             }
         };
@@ -131,17 +163,17 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
         summary.failed += result.failures.len();
         summary.late += result.late.len();
         let fired = Fired { produced: Vec::new(), failures: result.timer_failures, host_failure: result.timer_host_failure };
-        summary.failed += report_timers(err, chunk.last().map_or(0, |l| l.line), &pk, &fired)?;
+        summary.failed += report_timers(err, chunk.last().map_or(0, |l| l.line), pk.1, &fired)?;
         if let Some(stop) = &result.stopped {
             let l = chunk[stop.index as usize];
             bail!("line {} ({} partition {}): {}: {}", l.line, pk.0, pk.1, stop.kind, stop.message);
         }
     }
     if opts.flush_windows {
-        for (pk, slot) in &mut states {
+        for (partition, slot) in &mut states {
             let (state, produced) = transform.close_windows(ForceClose::All, slot.take().expect("state present"));
             *slot = Some(state);
-            let produced = produced.map_err(|f| anyhow::anyhow!("flushing windows of {} partition {}: {}: {}", pk.0, pk.1, f.kind, f.message))?;
+            let produced = produced.map_err(|f| anyhow::anyhow!("flushing windows of partition {partition}: {}: {}", f.kind, f.message))?;
             summary.outputs += print(out, &produced, &opts.output_topic)?;
         }
     }
@@ -150,12 +182,12 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
 }
 
 /// Writes a line per failed timer; fails the run if the host failed.
-fn report_timers(err: &mut dyn Write, line: usize, pk: &PartitionKey, fired: &Fired) -> Result<usize> {
+fn report_timers(err: &mut dyn Write, line: usize, partition: i32, fired: &Fired) -> Result<usize> {
     if let Some(f) = &fired.host_failure {
-        bail!("line {line} ({} partition {}): firing timers: {}: {}", pk.0, pk.1, f.kind, f.message);
+        bail!("line {line} (partition {partition}): firing timers: {}: {}", f.kind, f.message);
     }
     for f in &fired.failures {
-        writeln!(err, "line {line}: {}", f.describe("test", pk.1))?;
+        writeln!(err, "line {line}: {}", f.describe("test", partition))?;
     }
     Ok(fired.failures.len())
 }

@@ -18,6 +18,7 @@ use crate::{Module, wasi};
 use weir_abi::{CallFailure, FailureKind};
 use weir_abi::{InputBatch, OutputBatch, WindowBatch};
 use weir_state::PartitionState;
+use weir_state::tables::Tables;
 use weir_state::timers::Timer;
 use weir_windows::WindowDefs;
 
@@ -39,6 +40,7 @@ pub struct HostState {
     pub(crate) wasi_now: u64,
     pub(crate) wall_clock: Option<Arc<std::sync::atomic::AtomicI64>>,
     pub(crate) horizon: TimerHorizon,
+    pub(crate) tables: Arc<Tables>,
 }
 
 /// For the `process` call under way: the stream time before it and its
@@ -90,6 +92,7 @@ impl Instance {
             wasi_now: 0,
             wall_clock: spec.wall_clock.clone(),
             horizon: TimerHorizon { between: None, crossed: false },
+            tables: spec.tables.clone(),
         };
         let mut store = Store::new(module.engine.wasmtime(), data);
         store.limiter(|s| &mut s.limiter);

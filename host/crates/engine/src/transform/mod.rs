@@ -17,6 +17,7 @@ pub use timers::{Fired, TimerFailure};
 
 use log::GuestLog;
 use weir_abi::{CallFailure, Limits, RecordFailure, Stopped};
+use weir_state::tables::Tables;
 
 /// Whether outputs may go to a topic, and why not.
 pub type TopicPolicy = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -36,11 +37,22 @@ pub struct TransformSpec {
     /// The wall clock timers see, in ms since the epoch; `None`: the
     /// system's. `weir test` sets it from its input.
     pub wall_clock: Option<Arc<AtomicI64>>,
+    /// The tables the deployment declares (world 0.2.1).
+    pub tables: Arc<Tables>,
 }
 
 impl TransformSpec {
     pub fn new(name: &str, config: Vec<(String, String)>, limits: Limits) -> Self {
-        TransformSpec { name: name.to_owned(), config, limits, log: GuestLog::new(name), topic_policy: None, stop_at_failure: false, wall_clock: None }
+        TransformSpec {
+            name: name.to_owned(),
+            config,
+            limits,
+            log: GuestLog::new(name),
+            topic_policy: None,
+            stop_at_failure: false,
+            wall_clock: None,
+            tables: Tables::none(),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod ledger;
 mod partition;
 pub mod reconcile;
 mod restore;
+pub mod tables;
 pub mod workers;
 
 use crate::changelog;
@@ -96,6 +97,9 @@ pub struct DeploymentStatus {
     pub down: Option<String>,
     pub rolled_back: Option<String>,
     pub last_error: Option<String>,
+    /// The deployment's tables and their loading (filled in by `status_now`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, tables::TableStatus>,
 }
 
 struct Running {
@@ -244,7 +248,8 @@ impl Host {
                 _ => partitions = Some(n),
             }
         }
-        for topic in [Some(&config.output), Some(&config.dead_letter_topic(id)), config.late_topic.as_ref()].into_iter().flatten() {
+        let tables = config.tables.values();
+        for topic in [Some(&config.output), Some(&config.dead_letter_topic(id)), config.late_topic.as_ref()].into_iter().flatten().chain(tables) {
             crate::kafka::partitions_of(&topics, topic)?;
         }
         let spec = self.transform_spec(id, config, tenant)?;
@@ -288,10 +293,16 @@ impl Host {
     pub fn transform_spec(&self, name: &str, config: &DeploymentConfig, tenant: Option<&TenantConfig>) -> Result<Arc<TransformSpec>> {
         let limits = self.output_limits(name, config)?;
         let mut spec = TransformSpec::new(name, config.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), limits);
-        // One guest log per deployment, kept across upgrades.
-        if let Some(d) = self.deployment(name) {
+        // One guest log per deployment, and its tables, kept across upgrades
+        // (a change of tables restarts the deployment).
+        let running = self.deployment(name);
+        if let Some(d) = &running {
             spec.log = d.runnable().spec.log.clone();
         }
+        spec.tables = match running {
+            Some(d) if d.config.tables == config.tables => d.runnable().spec.tables.clone(),
+            _ => weir_state::tables::Tables::new(config.tables.keys().cloned()),
+        };
         let known = self.known_topics.clone();
         let tenant = tenant.cloned();
         spec.topic_policy = Some(Arc::new(move |topic: &str| {
@@ -456,7 +467,7 @@ fn supervise(d: &Arc<Deployment>, shared: &Arc<Shared>, stop: &Arc<AtomicBool>) 
         let started = std::time::Instant::now();
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deployment::run(d.clone(), shared.clone(), stop.clone())));
         let why = match ran {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => break,
             Ok(Err(e)) => format!("{e:#}"),
             Err(panic) => format!("the host failed running it (a bug in Weir, please report it): {}", workers::panic_message(&*panic)),
         };
@@ -475,4 +486,6 @@ fn supervise(d: &Arc<Deployment>, shared: &Arc<Shared>, stop: &Arc<AtomicBool>) 
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
+    // The tables' loaders live as long as the deployment runs here.
+    *lock(&d.table_loaders) = None;
 }

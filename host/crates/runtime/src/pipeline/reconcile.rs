@@ -205,4 +205,5 @@ fn restart_needed(a: &DeploymentConfig, b: &DeploymentConfig) -> bool {
         || a.dead_letter_topic != b.dead_letter_topic
         || a.late_topic != b.late_topic
         || a.failure_policy != b.failure_policy
+        || a.tables != b.tables
 }

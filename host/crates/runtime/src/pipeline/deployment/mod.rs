@@ -69,6 +69,8 @@ pub struct Deployment {
     /// Largest state entry the changelog topic accepts.
     pub changelog_entry_limit: u64,
     pub status: Arc<Mutex<DeploymentStatus>>,
+    /// Loaders of the deployment's tables, started by its first run here.
+    pub table_loaders: Mutex<Option<super::tables::TableLoaders>>,
 }
 
 impl Deployment {
@@ -93,6 +95,7 @@ impl Deployment {
             changelog_topic,
             changelog_entry_limit,
             status: Arc::new(Mutex::new(DeploymentStatus::default())),
+            table_loaders: Mutex::new(None),
         }
     }
 
@@ -102,6 +105,7 @@ impl Deployment {
         let runnable = self.runnable();
         status.module = runnable.module.digest.clone();
         status.on_trial = runnable.on_trial();
+        status.tables = lock(&self.table_loaders).as_ref().map(|t| t.status()).unwrap_or_default();
         status
     }
 
@@ -134,6 +138,9 @@ impl Deployment {
 
 /// Runs `deployment` until `stop` is set, then commits and leaves the group.
 pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<()> {
+    // Before joining the group: a member that does not consume would hold
+    // its partitions back from the other hosts.
+    super::tables::wait_loaded(&deployment, &shared, &stop)?;
     let (done_tx, done_rx) = channel();
     let (restore_tx, restore_rx) = channel();
     let (events_tx, events) = channel();

@@ -430,7 +430,7 @@ pub struct RestoreReport {
 /// bare consumer with the same settings (the baseline) and once by Weir's
 /// restore into RocksDB.
 pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::consumer::Consumer;
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
@@ -449,7 +449,7 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
     }
     producer.flush(Duration::from_secs(300))?;
 
-    let consumer: BaseConsumer = weir_runtime::changelog::reader_config(&kafka).create()?;
+    let consumer = weir_runtime::changelog::reader(&kafka)?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)?;
     consumer.assign(&tpl)?;

@@ -117,6 +117,25 @@ pub struct Restored {
     pub end: i64,
 }
 
+/// Reports a reader's errors except the ends of partitions it is told of
+/// (`enable.partition.eof`), which it reads as events, not failures.
+pub struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+/// A consumer of [`reader_config`] with its context.
+pub fn reader(kafka: &KafkaConfig) -> Result<BaseConsumer<ReaderContext>> {
+    reader_config(kafka).create_with_context(ReaderContext).context("creating a reader")
+}
+
 /// A consumer that reads one partition start to end as fast as the broker
 /// serves it, committed transactions only. With librdkafka's defaults, the
 /// fetcher pauses for `fetch.queue.backoff.ms` (1 s) whenever 100 000
@@ -149,7 +168,7 @@ pub fn restore(
     state: &mut PartitionState,
     progress: &dyn Fn(u64),
 ) -> Result<Restored> {
-    let consumer: BaseConsumer = reader_config(kafka).create().context("creating the changelog reader")?;
+    let consumer = reader(kafka).context("the changelog")?;
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
     let (low, high) = consumer.fetch_watermarks(topic, partition, timeout).with_context(|| format!("reading the extent of {topic} partition {partition}"))?;
     let mut restored = Restored { end: from.max(low), ..Restored::default() };

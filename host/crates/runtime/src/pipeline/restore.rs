@@ -42,7 +42,7 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
     let dir = shared.host.state_dir.join(&deployment.storage).join(n.to_string());
     let mut state = PartitionState::open(Box::new(RocksBackend::open(&dir, &shared.rocks)?))?;
     let local = state.checkpoint()?;
-    let probe: BaseConsumer = changelog::reader_config(kafka).create().context("creating a changelog reader")?;
+    let probe = changelog::reader(kafka).context("the changelog")?;
     let (low, high) = probe
         .fetch_watermarks(&deployment.changelog_topic, n, timeout)
         .with_context(|| format!("reading the extent of changelog {}", deployment.changelog_topic))?;

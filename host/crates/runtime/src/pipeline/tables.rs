@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::deployment::Deployment;
 use super::{Shared, lock};
+use crate::changelog::ReaderContext;
 use weir_state::tables::RocksTable;
 
 /// How a table's loading goes, for `weir status`.
@@ -169,7 +170,7 @@ impl Loader {
             let _ = t.join();
         }
         let name = &self.name;
-        let consumer: BaseConsumer = crate::changelog::reader_config(&shared.kafka).create().with_context(|| format!("table `{name}`: creating its reader"))?;
+        let consumer = crate::changelog::reader(&shared.kafka).with_context(|| format!("table `{name}`"))?;
         self.progress = Arc::default();
         self.stop = Arc::default();
         let (store, progress, stop, topic) = (self.store.clone(), self.progress.clone(), self.stop.clone(), self.topic.clone());
@@ -191,7 +192,7 @@ impl Loader {
 }
 
 /// Reads `topic` into `store` until `stop`.
-fn load(consumer: &BaseConsumer, topic: &str, store: &RocksTable, progress: &Progress, stop: &AtomicBool, timeout: Duration) -> Result<()> {
+fn load(consumer: &BaseConsumer<ReaderContext>, topic: &str, store: &RocksTable, progress: &Progress, stop: &AtomicBool, timeout: Duration) -> Result<()> {
     let started = Instant::now();
     let metadata = consumer.fetch_metadata(Some(topic), timeout).with_context(|| format!("reading the metadata of topic `{topic}`"))?;
     let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();

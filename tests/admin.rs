@@ -551,3 +551,42 @@ fn registry_writes_are_checked_and_state_survives_input_changes() {
     assert_eq!(out.len(), 400, "logs:\n{}\n{}", a.log_text(), b.log_text());
     assert_contiguous(&out, 10, 40);
 }
+
+/// A tenant's deployment with a table: the table's topic must be within the
+/// tenant's input prefixes; a change that restarts the deployment inside a
+/// running host (its output here) reopens the table's store, which the
+/// transforms of the run before may still hold, and goes on joining.
+#[test]
+fn a_deployment_with_a_table_restarts_in_place() {
+    let k = Broker::shared().scope();
+    k.create_topic_with("acme.customers", 2, &[("cleanup.policy", "compact")]);
+    for t in ["acme.orders", "acme.enriched", "acme.enriched2", "acme.enriched.dlq", "acme.enriched2.dlq", "evil.customers"] {
+        k.create_topic(t, 2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_host(&dir.path().join("a"), &k);
+    let enrich = plugin("enrich");
+    let spec = |output: &str, table: &str| json!({ "inputs": [k.name("acme.orders")], "output": k.name(output), "tables": { "customers": k.name(table) } });
+    let (code, v) = deploy(&a, ACME, "enrich", &enrich, spec("acme.enriched", "evil.customers"));
+    assert_eq!(code, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("table `customers`: topic"), "{v}");
+
+    k.produce("acme.customers", &(0..100).map(|i| Rec::new(&format!("c{i}"), &format!("customer-{i}"))).collect::<Vec<_>>());
+    let (code, v) = deploy(&a, ACME, "enrich", &enrich, spec("acme.enriched", "acme.customers"));
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let mut moved = spec("acme.enriched2", "acme.customers");
+    moved["module"] = v["module"].clone();
+    let orders = |from: usize| (from..from + 50).map(|i| Rec::new(&format!("c{}", i % 100), &format!("order-{i}"))).collect::<Vec<_>>();
+    k.produce("acme.orders", &orders(0));
+    let out = k.read("acme.enriched", 50, Duration::from_secs(90));
+    assert!(out.iter().all(|r| r.value_str().ends_with(&format!(";customer-{}", &r.key_str()[1..]))), "{out:?}");
+
+    let (code, v) = call(&a, Method::PUT, "/v1/deployments/enrich", Some(ACME), Some(serde_json::to_vec(&moved).unwrap()));
+    assert_eq!(code, StatusCode::OK, "{v}");
+    k.produce("acme.orders", &orders(50));
+    let out = k.read("acme.enriched2", 50, Duration::from_secs(90));
+    assert_eq!(out.len(), 50, "log:\n{}", a.log_text());
+    assert!(out.iter().all(|r| r.value_str().ends_with(&format!(";customer-{}", &r.key_str()[1..]))), "{out:?}");
+    let s = status(&a, ACME, "enrich");
+    assert_eq!(s["host"]["tables"]["customers"]["loaded"], true, "{s:#}");
+}

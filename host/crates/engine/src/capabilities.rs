@@ -129,11 +129,13 @@ impl StateCapability<'_> {
         self.partition.as_deref_mut().ok_or_else(|| NoPartition.into())
     }
 
-    /// A scan's `limit`, at most as many entries as the budget could pay
-    /// for if each were empty, so a guest asking for four billion gets
-    /// what it can afford, not a scan of the whole store.
+    /// A scan's `limit`, at most one entry more than the budget could pay
+    /// for if each were empty: a guest asking for four billion gets no scan
+    /// of the whole store, and a scan the budget cannot pay for fails on
+    /// its charge instead of returning a page cut short, which a guest
+    /// would take for the end.
     fn entries_affordable(&self, limit: u32) -> u32 {
-        limit.min((self.budget.left() / ENTRY_OVERHEAD as u64).min(u64::from(u32::MAX)) as u32)
+        limit.min((self.budget.left() / ENTRY_OVERHEAD as u64 + 1).min(u64::from(u32::MAX)) as u32)
     }
 
     fn charged(&mut self, entries: Entries) -> wasmtime::Result<Entries> {
@@ -241,7 +243,9 @@ impl TablesCapability<'_> {
     }
 
     pub fn range(&mut self, id: u32, start: &[u8], end: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
-        let limit = (limit as u64).min(self.budget.left() / ENTRY_OVERHEAD as u64) as usize;
+        // One entry more than the budget pays for: a scan that has it fails
+        // on the charge below instead of returning a page cut short.
+        let limit = u64::from(limit).min(self.budget.left() / ENTRY_OVERHEAD as u64 + 1) as usize;
         let max_bytes = self.budget.left();
         let entries = self.store(id)?.scan(start, end, limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
         let bytes = entries.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();

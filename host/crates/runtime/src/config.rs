@@ -310,10 +310,17 @@ impl DeploymentConfig {
             if d.inputs.contains(&d.output) {
                 bail!("output topic `{}` is also an input", d.output);
             }
+            if d.tables.len() > crate::pipeline::tables::MAX_TABLES {
+                bail!("{} tables declared; at most {} are allowed", d.tables.len(), crate::pipeline::tables::MAX_TABLES);
+            }
+            let mut topics = std::collections::BTreeSet::new();
             for (name, topic) in &d.tables {
                 check_name(name).with_context(|| format!("table `{name}`"))?;
                 if topic.trim().is_empty() {
                     bail!("table `{name}`: its topic name is empty");
+                }
+                if !topics.insert(topic) {
+                    bail!("table `{name}`: topic `{topic}` is another table's too (read it once)");
                 }
             }
             if !(d.cpu_share > 0.0 && d.cpu_share <= 1_000.0) {

@@ -92,8 +92,8 @@ pub fn parse_line(line: usize, text: &str) -> Result<InputLine> {
         if let Some(other) = obj.keys().find(|k| *k != "table" && !TABLE_FIELDS.contains(&k.as_str())) {
             bail!("line {line}: a table line takes only `key` and `value`, not `{other}`");
         }
-        if !obj.contains_key("key") && !obj.contains_key("key_b64") {
-            bail!("line {line}: a table line needs a `key`");
+        if [obj.get("key"), obj.get("key_b64")].iter().all(|k| k.is_none_or(Value::is_null)) {
+            bail!("line {line}: a table line needs a `key` (a table has no null key)");
         }
     }
     let partition = int("partition")?.unwrap_or(0);

@@ -54,6 +54,7 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     /// Names this host's transactional producers (see `HostConfig::id`).
     pub host_id: String,
+    pub table_stores: tables::OpenStores,
 }
 
 /// Why a deployment of the registry does not run on this host.
@@ -160,6 +161,7 @@ impl Host {
             rocks: RocksConfig::new(64 << 20)?,
             shutdown: Arc::new(AtomicBool::new(false)),
             host_id: config.host.id(),
+            table_stores: tables::OpenStores::default(),
         });
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
         let tenants = Tenants::from_config(config);
@@ -486,6 +488,8 @@ fn supervise(d: &Arc<Deployment>, shared: &Arc<Shared>, stop: &Arc<AtomicBool>) 
         }
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
-    // The tables' loaders live as long as the deployment runs here.
-    *lock(&d.table_loaders) = None;
+    // The tables' loaders live as long as the deployment runs here (joined
+    // outside the lock, which status reads take).
+    let loaders = lock(&d.table_loaders).take();
+    drop(loaders);
 }

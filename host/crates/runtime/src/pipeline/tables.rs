@@ -7,14 +7,15 @@
 //! had when loading began, as Kafka Streams bootstraps a `GlobalKTable`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use super::deployment::Deployment;
 use super::{Shared, lock};
 use crate::changelog::ReaderContext;
+use crate::config::KafkaConfig;
+use weir_state::rocks::RocksConfig;
 use weir_state::tables::RocksTable;
 
 /// How a table's loading goes, for `weir status`.
@@ -45,9 +48,7 @@ struct Progress {
     records: AtomicU64,
     loaded: AtomicBool,
     load_ms: AtomicU64,
-    /// Fatal: the loader stopped.
-    failed: Mutex<Option<String>>,
-    /// Transient: the loader goes on.
+    /// The loader's latest failure, cleared when it reads again.
     error: Mutex<Option<String>>,
 }
 
@@ -72,7 +73,6 @@ impl Drop for Loader {
 
 /// The loaders of a deployment on this host, kept across restarts of its
 /// consumer loop.
-#[derive(Default)]
 pub struct TableLoaders {
     loaders: Vec<Loader>,
 }
@@ -90,7 +90,7 @@ impl TableLoaders {
                     keys: l.store.estimated_keys(),
                     loaded,
                     load_ms: loaded.then(|| p.load_ms.load(Ordering::Relaxed)),
-                    error: lock(&p.failed).clone().or_else(|| lock(&p.error).clone()),
+                    error: lock(&p.error).clone(),
                 };
                 (l.name.clone(), status)
             })
@@ -98,51 +98,78 @@ impl TableLoaders {
     }
 }
 
+/// Stores of tables open on this host, by path: a deployment started again
+/// while transforms of its last run still hold its stores (workers drop
+/// them at their next job) reopens the same stores instead of failing on
+/// RocksDB's lock.
+#[derive(Default)]
+pub struct OpenStores(Mutex<BTreeMap<PathBuf, Weak<RocksTable>>>);
+
+impl OpenStores {
+    fn open(&self, path: &Path, topic: &str, rocks: &RocksConfig) -> Result<Arc<RocksTable>> {
+        let mut open = lock(&self.0);
+        open.retain(|_, s| s.strong_count() > 0);
+        if let Some(store) = open.get(path).and_then(Weak::upgrade) {
+            if store.topic() == topic {
+                return Ok(store);
+            }
+            bail!("its store is still open for topic `{}`; try again once its last batches end", store.topic());
+        }
+        let store = Arc::new(RocksTable::open(path, topic, rocks)?);
+        open.insert(path.to_owned(), Arc::downgrade(&store));
+        Ok(store)
+    }
+}
+
+/// Most tables a deployment may declare: each costs every host running it
+/// a thread, a Kafka client and a RocksDB store holding the whole topic.
+pub const MAX_TABLES: usize = 16;
 /// How often a waiting deployment looks at its loaders.
 const WAIT_STEP: Duration = Duration::from_millis(50);
+/// How long a failed loader waits before reading again.
+const RETRY: Duration = Duration::from_secs(5);
 /// How often a loaded table's new records are flushed to disk (writes skip
 /// the write-ahead log; a crash loses at most this much, read again after).
 const FLUSH_EVERY: Duration = Duration::from_secs(10);
+/// How often the loader looks for partitions added to its topic.
+const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// Messages and bytes applied to a store in one write at most.
 const WRITE_RECORDS: usize = 10_000;
 const WRITE_BYTES: usize = 32 << 20;
 
 /// Starts the deployment's table loaders if they are not running, and
-/// returns once every table has loaded (or `stop` is set).
-pub fn wait_loaded(deployment: &Deployment, shared: &Shared, stop: &AtomicBool) -> Result<()> {
+/// waits until every table has loaded. False if `stop` came first.
+pub fn wait_loaded(deployment: &Deployment, shared: &Shared, stop: &AtomicBool) -> Result<bool> {
     if deployment.config.tables.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     {
         let mut slot = lock(&deployment.table_loaders);
-        match slot.as_mut() {
-            None => *slot = Some(start(deployment, shared)?),
-            // A loader that failed (the last attempt reported it) tries again.
-            Some(loaders) => {
-                for l in loaders.loaders.iter_mut().filter(|l| lock(&l.progress.failed).is_some()) {
-                    l.spawn(shared, &deployment.name)?;
-                }
-            }
+        if slot.is_none() {
+            *slot = Some(start(deployment, shared)?);
         }
     }
     let mut logged = false;
     while !stop.load(Ordering::Relaxed) {
-        let guard = lock(&deployment.table_loaders);
-        let loaders = &guard.as_ref().expect("started").loaders;
-        if let Some((name, why)) = loaders.iter().find_map(|l| lock(&l.progress.failed).clone().map(|why| (l.name.clone(), why))) {
-            bail!("table `{name}`: {why}");
-        }
-        if loaders.iter().all(|l| l.progress.loaded.load(Ordering::Relaxed)) {
-            return Ok(());
+        {
+            let guard = lock(&deployment.table_loaders);
+            let loaders = &guard.as_ref().expect("started").loaders;
+            if loaders.iter().all(|l| l.progress.loaded.load(Ordering::Relaxed)) {
+                return Ok(true);
+            }
+            // The loader keeps trying; the deployment is reported down meanwhile.
+            let failing = loaders.iter().filter(|l| !l.progress.loaded.load(Ordering::Relaxed)).find_map(|l| lock(&l.progress.error).clone().map(|e| (l, e)));
+            if let Some((l, why)) = failing {
+                bail!("table `{}` cannot load: {why}", l.name);
+            }
         }
         if !logged {
             tracing::info!(deployment = %deployment.name, "waiting for its tables to load before consuming");
             logged = true;
         }
-        drop(guard);
         std::thread::sleep(WAIT_STEP);
     }
-    Ok(())
+    Ok(false)
 }
 
 fn start(deployment: &Deployment, shared: &Shared) -> Result<TableLoaders> {
@@ -150,96 +177,63 @@ fn start(deployment: &Deployment, shared: &Shared) -> Result<TableLoaders> {
     let mut loaders = Vec::new();
     for (name, topic) in &deployment.config.tables {
         let dir = shared.host.state_dir.join(&deployment.storage).join("tables").join(name);
-        let store = Arc::new(RocksTable::open(&dir, topic, &shared.rocks).with_context(|| format!("table `{name}`"))?);
-        loaders.push(Loader { name: name.clone(), topic: topic.clone(), store, progress: Arc::default(), stop: Arc::default(), thread: None });
-    }
-    // Attached only once every store opened: a failed start leaves the
-    // transform's tables free for the next attempt.
-    for l in &mut loaders {
-        tables.attach(&l.name, l.store.clone())?;
-        l.spawn(shared, &deployment.name)?;
-    }
-    Ok(TableLoaders { loaders })
-}
-
-impl Loader {
-    /// Starts (or starts again) the thread reading the topic.
-    fn spawn(&mut self, shared: &Shared, deployment: &str) -> Result<()> {
-        if let Some(t) = self.thread.take() {
-            self.stop.store(true, Ordering::Relaxed);
-            let _ = t.join();
-        }
-        let name = &self.name;
-        let consumer = crate::changelog::reader(&shared.kafka).with_context(|| format!("table `{name}`"))?;
-        self.progress = Arc::default();
-        self.stop = Arc::default();
-        let (store, progress, stop, topic) = (self.store.clone(), self.progress.clone(), self.stop.clone(), self.topic.clone());
-        let label = format!("{deployment}/{name}");
+        let store = shared.table_stores.open(&dir, topic, &shared.rocks).with_context(|| format!("table `{name}`"))?;
+        tables.attach(name, store.clone())?;
+        let consumer = crate::changelog::reader(&table_reader(&shared.kafka)).with_context(|| format!("table `{name}`"))?;
+        let (progress, stop) = (Arc::new(Progress::default()), Arc::new(AtomicBool::new(false)));
+        let (s, p, st, t) = (store.clone(), progress.clone(), stop.clone(), topic.clone());
+        let label = format!("{}/{name}", deployment.name);
         let timeout = Duration::from_millis(shared.kafka.connect_timeout_ms.max(10_000));
         let thread = std::thread::Builder::new()
             .name(format!("weir-table-{name}"))
             .spawn(move || {
-                if let Err(e) = load(&consumer, &topic, &store, &progress, &stop, timeout) {
-                    tracing::error!(table = %label, error = %format!("{e:#}"), "table loader stopped");
-                    *lock(&progress.failed) = Some(format!("{e:#}"));
+                while let Err(e) = load(&consumer, &t, &s, &p, &st, timeout) {
+                    tracing::error!(table = %label, error = %format!("{e:#}"), "reading a table failed; reading again in {} s", RETRY.as_secs());
+                    *lock(&p.error) = Some(format!("{e:#}"));
+                    let at = Instant::now() + RETRY;
+                    while Instant::now() < at && !st.load(Ordering::Relaxed) {
+                        std::thread::sleep(WAIT_STEP);
+                    }
                 }
-                let _ = store.flush();
+                let _ = s.flush();
             })
             .context("spawning a table loader")?;
-        self.thread = Some(thread);
-        Ok(())
+        loaders.push(Loader { name: name.clone(), topic: topic.clone(), store, progress, stop, thread: Some(thread) });
     }
+    Ok(TableLoaders { loaders })
 }
 
-/// Reads `topic` into `store` until `stop`.
+/// The reader settings of a table: a position out of the topic's range is
+/// an error to handle (the table is read again), not a jump to its end;
+/// and a loader, which runs as long as its deployment, queues little.
+fn table_reader(kafka: &KafkaConfig) -> KafkaConfig {
+    let mut kafka = kafka.clone();
+    for (k, v) in [("auto.offset.reset", "error"), ("queued.max.messages.kbytes", "16384"), ("fetch.max.bytes", "16777216")] {
+        kafka.properties.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+    }
+    kafka
+}
+
+/// Reads `topic` into `store` until `stop`. Fails when the topic cannot be
+/// read (it is missing, the broker unreachable for long).
 fn load(consumer: &BaseConsumer<ReaderContext>, topic: &str, store: &RocksTable, progress: &Progress, stop: &AtomicBool, timeout: Duration) -> Result<()> {
     let started = Instant::now();
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).with_context(|| format!("reading the metadata of topic `{topic}`"))?;
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    if partitions.is_empty() {
-        bail!("topic `{topic}` does not exist");
-    }
-    let mut offsets = store.offsets()?;
+    let mut ends = BTreeMap::new();
     let mut unread = BTreeSet::new();
-    let mut tpl = TopicPartitionList::new();
-    let mut extents = BTreeMap::new();
-    for &p in &partitions {
-        extents.insert(p, consumer.fetch_watermarks(topic, p, timeout).with_context(|| format!("reading the extent of `{topic}` partition {p}"))?);
-    }
-    // Records the store has not seen were deleted (retention, or the topic
-    // was made again): what it holds may be stale, so read it all again.
-    if offsets.iter().any(|(p, o)| extents.get(p).is_none_or(|&(low, high)| *o < low || *o > high)) {
-        tracing::warn!(topic, "the table's store does not match its topic any more; reading the topic again");
-        store.clear()?;
-        offsets.clear();
-    }
-    for (&p, &(low, high)) in &extents {
-        let from = offsets.get(&p).copied().unwrap_or(low);
-        if from < high {
-            unread.insert(p);
-        }
-        tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
-    }
-    consumer.assign(&tpl).context("assigning the table's partitions")?;
-    let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-    let mut read: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut assigned = BTreeSet::new();
+    let mut refreshed: Option<Instant> = None;
     let mut flushed = Instant::now();
     let mut dirty = false;
-    let mut flush_loaded = |unread: &BTreeSet<i32>, dirty: &mut bool| -> Result<()> {
-        let just_loaded = unread.is_empty() && !progress.loaded.swap(true, Ordering::Relaxed);
-        if just_loaded {
-            progress.load_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            tracing::info!(topic, records = progress.records.load(Ordering::Relaxed), ms = started.elapsed().as_millis() as u64, "table loaded");
-        }
-        if *dirty && (just_loaded || flushed.elapsed() >= FLUSH_EVERY) {
-            store.flush()?;
-            flushed = Instant::now();
-            *dirty = false;
-        }
-        Ok(())
-    };
-    flush_loaded(&unread, &mut dirty)?;
+    let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut read: BTreeMap<i32, i64> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
+        if refreshed.is_none_or(|at| at.elapsed() >= REFRESH_EVERY) {
+            refreshed = Some(Instant::now());
+            let added = assign_new(consumer, topic, store, &mut assigned, &mut ends, stop, timeout)?;
+            if !progress.loaded.load(Ordering::Relaxed) {
+                unread.extend(added);
+            }
+        }
         let (mut bytes, mut messages) = (0, 0);
         let mut wait = Duration::from_millis(100);
         while batch.len() < WRITE_RECORDS && bytes < WRITE_BYTES {
@@ -255,6 +249,18 @@ fn load(consumer: &BaseConsumer<ReaderContext>, topic: &str, store: &RocksTable,
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     unread.remove(&p);
+                }
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
+                    // Records the store had not read were deleted: what it
+                    // holds may be stale. Read the whole topic again.
+                    tracing::warn!(topic, "the table's position left its topic's range (records deleted); reading the topic again");
+                    store.clear()?;
+                    batch.clear();
+                    read.clear();
+                    assigned.clear();
+                    consumer.unassign()?;
+                    refreshed = None;
+                    break;
                 }
                 Some(Err(e)) => {
                     tracing::warn!(topic, error = %e, "reading a table");
@@ -272,7 +278,73 @@ fn load(consumer: &BaseConsumer<ReaderContext>, topic: &str, store: &RocksTable,
             dirty = true;
             *lock(&progress.error) = None;
         }
-        flush_loaded(&unread, &mut dirty)?;
+        // Caught up with a partition: told so, or past the end it had at
+        // the start (a topic written faster than it is read has no end).
+        if !unread.is_empty() {
+            let position = consumer.position()?;
+            unread.retain(|p| match position.find_partition(topic, *p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o < ends[p],
+                _ => true,
+            });
+        }
+        let just_loaded = unread.is_empty() && !assigned.is_empty() && !progress.loaded.swap(true, Ordering::Relaxed);
+        if just_loaded {
+            progress.load_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            tracing::info!(topic, records = progress.records.load(Ordering::Relaxed), ms = started.elapsed().as_millis() as u64, "table loaded");
+        }
+        if dirty && (just_loaded || flushed.elapsed() >= FLUSH_EVERY) {
+            store.flush()?;
+            flushed = Instant::now();
+            dirty = false;
+        }
     }
     Ok(())
+}
+
+/// Assigns the partitions of `topic` not assigned yet, from where the store
+/// is (or the start), and returns those with records to read. The first
+/// time, a store that does not match the topic (records it has not read
+/// were deleted, or the topic was made again) is emptied.
+fn assign_new(
+    consumer: &BaseConsumer<ReaderContext>,
+    topic: &str,
+    store: &RocksTable,
+    assigned: &mut BTreeSet<i32>,
+    ends: &mut BTreeMap<i32, i64>,
+    stop: &AtomicBool,
+    timeout: Duration,
+) -> Result<Vec<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).with_context(|| format!("reading the metadata of topic `{topic}`"))?;
+    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).filter(|p| !assigned.contains(p)).collect();
+    if partitions.is_empty() && assigned.is_empty() {
+        bail!("topic `{topic}` does not exist");
+    }
+    let mut extents = BTreeMap::new();
+    for &p in &partitions {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
+        extents.insert(p, consumer.fetch_watermarks(topic, p, timeout).with_context(|| format!("reading the extent of `{topic}` partition {p}"))?);
+    }
+    let mut offsets = store.offsets()?;
+    if assigned.is_empty() && offsets.iter().any(|(p, o)| extents.get(p).is_none_or(|&(low, high)| *o < low || *o > high)) {
+        tracing::warn!(topic, "the table's store does not match its topic any more; reading the topic again");
+        store.clear()?;
+        offsets.clear();
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut unread = Vec::new();
+    for (&p, &(low, high)) in &extents {
+        let from = offsets.get(&p).copied().unwrap_or(low);
+        if from < high {
+            unread.push(p);
+        }
+        ends.insert(p, high);
+        tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
+    }
+    if !extents.is_empty() {
+        consumer.incremental_assign(&tpl).context("assigning the table's partitions")?;
+        assigned.extend(extents.keys());
+    }
+    Ok(unread)
 }

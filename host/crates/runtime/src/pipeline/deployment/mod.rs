@@ -140,7 +140,9 @@ impl Deployment {
 pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<()> {
     // Before joining the group: a member that does not consume would hold
     // its partitions back from the other hosts.
-    super::tables::wait_loaded(&deployment, &shared, &stop)?;
+    if !super::tables::wait_loaded(&deployment, &shared, &stop)? {
+        return Ok(());
+    }
     let (done_tx, done_rx) = channel();
     let (restore_tx, restore_rx) = channel();
     let (events_tx, events) = channel();

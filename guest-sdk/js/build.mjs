@@ -7,7 +7,9 @@
 //    exports `handler` = createHandler(the plugin module's namespace); the
 //    world's imports (`weir:transform/...`) stay external.
 // 2. componentize-js (StarlingMonkey + wizer) turns the bundle into a
-//    component of weir:transform/plugin@0.2.1 with every WASI feature
+//    component of weir:transform/plugin@0.2.1, its JavaScript compiled
+//    ahead of time by weval (WEIR_JS_AOT=0: interpreted, a faster build
+//    of a component half as fast), with every WASI feature
 //    disabled, so the component imports only the world's interfaces (all
 //    of them, `tables` included, whether the plugin uses them or not).
 
@@ -74,7 +76,9 @@ const bundled = await esbuild.build({
 // bytes differ between runs, its behaviour does not): reuse an earlier one
 // when all three are unchanged. WEIR_JS_NO_CACHE=1 rebuilds.
 const cacheDir = join(tools, 'components');
+const aot = process.env.WEIR_JS_AOT !== '0';
 const hash = createHash('sha256');
+hash.update(aot ? 'aot' : 'interpreted');
 hash.update(bundled.outputFiles[0].contents);
 for (const f of readdirSync(witPath).filter((f) => f.endsWith('.wit')).sort()) hash.update(f).update(readFileSync(join(witPath, f)));
 hash.update(readFileSync(join(here, 'package-lock.json'))).update(readFileSync(fileURLToPath(import.meta.url)));
@@ -98,6 +102,8 @@ try {
     witPath,
     worldName: 'plugin',
     disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
+    enableAot: aot,
+    wevalBin: join(tools, '../tools/bin/weval'),
   }));
 } catch (e) {
   console.error(`weir js build: componentize failed for ${entry} (bundle kept at ${source}):\n${e.message ?? e}`);

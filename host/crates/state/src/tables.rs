@@ -45,10 +45,6 @@ impl Tables {
         Tables::new(Vec::<String>::new())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
-    }
-
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tables.iter().map(|(n, _)| n.as_str())
     }

@@ -218,6 +218,8 @@ fn table_reader(kafka: &KafkaConfig) -> KafkaConfig {
 /// read (it is missing, the broker unreachable for long).
 fn load(consumer: &BaseConsumer<ReaderContext>, topic: &str, store: &RocksTable, progress: &Progress, stop: &AtomicBool, timeout: Duration) -> Result<()> {
     let started = Instant::now();
+    // A retry starts over: what an earlier attempt assigned is assigned again.
+    let _ = consumer.unassign();
     let mut ends = BTreeMap::new();
     let mut unread = BTreeSet::new();
     let mut assigned = BTreeSet::new();

@@ -174,6 +174,7 @@ pub fn wait_loaded(deployment: &Deployment, shared: &Shared, stop: &AtomicBool) 
 
 fn start(deployment: &Deployment, shared: &Shared) -> Result<TableLoaders> {
     let tables = &deployment.runnable().spec.tables;
+    forget_undeclared(&shared.host.state_dir.join(&deployment.storage).join("tables"), &deployment.config.tables);
     let mut loaders = Vec::new();
     for (name, topic) in &deployment.config.tables {
         let dir = shared.host.state_dir.join(&deployment.storage).join("tables").join(name);
@@ -201,6 +202,19 @@ fn start(deployment: &Deployment, shared: &Shared) -> Result<TableLoaders> {
         loaders.push(Loader { name: name.clone(), topic: topic.clone(), store, progress, stop, thread: Some(thread) });
     }
     Ok(TableLoaders { loaders })
+}
+
+/// Deletes the stores of tables the deployment no longer declares (its
+/// tables changed, which restarted it).
+fn forget_undeclared(dir: &Path, declared: &BTreeMap<String, String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if !e.file_name().to_str().is_some_and(|n| declared.contains_key(n))
+            && let Err(err) = std::fs::remove_dir_all(e.path())
+        {
+            tracing::warn!(dir = %e.path().display(), error = %err, "could not delete the store of a table no longer declared");
+        }
+    }
 }
 
 /// The reader settings of a table: a position out of the topic's range is
@@ -349,4 +363,22 @@ fn assign_new(
         assigned.extend(extents.keys());
     }
     Ok(unread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_of_tables_no_longer_declared_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["customers", "prices"] {
+            std::fs::create_dir_all(dir.path().join(name).join("inner")).unwrap();
+        }
+        forget_undeclared(dir.path(), &BTreeMap::from([("customers".to_owned(), "topic".to_owned())]));
+        assert!(dir.path().join("customers/inner").exists());
+        assert!(!dir.path().join("prices").exists());
+        // No directory yet: nothing to do.
+        forget_undeclared(&dir.path().join("missing"), &BTreeMap::new());
+    }
 }

@@ -351,7 +351,7 @@ fn attacks_through_the_host_fail_their_records_on_its_budget() {
 /// Tables are read under the call's host budget: a guest scanning a
 /// 100 MiB table a hundred times with a limit of four billion entries
 /// fails its record on that budget instead of copying 10 GiB into the
-/// host. A table id `open` never returned, and a read in `init` (before
+/// host, and so does reading an 80 MiB value. A table id `open` never returned, and a read in `init` (before
 /// tables load), fail with what went wrong.
 #[test]
 fn table_reads_are_bounded_and_checked() {
@@ -369,6 +369,10 @@ fn table_reads_are_bounded_and_checked() {
     assert_eq!(r.failures.len(), 1);
     assert_eq!(r.failures[0].kind, FailureKind::Memory, "{}", r.failures[0].message);
     assert!(r.failures[0].message.contains("host memory limit"), "{}", r.failures[0].message);
+    // A value larger than the call's budget fails the read on the budget.
+    table.apply(b"big".to_vec(), Some(vec![b'v'; 80 << 20]));
+    let (r, _) = attacked_as(plugin("hostile-host"), spec("table-get"), batch(&["a"]));
+    assert!(r.failures.len() == 1 && r.failures[0].kind == FailureKind::Memory, "{:?}", r.failures);
     let (r, _) = attacked_as(plugin("hostile-host"), spec("table-bad-id"), batch(&["a"]));
     assert!(r.failures.len() == 1 && r.failures[0].message.contains("no table has id 7"), "{:?}", r.failures);
     let module = Arc::new(engine().load_file(&plugin("hostile-host")).unwrap());

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use wasmtime::component::HasData;
 use weir_state::PartitionState;
-use weir_state::tables::Tables;
+use weir_state::tables::{Found, Tables};
 use weir_state::timers::Clock;
 use weir_windows::WindowDefs;
 
@@ -237,9 +237,16 @@ impl TablesCapability<'_> {
 
     pub fn get(&mut self, id: u32, key: &[u8]) -> wasmtime::Result<Option<Vec<u8>>> {
         charge(self.budget, key.len(), "table reads")?;
-        let value = self.store(id)?.get(key).map_err(wasmtime::Error::from_anyhow)?;
-        charge(self.budget, value.as_ref().map_or(0, Vec::len), "table reads")?;
-        Ok(value)
+        let found = self.store(id)?.get(key, self.budget.left()).map_err(wasmtime::Error::from_anyhow)?;
+        match found {
+            None => Ok(None),
+            Some(Found::Value(v)) => {
+                charge(self.budget, v.len(), "table reads")?;
+                Ok(Some(v))
+            }
+            // Fails on the budget, uncopied.
+            Some(Found::TooLong(len)) => charge(self.budget, len as usize, "table reads").map(|()| None),
+        }
     }
 
     pub fn range(&mut self, id: u32, start: &[u8], end: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {

@@ -16,9 +16,19 @@ use crate::rocks::RocksConfig;
 
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// A value found, or how long it is when longer than the reader may take.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    Value(Vec<u8>),
+    TooLong(u64),
+}
+
 /// What a transform may read of a table.
 pub trait TableRead: Send + Sync {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The value of `key`, copied only when at most `max_len` bytes long:
+    /// a guest with little budget left cannot make the host copy a large
+    /// value first and refuse it after.
+    fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Found>>;
 
     /// Up to `limit` entries with `start <= key < end`, ascending, stopping
     /// after the entry that brings their keys and values to `max_bytes`.
@@ -91,8 +101,8 @@ impl MemTable {
 }
 
 impl TableRead for MemTable {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.entries.read().unwrap().get(key).cloned())
+    fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Found>> {
+        Ok(self.entries.read().unwrap().get(key).map(|v| found(v, max_len)))
     }
 
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, max_bytes: u64) -> Result<Entries> {
@@ -104,6 +114,10 @@ impl TableRead for MemTable {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(bounded(entries.range::<[u8], _>((Bound::Included(start), upper)).map(|(k, v)| (k.clone(), v.clone())), limit, max_bytes))
     }
+}
+
+fn found(value: &[u8], max_len: u64) -> Found {
+    if value.len() as u64 > max_len { Found::TooLong(value.len() as u64) } else { Found::Value(value.to_vec()) }
 }
 
 fn bounded(entries: impl Iterator<Item = (Vec<u8>, Vec<u8>)>, limit: usize, max_bytes: u64) -> Entries {
@@ -221,11 +235,12 @@ impl Drop for RocksTable {
 }
 
 impl TableRead for RocksTable {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Found>> {
         let mut k = Vec::with_capacity(key.len() + 1);
         k.push(VALUE);
         k.extend_from_slice(key);
-        self.db.get(&k).with_context(|| format!("reading {}", self.path.display()))
+        let pinned = self.db.get_pinned(&k).with_context(|| format!("reading {}", self.path.display()))?;
+        Ok(pinned.map(|v| found(&v, max_len)))
     }
 
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, max_bytes: u64) -> Result<Entries> {
@@ -293,8 +308,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for make in both(dir.path()) {
             let t = make(&[("a", Some("1")), ("b", Some("2")), ("a", Some("3")), ("b", None), ("c", Some("4"))]);
-            assert_eq!(t.get(b"a").unwrap().as_deref(), Some(&b"3"[..]));
-            assert_eq!(t.get(b"b").unwrap(), None);
+            assert_eq!(t.get(b"a", 10).unwrap(), Some(Found::Value(b"3".to_vec())));
+            assert_eq!(t.get(b"a", 0).unwrap(), Some(Found::TooLong(1)), "not copied past the bound");
+            assert_eq!(t.get(b"b", 10).unwrap(), None);
             let all = t.scan(b"", None, 10, u64::MAX).unwrap();
             assert_eq!(all, vec![(b"a".to_vec(), b"3".to_vec()), (b"c".to_vec(), b"4".to_vec())]);
             // Bounds: exclusive end, reversed bounds, limit, bytes.
@@ -314,11 +330,11 @@ mod tests {
         }
         let t = rocks(dir.path(), "customers");
         assert_eq!(t.offsets().unwrap(), BTreeMap::from([(0, 5), (1, 7)]));
-        assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(t.get(b"k", 10).unwrap(), Some(Found::Value(b"v".to_vec())));
         drop(t);
         let t = rocks(dir.path(), "prices");
         assert!(t.offsets().unwrap().is_empty());
-        assert_eq!(t.get(b"k").unwrap(), None);
+        assert_eq!(t.get(b"k", 10).unwrap(), None);
     }
 
     #[test]

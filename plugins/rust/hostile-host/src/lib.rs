@@ -26,6 +26,8 @@
 //! - `table-scan`: scans table `t` whole, with a limit of four billion
 //!   entries, a hundred times per call: the table's size, a hundred times
 //!   over, in host memory for a host that does not bound what it copies;
+//! - `table-get`: reads key `big` of table `t` (a value larger than the
+//!   call's host budget);
 //! - `table-bad-id`: reads a table by an id `open` never returned;
 //! - `table-in-init`: reads table `t` in `init`, before tables are loaded.
 
@@ -134,6 +136,10 @@ impl Guest for Hostile {
                     seen += tables::range(t, b"", None, u32::MAX).len();
                 }
                 return Err(format!("read {seen} entries"));
+            }
+            "table-get" => {
+                let value = tables::get(tables::open("t")?, b"big");
+                return Err(format!("read {} bytes", value.map_or(0, |v| v.len())));
             }
             "table-bad-id" => {
                 let _ = tables::get(7, b"k");

@@ -49,14 +49,26 @@ impl Embedded {
 }
 
 /// The example plugin `weir dev` runs when none is named: the word count
-/// from `plugins/`, built by `scripts/dev`.
+/// from `plugins/`, built by `scripts/dev` into the build directory, found
+/// wherever `weir dev` is started: `$CARGO_TARGET_DIR`, the build
+/// directory this binary sits in, `./target`, or Weir's cache.
 pub fn default_plugin() -> Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
-    let p = target.join("wasm32-unknown-unknown/release/word_count.wasm");
-    if !p.exists() {
-        bail!("no --plugin given and {} is not built: run `scripts/dev`, or `cd plugins && cargo build --release`", p.display());
+    let exe_target = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_owned()));
+    let cache = std::env::var_os("WEIR_CACHE").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")));
+    let candidates: Vec<PathBuf> =
+        [std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from), exe_target, Some(PathBuf::from("target")), cache.map(|c| c.join("target"))]
+            .into_iter()
+            .flatten()
+            .map(|t| t.join("wasm32-unknown-unknown/release/word_count.wasm"))
+            .collect();
+    if let Some(p) = candidates.iter().find(|p| p.exists()) {
+        return Ok(p.clone());
     }
-    Ok(p)
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    bail!(
+        "no --plugin given and the example word count is not built (looked for {}): run `scripts/dev`, or `cd plugins && cargo build --release`",
+        tried.join(", ")
+    )
 }
 
 /// A host config for the embedded cluster with one deployment.

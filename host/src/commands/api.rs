@@ -16,6 +16,7 @@ pub struct ApiArgs {
     /// A host's HTTP listener.
     #[arg(long, env = "WEIR_URL", default_value = "http://127.0.0.1:9464")]
     pub url: String,
+    /// Your token: the admin's, or a tenant's (`weir token` makes one).
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     pub token: String,
     /// With the admin token: act for this tenant.
@@ -31,6 +32,7 @@ impl ApiArgs {
 
 #[derive(clap::Args)]
 pub struct NamedArgs {
+    /// The deployment's name.
     pub name: String,
     #[command(flatten)]
     pub api: ApiArgs,
@@ -204,24 +206,54 @@ pub fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
 
 pub fn list(args: ApiArgs) -> Result<ExitCode> {
     let all = args.client()?.list()?;
-    println!("{:<24} {:<12} {:<10} {:>7} {:<14} {:<12} ERROR", "NAME", "TENANT", "STATUS", "VERSION", "MODULE", "PARTITIONS");
-    for d in &all {
-        println!(
-            "{:<24} {:<12} {:<10} {:>7} {:<14} {:<12} {}",
-            d.name,
-            d.tenant.as_deref().unwrap_or("-"),
-            d.status.to_string(),
-            d.version,
-            &d.module[..d.module.len().min(12)],
-            partitions(d),
-            d.error.as_deref().unwrap_or("")
-        );
-    }
+    let rows: Vec<[String; 7]> = all
+        .iter()
+        .map(|d| {
+            [
+                d.name.clone(),
+                d.tenant.clone().unwrap_or_else(|| "-".into()),
+                d.status.to_string(),
+                d.version.to_string(),
+                d.module[..d.module.len().min(12)].to_owned(),
+                partitions(d),
+                d.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!("{}", table(["NAME", "TENANT", "STATUS", "VERSION", "MODULE", "PARTITIONS", "ERROR"], &rows));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows under a header, each column as wide as its widest cell (the last
+/// column, free text, unpadded).
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for cells in std::iter::once(header.map(str::to_owned)).chain(rows.iter().cloned()) {
+        let line: Vec<String> = cells.iter().zip(widths).enumerate().map(|(i, (c, w))| if i + 1 == N { c.clone() } else { format!("{c:<w$}") }).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The partitions a deployment runs on the host that answered.
 fn partitions(d: &View) -> String {
     let list = d.host.as_ref().map(|h| h.partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(",")).unwrap_or_default();
     if list.is_empty() { "-".into() } else { list }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_are_as_wide_as_their_widest_cell() {
+        let rows = [["a-rather-long-deployment-name".to_owned(), "1".to_owned(), "x".to_owned()], ["b".to_owned(), "12345".to_owned(), String::new()]];
+        let text = super::table(["NAME", "VERSION", "ERROR"], &rows);
+        assert_eq!(text, "NAME                           VERSION  ERROR\na-rather-long-deployment-name  1        x\nb                              12345\n");
+    }
 }

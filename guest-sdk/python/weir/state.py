@@ -65,9 +65,15 @@ def scan_prefix(prefix: Bytes) -> Iterator[tuple[bytes, bytes]]:
     """Every entry whose key starts with ``prefix``, in key order, fetched
     from the host a page at a time."""
     prefix = _b(prefix)
+    return _paged(lambda after: _st.prefix(prefix, after, _PAGE))
+
+
+def _paged(fetch) -> Iterator[tuple[bytes, bytes]]:  # type: ignore[no-untyped-def]
+    """The entries of successive pages, each fetched with the last key of
+    the page before (``None`` first), until a page comes back short."""
     after: bytes | None = None
     while True:
-        entries = _st.prefix(prefix, after, _PAGE)
+        entries = fetch(after)
         for e in entries:
             yield e.key, e.value
         if len(entries) < _PAGE:

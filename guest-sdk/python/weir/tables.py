@@ -24,26 +24,15 @@ Open tables at run time (in ``__init__``), never at the top level of
 
 from __future__ import annotations
 
-from typing import Iterator, Union
+from typing import Iterator
 
 from . import _host
 from .errors import ConfigError
+from .state import _PAGE, Bytes, _b, _paged
 
 __all__ = ["Table", "open"]
 
-Bytes = Union[bytes, bytearray, memoryview, str]
-
 _t = _host.tables
-_PAGE = 256
-
-
-def _b(key: Bytes) -> bytes:
-    t = type(key)
-    if t is bytes:
-        return key  # type: ignore[return-value]
-    if t is str:
-        return key.encode()  # type: ignore[union-attr]
-    return bytes(key)  # type: ignore[arg-type]
 
 
 class Table:
@@ -80,16 +69,8 @@ class Table:
     def scan_prefix(self, prefix: Bytes) -> Iterator[tuple[bytes, bytes]]:
         """Every entry whose key starts with ``prefix``, in key order,
         fetched from the host a page at a time."""
-        prefix = _b(prefix)
-        tid = self.id
-        after: bytes | None = None
-        while True:
-            entries = _t.prefix(tid, prefix, after, _PAGE)
-            for e in entries:
-                yield e.key, e.value
-            if len(entries) < _PAGE:
-                return
-            after = entries[-1].key
+        prefix, tid = _b(prefix), self.id
+        return _paged(lambda after: _t.prefix(tid, prefix, after, _PAGE))
 
     def __repr__(self) -> str:
         return f"Table({self.name!r}, id={self.id})"

@@ -19,8 +19,11 @@ fn run(cmd: &mut Command, what: &str) -> String {
 
 /// Runs `weir dev` with `plugin` (which replays `sample` round after round
 /// into a topic of several partitions) until its printed outputs hold every
-/// value in `want`, or a minute; returns the values it printed.
+/// value in `want`, or a minute; returns the values it printed. Its stop
+/// must be clean: no errors logged (a client outliving the embedded broker
+/// logged `AllBrokersDown`).
 fn dev_values(plugin: &Path, sample: &Path, want: &BTreeSet<String>) -> BTreeSet<String> {
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(weir_bin())
         .args(["dev", "--listen", "127.0.0.1:0", "--interval-ms", "20", "--plugin"])
         .arg(plugin)
@@ -28,7 +31,7 @@ fn dev_values(plugin: &Path, sample: &Path, want: &BTreeSet<String>) -> BTreeSet
         .arg(sample)
         .env("WEIR_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -50,7 +53,9 @@ fn dev_values(plugin: &Path, sample: &Path, want: &BTreeSet<String>) -> BTreeSet
     // SIGTERM: a graceful stop, as Ctrl-C would.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
-    assert!(status.success(), "weir dev: {status}");
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(status.success(), "weir dev: {status}\n{log}");
+    assert!(!log.contains(" ERROR "), "weir dev logged errors:\n{log}");
     seen
 }
 

@@ -133,7 +133,7 @@ pub fn sample(input: Option<&PathBuf>) -> Result<Vec<InputLine>> {
 /// now, keeping their spacing: a sample's old event times would otherwise
 /// fall behind the broker's retention and vanish, and each round's windows
 /// would all be late.
-pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration, rounds: usize, stop: Arc<AtomicBool>) {
+pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration, rounds: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let producer: BaseProducer = match rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create() {
             Ok(p) => p,
@@ -173,12 +173,19 @@ pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration
             round_start = now().max(last + 1);
         }
         let _ = producer.flush(Duration::from_secs(5));
-    });
+    })
 }
 
 /// Prints every record of `topic` as a JSON line as it arrives; calls
-/// `done` after `max` records (0: never).
-pub fn print_outputs(bootstrap: String, topics: Vec<String>, max: usize, stop: Arc<AtomicBool>, done: impl FnOnce() + Send + 'static) {
+/// `done` after `max` records (0: never). Join the thread before the
+/// cluster stops: its consumer leaves the group on the way out.
+pub fn print_outputs(
+    bootstrap: String,
+    topics: Vec<String>,
+    max: usize,
+    stop: Arc<AtomicBool>,
+    done: impl FnOnce() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let consumer: BaseConsumer = match rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
@@ -205,5 +212,5 @@ pub fn print_outputs(bootstrap: String, topics: Vec<String>, max: usize, stop: A
                 }
             }
         }
-    });
+    })
 }

@@ -58,12 +58,19 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
         weir::dev::OUTPUT
     );
     let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
     let code = serve_until_signal(config, |_, shutdown| {
-        weir::dev::print_outputs(bootstrap.clone(), vec![weir::dev::OUTPUT.into()], args.max_records, stop.clone(), move || shutdown.notify_one());
-        weir::dev::produce_samples(bootstrap.clone(), samples, std::time::Duration::from_millis(args.interval_ms), 0, stop.clone());
+        clients
+            .push(weir::dev::print_outputs(bootstrap.clone(), vec![weir::dev::OUTPUT.into()], args.max_records, stop.clone(), move || shutdown.notify_one()));
+        clients.push(weir::dev::produce_samples(bootstrap.clone(), samples, std::time::Duration::from_millis(args.interval_ms), 0, stop.clone()));
         Ok(())
     });
+    // Every client goes before the embedded broker does; one left behind
+    // logs `AllBrokersDown` errors on a clean stop.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let _ = client.join();
+    }
     let _ = std::fs::remove_dir_all(&state_dir);
     drop(embedded);
     code

@@ -56,6 +56,7 @@ pub fn serve_until_signal(
     if let Some(addr) = config.host.listen {
         let router = weir_runtime::http::router(host.clone());
         let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
+        host.advertise(listener.local_addr()?);
         tracing::info!(%addr, "HTTP listener ready (/metrics, /health)");
         runtime.spawn(weir_runtime::http::serve(listener, router));
     }

@@ -83,6 +83,11 @@ pub struct HostConfig {
     /// Address of the HTTP listener (`/metrics`, `/health`, admin API);
     /// none disables it.
     pub listen: Option<SocketAddr>,
+    /// The URL other hosts reach this host's HTTP listener at (state
+    /// queries go to the host that owns the key). Default: `http://` and
+    /// the address `listen` bound; set it when that is not reachable from
+    /// the other hosts (`0.0.0.0`, containers, proxies).
+    pub advertise: Option<String>,
     /// How often offsets are committed, ms.
     pub commit_interval_ms: u64,
     /// Records per call into a transform, at most.
@@ -115,6 +120,7 @@ impl Default for HostConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             state_dir: PathBuf::from("weir-state"),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            advertise: None,
             commit_interval_ms: 1_000,
             batch_max_records: 1_000,
             batch_max_bytes: 1 << 20,

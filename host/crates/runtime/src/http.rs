@@ -1,5 +1,6 @@
-//! The host's HTTP listener: Prometheus `/metrics`, `/health` and the
-//! admin API (`/v1`, see [`crate::admin`]).
+//! The host's HTTP listener: Prometheus `/metrics`, `/health`, the admin
+//! API (`/v1`, see [`crate::admin`]) and the web console (`/`, see
+//! [`crate::console`]).
 //!
 //! It faces whoever can reach the port, so it bounds what a client can make
 //! it hold: at most [`MAX_CONNECTIONS`] connections, a request head within
@@ -39,6 +40,7 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/health", get(health))
         .with_state(host.clone())
         .merge(crate::admin::router(host))
+        .merge(crate::console::router())
         .layer(axum::middleware::from_fn(request_timeout))
 }
 

@@ -1,6 +1,8 @@
 //! Prometheus metrics of a host, labelled by tenant (empty for the
 //! operator's own deployments), deployment and partition.
 
+use std::collections::BTreeMap;
+
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
@@ -76,12 +78,65 @@ impl Metrics {
             .sum()
     }
 
+    /// Each deployment's counters summed over its partitions, and its
+    /// failures by kind, as the console samples them.
+    pub fn totals(&self) -> BTreeMap<String, Totals> {
+        let mut all: BTreeMap<String, Totals> = BTreeMap::new();
+        for family in self.registry.gather() {
+            let name = family.name().strip_prefix("weir_").unwrap_or(family.name());
+            for m in family.get_metric() {
+                let label = |key: &str| m.get_label().iter().find(|l| l.name() == key).map(|l| l.value().to_owned());
+                let Some(deployment) = label("deployment") else { continue };
+                let t = all.entry(deployment).or_default();
+                let counter = m.get_counter().get_value();
+                match name {
+                    "records_in_total" => t.records_in += counter,
+                    "records_out_total" => t.records_out += counter,
+                    "dead_lettered_total" => t.dead_lettered += counter,
+                    "failures_total" => {
+                        t.failures += counter;
+                        *t.failures_by_kind.entry(label("kind").unwrap_or_default()).or_default() += counter as u64;
+                    }
+                    "restored_keys_total" => t.restored_keys += counter as u64,
+                    "restoring" => t.restoring += m.get_gauge().get_value() as u64,
+                    "consumer_lag" => t.lag += m.get_gauge().get_value() as i64,
+                    "batch_seconds" => {
+                        let h = m.get_histogram();
+                        t.batches = h.get_sample_count();
+                        t.batch_seconds = h.get_sample_sum();
+                        t.batch_buckets = h.get_bucket().iter().map(|b| (b.upper_bound(), b.cumulative_count())).collect();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        all
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encoding metrics");
         String::from_utf8(buf).expect("metrics are UTF-8")
     }
+}
+
+/// One deployment's counters on this host (see [`Metrics::totals`]).
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub records_in: f64,
+    pub records_out: f64,
+    pub failures: f64,
+    pub dead_lettered: f64,
+    pub failures_by_kind: BTreeMap<String, u64>,
+    pub restored_keys: u64,
+    /// Partitions restoring now.
+    pub restoring: u64,
+    pub lag: i64,
+    pub batches: u64,
+    pub batch_seconds: f64,
+    /// The batch-time histogram: (upper bound in seconds, cumulative count).
+    pub batch_buckets: Vec<(f64, u64)>,
 }
 
 impl Default for Metrics {

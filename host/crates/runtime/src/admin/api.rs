@@ -66,4 +66,7 @@ pub struct View {
     /// This host's share of the work; absent where it does not run.
     pub host: Option<DeploymentStatus>,
     pub spec: DeploymentConfig,
+    /// Its changes, oldest first.
+    #[serde(default)]
+    pub history: Vec<crate::registry::Change>,
 }

@@ -25,6 +25,7 @@ use serde::Deserialize;
 pub mod api;
 pub mod client;
 mod compiles;
+mod observe;
 
 use crate::config::DeploymentConfig;
 use crate::pipeline::{Host, Problem};
@@ -79,7 +80,9 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/v1/deployments/{name}", get(show).post(deploy).put(upgrade).delete(undeploy))
         .route("/v1/deployments/{name}/pause", post(pause))
         .route("/v1/deployments/{name}/resume", post(resume))
+        .route("/v1/deployments/{name}/rollback", post(rollback))
         .route("/v1/deployments/{name}/logs", get(logs))
+        .merge(observe::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(Extension(Arc::new(compiles::Compiles::default())))
         .route_layer(axum::middleware::from_fn_with_state(host.clone(), authenticated))
@@ -210,6 +213,7 @@ fn view(host: &Host, spec: &DeploymentSpec) -> View {
         error: problem.map(|p| p.to_string()).or_else(|| running.as_ref().and_then(|r| r.last_error.clone())),
         host: running,
         spec: spec.deployment.clone(),
+        history: spec.history.clone(),
     }
 }
 
@@ -327,7 +331,7 @@ async fn deploy(
         }
     }
     validate(&host, &compiles, &registry, &scope, &id, &module, &config).await?;
-    let spec = DeploymentSpec {
+    let mut spec = DeploymentSpec {
         tenant: scope.tenant.clone(),
         name: name.clone(),
         // Redeploying over a kept undeploy continues its state.
@@ -341,7 +345,9 @@ async fn deploy(
         updated_at_ms: now_ms(),
         deployment: config,
         write: String::new(),
+        history: existing.map(|s| s.history).unwrap_or_default(),
     };
+    spec.record("deployed", None);
     registry.publish(&id, Some(&spec)).await?;
     Ok((StatusCode::CREATED, axum::Json(view(&host, &spec))))
 }
@@ -363,14 +369,18 @@ async fn upgrade(
     let (module, config) = parse_request(&host, &scope, &name, &body)?;
     validate(&host, &compiles, &registry, &scope, &id, &module, &config).await?;
     let mut spec = current.clone();
-    if module != current.module {
-        spec.previous_module = Some(current.module.clone());
-        spec.rolled_back = None;
-    }
+    let why = match (module != current.module, config != current.deployment) {
+        (true, _) => {
+            spec.previous_module = Some(current.module.clone());
+            spec.rolled_back = None;
+            format!("from module {}", current.module)
+        }
+        (false, true) => "configuration only".to_owned(),
+        (false, false) => "nothing changed".to_owned(),
+    };
     spec.module = module;
     spec.deployment = config;
-    spec.version += 1;
-    spec.updated_at_ms = now_ms();
+    spec.change("upgraded", Some(why));
     registry.publish(&id, Some(&spec)).await?;
     Ok(axum::Json(view(&host, &spec)))
 }
@@ -383,10 +393,33 @@ async fn set_paused(host: Arc<Host>, headers: HeaderMap, q: ScopeQuery, name: St
     }
     if spec.paused != paused {
         spec.paused = paused;
-        spec.version += 1;
-        spec.updated_at_ms = now_ms();
+        spec.change(if paused { "paused" } else { "resumed" }, None);
         registry.publish(&spec.id(), Some(&spec)).await?;
     }
+    Ok(axum::Json(view(&host, &spec)))
+}
+
+/// Returns a deployment to the module before its last upgrade (the
+/// configuration stays), on every host.
+async fn rollback(
+    State(host): State<Arc<Host>>,
+    Extension(compiles): Extension<Arc<Compiles>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<View>> {
+    let (scope, registry) = scope(&host, &headers, &q)?;
+    let mut spec = owned_spec(&registry, &scope, &name)?;
+    if spec.undeployed {
+        return Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed")));
+    }
+    let previous = spec.previous_module.clone().ok_or_else(|| err(StatusCode::CONFLICT, format!("`{name}` has no upgrade to roll back")))?;
+    validate(&host, &compiles, &registry, &scope, &spec.id(), &previous, &spec.deployment).await?;
+    spec.previous_module = Some(std::mem::replace(&mut spec.module, previous));
+    let why = "asked through the admin API".to_owned();
+    spec.rolled_back = Some(why.clone());
+    spec.change("rolled back", Some(why));
+    registry.publish(&spec.id(), Some(&spec)).await?;
     Ok(axum::Json(view(&host, &spec)))
 }
 
@@ -418,8 +451,7 @@ async fn undeploy(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Q
         tokio::task::spawn_blocking(move || h.drop_changelog(&storage)).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     } else if !spec.undeployed {
         spec.undeployed = true;
-        spec.version += 1;
-        spec.updated_at_ms = now_ms();
+        spec.change("undeployed", None);
         registry.publish(&id, Some(&spec)).await?;
     }
     Ok(StatusCode::NO_CONTENT)

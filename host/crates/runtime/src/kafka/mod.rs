@@ -10,7 +10,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+pub mod group;
 pub mod producer;
+pub mod tail;
 
 use crate::config::KafkaConfig;
 
@@ -144,6 +146,11 @@ impl Cluster {
             .fetch_metadata(None, timeout)
             .map_err(|e| anyhow!("cannot reach the Kafka brokers at {} within {} ms: {e}", kafka.brokers, kafka.connect_timeout_ms))?;
         Ok(Cluster { kafka: kafka.clone(), client, timeout })
+    }
+
+    /// The members of consumer group `group` and their partitions.
+    pub fn group_members(&self, group: &str) -> Result<Vec<group::Member>> {
+        group::members(&self.client, group, self.timeout)
     }
 
     /// Partition counts of every topic.

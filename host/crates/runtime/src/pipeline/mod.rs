@@ -55,6 +55,8 @@ pub struct Shared {
     /// Names this host's transactional producers (see `HostConfig::id`).
     pub host_id: String,
     pub table_stores: tables::OpenStores,
+    /// Where this host's HTTP listener answers (set once it is bound).
+    pub api_url: std::sync::OnceLock<String>,
 }
 
 /// Why a deployment of the registry does not run on this host.
@@ -141,6 +143,8 @@ pub struct Host {
     closing: AtomicBool,
     /// The registry's reconciler, joined at shutdown.
     pub(crate) reconciler: Mutex<Option<JoinHandle<()>>>,
+    /// The last 15 minutes of every deployment here, for the console.
+    pub series: Arc<crate::series::Series>,
 }
 
 impl Host {
@@ -162,6 +166,7 @@ impl Host {
             shutdown: Arc::new(AtomicBool::new(false)),
             host_id: config.host.id(),
             table_stores: tables::OpenStores::default(),
+            api_url: std::sync::OnceLock::new(),
         });
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
         let tenants = Tenants::from_config(config);
@@ -185,9 +190,22 @@ impl Host {
             problems: Mutex::new(BTreeMap::new()),
             closing: AtomicBool::new(false),
             reconciler: Mutex::new(None),
+            series: Arc::default(),
         };
         host.refresh_topics_in_background();
+        host.sample_series_in_background();
         Ok(host)
+    }
+
+    /// Tells the other hosts (through the consumer groups' client ids)
+    /// where this host's API answers: `host.advertise`, or `bound`.
+    pub fn advertise(&self, bound: std::net::SocketAddr) {
+        let url = self.shared.host.advertise.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let _ = self.shared.api_url.set(url);
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -213,6 +231,21 @@ impl Host {
                 }
             })
             .expect("spawning the topic refresher");
+    }
+
+    fn sample_series_in_background(&self) {
+        let (series, metrics, shutdown) = (Arc::downgrade(&self.series), self.shared.metrics.clone(), self.shared.shutdown.clone());
+        std::thread::Builder::new()
+            .name("weir-series".into())
+            .spawn(move || {
+                while !shutdown.load(Ordering::Relaxed) {
+                    let Some(series) = series.upgrade() else { return };
+                    series.sample(&metrics, weir_abi::now_ms());
+                    drop(series);
+                    std::thread::sleep(crate::series::STEP);
+                }
+            })
+            .expect("spawning the series sampler");
     }
 
     /// [`Host::prepare`] for a deployment of the configuration file.
@@ -355,6 +388,11 @@ impl Host {
         let what = format!("deployment `{name}`: init");
         weir_engine::on_wasm_thread(self.engine.config(), "weir-warm-up", &what, move || Transform::new(module, spec).warm_up())?
             .map_err(|f| anyhow::anyhow!("deployment `{name}`: {}: {}", f.kind, f.message))
+    }
+
+    /// Which hosts consume deployment storage `storage`'s partitions.
+    pub fn group_members(&self, storage: &str) -> Result<Vec<crate::kafka::group::Member>> {
+        self.cluster.group_members(&format!("{}.{storage}", self.shared.kafka.group_prefix))
     }
 
     /// The running deployment `id`, if any.

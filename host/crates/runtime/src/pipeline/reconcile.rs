@@ -165,9 +165,8 @@ impl Reconciler {
             let mut back = spec.clone();
             back.previous_module = Some(spec.module.clone());
             back.module = running;
-            back.rolled_back = Some(why);
-            back.version += 1;
-            back.updated_at_ms = weir_abi::now_ms();
+            back.rolled_back = Some(why.clone());
+            back.change("rolled back", Some(why));
             if let Err(e) = self.registry.publish_blocking(id, Some(&back)) {
                 tracing::error!(deployment = %id, error = %format!("{e:#}"), "could not publish a rollback");
             }

@@ -79,6 +79,30 @@ pub struct DeploymentSpec {
     /// its own write from a concurrent one.
     #[serde(default)]
     pub write: String,
+    /// What happened to the deployment, oldest first: its last
+    /// [`HISTORY`] changes (older specs have none).
+    #[serde(default)]
+    pub history: Vec<Change>,
+}
+
+/// Changes a deployment's history keeps.
+pub const HISTORY: usize = 50;
+
+/// One change of a deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The version it made.
+    pub version: u64,
+    pub at_ms: u64,
+    /// `deployed`, `upgraded`, `paused`, `resumed`, `undeployed`,
+    /// `rolled back`, `reset`.
+    pub what: String,
+    /// The module after the change.
+    pub module: String,
+    /// Why, or what exactly (an automatic rollback's failure, a reset's
+    /// starting point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 impl DeploymentSpec {
@@ -93,6 +117,21 @@ impl DeploymentSpec {
 
     pub fn running(&self) -> bool {
         !self.paused && !self.undeployed
+    }
+
+    /// Makes the next version (now), recording `what` in its history.
+    pub fn change(&mut self, what: &str, why: Option<String>) {
+        self.version += 1;
+        self.updated_at_ms = weir_abi::now_ms();
+        self.record(what, why);
+    }
+
+    /// Records `what` in the history as the current version.
+    pub fn record(&mut self, what: &str, why: Option<String>) {
+        let change = Change { version: self.version, at_ms: self.updated_at_ms, what: what.to_owned(), module: self.module.clone(), why };
+        self.history.push(change);
+        let over = self.history.len().saturating_sub(HISTORY);
+        self.history.drain(..over);
     }
 }
 

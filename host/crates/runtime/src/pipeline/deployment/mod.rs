@@ -147,6 +147,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     let (restore_tx, restore_rx) = channel();
     let (events_tx, events) = channel();
     let consumer: BaseConsumer<KafkaContext> = crate::kafka::consumer_config(&shared.kafka, &deployment.group)
+        .set("client.id", crate::kafka::group::client_id(&shared.host_id, shared.api_url.get().map(String::as_str)))
         .create_with_context(KafkaContext { events: events_tx, name: deployment.name.clone() })
         .context("creating the consumer")?;
     // Declared after the consumer, so that a failing loop drops it first and

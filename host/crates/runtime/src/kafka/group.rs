@@ -1,0 +1,136 @@
+//! Who consumes what: a consumer group's members and their partitions, as
+//! the group coordinator reports them. Hosts name themselves in their
+//! `client.id` (see [`client_id`]), so any host can tell which host owns a
+//! partition and where its API answers.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::Serialize;
+
+const CLIENT_ID_PREFIX: &str = "weir|";
+
+/// The `client.id` of a host's group consumers: its id and the URL of its
+/// HTTP listener (empty when it has none).
+pub fn client_id(host_id: &str, api_url: Option<&str>) -> String {
+    format!("{CLIENT_ID_PREFIX}{host_id}|{}", api_url.unwrap_or(""))
+}
+
+/// One member of a group.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Member {
+    /// The host's id, or the client id of a consumer that is not a host.
+    pub host: String,
+    /// Where the host's API answers, if it said.
+    pub api_url: Option<String>,
+    /// The address the broker sees the member at.
+    pub address: String,
+    /// Assigned partitions by topic.
+    pub partitions: Vec<(String, Vec<i32>)>,
+}
+
+/// The members of `group` with their assignments (none while the group
+/// rebalances or is empty).
+pub fn members(client: &BaseConsumer, group: &str, timeout: Duration) -> Result<Vec<Member>> {
+    let list = client.fetch_group_list(Some(group), timeout).with_context(|| format!("describing consumer group `{group}`"))?;
+    let mut members = Vec::new();
+    for g in list.groups() {
+        for m in g.members() {
+            let (host, api_url) = match m.client_id().strip_prefix(CLIENT_ID_PREFIX).and_then(|rest| rest.split_once('|')) {
+                Some((host, url)) => (host.to_owned(), (!url.is_empty()).then(|| url.to_owned())),
+                None => (m.client_id().to_owned(), None),
+            };
+            let partitions = m.assignment().and_then(decode_assignment).unwrap_or_default();
+            members.push(Member { host, api_url, address: m.client_host().trim_start_matches('/').to_owned(), partitions });
+        }
+    }
+    members.sort_by(|a, b| a.host.cmp(&b.host));
+    Ok(members)
+}
+
+/// Decodes a consumer protocol assignment (version, then topics with
+/// their partitions, then user data we ignore); `None` when malformed.
+/// The bytes come from the broker, written by whichever client joined the
+/// group, so every length is checked against what is left.
+pub fn decode_assignment(bytes: &[u8]) -> Option<Vec<(String, Vec<i32>)>> {
+    let mut r = Reader(bytes);
+    let _version = r.i16()?;
+    let topics = r.len()?;
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let name_len = usize::try_from(r.i16()?).ok()?;
+        let name = String::from_utf8(r.take(name_len)?.to_vec()).ok()?;
+        let count = r.len()?;
+        // Each partition takes 4 bytes: a count larger than what is left is a lie.
+        if count.checked_mul(4)? > r.0.len() {
+            return None;
+        }
+        let partitions = (0..count).map(|_| r.i32()).collect::<Option<Vec<_>>>()?;
+        out.push((name, partitions));
+    }
+    Some(out)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    /// An array length: -1 (null) is empty.
+    fn len(&mut self) -> Option<usize> {
+        let n = self.i32()?;
+        usize::try_from(n.max(0)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(topics: &[(&str, &[i32])]) -> Vec<u8> {
+        let mut b = vec![0, 1];
+        b.extend((topics.len() as i32).to_be_bytes());
+        for (t, ps) in topics {
+            b.extend((t.len() as i16).to_be_bytes());
+            b.extend(t.as_bytes());
+            b.extend((ps.len() as i32).to_be_bytes());
+            for p in *ps {
+                b.extend(p.to_be_bytes());
+            }
+        }
+        b.extend((-1i32).to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn decodes_assignments_and_refuses_lies() {
+        let bytes = assignment(&[("in", &[0, 2]), ("other", &[1])]);
+        assert_eq!(decode_assignment(&bytes), Some(vec![("in".into(), vec![0, 2]), ("other".into(), vec![1])]));
+        for cut in 0..bytes.len() - 4 {
+            assert_eq!(decode_assignment(&bytes[..cut]), None, "cut at {cut}");
+        }
+        // Two billion partitions in a few bytes.
+        let mut lie = assignment(&[("in", &[])]);
+        lie[10..14].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(decode_assignment(&lie), None);
+    }
+
+    #[test]
+    fn client_ids_carry_the_host_and_its_url() {
+        assert_eq!(client_id("h1", Some("http://127.0.0.1:9464")), "weir|h1|http://127.0.0.1:9464");
+        assert_eq!(client_id("h1", None), "weir|h1|");
+    }
+}

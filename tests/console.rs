@@ -1,8 +1,10 @@
 //! The web console in real headless Chromium against a host on Apache
 //! Kafka, and the API calls it reads (activity, dead letters, partition
-//! owners, history, rollback) with their tenant scoping.
+//! owners, history, rollback, state queries, resets) with their tenant
+//! scoping, on two hosts.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client as Http;
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 use weir_runtime::tenants::token_hash;
 use weir_tests::browser::Browser;
 use weir_tests::kafka::{Broker, Rec, Scope, Weir, produce_slowly};
-use weir_tests::plugin;
+use weir_tests::{plugin, weir_bin};
 
 const ROOT: &str = "root-token";
 const ACME: &str = "acme-token";
@@ -249,4 +251,184 @@ fn the_consoles_api_is_scoped_and_sees_every_host() {
     let history = call(&a, Method::GET, "/v1/deployments/errors", ACME, None).1["history"].clone();
     let what: Vec<&str> = history.as_array().unwrap().iter().map(|c| c["what"].as_str().unwrap()).collect();
     assert_eq!(what, ["deployed", "upgraded", "rolled back"], "{history:#}");
+}
+
+/// Two hosts sharing a word count over four partitions, with one word
+/// per partition counted `n` times.
+fn two_hosts_counting(k: &Scope, dir: &Path, n: usize) -> (Weir, Weir) {
+    for (t, p) in [("acme.in", 4), ("acme.out", 1), ("acme.out.dlq", 1)] {
+        k.create_topic(t, p);
+    }
+    let a = start_host(&dir.join("a"), k);
+    let b = start_host(&dir.join("b"), k);
+    deploy(&a, ACME, "wc", &plugin("word-count"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
+    eventually("two owners", &a, || {
+        let owners = call(&a, Method::GET, "/v1/deployments/wc/owners", ACME, None).1;
+        (owners.as_array().unwrap().len() == 2).then_some(())
+    });
+    produce_words(k, n, "w");
+    (a, b)
+}
+
+/// `n` records of word `{word}{p}` into each partition `p`.
+fn produce_words(k: &Scope, n: usize, word: &str) {
+    let records: Vec<Rec> = (0..4).flat_map(|p| (0..n).map(move |_| Rec { partition: Some(p), ..Rec::new("", &format!("{word}{p}")) })).collect();
+    k.produce("acme.in", &records);
+}
+
+/// The counts in the deployment's state (as host `via` gathers them from
+/// both), by word.
+fn counts(via: &Weir) -> std::collections::BTreeMap<String, u64> {
+    let (code, answer) = call(via, Method::GET, "/v1/deployments/wc/state?map=count&limit=1000", ACME, None);
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let hosts = answer["hosts"].as_array().unwrap();
+    assert!(hosts.iter().all(|h| h["error"].is_null()), "{answer:#}");
+    answer["entries"].as_array().unwrap().iter().map(|e| (e["key"].as_str().unwrap().to_owned(), e["value"].as_u64().unwrap())).collect()
+}
+
+fn wait_counts(via: &Weir, want: &[(&str, u64)]) {
+    let want: std::collections::BTreeMap<String, u64> = want.iter().map(|(w, n)| (w.to_string(), *n)).collect();
+    let mut last = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        last = counts(via);
+        if last == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("state is {last:?}, not {want:?}; log:\n{}", via.log_text());
+}
+
+#[test]
+fn state_queries_reach_every_host_and_no_other_tenant() {
+    let k = Broker::shared().scope();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_hosts_counting(&k, dir.path(), 3);
+    wait_counts(&a, &[("w0", 3), ("w1", 3), ("w2", 3), ("w3", 3)]);
+
+    // A key on a partition the other host owns is answered, from either host.
+    let owners = call(&a, Method::GET, "/v1/deployments/wc/owners", ACME, None).1;
+    for member in owners.as_array().unwrap() {
+        let p = member["partitions"][0][1][0].as_i64().unwrap();
+        for via in [&a, &b] {
+            let (code, answer) = call(via, Method::GET, &format!("/v1/deployments/wc/state?map=count&key=w{p}"), ACME, None);
+            assert_eq!(code, StatusCode::OK, "{answer}");
+            let entries = answer["entries"].as_array().unwrap();
+            assert_eq!(entries.len(), 1, "w{p} via {}: {answer:#}", via.listen);
+            assert_eq!((entries[0]["partition"].as_i64(), entries[0]["value"].as_u64()), (Some(p), Some(3)), "{answer:#}");
+        }
+    }
+    // Raw keys, paging, and what is not there.
+    let (_, page) = call(&a, Method::GET, "/v1/deployments/wc/state?map=count&limit=2", ACME, None);
+    assert_eq!(page["entries"].as_array().unwrap().len(), 2, "{page:#}");
+    let after = page["next_after"].as_str().unwrap().to_owned();
+    let (_, rest) = call(&a, Method::GET, &format!("/v1/deployments/wc/state?map=count&after={after}"), ACME, None);
+    let keys: Vec<&str> = rest["entries"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["w2", "w3"], "{rest:#}");
+    let (_, raw) = call(&a, Method::GET, "/v1/deployments/wc/state?prefix=count%00w1", ACME, None);
+    assert_eq!(raw["entries"][0]["key"], "count\u{0}w1", "{raw:#}");
+    let (_, none) = call(&a, Method::GET, "/v1/deployments/wc/state?map=count&key=nope", ACME, None);
+    assert_eq!(none["entries"], json!([]));
+    let (code, _) = call(&a, Method::GET, "/v1/deployments/wc/state?key=a&prefix=b", ACME, None);
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+
+    // Another tenant reads none of it, and a host answers no unsigned or
+    // forged request of a "peer".
+    let (code, _) = call(&a, Method::GET, "/v1/deployments/wc/state?map=count", EVIL, None);
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, _) = call(&a, Method::GET, "/v1/deployments/wc/state?map=count&tenant=acme", EVIL, None);
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let expires = weir_tests::kafka::now_ms() + 30_000;
+    let peer = format!("http://{}/v1/peer/state?storage=acme.wc&expires={expires}&map=count", b.listen);
+    for signature in [None, Some("00".repeat(32))] {
+        let mut r = Http::new().get(&peer);
+        if let Some(s) = signature {
+            r = r.header("x-weir-peer-signature", s);
+        }
+        assert_eq!(r.send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+
+    // The command line reads the same.
+    let out = Command::new(weir_bin())
+        .args(["state", "scan", "wc", "--map", "count"])
+        .env("WEIR_URL", format!("http://{}", b.listen))
+        .env("WEIR_TOKEN", ACME)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines.contains(&"2\tw2\t3"), "{text}");
+}
+
+fn reset(host: &Weir, body: Value) -> Value {
+    let (code, done) = call(host, Method::POST, "/v1/deployments/wc/reset", ACME, Some(serde_json::to_vec(&body).unwrap()));
+    assert_eq!(code, StatusCode::OK, "{done}");
+    done
+}
+
+#[test]
+fn a_reset_reprocesses_from_the_chosen_point_with_state_dropped_or_kept() {
+    let k = Broker::shared().scope();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_hosts_counting(&k, dir.path(), 2);
+    let all = |n| [("w0", n), ("w1", n), ("w2", n), ("w3", n)];
+    wait_counts(&a, &all(2));
+    let outputs = |n: usize| k.read("acme.out", n, Duration::from_secs(90));
+    outputs(8);
+
+    // From the start with state dropped: the same counts again, and every
+    // output a second time.
+    let done = reset(&b, json!({ "to": "earliest", "state": "drop" }));
+    assert_ne!(done["deployment"]["status"], "paused", "{done:#}");
+    assert_eq!(done["offsets"][k.name("acme.in")]["0"], 0, "{done:#}");
+    wait_counts(&a, &all(2));
+    assert_eq!(outputs(16).len(), 16);
+
+    // From the start with state kept: the counts go on from it.
+    reset(&a, json!({ "to": "earliest", "state": "keep" }));
+    wait_counts(&b, &all(4));
+    assert_eq!(outputs(24).len(), 24);
+
+    // From a time: only what came after it, on fresh state, asked for on
+    // the command line.
+    std::thread::sleep(Duration::from_millis(50));
+    let since = weir_tests::kafka::now_ms();
+    std::thread::sleep(Duration::from_millis(50));
+    produce_words(&k, 1, "later");
+    wait_counts(&a, &[("later0", 1), ("later1", 1), ("later2", 1), ("later3", 1), ("w0", 4), ("w1", 4), ("w2", 4), ("w3", 4)]);
+    let time = time_rfc3339(since);
+    let out = Command::new(weir_bin())
+        .args(["reset", "wc", "--to", &time, "--drop-state"])
+        .env("WEIR_URL", format!("http://{}", a.listen))
+        .env("WEIR_TOKEN", ACME)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_counts(&b, &[("later0", 1), ("later1", 1), ("later2", 1), ("later3", 1)]);
+
+    // To the end with state kept: nothing is reprocessed, new records count on.
+    reset(&b, json!({ "to": "latest", "state": "keep" }));
+    produce_words(&k, 1, "later");
+    wait_counts(&a, &[("later0", 2), ("later1", 2), ("later2", 2), ("later3", 2)]);
+
+    // Bad requests change nothing.
+    for body in [json!({ "to": "yesterday", "state": "keep" }), json!({ "to": "earliest" }), json!({ "to": { "nope": { "0": 1 } }, "state": "keep" })] {
+        let (code, e) = call(&a, Method::POST, "/v1/deployments/wc/reset", ACME, Some(serde_json::to_vec(&body).unwrap()));
+        assert!(code.is_client_error(), "{body}: {code} {e}");
+    }
+    let (code, _) = call(&a, Method::POST, "/v1/deployments/wc/reset", EVIL, Some(serde_json::to_vec(&json!({ "to": "earliest", "state": "drop" })).unwrap()));
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    let history = call(&a, Method::GET, "/v1/deployments/wc", ACME, None).1["history"].clone();
+    let resets: Vec<&str> = history.as_array().unwrap().iter().filter(|c| c["what"] == "reset").map(|c| c["why"].as_str().unwrap()).collect();
+    assert_eq!(resets, ["to earliest, state dropped", "to earliest, state kept", &format!("to {time}, state dropped"), "to latest, state kept"], "{history:#}");
+}
+
+/// `ms` since the epoch as an RFC 3339 UTC time with milliseconds.
+fn time_rfc3339(ms: i64) -> String {
+    let out = Command::new("date").args(["-u", "-d", &format!("@{}.{:03}", ms / 1000, ms % 1000), "+%Y-%m-%dT%H:%M:%S.%3NZ"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

@@ -5,8 +5,8 @@ use weir_engine::EngineConfig;
 
 mod commands;
 
-use commands::api::{ApiArgs, DeployArgs, LogsArgs, NamedArgs, UndeployArgs, UpgradeArgs};
-use commands::{api, bench, dev, new, run, test};
+use commands::api::{ApiArgs, DeployArgs, LogsArgs, NamedArgs, ResetArgs, UndeployArgs, UpgradeArgs};
+use commands::{api, bench, dev, new, run, state, test};
 
 // State and window updates allocate small keys and values per record;
 // mimalloc serves them markedly faster than glibc (see BENCHMARKS.md).
@@ -41,6 +41,8 @@ enum Command {
     /// Replace a deployment's plugin (and config) without losing state or
     /// records; rolled back if the new plugin fails its first batches.
     Upgrade(UpgradeArgs),
+    /// Return a deployment to the module before its last upgrade.
+    Rollback(NamedArgs),
     /// List deployments with their status.
     List(ApiArgs),
     /// One deployment's status, as JSON.
@@ -49,6 +51,12 @@ enum Command {
     Pause(NamedArgs),
     /// Consume again from where the deployment paused.
     Resume(NamedArgs),
+    /// Reprocess: move a deployment's input offsets, with its state kept or
+    /// dropped (it pauses meanwhile, on every host).
+    Reset(ResetArgs),
+    /// Read a deployment's state by key or range.
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Remove a deployment from every host.
     Undeploy(UndeployArgs),
     /// A deployment's recent guest log lines.
@@ -77,6 +85,9 @@ fn main() -> ExitCode {
         Command::Status(a) => api::status(a),
         Command::Pause(a) => api::set_paused(a, true),
         Command::Resume(a) => api::set_paused(a, false),
+        Command::Rollback(a) => api::rollback(a),
+        Command::Reset(a) => api::reset(a),
+        Command::State(c) => state::run(c),
         Command::Undeploy(a) => api::undeploy(a),
         Command::Logs(a) => api::logs(a),
         Command::Token => api::token(),

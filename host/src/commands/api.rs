@@ -1,5 +1,6 @@
-//! The admin API's verbs: `weir deploy`, `upgrade`, `list`, `status`,
-//! `pause`, `resume`, `undeploy`, `logs`, and `weir token`.
+//! The admin API's verbs: `weir deploy`, `upgrade`, `rollback`, `list`,
+//! `status`, `pause`, `resume`, `reset`, `undeploy`, `logs`, and `weir
+//! token` (`weir state` is in `state.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use weir_runtime::admin::api::View;
 use weir_runtime::admin::client::Client;
+use weir_runtime::admin::reset::{KeepOrDrop, ResetRequest};
 use weir_runtime::config::FailurePolicy;
+use weir_runtime::kafka::offsets::ResetTo;
 
 use super::parse_key_value;
 
@@ -25,7 +28,7 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
-    fn client(&self) -> Result<Client> {
+    pub fn client(&self) -> Result<Client> {
         Client::new(&self.url, &self.token, self.tenant.clone())
     }
 }
@@ -45,6 +48,25 @@ pub struct UndeployArgs {
     /// later deploy of the same name).
     #[arg(long)]
     pub drop_state: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("state").required(true).args(["drop_state", "keep_state"]))]
+pub struct ResetArgs {
+    pub name: String,
+    /// Where to start again: `earliest`, `latest`, an RFC 3339 time (the
+    /// first record at or after it), or offsets `TOPIC:PARTITION=OFFSET,...`
+    /// (other partitions stay where they are).
+    #[arg(long)]
+    pub to: String,
+    /// Start from empty state (rebuilt by reprocessing).
+    #[arg(long)]
+    pub drop_state: bool,
+    /// Keep the state as it is.
+    #[arg(long)]
+    pub keep_state: bool,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -156,6 +178,41 @@ pub fn set_paused(a: NamedArgs, paused: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn rollback(a: NamedArgs) -> Result<ExitCode> {
+    let v = a.api.client()?.rollback(&a.name)?;
+    eprintln!("`{}`: back to module {} (version {})", a.name, v.module, v.version);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reset(a: ResetArgs) -> Result<ExitCode> {
+    let request = ResetRequest { to: parse_reset_to(&a.to)?, state: if a.drop_state { KeepOrDrop::Drop } else { KeepOrDrop::Keep } };
+    let done = a.api.client()?.reset(&a.name, &request)?;
+    for (topic, partitions) in &done.offsets {
+        for (p, o) in partitions {
+            println!("{topic}\t{p}\t{o}");
+        }
+    }
+    eprintln!("`{}`: reset to {} (version {}, {})", a.name, request.to, done.deployment.version, done.deployment.status);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--to`: a named point, or `TOPIC:PARTITION=OFFSET,...`.
+fn parse_reset_to(s: &str) -> Result<ResetTo> {
+    if !s.contains('=') {
+        return Ok(ResetTo::Named(s.to_owned()));
+    }
+    let mut offsets = std::collections::BTreeMap::<String, std::collections::BTreeMap<i32, i64>>::new();
+    for part in s.split(',') {
+        let parsed = part.rsplit_once('=').and_then(|(tp, o)| {
+            let (t, p) = tp.rsplit_once(':')?;
+            Some((t.to_owned(), p.parse().ok()?, o.parse().ok()?))
+        });
+        let (t, p, o) = parsed.with_context(|| format!("--to: `{part}` is not TOPIC:PARTITION=OFFSET"))?;
+        offsets.entry(t).or_default().insert(p, o);
+    }
+    Ok(ResetTo::Offsets(offsets))
+}
+
 pub fn undeploy(a: UndeployArgs) -> Result<ExitCode> {
     a.api.client()?.undeploy(&a.name, a.drop_state)?;
     eprintln!("undeployed `{}`{}", a.name, if a.drop_state { " and dropped its state" } else { " (state kept for a later deploy)" });
@@ -255,5 +312,16 @@ mod tests {
         let rows = [["a-rather-long-deployment-name".to_owned(), "1".to_owned(), "x".to_owned()], ["b".to_owned(), "12345".to_owned(), String::new()]];
         let text = super::table(["NAME", "VERSION", "ERROR"], &rows);
         assert_eq!(text, "NAME                           VERSION  ERROR\na-rather-long-deployment-name  1        x\nb                              12345\n");
+    }
+
+    #[test]
+    fn reset_points_parse() {
+        use super::*;
+        assert_eq!(parse_reset_to("earliest").unwrap(), ResetTo::Named("earliest".into()));
+        assert_eq!(parse_reset_to("2026-12-05T10:00:00Z").unwrap(), ResetTo::Named("2026-12-05T10:00:00Z".into()));
+        let ResetTo::Offsets(o) = parse_reset_to("a.b:0=5,a.b:3=9,c:1=0").unwrap() else { panic!() };
+        assert_eq!(o["a.b"][&3], 9);
+        assert_eq!(o["c"][&1], 0);
+        assert!(parse_reset_to("a.b:x=5").is_err());
     }
 }

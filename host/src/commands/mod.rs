@@ -5,6 +5,7 @@ pub mod bench;
 pub mod dev;
 pub mod new;
 pub mod run;
+pub mod state;
 pub mod test;
 
 /// A `KEY=VALUE` argument (`--config`, `--limit`).

@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod series;
+pub mod state_query;
 pub mod tenants;

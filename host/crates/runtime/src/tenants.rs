@@ -201,6 +201,23 @@ impl Tenants {
         self.tenants.get(tenant)
     }
 
+    /// The key hosts sign requests to each other with (state queries asked
+    /// of the partition's owner): derived from every configured token hash,
+    /// which no tenant knows but its own. None without an admin, when a
+    /// sole tenant would know it all.
+    pub fn peer_key(&self) -> Option<[u8; 32]> {
+        let admin = self.admin_hash?;
+        let mut h = Sha256::new();
+        h.update(b"weir peer requests v1\0");
+        h.update(admin);
+        for (name, t) in &self.tenants {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(t.token_sha256.as_bytes());
+        }
+        Some(h.finalize().into())
+    }
+
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Every candidate is compared in full, so timing says nothing about

@@ -2,11 +2,12 @@
 //! partition) under the host's state directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 
 use anyhow::{Context, Result};
 use rocksdb::{BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 
-use super::StateBackend;
+use super::{PartitionState, StateBackend};
 
 /// Settings shared by every store of a host (one block cache for all).
 #[derive(Clone)]
@@ -39,15 +40,86 @@ impl RocksConfig {
 }
 
 pub struct RocksBackend {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
+}
+
+/// Reads a store its owner has open, from another thread (state queries
+/// of the admin API). It sees what the owner has flushed: the state as of
+/// the partition's last commit. It keeps the store open only while a read
+/// runs, so the owner can close (and reopen) it.
+#[derive(Clone)]
+pub struct StoreReader {
+    db: Weak<DB>,
+    path: PathBuf,
+}
+
+impl StoreReader {
+    pub fn is_open(&self) -> bool {
+        self.db.strong_count() > 0
+    }
+
+    /// The store as a read-only [`PartitionState`], unless its owner has
+    /// closed it.
+    pub fn open(&self) -> Option<Result<PartitionState>> {
+        let db = self.db.upgrade()?;
+        Some(PartitionState::open(Box::new(ReadOnly { db, path: self.path.clone() })))
+    }
+}
+
+struct ReadOnly {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl StateBackend for ReadOnly {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        read(&self.db, &self.path, key)
+    }
+
+    fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> {
+        scan(&self.db, start, end)
+    }
+
+    fn write(&mut self, _: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<()> {
+        anyhow::bail!("{} is open for reading only", self.path.display())
+    }
+}
+
+fn read(db: &DB, path: &Path, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    db.get(key).with_context(|| format!("reading {}", path.display()))
+}
+
+fn scan<'a>(db: &'a DB, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> {
+    let mut opts = ReadOptions::default();
+    if let Some(end) = end {
+        opts.set_iterate_upper_bound(end.to_vec());
+    }
+    let it = db.iterator_opt(IteratorMode::From(start, Direction::Forward), opts);
+    Box::new(it.map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())).context("scanning state")))
 }
 
 impl RocksBackend {
     pub fn open(path: &Path, config: &RocksConfig) -> Result<Self> {
         std::fs::create_dir_all(path).with_context(|| format!("creating state directory {}", path.display()))?;
-        let db = DB::open(&config.options(), path).with_context(|| format!("opening state store {}", path.display()))?;
-        Ok(RocksBackend { db, path: path.to_owned() })
+        // A state query may hold the store of a partition this host just
+        // gave up for a moment (see [`StoreReader`]): its lock is released
+        // when that read ends.
+        let mut tries = 0;
+        let db = loop {
+            match DB::open(&config.options(), path) {
+                Err(e) if tries < 40 && e.to_string().contains("lock") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                opened => break opened.with_context(|| format!("opening state store {}", path.display()))?,
+            }
+        };
+        Ok(RocksBackend { db: Arc::new(db), path: path.to_owned() })
+    }
+
+    pub fn reader(&self) -> StoreReader {
+        StoreReader { db: Arc::downgrade(&self.db), path: self.path.clone() }
     }
 
     /// Deletes a store (its files) so it can be rebuilt from the changelog.
@@ -62,7 +134,7 @@ impl RocksBackend {
 
 impl StateBackend for RocksBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get(key).with_context(|| format!("reading {}", self.path.display()))
+        read(&self.db, &self.path, key)
     }
 
     fn value_len(&self, key: &[u8]) -> Result<Option<usize>> {
@@ -70,12 +142,7 @@ impl StateBackend for RocksBackend {
     }
 
     fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> {
-        let mut opts = ReadOptions::default();
-        if let Some(end) = end {
-            opts.set_iterate_upper_bound(end.to_vec());
-        }
-        let it = self.db.iterator_opt(IteratorMode::From(start, Direction::Forward), opts);
-        Box::new(it.map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())).context("scanning state")))
+        scan(&self.db, start, end)
     }
 
     fn write(&mut self, changes: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<()> {

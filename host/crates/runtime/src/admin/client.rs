@@ -10,6 +10,9 @@ use serde_json::Value;
 use weir_engine::transform::log::LogLine;
 
 use super::api::{Uploaded, View};
+use super::reset::{ResetDone, ResetRequest};
+use super::state::Answer;
+use crate::state_query::StateQuery;
 
 pub struct Client {
     base: String,
@@ -88,5 +91,17 @@ impl Client {
 
     pub fn logs(&self, name: &str, lines: usize) -> Result<Vec<LogLine>> {
         self.call(&format!("logs of `{name}`"), self.request(Method::GET, &format!("/v1/deployments/{name}/logs")).query(&[("lines", lines)]))
+    }
+
+    pub fn rollback(&self, name: &str) -> Result<View> {
+        self.call(&format!("rolling back `{name}`"), self.request(Method::POST, &format!("/v1/deployments/{name}/rollback")))
+    }
+
+    pub fn state(&self, name: &str, query: &StateQuery) -> Result<Answer> {
+        self.call(&format!("state of `{name}`"), self.request(Method::GET, &format!("/v1/deployments/{name}/state")).query(query))
+    }
+
+    pub fn reset(&self, name: &str, request: &ResetRequest) -> Result<ResetDone> {
+        self.call(&format!("resetting `{name}`"), self.request(Method::POST, &format!("/v1/deployments/{name}/reset")).json(request))
     }
 }

@@ -26,6 +26,8 @@ pub mod api;
 pub mod client;
 mod compiles;
 mod observe;
+pub mod reset;
+pub mod state;
 
 use crate::config::DeploymentConfig;
 use crate::pipeline::{Host, Problem};
@@ -83,9 +85,12 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/v1/deployments/{name}/rollback", post(rollback))
         .route("/v1/deployments/{name}/logs", get(logs))
         .merge(observe::routes())
+        .merge(state::routes())
+        .merge(reset::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(Extension(Arc::new(compiles::Compiles::default())))
         .route_layer(axum::middleware::from_fn_with_state(host.clone(), authenticated))
+        .merge(state::peer_routes())
         .with_state(host)
 }
 

@@ -11,6 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 pub mod group;
+pub mod offsets;
 pub mod producer;
 pub mod tail;
 

@@ -55,6 +55,8 @@ pub struct Shared {
     /// Names this host's transactional producers (see `HostConfig::id`).
     pub host_id: String,
     pub table_stores: tables::OpenStores,
+    /// The partitions' stores, for state queries.
+    pub state_readers: crate::state_query::StateReaders,
     /// Where this host's HTTP listener answers (set once it is bound).
     pub api_url: std::sync::OnceLock<String>,
 }
@@ -166,6 +168,7 @@ impl Host {
             shutdown: Arc::new(AtomicBool::new(false)),
             host_id: config.host.id(),
             table_stores: tables::OpenStores::default(),
+            state_readers: Default::default(),
             api_url: std::sync::OnceLock::new(),
         });
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
@@ -454,19 +457,10 @@ impl Host {
     /// Best effort: a later deploy starts a new incarnation anyway.
     pub fn drop_changelog(&self, storage: &str) -> Result<()> {
         let group = format!("{}.{storage}", self.shared.kafka.group_prefix);
-        let probe: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(&self.shared.kafka).create()?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            use rdkafka::consumer::Consumer;
-            match probe.fetch_group_list(Some(&group), Duration::from_secs(5)) {
-                Ok(list) if list.groups().iter().all(|g| g.members().is_empty()) => break,
-                Ok(_) => std::thread::sleep(Duration::from_millis(200)),
-                Err(e) => {
-                    tracing::warn!(group = %group, error = %e, "cannot list the group's members; waiting for it to settle");
-                    std::thread::sleep(Duration::from_secs(5));
-                    break;
-                }
-            }
+        match crate::kafka::offsets::wait_empty(&self.shared.kafka, &group, Duration::from_secs(30)) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(group = %group, "the group still has members after 30 s; deleting its changelog anyway"),
+            Err(e) => tracing::warn!(group = %group, error = %format!("{e:#}"), "cannot list the group's members; deleting its changelog anyway"),
         }
         if let Err(e) = self.cluster.delete_topic(&changelog::topic(&self.shared.kafka.group_prefix, storage)) {
             tracing::warn!(storage, error = %format!("{e:#}"), "could not delete a dropped changelog");

@@ -40,7 +40,12 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
     let committed = committed_offsets(shared, deployment, n, timeout)?;
     let dir = shared.host.state_dir.join(&deployment.storage).join(n.to_string());
-    let mut state = PartitionState::open(Box::new(RocksBackend::open(&dir, &shared.rocks)?))?;
+    let open = || -> Result<PartitionState> {
+        let backend = RocksBackend::open(&dir, &shared.rocks)?;
+        shared.state_readers.add(&deployment.storage, n, backend.reader());
+        PartitionState::open(Box::new(backend))
+    };
+    let mut state = open()?;
     let local = state.checkpoint()?;
     let probe = changelog::reader(kafka).context("the changelog")?;
     let (low, high) = probe
@@ -52,7 +57,7 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
         _ => {
             drop(state);
             RocksBackend::destroy(&dir)?;
-            state = PartitionState::open(Box::new(RocksBackend::open(&dir, &shared.rocks)?))?;
+            state = open()?;
             0
         }
     };

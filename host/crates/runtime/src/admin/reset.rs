@@ -1,0 +1,138 @@
+//! Reprocessing: `POST /v1/deployments/NAME/reset` moves a deployment's
+//! input offsets (to the earliest or latest record, a time, or given
+//! offsets) with its state kept or dropped, safely while hosts run it.
+//!
+//! The deployment is paused in the registry, so every host stops it and
+//! commits; once its consumer group is empty the new offsets are committed
+//! for it; then it resumes. Dropping state starts a new incarnation (a new
+//! group, changelog and state directory: hosts delete their old state when
+//! they see it) and deletes the old changelog, so a host that was away
+//! cannot bring the old state back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+
+use super::api::View;
+use super::{ApiResult, ScopeQuery, err, owned_spec, scope, view};
+use crate::kafka::offsets::{self, Offsets, ResetTo};
+use crate::pipeline::Host;
+
+/// How long hosts get to stop the deployment.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn routes() -> Router<Arc<Host>> {
+    Router::new().route("/v1/deployments/{name}/reset", post(reset))
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResetRequest {
+    pub to: ResetTo,
+    pub state: KeepOrDrop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepOrDrop {
+    Keep,
+    Drop,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResetDone {
+    pub deployment: View,
+    /// Where each input partition starts now.
+    pub offsets: Offsets,
+}
+
+async fn reset(
+    State(host): State<Arc<Host>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<ResetDone>> {
+    let (scope, registry) = scope(&host, &headers, &q)?;
+    let request: ResetRequest = serde_json::from_slice(&body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body must be {{\"to\": \"earliest\" | \"latest\" | RFC 3339 time | {{TOPIC: {{PARTITION: OFFSET}}}}, \"state\": \"keep\" | \"drop\"}}: {e}"
+            ),
+        )
+    })?;
+    request.to.check().map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    let mut spec = owned_spec(&registry, &scope, &name)?;
+    if spec.undeployed {
+        return Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed")));
+    }
+    let id = spec.id();
+    let kafka = host.shared().kafka.clone();
+    let group_of = |storage: &str| format!("{}.{storage}", kafka.group_prefix);
+    let (old_storage, was_paused) = (spec.storage(), spec.paused);
+    let inputs = spec.deployment.inputs.clone();
+
+    // A starting point the cluster cannot resolve (a topic that is not an
+    // input, a partition it lacks) is refused before anything stops.
+    let (k, group, topics, to) = (kafka.clone(), group_of(&old_storage), inputs.clone(), request.to.clone());
+    tokio::task::spawn_blocking(move || offsets::resolve(&k, &group, &topics, &to))
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+
+    // Stop it everywhere (and, dropping state, switch incarnation in the
+    // same write, so hosts delete the old state as they stop).
+    spec.paused = true;
+    if request.state == KeepOrDrop::Drop {
+        spec.incarnation = format!("{:x}", weir_abi::now_ms());
+    }
+    spec.change("paused", Some("for a reset".into()));
+    registry.publish(&id, Some(&spec)).await?;
+    let (k, group) = (kafka.clone(), group_of(&old_storage));
+    let emptied = blocking(move || offsets::wait_empty(&k, &group, STOP_TIMEOUT)).await?;
+    if !emptied {
+        return Err(err(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("hosts still consume `{name}` after {} s; it stays paused: reset it again, or resume it", STOP_TIMEOUT.as_secs()),
+        ));
+    }
+
+    // The new offsets, into the group the deployment resumes in. Given
+    // offsets name some partitions; with a new group, the others continue
+    // from where the old group was.
+    let (k, old_group, new_group, to, state) = (kafka.clone(), group_of(&old_storage), group_of(&spec.storage()), request.to.clone(), request.state);
+    let applied = blocking(move || {
+        let mut start = match (&to, state) {
+            (ResetTo::Offsets(_), KeepOrDrop::Drop) => offsets::committed(&k, &old_group, &inputs)?,
+            _ => Offsets::new(),
+        };
+        for (topic, ps) in offsets::resolve(&k, &old_group, &inputs, &to)? {
+            start.entry(topic).or_default().extend(ps);
+        }
+        offsets::commit(&k, &new_group, &start)?;
+        Ok(start)
+    })
+    .await?;
+    if request.state == KeepOrDrop::Drop {
+        let (h, old) = (host.clone(), old_storage.clone());
+        blocking(move || h.drop_changelog(&old)).await?;
+    }
+
+    let mut spec = registry.spec(&id).filter(|s| s.version == spec.version).ok_or_else(|| {
+        err(StatusCode::CONFLICT, format!("`{name}` changed while it was being reset; its offsets are reset, and it stays as that change left it"))
+    })?;
+    spec.paused = was_paused;
+    let state_word = if request.state == KeepOrDrop::Drop { "state dropped" } else { "state kept" };
+    spec.change("reset", Some(format!("to {}, {state_word}", request.to)));
+    registry.publish(&id, Some(&spec)).await?;
+    Ok(axum::Json(ResetDone { deployment: view(&host, &spec), offsets: applied }))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> ApiResult<T> {
+    Ok(tokio::task::spawn_blocking(f).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
+}

@@ -1,0 +1,264 @@
+//! Reading a deployment's state from outside its transform (`weir state`,
+//! the console): the stores this host has open, and a bounded read of the
+//! user keys of each, as of the partition's last commit.
+//!
+//! A query asks every partition this host holds: a transform may keep any
+//! key on any partition (a word count keyed by word, fed by lines keyed by
+//! file), and producers' partitioners differ (Java's murmur2, librdkafka's
+//! crc32), so a key's partition cannot be computed in general. The admin
+//! API asks every host that owns a partition and merges the answers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use weir_state::rocks::StoreReader;
+
+/// Entries one query returns at most.
+pub const MAX_ENTRIES: usize = 1000;
+/// Bytes of keys and values one host reads for a query at most.
+pub const MAX_BYTES: u64 = 1 << 20;
+
+/// The stores of the partitions this host processes, by deployment
+/// storage and partition.
+#[derive(Default)]
+pub struct StateReaders(Mutex<HashMap<String, BTreeMap<i32, StoreReader>>>);
+
+impl StateReaders {
+    pub fn add(&self, storage: &str, partition: i32, reader: StoreReader) {
+        self.lock().entry(storage.to_owned()).or_default().insert(partition, reader);
+    }
+
+    fn of(&self, storage: &str) -> Vec<(i32, StoreReader)> {
+        let mut all = self.lock();
+        let Some(open) = all.get_mut(storage) else { return Vec::new() };
+        open.retain(|_, r| r.is_open());
+        let found = open.iter().map(|(p, r)| (*p, r.clone())).collect();
+        if open.is_empty() {
+            all.remove(storage);
+        }
+        found
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<i32, StoreReader>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What to read: one key, keys with a prefix, or a key range; keys are
+/// text, or hex with `hex`; within one of the SDKs' typed maps with `map`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct StateQuery {
+    /// An SDK map's name (`state::Map::new(NAME)`): keys are within it, and
+    /// shown without its prefix (the name and a 0 byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// First key of a range (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// End of a range (exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Continue after this key (the `next_after` of the previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Only this partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hex: bool,
+}
+
+/// A query with its keys decoded (and within its map).
+struct Keys {
+    map: Vec<u8>,
+    key: Option<Vec<u8>>,
+    from: Vec<u8>,
+    to: Option<Vec<u8>>,
+}
+
+impl StateQuery {
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, MAX_ENTRIES)
+    }
+
+    fn keys(&self) -> Result<Keys> {
+        let map = match &self.map {
+            Some(m) => [m.as_bytes(), &[0]].concat(),
+            None => Vec::new(),
+        };
+        let decode = |field: &str, s: &Option<String>| -> Result<Option<Vec<u8>>> {
+            let bytes = match s {
+                None => return Ok(None),
+                Some(s) if self.hex => hex::decode(s).map_err(|e| anyhow::anyhow!("`{field}` is not hex: {e}"))?,
+                Some(s) => s.as_bytes().to_vec(),
+            };
+            Ok(Some([map.as_slice(), &bytes].concat()))
+        };
+        let key = decode("key", &self.key)?;
+        let prefix = decode("prefix", &self.prefix)?;
+        let (from, to, after) = (decode("from", &self.from)?, decode("to", &self.to)?, decode("after", &self.after)?);
+        if key.is_some() && (prefix.is_some() || from.is_some() || to.is_some()) {
+            bail!("ask for a `key`, or a scan by `prefix` or `from`/`to`, not both");
+        }
+        if prefix.is_some() && (from.is_some() || to.is_some()) {
+            bail!("scan by `prefix` or by `from`/`to`, not both");
+        }
+        // A prefix (the map's, if none) is the range of keys starting with it.
+        let (from, to) = match prefix.or_else(|| (from.is_none() && to.is_none() && !map.is_empty()).then(|| map.clone())) {
+            Some(p) => (Some(p.clone()), weir_state::prefix_end(&p)),
+            None => (from.or_else(|| Some(map.clone())), to.or_else(|| weir_state::prefix_end(&map).filter(|_| !map.is_empty()))),
+        };
+        let mut from = from.unwrap_or_default();
+        // Paging: the next key after the last one shown.
+        if let Some(mut a) = after
+            && a >= from
+        {
+            a.push(0);
+            from = a;
+        }
+        Ok(Keys { map, key, from, to })
+    }
+
+    /// Checks the query before it is sent anywhere.
+    pub fn check(&self) -> Result<()> {
+        self.keys().map(drop)
+    }
+}
+
+/// One entry of a deployment's state.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Entry {
+    pub partition: i32,
+    /// The key as text (lossy where it is not UTF-8, then see `key_hex`).
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hex: Option<String>,
+    /// The value as JSON, where it is JSON (what the SDKs' typed maps write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// The value as text, where it is UTF-8 but not JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_text: Option<String>,
+    /// The value in hex, where it is neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_hex: Option<String>,
+}
+
+impl Entry {
+    fn new(partition: i32, key: Vec<u8>, value: Vec<u8>) -> Entry {
+        let key_hex = std::str::from_utf8(&key).is_err().then(|| hex::encode(&key));
+        let (mut value_json, mut value_text, mut value_hex) = (None, None, None);
+        match serde_json::from_slice(&value) {
+            Ok(v) => value_json = Some(v),
+            Err(_) => match String::from_utf8(value) {
+                Ok(t) => value_text = Some(t),
+                Err(e) => value_hex = Some(hex::encode(e.as_bytes())),
+            },
+        }
+        Entry { partition, key: String::from_utf8_lossy(&key).into_owned(), key_hex, value: value_json, value_text, value_hex }
+    }
+
+    /// The key's bytes, for ordering and paging.
+    pub fn key_bytes(&self) -> Vec<u8> {
+        self.key_hex.as_deref().and_then(|h| hex::decode(h).ok()).unwrap_or_else(|| self.key.as_bytes().to_vec())
+    }
+}
+
+/// Reads `query` from the stores of `storage` this host holds: entries in
+/// key order (then partition), at most the query's limit, and the
+/// partitions read.
+pub fn read_local(readers: &StateReaders, storage: &str, query: &StateQuery) -> Result<(Vec<Entry>, Vec<i32>)> {
+    let keys = query.keys()?;
+    let limit = query.limit();
+    let mut entries = Vec::new();
+    let mut read = Vec::new();
+    for (partition, reader) in readers.of(storage) {
+        if query.partition.is_some_and(|p| p != partition) {
+            continue;
+        }
+        // Closed since it was listed: the partition moved to another host.
+        let Some(state) = reader.open() else { continue };
+        let state = state?;
+        read.push(partition);
+        let found = match &keys.key {
+            Some(k) => state.get(k)?.map(|v| (k.clone(), v)).into_iter().collect(),
+            None => state.range(&keys.from, keys.to.as_deref(), limit as u32, MAX_BYTES)?,
+        };
+        entries.extend(found.into_iter().map(|(k, v)| Entry::new(partition, k[keys.map.len()..].to_vec(), v)));
+    }
+    Ok((merge(entries, limit), read))
+}
+
+/// Orders entries by key, then partition, and keeps the first `limit`.
+pub fn merge(mut entries: Vec<Entry>, limit: usize) -> Vec<Entry> {
+    entries.sort_by_cached_key(|e| (e.key_bytes(), e.partition));
+    entries.truncate(limit);
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_state::rocks::{RocksBackend, RocksConfig};
+
+    fn query(f: impl FnOnce(&mut StateQuery)) -> StateQuery {
+        let mut q = StateQuery::default();
+        f(&mut q);
+        q
+    }
+
+    #[test]
+    fn reads_what_the_owner_committed_and_nothing_once_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RocksConfig::new(1 << 20).unwrap();
+        let readers = StateReaders::default();
+        let mut states = Vec::new();
+        for p in 0..2 {
+            let backend = RocksBackend::open(&dir.path().join(p.to_string()), &config).unwrap();
+            readers.add("d.1", p, backend.reader());
+            let mut state = weir_state::PartitionState::open(Box::new(backend)).unwrap();
+            state.set(format!("word-{p}").as_bytes(), format!("{{\"n\":{p}}}").as_bytes(), None);
+            state.set(b"shared", b"plain text", None);
+            state.set(&[0xff, b'x'], &[0xfe, 0], None);
+            if p == 1 {
+                state.set(b"count\0the", b"4", None);
+            }
+            state.flush().unwrap();
+            state.set(b"uncommitted", b"1", None);
+            states.push(state);
+        }
+        let (all, read) = read_local(&readers, "d.1", &StateQuery::default()).unwrap();
+        assert_eq!(read, [0, 1]);
+        let keys: Vec<_> = all.iter().map(|e| (e.key.as_str(), e.partition)).collect();
+        assert_eq!(keys, [("count\0the", 1), ("shared", 0), ("shared", 1), ("word-0", 0), ("word-1", 1), ("\u{fffd}x", 0), ("\u{fffd}x", 1)]);
+        assert_eq!(all[3].value, Some(serde_json::json!({"n": 0})));
+        assert_eq!(all[1].value_text.as_deref(), Some("plain text"));
+        assert_eq!((all[5].key_hex.as_deref(), all[5].value_hex.as_deref()), (Some("ff78"), Some("fe00")));
+
+        let (one, _) = read_local(&readers, "d.1", &query(|q| q.key = Some("word-1".into()))).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].partition, 1);
+        let (page, _) = read_local(&readers, "d.1", &query(|q| (q.prefix, q.after, q.limit) = (Some("word".into()), Some("word-0".into()), Some(5)))).unwrap();
+        assert_eq!(page.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["word-1"]);
+        let (hex, _) = read_local(&readers, "d.1", &query(|q| (q.from, q.hex, q.partition) = (Some("ff".into()), true, Some(1)))).unwrap();
+        assert_eq!(hex.len(), 1);
+        assert!(read_local(&readers, "d.1", &query(|q| (q.key, q.prefix) = (Some("a".into()), Some("b".into())))).is_err());
+
+        let (counts, _) = read_local(&readers, "d.1", &query(|q| q.map = Some("count".into()))).unwrap();
+        assert_eq!(counts.iter().map(|e| (e.key.as_str(), e.value.clone())).collect::<Vec<_>>(), [("the", Some(serde_json::json!(4)))]);
+        let (one, _) = read_local(&readers, "d.1", &query(|q| (q.map, q.key) = (Some("count".into()), Some("the".into())))).unwrap();
+        assert_eq!(one.len(), 1);
+
+        drop(states);
+        let (none, read) = read_local(&readers, "d.1", &StateQuery::default()).unwrap();
+        assert!(none.is_empty() && read.is_empty());
+    }
+}

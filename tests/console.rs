@@ -100,12 +100,14 @@ fn log_line(i: usize) -> Rec {
 #[test]
 fn a_tenant_watches_and_steers_its_deployment_in_the_console() {
     let k = Broker::shared().scope();
-    for (t, n) in [("acme.in", 2), ("acme.out", 1), ("acme.out.dlq", 1), ("evil.in", 1), ("evil.out", 1), ("evil.out.dlq", 1)] {
+    for (t, n) in [("acme.in", 2), ("acme.out", 1), ("acme.out.dlq", 1), ("acme.text", 1), ("evil.in", 1), ("evil.out", 1), ("evil.out.dlq", 1)] {
         k.create_topic(t, n);
     }
     let dir = tempfile::tempdir().unwrap();
     let host = start_host(dir.path(), &k);
     deploy(&host, ACME, "errors", &plugin("filter"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
+    deploy(&host, ACME, "words", &plugin("word-count"), json!({ "inputs": [k.name("acme.text")], "output": k.name("acme.out") }));
+    k.produce("acme.text", &[Rec::new("", "hello <b>world</b> hello")]);
     deploy(&host, EVIL, "secret", &plugin("upper"), json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out") }));
     let url = format!("http://{}/", host.listen);
     let shots = std::env::var_os("WEIR_SCREENSHOTS").map(std::path::PathBuf::from);
@@ -158,6 +160,28 @@ fn a_tenant_watches_and_steers_its_deployment_in_the_console() {
         b.click("#resume").await;
         b.wait_text("#status", "running again", |t| t == "running").await;
         b.wait_text("#history tbody", "the resume in the history", |t| t.contains("resumed")).await;
+
+        // The state of another deployment, read by key and by map.
+        b.click("#deployments tbody tr[data-name='words']").await;
+        b.wait_text("#name", "the word count", |t| t == "acme / words").await;
+        b.type_into("#state-map", "count").await;
+        b.type_into("#state-key", "hello").await;
+        let mut found = String::new();
+        for _ in 0..60 {
+            b.click("#state-read").await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            found = b.client.find(fantoccini::Locator::Css("#state tbody")).await.unwrap().text().await.unwrap();
+            if found.contains("hello") {
+                break;
+            }
+        }
+        assert!(found.contains("hello") && found.contains('2'), "state shown: {found}");
+        b.type_into("#state-key", "").await;
+        b.click("#state-read").await;
+        b.wait_text("#state tbody", "the whole map", |t| t.contains("world") && t.contains("hello")).await;
+        if let Some(dir) = &shots {
+            std::fs::write(dir.join("console-state.png"), b.client.screenshot().await.unwrap()).unwrap();
+        }
         b.close().await;
     });
     let (_, view) = call(&host, Method::GET, "/v1/deployments/errors", ACME, None);

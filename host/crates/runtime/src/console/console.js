@@ -121,8 +121,9 @@ function select(d) {
   selected = d;
   $("detail").hidden = false;
   // Nothing of the deployment shown before stays on screen.
-  for (const t of ["dead-letters", "owners", "lag", "failures", "history"]) $(t).tBodies[0].replaceChildren();
+  for (const t of ["dead-letters", "owners", "lag", "failures", "history", "state"]) $(t).tBodies[0].replaceChildren();
   $("logs").replaceChildren();
+  $("state-note").textContent = "";
   refreshDetail().catch((e) => console.warn(e));
   refreshSlow().catch((e) => console.warn(e));
 }
@@ -192,6 +193,25 @@ async function refreshSlow() {
   $("logs").textContent = logs.map((l) => `${new Date(l.at_ms).toLocaleTimeString()} ${l.level} ${l.message}`).join("\n");
 }
 
+// State by key or prefix, gathered by the host from every owner.
+async function readState(event) {
+  event.preventDefault();
+  const d = selected, q = new URLSearchParams(query(d).slice(1));
+  const map = $("state-map").value, key = $("state-key").value;
+  if (map) q.set("map", map);
+  if (key || !map) q.set($("state-prefix").checked || !key ? "prefix" : "key", key);
+  try {
+    const answer = await api("GET", `/v1/deployments/${encodeURIComponent(d.name)}/state?${q}`);
+    if (!same(d, selected)) return;
+    const value = (e) => (e.value !== undefined ? JSON.stringify(e.value) : e.value_text ?? `hex ${e.value_hex}`);
+    rows($("state"), answer.entries, (e) => [e.partition, e.key_hex ? `hex ${e.key_hex}` : e.key, value(e)]);
+    const missing = answer.hosts.filter((h) => h.error).map((h) => `${h.host}: ${h.error}`);
+    $("state-note").textContent = `${answer.entries.length} entries${answer.next_after ? " (more after the last)" : ""}` + (missing.length ? `; not answered: ${missing.join("; ")}` : "");
+  } catch (e) {
+    $("state-note").textContent = `Cannot read state: ${e.message}`;
+  }
+}
+
 async function act(what, method, rest) {
   const d = selected;
   if (what === "undeploy" && !confirm(`Undeploy ${d.name}? Its state is kept for a later deploy of the same name.`)) return;
@@ -212,6 +232,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("resume").onclick = () => act("resume", "POST", "/resume");
   $("rollback").onclick = () => act("roll back", "POST", "/rollback");
   $("undeploy").onclick = () => act("undeploy", "DELETE", "");
+  $("state-form").addEventListener("submit", readState);
   every(5000, refreshSlow);
   if (token) login();
 });

@@ -161,4 +161,40 @@ mod tests {
         assert_eq!(m.sum("failures_total", Some("nobody")), 0.0);
         assert_eq!(m.sum("records_in_total", None), 7.0);
     }
+
+    /// The Grafana dashboard in the repository reads metrics that exist.
+    #[test]
+    fn the_grafana_dashboard_names_real_metrics() {
+        use prometheus::core::Collector;
+        let m = Metrics::new();
+        let collectors: [&dyn Collector; 12] = [
+            &m.records_in,
+            &m.records_out,
+            &m.failures,
+            &m.dead_lettered,
+            &m.late,
+            &m.batch_seconds,
+            &m.wasm_cpu_seconds,
+            &m.consumer_lag,
+            &m.stopped,
+            &m.restored_keys,
+            &m.restoring,
+            &m.rollbacks,
+        ];
+        // The registry adds the `weir_` prefix.
+        let known: Vec<String> = collectors.iter().flat_map(|c| c.desc()).map(|d| format!("weir_{}", d.fq_name)).collect();
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!("../../../../deploy/grafana/weir.json")).unwrap();
+        let mut used = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("weir_")) {
+                    let base = name.strip_suffix("_bucket").unwrap_or(name);
+                    assert!(known.iter().any(|k| k == base), "panel `{}` reads `{name}`, which Weir does not export", panel["title"]);
+                    used += 1;
+                }
+            }
+        }
+        assert!(used >= 10);
+    }
 }

@@ -456,3 +456,54 @@ fn time_rfc3339(ms: i64) -> String {
     let out = Command::new("date").args(["-u", "-d", &format!("@{}.{:03}", ms / 1000, ms % 1000), "+%Y-%m-%dT%H:%M:%S.%3NZ"]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// The console's cost to a host, for BENCHMARKS.md: the host's CPU while
+/// it processes a steady stream, with no console open, then with one
+/// (headless Chromium on a deployment's detail, refreshing every 2 and 5
+/// s), then without again; and the page's weight.
+#[test]
+#[ignore = "a measurement for BENCHMARKS.md, not a check"]
+fn measure_a_consoles_cost_to_the_host() {
+    let k = Broker::shared().scope();
+    for (t, n) in [("acme.in", 4), ("acme.out", 1), ("acme.out.dlq", 1)] {
+        k.create_topic(t, n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = start_host(dir.path(), &k);
+    deploy(&host, ACME, "errors", &plugin("filter"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
+    let base = format!("http://{}", host.listen);
+    let weight: usize = ["/", "/console.js", "/console.css"].iter().map(|p| Http::new().get(format!("{base}{p}")).send().unwrap().bytes().unwrap().len()).sum();
+    let phase = Duration::from_secs(40);
+    let rate = 1000.0;
+    let records = (phase.as_secs_f64() * rate * 3.2) as usize;
+    let producing = produce_slowly(&k, "acme.in", (0..records).map(log_line).collect(), phase.as_secs_f64() * 3.2);
+    std::thread::sleep(Duration::from_secs(5));
+    let measure = |what: &str| {
+        let (cpu, at) = (host.cpu_seconds(), Instant::now());
+        std::thread::sleep(phase);
+        let share = (host.cpu_seconds() - cpu) / at.elapsed().as_secs_f64();
+        println!("{what}: host CPU {:.1}% of a core", share * 100.0);
+        share
+    };
+    let without = measure("no console");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let b = rt.block_on(async {
+        let b = Browser::start().await;
+        b.client.goto(&format!("{base}/")).await.unwrap();
+        b.type_into("#token", ACME).await;
+        b.click("#login").await;
+        b.click("#deployments tbody tr[data-name='errors']").await;
+        b.wait_text("#name", "the detail", |t| t == "acme / errors").await;
+        b
+    });
+    let with = measure("console open");
+    rt.block_on(b.close());
+    let after = measure("no console again");
+    producing.join().unwrap();
+    println!("page weight: {weight} bytes (index.html, console.js, console.css, uncompressed)");
+    println!(
+        "console's cost: {:.1} percentage points of a core ({:.2}x the host's CPU without it)",
+        (with - (without + after) / 2.0) * 100.0,
+        with / ((without + after) / 2.0)
+    );
+}

@@ -286,12 +286,19 @@ fn two_hosts_counting(k: &Scope, dir: &Path, n: usize) -> (Weir, Weir) {
     let a = start_host(&dir.join("a"), k);
     let b = start_host(&dir.join("b"), k);
     deploy(&a, ACME, "wc", &plugin("word-count"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
-    eventually("two owners", &a, || {
-        let owners = call(&a, Method::GET, "/v1/deployments/wc/owners", ACME, None).1;
-        (owners.as_array().unwrap().len() == 2).then_some(())
-    });
+    owners(&a);
     produce_words(k, n, "w");
     (a, b)
+}
+
+/// The two hosts consuming `wc`, once each has partitions (the group may
+/// be between assignments).
+fn owners(via: &Weir) -> Vec<Value> {
+    eventually("two owners with partitions", via, || {
+        let owners = call(via, Method::GET, "/v1/deployments/wc/owners", ACME, None).1;
+        let members = owners.as_array().unwrap().clone();
+        (members.len() == 2 && members.iter().all(|m| m["partitions"][0][1][0].is_i64())).then_some(members)
+    })
 }
 
 /// `n` records of word `{word}{p}` into each partition `p`.
@@ -332,8 +339,7 @@ fn state_queries_reach_every_host_and_no_other_tenant() {
     wait_counts(&a, &[("w0", 3), ("w1", 3), ("w2", 3), ("w3", 3)]);
 
     // A key on a partition the other host owns is answered, from either host.
-    let owners = call(&a, Method::GET, "/v1/deployments/wc/owners", ACME, None).1;
-    for member in owners.as_array().unwrap() {
+    for member in owners(&a) {
         let p = member["partitions"][0][1][0].as_i64().unwrap();
         for via in [&a, &b] {
             let (code, answer) = call(via, Method::GET, &format!("/v1/deployments/wc/state?map=count&key=w{p}"), ACME, None);

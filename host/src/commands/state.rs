@@ -84,6 +84,8 @@ pub fn run(command: StateCommand) -> Result<ExitCode> {
     }
     if let Some(after) = &answer.next_after {
         eprintln!("more: --after {after}");
+    } else if let Some(after) = &answer.next_after_hex {
+        eprintln!("more: --hex --after {after} (with the other keys in hex too)");
     }
     Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }

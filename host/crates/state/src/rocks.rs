@@ -102,19 +102,7 @@ fn scan<'a>(db: &'a DB, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> 
 impl RocksBackend {
     pub fn open(path: &Path, config: &RocksConfig) -> Result<Self> {
         std::fs::create_dir_all(path).with_context(|| format!("creating state directory {}", path.display()))?;
-        // A state query may hold the store of a partition this host just
-        // gave up for a moment (see [`StoreReader`]): its lock is released
-        // when that read ends.
-        let mut tries = 0;
-        let db = loop {
-            match DB::open(&config.options(), path) {
-                Err(e) if tries < 40 && e.to_string().contains("lock") => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                opened => break opened.with_context(|| format!("opening state store {}", path.display()))?,
-            }
-        };
+        let db = while_locked(|| DB::open(&config.options(), path)).with_context(|| format!("opening state store {}", path.display()))?;
         Ok(RocksBackend { db: Arc::new(db), path: path.to_owned() })
     }
 
@@ -125,10 +113,26 @@ impl RocksBackend {
     /// Deletes a store (its files) so it can be rebuilt from the changelog.
     pub fn destroy(path: &Path) -> Result<()> {
         if path.exists() {
-            DB::destroy(&Options::default(), path).with_context(|| format!("deleting state store {}", path.display()))?;
+            while_locked(|| DB::destroy(&Options::default(), path)).with_context(|| format!("deleting state store {}", path.display()))?;
             let _ = std::fs::remove_dir_all(path);
         }
         Ok(())
+    }
+}
+
+/// Runs `f` again while the store's lock is taken: a state query may hold
+/// the store of a partition this host just gave up for a moment (see
+/// [`StoreReader`]), and the lock is released when that read ends.
+fn while_locked<T>(mut f: impl FnMut() -> Result<T, rocksdb::Error>) -> Result<T, rocksdb::Error> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(e) if tries < 40 && e.to_string().contains("lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            done => return done,
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use super::api::View;
 use super::{ApiResult, ScopeQuery, err, owned_spec, scope, view};
 use crate::kafka::offsets::{self, Offsets, ResetTo};
 use crate::pipeline::Host;
+use crate::registry::{DeploymentSpec, Registry};
 
 /// How long hosts get to stop the deployment.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -67,14 +68,49 @@ async fn reset(
         )
     })?;
     request.to.check().map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
-    let mut spec = owned_spec(&registry, &scope, &name)?;
+    let spec = owned_spec(&registry, &scope, &name)?;
     if spec.undeployed {
         return Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed")));
     }
-    let id = spec.id();
+    // One reset at a time: one that started on another host left the
+    // deployment paused "for a reset".
+    let resetting = spec.paused && spec.history.last().is_some_and(|c| c.what == "paused" && c.why.as_deref() == Some(FOR_A_RESET));
+    let claim = Resetting::claim(&spec.id());
+    let (Some(claim), false) = (claim, resetting) else {
+        return Err(err(StatusCode::CONFLICT, format!("`{name}` is being reset (or a reset was interrupted: resume it, then reset it again)")));
+    };
+    // The rest runs to its end even if the client goes away.
+    let run = tokio::spawn(async move {
+        let _claim = claim;
+        run(host, registry, spec, request).await
+    });
+    run.await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+const FOR_A_RESET: &str = "for a reset";
+
+/// The deployments this host is resetting.
+struct Resetting(String);
+
+static RESETTING: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+impl Resetting {
+    fn claim(id: &str) -> Option<Resetting> {
+        RESETTING.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned()).then(|| Resetting(id.to_owned()))
+    }
+}
+
+impl Drop for Resetting {
+    fn drop(&mut self) {
+        RESETTING.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
+    }
+}
+
+async fn run(host: Arc<Host>, registry: Arc<Registry>, mut spec: DeploymentSpec, request: ResetRequest) -> ApiResult<axum::Json<ResetDone>> {
+    let (id, name) = (spec.id(), spec.name.clone());
     let kafka = host.shared().kafka.clone();
     let group_of = |storage: &str| format!("{}.{storage}", kafka.group_prefix);
-    let (old_storage, was_paused) = (spec.storage(), spec.paused);
+    let (old_storage, old_incarnation, was_paused) = (spec.storage(), spec.incarnation.clone(), spec.paused);
     let inputs = spec.deployment.inputs.clone();
 
     // A starting point the cluster cannot resolve (a topic that is not an
@@ -91,33 +127,45 @@ async fn reset(
     if request.state == KeepOrDrop::Drop {
         spec.incarnation = format!("{:x}", weir_abi::now_ms());
     }
-    spec.change("paused", Some("for a reset".into()));
+    spec.change("paused", Some(FOR_A_RESET.into()));
     registry.publish(&id, Some(&spec)).await?;
-    let (k, group) = (kafka.clone(), group_of(&old_storage));
-    let emptied = blocking(move || offsets::wait_empty(&k, &group, STOP_TIMEOUT)).await?;
-    if !emptied {
-        return Err(err(
-            StatusCode::GATEWAY_TIMEOUT,
-            format!("hosts still consume `{name}` after {} s; it stays paused: reset it again, or resume it", STOP_TIMEOUT.as_secs()),
-        ));
-    }
-
-    // The new offsets, into the group the deployment resumes in. Given
-    // offsets name some partitions; with a new group, the others continue
-    // from where the old group was.
-    let (k, old_group, new_group, to, state) = (kafka.clone(), group_of(&old_storage), group_of(&spec.storage()), request.to.clone(), request.state);
-    let applied = blocking(move || {
-        let mut start = match (&to, state) {
-            (ResetTo::Offsets(_), KeepOrDrop::Drop) => offsets::committed(&k, &old_group, &inputs)?,
-            _ => Offsets::new(),
-        };
-        for (topic, ps) in offsets::resolve(&k, &old_group, &inputs, &to)? {
-            start.entry(topic).or_default().extend(ps);
+    let new_group = group_of(&spec.storage());
+    let moved = async {
+        let (k, group) = (kafka.clone(), group_of(&old_storage));
+        if !blocking(move || offsets::wait_empty(&k, &group, STOP_TIMEOUT)).await? {
+            return Err(err(StatusCode::GATEWAY_TIMEOUT, format!("hosts still consumed it after {} s", STOP_TIMEOUT.as_secs())));
         }
-        offsets::commit(&k, &new_group, &start)?;
-        Ok(start)
-    })
-    .await?;
+        // The new offsets, into the group the deployment resumes in. Given
+        // offsets name some partitions; with a new group, the others
+        // continue from where the old group was.
+        let (k, old_group, to, state) = (kafka.clone(), group_of(&old_storage), request.to.clone(), request.state);
+        blocking(move || {
+            let mut start = match (&to, state) {
+                (ResetTo::Offsets(_), KeepOrDrop::Drop) => offsets::committed(&k, &old_group, &inputs)?,
+                _ => Offsets::new(),
+            };
+            for (topic, ps) in offsets::resolve(&k, &old_group, &inputs, &to)? {
+                start.entry(topic).or_default().extend(ps);
+            }
+            offsets::commit(&k, &new_group, &start)?;
+            Ok(start)
+        })
+        .await
+    };
+    let applied = match moved.await {
+        Ok(applied) => applied,
+        Err(e) => {
+            // Nothing moved: the deployment goes back as it was (its old
+            // incarnation's changelog is still there to restore from).
+            if let Some(mut back) = registry.spec(&id).filter(|s| s.version == spec.version) {
+                back.paused = was_paused;
+                back.incarnation = old_incarnation;
+                back.change("reset failed", Some(e.message.clone()));
+                registry.publish(&id, Some(&back)).await?;
+            }
+            return Err(err(e.status, format!("resetting `{name}`: {}; nothing was reset, and it runs as before", e.message)));
+        }
+    };
     if request.state == KeepOrDrop::Drop {
         let (h, old) = (host.clone(), old_storage.clone());
         blocking(move || h.drop_changelog(&old)).await?;

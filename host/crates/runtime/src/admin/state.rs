@@ -19,11 +19,13 @@ use axum::routing::get;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use tokio::sync::Semaphore;
 
 use super::{ApiResult, ScopeQuery, err, owned_spec, scope};
 use crate::pipeline::Host;
-use crate::state_query::{Entry, StateQuery};
+use crate::state_query::{Entry, Local, StateQuery};
 
+const PEER_PATH: &str = "/v1/peer/state";
 const SIGNATURE: &str = "x-weir-peer-signature";
 /// How long a signed peer request stays valid (hosts' clocks may differ).
 const VALID_MS: u64 = 60_000;
@@ -37,17 +39,28 @@ pub fn routes() -> Router<Arc<Host>> {
 
 /// Requests of other hosts: signed, not authenticated by a token.
 pub fn peer_routes() -> Router<Arc<Host>> {
-    Router::new().route("/v1/peer/state", get(peer))
+    Router::new().route(PEER_PATH, get(peer))
 }
+
+/// State queries a host serves at once (each reads up to
+/// [`crate::state_query::MAX_BYTES`] here and asks every other owner), and
+/// peers' requests it answers at once.
+static QUERIES: Semaphore = Semaphore::const_new(4);
+static PEER_READS: Semaphore = Semaphore::const_new(8);
 
 /// The answer to a state query.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Answer {
     /// In key order, then partition (a key may be on several partitions).
     pub entries: Vec<Entry>,
-    /// Where the next page starts (`after=`), when this one is full.
+    /// Where the next page starts (`after=`), when there is more: text, or
+    /// hex with `hex=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_after: Option<String>,
+    /// The same in hex, when the key is not text and the query was not in
+    /// hex (ask again with `hex=true` and the query's keys in hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after_hex: Option<String>,
     /// Who answered for which partitions, and who could not.
     pub hosts: Vec<HostRead>,
 }
@@ -60,14 +73,6 @@ pub struct HostRead {
     pub error: Option<String>,
 }
 
-/// What one host read.
-#[derive(Debug, Serialize, Deserialize)]
-struct PeerAnswer {
-    host: String,
-    partitions: Vec<i32>,
-    entries: Vec<Entry>,
-}
-
 async fn query(
     State(host): State<Arc<Host>>,
     headers: HeaderMap,
@@ -78,57 +83,74 @@ async fn query(
     let (scope, registry) = scope(&host, &headers, &scope_q)?;
     let storage = owned_spec(&registry, &scope, &name)?.storage();
     q.check().map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
-    let local = read_here(&host, &storage, &q).await;
+    let Ok(_permit) = QUERIES.try_acquire() else {
+        return Err(err(StatusCode::TOO_MANY_REQUESTS, "this host is answering other state queries; try again in a moment"));
+    };
     let me = host.shared().host_id.clone();
-    let mut hosts = vec![HostRead { host: me.clone(), partitions: local.as_ref().map(|a| a.partitions.clone()).unwrap_or_default(), error: None }];
-    let mut entries = Vec::new();
-    match local {
-        Ok(a) => entries.extend(a.entries),
-        Err(e) => hosts[0].error = Some(e),
-    }
+    let (mut entries, mut cuts, mut hosts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut take = |host: String, answer: Result<Local, String>, cuts: &mut Vec<Vec<u8>>| match answer {
+        Ok(a) => {
+            cuts.extend(a.cut_hex.and_then(|c| hex::decode(c).ok()));
+            entries.extend(a.entries);
+            hosts.push(HostRead { host, partitions: a.partitions, error: None });
+        }
+        Err(e) => hosts.push(HostRead { host, partitions: Vec::new(), error: Some(e) }),
+    };
+    take(me.clone(), read_here(&host, &storage, &q).await, &mut cuts);
     let members = {
         let (h, s) = (host.clone(), storage.clone());
         tokio::task::spawn_blocking(move || h.group_members(&s)).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     };
     match members {
-        Err(e) => hosts.push(HostRead { host: "(the consumer group)".into(), partitions: Vec::new(), error: Some(format!("{e:#}")) }),
+        Err(e) => take("(the consumer group)".into(), Err(format!("{e:#}")), &mut cuts),
         Ok(members) => {
-            let others =
-                members.into_iter().filter(|m| m.host != me && m.partitions.iter().any(|(_, ps)| q.partition.map_or(!ps.is_empty(), |p| ps.contains(&p))));
-            let asks = others.map(|m| {
-                let (host, storage, q) = (host.clone(), storage.clone(), q.clone());
-                async move {
-                    let answer = match &m.api_url {
-                        Some(url) => ask_peer(&host, url, &storage, &q).await,
-                        None => Err("it advertises no API address".to_owned()),
-                    };
-                    (m, answer)
-                }
-            });
-            for (m, answer) in futures::future::join_all(asks).await {
-                match answer {
-                    Ok(a) => {
-                        hosts.push(HostRead { host: m.host, partitions: a.partitions, error: None });
-                        // Entries of partitions the peer does not claim are dropped.
-                        entries.extend(a.entries);
+            let asks = members.into_iter().filter(|m| m.host != me).filter_map(|m| {
+                // What the group assigned it (and the query asks for): the
+                // member's address is a fact anyone in the group could write,
+                // so its answer counts for these partitions only.
+                let mut assigned: Vec<i32> =
+                    m.partitions.iter().flat_map(|(_, ps)| ps.iter().copied()).filter(|p| q.partition.is_none_or(|q| q == *p)).collect();
+                assigned.sort_unstable();
+                assigned.dedup();
+                (!assigned.is_empty()).then(|| {
+                    let (host, storage, q) = (host.clone(), storage.clone(), q.clone());
+                    async move {
+                        let answer = match &m.api_url {
+                            Some(url) => ask_peer(&host, url, &storage, &q).await,
+                            None => Err("it advertises no API address".to_owned()),
+                        };
+                        let answer = answer.map(|mut a| {
+                            a.partitions.retain(|p| assigned.contains(p));
+                            a.entries.retain(|e| a.partitions.contains(&e.partition));
+                            a
+                        });
+                        (m.host, answer)
                     }
-                    Err(e) => hosts.push(HostRead { host: m.host, partitions: Vec::new(), error: Some(e) }),
-                }
+                })
+            });
+            for (member, answer) in futures::future::join_all(asks).await {
+                take(member, answer, &mut cuts);
             }
         }
     }
-    let limit = q.limit();
-    let full = entries.len() >= limit;
-    let entries = crate::state_query::merge(entries, limit);
-    let next_after = full.then(|| entries.last().map(|e| if q.hex { hex::encode(e.key_bytes()) } else { e.key.clone() })).flatten();
-    Ok(axum::Json(Answer { entries, next_after, hosts }))
+    let (entries, cut) = crate::state_query::page(entries, cuts, q.limit());
+    let (mut next_after, mut next_after_hex) = (None, None);
+    match cut {
+        Some(c) if q.hex => next_after = Some(hex::encode(c)),
+        Some(c) => match String::from_utf8(c) {
+            Ok(text) => next_after = Some(text),
+            Err(e) => next_after_hex = Some(hex::encode(e.as_bytes())),
+        },
+        None => {}
+    }
+    Ok(axum::Json(Answer { entries, next_after, next_after_hex, hosts }))
 }
 
-async fn read_here(host: &Arc<Host>, storage: &str, q: &StateQuery) -> Result<PeerAnswer, String> {
+async fn read_here(host: &Arc<Host>, storage: &str, q: &StateQuery) -> Result<Local, String> {
     let (h, s, q) = (host.clone(), storage.to_owned(), q.clone());
     let read = tokio::task::spawn_blocking(move || crate::state_query::read_local(&h.shared().state_readers, &s, &q)).await;
     match read {
-        Ok(Ok((entries, partitions))) => Ok(PeerAnswer { host: host.shared().host_id.clone(), partitions, entries }),
+        Ok(Ok(local)) => Ok(local),
         Ok(Err(e)) => Err(format!("{e:#}")),
         Err(e) => Err(e.to_string()),
     }
@@ -155,34 +177,49 @@ fn signed(key: &[u8; 32], path_and_query: &str, signature: &str) -> bool {
     hex::decode(signature).is_ok_and(|s| mac(key, path_and_query).verify_slice(&s).is_ok())
 }
 
-async fn ask_peer(host: &Arc<Host>, url: &str, storage: &str, q: &StateQuery) -> Result<PeerAnswer, String> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err("its advertised API address is not an http(s) URL".into());
+/// The URL of `path` at a host's advertised API address: an http(s)
+/// origin, nothing else (no user, path, query or fragment to smuggle
+/// another request through).
+fn peer_url(advertised: &str, path: &str, query: &str) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(advertised).map_err(|e| format!("its advertised API address is not a URL: {e}"))?;
+    let origin_only =
+        url.username().is_empty() && url.password().is_none() && matches!(url.path(), "" | "/") && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !origin_only {
+        return Err("its advertised API address is not an http(s) origin".into());
     }
+    url.set_path(path);
+    url.set_query(Some(query));
+    Ok(url)
+}
+
+fn peer_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder().timeout(PEER_TIMEOUT).redirect(reqwest::redirect::Policy::none()).build().expect("a client with no TLS or proxy settings")
+    })
+}
+
+async fn ask_peer(host: &Arc<Host>, advertised: &str, storage: &str, q: &StateQuery) -> Result<Local, String> {
     let key = host.tenants.peer_key().ok_or("hosts sign what they ask each other with a key from `[admin]`, which is not configured")?;
     let params = serde_urlencoded::to_string(q).map_err(|e| e.to_string())?;
     let storage_param = serde_urlencoded::to_string([("storage", storage)]).map_err(|e| e.to_string())?;
     let expires = weir_abi::now_ms() + VALID_MS;
-    let path = format!("/v1/peer/state?{storage_param}&expires={expires}&{params}");
-    let signature = sign(&key, &path);
-    let client = reqwest::Client::builder().timeout(PEER_TIMEOUT).redirect(reqwest::redirect::Policy::none()).build().map_err(|e| e.to_string())?;
-    let mut resp =
-        client.get(format!("{}{path}", url.trim_end_matches('/'))).header(SIGNATURE, signature).send().await.map_err(|e| format!("asking {url}: {e}"))?;
+    let query = format!("{storage_param}&expires={expires}&{params}");
+    let url = peer_url(advertised, PEER_PATH, &query)?;
+    let signature = sign(&key, &format!("{PEER_PATH}?{query}"));
+    let mut resp = peer_client().get(url).header(SIGNATURE, signature).send().await.map_err(|e| format!("asking {advertised}: {e}"))?;
     if !resp.status().is_success() {
         // The body is not shown: the address may not be a Weir host.
-        return Err(format!("{url} answered {}", resp.status()));
+        return Err(format!("{advertised} answered {}", resp.status()));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading {url}: {e}"))? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading {advertised}: {e}"))? {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!("{url} answered more than {MAX_ANSWER_BYTES} bytes"));
+            return Err(format!("{advertised} answered more than {MAX_ANSWER_BYTES} bytes"));
         }
         body.extend_from_slice(&chunk);
     }
-    let mut answer: PeerAnswer = serde_json::from_slice(&body).map_err(|_| format!("{url} did not answer as a Weir host"))?;
-    answer.entries.retain(|e| answer.partitions.contains(&e.partition));
-    answer.entries.truncate(q.limit());
-    Ok(answer)
+    serde_json::from_slice(&body).map_err(|_| format!("{advertised} did not answer as a Weir host"))
 }
 
 /// `GET /v1/peer/state?storage=S&expires=T&...`, signed by another host:
@@ -193,7 +230,7 @@ async fn peer(
     uri: Uri,
     Query(p): Query<PeerQuery>,
     Query(q): Query<StateQuery>,
-) -> ApiResult<axum::Json<PeerAnswer>> {
+) -> ApiResult<axum::Json<Local>> {
     let key = host.tenants.peer_key().ok_or_else(|| err(StatusCode::NOT_FOUND, "peer requests need `[admin]` configured"))?;
     let given = headers.get(SIGNATURE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let now = weir_abi::now_ms();
@@ -201,6 +238,9 @@ async fn peer(
         return Err(err(StatusCode::UNAUTHORIZED, "not a valid request of another host"));
     }
     q.check().map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    let Ok(_permit) = PEER_READS.try_acquire() else {
+        return Err(err(StatusCode::TOO_MANY_REQUESTS, "this host is answering other state queries"));
+    };
     read_here(&host, &p.storage, &q).await.map(axum::Json).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
@@ -218,5 +258,14 @@ mod tests {
         assert_ne!(a, sign(&key, "/v1/peer/state?storage=evil.d.1&expires=10&key=x"));
         assert_ne!(a, sign(&key, "/v1/peer/state?storage=acme.d.1&expires=11&key=x"));
         assert_ne!(a, sign(&[8u8; 32], "/v1/peer/state?storage=acme.d.1&expires=10&key=x"));
+    }
+
+    #[test]
+    fn a_peer_is_asked_at_its_origin_only() {
+        let url = peer_url("http://10.0.0.2:8080/", PEER_PATH, "storage=a&key=b").unwrap();
+        assert_eq!(url.as_str(), "http://10.0.0.2:8080/v1/peer/state?storage=a&key=b");
+        for bad in ["file:///etc/passwd", "http://u:p@h/", "http://h/admin?x=", "http://h/#f", "http://h/v1/", "gopher://h/", "not a url"] {
+            assert!(peer_url(bad, PEER_PATH, "q").is_err(), "{bad}");
+        }
     }
 }

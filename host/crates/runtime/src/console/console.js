@@ -206,7 +206,7 @@ async function readState(event) {
     const value = (e) => (e.value !== undefined ? JSON.stringify(e.value) : e.value_text ?? `hex ${e.value_hex}`);
     rows($("state"), answer.entries, (e) => [e.partition, e.key_hex ? `hex ${e.key_hex}` : e.key, value(e)]);
     const missing = answer.hosts.filter((h) => h.error).map((h) => `${h.host}: ${h.error}`);
-    $("state-note").textContent = `${answer.entries.length} entries${answer.next_after ? " (more after the last)" : ""}` + (missing.length ? `; not answered: ${missing.join("; ")}` : "");
+    $("state-note").textContent = `${answer.entries.length} entries${answer.next_after || answer.next_after_hex ? " (more after the last)" : ""}` + (missing.length ? `; not answered: ${missing.join("; ")}` : "");
   } catch (e) {
     $("state-note").textContent = `Cannot read state: ${e.message}`;
   }

@@ -55,13 +55,20 @@ impl ResetTo {
             ResetTo::Named(s) => {
                 let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                     .with_context(|| format!("`{s}` is not `earliest`, `latest` or an RFC 3339 time such as 2026-12-05T10:00:00Z"))?;
-                Some(Point::Time((t.unix_timestamp_nanos() / 1_000_000) as i64))
+                // Kafka reads negative times as "latest" and "earliest".
+                let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().filter(|ms| *ms >= 0);
+                Some(Point::Time(ms.with_context(|| format!("`{s}` is before 1970, when Kafka's record times start"))?))
             }
         })
     }
 
     /// Checks the starting point before anything is paused.
     pub fn check(&self) -> Result<()> {
+        if let ResetTo::Offsets(o) = self
+            && let Some((t, p, off)) = o.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, off)| (t, p, off))).find(|(_, _, off)| **off < 0)
+        {
+            anyhow::bail!("offset {off} of {t}:{p} is negative");
+        }
         self.point().map(drop)
     }
 }
@@ -201,5 +208,9 @@ mod tests {
         assert!(format!("{err:#}").contains("RFC 3339"), "{err:#}");
         let to: ResetTo = serde_json::from_str(r#"{"in": {"0": 5, "2": 7}}"#).unwrap();
         assert_eq!(to.to_string(), "in:0=5,in:2=7");
+        // Negative times and offsets would mean "latest" or "earliest" to Kafka.
+        assert!(ResetTo::Named("1969-12-31T23:59:59.999Z".into()).check().is_err());
+        let to: ResetTo = serde_json::from_str(r#"{"in": {"0": -1}}"#).unwrap();
+        assert!(to.check().is_err());
     }
 }

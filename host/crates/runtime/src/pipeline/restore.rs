@@ -15,7 +15,7 @@ use super::Shared;
 use super::deployment::Deployment;
 use crate::changelog;
 use weir_state::PartitionState;
-use weir_state::rocks::RocksBackend;
+use weir_state::rocks::{RocksBackend, StoreReader};
 
 /// A partition ready to be processed.
 pub struct Takeover {
@@ -40,12 +40,12 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
     let committed = committed_offsets(shared, deployment, n, timeout)?;
     let dir = shared.host.state_dir.join(&deployment.storage).join(n.to_string());
-    let open = || -> Result<PartitionState> {
+    let open = || -> Result<(PartitionState, StoreReader)> {
         let backend = RocksBackend::open(&dir, &shared.rocks)?;
-        shared.state_readers.add(&deployment.storage, n, backend.reader());
-        PartitionState::open(Box::new(backend))
+        let reader = backend.reader();
+        Ok((PartitionState::open(Box::new(backend))?, reader))
     };
-    let mut state = open()?;
+    let (mut state, mut reader) = open()?;
     let local = state.checkpoint()?;
     let probe = changelog::reader(kafka).context("the changelog")?;
     let (low, high) = probe
@@ -57,7 +57,7 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
         _ => {
             drop(state);
             RocksBackend::destroy(&dir)?;
-            state = open()?;
+            (state, reader) = open()?;
             0
         }
     };
@@ -77,6 +77,8 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
     let restored = changelog::restore(kafka, &deployment.changelog_topic, n, from, &committed, &mut state, &progress);
     metrics.restoring.with_label_values(&[tenant, name, &label]).set(0);
     let restored = restored?;
+    // Queries read it once it is whole.
+    shared.state_readers.add(&deployment.storage, n, reader);
     if restored.applied + restored.skipped > 0 {
         tracing::info!(deployment = %name, partition = n, applied = restored.applied, skipped = restored.skipped, seconds = started.elapsed().as_secs_f64(), "state restored");
     }

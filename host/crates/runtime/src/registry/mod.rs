@@ -95,7 +95,7 @@ pub struct Change {
     pub version: u64,
     pub at_ms: u64,
     /// `deployed`, `upgraded`, `paused`, `resumed`, `undeployed`,
-    /// `rolled back`, `reset`.
+    /// `rolled back`, `reset`, `reset failed`.
     pub what: String,
     /// The module after the change.
     pub module: String,

@@ -202,14 +202,18 @@ fn the_consoles_api_is_scoped_and_sees_every_host() {
     let dir = tempfile::tempdir().unwrap();
     let a = start_host(&dir.path().join("a"), &k);
     let b = start_host(&dir.path().join("b"), &k);
-    deploy(&a, ACME, "errors", &plugin("filter"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
+    let spec = json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out"), "delivery": "exactly-once" });
+    deploy(&a, ACME, "errors", &plugin("filter"), spec);
+    let view = call(&b, Method::GET, "/v1/deployments/errors", ACME, None).1;
+    assert_eq!(view["spec"]["delivery"], "exactly-once", "{view:#}");
 
     // Both hosts share the partitions; either answers who has which, with
     // where its API is.
-    let owners = eventually("two owners", &a, || {
+    let owners = eventually("two owners with partitions", &a, || {
         let (code, owners) = call(&b, Method::GET, "/v1/deployments/errors/owners", ACME, None);
         assert_eq!(code, StatusCode::OK, "{owners}");
-        (owners.as_array().unwrap().len() == 2).then_some(owners)
+        let members = owners.as_array().unwrap();
+        (members.len() == 2 && members.iter().all(|m| m["partitions"][0][1][0].is_i64())).then_some(owners)
     });
     let urls: Vec<&str> = owners.as_array().unwrap().iter().map(|m| m["api_url"].as_str().unwrap()).collect();
     for host in [&a, &b] {
@@ -260,7 +264,7 @@ fn the_consoles_api_is_scoped_and_sees_every_host() {
     assert_eq!(code, StatusCode::CONFLICT, "nothing to roll back yet: {body}");
     let first = call(&a, Method::GET, "/v1/deployments/errors", ACME, None).1["module"].clone();
     let upper = upload(&a, ACME, &plugin("upper"));
-    let spec = json!({ "module": upper, "inputs": [k.name("acme.in")], "output": k.name("acme.out") });
+    let spec = json!({ "module": upper, "inputs": [k.name("acme.in")], "output": k.name("acme.out"), "delivery": "exactly-once" });
     let (code, body) = call(&a, Method::PUT, "/v1/deployments/errors", ACME, Some(serde_json::to_vec(&spec).unwrap()));
     assert_eq!(code, StatusCode::OK, "{body}");
     let (code, body) = call(&b, Method::POST, "/v1/deployments/errors/rollback", ACME, None);

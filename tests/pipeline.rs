@@ -189,6 +189,74 @@ fn the_stop_policy_stops_only_the_failing_partition() {
     assert!(k.read("filter.dlq", 1, Duration::from_secs(1)).is_empty(), "stop does not dead-letter");
 }
 
+/// Under exactly-once, a batch that fails under the `stop` policy aborts
+/// the open transaction: the outputs of the records before the failing one
+/// (visible at-least-once, see above) never become visible, and nothing of
+/// the partition is committed; the other partition goes on.
+#[test]
+fn exactly_once_a_stopped_batch_leaves_nothing_partial() {
+    let k = Broker::shared().scope();
+    for (t, p) in [("logs", 2), ("errors", 2), ("filter.dlq", 1)] {
+        k.create_topic(t, p);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "failure_policy = \"stop\"\ndelivery = \"exactly-once\"";
+    let weir = Weir::start(dir.path(), &k, &host_config(&deployment("filter", "filter", "logs", "errors", extra)));
+    weir.wait_partitions("filter", 2);
+    let rec = |p: i32, v: &str| Rec { partition: Some(p), ..Rec::new("k", v) };
+    let ok = |n: u32| format!(r#"{{"level":"error","n":{n}}}"#);
+    k.produce("logs", &[rec(0, &ok(1)), rec(0, &ok(2)), rec(0, "poison"), rec(0, &ok(3)), rec(1, &ok(4)), rec(1, &ok(5))]);
+    let deadline = Instant::now() + MINUTE;
+    while weir.health().unwrap_or_default()["deployments"]["filter"]["stopped"]["0"].as_str().is_none() {
+        assert!(Instant::now() < deadline, "partition 0 reported stopped; log:\n{}", weir.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Outputs are partitioned by key: all of them share a partition.
+    let values = |out: &[Rec]| out.iter().map(|r| r.value_str().to_owned()).collect::<Vec<_>>();
+    let visible = k.read("errors", 2, MINUTE);
+    std::thread::sleep(Duration::from_secs(1));
+    let visible_later = k.read("errors", 3, Duration::from_secs(2));
+    assert_eq!(values(&visible_later), [ok(4), ok(5)], "nothing of partition 0 is visible");
+    assert_eq!(visible_later, visible);
+    let committed = k.committed("weir.filter", "logs", 2);
+    assert!(committed[0] <= 0 && committed[1] == 2, "partition 0 committed nothing: {committed:?}");
+}
+
+/// Under exactly-once, an output the broker refuses (the output topic's
+/// limit was lowered under a running deployment, so the host's own check
+/// passed it) fails the transaction, which aborts: the record is then
+/// dead-lettered, once, and the others go on, each output visible once.
+#[test]
+fn exactly_once_a_refused_output_is_dead_lettered_once() {
+    let k = Broker::shared().scope();
+    for t in ["raw", "shout", "upper.dlq"] {
+        k.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &host_config(&deployment("upper", "upper", "raw", "shout", "delivery = \"exactly-once\"")));
+    weir.wait_partitions("upper", 1);
+    k.produce("raw", &[Rec::new("a", "before")]);
+    assert_eq!(k.read("shout", 1, MINUTE).len(), 1);
+    k.alter_topic("shout", &[("max.message.bytes", "2000")]);
+    // One at a time: the broker refuses a whole batch, and the producer
+    // would batch them together.
+    k.produce("raw", &[Rec::new("b", "small one")]);
+    assert_eq!(k.read("shout", 2, MINUTE).len(), 2);
+    k.produce("raw", &[Rec::new("c", &"x".repeat(5_000))]);
+    let dlq = k.read("upper.dlq", 1, MINUTE);
+    assert_eq!(dlq.len(), 1, "log:\n{}", weir.log_text());
+    assert_eq!(dlq[0].key_str(), "c");
+    assert!(dlq[0].header("weir.error.message").unwrap().contains("producing to topic"), "{:?}", dlq[0].header("weir.error.message"));
+    k.produce("raw", &[Rec::new("d", "small too")]);
+    let out = k.read("shout", 3, MINUTE);
+    std::thread::sleep(Duration::from_secs(1));
+    let out_later = k.read("shout", 4, Duration::from_secs(2));
+    assert_eq!(out_later.iter().map(Rec::value_str).collect::<Vec<_>>(), ["BEFORE", "SMALL ONE", "SMALL TOO"], "log:\n{}", weir.log_text());
+    assert_eq!(out, out_later);
+    assert_eq!(k.read("upper.dlq", 2, Duration::from_secs(2)).len(), 1, "dead-lettered once");
+    assert!(weir.log_text().contains("reprocessing the partition from its last commit"), "the transaction was aborted; log:\n{}", weir.log_text());
+}
+
 /// Reads `shout` until it holds the upper-cased value of every input
 /// (duplicates allowed, as at-least-once delivery does), or two minutes.
 fn read_uppercased(k: &Scope, inputs: &[Rec]) -> Vec<Rec> {

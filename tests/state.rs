@@ -45,7 +45,10 @@ fn assert_exact_counts(k: &Scope, want: &BTreeMap<String, u64>, hosts: &[&Weir])
     let mut max: BTreeMap<String, u64> = BTreeMap::new();
     let mut seen = 0;
     let mut complete = 0;
-    let out = k.read_until("counts", Duration::from_secs(120), |out| {
+    // What a downstream consumer of a transactional producer reads.
+    let mut committed_only = k.client();
+    committed_only.set("isolation.level", "read_committed");
+    let out = k.read_with(committed_only, "counts", Duration::from_secs(120), |out| {
         for r in &out[seen..] {
             let n: u64 = r.value_str().parse().unwrap();
             let m = max.entry(r.key_str().to_owned()).or_default();
@@ -81,8 +84,14 @@ fn assert_exact_counts(k: &Scope, want: &BTreeMap<String, u64>, hosts: &[&Weir])
 /// A short session timeout lets a restarted host rejoin its group quickly
 /// (the killed process's membership must expire first).
 fn word_count_config() -> String {
-    host_config(&deployment("wc", "word_count", "docs", "counts", "")) + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n"
+    word_count_with("")
 }
+
+fn word_count_with(extra: &str) -> String {
+    host_config(&deployment("wc", "word_count", "docs", "counts", extra)) + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n"
+}
+
+const EXACTLY_ONCE: &str = "delivery = \"exactly-once\"";
 
 fn setup(partitions: i32) -> Scope {
     let k = Broker::shared().scope();
@@ -94,9 +103,22 @@ fn setup(partitions: i32) -> Scope {
 
 #[test]
 fn word_count_survives_kill_9_twice_once_without_its_state_directory() {
+    let dup = kill_9_twice(&word_count_config());
+    eprintln!("duplicate outputs after two kill -9: {dup}");
+}
+
+/// The same under exactly-once: not one output twice.
+#[test]
+fn exactly_once_emits_every_count_once_through_two_kill_9() {
+    assert_eq!(kill_9_twice(&word_count_with(EXACTLY_ONCE)), 0, "duplicate outputs under exactly-once");
+}
+
+/// Kills the host twice mid-stream (the second time with its state
+/// directory gone) and checks the counts; returns the duplicate outputs.
+fn kill_9_twice(config: &str) -> usize {
     let k = setup(4);
     let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::start(dir.path(), &k, &word_count_config());
+    let mut weir = Weir::start(dir.path(), &k, config);
     weir.wait_partitions("wc", 4);
     let docs = documents(120_000, 400);
     let want = occurrences(&docs);
@@ -114,10 +136,78 @@ fn word_count_survives_kill_9_twice_once_without_its_state_directory() {
     producer.join().unwrap();
 
     let dup = assert_exact_counts(&k, &want, &[&weir]);
-    eprintln!("duplicate outputs after two kill -9: {dup}");
     let log = weir.log_text();
     assert!(log.contains("state restored"), "the second restart restored from the changelog; log:\n{log}");
     assert!(weir.metrics().contains("weir_restored_keys_total{deployment=\"wc\""), "restore progress is a metric");
+    dup
+}
+
+/// Exactly-once across a rebalance (a host leaves, the other takes over
+/// its partitions and their state) and a broker restart.
+#[test]
+fn exactly_once_holds_across_a_rebalance_and_a_broker_restart() {
+    let mut broker = Broker::dedicated();
+    let k = broker.scope();
+    for (t, p) in [("docs", 4), ("counts", 4), ("wc.dlq", 1)] {
+        k.create_topic(t, p);
+    }
+    let config = word_count_with(EXACTLY_ONCE);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Weir::start(da.path(), &k, &config);
+    a.wait_partitions("wc", 4);
+    let mut b = Weir::start(db.path(), &k, &config);
+    wait_some_partitions(&b);
+    let docs = documents(60_000, 400);
+    let want = occurrences(&docs);
+    let producer = produce_slowly(&k, "docs", docs, 20.0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(b.terminate().success(), "graceful exit; log:\n{}", b.log_text());
+    a.wait_partitions("wc", 4);
+    std::thread::sleep(Duration::from_secs(2));
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart();
+    producer.join().unwrap();
+    assert_eq!(assert_exact_counts(&k, &want, &[&a, &b]), 0, "duplicate outputs under exactly-once");
+}
+
+fn wait_some_partitions(w: &Weir) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while w.partitions("wc").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the host never got a partition; log:\n{}", w.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A host that stalls past its session timeout (SIGSTOP) loses its
+/// partitions to the other; woken up (SIGCONT), it still holds records and
+/// an open transaction, and tries to go on. The group's metadata in its
+/// commit fences it: nothing it sends after losing the partitions is ever
+/// visible to `read_committed` readers, so every count appears once.
+#[test]
+fn a_zombie_host_is_fenced() {
+    let k = setup(4);
+    let config = word_count_with(EXACTLY_ONCE);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Weir::start(da.path(), &k, &config);
+    a.wait_partitions("wc", 4);
+    let b = Weir::start(db.path(), &k, &config);
+    wait_some_partitions(&b);
+    let docs = documents(60_000, 400);
+    let want = occurrences(&docs);
+    let producer = produce_slowly(&k, "docs", docs, 24.0);
+    std::thread::sleep(Duration::from_secs(3));
+    a.freeze();
+    // B notices A gone after the session timeout (6 s) and takes over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while b.partitions("wc").len() != 4 {
+        assert!(std::time::Instant::now() < deadline, "B never took over; log:\n{}", b.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    a.thaw();
+    producer.join().unwrap();
+    assert_eq!(assert_exact_counts(&k, &want, &[&a, &b]), 0, "duplicate outputs: the zombie was not fenced");
 }
 
 #[test]

@@ -94,6 +94,8 @@ pub fn config(bootstrap: &str, plugin: PathBuf, plugin_config: Vec<(String, Stri
             dead_letter_topic: None,
             late_topic: None,
             cpu_share: 1.0,
+            delivery: Default::default(),
+            commit_interval_ms: None,
         },
     );
     c

@@ -223,6 +223,21 @@ impl Scope {
         self.create_topic_with(name, partitions, &[]);
     }
 
+    /// Changes settings `config` of topic `name`.
+    pub fn alter_topic(&self, name: &str, config: &[(&str, &str)]) {
+        use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+        let full = self.name(name);
+        let mut change = AlterConfig::new(ResourceSpecifier::Topic(&full));
+        for (k, v) in config {
+            change = change.set(k, v);
+        }
+        let r = futures::executor::block_on(admin.alter_configs([&change], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).unwrap();
+        for x in r {
+            x.unwrap_or_else(|(t, e)| panic!("altering topic {t:?}: {e}"));
+        }
+    }
+
     /// Creates topic `name` with topic settings `config`.
     pub fn create_topic_with(&self, name: &str, partitions: i32, config: &[(&str, &str)]) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
@@ -455,6 +470,16 @@ impl Weir {
         if let Some(mut c) = self.child.take() {
             signal(&mut c, libc::SIGKILL);
         }
+    }
+
+    /// Freezes the process (SIGSTOP), as a host that stalls without dying
+    /// (a hung VM, a long pause), until [`Weir::thaw`].
+    pub fn freeze(&mut self) {
+        signal(self.child.as_mut().expect("running"), libc::SIGSTOP);
+    }
+
+    pub fn thaw(&mut self) {
+        signal(self.child.as_mut().expect("running"), libc::SIGCONT);
     }
 
     /// SIGTERM, then waits for a graceful exit.

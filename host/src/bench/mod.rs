@@ -18,6 +18,7 @@ use weir_engine::transform::{Transform, TransformSpec};
 use weir_engine::{Engine, EngineConfig};
 use weir_state::PartitionState;
 
+pub mod delivery;
 mod join;
 pub mod streams;
 mod tenants;
@@ -191,6 +192,8 @@ fn deployment(plugin: &Path, input: &str, output: &str, config: &[(&str, &str)])
         dead_letter_topic: Some(format!("{output}.dlq")),
         late_topic: None,
         cpu_share: 1.0,
+        delivery: Default::default(),
+        commit_interval_ms: None,
     }
 }
 
@@ -292,6 +295,33 @@ fn wait_filled_while(
         alive()?;
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// When `topic` first holds `records` records visible to a
+/// `read_committed` reader, counted by reading them (under exactly-once its
+/// offsets include transaction markers, and aborted records): failing when
+/// `alive` fails or nothing new comes for two minutes.
+fn wait_visible(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: usize, mut alive: impl FnMut() -> Result<()>) -> Result<Instant> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{topic}-visible")).set("isolation.level", "read_committed").create()?;
+    let metadata = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut all = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        all.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)?;
+    }
+    c.assign(&all)?;
+    let (mut seen, mut since) = (0, Instant::now());
+    while seen < records {
+        match c.poll(Duration::from_millis(100)) {
+            Some(m) => {
+                m?;
+                (seen, since) = (seen + 1, Instant::now());
+            }
+            None if since.elapsed() > Duration::from_secs(120) => bail!("{topic} stopped growing at {seen} of {records} visible records"),
+            None => alive()?,
+        }
+    }
+    Ok(Instant::now())
 }
 
 pub struct StateRow {

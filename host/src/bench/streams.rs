@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{bench_kafka, deployment, raw_relay, run_id, send_waiting, wait_filled_while, weir_rate};
+use super::{bench_kafka, deployment, raw_relay, run_id, send_waiting, wait_filled_while, wait_visible, weir_rate};
 
 /// Input records per millisecond of event time: the input spans about 10 s
 /// of event time whatever its size (1 M records of 10 k keys: about 10
@@ -55,7 +55,7 @@ pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usi
         };
         let d = deployment(&plugins.join(format!("{plugin}.wasm")), &input, &outputs[1], config);
         let weir_per_sec = weir_rate(&kafka, &format!("bench-{workload}-{run}"), d, partitions, expected)?;
-        let kafka_streams_per_sec = program.rate(&kafka, workload, &input, &outputs[2], &run, partitions, sent, expected)?;
+        let kafka_streams_per_sec = program.rate(&kafka, workload, &input, &outputs[2], &run, partitions, sent, expected, Guarantee::default())?;
         // A comparison of different work would mean nothing.
         let (weir, kstreams) = (read_all(&kafka, &outputs[1], expected)?, read_all(&kafka, &outputs[2], expected)?);
         if weir != kstreams {
@@ -79,7 +79,14 @@ pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usi
 /// [`records_per_ms`] records. With `windows`, a last record per
 /// partition a minute later closes every window of the data (stream time
 /// is per partition). Returns how many records were sent.
-fn fill_json(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: usize, keys: usize, partitions: usize, windows: bool) -> Result<usize> {
+pub(super) fn fill_json(
+    kafka: &weir_runtime::config::KafkaConfig,
+    topic: &str,
+    records: usize,
+    keys: usize,
+    partitions: usize,
+    windows: bool,
+) -> Result<usize> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
     let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka).create()?;
     let base = (weir_abi::now_ms() as i64 / 1000 - 3600) * 1000;
@@ -102,7 +109,7 @@ fn fill_json(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: us
 }
 
 /// Results of the count workload: one per (key, 1 s window) of the data.
-fn windows_closed(records: usize, keys: usize) -> usize {
+pub(super) fn windows_closed(records: usize, keys: usize) -> usize {
     let mut seen = std::collections::HashSet::new();
     for i in 0..records {
         seen.insert((i % keys, i / records_per_ms(records) / 1000));
@@ -131,13 +138,25 @@ fn read_all(kafka: &weir_runtime::config::KafkaConfig, topic: &str, n: usize) ->
     Ok(out)
 }
 
+/// Kafka Streams' `processing.guarantee` and `commit.interval.ms`.
+pub(super) struct Guarantee {
+    pub exactly_once: bool,
+    pub commit_ms: u64,
+}
+
+impl Default for Guarantee {
+    fn default() -> Self {
+        Guarantee { exactly_once: false, commit_ms: 1_000 }
+    }
+}
+
 /// The Kafka Streams program: its jar and dependencies.
-struct KafkaStreams {
+pub(super) struct KafkaStreams {
     classpath: String,
 }
 
 impl KafkaStreams {
-    fn locate(dir: &Path) -> Result<KafkaStreams> {
+    pub(super) fn locate(dir: &Path) -> Result<KafkaStreams> {
         let jar = dir.join("kafka-streams-bench-1.jar");
         if !jar.exists() {
             bail!("the Kafka Streams benchmark program is not built at {}: run scripts/setup --test", jar.display());
@@ -146,9 +165,10 @@ impl KafkaStreams {
     }
 
     /// Records/s of one run: from the first record the topology sees until
-    /// `output` holds `expected` records.
+    /// `output` holds `expected` records (visible ones, under exactly-once:
+    /// offsets there include transaction markers).
     #[allow(clippy::too_many_arguments)]
-    fn rate(
+    pub(super) fn rate(
         &self,
         kafka: &weir_runtime::config::KafkaConfig,
         mode: &str,
@@ -158,20 +178,10 @@ impl KafkaStreams {
         partitions: usize,
         sent: usize,
         expected: usize,
+        guarantee: Guarantee,
     ) -> Result<f64> {
         let state = tempfile::tempdir()?;
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let java = std::env::var_os("JAVA_HOME").map_or_else(|| PathBuf::from("java"), |h| PathBuf::from(h).join("bin/java"));
-        let mut child = Killed(
-            Command::new(java)
-                .args(["-cp", &self.classpath, "dev.weir.bench.StreamsBench", &kafka.brokers, mode, input, output, &format!("bench-kstreams-{run}")])
-                .arg(state.path())
-                .args([threads.to_string(), "1000".to_owned()])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .context("starting java (Kafka Streams)")?,
-        );
+        let mut child = self.start(kafka, mode, input, output, run, state.path(), &guarantee)?;
         let stdout = child.0.stdout.take().expect("piped");
         let mut line = String::new();
         std::io::BufReader::new(stdout).read_line(&mut line)?;
@@ -179,16 +189,48 @@ impl KafkaStreams {
             bail!("the Kafka Streams program ended before processing a record");
         }
         let started = Instant::now();
-        let done = wait_filled_while(kafka, output, partitions, expected, || match child.0.try_wait()? {
+        let alive = || match child.0.try_wait()? {
             Some(status) => bail!("the Kafka Streams program exited ({status})"),
             None => Ok(()),
-        })?;
+        };
+        let done = match guarantee.exactly_once {
+            true => wait_visible(kafka, output, expected, alive)?,
+            false => wait_filled_while(kafka, output, partitions, expected, alive)?,
+        };
         Ok(sent as f64 / done.duration_since(started).as_secs_f64())
+    }
+
+    /// Starts the program on `input`; it prints `first` on stdout when the
+    /// first record reaches its topology.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start(
+        &self,
+        kafka: &weir_runtime::config::KafkaConfig,
+        mode: &str,
+        input: &str,
+        output: &str,
+        run: &str,
+        state: &Path,
+        guarantee: &Guarantee,
+    ) -> Result<Killed> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let java = std::env::var_os("JAVA_HOME").map_or_else(|| PathBuf::from("java"), |h| PathBuf::from(h).join("bin/java"));
+        let processing = if guarantee.exactly_once { "exactly_once_v2" } else { "at_least_once" };
+        Ok(Killed(
+            Command::new(java)
+                .args(["-cp", &self.classpath, "dev.weir.bench.StreamsBench", &kafka.brokers, mode, input, output, &format!("bench-kstreams-{run}")])
+                .arg(state)
+                .args([threads.to_string(), guarantee.commit_ms.to_string(), processing.to_owned()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .context("starting java (Kafka Streams)")?,
+        ))
     }
 }
 
 /// A child process killed (and reaped) when dropped.
-struct Killed(Child);
+pub(super) struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {

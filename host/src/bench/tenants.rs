@@ -10,7 +10,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut samples: Vec<Duration>) -> Latency {
+    pub(super) fn of(mut samples: Vec<Duration>) -> Latency {
         samples.sort_unstable();
         let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
         Latency { p50: at(0.5), p99: at(0.99) }
@@ -92,6 +92,8 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
             dead_letter_topic: Some(format!("{output}.dlq")),
             late_topic: None,
             cpu_share: 1.0,
+            delivery: Default::default(),
+            commit_interval_ms: None,
         };
         let module = Arc::new(engine.load_file(plugin)?);
         let id = format!("{tenant}.{name}");
@@ -185,7 +187,7 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
 /// Produces `rate` records a second to `input` for `period`, each stamped
 /// with its send time, and reads `output` until each came back: the
 /// latency of each.
-fn steady_latencies(kafka: &weir_runtime::config::KafkaConfig, input: &str, output: &str, rate: u64, period: Duration) -> Result<Vec<Duration>> {
+pub(super) fn steady_latencies(kafka: &weir_runtime::config::KafkaConfig, input: &str, output: &str, rate: u64, period: Duration) -> Result<Vec<Duration>> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};

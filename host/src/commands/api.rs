@@ -263,7 +263,7 @@ pub fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
 
 pub fn list(args: ApiArgs) -> Result<ExitCode> {
     let all = args.client()?.list()?;
-    let rows: Vec<[String; 7]> = all
+    let rows: Vec<[String; 8]> = all
         .iter()
         .map(|d| {
             [
@@ -272,12 +272,13 @@ pub fn list(args: ApiArgs) -> Result<ExitCode> {
                 d.status.to_string(),
                 d.version.to_string(),
                 d.module[..d.module.len().min(12)].to_owned(),
+                d.spec.delivery.as_str().to_owned(),
                 partitions(d),
                 d.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    print!("{}", table(["NAME", "TENANT", "STATUS", "VERSION", "MODULE", "PARTITIONS", "ERROR"], &rows));
+    print!("{}", table(["NAME", "TENANT", "STATUS", "VERSION", "MODULE", "DELIVERY", "PARTITIONS", "ERROR"], &rows));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -51,6 +51,27 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         partitions: usize,
     },
+    /// What exactly-once costs: Weir at-least-once and exactly-once at
+    /// commit intervals of 100 ms and 1 s (a map and a tumbling count),
+    /// beside Kafka Streams under exactly_once_v2: records/s until every
+    /// output is visible to read_committed readers, and a steady stream's
+    /// latency.
+    Delivery {
+        #[arg(long)]
+        brokers: String,
+        /// The Rust plugins' build output (upper.wasm, window_count.wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// The Kafka Streams program (default: $WEIR_CACHE/kafka-streams-bench).
+        #[arg(long)]
+        kafka_streams: Option<PathBuf>,
+        #[arg(long, default_value_t = 300_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
     /// One tenant's throughput alone vs. beside a tenant running every
     /// hostile plugin, on one host and a real broker.
     Tenants {
@@ -134,15 +155,7 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
             println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
         }
         BenchCommand::Streams { brokers, plugins, kafka_streams, records, keys, partitions } => {
-            let dir = match kafka_streams {
-                Some(d) => d,
-                None => std::env::var_os("WEIR_CACHE")
-                    .map(PathBuf::from)
-                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")))
-                    .context("set WEIR_CACHE or pass --kafka-streams")?
-                    .join("kafka-streams-bench"),
-            };
-            let rows = weir::bench::streams::streams(&brokers, &plugins, &dir, records, keys, partitions)?;
+            let rows = weir::bench::streams::streams(&brokers, &plugins, &kafka_streams_dir(kafka_streams)?, records, keys, partitions)?;
             println!("| workload | records | outputs | raw relay records/s | Weir records/s | Kafka Streams records/s | Weir / Kafka Streams | Weir / raw |");
             println!("|---|---:|---:|---:|---:|---:|---:|---:|");
             for r in rows {
@@ -156,6 +169,33 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                     r.kafka_streams_per_sec,
                     r.weir_per_sec / r.kafka_streams_per_sec,
                     r.weir_per_sec / r.raw_per_sec
+                );
+            }
+        }
+        BenchCommand::Delivery { brokers, plugins, kafka_streams, records, keys, partitions } => {
+            let rows = weir::bench::delivery::delivery(&brokers, &plugins, &kafka_streams_dir(kafka_streams)?, records, keys, partitions)?;
+            let ms = |l: &Option<weir::bench::Latency>| l.as_ref().map_or("-".to_owned(), |l| format!("{} / {} ms", l.p50.as_millis(), l.p99.as_millis()));
+            let at_least_once = |r: &weir::bench::delivery::DeliveryRow| {
+                rows.iter()
+                    .find(|a| a.workload == r.workload && a.commit_ms == r.commit_ms && a.delivery.as_str() == "at-least-once")
+                    .map_or(f64::NAN, |a| a.weir_per_sec)
+            };
+            println!(
+                "| workload | delivery | commit interval | Weir records/s | / at-least-once | Kafka Streams records/s | Weir / Kafka Streams | steady 1000/s p50 / p99, Weir | Kafka Streams |"
+            );
+            println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+            for r in &rows {
+                let ks = r.kafka_streams_per_sec.map_or("-".to_owned(), |k| format!("{k:.0}"));
+                let ratio = r.kafka_streams_per_sec.map_or("-".to_owned(), |k| format!("{:.2}", r.weir_per_sec / k));
+                println!(
+                    "| {} | {} | {} ms | {:.0} | {:.2} | {ks} | {ratio} | {} | {} |",
+                    r.workload,
+                    r.delivery.as_str(),
+                    r.commit_ms,
+                    r.weir_per_sec,
+                    r.weir_per_sec / at_least_once(r),
+                    ms(&r.weir_latency),
+                    ms(&r.kafka_streams_latency)
                 );
             }
         }
@@ -229,4 +269,16 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `scripts/setup --test` builds the Kafka Streams program, unless given.
+fn kafka_streams_dir(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(d) => Ok(d),
+        None => Ok(std::env::var_os("WEIR_CACHE")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")))
+            .context("set WEIR_CACHE or pass --kafka-streams")?
+            .join("kafka-streams-bench")),
+    }
 }

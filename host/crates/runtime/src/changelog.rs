@@ -69,11 +69,11 @@ pub struct Flush<'a> {
     pub positions: &'a BTreeMap<String, i64>,
 }
 
-/// Commits `flushes` to changelog `topic` and the group's offsets in one
-/// transaction of `producer`; returns each partition's last changelog
-/// offset. On failure the transaction is aborted: nothing of it is visible.
+/// Adds `flushes` to changelog `topic` and the group's offsets to the open
+/// transaction of `producer` and commits it; returns each partition's last
+/// changelog offset. On failure the transaction is aborted: nothing of it
+/// is visible.
 pub fn commit(producer: &Producer, topic: &str, flushes: &[Flush<'_>], group: &ConsumerGroupMetadata, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
-    producer.begin_transaction().context("beginning a changelog transaction")?;
     let mut groups = BTreeMap::new();
     let written = (|| -> Result<()> {
         let mut offsets = TopicPartitionList::new();

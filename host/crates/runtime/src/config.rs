@@ -160,6 +160,34 @@ pub enum FailurePolicy {
     Stop,
 }
 
+/// What a deployment promises about its outputs when hosts fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Offsets commit once everything their records sent is acknowledged:
+    /// after a crash, records since the last commit are processed again and
+    /// their outputs may appear twice (state never counts twice).
+    #[default]
+    AtLeastOnce,
+    /// Everything a commit interval sends (outputs, dead letters, late
+    /// records), its state changes and its input offsets go into one Kafka
+    /// transaction: a `read_committed` reader sees each output once.
+    ExactlyOnce,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
+/// A commit interval under exactly-once, as Kafka Streams' default there:
+/// outputs become visible to `read_committed` readers only at commits.
+pub const EXACTLY_ONCE_COMMIT_INTERVAL_MS: u64 = 100;
+
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentConfig {
@@ -194,6 +222,14 @@ pub struct DeploymentConfig {
     /// deployments when they compete (weighted fair scheduling on CPU time).
     #[serde(default = "one")]
     pub cpu_share: f64,
+    /// `at-least-once` (the default) or `exactly-once`.
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// How often its offsets (and state, and under exactly-once its
+    /// transaction) commit, in ms: by default the host's
+    /// `commit_interval_ms`, or 100 ms under exactly-once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_interval_ms: Option<u64>,
 }
 
 fn one() -> f64 {
@@ -207,6 +243,14 @@ fn is_empty_path(p: &Path) -> bool {
 impl DeploymentConfig {
     pub fn dead_letter_topic(&self, name: &str) -> String {
         self.dead_letter_topic.clone().unwrap_or_else(|| format!("{name}.dlq"))
+    }
+
+    /// The commit interval on a host whose own is `host_ms`.
+    pub fn commit_interval_ms(&self, host_ms: u64) -> u64 {
+        self.commit_interval_ms.unwrap_or(match self.delivery {
+            Delivery::AtLeastOnce => host_ms,
+            Delivery::ExactlyOnce => EXACTLY_ONCE_COMMIT_INTERVAL_MS,
+        })
     }
 }
 
@@ -331,6 +375,11 @@ impl DeploymentConfig {
             }
             if !(d.cpu_share > 0.0 && d.cpu_share <= 1_000.0) {
                 bail!("cpu_share must be in (0, 1000], not {}", d.cpu_share);
+            }
+            if let Some(ms) = d.commit_interval_ms
+                && !(10..=600_000).contains(&ms)
+            {
+                bail!("commit_interval_ms must be 10 to 600000, not {ms}");
             }
         }
         Ok(())
@@ -461,5 +510,18 @@ mod tests {
         assert!(e.contains("name `word count`"), "{e}");
         let e = format!("{:#}", Config::parse(&BASE.replace("memory_mb", "memory"), [], &Overrides::default()).unwrap_err());
         assert!(e.contains("unknown field `memory`"), "{e}");
+        let e = format!("{:#}", Config::parse(&format!("{BASE}delivery = \"exactly-twice\""), [], &Overrides::default()).unwrap_err());
+        assert!(e.contains("unknown variant `exactly-twice`, expected `at-least-once` or `exactly-once`"), "{e}");
+        let e = format!("{:#}", Config::parse(&format!("{BASE}commit_interval_ms = 0"), [], &Overrides::default()).unwrap_err());
+        assert!(e.contains("commit_interval_ms must be 10 to 600000, not 0"), "{e}");
+    }
+
+    #[test]
+    fn exactly_once_commits_every_100_ms_unless_told() {
+        let d = |extra: &str| Config::parse(&format!("{BASE}{extra}"), [], &Overrides::default()).unwrap().deployments["word-count"].clone();
+        assert_eq!((d("").delivery, d("").commit_interval_ms(1_000)), (Delivery::AtLeastOnce, 1_000));
+        let eos = d("delivery = \"exactly-once\"");
+        assert_eq!((eos.delivery, eos.commit_interval_ms(1_000)), (Delivery::ExactlyOnce, 100));
+        assert_eq!(d("delivery = \"exactly-once\"\ncommit_interval_ms = 1000").commit_interval_ms(200), 1_000);
     }
 }

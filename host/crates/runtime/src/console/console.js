@@ -141,6 +141,7 @@ async function refreshDetail() {
   $("version").textContent = view.version;
   $("inputs").textContent = view.spec.inputs.join(", ");
   $("output").textContent = view.spec.output;
+  $("delivery").textContent = view.spec.delivery ?? "at-least-once";
   $("pause").disabled = view.status === "paused" || view.status === "undeployed";
   $("resume").disabled = view.status !== "paused";
   $("rollback").disabled = !view.previous_module || view.status === "undeployed";

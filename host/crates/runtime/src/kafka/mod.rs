@@ -30,6 +30,9 @@ pub fn consumer_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // Inputs another deployment writes exactly-once: never what its
+        // aborted transactions left (librdkafka's default, said here).
+        .set("isolation.level", "read_committed")
         .set("allow.auto.create.topics", "false")
         .set("statistics.interval.ms", "5000")
         // librdkafka pauses fetching for this long whenever its queue holds

@@ -90,6 +90,13 @@ impl Acks {
         }
     }
 
+    /// A record of the group that was never sent, for a reason trying
+    /// again may fix.
+    pub fn refuse(&self, why: &str) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.transient.get_or_insert_with(|| why.to_owned());
+    }
+
     pub fn max_offset(&self) -> i64 {
         self.max_offset.load(Ordering::Acquire)
     }
@@ -227,6 +234,11 @@ impl Producer {
         // A transaction a crashed host left open holds back every
         // `read_committed` reader of its partitions until this passes.
         c.set("transactional.id", id).set("transaction.timeout.ms", "10000").set("message.timeout.ms", "10000");
+        // A transaction begun right after a commit meets the coordinator
+        // still writing that commit's markers (CONCURRENT_TRANSACTIONS) and
+        // is retried after this: librdkafka's 100 ms default would add it
+        // to every commit (the Java client retries these after 20 ms).
+        c.set("retry.backoff.ms", "10");
         let inner: ThreadedProducer<DeliveryContext> = c.create_with_context(DeliveryContext).context("creating a transactional producer")?;
         let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
         inner
@@ -250,6 +262,13 @@ impl Producer {
     ) -> Result<(), KafkaError> {
         if offsets.count() > 0 {
             self.inner.send_offsets_to_transaction(offsets, metadata, timeout)?;
+        }
+        // rdkafka's flush (which the commit starts with) sleeps 100 ms
+        // whenever a record is still out: every commit would take that long.
+        // Wait for the deliveries here, in short steps, instead.
+        let deadline = std::time::Instant::now() + timeout;
+        while self.inner.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
         }
         self.inner.commit_transaction(timeout)
     }

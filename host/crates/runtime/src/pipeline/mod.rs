@@ -290,6 +290,11 @@ impl Host {
         for topic in [Some(&config.output), Some(&config.dead_letter_topic(id)), config.late_topic.as_ref()].into_iter().flatten().chain(tables) {
             crate::kafka::partitions_of(&topics, topic)?;
         }
+        if config.delivery == crate::config::Delivery::ExactlyOnce {
+            // A probe of its own id: the deployment's producers stay unfenced.
+            let probe = format!("{}.probe.{id}", self.shared.kafka.group_prefix);
+            crate::kafka::producer::Producer::transactional(&self.shared.kafka, &probe).context("`delivery = \"exactly-once\"` needs Kafka transactions")?;
+        }
         let spec = self.transform_spec(id, config, tenant)?;
         self.warm_up(module, spec.clone())?;
         Ok((partitions.expect("inputs are not empty"), spec))

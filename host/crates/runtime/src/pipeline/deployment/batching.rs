@@ -46,7 +46,8 @@ impl Runtime {
         self.settle(consumer);
         self.release_holds(consumer);
         if Instant::now() >= self.next_commit {
-            self.next_commit = Instant::now() + Duration::from_millis(self.shared.host.commit_interval_ms);
+            let interval = self.deployment.config.commit_interval_ms(self.shared.host.commit_interval_ms);
+            self.next_commit = Instant::now() + Duration::from_millis(interval);
             for p in self.parts.values_mut() {
                 p.commit_due = true;
             }

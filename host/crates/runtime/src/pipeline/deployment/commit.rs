@@ -1,9 +1,133 @@
-//! Committing: offsets of partitions without state changes as their ledgers
-//! allow, and state changes with their offsets in one changelog transaction.
+//! Committing: at-least-once, offsets of partitions without state changes
+//! as their ledgers allow, and state changes with their offsets in one
+//! changelog transaction; exactly-once, every partition's state changes and
+//! offsets into the transaction that holds what they sent.
 
 use super::*;
 
+/// The deployment's transactional producer on this host (its id is
+/// `{group}.{host}`: a host that restarts fences its predecessor and
+/// aborts what it left open).
+#[derive(Default)]
+pub(super) struct Transaction {
+    producer: Option<Producer>,
+    open: bool,
+}
+
+impl Transaction {
+    pub(super) fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The producer of the open transaction, if one is open.
+    pub(super) fn sending(&self) -> Option<&Producer> {
+        self.producer.as_ref().filter(|_| self.open)
+    }
+
+    /// The transaction ended: `ok`, or not, when its producer (fenced, or
+    /// failed) is not used again.
+    fn ended(&mut self, ok: bool) {
+        self.open = false;
+        if !ok {
+            self.producer = None;
+        }
+    }
+}
+
 impl Runtime {
+    /// Opens a transaction unless one is open (making the producer first).
+    pub(super) fn begin(&mut self) -> Result<&Producer> {
+        let t = &mut self.transaction;
+        if t.producer.is_none() {
+            let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
+            t.producer = Some(Producer::transactional(&self.shared.kafka, &id)?);
+        }
+        if !t.open {
+            if let Err(e) = t.producer.as_ref().expect("just made").begin_transaction() {
+                t.ended(false);
+                return Err(e).context("beginning a transaction");
+            }
+            t.open = true;
+        }
+        Ok(t.producer.as_ref().expect("just made"))
+    }
+
+    /// Exactly-once: aborts the open transaction (once no batch is in
+    /// flight, so nothing more joins it) and takes every partition back to
+    /// its last commit, state included.
+    pub(super) fn abort_all(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+        let all: Vec<i32> = self.parts.keys().copied().collect();
+        self.wait_idle(consumer, &all, RELEASE_TIMEOUT);
+        self.abort_due = false;
+        if let Some(p) = self.transaction.sending() {
+            let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
+            let aborted = p.abort_transaction(timeout);
+            if let Err(e) = &aborted {
+                tracing::error!(deployment = %self.deployment.name, error = %e, "aborting the transaction failed; the broker aborts it when it times out");
+            }
+            self.transaction.ended(aborted.is_ok());
+        }
+        for n in all {
+            self.rewind(consumer, n);
+        }
+    }
+
+    /// Exactly-once: one transaction holds what every partition sent since
+    /// the last commit, so all of them commit together, once none has a
+    /// batch in flight (no new batches start meanwhile) and what they sent
+    /// is acknowledged.
+    fn commit_everything(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+        if !self.parts.values().any(|p| p.commit_due) {
+            return;
+        }
+        for p in self.parts.values_mut() {
+            p.commit_due = true;
+        }
+        if self.parts.values().any(|p| p.in_flight || (p.state.is_some() && p.ledger.to_commit(true).is_none())) {
+            return;
+        }
+        // Partitions whose state was lost with a job that panicked sent
+        // nothing since (they are stopped) and commit nothing.
+        let ready: Vec<i32> = self.parts.iter().filter(|(_, p)| p.state.is_some()).map(|(&n, _)| n).collect();
+        let moved = self.transaction.is_open()
+            || ready.iter().any(|n| {
+                let p = &self.parts[n];
+                p.ledger.processed() != p.ledger.committed() || p.state.as_deref().is_some_and(|s| s.has_durable_changes())
+            });
+        if !moved {
+            for p in self.parts.values_mut() {
+                p.commit_due = false;
+            }
+            return;
+        }
+        match self.commit_with_changelog(consumer, &ready) {
+            Ok(ends) => self.committed_with_changelog(&ready, &ends),
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!(deployment = %self.deployment.name, error = %error, "commit failed; the transaction is aborted");
+                self.retry_commit_at = Instant::now() + Duration::from_millis(500);
+                if let Some(&n) = ready.first() {
+                    self.retry_delivery(consumer, n, format!("committing the transaction: {error}"));
+                }
+            }
+        }
+    }
+
+    /// Partitions `numbers` committed everything they processed, their
+    /// changelogs ending at `ends`.
+    fn committed_with_changelog(&mut self, numbers: &[i32], ends: &BTreeMap<i32, i64>) {
+        for &n in numbers {
+            let Some(p) = self.parts.get_mut(&n) else { continue };
+            let positions = p.ledger.processed().clone();
+            self.refused.retain(|(t, m, o), _| *m != n || positions.get(t).is_none_or(|c| o >= c));
+            p.ledger.committed_at(positions);
+            if let Some(end) = ends.get(&n).filter(|&&e| e >= 0) {
+                p.changelog_next = p.changelog_next.max(end + 1);
+            }
+            self.committed(n);
+        }
+    }
+
     /// Commits every partition whose commit is due and whose batch in
     /// flight is back. A partition whose state changed since its last
     /// commit waits until everything it processed is delivered, then
@@ -12,8 +136,14 @@ impl Runtime {
     /// rest, asynchronously except while partitions are let go. Then each
     /// store is flushed with a checkpoint of what was committed.
     pub(super) fn commit(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+        if self.abort_due {
+            self.abort_all(consumer);
+        }
         if Instant::now() < self.retry_commit_at {
             return;
+        }
+        if self.exactly_once() {
+            return self.commit_everything(consumer);
         }
         let (mut with_state, mut offsets_only) = (Vec::new(), Vec::new());
         for (&n, p) in &self.parts {
@@ -39,17 +169,7 @@ impl Runtime {
             return;
         }
         match self.commit_with_changelog(consumer, &with_state) {
-            Ok(ends) => {
-                for n in with_state {
-                    let Some(p) = self.parts.get_mut(&n) else { continue };
-                    let positions = p.ledger.processed().clone();
-                    p.ledger.committed_at(positions);
-                    if let Some(end) = ends.get(&n).filter(|&&e| e >= 0) {
-                        p.changelog_next = p.changelog_next.max(end + 1);
-                    }
-                    self.committed(n);
-                }
-            }
+            Ok(ends) => self.committed_with_changelog(&with_state, &ends),
             Err(e) => {
                 // Nothing of the commit is visible: the partitions go back
                 // to their last commit and process again from there.
@@ -109,14 +229,11 @@ impl Runtime {
         Ok(())
     }
 
-    /// The ready partitions' state changes, positions and offsets in one
-    /// transaction of this deployment's changelog producer.
+    /// The ready partitions' state changes, positions and offsets into the
+    /// transaction (opened now at-least-once), which then commits.
     pub(super) fn commit_with_changelog(&mut self, consumer: &BaseConsumer<KafkaContext>, ready: &[i32]) -> Result<BTreeMap<i32, i64>> {
-        if self.changelog.is_none() {
-            let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
-            self.changelog = Some(Producer::transactional(&self.shared.kafka, &id)?);
-        }
-        let producer = self.changelog.as_ref().expect("just made");
+        self.begin()?;
+        let producer = self.transaction.sending().expect("just begun");
         let group = consumer.group_metadata().context("the consumer has no group metadata yet")?;
         let flushes: Vec<Flush<'_>> = ready
             .iter()
@@ -127,10 +244,7 @@ impl Runtime {
             .collect();
         let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
         let committed = changelog::commit(producer, &self.deployment.changelog_topic, &flushes, &group, timeout);
-        if committed.is_err() {
-            // A fenced or failed producer is not used again.
-            self.changelog = None;
-        }
+        self.transaction.ended(committed.is_ok());
         committed
     }
 }

@@ -23,6 +23,23 @@ impl Runtime {
     /// the group back in front of the queue with what that produced.
     pub(super) fn undeliverable(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, group: Group<Arc<Acks>>, failures: Vec<Undeliverable>) {
         let name = self.deployment.name.clone();
+        if self.exactly_once() {
+            // The transaction failed with them. Outputs refused are
+            // remembered by their input record, whose failure policy deals
+            // with them when it is processed again; anything else refused
+            // is tried again, and stops the partition if it keeps failing.
+            let mut why = String::new();
+            for u in &failures {
+                why = format!("producing to topic `{}` failed for good: {}", u.topic, u.error);
+                if let (Role::Output(Some(i)), Some(batch)) = (u.role, group.batch.as_deref())
+                    && self.refused.len() < MAX_REFUSED
+                {
+                    self.refused.insert((batch.topic.clone(), n, batch.records[i as usize].offset), why.clone());
+                }
+            }
+            self.retry_delivery(consumer, n, why);
+            return;
+        }
         let acks = Acks::new();
         // The earliest record that stops the partition, and why.
         let mut stop_at: Option<(u32, String)> = None;
@@ -76,6 +93,18 @@ impl Runtime {
     /// partition from its last commit after a pause that doubles each time
     /// (1 s to a minute); after [`MAX_FAILED_DELIVERIES`] in a row, stop it.
     pub(super) fn retry_delivery(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, error: String) {
+        if self.exactly_once() {
+            // One transaction holds every partition's work: all of it goes.
+            self.abort_all(consumer);
+            for m in self.parts.keys().copied().collect::<Vec<_>>() {
+                self.retry_partition(consumer, m, error.clone());
+            }
+            return;
+        }
+        self.retry_partition(consumer, n, error);
+    }
+
+    fn retry_partition(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, error: String) {
         let Some(p) = self.parts.get_mut(&n) else { return };
         p.failed_deliveries += 1;
         let tries = p.failed_deliveries;
@@ -117,7 +146,9 @@ impl Runtime {
             if let Err(e) = consumer.seek(t, n, offset, SEEK_TIMEOUT) {
                 tracing::error!(deployment = %self.deployment.name, topic = %t, partition = n, error = %e, "seek failed");
             }
-            let _ = consumer.resume(&tpl_of(t, n));
+            if p.stopped.is_none() {
+                let _ = consumer.resume(&tpl_of(t, n));
+            }
         }
     }
 

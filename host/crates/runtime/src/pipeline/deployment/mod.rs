@@ -1,7 +1,7 @@
 //! One deployment on one host: its consumer (a thread polling Kafka), its
-//! partitions, and the at-least-once bookkeeping between them.
+//! partitions, and the delivery bookkeeping between them.
 //!
-//! The guarantee, precisely: an input offset is committed only after every
+//! At-least-once (the default), precisely: an input offset is committed only after every
 //! output, dead letter and late record of every record before it has been
 //! acknowledged by the broker, and, when the transform keeps state, after
 //! the state changes of those records have been acknowledged on the
@@ -10,6 +10,15 @@
 //! the last commit are processed again: their outputs may appear twice,
 //! their state changes never count twice (restore skips changelog records
 //! beyond the committed offsets, and the store is rebuilt when it is ahead).
+//!
+//! Exactly-once: everything sent between two commits (outputs, dead
+//! letters, late records) goes into one transaction of the deployment's
+//! producer on this host, and a commit adds every partition's state changes
+//! and input offsets (with the group's metadata, so a host that lost the
+//! partitions is fenced, KIP-447) and commits it. Since one transaction
+//! spans the host's partitions, they commit together, once none has a
+//! batch in flight; anything that fails aborts it, and every partition
+//! goes back to its last commit, state included.
 //!
 //! This module holds the deployment and its polling loop (`run`); the
 //! loop's steps live beside it: `batching` (fetch, backpressure, batches to
@@ -35,7 +44,7 @@ use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Work};
 use super::{DeploymentStatus, Shared, lock};
 use crate::changelog::{self, Flush};
-use crate::config::{DeploymentConfig, FailurePolicy};
+use crate::config::{Delivery, DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
 use weir_abi::FailureKind;
 use weir_abi::InputBatch;
@@ -50,6 +59,7 @@ mod delivery;
 mod outputs;
 mod rebalance;
 
+use commit::Transaction;
 use consumer::{KafkaContext, partition_numbers};
 
 /// What a deployment is; only its transform changes while it runs (an
@@ -168,8 +178,15 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         epoch: 0,
         restore_tx,
         restore_rx,
-        changelog: None,
+        transaction: Transaction::default(),
+        abort_due: false,
+        refused: BTreeMap::new(),
     };
+    if rt.exactly_once() {
+        // A broker that refuses transactions fails this deployment at once,
+        // with that said; the others keep running.
+        rt.begin().context("exactly-once delivery needs Kafka transactions")?;
+    }
     let topics: Vec<&str> = deployment.config.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).context("subscribing to the input topics")?;
     lock(&deployment.status).down = None;
@@ -221,15 +238,23 @@ struct Runtime {
     epoch: u64,
     restore_tx: Sender<(i32, u64, Result<Takeover>)>,
     restore_rx: Receiver<(i32, u64, Result<Takeover>)>,
-    /// The transactional producer of the changelog, made at the first
-    /// commit with state changes.
-    changelog: Option<Producer>,
+    /// This deployment's transactional producer on this host: the changelog
+    /// at-least-once, everything under exactly-once.
+    transaction: Transaction,
+    /// Exactly-once: the open transaction holds work that must not commit
+    /// (a partition stopped): abort it before the next commit.
+    abort_due: bool,
+    /// Exactly-once: input records (topic, partition, offset) whose outputs
+    /// the broker refused, and why; forgotten once committed past.
+    refused: BTreeMap<(String, i32, i64), String>,
 }
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of uncommitted state changes that make a partition commit before
 /// its interval is up.
 const PENDING_COMMIT_BYTES: u64 = 64 << 20;
+/// Input records with refused outputs remembered at most.
+const MAX_REFUSED: usize = 10_000;
 /// Transient delivery failures in a row before a partition stops.
 const MAX_FAILED_DELIVERIES: u32 = 5;
 
@@ -261,6 +286,10 @@ impl Runtime {
     fn poll_timeout(&self) -> Duration {
         let busy = self.parts.values().any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || p.buffered() > 0) || !self.restoring.is_empty();
         if busy { Duration::from_millis(1) } else { Duration::from_millis(50) }
+    }
+
+    fn exactly_once(&self) -> bool {
+        self.deployment.config.delivery == Delivery::ExactlyOnce
     }
 
     fn set_error(&self, message: String) {

@@ -15,6 +15,12 @@ impl Runtime {
         {
             self.shared.metrics.rollbacks.with_label_values(&[&tenant, &name]).inc();
         }
+        if self.exactly_once()
+            && let Err(e) = self.begin()
+        {
+            // What the batch sends is refused, and the partition goes back.
+            tracing::error!(deployment = %name, error = %format!("{e:#}"), "beginning a transaction failed");
+        }
         let Some(p) = self.parts.get_mut(&done.partition) else { return };
         p.in_flight = false;
         p.state = done.state;
@@ -41,9 +47,24 @@ impl Runtime {
             (Work::Batch { batch, .. }, Outcome::Batch(result)) => {
                 let processed = result.processed(batch.records.len() as u32);
                 metrics.records_in.with_label_values(&[&tenant, &name, &label]).inc_by(u64::from(processed));
-                let out = self.produce_outputs(&result.produced, &acks);
+                let refused = self.refused_in(&batch);
+                let out = self.produce_outputs(&result.produced, &acks, &refused);
                 self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
                 self.handle_failures(&batch, &result, &acks);
+                let mut stop_at = None;
+                for (i, why) in refused {
+                    match self.deployment.config.failure_policy {
+                        FailurePolicy::DeadLetter => self.dead_letter(&batch, i, FailureKind::Produce, &why, DeadLetter::Whole, &acks),
+                        FailurePolicy::Skip => tracing::warn!(deployment = %name, partition = done.partition, "skipped an output: {why}"),
+                        FailurePolicy::Stop => {
+                            stop_at.get_or_insert((i, why));
+                        }
+                    }
+                }
+                if let Some((i, why)) = stop_at {
+                    let why = describe_failure(&name, &batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
+                    self.stop_partition(consumer, done.partition, why);
+                }
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
                 match &result.stopped {
                     None => {
@@ -67,7 +88,7 @@ impl Runtime {
                 }
             }
             (_, Outcome::Fired(fired)) => {
-                let out = self.produce_outputs(&fired.produced, &acks);
+                let out = self.produce_outputs(&fired.produced, &acks, &[]);
                 self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
                 self.timer_failures(done.partition, &fired.failures);
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
@@ -78,7 +99,7 @@ impl Runtime {
                 }
             }
             (_, Outcome::Closed(Ok(produced))) => {
-                let out = self.produce_outputs(&produced, &acks);
+                let out = self.produce_outputs(&produced, &acks, &[]);
                 self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
                 p.ledger.push(acks, None);
@@ -115,6 +136,9 @@ impl Runtime {
     /// are dropped (they are consumed again from its last processed
     /// position when it restarts), and `/health` reports why.
     pub(super) fn stop_partition(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, why: String) {
+        // Exactly-once: nothing of the open transaction becomes visible
+        // (what the partition sent before the failure included).
+        self.abort_due |= self.exactly_once() && self.transaction.is_open();
         let Some(p) = self.parts.get_mut(&n) else { return };
         tracing::error!(deployment = %self.deployment.name, partition = n, "partition stopped: {why}");
         p.stopped = Some(why.clone());
@@ -133,10 +157,28 @@ impl Runtime {
         move || stop.load(Ordering::Relaxed)
     }
 
-    pub(super) fn produce_outputs(&self, produced: &[Produced], acks: &Arc<Acks>) -> u64 {
-        let give_up = self.give_up();
+    /// Sends `out` with the deployment's producer: the host's, or under
+    /// exactly-once the open transaction's. A refusal is recorded in `acks`
+    /// and dealt with when it settles.
+    fn send(&self, out: Out<'_>, role: Role, acks: &Arc<Acks>) {
+        let producer = match self.exactly_once() {
+            false => &self.shared.producer,
+            true => match self.transaction.sending() {
+                Some(p) => p,
+                None => return acks.refuse("no transaction is open (beginning one failed)"),
+            },
+        };
+        let _ = producer.send(out, role, acks, &self.give_up());
+    }
+
+    /// Sends what a batch produced, except the outputs of the input records
+    /// in `refused`.
+    pub(super) fn produce_outputs(&self, produced: &[Produced], acks: &Arc<Acks>, refused: &[(u32, String)]) -> u64 {
         let mut n = 0;
         for r in produced.iter().flat_map(Produced::records) {
+            if r.input.is_some_and(|i| refused.iter().any(|(j, _)| *j == i)) {
+                continue;
+            }
             let out = Out {
                 topic: r.topic.unwrap_or(&self.deployment.config.output),
                 key: r.key,
@@ -145,11 +187,21 @@ impl Runtime {
                 timestamp: Some(r.timestamp),
                 partition: None,
             };
-            // A refusal is recorded in `acks` and dealt with when it settles.
-            let _ = self.shared.producer.send(out, Role::Output(r.input), acks, &give_up);
+            self.send(out, Role::Output(r.input), acks);
             n += 1;
         }
         n
+    }
+
+    /// Records of `batch` whose outputs the broker refused in an aborted
+    /// transaction (exactly-once), with why: their outputs go to the
+    /// failure policy instead of failing the transaction again.
+    fn refused_in(&self, batch: &InputBatch) -> Vec<(u32, String)> {
+        if self.refused.is_empty() {
+            return Vec::new();
+        }
+        let key = |offset: i64| (batch.topic.clone(), batch.partition, offset);
+        (0..batch.records.len() as u32).filter_map(|i| self.refused.get(&key(batch.records[i as usize].offset)).map(|why| (i, why.clone()))).collect()
     }
 
     /// Applies the failure policy to failed records and routes late ones.
@@ -157,7 +209,6 @@ impl Runtime {
         let (tenant, name) = (self.deployment.tenant.as_str(), self.name());
         let label = batch.partition.to_string();
         let metrics = &self.shared.metrics;
-        let give_up = self.give_up();
         for f in &result.failures {
             metrics.failures.with_label_values(&[tenant, name, &label, f.kind.as_str()]).inc();
             let why = describe_failure(name, batch, f);
@@ -181,7 +232,7 @@ impl Runtime {
                     timestamp: Some(batch.records[i].timestamp),
                     partition: None,
                 };
-                let _ = self.shared.producer.send(out, Role::Late(i as u32), acks, &give_up);
+                self.send(out, Role::Late(i as u32), acks);
             }
         }
     }
@@ -227,7 +278,7 @@ impl Runtime {
             DeadLetter::Whole => Role::DeadLetter(i as u32),
             DeadLetter::WithoutValue => Role::BareDeadLetter(i as u32),
         };
-        let _ = self.shared.producer.send(out, role, acks, &self.give_up());
+        self.send(out, role, acks);
         self.shared.metrics.dead_lettered.with_label_values(&[&self.deployment.tenant, name, &batch.partition.to_string()]).inc();
     }
 }

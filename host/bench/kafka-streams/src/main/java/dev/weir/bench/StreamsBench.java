@@ -32,8 +32,8 @@ import org.apache.kafka.streams.kstream.TimeWindows;
  */
 public final class StreamsBench {
     public static void main(String[] args) throws InterruptedException {
-        if (args.length != 8) {
-            System.err.println("usage: StreamsBench BOOTSTRAP map|count INPUT OUTPUT APPLICATION_ID STATE_DIR THREADS COMMIT_MS");
+        if (args.length != 8 && args.length != 9) {
+            System.err.println("usage: StreamsBench BOOTSTRAP map|count INPUT OUTPUT APPLICATION_ID STATE_DIR THREADS COMMIT_MS [at_least_once|exactly_once_v2]");
             System.exit(2);
         }
         String bootstrap = args[0], mode = args[1], input = args[2], output = args[3];
@@ -43,6 +43,7 @@ public final class StreamsBench {
         p.put(StreamsConfig.STATE_DIR_CONFIG, args[5]);
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.parseInt(args[6]));
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, Long.parseLong(args[7]));
+        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, args.length == 9 ? args[8] : StreamsConfig.AT_LEAST_ONCE);
         p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
 

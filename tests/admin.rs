@@ -590,3 +590,28 @@ fn a_deployment_with_a_table_restarts_in_place() {
     let s = status(&a, ACME, "enrich");
     assert_eq!(s["host"]["tables"]["customers"]["loaded"], true, "{s:#}");
 }
+
+/// A broker that refuses transactions (its transaction log cannot be made:
+/// it asks for three replicas on one broker) refuses an exactly-once
+/// deployment when it is deployed, saying why, and an at-least-once one
+/// beside it deploys and runs.
+#[test]
+fn exactly_once_needs_transactions_and_says_so_at_deploy_time() {
+    let broker = Broker::dedicated_with(&["transaction.state.log.replication.factor=3"]);
+    let k = broker.scope();
+    for t in ["acme.in", "acme.out", "acme.out.dlq"] {
+        k.create_topic(t, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = start_host(dir.path(), &k);
+    let spec = |delivery: &str| json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out"), "delivery": delivery });
+    let (code, v) = deploy(&host, ACME, "once", &plugin("upper"), spec("exactly-once"));
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let why = v.to_string();
+    assert!(why.contains("exactly-once") && why.contains("needs Kafka transactions"), "{why}");
+    let (code, v) = deploy(&host, ACME, "plain", &plugin("upper"), spec("at-least-once"));
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    k.produce("acme.in", &[Rec::new("k", "still running")]);
+    let out = k.read("acme.out", 1, Duration::from_secs(60));
+    assert_eq!(out.iter().map(Rec::value_str).collect::<Vec<_>>(), ["STILL RUNNING"], "log:\n{}", host.log_text());
+}

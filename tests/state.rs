@@ -187,7 +187,9 @@ fn wait_some_partitions(w: &Weir) {
 #[test]
 fn a_zombie_host_is_fenced() {
     let k = setup(4);
-    let config = word_count_with(EXACTLY_ONCE);
+    // Long commit intervals: the zombie holds seconds of sent, uncommitted
+    // work (at-least-once, the same run shows those outputs twice).
+    let config = word_count_with(&format!("{EXACTLY_ONCE}\ncommit_interval_ms = 5000"));
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = Weir::start(da.path(), &k, &config);
     a.wait_partitions("wc", 4);

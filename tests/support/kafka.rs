@@ -86,6 +86,8 @@ pub struct Broker {
     controller_port: u16,
     pub bootstrap: String,
     dir: tempfile::TempDir,
+    /// Broker settings beyond `scripts/kafka`'s.
+    settings: Vec<String>,
 }
 
 impl Broker {
@@ -113,13 +115,20 @@ impl Broker {
 
     /// A broker of the caller's own, stopped when dropped.
     pub fn dedicated() -> Broker {
+        Broker::dedicated_with(&[])
+    }
+
+    /// [`Broker::dedicated`] with broker settings (`key=value`) on top of
+    /// `scripts/kafka`'s.
+    pub fn dedicated_with(settings: &[&str]) -> Broker {
         let port = free_port();
         let mut controller_port = free_port();
         while controller_port == port {
             controller_port = free_port();
         }
         let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
-        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir };
+        let settings = settings.iter().map(|s| s.to_string()).collect();
+        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings };
         b.launch();
         b
     }
@@ -137,6 +146,7 @@ impl Broker {
         let mut cmd = Command::new(crate::repo().join("scripts/kafka"));
         cmd.args(["--port", &self.port.to_string(), "--controller-port", &self.controller_port.to_string(), "--data"])
             .arg(self.dir.path().join("data"))
+            .args(self.settings.iter().flat_map(|s| ["--set", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

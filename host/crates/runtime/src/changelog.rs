@@ -94,7 +94,9 @@ pub fn commit(producer: &Producer, topic: &str, flushes: &[Flush<'_>], group: &C
         Ok(())
     })();
     if let Err(e) = written {
-        let _ = producer.abort_transaction(timeout);
+        if producer.abort_transaction(timeout).is_err() {
+            return Err(e.context(crate::kafka::producer::OutcomeUnknown));
+        }
         return Err(e);
     }
     // The commit waited for every delivery; their reports follow shortly.

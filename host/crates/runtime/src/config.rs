@@ -377,9 +377,9 @@ impl DeploymentConfig {
                 bail!("cpu_share must be in (0, 1000], not {}", d.cpu_share);
             }
             if let Some(ms) = d.commit_interval_ms
-                && !(10..=600_000).contains(&ms)
+                && !(10..=300_000).contains(&ms)
             {
-                bail!("commit_interval_ms must be 10 to 600000, not {ms}");
+                bail!("commit_interval_ms must be 10 to 300000, not {ms}");
             }
         }
         Ok(())
@@ -513,7 +513,7 @@ mod tests {
         let e = format!("{:#}", Config::parse(&format!("{BASE}delivery = \"exactly-twice\""), [], &Overrides::default()).unwrap_err());
         assert!(e.contains("unknown variant `exactly-twice`, expected `at-least-once` or `exactly-once`"), "{e}");
         let e = format!("{:#}", Config::parse(&format!("{BASE}commit_interval_ms = 0"), [], &Overrides::default()).unwrap_err());
-        assert!(e.contains("commit_interval_ms must be 10 to 600000, not 0"), "{e}");
+        assert!(e.contains("commit_interval_ms must be 10 to 300000, not 0"), "{e}");
     }
 
     #[test]

@@ -229,11 +229,13 @@ impl Producer {
     /// A transactional producer under `id`, ready: its first use fences any
     /// earlier producer with the same id and aborts what that one left
     /// open. A broker that refuses transactions is an error naming that.
-    pub fn transactional(kafka: &KafkaConfig, id: &str) -> Result<Producer> {
+    /// `timeout`: how long a transaction may stay open (a crashed host's
+    /// holds back every `read_committed` reader of its partitions until
+    /// then).
+    pub fn transactional(kafka: &KafkaConfig, id: &str, timeout: Duration) -> Result<Producer> {
         let mut c = crate::kafka::producer_config(kafka);
-        // A transaction a crashed host left open holds back every
-        // `read_committed` reader of its partitions until this passes.
-        c.set("transactional.id", id).set("transaction.timeout.ms", "10000").set("message.timeout.ms", "10000");
+        let ms = timeout.as_millis().to_string();
+        c.set("transactional.id", id).set("transaction.timeout.ms", &ms).set("message.timeout.ms", &ms);
         // A transaction begun right after a commit meets the coordinator
         // still writing that commit's markers (CONCURRENT_TRANSACTIONS) and
         // is retried after this: librdkafka's 100 ms default would add it
@@ -270,12 +272,37 @@ impl Producer {
         while self.inner.in_flight_count() > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
-        self.inner.commit_transaction(timeout)
+        loop {
+            match self.inner.commit_transaction(deadline.saturating_duration_since(std::time::Instant::now())) {
+                // librdkafka says when asking again may finish it.
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                done => return done,
+            }
+        }
     }
 
     pub fn abort_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.inner.abort_transaction(timeout)
     }
+}
+
+/// A transaction failed and could not be aborted: whether it committed is
+/// unknown, so nothing the host holds in memory about it can be trusted.
+#[derive(Debug)]
+pub struct OutcomeUnknown;
+
+impl std::fmt::Display for OutcomeUnknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the transaction could not be aborted: whether it committed is unknown")
+    }
+}
+
+/// How long a transaction may stay open: a few commit intervals, at least
+/// 10 s, at most the broker's default limit (15 min).
+pub fn transaction_timeout(commit_interval: Duration) -> Duration {
+    (commit_interval * 3).clamp(Duration::from_secs(10), Duration::from_secs(900))
 }
 
 /// Headers from `(name, value)` pairs.
@@ -299,5 +326,13 @@ mod tests {
         acks.fail(Role::Output(Some(4)), "out", &KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
         assert!(matches!(acks.outcome(), Settled::Transient(_)), "a transient failure means trying again");
         assert!(matches!(Acks::new().outcome(), Settled::Delivered));
+    }
+
+    #[test]
+    fn transactions_outlive_a_few_commit_intervals_within_the_brokers_limit() {
+        let s = Duration::from_secs;
+        assert_eq!(transaction_timeout(Duration::from_millis(100)), s(10));
+        assert_eq!(transaction_timeout(s(60)), s(180));
+        assert_eq!(transaction_timeout(s(300)), s(900));
     }
 }

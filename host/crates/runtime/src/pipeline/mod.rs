@@ -293,7 +293,8 @@ impl Host {
         if config.delivery == crate::config::Delivery::ExactlyOnce {
             // A probe of its own id: the deployment's producers stay unfenced.
             let probe = format!("{}.probe.{id}", self.shared.kafka.group_prefix);
-            crate::kafka::producer::Producer::transactional(&self.shared.kafka, &probe).context("`delivery = \"exactly-once\"` needs Kafka transactions")?;
+            crate::kafka::producer::Producer::transactional(&self.shared.kafka, &probe, Duration::from_secs(10))
+                .context("`delivery = \"exactly-once\"` needs Kafka transactions")?;
         }
         let spec = self.transform_spec(id, config, tenant)?;
         self.warm_up(module, spec.clone())?;

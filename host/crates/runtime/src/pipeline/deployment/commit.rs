@@ -40,7 +40,8 @@ impl Runtime {
         let t = &mut self.transaction;
         if t.producer.is_none() {
             let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
-            t.producer = Some(Producer::transactional(&self.shared.kafka, &id)?);
+            let interval = Duration::from_millis(self.deployment.config.commit_interval_ms(self.shared.host.commit_interval_ms));
+            t.producer = Some(Producer::transactional(&self.shared.kafka, &id, crate::kafka::producer::transaction_timeout(interval))?);
         }
         if !t.open {
             if let Err(e) = t.producer.as_ref().expect("just made").begin_transaction() {
@@ -63,7 +64,7 @@ impl Runtime {
             let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
             let aborted = p.abort_transaction(timeout);
             if let Err(e) = &aborted {
-                tracing::error!(deployment = %self.deployment.name, error = %e, "aborting the transaction failed; the broker aborts it when it times out");
+                self.fatal = Some(format!("aborting a transaction failed: {e}; starting the deployment again from what Kafka holds"));
             }
             self.transaction.ended(aborted.is_ok());
         }
@@ -101,7 +102,14 @@ impl Runtime {
             return;
         }
         match self.commit_with_changelog(consumer, &ready) {
-            Ok(ends) => self.committed_with_changelog(&ready, &ends),
+            Err(e) if e.downcast_ref::<crate::kafka::producer::OutcomeUnknown>().is_some() => self.fatal = Some(format!("{e:#}")),
+            Ok(ends) => {
+                self.committed_with_changelog(&ready, &ends);
+                // Those without state (lost to a panic) wait no more.
+                for p in self.parts.values_mut() {
+                    p.commit_due = false;
+                }
+            }
             Err(e) => {
                 let error = format!("{e:#}");
                 tracing::error!(deployment = %self.deployment.name, error = %error, "commit failed; the transaction is aborted");
@@ -119,12 +127,19 @@ impl Runtime {
         for &n in numbers {
             let Some(p) = self.parts.get_mut(&n) else { continue };
             let positions = p.ledger.processed().clone();
+            let moved = positions != *p.ledger.committed();
             self.refused.retain(|(t, m, o), _| *m != n || positions.get(t).is_none_or(|c| o >= c));
             p.ledger.committed_at(positions);
             if let Some(end) = ends.get(&n).filter(|&&e| e >= 0) {
                 p.changelog_next = p.changelog_next.max(end + 1);
             }
+            // Failures in a row end with progress, not with a commit of
+            // other partitions' work (exactly-once commits all together).
+            let failed = p.failed_deliveries;
             self.committed(n);
+            if !moved && let Some(p) = self.parts.get_mut(&n) {
+                p.failed_deliveries = failed;
+            }
         }
     }
 
@@ -169,6 +184,7 @@ impl Runtime {
             return;
         }
         match self.commit_with_changelog(consumer, &with_state) {
+            Err(e) if e.downcast_ref::<crate::kafka::producer::OutcomeUnknown>().is_some() => self.fatal = Some(format!("{e:#}")),
             Ok(ends) => self.committed_with_changelog(&with_state, &ends),
             Err(e) => {
                 // Nothing of the commit is visible: the partitions go back

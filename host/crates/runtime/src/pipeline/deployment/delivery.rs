@@ -11,6 +11,20 @@ impl Runtime {
     /// after several in a row).
     pub(super) fn settle(&mut self, consumer: &BaseConsumer<KafkaContext>) {
         let blocked: Vec<(i32, Blocked<Arc<Acks>>)> = self.parts.iter_mut().filter_map(|(&n, p)| p.ledger.settle().map(|b| (n, b))).collect();
+        if self.exactly_once() {
+            // The transaction failed: what was refused is remembered, then
+            // everything goes back once (one failed try, however many
+            // partitions saw it).
+            let Some(&(first, _)) = blocked.first() else { return };
+            let mut why = String::new();
+            for (n, b) in blocked {
+                why = match b {
+                    Blocked::Transient(error) => error,
+                    Blocked::Permanent { group, failures } => self.remember_refused(n, &group, &failures),
+                };
+            }
+            return self.retry_delivery(consumer, first, why);
+        }
         for (n, b) in blocked {
             match b {
                 Blocked::Transient(error) => self.retry_delivery(consumer, n, error),
@@ -23,23 +37,7 @@ impl Runtime {
     /// the group back in front of the queue with what that produced.
     pub(super) fn undeliverable(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, group: Group<Arc<Acks>>, failures: Vec<Undeliverable>) {
         let name = self.deployment.name.clone();
-        if self.exactly_once() {
-            // The transaction failed with them. Outputs refused are
-            // remembered by their input record, whose failure policy deals
-            // with them when it is processed again; anything else refused
-            // is tried again, and stops the partition if it keeps failing.
-            let mut why = String::new();
-            for u in &failures {
-                why = format!("producing to topic `{}` failed for good: {}", u.topic, u.error);
-                if let (Role::Output(Some(i)), Some(batch)) = (u.role, group.batch.as_deref())
-                    && self.refused.len() < MAX_REFUSED
-                {
-                    self.refused.insert((batch.topic.clone(), n, batch.records[i as usize].offset), why.clone());
-                }
-            }
-            self.retry_delivery(consumer, n, why);
-            return;
-        }
+
         let acks = Acks::new();
         // The earliest record that stops the partition, and why.
         let mut stop_at: Option<(u32, String)> = None;
@@ -87,6 +85,34 @@ impl Runtime {
         if let Some(p) = self.parts.get_mut(&n) {
             p.ledger.push_front(Group { deliveries: acks, positions: group.positions, batch: group.batch });
         }
+    }
+
+    /// Exactly-once: remembers by input record what of `group` the broker
+    /// refused (the transaction is aborted, and the record processed again
+    /// then deals with it); returns why.
+    fn remember_refused(&mut self, n: i32, group: &Group<Arc<Acks>>, failures: &[Undeliverable]) -> String {
+        let mut why = String::new();
+        for u in failures {
+            why = format!("producing to topic `{}` failed for good: {}", u.topic, u.error);
+            let Some(batch) = group.batch.as_deref() else { continue };
+            let i = match u.role {
+                Role::Output(Some(i)) | Role::DeadLetter(i) | Role::Late(i) => i,
+                // Nothing to fall back on: tried again, and the partition
+                // stops if it keeps failing.
+                Role::Output(None) | Role::BareDeadLetter(_) | Role::Changelog => continue,
+            };
+            let key = (batch.topic.clone(), n, batch.records[i as usize].offset);
+            if self.refused.len() >= MAX_REFUSED && !self.refused.contains_key(&key) {
+                continue;
+            }
+            let r = self.refused.entry(key).or_default();
+            match u.role {
+                Role::Output(_) => r.outputs = Some(why.clone()),
+                Role::DeadLetter(_) => r.dead_letter = true,
+                _ => r.late = true,
+            }
+        }
+        why
     }
 
     /// A delivery failed in a way that may pass later: reprocess the
@@ -137,8 +163,10 @@ impl Runtime {
             tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "reopening state failed");
         }
         p.commit_due = false;
-        // Timers fired since the commit are set again: look for them.
+        // Timers fired and windows closed since the commit are back: look
+        // for them again.
         p.next_wall_timer = Some(i64::MIN);
+        p.idle_closed = false;
         let committed = p.ledger.rewind().clone();
         p.buffers.clear();
         for t in &self.deployment.config.inputs {
@@ -146,7 +174,7 @@ impl Runtime {
             if let Err(e) = consumer.seek(t, n, offset, SEEK_TIMEOUT) {
                 tracing::error!(deployment = %self.deployment.name, topic = %t, partition = n, error = %e, "seek failed");
             }
-            if p.stopped.is_none() {
+            if p.stopped.is_none() && p.hold_until.is_none() {
                 let _ = consumer.resume(&tpl_of(t, n));
             }
         }

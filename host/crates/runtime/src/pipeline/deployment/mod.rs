@@ -181,6 +181,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         transaction: Transaction::default(),
         abort_due: false,
         refused: BTreeMap::new(),
+        fatal: None,
     };
     if rt.exactly_once() {
         // A broker that refuses transactions fails this deployment at once,
@@ -192,6 +193,12 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     lock(&deployment.status).down = None;
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
+        if let Some(why) = rt.fatal.take() {
+            // No commit on the way out: the consumer, closing, lets go.
+            drop(events);
+            drop(consumer);
+            anyhow::bail!(why);
+        }
         if let Some(m) = consumer.poll(rt.poll_timeout()) {
             rt.on_message(&consumer, m);
             // Take what is already fetched without waiting.
@@ -244,16 +251,33 @@ struct Runtime {
     /// Exactly-once: the open transaction holds work that must not commit
     /// (a partition stopped): abort it before the next commit.
     abort_due: bool,
-    /// Exactly-once: input records (topic, partition, offset) whose outputs
-    /// the broker refused, and why; forgotten once committed past.
-    refused: BTreeMap<(String, i32, i64), String>,
+    /// Exactly-once: input records (topic, partition, offset) some of whose
+    /// sends the broker refused in an aborted transaction; forgotten once
+    /// committed past.
+    refused: BTreeMap<(String, i32, i64), Refused>,
+    /// What the host holds in memory cannot be trusted (a transaction's
+    /// outcome is unknown): the run ends, and the deployment starts again
+    /// from the group's offsets and the changelog.
+    fatal: Option<String>,
 }
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of uncommitted state changes that make a partition commit before
 /// its interval is up.
 const PENDING_COMMIT_BYTES: u64 = 64 << 20;
-/// Input records with refused outputs remembered at most.
+/// What the broker refused of one input record's sends (exactly-once), to
+/// be dealt with as at-least-once would when the record comes again.
+#[derive(Clone, Default)]
+struct Refused {
+    /// Its outputs, and why: they go to the failure policy instead.
+    outputs: Option<String>,
+    /// Its dead letter: it is sent without the value instead.
+    dead_letter: bool,
+    /// Its late copy: it is dropped.
+    late: bool,
+}
+
+/// Input records with refused sends remembered at most.
 const MAX_REFUSED: usize = 10_000;
 /// Transient delivery failures in a row before a partition stops.
 const MAX_FAILED_DELIVERIES: u32 = 5;

@@ -197,11 +197,15 @@ impl Runtime {
     /// transaction (exactly-once), with why: their outputs go to the
     /// failure policy instead of failing the transaction again.
     fn refused_in(&self, batch: &InputBatch) -> Vec<(u32, String)> {
+        (0..batch.records.len() as u32).filter_map(|i| self.refused_of(batch, i)?.outputs.map(|why| (i, why))).collect()
+    }
+
+    /// What the broker refused of record `i`'s sends (exactly-once).
+    fn refused_of(&self, batch: &InputBatch, i: u32) -> Option<Refused> {
         if self.refused.is_empty() {
-            return Vec::new();
+            return None;
         }
-        let key = |offset: i64| (batch.topic.clone(), batch.partition, offset);
-        (0..batch.records.len() as u32).filter_map(|i| self.refused.get(&key(batch.records[i as usize].offset)).map(|why| (i, why.clone()))).collect()
+        self.refused.get(&(batch.topic.clone(), batch.partition, batch.records[i as usize].offset)).cloned()
     }
 
     /// Applies the failure policy to failed records and routes late ones.
@@ -222,6 +226,10 @@ impl Runtime {
         }
         for &i in &result.late {
             metrics.late.with_label_values(&[tenant, name, &label]).inc();
+            if self.refused_of(batch, i).is_some_and(|r| r.late) {
+                tracing::warn!(deployment = %name, partition = batch.partition, "dropped a late record its topic refuses");
+                continue;
+            }
             if let Some(topic) = &self.deployment.config.late_topic {
                 let i = i as usize;
                 let out = Out {
@@ -246,6 +254,9 @@ impl Runtime {
     /// it is then stamped now, the original in `weir.source.timestamp`.
     pub(super) fn dead_letter(&self, batch: &InputBatch, i: u32, kind: FailureKind, message: &str, what: DeadLetter, acks: &Arc<Acks>) {
         let name = self.name();
+        // Too large for the dead-letter topic, found in an aborted
+        // transaction: without its value, as at-least-once does.
+        let what = if self.refused_of(batch, i).is_some_and(|r| r.dead_letter) { DeadLetter::WithoutValue } else { what };
         let i = i as usize;
         let r = &batch.records[i];
         let now_ms = weir_abi::now_ms();

@@ -12,6 +12,9 @@ use super::*;
 pub(super) struct Transaction {
     producer: Option<Producer>,
     open: bool,
+    /// Making the producer failed (brokers away): not again before this,
+    /// so the polling loop does not wait on it after every batch.
+    retry_at: Option<Instant>,
 }
 
 impl Transaction {
@@ -39,9 +42,14 @@ impl Runtime {
     pub(super) fn begin(&mut self) -> Result<&Producer> {
         let t = &mut self.transaction;
         if t.producer.is_none() {
+            if t.retry_at.is_some_and(|at| Instant::now() < at) {
+                anyhow::bail!("the transactional producer failed a moment ago");
+            }
             let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
             let interval = Duration::from_millis(self.deployment.config.commit_interval_ms(self.shared.host.commit_interval_ms));
-            t.producer = Some(Producer::transactional(&self.shared.kafka, &id, crate::kafka::producer::transaction_timeout(interval))?);
+            let made = Producer::transactional(&self.shared.kafka, &id, crate::kafka::producer::transaction_timeout(interval));
+            t.retry_at = made.is_err().then(|| Instant::now() + Duration::from_secs(1));
+            t.producer = Some(made?);
         }
         if !t.open {
             if let Err(e) = t.producer.as_ref().expect("just made").begin_transaction() {

@@ -195,11 +195,14 @@ impl Runtime {
     }
 
     /// Processes completions until none of `numbers` has work in flight.
+    /// A batch still out then would land on what was rewound meanwhile:
+    /// the run ends instead (see [`Runtime::fatal`]).
     pub(super) fn wait_idle(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32], timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while numbers.iter().any(|n| self.parts.get(n).is_some_and(|p| p.in_flight)) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                self.fatal.get_or_insert_with(|| format!("a batch did not finish within {} s; starting the deployment again", timeout.as_secs()));
                 return false;
             }
             if let Ok(done) = self.done_rx.recv_timeout(left.min(Duration::from_millis(100))) {

@@ -88,7 +88,7 @@ async fn query(
     };
     let me = host.shared().host_id.clone();
     let (mut entries, mut cuts, mut hosts) = (Vec::new(), Vec::new(), Vec::new());
-    let mut take = |host: String, answer: Result<Local, String>, cuts: &mut Vec<Vec<u8>>| match answer {
+    let mut take = |host: String, answer: Result<Local, String>| match answer {
         Ok(a) => {
             cuts.extend(a.cut_hex.and_then(|c| hex::decode(c).ok()));
             entries.extend(a.entries);
@@ -96,13 +96,13 @@ async fn query(
         }
         Err(e) => hosts.push(HostRead { host, partitions: Vec::new(), error: Some(e) }),
     };
-    take(me.clone(), read_here(&host, &storage, &q).await, &mut cuts);
+    take(me.clone(), read_here(&host, &storage, &q).await);
     let members = {
         let (h, s) = (host.clone(), storage.clone());
         tokio::task::spawn_blocking(move || h.group_members(&s)).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     };
     match members {
-        Err(e) => take("(the consumer group)".into(), Err(format!("{e:#}")), &mut cuts),
+        Err(e) => take("(the consumer group)".into(), Err(format!("{e:#}"))),
         Ok(members) => {
             let asks = members.into_iter().filter(|m| m.host != me).filter_map(|m| {
                 // What the group assigned it (and the query asks for): the
@@ -129,7 +129,7 @@ async fn query(
                 })
             });
             for (member, answer) in futures::future::join_all(asks).await {
-                take(member, answer, &mut cuts);
+                take(member, answer);
             }
         }
     }

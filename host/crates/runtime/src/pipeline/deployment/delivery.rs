@@ -37,7 +37,6 @@ impl Runtime {
     /// the group back in front of the queue with what that produced.
     pub(super) fn undeliverable(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, group: Group<Arc<Acks>>, failures: Vec<Undeliverable>) {
         let name = self.deployment.name.clone();
-
         let acks = Acks::new();
         // The earliest record that stops the partition, and why.
         let mut stop_at: Option<(u32, String)> = None;

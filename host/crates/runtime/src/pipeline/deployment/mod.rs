@@ -1,11 +1,11 @@
 //! One deployment on one host: its consumer (a thread polling Kafka), its
 //! partitions, and the delivery bookkeeping between them.
 //!
-//! At-least-once (the default), precisely: an input offset is committed only after every
-//! output, dead letter and late record of every record before it has been
-//! acknowledged by the broker, and, when the transform keeps state, after
-//! the state changes of those records have been acknowledged on the
-//! changelog. The local store is flushed (with a checkpoint naming the
+//! At-least-once (the default), precisely: an input offset is committed
+//! only after every output, dead letter and late record of every record
+//! before it has been acknowledged by the broker, and, when the transform
+//! keeps state, after the state changes of those records have been
+//! acknowledged on the changelog. The local store is flushed (with a checkpoint naming the
 //! committed offsets) right after the commit. After a crash, records after
 //! the last commit are processed again: their outputs may appear twice,
 //! their state changes never count twice (restore skips changelog records

@@ -503,7 +503,7 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
     let rocks = weir_state::rocks::RocksConfig::new(64 << 20)?;
     let mut state = PartitionState::open(Box::new(weir_state::rocks::RocksBackend::open(dir.path(), &rocks)?))?;
     let started = Instant::now();
-    let restored = weir_runtime::changelog::restore(&kafka, &topic, 0, 0, &committed, &mut state, &|_| {})?;
+    let restored = weir_runtime::changelog::restore(&kafka, &topic, 0, 0, &committed, Duration::ZERO, &mut state, &|_| {})?;
     let restore_per_sec = restored.applied as f64 / started.elapsed().as_secs_f64();
     if restored.applied != keys as u64 {
         bail!("restored {} of {keys} keys", restored.applied);

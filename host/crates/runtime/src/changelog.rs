@@ -157,22 +157,35 @@ pub fn reader_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
     c
 }
 
+/// The first and next offsets of changelog partition `partition`, open
+/// transactions included (a reader of committed records would be told the
+/// last stable offset for the end).
+pub fn extent(kafka: &KafkaConfig, topic: &str, partition: i32, timeout: Duration) -> Result<(i64, i64)> {
+    let log: BaseConsumer<ReaderContext> =
+        reader_config(kafka).set("isolation.level", "read_uncommitted").create_with_context(ReaderContext).context("creating a reader")?;
+    log.fetch_watermarks(topic, partition, timeout).with_context(|| format!("reading the extent of {topic} partition {partition}"))
+}
+
 /// Replays changelog partition `partition` of `topic` from offset `from`
 /// to its last committed record into `state`, and flushes it with a
 /// checkpoint at `positions` (or the positions of the last commit read).
-/// `legacy_committed` decides the records of older changelogs.
+/// `legacy_committed` decides the records of older changelogs. A
+/// transaction open on the changelog is waited for; `open_for` is how long
+/// one may stay open before the broker aborts it.
+#[allow(clippy::too_many_arguments)]
 pub fn restore(
     kafka: &KafkaConfig,
     topic: &str,
     partition: i32,
     from: i64,
     legacy_committed: &BTreeMap<String, i64>,
+    open_for: Duration,
     state: &mut PartitionState,
     progress: &dyn Fn(u64),
 ) -> Result<Restored> {
     let consumer = reader(kafka).context("the changelog")?;
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
-    let (low, high) = consumer.fetch_watermarks(topic, partition, timeout).with_context(|| format!("reading the extent of {topic} partition {partition}"))?;
+    let (low, high) = extent(kafka, topic, partition, timeout)?;
     let mut restored = Restored { end: from.max(low), ..Restored::default() };
     if restored.end < high {
         let mut tpl = TopicPartitionList::new();
@@ -182,17 +195,32 @@ pub fn restore(
         let mut idle_since: Option<Instant> = None;
         let mut batch = Vec::with_capacity(10_000);
         // A transaction another host left open holds the end back until it
-        // times out (10 s); then the end of the partition comes.
-        let patience = timeout + Duration::from_secs(10);
+        // ends or times out (the broker looks for those every 10 s).
+        let patience = timeout.max(open_for) + Duration::from_secs(15);
         loop {
             match consumer.poll(Duration::from_millis(200)) {
                 None => {
                     if idle_since.get_or_insert_with(Instant::now).elapsed() > patience {
-                        bail!("restoring {topic} partition {partition}: no data for {} s at offset {} of {high}", patience.as_secs(), restored.end);
+                        bail!(
+                            "restoring {topic} partition {partition}: no data for {} s at offset {} of {high}: a transaction still open (of a host that stopped mid-commit) holds the rest back until it ends or times out",
+                            patience.as_secs(),
+                            restored.end
+                        );
                     }
                     continue;
                 }
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                    // Reading committed records only, the end is the last
+                    // stable offset: before `high` while a transaction is
+                    // open. The previous owner's last commit is one until its
+                    // markers land, which may be after its offsets did (they
+                    // are on another broker, say): read on until every
+                    // transaction open at the start has ended.
+                    let at = consumer.position()?.find_partition(topic, partition).map(|e| e.offset());
+                    if matches!(at, Some(Offset::Offset(at)) if at >= high) {
+                        break;
+                    }
+                }
                 Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic} partition {partition}")),
                 Some(Ok(m)) => {
                     idle_since = None;

@@ -47,11 +47,7 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
     };
     let (mut state, mut reader) = open()?;
     let local = state.checkpoint()?;
-    let probe = changelog::reader(kafka).context("the changelog")?;
-    let (low, high) = probe
-        .fetch_watermarks(&deployment.changelog_topic, n, timeout)
-        .with_context(|| format!("reading the extent of changelog {}", deployment.changelog_topic))?;
-    drop(probe);
+    let (low, high) = changelog::extent(kafka, &deployment.changelog_topic, n, timeout)?;
     let from = match &local {
         Some(cp) if (low..=high).contains(&cp.changelog_next) => cp.changelog_next,
         _ => {
@@ -74,7 +70,9 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
         }
         reported.set(applied);
     };
-    let restored = changelog::restore(kafka, &deployment.changelog_topic, n, from, &committed, &mut state, &progress);
+    let interval = Duration::from_millis(deployment.config.commit_interval_ms(shared.host.commit_interval_ms));
+    let open_for = crate::kafka::producer::transaction_timeout(interval);
+    let restored = changelog::restore(kafka, &deployment.changelog_topic, n, from, &committed, open_for, &mut state, &progress);
     metrics.restoring.with_label_values(&[tenant, name, &label]).set(0);
     let restored = restored?;
     // Queries read it once it is whole.

@@ -65,7 +65,7 @@ impl Runtime {
         let (limits, linger) = (self.batch_limits(), self.linger());
         let (resume_records, resume_bytes) = (self.shared.host.max_buffered_records / 2, self.shared.host.max_buffered_bytes / 2);
         for p in self.parts.values_mut() {
-            if p.in_flight || p.stopped.is_some() || p.commit_due || p.state.is_none() {
+            if p.in_flight || p.stopped.is_some() || p.commit_due || p.hold_until.is_some() || p.state.is_none() {
                 continue;
             }
             let ready = p.buffers.iter().filter(|(_, b)| b.ready(limits, linger)).min_by_key(|(_, b)| b.since()).map(|(t, _)| t.clone());
@@ -90,7 +90,14 @@ impl Runtime {
     pub(super) fn close_idle_windows(&mut self) {
         for p in self.parts.values_mut() {
             let idle = p.last_record.elapsed();
-            if p.in_flight || p.idle_closed || p.stopped.is_some() || p.commit_due || p.buffered() > 0 || idle < Duration::from_secs(1) {
+            if p.in_flight
+                || p.idle_closed
+                || p.stopped.is_some()
+                || p.commit_due
+                || p.hold_until.is_some()
+                || p.buffered() > 0
+                || idle < Duration::from_secs(1)
+            {
                 continue;
             }
             let Some(state) = p.state.take() else { continue };

@@ -119,6 +119,7 @@ impl Runtime {
                 }
             }
             Err(e) => {
+                self.fenced |= fenced(&e);
                 let error = format!("{e:#}");
                 tracing::error!(deployment = %self.deployment.name, error = %error, "commit failed; the transaction is aborted");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
@@ -162,7 +163,9 @@ impl Runtime {
         if self.abort_due {
             self.abort_all(consumer);
         }
-        if Instant::now() < self.retry_commit_at {
+        // Lost partitions are not this host's to commit: the revocation
+        // that says so is on its way (`Runtime::lose`).
+        if Instant::now() < self.retry_commit_at || consumer.assignment_lost() {
             return;
         }
         if self.exactly_once() {
@@ -184,6 +187,7 @@ impl Runtime {
         if !offsets_only.is_empty() {
             let mode = if self.stopping { CommitMode::Sync } else { CommitMode::Async };
             if let Err(e) = self.commit_offsets(consumer, &offsets_only, mode) {
+                self.fenced |= fenced(&e);
                 tracing::error!(deployment = %self.deployment.name, partitions = ?offsets_only, error = %format!("{e:#}"), "commit failed");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
             }
@@ -197,6 +201,7 @@ impl Runtime {
             Err(e) => {
                 // Nothing of the commit is visible: the partitions go back
                 // to their last commit and process again from there.
+                self.fenced |= fenced(&e);
                 let error = format!("{e:#}");
                 tracing::error!(deployment = %self.deployment.name, partitions = ?with_state, error = %error, "commit failed");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
@@ -256,14 +261,21 @@ impl Runtime {
     /// The ready partitions' state changes, positions and offsets into the
     /// transaction (opened now at-least-once), which then commits.
     pub(super) fn commit_with_changelog(&mut self, consumer: &BaseConsumer<KafkaContext>, ready: &[i32]) -> Result<BTreeMap<i32, i64>> {
+        let group = consumer.group_metadata().context("the consumer has no group metadata yet")?;
+        // Metadata taken before the group went on without this host fences
+        // the commit; taken after, it might not (KIP-447 lets a member
+        // without an id commit transactional offsets), so check in between.
+        anyhow::ensure!(!consumer.assignment_lost(), "this host lost its partitions to a rebalance");
         self.begin()?;
         let producer = self.transaction.sending().expect("just begun");
-        let group = consumer.group_metadata().context("the consumer has no group metadata yet")?;
+        // A partition that never processed a record has nothing to say:
+        // its commit would carry no offsets, which nothing fences.
         let flushes: Vec<Flush<'_>> = ready
             .iter()
             .filter_map(|n| {
                 let p = &self.parts[n];
-                Some(Flush { partition: *n, state: p.state.as_deref()?, positions: p.ledger.processed() })
+                let state = p.state.as_deref()?;
+                (!p.ledger.processed().is_empty() || state.has_durable_changes()).then(|| Flush { partition: *n, state, positions: p.ledger.processed() })
             })
             .collect();
         let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
@@ -271,4 +283,13 @@ impl Runtime {
         self.transaction.ended(committed.is_ok());
         committed
     }
+}
+
+/// The group refused a commit because this host is no longer the member
+/// (or generation) it was: its partitions are someone else's now.
+fn fenced(e: &anyhow::Error) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{FencedInstanceId, IllegalGeneration, UnknownMemberId};
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<rdkafka::error::KafkaError>())
+        .any(|k| matches!(k.rdkafka_error_code(), Some(UnknownMemberId | IllegalGeneration | FencedInstanceId)))
 }

@@ -14,7 +14,12 @@ use super::*;
 /// What a callback tells the loop.
 pub(super) enum Event {
     Assign(TopicPartitionList),
-    Revoke(TopicPartitionList),
+    /// `lost`: the group went on without this host (it was away past the
+    /// session timeout, say); others may own the partitions already.
+    Revoke {
+        partitions: TopicPartitionList,
+        lost: bool,
+    },
     Stats(Box<Statistics>),
 }
 
@@ -33,11 +38,11 @@ impl ConsumerContext for KafkaContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let event = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Event::Assign(tpl.clone()),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Event::Revoke(tpl.clone()),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Event::Revoke { partitions: tpl.clone(), lost: consumer.assignment_lost() },
             other => {
                 // As rdkafka's default: an error lets the partitions go.
                 tracing::warn!(deployment = %self.name, error = ?other, "rebalance error");
-                Event::Revoke(tpl.clone())
+                Event::Revoke { partitions: tpl.clone(), lost: true }
             }
         };
         // Once the loop is gone (stopped, or failed), nobody will finish
@@ -65,8 +70,8 @@ pub(super) fn finish_rebalance(consumer: &BaseConsumer<KafkaContext>, event: &Ev
     match event {
         Event::Assign(tpl) if cooperative => consumer.incremental_assign(tpl),
         Event::Assign(tpl) => consumer.assign(tpl),
-        Event::Revoke(tpl) if cooperative => consumer.incremental_unassign(tpl),
-        Event::Revoke(_) => consumer.unassign(),
+        Event::Revoke { partitions, .. } if cooperative => consumer.incremental_unassign(partitions),
+        Event::Revoke { .. } => consumer.unassign(),
         Event::Stats(_) => Ok(()),
     }
 }
@@ -77,14 +82,18 @@ impl Runtime {
         while let Ok(event) = events.try_recv() {
             match &event {
                 Event::Stats(stats) => self.record_lag(stats),
-                Event::Revoke(tpl) => {
-                    let numbers = partition_numbers(tpl);
-                    tracing::info!(deployment = %self.deployment.name, partitions = ?numbers, "partitions revoked");
+                Event::Revoke { partitions, lost } => {
+                    let numbers = partition_numbers(partitions);
                     for n in &numbers {
                         self.assigned.remove(n);
                         self.retry_restore.remove(n);
                     }
-                    self.release(consumer, &numbers);
+                    if *lost {
+                        self.lose(consumer, &numbers);
+                    } else {
+                        tracing::info!(deployment = %self.deployment.name, partitions = ?numbers, "partitions revoked");
+                        self.release(consumer, &numbers);
+                    }
                     self.finish(consumer, &event);
                 }
                 Event::Assign(tpl) => {

@@ -182,6 +182,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         abort_due: false,
         refused: BTreeMap::new(),
         fatal: None,
+        fenced: false,
     };
     if rt.exactly_once() {
         // A broker that refuses transactions fails this deployment at once,
@@ -259,6 +260,9 @@ struct Runtime {
     /// outcome is unknown): the run ends, and the deployment starts again
     /// from the group's offsets and the changelog.
     fatal: Option<String>,
+    /// A commit was refused as coming from a member the group no longer
+    /// has: what is being released is lost, not released.
+    fenced: bool,
 }
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -308,7 +312,8 @@ impl Runtime {
     }
 
     fn poll_timeout(&self) -> Duration {
-        let busy = self.parts.values().any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || p.buffered() > 0) || !self.restoring.is_empty();
+        let busy = self.parts.values().any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || (p.buffered() > 0 && p.hold_until.is_none()))
+            || !self.restoring.is_empty();
         if busy { Duration::from_millis(1) } else { Duration::from_millis(50) }
     }
 

@@ -8,6 +8,7 @@ impl Runtime {
     pub(super) fn release(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32]) {
         let deadline = Instant::now() + RELEASE_TIMEOUT;
         let was_stopping = self.stopping;
+        self.fenced = false;
         // No new batches for released partitions; buffered records are
         // consumed again by the next owner.
         self.stopping = true;
@@ -21,6 +22,11 @@ impl Runtime {
         loop {
             if let Ok(done) = self.done_rx.recv_timeout(Duration::from_millis(5)) {
                 self.on_done(consumer, done);
+            }
+            if consumer.assignment_lost() || self.fenced {
+                // Too late to commit: the group went on without this host.
+                self.stopping = was_stopping;
+                return self.lose(consumer, numbers);
             }
             self.settle(consumer);
             self.retry_commit_at = Instant::now();
@@ -44,6 +50,36 @@ impl Runtime {
                 break;
             }
         }
+        self.stopping = was_stopping;
+        self.forget(numbers);
+    }
+
+    /// Lets go of `numbers` without committing: the group gave them to
+    /// other hosts while this one was away (frozen, cut off), so what it
+    /// did since its last commit is not its to commit. A commit now could
+    /// slip past the group's fencing (one without offsets, or from a member
+    /// without an id), and its changelog writes would land behind the new
+    /// owner's: this host's store, checkpointed past them, would skip the
+    /// new owner's changes when the partitions come back to it. Everything
+    /// since the last commit is dropped; the new owners process it again.
+    pub(super) fn lose(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32]) {
+        self.fenced = false;
+        tracing::warn!(deployment = %self.deployment.name, partitions = ?numbers, "partitions lost: this host was out of the group; what it did since its last commit is dropped, and the new owners process it again");
+        for n in numbers {
+            self.restoring.remove(n);
+        }
+        if self.exactly_once() {
+            // The open transaction holds the lost partitions' work too.
+            self.abort_all(consumer);
+        } else {
+            for &n in numbers {
+                self.rewind(consumer, n);
+            }
+        }
+        self.forget(numbers);
+    }
+
+    fn forget(&mut self, numbers: &[i32]) {
         for n in numbers {
             if self.parts.remove(n).is_some() {
                 let label = n.to_string();
@@ -55,7 +91,6 @@ impl Runtime {
             status.stopped.remove(n);
             status.failed.remove(n);
         }
-        self.stopping = was_stopping;
     }
 
     /// Starts taking over newly assigned partitions: each is paused and

@@ -119,7 +119,6 @@ impl Runtime {
                 }
             }
             Err(e) => {
-                self.fenced |= fenced(&e);
                 let error = format!("{e:#}");
                 tracing::error!(deployment = %self.deployment.name, error = %error, "commit failed; the transaction is aborted");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
@@ -187,7 +186,6 @@ impl Runtime {
         if !offsets_only.is_empty() {
             let mode = if self.stopping { CommitMode::Sync } else { CommitMode::Async };
             if let Err(e) = self.commit_offsets(consumer, &offsets_only, mode) {
-                self.fenced |= fenced(&e);
                 tracing::error!(deployment = %self.deployment.name, partitions = ?offsets_only, error = %format!("{e:#}"), "commit failed");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
             }
@@ -201,7 +199,6 @@ impl Runtime {
             Err(e) => {
                 // Nothing of the commit is visible: the partitions go back
                 // to their last commit and process again from there.
-                self.fenced |= fenced(&e);
                 let error = format!("{e:#}");
                 tracing::error!(deployment = %self.deployment.name, partitions = ?with_state, error = %error, "commit failed");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
@@ -242,7 +239,9 @@ impl Runtime {
             }
         }
         if tpl.count() > 0 {
-            consumer.commit(&tpl, mode).context("committing offsets")?;
+            let done = consumer.commit(&tpl, mode);
+            self.fenced |= done.as_ref().is_err_and(fenced);
+            done.context("committing offsets")?;
         }
         for n in numbers {
             if let Some(p) = self.parts.get_mut(n) {
@@ -281,15 +280,14 @@ impl Runtime {
         let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
         let committed = changelog::commit(producer, &self.deployment.changelog_topic, &flushes, &group, timeout);
         self.transaction.ended(committed.is_ok());
+        self.fenced |= committed.as_ref().is_err_and(|e| e.chain().filter_map(|c| c.downcast_ref()).any(fenced));
         committed
     }
 }
 
 /// The group refused a commit because this host is no longer the member
 /// (or generation) it was: its partitions are someone else's now.
-fn fenced(e: &anyhow::Error) -> bool {
+fn fenced(e: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode::{FencedInstanceId, IllegalGeneration, UnknownMemberId};
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<rdkafka::error::KafkaError>())
-        .any(|k| matches!(k.rdkafka_error_code(), Some(UnknownMemberId | IllegalGeneration | FencedInstanceId)))
+    matches!(e.rdkafka_error_code(), Some(UnknownMemberId | IllegalGeneration | FencedInstanceId))
 }

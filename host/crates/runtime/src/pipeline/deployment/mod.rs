@@ -5,11 +5,12 @@
 //! only after every output, dead letter and late record of every record
 //! before it has been acknowledged by the broker, and, when the transform
 //! keeps state, after the state changes of those records have been
-//! acknowledged on the changelog. The local store is flushed (with a checkpoint naming the
-//! committed offsets) right after the commit. After a crash, records after
-//! the last commit are processed again: their outputs may appear twice,
-//! their state changes never count twice (restore skips changelog records
-//! beyond the committed offsets, and the store is rebuilt when it is ahead).
+//! acknowledged on the changelog. The local store is flushed (with a
+//! checkpoint naming the committed offsets) right after the commit. After a
+//! crash, records after the last commit are processed again: their outputs
+//! may appear twice, their state changes never count twice (restore skips
+//! changelog records beyond the committed offsets, and the store is rebuilt
+//! when it is ahead).
 //!
 //! Exactly-once: everything sent between two commits (outputs, dead
 //! letters, late records) goes into one transaction of the deployment's

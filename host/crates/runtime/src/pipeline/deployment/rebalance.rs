@@ -63,7 +63,6 @@ impl Runtime {
     /// new owner's changes when the partitions come back to it. Everything
     /// since the last commit is dropped; the new owners process it again.
     pub(super) fn lose(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32]) {
-        self.fenced = false;
         tracing::warn!(deployment = %self.deployment.name, partitions = ?numbers, "partitions lost: this host was out of the group; what it did since its last commit is dropped, and the new owners process it again");
         for n in numbers {
             self.restoring.remove(n);

@@ -100,7 +100,9 @@ fn log_line(i: usize) -> Rec {
 #[test]
 fn a_tenant_watches_and_steers_its_deployment_in_the_console() {
     let k = Broker::shared().scope();
-    for (t, n) in [("acme.in", 2), ("acme.out", 1), ("acme.out.dlq", 1), ("acme.text", 1), ("evil.in", 1), ("evil.out", 1), ("evil.out.dlq", 1)] {
+    for (t, n) in
+        [("acme.in", 2), ("acme.out", 1), ("acme.out.dlq", 1), ("acme.text", 1), ("acme.clicks", 1), ("evil.in", 1), ("evil.out", 1), ("evil.out.dlq", 1)]
+    {
         k.create_topic(t, n);
     }
     let dir = tempfile::tempdir().unwrap();
@@ -108,6 +110,16 @@ fn a_tenant_watches_and_steers_its_deployment_in_the_console() {
     deploy(&host, ACME, "errors", &plugin("filter"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
     deploy(&host, ACME, "words", &plugin("word-count"), json!({ "inputs": [k.name("acme.text")], "output": k.name("acme.out") }));
     k.produce("acme.text", &[Rec::new("", "hello <b>world</b> hello")]);
+    let windows = json!({ "inputs": [k.name("acme.clicks")], "output": k.name("acme.out"), "config": { "window": "tumbling", "size_ms": "1000" } });
+    deploy(&host, ACME, "clicks", &plugin("window-count"), windows);
+    // The third record's window closed when the second came: it is late.
+    let start = weir_tests::kafka::now_ms() / 1000 * 1000 - 60_000;
+    let click = |t: i64| Rec { timestamp: Some(start + t), ..Rec::new("u", "click") };
+    k.produce("acme.clicks", &[click(0), click(5_000), click(500)]);
+    eventually("the late record in the status", &host, || {
+        let (_, view) = call(&host, Method::GET, "/v1/deployments/clicks", ACME, None);
+        (view["host"]["late"]["0"]["count"] == 1).then_some(())
+    });
     deploy(&host, EVIL, "secret", &plugin("upper"), json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out") }));
     let url = format!("http://{}/", host.listen);
     let shots = std::env::var_os("WEIR_SCREENSHOTS").map(std::path::PathBuf::from);
@@ -182,6 +194,12 @@ fn a_tenant_watches_and_steers_its_deployment_in_the_console() {
         if let Some(dir) = &shots {
             std::fs::write(dir.join("console-state.png"), b.client.screenshot().await.unwrap()).unwrap();
         }
+
+        // A late record shows on its partition: how many, which, how late.
+        b.click("#deployments tbody tr[data-name='clicks']").await;
+        b.wait_text("#name", "the window count", |t| t == "acme / clicks").await;
+        let late = b.wait_text("#lag tbody", "the late record", |t| t.contains("1 (latest")).await;
+        assert!(late.contains("4500 ms behind"), "late record shown as: {late}");
         b.close().await;
     });
     let (_, view) = call(&host, Method::GET, "/v1/deployments/errors", ACME, None);

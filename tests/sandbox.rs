@@ -226,7 +226,7 @@ fn hostile_state_hits_the_state_limit() {
 fn other_deployments_keep_running_beside_hostile_ones_on_the_shared_workers() {
     use std::sync::mpsc::channel;
     use std::time::{Duration, Instant};
-    use weir_runtime::pipeline::workers::{Job, Outcome, Runnable, Work, Workers};
+    use weir_runtime::pipeline::workers::{Job, Outcome, Runnable, Slice, Work, Workers};
     let e = engine();
     let runnable = |path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits| {
         let module = Arc::new(e.load_file(&path).unwrap());
@@ -245,7 +245,7 @@ fn other_deployments_keep_running_beside_hostile_ones_on_the_shared_workers() {
     let job = |r: &Arc<Runnable>, values: &[&str]| Job {
         runnable: r.clone(),
         partition: 0,
-        work: Work::Batch { batch: batch(values), invalid: Vec::new() },
+        work: Work::Batch(vec![Slice { batch: batch(values), invalid: Vec::new() }]),
         state: Box::new(PartitionState::in_memory()),
         reply: tx.clone(),
     };
@@ -259,7 +259,8 @@ fn other_deployments_keep_running_beside_hostile_ones_on_the_shared_workers() {
     while served < 50 || hostile_failures < 12 {
         assert!(Instant::now() < deadline, "served {served}, hostile failures {hostile_failures}");
         let done = rx.recv_timeout(Duration::from_secs(30)).expect("a job came back");
-        let Outcome::Batch(result) = done.outcome else { panic!("a batch outcome") };
+        let Outcome::Batch(mut results) = done.outcome else { panic!("a batch outcome") };
+        let result = results.pop().expect("the slice's result");
         if Arc::ptr_eq(&done.runnable, &good) {
             assert_eq!(values(&result), [format!("MSG {served}")]);
             slowest = slowest.max(submitted.elapsed());

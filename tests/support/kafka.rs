@@ -265,42 +265,20 @@ impl Scope {
     /// Produces records with an independent idempotent producer and waits
     /// for every acknowledgement.
     pub fn produce(&self, topic: &str, records: &[Rec]) {
-        let topic = self.name(topic);
         let p: BaseProducer =
             self.client().set("enable.idempotence", "true").set("linger.ms", "5").set("queue.buffering.max.messages", "500000").create().unwrap();
-        for r in records {
-            let mut rec = BaseRecord::<[u8], [u8]>::to(&topic);
-            if let Some(k) = &r.key {
-                rec = rec.key(k.as_slice());
-            }
-            if let Some(v) = &r.value {
-                rec = rec.payload(v.as_slice());
-            }
-            if let Some(part) = r.partition {
-                rec = rec.partition(part);
-            }
-            if !r.headers.is_empty() {
-                let mut h = OwnedHeaders::new();
-                for (k, v) in &r.headers {
-                    h = h.insert(Header { key: k, value: v.as_deref() });
-                }
-                rec = rec.headers(h);
-            }
-            if let Some(ts) = r.timestamp {
-                rec = rec.timestamp(ts);
-            }
-            loop {
-                match p.send(rec) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        rec = back;
-                        p.poll(Duration::from_millis(10));
-                    }
-                }
-            }
-            p.poll(Duration::ZERO);
-        }
-        p.flush(Duration::from_secs(60)).expect("all records acknowledged");
+        send_all(&p, &self.name(topic), records);
+    }
+
+    /// Opens a transaction of an independent transactional producer (id
+    /// `id` in this test's names): what it produces stays invisible to
+    /// read-committed readers, and holds their partitions back, until
+    /// [`OpenTransaction::commit`].
+    pub fn begin_transaction(&self, id: &str) -> OpenTransaction {
+        let producer: BaseProducer = self.client().set("transactional.id", self.name(id)).set("linger.ms", "5").create().unwrap();
+        producer.init_transactions(Duration::from_secs(30)).expect("init_transactions");
+        producer.begin_transaction().expect("begin_transaction");
+        OpenTransaction { producer, scope: self.clone() }
     }
 
     /// Produces one record whose first header's name is `name`, bytes that
@@ -388,6 +366,57 @@ impl Scope {
         }
         let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
         got.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { -1 }).collect()
+    }
+}
+
+/// Sends `records` to `topic` (a full name) and waits for every
+/// acknowledgement.
+fn send_all(p: &BaseProducer, topic: &str, records: &[Rec]) {
+    for r in records {
+        let mut rec = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_slice());
+        }
+        if let Some(part) = r.partition {
+            rec = rec.partition(part);
+        }
+        if !r.headers.is_empty() {
+            let mut h = OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                h = h.insert(Header { key: k, value: v.as_deref() });
+            }
+            rec = rec.headers(h);
+        }
+        if let Some(ts) = r.timestamp {
+            rec = rec.timestamp(ts);
+        }
+        while let Err((_, back)) = p.send(rec) {
+            rec = back;
+            p.poll(Duration::from_millis(10));
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).expect("all records acknowledged");
+}
+
+/// A transaction left open on purpose (see [`Scope::begin_transaction`]).
+pub struct OpenTransaction {
+    producer: BaseProducer,
+    scope: Scope,
+}
+
+impl OpenTransaction {
+    /// Sends `records` to `topic` within the transaction and waits until
+    /// the broker has them (still uncommitted).
+    pub fn produce(&self, topic: &str, records: &[Rec]) {
+        send_all(&self.producer, &self.scope.name(topic), records);
+    }
+
+    pub fn commit(self) {
+        self.producer.commit_transaction(Duration::from_secs(30)).expect("commit_transaction");
     }
 }
 

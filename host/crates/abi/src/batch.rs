@@ -196,6 +196,34 @@ impl BatchBuilder {
         self.batch.data.len() + self.batch.records.len() * size_of::<InputRecord>() + self.batch.headers.len() * size_of::<Header>()
     }
 
+    /// The timestamp of record `i`.
+    #[inline]
+    pub fn timestamp(&self, i: usize) -> i64 {
+        self.batch.records[i].timestamp
+    }
+
+    /// Whether record `i` is marked as one no transform may see.
+    pub fn is_invalid(&self, i: usize) -> bool {
+        self.invalid.binary_search_by_key(&(i as u32), |f| f.index).is_ok()
+    }
+
+    /// A builder of records `range` of this one (their bytes copied), with
+    /// their invalid marks.
+    pub fn copy_range(&self, range: std::ops::Range<usize>) -> BatchBuilder {
+        let mut b = BatchBuilder::new(&self.batch.topic, self.batch.partition);
+        let from = self.invalid.partition_point(|f| (f.index as usize) < range.start);
+        let to = self.invalid.partition_point(|f| (f.index as usize) < range.end);
+        let batch = &self.batch;
+        for i in range.clone() {
+            let r = &batch.records[i];
+            let headers = batch.headers[r.headers.range()].iter().map(|h| (&batch.data[h.name.range()], h.value.map(|v| &batch.data[v.range()])));
+            b.push_bytes(r.offset, r.timestamp, batch.key(i), batch.value(i), headers);
+        }
+        // Names were made UTF-8 when first pushed: the marks come from here.
+        b.invalid = self.invalid[from..to].iter().map(|f| RecordFailure { index: f.index - range.start as u32, ..f.clone() }).collect();
+        b
+    }
+
     pub fn finish(self) -> InputBatch {
         self.batch
     }
@@ -252,4 +280,27 @@ pub fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copied_range_keeps_its_records_and_their_invalid_marks() {
+        let mut b = BatchBuilder::new("t", 3);
+        for i in 0..5i64 {
+            let name = if i == 3 { b"\xff".as_slice() } else { b"h".as_slice() };
+            b.push_bytes(i + 10, i * 100, Some(format!("k{i}").as_bytes()), None, [(name, Some(b"v".as_slice()))]);
+        }
+        b.mark_invalid(4, "too far ahead".into());
+        assert!(b.is_invalid(3) && b.is_invalid(4) && !b.is_invalid(2));
+        let (copy, invalid) = b.copy_range(2..5).finish_checked();
+        assert_eq!((copy.topic.as_str(), copy.partition), ("t", 3));
+        assert_eq!(copy.records.iter().map(|r| (r.offset, r.timestamp)).collect::<Vec<_>>(), [(12, 200), (13, 300), (14, 400)]);
+        assert_eq!(copy.key(0), Some(b"k2".as_slice()));
+        assert_eq!(copy.headers(2).collect::<Vec<_>>(), [("h", Some(b"v".as_slice()))]);
+        assert_eq!(invalid.iter().map(|f| f.index).collect::<Vec<_>>(), [1, 2]);
+        assert!(invalid[0].message.contains("not UTF-8"), "{}", invalid[0].message);
+    }
 }

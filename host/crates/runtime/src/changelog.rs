@@ -5,9 +5,9 @@
 //! the state exactly.
 //!
 //! A commit writes, in one Kafka transaction, the pending changes of the
-//! partitions it covers, one record per partition under [`POSITIONS_KEY`]
-//! naming the input positions those changes reflect, and the consumer
-//! group's offsets: all of it becomes visible to `read_committed` readers,
+//! partitions it covers, their stream times (`STREAM_TIME_KEY`), one record
+//! per partition under [`POSITIONS_KEY`] naming the input positions those
+//! changes reflect, and the consumer group's offsets: all of it becomes visible to `read_committed` readers,
 //! or none of it. A restore therefore applies every record it sees, and
 //! resumes from the positions of the last commit it saw when the group's
 //! offsets are gone (expired) or name other topics (the inputs changed). No
@@ -28,7 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::kafka::producer::{Acks, Out, Producer, Role};
-use weir_state::{Checkpoint, PartitionState};
+use weir_state::{Checkpoint, PartitionState, STREAM_TIME_KEY};
 
 /// The header older changelogs carry on every change.
 pub const OFFSETS_HEADER: &str = "weir.offsets";
@@ -80,7 +80,10 @@ pub fn commit(producer: &Producer, topic: &str, flushes: &[Flush<'_>], group: &C
         for f in flushes {
             let acks = Acks::new();
             let positions = encode_offsets(f.positions);
-            let records = f.state.durable_changes().map(|(k, v)| (k.as_slice(), v.as_deref())).chain([(POSITIONS_KEY, Some(positions.as_bytes()))]);
+            let time_bytes = f.state.stream_time().to_be_bytes();
+            let stream_time = (f.state.stream_time() != i64::MIN).then_some((STREAM_TIME_KEY, Some(time_bytes.as_slice())));
+            let records =
+                f.state.durable_changes().map(|(k, v)| (k.as_slice(), v.as_deref())).chain(stream_time).chain([(POSITIONS_KEY, Some(positions.as_bytes()))]);
             for (key, value) in records {
                 let out = Out { topic, key: Some(key), value, headers: None, timestamp: None, partition: Some(f.partition) };
                 producer.send(out, Role::Changelog, &acks, &|| false).with_context(|| format!("producing to changelog {topic}"))?;

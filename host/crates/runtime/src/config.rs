@@ -111,6 +111,13 @@ pub struct HostConfig {
     /// stamped years ahead would expire every TTL and close every window
     /// for good: later ones go to the failure policy (`invalid-input`).
     pub max_future_ms: u64,
+    /// How long a partition of several inputs waits for an input that has
+    /// records on the broker but none here yet, ms. Records of co-partitioned
+    /// inputs are processed in timestamp order, so a partition waits for the
+    /// next records of each input before it moves stream time past them;
+    /// past this wait it goes on without the input (shown in its status),
+    /// and what the input sends later may be late.
+    pub max_input_wait_ms: u64,
 }
 
 impl Default for HostConfig {
@@ -128,6 +135,7 @@ impl Default for HostConfig {
             max_buffered_records: 100_000,
             max_buffered_bytes: 64 << 20,
             max_future_ms: 24 * 3_600_000,
+            max_input_wait_ms: 30_000,
         }
     }
 }

@@ -12,6 +12,7 @@ pub struct Metrics {
     pub failures: IntCounterVec,
     pub dead_lettered: IntCounterVec,
     pub late: IntCounterVec,
+    pub out_of_order: IntCounterVec,
     pub batch_seconds: HistogramVec,
     pub wasm_cpu_seconds: prometheus::CounterVec,
     pub consumer_lag: IntGaugeVec,
@@ -52,6 +53,11 @@ impl Metrics {
             failures: counter("failures_total", "Records that failed, by kind", &["tenant", "deployment", "partition", "kind"]),
             dead_lettered: counter("dead_lettered_total", "Records sent to the dead-letter topic", PARTITION),
             late: counter("late_records_total", "Records whose window values arrived after their windows closed", PARTITION),
+            out_of_order: counter(
+                "out_of_order_records_total",
+                "Records whose timestamp was behind their partition's stream time (the input is out of order)",
+                PARTITION,
+            ),
             batch_seconds,
             wasm_cpu_seconds,
             consumer_lag: gauge("consumer_lag", "Records between the consumed position and the end of the partition"),
@@ -167,12 +173,13 @@ mod tests {
     fn the_grafana_dashboard_names_real_metrics() {
         use prometheus::core::Collector;
         let m = Metrics::new();
-        let collectors: [&dyn Collector; 12] = [
+        let collectors: [&dyn Collector; 13] = [
             &m.records_in,
             &m.records_out,
             &m.failures,
             &m.dead_lettered,
             &m.late,
+            &m.out_of_order,
             &m.batch_seconds,
             &m.wasm_cpu_seconds,
             &m.consumer_lag,

@@ -46,7 +46,10 @@ pub mod ns {
     }
 }
 
-const STREAM_TIME_KEY: &[u8] = b"mstream-time";
+/// Where the partition's stream time is kept. Host bookkeeping, but a
+/// commit writes it to the changelog too, so a restore elsewhere resumes
+/// from the same stream time (timers, TTLs).
+pub const STREAM_TIME_KEY: &[u8] = b"mstream-time";
 const CHECKPOINT_KEY: &[u8] = b"mcheckpoint";
 /// Bytes of the user, window and timer namespaces, written with every flush.
 const STATE_BYTES_KEY: &[u8] = b"mstate-bytes";
@@ -462,6 +465,12 @@ impl PartitionState {
     /// no pending set, no undo log, no read cache to churn.
     pub fn write_restored(&mut self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
         debug_assert!(!self.in_txn && !self.has_durable_changes(), "restore over pending writes");
+        // The stream time of the commit replayed last (see `STREAM_TIME_KEY`).
+        if let Some((_, Some(v))) = changes.iter().rfind(|(k, _)| k == STREAM_TIME_KEY)
+            && let Ok(t) = <[u8; 8]>::try_from(v.as_slice())
+        {
+            self.stream_time = i64::from_be_bytes(t);
+        }
         self.cache.get_mut().clear();
         // Counting as we go would cost a lookup per key: recount if asked.
         self.stored_bytes.set(None);

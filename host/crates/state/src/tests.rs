@@ -249,3 +249,18 @@ fn entries_larger_than_the_changelog_accepts_are_reported() {
     s.set(b"big", &[0; 2_000], None);
     assert!(s.take_oversize().is_some(), "the limit survives a rewind");
 }
+
+/// A restore replays the stream time of the commits it reads, as it
+/// replays their changes: TTLs and timers go on from where they were.
+#[test]
+fn a_restore_takes_the_stream_time_of_the_last_commit_replayed() {
+    let mut s = PartitionState::in_memory();
+    let at = |t: i64| (STREAM_TIME_KEY.to_vec(), Some(t.to_be_bytes().to_vec()));
+    s.write_restored(&[at(1_000), (b"ua".to_vec(), Some(b"1".to_vec())), at(5_000)]).unwrap();
+    assert_eq!(s.stream_time(), 5_000);
+    // A changelog without it (written before) leaves it alone.
+    s.write_restored(&[(b"ub".to_vec(), Some(b"2".to_vec()))]).unwrap();
+    assert_eq!(s.stream_time(), 5_000);
+    s.discard_pending().unwrap();
+    assert_eq!(s.stream_time(), 5_000, "kept in the store");
+}

@@ -92,6 +92,7 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
     transform.warm_up().map_err(|f| anyhow::anyhow!("{}: {}", f.kind, f.message))?;
 
     let mut summary = Summary { records: lines.iter().filter(|l| l.is_record).count(), ..Summary::default() };
+    let lines = in_processing_order(lines, &opts.input_topic);
     // As in `weir run`, inputs' partitions with the same number share state.
     let mut states: Vec<(i32, Option<Box<PartitionState>>)> = Vec::new();
     let mut next_offset: HashMap<PartitionKey, i64> = HashMap::new();
@@ -179,6 +180,40 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
     }
     out.flush().context("writing outputs")?;
     Ok(summary)
+}
+
+/// The lines in the order `weir run` processes their records once all are
+/// in Kafka: each topic-partition's in the order given, and those of the
+/// topics of one partition number (co-partitioned inputs, which share
+/// state) merged by timestamp, ties going to the topic whose name sorts
+/// first. Records never move across a table line or a wall-clock change,
+/// and each partition number's records keep the places its lines had.
+fn in_processing_order<'a>(lines: &'a [InputLine], default_topic: &str) -> Vec<&'a InputLine> {
+    let topic = |l: &'a InputLine| l.topic.as_deref().unwrap_or(default_topic);
+    let mut out: Vec<&InputLine> = Vec::with_capacity(lines.len());
+    for segment in lines.split_inclusive(|l| l.table.is_some() || l.wall_clock.is_some()) {
+        // A barrier ends its segment and stays where it is.
+        let (records, barrier) = match segment.split_last() {
+            Some((last, rest)) if last.table.is_some() || last.wall_clock.is_some() => (rest, Some(last)),
+            _ => (segment, None),
+        };
+        let mut merged: HashMap<i32, std::vec::IntoIter<&InputLine>> = HashMap::new();
+        for number in records.iter().map(|l| l.partition).collect::<std::collections::BTreeSet<_>>() {
+            let mut by_topic: std::collections::BTreeMap<&str, std::collections::VecDeque<&InputLine>> = Default::default();
+            for l in records.iter().filter(|l| l.partition == number) {
+                by_topic.entry(topic(l)).or_default().push_back(l);
+            }
+            let mut order = Vec::new();
+            // The earliest head each time; on a tie the first topic by name.
+            while let Some(q) = by_topic.values_mut().filter(|q| !q.is_empty()).min_by_key(|q| q[0].timestamp) {
+                order.push(q.pop_front().expect("not empty"));
+            }
+            merged.insert(number, order.into_iter());
+        }
+        out.extend(records.iter().map(|l| merged.get_mut(&l.partition).and_then(Iterator::next).expect("as many as it had")));
+        out.extend(barrier);
+    }
+    out
 }
 
 /// Writes a line per failed timer; fails the run if the host failed.

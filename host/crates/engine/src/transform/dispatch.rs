@@ -145,6 +145,7 @@ impl Run {
         // resolved, so nothing about them is final.
         self.result.failures.retain(|f| f.index < index);
         self.result.late.retain(|&i| i < index);
+        self.result.out_of_order.retain(|&i| i < index);
         self.result.stopped = Some(Stopped { index, kind: failure.kind, message: failure.message });
     }
 }
@@ -226,13 +227,24 @@ impl Transform {
         let valid: Vec<u32> = (0..end).filter(|i| invalid.binary_search_by_key(i, |f| f.index).is_err()).collect();
         let failures = if stop_at.is_some() { Vec::new() } else { invalid.to_vec() };
         let state_stream_time = state.stream_time();
+        let mut stream_time = state_stream_time;
+        let out_of_order = valid
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let ts = batch.records[i as usize].timestamp;
+                let behind = ts < stream_time;
+                stream_time = stream_time.max(ts);
+                behind
+            })
+            .collect();
         let mut run = Run {
             state: Some(state),
             next_timer: None,
             timers_spent: false,
             timers: Allowance::new(16 + 2 * valid.len(), 2 * self.spec.limits.cpu_ms_per_batch),
             known_stream: state_stream_time,
-            result: BatchResult { failures, ..BatchResult::default() },
+            result: BatchResult { failures, out_of_order, ..BatchResult::default() },
             isolation: None,
         };
         run.refresh_next_timer();

@@ -65,6 +65,10 @@ pub struct BatchResult {
     pub failures: Vec<RecordFailure>,
     /// Records whose window values arrived after their windows closed.
     pub late: Vec<u32>,
+    /// Records whose timestamp was behind the partition's stream time when
+    /// they came: the input is out of order (within a window's grace they
+    /// still count; past it they are late), by index.
+    pub out_of_order: Vec<u32>,
     pub stopped: Option<Stopped>,
     /// Event-time timers that failed after the batch (and were dropped).
     pub timer_failures: Vec<TimerFailure>,

@@ -164,7 +164,11 @@ async function refreshDetail() {
   ]);
   chart($("chart-lag"), t, [{ values: p.map((q) => q.lag), className: "in" }]);
   const host = view.host ?? { lag: {}, stopped: {}, partitions: [] };
-  rows($("lag"), host.partitions, (n) => [n, host.lag[n] ?? "", host.stopped[n] ?? ""]);
+  const late = (n) => {
+    const l = host.late?.[n];
+    return l ? `${l.count} (latest ${l.last.topic}@${l.last.offset}, ${l.last.stream_time - l.last.timestamp} ms behind)` : "";
+  };
+  rows($("lag"), host.partitions, (n) => [n, host.lag[n] ?? "", late(n), host.stopped[n] ?? host.waiting?.[n] ?? ""]);
   rows($("failures"), Object.entries(activity.failures_by_kind), ([kind, n]) => [kind, n]);
   rows($("history"), [...view.history].reverse(), (c) => [c.version, new Date(c.at_ms).toLocaleString(), c.what, short(c.module), c.why ?? ""]);
 }

@@ -90,6 +90,44 @@ pub fn headers_of<'a>(m: &'a rdkafka::message::BorrowedMessage<'a>) -> Vec<(&'a 
         .collect()
 }
 
+/// Whether `consumer` has nothing left to read of `topic` partition
+/// `partition` as far as the last fetch told: its position has reached the
+/// end the broker reported with it (the high watermark, which librdkafka
+/// caches without a request). Its position is where the last record or
+/// transaction marker it consumed ends, or, before any since it was sent
+/// somewhere, `sent_to` (`None`: where the reset policy starts). Read
+/// committed, a position held back by an open transaction is not caught
+/// up; nothing fetched yet is not either.
+pub fn caught_up<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    sent_to: Option<i64>,
+) -> bool {
+    use rdkafka::bindings as rd;
+    use rdkafka::consumer::Consumer;
+    let Ok(name) = std::ffi::CString::new(topic) else { return false };
+    let rk = consumer.client().native_ptr();
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client is live for the call; the topic is NUL-terminated
+    // and the out-pointers are valid. It reads cached values, no request.
+    let err = unsafe { rd::rd_kafka_get_watermark_offsets(rk, name.as_ptr(), partition, &mut low, &mut high) };
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
+        return false;
+    }
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    // SAFETY: as above; the list is ours and outlives the call, which fills
+    // in its offsets from the consumer's positions without a request.
+    unsafe { rd::rd_kafka_position(rk, tpl.ptr()) };
+    let consumed = tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()).filter(|&o| o >= 0);
+    match consumed.or(sent_to) {
+        Some(position) => position >= high,
+        // From the start: caught up only where there is nothing to read.
+        None => high == 0 || (low >= 0 && low >= high),
+    }
+}
+
 /// Largest records and batches Weir's producer sends, after user
 /// properties.
 #[derive(Clone, Copy, Debug)]

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod deployment;
 mod ledger;
+mod order;
 mod partition;
 pub mod reconcile;
 mod restore;
@@ -105,6 +106,32 @@ pub struct DeploymentStatus {
     /// The deployment's tables and their loading (filled in by `status_now`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tables: BTreeMap<String, tables::TableStatus>,
+    /// Records dropped as late on each partition since this host took it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub late: BTreeMap<i32, LateRecords>,
+    /// Partitions waiting for one of their inputs, or going on without it
+    /// (see `order`), and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub waiting: BTreeMap<i32, String>,
+}
+
+/// Records of a partition dropped as late: every window their values fell
+/// in had closed (stream time had passed the window's end and grace).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateRecords {
+    pub count: u64,
+    /// The latest of them.
+    pub last: LateRecord,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateRecord {
+    pub topic: String,
+    pub offset: i64,
+    pub timestamp: i64,
+    /// The partition's stream time (the largest timestamp it had seen)
+    /// after the batch that dropped it.
+    pub stream_time: i64,
 }
 
 struct Running {

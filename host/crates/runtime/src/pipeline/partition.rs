@@ -1,11 +1,13 @@
 //! One input partition (number) of a deployment while this host owns it:
-//! buffered records, the batch in flight, and its commit ledger.
+//! buffered records of each input, the batch in flight, and its commit
+//! ledger.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::ledger::{AtLeastOnce, CommitLedger, Positions};
+use super::order::Bound;
 use crate::kafka::producer::Acks;
 use weir_abi::BatchBuilder;
 use weir_state::PartitionState;
@@ -21,10 +23,17 @@ pub struct Buffer {
     records: usize,
     bytes: usize,
     pub paused: bool,
+    /// The offset of the next record to arrive: after the last one, or
+    /// where consumption was sent; `None` where the group's reset policy
+    /// decides (no commit yet).
+    next_offset: Option<i64>,
 }
 
 struct Chunk {
     builder: BatchBuilder,
+    /// Records at its front already taken into batches (a batch cut short
+    /// by another input's earlier record; see `order`).
+    taken: usize,
     /// When its first record arrived.
     since: Instant,
 }
@@ -37,8 +46,24 @@ pub struct BatchLimits {
 }
 
 impl Buffer {
-    pub fn new(topic: &str, partition: i32) -> Self {
-        Buffer { topic: topic.to_owned(), partition, chunks: VecDeque::new(), records: 0, bytes: 0, paused: false }
+    pub fn new(topic: &str, partition: i32, next_offset: Option<i64>) -> Self {
+        Buffer { topic: topic.to_owned(), partition, chunks: VecDeque::new(), records: 0, bytes: 0, paused: false, next_offset }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Drops what is buffered; the next record to arrive is at `next_offset`.
+    pub fn clear(&mut self, next_offset: Option<i64>) {
+        self.chunks.clear();
+        self.records = 0;
+        self.bytes = 0;
+        self.next_offset = next_offset;
+    }
+
+    pub fn next_offset(&self) -> Option<i64> {
+        self.next_offset
     }
 
     /// Appends a consumed record (see [`BatchBuilder::push_bytes`]); one
@@ -57,7 +82,7 @@ impl Buffer {
         let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + size_of::<weir_abi::InputRecord>();
         let full = |c: &Chunk| c.builder.len() >= limits.records || (!c.builder.is_empty() && c.builder.held_bytes() + size > limits.bytes);
         if self.chunks.back().is_none_or(full) {
-            self.chunks.push_back(Chunk { builder: BatchBuilder::new(&self.topic, self.partition), since: Instant::now() });
+            self.chunks.push_back(Chunk { builder: BatchBuilder::new(&self.topic, self.partition), taken: 0, since: Instant::now() });
         }
         let chunk = &mut self.chunks.back_mut().expect("a chunk to fill").builder;
         let before = chunk.held_bytes();
@@ -67,6 +92,7 @@ impl Buffer {
         }
         self.records += 1;
         self.bytes += chunk.held_bytes() - before;
+        self.next_offset = Some(offset + 1);
     }
 
     pub fn records(&self) -> usize {
@@ -78,11 +104,6 @@ impl Buffer {
         self.bytes
     }
 
-    /// When the oldest buffered record arrived.
-    pub fn since(&self) -> Option<Instant> {
-        self.chunks.front().map(|c| c.since)
-    }
-
     /// A whole batch is buffered, or the oldest record waited `linger`.
     pub fn ready(&self, limits: BatchLimits, linger: std::time::Duration) -> bool {
         match self.chunks.front() {
@@ -91,18 +112,56 @@ impl Buffer {
         }
     }
 
-    /// The oldest batch.
-    pub fn take(&mut self) -> Option<BatchBuilder> {
-        let c = self.chunks.pop_front()?;
-        self.records -= c.builder.len();
-        self.bytes -= c.builder.held_bytes();
-        Some(c.builder)
+    /// The timestamp the next record is ordered by among the partition's
+    /// inputs: its own, or, for a record no transform will see (it goes to
+    /// the failure policy and moves no stream time), the earliest possible.
+    pub fn head(&self) -> Option<i64> {
+        let c = self.chunks.front()?;
+        Some(if c.builder.is_invalid(c.taken) { i64::MIN } else { c.builder.timestamp(c.taken) })
     }
+
+    /// The oldest batch, ending before the first record `bound` does not
+    /// admit (its records are copied out then; a whole batch is not).
+    pub fn take(&mut self, bound: Option<Bound>) -> Option<BatchBuilder> {
+        let c = self.chunks.front_mut()?;
+        let len = c.builder.len();
+        let end = match bound {
+            None => len,
+            Some(b) => (c.taken..len).find(|&i| !c.builder.is_invalid(i) && !b.admits(c.builder.timestamp(i))).unwrap_or(len),
+        };
+        let batch = if c.taken == 0 && end == len {
+            self.chunks.pop_front().expect("a chunk").builder
+        } else {
+            let part = c.builder.copy_range(c.taken..end);
+            c.taken = end;
+            if end == len {
+                self.chunks.pop_front();
+            }
+            part
+        };
+        self.records -= batch.len();
+        self.bytes -= batch.held_bytes();
+        Some(batch)
+    }
+}
+
+/// A partition waiting for one of its inputs.
+pub struct Waiting {
+    pub input: String,
+    pub since: Instant,
+    /// The wait shows in the deployment's status.
+    pub shown: bool,
+    /// Waited past `host.max_input_wait_ms`: the partition goes on without
+    /// the input until it catches up.
+    pub enforced: bool,
 }
 
 pub struct Partition {
     pub number: i32,
-    pub buffers: BTreeMap<String, Buffer>,
+    /// One per input topic, sorted by name (the order ties go in).
+    pub inputs: BTreeMap<String, Buffer>,
+    /// An input with nothing here but records on the broker (see `order`).
+    pub waiting: Option<Waiting>,
     /// Home between batches; with a worker while one is in flight.
     pub state: Option<Box<PartitionState>>,
     pub in_flight: bool,
@@ -125,14 +184,19 @@ pub struct Partition {
     pub failed_deliveries: u32,
     /// Consumption waits until then after a failed delivery (backoff).
     pub hold_until: Option<Instant>,
+    /// Late records dropped since the last log line about them, and when
+    /// that was (such lines are rate-limited).
+    pub late_unlogged: u64,
+    pub late_logged: Option<Instant>,
 }
 
 impl Partition {
-    pub fn new(number: i32, mut state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
+    pub fn new(number: i32, inputs: &[String], mut state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
         let next_wall_timer = state.next_timer(Clock::WallClock).unwrap_or(Some(i64::MIN));
         Partition {
             number,
-            buffers: BTreeMap::new(),
+            inputs: inputs.iter().map(|t| (t.clone(), Buffer::new(t, number, committed.get(t).copied()))).collect(),
+            waiting: None,
             state: Some(state),
             in_flight: false,
             ledger: Box::new(AtLeastOnce::new(committed)),
@@ -144,11 +208,21 @@ impl Partition {
             changelog_next,
             failed_deliveries: 0,
             hold_until: None,
+            late_unlogged: 0,
+            late_logged: None,
         }
     }
 
     pub fn buffered(&self) -> usize {
-        self.buffers.values().map(Buffer::records).sum()
+        self.inputs.values().map(Buffer::records).sum()
+    }
+
+    /// Drops every buffered record; each input's next record is at
+    /// `positions` (or where the group's reset policy says).
+    pub fn clear_buffers(&mut self, positions: &Positions) {
+        for (t, b) in &mut self.inputs {
+            b.clear(positions.get(t).copied());
+        }
     }
 }
 
@@ -160,12 +234,36 @@ mod tests {
     /// of 20 in the batch: records full of them count for what they hold.
     #[test]
     fn buffered_bytes_count_what_headers_hold() {
-        let mut b = Buffer::new("in", 0);
+        let mut b = Buffer::new("in", 0, None);
         let limits = BatchLimits { records: 1000, bytes: 1 << 20 };
         let empty: &[u8] = &[];
         b.push(limits, 0, 0, None, None, std::iter::repeat_n((empty, None), 100_000), None);
         assert!(b.bytes() >= 100_000 * size_of::<weir_abi::Header>(), "{} bytes", b.bytes());
         b.push(limits, 1, 0, None, Some(b"x"), [], None);
-        assert_eq!(b.take().map(|c| c.len()), Some(1), "the batch was full");
+        assert_eq!(b.take(None).map(|c| c.len()), Some(1), "the batch was full");
+    }
+
+    /// A batch cut short by another input's earlier record leaves the rest
+    /// for later, counted, in order; records no transform sees go first.
+    #[test]
+    fn a_bounded_take_cuts_the_batch_and_keeps_the_rest() {
+        let mut b = Buffer::new("in", 0, Some(7));
+        let limits = BatchLimits { records: 1000, bytes: 1 << 20 };
+        for (offset, ts) in [(7, 10), (8, 20), (9, 30), (10, 40)] {
+            let invalid = (offset == 9).then(|| "too far ahead".to_owned());
+            b.push(limits, offset, ts, None, Some(b"v"), [], invalid);
+        }
+        assert_eq!((b.records(), b.next_offset(), b.head()), (4, Some(11), Some(10)));
+        let bytes = b.bytes();
+        let first = b.take(Some(Bound { timestamp: 20, inclusive: false })).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!((b.records(), b.head()), (3, Some(20)));
+        assert_eq!(b.bytes(), bytes - first.held_bytes());
+        // The invalid record at 30 never stops a batch: it moves no time.
+        let (second, invalid) = b.take(Some(Bound { timestamp: 30, inclusive: true })).unwrap().finish_checked();
+        assert_eq!(second.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [8, 9]);
+        assert_eq!(invalid.iter().map(|f| f.index).collect::<Vec<_>>(), [1]);
+        assert_eq!(b.take(None).map(|c| c.finish().records[0].offset), Some(10));
+        assert_eq!((b.records(), b.bytes(), b.head()), (0, 0, None));
     }
 }

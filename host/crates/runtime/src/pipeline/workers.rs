@@ -84,16 +84,26 @@ impl Runnable {
 }
 
 pub enum Work {
-    /// Records, some of which (`invalid`) no transform may see.
-    Batch { batch: InputBatch, invalid: Vec<RecordFailure> },
+    /// Batches of a partition's inputs, run in this order (their records'
+    /// timestamp order: see `order`).
+    Batch(Vec<Slice>),
     /// Close windows of an idle partition.
     CloseIdle { idle_ms: u64 },
     /// Fire the wall-clock timers due at `now` (ms since the epoch).
     FireTimers { now: i64 },
 }
 
+/// Records of one input, some of which (`invalid`) no transform may see:
+/// a batch as the transform gets it.
+pub struct Slice {
+    pub batch: InputBatch,
+    pub invalid: Vec<RecordFailure>,
+}
+
 pub enum Outcome {
-    Batch(BatchResult),
+    /// The results of the slices run, in order: all of them, unless one
+    /// stopped (the rest are not run).
+    Batch(Vec<BatchResult>),
     Closed(Result<Vec<Produced>, CallFailure>),
     Fired(Fired),
     /// The host panicked running the job (a bug in Weir, not the guest's
@@ -311,16 +321,38 @@ impl Workers {
 /// transform on trial that was rolled back, why.
 fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, state: Box<PartitionState>) -> (Box<PartitionState>, Outcome, Option<String>) {
     match work {
-        Work::Batch { batch, invalid } => match runnable.fallback() {
-            None => {
-                let (state, result) = transform_of(transforms, runnable).dispatch_checked(batch, invalid, state);
-                (state, Outcome::Batch(result), None)
+        Work::Batch(slices) => {
+            let fallback = runnable.fallback();
+            let (mut state, mut results, mut rolled_back, mut passed) = (state, Vec::with_capacity(slices.len()), None, true);
+            for Slice { batch, invalid } in slices {
+                let result = match &fallback {
+                    None => {
+                        let (back, result) = transform_of(transforms, runnable).dispatch_checked(batch, invalid, state);
+                        state = back;
+                        result
+                    }
+                    Some(fallback) => {
+                        let (back, result, trial) = try_on_trial(transforms, runnable, fallback, batch, invalid, state);
+                        state = back;
+                        passed &= matches!(trial, TrialOutcome::Passed);
+                        if let TrialOutcome::Regressed(why) = trial {
+                            rolled_back.get_or_insert(why);
+                        }
+                        result
+                    }
+                };
+                let stopped = result.stopped.is_some();
+                results.push(result);
+                if stopped {
+                    break;
+                }
             }
-            Some(fallback) => {
-                let (state, result, why) = try_on_trial(transforms, runnable, &fallback, batch, invalid, state);
-                (state, Outcome::Batch(result), why)
+            // A job is one batch of the trial, however many inputs it took.
+            if fallback.is_some() && passed {
+                runnable.passed_batch();
             }
-        },
+            (state, Outcome::Batch(results), rolled_back)
+        }
         Work::CloseIdle { idle_ms } => {
             let (state, result) = transform_of(transforms, runnable).close_windows(ForceClose::Idle { idle_ms: *idle_ms }, state);
             (state, Outcome::Closed(result), None)
@@ -349,6 +381,15 @@ fn transform_of<'a>(transforms: &'a mut Transforms, runnable: &Arc<Runnable>) ->
     &mut transforms.entry(key).or_insert_with(|| (runnable.clone(), Transform::new(runnable.module.clone(), runnable.spec.clone()))).1
 }
 
+/// How a batch went for a transform on trial.
+enum TrialOutcome {
+    Passed,
+    /// It failed records, as the transform before it did too.
+    Failed,
+    /// It failed where the transform before it did not: why.
+    Regressed(String),
+}
+
 /// Runs a batch with a transform on trial; see [`Trial`].
 fn try_on_trial(
     transforms: &mut Transforms,
@@ -357,7 +398,7 @@ fn try_on_trial(
     batch: &InputBatch,
     invalid: &[RecordFailure],
     mut state: Box<PartitionState>,
-) -> (Box<PartitionState>, BatchResult, Option<String>) {
+) -> (Box<PartitionState>, BatchResult, TrialOutcome) {
     state.savepoint();
     let (mut state, result) = transform_of(transforms, candidate).dispatch_checked(batch, invalid, state);
     // Invalid records fail whatever runs; only the transform's own failures count.
@@ -365,8 +406,7 @@ fn try_on_trial(
     let stopped_itself = |r: &BatchResult| r.stopped.as_ref().is_some_and(|s| s.kind != FailureKind::InvalidInput);
     if own(&result) == 0 && !stopped_itself(&result) {
         state.release_savepoint();
-        candidate.passed_batch();
-        return (state, result, None);
+        return (state, result, TrialOutcome::Passed);
     }
     state.rollback_to_savepoint();
     let (state, old) = transform_of(transforms, fallback).dispatch_checked(batch, invalid, state);
@@ -382,5 +422,5 @@ fn try_on_trial(
             (None, None) => unreachable!("the candidate failed"),
         }
     });
-    (state, old, why)
+    (state, old, why.map_or(TrialOutcome::Failed, TrialOutcome::Regressed))
 }

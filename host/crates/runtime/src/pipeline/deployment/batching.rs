@@ -1,5 +1,6 @@
 //! Fetching into per-partition buffers (pausing partitions past their
-//! limits) and handing ready batches to the workers.
+//! limits) and handing ready batches to the workers, in timestamp order
+//! across a partition's inputs (`order`).
 
 use super::*;
 
@@ -21,7 +22,7 @@ impl Runtime {
             return;
         }
         let topic = m.topic();
-        let buffer = p.buffers.entry(topic.to_owned()).or_insert_with(|| Buffer::new(topic, m.partition()));
+        let Some(buffer) = p.inputs.get_mut(topic) else { return };
         let timestamp = m.timestamp().to_millis().unwrap_or(-1);
         // A time far ahead of the clock would move the partition's stream
         // time (TTLs, windows) past every real record for good.
@@ -55,7 +56,7 @@ impl Runtime {
         self.commit(consumer);
         if !self.stopping {
             self.dispatch(consumer);
-            self.close_idle_windows();
+            self.close_idle_windows(consumer);
             self.fire_wall_clock_timers();
         }
     }
@@ -64,30 +65,39 @@ impl Runtime {
     pub(super) fn dispatch(&mut self, consumer: &BaseConsumer<KafkaContext>) {
         let (limits, linger) = (self.batch_limits(), self.linger());
         let (resume_records, resume_bytes) = (self.shared.host.max_buffered_records / 2, self.shared.host.max_buffered_bytes / 2);
+        let max_wait = Duration::from_millis(self.shared.host.max_input_wait_ms);
         for p in self.parts.values_mut() {
             if p.in_flight || p.stopped.is_some() || p.commit_due || p.hold_until.is_some() || p.state.is_none() {
                 continue;
             }
-            let ready = p.buffers.iter().filter(|(_, b)| b.ready(limits, linger)).min_by_key(|(_, b)| b.since()).map(|(t, _)| t.clone());
-            let Some(topic) = ready else { continue };
-            let Some(buffer) = p.buffers.get_mut(&topic) else { continue };
-            let Some(chunk) = buffer.take() else { continue };
-            let Some(state) = p.state.take() else { continue };
-            let (batch, invalid) = chunk.finish_checked();
-            if buffer.paused && buffer.records() < resume_records && buffer.bytes() < resume_bytes {
-                buffer.paused = false;
-                let _ = consumer.resume(&tpl_of(&topic, p.number));
+            // One job takes batches of the inputs in timestamp order, so
+            // interleaved inputs cost a call each, not a job each.
+            let (mut slices, mut records, mut bytes) = (Vec::new(), 0, 0);
+            while records < limits.records && bytes < limits.bytes {
+                let Some((topic, bound)) = next_input(consumer, p, limits, linger, max_wait, &self.deployment) else { break };
+                let Some(buffer) = p.inputs.get_mut(&topic) else { break };
+                let Some(chunk) = buffer.take(bound).filter(|c| !c.is_empty()) else { break };
+                if buffer.paused && buffer.records() < resume_records && buffer.bytes() < resume_bytes {
+                    buffer.paused = false;
+                    let _ = consumer.resume(&tpl_of(&topic, p.number));
+                }
+                (records, bytes) = (records + chunk.len(), bytes + chunk.held_bytes());
+                let (batch, invalid) = chunk.finish_checked();
+                slices.push(Slice { batch, invalid });
             }
+            if slices.is_empty() {
+                continue;
+            }
+            let Some(state) = p.state.take() else { continue };
             p.in_flight = true;
-            let job =
-                Job { runnable: self.deployment.runnable(), partition: p.number, work: Work::Batch { batch, invalid }, state, reply: self.done_tx.clone() };
+            let job = Job { runnable: self.deployment.runnable(), partition: p.number, work: Work::Batch(slices), state, reply: self.done_tx.clone() };
             self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
         }
     }
 
     /// Asks the transform to close windows of partitions idle for a while
     /// (only transforms that asked for idle closing act on it).
-    pub(super) fn close_idle_windows(&mut self) {
+    pub(super) fn close_idle_windows(&mut self, consumer: &BaseConsumer<KafkaContext>) {
         for p in self.parts.values_mut() {
             let idle = p.last_record.elapsed();
             if p.in_flight
@@ -98,6 +108,12 @@ impl Runtime {
                 || p.buffered() > 0
                 || idle < Duration::from_secs(1)
             {
+                continue;
+            }
+            // Quiet because its records are late in coming (a slow or
+            // restarted broker, a backlog), not because there are none:
+            // closing now would make them late.
+            if !p.inputs.values().all(|b| crate::kafka::caught_up(consumer, b.topic(), p.number, b.next_offset())) {
                 continue;
             }
             let Some(state) = p.state.take() else { continue };
@@ -126,5 +142,70 @@ impl Runtime {
             let job = Job { runnable: self.deployment.runnable(), partition: p.number, work: Work::FireTimers { now }, state, reply: self.done_tx.clone() };
             self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
         }
+    }
+}
+
+/// How long a partition waits for an input before the wait shows in its
+/// status.
+const WAIT_SHOWN_AFTER: Duration = Duration::from_secs(1);
+
+/// The input partition `p` takes its next batch from, and where that batch
+/// ends; none while nothing is ready or it waits for an input (see
+/// `order`). A wait longer than a second shows in the deployment's status;
+/// past `max_wait` the partition goes on without the input, and says so.
+fn next_input(
+    consumer: &BaseConsumer<KafkaContext>,
+    p: &mut Partition,
+    limits: BatchLimits,
+    linger: Duration,
+    max_wait: Duration,
+    deployment: &Deployment,
+) -> Option<(String, Option<Bound>)> {
+    let single = p.inputs.len() == 1;
+    let views: Vec<InputView> = p
+        .inputs
+        .values()
+        .map(|b| {
+            let head = b.head();
+            // Only an empty input of several is ever waited for.
+            let caught_up = single || head.is_some() || crate::kafka::caught_up(consumer, b.topic(), p.number, b.next_offset());
+            InputView { head, ready: b.ready(limits, linger), caught_up }
+        })
+        .collect();
+    if views.iter().all(|v| v.caught_up)
+        && let Some(w) = p.waiting.take()
+    {
+        if w.enforced {
+            tracing::info!(deployment = %deployment.name, partition = p.number, "input `{}` caught up: its records are in timestamp order with the others' again", w.input);
+        }
+        if w.shown {
+            lock(&deployment.status).waiting.remove(&p.number);
+        }
+    }
+    let enforce = p.waiting.as_ref().is_some_and(|w| w.enforced);
+    let topic_at = |i: usize| p.inputs.keys().nth(i).cloned().expect("an input of the view");
+    let next = order::next(&views, enforce);
+    if let Next::WaitFor { input } = next {
+        let w = p.waiting.get_or_insert_with(|| Waiting { input: topic_at(input), since: Instant::now(), shown: false, enforced: false });
+        let waited = w.since.elapsed();
+        if waited >= max_wait {
+            w.enforced = true;
+            let why = format!(
+                "processing without input `{}`: it has records on the broker that did not arrive within {} s (an open transaction, or a fetch that fails); those that arrive later may be late for windows its partners' records closed",
+                w.input,
+                max_wait.as_secs()
+            );
+            tracing::warn!(deployment = %deployment.name, partition = p.number, "{why}");
+            lock(&deployment.status).waiting.insert(p.number, why);
+            w.shown = true;
+        } else if waited >= WAIT_SHOWN_AFTER && !w.shown {
+            w.shown = true;
+            let why = format!("waiting for input `{}`: it has records on the broker not fetched yet", w.input);
+            lock(&deployment.status).waiting.insert(p.number, why);
+        }
+    }
+    match next {
+        Next::Take { input, bound } => Some((topic_at(input), bound)),
+        Next::WaitFor { .. } | Next::Nothing => None,
     }
 }

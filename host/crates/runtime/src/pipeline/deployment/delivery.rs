@@ -167,7 +167,7 @@ impl Runtime {
         p.next_wall_timer = Some(i64::MIN);
         p.idle_closed = false;
         let committed = p.ledger.rewind().clone();
-        p.buffers.clear();
+        p.clear_buffers(&committed);
         for t in &self.deployment.config.inputs {
             let offset = committed.get(t).map_or(Offset::Beginning, |&o| Offset::Offset(o));
             if let Err(e) = consumer.seek(t, n, offset, SEEK_TIMEOUT) {

@@ -40,10 +40,11 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::ledger::{Blocked, Group};
-use super::partition::{BatchLimits, Buffer, Partition};
+use super::order::{self, Bound, InputView, Next};
+use super::partition::{BatchLimits, Partition, Waiting};
 use super::restore::Takeover;
-use super::workers::{Done, Job, Outcome, Runnable, Work};
-use super::{DeploymentStatus, Shared, lock};
+use super::workers::{Done, Job, Outcome, Runnable, Slice, Work};
+use super::{DeploymentStatus, LateRecord, Shared, lock};
 use crate::changelog::{self, Flush};
 use crate::config::{Delivery, DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};

@@ -6,6 +6,8 @@ use super::*;
 /// How long a partition whose wall-clock timers are still due after a
 /// firing waits before the next one, in ms.
 const WALL_CLOCK_RETRY_MS: i64 = 200;
+/// How often a partition's late records are logged, at most.
+const LATE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Runtime {
     pub(super) fn on_done(&mut self, consumer: &BaseConsumer<KafkaContext>, done: Done) {
@@ -38,54 +40,24 @@ impl Runtime {
         if p.state.as_ref().is_some_and(|s| s.pending_held() > PENDING_COMMIT_BYTES) {
             p.commit_due = true;
         }
-        let metrics = &self.shared.metrics;
+        let metrics = self.shared.metrics.clone();
         let label = done.partition.to_string();
         metrics.batch_seconds.with_label_values(&[&tenant, &name]).observe(done.elapsed.as_secs_f64());
         metrics.wasm_cpu_seconds.with_label_values(&[&tenant, &name]).inc_by(done.cpu.as_secs_f64());
         let acks = Acks::new();
         match (done.work, done.outcome) {
-            (Work::Batch { batch, .. }, Outcome::Batch(result)) => {
-                let processed = result.processed(batch.records.len() as u32);
-                metrics.records_in.with_label_values(&[&tenant, &name, &label]).inc_by(u64::from(processed));
-                let refused = self.refused_in(&batch);
-                let out = self.produce_outputs(&result.produced, &acks, &refused);
-                self.shared.metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(out);
-                self.handle_failures(&batch, &result, &acks);
-                let mut stop_at = None;
-                for (i, why) in refused {
-                    match self.deployment.config.failure_policy {
-                        FailurePolicy::DeadLetter => self.dead_letter(&batch, i, FailureKind::Produce, &why, DeadLetter::Whole, &acks),
-                        FailurePolicy::Skip => tracing::warn!(deployment = %name, partition = done.partition, "skipped an output: {why}"),
-                        FailurePolicy::Stop => {
-                            stop_at.get_or_insert((i, why));
-                        }
+            (Work::Batch(slices), Outcome::Batch(results)) => {
+                let (mut records_in, mut records_out) = (0, 0);
+                for (Slice { batch, .. }, result) in slices.into_iter().zip(results) {
+                    records_in += u64::from(result.processed(batch.records.len() as u32));
+                    records_out += self.on_slice(consumer, done.partition, batch, &result);
+                    if self.parts.get(&done.partition).is_none_or(|p| p.stopped.is_some()) {
+                        // What the job ran after the stop is not this partition's now.
+                        break;
                     }
                 }
-                if let Some((i, why)) = stop_at {
-                    let why = describe_failure(&name, &batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
-                    self.stop_partition(consumer, done.partition, why);
-                }
-                let p = self.parts.get_mut(&done.partition).expect("partition present");
-                match &result.stopped {
-                    None => {
-                        let last = batch.records.last().map_or(-1, |r| r.offset);
-                        p.ledger.advance(&batch.topic, last + 1);
-                    }
-                    Some(stop) => {
-                        let at = batch.records[stop.index as usize].offset;
-                        let why =
-                            describe_failure(&name, &batch, &weir_abi::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() });
-                        p.ledger.advance(&batch.topic, at);
-                        self.stop_partition(consumer, done.partition, why);
-                    }
-                }
-                self.timer_failures(done.partition, &result.timer_failures);
-                let p = self.parts.get_mut(&done.partition).expect("partition present");
-                p.ledger.push(acks, Some(Arc::new(batch)));
-                if let Some(f) = &result.timer_host_failure {
-                    let why = format!("deployment `{name}`, partition {}: firing timers failed: {}: {}", done.partition, f.kind, f.message);
-                    self.stop_partition(consumer, done.partition, why);
-                }
+                metrics.records_in.with_label_values(&[&tenant, &name, &label]).inc_by(records_in);
+                metrics.records_out.with_label_values(&[&tenant, &name, &label]).inc_by(records_out);
             }
             (_, Outcome::Fired(fired)) => {
                 let out = self.produce_outputs(&fired.produced, &acks, &[]);
@@ -120,6 +92,92 @@ impl Runtime {
         }
     }
 
+    /// What one input's batch of a job did: its outputs, failures and late
+    /// records sent under one acknowledgement group, and its records
+    /// processed in the partition's ledger. Returns the outputs sent.
+    fn on_slice(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, batch: InputBatch, result: &BatchResult) -> u64 {
+        let name = self.deployment.name.clone();
+        let acks = Acks::new();
+        let refused = self.refused_in(&batch);
+        let out = self.produce_outputs(&result.produced, &acks, &refused);
+        self.handle_failures(&batch, result, &acks);
+        self.report_disorder(n, &batch, result);
+        let mut stop_at = None;
+        for (i, why) in refused {
+            match self.deployment.config.failure_policy {
+                FailurePolicy::DeadLetter => self.dead_letter(&batch, i, FailureKind::Produce, &why, DeadLetter::Whole, &acks),
+                FailurePolicy::Skip => tracing::warn!(deployment = %name, partition = n, "skipped an output: {why}"),
+                FailurePolicy::Stop => {
+                    stop_at.get_or_insert((i, why));
+                }
+            }
+        }
+        if let Some((i, why)) = stop_at {
+            let why = describe_failure(&name, &batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
+            self.stop_partition(consumer, n, why);
+        }
+        let Some(p) = self.parts.get_mut(&n) else { return out };
+        match &result.stopped {
+            None => {
+                let last = batch.records.last().map_or(-1, |r| r.offset);
+                p.ledger.advance(&batch.topic, last + 1);
+            }
+            Some(stop) => {
+                let at = batch.records[stop.index as usize].offset;
+                let why = describe_failure(&name, &batch, &weir_abi::RecordFailure { index: stop.index, kind: stop.kind, message: stop.message.clone() });
+                p.ledger.advance(&batch.topic, at);
+                self.stop_partition(consumer, n, why);
+            }
+        }
+        self.timer_failures(n, &result.timer_failures);
+        let Some(p) = self.parts.get_mut(&n) else { return out };
+        p.ledger.push(acks, Some(Arc::new(batch)));
+        if let Some(f) = &result.timer_host_failure {
+            let why = format!("deployment `{name}`, partition {n}: firing timers failed: {}: {}", f.kind, f.message);
+            self.stop_partition(consumer, n, why);
+        }
+        out
+    }
+
+    /// Counts records that came out of order, and makes those dropped as
+    /// late visible: in the status (how many, and the latest) and in the
+    /// log, at most once per [`LATE_LOG_EVERY`] and partition.
+    fn report_disorder(&mut self, n: i32, batch: &InputBatch, result: &BatchResult) {
+        let (tenant, name, label) = (self.deployment.tenant.as_str(), self.deployment.name.as_str(), n.to_string());
+        if !result.out_of_order.is_empty() {
+            self.shared.metrics.out_of_order.with_label_values(&[tenant, name, &label]).inc_by(result.out_of_order.len() as u64);
+        }
+        let (Some(&last), Some(p)) = (result.late.last(), self.parts.get_mut(&n)) else { return };
+        let r = &batch.records[last as usize];
+        let stream_time = p.state.as_deref().map_or(i64::MIN, |s| s.stream_time());
+        let latest = LateRecord { topic: batch.topic.clone(), offset: r.offset, timestamp: r.timestamp, stream_time };
+        let mut status = lock(&self.deployment.status);
+        let entry = status.late.entry(n).or_default();
+        entry.count += result.late.len() as u64;
+        entry.last = latest;
+        drop(status);
+        p.late_unlogged += result.late.len() as u64;
+        if p.late_logged.is_some_and(|at| at.elapsed() < LATE_LOG_EVERY) {
+            return;
+        }
+        let fate = match &self.deployment.config.late_topic {
+            Some(topic) => format!("sent to late_topic `{topic}`"),
+            None => "dropped (`late_topic` would keep them)".to_owned(),
+        };
+        tracing::warn!(
+            deployment = %name,
+            partition = n,
+            "{} late records {fate}: every window of their values had closed. The latest: {}[{n}] offset {}, timestamp {}, {} ms behind the partition's stream time. Records come this late when their input has them out of order by more than the windows' grace (`grace_ms`; a producer without `enable.idempotence` reorders records when it retries), or after windows closed on idleness or a wait for another input ran out",
+            p.late_unlogged,
+            batch.topic,
+            r.offset,
+            r.timestamp,
+            stream_time.saturating_sub(r.timestamp),
+        );
+        p.late_unlogged = 0;
+        p.late_logged = Some(Instant::now());
+    }
+
     /// Counts and reports timers dropped because their call failed.
     fn timer_failures(&self, partition: i32, failures: &[TimerFailure]) {
         let (tenant, name) = (self.deployment.tenant.as_str(), self.name());
@@ -142,7 +200,7 @@ impl Runtime {
         let Some(p) = self.parts.get_mut(&n) else { return };
         tracing::error!(deployment = %self.deployment.name, partition = n, "partition stopped: {why}");
         p.stopped = Some(why.clone());
-        p.buffers.clear();
+        p.clear_buffers(&Default::default());
         for t in &self.deployment.config.inputs {
             let _ = consumer.pause(&tpl_of(t, n));
         }

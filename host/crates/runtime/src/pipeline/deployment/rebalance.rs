@@ -15,7 +15,7 @@ impl Runtime {
         for n in numbers {
             self.restoring.remove(n);
             if let Some(p) = self.parts.get_mut(n) {
-                p.buffers.clear();
+                p.clear_buffers(&Default::default());
                 p.commit_due = true;
             }
         }
@@ -89,6 +89,8 @@ impl Runtime {
             status.partitions.retain(|p| p != n);
             status.stopped.remove(n);
             status.failed.remove(n);
+            status.late.remove(n);
+            status.waiting.remove(n);
         }
     }
 
@@ -135,7 +137,7 @@ impl Runtime {
                         }
                         let _ = consumer.resume(&tpl_of(topic, n));
                     }
-                    self.parts.insert(n, Partition::new(n, t.state, t.positions, t.changelog_next));
+                    self.parts.insert(n, Partition::new(n, &self.deployment.config.inputs, t.state, t.positions, t.changelog_next));
                 }
                 Err(e) => {
                     let why = format!("{e:#}");

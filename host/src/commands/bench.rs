@@ -128,6 +128,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         partitions: usize,
     },
+    /// The tumbling window count over two co-partitioned inputs whose
+    /// records interleave in time (processed in timestamp order) vs. the
+    /// same records in one input.
+    Order {
+        #[arg(long)]
+        brokers: String,
+        /// The Rust plugins' build output (window_count.wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
     /// State restore from a changelog into RocksDB vs. a bare consumer
     /// reading the same records.
     Restore {
@@ -260,6 +276,12 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                 r.table_keys as f64 / r.load.as_secs_f64(),
                 r.reload.as_secs_f64()
             );
+        }
+        BenchCommand::Order { brokers, plugins, records, keys, partitions } => {
+            let r = weir::bench::order(&brokers, &plugins, records, keys, partitions)?;
+            println!("| records | one input records/s | two interleaved inputs records/s | two / one |");
+            println!("|---:|---:|---:|---:|");
+            println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.one_input_per_sec, r.two_inputs_per_sec, r.two_inputs_per_sec / r.one_input_per_sec);
         }
         BenchCommand::Restore { brokers, keys } => {
             let r = weir::bench::restore(&brokers, keys)?;

@@ -1,13 +1,14 @@
 //! Event time under uneven input, on Apache Kafka. Stream time, windows
 //! and event-time timers belong to a partition (number), and the records
 //! of co-partitioned inputs reach them in timestamp order, so records in
-//! time order are never late however unevenly they arrive: a backlog of
-//! two inputs, records held back by an open transaction, a partition that
-//! lags the others, backpressure, a rebalance mid-stream. Every result is
-//! compared with `weir test` on the same records read back from Kafka.
-//!
-//! Each case runs three deployments over the same inputs: a tumbling
-//! window count, a session window count and an event-time inactivity timer.
+//! time order are not late however unevenly they arrive: a backlog of two
+//! inputs, records held back by an open transaction, a partition that lags
+//! the others, backpressure, a rebalance mid-stream. Those cases run three
+//! deployments over the same inputs (a tumbling window count, a session
+//! window count and an event-time inactivity timer) and compare every
+//! result with `weir test` on the same records read back from Kafka. The
+//! others check the limits of waiting, stream time across a restore, jobs
+//! that run out of time, and partitions sharing one worker's instance.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -108,16 +109,21 @@ fn offline(input: &str) -> BTreeMap<&'static str, Outputs> {
         .collect()
 }
 
+/// Reads `topic` until it holds `n` records, and a second longer (for any
+/// extra).
+fn read_settled(k: &Scope, topic: &str, n: usize) -> Vec<Rec> {
+    let mut all_since: Option<Instant> = None;
+    k.read_until(topic, Duration::from_secs(90), |out| {
+        out.len() > n || (out.len() == n && all_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1))
+    })
+}
+
 /// Reads each deployment's outputs until it holds as many as `weir test`
 /// made, and a second longer (for any extra), and compares.
 fn assert_same_as_offline(k: &Scope, want: &BTreeMap<&str, Outputs>, hosts: &[&Weir]) {
     for (name, want) in want {
         assert!(want.len() > 20, "{name}: the case must produce results, not {}", want.len());
-        let mut all_since: Option<Instant> = None;
-        let mut got: Outputs = k
-            .read_until(&format!("{name}.out"), Duration::from_secs(90), |out| {
-                out.len() > want.len() || (out.len() == want.len() && all_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1))
-            })
+        let mut got: Outputs = read_settled(k, &format!("{name}.out"), want.len())
             .iter()
             .map(|r| (r.key_str().to_owned(), r.value_str().to_owned(), r.timestamp.unwrap()))
             .collect();
@@ -161,8 +167,9 @@ fn co_partitioned_inputs_are_processed_in_timestamp_order_however_they_arrive() 
     let dir = tempfile::tempdir().unwrap();
     let weir = Weir::start(dir.path(), &k, &config(&["orders", "payments"], ""));
     weir.wait_partitions("tumbling", 2);
-    // Waiting for the held records shows.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Waiting for the held records shows (once the host's own transactional
+    // producer has started, which a busy broker can take a while for).
+    let deadline = Instant::now() + Duration::from_secs(90);
     while !waits(&weir) {
         assert!(Instant::now() < deadline, "no partition shows it waits for the held records; log:\n{}", weir.log_text());
         std::thread::sleep(Duration::from_millis(200));
@@ -336,4 +343,117 @@ fn partitions_interleaved_at_random_on_one_instance_get_what_each_gets_alone() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// One deployment of `plugin` over inputs `a` and `b` to `out`.
+fn two_input_config(plugin: &str, extra: &str, host: &str) -> String {
+    let d = deployment("two", plugin, "a", "out", extra).replace("inputs = [\"{p}a\"]", "inputs = [\"{p}a\", \"{p}b\"]");
+    host_config(&format!("{host}\n{d}"))
+}
+
+/// A partition waits for a co-partitioned input at most
+/// `host.max_input_wait_ms`: then it goes on without it and says so, and
+/// the records the input sends later are late (counted and shown); once
+/// the input has caught up, the partition says so no more.
+#[test]
+fn a_wait_for_an_input_ends_at_its_limit_and_says_so() {
+    let k = Broker::shared().scope();
+    for t in ["a", "b", "out", "two.dlq"] {
+        k.create_topic(t, 1);
+    }
+    let base = base();
+    let at = |t: i64| Rec { timestamp: Some(base + t), ..Rec::new("k", "x") };
+    let held = k.begin_transaction("held");
+    held.produce("b", &[at(0), at(10)]);
+    k.produce("a", &(0..30).map(|i| at(i * 100)).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_input_config("window_count", r#"config = { window = "tumbling", size_ms = "1000" }"#, "max_input_wait_ms = 1500");
+    let weir = Weir::start(dir.path(), &k, &config);
+    weir.wait_partitions("two", 1);
+    let status = |w: &Weir| w.health().map(|h| h["deployments"]["two"].clone()).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !status(&weir)["waiting"]["0"].as_str().is_some_and(|w| w.contains("processing without input")) {
+        assert!(Instant::now() < deadline, "the wait never ran out: {}; log:\n{}", status(&weir), weir.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without `b`, `a`'s windows close: [0,1000) and [1000,2000).
+    let closed = k.read("out", 2, Duration::from_secs(30));
+    assert_eq!(closed.len(), 2, "log:\n{}", weir.log_text());
+    held.commit();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(&weir);
+        if s["late"]["0"]["count"] == 2 && s["waiting"].is_null() {
+            assert_eq!(s["late"]["0"]["last"]["offset"], 1, "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the held records are not shown as late, or the wait still shows: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(weir.log_text().contains("caught up"), "the end of the wait is logged");
+}
+
+/// A commit writes the partition's stream time to the changelog: a host
+/// that restores the partition elsewhere goes on from it, so a timer set
+/// for a time the stream has passed fires at once, as it would have on the
+/// first host.
+#[test]
+fn stream_time_survives_a_restore_elsewhere() {
+    let k = Broker::shared().scope();
+    for t in ["in", "out", "alerts.dlq"] {
+        k.create_topic(t, 1);
+    }
+    let config = host_config(&deployment("alerts", "inactivity", "in", "out", r#"config = { gap_ms = "300" }"#));
+    let base = base();
+    let at = |key: &str, t: i64| Rec { timestamp: Some(base + t), ..Rec::new(key, "x") };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut first = Weir::start(da.path(), &k, &config);
+    first.wait_partitions("alerts", 1);
+    // `b` at 10 s moves stream time past `a`'s timer, which fires.
+    k.produce("in", &[at("a", 0), at("b", 10_000)]);
+    assert_eq!(k.read("out", 1, Duration::from_secs(30)).len(), 1, "log:\n{}", first.log_text());
+    assert!(first.terminate().success());
+    // Another host, with no store of its own: it restores the changelog.
+    let second = Weir::start(db.path(), &k, &config);
+    second.wait_partitions("alerts", 1);
+    // `c` at 1 s sets a timer at 1.3 s, which stream time (10 s) has passed.
+    k.produce("in", &[at("c", 1_000)]);
+    let out = k.read_until("out", Duration::from_secs(30), |o| o.iter().any(|r| r.key_str() == "c"));
+    assert!(out.iter().any(|r| r.key_str() == "c"), "the timer waited for stream time to come back; log:\n{}", second.log_text());
+}
+
+/// A job of several inputs' batches gets one batch's CPU time: past it,
+/// what it has not run goes back to the partition and runs next. A guest
+/// that spins on some records (each up to the CPU limit) holds a worker no
+/// longer than a batch would, and every record is still forwarded or
+/// dead-lettered exactly once.
+#[test]
+fn a_job_out_of_time_puts_back_what_it_did_not_run() {
+    let k = Broker::shared().scope();
+    for t in ["a", "b", "out", "two.dlq"] {
+        k.create_topic(t, 1);
+    }
+    let base = base();
+    // Interleaved one by one: a batch of one record per input at a time.
+    let value = |input: &str, i: i64| if i % 10 == 3 { format!("{input}{i} spin") } else { format!("{input}{i}") };
+    for (input, offset) in [("a", 0), ("b", 1)] {
+        let records: Vec<Rec> = (0..60).map(|i| Rec { timestamp: Some(base + 2 * i + offset), ..Rec::new("k", &value(input, i)) }).collect();
+        k.produce(input, &records);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &two_input_config("hostile_loop", "config = { trigger = \"spin\" }\nlimits = { cpu_ms_per_batch = 100 }", ""));
+    let want_out: Vec<String> = ["a", "b"].iter().flat_map(|t| (0..60).filter(|i| i % 10 != 3).map(|i| value(t, i))).collect();
+    let want_dead: Vec<String> = ["a", "b"].iter().flat_map(|t| (0..60).filter(|i| i % 10 == 3).map(|i| value(t, i))).collect();
+    let sorted = |records: Vec<Rec>| {
+        let mut v: Vec<String> = records.iter().map(|r| r.value_str().to_owned()).collect();
+        v.sort();
+        v
+    };
+    let out = sorted(read_settled(&k, "out", want_out.len()));
+    let dead = sorted(read_settled(&k, "two.dlq", want_dead.len()));
+    let (mut want_out, mut want_dead) = (want_out, want_dead);
+    want_out.sort();
+    want_dead.sort();
+    assert_eq!(out, want_out, "log:\n{}", weir.log_text());
+    assert_eq!(dead, want_dead, "log:\n{}", weir.log_text());
 }

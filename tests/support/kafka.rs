@@ -275,7 +275,8 @@ impl Scope {
     /// read-committed readers, and holds their partitions back, until
     /// [`OpenTransaction::commit`].
     pub fn begin_transaction(&self, id: &str) -> OpenTransaction {
-        let producer: BaseProducer = self.client().set("transactional.id", self.name(id)).set("linger.ms", "5").create().unwrap();
+        let producer: BaseProducer =
+            self.client().set("transactional.id", self.name(id)).set("transaction.timeout.ms", "300000").set("linger.ms", "5").create().unwrap();
         producer.init_transactions(Duration::from_secs(30)).expect("init_transactions");
         producer.begin_transaction().expect("begin_transaction");
         OpenTransaction { producer, scope: self.clone() }

@@ -1,8 +1,8 @@
 //! `weir bench order`: what processing co-partitioned inputs in timestamp
 //! order costs. The tumbling window count over records split between two
-//! inputs whose timestamps interleave record by record (the worst case:
-//! every batch ends after one record of one input) against the same
-//! records in one input.
+//! inputs alternately, ten a millisecond (near the worst case: every batch
+//! ends after one millisecond's records of one input, a record or two per
+//! partition) against the same records in one input.
 
 use std::collections::HashSet;
 use std::path::Path;

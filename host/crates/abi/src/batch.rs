@@ -118,6 +118,11 @@ impl BatchBuilder {
         }
     }
 
+    /// The builder [`finish_checked`](Self::finish_checked) took apart.
+    pub fn from_parts(batch: InputBatch, invalid: Vec<RecordFailure>) -> Self {
+        BatchBuilder { batch, invalid }
+    }
+
     #[inline]
     fn bytes(&mut self, b: &[u8]) -> Span {
         let start = self.batch.data.len() as u32;

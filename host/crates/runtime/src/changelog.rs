@@ -5,7 +5,9 @@
 //! the state exactly.
 //!
 //! A commit writes, in one Kafka transaction, the pending changes of the
-//! partitions it covers, their stream times (`STREAM_TIME_KEY`), one record
+//! partitions it covers, their stream times (`STREAM_TIME_KEY`; a partition
+//! without state changes commits offsets alone, so a restore may find a
+//! stream time behind them, which the next records move on), one record
 //! per partition under [`POSITIONS_KEY`] naming the input positions those
 //! changes reflect, and the consumer group's offsets: all of it becomes visible to `read_committed` readers,
 //! or none of it. A restore therefore applies every record it sees, and

@@ -90,19 +90,29 @@ pub fn headers_of<'a>(m: &'a rdkafka::message::BorrowedMessage<'a>) -> Vec<(&'a 
         .collect()
 }
 
+/// Where a consumer of `kafka` starts a partition without a committed
+/// offset: at its end (`auto.offset.reset` set to latest), or at its start
+/// (Weir's default).
+pub fn starts_at_end(kafka: &KafkaConfig) -> bool {
+    matches!(kafka.properties.get("auto.offset.reset").map(String::as_str), Some("latest" | "largest" | "end"))
+}
+
 /// Whether `consumer` has nothing left to read of `topic` partition
 /// `partition` as far as the last fetch told: its position has reached the
 /// end the broker reported with it (the high watermark, which librdkafka
 /// caches without a request). Its position is where the last record or
 /// transaction marker it consumed ends, or, before any since it was sent
-/// somewhere, `sent_to` (`None`: where the reset policy starts). Read
-/// committed, a position held back by an open transaction is not caught
-/// up; nothing fetched yet is not either.
+/// somewhere, `sent_to` (where the log starts, if that is later: records
+/// before it were deleted), or, with neither, where the reset policy starts
+/// (`from_end`, or the log's start). Read committed, a position held back
+/// by an open transaction is not caught up; nothing fetched yet is not
+/// either.
 pub fn caught_up<C: rdkafka::consumer::ConsumerContext>(
     consumer: &rdkafka::consumer::BaseConsumer<C>,
     topic: &str,
     partition: i32,
     sent_to: Option<i64>,
+    from_end: bool,
 ) -> bool {
     use rdkafka::bindings as rd;
     use rdkafka::consumer::Consumer;
@@ -121,10 +131,12 @@ pub fn caught_up<C: rdkafka::consumer::ConsumerContext>(
     // in its offsets from the consumer's positions without a request.
     unsafe { rd::rd_kafka_position(rk, tpl.ptr()) };
     let consumed = tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()).filter(|&o| o >= 0);
-    match consumed.or(sent_to) {
+    // The log's start is known once client statistics have come (-1 before).
+    let low = (low >= 0).then_some(low);
+    match consumed.or(sent_to.map(|s| low.map_or(s, |l| s.max(l)))) {
         Some(position) => position >= high,
-        // From the start: caught up only where there is nothing to read.
-        None => high == 0 || (low >= 0 && low >= high),
+        None if from_end => true,
+        None => high == 0 || low.is_some_and(|l| l >= high),
     }
 }
 

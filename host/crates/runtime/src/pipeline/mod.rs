@@ -106,7 +106,8 @@ pub struct DeploymentStatus {
     /// The deployment's tables and their loading (filled in by `status_now`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tables: BTreeMap<String, tables::TableStatus>,
-    /// Records dropped as late on each partition since this host took it.
+    /// Records dropped as late on each partition since this host took it
+    /// (records processed again after a failure count again).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub late: BTreeMap<i32, LateRecords>,
     /// Partitions waiting for one of their inputs, or going on without it
@@ -130,7 +131,7 @@ pub struct LateRecord {
     pub offset: i64,
     pub timestamp: i64,
     /// The partition's stream time (the largest timestamp it had seen)
-    /// after the batch that dropped it.
+    /// after the job that dropped it.
     pub stream_time: i64,
 }
 

@@ -54,12 +54,25 @@ impl Buffer {
         &self.topic
     }
 
-    /// Drops what is buffered; the next record to arrive is at `next_offset`.
+    /// Drops what is buffered; the next record to arrive is at
+    /// `next_offset`. Consumption goes on (or stays paused) by the
+    /// caller's decision, not for a full buffer.
     pub fn clear(&mut self, next_offset: Option<i64>) {
         self.chunks.clear();
         self.records = 0;
         self.bytes = 0;
+        self.paused = false;
         self.next_offset = next_offset;
+    }
+
+    /// Puts a batch taken from this buffer back in front, ready at once
+    /// (a job that ran out of time before it).
+    pub fn put_back(&mut self, batch: BatchBuilder) {
+        self.records += batch.len();
+        self.bytes += batch.held_bytes();
+        // It waited its linger the first time.
+        let since = Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or_else(Instant::now);
+        self.chunks.push_front(Chunk { builder: batch, taken: 0, since });
     }
 
     pub fn next_offset(&self) -> Option<i64> {
@@ -217,12 +230,14 @@ impl Partition {
         self.inputs.values().map(Buffer::records).sum()
     }
 
-    /// Drops every buffered record; each input's next record is at
-    /// `positions` (or where the group's reset policy says).
-    pub fn clear_buffers(&mut self, positions: &Positions) {
+    /// Drops every buffered record and any wait for an input; each input's
+    /// next record is at `positions` (or where the group's reset policy
+    /// says). Returns whether a wait shown in the status ended.
+    pub fn clear_buffers(&mut self, positions: &Positions) -> bool {
         for (t, b) in &mut self.inputs {
             b.clear(positions.get(t).copied());
         }
+        self.waiting.take().is_some_and(|w| w.shown)
     }
 }
 
@@ -260,10 +275,19 @@ mod tests {
         assert_eq!((b.records(), b.head()), (3, Some(20)));
         assert_eq!(b.bytes(), bytes - first.held_bytes());
         // The invalid record at 30 never stops a batch: it moves no time.
-        let (second, invalid) = b.take(Some(Bound { timestamp: 30, inclusive: true })).unwrap().finish_checked();
+        let (second, invalid) = b.take(Some(Bound { timestamp: 25, inclusive: false })).unwrap().finish_checked();
         assert_eq!(second.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [8, 9]);
         assert_eq!(invalid.iter().map(|f| f.index).collect::<Vec<_>>(), [1]);
         assert_eq!(b.take(None).map(|c| c.finish().records[0].offset), Some(10));
         assert_eq!((b.records(), b.bytes(), b.head()), (0, 0, None));
+        // Put back (its job ran out of time), it comes first again, at once.
+        b.put_back(BatchBuilder::from_parts(second, invalid));
+        assert_eq!((b.records(), b.head()), (2, Some(20)));
+        assert!(b.ready(limits, std::time::Duration::from_secs(60)), "it waited its linger before");
+        assert_eq!(b.take(None).map(|c| c.len()), Some(2));
+        assert_eq!((b.records(), b.bytes()), (0, 0));
+        // An invalid record at the head goes first among the inputs.
+        b.push(limits, 11, 50, None, Some(b"v"), [], Some("too far ahead".to_owned()));
+        assert_eq!(b.head(), Some(i64::MIN));
     }
 }

@@ -102,7 +102,8 @@ pub struct Slice {
 
 pub enum Outcome {
     /// The results of the slices run, in order: all of them, unless one
-    /// stopped (the rest are not run).
+    /// stopped the partition (the rest are not run) or the job used up a
+    /// batch's CPU time (the rest go back to the partition's buffers).
     Batch(Vec<BatchResult>),
     Closed(Result<Vec<Produced>, CallFailure>),
     Fired(Fired),
@@ -324,8 +325,20 @@ fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, s
         Work::Batch(slices) => {
             let fallback = runnable.fallback();
             let (mut state, mut results, mut rolled_back, mut passed) = (state, Vec::with_capacity(slices.len()), None, true);
+            // Each slice is a call under the CPU limit; together they get
+            // one batch's time, as a job of one input's batch would.
+            let (started, allowed) = (thread_cpu_time(), Duration::from_millis(runnable.spec.limits.cpu_ms_per_batch));
             for Slice { batch, invalid } in slices {
+                if !results.is_empty() && thread_cpu_time().saturating_sub(started) >= allowed {
+                    break;
+                }
                 let result = match &fallback {
+                    // Rolled back in this job: the rest runs what it fell back to.
+                    Some(fallback) if rolled_back.is_some() => {
+                        let (back, result) = transform_of(transforms, fallback).dispatch_checked(batch, invalid, state);
+                        state = back;
+                        result
+                    }
                     None => {
                         let (back, result) = transform_of(transforms, runnable).dispatch_checked(batch, invalid, state);
                         state = back;
@@ -341,9 +354,10 @@ fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, s
                         result
                     }
                 };
-                let stopped = result.stopped.is_some();
+                // The partition stops there; what follows is not run.
+                let stops = result.stopped.is_some() || result.timer_host_failure.is_some();
                 results.push(result);
-                if stopped {
+                if stops {
                     break;
                 }
             }

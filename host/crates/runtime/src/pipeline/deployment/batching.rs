@@ -66,6 +66,8 @@ impl Runtime {
         let (limits, linger) = (self.batch_limits(), self.linger());
         let (resume_records, resume_bytes) = (self.shared.host.max_buffered_records / 2, self.shared.host.max_buffered_bytes / 2);
         let max_wait = Duration::from_millis(self.shared.host.max_input_wait_ms);
+        let from_end = crate::kafka::starts_at_end(&self.shared.kafka);
+        let caught_up = |b: &Buffer, n: i32| crate::kafka::caught_up(consumer, b.topic(), n, b.next_offset(), from_end);
         for p in self.parts.values_mut() {
             if p.in_flight || p.stopped.is_some() || p.commit_due || p.hold_until.is_some() || p.state.is_none() {
                 continue;
@@ -74,7 +76,7 @@ impl Runtime {
             // interleaved inputs cost a call each, not a job each.
             let (mut slices, mut records, mut bytes) = (Vec::new(), 0, 0);
             while records < limits.records && bytes < limits.bytes {
-                let Some((topic, bound)) = next_input(consumer, p, limits, linger, max_wait, &self.deployment) else { break };
+                let Some((topic, bound)) = next_input(&caught_up, p, limits, linger, max_wait, &self.deployment) else { break };
                 let Some(buffer) = p.inputs.get_mut(&topic) else { break };
                 let Some(chunk) = buffer.take(bound).filter(|c| !c.is_empty()) else { break };
                 if buffer.paused && buffer.records() < resume_records && buffer.bytes() < resume_bytes {
@@ -98,6 +100,8 @@ impl Runtime {
     /// Asks the transform to close windows of partitions idle for a while
     /// (only transforms that asked for idle closing act on it).
     pub(super) fn close_idle_windows(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+        let from_end = crate::kafka::starts_at_end(&self.shared.kafka);
+        let max_wait = Duration::from_millis(self.shared.host.max_input_wait_ms);
         for p in self.parts.values_mut() {
             let idle = p.last_record.elapsed();
             if p.in_flight
@@ -110,10 +114,12 @@ impl Runtime {
             {
                 continue;
             }
-            // Quiet because its records are late in coming (a slow or
-            // restarted broker, a backlog), not because there are none:
-            // closing now would make them late.
-            if !p.inputs.values().all(|b| crate::kafka::caught_up(consumer, b.topic(), p.number, b.next_offset())) {
+            // Quiet because its records are late in coming (a backlog, a
+            // slow fetch, records behind an open transaction), not because
+            // there are none: closing now would make them late. For as long
+            // as a partition waits for an input, at most.
+            let behind = p.inputs.values().any(|b| !crate::kafka::caught_up(consumer, b.topic(), p.number, b.next_offset(), from_end));
+            if behind && idle < Duration::from_secs(1) + max_wait {
                 continue;
             }
             let Some(state) = p.state.take() else { continue };
@@ -154,7 +160,7 @@ const WAIT_SHOWN_AFTER: Duration = Duration::from_secs(1);
 /// `order`). A wait longer than a second shows in the deployment's status;
 /// past `max_wait` the partition goes on without the input, and says so.
 fn next_input(
-    consumer: &BaseConsumer<KafkaContext>,
+    caught_up: &dyn Fn(&Buffer, i32) -> bool,
     p: &mut Partition,
     limits: BatchLimits,
     linger: Duration,
@@ -168,7 +174,7 @@ fn next_input(
         .map(|b| {
             let head = b.head();
             // Only an empty input of several is ever waited for.
-            let caught_up = single || head.is_some() || crate::kafka::caught_up(consumer, b.topic(), p.number, b.next_offset());
+            let caught_up = single || head.is_some() || caught_up(b, p.number);
             InputView { head, ready: b.ready(limits, linger), caught_up }
         })
         .collect();
@@ -186,7 +192,9 @@ fn next_input(
     let topic_at = |i: usize| p.inputs.keys().nth(i).cloned().expect("an input of the view");
     let next = order::next(&views, enforce);
     if let Next::WaitFor { input } = next {
-        let w = p.waiting.get_or_insert_with(|| Waiting { input: topic_at(input), since: Instant::now(), shown: false, enforced: false });
+        let input = topic_at(input);
+        let w = p.waiting.get_or_insert_with(|| Waiting { input: input.clone(), since: Instant::now(), shown: false, enforced: false });
+        w.input = input;
         let waited = w.since.elapsed();
         if waited >= max_wait {
             w.enforced = true;

@@ -167,7 +167,9 @@ impl Runtime {
         p.next_wall_timer = Some(i64::MIN);
         p.idle_closed = false;
         let committed = p.ledger.rewind().clone();
-        p.clear_buffers(&committed);
+        if p.clear_buffers(&committed) {
+            lock(&self.deployment.status).waiting.remove(&n);
+        }
         for t in &self.deployment.config.inputs {
             let offset = committed.get(t).map_or(Offset::Beginning, |&o| Offset::Offset(o));
             if let Err(e) = consumer.seek(t, n, offset, SEEK_TIMEOUT) {

@@ -41,7 +41,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::ledger::{Blocked, Group};
 use super::order::{self, Bound, InputView, Next};
-use super::partition::{BatchLimits, Partition, Waiting};
+use super::partition::{BatchLimits, Buffer, Partition, Waiting};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Slice, Work};
 use super::{DeploymentStatus, LateRecord, Shared, lock};
@@ -314,8 +314,10 @@ impl Runtime {
     }
 
     fn poll_timeout(&self) -> Duration {
-        let busy = self.parts.values().any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || (p.buffered() > 0 && p.hold_until.is_none()))
-            || !self.restoring.is_empty();
+        // A partition waiting for an input is woken by its records, which
+        // end the poll: no need to spin meanwhile.
+        let ready = |p: &Partition| p.buffered() > 0 && p.hold_until.is_none() && p.waiting.as_ref().is_none_or(|w| w.enforced);
+        let busy = self.parts.values().any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || ready(p)) || !self.restoring.is_empty();
         if busy { Duration::from_millis(1) } else { Duration::from_millis(50) }
     }
 

@@ -48,12 +48,25 @@ impl Runtime {
         match (done.work, done.outcome) {
             (Work::Batch(slices), Outcome::Batch(results)) => {
                 let (mut records_in, mut records_out) = (0, 0);
-                for (Slice { batch, .. }, result) in slices.into_iter().zip(results) {
+                let ran = results.len();
+                let mut slices = slices.into_iter();
+                // Results first: zip then takes no slice past the last result.
+                for (result, Slice { batch, .. }) in results.into_iter().zip(slices.by_ref()) {
                     records_in += u64::from(result.processed(batch.records.len() as u32));
                     records_out += self.on_slice(consumer, done.partition, batch, &result);
                     if self.parts.get(&done.partition).is_none_or(|p| p.stopped.is_some()) {
                         // What the job ran after the stop is not this partition's now.
                         break;
+                    }
+                }
+                // Not run (the job's time was up): next, as they were.
+                if let Some(p) = self.parts.get_mut(&done.partition).filter(|p| p.stopped.is_none()) {
+                    let left: Vec<Slice> = slices.collect();
+                    debug_assert!(ran > 0 || left.is_empty());
+                    for Slice { batch, invalid } in left.into_iter().rev() {
+                        if let Some(buffer) = p.inputs.get_mut(&batch.topic) {
+                            buffer.put_back(weir_abi::BatchBuilder::from_parts(batch, invalid));
+                        }
                     }
                 }
                 metrics.records_in.with_label_values(&[&tenant, &name, &label]).inc_by(records_in);
@@ -200,12 +213,15 @@ impl Runtime {
         let Some(p) = self.parts.get_mut(&n) else { return };
         tracing::error!(deployment = %self.deployment.name, partition = n, "partition stopped: {why}");
         p.stopped = Some(why.clone());
-        p.clear_buffers(&Default::default());
+        let waited = p.clear_buffers(&Default::default());
         for t in &self.deployment.config.inputs {
             let _ = consumer.pause(&tpl_of(t, n));
         }
         self.shared.metrics.stopped.with_label_values(&[&self.deployment.tenant, &self.deployment.name, &n.to_string()]).set(1);
         let mut status = lock(&self.deployment.status);
+        if waited {
+            status.waiting.remove(&n);
+        }
         status.stopped.insert(n, why.clone());
         status.last_error = Some(why);
     }

@@ -64,6 +64,13 @@ enum Command {
     /// Make an API token: prints the token and the sha256 the host config
     /// stores.
     Token,
+    /// Compile a component read from stdin to stdout (a host runs this in a
+    /// child process, under limits).
+    #[command(name = "compile-module", hide = true)]
+    CompileModule {
+        /// The host's engine settings, JSON.
+        engine: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +98,7 @@ fn main() -> ExitCode {
         Command::Undeploy(a) => api::undeploy(a),
         Command::Logs(a) => api::logs(a),
         Command::Token => api::token(),
+        Command::CompileModule { engine } => Ok(ExitCode::from(weir_engine::compile::child_main(&engine) as u8)),
     };
     match result {
         Ok(code) => code,

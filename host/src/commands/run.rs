@@ -48,6 +48,9 @@ pub fn serve_until_signal(
     config: weir_runtime::config::Config,
     then: impl FnOnce(&weir_runtime::pipeline::Host, std::sync::Arc<tokio::sync::Notify>) -> Result<()>,
 ) -> Result<ExitCode> {
+    let mut config = config;
+    // Modules compile in child processes of this binary, under limits.
+    config.engine.compiler_exe = Some(std::env::current_exe().context("locating the weir binary (modules compile in a child process of it)")?);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let host = std::sync::Arc::new(weir_runtime::pipeline::Host::start(&config)?);
     // Check every deployment before consuming anything.
@@ -75,6 +78,18 @@ pub fn serve_until_signal(
         }
     });
     tracing::info!("shutting down: finishing batches and committing");
+    // Whatever Kafka does meanwhile (a broker away, a commit that hangs),
+    // the process ends within the grace period an orchestrator gives it:
+    // what was not committed is processed again after the restart.
+    let grace = std::time::Duration::from_millis(config.host.shutdown_timeout_ms);
+    std::thread::Builder::new()
+        .name("weir-shutdown-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            tracing::error!("shutdown did not finish within host.shutdown_timeout_ms ({} ms); exiting without it", grace.as_millis());
+            std::process::exit(3);
+        })
+        .context("starting the shutdown deadline")?;
     host.shutdown();
     Ok(ExitCode::SUCCESS)
 }

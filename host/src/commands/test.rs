@@ -58,7 +58,7 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?
     };
     let lines = offline::jsonl::parse(&text)?;
-    let mut config = EngineConfig::default();
+    let mut config = EngineConfig { compiler_exe: Some(std::env::current_exe().context("locating the weir binary")?), ..EngineConfig::default() };
     if args.no_cache {
         config.cache_dir = None;
     }

@@ -201,6 +201,10 @@ impl BatchBuilder {
         self.batch.data.len() + self.batch.records.len() * size_of::<InputRecord>() + self.batch.headers.len() * size_of::<Header>()
     }
 
+    pub fn topic(&self) -> &str {
+        &self.batch.topic
+    }
+
     /// The timestamp of record `i`.
     #[inline]
     pub fn timestamp(&self, i: usize) -> i64 {

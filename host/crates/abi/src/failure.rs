@@ -37,6 +37,10 @@ pub enum FailureKind {
     /// Its output could never be produced (too large for the topic, the
     /// topic gone or denied).
     Produce,
+    /// The host had no room to run the transform (its instance pool, or the
+    /// tenant's share of it, was full): not the record's doing, so its batch
+    /// waits and runs again.
+    Unavailable,
 }
 
 impl FailureKind {
@@ -55,12 +59,13 @@ impl FailureKind {
             FailureKind::Host => "host",
             FailureKind::InvalidInput => "invalid-input",
             FailureKind::Produce => "produce",
+            FailureKind::Unavailable => "unavailable",
         }
     }
 
     /// Failures that stop the partition instead of condemning a record.
     pub fn stops_partition(self) -> bool {
-        matches!(self, FailureKind::Fatal | FailureKind::Host)
+        matches!(self, FailureKind::Fatal | FailureKind::Host | FailureKind::Unavailable)
     }
 }
 

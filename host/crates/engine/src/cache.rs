@@ -79,6 +79,10 @@ impl ArtifactCache {
         }
     }
 
+    pub fn remove(&self, digest: &str) {
+        let _ = std::fs::remove_file(self.path(digest));
+    }
+
     pub fn put(&self, digest: &str, component: &Component) -> Result<()> {
         let mut bytes = component.serialize().map_err(anyhow::Error::from).context("serializing compiled module")?;
         let mut mac = self.mac();

@@ -16,6 +16,7 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 pub mod bindings;
 pub mod cache;
 pub mod capabilities;
+pub mod compile;
 pub mod limits;
 pub mod offline;
 pub mod private_file;
@@ -41,11 +42,24 @@ pub struct EngineConfig {
     pub max_wasm_stack_kb: usize,
     /// Instances the pooling allocator can hold at once.
     pub max_instances: u32,
+    /// What compiling one module may take (see `compile`).
+    pub compile: compile::CompileLimits,
+    /// Compiles in child processes of this executable (the `weir` binary,
+    /// which answers `compile-module`); none: in this process.
+    #[serde(skip)]
+    pub compiler_exe: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { cache_dir: default_cache_dir(), max_module_mb: 64, max_wasm_stack_kb: 512, max_instances: 1_000 }
+        EngineConfig {
+            cache_dir: default_cache_dir(),
+            max_module_mb: 64,
+            max_wasm_stack_kb: 512,
+            max_instances: 1_000,
+            compile: compile::CompileLimits::default(),
+            compiler_exe: None,
+        }
     }
 }
 
@@ -81,8 +95,9 @@ struct Inner {
     cache: Option<cache::ArtifactCache>,
     config: EngineConfig,
     stop_ticker: Arc<AtomicBool>,
-    /// One compilation at a time: uploads may come from any tenant, and a
-    /// Python component takes seconds of every core.
+    /// One compilation at a time in this process (when it compiles here):
+    /// uploads may come from any tenant, and a Python component takes
+    /// seconds of every core.
     compiling: std::sync::Mutex<()>,
 }
 
@@ -112,31 +127,7 @@ impl Module {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine> {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 16)
-            .total_memories(config.max_instances * 4)
-            .total_tables(config.max_instances * 4)
-            .total_stacks(config.max_instances)
-            .max_memories_per_module(2)
-            .max_tables_per_module(4)
-            .table_elements(100_000)
-            .max_core_instance_size(4 << 20)
-            .max_component_instance_size(4 << 20)
-            // Reset a freed instance's memory with memset rather than
-            // madvise: a tenant whose instances die by the hundred (memory
-            // bombs, traps) would otherwise keep the kernel's memory-map
-            // lock busy and stall every thread of the host.
-            .linear_memory_keep_resident(64 << 20)
-            .table_keep_resident(1 << 20);
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(config.max_wasm_stack_kb * 1024)
-            // Weir calls components synchronously; without component-model
-            // concurrency a call costs ~170 ns instead of ~510 ns.
-            .concurrency_support(false)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let wasm = wasmtime_config(&config, true);
         let engine = wasmtime::Engine::new(&wasm).map_err(anyhow::Error::from).context("configuring wasmtime")?;
 
         let mut linker = Linker::new(&engine);
@@ -171,9 +162,8 @@ impl Engine {
         let (component, compiled_in) = match cached {
             Some(c) => (c, None),
             None => {
-                let _one_at_a_time = self.inner.compiling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let started = Instant::now();
-                let c = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                let c = self.compile(bytes)?;
                 (c, Some(started.elapsed()))
             }
         };
@@ -195,11 +185,90 @@ impl Engine {
         Ok(Module { digest, size: bytes.len(), compiled_in, pre, engine: self.clone() })
     }
 
+    /// Compiles a component: in a child process under the compile limits
+    /// when the engine has a compiler to run (see `compile`), else here,
+    /// one at a time.
+    fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
+        let engine = &self.inner.engine;
+        let Some(exe) = &self.inner.config.compiler_exe else {
+            let _one_at_a_time = self.inner.compiling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return Component::new(engine, bytes).map_err(|e| {
+                let message = format!("{e:#}");
+                if message.contains("exceeds the configured maximum") { LoadError::Pool(message) } else { LoadError::Invalid(message) }
+            });
+        };
+        let artifact = compile::in_child(exe, &self.inner.config, self.inner.config.compile, bytes)?;
+        // SAFETY: the artifact is what our own binary compiled, from an
+        // engine of the same settings, read from its stdout (a pipe no one
+        // else writes); deserializing checks that it is for this engine.
+        unsafe { Component::deserialize(engine, &artifact) }.map_err(|e| {
+            // The pool's per-component limits are checked as it loads.
+            let message = format!("{e:#}");
+            match message.contains("exceeds the configured maximum") {
+                true => LoadError::Pool(message),
+                false => LoadError::Compiler(format!("loading the compiled module: {message}")),
+            }
+        })
+    }
+
+    /// Deletes what was compiled of module `digest` (it is gone).
+    pub fn forget(&self, digest: &str) {
+        if let Some(cache) = &self.inner.cache {
+            cache.remove(digest);
+        }
+    }
+
     /// Reads and loads a component file; errors name the file.
     pub fn load_file(&self, path: &Path) -> Result<Module> {
         let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
         self.load(&bytes).with_context(|| format!("plugin {}", path.display()))
     }
+}
+
+/// What one component may hold of the instance pool; a component that
+/// would hold more is refused when it loads.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
+
+/// wasmtime's settings for `config`; `pooling` for a host that runs
+/// instances (a compiling child has none to allocate, and what it compiles
+/// loads in an engine with the pool).
+pub fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack_kb * 1024)
+        // Weir calls components synchronously; without component-model
+        // concurrency a call costs ~170 ns instead of ~510 ns.
+        .concurrency_support(false);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 16)
+            .total_memories(config.max_instances * 4)
+            .total_tables(config.max_instances * 4)
+            .total_stacks(config.max_instances)
+            .max_memories_per_module(2)
+            .max_tables_per_module(4)
+            // Per component, so that one tenant's component cannot take the
+            // pool's slots by the thousand: Python components (the largest)
+            // hold 38 core instances, 2 memories and a few tables.
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+            .table_elements(100_000)
+            .max_core_instance_size(4 << 20)
+            .max_component_instance_size(4 << 20)
+            // Reset a freed instance's memory with memset rather than
+            // madvise: a tenant whose instances die by the hundred (memory
+            // bombs, traps) would otherwise keep the kernel's memory-map
+            // lock busy and stall every thread of the host.
+            .linear_memory_keep_resident(64 << 20)
+            .table_keep_resident(1 << 20);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    wasm
 }
 
 fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {

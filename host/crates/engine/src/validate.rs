@@ -25,6 +25,15 @@ pub enum LoadError {
     CoreModule,
     #[error("invalid WebAssembly component: {0}")]
     Invalid(String),
+    /// Compiling it went past a limit (see `compile`).
+    #[error("refused: {0}")]
+    CompileLimit(String),
+    /// The compiler itself failed (not the module's doing).
+    #[error("compiling failed: {0}")]
+    Compiler(String),
+    /// It would hold more of the host's instance pool than one component may.
+    #[error("refused: {0}")]
+    Pool(String),
     #[error("does not implement the world {WORLD}: it does not export `{HANDLER_EXPORT}`, nor an earlier version's handler (it exports: {found})")]
     MissingExport { found: String },
     #[error("does not implement the world {WORLD}: {0}")]

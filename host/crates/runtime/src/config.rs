@@ -111,6 +111,13 @@ pub struct HostConfig {
     /// stamped years ahead would expire every TTL and close every window
     /// for good: later ones go to the failure policy (`invalid-input`).
     pub max_future_ms: u64,
+    /// How long a graceful shutdown (SIGTERM, SIGINT) may take before the
+    /// process exits anyway, ms: within Kubernetes' default grace period.
+    pub shutdown_timeout_ms: u64,
+    /// Bytes of input every deployment of the host may hold buffered
+    /// together; past it, partitions that hold a batch pause (as each does
+    /// past `max_buffered_bytes`).
+    pub max_buffered_bytes_total: usize,
     /// How long a partition of several inputs waits for an input that has
     /// records on the broker but none here yet, ms. Records of co-partitioned
     /// inputs are processed in timestamp order, so a partition waits for the
@@ -136,6 +143,8 @@ impl Default for HostConfig {
             max_buffered_bytes: 64 << 20,
             max_future_ms: 24 * 3_600_000,
             max_input_wait_ms: 30_000,
+            max_buffered_bytes_total: 512 << 20,
+            shutdown_timeout_ms: 25_000,
         }
     }
 }

@@ -109,6 +109,7 @@ async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response 
             return (StatusCode::UNAUTHORIZED, "metrics need `Authorization: Bearer <token>`: the admin's, or a tenant's for its own").into_response();
         }
     };
+    host.refresh_gauges();
     let text = host.metrics().render();
     let visible = match tenant {
         None => text,
@@ -122,7 +123,8 @@ async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response 
 
 async fn health(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
     let mut deployments = host.statuses();
-    let degraded = deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty() || d.down.is_some());
+    let producer = host.producer_stalled();
+    let degraded = producer.is_some() || deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty() || d.down.is_some());
     let status = if degraded { "degraded" } else { "ok" };
     if host.tenants.enabled() {
         match caller(&host, &headers) {
@@ -133,5 +135,5 @@ async fn health(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
             Caller::Known(Principal::Tenant(t)) => deployments.retain(|id, _| id.split_once('.').is_some_and(|(tenant, _)| tenant == t)),
         }
     }
-    axum::Json(serde_json::json!({ "status": status, "deployments": deployments })).into_response()
+    axum::Json(serde_json::json!({ "status": status, "producer": producer, "deployments": deployments })).into_response()
 }

@@ -16,10 +16,17 @@ pub struct Metrics {
     pub batch_seconds: HistogramVec,
     pub wasm_cpu_seconds: prometheus::CounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub consumer_lag_end: IntGaugeVec,
+    pub open_transaction_seconds: IntGaugeVec,
     pub stopped: IntGaugeVec,
     pub restored_keys: IntCounterVec,
     pub restoring: IntGaugeVec,
     pub rollbacks: IntCounterVec,
+    /// Buffered input of all deployments of the host.
+    pub host_buffered_bytes: prometheus::IntGauge,
+    /// Buffered input and pool instances per tenant.
+    pub tenant_buffered_bytes: IntGaugeVec,
+    pub tenant_instances: IntGaugeVec,
 }
 
 const DEPLOYMENT: &[&str] = &["tenant", "deployment"];
@@ -47,7 +54,18 @@ impl Metrics {
         registry.register(Box::new(batch_seconds.clone())).unwrap();
         let wasm_cpu_seconds = prometheus::CounterVec::new(Opts::new("wasm_cpu_seconds_total", "CPU time spent in transforms"), DEPLOYMENT).unwrap();
         registry.register(Box::new(wasm_cpu_seconds.clone())).unwrap();
+        let tenant_gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["tenant"]).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let host_buffered_bytes =
+            prometheus::IntGauge::new("host_buffered_bytes", "Bytes of input buffered by every deployment of the host").expect("valid metric");
+        registry.register(Box::new(host_buffered_bytes.clone())).expect("unique metric");
         Metrics {
+            host_buffered_bytes,
+            tenant_buffered_bytes: tenant_gauge("tenant_buffered_bytes", "Bytes of input buffered by a tenant's deployments"),
+            tenant_instances: tenant_gauge("tenant_instances", "Instances of the host's pool a tenant's deployments hold"),
             records_in: counter("records_in_total", "Records consumed and processed", PARTITION),
             records_out: counter("records_out_total", "Records produced by transforms", PARTITION),
             failures: counter("failures_total", "Records that failed, by kind", &["tenant", "deployment", "partition", "kind"]),
@@ -60,7 +78,12 @@ impl Metrics {
             ),
             batch_seconds,
             wasm_cpu_seconds,
-            consumer_lag: gauge("consumer_lag", "Records between the consumed position and the end of the partition"),
+            consumer_lag: gauge("consumer_lag", "Records between the consumed position and the last stable offset (what may be read)"),
+            consumer_lag_end: gauge("consumer_lag_end", "Records between the consumed position and the high watermark (open transactions' records included)"),
+            open_transaction_seconds: gauge(
+                "open_transaction_seconds",
+                "How long an input of the partition has been held back by an open transaction, 0 if none",
+            ),
             stopped: gauge("partition_stopped", "1 while a partition is stopped by the failure policy"),
             restored_keys: counter("restored_keys_total", "State keys restored from changelogs", PARTITION),
             restoring: gauge("restoring", "1 while a partition's state is being restored"),

@@ -43,6 +43,16 @@ pub struct Quota {
     pub max_cpu_share: f64,
     /// Deployments the tenant may have at once.
     pub max_deployments: usize,
+    /// Instances of the host's pool the tenant's deployments may hold at
+    /// once on a host (each worker that runs a deployment holds one);
+    /// default: `max_deployments` × the host's workers, and 4 more.
+    pub max_instances: Option<usize>,
+    /// Input the tenant's deployments may hold buffered on a host, MiB.
+    pub max_buffered_mb: u64,
+    /// Modules the tenant may have in the registry, and their bytes (MiB).
+    /// Modules no deployment runs are deleted an hour after their upload.
+    pub max_modules: usize,
+    pub max_module_storage_mb: u64,
 }
 
 impl Default for Quota {
@@ -57,6 +67,10 @@ impl Default for Quota {
             max_module_mb: 32,
             max_cpu_share: 1.0,
             max_deployments: 20,
+            max_instances: None,
+            max_buffered_mb: 128,
+            max_modules: 64,
+            max_module_storage_mb: 512,
         }
     }
 }

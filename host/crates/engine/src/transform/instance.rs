@@ -69,6 +69,49 @@ pub struct Instance {
     store: Store<HostState>,
     exports: Exports,
     max_wasm_stack: usize,
+    /// The tenant's share of the pool this instance holds, if counted.
+    _slot: Option<QuotaSlot>,
+}
+
+/// A tenant's share of the host's instance pool: how many instances its
+/// deployments may hold at once. Each is bounded in what it takes of the
+/// pool (see `MAX_*_PER_COMPONENT`), so shares bound the tenant's use.
+pub struct InstanceQuota {
+    tenant: String,
+    limit: usize,
+    live: std::sync::atomic::AtomicUsize,
+}
+
+impl InstanceQuota {
+    pub fn new(tenant: &str, limit: usize) -> Arc<Self> {
+        Arc::new(InstanceQuota { tenant: tenant.to_owned(), limit, live: Default::default() })
+    }
+
+    /// Instances held now.
+    pub fn live(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn take(self: &Arc<Self>) -> Result<QuotaSlot, CallFailure> {
+        use std::sync::atomic::Ordering;
+        let taken = self.live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.limit).then_some(n + 1));
+        match taken {
+            Ok(_) => Ok(QuotaSlot(self.clone())),
+            Err(_) => Err(CallFailure::new(
+                FailureKind::Unavailable,
+                format!("tenant `{}` holds its {} instances of the pool (quota `max_instances`)", self.tenant, self.limit),
+            )),
+        }
+    }
+}
+
+/// One instance of a tenant's share, given back when the instance goes.
+struct QuotaSlot(Arc<InstanceQuota>);
+
+impl Drop for QuotaSlot {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Marks wasmtime's refusal to copy more than the hostcall fuel allows.
@@ -77,6 +120,7 @@ const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exh
 impl Instance {
     /// Instantiates the module and runs the transform's `init`.
     pub fn new(module: &Module, spec: &TransformSpec) -> Result<Instance, CallFailure> {
+        let slot = spec.instance_quota.as_ref().map(|q| q.take()).transpose()?;
         let last_error = LastError::default();
         let wasi = wasi::deny_all(GuestLogStream::stdout(spec.log.clone()), GuestLogStream::stderr(spec.log.clone(), last_error.clone()));
         let data = HostState {
@@ -111,7 +155,7 @@ impl Instance {
         let max_wasm_stack = module.engine.config().max_wasm_stack_kb * 1024;
         arm(&mut store);
         let exports = module.pre.instantiate(&mut store).map_err(|e| classify(&mut store, e, max_wasm_stack))?;
-        let mut instance = Instance { store, exports, max_wasm_stack };
+        let mut instance = Instance { store, exports, max_wasm_stack, _slot: slot };
         match instance.call(|p, s| p.init(s, &spec.config))? {
             Ok(()) => Ok(instance),
             Err(message) => Err(CallFailure::new(FailureKind::Fatal, format!("init failed: {}", weir_abi::truncate(&message, weir_abi::MAX_MESSAGE_BYTES)))),
@@ -221,6 +265,10 @@ fn classify(store: &mut Store<HostState>, error: wasmtime::Error, max_wasm_stack
     }
     if let Some(breach) = data.limiter.breach.take() {
         return CallFailure::new(FailureKind::Memory, breach.to_string());
+    }
+    // The pool is a host resource, full for now: not the record's doing.
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallFailure::new(FailureKind::Unavailable, format!("the host's instance pool is full: {full}"));
     }
     // A binding that judged the guest's result itself (a malformed packed batch).
     if let Some(failure) = error.downcast_ref::<CallFailure>() {

@@ -39,6 +39,9 @@ pub struct TransformSpec {
     pub wall_clock: Option<Arc<AtomicI64>>,
     /// The tables the deployment declares (world 0.2.1).
     pub tables: Arc<Tables>,
+    /// The share of the host's instance pool its tenant may hold (none:
+    /// the operator's, bounded by the pool alone).
+    pub instance_quota: Option<Arc<instance::InstanceQuota>>,
 }
 
 impl TransformSpec {
@@ -52,6 +55,7 @@ impl TransformSpec {
             stop_at_failure: false,
             wall_clock: None,
             tables: Tables::none(),
+            instance_quota: None,
         }
     }
 }

@@ -133,6 +133,10 @@ impl Transform {
                 Err(failure) => {
                     slot.as_mut().expect("state present").rollback();
                     self.discard_instance();
+                    // No room to run: the timers stay, due, for the next try.
+                    if failure.kind == FailureKind::Unavailable {
+                        return;
+                    }
                     if failure.kind == FailureKind::Host {
                         fired.host_failure = Some(failure);
                         return;

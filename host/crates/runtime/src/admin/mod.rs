@@ -42,8 +42,12 @@ fn admit(compiles: &Arc<Compiles>, scope: &Scope) -> ApiResult<compiles::Ticket>
     compiles.admit(scope.tenant.as_deref()).map_err(|why| err(StatusCode::TOO_MANY_REQUESTS, why))
 }
 
-/// How long an uploaded module may take to compile.
-const COMPILE_BUDGET: Duration = Duration::from_secs(120);
+/// How long a request waits for a compile (and a deployment's check):
+/// the compile limit, which ends the compile itself, and some room to
+/// start it and to run `init`.
+fn compile_budget(host: &Host) -> Duration {
+    Duration::from_secs(host.engine().config().compile.seconds) + Duration::from_secs(30)
+}
 
 /// An error with its HTTP status; the body is `{"error": "..."}`.
 #[derive(Debug)]
@@ -171,6 +175,26 @@ async fn upload(
         if body.len() as u64 > limit {
             return Err(err(StatusCode::PAYLOAD_TOO_LARGE, LoadError::TooLarge { size: body.len() as u64, limit }.to_string()));
         }
+        let tenant = scope.tenant.as_deref();
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        if !registry.owns(tenant, &digest) {
+            let (modules, bytes) = registry.stored_by(tenant);
+            let gc = "modules no deployment runs are deleted an hour after their upload";
+            if modules >= quota.max_modules {
+                return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the tenant has {modules} modules, its quota `max_modules` ({gc})")));
+            }
+            let storage = quota.max_module_storage_mb << 20;
+            if bytes + body.len() as u64 > storage {
+                return Err(err(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the tenant's modules take {bytes} bytes; with {} more they would pass its quota `max_module_storage_mb` ({} MiB; {gc})",
+                        body.len(),
+                        quota.max_module_storage_mb
+                    ),
+                ));
+            }
+        }
     }
     // Compile off the request path, within a budget.
     let ticket = admit(&compiles, &scope)?;
@@ -179,13 +203,15 @@ async fn upload(
         let _ticket = ticket;
         h.engine().load(&bytes)
     });
-    let module = match tokio::time::timeout(COMPILE_BUDGET, compiling).await {
-        Err(_) => return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the module did not compile within {} s", COMPILE_BUDGET.as_secs()))),
+    let budget = compile_budget(&host);
+    let module = match tokio::time::timeout(budget, compiling).await {
+        Err(_) => return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the module did not compile within {} s", budget.as_secs()))),
         Ok(joined) => joined.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("compiling: {e}")))?,
     };
     let module = module.map_err(|e| {
         let status = match e {
             LoadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            LoadError::Compiler(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         err(status, e.to_string())
@@ -202,7 +228,7 @@ fn view(host: &Host, spec: &DeploymentSpec) -> View {
     let status = match (&problem, &running) {
         _ if spec.undeployed => Status::Undeployed,
         _ if spec.paused => Status::Paused,
-        (Some(Problem::WaitingForModule(_)), _) => Status::Starting,
+        (Some(Problem::WaitingForModule(_) | Problem::CompilingModule(_) | Problem::WaitingForRoom(_)), _) => Status::Starting,
         (Some(Problem::Failed(_)), _) => Status::Failed,
         (None, Some(_)) => Status::Running,
         (None, None) => Status::Starting,
@@ -306,8 +332,9 @@ async fn validate(
         let module = Arc::new(h.engine().load(&bytes)?);
         h.check_deployment(&id, &config, module, tenant.as_ref()).map(|_| ())
     });
-    match tokio::time::timeout(COMPILE_BUDGET, checked).await {
-        Err(_) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("checking the deployment took more than {} s", COMPILE_BUDGET.as_secs()))),
+    let budget = compile_budget(host);
+    match tokio::time::timeout(budget, checked).await {
+        Err(_) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("checking the deployment took more than {} s", budget.as_secs()))),
         Ok(Err(e)) => Err(err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         Ok(Ok(Err(e))) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}"))),
         Ok(Ok(Ok(()))) => Ok(()),

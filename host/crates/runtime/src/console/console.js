@@ -168,7 +168,12 @@ async function refreshDetail() {
     const l = host.late?.[n];
     return l ? `${l.count} (latest ${l.last.topic}@${l.last.offset}, ${l.last.stream_time - l.last.timestamp} ms behind)` : "";
   };
-  rows($("lag"), host.partitions, (n) => [n, host.lag[n] ?? "", late(n), host.stopped[n] ?? host.waiting?.[n] ?? ""]);
+  const held = (n) => {
+    const h = host.held?.[n];
+    return h ? `held by an open transaction at ${h.topic}@${h.offset} for ${Math.round((Date.now() - h.since_ms) / 1000)} s` : "";
+  };
+  const stuck = (n) => host.stopped[n] ?? host.waiting?.[n] ?? held(n);
+  rows($("lag"), host.partitions, (n) => [n, host.lag[n] ?? "", host.lag_to_end?.[n] ?? "", late(n), stuck(n)]);
   rows($("failures"), Object.entries(activity.failures_by_kind), ([kind, n]) => [kind, n]);
   rows($("history"), [...view.history].reverse(), (c) => [c.version, new Date(c.at_ms).toLocaleString(), c.what, short(c.module), c.why ?? ""]);
 }

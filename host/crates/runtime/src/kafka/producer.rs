@@ -138,7 +138,25 @@ fn permanent(error: &KafkaError) -> bool {
     )
 }
 
-pub struct DeliveryContext;
+/// What a producer's deliveries show of its health.
+#[derive(Default)]
+pub struct Progress {
+    /// Records sent and not yet reported delivered or failed.
+    pending: AtomicUsize,
+    /// When a report last came, or a send found nothing pending (ms since
+    /// the epoch).
+    last_ms: AtomicI64,
+}
+
+impl Progress {
+    fn moved(&self) {
+        self.last_ms.store(weir_abi::now_ms() as i64, Ordering::Relaxed);
+    }
+}
+
+pub struct DeliveryContext {
+    progress: Arc<Progress>,
+}
 
 impl ClientContext for DeliveryContext {}
 
@@ -152,6 +170,8 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Delivery>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, d: Box<Delivery>) {
+        self.progress.pending.fetch_sub(1, Ordering::AcqRel);
+        self.progress.moved();
         match result {
             Ok(m) => {
                 d.acks.max_offset.fetch_max(rdkafka::Message::offset(m), Ordering::AcqRel);
@@ -175,13 +195,45 @@ pub struct Out<'a> {
 
 #[derive(Clone)]
 pub struct Producer {
-    inner: ThreadedProducer<DeliveryContext>,
+    inner: Arc<std::sync::RwLock<ThreadedProducer<DeliveryContext>>>,
+    progress: Arc<Progress>,
 }
 
 impl Producer {
     pub fn new(kafka: &KafkaConfig) -> Result<Producer> {
-        let inner = crate::kafka::producer_config(kafka).create_with_context(DeliveryContext).context("creating the Kafka producer")?;
-        Ok(Producer { inner })
+        let progress = Arc::new(Progress::default());
+        let inner = Self::client(kafka, &progress)?;
+        Ok(Producer { inner: Arc::new(std::sync::RwLock::new(inner)), progress })
+    }
+
+    fn client(kafka: &KafkaConfig, progress: &Arc<Progress>) -> Result<ThreadedProducer<DeliveryContext>> {
+        crate::kafka::producer_config(kafka).create_with_context(DeliveryContext { progress: progress.clone() }).context("creating the Kafka producer")
+    }
+
+    fn inner(&self) -> std::sync::RwLockReadGuard<'_, ThreadedProducer<DeliveryContext>> {
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Why the producer looks stuck: records waiting for longer than
+    /// `after` with no delivery reported meanwhile.
+    pub fn stalled(&self, after: Duration) -> Option<String> {
+        let pending = self.progress.pending.load(Ordering::Acquire);
+        let quiet_ms = weir_abi::now_ms() as i64 - self.progress.last_ms.load(Ordering::Relaxed);
+        (pending > 0 && quiet_ms > after.as_millis() as i64)
+            .then(|| format!("the producer has delivered nothing for {} s, with {pending} records waiting", quiet_ms / 1000))
+    }
+
+    /// Replaces the client with a new one, and fails what the old one still
+    /// holds (as a transient failure: those records' partitions go back to
+    /// their last commit and send them again).
+    pub fn renew(&self, kafka: &KafkaConfig) -> Result<()> {
+        let fresh = Self::client(kafka, &self.progress)?;
+        let old = std::mem::replace(&mut *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner), fresh);
+        old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        self.progress.moved();
+        // Its thread delivers the purge's reports, then ends.
+        drop(old);
+        Ok(())
     }
 
     /// Queues `out` in `acks`'s group. When librdkafka's queue is full this
@@ -189,6 +241,10 @@ impl Producer {
     /// refused at once counts as a failed delivery of the group.
     pub fn send(&self, out: Out<'_>, role: Role, acks: &Arc<Acks>, give_up: &dyn Fn() -> bool) -> Result<(), KafkaError> {
         acks.outstanding.fetch_add(1, Ordering::AcqRel);
+        // Quiet since nothing was pending is not stuck.
+        if self.progress.pending.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.progress.moved();
+        }
         let mut record = BaseRecord::with_opaque_to(out.topic, Box::new(Delivery { acks: acks.clone(), role }));
         if let Some(k) = out.key {
             record = record.key(k);
@@ -206,7 +262,10 @@ impl Producer {
             record = record.partition(p);
         }
         loop {
-            match self.inner.send(record) {
+            // The client is read each time: a renewal replaces it, and this
+            // loop must not hold the old one while its queue is full.
+            let sent = self.inner().send(record);
+            match sent {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) if !give_up() => {
                     record = r;
@@ -215,6 +274,7 @@ impl Producer {
                 Err((e, _)) => {
                     acks.fail(role, out.topic, &e);
                     acks.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    self.progress.pending.fetch_sub(1, Ordering::AcqRel);
                     return Err(e);
                 }
             }
@@ -223,7 +283,7 @@ impl Producer {
 
     /// Waits up to `timeout` for everything queued to be delivered.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.flush(timeout)
+        self.inner().flush(timeout)
     }
 
     /// A transactional producer under `id`, ready: its first use fences any
@@ -241,16 +301,18 @@ impl Producer {
         // is retried after this: librdkafka's 100 ms default would add it
         // to every commit (the Java client retries these after 20 ms).
         c.set("retry.backoff.ms", "10");
-        let inner: ThreadedProducer<DeliveryContext> = c.create_with_context(DeliveryContext).context("creating a transactional producer")?;
+        let progress = Arc::new(Progress::default());
+        let inner: ThreadedProducer<DeliveryContext> =
+            c.create_with_context(DeliveryContext { progress: progress.clone() }).context("creating a transactional producer")?;
         let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
         inner
             .init_transactions(timeout)
             .map_err(|e| anyhow::anyhow!("the brokers at {} refuse transactions ({e}); Weir writes state changelogs in transactions", kafka.brokers))?;
-        Ok(Producer { inner })
+        Ok(Producer { inner: Arc::new(std::sync::RwLock::new(inner)), progress })
     }
 
     pub fn begin_transaction(&self) -> Result<(), KafkaError> {
-        self.inner.begin_transaction()
+        self.inner().begin_transaction()
     }
 
     /// Adds the consumer group's `offsets` to the open transaction and
@@ -263,17 +325,17 @@ impl Producer {
         timeout: Duration,
     ) -> Result<(), KafkaError> {
         if offsets.count() > 0 {
-            self.inner.send_offsets_to_transaction(offsets, metadata, timeout)?;
+            self.inner().send_offsets_to_transaction(offsets, metadata, timeout)?;
         }
         // rdkafka's flush (which the commit starts with) sleeps 100 ms
         // whenever a record is still out: every commit would take that long.
         // Wait for the deliveries here, in short steps, instead.
         let deadline = std::time::Instant::now() + timeout;
-        while self.inner.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        while self.inner().in_flight_count() > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
         loop {
-            match self.inner.commit_transaction(deadline.saturating_duration_since(std::time::Instant::now())) {
+            match self.inner().commit_transaction(deadline.saturating_duration_since(std::time::Instant::now())) {
                 // librdkafka says when asking again may finish it.
                 Err(KafkaError::Transaction(e)) if e.is_retriable() && std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
@@ -284,7 +346,7 @@ impl Producer {
     }
 
     pub fn abort_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.abort_transaction(timeout)
+        self.inner().abort_transaction(timeout)
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+mod budget;
 pub mod deployment;
 mod ledger;
 mod order;
@@ -31,10 +32,16 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::tenants::{TenantConfig, Tenants};
 use deployment::Deployment;
+use weir_engine::transform::instance::InstanceQuota;
 use weir_engine::transform::{Transform, TransformSpec};
 use weir_engine::{Engine, Module};
 use weir_state::rocks::RocksConfig;
 use workers::{Runnable, Workers};
+
+/// How often the shared producer's health is checked, and how long it may
+/// hold records without delivering any before it counts as stuck.
+const PRODUCER_CHECK: Duration = Duration::from_secs(5);
+const PRODUCER_STALLED_AFTER: Duration = Duration::from_secs(30);
 
 /// Locks `m` even if a thread panicked holding it: the host's maps stay
 /// usable (each update is a single step), and one panic must not stop
@@ -60,6 +67,10 @@ pub struct Shared {
     pub state_readers: crate::state_query::StateReaders,
     /// Where this host's HTTP listener answers (set once it is bound).
     pub api_url: std::sync::OnceLock<String>,
+    /// Buffered input, the host's and each tenant's.
+    pub buffer_budgets: budget::HostBudgets,
+    /// Why the shared producer looks stuck, while it does.
+    pub producer_stalled: Mutex<Option<String>>,
 }
 
 /// Why a deployment of the registry does not run on this host.
@@ -68,6 +79,11 @@ pub enum Problem {
     /// Its module has not reached this host yet (the registry's module
     /// topic is still being read); not a failure.
     WaitingForModule(String),
+    /// Its module is being compiled on this host; not a failure.
+    CompilingModule(String),
+    /// No room to run it here now (its tenant's share of the instance
+    /// pool, or the pool, is full): tried again, not a failure.
+    WaitingForRoom(String),
     /// It failed to start here; the reconciler retries.
     Failed(String),
 }
@@ -76,6 +92,8 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Problem::WaitingForModule(module) => write!(f, "waiting for module {module} from the registry"),
+            Problem::CompilingModule(module) => write!(f, "compiling module {module} on this host"),
+            Problem::WaitingForRoom(why) => write!(f, "waiting for room to run: {why}"),
             Problem::Failed(why) => f.write_str(why),
         }
     }
@@ -90,9 +108,18 @@ pub struct DeploymentStatus {
     pub on_trial: bool,
     /// Input partitions this host processes.
     pub partitions: Vec<i32>,
-    /// Records behind the end of each partition (from client statistics,
-    /// every 5 s).
+    /// Records each partition may read but has not (to the last stable
+    /// offset; from client statistics, every 5 s).
     pub lag: BTreeMap<i32, i64>,
+    /// Records behind the end of each partition, those behind an open
+    /// transaction included (to the high watermark).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lag_to_end: BTreeMap<i32, i64>,
+    /// Partitions with an input held back by a transaction left open: read
+    /// to the transaction's first record, which (and all after it) a
+    /// `read_committed` reader sees only once it ends.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<i32, HeldInput>,
     /// Partitions stopped by the failure policy, and why.
     pub stopped: BTreeMap<i32, String>,
     /// Assigned partitions this host cannot take over (their state could
@@ -114,6 +141,16 @@ pub struct DeploymentStatus {
     /// (see `order`), and why.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub waiting: BTreeMap<i32, String>,
+}
+
+/// An input partition held back by an open transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldInput {
+    pub topic: String,
+    /// Its last stable offset: where the open transaction begins.
+    pub offset: i64,
+    /// Since when it is held, as seen (ms since the epoch).
+    pub since_ms: i64,
 }
 
 /// Records of a partition dropped as late: every window their values fell
@@ -175,6 +212,8 @@ pub struct Host {
     pub(crate) reconciler: Mutex<Option<JoinHandle<()>>>,
     /// The last 15 minutes of every deployment here, for the console.
     pub series: Arc<crate::series::Series>,
+    /// Each tenant's share of the instance pool, made on first use.
+    instance_quotas: Mutex<BTreeMap<String, Arc<weir_engine::transform::instance::InstanceQuota>>>,
 }
 
 impl Host {
@@ -197,6 +236,8 @@ impl Host {
             host_id: config.host.id(),
             table_stores: tables::OpenStores::default(),
             state_readers: Default::default(),
+            buffer_budgets: budget::HostBudgets::new(config.host.max_buffered_bytes_total as u64),
+            producer_stalled: Mutex::new(None),
             api_url: std::sync::OnceLock::new(),
         });
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
@@ -204,7 +245,9 @@ impl Host {
         let registry = match tenants.enabled() {
             true => {
                 let max_deployments = config.tenants.iter().map(|(name, t)| (name.clone(), t.quota.max_deployments)).collect();
-                Some(Registry::open(&config.kafka, &cluster, &config.host.state_dir.join("modules"), max_deployments, shared.shutdown.clone())?)
+                let compiled = engine.clone();
+                let forget: crate::registry::OnRemove = Arc::new(move |digest| compiled.forget(digest));
+                Some(Registry::open(&config.kafka, &cluster, &config.host.state_dir.join("modules"), max_deployments, shared.shutdown.clone(), forget)?)
             }
             false => None,
         };
@@ -222,9 +265,11 @@ impl Host {
             closing: AtomicBool::new(false),
             reconciler: Mutex::new(None),
             series: Arc::default(),
+            instance_quotas: Mutex::default(),
         };
         host.refresh_topics_in_background();
         host.sample_series_in_background();
+        host.watch_producer_in_background();
         Ok(host)
     }
 
@@ -262,6 +307,56 @@ impl Host {
                 }
             })
             .expect("spawning the topic refresher");
+    }
+
+    /// Sets the gauges read from the host's own counters: buffered bytes
+    /// and pool instances, per tenant.
+    /// Why the shared producer looks stuck, if it does.
+    pub fn producer_stalled(&self) -> Option<String> {
+        lock(&self.shared.producer_stalled).clone()
+    }
+
+    pub fn refresh_gauges(&self) {
+        let metrics = &self.shared.metrics;
+        metrics.host_buffered_bytes.set(self.shared.buffer_budgets.host().used() as i64);
+        for (tenant, bytes) in self.shared.buffer_budgets.tenants() {
+            metrics.tenant_buffered_bytes.with_label_values(&[&tenant]).set(bytes as i64);
+        }
+        for (tenant, quota) in lock(&self.instance_quotas).iter() {
+            metrics.tenant_instances.with_label_values(&[tenant]).set(quota.live() as i64);
+        }
+    }
+
+    /// Checks every few seconds that the shared producer delivers while it
+    /// has records waiting; one that does not (seen after a long broker
+    /// outage) is reported in `/health` and replaced: what it held fails
+    /// as a transient delivery failure, and its partitions send it again.
+    fn watch_producer_in_background(&self) {
+        let (shared, kafka) = (Arc::downgrade(&self.shared), self.shared.kafka.clone());
+        std::thread::Builder::new()
+            .name("weir-producer-watch".into())
+            .spawn(move || {
+                let mut renewed: Option<std::time::Instant> = None;
+                loop {
+                    std::thread::sleep(PRODUCER_CHECK);
+                    let Some(shared) = shared.upgrade() else { return };
+                    if shared.shutdown.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let stalled = shared.producer.stalled(PRODUCER_STALLED_AFTER);
+                    if let Some(why) = &stalled
+                        && renewed.is_none_or(|at| at.elapsed() >= PRODUCER_STALLED_AFTER)
+                    {
+                        tracing::error!("{why}: replacing it; what it held is sent again");
+                        if let Err(e) = shared.producer.renew(&kafka) {
+                            tracing::error!(error = %format!("{e:#}"), "could not replace the producer");
+                        }
+                        renewed = Some(std::time::Instant::now());
+                    }
+                    *lock(&shared.producer_stalled) = stalled;
+                }
+            })
+            .expect("spawning the producer watch");
     }
 
     fn sample_series_in_background(&self) {
@@ -357,6 +452,7 @@ impl Host {
             format!("{}.{}", self.shared.kafka.group_prefix, who.storage),
             changelog_topic,
             entry_limit,
+            self.shared.buffer_budgets.of(tenant.zip(who.tenant.as_deref()).map(|(t, name)| (name, t.quota.max_buffered_mb << 20))),
         )))
     }
 
@@ -376,6 +472,7 @@ impl Host {
             _ => weir_state::tables::Tables::new(config.tables.keys().cloned()),
         };
         let known = self.known_topics.clone();
+        let tenant_config = tenant.cloned();
         let tenant = tenant.cloned();
         spec.topic_policy = Some(Arc::new(move |topic: &str| {
             if tenant.as_ref().is_some_and(|t| !t.may_write(topic)) {
@@ -384,6 +481,11 @@ impl Host {
             if known.read().unwrap().contains(topic) { Ok(()) } else { Err(format!("output topic `{topic}` does not exist")) }
         }));
         spec.stop_at_failure = config.failure_policy == crate::config::FailurePolicy::Stop;
+        if let (Some(t), Some((tenant, _))) = (&tenant_config, name.split_once('.')) {
+            let limit = t.quota.max_instances.unwrap_or(t.quota.max_deployments.saturating_mul(self.shared.host.workers).saturating_add(4));
+            let quota = lock(&self.instance_quotas).entry(tenant.to_owned()).or_insert_with(|| InstanceQuota::new(tenant, limit)).clone();
+            spec.instance_quota = Some(quota);
+        }
         Ok(Arc::new(spec))
     }
 
@@ -424,7 +526,7 @@ impl Host {
         let name = spec.name.clone();
         let what = format!("deployment `{name}`: init");
         weir_engine::on_wasm_thread(self.engine.config(), "weir-warm-up", &what, move || Transform::new(module, spec).warm_up())?
-            .map_err(|f| anyhow::anyhow!("deployment `{name}`: {}: {}", f.kind, f.message))
+            .map_err(|f| anyhow::Error::new(f).context(format!("deployment `{name}`")))
     }
 
     /// Which hosts consume deployment storage `storage`'s partitions.

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::budget::Budgets;
 use super::ledger::{AtLeastOnce, CommitLedger, Positions};
 use super::order::Bound;
 use crate::kafka::producer::Acks;
@@ -27,6 +28,8 @@ pub struct Buffer {
     /// where consumption was sent; `None` where the group's reset policy
     /// decides (no commit yet).
     next_offset: Option<i64>,
+    /// The host's and the tenant's budgets its bytes count against.
+    budgets: Budgets,
 }
 
 struct Chunk {
@@ -46,8 +49,20 @@ pub struct BatchLimits {
 }
 
 impl Buffer {
-    pub fn new(topic: &str, partition: i32, next_offset: Option<i64>) -> Self {
-        Buffer { topic: topic.to_owned(), partition, chunks: VecDeque::new(), records: 0, bytes: 0, paused: false, next_offset }
+    pub fn new(topic: &str, partition: i32, next_offset: Option<i64>, budgets: Budgets) -> Self {
+        Buffer { topic: topic.to_owned(), partition, chunks: VecDeque::new(), records: 0, bytes: 0, paused: false, next_offset, budgets }
+    }
+
+    /// Whether it should pause consumption: past its own limits, or holding
+    /// at least a batch while the host's or the tenant's buffer budget is
+    /// spent (a buffer holding less may always fill, so every partition
+    /// can make progress).
+    pub fn full(&self, max_records: usize, max_bytes: usize, batch: BatchLimits) -> bool {
+        self.records >= max_records || self.bytes >= max_bytes || (self.holds_batch(batch) && self.budgets.spent())
+    }
+
+    fn holds_batch(&self, batch: BatchLimits) -> bool {
+        self.records >= batch.records || self.bytes >= batch.bytes
     }
 
     pub fn topic(&self) -> &str {
@@ -60,6 +75,7 @@ impl Buffer {
     pub fn clear(&mut self, next_offset: Option<i64>) {
         self.chunks.clear();
         self.records = 0;
+        self.budgets.remove(self.bytes);
         self.bytes = 0;
         self.paused = false;
         self.next_offset = next_offset;
@@ -70,6 +86,7 @@ impl Buffer {
     pub fn put_back(&mut self, batch: BatchBuilder) {
         self.records += batch.len();
         self.bytes += batch.held_bytes();
+        self.budgets.add(batch.held_bytes());
         // It waited its linger the first time.
         let since = Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or_else(Instant::now);
         self.chunks.push_front(Chunk { builder: batch, taken: 0, since });
@@ -105,6 +122,7 @@ impl Buffer {
         }
         self.records += 1;
         self.bytes += chunk.held_bytes() - before;
+        self.budgets.add(chunk.held_bytes() - before);
         self.next_offset = Some(offset + 1);
     }
 
@@ -113,6 +131,7 @@ impl Buffer {
     }
 
     /// Bytes buffered (see [`BatchBuilder::held_bytes`]).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -154,6 +173,7 @@ impl Buffer {
         };
         self.records -= batch.len();
         self.bytes -= batch.held_bytes();
+        self.budgets.remove(batch.held_bytes());
         Some(batch)
     }
 }
@@ -167,6 +187,12 @@ pub struct Waiting {
     /// Waited past `host.max_input_wait_ms`: the partition goes on without
     /// the input until it catches up.
     pub enforced: bool,
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        self.budgets.remove(self.bytes);
+    }
 }
 
 pub struct Partition {
@@ -201,14 +227,17 @@ pub struct Partition {
     /// that was (such lines are rate-limited).
     pub late_unlogged: u64,
     pub late_logged: Option<Instant>,
+    /// Its transform last found no room to run (shown in the status until
+    /// a batch runs).
+    pub unavailable: bool,
 }
 
 impl Partition {
-    pub fn new(number: i32, inputs: &[String], mut state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
+    pub fn new(number: i32, inputs: &[String], budgets: &Budgets, mut state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
         let next_wall_timer = state.next_timer(Clock::WallClock).unwrap_or(Some(i64::MIN));
         Partition {
             number,
-            inputs: inputs.iter().map(|t| (t.clone(), Buffer::new(t, number, committed.get(t).copied()))).collect(),
+            inputs: inputs.iter().map(|t| (t.clone(), Buffer::new(t, number, committed.get(t).copied(), budgets.clone()))).collect(),
             waiting: None,
             state: Some(state),
             in_flight: false,
@@ -223,6 +252,7 @@ impl Partition {
             hold_until: None,
             late_unlogged: 0,
             late_logged: None,
+            unavailable: false,
         }
     }
 
@@ -249,7 +279,7 @@ mod tests {
     /// of 20 in the batch: records full of them count for what they hold.
     #[test]
     fn buffered_bytes_count_what_headers_hold() {
-        let mut b = Buffer::new("in", 0, None);
+        let mut b = Buffer::new("in", 0, None, Budgets::none());
         let limits = BatchLimits { records: 1000, bytes: 1 << 20 };
         let empty: &[u8] = &[];
         b.push(limits, 0, 0, None, None, std::iter::repeat_n((empty, None), 100_000), None);
@@ -262,7 +292,7 @@ mod tests {
     /// for later, counted, in order; records no transform sees go first.
     #[test]
     fn a_bounded_take_cuts_the_batch_and_keeps_the_rest() {
-        let mut b = Buffer::new("in", 0, Some(7));
+        let mut b = Buffer::new("in", 0, Some(7), Budgets::none());
         let limits = BatchLimits { records: 1000, bytes: 1 << 20 };
         for (offset, ts) in [(7, 10), (8, 20), (9, 30), (10, 40)] {
             let invalid = (offset == 9).then(|| "too far ahead".to_owned());

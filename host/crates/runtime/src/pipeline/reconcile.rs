@@ -2,6 +2,10 @@
 //! resumes and undeploys them, and upgrades them in place. Every host runs
 //! one reconciler, so all hosts converge on the registry within moments of
 //! a change (and a host that starts later picks up everything).
+//!
+//! Modules compile on threads of their own (`ModuleLoads`), one per tenant
+//! and a few in all: a module that takes minutes to compile delays only
+//! the deployments that run it, never another change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,12 +40,90 @@ struct Reconciler {
     applied: BTreeMap<String, Applied>,
     /// Specs that could not start here: their version and when it was tried.
     tried: BTreeMap<String, (u64, Instant)>,
+    loads: ModuleLoads,
+}
+
+/// Compiles at once for the registry's deployments on a host, at most.
+const MAX_LOADS: usize = 4;
+/// How long a module that failed to compile waits before another try.
+const LOAD_RETRY: Duration = Duration::from_secs(60);
+
+/// Modules being compiled for the registry's deployments, and the results.
+#[derive(Default)]
+struct ModuleLoads {
+    loads: BTreeMap<String, Load>,
+}
+
+enum Load {
+    /// Compiling, for a deployment of `tenant` (`None`: the admin's).
+    Running {
+        tenant: Option<String>,
+        thread: std::thread::JoinHandle<Result<weir_engine::Module>>,
+    },
+    Ready(Arc<weir_engine::Module>),
+    Failed {
+        why: String,
+        at: Instant,
+    },
+}
+
+/// Where a module stands.
+enum Loaded {
+    Ready(Arc<weir_engine::Module>),
+    Compiling,
+    Failed(String),
+}
+
+impl ModuleLoads {
+    /// Module `digest`, for a deployment of `tenant`: ready, compiling (a
+    /// compile is started if the tenant has none running and there is
+    /// room), or failed.
+    fn get(&mut self, host: &Arc<Host>, registry: &Registry, digest: &str, tenant: Option<&str>) -> Loaded {
+        if let Some(Load::Running { thread, .. }) = self.loads.get(digest)
+            && thread.is_finished()
+        {
+            let Some(Load::Running { thread, .. }) = self.loads.remove(digest) else { unreachable!("just seen") };
+            let done = thread.join().unwrap_or_else(|_| Err(anyhow!("compiling panicked")));
+            let load = match done {
+                Ok(module) => Load::Ready(Arc::new(module)),
+                Err(e) => Load::Failed { why: format!("{e:#}"), at: Instant::now() },
+            };
+            self.loads.insert(digest.to_owned(), load);
+        }
+        match self.loads.get(digest) {
+            Some(Load::Ready(m)) => return Loaded::Ready(m.clone()),
+            Some(Load::Running { .. }) => return Loaded::Compiling,
+            Some(Load::Failed { why, at }) if at.elapsed() < LOAD_RETRY => return Loaded::Failed(why.clone()),
+            Some(Load::Failed { .. }) | None => {}
+        }
+        let running: Vec<&Option<String>> =
+            self.loads.values().filter_map(|l| if let Load::Running { tenant, .. } = l { Some(tenant) } else { None }).collect();
+        if running.len() >= MAX_LOADS || running.iter().any(|t| t.as_deref() == tenant) {
+            return Loaded::Compiling;
+        }
+        let Some(bytes) = registry.modules.get(digest) else { return Loaded::Failed(format!("module {digest} has not arrived from the registry yet")) };
+        let (engine, name) = (host.engine().clone(), digest.to_owned());
+        let thread = std::thread::Builder::new().name("weir-compile".into()).spawn(move || engine.load(&bytes).with_context(|| format!("module {name}")));
+        match thread {
+            Ok(thread) => {
+                self.loads.insert(digest.to_owned(), Load::Running { tenant: tenant.map(str::to_owned), thread });
+                Loaded::Compiling
+            }
+            Err(e) => Loaded::Failed(format!("starting a compile: {e}")),
+        }
+    }
+
+    /// Forgets the modules no deployment in `wanted` runs (a compile under
+    /// way finishes on its own).
+    fn keep(&mut self, wanted: &std::collections::BTreeSet<&str>) {
+        self.loads.retain(|digest, load| wanted.contains(digest.as_str()) || matches!(load, Load::Running { .. }));
+    }
 }
 
 /// Follows the host's registry on a thread until the host shuts down.
 pub fn spawn(host: Arc<Host>) -> Result<()> {
     let registry = host.registry.clone().ok_or_else(|| anyhow!("the host has no registry"))?;
-    let mut r = Reconciler { host: host.clone(), registry, applied: BTreeMap::new(), tried: BTreeMap::new() };
+    let mut r = Reconciler { host: host.clone(), registry, applied: BTreeMap::new(), tried: BTreeMap::new(), loads: ModuleLoads::default() };
     let thread = std::thread::Builder::new()
         .name("weir-reconcile".into())
         .spawn(move || {
@@ -87,25 +169,44 @@ impl Reconciler {
                 lock(&self.host.problems).insert(id.clone(), Problem::WaitingForModule(spec.module.clone()));
                 continue;
             }
+            let (applied, retry_later) = (self.applied.get(id), self.tried.get(id).is_some_and(|(v, at)| *v == spec.version && at.elapsed() < RETRY));
+            if applied.is_some_and(|a| a.version == spec.version) || (applied.is_none() && retry_later) {
+                continue;
+            }
+            // An upgrade that keeps the module compiles nothing.
+            let running = self.host.deployment(id).map(|d| d.runnable().module.clone()).filter(|m| m.digest == spec.module);
+            let module = match running {
+                Some(m) => m,
+                None => match self.loads.get(&self.host, &self.registry, &spec.module, spec.tenant.as_deref()) {
+                    Loaded::Ready(m) => m,
+                    Loaded::Compiling => {
+                        lock(&self.host.problems).insert(id.clone(), Problem::CompilingModule(spec.module.clone()));
+                        continue;
+                    }
+                    Loaded::Failed(why) => {
+                        lock(&self.host.problems).insert(id.clone(), Problem::Failed(why));
+                        continue;
+                    }
+                },
+            };
             let outcome = match self.applied.get(id) {
-                Some(a) if a.version == spec.version => continue,
                 Some(a) if restart_needed(&a.config, &spec.deployment) => {
                     self.host.stop(id);
                     self.applied.remove(id);
-                    self.start(id, spec)
+                    self.start(id, spec, module)
                 }
-                Some(_) => self.upgrade(id, spec),
-                None => {
-                    if self.tried.get(id).is_some_and(|(v, at)| *v == spec.version && at.elapsed() < RETRY) {
-                        continue;
-                    }
-                    self.start(id, spec)
-                }
+                Some(_) => self.upgrade(id, spec, module),
+                None => self.start(id, spec, module),
             };
             match outcome {
                 Ok(()) => {
                     self.tried.remove(id);
                     lock(&self.host.problems).remove(id);
+                }
+                // Room comes back as instances go: tried again at once.
+                Err(e) if e.chain().any(|c| c.downcast_ref::<weir_abi::CallFailure>().is_some_and(|f| f.kind == weir_abi::FailureKind::Unavailable)) => {
+                    tracing::warn!(deployment = %id, error = %format!("{e:#}"), "no room to start the deployment on this host yet");
+                    lock(&self.host.problems).insert(id.clone(), Problem::WaitingForRoom(format!("{e:#}")));
                 }
                 Err(e) => {
                     tracing::error!(deployment = %id, error = %format!("{e:#}"), "cannot run the deployment on this host");
@@ -114,12 +215,12 @@ impl Reconciler {
                 }
             }
         }
+        self.loads.keep(&specs.values().filter(|s| s.running()).map(|s| s.module.as_str()).collect());
         self.publish_rollbacks(&specs);
     }
 
-    fn start(&mut self, id: &str, spec: &DeploymentSpec) -> Result<()> {
+    fn start(&mut self, id: &str, spec: &DeploymentSpec, module: Arc<weir_engine::Module>) -> Result<()> {
         let tenant = self.tenant(spec)?;
-        let module = Arc::new(self.load(&spec.module)?);
         let who = Identity { id: id.to_owned(), tenant: spec.tenant.clone(), storage: spec.storage() };
         let deployment = self.host.prepare(&who, &spec.deployment, module, tenant.as_ref())?;
         self.host.run(deployment);
@@ -130,14 +231,10 @@ impl Reconciler {
 
     /// Swaps the transform of a running deployment between batches; a new
     /// module runs on trial (see `workers::Trial`).
-    fn upgrade(&mut self, id: &str, spec: &DeploymentSpec) -> Result<()> {
+    fn upgrade(&mut self, id: &str, spec: &DeploymentSpec, module: Arc<weir_engine::Module>) -> Result<()> {
         let d = self.host.deployment(id).ok_or_else(|| anyhow!("deployment `{id}` is not running"))?;
         let tenant = self.tenant(spec)?;
         let current = d.runnable();
-        let module = match current.module.digest == spec.module {
-            true => current.module.clone(),
-            false => Arc::new(self.load(&spec.module)?),
-        };
         let tspec = self.host.transform_spec(id, &spec.deployment, tenant.as_ref())?;
         self.host.warm_up(module.clone(), tspec.clone())?;
         let share = spec.deployment.cpu_share;
@@ -189,11 +286,6 @@ impl Reconciler {
             None => Ok(None),
             Some(t) => self.host.tenants.get(t).cloned().map(Some).ok_or_else(|| anyhow!("tenant `{t}` is not configured on this host")),
         }
-    }
-
-    fn load(&self, digest: &str) -> Result<weir_engine::Module> {
-        let bytes = self.registry.modules.get(digest).ok_or_else(|| anyhow!("module {digest} has not arrived from the registry yet"))?;
-        self.host.engine().load(&bytes).with_context(|| format!("module {digest}"))
     }
 }
 

@@ -51,6 +51,10 @@ struct Trial {
 /// Batches an upgraded transform must pass before it is trusted.
 pub const TRIAL_BATCHES: u32 = 10;
 
+/// How often an idle worker lets go of the instances of deployments that
+/// are gone.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
+
 impl Runnable {
     pub fn new(module: Arc<Module>, spec: Arc<TransformSpec>, weight: f64) -> Runnable {
         Runnable { module, spec, weight, trial: Mutex::new(None) }
@@ -275,9 +279,10 @@ impl Workers {
 
     fn run(self) {
         weir_engine::limits::set_thread_nice(10);
-        let mut transforms: HashMap<usize, (Arc<Runnable>, Transform)> = HashMap::new();
+        let mut transforms = Transforms::new();
+        let mut swept = Instant::now();
         loop {
-            let (slot, job) = {
+            let next = {
                 let (sched, cv) = &*self.shared;
                 let mut s = lock(sched);
                 loop {
@@ -285,13 +290,23 @@ impl Workers {
                         return;
                     }
                     if let Some(next) = s.next(self.count) {
-                        break next;
+                        break Some(next);
                     }
-                    s = cv.wait(s).unwrap();
+                    // Woken for others' jobs or not, sweep at least this often.
+                    let left = IDLE_SWEEP.saturating_sub(swept.elapsed());
+                    if left.is_zero() {
+                        break None;
+                    }
+                    s = cv.wait_timeout(s, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
                 }
             };
-            // Forget transforms of deployments that are gone or upgraded.
-            transforms.retain(|_, (r, _)| Arc::strong_count(r) > 1);
+            // Forget the transforms (and give their instances back to the
+            // pool) of deployments that are gone or upgraded: also while no
+            // job comes, or a worker idle since an undeploy would hold them.
+            // (Each worker holds its own: only a deployment keeps it alive.)
+            transforms.retain(|_, (r, _)| r.strong_count() > 0);
+            swept = Instant::now();
+            let Some((slot, job)) = next else { continue };
             let (started, cpu0) = (Instant::now(), thread_cpu_time());
             let Job { runnable, partition, work, state, reply } = job;
             // A panic fails this job's partition, not the worker (which every
@@ -387,12 +402,21 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-type Transforms = HashMap<usize, (Arc<Runnable>, Transform)>;
+/// A worker's transforms, by the address of what they run; weak, so that
+/// a deployment that goes takes its transforms (and their instances of the
+/// pool) with it.
+type Transforms = HashMap<usize, (std::sync::Weak<Runnable>, Transform)>;
 
 /// This worker's instance of `runnable`.
 fn transform_of<'a>(transforms: &'a mut Transforms, runnable: &Arc<Runnable>) -> &'a mut Transform {
     let key = Arc::as_ptr(runnable) as usize;
-    &mut transforms.entry(key).or_insert_with(|| (runnable.clone(), Transform::new(runnable.module.clone(), runnable.spec.clone()))).1
+    let fresh = || (Arc::downgrade(runnable), Transform::new(runnable.module.clone(), runnable.spec.clone()));
+    let entry = transforms.entry(key).or_insert_with(fresh);
+    // An entry left by a runnable gone since, at the same address.
+    if !entry.0.upgrade().is_some_and(|r| Arc::ptr_eq(&r, runnable)) {
+        *entry = fresh();
+    }
+    &mut entry.1
 }
 
 /// How a batch went for a transform on trial.

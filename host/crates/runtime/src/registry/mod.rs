@@ -148,16 +148,34 @@ pub fn is_digest(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Called with a module's digest when it is deleted (its compiled copies go
+/// with it).
+pub type OnRemove = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Modules on this host's disk, by digest.
 #[derive(Clone)]
 pub struct ModuleStore {
     dir: PathBuf,
+    on_remove: OnRemove,
 }
 
 impl ModuleStore {
-    pub fn new(dir: &Path) -> Result<Self> {
+    pub fn new(dir: &Path, on_remove: OnRemove) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating module directory {}", dir.display()))?;
-        Ok(ModuleStore { dir: dir.to_owned() })
+        Ok(ModuleStore { dir: dir.to_owned(), on_remove })
+    }
+
+    /// Deletes module `digest` (and whatever was compiled of it).
+    pub fn remove(&self, digest: &str) {
+        if let Some(path) = self.path(digest) {
+            let _ = std::fs::remove_file(path);
+            (self.on_remove)(digest);
+        }
+    }
+
+    /// Module `digest`'s size on this host, if it has it.
+    pub fn size(&self, digest: &str) -> Option<u64> {
+        std::fs::metadata(self.path(digest)?).ok().map(|m| m.len())
     }
 
     /// Where module `digest` lives; none for anything but a digest (a
@@ -236,6 +254,7 @@ impl Registry {
         modules_dir: &Path,
         max_deployments: BTreeMap<String, usize>,
         shutdown: Arc<AtomicBool>,
+        on_remove: OnRemove,
     ) -> Result<Arc<Registry>> {
         let [specs_topic, modules_topic] = topics(&kafka.group_prefix);
         for t in [&specs_topic, &modules_topic] {
@@ -246,7 +265,7 @@ impl Registry {
             specs_topic,
             modules_topic,
             producer,
-            modules: ModuleStore::new(modules_dir)?,
+            modules: ModuleStore::new(modules_dir, on_remove)?,
             view: RwLock::new(View::default()),
             changed: (Mutex::new(()), Condvar::new()),
             timeout: Duration::from_millis(kafka.connect_timeout_ms.max(10_000)),
@@ -283,6 +302,18 @@ impl Registry {
     /// it is paused, an old module) or miss it.
     pub fn caught_up(&self) -> bool {
         self.view().caught_up
+    }
+
+    /// The modules `tenant` (`None`: the admin) uploaded that the registry
+    /// holds, and their bytes.
+    pub fn stored_by(&self, tenant: Option<&str>) -> (usize, u64) {
+        let view = self.view();
+        let who = owner_name(tenant);
+        let mine = view.owners.iter().filter(|(d, o)| o.contains(who) && view.chunks.contains_key(*d));
+        mine.fold((0, 0), |(n, bytes), (d, _)| {
+            let size = self.modules.size(d).unwrap_or_else(|| view.chunks[d].0 as u64 * CHUNK_BYTES as u64);
+            (n + 1, bytes + size)
+        })
     }
 
     /// Whether `tenant` (`None`: the admin) uploaded module `digest`.
@@ -442,9 +473,7 @@ impl Registry {
                     .map_err(|_| anyhow!("deleting module {digest}: the producer went away"))?
                     .map_err(|(e, _)| anyhow!("deleting module {digest}: {e}"))?;
             }
-            if let Some(path) = self.modules.path(digest) {
-                let _ = std::fs::remove_file(path);
-            }
+            self.modules.remove(digest);
             tracing::info!(module = %digest, "deleted a module no deployment uses");
         }
         Ok(unused.len())
@@ -624,9 +653,7 @@ impl Follower {
                 // A collected module: every host forgets it.
                 registry.view_mut().chunks.remove(digest);
                 assembly.partial.remove(digest);
-                if let Some(path) = registry.modules.path(digest) {
-                    let _ = std::fs::remove_file(path);
-                }
+                registry.modules.remove(digest);
             }
             ModuleRecord::Chunk { digest, index, count, bytes } => {
                 registry.view_mut().chunks.entry(digest.to_owned()).or_insert((count, at));

@@ -32,7 +32,7 @@ impl Runtime {
         buffer.push(limits, m.offset(), timestamp, m.key(), m.payload(), crate::kafka::headers_of(&m), invalid);
         p.last_record = Instant::now();
         p.idle_closed = false;
-        if (buffer.records() >= max_records || buffer.bytes() >= max_bytes) && !buffer.paused {
+        if !buffer.paused && buffer.full(max_records, max_bytes, limits) {
             // Backpressure: stop fetching until the transform catches up.
             buffer.paused = true;
             let _ = consumer.pause(&tpl_of(topic, m.partition()));
@@ -79,7 +79,7 @@ impl Runtime {
                 let Some((topic, bound)) = next_input(&caught_up, p, limits, linger, max_wait, &self.deployment) else { break };
                 let Some(buffer) = p.inputs.get_mut(&topic) else { break };
                 let Some(chunk) = buffer.take(bound).filter(|c| !c.is_empty()) else { break };
-                if buffer.paused && buffer.records() < resume_records && buffer.bytes() < resume_bytes {
+                if buffer.paused && !buffer.full(resume_records, resume_bytes, limits) {
                     buffer.paused = false;
                     let _ = consumer.resume(&tpl_of(&topic, p.number));
                 }

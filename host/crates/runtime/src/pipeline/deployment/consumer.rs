@@ -113,19 +113,40 @@ impl Runtime {
         }
     }
 
-    fn record_lag(&self, stats: &Statistics) {
-        let mut lag: BTreeMap<i32, i64> = BTreeMap::new();
+    /// Each partition's lag from the client's statistics: to the last
+    /// stable offset (what it may read) and to the high watermark (what is
+    /// written), and an input held back by a transaction left open (read
+    /// to its last stable offset, with records beyond), since when.
+    fn record_lag(&mut self, stats: &Statistics) {
+        let now = weir_abi::now_ms() as i64;
+        let (mut lag, mut to_end, mut held) = (BTreeMap::<i32, i64>::new(), BTreeMap::<i32, i64>::new(), BTreeMap::new());
         for t in stats.topics.values().filter(|t| self.deployment.config.inputs.contains(&t.topic)) {
             for (&p, s) in &t.partitions {
-                if p >= 0 && s.consumer_lag >= 0 && self.parts.contains_key(&p) {
-                    *lag.entry(p).or_default() += s.consumer_lag;
+                let position = if s.app_offset >= 0 { s.app_offset } else { s.committed_offset };
+                if p < 0 || position < 0 || s.ls_offset < 0 || s.hi_offset < 0 || !self.parts.contains_key(&p) {
+                    continue;
+                }
+                *lag.entry(p).or_default() += (s.ls_offset - position).max(0);
+                *to_end.entry(p).or_default() += (s.hi_offset - position).max(0);
+                if position >= s.ls_offset && s.hi_offset > s.ls_offset {
+                    let since = *self.held_since.entry((t.topic.clone(), p)).or_insert(now);
+                    held.insert(p, HeldInput { topic: t.topic.clone(), offset: s.ls_offset, since_ms: since });
                 }
             }
         }
-        lock(&self.deployment.status).lag = lag.clone();
-        for (p, l) in lag {
-            self.shared.metrics.consumer_lag.with_label_values(&[&self.deployment.tenant, &self.deployment.name, &p.to_string()]).set(l);
+        self.held_since.retain(|(topic, p), _| held.get(p).is_some_and(|h| &h.topic == topic));
+        let metrics = &self.shared.metrics;
+        for &p in self.parts.keys() {
+            let labels = [self.deployment.tenant.as_str(), self.deployment.name.as_str(), &p.to_string()];
+            metrics.consumer_lag.with_label_values(&labels).set(lag.get(&p).copied().unwrap_or(0));
+            metrics.consumer_lag_end.with_label_values(&labels).set(to_end.get(&p).copied().unwrap_or(0));
+            let open_s = held.get(&p).map_or(0, |h| (now - h.since_ms) / 1000);
+            metrics.open_transaction_seconds.with_label_values(&labels).set(open_s);
         }
+        let mut status = lock(&self.deployment.status);
+        status.lag = lag;
+        status.lag_to_end = to_end;
+        status.held = held;
     }
 }
 

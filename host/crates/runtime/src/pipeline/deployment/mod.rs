@@ -44,7 +44,7 @@ use super::order::{self, Bound, InputView, Next};
 use super::partition::{BatchLimits, Buffer, Partition, Waiting};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Slice, Work};
-use super::{DeploymentStatus, LateRecord, Shared, lock};
+use super::{DeploymentStatus, HeldInput, LateRecord, Shared, lock};
 use crate::changelog::{self, Flush};
 use crate::config::{Delivery, DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
@@ -83,6 +83,8 @@ pub struct Deployment {
     pub status: Arc<Mutex<DeploymentStatus>>,
     /// Loaders of the deployment's tables, started by its first run here.
     pub table_loaders: Mutex<Option<super::tables::TableLoaders>>,
+    /// The buffer budgets its partitions' buffers count against.
+    pub buffers: super::budget::Budgets,
 }
 
 impl Deployment {
@@ -96,6 +98,7 @@ impl Deployment {
         group: String,
         changelog_topic: String,
         changelog_entry_limit: u64,
+        buffers: super::budget::Budgets,
     ) -> Deployment {
         Deployment {
             name,
@@ -108,6 +111,7 @@ impl Deployment {
             changelog_entry_limit,
             status: Arc::new(Mutex::new(DeploymentStatus::default())),
             table_loaders: Mutex::new(None),
+            buffers,
         }
     }
 
@@ -185,6 +189,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         refused: BTreeMap::new(),
         fatal: None,
         fenced: false,
+        held_since: BTreeMap::new(),
     };
     if rt.exactly_once() {
         // A broker that refuses transactions fails this deployment at once,
@@ -265,6 +270,9 @@ struct Runtime {
     /// A commit was refused as coming from a member the group no longer
     /// has: what is being released is lost, not released.
     fenced: bool,
+    /// Inputs (topic, partition) held back by an open transaction, since
+    /// when (ms), as the client's statistics tell.
+    held_since: BTreeMap<(String, i32), i64>,
 }
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -8,6 +8,9 @@ use super::*;
 const WALL_CLOCK_RETRY_MS: i64 = 200;
 /// How often a partition's late records are logged, at most.
 const LATE_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long a partition waits when its transform found no room to run (the
+/// instance pool, or its tenant's share, full) before it tries again.
+const UNAVAILABLE_WAIT: Duration = Duration::from_secs(1);
 
 impl Runtime {
     pub(super) fn on_done(&mut self, consumer: &BaseConsumer<KafkaContext>, done: Done) {
@@ -48,24 +51,26 @@ impl Runtime {
         match (done.work, done.outcome) {
             (Work::Batch(slices), Outcome::Batch(results)) => {
                 let (mut records_in, mut records_out) = (0, 0);
-                let ran = results.len();
                 let mut slices = slices.into_iter();
+                let mut left = Vec::new();
                 // Results first: zip then takes no slice past the last result.
-                for (result, Slice { batch, .. }) in results.into_iter().zip(slices.by_ref()) {
+                for (result, Slice { batch, invalid }) in results.into_iter().zip(slices.by_ref()) {
                     records_in += u64::from(result.processed(batch.records.len() as u32));
-                    records_out += self.on_slice(consumer, done.partition, batch, &result);
+                    let (out, rest) = self.on_slice(consumer, done.partition, batch, &invalid, &result);
+                    records_out += out;
+                    left.extend(rest);
                     if self.parts.get(&done.partition).is_none_or(|p| p.stopped.is_some()) {
                         // What the job ran after the stop is not this partition's now.
                         break;
                     }
                 }
-                // Not run (the job's time was up): next, as they were.
+                // Not run (the job's time was up, or no instance could be
+                // had): next, as they were.
                 if let Some(p) = self.parts.get_mut(&done.partition).filter(|p| p.stopped.is_none()) {
-                    let left: Vec<Slice> = slices.collect();
-                    debug_assert!(ran > 0 || left.is_empty());
-                    for Slice { batch, invalid } in left.into_iter().rev() {
-                        if let Some(buffer) = p.inputs.get_mut(&batch.topic) {
-                            buffer.put_back(weir_abi::BatchBuilder::from_parts(batch, invalid));
+                    left.extend(slices.map(|Slice { batch, invalid }| weir_abi::BatchBuilder::from_parts(batch, invalid)));
+                    for batch in left.into_iter().rev() {
+                        if let Some(buffer) = p.inputs.get_mut(batch.topic()) {
+                            buffer.put_back(batch);
                         }
                     }
                 }
@@ -89,6 +94,12 @@ impl Runtime {
                 let p = self.parts.get_mut(&done.partition).expect("partition present");
                 p.ledger.push(acks, None);
             }
+            (_, Outcome::Closed(Err(f))) if f.kind == FailureKind::Unavailable => {
+                // Tried again at the next quiet moment.
+                if let Some(p) = self.parts.get_mut(&done.partition) {
+                    p.idle_closed = false;
+                }
+            }
             (_, Outcome::Closed(Err(f))) => {
                 tracing::warn!(deployment = %name, partition = done.partition, "closing idle windows failed: {}: {}", f.kind, f.message);
             }
@@ -107,8 +118,17 @@ impl Runtime {
 
     /// What one input's batch of a job did: its outputs, failures and late
     /// records sent under one acknowledgement group, and its records
-    /// processed in the partition's ledger. Returns the outputs sent.
-    fn on_slice(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, batch: InputBatch, result: &BatchResult) -> u64 {
+    /// processed in the partition's ledger. Returns the outputs sent, and
+    /// the records to run again when the transform found no room to run
+    /// (`unavailable`: the partition waits a moment meanwhile).
+    fn on_slice(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        n: i32,
+        batch: InputBatch,
+        invalid: &[weir_abi::RecordFailure],
+        result: &BatchResult,
+    ) -> (u64, Option<weir_abi::BatchBuilder>) {
         let name = self.deployment.name.clone();
         let acks = Acks::new();
         let refused = self.refused_in(&batch);
@@ -129,11 +149,26 @@ impl Runtime {
             let why = describe_failure(&name, &batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
             self.stop_partition(consumer, n, why);
         }
-        let Some(p) = self.parts.get_mut(&n) else { return out };
+        let Some(p) = self.parts.get_mut(&n) else { return (out, None) };
+        let mut rest = None;
         match &result.stopped {
             None => {
                 let last = batch.records.last().map_or(-1, |r| r.offset);
                 p.ledger.advance(&batch.topic, last + 1);
+                if std::mem::take(&mut p.unavailable) {
+                    lock(&self.deployment.status).waiting.remove(&n);
+                }
+            }
+            Some(stop) if stop.kind == FailureKind::Unavailable => {
+                p.ledger.advance(&batch.topic, batch.records[stop.index as usize].offset);
+                let whole = weir_abi::BatchBuilder::from_parts(batch.clone(), invalid.to_vec());
+                rest = Some(whole.copy_range(stop.index as usize..batch.records.len()));
+                p.hold_until = Some(Instant::now() + UNAVAILABLE_WAIT);
+                p.unavailable = true;
+                tracing::warn!(deployment = %name, partition = n, "no room to run the transform, trying again in {} s: {}", UNAVAILABLE_WAIT.as_secs(), stop.message);
+                let mut status = lock(&self.deployment.status);
+                status.waiting.insert(n, format!("no room to run the transform: {}", stop.message));
+                status.last_error = Some(stop.message.clone());
             }
             Some(stop) => {
                 let at = batch.records[stop.index as usize].offset;
@@ -143,13 +178,13 @@ impl Runtime {
             }
         }
         self.timer_failures(n, &result.timer_failures);
-        let Some(p) = self.parts.get_mut(&n) else { return out };
+        let Some(p) = self.parts.get_mut(&n) else { return (out, rest) };
         p.ledger.push(acks, Some(Arc::new(batch)));
         if let Some(f) = &result.timer_host_failure {
             let why = format!("deployment `{name}`, partition {n}: firing timers failed: {}: {}", f.kind, f.message);
             self.stop_partition(consumer, n, why);
         }
-        out
+        (out, rest)
     }
 
     /// Counts records that came out of order, and makes those dropped as

@@ -83,7 +83,10 @@ impl Runtime {
             if self.parts.remove(n).is_some() {
                 let label = n.to_string();
                 let _ = self.shared.metrics.stopped.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
-                let _ = self.shared.metrics.consumer_lag.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
+                let labels = [self.deployment.tenant.as_str(), self.deployment.name.as_str(), &label];
+                for gauge in [&self.shared.metrics.consumer_lag, &self.shared.metrics.consumer_lag_end, &self.shared.metrics.open_transaction_seconds] {
+                    let _ = gauge.remove_label_values(&labels);
+                }
             }
             let mut status = lock(&self.deployment.status);
             status.partitions.retain(|p| p != n);
@@ -91,6 +94,9 @@ impl Runtime {
             status.failed.remove(n);
             status.late.remove(n);
             status.waiting.remove(n);
+            status.lag.remove(n);
+            status.lag_to_end.remove(n);
+            status.held.remove(n);
         }
     }
 
@@ -137,7 +143,7 @@ impl Runtime {
                         }
                         let _ = consumer.resume(&tpl_of(topic, n));
                     }
-                    self.parts.insert(n, Partition::new(n, &self.deployment.config.inputs, t.state, t.positions, t.changelog_next));
+                    self.parts.insert(n, Partition::new(n, &self.deployment.config.inputs, &self.deployment.buffers, t.state, t.positions, t.changelog_next));
                 }
                 Err(e) => {
                     let why = format!("{e:#}");

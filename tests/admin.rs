@@ -10,50 +10,19 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client as Http;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use weir_runtime::tenants::token_hash;
 use weir_tests::kafka::{Broker, Rec, Scope, Weir, now_ms, produce_slowly};
+use weir_runtime::tenants::token_hash;
+use weir_tests::tenants::{self, ACME, EVIL, ROOT, call};
 use weir_tests::{component, plugin, weir_bin};
-
-const ROOT: &str = "root-token";
-const ACME: &str = "acme-token";
-const EVIL: &str = "evil-token";
 
 /// A host config with the admin, tenant `acme` and tenant `evil` (tight
 /// quotas).
 fn config() -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{{brokers}}"
-group_prefix = "{{p}}weir"
-properties = {{ "session.timeout.ms" = "6000" }}
-[host]
-state_dir = "{{state}}"
-listen = "{{listen}}"
-commit_interval_ms = 200
-[admin]
-token_sha256 = "{root}"
-[tenants.acme]
-token_sha256 = "{acme}"
-input_prefixes = ["{{p}}acme."]
-output_prefixes = ["{{p}}acme."]
-[tenants.evil]
-token_sha256 = "{evil}"
-input_prefixes = ["{{p}}evil."]
-output_prefixes = ["{{p}}evil."]
-quota = {{ memory_mb = 32, cpu_ms_per_batch = 300, max_outputs_per_record = 100, max_state_bytes = 1048576, max_module_mb = 1 }}
-"#,
-        root = token_hash(ROOT),
-        acme = token_hash(ACME),
-        evil = token_hash(EVIL)
-    )
+    tenants::config("", "", "{ memory_mb = 32, cpu_ms_per_batch = 300, max_outputs_per_record = 100, max_state_bytes = 1048576, max_module_mb = 1 }")
 }
 
 fn start_host(dir: &Path, k: &Scope) -> Weir {
-    let mut w = Weir::start(dir, k, &config());
-    w.authorize(ROOT);
-    w.wait_healthy();
-    w
+    tenants::start_host(dir, k, &config())
 }
 
 /// Runs a `weir` admin verb against `host` as a user would.
@@ -63,22 +32,8 @@ fn weir(host: &Weir, token: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn call(host: &Weir, method: Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (StatusCode, Value) {
-    let mut r = Http::new().request(method, format!("http://{}{path}", host.listen)).timeout(Duration::from_secs(120));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        r = r.body(b);
-    }
-    let resp = r.send().unwrap();
-    let status = resp.status();
-    let text = resp.text().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 fn status(host: &Weir, token: &str, name: &str) -> Value {
-    call(host, Method::GET, &format!("/v1/deployments/{name}"), Some(token), None).1
+    call(host, Method::GET, &format!("/v1/deployments/{name}"), token, None).1
 }
 
 /// Waits until `check` holds for the deployment's status on `host`.
@@ -222,7 +177,7 @@ fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() 
             assert!(Instant::now() < deadline, "still running after undeploy:\n{}", host.log_text());
             std::thread::sleep(Duration::from_millis(200));
         }
-        assert_eq!(call(host, Method::GET, "/v1/deployments/wc", Some(ACME), None).0, StatusCode::NOT_FOUND);
+        assert_eq!(call(host, Method::GET, "/v1/deployments/wc", ACME, None).0, StatusCode::NOT_FOUND);
     }
     // Deployed again under the same name, it starts from nothing.
     let (ok, text) = weir(&b, ACME, &["deploy", "wc", "--plugin", wc, "--input", &k.name("acme.text"), "--output", &k.name("acme.counts")]);
@@ -234,11 +189,11 @@ fn deployments_uploaded_through_one_host_run_on_all_and_upgrade_keeping_state() 
 
 /// Deploys `plugin` for `token`'s tenant through the HTTP API.
 fn deploy(host: &Weir, token: &str, name: &str, plugin: &Path, spec: Value) -> (StatusCode, Value) {
-    let (code, up) = call(host, Method::PUT, "/v1/modules", Some(token), Some(std::fs::read(plugin).unwrap()));
+    let (code, up) = call(host, Method::PUT, "/v1/modules", token, Some(std::fs::read(plugin).unwrap()));
     assert_eq!(code, StatusCode::CREATED, "{up}");
     let mut spec = spec;
     spec["module"] = up["module"].clone();
-    call(host, Method::POST, &format!("/v1/deployments/{name}"), Some(token), Some(serde_json::to_vec(&spec).unwrap()))
+    call(host, Method::POST, &format!("/v1/deployments/{name}"), token, Some(serde_json::to_vec(&spec).unwrap()))
 }
 
 #[test]
@@ -310,7 +265,7 @@ fn a_hostile_tenant_hurts_nobody_else() {
     let metrics = host.metrics();
     assert!(metrics.contains("tenant=\"evil\""), "metrics are labelled by tenant");
     assert!(host.health().is_some(), "the host is alive:\n{}", host.log_text());
-    let listed = call(&host, Method::GET, "/v1/deployments", Some(EVIL), None).1;
+    let listed = call(&host, Method::GET, "/v1/deployments", EVIL, None).1;
     assert_eq!(listed.as_array().unwrap().len(), hostile.len(), "the evil tenant sees only its own: {listed:#}");
 }
 
@@ -341,19 +296,19 @@ fn tokens_topics_and_uploads_are_checked() {
         (Method::GET, "/v1/deployments/router/logs"),
     ];
     for (method, path) in &endpoints {
-        for token in [None, Some("wrong"), Some(token_hash(ACME).as_str())] {
+        for token in ["", "wrong", token_hash(ACME).as_str()] {
             let (code, v) = call(&host, method.clone(), path, token, Some(b"{}".to_vec()));
             assert_eq!(code, StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}: {v}");
         }
-        let (code, v) = call(&host, method.clone(), &format!("{path}?tenant=acme"), Some(EVIL), Some(b"{}".to_vec()));
+        let (code, v) = call(&host, method.clone(), &format!("{path}?tenant=acme"), EVIL, Some(b"{}".to_vec()));
         assert_eq!(code, StatusCode::FORBIDDEN, "{method} {path} as evil for acme: {v}");
     }
     for (method, path) in &endpoints[2..] {
-        let (code, v) = call(&host, method.clone(), path, Some(EVIL), Some(b"{}".to_vec()));
+        let (code, v) = call(&host, method.clone(), path, EVIL, Some(b"{}".to_vec()));
         assert!(code == StatusCode::NOT_FOUND || code == StatusCode::BAD_REQUEST, "{method} {path} as evil: {code} {v}");
     }
     wait_status(&host, ACME, "router", "running, untouched", |s| s["status"] == "running");
-    assert_eq!(call(&host, Method::GET, "/v1/deployments?tenant=acme", Some(ROOT), None).1.as_array().unwrap().len(), 1, "the admin sees acme's");
+    assert_eq!(call(&host, Method::GET, "/v1/deployments?tenant=acme", ROOT, None).1.as_array().unwrap().len(), 1, "the admin sees acme's");
 
     // Topics of another tenant are refused at deploy time.
     for spec in [json!({ "inputs": [k.name("acme.in")], "output": k.name("evil.out") }), json!({ "inputs": [k.name("evil.in")], "output": k.name("acme.out") })]
@@ -381,7 +336,7 @@ fn tokens_topics_and_uploads_are_checked() {
     // Bad uploads get a clear 4xx and change nothing.
     // What the registry holds (the host's live figures, such as lag, move).
     let registry = || -> Vec<(Value, Value, Value)> {
-        let all = call(&host, Method::GET, "/v1/deployments", Some(ROOT), None).1;
+        let all = call(&host, Method::GET, "/v1/deployments", ROOT, None).1;
         all.as_array().unwrap().iter().map(|d| (d["name"].clone(), d["version"].clone(), d["module"].clone())).collect()
     };
     let before = registry();
@@ -398,7 +353,7 @@ fn tokens_topics_and_uploads_are_checked() {
         ("an oversize file", vec![0u8; 2 << 20], StatusCode::PAYLOAD_TOO_LARGE, "larger than the 1048576-byte module size limit"),
     ];
     for (what, bytes, expected, message) in uploads {
-        let (code, v) = call(&host, Method::PUT, "/v1/modules", Some(EVIL), Some(bytes));
+        let (code, v) = call(&host, Method::PUT, "/v1/modules", EVIL, Some(bytes));
         assert_eq!(code, expected, "{what}: {v}");
         assert!(v["error"].as_str().unwrap_or_default().contains(message), "{what}: {v}");
     }
@@ -406,7 +361,7 @@ fn tokens_topics_and_uploads_are_checked() {
         &host,
         Method::POST,
         "/v1/deployments/ghost",
-        Some(EVIL),
+        EVIL,
         Some(serde_json::to_vec(&json!({ "module": "00ff", "inputs": [k.name("evil.in")], "output": k.name("evil.out") })).unwrap()),
     );
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
@@ -449,7 +404,7 @@ fn the_api_refuses_unauthenticated_bodies_slow_clients_and_paths() {
 
     // A path where a digest belongs: refused, nothing deployed.
     let spec = json!({ "module": "../../../../../tmp/x", "inputs": [k.name("acme.in")], "output": k.name("acme.out") });
-    let (code, v) = call(&host, Method::POST, "/v1/deployments/trav", Some(ACME), Some(serde_json::to_vec(&spec).unwrap()));
+    let (code, v) = call(&host, Method::POST, "/v1/deployments/trav", ACME, Some(serde_json::to_vec(&spec).unwrap()));
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("sha256"), "{v}");
 
@@ -463,7 +418,7 @@ fn the_api_refuses_unauthenticated_bodies_slow_clients_and_paths() {
                 // A custom section makes each module new to the compiler.
                 let module = [wasm.as_slice(), &[0, 3, 1, b'x', i]].concat();
                 let host = &host;
-                s.spawn(move || call(host, Method::PUT, "/v1/modules", Some(ACME), Some(module)))
+                s.spawn(move || call(host, Method::PUT, "/v1/modules", ACME, Some(module)))
             })
             .collect();
         uploads.into_iter().map(|u| u.join().unwrap().0).collect()
@@ -502,13 +457,13 @@ fn registry_writes_are_checked_and_state_survives_input_changes() {
 
     // Another tenant that learnt the digest cannot deploy it.
     let spec = json!({ "module": module, "inputs": [k.name("evil.in")], "output": k.name("evil.out") });
-    let (code, v) = call(&a, Method::POST, "/v1/deployments/copycat", Some(EVIL), Some(serde_json::to_vec(&spec).unwrap()));
+    let (code, v) = call(&a, Method::POST, "/v1/deployments/copycat", EVIL, Some(serde_json::to_vec(&spec).unwrap()));
     assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
 
     // Two upgrades at once, one through each host.
     let upgrade = |host: &Weir, n: &str| {
         let spec = json!({ "module": module, "inputs": [k.name("acme.text")], "output": k.name("acme.counts"), "config": { "n": n } });
-        call(host, Method::PUT, "/v1/deployments/wc", Some(ACME), Some(serde_json::to_vec(&spec).unwrap()))
+        call(host, Method::PUT, "/v1/deployments/wc", ACME, Some(serde_json::to_vec(&spec).unwrap()))
     };
     let (ra, rb) = std::thread::scope(|s| {
         let ta = s.spawn(|| upgrade(&a, "a"));
@@ -542,7 +497,7 @@ fn registry_writes_are_checked_and_state_survives_input_changes() {
 
     // Resume with a second input: the counts go on from where they were.
     let spec = json!({ "module": module, "inputs": [k.name("acme.text"), k.name("acme.more")], "output": k.name("acme.counts") });
-    let (code, v) = call(&a, Method::PUT, "/v1/deployments/wc", Some(ACME), Some(serde_json::to_vec(&spec).unwrap()));
+    let (code, v) = call(&a, Method::PUT, "/v1/deployments/wc", ACME, Some(serde_json::to_vec(&spec).unwrap()));
     assert_eq!(code, StatusCode::OK, "{v}");
     let (ok, text) = weir(&a, ACME, &["resume", "wc"]);
     assert!(ok, "{text}");
@@ -581,7 +536,7 @@ fn a_deployment_with_a_table_restarts_in_place() {
     let out = k.read("acme.enriched", 50, Duration::from_secs(90));
     assert!(out.iter().all(|r| r.value_str().ends_with(&format!(";customer-{}", &r.key_str()[1..]))), "{out:?}");
 
-    let (code, v) = call(&a, Method::PUT, "/v1/deployments/enrich", Some(ACME), Some(serde_json::to_vec(&moved).unwrap()));
+    let (code, v) = call(&a, Method::PUT, "/v1/deployments/enrich", ACME, Some(serde_json::to_vec(&moved).unwrap()));
     assert_eq!(code, StatusCode::OK, "{v}");
     k.produce("acme.orders", &orders(50));
     let out = k.read("acme.enriched2", 50, Duration::from_secs(90));

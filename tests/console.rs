@@ -10,59 +10,13 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client as Http;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use weir_runtime::tenants::token_hash;
 use weir_tests::browser::Browser;
 use weir_tests::kafka::{Broker, Rec, Scope, Weir, produce_slowly};
+use weir_tests::tenants::{self, ACME, EVIL, call, start_host};
 use weir_tests::{plugin, weir_bin};
 
-const ROOT: &str = "root-token";
-const ACME: &str = "acme-token";
-const EVIL: &str = "evil-token";
-
 fn config() -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{{brokers}}"
-group_prefix = "{{p}}weir"
-properties = {{ "session.timeout.ms" = "6000" }}
-[host]
-state_dir = "{{state}}"
-listen = "{{listen}}"
-commit_interval_ms = 200
-[admin]
-token_sha256 = "{root}"
-[tenants.acme]
-token_sha256 = "{acme}"
-input_prefixes = ["{{p}}acme."]
-output_prefixes = ["{{p}}acme."]
-[tenants.evil]
-token_sha256 = "{evil}"
-input_prefixes = ["{{p}}evil."]
-output_prefixes = ["{{p}}evil."]
-"#,
-        root = token_hash(ROOT),
-        acme = token_hash(ACME),
-        evil = token_hash(EVIL)
-    )
-}
-
-fn start_host(dir: &Path, k: &Scope) -> Weir {
-    let mut w = Weir::start(dir, k, &config());
-    w.authorize(ROOT);
-    w.wait_healthy();
-    w
-}
-
-fn call(host: &Weir, method: Method, path: &str, token: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
-    let mut r = Http::new().request(method, format!("http://{}{path}", host.listen)).timeout(Duration::from_secs(120)).bearer_auth(token);
-    if let Some(b) = body {
-        r = r.body(b);
-    }
-    let resp = r.send().unwrap();
-    let status = resp.status();
-    let text = resp.text().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    tenants::config("", "", "")
 }
 
 fn upload(host: &Weir, token: &str, plugin: &Path) -> Value {
@@ -106,7 +60,7 @@ fn a_tenant_watches_and_steers_its_deployment_in_the_console() {
         k.create_topic(t, n);
     }
     let dir = tempfile::tempdir().unwrap();
-    let host = start_host(dir.path(), &k);
+    let host = start_host(dir.path(), &k, &config());
     deploy(&host, ACME, "errors", &plugin("filter"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
     deploy(&host, ACME, "words", &plugin("word-count"), json!({ "inputs": [k.name("acme.text")], "output": k.name("acme.out") }));
     k.produce("acme.text", &[Rec::new("", "hello <b>world</b> hello")]);
@@ -200,6 +154,14 @@ fn a_tenant_watches_and_steers_its_deployment_in_the_console() {
         b.wait_text("#name", "the window count", |t| t == "acme / clicks").await;
         let late = b.wait_text("#lag tbody", "the late record", |t| t.contains("1 (latest")).await;
         assert!(late.contains("4500 ms behind"), "late record shown as: {late}");
+
+        // A transaction left open on the input shows where it holds it.
+        let open = k.begin_transaction("open");
+        open.produce("acme.clicks", &[click(6_000)]);
+        let held = b.wait_text("#lag tbody", "the held input", |t| t.contains("held by an open transaction")).await;
+        assert!(held.contains(&format!("{}@3", k.name("acme.clicks"))), "held input shown as: {held}");
+        open.commit();
+        b.wait_text("#lag tbody", "the held input let go", |t| !t.contains("held by")).await;
         b.close().await;
     });
     let (_, view) = call(&host, Method::GET, "/v1/deployments/errors", ACME, None);
@@ -218,8 +180,8 @@ fn the_consoles_api_is_scoped_and_sees_every_host() {
         k.create_topic(t, n);
     }
     let dir = tempfile::tempdir().unwrap();
-    let a = start_host(&dir.path().join("a"), &k);
-    let b = start_host(&dir.path().join("b"), &k);
+    let a = start_host(&dir.path().join("a"), &k, &config());
+    let b = start_host(&dir.path().join("b"), &k, &config());
     let spec = json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out"), "delivery": "exactly-once" });
     deploy(&a, ACME, "errors", &plugin("filter"), spec);
     let view = call(&b, Method::GET, "/v1/deployments/errors", ACME, None).1;
@@ -305,8 +267,8 @@ fn two_hosts_counting(k: &Scope, dir: &Path, n: usize) -> (Weir, Weir) {
     for (t, p) in [("acme.in", 4), ("acme.out", 1), ("acme.out.dlq", 1)] {
         k.create_topic(t, p);
     }
-    let a = start_host(&dir.join("a"), k);
-    let b = start_host(&dir.join("b"), k);
+    let a = start_host(&dir.join("a"), k, &config());
+    let b = start_host(&dir.join("b"), k, &config());
     deploy(&a, ACME, "wc", &plugin("word-count"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
     owners(&a);
     produce_words(k, n, "w");
@@ -497,7 +459,7 @@ fn measure_a_consoles_cost_to_the_host() {
         k.create_topic(t, n);
     }
     let dir = tempfile::tempdir().unwrap();
-    let host = start_host(dir.path(), &k);
+    let host = start_host(dir.path(), &k, &config());
     deploy(&host, ACME, "errors", &plugin("filter"), json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out") }));
     let base = format!("http://{}", host.listen);
     let weight: usize = ["/", "/console.js", "/console.css"].iter().map(|p| Http::new().get(format!("{base}{p}")).send().unwrap().bytes().unwrap().len()).sum();

@@ -177,6 +177,16 @@ impl Broker {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing is
+    /// answered, as a broker that hangs, until [`Broker::thaw`].
+    pub fn freeze(&mut self) {
+        signal(self.child.as_mut().expect("running"), libc::SIGSTOP);
+    }
+
+    pub fn thaw(&mut self) {
+        signal(self.child.as_mut().expect("running"), libc::SIGCONT);
+    }
+
     /// Starts the broker again on the same ports and data.
     pub fn restart(&mut self) {
         self.kill();

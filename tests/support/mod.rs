@@ -97,3 +97,4 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
 
 pub mod browser;
 pub mod kafka;
+pub mod tenants;

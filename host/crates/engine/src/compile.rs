@@ -49,7 +49,8 @@ pub fn in_child(exe: &std::path::Path, engine: &crate::EngineConfig, limits: Com
     // No log lines of the child's own on stderr: it carries the error. No
     // backtrace either: symbolizing one reads the binary's debug info, in a
     // process out of memory.
-    cmd.env("WEIR_LOG", "off").env("RUST_BACKTRACE", "0");
+    // Nothing of the host's environment (it may hold secrets).
+    cmd.env_clear().env("WEIR_LOG", "off").env("RUST_BACKTRACE", "0");
     let (memory, cpu) = (limits.memory_mb.saturating_mul(1 << 20), limits.seconds.max(1));
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec only async-signal-safe calls
@@ -65,6 +66,8 @@ pub fn in_child(exe: &std::path::Path, engine: &crate::EngineConfig, limits: Com
             // the soft limit ends it.
             set(libc::RLIMIT_CPU, cpu)?;
             set(libc::RLIMIT_CORE, 0)?;
+            // At the workers' priority, below the host's Kafka threads.
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
             // The first the kernel kills when the machine runs out of memory
             // (compiles may run several at once, each under its own limit).
             let adj = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
@@ -77,7 +80,11 @@ pub fn in_child(exe: &std::path::Path, engine: &crate::EngineConfig, limits: Com
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| LoadError::Compiler(format!("starting the compiler ({}): {e}", exe.display())))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        // The binary's path is the host's business, not the uploader's.
+        tracing::error!("starting the compiler {}: {e}", exe.display());
+        LoadError::Compiler(format!("the compiler could not start: {e}"))
+    })?;
     let (stdin, mut stdout, mut stderr) = (child.stdin.take(), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     let input = bytes.to_vec();
     let feeder = std::thread::spawn(move || {

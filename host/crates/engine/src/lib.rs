@@ -227,9 +227,13 @@ impl Engine {
 
 /// What one component may hold of the instance pool; a component that
 /// would hold more is refused when it loads.
+/// Memories and tables are the pool's average per instance, and core
+/// instances (only counted, not reserved) are counted up to the most a
+/// component may hold, so every component fits in its instance's part of
+/// the pool, and instances, counted in tenants' shares, are all that fills it.
 pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
-pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
+pub const MAX_TABLES_PER_COMPONENT: u32 = 4;
 
 /// wasmtime's settings for `config`; `pooling` for a host that runs
 /// instances (a compiling child has none to allocate, and what it compiles
@@ -245,15 +249,15 @@ pub fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 16)
-            .total_memories(config.max_instances * 4)
-            .total_tables(config.max_instances * 4)
+            .total_core_instances(config.max_instances * MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(config.max_instances * MAX_MEMORIES_PER_COMPONENT)
+            .total_tables(config.max_instances * MAX_TABLES_PER_COMPONENT)
             .total_stacks(config.max_instances)
             .max_memories_per_module(2)
             .max_tables_per_module(4)
             // Per component, so that one tenant's component cannot take the
             // pool's slots by the thousand: Python components (the largest)
-            // hold 38 core instances, 2 memories and a few tables.
+            // hold 38 core instances, 1 memory and 2 tables.
             .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
             .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
             .max_tables_per_component(MAX_TABLES_PER_COMPONENT)

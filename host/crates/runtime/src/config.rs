@@ -353,6 +353,7 @@ impl Config {
             t.check(&format!("{}.", self.kafka.group_prefix)).with_context(|| format!("tenant `{name}`"))?;
         }
         crate::tenants::check_apart(&self.tenants)?;
+        crate::tenants::instance_shares(&self.tenants, self.engine.max_instances as usize, self.host.workers)?;
         if let Some(a) = &self.admin {
             crate::tenants::check_token_hash(&a.token_sha256).context("admin.token_sha256")?;
         }

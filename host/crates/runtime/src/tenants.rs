@@ -45,7 +45,7 @@ pub struct Quota {
     pub max_deployments: usize,
     /// Instances of the host's pool the tenant's deployments may hold at
     /// once on a host (each worker that runs a deployment holds one);
-    /// default: `max_deployments` × the host's workers, and 4 more.
+    /// default: see [`instance_shares`].
     pub max_instances: Option<usize>,
     /// Input the tenant's deployments may hold buffered on a host, MiB.
     pub max_buffered_mb: u64,
@@ -112,6 +112,26 @@ impl Quota {
             max_state_bytes: self.max_state_bytes,
         }
     }
+}
+
+/// Instances of a host's pool (`engine.max_instances` of them) each
+/// tenant's deployments may hold at once: its quota's `max_instances`, or
+/// an even part of what those leave, no more than it can use
+/// (`max_deployments` × `workers` + 4, a trial's second instance on a few
+/// workers included). Shares that do not fit in the pool are refused, so
+/// each tenant can always have its share.
+pub fn instance_shares(tenants: &BTreeMap<String, TenantConfig>, pool: usize, workers: usize) -> Result<BTreeMap<String, usize>> {
+    let explicit: usize = tenants.values().filter_map(|t| t.quota.max_instances).sum();
+    let Some(left) = pool.checked_sub(explicit) else {
+        bail!("the tenants' `max_instances` add up to {explicit}, more than the host's pool (`engine.max_instances` = {pool})")
+    };
+    let others = tenants.values().filter(|t| t.quota.max_instances.is_none()).count();
+    let each = left / others.max(1);
+    if others > 0 && each == 0 {
+        bail!("the tenants' `max_instances` leave no room in the host's pool (`engine.max_instances` = {pool}) for the {others} tenants without one")
+    }
+    let share = |t: &TenantConfig| t.quota.max_instances.unwrap_or_else(|| each.min(t.quota.max_deployments.saturating_mul(workers).saturating_add(4)));
+    Ok(tenants.iter().map(|(name, t)| (name.clone(), share(t))).collect())
 }
 
 /// Checks that no tenant reaches another's topics: the prefixes of two
@@ -199,11 +219,23 @@ pub enum Principal {
 pub struct Tenants {
     admin_hash: Option<[u8; 32]>,
     tenants: BTreeMap<String, TenantConfig>,
+    /// See [`instance_shares`].
+    instance_shares: BTreeMap<String, usize>,
 }
 
 impl Tenants {
     pub fn from_config(config: &Config) -> Tenants {
-        Tenants { admin_hash: config.admin.as_ref().and_then(|a| decode_hash(&a.token_sha256)), tenants: config.tenants.clone() }
+        Tenants {
+            admin_hash: config.admin.as_ref().and_then(|a| decode_hash(&a.token_sha256)),
+            tenants: config.tenants.clone(),
+            // Checked with the configuration.
+            instance_shares: instance_shares(&config.tenants, config.engine.max_instances as usize, config.host.workers).unwrap_or_default(),
+        }
+    }
+
+    /// Instances of the pool `tenant`'s deployments may hold on this host.
+    pub fn instance_share(&self, tenant: &str) -> Option<usize> {
+        self.instance_shares.get(tenant).copied()
     }
 
     /// Whether any token is configured (the admin API is off otherwise).
@@ -298,6 +330,25 @@ mod tests {
         assert_eq!(t.authenticate("tc"), None);
         assert_eq!(t.authenticate(""), None);
         assert_eq!(t.authenticate(&token_hash("ta")), None, "the hash is not the token");
+    }
+
+    #[test]
+    fn instance_shares_fit_in_the_pool() {
+        let mut tenants = BTreeMap::new();
+        for name in ["a", "b", "c"] {
+            tenants.insert(name.to_owned(), tenant(name));
+        }
+        tenants.get_mut("a").unwrap().quota.max_instances = Some(600);
+        let shares = instance_shares(&tenants, 1_000, 64).unwrap();
+        // What `a` leaves, split between the others.
+        assert_eq!(shares, [("a".to_owned(), 600), ("b".to_owned(), 200), ("c".to_owned(), 200)].into());
+        // No more than a tenant can use: 20 deployments on 2 workers, and 4.
+        assert_eq!(instance_shares(&tenants, 1_000, 2).unwrap()["b"], 44);
+        tenants.get_mut("b").unwrap().quota.max_instances = Some(400);
+        let refused = instance_shares(&tenants, 1_000, 2).unwrap_err().to_string();
+        assert!(refused.contains("no room") && refused.contains("1 tenants without"), "{refused}");
+        tenants.get_mut("c").unwrap().quota.max_instances = Some(1);
+        assert!(instance_shares(&tenants, 1_000, 2).unwrap_err().to_string().contains("add up to 1001"));
     }
 
     #[test]

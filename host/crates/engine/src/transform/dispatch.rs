@@ -197,6 +197,17 @@ impl Transform {
         self.instance = None;
     }
 
+    /// Whether it holds an instance (of the pool, and of its tenant's share).
+    pub fn has_instance(&self) -> bool {
+        self.instance.is_some()
+    }
+
+    /// Gives its instance back (to make room for another transform of the
+    /// tenant); the next call starts a fresh one.
+    pub fn release_instance(&mut self) {
+        self.instance = None;
+    }
+
     pub(super) fn instance(&mut self) -> Result<&mut Instance, CallFailure> {
         if self.instance.is_none() {
             self.instance = Some(Instance::new(&self.module, &self.spec)?);
@@ -268,6 +279,13 @@ impl Transform {
         run.result.failures.sort_by_key(|f| f.index);
         run.result.late.sort_unstable();
         run.result.late.dedup();
+        if let Some(at) = run.result.stopped.as_ref().map(|s| s.index) {
+            // Records from the stop on were not processed: they come again,
+            // and only then may they fail or count as late.
+            run.result.failures.retain(|f| f.index < at);
+            run.result.late.retain(|&i| i < at);
+            run.result.out_of_order.retain(|&i| i < at);
+        }
         self.recycle_if_bloated();
         (run.state.expect("partition state returned"), run.result)
     }

@@ -92,6 +92,11 @@ impl InstanceQuota {
         self.live.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether another instance would pass the share.
+    pub fn full(&self) -> bool {
+        self.live() >= self.limit
+    }
+
     fn take(self: &Arc<Self>) -> Result<QuotaSlot, CallFailure> {
         use std::sync::atomic::Ordering;
         let taken = self.live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.limit).then_some(n + 1));

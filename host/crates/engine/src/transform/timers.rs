@@ -145,8 +145,10 @@ impl Transform {
                         if culprits >= MAX_CULPRITS || fired.host_failure.is_some() || !allowance.take_call() {
                             return;
                         }
-                        if !self.fire_alone(t, slot, fired) {
-                            culprits += 1;
+                        match self.fire_alone(t, slot, fired) {
+                            Alone::Fired => {}
+                            Alone::Failed => culprits += 1,
+                            Alone::NoRoom => return,
                         }
                     }
                 }
@@ -155,21 +157,21 @@ impl Transform {
     }
 
     /// Fires one timer of a failed group, unless a timer fired before it
-    /// cancelled or moved it; false if it failed (and was dropped).
-    fn fire_alone(&mut self, t: Timer, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired) -> bool {
+    /// cancelled or moved it.
+    fn fire_alone(&mut self, t: Timer, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired) -> Alone {
         let state = slot.as_mut().expect("state present");
         match state.timer(&t.key) {
             Ok(current) if current == Some((t.at, t.clock)) => {}
-            Ok(_) => return true,
+            Ok(_) => return Alone::Fired,
             Err(e) => {
                 fired.host_failure = Some(CallFailure::host(e));
-                return true;
+                return Alone::Fired;
             }
         }
         let state_before = match self.spec().limits.max_state_bytes.map(|_| state.try_state_bytes()) {
             Some(Err(e)) => {
                 fired.host_failure = Some(CallFailure::host(e));
-                return true;
+                return Alone::Fired;
             }
             Some(Ok(bytes)) => Some(bytes),
             None => None,
@@ -178,22 +180,26 @@ impl Transform {
         if let Err(e) = state.cancel_timer(&t.key) {
             state.rollback();
             fired.host_failure = Some(CallFailure::host(e));
-            return true;
+            return Alone::Fired;
         }
         match self.call_timers(std::slice::from_ref(&t), slot, state_before) {
             Ok(produced) => {
                 slot.as_mut().expect("state present").commit_txn();
                 fired.produced.push(produced);
-                true
+                Alone::Fired
             }
             Err(failure) => {
                 self.discard_instance();
                 let state = slot.as_mut().expect("state present");
                 state.rollback();
+                if failure.kind == FailureKind::Unavailable {
+                    // No room to run: it stays set, due, for the next try.
+                    return Alone::NoRoom;
+                }
                 if failure.kind == FailureKind::Host {
                     // Not the timer's fault: it stays set.
                     fired.host_failure = Some(failure);
-                    return true;
+                    return Alone::Fired;
                 }
                 state.begin();
                 let dropped = state.cancel_timer(&t.key);
@@ -202,7 +208,7 @@ impl Transform {
                     Ok(()) => fired.failures.push(TimerFailure { key: t.key, at: t.at, clock: t.clock, failure }),
                     Err(e) => fired.host_failure = Some(CallFailure::host(e)),
                 }
-                false
+                Alone::Failed
             }
         }
     }
@@ -232,4 +238,15 @@ impl Transform {
         let origins = due.iter().map(|t| Origin { input: None, timestamp: t.at }).collect();
         Ok(Produced { batch: out, origins })
     }
+}
+
+/// How a timer fired alone went.
+enum Alone {
+    /// It fired, or no longer needed to, or the host failed (its timer
+    /// stays set; see `Fired::host_failure`).
+    Fired,
+    /// It failed, and was dropped.
+    Failed,
+    /// No room to run the transform: it stays set, and so do the rest.
+    NoRoom,
 }

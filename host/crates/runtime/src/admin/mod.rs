@@ -170,55 +170,80 @@ async fn upload(
     body: Bytes,
 ) -> ApiResult<(StatusCode, axum::Json<Uploaded>)> {
     let (scope, registry) = scope(&host, &headers, &q)?;
-    if let Some(quota) = scope.tenant_config(&host).map(|t| t.quota) {
+    let quota = scope.tenant_config(&host).map(|t| t.quota);
+    if let Some(quota) = &quota {
         let limit = quota.max_module_mb << 20;
         if body.len() as u64 > limit {
             return Err(err(StatusCode::PAYLOAD_TOO_LARGE, LoadError::TooLarge { size: body.len() as u64, limit }.to_string()));
         }
-        let tenant = scope.tenant.as_deref();
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-        if !registry.owns(tenant, &digest) {
-            let (modules, bytes) = registry.stored_by(tenant);
-            let gc = "modules no deployment runs are deleted an hour after their upload";
-            if modules >= quota.max_modules {
-                return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the tenant has {modules} modules, its quota `max_modules` ({gc})")));
-            }
-            let storage = quota.max_module_storage_mb << 20;
-            if bytes + body.len() as u64 > storage {
-                return Err(err(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the tenant's modules take {bytes} bytes; with {} more they would pass its quota `max_module_storage_mb` ({} MiB; {gc})",
-                        body.len(),
-                        quota.max_module_storage_mb
-                    ),
-                ));
-            }
-        }
+        check_module_quota(&registry, scope.tenant.as_deref(), quota, &body)?;
     }
-    // Compile off the request path, within a budget.
     let ticket = admit(&compiles, &scope)?;
-    let (h, bytes) = (host.clone(), body.clone());
-    let compiling = tokio::task::spawn_blocking(move || {
-        let _ticket = ticket;
-        h.engine().load(&bytes)
-    });
     let budget = compile_budget(&host);
-    let module = match tokio::time::timeout(budget, compiling).await {
-        Err(_) => return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the module did not compile within {} s", budget.as_secs()))),
-        Ok(joined) => joined.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("compiling: {e}")))?,
-    };
-    let module = module.map_err(|e| {
-        let status = match e {
-            LoadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            LoadError::Compiler(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
+    // Compiled and stored in a task of its own, which a client that goes
+    // away does not cancel: a compile cut off before its module is stored
+    // would leave native code in the cache that no quota counts.
+    let work = tokio::spawn(async move {
+        // One upload of the caller's at a time, to the end: the quota is
+        // checked again over what its last upload stored.
+        let _ticket = ticket;
+        let (h, bytes) = (host.clone(), body.clone());
+        let module = tokio::task::spawn_blocking(move || h.engine().load(&bytes))
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, format!("compiling: {e}")))?
+            .map_err(|e| {
+                let status = match e {
+                    LoadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    LoadError::Compiler(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                err(status, e.to_string())
+            })?;
+        let tenant = scope.tenant.as_deref();
+        let stored = match &quota {
+            Some(quota) => check_module_quota(&registry, tenant, quota, &body),
+            None => Ok(()),
         };
-        err(status, e.to_string())
-    })?;
-    let digest = registry.put_module(&body, scope.tenant.as_deref()).await?;
-    debug_assert_eq!(digest, module.digest);
-    Ok((StatusCode::CREATED, axum::Json(Uploaded { module: digest, size: module.size, compiled_ms: module.compiled_in.map(|d| d.as_millis()) })))
+        let stored = match stored {
+            Ok(()) => registry.put_module(&body, tenant).await.map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
+        if stored.is_err() && registry.modules.get(&module.digest).is_none() {
+            host.engine().forget(&module.digest);
+        }
+        let digest = stored?;
+        ApiResult::Ok(Uploaded { module: digest, size: module.size, compiled_ms: module.compiled_in.map(|d| d.as_millis()) })
+    });
+    match tokio::time::timeout(budget, work).await {
+        Err(_) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the module did not compile within {} s", budget.as_secs()))),
+        Ok(Err(e)) => Err(err(StatusCode::INTERNAL_SERVER_ERROR, format!("uploading: {e}"))),
+        Ok(Ok(uploaded)) => Ok((StatusCode::CREATED, axum::Json(uploaded?))),
+    }
+}
+
+/// Refuses a module that would take `tenant` past its quota of stored
+/// modules (one it already owns costs nothing more).
+fn check_module_quota(registry: &Registry, tenant: Option<&str>, quota: &crate::tenants::Quota, body: &[u8]) -> ApiResult<()> {
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+    if registry.owns(tenant, &digest) {
+        return Ok(());
+    }
+    let (modules, bytes) = registry.stored_by(tenant);
+    let gc = "modules no deployment runs are deleted an hour after their upload";
+    if modules >= quota.max_modules {
+        return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the tenant has {modules} modules, its quota `max_modules` ({gc})")));
+    }
+    if bytes + body.len() as u64 > quota.max_module_storage_mb << 20 {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the tenant's modules take {bytes} bytes; with {} more they would pass its quota `max_module_storage_mb` ({} MiB; {gc})",
+                body.len(),
+                quota.max_module_storage_mb
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn view(host: &Host, spec: &DeploymentSpec) -> View {

@@ -38,7 +38,11 @@ pub fn consumer_config(kafka: &KafkaConfig, group: &str) -> ClientConfig {
         // librdkafka pauses fetching for this long whenever its queue holds
         // `queued.min.messages` (100 000): the 1 s default caps a consumer
         // near 100 k records/s.
-        .set("fetch.queue.backoff.ms", "20");
+        .set("fetch.queue.backoff.ms", "20")
+        // What a consumer prefetches is outside every buffer budget: keep
+        // it to 16 MiB a deployment (librdkafka's default is 64).
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.max.bytes", "16777216");
     apply_user(c, kafka)
 }
 

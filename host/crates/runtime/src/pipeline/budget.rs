@@ -1,7 +1,9 @@
 //! Bytes of buffered input a host, and each tenant on it, may hold: every
-//! partition's buffer counts against both, and a partition whose buffer
-//! holds a batch pauses its consumption while either is spent. A limit per
-//! partition alone lets many deployments (of one tenant) hold gigabytes.
+//! partition's buffer counts against both. A partition pauses its
+//! consumption while it holds anything and its tenant's budget is spent,
+//! or holds a batch and the host's is (so another tenant's buffers cannot
+//! starve it). A limit per partition alone lets many deployments (of one
+//! tenant) hold gigabytes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +36,8 @@ impl BufferBudget {
     }
 }
 
-/// The budgets a buffer counts against: the host's, and its tenant's.
+/// The budgets a buffer counts against: the host's, and its tenant's (in
+/// that order).
 #[derive(Clone, Debug)]
 pub struct Budgets(Arc<[Arc<BufferBudget>]>);
 
@@ -56,9 +59,14 @@ impl Budgets {
         }
     }
 
-    /// One of them is spent.
-    pub fn spent(&self) -> bool {
-        self.0.iter().any(|b| b.spent())
+    /// The host's is spent.
+    pub fn host_spent(&self) -> bool {
+        self.0.first().is_some_and(|b| b.spent())
+    }
+
+    /// The tenant's is spent.
+    pub fn tenant_spent(&self) -> bool {
+        self.0.get(1).is_some_and(|b| b.spent())
     }
 }
 
@@ -105,13 +113,13 @@ mod tests {
         let budgets = HostBudgets::new(1000);
         let (acme, evil, operator) = (budgets.of(Some(("acme", 300))), budgets.of(Some(("evil", 300))), budgets.of(None));
         evil.add(300);
-        assert!(evil.spent() && !acme.spent() && !operator.spent(), "evil's budget is its own");
+        assert!(evil.tenant_spent() && !acme.tenant_spent() && !operator.host_spent(), "evil's budget is its own");
         acme.add(200);
         operator.add(500);
-        assert!(acme.spent() && operator.spent(), "the host's is shared: {}", budgets.host().used());
+        assert!(acme.host_spent() && !acme.tenant_spent() && operator.host_spent(), "the host's is shared: {}", budgets.host().used());
         operator.remove(500);
         evil.remove(300);
-        assert!(!acme.spent() && !evil.spent());
+        assert!(!acme.host_spent() && !evil.tenant_spent());
         assert_eq!(budgets.tenants(), [("acme".to_owned(), 200), ("evil".to_owned(), 0)].into());
     }
 }

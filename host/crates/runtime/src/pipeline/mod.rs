@@ -481,8 +481,8 @@ impl Host {
             if known.read().unwrap().contains(topic) { Ok(()) } else { Err(format!("output topic `{topic}` does not exist")) }
         }));
         spec.stop_at_failure = config.failure_policy == crate::config::FailurePolicy::Stop;
-        if let (Some(t), Some((tenant, _))) = (&tenant_config, name.split_once('.')) {
-            let limit = t.quota.max_instances.unwrap_or(t.quota.max_deployments.saturating_mul(self.shared.host.workers).saturating_add(4));
+        if let (Some(_), Some((tenant, _))) = (&tenant_config, name.split_once('.')) {
+            let limit = self.tenants.instance_share(tenant).unwrap_or(0);
             let quota = lock(&self.instance_quotas).entry(tenant.to_owned()).or_insert_with(|| InstanceQuota::new(tenant, limit)).clone();
             spec.instance_quota = Some(quota);
         }

@@ -53,12 +53,15 @@ impl Buffer {
         Buffer { topic: topic.to_owned(), partition, chunks: VecDeque::new(), records: 0, bytes: 0, paused: false, next_offset, budgets }
     }
 
-    /// Whether it should pause consumption: past its own limits, or holding
-    /// at least a batch while the host's or the tenant's buffer budget is
-    /// spent (a buffer holding less may always fill, so every partition
-    /// can make progress).
+    /// Whether it should pause consumption: past its own limits, holding
+    /// anything while its tenant's buffer budget is spent (by the tenant's
+    /// own buffers), or at least a batch while the host's is (a buffer
+    /// holding less may fill, so other tenants cannot starve it).
     pub fn full(&self, max_records: usize, max_bytes: usize, batch: BatchLimits) -> bool {
-        self.records >= max_records || self.bytes >= max_bytes || (self.holds_batch(batch) && self.budgets.spent())
+        self.records >= max_records
+            || self.bytes >= max_bytes
+            || (self.records > 0 && self.budgets.tenant_spent())
+            || (self.holds_batch(batch) && self.budgets.host_spent())
     }
 
     fn holds_batch(&self, batch: BatchLimits) -> bool {

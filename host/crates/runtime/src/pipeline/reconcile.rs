@@ -45,8 +45,11 @@ struct Reconciler {
 
 /// Compiles at once for the registry's deployments on a host, at most.
 const MAX_LOADS: usize = 4;
-/// How long a module that failed to compile waits before another try.
+/// How long a module that failed to compile waits before another try,
+/// doubled after each failure up to [`LOAD_RETRY_MAX`]: a module that
+/// reaches its compile limits here costs minutes of CPU each time.
 const LOAD_RETRY: Duration = Duration::from_secs(60);
+const LOAD_RETRY_MAX: Duration = Duration::from_secs(3600);
 
 /// Modules being compiled for the registry's deployments, and the results.
 #[derive(Default)]
@@ -59,11 +62,15 @@ enum Load {
     Running {
         tenant: Option<String>,
         thread: std::thread::JoinHandle<Result<weir_engine::Module>>,
+        /// Earlier tries that failed.
+        failures: u32,
     },
     Ready(Arc<weir_engine::Module>),
     Failed {
         why: String,
-        at: Instant,
+        /// When it may be tried again, and how many tries failed.
+        retry_at: Instant,
+        failures: u32,
     },
 }
 
@@ -79,23 +86,14 @@ impl ModuleLoads {
     /// compile is started if the tenant has none running and there is
     /// room), or failed.
     fn get(&mut self, host: &Arc<Host>, registry: &Registry, digest: &str, tenant: Option<&str>) -> Loaded {
-        if let Some(Load::Running { thread, .. }) = self.loads.get(digest)
-            && thread.is_finished()
-        {
-            let Some(Load::Running { thread, .. }) = self.loads.remove(digest) else { unreachable!("just seen") };
-            let done = thread.join().unwrap_or_else(|_| Err(anyhow!("compiling panicked")));
-            let load = match done {
-                Ok(module) => Load::Ready(Arc::new(module)),
-                Err(e) => Load::Failed { why: format!("{e:#}"), at: Instant::now() },
-            };
-            self.loads.insert(digest.to_owned(), load);
-        }
-        match self.loads.get(digest) {
+        self.collect();
+        let failures = match self.loads.get(digest) {
             Some(Load::Ready(m)) => return Loaded::Ready(m.clone()),
             Some(Load::Running { .. }) => return Loaded::Compiling,
-            Some(Load::Failed { why, at }) if at.elapsed() < LOAD_RETRY => return Loaded::Failed(why.clone()),
-            Some(Load::Failed { .. }) | None => {}
-        }
+            Some(Load::Failed { why, retry_at, .. }) if Instant::now() < *retry_at => return Loaded::Failed(why.clone()),
+            Some(Load::Failed { failures, .. }) => *failures,
+            None => 0,
+        };
         let running: Vec<&Option<String>> =
             self.loads.values().filter_map(|l| if let Load::Running { tenant, .. } = l { Some(tenant) } else { None }).collect();
         if running.len() >= MAX_LOADS || running.iter().any(|t| t.as_deref() == tenant) {
@@ -106,16 +104,34 @@ impl ModuleLoads {
         let thread = std::thread::Builder::new().name("weir-compile".into()).spawn(move || engine.load(&bytes).with_context(|| format!("module {name}")));
         match thread {
             Ok(thread) => {
-                self.loads.insert(digest.to_owned(), Load::Running { tenant: tenant.map(str::to_owned), thread });
+                self.loads.insert(digest.to_owned(), Load::Running { tenant: tenant.map(str::to_owned), thread, failures });
                 Loaded::Compiling
             }
             Err(e) => Loaded::Failed(format!("starting a compile: {e}")),
         }
     }
 
+    /// Takes the results of the compiles that finished.
+    fn collect(&mut self) {
+        let finished: Vec<String> =
+            self.loads.iter().filter(|(_, l)| matches!(l, Load::Running { thread, .. } if thread.is_finished())).map(|(d, _)| d.clone()).collect();
+        for digest in finished {
+            let Some(Load::Running { thread, failures, .. }) = self.loads.remove(&digest) else { unreachable!("just seen") };
+            let load = match thread.join().unwrap_or_else(|_| Err(anyhow!("compiling panicked"))) {
+                Ok(module) => Load::Ready(Arc::new(module)),
+                Err(e) => {
+                    let wait = LOAD_RETRY.saturating_mul(1 << failures.min(6)).min(LOAD_RETRY_MAX);
+                    Load::Failed { why: format!("{e:#}"), retry_at: Instant::now() + wait, failures: failures + 1 }
+                }
+            };
+            self.loads.insert(digest, load);
+        }
+    }
+
     /// Forgets the modules no deployment in `wanted` runs (a compile under
-    /// way finishes on its own).
+    /// way finishes on its own, and is forgotten then).
     fn keep(&mut self, wanted: &std::collections::BTreeSet<&str>) {
+        self.collect();
         self.loads.retain(|digest, load| wanted.contains(digest.as_str()) || matches!(load, Load::Running { .. }));
     }
 }

@@ -304,13 +304,14 @@ impl Workers {
             // pool) of deployments that are gone or upgraded: also while no
             // job comes, or a worker idle since an undeploy would hold them.
             // (Each worker holds its own: only a deployment keeps it alive.)
-            transforms.retain(|_, (r, _)| r.strong_count() > 0);
+            transforms.retain(|_, (r, _, _)| r.strong_count() > 0);
             swept = Instant::now();
             let Some((slot, job)) = next else { continue };
             let (started, cpu0) = (Instant::now(), thread_cpu_time());
             let Job { runnable, partition, work, state, reply } = job;
             // A panic fails this job's partition, not the worker (which every
             // deployment shares) nor the process.
+            make_room(&mut transforms, &runnable);
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&mut transforms, &runnable, &work, state)));
             let (state, outcome, rolled_back) = match ran {
                 Ok((state, outcome, rolled_back)) => (Some(state), outcome, rolled_back),
@@ -405,24 +406,44 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// A worker's transforms, by the address of what they run; weak, so that
 /// a deployment that goes takes its transforms (and their instances of the
 /// pool) with it.
-type Transforms = HashMap<usize, (std::sync::Weak<Runnable>, Transform)>;
+type Transforms = HashMap<usize, (std::sync::Weak<Runnable>, Transform, Instant)>;
 
 /// This worker's instance of `runnable`.
 fn transform_of<'a>(transforms: &'a mut Transforms, runnable: &Arc<Runnable>) -> &'a mut Transform {
     let key = Arc::as_ptr(runnable) as usize;
-    let fresh = || (Arc::downgrade(runnable), Transform::new(runnable.module.clone(), runnable.spec.clone()));
+    let fresh = || (Arc::downgrade(runnable), Transform::new(runnable.module.clone(), runnable.spec.clone()), Instant::now());
     let entry = transforms.entry(key).or_insert_with(fresh);
     // An entry left by a runnable gone since, at the same address.
     if !entry.0.upgrade().is_some_and(|r| Arc::ptr_eq(&r, runnable)) {
         *entry = fresh();
     }
+    entry.2 = Instant::now();
     &mut entry.1
+}
+
+/// Makes room in its tenant's share of the pool for `runnable`'s job, if
+/// the share is taken and the job would need a new instance: this worker
+/// gives back the instance of the tenant's transform it ran least recently.
+/// So a tenant with more deployments than its share runs each of them in
+/// turn, rather than some of them never.
+fn make_room(transforms: &mut Transforms, runnable: &Arc<Runnable>) {
+    let Some(quota) = &runnable.spec.instance_quota else { return };
+    let key = Arc::as_ptr(runnable) as usize;
+    if !quota.full() || transforms.get(&key).is_some_and(|(_, t, _)| t.has_instance()) {
+        return;
+    }
+    let same_tenant = |r: &std::sync::Weak<Runnable>| r.upgrade().is_some_and(|r| r.spec.instance_quota.as_ref().is_some_and(|q| Arc::ptr_eq(q, quota)));
+    let oldest = transforms.iter_mut().filter(|(k, (r, t, _))| **k != key && t.has_instance() && same_tenant(r)).min_by_key(|(_, (_, _, used))| *used);
+    if let Some((_, (_, t, _))) = oldest {
+        t.release_instance();
+    }
 }
 
 /// How a batch went for a transform on trial.
 enum TrialOutcome {
     Passed,
-    /// It failed records, as the transform before it did too.
+    /// It failed records, as the transform before it did too, or found no
+    /// room to run.
     Failed,
     /// It failed where the transform before it did not: why.
     Regressed(String),
@@ -439,6 +460,11 @@ fn try_on_trial(
 ) -> (Box<PartitionState>, BatchResult, TrialOutcome) {
     state.savepoint();
     let (mut state, result) = transform_of(transforms, candidate).dispatch_checked(batch, invalid, state);
+    if result.stopped.as_ref().is_some_and(|s| s.kind == FailureKind::Unavailable) {
+        // No room to run it is no verdict on it: the rest of the batch waits.
+        state.release_savepoint();
+        return (state, result, TrialOutcome::Failed);
+    }
     // Invalid records fail whatever runs; only the transform's own failures count.
     let own = |r: &BatchResult| r.failures.iter().filter(|f| f.kind != FailureKind::InvalidInput).count();
     let stopped_itself = |r: &BatchResult| r.stopped.as_ref().is_some_and(|s| s.kind != FailureKind::InvalidInput);

@@ -187,7 +187,9 @@ impl Runtime {
             if p.hold_until.is_some_and(|t| Instant::now() >= t) {
                 p.hold_until = None;
                 if p.stopped.is_none() {
-                    for t in &self.deployment.config.inputs {
+                    // Not an input paused for its full buffer: it resumes
+                    // once the buffer has room (`dispatch`).
+                    for t in self.deployment.config.inputs.iter().filter(|t| !p.inputs.get(*t).is_some_and(|b| b.paused)) {
                         let _ = consumer.resume(&tpl_of(t, p.number));
                     }
                 }

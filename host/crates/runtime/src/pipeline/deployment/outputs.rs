@@ -95,9 +95,10 @@ impl Runtime {
                 p.ledger.push(acks, None);
             }
             (_, Outcome::Closed(Err(f))) if f.kind == FailureKind::Unavailable => {
-                // Tried again at the next quiet moment.
+                // Tried again a moment later.
                 if let Some(p) = self.parts.get_mut(&done.partition) {
                     p.idle_closed = false;
+                    p.hold_until = Some(Instant::now() + UNAVAILABLE_WAIT);
                 }
             }
             (_, Outcome::Closed(Err(f))) => {

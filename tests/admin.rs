@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client as Http;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use weir_tests::kafka::{Broker, Rec, Scope, Weir, now_ms, produce_slowly};
 use weir_runtime::tenants::token_hash;
+use weir_tests::kafka::{Broker, Rec, Scope, Weir, now_ms, produce_slowly};
 use weir_tests::tenants::{self, ACME, EVIL, ROOT, call};
 use weir_tests::{component, plugin, weir_bin};
 

@@ -88,6 +88,70 @@ pub struct Broker {
     dir: tempfile::TempDir,
     /// Broker settings beyond `scripts/kafka`'s.
     settings: Vec<String>,
+    /// SCRAM users added when its data is formatted.
+    scram: Vec<String>,
+}
+
+/// A broker's SASL_SSL listener: its certificate is signed by a CA of the
+/// test's own (made with `keytool`), and it knows one SCRAM-SHA-512 user.
+pub struct Secure {
+    pub bootstrap: String,
+    /// The CA's certificate, PEM.
+    pub ca: PathBuf,
+    /// A CA the broker's certificate is not signed by, PEM.
+    pub other_ca: PathBuf,
+    pub user: String,
+    pub password: String,
+}
+
+/// Runs `keytool` with `args` in `dir`.
+fn keytool(dir: &Path, args: &[&str]) {
+    let out = Command::new("keytool").current_dir(dir).args(args).output().expect("running keytool (from the JDK)");
+    assert!(out.status.success(), "keytool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA in `dir` (`<name>.p12`, `<name>.pem`), and with `broker`, a broker
+/// keystore (`broker.p12`) for 127.0.0.1 signed by it.
+fn make_ca(dir: &Path, name: &str, broker: bool) {
+    let (p12, dname) = (format!("{name}.p12"), format!("CN={name}"));
+    let ca = ["-keystore", &p12, "-storetype", "PKCS12", "-storepass", "changeit"];
+    keytool(
+        dir,
+        &[&["-genkeypair", "-alias", "ca", "-dname", &dname, "-keyalg", "RSA", "-keysize", "2048", "-ext", "bc:c", "-validity", "3"][..], &ca].concat(),
+    );
+    keytool(dir, &[&["-exportcert", "-rfc", "-alias", "ca", "-file", &format!("{name}.pem")][..], &ca].concat());
+    if !broker {
+        return;
+    }
+    let store = ["-keystore", "broker.p12", "-storetype", "PKCS12", "-storepass", "changeit"];
+    keytool(
+        dir,
+        &[&["-genkeypair", "-alias", "broker", "-dname", "CN=localhost", "-keyalg", "RSA", "-keysize", "2048", "-keypass", "changeit"][..], &store].concat(),
+    );
+    keytool(dir, &[&["-certreq", "-alias", "broker", "-file", "broker.csr"][..], &store].concat());
+    keytool(
+        dir,
+        &[
+            &[
+                "-gencert",
+                "-alias",
+                "ca",
+                "-infile",
+                "broker.csr",
+                "-outfile",
+                "broker.crt",
+                "-rfc",
+                "-validity",
+                "3",
+                "-ext",
+                "SAN=IP:127.0.0.1,DNS:localhost",
+            ][..],
+            &ca,
+        ]
+        .concat(),
+    );
+    keytool(dir, &[&["-importcert", "-noprompt", "-alias", "ca", "-file", &format!("{name}.pem")][..], &store].concat());
+    keytool(dir, &[&["-importcert", "-alias", "broker", "-file", "broker.crt"][..], &store].concat());
 }
 
 impl Broker {
@@ -113,6 +177,28 @@ impl Broker {
         })
     }
 
+    /// This test binary's secure broker (see [`Broker::secure`]): started
+    /// on first use, stopped (by pid) when the binary exits.
+    pub fn secure_shared() -> &'static (Broker, Secure) {
+        static SECURE: OnceLock<(Broker, Secure)> = OnceLock::new();
+        SECURE.get_or_init(|| {
+            extern "C" fn stop_secure() {
+                if let Some((b, _)) = SECURE.get() {
+                    // SAFETY: kill and waitpid on our own child's pid.
+                    unsafe {
+                        libc::kill(b.pid() as i32, libc::SIGKILL);
+                        libc::waitpid(b.pid() as i32, std::ptr::null_mut(), 0);
+                    }
+                    let _ = std::fs::remove_dir_all(b.dir.path());
+                }
+            }
+            let b = Broker::secure();
+            // SAFETY: registers a plain function; it runs once at exit.
+            unsafe { libc::atexit(stop_secure) };
+            b
+        })
+    }
+
     /// A broker of the caller's own, stopped when dropped.
     pub fn dedicated() -> Broker {
         Broker::dedicated_with(&[])
@@ -128,9 +214,41 @@ impl Broker {
         }
         let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
         let settings = settings.iter().map(|s| s.to_string()).collect();
-        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings };
+        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings, scram: Vec::new() };
         b.launch();
         b
+    }
+
+    /// A broker of the caller's own with a SASL_SSL listener beside its
+    /// plaintext one (which the tests' own clients keep using).
+    pub fn secure() -> (Broker, Secure) {
+        let (port, controller_port) = (free_port(), free_port());
+        let mut secure_port = free_port();
+        while [port, controller_port].contains(&secure_port) {
+            secure_port = free_port();
+        }
+        let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        std::fs::create_dir(&tls).unwrap();
+        make_ca(&tls, "ca", true);
+        make_ca(&tls, "other-ca", false);
+        let (user, password) = ("weir".to_owned(), format!("pw-{}-{}", std::process::id(), now_ms()));
+        let settings = [
+            format!("listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{secure_port}"),
+            format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{secure_port}"),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL".into(),
+            "sasl.enabled.mechanisms=SCRAM-SHA-512".into(),
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;".into(),
+            format!("ssl.keystore.location={}", tls.join("broker.p12").display()),
+            "ssl.keystore.type=PKCS12".into(),
+            "ssl.keystore.password=changeit".into(),
+            "ssl.key.password=changeit".into(),
+        ];
+        let scram = vec![format!("SCRAM-SHA-512=[name={user},password={password}]")];
+        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings: settings.into(), scram };
+        b.launch();
+        let secure = Secure { bootstrap: format!("127.0.0.1:{secure_port}"), ca: tls.join("ca.pem"), other_ca: tls.join("other-ca.pem"), user, password };
+        (b, secure)
     }
 
     fn pid(&self) -> u32 {
@@ -147,6 +265,7 @@ impl Broker {
         cmd.args(["--port", &self.port.to_string(), "--controller-port", &self.controller_port.to_string(), "--data"])
             .arg(self.dir.path().join("data"))
             .args(self.settings.iter().flat_map(|s| ["--set", s.as_str()]))
+            .args(self.scram.iter().flat_map(|s| ["--scram", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -46,7 +46,7 @@ pub struct AdminConfig {
     pub token_sha256: String,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`.
@@ -55,6 +55,12 @@ pub struct KafkaConfig {
     pub group_prefix: String,
     /// librdkafka properties for every client (consumers and producer).
     pub properties: BTreeMap<String, String>,
+    /// TLS and SASL, for every client.
+    pub security: crate::kafka::security::Security,
+    /// `security` as librdkafka settings, secrets read (see
+    /// [`KafkaConfig::resolve`]).
+    #[serde(skip)]
+    pub resolved: Vec<(&'static str, String)>,
     /// How long to wait for the cluster at start-up, ms.
     pub connect_timeout_ms: u64,
     /// The in-process cluster of `weir dev`, which lacks CreateTopics:
@@ -65,7 +71,45 @@ pub struct KafkaConfig {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        KafkaConfig { brokers: "127.0.0.1:9092".into(), group_prefix: "weir".into(), properties: BTreeMap::new(), connect_timeout_ms: 10_000, embedded: false }
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_prefix: "weir".into(),
+            properties: BTreeMap::new(),
+            security: Default::default(),
+            resolved: Vec::new(),
+            connect_timeout_ms: 10_000,
+            embedded: false,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Reads `security`'s secrets into the settings every client gets; a
+    /// setting also in `properties` is refused (which would win is not
+    /// obvious).
+    pub fn resolve(&mut self) -> Result<()> {
+        let settings = self.security.settings()?;
+        if let Some((name, _)) = settings.iter().find(|(name, _)| self.properties.contains_key(*name)) {
+            bail!("kafka.properties sets \"{name}\", which [kafka.security] sets too: keep one");
+        }
+        self.resolved = settings;
+        Ok(())
+    }
+}
+
+/// Secrets show as `<redacted>`, from `security` or `properties`.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::kafka::security::{REDACTED, is_secret};
+        let properties: BTreeMap<&str, &str> = self.properties.iter().map(|(k, v)| (k.as_str(), if is_secret(k) { REDACTED } else { v.as_str() })).collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_prefix", &self.group_prefix)
+            .field("properties", &properties)
+            .field("security", &self.security)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("embedded", &self.embedded)
+            .finish()
     }
 }
 
@@ -321,6 +365,7 @@ impl Config {
             config.host.workers = w;
         }
         config.check()?;
+        config.kafka.resolve()?;
         Ok(config)
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -13,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 pub mod group;
 pub mod offsets;
 pub mod producer;
+pub mod security;
 pub mod tail;
 
 use crate::config::KafkaConfig;
@@ -170,7 +171,7 @@ pub const KAFKA_DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_588;
 /// The brokers and the user's properties, last so that they win.
 fn apply_user(mut c: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
     c.set("bootstrap.servers", &kafka.brokers);
-    for (k, v) in &kafka.properties {
+    for (k, v) in kafka.resolved.iter().map(|(k, v)| (*k, v)).chain(kafka.properties.iter().map(|(k, v)| (k.as_str(), v))) {
         c.set(k, v);
     }
     c
@@ -185,6 +186,49 @@ pub fn partitions_of(topics: &BTreeMap<String, usize>, topic: &str) -> Result<us
     }
 }
 
+/// Keeps what went wrong while connecting, and says which setting it is
+/// about: librdkafka only logs why a broker refused it (a wrong password, a
+/// certificate it cannot verify) and goes on trying.
+#[derive(Default)]
+struct ConnectContext {
+    error: std::sync::Mutex<Option<String>>,
+}
+
+impl ConnectContext {
+    fn why(&self) -> Option<String> {
+        let error = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?;
+        let hint = if error.contains("SASL authentication") || error.contains("Authentication failed") {
+            "; check kafka.security.username and password (or mechanism)"
+        } else if error.contains("certificate") || error.contains("SSL handshake") {
+            "; check kafka.security.ca_file (the CA that signed the brokers' certificates) and the certificates' dates"
+        } else {
+            ""
+        };
+        Some(format!("{error}{hint}"))
+    }
+}
+
+impl rdkafka::ClientContext for ConnectContext {
+    /// Said once, by [`Cluster::connect`]'s error.
+    fn error(&self, _: rdkafka::error::KafkaError, _: &str) {}
+
+    /// librdkafka says why a connection failed (a refused password, a
+    /// certificate it cannot verify) in its log.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if !matches!(level, L::Emerg | L::Alert | L::Critical | L::Error) {
+            return;
+        }
+        let mut first = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The first cause is the telling one; "all brokers down" follows it.
+        if first.is_none() || (fac == "FAIL" && !first.as_deref().is_some_and(|f| f.contains("authentication") || f.contains("SSL"))) {
+            *first = Some(message.to_owned());
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ConnectContext {}
+
 /// What the cluster knows about topics.
 pub struct Cluster {
     kafka: KafkaConfig,
@@ -198,11 +242,20 @@ impl Cluster {
     pub fn connect(kafka: &KafkaConfig) -> Result<Cluster> {
         let mut c = client_config(kafka);
         c.set("allow.auto.create.topics", "false");
-        let client: BaseConsumer = c.create().context("creating a Kafka client")?;
+        let client: BaseConsumer<ConnectContext> = c.create_with_context(ConnectContext::default()).context("creating a Kafka client")?;
         let timeout = Duration::from_millis(kafka.connect_timeout_ms);
-        client
-            .fetch_metadata(None, timeout)
-            .map_err(|e| anyhow!("cannot reach the Kafka brokers at {} within {} ms: {e}", kafka.brokers, kafka.connect_timeout_ms))?;
+        if let Err(e) = client.fetch_metadata(None, timeout) {
+            // librdkafka's log lines (why it failed) reach the context as
+            // the client polls.
+            let until = std::time::Instant::now() + Duration::from_millis(500);
+            while std::time::Instant::now() < until && client.context().why().is_none() {
+                let _ = client.poll(Duration::from_millis(50));
+            }
+            let why = client.context().why();
+            bail!("cannot reach the Kafka brokers at {} within {} ms: {}", kafka.brokers, kafka.connect_timeout_ms, why.unwrap_or_else(|| e.to_string()));
+        }
+        drop(client);
+        let client: BaseConsumer = c.create().context("creating a Kafka client")?;
         Ok(Cluster { kafka: kafka.clone(), client, timeout })
     }
 

@@ -1,0 +1,273 @@
+//! How every client Weir makes proves who it is to the cluster and checks
+//! the cluster is who it says: the `[kafka.security]` table, turned into
+//! librdkafka's settings once, when the configuration is read. Secrets come
+//! from a file private to the user, an environment variable, or the file
+//! itself; they are never shown (`Debug` and `Serialize` print where they
+//! come from, or `<redacted>`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// `[kafka.security]`: TLS (server verification, mutual TLS) and SASL.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`; default: SASL_SSL
+    /// with a `mechanism`, SSL with TLS settings, else librdkafka's
+    /// (`kafka.properties` may still set it).
+    pub protocol: Option<String>,
+    /// PEM bundle of the CAs that sign the brokers' certificates (default:
+    /// the system's). Broker host names are always checked.
+    pub ca_file: Option<PathBuf>,
+    /// Mutual TLS with PEM files: the client's certificate and its key.
+    pub certificate_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub key_password: Option<Secret>,
+    /// Mutual TLS with a PKCS#12 keystore instead.
+    pub keystore_file: Option<PathBuf>,
+    pub keystore_password: Option<Secret>,
+    /// SASL: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` or
+    /// `GSSAPI`.
+    pub mechanism: Option<String>,
+    /// PLAIN and SCRAM.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// OAUTHBEARER with OIDC client credentials: librdkafka fetches and
+    /// refreshes the tokens.
+    pub oauth: Option<OAuth>,
+    /// GSSAPI (Kerberos).
+    pub kerberos: Option<Kerberos>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth {
+    pub token_endpoint: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kerberos {
+    /// The brokers' Kerberos service name (default `kafka`).
+    #[serde(default = "kafka_service")]
+    pub service_name: String,
+    pub principal: String,
+    pub keytab: PathBuf,
+}
+
+fn kafka_service() -> String {
+    "kafka".into()
+}
+
+/// A secret, written `{ file = "/run/secrets/x" }` (a file no one but its
+/// owner may read), `{ env = "VAR" }`, or as the value itself.
+#[derive(Clone, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Secret {
+    File { file: PathBuf },
+    Env { env: String },
+    Value(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::File { file } => write!(f, "{{ file = {file:?} }}"),
+            Secret::Env { env } => write!(f, "{{ env = {env:?} }}"),
+            Secret::Value(_) => f.write_str(REDACTED),
+        }
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Secret::File { file } => s.collect_map([("file", file.display().to_string())]),
+            Secret::Env { env } => s.collect_map([("env", env.clone())]),
+            Secret::Value(_) => s.serialize_str(REDACTED),
+        }
+    }
+}
+
+pub const REDACTED: &str = "<redacted>";
+
+impl Secret {
+    /// The secret's value; `what` names the setting in errors.
+    fn read(&self, what: &str) -> Result<String> {
+        match self {
+            Secret::Value(v) => Ok(v.clone()),
+            Secret::Env { env } => std::env::var(env).with_context(|| format!("{what}: environment variable `{env}` is not set")),
+            Secret::File { file } => {
+                check_private(file).with_context(|| what.to_owned())?;
+                let text = std::fs::read_to_string(file).with_context(|| format!("{what}: reading {}", file.display()))?;
+                // A trailing newline is the editor's, not the secret's.
+                Ok(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned())
+            }
+        }
+    }
+}
+
+/// Refuses a secret file others may read (or write).
+fn check_private(file: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+    if meta.mode() & 0o077 != 0 {
+        bail!("{} may be read by others (mode {:o}): make it private to its owner (chmod 600)", file.display(), meta.mode() & 0o777);
+    }
+    Ok(())
+}
+
+const MECHANISMS: [&str; 5] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"];
+const PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+impl Security {
+    /// librdkafka's settings for this table, secrets read.
+    pub fn settings(&self) -> Result<Vec<(&'static str, String)>> {
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        let tls = self.ca_file.is_some() || self.certificate_file.is_some() || self.keystore_file.is_some();
+        let protocol = match (&self.protocol, &self.mechanism) {
+            (Some(p), _) => {
+                let p = p.to_ascii_uppercase();
+                if !PROTOCOLS.contains(&p.as_str()) {
+                    bail!("kafka.security.protocol: `{p}` is none of {}", PROTOCOLS.join(", "));
+                }
+                Some(p)
+            }
+            (None, Some(_)) => Some("SASL_SSL".to_owned()),
+            (None, None) => tls.then(|| "SSL".to_owned()),
+        };
+        let Some(protocol) = protocol else { return Ok(out) };
+        if tls && !protocol.ends_with("SSL") {
+            bail!("kafka.security: TLS files are set but `protocol` is {protocol}, which does not use TLS");
+        }
+        if protocol.ends_with("SSL") {
+            out.push(("ssl.endpoint.identification.algorithm", "https".into()));
+        }
+        out.push(("security.protocol", protocol.clone()));
+        let file = |what: &str, p: &PathBuf| -> Result<String> {
+            std::fs::metadata(p).with_context(|| format!("kafka.security.{what}: {}", p.display()))?;
+            Ok(p.display().to_string())
+        };
+        if let Some(ca) = &self.ca_file {
+            out.push(("ssl.ca.location", file("ca_file", ca)?));
+        }
+        match (&self.certificate_file, &self.key_file, &self.keystore_file) {
+            (Some(cert), Some(key), None) => {
+                out.push(("ssl.certificate.location", file("certificate_file", cert)?));
+                check_private(key).context("kafka.security.key_file")?;
+                out.push(("ssl.key.location", file("key_file", key)?));
+                if let Some(p) = &self.key_password {
+                    out.push(("ssl.key.password", p.read("kafka.security.key_password")?));
+                }
+            }
+            (None, None, Some(store)) => {
+                check_private(store).context("kafka.security.keystore_file")?;
+                out.push(("ssl.keystore.location", file("keystore_file", store)?));
+                if let Some(p) = &self.keystore_password {
+                    out.push(("ssl.keystore.password", p.read("kafka.security.keystore_password")?));
+                }
+            }
+            (None, None, None) => {}
+            _ => bail!("kafka.security: mutual TLS takes `certificate_file` and `key_file` (PEM), or `keystore_file` (PKCS#12), not a mix"),
+        }
+        let Some(mechanism) = &self.mechanism else {
+            if protocol.starts_with("SASL") {
+                bail!("kafka.security: protocol {protocol} needs a `mechanism` ({})", MECHANISMS.join(", "));
+            }
+            return Ok(out);
+        };
+        let mechanism = mechanism.to_ascii_uppercase();
+        if !protocol.starts_with("SASL") {
+            bail!("kafka.security: a SASL `mechanism` needs protocol SASL_SSL (or SASL_PLAINTEXT), not {protocol}");
+        }
+        out.push(("sasl.mechanism", mechanism.clone()));
+        match mechanism.as_str() {
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" => {
+                let (Some(user), Some(password)) = (&self.username, &self.password) else {
+                    bail!("kafka.security: mechanism {mechanism} needs `username` and `password`")
+                };
+                out.push(("sasl.username", user.clone()));
+                out.push(("sasl.password", password.read("kafka.security.password")?));
+            }
+            "OAUTHBEARER" => {
+                let Some(o) = &self.oauth else { bail!("kafka.security: mechanism OAUTHBEARER needs an `oauth` table") };
+                out.push(("sasl.oauthbearer.method", "oidc".into()));
+                out.push(("sasl.oauthbearer.token.endpoint.url", o.token_endpoint.clone()));
+                out.push(("sasl.oauthbearer.client.id", o.client_id.clone()));
+                out.push(("sasl.oauthbearer.client.secret", o.client_secret.read("kafka.security.oauth.client_secret")?));
+                if let Some(scope) = &o.scope {
+                    out.push(("sasl.oauthbearer.scope", scope.clone()));
+                }
+            }
+            "GSSAPI" => {
+                let Some(k) = &self.kerberos else { bail!("kafka.security: mechanism GSSAPI needs a `kerberos` table") };
+                out.push(("sasl.kerberos.service.name", k.service_name.clone()));
+                out.push(("sasl.kerberos.principal", k.principal.clone()));
+                check_private(&k.keytab).context("kafka.security.kerberos.keytab")?;
+                out.push(("sasl.kerberos.keytab", file("kerberos.keytab", &k.keytab)?));
+            }
+            m => bail!("kafka.security.mechanism: `{m}` is none of {}", MECHANISMS.join(", ")),
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a librdkafka setting holds a secret (so its value is never
+/// shown, whether it came from `[kafka.security]` or `kafka.properties`).
+pub fn is_secret(name: &str) -> bool {
+    ["password", "secret", "jaas", ".pem", "token"].iter().any(|s| name.contains(s)) && !name.ends_with(".location")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn private_file(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(format!("secret-{mode:o}"));
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn scram_over_tls_with_a_password_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = private_file(dir.path(), "ca", 0o644);
+        let password = private_file(dir.path(), "s3cret\n", 0o600);
+        let s = Security {
+            ca_file: Some(ca.clone()),
+            mechanism: Some("scram-sha-512".into()),
+            username: Some("weir".into()),
+            password: Some(Secret::File { file: password }),
+            ..Security::default()
+        };
+        let settings = s.settings().unwrap();
+        let get = |k: &str| settings.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("sasl.password"), Some("s3cret"), "the file's newline is not the secret's");
+        assert_eq!(get("ssl.endpoint.identification.algorithm"), Some("https"));
+        assert_eq!(get("ssl.ca.location"), ca.to_str());
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn secrets_others_may_read_are_refused_and_values_are_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = private_file(dir.path(), "s3cret", 0o644);
+        let s = Security { mechanism: Some("PLAIN".into()), username: Some("u".into()), password: Some(Secret::File { file: open }), ..Security::default() };
+        let e = format!("{:#}", s.settings().unwrap_err());
+        assert!(e.contains("kafka.security.password") && e.contains("chmod 600"), "{e}");
+        let inline = Security { password: Some(Secret::Value("s3cret".into())), ..s };
+        assert!(!format!("{inline:?}").contains("s3cret"));
+        assert!(!serde_json::to_string(&inline).unwrap().contains("s3cret"));
+        let plain = Security { protocol: Some("SSL".into()), ..inline };
+        assert!(plain.settings().unwrap_err().to_string().contains("needs protocol SASL_SSL"));
+    }
+}

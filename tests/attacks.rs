@@ -232,16 +232,28 @@ fn the_instance_pool_is_held_in_tenants_shares_and_given_back() {
     assert!(answer["error"].as_str().unwrap().contains("exceeds the configured maximum"), "{answer}");
 
     // Three deployments want an instance on each worker; evil's share is
-    // 2. They run in turn, within the share; no record fails for it.
+    // 2. They run in turn, within the share; no record fails for it. The
+    // third is deployed once the first two hold the share: its check
+    // does not wait for them.
     let spec = |t: &str| json!({ "inputs": [k.name(&format!("{t}.in"))], "output": k.name(&format!("{t}.out")) });
-    for (i, name) in ["one", "two", "three"].iter().enumerate() {
-        let spec = json!({ "inputs": [k.name("evil.in")], "output": k.name(&format!("evil.{name}")) });
-        deploy(&host, EVIL, name, padded_upper(10, 10 + i as u64), spec);
-    }
+    let evil_spec = |name: &str| json!({ "inputs": [k.name("evil.in")], "output": k.name(&format!("evil.{name}")) });
+    deploy(&host, EVIL, "one", padded_upper(10, 10), evil_spec("one"));
+    deploy(&host, EVIL, "two", padded_upper(10, 11), evil_spec("two"));
     let records: Vec<Rec> = (0..400).map(|i| Rec::new(&format!("k{i}"), &format!("r{i}"))).collect();
     k.produce("evil.in", &records);
+    eventually("evil's share held", 60, &host, || (instances(&host, "evil") == 2).then_some(()));
+    deploy(&host, EVIL, "three", padded_upper(10, 12), evil_spec("three"));
     let sampling = std::sync::atomic::AtomicBool::new(true);
     let most = std::thread::scope(|s| {
+        // A failed assertion below must stop the sampler, or the scope
+        // would wait for it forever.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop = Stop(&sampling);
         let sampler = s.spawn(|| {
             let mut most = 0;
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
@@ -262,7 +274,7 @@ fn the_instance_pool_is_held_in_tenants_shares_and_given_back() {
             assert_eq!(seen.len(), 400, "{name}: every record through; log:\n{}", host.log_text());
             assert!(k.read(&format!("evil.{name}.dlq"), 1, Duration::from_secs(1)).is_empty(), "a full share is no record's failure");
         }
-        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        drop(stop);
         sampler.join().unwrap()
     });
     assert!(most <= 2, "evil held {most} instances, more than its share");

@@ -114,16 +114,22 @@ impl Quota {
     }
 }
 
+/// Instances of the pool kept for checking deployments, one at a time.
+const WARM_UPS: usize = 1;
+
 /// Instances of a host's pool (`engine.max_instances` of them) each
 /// tenant's deployments may hold at once: its quota's `max_instances`, or
 /// an even part of what those leave, no more than it can use
 /// (`max_deployments` × `workers` + 4, a trial's second instance on a few
 /// workers included). Shares that do not fit in the pool are refused, so
-/// each tenant can always have its share.
+/// each tenant can always have its share. One instance of the pool is no
+/// tenant's: a deployment's check runs its `init` there.
 pub fn instance_shares(tenants: &BTreeMap<String, TenantConfig>, pool: usize, workers: usize) -> Result<BTreeMap<String, usize>> {
     let explicit: usize = tenants.values().filter_map(|t| t.quota.max_instances).sum();
-    let Some(left) = pool.checked_sub(explicit) else {
-        bail!("the tenants' `max_instances` add up to {explicit}, more than the host's pool (`engine.max_instances` = {pool})")
+    let Some(left) = pool.checked_sub(explicit + WARM_UPS) else {
+        bail!(
+            "the tenants' `max_instances` add up to {explicit}, more than the host's pool (`engine.max_instances` = {pool}) leaves them ({WARM_UPS} is kept for checking deployments)"
+        )
     };
     let others = tenants.values().filter(|t| t.quota.max_instances.is_none()).count();
     let each = left / others.max(1);
@@ -341,14 +347,14 @@ mod tests {
         tenants.get_mut("a").unwrap().quota.max_instances = Some(600);
         let shares = instance_shares(&tenants, 1_000, 64).unwrap();
         // What `a` leaves, split between the others.
-        assert_eq!(shares, [("a".to_owned(), 600), ("b".to_owned(), 200), ("c".to_owned(), 200)].into());
+        assert_eq!(shares, [("a".to_owned(), 600), ("b".to_owned(), 199), ("c".to_owned(), 199)].into());
         // No more than a tenant can use: 20 deployments on 2 workers, and 4.
         assert_eq!(instance_shares(&tenants, 1_000, 2).unwrap()["b"], 44);
-        tenants.get_mut("b").unwrap().quota.max_instances = Some(400);
+        tenants.get_mut("b").unwrap().quota.max_instances = Some(399);
         let refused = instance_shares(&tenants, 1_000, 2).unwrap_err().to_string();
         assert!(refused.contains("no room") && refused.contains("1 tenants without"), "{refused}");
         tenants.get_mut("c").unwrap().quota.max_instances = Some(1);
-        assert!(instance_shares(&tenants, 1_000, 2).unwrap_err().to_string().contains("add up to 1001"));
+        assert!(instance_shares(&tenants, 1_000, 2).unwrap_err().to_string().contains("add up to 1000"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use weir_state::tables::Tables;
 pub type TopicPolicy = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// How one deployment's instances are set up.
+#[derive(Clone)]
 pub struct TransformSpec {
     /// Deployment name, used in every error and log line.
     pub name: String,

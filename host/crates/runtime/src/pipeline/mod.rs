@@ -214,6 +214,8 @@ pub struct Host {
     pub series: Arc<crate::series::Series>,
     /// Each tenant's share of the instance pool, made on first use.
     instance_quotas: Mutex<BTreeMap<String, Arc<weir_engine::transform::instance::InstanceQuota>>>,
+    /// Held by the one warm-up running; see [`Host::warm_up`].
+    warm_ups: Mutex<()>,
 }
 
 impl Host {
@@ -266,6 +268,7 @@ impl Host {
             reconciler: Mutex::new(None),
             series: Arc::default(),
             instance_quotas: Mutex::default(),
+            warm_ups: Mutex::default(),
         };
         host.refresh_topics_in_background();
         host.sample_series_in_background();
@@ -523,6 +526,12 @@ impl Host {
     /// Instantiates a transform and runs its `init`, off the caller's
     /// thread (wasm needs a large stack).
     pub fn warm_up(&self, module: Arc<Module>, spec: Arc<TransformSpec>) -> Result<()> {
+        // Outside the tenant's share, whose instances its running
+        // deployments may all hold idle (nothing would ask them back for
+        // a check): one warm-up at a time, in the place the pool keeps
+        // for it (see `tenants::instance_shares`).
+        let _one = lock(&self.warm_ups);
+        let spec = Arc::new(TransformSpec { instance_quota: None, ..(*spec).clone() });
         let name = spec.name.clone();
         let what = format!("deployment `{name}`: init");
         weir_engine::on_wasm_thread(self.engine.config(), "weir-warm-up", &what, move || Transform::new(module, spec).warm_up())?

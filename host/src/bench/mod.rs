@@ -128,7 +128,13 @@ pub struct PipelineReport {
 /// with a stateless plugin, each timed from its first consumed record until
 /// its output topic holds every output.
 pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize) -> Result<PipelineReport> {
-    let kafka = bench_kafka(brokers);
+    pipeline_on(&bench_kafka(brokers), plugin, records, partitions)
+}
+
+/// [`pipeline`] with every client configured by `kafka` (its security
+/// included).
+pub fn pipeline_on(kafka: &weir_runtime::config::KafkaConfig, plugin: &Path, records: usize, partitions: usize) -> Result<PipelineReport> {
+    let kafka = kafka.clone();
     let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
     let run = run_id();
     let (input, raw_out, weir_out) = (format!("bench-in-{run}"), format!("bench-raw-{run}"), format!("bench-weir-{run}"));

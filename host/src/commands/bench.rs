@@ -31,6 +31,26 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         partitions: usize,
     },
+    /// The cost of a secured listener: `pipeline` over plaintext and over
+    /// the `[kafka]` table of `--config` (a SASL_SSL listener of the same
+    /// broker, say), alternately, `--rounds` times.
+    Secure {
+        /// The broker's plaintext listener.
+        #[arg(long)]
+        brokers: String,
+        /// A `weir run` config whose `[kafka]` table reaches the same broker
+        /// through its secured listener.
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        plugin: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Weir vs. Kafka Streams on the same input and broker: a stateless map
     /// and a tumbling 1 s window count (final results), beside the raw
     /// consume→produce relay.
@@ -169,6 +189,18 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
             println!("| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
             println!("|--------:|--------------------------:|------------------------------:|-----------:|");
             println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+        }
+        BenchCommand::Secure { brokers, config, plugin, records, partitions, rounds } => {
+            let secure = weir_runtime::config::Config::load(&config, std::env::vars(), &Default::default())?.kafka;
+            let plain = weir_runtime::config::KafkaConfig { brokers, ..Default::default() };
+            println!("| round | listener | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
+            println!("|------:|:---------|--------------------------:|------------------------------:|-----------:|");
+            for round in 1..=rounds {
+                for (name, kafka) in [("plaintext", &plain), ("secured", &secure)] {
+                    let r = weir::bench::pipeline_on(kafka, &plugin, records, partitions)?;
+                    println!("| {round} | {name} | {:.0} | {:.0} | {:.2} |", r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+                }
+            }
         }
         BenchCommand::Streams { brokers, plugins, kafka_streams, records, keys, partitions } => {
             let rows = weir::bench::streams::streams(&brokers, &plugins, &kafka_streams_dir(kafka_streams)?, records, keys, partitions)?;

@@ -125,12 +125,20 @@ pub struct Restored {
 }
 
 /// Reports a reader's errors except the ends of partitions it is told of
-/// (`enable.partition.eof`), which it reads as events, not failures.
-pub struct ReaderContext;
+/// (`enable.partition.eof`), which it reads as events, not failures, and
+/// what librdkafka reports while the reader closes (a connection dropped
+/// half-made, a TLS and SASL handshake to the group coordinator on a
+/// secured cluster), which is no failure either.
+#[derive(Default)]
+pub struct ReaderContext {
+    closing: std::sync::atomic::AtomicBool,
+}
 
 impl rdkafka::ClientContext for ReaderContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+        if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!("librdkafka, closing a reader: {error}: {reason}");
+        } else if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
             tracing::error!("librdkafka: {error}: {reason}");
         }
     }
@@ -138,9 +146,31 @@ impl rdkafka::ClientContext for ReaderContext {
 
 impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
-/// A consumer of [`reader_config`] with its context.
-pub fn reader(kafka: &KafkaConfig) -> Result<BaseConsumer<ReaderContext>> {
-    reader_config(kafka).create_with_context(ReaderContext).context("creating a reader")
+/// A consumer of [`reader_config`] that closes quietly.
+pub struct Reader(BaseConsumer<ReaderContext>);
+
+impl Reader {
+    fn new(config: &rdkafka::ClientConfig) -> Result<Reader> {
+        Ok(Reader(config.create_with_context(ReaderContext::default()).context("creating a reader")?))
+    }
+}
+
+impl std::ops::Deref for Reader {
+    type Target = BaseConsumer<ReaderContext>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.context().closing.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A [`Reader`] of `kafka`.
+pub fn reader(kafka: &KafkaConfig) -> Result<Reader> {
+    Reader::new(&reader_config(kafka))
 }
 
 /// A consumer that reads one partition start to end as fast as the broker
@@ -166,8 +196,8 @@ pub fn reader_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
 /// transactions included (a reader of committed records would be told the
 /// last stable offset for the end).
 pub fn extent(kafka: &KafkaConfig, topic: &str, partition: i32, timeout: Duration) -> Result<(i64, i64)> {
-    let log: BaseConsumer<ReaderContext> =
-        reader_config(kafka).set("isolation.level", "read_uncommitted").create_with_context(ReaderContext).context("creating a reader")?;
+    // No group: it assigns nothing, and needs no coordinator connection.
+    let log = Reader::new(reader_config(kafka).remove("group.id").set("isolation.level", "read_uncommitted"))?;
     log.fetch_watermarks(topic, partition, timeout).with_context(|| format!("reading the extent of {topic} partition {partition}"))
 }
 
@@ -188,11 +218,13 @@ pub fn restore(
     state: &mut PartitionState,
     progress: &dyn Fn(u64),
 ) -> Result<Restored> {
-    let consumer = reader(kafka).context("the changelog")?;
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
     let (low, high) = extent(kafka, topic, partition, timeout)?;
     let mut restored = Restored { end: from.max(low), ..Restored::default() };
     if restored.end < high {
+        // Made only when there is something to read: each reader is a
+        // connection (and a handshake) more.
+        let consumer = reader(kafka).context("the changelog")?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(restored.end))?;
         consumer.assign(&tpl)?;

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::deployment::Deployment;
 use super::{Shared, lock};
-use crate::changelog::ReaderContext;
+use crate::changelog::Reader;
 use crate::config::KafkaConfig;
 use weir_state::rocks::RocksConfig;
 use weir_state::tables::RocksTable;
@@ -230,7 +230,7 @@ fn table_reader(kafka: &KafkaConfig) -> KafkaConfig {
 
 /// Reads `topic` into `store` until `stop`. Fails when the topic cannot be
 /// read (it is missing, the broker unreachable for long).
-fn load(consumer: &BaseConsumer<ReaderContext>, topic: &str, store: &RocksTable, progress: &Progress, stop: &AtomicBool, timeout: Duration) -> Result<()> {
+fn load(consumer: &Reader, topic: &str, store: &RocksTable, progress: &Progress, stop: &AtomicBool, timeout: Duration) -> Result<()> {
     let started = Instant::now();
     // A retry starts over: what an earlier attempt assigned is assigned again.
     let _ = consumer.unassign();
@@ -322,7 +322,7 @@ fn load(consumer: &BaseConsumer<ReaderContext>, topic: &str, store: &RocksTable,
 /// time, a store that does not match the topic (records it has not read
 /// were deleted, or the topic was made again) is emptied.
 fn assign_new(
-    consumer: &BaseConsumer<ReaderContext>,
+    consumer: &Reader,
     topic: &str,
     store: &RocksTable,
     assigned: &mut BTreeSet<i32>,

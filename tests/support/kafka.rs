@@ -92,16 +92,29 @@ pub struct Broker {
     scram: Vec<String>,
 }
 
-/// A broker's SASL_SSL listener: its certificate is signed by a CA of the
-/// test's own (made with `keytool`), and it knows one SCRAM-SHA-512 user.
+/// A broker's secured listeners: certificates a CA of the test's own
+/// signs (made with `keytool`). SASL_SSL knows one user under SCRAM-SHA-512,
+/// SCRAM-SHA-256 and PLAIN; SSL asks every client for a certificate of the
+/// same CA (mutual TLS).
 pub struct Secure {
+    /// The SASL_SSL listener.
     pub bootstrap: String,
+    /// The mutual TLS listener.
+    pub mtls: String,
     /// The CA's certificate, PEM.
     pub ca: PathBuf,
     /// A CA the broker's certificate is not signed by, PEM.
     pub other_ca: PathBuf,
     pub user: String,
     pub password: String,
+    /// A client certificate of the CA: a PKCS#12 keystore, and the same as
+    /// PEM files (the key encrypted with the keystore's password).
+    pub client_keystore: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub keystore_password: String,
+    /// A client certificate of the CA that expired yesterday, PKCS#12.
+    pub expired_keystore: PathBuf,
 }
 
 /// Runs `keytool` with `args` in `dir`.
@@ -110,9 +123,8 @@ fn keytool(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "keytool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A CA in `dir` (`<name>.p12`, `<name>.pem`), and with `broker`, a broker
-/// keystore (`broker.p12`) for 127.0.0.1 signed by it.
-fn make_ca(dir: &Path, name: &str, broker: bool) {
+/// A CA in `dir`: `<name>.p12` (its key) and `<name>.pem`.
+fn make_ca(dir: &Path, name: &str) {
     let (p12, dname) = (format!("{name}.p12"), format!("CN={name}"));
     let ca = ["-keystore", &p12, "-storetype", "PKCS12", "-storepass", "changeit"];
     keytool(
@@ -120,38 +132,36 @@ fn make_ca(dir: &Path, name: &str, broker: bool) {
         &[&["-genkeypair", "-alias", "ca", "-dname", &dname, "-keyalg", "RSA", "-keysize", "2048", "-ext", "bc:c", "-validity", "3"][..], &ca].concat(),
     );
     keytool(dir, &[&["-exportcert", "-rfc", "-alias", "ca", "-file", &format!("{name}.pem")][..], &ca].concat());
-    if !broker {
-        return;
-    }
-    let store = ["-keystore", "broker.p12", "-storetype", "PKCS12", "-storepass", "changeit"];
-    keytool(
-        dir,
-        &[&["-genkeypair", "-alias", "broker", "-dname", "CN=localhost", "-keyalg", "RSA", "-keysize", "2048", "-keypass", "changeit"][..], &store].concat(),
-    );
-    keytool(dir, &[&["-certreq", "-alias", "broker", "-file", "broker.csr"][..], &store].concat());
-    keytool(
-        dir,
-        &[
-            &[
-                "-gencert",
-                "-alias",
-                "ca",
-                "-infile",
-                "broker.csr",
-                "-outfile",
-                "broker.crt",
-                "-rfc",
-                "-validity",
-                "3",
-                "-ext",
-                "SAN=IP:127.0.0.1,DNS:localhost",
-            ][..],
-            &ca,
-        ]
-        .concat(),
-    );
-    keytool(dir, &[&["-importcert", "-noprompt", "-alias", "ca", "-file", &format!("{name}.pem")][..], &store].concat());
-    keytool(dir, &[&["-importcert", "-alias", "broker", "-file", "broker.crt"][..], &store].concat());
+}
+
+/// A PKCS#12 keystore `store` of `dir` (password `password`) holding a key
+/// and its certificate for `dname`, which the CA `ca` of `dir` signs with
+/// `gencert` (validity, extensions).
+fn sign(dir: &Path, store: &str, password: &str, dname: &str, gencert: &[&str]) {
+    let ca = ["-keystore", "ca.p12", "-storetype", "PKCS12", "-storepass", "changeit"];
+    let own = ["-keystore", store, "-storetype", "PKCS12", "-storepass", password];
+    let csr = format!("{store}.csr");
+    let crt = format!("{store}.crt");
+    keytool(dir, &[&["-genkeypair", "-alias", "key", "-dname", dname, "-keyalg", "RSA", "-keysize", "2048", "-keypass", password][..], &own].concat());
+    keytool(dir, &[&["-certreq", "-alias", "key", "-file", &csr][..], &own].concat());
+    keytool(dir, &[&["-gencert", "-alias", "ca", "-infile", &csr, "-outfile", &crt, "-rfc"][..], gencert, &ca].concat());
+    keytool(dir, &[&["-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem"][..], &own].concat());
+    keytool(dir, &[&["-importcert", "-alias", "key", "-file", &crt][..], &own].concat());
+    // Weir refuses a keystore others may read.
+    std::fs::set_permissions(dir.join(store), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
+/// The certificate and key of keystore `store` as PEM files beside it, the
+/// key encrypted with the keystore's password and private to its owner.
+fn pem_pair(dir: &Path, store: &str, password: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let parsed = openssl::pkcs12::Pkcs12::from_der(&std::fs::read(dir.join(store)).unwrap()).unwrap().parse2(password).unwrap();
+    let (cert, key) = (dir.join(format!("{store}.cert.pem")), dir.join(format!("{store}.key.pem")));
+    std::fs::write(&cert, parsed.cert.unwrap().to_pem().unwrap()).unwrap();
+    let encrypted = parsed.pkey.unwrap().private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), password.as_bytes()).unwrap();
+    std::fs::write(&key, encrypted).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (cert, key)
 }
 
 impl Broker {
@@ -219,35 +229,72 @@ impl Broker {
         b
     }
 
-    /// A broker of the caller's own with a SASL_SSL listener beside its
-    /// plaintext one (which the tests' own clients keep using).
+    /// A broker of the caller's own with the secured listeners of
+    /// [`Secure`] beside its plaintext one (which the tests' own clients
+    /// keep using).
     pub fn secure() -> (Broker, Secure) {
-        let (port, controller_port) = (free_port(), free_port());
-        let mut secure_port = free_port();
-        while [port, controller_port].contains(&secure_port) {
-            secure_port = free_port();
+        let mut ports = vec![free_port()];
+        while ports.len() < 4 {
+            let p = free_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
         }
+        let [port, controller_port, sasl_port, mtls_port] = ports[..] else { unreachable!() };
         let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
         let tls = dir.path().join("tls");
         std::fs::create_dir(&tls).unwrap();
-        make_ca(&tls, "ca", true);
-        make_ca(&tls, "other-ca", false);
+        make_ca(&tls, "ca");
+        make_ca(&tls, "other-ca");
+        let keystore_password = format!("ks-{}-{}", std::process::id(), now_ms());
+        let valid = ["-validity", "3"];
+        sign(&tls, "broker.p12", "changeit", "CN=localhost", &["-validity", "3", "-ext", "SAN=IP:127.0.0.1,DNS:localhost"]);
+        sign(&tls, "client.p12", &keystore_password, "CN=weir-client", &valid);
+        sign(&tls, "expired.p12", &keystore_password, "CN=weir-expired", &["-startdate", "-3d", "-validity", "1"]);
+        keytool(
+            &tls,
+            &["-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem", "-keystore", "truststore.p12", "-storetype", "PKCS12", "-storepass", "changeit"],
+        );
+        let (client_cert, client_key) = pem_pair(&tls, "client.p12", &keystore_password);
         let (user, password) = ("weir".to_owned(), format!("pw-{}-{}", std::process::id(), now_ms()));
+        let scram_module = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
         let settings = [
-            format!("listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{secure_port}"),
-            format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{secure_port}"),
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL".into(),
-            "sasl.enabled.mechanisms=SCRAM-SHA-512".into(),
-            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;".into(),
+            format!(
+                "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port}"
+            ),
+            format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port}"),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL".into(),
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN".into(),
+            format!("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram_module}"),
+            format!("listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram_module}"),
+            format!(
+                "listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";"
+            ),
             format!("ssl.keystore.location={}", tls.join("broker.p12").display()),
             "ssl.keystore.type=PKCS12".into(),
             "ssl.keystore.password=changeit".into(),
             "ssl.key.password=changeit".into(),
+            "listener.name.ssl.ssl.client.auth=required".into(),
+            format!("listener.name.ssl.ssl.truststore.location={}", tls.join("truststore.p12").display()),
+            "listener.name.ssl.ssl.truststore.type=PKCS12".into(),
+            "listener.name.ssl.ssl.truststore.password=changeit".into(),
         ];
-        let scram = vec![format!("SCRAM-SHA-512=[name={user},password={password}]")];
+        let scram = ["SCRAM-SHA-512", "SCRAM-SHA-256"].map(|m| format!("{m}=[name={user},password={password}]")).to_vec();
         let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings: settings.into(), scram };
         b.launch();
-        let secure = Secure { bootstrap: format!("127.0.0.1:{secure_port}"), ca: tls.join("ca.pem"), other_ca: tls.join("other-ca.pem"), user, password };
+        let secure = Secure {
+            bootstrap: format!("127.0.0.1:{sasl_port}"),
+            mtls: format!("127.0.0.1:{mtls_port}"),
+            ca: tls.join("ca.pem"),
+            other_ca: tls.join("other-ca.pem"),
+            user,
+            password,
+            client_keystore: tls.join("client.p12"),
+            client_cert,
+            client_key,
+            keystore_password,
+            expired_keystore: tls.join("expired.p12"),
+        };
         (b, secure)
     }
 

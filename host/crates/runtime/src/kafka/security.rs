@@ -155,21 +155,26 @@ impl Security {
         };
         if let Some(ca) = &self.ca_file {
             out.push(("ssl.ca.location", file("ca_file", ca)?));
+            tls_files::ca(ca)?;
         }
         match (&self.certificate_file, &self.key_file, &self.keystore_file) {
             (Some(cert), Some(key), None) => {
                 out.push(("ssl.certificate.location", file("certificate_file", cert)?));
                 check_private(key).context("kafka.security.key_file")?;
                 out.push(("ssl.key.location", file("key_file", key)?));
-                if let Some(p) = &self.key_password {
-                    out.push(("ssl.key.password", p.read("kafka.security.key_password")?));
+                let password = self.key_password.as_ref().map(|p| p.read("kafka.security.key_password")).transpose()?;
+                tls_files::pem_pair(cert, key, password.as_deref())?;
+                if let Some(p) = password {
+                    out.push(("ssl.key.password", p));
                 }
             }
             (None, None, Some(store)) => {
                 check_private(store).context("kafka.security.keystore_file")?;
                 out.push(("ssl.keystore.location", file("keystore_file", store)?));
-                if let Some(p) = &self.keystore_password {
-                    out.push(("ssl.keystore.password", p.read("kafka.security.keystore_password")?));
+                let password = self.keystore_password.as_ref().map(|p| p.read("kafka.security.keystore_password")).transpose()?;
+                tls_files::keystore(store, password.as_deref())?;
+                if let Some(p) = password {
+                    out.push(("ssl.keystore.password", p));
                 }
             }
             (None, None, None) => {}
@@ -217,6 +222,97 @@ impl Security {
     }
 }
 
+/// Reads the TLS files as librdkafka will, so that a file it could not
+/// use (not a certificate, a key that is not the certificate's, a wrong
+/// password, a certificate expired or not yet valid) is refused at
+/// start-up naming its setting, not as a handshake the broker drops.
+mod tls_files {
+    use std::path::Path;
+
+    use anyhow::{Context, Result, bail};
+    use openssl::asn1::Asn1Time;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+    use openssl::x509::X509;
+
+    fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
+        std::fs::read(path).with_context(|| format!("kafka.security.{what}: reading {}", path.display()))
+    }
+
+    fn name(cert: &X509) -> String {
+        let cn = cert.subject_name().entries_by_nid(Nid::COMMONNAME).next().and_then(|e| e.data().to_string().ok());
+        cn.unwrap_or_else(|| "(no common name)".to_owned())
+    }
+
+    /// Whether `cert` is valid now, and if not why.
+    fn invalid_now(cert: &X509) -> Result<Option<String>> {
+        let now = Asn1Time::days_from_now(0)?;
+        Ok(if cert.not_after().compare(&now)?.is_lt() {
+            Some(format!("expired on {}", cert.not_after()))
+        } else if cert.not_before().compare(&now)?.is_gt() {
+            Some(format!("is not valid before {}", cert.not_before()))
+        } else {
+            None
+        })
+    }
+
+    fn check_valid(what: &str, path: &Path, cert: &X509) -> Result<()> {
+        if let Some(why) = invalid_now(cert)? {
+            bail!("kafka.security.{what}: the certificate `{}` in {} {why}", name(cert), path.display());
+        }
+        Ok(())
+    }
+
+    /// A bundle of CAs: at least one certificate, and one valid now.
+    pub fn ca(path: &Path) -> Result<()> {
+        let certs = X509::stack_from_pem(&read("ca_file", path)?).ok().unwrap_or_default();
+        let Some(first) = certs.first() else { bail!("kafka.security.ca_file: {} holds no PEM certificate", path.display()) };
+        if certs.len() == 1 {
+            return check_valid("ca_file", path, first);
+        }
+        if certs.iter().all(|c| invalid_now(c).ok().flatten().is_some()) {
+            bail!("kafka.security.ca_file: no certificate in {} is valid now", path.display());
+        }
+        Ok(())
+    }
+
+    /// A client certificate (the first of the file, its chain may follow)
+    /// and its key.
+    pub fn pem_pair(cert_path: &Path, key_path: &Path, key_password: Option<&str>) -> Result<()> {
+        let certs = X509::stack_from_pem(&read("certificate_file", cert_path)?).ok().unwrap_or_default();
+        let Some(cert) = certs.first() else { bail!("kafka.security.certificate_file: {} holds no PEM certificate", cert_path.display()) };
+        check_valid("certificate_file", cert_path, cert)?;
+        let pem = read("key_file", key_path)?;
+        let key: PKey<Private> = match key_password {
+            Some(p) => PKey::private_key_from_pem_passphrase(&pem, p.as_bytes()),
+            // Not `private_key_from_pem`: for an encrypted key, OpenSSL
+            // would ask for the password on the terminal.
+            None => PKey::private_key_from_pem_callback(&pem, |_| Ok(0)),
+        }
+        .map_err(|_| {
+            let hint = if key_password.is_some() { "is key_password right?" } else { "an encrypted key needs key_password" };
+            anyhow::anyhow!("kafka.security.key_file: {} holds no PEM private key Weir can read ({hint})", key_path.display())
+        })?;
+        if !cert.public_key()?.public_eq(&key) {
+            bail!("kafka.security.key_file: {} is not the key of the certificate `{}` in {}", key_path.display(), name(cert), cert_path.display());
+        }
+        Ok(())
+    }
+
+    /// A PKCS#12 keystore holding a key and its certificate.
+    pub fn keystore(path: &Path, password: Option<&str>) -> Result<()> {
+        let store = openssl::pkcs12::Pkcs12::from_der(&read("keystore_file", path)?)
+            .map_err(|_| anyhow::anyhow!("kafka.security.keystore_file: {} is not a PKCS#12 keystore", path.display()))?;
+        let parsed = store
+            .parse2(password.unwrap_or(""))
+            .map_err(|_| anyhow::anyhow!("kafka.security.keystore_password does not open the keystore {}", path.display()))?;
+        let (Some(cert), Some(_)) = (parsed.cert, parsed.pkey) else {
+            bail!("kafka.security.keystore_file: {} holds no private key with its certificate", path.display())
+        };
+        check_valid("keystore_file", path, &cert)
+    }
+}
+
 /// Whether a librdkafka setting holds a secret (so its value is never
 /// shown, whether it came from `[kafka.security]` or `kafka.properties`).
 pub fn is_secret(name: &str) -> bool {
@@ -238,7 +334,8 @@ mod tests {
     #[test]
     fn scram_over_tls_with_a_password_file() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = private_file(dir.path(), "ca", 0o644);
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, certificate("ca", -1, 30).0.to_pem().unwrap()).unwrap();
         let password = private_file(dir.path(), "s3cret\n", 0o600);
         let s = Security {
             ca_file: Some(ca.clone()),
@@ -269,5 +366,83 @@ mod tests {
         assert!(!serde_json::to_string(&inline).unwrap().contains("s3cret"));
         let plain = Security { protocol: Some("SSL".into()), ..inline };
         assert!(plain.settings().unwrap_err().to_string().contains("needs protocol SASL_SSL"));
+    }
+
+    /// A self-signed certificate `cn` valid from `from` to `to` days from
+    /// now, and its key.
+    fn certificate(cn: &str, from: i64, to: i64) -> (openssl::x509::X509, openssl::pkey::PKey<openssl::pkey::Private>) {
+        use openssl::{asn1::Asn1Time, ec::EcGroup, ec::EcKey, hash::MessageDigest, nid::Nid, pkey::PKey, x509};
+        let key = PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap()).unwrap();
+        let mut name = x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+        let name = name.build();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let mut b = x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::from_unix(now + from * 86_400).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::from_unix(now + to * 86_400).unwrap()).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        (b.build(), key)
+    }
+
+    #[test]
+    fn tls_files_are_read_at_start_up_and_what_cannot_serve_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let write = |name: &str, bytes: &[u8]| {
+            use std::os::unix::fs::PermissionsExt;
+            let p = d.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        let (good, key) = certificate("weir", -1, 30);
+        let (expired, old_key) = certificate("old", -10, -1);
+        let (later, _) = certificate("later", 2, 30);
+        let (_, other_key) = certificate("other", -1, 30);
+        let cipher = openssl::symm::Cipher::aes_256_cbc();
+        let (good_pem, key_pem) =
+            (write("good.pem", &good.to_pem().unwrap()), write("key.pem", &key.private_key_to_pem_pkcs8_passphrase(cipher, b"s3cret").unwrap()));
+        let (expired_pem, later_pem) = (write("expired.pem", &expired.to_pem().unwrap()), write("later.pem", &later.to_pem().unwrap()));
+        let other_key_pem = write("other.pem", &other_key.private_key_to_pem_pkcs8().unwrap());
+        let store = |cert: &openssl::x509::X509, key: &openssl::pkey::PKey<openssl::pkey::Private>, name: &str| {
+            write(name, &openssl::pkcs12::Pkcs12::builder().name("weir").pkey(key).cert(cert).build2("s3cret").unwrap().to_der().unwrap())
+        };
+        let (keystore, expired_keystore) = (store(&good, &key, "good.p12"), store(&expired, &old_key, "expired.p12"));
+        let secret = |s: &str| Some(Secret::Value(s.into()));
+        let check = |s: Security| s.settings().map(|_| ()).map_err(|e| format!("{e:#}"));
+        let pem = |cert: &PathBuf, key: &PathBuf, password: Option<Secret>| Security {
+            certificate_file: Some(cert.clone()),
+            key_file: Some(key.clone()),
+            key_password: password,
+            ..Security::default()
+        };
+        let p12 = |store: &PathBuf, password: &str| Security { keystore_file: Some(store.clone()), keystore_password: secret(password), ..Security::default() };
+        let ca = |file: &PathBuf| Security { ca_file: Some(file.clone()), ..Security::default() };
+
+        assert_eq!(check(ca(&good_pem)), Ok(()));
+        assert_eq!(check(pem(&good_pem, &key_pem, secret("s3cret"))), Ok(()));
+        assert_eq!(check(p12(&keystore, "s3cret")), Ok(()));
+        let refused = [
+            (ca(&expired_pem), "kafka.security.ca_file: the certificate `old`"),
+            (ca(&key_pem), "holds no PEM certificate"),
+            (pem(&later_pem, &key_pem, secret("s3cret")), "`later`"),
+            (pem(&good_pem, &other_key_pem, None), "is not the key of the certificate `weir`"),
+            (pem(&good_pem, &key_pem, secret("wrong")), "is key_password right?"),
+            (pem(&good_pem, &key_pem, None), "an encrypted key needs key_password"),
+            (p12(&keystore, "wrong"), "kafka.security.keystore_password does not open"),
+            (p12(&expired_keystore, "s3cret"), "kafka.security.keystore_file: the certificate `old`"),
+            (p12(&good_pem, "s3cret"), "is not a PKCS#12 keystore"),
+        ];
+        for (security, says) in refused {
+            let e = check(security).unwrap_err();
+            assert!(e.contains(says), "{e}\ndoes not say: {says}");
+            assert!(!e.contains("s3cret") && !e.contains("wrong"), "a password is in: {e}");
+        }
+        assert!(check(ca(&expired_pem)).unwrap_err().contains("expired on"));
+        assert!(check(pem(&later_pem, &key_pem, secret("s3cret"))).unwrap_err().contains("is not valid before"));
     }
 }

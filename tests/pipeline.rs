@@ -189,6 +189,53 @@ fn the_stop_policy_stops_only_the_failing_partition() {
     assert!(k.read("filter.dlq", 1, Duration::from_secs(1)).is_empty(), "stop does not dead-letter");
 }
 
+/// A batch the consumer cannot decode (its gzip data corrupted where the
+/// broker stores it) holds back only its partition, which shows as
+/// unreadable at its offset with the consumer's error, in health and in
+/// the metrics; the other partition goes on.
+#[test]
+fn an_undecodable_batch_shows_as_unreadable_at_its_offset_and_the_rest_goes_on() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::os::unix::fs::FileExt;
+    let broker = Broker::shared();
+    let k = broker.scope();
+    for (t, p) in [("raw", 2), ("shout", 2), ("upper.dlq", 1)] {
+        k.create_topic(t, p);
+    }
+    let gzip: BaseProducer = k.client().set("compression.type", "gzip").set("linger.ms", "200").create().unwrap();
+    for i in 0..20 {
+        gzip.send(BaseRecord::<str, str>::to(&k.name("raw")).partition(1).key("k").payload(&format!("record {i} of a gzip batch"))).unwrap();
+    }
+    gzip.flush(MINUTE).unwrap();
+    let segment = broker.segment(&k.name("raw"), 1);
+    let bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.windows(3).position(|w| w == [0x1f, 0x8b, 0x08]).expect("a gzip stream in the segment");
+    std::fs::OpenOptions::new().write(true).open(&segment).unwrap().write_all_at(&[0xa5; 16], (at + 12) as u64).unwrap();
+    let good: Vec<Rec> = (0..10).map(|i| Rec { partition: Some(0), ..Rec::new("k", &format!("fine {i}")) }).collect();
+    k.produce("raw", &good);
+
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &host_config(&deployment("upper", "upper", "raw", "shout", "")));
+    assert_eq!(k.read("shout", 10, MINUTE).len(), 10, "partition 0 goes on; log:\n{}", weir.log_text());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let unreadable = loop {
+        let h = weir.health().unwrap_or_default();
+        if let Some(u) = h["deployments"]["upper"]["unreadable"].get("1") {
+            assert_eq!(h["status"], "degraded");
+            break u.clone();
+        }
+        assert!(Instant::now() < deadline, "partition 1 not reported unreadable: {h}\nlog:\n{}", weir.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(unreadable["topic"], k.name("raw"));
+    assert_eq!(unreadable["offset"], 0, "{unreadable}");
+    assert!(unreadable["reason"].as_str().unwrap().to_lowercase().contains("compress"), "{unreadable}");
+    assert!(weir.health().unwrap()["deployments"]["upper"]["unreadable"].get("0").is_none(), "partition 0 reads");
+    let metrics = weir.metrics();
+    assert!(metrics.lines().any(|l| l.starts_with("weir_partition_unreadable{") && l.contains("partition=\"1\"") && l.ends_with(" 1")), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("weir_consumer_errors_total{") && !l.ends_with(" 0")), "{metrics}");
+}
+
 /// Under exactly-once, a batch that fails under the `stop` policy aborts
 /// the open transaction: the outputs of the records before the failing one
 /// (visible at-least-once, see above) never become visible, and nothing of

@@ -336,6 +336,12 @@ impl Broker {
         }
     }
 
+    /// The first log segment of `topic` (a full name) partition
+    /// `partition`, where the broker stores its records.
+    pub fn segment(&self, topic: &str, partition: i32) -> PathBuf {
+        self.dir.path().join("data/log").join(format!("{topic}-{partition}")).join("00000000000000000000.log")
+    }
+
     /// Kills the broker process (SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub restored_keys: IntCounterVec,
     pub restoring: IntGaugeVec,
     pub rollbacks: IntCounterVec,
+    pub consumer_errors: IntCounterVec,
+    pub unreadable: IntGaugeVec,
     /// Buffered input of all deployments of the host.
     pub host_buffered_bytes: prometheus::IntGauge,
     /// Buffered input and pool instances per tenant.
@@ -88,6 +90,12 @@ impl Metrics {
             restored_keys: counter("restored_keys_total", "State keys restored from changelogs", PARTITION),
             restoring: gauge("restoring", "1 while a partition's state is being restored"),
             rollbacks: counter("upgrade_rollbacks_total", "Upgrades rolled back because the new module failed a batch the old one passed", DEPLOYMENT),
+            consumer_errors: counter(
+                "consumer_errors_total",
+                "Errors the input consumer reported (an undecodable batch, a refused topic, a broker gone)",
+                DEPLOYMENT,
+            ),
+            unreadable: gauge("partition_unreadable", "1 while a partition's input cannot be read past an offset (see `unreadable` in status)"),
             registry,
         }
     }

@@ -172,7 +172,11 @@ async function refreshDetail() {
     const h = host.held?.[n];
     return h ? `held by an open transaction at ${h.topic}@${h.offset} for ${Math.round((Date.now() - h.since_ms) / 1000)} s` : "";
   };
-  const stuck = (n) => host.stopped[n] ?? host.waiting?.[n] ?? held(n);
+  const unreadable = (n) => {
+    const u = host.unreadable?.[n];
+    return u ? `cannot read ${u.topic}@${u.offset} for ${Math.round((Date.now() - u.since_ms) / 1000)} s: ${u.reason}` : "";
+  };
+  const stuck = (n) => host.stopped[n] ?? host.waiting?.[n] ?? (unreadable(n) || held(n));
   rows($("lag"), host.partitions, (n) => [n, host.lag[n] ?? "", host.lag_to_end?.[n] ?? "", late(n), stuck(n)]);
   rows($("failures"), Object.entries(activity.failures_by_kind), ([kind, n]) => [kind, n]);
   rows($("history"), [...view.history].reverse(), (c) => [c.version, new Date(c.at_ms).toLocaleString(), c.what, short(c.module), c.why ?? ""]);

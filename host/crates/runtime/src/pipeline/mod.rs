@@ -120,6 +120,10 @@ pub struct DeploymentStatus {
     /// `read_committed` reader sees only once it ends.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub held: BTreeMap<i32, HeldInput>,
+    /// Partitions with an input the consumer cannot read past an offset
+    /// (a batch it cannot decode, a topic it may not read), and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreadable: BTreeMap<i32, UnreadableInput>,
     /// Partitions stopped by the failure policy, and why.
     pub stopped: BTreeMap<i32, String>,
     /// Assigned partitions this host cannot take over (their state could
@@ -151,6 +155,19 @@ pub struct HeldInput {
     pub offset: i64,
     /// Since when it is held, as seen (ms since the epoch).
     pub since_ms: i64,
+}
+
+/// An input partition the consumer fetches at one offset and gets nowhere:
+/// no record comes, the consumer reports errors, and records wait beyond.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableInput {
+    pub topic: String,
+    /// Where fetching is stuck.
+    pub offset: i64,
+    /// Since when (ms since the epoch).
+    pub since_ms: i64,
+    /// The consumer's last error.
+    pub reason: String,
 }
 
 /// Records of a partition dropped as late: every window their values fell

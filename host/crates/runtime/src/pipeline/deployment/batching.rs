@@ -9,8 +9,17 @@ impl Runtime {
         let m = match m {
             Ok(m) => m,
             Err(e) => {
-                // Transient (broker restarts, rebalances); librdkafka retries.
-                tracing::warn!(deployment = %self.name(), error = %e, "consumer error");
+                // Mostly transient (broker restarts, rebalances), and
+                // librdkafka retries; one that keeps a partition from
+                // getting anywhere shows as `unreadable` (`record_lag`).
+                let why = e.to_string();
+                self.shared.metrics.consumer_errors.with_label_values(&[self.deployment.tenant.as_str(), self.name()]).inc();
+                let again = self.consumer_error.as_ref().is_some_and(|(last, _)| *last == why);
+                if !again || self.consumer_error_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(deployment = %self.name(), error = %why, "consumer error");
+                    self.consumer_error_logged = Some(Instant::now());
+                }
+                self.consumer_error = Some((why, Instant::now()));
                 return;
             }
         };

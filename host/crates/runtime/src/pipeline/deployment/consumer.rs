@@ -120,9 +120,12 @@ impl Runtime {
     fn record_lag(&mut self, stats: &Statistics) {
         let now = weir_abi::now_ms() as i64;
         let (mut lag, mut to_end, mut held) = (BTreeMap::<i32, i64>::new(), BTreeMap::<i32, i64>::new(), BTreeMap::new());
+        let mut unreadable = BTreeMap::new();
+        let error = self.consumer_error.as_ref().filter(|(_, at)| at.elapsed() < UNREADABLE_AFTER).map(|(why, _)| why.clone());
         for t in stats.topics.values().filter(|t| self.deployment.config.inputs.contains(&t.topic)) {
             for (&p, s) in &t.partitions {
-                let position = if s.app_offset >= 0 { s.app_offset } else { s.committed_offset };
+                // Nothing read or committed yet: where the fetcher is.
+                let position = [s.app_offset, s.committed_offset, s.next_offset].into_iter().find(|&o| o >= 0).unwrap_or(-1);
                 if p < 0 || position < 0 || s.ls_offset < 0 || s.hi_offset < 0 || !self.parts.contains_key(&p) {
                     continue;
                 }
@@ -132,9 +135,31 @@ impl Runtime {
                     let since = *self.held_since.entry((t.topic.clone(), p)).or_insert(now);
                     held.insert(p, HeldInput { topic: t.topic.clone(), offset: s.ls_offset, since_ms: since });
                 }
+                // Fetching at one offset with records beyond it, nothing
+                // fetched and not paused by us, while the consumer reports
+                // errors: it cannot read past that offset.
+                let key = (t.topic.clone(), p);
+                let since = match self.fetching_since.get(&key) {
+                    Some(&(at, since)) if at == s.next_offset => since,
+                    _ => {
+                        self.fetching_since.insert(key.clone(), (s.next_offset, now));
+                        now
+                    }
+                };
+                let paused = self.parts.get(&p).and_then(|part| part.inputs.get(&t.topic)).is_none_or(|b| b.paused);
+                if let Some(why) = &error
+                    && s.next_offset >= 0
+                    && s.next_offset < s.ls_offset
+                    && s.fetchq_cnt == 0
+                    && !paused
+                    && now - since >= UNREADABLE_AFTER.as_millis() as i64
+                {
+                    unreadable.insert(p, UnreadableInput { topic: t.topic.clone(), offset: s.next_offset, since_ms: since, reason: why.clone() });
+                }
             }
         }
         self.held_since.retain(|(topic, p), _| held.get(p).is_some_and(|h| &h.topic == topic));
+        self.fetching_since.retain(|(_, p), _| self.parts.contains_key(p));
         let metrics = &self.shared.metrics;
         for &p in self.parts.keys() {
             let labels = [self.deployment.tenant.as_str(), self.deployment.name.as_str(), &p.to_string()];
@@ -142,13 +167,24 @@ impl Runtime {
             metrics.consumer_lag_end.with_label_values(&labels).set(to_end.get(&p).copied().unwrap_or(0));
             let open_s = held.get(&p).map_or(0, |h| (now - h.since_ms) / 1000);
             metrics.open_transaction_seconds.with_label_values(&labels).set(open_s);
+            metrics.unreadable.with_label_values(&labels).set(i64::from(unreadable.contains_key(&p)));
+        }
+        for (p, u) in &unreadable {
+            if !lock(&self.deployment.status).unreadable.contains_key(p) {
+                tracing::error!(deployment = %self.deployment.name, partition = p, topic = %u.topic, offset = u.offset, reason = %u.reason, "an input cannot be read past an offset");
+            }
         }
         let mut status = lock(&self.deployment.status);
         status.lag = lag;
         status.lag_to_end = to_end;
         status.held = held;
+        status.unreadable = unreadable;
     }
 }
+
+/// How long a partition fetches at one offset, with consumer errors, before
+/// it shows as unreadable.
+const UNREADABLE_AFTER: Duration = Duration::from_secs(15);
 
 pub(super) fn partition_numbers(tpl: &TopicPartitionList) -> Vec<i32> {
     let mut n: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();

@@ -44,7 +44,7 @@ use super::order::{self, Bound, InputView, Next};
 use super::partition::{BatchLimits, Buffer, Partition, Waiting};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Slice, Work};
-use super::{DeploymentStatus, HeldInput, LateRecord, Shared, lock};
+use super::{DeploymentStatus, HeldInput, LateRecord, Shared, UnreadableInput, lock};
 use crate::changelog::{self, Flush};
 use crate::config::{Delivery, DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
@@ -190,6 +190,9 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         fatal: None,
         fenced: false,
         held_since: BTreeMap::new(),
+        consumer_error: None,
+        consumer_error_logged: None,
+        fetching_since: BTreeMap::new(),
     };
     if rt.exactly_once() {
         // A broker that refuses transactions fails this deployment at once,
@@ -273,6 +276,14 @@ struct Runtime {
     /// Inputs (topic, partition) held back by an open transaction, since
     /// when (ms), as the client's statistics tell.
     held_since: BTreeMap<(String, i32), i64>,
+    /// The consumer's last error, and when.
+    consumer_error: Option<(String, Instant)>,
+    /// When an error was last logged: one that repeats is logged once a
+    /// minute.
+    consumer_error_logged: Option<Instant>,
+    /// Inputs (topic, partition) by the offset they fetch at, and since
+    /// when (ms), as the client's statistics tell.
+    fetching_since: BTreeMap<(String, i32), (i64, i64)>,
 }
 
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);

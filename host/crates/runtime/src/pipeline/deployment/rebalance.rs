@@ -84,7 +84,12 @@ impl Runtime {
                 let label = n.to_string();
                 let _ = self.shared.metrics.stopped.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
                 let labels = [self.deployment.tenant.as_str(), self.deployment.name.as_str(), &label];
-                for gauge in [&self.shared.metrics.consumer_lag, &self.shared.metrics.consumer_lag_end, &self.shared.metrics.open_transaction_seconds] {
+                for gauge in [
+                    &self.shared.metrics.consumer_lag,
+                    &self.shared.metrics.consumer_lag_end,
+                    &self.shared.metrics.open_transaction_seconds,
+                    &self.shared.metrics.unreadable,
+                ] {
                     let _ = gauge.remove_label_values(&labels);
                 }
             }
@@ -97,6 +102,7 @@ impl Runtime {
             status.lag.remove(n);
             status.lag_to_end.remove(n);
             status.held.remove(n);
+            status.unreadable.remove(n);
         }
     }
 

@@ -334,6 +334,12 @@ impl Broker {
             assert!(Instant::now() < deadline, "Kafka did not answer metadata within 90 s; log:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
+        // scripts/kafka runs the version WEIR_KAFKA_VERSION names: the
+        // subset scripts/test runs on an older Kafka really does.
+        if let Ok(version) = std::env::var("WEIR_KAFKA_VERSION") {
+            let said = format!("Kafka version: {version}");
+            assert!(self.log_text().contains(&said), "the broker did not say `{said}`; log:\n{}", self.log_text());
+        }
     }
 
     /// The first log segment of `topic` (a full name) partition

@@ -184,7 +184,11 @@ fn the_consoles_api_is_scoped_and_sees_every_host() {
     let b = start_host(&dir.path().join("b"), &k, &config());
     let spec = json!({ "inputs": [k.name("acme.in")], "output": k.name("acme.out"), "delivery": "exactly-once" });
     deploy(&a, ACME, "errors", &plugin("filter"), spec);
-    let view = call(&b, Method::GET, "/v1/deployments/errors", ACME, None).1;
+    // Host b learns of it from the registry topic, soon after.
+    let view = eventually("host b sees the deployment", &b, || {
+        let view = call(&b, Method::GET, "/v1/deployments/errors", ACME, None).1;
+        (view["error"].is_null()).then_some(view)
+    });
     assert_eq!(view["spec"]["delivery"], "exactly-once", "{view:#}");
 
     // Both hosts share the partitions; either answers who has which, with

@@ -99,16 +99,22 @@ pub const REDACTED: &str = "<redacted>";
 impl Secret {
     /// The secret's value; `what` names the setting in errors.
     fn read(&self, what: &str) -> Result<String> {
-        match self {
-            Secret::Value(v) => Ok(v.clone()),
-            Secret::Env { env } => std::env::var(env).with_context(|| format!("{what}: environment variable `{env}` is not set")),
+        let value = match self {
+            Secret::Value(v) => v.clone(),
+            Secret::Env { env } => std::env::var(env).with_context(|| format!("{what}: environment variable `{env}` is not set"))?,
             Secret::File { file } => {
                 check_private(file).with_context(|| what.to_owned())?;
                 let text = std::fs::read_to_string(file).with_context(|| format!("{what}: reading {}", file.display()))?;
                 // A trailing newline is the editor's, not the secret's.
-                Ok(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned())
+                text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned()
             }
+        };
+        // C libraries take it as a C string: OpenSSL's bindings would
+        // panic on a NUL, printing the secret's bytes.
+        if value.contains('\0') {
+            bail!("{what}: the secret holds a NUL byte, which no Kafka client can send");
         }
+        Ok(value)
     }
 }
 
@@ -265,6 +271,10 @@ mod tls_files {
 
     /// A bundle of CAs: at least one certificate, and one valid now.
     pub fn ca(path: &Path) -> Result<()> {
+        // A directory of CAs (`openssl rehash`) is librdkafka's to read.
+        if path.is_dir() {
+            return Ok(());
+        }
         let certs = X509::stack_from_pem(&read("ca_file", path)?).ok().unwrap_or_default();
         let Some(first) = certs.first() else { bail!("kafka.security.ca_file: {} holds no PEM certificate", path.display()) };
         if certs.len() == 1 {
@@ -303,9 +313,12 @@ mod tls_files {
     pub fn keystore(path: &Path, password: Option<&str>) -> Result<()> {
         let store = openssl::pkcs12::Pkcs12::from_der(&read("keystore_file", path)?)
             .map_err(|_| anyhow::anyhow!("kafka.security.keystore_file: {} is not a PKCS#12 keystore", path.display()))?;
-        let parsed = store
-            .parse2(password.unwrap_or(""))
-            .map_err(|_| anyhow::anyhow!("kafka.security.keystore_password does not open the keystore {}", path.display()))?;
+        let parsed = store.parse2(password.unwrap_or("")).map_err(|_| {
+            anyhow::anyhow!(
+                "kafka.security.keystore_password does not open the keystore {} (or it is encrypted with an algorithm OpenSSL 3 offers only in its legacy provider: convert it to AES)",
+                path.display()
+            )
+        })?;
         let (Some(cert), Some(_)) = (parsed.cert, parsed.pkey) else {
             bail!("kafka.security.keystore_file: {} holds no private key with its certificate", path.display())
         };
@@ -361,6 +374,9 @@ mod tests {
         let s = Security { mechanism: Some("PLAIN".into()), username: Some("u".into()), password: Some(Secret::File { file: open }), ..Security::default() };
         let e = format!("{:#}", s.settings().unwrap_err());
         assert!(e.contains("kafka.security.password") && e.contains("chmod 600"), "{e}");
+        let nul = Security { password: Some(Secret::Value("s3c\0ret".into())), ..s.clone() };
+        let e = format!("{:#}", nul.settings().unwrap_err());
+        assert!(e.contains("NUL") && !e.contains("s3c"), "{e}");
         let inline = Security { password: Some(Secret::Value("s3cret".into())), ..s };
         assert!(!format!("{inline:?}").contains("s3cret"));
         assert!(!serde_json::to_string(&inline).unwrap().contains("s3cret"));
@@ -424,6 +440,7 @@ mod tests {
         let ca = |file: &PathBuf| Security { ca_file: Some(file.clone()), ..Security::default() };
 
         assert_eq!(check(ca(&good_pem)), Ok(()));
+        assert_eq!(check(ca(&d.to_path_buf())), Ok(()), "a directory of CAs is librdkafka's to read");
         assert_eq!(check(pem(&good_pem, &key_pem, secret("s3cret"))), Ok(()));
         assert_eq!(check(p12(&keystore, "s3cret")), Ok(()));
         let refused = [

@@ -135,23 +135,28 @@ impl Runtime {
                     let since = *self.held_since.entry((t.topic.clone(), p)).or_insert(now);
                     held.insert(p, HeldInput { topic: t.topic.clone(), offset: s.ls_offset, since_ms: since });
                 }
-                // Fetching at one offset with records beyond it, nothing
-                // fetched and not paused by us, while the consumer reports
-                // errors: it cannot read past that offset.
+                // Fetching at one offset with records beyond it, nothing of
+                // it queued (the application has all the fetcher got) and
+                // not held back by us (a full buffer, a stop, a delivery
+                // retry), while the consumer reports errors: it cannot
+                // read past that offset. Time held back does not count.
                 let key = (t.topic.clone(), p);
+                let held_back = self
+                    .parts
+                    .get(&p)
+                    .is_none_or(|part| part.stopped.is_some() || part.hold_until.is_some() || part.inputs.get(&t.topic).is_none_or(|b| b.paused));
                 let since = match self.fetching_since.get(&key) {
-                    Some(&(at, since)) if at == s.next_offset => since,
+                    Some(&(at, since)) if at == s.next_offset && !held_back => since,
                     _ => {
                         self.fetching_since.insert(key.clone(), (s.next_offset, now));
                         now
                     }
                 };
-                let paused = self.parts.get(&p).and_then(|part| part.inputs.get(&t.topic)).is_none_or(|b| b.paused);
                 if let Some(why) = &error
                     && s.next_offset >= 0
                     && s.next_offset < s.ls_offset
-                    && s.fetchq_cnt == 0
-                    && !paused
+                    && position >= s.next_offset
+                    && !held_back
                     && now - since >= UNREADABLE_AFTER.as_millis() as i64
                 {
                     unreadable.insert(p, UnreadableInput { topic: t.topic.clone(), offset: s.next_offset, since_ms: since, reason: why.clone() });

@@ -290,7 +290,8 @@ fn a_restore_reads_committed_changes_only() {
     let (restored, state) = std::thread::scope(|s| {
         let restore = s.spawn(|| {
             let mut state = PartitionState::in_memory();
-            (changelog::restore(&kafka, &topic, 0, 0, &Default::default(), Duration::from_secs(60), &mut state, &|_| {}).unwrap(), state)
+            let (low, high) = changelog::extent(&kafka, &topic, 0, Duration::from_secs(10)).unwrap();
+            (changelog::restore(&kafka, &topic, 0, low..high, &Default::default(), Duration::from_secs(60), &mut state, &|_| {}).unwrap(), state)
         });
         std::thread::sleep(Duration::from_secs(3));
         assert!(!restore.is_finished(), "the restore waits for the open transactions");

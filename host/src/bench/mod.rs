@@ -511,7 +511,8 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
     let rocks = weir_state::rocks::RocksConfig::new(64 << 20)?;
     let mut state = PartitionState::open(Box::new(weir_state::rocks::RocksBackend::open(dir.path(), &rocks)?))?;
     let started = Instant::now();
-    let restored = weir_runtime::changelog::restore(&kafka, &topic, 0, 0, &committed, Duration::ZERO, &mut state, &|_| {})?;
+    let (low, high) = weir_runtime::changelog::extent(&kafka, &topic, 0, Duration::from_secs(10))?;
+    let restored = weir_runtime::changelog::restore(&kafka, &topic, 0, low..high, &committed, Duration::ZERO, &mut state, &|_| {})?;
     let restore_per_sec = restored.applied as f64 / started.elapsed().as_secs_f64();
     if restored.applied != keys as u64 {
         bail!("restored {} of {keys} keys", restored.applied);

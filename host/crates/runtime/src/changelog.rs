@@ -201,8 +201,9 @@ pub fn extent(kafka: &KafkaConfig, topic: &str, partition: i32, timeout: Duratio
     log.fetch_watermarks(topic, partition, timeout).with_context(|| format!("reading the extent of {topic} partition {partition}"))
 }
 
-/// Replays changelog partition `partition` of `topic` from offset `from`
-/// to its last committed record into `state`, and flushes it with a
+/// Replays changelog partition `partition` of `topic` over `span` (from
+/// where the store is, within [`extent`], to the extent's end) up to its
+/// last committed record into `state`, and flushes it with a
 /// checkpoint at `positions` (or the positions of the last commit read).
 /// `legacy_committed` decides the records of older changelogs. A
 /// transaction open on the changelog is waited for; `open_for` is how long
@@ -212,15 +213,15 @@ pub fn restore(
     kafka: &KafkaConfig,
     topic: &str,
     partition: i32,
-    from: i64,
+    span: std::ops::Range<i64>,
     legacy_committed: &BTreeMap<String, i64>,
     open_for: Duration,
     state: &mut PartitionState,
     progress: &dyn Fn(u64),
 ) -> Result<Restored> {
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
-    let (low, high) = extent(kafka, topic, partition, timeout)?;
-    let mut restored = Restored { end: from.max(low), ..Restored::default() };
+    let high = span.end;
+    let mut restored = Restored { end: span.start, ..Restored::default() };
     if restored.end < high {
         // Made only when there is something to read: each reader is a
         // connection (and a handshake) more.

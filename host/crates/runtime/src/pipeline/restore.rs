@@ -72,7 +72,7 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
     };
     let interval = Duration::from_millis(deployment.config.commit_interval_ms(shared.host.commit_interval_ms));
     let open_for = crate::kafka::producer::transaction_timeout(interval);
-    let restored = changelog::restore(kafka, &deployment.changelog_topic, n, from, &committed, open_for, &mut state, &progress);
+    let restored = changelog::restore(kafka, &deployment.changelog_topic, n, from.max(low)..high, &committed, open_for, &mut state, &progress);
     metrics.restoring.with_label_values(&[tenant, name, &label]).set(0);
     let restored = restored?;
     // Queries read it once it is whole.

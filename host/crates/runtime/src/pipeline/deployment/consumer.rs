@@ -174,12 +174,10 @@ impl Runtime {
             metrics.open_transaction_seconds.with_label_values(&labels).set(open_s);
             metrics.unreadable.with_label_values(&labels).set(i64::from(unreadable.contains_key(&p)));
         }
-        for (p, u) in &unreadable {
-            if !lock(&self.deployment.status).unreadable.contains_key(p) {
-                tracing::error!(deployment = %self.deployment.name, partition = p, topic = %u.topic, offset = u.offset, reason = %u.reason, "an input cannot be read past an offset");
-            }
-        }
         let mut status = lock(&self.deployment.status);
+        for (p, u) in unreadable.iter().filter(|(p, _)| !status.unreadable.contains_key(p)) {
+            tracing::error!(deployment = %self.deployment.name, partition = p, topic = %u.topic, offset = u.offset, reason = %u.reason, "an input cannot be read past an offset");
+        }
         status.lag = lag;
         status.lag_to_end = to_end;
         status.held = held;

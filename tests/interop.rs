@@ -4,18 +4,10 @@
 //! and are read back by it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use weir_tests::kafka::{Broker, Weir, deployment, host_config};
-use weir_tests::{json_lines, repo};
-
-fn python() -> PathBuf {
-    let cache = std::env::var_os("WEIR_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"));
-    let p = cache.join("venv/bin/python");
-    assert!(p.exists(), "no Python with confluent-kafka at {}: run scripts/setup --test", p.display());
-    p
-}
+use weir_tests::{json_lines, python, repo};
 
 #[test]
 fn confluent_kafka_records_of_every_codec_round_trip() {

@@ -14,8 +14,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir_tests::kafka::{Broker, Rec, Secure, Weir, deployment, host_config};
-use weir_tests::weir_bin;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use weir_runtime::tenants::token_hash;
+use weir_tests::kafka::{Broker, Rec, Scope, Weir, deployment, host_config};
+use weir_tests::tenants::{ROOT, call};
+use weir_tests::{plugin, weir_bin};
 
 /// A host config for `deployments` that reaches the broker at `bootstrap`
 /// with `security` (the lines of `[kafka.security]`).
@@ -31,9 +35,9 @@ fn secure_config(bootstrap: &str, deployments: &str, security: &str) -> String {
         )
 }
 
-/// `[kafka.security]` for SASL `mechanism` as `sec`'s user, trusting `ca`.
-fn sasl(sec: &Secure, mechanism: &str, password: &str, ca: &Path) -> String {
-    format!("ca_file = \"{}\"\nmechanism = \"{mechanism}\"\nusername = \"{}\"\npassword = {password}", ca.display(), sec.user)
+/// `[kafka.security]` for SASL `mechanism` as `user`, trusting `ca`.
+fn sasl(user: &str, mechanism: &str, password: &str, ca: &Path) -> String {
+    format!("ca_file = \"{}\"\nmechanism = \"{mechanism}\"\nusername = \"{user}\"\npassword = {password}", ca.display())
 }
 
 fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
@@ -48,14 +52,22 @@ fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> std::path::Path
 /// checks every count comes once, the changelog was written, and none of
 /// `secrets` shows in the host's log, metrics or health.
 fn word_count_through(bootstrap: &str, security: &str, secrets: &[&str]) {
-    let (broker, _) = Broker::secure_shared();
-    let k = broker.scope();
+    word_count_in(&Broker::secure_shared().0.scope(), &secure_config(bootstrap, "{wc}", security), None, secrets);
+}
+
+/// [`word_count_through`] in scope `k` with host config `config`, whose
+/// `{wc}` stands for the word count's lines, asking the host with token
+/// `admin` if it has one; returns the host and its directory.
+fn word_count_in(k: &Scope, config: &str, admin: Option<&str>, secrets: &[&str]) -> (tempfile::TempDir, Weir) {
     k.create_topic("docs", 2);
     k.create_topic("counts", 2);
     k.create_topic("wc.dlq", 1);
     let dir = tempfile::tempdir().unwrap();
     let wc = deployment("wc", "word_count", "docs", "counts", "delivery = \"exactly-once\"");
-    let host = Weir::start(&dir.path().join("host"), &k, &secure_config(bootstrap, &wc, security));
+    let mut host = Weir::start(&dir.path().join("host"), k, &config.replace("{wc}", &wc));
+    if let Some(token) = admin {
+        host.authorize(token);
+    }
     host.wait_partitions("wc", 2);
 
     let words = ["alpha", "beta", "gamma", "delta"];
@@ -91,6 +103,7 @@ fn word_count_through(bootstrap: &str, security: &str, secrets: &[&str]) {
             assert!(!text.contains(secret), "a secret is in the host's {what}");
         }
     }
+    (dir, host)
 }
 
 #[test]
@@ -98,7 +111,7 @@ fn scram_sha_512_with_a_password_file() {
     let (_, sec) = Broker::secure_shared();
     let dir = tempfile::tempdir().unwrap();
     let password = secret_file(dir.path(), "kafka-password", &sec.password, 0o600);
-    word_count_through(&sec.bootstrap, &sasl(sec, "SCRAM-SHA-512", &format!("{{ file = \"{}\" }}", password.display()), &sec.ca), &[&sec.password]);
+    word_count_through(&sec.bootstrap, &sasl(&sec.user, "SCRAM-SHA-512", &format!("{{ file = \"{}\" }}", password.display()), &sec.ca), &[&sec.password]);
 }
 
 #[test]
@@ -107,13 +120,13 @@ fn scram_sha_256_with_a_password_from_the_environment() {
     // SAFETY: set before the host starts; no thread of this test reads the
     // environment meanwhile, and the other tests read other variables.
     unsafe { std::env::set_var("KAFKA_TEST_SCRAM_256_PASSWORD", &sec.password) };
-    word_count_through(&sec.bootstrap, &sasl(sec, "SCRAM-SHA-256", "{ env = \"KAFKA_TEST_SCRAM_256_PASSWORD\" }", &sec.ca), &[&sec.password]);
+    word_count_through(&sec.bootstrap, &sasl(&sec.user, "SCRAM-SHA-256", "{ env = \"KAFKA_TEST_SCRAM_256_PASSWORD\" }", &sec.ca), &[&sec.password]);
 }
 
 #[test]
 fn sasl_plain_over_tls() {
     let (_, sec) = Broker::secure_shared();
-    word_count_through(&sec.bootstrap, &sasl(sec, "PLAIN", &format!("\"{}\"", sec.password), &sec.ca), &[&sec.password]);
+    word_count_through(&sec.bootstrap, &sasl(&sec.user, "PLAIN", &format!("\"{}\"", sec.password), &sec.ca), &[&sec.password]);
 }
 
 #[test]
@@ -152,6 +165,7 @@ fn run_until_exit(dir: &Path, config: &str) -> (std::process::ExitStatus, String
         .replace("{p}", "refused.")
         .replace("{state}", &dir.join("state").display().to_string())
         .replace("{listen}", "127.0.0.1:0")
+        .replace("{plugins}", &weir_tests::plugin("word_count").parent().unwrap().display().to_string())
         .replace("\"session.timeout.ms\"", "\"socket.connection.setup.timeout.ms\" = \"5000\"\n\"session.timeout.ms\"");
     let path = dir.join("weir.toml");
     std::fs::write(&path, text + "\n").unwrap();
@@ -181,9 +195,9 @@ fn wrong_secrets_an_unknown_ca_and_an_expired_certificate_are_refused_at_start_u
     };
     let wrong = "not-the-password";
     let cases = [
-        ("wrong password", &sec.bootstrap, sasl(sec, "SCRAM-SHA-512", &format!("\"{wrong}\""), &sec.ca), "kafka.security.username and password"),
-        ("unknown CA", &sec.bootstrap, sasl(sec, "SCRAM-SHA-512", &good, &sec.other_ca), "kafka.security.ca_file"),
-        ("open password file", &sec.bootstrap, sasl(sec, "SCRAM-SHA-512", &format!("{{ file = \"{}\" }}", open.display()), &sec.ca), "chmod 600"),
+        ("wrong password", &sec.bootstrap, sasl(&sec.user, "SCRAM-SHA-512", &format!("\"{wrong}\""), &sec.ca), "kafka.security.username and password"),
+        ("unknown CA", &sec.bootstrap, sasl(&sec.user, "SCRAM-SHA-512", &good, &sec.other_ca), "kafka.security.ca_file"),
+        ("open password file", &sec.bootstrap, sasl(&sec.user, "SCRAM-SHA-512", &format!("{{ file = \"{}\" }}", open.display()), &sec.ca), "chmod 600"),
         (
             "expired client certificate",
             &sec.mtls,
@@ -200,5 +214,151 @@ fn wrong_secrets_an_unknown_ca_and_an_expired_certificate_are_refused_at_start_u
         for secret in [sec.password.as_str(), sec.keystore_password.as_str(), wrong] {
             assert!(!said.contains(secret), "{case}: a secret is in the error:\n{said}");
         }
+    }
+}
+
+/// What README's "ACLs" section lists for a host with group prefix
+/// `{p}weir` running the word count (`docs` to `counts`, dead letters to
+/// `wc.dlq`) exactly-once: `RESOURCE PATTERN NAME OPERATION` lines.
+const WORD_COUNT_ACLS: &str = "
+topic literal {p}docs read
+topic literal {p}counts write
+topic literal {p}counts describe_configs
+topic literal {p}wc.dlq write
+topic literal {p}wc.dlq describe_configs
+topic prefixed {p}weir. create
+topic prefixed {p}weir. read
+topic prefixed {p}weir. write
+topic prefixed {p}weir. describe_configs
+group prefixed {p}weir. read
+transactional_id prefixed {p}weir. write
+";
+
+#[test]
+fn the_acls_the_readme_lists_are_enough() {
+    let (broker, sec) = Broker::secure_shared();
+    let k = broker.scope();
+    // The word count's, and those of `upper` from `raw` to `shout`, which
+    // comes through the admin API (the registry topics, a group and a
+    // changelog of its own).
+    let upper = "topic literal {p}raw read\ntopic literal {p}shout write\ntopic literal {p}shout describe_configs\n\
+                 topic literal {p}shout.dlq write\ntopic literal {p}shout.dlq describe_configs\n";
+    k.grant(&format!("User:{}", sec.limited_user), &format!("{WORD_COUNT_ACLS}{upper}"));
+    for (t, n) in [("raw", 2), ("shout", 2), ("shout.dlq", 1)] {
+        k.create_topic(t, n);
+    }
+    let security = sasl(&sec.limited_user, "SCRAM-SHA-512", &format!("\"{}\"", sec.limited_password), &sec.ca);
+    let config = secure_config(&sec.bootstrap, "{wc}", &security) + &format!("[admin]\ntoken_sha256 = \"{}\"\n", token_hash(ROOT));
+    let secret = sec.limited_password.as_str();
+    let (_dir, host) = word_count_in(&k, &config, Some(ROOT), &[secret]);
+
+    let (code, up) = call(&host, Method::PUT, "/v1/modules", ROOT, Some(std::fs::read(plugin("upper")).unwrap()));
+    assert_eq!(code, StatusCode::CREATED, "{up}");
+    let spec = json!({ "module": up["module"], "inputs": [k.name("raw")], "output": k.name("shout"), "dead_letter_topic": k.name("shout.dlq") });
+    let (code, v) = call(&host, Method::POST, "/v1/deployments/upper", ROOT, Some(serde_json::to_vec(&spec).unwrap()));
+    assert!(code.is_success(), "{v}");
+    host.wait_partitions("upper", 2);
+    k.produce("raw", &[Rec::new("a", "quiet")]);
+    let out = k.read("shout", 1, Duration::from_secs(60));
+    assert_eq!(out[0].value_str(), "QUIET");
+
+    let log = host.log_text();
+    for line in log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+        assert!(!line.to_lowercase().contains("authoriz"), "the host was refused something:\n{log}");
+    }
+    // What the admin API answers and the registry holds carries no secret.
+    for path in ["/v1/deployments", "/v1/deployments/upper", "/v1/deployments/upper/logs", "/health", "/metrics"] {
+        let (code, answer) = call(&host, Method::GET, path, ROOT, None);
+        assert!(code.is_success(), "{path}: {code}");
+        assert!(!answer.to_string().contains(secret), "a secret is in {path}");
+    }
+    for topic in ["weir.registry.deployments", "weir.registry.modules"] {
+        for r in k.read(topic, 1, Duration::from_secs(10)) {
+            let bytes = [r.key.unwrap_or_default(), r.value.unwrap_or_default()].concat();
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "a secret is in {topic}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_acl_is_named_at_start_up() {
+    let (broker, sec) = Broker::secure_shared();
+    let k = broker.scope();
+    let dir = tempfile::tempdir().unwrap();
+    let security = sasl(&sec.limited_user, "SCRAM-SHA-512", &format!("\"{}\"", sec.limited_password), &sec.ca);
+    let cases = [
+        ("topic literal {p}docs read", "READ on topic `{p}docs`"),
+        ("topic literal {p}counts write", "WRITE on topic `{p}counts`"),
+        ("topic prefixed {p}weir. create", "CREATE on topic `{p}weir.changelog.wc`"),
+        ("group prefixed {p}weir. read", "READ on group `{p}weir.wc`"),
+        ("transactional_id prefixed {p}weir. write", "WRITE on transactional id `{p}weir.probe.wc`"),
+    ];
+    for (i, (missing, named)) in cases.into_iter().enumerate() {
+        let k = k.within(&format!("c{i}"));
+        for (t, n) in [("docs", 2), ("counts", 2), ("wc.dlq", 1)] {
+            k.create_topic(t, n);
+        }
+        let acls: String = WORD_COUNT_ACLS.lines().filter(|l| l.trim() != missing).map(|l| format!("{l}\n")).collect();
+        k.grant(&format!("User:{}", sec.limited_user), &acls);
+        let wc = deployment("wc", "word_count", "docs", "counts", "delivery = \"exactly-once\"");
+        let config = secure_config(&sec.bootstrap, &wc, &security).replace("{p}", &k.prefix);
+        let (status, said) = run_until_exit(&dir.path().join(i.to_string()), &config);
+        let named = named.replace("{p}", &k.prefix);
+        assert!(!status.success(), "without `{missing}`: weir run succeeded");
+        assert!(
+            said.contains(&format!("the Kafka ACLs do not allow the host's principal {named}")),
+            "without `{missing}`, the error does not name {named}:\n{said}"
+        );
+    }
+}
+
+#[test]
+fn a_permission_taken_away_while_running_shows_until_given_back() {
+    let (broker, sec) = Broker::secure_shared();
+    let k = broker.scope();
+    let principal = format!("User:{}", sec.limited_user);
+    // Without DESCRIBE_CONFIGS on an output the host runs, and says what
+    // it assumes.
+    let acls: String = WORD_COUNT_ACLS.lines().filter(|l| *l != "topic literal {p}counts describe_configs").map(|l| format!("{l}\n")).collect();
+    k.grant(&principal, &acls);
+    for (t, n) in [("docs", 2), ("counts", 2), ("wc.dlq", 1)] {
+        k.create_topic(t, n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let security = sasl(&sec.limited_user, "SCRAM-SHA-512", &format!("\"{}\"", sec.limited_password), &sec.ca);
+    let wc = deployment("wc", "word_count", "docs", "counts", "");
+    let host = Weir::start(&dir.path().join("host"), &k, &secure_config(&sec.bootstrap, &wc, &security));
+    host.wait_partitions("wc", 2);
+    let assumed = host.log_text().lines().any(|l| l.contains("DESCRIBE_CONFIGS") && l.contains(&k.name("counts")));
+    assert!(assumed, "the log does not say the limit of `counts` is assumed:\n{}", host.log_text());
+    k.produce("docs", &[Rec::new("a", "alpha")]);
+    k.read("counts", 1, Duration::from_secs(60));
+
+    let group = "group prefixed {p}weir. read\n";
+    k.revoke(&principal, group);
+    let denied = |h: &serde_json::Value| h["deployments"]["wc"]["denied"].as_str().map(str::to_owned);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let health = loop {
+        let h = host.health().unwrap_or_default();
+        if denied(&h).is_some() {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no denial in /health within 90 s: {h}; log:\n{}", host.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(health["status"], "degraded");
+    let named = format!("READ on group `{}`", k.name("weir.wc"));
+    assert!(denied(&health).unwrap().contains(&named), "{health}");
+    assert!(host.log_text().contains(&named));
+
+    // Given back, the deployment goes on by itself.
+    k.grant(&principal, group);
+    k.produce("docs", &[Rec::new("b", "beta")]);
+    let out = k.read("counts", 2, Duration::from_secs(120));
+    assert_eq!(out.len(), 2, "log:\n{}", host.log_text());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while denied(&host.health().unwrap_or_default()).is_some() {
+        assert!(Instant::now() < deadline, "the denial stayed in /health");
+        std::thread::sleep(Duration::from_millis(500));
     }
 }

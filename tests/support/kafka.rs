@@ -94,8 +94,9 @@ pub struct Broker {
 
 /// A broker's secured listeners: certificates a CA of the test's own
 /// signs (made with `keytool`). SASL_SSL knows one user under SCRAM-SHA-512,
-/// SCRAM-SHA-256 and PLAIN; SSL asks every client for a certificate of the
-/// same CA (mutual TLS).
+/// SCRAM-SHA-256 and PLAIN, and one limited by ACLs under SCRAM-SHA-512;
+/// SSL asks every client for a certificate of the same CA (mutual TLS).
+/// Kafka's standard authorizer checks every request.
 pub struct Secure {
     /// The SASL_SSL listener.
     pub bootstrap: String,
@@ -115,6 +116,10 @@ pub struct Secure {
     pub keystore_password: String,
     /// A client certificate of the CA that expired yesterday, PKCS#12.
     pub expired_keystore: PathBuf,
+    /// A SCRAM-SHA-512 user the broker's authorizer allows only what ACLs
+    /// grant (`user` and the client certificate are super users).
+    pub limited_user: String,
+    pub limited_password: String,
 }
 
 /// Runs `keytool` with `args` in `dir`.
@@ -278,8 +283,15 @@ impl Broker {
             format!("listener.name.ssl.ssl.truststore.location={}", tls.join("truststore.p12").display()),
             "listener.name.ssl.ssl.truststore.type=PKCS12".into(),
             "listener.name.ssl.ssl.truststore.password=changeit".into(),
+            // Kafka's own authorizer: `limited` may do only what ACLs allow.
+            // The tests' plaintext clients, the controller, `weir` and the
+            // client certificate may do anything.
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
+            format!("super.users=User:ANONYMOUS;User:{user};User:CN=weir-client"),
         ];
-        let scram = ["SCRAM-SHA-512", "SCRAM-SHA-256"].map(|m| format!("{m}=[name={user},password={password}]")).to_vec();
+        let limited_password = format!("lim-{}-{}", std::process::id(), now_ms());
+        let mut scram = ["SCRAM-SHA-512", "SCRAM-SHA-256"].map(|m| format!("{m}=[name={user},password={password}]")).to_vec();
+        scram.push(format!("SCRAM-SHA-512=[name=limited,password={limited_password}]"));
         let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings: settings.into(), scram };
         b.launch();
         let secure = Secure {
@@ -294,6 +306,8 @@ impl Broker {
             client_key,
             keystore_password,
             expired_keystore: tls.join("expired.p12"),
+            limited_user: "limited".into(),
+            limited_password,
         };
         (b, secure)
     }
@@ -410,6 +424,11 @@ impl Scope {
         format!("{}{name}", self.prefix)
     }
 
+    /// A scope of its own inside this one, for one case of a test.
+    pub fn within(&self, case: &str) -> Scope {
+        Scope { bootstrap: self.bootstrap.clone(), prefix: format!("{}{case}.", self.prefix) }
+    }
+
     /// Settings of an independent client (not Weir's code).
     pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -419,6 +438,35 @@ impl Scope {
 
     pub fn create_topic(&self, name: &str, partitions: i32) {
         self.create_topic_with(name, partitions, &[]);
+    }
+
+    /// Allows `principal` what `acls` says, one ACL a line: `RESOURCE
+    /// PATTERN NAME OPERATION` as Kafka names them (`topic literal
+    /// orders read`), with `{p}` in NAME standing for this test's prefix.
+    /// Through confluent-kafka (`tests/interop/acls.py`) over the
+    /// plaintext listener, whose principal the broker must let manage ACLs.
+    pub fn grant(&self, principal: &str, acls: &str) {
+        self.acls("create", principal, acls);
+    }
+
+    /// Takes back what [`Scope::grant`] allowed.
+    pub fn revoke(&self, principal: &str, acls: &str) {
+        self.acls("delete", principal, acls);
+    }
+
+    fn acls(&self, action: &str, principal: &str, acls: &str) {
+        use std::io::Write;
+        let mut child = Command::new(crate::python())
+            .arg(crate::repo().join("tests/interop/acls.py"))
+            .args([&self.bootstrap, action, principal])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(acls.replace("{p}", &self.prefix).as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{action} ACLs of {principal}:\n{acls}\n{}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Changes settings `config` of topic `name`.

@@ -90,6 +90,15 @@ pub fn weir_bin() -> PathBuf {
     path
 }
 
+/// The Python that `scripts/setup --test` installed with confluent-kafka,
+/// an independent Kafka client.
+pub fn python() -> PathBuf {
+    let cache = std::env::var_os("WEIR_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"));
+    let p = cache.join("venv/bin/python");
+    assert!(p.exists(), "no Python with confluent-kafka at {}: run scripts/setup --test", p.display());
+    p
+}
+
 /// Parses JSON Lines output.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}"))).collect()

@@ -180,7 +180,10 @@ pub fn reader(kafka: &KafkaConfig) -> Result<Reader> {
 /// fast it applies them.
 pub fn reader_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
     let mut c = crate::kafka::client_config(kafka);
-    c.set("group.id", "weir-restore")
+    // librdkafka assigns only in a group (never joined, nothing committed):
+    // one under the prefix, which the ACLs allow the host already, and no
+    // deployment's (their names have no `.`, their incarnations are hex).
+    c.set("group.id", format!("{}.readers.restore", kafka.group_prefix))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")

@@ -124,8 +124,8 @@ async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response 
 async fn health(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
     let mut deployments = host.statuses();
     let producer = host.producer_stalled();
-    let degraded =
-        producer.is_some() || deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty() || d.down.is_some() || !d.unreadable.is_empty());
+    let degraded = producer.is_some()
+        || deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty() || d.down.is_some() || d.denied.is_some() || !d.unreadable.is_empty());
     let status = if degraded { "degraded" } else { "ok" };
     if host.tenants.enabled() {
         match caller(&host, &headers) {

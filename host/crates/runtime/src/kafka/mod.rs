@@ -10,6 +10,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+pub mod acl;
 pub mod group;
 pub mod offsets;
 pub mod producer;
@@ -182,7 +183,7 @@ fn apply_user(mut c: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
 pub fn partitions_of(topics: &BTreeMap<String, usize>, topic: &str) -> Result<usize> {
     match topics.get(topic) {
         Some(&n) if n > 0 => Ok(n),
-        _ => bail!("topic `{topic}` does not exist (Weir does not create input or output topics)"),
+        _ => bail!("topic `{topic}` does not exist (Weir does not create input or output topics), or the host's principal may not describe it"),
     }
 }
 
@@ -264,6 +265,16 @@ impl Cluster {
         group::members(&self.client, group, self.timeout)
     }
 
+    /// Fails naming each of `wanted` that the brokers say the host's
+    /// principal may not do (see [`acl::missing`]).
+    pub fn require(&self, wanted: &[acl::Permission]) -> Result<()> {
+        if self.kafka.embedded {
+            return Ok(());
+        }
+        let missing = acl::missing(self.client.client().native_ptr(), wanted, self.timeout);
+        if missing.is_empty() { Ok(()) } else { Err(acl::Denied(missing).into()) }
+    }
+
     /// Partition counts of every topic.
     pub fn topics(&self) -> Result<BTreeMap<String, usize>> {
         let md = self.client.fetch_metadata(None, self.timeout).context("fetching cluster metadata")?;
@@ -288,6 +299,7 @@ impl Cluster {
         let mut resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         resources.extend(broker.map(ResourceSpecifier::Broker));
         let described = futures::executor::block_on(admin.describe_configs(&resources, &opts));
+        // Said, because a limit guessed wrong fails records later.
         let value = |i: usize, name: &str| -> Option<u64> {
             let r = described.as_ref().ok()?.get(i)?.as_ref().ok()?;
             r.get(name)?.value.as_deref()?.parse().ok()
@@ -298,7 +310,10 @@ impl Cluster {
             let bytes = value(i, "max.message.bytes").or(broker_value).unwrap_or_else(|| {
                 // The embedded cluster describes nothing, as expected.
                 if !self.kafka.embedded {
-                    tracing::warn!(topic = %t, "the broker did not describe the topic's max.message.bytes; assuming Kafka's default of {KAFKA_DEFAULT_MAX_MESSAGE_BYTES}");
+                    tracing::warn!(
+                        topic = %t,
+                        "the brokers did not describe the topic's max.message.bytes (does the host's principal lack DESCRIBE_CONFIGS on it? README, \"Kafka ACLs\"); assuming Kafka's default of {KAFKA_DEFAULT_MAX_MESSAGE_BYTES}"
+                    );
                 }
                 KAFKA_DEFAULT_MAX_MESSAGE_BYTES
             });
@@ -325,6 +340,9 @@ impl Cluster {
         for r in results {
             match r {
                 Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) if acl::is_denial(code) => {
+                    return Err(acl::Denied(vec![acl::Permission::new(acl::Operation::Create, acl::Resource::Topic, &name)]).into());
+                }
                 Err((name, code)) => bail!("creating topic `{name}`: {code}"),
             }
         }
@@ -355,6 +373,9 @@ impl Cluster {
             if let Err((name, code)) = r
                 && code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
             {
+                if acl::is_denial(code) {
+                    return Err(acl::Denied(vec![acl::Permission::new(acl::Operation::Delete, acl::Resource::Topic, &name)]).into());
+                }
                 bail!("deleting topic `{name}`: {code}");
             }
         }

@@ -305,9 +305,13 @@ impl Producer {
         let inner: ThreadedProducer<DeliveryContext> =
             c.create_with_context(DeliveryContext { progress: progress.clone() }).context("creating a transactional producer")?;
         let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
-        inner
-            .init_transactions(timeout)
-            .map_err(|e| anyhow::anyhow!("the brokers at {} refuse transactions ({e}); Weir writes state changelogs in transactions", kafka.brokers))?;
+        inner.init_transactions(timeout).map_err(|e| match e.rdkafka_error_code() {
+            Some(code) if super::acl::is_denial(code) => {
+                use super::acl::{Denied, Operation, Permission, Resource};
+                anyhow::Error::new(Denied(vec![Permission::new(Operation::Write, Resource::TransactionalId, id)]))
+            }
+            _ => anyhow::anyhow!("the brokers at {} refuse transactions ({e}); Weir writes state changelogs in transactions", kafka.brokers),
+        })?;
         Ok(Producer { inner: Arc::new(std::sync::RwLock::new(inner)), progress })
     }
 

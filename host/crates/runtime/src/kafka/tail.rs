@@ -39,7 +39,8 @@ fn shown(bytes: &[u8]) -> String {
 pub fn newest(kafka: &KafkaConfig, topic: &str, limit: usize, scan: i64, deadline: Duration, keep: impl Fn(&Shown) -> bool) -> Result<Vec<Shown>> {
     let started = Instant::now();
     let consumer: BaseConsumer = crate::kafka::client_config(kafka)
-        .set("group.id", "weir-console")
+        // Assigned, never joined (see `changelog::reader_config`).
+        .set("group.id", format!("{}.readers.console", kafka.group_prefix))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         // What is fetched ahead, bounded: dead letters may be large.

@@ -124,6 +124,11 @@ pub struct DeploymentStatus {
     /// (a batch it cannot decode, a topic it may not read), and why.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unreadable: BTreeMap<i32, UnreadableInput>,
+    /// What the brokers' ACLs refuse the deployment's consumer (a
+    /// permission taken away while it runs), named; until records come
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied: Option<String>,
     /// Partitions stopped by the failure policy, and why.
     pub stopped: BTreeMap<i32, String>,
     /// Assigned partitions this host cannot take over (their state could
@@ -416,6 +421,13 @@ impl Host {
         if let Some(t) = tenant {
             t.check_topics(config, &config.dead_letter_topic(id)).map_err(|e| anyhow::anyhow!(e))?;
         }
+        {
+            use crate::kafka::acl::{Operation::*, Permission, Resource::Topic};
+            let read = config.inputs.iter().chain(config.tables.values()).map(|t| Permission::new(Read, Topic, t));
+            let dead_letters = config.dead_letter_topic(id);
+            let written = [Some(&config.output), Some(&dead_letters), config.late_topic.as_ref()].into_iter().flatten();
+            self.cluster.require(&read.chain(written.map(|t| Permission::new(Write, Topic, t))).collect::<Vec<_>>())?;
+        }
         // One metadata request for every topic named.
         let topics = self.cluster.topics()?;
         let mut partitions = None;
@@ -451,6 +463,12 @@ impl Host {
         let (partitions, spec) = self.check_deployment(name, config, module.clone(), tenant)?;
         let changelog_topic = changelog::topic(&self.shared.kafka.group_prefix, &who.storage);
         self.cluster.ensure_topic(&changelog_topic, partitions, changelog::TOPIC_CONFIG)?;
+        let group = format!("{}.{}", self.shared.kafka.group_prefix, who.storage);
+        {
+            use crate::kafka::acl::{Operation::*, Permission, Resource::*};
+            let changelog = [Read, Write].map(|op| Permission::new(op, Topic, &changelog_topic));
+            self.cluster.require(&[&changelog[..], &[Permission::new(Read, Group, &group)]].concat())?;
+        }
         let cluster_partitions = self.cluster.partitions(&changelog_topic)?;
         if cluster_partitions < partitions {
             bail!("changelog topic `{changelog_topic}` has {cluster_partitions} partitions, fewer than the inputs' {partitions}");
@@ -469,7 +487,7 @@ impl Host {
             who.storage.clone(),
             config.clone(),
             runnable,
-            format!("{}.{}", self.shared.kafka.group_prefix, who.storage),
+            group,
             changelog_topic,
             entry_limit,
             self.shared.buffer_budgets.of(tenant.zip(who.tenant.as_deref()).map(|(t, name)| (name, t.quota.max_buffered_mb << 20))),

@@ -260,6 +260,11 @@ impl Registry {
         for t in [&specs_topic, &modules_topic] {
             cluster.ensure_topic(t, 1, &[("cleanup.policy", "compact")]).with_context(|| format!("registry topic `{t}`"))?;
         }
+        {
+            use crate::kafka::acl::{Operation::*, Permission, Resource::Topic};
+            let [specs, modules] = [&specs_topic, &modules_topic].map(|t| [Read, Write].map(|op| Permission::new(op, Topic, t)));
+            cluster.require(&[specs, modules].concat()).context("the registry topics")?;
+        }
         let producer: FutureProducer = crate::kafka::producer_config(kafka).set("linger.ms", "0").create().context("creating the registry producer")?;
         let registry = Arc::new(Registry {
             specs_topic,
@@ -585,7 +590,8 @@ struct Assembly {
 impl Follower {
     fn new(kafka: &KafkaConfig, registry: &Registry) -> Result<Follower> {
         let mut c = crate::kafka::client_config(kafka);
-        c.set("group.id", "weir-registry").set("enable.auto.commit", "false").set("fetch.queue.backoff.ms", "10");
+        // Assigned, never joined (see `changelog::reader_config`).
+        c.set("group.id", format!("{}.readers.registry", kafka.group_prefix)).set("enable.auto.commit", "false").set("fetch.queue.backoff.ms", "10");
         let consumer: BaseConsumer = c.create().context("creating the registry reader")?;
         let mut tpl = TopicPartitionList::new();
         let mut catch_up = BTreeMap::new();

@@ -5,6 +5,16 @@
 use super::*;
 
 impl Runtime {
+    /// What the brokers' ACLs refuse the consumer, asked of them: the
+    /// error says only that something was.
+    fn name_denial(&self, consumer: &BaseConsumer<KafkaContext>, error: &str) -> String {
+        use crate::kafka::acl::{Denied, Operation::Read, Permission, Resource};
+        let mut wanted: Vec<Permission> = self.deployment.config.inputs.iter().map(|t| Permission::new(Read, Resource::Topic, t)).collect();
+        wanted.push(Permission::new(Read, Resource::Group, &self.deployment.group));
+        let missing = crate::kafka::acl::missing(consumer.client().native_ptr(), &wanted, Duration::from_secs(5));
+        if missing.is_empty() { format!("{error} (README, \"Kafka ACLs\", lists what a host needs)") } else { Denied(missing).to_string() }
+    }
+
     pub(super) fn on_message(&mut self, consumer: &BaseConsumer<KafkaContext>, m: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>) {
         let m = match m {
             Ok(m) => m,
@@ -16,13 +26,23 @@ impl Runtime {
                 self.shared.metrics.consumer_errors.with_label_values(&[self.deployment.tenant.as_str(), self.name()]).inc();
                 let again = self.consumer_error.as_ref().is_some_and(|(last, _)| *last == why);
                 if !again || self.consumer_error_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                    tracing::warn!(deployment = %self.name(), error = %why, "consumer error");
+                    let denial = e.rdkafka_error_code().filter(|c| crate::kafka::acl::is_denial(*c)).map(|_| self.name_denial(consumer, &why));
+                    tracing::warn!(deployment = %self.name(), error = %denial.as_deref().unwrap_or(&why), "consumer error");
                     self.consumer_error_logged = Some(Instant::now());
+                    if let Some(denial) = denial {
+                        let mut status = lock(&self.deployment.status);
+                        status.last_error = Some(denial.clone());
+                        status.denied = Some(denial);
+                        self.denied = true;
+                    }
                 }
                 self.consumer_error = Some((why, Instant::now()));
                 return;
             }
         };
+        if std::mem::take(&mut self.denied) {
+            lock(&self.deployment.status).denied = None;
+        }
         let host = &self.shared.host;
         let limits = self.batch_limits();
         let (max_records, max_bytes, max_future_ms) = (host.max_buffered_records, host.max_buffered_bytes, host.max_future_ms);

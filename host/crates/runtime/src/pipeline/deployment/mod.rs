@@ -192,6 +192,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         held_since: BTreeMap::new(),
         consumer_error: None,
         consumer_error_logged: None,
+        denied: false,
         fetching_since: BTreeMap::new(),
     };
     if rt.exactly_once() {
@@ -281,6 +282,9 @@ struct Runtime {
     /// When an error was last logged: one that repeats is logged once a
     /// minute.
     consumer_error_logged: Option<Instant>,
+    /// The brokers' ACLs refused the consumer (`status.denied` says what)
+    /// and no record came since.
+    denied: bool,
     /// Inputs (topic, partition) by the offset they fetch at, and since
     /// when (ms), as the client's statistics tell.
     fetching_since: BTreeMap<(String, i32), (i64, i64)>,

@@ -157,6 +157,33 @@ fn mutual_tls_with_pem_files_and_an_encrypted_key() {
     word_count_through(&sec.mtls, &security, &[&sec.keystore_password]);
 }
 
+#[test]
+fn oauthbearer_with_oidc_client_credentials() {
+    let (broker, sec) = Broker::secure_shared();
+    let oidc = &sec.oidc;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = secret_file(dir.path(), "oidc-secret", &oidc.client_secret, 0o600);
+    let security = format!(
+        "ca_file = \"{}\"\nmechanism = \"OAUTHBEARER\"\noauth = {{ token_endpoint = \"{}\", client_id = \"{}\", client_secret = {{ file = \"{}\" }}, scope = \"kafka\" }}",
+        sec.ca.display(),
+        oidc.token_endpoint,
+        oidc.client_id,
+        secret.display()
+    );
+    let before = oidc.issued().len();
+    let (_dir, host) = word_count_in(&broker.scope(), &secure_config(&sec.oauth, "{wc}", &security), None, &[&oidc.client_secret]);
+    // librdkafka fetched tokens, and none of them shows either.
+    let tokens = oidc.issued()[before..].to_vec();
+    assert!(!tokens.is_empty(), "the host connected without a token of the provider");
+    let health = host.health().map(|h| h.to_string()).unwrap_or_default();
+    for (what, text) in [("log", host.log_text()), ("metrics", host.metrics()), ("/health", health)] {
+        // The signature is the part that must stay secret.
+        for signature in tokens.iter().filter_map(|t| t.rsplit('.').next()) {
+            assert!(!text.contains(signature), "an access token is in the host's {what}");
+        }
+    }
+}
+
 /// Runs `weir run` on `config` until it exits (60 s at most); its status
 /// and what it wrote.
 fn run_until_exit(dir: &Path, config: &str) -> (std::process::ExitStatus, String) {
@@ -175,7 +202,8 @@ fn run_until_exit(dir: &Path, config: &str) -> (std::process::ExitStatus, String
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("weir run went on with a configuration it should refuse");
+            let out = child.wait_with_output().unwrap();
+            panic!("weir run went on with a configuration it should refuse:\n{}", String::from_utf8_lossy(&out.stderr));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -205,13 +233,35 @@ fn wrong_secrets_an_unknown_ca_and_an_expired_certificate_are_refused_at_start_u
             "kafka.security.keystore_file: the certificate `weir-expired`",
         ),
         ("wrong keystore password", &sec.mtls, keystore(&sec.client_keystore, wrong), "kafka.security.keystore_password does not open"),
+        (
+            "wrong OIDC client secret",
+            &sec.oauth,
+            format!(
+                "ca_file = \"{}\"\nmechanism = \"OAUTHBEARER\"\noauth = {{ token_endpoint = \"{}\", client_id = \"{}\", client_secret = \"{wrong}\" }}",
+                sec.ca.display(),
+                sec.oidc.token_endpoint,
+                sec.oidc.client_id
+            ),
+            "kafka.security.oauth",
+        ),
+        (
+            "OIDC token the brokers do not trust",
+            &sec.oauth,
+            format!(
+                "ca_file = \"{}\"\nmechanism = \"OAUTHBEARER\"\noauth = {{ token_endpoint = \"{}\", client_id = \"rogue\", client_secret = \"{}\" }}",
+                sec.ca.display(),
+                sec.oidc.token_endpoint,
+                sec.oidc.client_secret
+            ),
+            "kafka.security.oauth",
+        ),
     ];
     for (i, (case, bootstrap, security, names)) in cases.iter().enumerate() {
         let (status, said) = run_until_exit(&dir.path().join(i.to_string()), &secure_config(bootstrap, "", security));
         assert!(!status.success(), "{case}: weir run succeeded");
         eprintln!("{case}: {}", said.trim());
         assert!(said.contains(names), "{case}: the error does not name {names}:\n{said}");
-        for secret in [sec.password.as_str(), sec.keystore_password.as_str(), wrong] {
+        for secret in [sec.password.as_str(), sec.keystore_password.as_str(), sec.oidc.client_secret.as_str(), wrong] {
             assert!(!said.contains(secret), "{case}: a secret is in the error:\n{said}");
         }
     }

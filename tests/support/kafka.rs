@@ -90,6 +90,8 @@ pub struct Broker {
     settings: Vec<String>,
     /// SCRAM users added when its data is formatted.
     scram: Vec<String>,
+    /// Java system properties (`key=value`) of its JVM.
+    system: Vec<String>,
 }
 
 /// A broker's secured listeners: certificates a CA of the test's own
@@ -120,6 +122,9 @@ pub struct Secure {
     /// grant (`user` and the client certificate are super users).
     pub limited_user: String,
     pub limited_password: String,
+    /// The SASL_SSL listener that takes OAUTHBEARER tokens of `oidc`.
+    pub oauth: String,
+    pub oidc: crate::oidc::Oidc,
 }
 
 /// Runs `keytool` with `args` in `dir`.
@@ -229,7 +234,7 @@ impl Broker {
         }
         let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
         let settings = settings.iter().map(|s| s.to_string()).collect();
-        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings, scram: Vec::new() };
+        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings, scram: Vec::new(), system: Vec::new() };
         b.launch();
         b
     }
@@ -239,13 +244,15 @@ impl Broker {
     /// keep using).
     pub fn secure() -> (Broker, Secure) {
         let mut ports = vec![free_port()];
-        while ports.len() < 4 {
+        while ports.len() < 5 {
             let p = free_port();
             if !ports.contains(&p) {
                 ports.push(p);
             }
         }
-        let [port, controller_port, sasl_port, mtls_port] = ports[..] else { unreachable!() };
+        let [port, controller_port, sasl_port, mtls_port, oauth_port] = ports[..] else { unreachable!() };
+        // Up before the broker, which fetches its keys as it starts.
+        let oidc = crate::oidc::Oidc::start("weir-oidc", "kafka");
         let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
         let tls = dir.path().join("tls");
         std::fs::create_dir(&tls).unwrap();
@@ -265,10 +272,22 @@ impl Broker {
         let scram_module = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
         let settings = [
             format!(
-                "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port}"
+                "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port},OAUTH://127.0.0.1:{oauth_port}"
             ),
-            format!("advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port}"),
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL".into(),
+            format!(
+                "advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port},OAUTH://127.0.0.1:{oauth_port}"
+            ),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,OAUTH:SASL_SSL".into(),
+            // OAUTHBEARER, tokens checked against the provider's keys.
+            "listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER".into(),
+            "listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;".into(),
+            "listener.name.oauth.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+                .into(),
+            // Kafka 4.1's default validator checks no signature at all:
+            // the broker's checks the JWKS (3.9 does without being told).
+            "sasl.oauthbearer.jwt.validator.class=org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator".into(),
+            format!("sasl.oauthbearer.jwks.endpoint.url={}", oidc.jwks_endpoint),
+            format!("sasl.oauthbearer.expected.audience={}", oidc.audience),
             "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN".into(),
             format!("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram_module}"),
             format!("listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram_module}"),
@@ -287,12 +306,13 @@ impl Broker {
             // The tests' plaintext clients, the controller, `weir` and the
             // client certificate may do anything.
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
-            format!("super.users=User:ANONYMOUS;User:{user};User:CN=weir-client"),
+            format!("super.users=User:ANONYMOUS;User:{user};User:CN=weir-client;User:{}", oidc.subject),
         ];
         let limited_password = format!("lim-{}-{}", std::process::id(), now_ms());
         let mut scram = ["SCRAM-SHA-512", "SCRAM-SHA-256"].map(|m| format!("{m}=[name={user},password={password}]")).to_vec();
         scram.push(format!("SCRAM-SHA-512=[name=limited,password={limited_password}]"));
-        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings: settings.into(), scram };
+        let system = vec![format!("org.apache.kafka.sasl.oauthbearer.allowed.urls={}", oidc.jwks_endpoint)];
+        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings: settings.into(), scram, system };
         b.launch();
         let secure = Secure {
             bootstrap: format!("127.0.0.1:{sasl_port}"),
@@ -308,6 +328,8 @@ impl Broker {
             expired_keystore: tls.join("expired.p12"),
             limited_user: "limited".into(),
             limited_password,
+            oauth: format!("127.0.0.1:{oauth_port}"),
+            oidc,
         };
         (b, secure)
     }
@@ -327,6 +349,7 @@ impl Broker {
             .arg(self.dir.path().join("data"))
             .args(self.settings.iter().flat_map(|s| ["--set", s.as_str()]))
             .args(self.scram.iter().flat_map(|s| ["--scram", s.as_str()]))
+            .args(self.system.iter().flat_map(|s| ["--system", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -106,4 +106,5 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
 
 pub mod browser;
 pub mod kafka;
+pub mod oidc;
 pub mod tenants;

@@ -196,9 +196,13 @@ struct ConnectContext {
 }
 
 impl ConnectContext {
-    fn why(&self) -> Option<String> {
+    /// What went wrong, and which settings of `security` to check.
+    fn why(&self, security: &security::Security) -> Option<String> {
         let error = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?;
-        let hint = if error.contains("SASL authentication") || error.contains("Authentication failed") {
+        let oauth = security.mechanism.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("OAUTHBEARER"));
+        let hint = if oauth && (error.contains("OIDC") || error.contains("SASL authentication")) {
+            "; check kafka.security.oauth (token_endpoint, client_id and client_secret, and that the brokers accept the provider's tokens)"
+        } else if error.contains("SASL authentication") || error.contains("Authentication failed") {
             "; check kafka.security.username and password (or mechanism)"
         } else if error.contains("certificate") || error.contains("SSL handshake") {
             "; check kafka.security.ca_file (the CA that signed the brokers' certificates) and the certificates' dates"
@@ -249,10 +253,10 @@ impl Cluster {
             // librdkafka's log lines (why it failed) reach the context as
             // the client polls.
             let until = std::time::Instant::now() + Duration::from_millis(500);
-            while std::time::Instant::now() < until && client.context().why().is_none() {
+            while std::time::Instant::now() < until && client.context().why(&kafka.security).is_none() {
                 let _ = client.poll(Duration::from_millis(50));
             }
-            let why = client.context().why();
+            let why = client.context().why(&kafka.security);
             bail!("cannot reach the Kafka brokers at {} within {} ms: {}", kafka.brokers, kafka.connect_timeout_ms, why.unwrap_or_else(|| e.to_string()));
         }
         drop(client);

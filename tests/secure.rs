@@ -1,13 +1,17 @@
 //! Weir on a secured Apache Kafka, every client through the secured
 //! listeners: TLS whose certificates a CA of the test's own signs (host
-//! names checked), with SASL (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN) or with
-//! client certificates (mutual TLS, PKCS#12 or PEM). A stateful word count
-//! runs exactly-once through each (consumers, the changelog,
-//! transactions), and no secret shows in the host's log, metrics or
-//! health. A wrong password, a CA that did not sign the broker's
+//! names checked), with SASL (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN,
+//! OAUTHBEARER from a loopback OIDC provider, GSSAPI from a loopback
+//! Kerberos realm) or with client certificates (mutual TLS, PKCS#12 or
+//! PEM). A stateful word count runs exactly-once through each (consumers,
+//! the changelog, transactions), and no secret shows in the host's log,
+//! metrics or health. Wrong secrets, a CA that did not sign the broker's
 //! certificate, a password file others may read, an expired client
-//! certificate and a keystore password that does not open the keystore
-//! are each refused at start-up with one line that names the setting.
+//! certificate, a keystore password that does not open the keystore, a
+//! token the broker does not trust and a principal the keytab lacks are
+//! each refused at start-up with one line that names the setting. Kafka's
+//! standard authorizer checks every request: a user with exactly README's
+//! ACLs runs everything, and each missing ACL is named.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -184,6 +188,22 @@ fn oauthbearer_with_oidc_client_credentials() {
     }
 }
 
+#[test]
+fn kerberos_with_a_keytab() {
+    let (broker, sec) = Broker::secure_shared();
+    let krb = &sec.kerberos;
+    krb.use_realm();
+    let security = format!(
+        "ca_file = \"{}\"\nmechanism = \"GSSAPI\"\nkerberos = {{ principal = \"{}\", keytab = \"{}\" }}",
+        sec.ca.display(),
+        krb.client_principal,
+        krb.client_keytab.display()
+    );
+    // `localhost` may resolve to ::1 first, where the broker does not listen.
+    let config = secure_config(&sec.kerberos_bootstrap, "{wc}", &security) + "\"broker.address.family\" = \"v4\"\n";
+    word_count_in(&broker.scope(), &config, None, &[]);
+}
+
 /// Runs `weir run` on `config` until it exits (60 s at most); its status
 /// and what it wrote.
 fn run_until_exit(dir: &Path, config: &str) -> (std::process::ExitStatus, String) {
@@ -196,8 +216,16 @@ fn run_until_exit(dir: &Path, config: &str) -> (std::process::ExitStatus, String
         .replace("\"session.timeout.ms\"", "\"socket.connection.setup.timeout.ms\" = \"5000\"\n\"session.timeout.ms\"");
     let path = dir.join("weir.toml");
     std::fs::write(&path, text + "\n").unwrap();
-    let mut child =
-        Command::new(weir_bin()).args(["run", "--config"]).arg(&path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(weir_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        // Tickets of its own: never another test's.
+        .env("KRB5CCNAME", format!("FILE:{}", dir.join("ccache").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -255,7 +283,18 @@ fn wrong_secrets_an_unknown_ca_and_an_expired_certificate_are_refused_at_start_u
             ),
             "kafka.security.oauth",
         ),
+        (
+            "Kerberos principal not in the keytab",
+            &sec.kerberos_bootstrap,
+            format!(
+                "ca_file = \"{}\"\nmechanism = \"GSSAPI\"\nkerberos = {{ principal = \"nobody@WEIR.TEST\", keytab = \"{}\" }}",
+                sec.ca.display(),
+                sec.kerberos.client_keytab.display()
+            ),
+            "kafka.security.kerberos",
+        ),
     ];
+    sec.kerberos.use_realm();
     for (i, (case, bootstrap, security, names)) in cases.iter().enumerate() {
         let (status, said) = run_until_exit(&dir.path().join(i.to_string()), &secure_config(bootstrap, "", security));
         assert!(!status.success(), "{case}: weir run succeeded");

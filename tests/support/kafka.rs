@@ -125,6 +125,9 @@ pub struct Secure {
     /// The SASL_SSL listener that takes OAUTHBEARER tokens of `oidc`.
     pub oauth: String,
     pub oidc: crate::oidc::Oidc,
+    /// The SASL_SSL listener that takes GSSAPI of `kerberos`'s realm.
+    pub kerberos_bootstrap: String,
+    pub kerberos: crate::kerberos::Kerberos,
 }
 
 /// Runs `keytool` with `args` in `dir`.
@@ -244,18 +247,19 @@ impl Broker {
     /// keep using).
     pub fn secure() -> (Broker, Secure) {
         let mut ports = vec![free_port()];
-        while ports.len() < 5 {
+        while ports.len() < 6 {
             let p = free_port();
             if !ports.contains(&p) {
                 ports.push(p);
             }
         }
-        let [port, controller_port, sasl_port, mtls_port, oauth_port] = ports[..] else { unreachable!() };
+        let [port, controller_port, sasl_port, mtls_port, oauth_port, krb_port] = ports[..] else { unreachable!() };
         // Up before the broker, which fetches its keys as it starts.
         let oidc = crate::oidc::Oidc::start("weir-oidc", "kafka");
         let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
         let tls = dir.path().join("tls");
         std::fs::create_dir(&tls).unwrap();
+        let kerberos = crate::kerberos::Kerberos::start(&dir.path().join("kerberos"));
         make_ca(&tls, "ca");
         make_ca(&tls, "other-ca");
         let keystore_password = format!("ks-{}-{}", std::process::id(), now_ms());
@@ -272,12 +276,23 @@ impl Broker {
         let scram_module = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
         let settings = [
             format!(
-                "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port},OAUTH://127.0.0.1:{oauth_port}"
+                "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port},\
+                 OAUTH://127.0.0.1:{oauth_port},KRB://127.0.0.1:{krb_port}"
             ),
+            // Kerberos names the broker's service by its host name.
             format!(
-                "advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port},OAUTH://127.0.0.1:{oauth_port}"
+                "advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port},SSL://127.0.0.1:{mtls_port},\
+                 OAUTH://127.0.0.1:{oauth_port},KRB://localhost:{krb_port}"
             ),
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,OAUTH:SASL_SSL".into(),
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,OAUTH:SASL_SSL,KRB:SASL_SSL".into(),
+            // GSSAPI, the broker's service principal from its keytab.
+            "listener.name.krb.sasl.enabled.mechanisms=GSSAPI".into(),
+            "sasl.kerberos.service.name=kafka".into(),
+            format!(
+                "listener.name.krb.gssapi.sasl.jaas.config=com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true storeKey=true keyTab=\"{}\" principal=\"kafka/localhost@{}\";",
+                kerberos.broker_keytab.display(),
+                crate::kerberos::REALM
+            ),
             // OAUTHBEARER, tokens checked against the provider's keys.
             "listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER".into(),
             "listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;".into(),
@@ -306,12 +321,16 @@ impl Broker {
             // The tests' plaintext clients, the controller, `weir` and the
             // client certificate may do anything.
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer".into(),
+            // `weir@WEIR.TEST` is `User:weir`.
             format!("super.users=User:ANONYMOUS;User:{user};User:CN=weir-client;User:{}", oidc.subject),
         ];
         let limited_password = format!("lim-{}-{}", std::process::id(), now_ms());
         let mut scram = ["SCRAM-SHA-512", "SCRAM-SHA-256"].map(|m| format!("{m}=[name={user},password={password}]")).to_vec();
         scram.push(format!("SCRAM-SHA-512=[name=limited,password={limited_password}]"));
-        let system = vec![format!("org.apache.kafka.sasl.oauthbearer.allowed.urls={}", oidc.jwks_endpoint)];
+        let system = vec![
+            format!("org.apache.kafka.sasl.oauthbearer.allowed.urls={}", oidc.jwks_endpoint),
+            format!("java.security.krb5.conf={}", kerberos.krb5_conf.display()),
+        ];
         let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings: settings.into(), scram, system };
         b.launch();
         let secure = Secure {
@@ -330,6 +349,8 @@ impl Broker {
             limited_password,
             oauth: format!("127.0.0.1:{oauth_port}"),
             oidc,
+            kerberos_bootstrap: format!("localhost:{krb_port}"),
+            kerberos,
         };
         (b, secure)
     }

@@ -106,5 +106,6 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
 
 pub mod browser;
 pub mod kafka;
+pub mod kerberos;
 pub mod oidc;
 pub mod tenants;

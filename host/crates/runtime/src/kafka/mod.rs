@@ -199,10 +199,13 @@ impl ConnectContext {
     /// What went wrong, and which settings of `security` to check.
     fn why(&self, security: &security::Security) -> Option<String> {
         let error = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?;
-        let oauth = security.mechanism.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("OAUTHBEARER"));
-        let hint = if oauth && (error.contains("OIDC") || error.contains("SASL authentication")) {
+        let mechanism = security.mechanism.as_deref().unwrap_or_default().to_ascii_uppercase();
+        let sasl = error.contains("SASL") || error.contains("Authentication failed");
+        let hint = if mechanism == "OAUTHBEARER" && (sasl || error.contains("OIDC")) {
             "; check kafka.security.oauth (token_endpoint, client_id and client_secret, and that the brokers accept the provider's tokens)"
-        } else if error.contains("SASL authentication") || error.contains("Authentication failed") {
+        } else if mechanism == "GSSAPI" && sasl {
+            "; check kafka.security.kerberos (principal and keytab) and the realm's krb5.conf (KRB5_CONFIG)"
+        } else if sasl {
             "; check kafka.security.username and password (or mechanism)"
         } else if error.contains("certificate") || error.contains("SSL handshake") {
             "; check kafka.security.ca_file (the CA that signed the brokers' certificates) and the certificates' dates"

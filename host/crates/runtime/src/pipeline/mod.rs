@@ -22,6 +22,7 @@ mod partition;
 pub mod reconcile;
 mod restore;
 pub mod tables;
+mod turns;
 pub mod workers;
 
 use crate::changelog;
@@ -236,8 +237,8 @@ pub struct Host {
     pub series: Arc<crate::series::Series>,
     /// Each tenant's share of the instance pool, made on first use.
     instance_quotas: Mutex<BTreeMap<String, Arc<weir_engine::transform::instance::InstanceQuota>>>,
-    /// Held by the one warm-up running; see [`Host::warm_up`].
-    warm_ups: Mutex<()>,
+    /// Whose warm-up runs; see [`Host::warm_up`].
+    warm_ups: turns::Turns,
 }
 
 impl Host {
@@ -290,7 +291,7 @@ impl Host {
             reconciler: Mutex::new(None),
             series: Arc::default(),
             instance_quotas: Mutex::default(),
-            warm_ups: Mutex::default(),
+            warm_ups: turns::Turns::default(),
         };
         host.refresh_topics_in_background();
         host.sample_series_in_background();
@@ -564,8 +565,8 @@ impl Host {
         // Outside the tenant's share, whose instances its running
         // deployments may all hold idle (nothing would ask them back for
         // a check): one warm-up at a time, in the place the pool keeps
-        // for it (see `tenants::instance_shares`).
-        let _one = lock(&self.warm_ups);
+        // for it (see `tenants::instance_shares`), in the order asked.
+        let _turn = self.warm_ups.take();
         let spec = Arc::new(TransformSpec { instance_quota: None, ..(*spec).clone() });
         let name = spec.name.clone();
         let what = format!("deployment `{name}`: init");

@@ -24,11 +24,17 @@ impl Runtime {
                 // getting anywhere shows as `unreadable` (`record_lag`).
                 let why = e.to_string();
                 self.shared.metrics.consumer_errors.with_label_values(&[self.deployment.tenant.as_str(), self.name()]).inc();
-                let again = self.consumer_error.as_ref().is_some_and(|(last, _)| *last == why);
-                if !again || self.consumer_error_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                // Each error once a minute, however they alternate (a
+                // bounded memory of them: forgotten all at once when full).
+                let logged = &mut self.consumer_errors_logged;
+                logged.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+                if logged.len() >= 32 {
+                    logged.clear();
+                }
+                if !logged.contains_key(&why) {
+                    logged.insert(why.clone(), Instant::now());
                     let denial = e.rdkafka_error_code().filter(|c| crate::kafka::acl::is_denial(*c)).map(|_| self.name_denial(consumer, &why));
                     tracing::warn!(deployment = %self.name(), error = %denial.as_deref().unwrap_or(&why), "consumer error");
-                    self.consumer_error_logged = Some(Instant::now());
                     if let Some(denial) = denial {
                         let mut status = lock(&self.deployment.status);
                         status.last_error = Some(denial.clone());

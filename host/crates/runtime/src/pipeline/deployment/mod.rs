@@ -191,7 +191,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         fenced: false,
         held_since: BTreeMap::new(),
         consumer_error: None,
-        consumer_error_logged: None,
+        consumer_errors_logged: BTreeMap::new(),
         denied: false,
         fetching_since: BTreeMap::new(),
     };
@@ -279,9 +279,9 @@ struct Runtime {
     held_since: BTreeMap<(String, i32), i64>,
     /// The consumer's last error, and when.
     consumer_error: Option<(String, Instant)>,
-    /// When an error was last logged: one that repeats is logged once a
-    /// minute.
-    consumer_error_logged: Option<Instant>,
+    /// When each recent error was logged: one that repeats is logged once
+    /// a minute.
+    consumer_errors_logged: BTreeMap<String, Instant>,
     /// The brokers' ACLs refused the consumer (`status.denied` says what)
     /// and no record came since.
     denied: bool,

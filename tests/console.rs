@@ -251,6 +251,8 @@ fn the_consoles_api_is_scoped_and_sees_every_host() {
     let spec = json!({ "module": upper, "inputs": [k.name("acme.in")], "output": k.name("acme.out"), "delivery": "exactly-once" });
     let (code, body) = call(&a, Method::PUT, "/v1/deployments/errors", ACME, Some(serde_json::to_vec(&spec).unwrap()));
     assert_eq!(code, StatusCode::OK, "{body}");
+    // Host B reads the upgrade from the registry topic a moment later.
+    eventually("host b seeing the upgrade", &b, || (call(&b, Method::GET, "/v1/deployments/errors", ACME, None).1["module"] == upper).then_some(()));
     let (code, body) = call(&b, Method::POST, "/v1/deployments/errors/rollback", ACME, None);
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["module"], first);

@@ -739,12 +739,20 @@ pub struct Weir {
     /// Sent with `/health` and `/metrics` (hosts with tokens show them only
     /// to a token).
     token: Option<String>,
+    /// Environment variables of its process beyond the test's.
+    env: Vec<(String, String)>,
 }
 
 impl Weir {
     /// Writes `config` (TOML; `{brokers}`, `{p}`, `{state}`, `{listen}` and
     /// `{plugins}` are filled in) to `dir` and starts `weir run` on it.
     pub fn start(dir: &Path, scope: &Scope, config: &str) -> Weir {
+        Weir::start_with_env(dir, scope, config, &[])
+    }
+
+    /// [`Weir::start`] with environment variables `env` (set here, not in
+    /// the test process, whose other threads may read its environment).
+    pub fn start_with_env(dir: &Path, scope: &Scope, config: &str, env: &[(&str, String)]) -> Weir {
         std::fs::create_dir_all(dir).unwrap();
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let plugins = crate::plugin("upper").parent().unwrap().to_owned();
@@ -756,7 +764,8 @@ impl Weir {
             .replace("{plugins}", &plugins.display().to_string());
         let config = dir.join("weir.toml");
         std::fs::write(&config, text).unwrap();
-        let mut w = Weir { child: None, listen, log: dir.join("weir.log"), config, token: None };
+        let mut w =
+            Weir { child: None, listen, log: dir.join("weir.log"), config, token: None, env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() };
         w.launch();
         w
     }
@@ -767,6 +776,7 @@ impl Weir {
         cmd.args(["run", "--config"])
             .arg(&self.config)
             .env("WEIR_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -16,8 +16,6 @@ pub struct Kerberos {
     /// The client's keytab (`weir@WEIR.TEST`), private to its owner.
     pub client_keytab: PathBuf,
     pub client_principal: String,
-    /// Where clients keep their tickets (`KRB5CCNAME`).
-    pub ccache: PathBuf,
     kdc: Child,
 }
 
@@ -81,21 +79,15 @@ impl Kerberos {
             assert!(Instant::now() < deadline, "the KDC did not listen on port {port} within 30 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let ccache = dir.join("ccache");
-        Kerberos { krb5_conf, broker_keytab, client_keytab, client_principal: format!("weir@{REALM}"), ccache, kdc }
+        Kerberos { krb5_conf, broker_keytab, client_keytab, client_principal: format!("weir@{REALM}"), kdc }
     }
 }
 
 impl Kerberos {
-    /// Points this process's Kerberos clients (librdkafka's `kinit`, in
-    /// every `weir` it starts) at the realm.
-    pub fn use_realm(&self) {
-        // SAFETY: the same values from every test that sets them; nothing
-        // else of the tests reads them.
-        unsafe {
-            std::env::set_var("KRB5_CONFIG", &self.krb5_conf);
-            std::env::set_var("KRB5CCNAME", format!("FILE:{}", self.ccache.display()));
-        }
+    /// The environment that points a process's Kerberos clients
+    /// (librdkafka's `kinit`) at the realm, with tickets kept in `ccache`.
+    pub fn env(&self, ccache: &Path) -> [(&'static str, String); 2] {
+        [("KRB5_CONFIG", self.krb5_conf.display().to_string()), ("KRB5CCNAME", format!("FILE:{}", ccache.display()))]
     }
 }
 

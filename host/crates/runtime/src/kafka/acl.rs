@@ -33,13 +33,14 @@ pub enum Operation {
 }
 
 impl Operation {
-    fn acl(self) -> rd::rd_kafka_AclOperation_t {
-        match self {
-            Operation::Read => rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_READ,
-            Operation::Write => rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_WRITE,
-            Operation::Create => rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_CREATE,
-            Operation::Delete => rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_DELETE,
-        }
+    fn acl(self) -> u32 {
+        use rd::rd_kafka_AclOperation_t::*;
+        (match self {
+            Operation::Read => RD_KAFKA_ACL_OPERATION_READ,
+            Operation::Write => RD_KAFKA_ACL_OPERATION_WRITE,
+            Operation::Create => RD_KAFKA_ACL_OPERATION_CREATE,
+            Operation::Delete => RD_KAFKA_ACL_OPERATION_DELETE,
+        }) as u32
     }
 }
 
@@ -119,24 +120,28 @@ pub fn missing(client: *mut rd::rd_kafka_t, wanted: &[Permission], timeout: Dura
 /// What each described resource allows: `None` where the brokers did not
 /// say.
 #[derive(Default)]
-struct Allowed(BTreeMap<(Resource, String), Option<Vec<rd::rd_kafka_AclOperation_t>>>);
+struct Allowed(BTreeMap<(Resource, String), Option<Vec<u32>>>);
 
 impl Allowed {
     fn extend(&mut self, resource: Resource, described: Option<Vec<Described>>) {
+        const DESCRIBE: u32 = rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_DESCRIBE as u32;
+        const ALL: u32 = rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_ALL as u32;
         for d in described.into_iter().flatten() {
             let ops = match d.error {
                 Some(code) if is_denial(code) => Some(Vec::new()),
                 Some(_) => None,
-                None => d.operations,
+                // Describing it took DESCRIBE: a list without it is not
+                // an authorizer's answer (a broker that says nothing as `0`).
+                None => d.operations.filter(|ops| ops.iter().any(|op| [DESCRIBE, ALL].contains(op))),
             };
             self.0.insert((resource, d.name), ops);
         }
     }
 
     fn may(&self, p: &Permission) -> bool {
-        use rd::rd_kafka_AclOperation_t::*;
+        const ALL: u32 = rd::rd_kafka_AclOperation_t::RD_KAFKA_ACL_OPERATION_ALL as u32;
         match self.0.get(&(p.resource, p.name.clone())) {
-            Some(Some(ops)) => ops.iter().any(|op| *op == p.operation.acl() || *op == RD_KAFKA_ACL_OPERATION_ALL),
+            Some(Some(ops)) => ops.iter().any(|op| *op == p.operation.acl() || *op == ALL),
             _ => true,
         }
     }
@@ -146,7 +151,9 @@ impl Allowed {
 struct Described {
     name: String,
     error: Option<RDKafkaErrorCode>,
-    operations: Option<Vec<rd::rd_kafka_AclOperation_t>>,
+    /// As numbers: a newer librdkafka may say operations this one has no
+    /// name for.
+    operations: Option<Vec<u32>>,
 }
 
 /// Describes `names` (topics or groups) with their authorized operations;
@@ -154,7 +161,8 @@ struct Described {
 fn describe(client: *mut rd::rd_kafka_t, resource: Resource, names: &[&str], deadline: Instant) -> Option<Vec<Described>> {
     let c_names: Vec<CString> = names.iter().map(|n| CString::new(*n).ok()).collect::<Option<_>>()?;
     let mut ptrs: Vec<*const std::ffi::c_char> = c_names.iter().map(|n| n.as_ptr()).collect();
-    let timeout_ms = deadline.saturating_duration_since(Instant::now()).as_millis().clamp(1, i32::MAX as u128) as i32;
+    // librdkafka refuses request timeouts over an hour.
+    let timeout_ms = deadline.saturating_duration_since(Instant::now()).as_millis().clamp(1, 3_600_000) as i32;
     let op = match resource {
         Resource::Topic => rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
         _ => rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS,
@@ -203,13 +211,17 @@ fn describe(client: *mut rd::rd_kafka_t, resource: Resource, names: &[&str], dea
 unsafe fn read_result(event: *mut rd::rd_kafka_event_t, resource: Resource) -> Vec<Described> {
     let string = |p: *const std::ffi::c_char| if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() };
     let error = |e: *const rd::rd_kafka_error_t| (!e.is_null()).then(|| RDKafkaErrorCode::from(unsafe { rd::rd_kafka_error_code(e) }));
-    let operations = |ops: *const rd::rd_kafka_AclOperation_t, n: usize| (!ops.is_null()).then(|| unsafe { std::slice::from_raw_parts(ops, n) }.to_vec());
+    let operations =
+        |ops: *const rd::rd_kafka_AclOperation_t, n: usize| (!ops.is_null()).then(|| unsafe { std::slice::from_raw_parts(ops.cast::<u32>(), n) }.to_vec());
     let mut out = Vec::new();
     let mut n = 0usize;
     unsafe {
         match resource {
             Resource::Topic => {
                 let result = rd::rd_kafka_event_DescribeTopics_result(event);
+                if result.is_null() {
+                    return out;
+                }
                 let topics = rd::rd_kafka_DescribeTopics_result_topics(result, &mut n);
                 for &t in std::slice::from_raw_parts(topics, if topics.is_null() { 0 } else { n }) {
                     let mut ops = 0usize;
@@ -223,6 +235,9 @@ unsafe fn read_result(event: *mut rd::rd_kafka_event_t, resource: Resource) -> V
             }
             _ => {
                 let result = rd::rd_kafka_event_DescribeConsumerGroups_result(event);
+                if result.is_null() {
+                    return out;
+                }
                 let groups = rd::rd_kafka_DescribeConsumerGroups_result_groups(result, &mut n);
                 for &g in std::slice::from_raw_parts(groups, if groups.is_null() { 0 } else { n }) {
                     let mut ops = 0usize;
@@ -258,16 +273,18 @@ mod tests {
     #[test]
     fn what_the_brokers_did_not_say_counts_as_allowed() {
         use rd::rd_kafka_AclOperation_t::*;
+        let [read, describe, all] = [RD_KAFKA_ACL_OPERATION_READ, RD_KAFKA_ACL_OPERATION_DESCRIBE, RD_KAFKA_ACL_OPERATION_ALL].map(|op| op as u32);
         let mut allowed = Allowed::default();
         let described = |name: &str, error, operations| Described { name: name.into(), error, operations };
         allowed.extend(
             Resource::Topic,
             Some(vec![
-                described("in", None, Some(vec![RD_KAFKA_ACL_OPERATION_READ, RD_KAFKA_ACL_OPERATION_DESCRIBE])),
+                described("in", None, Some(vec![read, describe])),
+                described("empty answer", None, Some(vec![])),
                 described("hidden", Some(RDKafkaErrorCode::TopicAuthorizationFailed), None),
                 described("unsaid", None, None),
                 described("gone", Some(RDKafkaErrorCode::UnknownTopicOrPartition), None),
-                described("all", None, Some(vec![RD_KAFKA_ACL_OPERATION_ALL])),
+                described("all", None, Some(vec![all])),
             ]),
         );
         let may = |op, name| allowed.may(&Permission::new(op, Resource::Topic, name));
@@ -277,6 +294,7 @@ mod tests {
         assert!(may(Operation::Write, "unsaid"));
         assert!(may(Operation::Read, "gone"), "a topic that does not exist is another error's to name");
         assert!(may(Operation::Create, "all"));
+        assert!(may(Operation::Read, "empty answer"), "a broker that lists nothing, not even DESCRIBE, did not answer");
         assert!(may(Operation::Read, "never described"));
     }
 }

@@ -275,11 +275,16 @@ impl Cluster {
     /// Fails naming each of `wanted` that the brokers say the host's
     /// principal may not do (see [`acl::missing`]).
     pub fn require(&self, wanted: &[acl::Permission]) -> Result<()> {
-        if self.kafka.embedded {
-            return Ok(());
-        }
-        let missing = acl::missing(self.client.client().native_ptr(), wanted, self.timeout);
+        let missing = self.missing(wanted);
         if missing.is_empty() { Ok(()) } else { Err(acl::Denied(missing).into()) }
+    }
+
+    /// Of `wanted`, what the brokers say the host's principal may not do.
+    pub fn missing(&self, wanted: &[acl::Permission]) -> Vec<acl::Permission> {
+        if self.kafka.embedded {
+            return Vec::new();
+        }
+        acl::missing(self.client.client().native_ptr(), wanted, self.timeout)
     }
 
     /// Partition counts of every topic.

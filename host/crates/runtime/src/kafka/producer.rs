@@ -306,7 +306,7 @@ impl Producer {
             c.create_with_context(DeliveryContext { progress: progress.clone() }).context("creating a transactional producer")?;
         let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
         inner.init_transactions(timeout).map_err(|e| match e.rdkafka_error_code() {
-            Some(code) if super::acl::is_denial(code) => {
+            Some(rdkafka::types::RDKafkaErrorCode::TransactionalIdAuthorizationFailed) => {
                 use super::acl::{Denied, Operation, Permission, Resource};
                 anyhow::Error::new(Denied(vec![Permission::new(Operation::Write, Resource::TransactionalId, id)]))
             }

@@ -5,14 +5,57 @@
 use super::*;
 
 impl Runtime {
-    /// What the brokers' ACLs refuse the consumer, asked of them: the
-    /// error says only that something was.
-    fn name_denial(&self, consumer: &BaseConsumer<KafkaContext>, error: &str) -> String {
+    /// Asks the brokers what their ACLs refuse the consumer (its error
+    /// says only that something was), off this thread and again every
+    /// 10 s, showing it in `status.denied` until they allow it all again.
+    /// One such thread per deployment; it outlives this run (a restart
+    /// must not leave `denied` behind) but not the deployment.
+    fn check_denial(&self) {
+        if self.deployment.checking_denial.swap(true, Ordering::AcqRel) {
+            return;
+        }
         use crate::kafka::acl::{Denied, Operation::Read, Permission, Resource};
         let mut wanted: Vec<Permission> = self.deployment.config.inputs.iter().map(|t| Permission::new(Read, Resource::Topic, t)).collect();
         wanted.push(Permission::new(Read, Resource::Group, &self.deployment.group));
-        let missing = crate::kafka::acl::missing(consumer.client().native_ptr(), &wanted, Duration::from_secs(5));
-        if missing.is_empty() { format!("{error} (README, \"Kafka ACLs\", lists what a host needs)") } else { Denied(missing).to_string() }
+        let (deployment, kafka, shutdown) = (Arc::downgrade(&self.deployment), self.shared.kafka.clone(), self.shared.shutdown.clone());
+        let spawned = std::thread::Builder::new().name(format!("weir-acl-{}", self.name())).spawn(move || {
+            let mut said = false;
+            loop {
+                let missing = crate::kafka::Cluster::connect(&kafka).map(|c| c.missing(&wanted));
+                let Some(d) = deployment.upgrade() else { return };
+                match missing {
+                    Ok(missing) if missing.is_empty() => {
+                        if lock(&d.status).denied.take().is_some() {
+                            tracing::info!(deployment = %d.name, "the Kafka ACLs allow the consumer again");
+                        }
+                        d.checking_denial.store(false, Ordering::Release);
+                        return;
+                    }
+                    Ok(missing) => {
+                        let named = Denied(missing).to_string();
+                        if !said {
+                            tracing::warn!(deployment = %d.name, error = %named, "the consumer is refused");
+                            said = true;
+                        }
+                        let mut status = lock(&d.status);
+                        status.last_error = Some(named.clone());
+                        status.denied = Some(named);
+                    }
+                    // Unreachable now: the consumer says so itself.
+                    Err(_) => {}
+                }
+                drop(d);
+                for _ in 0..100 {
+                    if shutdown.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        });
+        if spawned.is_err() {
+            self.deployment.checking_denial.store(false, Ordering::Release);
+        }
     }
 
     pub(super) fn on_message(&mut self, consumer: &BaseConsumer<KafkaContext>, m: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>) {
@@ -33,22 +76,15 @@ impl Runtime {
                 }
                 if !logged.contains_key(&why) {
                     logged.insert(why.clone(), Instant::now());
-                    let denial = e.rdkafka_error_code().filter(|c| crate::kafka::acl::is_denial(*c)).map(|_| self.name_denial(consumer, &why));
-                    tracing::warn!(deployment = %self.name(), error = %denial.as_deref().unwrap_or(&why), "consumer error");
-                    if let Some(denial) = denial {
-                        let mut status = lock(&self.deployment.status);
-                        status.last_error = Some(denial.clone());
-                        status.denied = Some(denial);
-                        self.denied = true;
-                    }
+                    tracing::warn!(deployment = %self.name(), error = %why, "consumer error");
+                }
+                if e.rdkafka_error_code().is_some_and(crate::kafka::acl::is_denial) {
+                    self.check_denial();
                 }
                 self.consumer_error = Some((why, Instant::now()));
                 return;
             }
         };
-        if std::mem::take(&mut self.denied) {
-            lock(&self.deployment.status).denied = None;
-        }
         let host = &self.shared.host;
         let limits = self.batch_limits();
         let (max_records, max_bytes, max_future_ms) = (host.max_buffered_records, host.max_buffered_bytes, host.max_future_ms);

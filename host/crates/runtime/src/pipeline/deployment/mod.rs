@@ -85,6 +85,9 @@ pub struct Deployment {
     pub table_loaders: Mutex<Option<super::tables::TableLoaders>>,
     /// The buffer budgets its partitions' buffers count against.
     pub buffers: super::budget::Budgets,
+    /// A thread is asking the brokers what their ACLs refuse it (see
+    /// `Runtime::check_denial`).
+    checking_denial: AtomicBool,
 }
 
 impl Deployment {
@@ -112,6 +115,7 @@ impl Deployment {
             status: Arc::new(Mutex::new(DeploymentStatus::default())),
             table_loaders: Mutex::new(None),
             buffers,
+            checking_denial: AtomicBool::new(false),
         }
     }
 
@@ -192,7 +196,6 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         held_since: BTreeMap::new(),
         consumer_error: None,
         consumer_errors_logged: BTreeMap::new(),
-        denied: false,
         fetching_since: BTreeMap::new(),
     };
     if rt.exactly_once() {
@@ -282,9 +285,6 @@ struct Runtime {
     /// When each recent error was logged: one that repeats is logged once
     /// a minute.
     consumer_errors_logged: BTreeMap<String, Instant>,
-    /// The brokers' ACLs refused the consumer (`status.denied` says what)
-    /// and no record came since.
-    denied: bool,
     /// Inputs (topic, partition) by the offset they fetch at, and since
     /// when (ms), as the client's statistics tell.
     fetching_since: BTreeMap<(String, i32), (i64, i64)>,

@@ -109,10 +109,6 @@ impl Runtime {
     /// Starts taking over newly assigned partitions: each is paused and
     /// restored on a thread of its own; [`Runtime::took_over`] resumes it.
     pub(super) fn assign(&mut self, consumer: &BaseConsumer<KafkaContext>, tpl: &TopicPartitionList) {
-        // The group took this member again: what its ACLs refused, they allow.
-        if std::mem::take(&mut self.denied) {
-            lock(&self.deployment.status).denied = None;
-        }
         for n in partition_numbers(tpl) {
             if self.parts.contains_key(&n) || self.restoring.contains_key(&n) {
                 continue;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use weir_runtime::tenants::token_hash;
-use weir_tests::kafka::{Broker, Rec, Scope, Weir, deployment, host_config};
+use weir_tests::kafka::{Broker, Rec, Scope, Secure, Weir, deployment, host_config};
 use weir_tests::tenants::{ROOT, call};
 use weir_tests::{plugin, weir_bin};
 
@@ -42,6 +42,26 @@ fn secure_config(bootstrap: &str, deployments: &str, security: &str) -> String {
 /// `[kafka.security]` for SASL `mechanism` as `user`, trusting `ca`.
 fn sasl(user: &str, mechanism: &str, password: &str, ca: &Path) -> String {
     format!("ca_file = \"{}\"\nmechanism = \"{mechanism}\"\nusername = \"{user}\"\npassword = {password}", ca.display())
+}
+
+/// `[kafka.security]` for OAUTHBEARER as OIDC client `client_id` of
+/// `sec`'s provider, its secret `secret` (a TOML value).
+fn oauth(sec: &Secure, client_id: &str, secret: &str) -> String {
+    format!(
+        "ca_file = \"{}\"\nmechanism = \"OAUTHBEARER\"\noauth = {{ token_endpoint = \"{}\", client_id = \"{client_id}\", client_secret = {secret}, scope = \"kafka\" }}",
+        sec.ca.display(),
+        sec.oidc.token_endpoint
+    )
+}
+
+/// `[kafka.security]` for GSSAPI as `principal`, with the keytab of `sec`'s
+/// realm.
+fn kerberos(sec: &Secure, principal: &str) -> String {
+    format!(
+        "ca_file = \"{}\"\nmechanism = \"GSSAPI\"\nkerberos = {{ principal = \"{principal}\", keytab = \"{}\" }}",
+        sec.ca.display(),
+        sec.kerberos.client_keytab.display()
+    )
 }
 
 fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
@@ -168,13 +188,7 @@ fn oauthbearer_with_oidc_client_credentials() {
     let oidc = &sec.oidc;
     let dir = tempfile::tempdir().unwrap();
     let secret = secret_file(dir.path(), "oidc-secret", &oidc.client_secret, 0o600);
-    let security = format!(
-        "ca_file = \"{}\"\nmechanism = \"OAUTHBEARER\"\noauth = {{ token_endpoint = \"{}\", client_id = \"{}\", client_secret = {{ file = \"{}\" }}, scope = \"kafka\" }}",
-        sec.ca.display(),
-        oidc.token_endpoint,
-        oidc.client_id,
-        secret.display()
-    );
+    let security = oauth(sec, &oidc.client_id, &format!("{{ file = \"{}\" }}", secret.display()));
     let before = oidc.issued().len();
     let (_dir, host) = word_count_in(&broker.scope(), &secure_config(&sec.oauth, "{wc}", &security), None, &[], &[&oidc.client_secret]);
     // librdkafka fetched tokens, and none of them shows either.
@@ -194,12 +208,7 @@ fn kerberos_with_a_keytab() {
     let (broker, sec) = Broker::secure_shared();
     let krb = &sec.kerberos;
     let tickets = tempfile::tempdir().unwrap();
-    let security = format!(
-        "ca_file = \"{}\"\nmechanism = \"GSSAPI\"\nkerberos = {{ principal = \"{}\", keytab = \"{}\" }}",
-        sec.ca.display(),
-        krb.client_principal,
-        krb.client_keytab.display()
-    );
+    let security = kerberos(sec, &krb.client_principal);
     // `localhost` may resolve to ::1 first, where the broker does not listen.
     let config = secure_config(&sec.kerberos_bootstrap, "{wc}", &security) + "\"broker.address.family\" = \"v4\"\n";
     word_count_in(&broker.scope(), &config, None, &krb.env(&tickets.path().join("ccache")), &[]);
@@ -262,38 +271,9 @@ fn wrong_secrets_an_unknown_ca_and_an_expired_certificate_are_refused_at_start_u
             "kafka.security.keystore_file: the certificate `weir-expired`",
         ),
         ("wrong keystore password", &sec.mtls, keystore(&sec.client_keystore, wrong), "kafka.security.keystore_password does not open"),
-        (
-            "wrong OIDC client secret",
-            &sec.oauth,
-            format!(
-                "ca_file = \"{}\"\nmechanism = \"OAUTHBEARER\"\noauth = {{ token_endpoint = \"{}\", client_id = \"{}\", client_secret = \"{wrong}\" }}",
-                sec.ca.display(),
-                sec.oidc.token_endpoint,
-                sec.oidc.client_id
-            ),
-            "kafka.security.oauth",
-        ),
-        (
-            "OIDC token the brokers do not trust",
-            &sec.oauth,
-            format!(
-                "ca_file = \"{}\"\nmechanism = \"OAUTHBEARER\"\noauth = {{ token_endpoint = \"{}\", client_id = \"rogue\", client_secret = \"{}\" }}",
-                sec.ca.display(),
-                sec.oidc.token_endpoint,
-                sec.oidc.client_secret
-            ),
-            "kafka.security.oauth",
-        ),
-        (
-            "Kerberos principal not in the keytab",
-            &sec.kerberos_bootstrap,
-            format!(
-                "ca_file = \"{}\"\nmechanism = \"GSSAPI\"\nkerberos = {{ principal = \"nobody@WEIR.TEST\", keytab = \"{}\" }}",
-                sec.ca.display(),
-                sec.kerberos.client_keytab.display()
-            ),
-            "kafka.security.kerberos",
-        ),
+        ("wrong OIDC client secret", &sec.oauth, oauth(sec, &sec.oidc.client_id, &format!("\"{wrong}\"")), "kafka.security.oauth"),
+        ("OIDC token the brokers do not trust", &sec.oauth, oauth(sec, "rogue", &format!("\"{}\"", sec.oidc.client_secret)), "kafka.security.oauth"),
+        ("Kerberos principal not in the keytab", &sec.kerberos_bootstrap, kerberos(sec, "nobody@WEIR.TEST"), "kafka.security.kerberos"),
     ];
     for (i, (case, bootstrap, security, names)) in cases.iter().enumerate() {
         let (status, said) = run_until_exit(&dir.path().join(i.to_string()), &secure_config(bootstrap, "", security));

@@ -209,49 +209,71 @@ fn describe(client: *mut rd::rd_kafka_t, resource: Resource, names: &[&str], dea
 /// `event` is a DescribeTopics or DescribeConsumerGroups result, as
 /// `resource` says, that outlives this call.
 unsafe fn read_result(event: *mut rd::rd_kafka_event_t, resource: Resource) -> Vec<Described> {
-    let string = |p: *const std::ffi::c_char| if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() };
-    let error = |e: *const rd::rd_kafka_error_t| (!e.is_null()).then(|| RDKafkaErrorCode::from(unsafe { rd::rd_kafka_error_code(e) }));
-    let operations =
-        |ops: *const rd::rd_kafka_AclOperation_t, n: usize| (!ops.is_null()).then(|| unsafe { std::slice::from_raw_parts(ops.cast::<u32>(), n) }.to_vec());
-    let mut out = Vec::new();
     let mut n = 0usize;
     unsafe {
         match resource {
             Resource::Topic => {
                 let result = rd::rd_kafka_event_DescribeTopics_result(event);
                 if result.is_null() {
-                    return out;
+                    return Vec::new();
                 }
                 let topics = rd::rd_kafka_DescribeTopics_result_topics(result, &mut n);
-                for &t in std::slice::from_raw_parts(topics, if topics.is_null() { 0 } else { n }) {
-                    let mut ops = 0usize;
-                    let list = rd::rd_kafka_TopicDescription_authorized_operations(t, &mut ops);
-                    out.push(Described {
-                        name: string(rd::rd_kafka_TopicDescription_name(t)),
-                        error: error(rd::rd_kafka_TopicDescription_error(t)),
-                        operations: operations(list, ops),
-                    });
-                }
+                read_each(
+                    topics,
+                    n,
+                    rd::rd_kafka_TopicDescription_name,
+                    rd::rd_kafka_TopicDescription_error,
+                    rd::rd_kafka_TopicDescription_authorized_operations,
+                )
             }
             _ => {
                 let result = rd::rd_kafka_event_DescribeConsumerGroups_result(event);
                 if result.is_null() {
-                    return out;
+                    return Vec::new();
                 }
                 let groups = rd::rd_kafka_DescribeConsumerGroups_result_groups(result, &mut n);
-                for &g in std::slice::from_raw_parts(groups, if groups.is_null() { 0 } else { n }) {
-                    let mut ops = 0usize;
-                    let list = rd::rd_kafka_ConsumerGroupDescription_authorized_operations(g, &mut ops);
-                    out.push(Described {
-                        name: string(rd::rd_kafka_ConsumerGroupDescription_group_id(g)),
-                        error: error(rd::rd_kafka_ConsumerGroupDescription_error(g)),
-                        operations: operations(list, ops),
-                    });
-                }
+                read_each(
+                    groups,
+                    n,
+                    rd::rd_kafka_ConsumerGroupDescription_group_id,
+                    rd::rd_kafka_ConsumerGroupDescription_error,
+                    rd::rd_kafka_ConsumerGroupDescription_authorized_operations,
+                )
             }
         }
     }
-    out
+}
+
+/// Copies out the `n` descriptions at `list` (topics' or groups', read by
+/// their type's accessors).
+///
+/// # Safety
+/// `list` holds `n` descriptions (or is null) that outlive this call, and
+/// the accessors are those of their type.
+unsafe fn read_each<T>(
+    list: *const *const T,
+    n: usize,
+    name: unsafe extern "C" fn(*const T) -> *const std::ffi::c_char,
+    error: unsafe extern "C" fn(*const T) -> *const rd::rd_kafka_error_t,
+    operations: unsafe extern "C" fn(*const T, *mut usize) -> *const rd::rd_kafka_AclOperation_t,
+) -> Vec<Described> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    unsafe { std::slice::from_raw_parts(list, n) }
+        .iter()
+        .map(|&d| unsafe {
+            let (name, error) = (name(d), error(d));
+            let mut count = 0usize;
+            let ops = operations(d, &mut count);
+            Described {
+                name: if name.is_null() { String::new() } else { CStr::from_ptr(name).to_string_lossy().into_owned() },
+                error: (!error.is_null()).then(|| RDKafkaErrorCode::from(rd::rd_kafka_error_code(error))),
+                // As numbers: see `Described::operations`.
+                operations: (!ops.is_null()).then(|| std::slice::from_raw_parts(ops.cast::<u32>(), count).to_vec()),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -311,7 +311,6 @@ impl Cluster {
         let mut resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         resources.extend(broker.map(ResourceSpecifier::Broker));
         let described = futures::executor::block_on(admin.describe_configs(&resources, &opts));
-        // Said, because a limit guessed wrong fails records later.
         let value = |i: usize, name: &str| -> Option<u64> {
             let r = described.as_ref().ok()?.get(i)?.as_ref().ok()?;
             r.get(name)?.value.as_deref()?.parse().ok()

@@ -126,7 +126,7 @@ pub struct DeploymentStatus {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unreadable: BTreeMap<i32, UnreadableInput>,
     /// What the brokers' ACLs refuse the deployment's consumer (a
-    /// permission taken away while it runs), named; until records come
+    /// permission taken away while it runs), named; until they allow it
     /// again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denied: Option<String>,

@@ -19,19 +19,23 @@ impl Runtime {
         wanted.push(Permission::new(Read, Resource::Group, &self.deployment.group));
         let (deployment, kafka, shutdown) = (Arc::downgrade(&self.deployment), self.shared.kafka.clone(), self.shared.shutdown.clone());
         let spawned = std::thread::Builder::new().name(format!("weir-acl-{}", self.name())).spawn(move || {
-            let mut said = false;
+            let (mut said, mut cluster) = (false, None);
             loop {
-                let missing = crate::kafka::Cluster::connect(&kafka).map(|c| c.missing(&wanted));
+                // One connection for every check, made when it can be.
+                if cluster.is_none() {
+                    cluster = crate::kafka::Cluster::connect(&kafka).ok();
+                }
+                let missing = cluster.as_ref().map(|c| c.missing(&wanted));
                 let Some(d) = deployment.upgrade() else { return };
                 match missing {
-                    Ok(missing) if missing.is_empty() => {
+                    Some(missing) if missing.is_empty() => {
                         if lock(&d.status).denied.take().is_some() {
                             tracing::info!(deployment = %d.name, "the Kafka ACLs allow the consumer again");
                         }
                         d.checking_denial.store(false, Ordering::Release);
                         return;
                     }
-                    Ok(missing) => {
+                    Some(missing) => {
                         let named = Denied(missing).to_string();
                         if !said {
                             tracing::warn!(deployment = %d.name, error = %named, "the consumer is refused");
@@ -42,7 +46,7 @@ impl Runtime {
                         status.denied = Some(named);
                     }
                     // Unreachable now: the consumer says so itself.
-                    Err(_) => {}
+                    None => {}
                 }
                 drop(d);
                 for _ in 0..100 {

@@ -21,7 +21,9 @@ use weir_tests::{component, plugin};
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Two tenants; `evil` under tight quotas. Each host compiles with a cache
@@ -44,7 +46,13 @@ fn deploy(host: &Weir, token: &str, name: &str, bytes: Vec<u8>, spec: Value) {
     assert_eq!(code, StatusCode::CREATED, "{up}");
     let mut spec = spec;
     spec["module"] = up["module"].clone();
-    let (code, v) = call(host, Method::POST, &format!("/v1/deployments/{name}"), token, Some(serde_json::to_vec(&spec).unwrap()));
+    let (code, v) = call(
+        host,
+        Method::POST,
+        &format!("/v1/deployments/{name}"),
+        token,
+        Some(serde_json::to_vec(&spec).unwrap()),
+    );
     assert_eq!(code, StatusCode::CREATED, "{v}");
 }
 
@@ -55,7 +63,11 @@ fn eventually<T>(what: &str, secs: u64, host: &Weir, mut f: impl FnMut() -> Opti
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "{what} did not happen within {secs} s; log:\n{}", host.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {secs} s; log:\n{}",
+            host.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -63,10 +75,15 @@ fn eventually<T>(what: &str, secs: u64, host: &Weir, mut f: impl FnMut() -> Opti
 /// A component whose one function has `locals` i64 locals, all live
 /// across `ifs` branches: Cranelift's memory grows about as their product.
 fn memory_bomb(locals: usize, ifs: usize) -> Vec<u8> {
-    let mut w = format!("(component (core module (func (export \"f\") (param i32) (result i64) (local {}) (loop $l\n", "i64 ".repeat(locals));
+    let mut w = format!(
+        "(component (core module (func (export \"f\") (param i32) (result i64) (local {}) (loop $l\n",
+        "i64 ".repeat(locals)
+    );
     for i in 0..ifs {
         let (k, j) = (1 + (i * 7) % locals, 1 + (i * 13 + 5) % locals);
-        w += &format!("(if (local.get 0) (then (local.set {k} (i64.add (local.get {k}) (local.get {j})))))\n");
+        w += &format!(
+            "(if (local.get 0) (then (local.set {k} (i64.add (local.get {k}) (local.get {j})))))\n"
+        );
     }
     w += "(br_if $l (local.get 0))) (local.get 1))))";
     wat::parse_str(&w).unwrap()
@@ -79,7 +96,11 @@ fn time_bomb(funcs: usize, ifs: usize) -> Vec<u8> {
     for _ in 0..funcs {
         w += "(func (param i32) (result i64) (local i64 i64 i64 i64)\n";
         for i in 0..ifs {
-            w += &format!("(if (local.get 0) (then (local.set {} (i64.add (local.get {}) (i64.const {i})))))\n", 1 + i % 4, 1 + (i + 1) % 4);
+            w += &format!(
+                "(if (local.get 0) (then (local.set {} (i64.add (local.get {}) (i64.const {i})))))\n",
+                1 + i % 4,
+                1 + (i + 1) % 4
+            );
         }
         w += "(local.get 1))\n";
     }
@@ -127,29 +148,57 @@ fn compile_bombs_are_killed_at_their_limits_and_nobody_waits_for_them() {
     let host = start_host(dir.path(), &k, &config());
     // A first upload, so what the host keeps for good (the engine, the
     // caches) is counted before.
-    assert_eq!(upload(&host, ACME, padded_upper(10, 1)).0, StatusCode::CREATED);
+    assert_eq!(
+        upload(&host, ACME, padded_upper(10, 1)).0,
+        StatusCode::CREATED
+    );
     let before = host.peak_rss();
-    for (what, bomb, says) in [("memory", memory_bomb(4000, 40000), "MiB a compile may use"), ("time", time_bomb(4000, 200), "s of CPU time a compile may")] {
+    for (what, bomb, says) in [
+        ("memory", memory_bomb(4000, 40000), "MiB a compile may use"),
+        ("time", time_bomb(4000, 200), "s of CPU time a compile may"),
+    ] {
         let started = Instant::now();
         let attack = std::thread::scope(|s| {
             let attack = s.spawn(|| upload(&host, EVIL, bomb));
             // Another tenant's upload meanwhile.
             std::thread::sleep(Duration::from_millis(300));
             let sent = Instant::now();
-            let (code, up) = upload(&host, ACME, padded_upper(10, started.elapsed().as_nanos() as u64));
+            let (code, up) = upload(
+                &host,
+                ACME,
+                padded_upper(10, started.elapsed().as_nanos() as u64),
+            );
             assert_eq!(code, StatusCode::CREATED, "{up}");
-            assert!(sent.elapsed() < Duration::from_secs(5), "acme's upload took {:?} beside the {what} bomb", sent.elapsed());
+            assert!(
+                sent.elapsed() < Duration::from_secs(5),
+                "acme's upload took {:?} beside the {what} bomb",
+                sent.elapsed()
+            );
             attack.join().unwrap()
         });
         let took = started.elapsed();
         let (code, answer) = attack;
-        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{what} bomb: {answer}");
+        assert_eq!(
+            code,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{what} bomb: {answer}"
+        );
         let message = answer["error"].as_str().unwrap_or_default();
-        assert!(message.contains(says) || message.contains("did not compile within 2 s"), "{what} bomb: {message}");
-        assert!(took < Duration::from_secs(20), "the {what} bomb was answered after {took:?}");
+        assert!(
+            message.contains(says) || message.contains("did not compile within 2 s"),
+            "{what} bomb: {message}"
+        );
+        assert!(
+            took < Duration::from_secs(20),
+            "the {what} bomb was answered after {took:?}"
+        );
     }
     let grown = host.peak_rss().saturating_sub(before);
-    assert!(grown < 150 << 20, "the host grew by {} MiB while compiles were bombed", grown >> 20);
+    assert!(
+        grown < 150 << 20,
+        "the host grew by {} MiB while compiles were bombed",
+        grown >> 20
+    );
 }
 
 /// A module that takes a while to compile on another host (a JavaScript
@@ -159,22 +208,50 @@ fn compile_bombs_are_killed_at_their_limits_and_nobody_waits_for_them() {
 fn a_slow_compile_on_another_host_holds_back_no_other_change() {
     let _one = serial();
     let k = Broker::shared().scope();
-    for t in ["acme.in", "acme.out", "acme.out.dlq", "evil.in", "evil.out", "evil.out.dlq"] {
+    for t in [
+        "acme.in",
+        "acme.out",
+        "acme.out.dlq",
+        "evil.in",
+        "evil.out",
+        "evil.out.dlq",
+    ] {
         k.create_topic(t, 2);
     }
     // JavaScript compiles in ~7 s: room for it.
-    let config = config().replace("seconds = 2", "seconds = 120").replace("memory_mb = 1024,", "memory_mb = 2048,");
+    let config = config()
+        .replace("seconds = 2", "seconds = 120")
+        .replace("memory_mb = 1024,", "memory_mb = 2048,");
     let dir = tempfile::tempdir().unwrap();
     let a = start_host(&dir.path().join("a"), &k, &config);
     let b = start_host(&dir.path().join("b"), &k, &config);
     let spec = |t: &str| json!({ "inputs": [k.name(&format!("{t}.in"))], "output": k.name(&format!("{t}.out")) });
     deploy(&a, ACME, "shout", padded_upper(10, 1), spec("acme"));
-    let on_b = |field: &str| call(&b, Method::GET, "/v1/deployments/shout", ACME, None).1["host"][field].clone();
-    eventually("acme's deployment running on the second host", 60, &b, || on_b("partitions").as_array().is_some_and(|p| !p.is_empty()).then_some(()));
+    let on_b = |field: &str| {
+        call(&b, Method::GET, "/v1/deployments/shout", ACME, None).1["host"][field].clone()
+    };
+    eventually(
+        "acme's deployment running on the second host",
+        60,
+        &b,
+        || {
+            on_b("partitions")
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+                .then_some(())
+        },
+    );
     let slow = std::fs::read(component("js", "upper")).unwrap();
     deploy(&a, EVIL, "slow", slow, spec("evil"));
-    let compiling = || call(&b, Method::GET, "/v1/deployments/slow", EVIL, None).1["error"].as_str().unwrap_or_default().contains("compiling");
-    eventually("the second host compiling evil's module", 30, &b, || compiling().then_some(()));
+    let compiling = || {
+        call(&b, Method::GET, "/v1/deployments/slow", EVIL, None).1["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("compiling")
+    };
+    eventually("the second host compiling evil's module", 30, &b, || {
+        compiling().then_some(())
+    });
 
     // An upgrade: a module the second host compiles too, beside evil's.
     let (code, up) = upload(&a, ACME, padded_upper(10, 2));
@@ -182,24 +259,53 @@ fn a_slow_compile_on_another_host_holds_back_no_other_change() {
     let mut next = spec("acme");
     next["module"] = up["module"].clone();
     let sent = Instant::now();
-    let (code, v) = call(&a, Method::PUT, "/v1/deployments/shout", ACME, Some(serde_json::to_vec(&next).unwrap()));
+    let (code, v) = call(
+        &a,
+        Method::PUT,
+        "/v1/deployments/shout",
+        ACME,
+        Some(serde_json::to_vec(&next).unwrap()),
+    );
     assert_eq!(code, StatusCode::OK, "{v}");
-    eventually("the upgrade on the second host", 5, &b, || (on_b("module") == up["module"]).then_some(()));
-    assert!(sent.elapsed() < Duration::from_secs(5) && compiling(), "applied in {:?}, with evil's compile still running", sent.elapsed());
+    eventually("the upgrade on the second host", 5, &b, || {
+        (on_b("module") == up["module"]).then_some(())
+    });
+    assert!(
+        sent.elapsed() < Duration::from_secs(5) && compiling(),
+        "applied in {:?}, with evil's compile still running",
+        sent.elapsed()
+    );
     let sent = Instant::now();
     let (code, v) = call(&a, Method::POST, "/v1/deployments/shout/pause", ACME, None);
     assert_eq!(code, StatusCode::OK, "{v}");
-    eventually("the pause on the second host", 5, &b, || on_b("partitions").is_null().then_some(()));
-    assert!(sent.elapsed() < Duration::from_secs(5), "paused on the second host after {:?}", sent.elapsed());
-    // And evil's deployment does start there, once compiled.
-    eventually("evil's deployment running on the second host", 60, &b, || {
-        call(&b, Method::GET, "/v1/deployments/slow", EVIL, None).1["host"]["partitions"].as_array().is_some_and(|p| !p.is_empty()).then_some(())
+    eventually("the pause on the second host", 5, &b, || {
+        on_b("partitions").is_null().then_some(())
     });
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "paused on the second host after {:?}",
+        sent.elapsed()
+    );
+    // And evil's deployment does start there, once compiled.
+    eventually(
+        "evil's deployment running on the second host",
+        60,
+        &b,
+        || {
+            call(&b, Method::GET, "/v1/deployments/slow", EVIL, None).1["host"]["partitions"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+                .then_some(())
+        },
+    );
 }
 
 fn instances(host: &Weir, tenant: &str) -> i64 {
     let prefix = format!("weir_tenant_instances{{tenant=\"{tenant}\"}} ");
-    host.metrics().lines().find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok())).unwrap_or(0)
+    host.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
 
 /// The instance pool is a tenant resource: a component that would take
@@ -222,14 +328,22 @@ fn the_instance_pool_is_held_in_tenants_shares_and_given_back() {
     let host = start_host(dir.path(), &k, &config());
 
     // 985 instances of a module of 4 tables and 2 memories, in one component.
-    let mut hog = String::from("(component (core module $m (table 1 funcref) (table 1 funcref) (table 1 funcref) (table 1 funcref) (memory 1) (memory 1))\n");
+    let mut hog = String::from(
+        "(component (core module $m (table 1 funcref) (table 1 funcref) (table 1 funcref) (table 1 funcref) (memory 1) (memory 1))\n",
+    );
     for _ in 0..985 {
         hog += "(core instance (instantiate $m))\n";
     }
     hog += ")";
     let (code, answer) = upload(&host, EVIL, wat::parse_str(&hog).unwrap());
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("exceeds the configured maximum"), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the configured maximum"),
+        "{answer}"
+    );
 
     // Three deployments want an instance on each worker; evil's share is
     // 2. They run in turn, within the share; no record fails for it. The
@@ -239,10 +353,20 @@ fn the_instance_pool_is_held_in_tenants_shares_and_given_back() {
     let evil_spec = |name: &str| json!({ "inputs": [k.name("evil.in")], "output": k.name(&format!("evil.{name}")) });
     deploy(&host, EVIL, "one", padded_upper(10, 10), evil_spec("one"));
     deploy(&host, EVIL, "two", padded_upper(10, 11), evil_spec("two"));
-    let records: Vec<Rec> = (0..400).map(|i| Rec::new(&format!("k{i}"), &format!("r{i}"))).collect();
+    let records: Vec<Rec> = (0..400)
+        .map(|i| Rec::new(&format!("k{i}"), &format!("r{i}")))
+        .collect();
     k.produce("evil.in", &records);
-    eventually("evil's share held", 60, &host, || (instances(&host, "evil") == 2).then_some(()));
-    deploy(&host, EVIL, "three", padded_upper(10, 12), evil_spec("three"));
+    eventually("evil's share held", 60, &host, || {
+        (instances(&host, "evil") == 2).then_some(())
+    });
+    deploy(
+        &host,
+        EVIL,
+        "three",
+        padded_upper(10, 12),
+        evil_spec("three"),
+    );
     let sampling = std::sync::atomic::AtomicBool::new(true);
     let most = std::thread::scope(|s| {
         // A failed assertion below must stop the sampler, or the scope
@@ -265,26 +389,54 @@ fn the_instance_pool_is_held_in_tenants_shares_and_given_back() {
         // Acme deploys and runs meanwhile.
         deploy(&host, ACME, "fine", padded_upper(10, 1), spec("acme"));
         k.produce("acme.in", &records);
-        assert_eq!(k.read("acme.out", 400, Duration::from_secs(60)).len(), 400, "log:\n{}", host.log_text());
+        assert_eq!(
+            k.read("acme.out", 400, Duration::from_secs(60)).len(),
+            400,
+            "log:\n{}",
+            host.log_text()
+        );
         for name in ["one", "two", "three"] {
             let out = k.read(&format!("evil.{name}"), 400, Duration::from_secs(90));
             let mut seen: Vec<&str> = out.iter().map(|r| r.value_str()).collect();
             seen.sort();
             seen.dedup();
-            assert_eq!(seen.len(), 400, "{name}: every record through; log:\n{}", host.log_text());
-            assert!(k.read(&format!("evil.{name}.dlq"), 1, Duration::from_secs(1)).is_empty(), "a full share is no record's failure");
+            assert_eq!(
+                seen.len(),
+                400,
+                "{name}: every record through; log:\n{}",
+                host.log_text()
+            );
+            assert!(
+                k.read(&format!("evil.{name}.dlq"), 1, Duration::from_secs(1))
+                    .is_empty(),
+                "a full share is no record's failure"
+            );
         }
         drop(stop);
         sampler.join().unwrap()
     });
     assert!(most <= 2, "evil held {most} instances, more than its share");
     for name in ["one", "two"] {
-        let (code, v) = call(&host, Method::DELETE, &format!("/v1/deployments/{name}?drop_state=true"), EVIL, None);
+        let (code, v) = call(
+            &host,
+            Method::DELETE,
+            &format!("/v1/deployments/{name}?drop_state=true"),
+            EVIL,
+            None,
+        );
         assert!(code.is_success(), "{v}");
     }
-    let (code, v) = call(&host, Method::DELETE, "/v1/deployments/three?drop_state=true", EVIL, None);
+    let (code, v) = call(
+        &host,
+        Method::DELETE,
+        "/v1/deployments/three?drop_state=true",
+        EVIL,
+        None,
+    );
     assert!(code.is_success(), "{v}");
-    eventually("evil's instances given back", 30, &host, || (instances(&host, "evil") == 0).then_some(()));
+    eventually("evil's instances given back", 30, &host, || {
+        (instances(&host, "evil") == 0).then_some(())
+    });
 }
 
 /// What a tenant stores is under quota: modules by count and by bytes,
@@ -296,23 +448,51 @@ fn module_storage_is_under_quota() {
     let dir = tempfile::tempdir().unwrap();
     let host = start_host(dir.path(), &k, &config());
     // 20 MiB of a 30 MiB storage quota; the same module again is free.
-    assert_eq!(upload(&host, EVIL, padded_upper(20 << 20, 1)).0, StatusCode::CREATED);
-    assert_eq!(upload(&host, EVIL, padded_upper(20 << 20, 1)).0, StatusCode::CREATED, "a module it has counts once");
+    assert_eq!(
+        upload(&host, EVIL, padded_upper(20 << 20, 1)).0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        upload(&host, EVIL, padded_upper(20 << 20, 1)).0,
+        StatusCode::CREATED,
+        "a module it has counts once"
+    );
     let (code, answer) = upload(&host, EVIL, padded_upper(12 << 20, 2));
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("max_module_storage_mb"), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_module_storage_mb"),
+        "{answer}"
+    );
     for seed in 3..6 {
-        assert_eq!(upload(&host, EVIL, padded_upper(10, seed)).0, StatusCode::CREATED);
+        assert_eq!(
+            upload(&host, EVIL, padded_upper(10, seed)).0,
+            StatusCode::CREATED
+        );
     }
     let (code, answer) = upload(&host, EVIL, padded_upper(10, 9));
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("max_modules"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("max_modules"),
+        "{answer}"
+    );
     // Acme's quota is its own.
-    assert_eq!(upload(&host, ACME, padded_upper(10, 9)).0, StatusCode::CREATED);
+    assert_eq!(
+        upload(&host, ACME, padded_upper(10, 9)).0,
+        StatusCode::CREATED
+    );
 }
 
 fn gauge(host: &Weir, line: &str) -> u64 {
-    host.metrics().lines().find_map(|l| l.strip_prefix(line).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0) as u64
+    host.metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(line)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0) as u64
 }
 
 /// A backlog of large records before deployments too slow for it stays
@@ -326,17 +506,27 @@ fn buffered_input_stays_within_the_tenants_budget() {
         k.create_topic(t, 4);
     }
     let value = "x".repeat(100 << 10);
-    let records: Vec<Rec> = (0..400).map(|i| Rec::new(&format!("k{i}"), &format!("spin {i} {value}"))).collect();
+    let records: Vec<Rec> = (0..400)
+        .map(|i| Rec::new(&format!("k{i}"), &format!("spin {i} {value}")))
+        .collect();
     k.produce("evil.in", &records);
     let dir = tempfile::tempdir().unwrap();
     let host = start_host(dir.path(), &k, &config());
     // Spins to the CPU limit on every record: a record every 100 ms.
     let spec = json!({ "inputs": [k.name("evil.in")], "output": k.name("evil.out"), "config": { "trigger": "spin" } });
     for name in ["a", "b"] {
-        deploy(&host, EVIL, name, std::fs::read(plugin("hostile-loop")).unwrap(), spec.clone());
+        deploy(
+            &host,
+            EVIL,
+            name,
+            std::fs::read(plugin("hostile-loop")).unwrap(),
+            spec.clone(),
+        );
     }
     let line = "weir_tenant_buffered_bytes{tenant=\"evil\"} ";
-    eventually("evil's input buffered", 60, &host, || (gauge(&host, line) > 1 << 20).then_some(()));
+    eventually("evil's input buffered", 60, &host, || {
+        (gauge(&host, line) > 1 << 20).then_some(())
+    });
     let mut most = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -346,7 +536,10 @@ fn buffered_input_stays_within_the_tenants_budget() {
     // The budget, and a batch per partition that may always fill: 8
     // partitions of two deployments, a batch of 1 MiB and a record each.
     let bound = (4 << 20) + 8 * ((1 << 20) + (100 << 10));
-    assert!(most <= bound, "evil buffered {most} bytes, more than {bound}");
+    assert!(
+        most <= bound,
+        "evil buffered {most} bytes, more than {bound}"
+    );
     assert!(gauge(&host, "weir_host_buffered_bytes ") <= bound);
 }
 
@@ -367,7 +560,14 @@ fn memory_per_deployment_stays_within_its_bound() {
         k.create_topic(&format!("evil.{name}.dlq"), 1);
     }
     let value = "x".repeat(100 << 10);
-    let records: Vec<Rec> = (0..120).map(|i| Rec::new(&format!("k{i}"), &format!("{} {i} {value}", if i % 20 == 0 { "hog" } else { "ok" }))).collect();
+    let records: Vec<Rec> = (0..120)
+        .map(|i| {
+            Rec::new(
+                &format!("k{i}"),
+                &format!("{} {i} {value}", if i % 20 == 0 { "hog" } else { "ok" }),
+            )
+        })
+        .collect();
     k.produce("evil.in", &records);
     let dir = tempfile::tempdir().unwrap();
     let host = start_host(dir.path(), &k, &config());
@@ -383,15 +583,32 @@ fn memory_per_deployment_stays_within_its_bound() {
         deploy(&host, EVIL, name, module.clone(), spec(name));
     }
     for name in names {
-        assert_eq!(k.read(&format!("evil.{name}"), 114, Duration::from_secs(120)).len(), 114, "log:\n{}", host.log_text());
-        assert_eq!(k.read(&format!("evil.{name}.dlq"), 6, Duration::from_secs(30)).len(), 6);
+        assert_eq!(
+            k.read(&format!("evil.{name}"), 114, Duration::from_secs(120))
+                .len(),
+            114,
+            "log:\n{}",
+            host.log_text()
+        );
+        assert_eq!(
+            k.read(&format!("evil.{name}.dlq"), 6, Duration::from_secs(30))
+                .len(),
+            6
+        );
     }
     let grown = host.peak_rss().saturating_sub(before) >> 20;
     let per_deployment = 2 * memory_mb + 16 + 32;
     // The tenant's buffer budget, and a record each of 4 partitions.
     let bound = names.len() as u64 * per_deployment + 4 + 4;
-    eprintln!("memory: peak RSS grew {grown} MiB for {} deployments (bound {bound} MiB)", names.len());
-    assert!(grown <= bound, "the host grew {grown} MiB for {} deployments, more than {bound} MiB", names.len());
+    eprintln!(
+        "memory: peak RSS grew {grown} MiB for {} deployments (bound {bound} MiB)",
+        names.len()
+    );
+    assert!(
+        grown <= bound,
+        "the host grew {grown} MiB for {} deployments, more than {bound} MiB",
+        names.len()
+    );
 }
 
 /// Stalls show: an input held back by a transaction left open (in the
@@ -407,9 +624,10 @@ fn stalls_show_and_a_hanging_broker_does_not_hold_a_shutdown() {
     for t in ["in", "out", "held", "held.out", "upper.dlq", "hold.dlq"] {
         k.create_topic(t, 1);
     }
-    let deployments =
-        weir_tests::kafka::deployment("upper", "upper", "in", "out", "") + &weir_tests::kafka::deployment("hold", "upper", "held", "held.out", "");
-    let config = weir_tests::kafka::host_config(&format!("shutdown_timeout_ms = 5000\n{deployments}"));
+    let deployments = weir_tests::kafka::deployment("upper", "upper", "in", "out", "")
+        + &weir_tests::kafka::deployment("hold", "upper", "held", "held.out", "");
+    let config =
+        weir_tests::kafka::host_config(&format!("shutdown_timeout_ms = 5000\n{deployments}"));
     let dir = tempfile::tempdir().unwrap();
     let mut host = Weir::start(dir.path(), &k, &config);
     host.wait_partitions("hold", 1);
@@ -425,28 +643,53 @@ fn stalls_show_and_a_hanging_broker_does_not_hold_a_shutdown() {
     });
     assert_eq!(held["offset"], 1, "{held}");
     eventually("its age as a metric", 30, &host, || {
-        host.metrics().lines().any(|l| l.starts_with("weir_open_transaction_seconds{deployment=\"hold\"") && !l.ends_with(" 0")).then_some(())
+        host.metrics()
+            .lines()
+            .any(|l| {
+                l.starts_with("weir_open_transaction_seconds{deployment=\"hold\"")
+                    && !l.ends_with(" 0")
+            })
+            .then_some(())
     });
     open.commit();
-    eventually("the held input cleared", 30, &host, || host.health()?["deployments"]["hold"]["held"].is_null().then_some(()));
+    eventually("the held input cleared", 30, &host, || {
+        host.health()?["deployments"]["hold"]["held"]
+            .is_null()
+            .then_some(())
+    });
 
     // The broker hangs while records are on their way out.
     let base = now_ms();
-    let records: Vec<Rec> = (0..200_000).map(|i| Rec { timestamp: Some(base + i), ..Rec::new(&format!("k{i}"), &format!("v{i}")) }).collect();
+    let records: Vec<Rec> = (0..200_000)
+        .map(|i| Rec {
+            timestamp: Some(base + i),
+            ..Rec::new(&format!("k{i}"), &format!("v{i}"))
+        })
+        .collect();
     k.produce("in", &records);
     eventually("records on their way", 60, &host, || {
-        (gauge(&host, "weir_records_out_total{deployment=\"upper\",partition=\"0\",tenant=\"\"} ") > 1_000).then_some(())
+        (gauge(
+            &host,
+            "weir_records_out_total{deployment=\"upper\",partition=\"0\",tenant=\"\"} ",
+        ) > 1_000)
+            .then_some(())
     });
     broker.freeze();
     let stalled = eventually("the stuck producer in /health", 60, &host, || {
         let h = host.health()?;
-        h["producer"].as_str().map(|p| (h["status"].clone(), p.to_owned()))
+        h["producer"]
+            .as_str()
+            .map(|p| (h["status"].clone(), p.to_owned()))
     });
     assert_eq!(stalled.0, "degraded", "{stalled:?}");
     assert!(stalled.1.contains("delivered nothing"), "{stalled:?}");
     let asked = Instant::now();
     let status = host.terminate();
-    assert!(asked.elapsed() < Duration::from_secs(10), "SIGTERM took {:?} with the broker hanging ({status})", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "SIGTERM took {:?} with the broker hanging ({status})",
+        asked.elapsed()
+    );
     broker.thaw();
 
     // Restarted, the host finishes the job: every record through.
@@ -459,5 +702,10 @@ fn stalls_show_and_a_hanging_broker_does_not_hold_a_shutdown() {
         }
         seen.len() >= records.len()
     });
-    assert_eq!(seen.len(), records.len(), "records lost; log:\n{}", host.log_text());
+    assert_eq!(
+        seen.len(),
+        records.len(),
+        "records lost; log:\n{}",
+        host.log_text()
+    );
 }

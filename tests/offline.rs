@@ -3,7 +3,12 @@
 use weir_tests::{json_lines, plugin, repo, weir_test};
 
 fn sample(name: &str) -> String {
-    repo().join("plugins/rust").join(name).join("sample.jsonl").to_string_lossy().into_owned()
+    repo()
+        .join("plugins/rust")
+        .join(name)
+        .join("sample.jsonl")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn text(b: &[u8]) -> String {
@@ -27,25 +32,66 @@ fn upper_sample_prints_transformed_records() {
 #[test]
 fn word_count_sample_counts_across_records() {
     let p = plugin("word-count");
-    let out = weir_test(&[p.to_str().unwrap(), "--input", &sample("word-count"), "--output-topic", "counts"], "");
+    let out = weir_test(
+        &[
+            p.to_str().unwrap(),
+            "--input",
+            &sample("word-count"),
+            "--output-topic",
+            "counts",
+        ],
+        "",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let got: Vec<String> = json_lines(&text(&out.stdout)).iter().map(|l| format!("{}={}", l["key"].as_str().unwrap(), l["value"].as_str().unwrap())).collect();
-    assert_eq!(got, ["the=1", "quick=1", "brown=1", "fox=1", "the=2", "lazy=1", "dog=1", "the=3", "fox=2", "the=4", "dog=2"]);
+    let got: Vec<String> = json_lines(&text(&out.stdout))
+        .iter()
+        .map(|l| {
+            format!(
+                "{}={}",
+                l["key"].as_str().unwrap(),
+                l["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "the=1", "quick=1", "brown=1", "fox=1", "the=2", "lazy=1", "dog=1", "the=3", "fox=2",
+            "the=4", "dog=2"
+        ]
+    );
 }
 
 #[test]
 fn router_sample_names_output_topics() {
     let p = plugin("router");
-    let out = weir_test(&[p.to_str().unwrap(), "-i", &sample("router"), "-c", "route.errors=ERROR", "-c", "route.payments=payment"], "");
+    let out = weir_test(
+        &[
+            p.to_str().unwrap(),
+            "-i",
+            &sample("router"),
+            "-c",
+            "route.errors=ERROR",
+            "-c",
+            "route.payments=payment",
+        ],
+        "",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let topics: Vec<_> = json_lines(&text(&out.stdout)).iter().map(|l| l["topic"].as_str().unwrap().to_owned()).collect();
+    let topics: Vec<_> = json_lines(&text(&out.stdout))
+        .iter()
+        .map(|l| l["topic"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(topics, ["errors", "payments", "payments", "output"]);
 }
 
 #[test]
 fn stdin_input_and_binary_values() {
     let p = plugin("upper");
-    let out = weir_test(&[p.to_str().unwrap(), "--input", "-"], "{\"value_b64\": \"YWL/\", \"partition\": 1, \"offset\": 41}\n");
+    let out = weir_test(
+        &[p.to_str().unwrap(), "--input", "-"],
+        "{\"value_b64\": \"YWL/\", \"partition\": 1, \"offset\": 41}\n",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(json_lines(&text(&out.stdout))[0]["value_b64"], "QUL/");
 }
@@ -55,25 +101,59 @@ fn failed_records_are_reported_with_their_line_and_the_rest_goes_on() {
     let p = plugin("filter");
     let input = "{\"value\": \"{\\\"level\\\": \\\"error\\\"}\"}\n\n{\"value\": \"oops\"}\n{\"value\": \"{\\\"level\\\": \\\"error\\\"}\"}\n";
     let out = weir_test(&[p.to_str().unwrap(), "--input", "-"], input);
-    assert_eq!(out.status.code(), Some(2), "exit code 2 when records failed");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit code 2 when records failed"
+    );
     assert_eq!(json_lines(&text(&out.stdout)).len(), 2);
     let err = text(&out.stderr);
-    assert!(err.contains("line 3 (input partition 0 offset 1): rejected: expected value"), "{err}");
+    assert!(
+        err.contains("line 3 (input partition 0 offset 1): rejected: expected value"),
+        "{err}"
+    );
 }
 
 #[test]
 fn malformed_input_and_missing_plugins_fail_clearly() {
     let p = plugin("upper");
-    let out = weir_test(&[p.to_str().unwrap(), "--input", "-"], "{\"value\": \"a\"}\n{\"value\": 1}\n");
+    let out = weir_test(
+        &[p.to_str().unwrap(), "--input", "-"],
+        "{\"value\": \"a\"}\n{\"value\": 1}\n",
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("line 2: `value` must be a string or null"), "{}", text(&out.stderr));
-    assert!(out.stdout.is_empty(), "nothing is processed when the input is malformed");
+    assert!(
+        text(&out.stderr).contains("line 2: `value` must be a string or null"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is processed when the input is malformed"
+    );
 
     let out = weir_test(&["/nonexistent/p.wasm", "--input", "-"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("reading plugin /nonexistent/p.wasm"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("reading plugin /nonexistent/p.wasm"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    let out = weir_test(&[plugin("filter").to_str().unwrap(), "--input", "-", "-c", "field=level"], "");
+    let out = weir_test(
+        &[
+            plugin("filter").to_str().unwrap(),
+            "--input",
+            "-",
+            "-c",
+            "field=level",
+        ],
+        "",
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("init failed: config `field` = `level`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("init failed: config `field` = `level`"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -13,7 +13,11 @@ use weir_tests::{json_lines, weir_bin};
 fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what} failed ({}):\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stderr}",
+        out.status
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -25,7 +29,14 @@ fn run(cmd: &mut Command, what: &str) -> String {
 fn dev_values(plugin: &Path, sample: &Path, want: &BTreeSet<String>) -> BTreeSet<String> {
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(weir_bin())
-        .args(["dev", "--listen", "127.0.0.1:0", "--interval-ms", "20", "--plugin"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval-ms",
+            "20",
+            "--plugin",
+        ])
         .arg(plugin)
         .arg("--input")
         .arg(sample)
@@ -65,14 +76,38 @@ fn new_plugins_build_test_and_run_in_every_language() {
     for lang in ["rust", "python", "js", "c"] {
         let name = format!("hello-{lang}");
         let plugin_dir = dir.path().join(&name);
-        run(Command::new(weir_bin()).arg("new").arg(&plugin_dir).args(["--lang", lang]), &format!("weir new --lang {lang}"));
-        run(Command::new(plugin_dir.join("build")).stdout(Stdio::null()), &format!("{lang}: ./build"));
+        run(
+            Command::new(weir_bin())
+                .arg("new")
+                .arg(&plugin_dir)
+                .args(["--lang", lang]),
+            &format!("weir new --lang {lang}"),
+        );
+        run(
+            Command::new(plugin_dir.join("build")).stdout(Stdio::null()),
+            &format!("{lang}: ./build"),
+        );
         let wasm = plugin_dir.join(format!("{name}.wasm"));
         let sample = plugin_dir.join("sample.jsonl");
-        let tested = json_lines(&run(Command::new(weir_bin()).arg("test").arg(&wasm).arg("-i").arg(&sample), &format!("{lang}: weir test")));
+        let tested = json_lines(&run(
+            Command::new(weir_bin())
+                .arg("test")
+                .arg(&wasm)
+                .arg("-i")
+                .arg(&sample),
+            &format!("{lang}: weir test"),
+        ));
         let inputs = json_lines(&std::fs::read_to_string(&sample).unwrap());
-        assert_eq!(tested.len(), inputs.len(), "{lang}: one output per sample record");
+        assert_eq!(
+            tested.len(),
+            inputs.len(),
+            "{lang}: one output per sample record"
+        );
         let want: BTreeSet<String> = tested.iter().map(|l| l["value"].to_string()).collect();
-        assert_eq!(dev_values(&wasm, &sample, &want), want, "{lang}: weir dev produced what weir test printed");
+        assert_eq!(
+            dev_values(&wasm, &sample, &want),
+            want,
+            "{lang}: weir dev produced what weir test printed"
+        );
     }
 }

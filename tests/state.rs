@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use weir_tests::kafka::{Broker, Rec, Scope, Weir, deployment, host_config, now_ms, produce_slowly};
+use weir_tests::kafka::{
+    Broker, Rec, Scope, Weir, deployment, host_config, now_ms, produce_slowly,
+};
 
 /// `n` records under keys `k0..k(keys-1)` whose words all start with their
 /// key, so each word lives in one input partition (state is per partition).
@@ -22,8 +24,13 @@ fn documents(n: usize, keys: usize) -> Vec<Rec> {
     (0..n)
         .map(|i| {
             let k = format!("k{}", i % keys);
-            let words: Vec<String> = (0..1 + i % 3).map(|j| format!("{k}w{}", (i / keys + j) % 5)).collect();
-            Rec { timestamp: Some(base + i as i64), ..Rec::new(&k, &words.join(" ")) }
+            let words: Vec<String> = (0..1 + i % 3)
+                .map(|j| format!("{k}w{}", (i / keys + j) % 5))
+                .collect();
+            Rec {
+                timestamp: Some(base + i as i64),
+                ..Rec::new(&k, &words.join(" "))
+            }
         })
         .collect()
 }
@@ -62,10 +69,19 @@ fn assert_exact_counts(k: &Scope, want: &BTreeMap<String, u64>, hosts: &[&Weir])
         seen = out.len();
         complete == want.len()
     });
-    let logs = || hosts.iter().map(|h| h.log_text()).collect::<Vec<_>>().join("\n----\n");
+    let logs = || {
+        hosts
+            .iter()
+            .map(|h| h.log_text())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
     let mut emitted: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
     for r in &out {
-        emitted.entry(r.key_str()).or_default().insert(r.value_str().parse().unwrap());
+        emitted
+            .entry(r.key_str())
+            .or_default()
+            .insert(r.value_str().parse().unwrap());
     }
     for (word, n) in want {
         let got = emitted.remove(word.as_str()).unwrap_or_default();
@@ -73,10 +89,17 @@ fn assert_exact_counts(k: &Scope, want: &BTreeMap<String, u64>, hosts: &[&Weir])
             let missing: Vec<u64> = (1..=*n).filter(|c| !got.contains(c)).collect();
             let extra: Vec<u64> = got.iter().copied().filter(|c| *c > *n).collect();
             let log = logs();
-            panic!("`{word}` occurs {n} times; counts missing: {missing:?}, beyond {n}: {extra:?}; log tail:\n{}", &log[log.len().saturating_sub(4000)..]);
+            panic!(
+                "`{word}` occurs {n} times; counts missing: {missing:?}, beyond {n}: {extra:?}; log tail:\n{}",
+                &log[log.len().saturating_sub(4000)..]
+            );
         }
     }
-    assert!(emitted.is_empty(), "words never in the input: {:?}", emitted.keys().take(5).collect::<Vec<_>>());
+    assert!(
+        emitted.is_empty(),
+        "words never in the input: {:?}",
+        emitted.keys().take(5).collect::<Vec<_>>()
+    );
     let total: u64 = want.values().sum();
     out.len() - total as usize
 }
@@ -88,7 +111,8 @@ fn word_count_config() -> String {
 }
 
 fn word_count_with(extra: &str) -> String {
-    host_config(&deployment("wc", "word_count", "docs", "counts", extra)) + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n"
+    host_config(&deployment("wc", "word_count", "docs", "counts", extra))
+        + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n"
 }
 
 const EXACTLY_ONCE: &str = "delivery = \"exactly-once\"";
@@ -110,7 +134,11 @@ fn word_count_survives_kill_9_twice_once_without_its_state_directory() {
 /// The same under exactly-once: not one output twice.
 #[test]
 fn exactly_once_emits_every_count_once_through_two_kill_9() {
-    assert_eq!(kill_9_twice(&word_count_with(EXACTLY_ONCE)), 0, "duplicate outputs under exactly-once");
+    assert_eq!(
+        kill_9_twice(&word_count_with(EXACTLY_ONCE)),
+        0,
+        "duplicate outputs under exactly-once"
+    );
 }
 
 /// Kills the host twice mid-stream (the second time with its state
@@ -129,7 +157,10 @@ fn kill_9_twice(config: &str) -> usize {
     weir.restart();
     weir.wait_partitions("wc", 4);
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!producer.is_finished(), "the second kill must come mid-stream");
+    assert!(
+        !producer.is_finished(),
+        "the second kill must come mid-stream"
+    );
     weir.kill9();
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
     weir.restart();
@@ -137,8 +168,15 @@ fn kill_9_twice(config: &str) -> usize {
 
     let dup = assert_exact_counts(&k, &want, &[&weir]);
     let log = weir.log_text();
-    assert!(log.contains("state restored"), "the second restart restored from the changelog; log:\n{log}");
-    assert!(weir.metrics().contains("weir_restored_keys_total{deployment=\"wc\""), "restore progress is a metric");
+    assert!(
+        log.contains("state restored"),
+        "the second restart restored from the changelog; log:\n{log}"
+    );
+    assert!(
+        weir.metrics()
+            .contains("weir_restored_keys_total{deployment=\"wc\""),
+        "restore progress is a metric"
+    );
     dup
 }
 
@@ -161,20 +199,32 @@ fn exactly_once_holds_across_a_rebalance_and_a_broker_restart() {
     let want = occurrences(&docs);
     let producer = produce_slowly(&k, "docs", docs, 20.0);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(b.terminate().success(), "graceful exit; log:\n{}", b.log_text());
+    assert!(
+        b.terminate().success(),
+        "graceful exit; log:\n{}",
+        b.log_text()
+    );
     a.wait_partitions("wc", 4);
     std::thread::sleep(Duration::from_secs(2));
     broker.kill();
     std::thread::sleep(Duration::from_secs(3));
     broker.restart();
     producer.join().unwrap();
-    assert_eq!(assert_exact_counts(&k, &want, &[&a, &b]), 0, "duplicate outputs under exactly-once");
+    assert_eq!(
+        assert_exact_counts(&k, &want, &[&a, &b]),
+        0,
+        "duplicate outputs under exactly-once"
+    );
 }
 
 fn wait_some_partitions(w: &Weir) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while w.partitions("wc").is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the host never got a partition; log:\n{}", w.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host never got a partition; log:\n{}",
+            w.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -207,14 +257,26 @@ fn a_zombie_host_is_fenced() {
     // B notices A gone after the session timeout (6 s) and takes over.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while b.partitions("wc").len() != 4 {
-        assert!(std::time::Instant::now() < deadline, "B never took over; log:\n{}", b.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never took over; log:\n{}",
+            b.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(3));
     a.thaw();
     producer.join().unwrap();
-    assert_eq!(assert_exact_counts(&k, &want, &[&a, &b]), 0, "duplicate outputs: the zombie was not fenced");
-    assert!(a.log_text().contains("partitions lost"), "the zombie learned it lost its partitions; log:\n{}", a.log_text());
+    assert_eq!(
+        assert_exact_counts(&k, &want, &[&a, &b]),
+        0,
+        "duplicate outputs: the zombie was not fenced"
+    );
+    assert!(
+        a.log_text().contains("partitions lost"),
+        "the zombie learned it lost its partitions; log:\n{}",
+        a.log_text()
+    );
 }
 
 #[test]
@@ -227,7 +289,11 @@ fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
     let mut b = Weir::start(db.path(), &k, &config);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while b.partitions("wc").is_empty() {
-        assert!(std::time::Instant::now() < deadline, "host B never got a partition; log:\n{}", b.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "host B never got a partition; log:\n{}",
+            b.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let docs = documents(60_000, 400);
@@ -235,14 +301,21 @@ fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
     let producer = produce_slowly(&k, "docs", docs, 6.0);
     std::thread::sleep(Duration::from_secs(3));
     let moved = b.partitions("wc");
-    assert!(b.terminate().success(), "graceful exit; log:\n{}", b.log_text());
+    assert!(
+        b.terminate().success(),
+        "graceful exit; log:\n{}",
+        b.log_text()
+    );
     a.wait_partitions("wc", 4);
     producer.join().unwrap();
 
     assert_exact_counts(&k, &want, &[&a, &b]);
     let log = a.log_text();
     for p in moved {
-        assert!(log.contains(&format!("partition={p} applied=")), "A restored partition {p} from the changelog; log:\n{log}");
+        assert!(
+            log.contains(&format!("partition={p} applied=")),
+            "A restored partition {p} from the changelog; log:\n{log}"
+        );
     }
 }
 
@@ -260,19 +333,33 @@ fn a_restore_reads_committed_changes_only() {
     k.create_topic("log", 1);
     let topic = k.name("log");
     let producer = |id: &str| -> BaseProducer {
-        let p: BaseProducer = k.client().set("transactional.id", k.name(id)).set("transaction.timeout.ms", "60000").create().unwrap();
+        let p: BaseProducer = k
+            .client()
+            .set("transactional.id", k.name(id))
+            .set("transaction.timeout.ms", "60000")
+            .create()
+            .unwrap();
         p.init_transactions(Duration::from_secs(30)).unwrap();
         p
     };
     let send = |p: &BaseProducer, key: &str, value: &str| {
-        p.send(BaseRecord::<str, str>::to(&topic).partition(0).key(key).payload(value)).map_err(|(e, _)| e).unwrap();
+        p.send(
+            BaseRecord::<str, str>::to(&topic)
+                .partition(0)
+                .key(key)
+                .payload(value),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
         p.flush(Duration::from_secs(30)).unwrap();
     };
     let committed = producer("a");
     committed.begin_transaction().unwrap();
     send(&committed, "ucount\0x", "\0\"1\"");
     send(&committed, "mpositions", "in=7");
-    committed.commit_transaction(Duration::from_secs(30)).unwrap();
+    committed
+        .commit_transaction(Duration::from_secs(30))
+        .unwrap();
     let aborted = producer("b");
     aborted.begin_transaction().unwrap();
     send(&aborted, "ucount\0y", "\0\"9\"");
@@ -286,25 +373,55 @@ fn a_restore_reads_committed_changes_only() {
     zombie.begin_transaction().unwrap();
     send(&zombie, "ucount\0w", "\0\"5\"");
 
-    let kafka = weir_runtime::config::KafkaConfig { brokers: k.bootstrap.clone(), ..Default::default() };
+    let kafka = weir_runtime::config::KafkaConfig {
+        brokers: k.bootstrap.clone(),
+        ..Default::default()
+    };
     let (restored, state) = std::thread::scope(|s| {
         let restore = s.spawn(|| {
             let mut state = PartitionState::in_memory();
-            let (low, high) = changelog::extent(&kafka, &topic, 0, Duration::from_secs(10)).unwrap();
-            (changelog::restore(&kafka, &topic, 0, low..high, &Default::default(), Duration::from_secs(60), &mut state, &|_| {}).unwrap(), state)
+            let (low, high) =
+                changelog::extent(&kafka, &topic, 0, Duration::from_secs(10)).unwrap();
+            (
+                changelog::restore(
+                    &kafka,
+                    &topic,
+                    0,
+                    low..high,
+                    &Default::default(),
+                    Duration::from_secs(60),
+                    &mut state,
+                    &|_| {},
+                )
+                .unwrap(),
+                state,
+            )
         });
         std::thread::sleep(Duration::from_secs(3));
-        assert!(!restore.is_finished(), "the restore waits for the open transactions");
+        assert!(
+            !restore.is_finished(),
+            "the restore waits for the open transactions"
+        );
         open.commit_transaction(Duration::from_secs(30)).unwrap();
         std::thread::sleep(Duration::from_secs(1));
-        assert!(!restore.is_finished(), "the restore waits for the zombie's transaction");
+        assert!(
+            !restore.is_finished(),
+            "the restore waits for the zombie's transaction"
+        );
         zombie.abort_transaction(Duration::from_secs(30)).unwrap();
         restore.join().unwrap()
     });
-    assert_eq!((restored.applied, restored.positions.clone()), (2, Some([("in".to_owned(), 9)].into())), "{restored:?}");
+    assert_eq!(
+        (restored.applied, restored.positions.clone()),
+        (2, Some([("in".to_owned(), 9)].into())),
+        "{restored:?}"
+    );
     assert!(state.get(b"count\0x").unwrap().is_some() && state.get(b"count\0z").unwrap().is_some());
     for aborted in [b"count\0y", b"count\0w"] {
-        assert!(state.get(aborted).unwrap().is_none(), "an aborted change was applied");
+        assert!(
+            state.get(aborted).unwrap().is_none(),
+            "an aborted change was applied"
+        );
     }
 }
 
@@ -332,6 +449,11 @@ fn state_and_positions_survive_expired_offsets() {
     k.produce("docs", &second);
     let want = occurrences(&[first, second].concat());
     let duplicates = assert_exact_counts(&k, &want, &[&weir]);
-    assert_eq!(duplicates, 0, "nothing processed twice; log:\n{}", weir.log_text());
+    assert_eq!(
+        duplicates,
+        0,
+        "nothing processed twice; log:\n{}",
+        weir.log_text()
+    );
     assert!(weir.terminate().success());
 }

@@ -10,10 +10,20 @@ use weir_tests::kafka::{Broker, Rec, Weir, deployment, host_config, now_ms, prod
 use weir_tests::{json_lines, plugin, weir_test};
 
 fn outputs(out: &Output) -> Vec<(String, i64, String)> {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     json_lines(&String::from_utf8_lossy(&out.stdout))
         .iter()
-        .map(|l| (l["key"].as_str().unwrap().to_owned(), l["timestamp"].as_i64().unwrap(), l["value"].as_str().unwrap().to_owned()))
+        .map(|l| {
+            (
+                l["key"].as_str().unwrap().to_owned(),
+                l["timestamp"].as_i64().unwrap(),
+                l["value"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -33,13 +43,32 @@ const HEARTBEATS: &str = r#"{"key":"a","value":"x","timestamp":1000}
 fn event_time_timers_fire_before_the_record_that_reaches_them_whatever_the_batching() {
     let p = plugin("inactivity");
     let want = vec![
-        ("b".to_owned(), 62000, r#"{"records":1,"last":2000,"alerts":1}"#.to_owned()),
-        ("a".to_owned(), 90000, r#"{"records":2,"last":30000,"alerts":1}"#.to_owned()),
-        ("c".to_owned(), 125000, r#"{"records":1,"last":65000,"alerts":1}"#.to_owned()),
-        ("b".to_owned(), 130000, r#"{"records":1,"last":70000,"alerts":2}"#.to_owned()),
+        (
+            "b".to_owned(),
+            62000,
+            r#"{"records":1,"last":2000,"alerts":1}"#.to_owned(),
+        ),
+        (
+            "a".to_owned(),
+            90000,
+            r#"{"records":2,"last":30000,"alerts":1}"#.to_owned(),
+        ),
+        (
+            "c".to_owned(),
+            125000,
+            r#"{"records":1,"last":65000,"alerts":1}"#.to_owned(),
+        ),
+        (
+            "b".to_owned(),
+            130000,
+            r#"{"records":1,"last":70000,"alerts":2}"#.to_owned(),
+        ),
     ];
     for batch in ["1", "2", "3", "100"] {
-        let got = outputs(&weir_test(&[p.to_str().unwrap(), "--input", "-", "--batch-size", batch], HEARTBEATS));
+        let got = outputs(&weir_test(
+            &[p.to_str().unwrap(), "--input", "-", "--batch-size", batch],
+            HEARTBEATS,
+        ));
         assert_eq!(got, want, "batch size {batch}");
     }
 }
@@ -53,12 +82,29 @@ fn wall_clock_timers_fire_as_the_test_clock_moves() {
 {"wall_clock": 61000}
 {"wall_clock": 62500}
 "#;
-    let got = outputs(&weir_test(&[p.to_str().unwrap(), "--input", "-", "-c", "clock=wall-clock"], input));
+    let got = outputs(&weir_test(
+        &[
+            p.to_str().unwrap(),
+            "--input",
+            "-",
+            "-c",
+            "clock=wall-clock",
+        ],
+        input,
+    ));
     assert_eq!(
         got,
         [
-            ("a".to_owned(), 61000, r#"{"records":1,"last":5,"alerts":1}"#.to_owned()),
-            ("b".to_owned(), 62000, r#"{"records":1,"last":6,"alerts":1}"#.to_owned())
+            (
+                "a".to_owned(),
+                61000,
+                r#"{"records":1,"last":5,"alerts":1}"#.to_owned()
+            ),
+            (
+                "b".to_owned(),
+                62000,
+                r#"{"records":1,"last":6,"alerts":1}"#.to_owned()
+            )
         ]
     );
 }
@@ -68,23 +114,53 @@ fn wall_clock_timers_fire_as_the_test_clock_moves() {
 /// records still come out, and the run ends.
 #[test]
 fn timers_that_keep_themselves_due_cannot_hold_the_host() {
-    let input: String = (0..500).map(|i| format!("{{\"key\":\"k{i}\",\"value\":\"v{i}\",\"timestamp\":{i}}}\n")).collect();
-    let out = weir_test(&[plugin("hostile-host").to_str().unwrap(), "--input", "-", "-c", "attack=timer-storm"], &input);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let input: String = (0..500)
+        .map(|i| format!("{{\"key\":\"k{i}\",\"value\":\"v{i}\",\"timestamp\":{i}}}\n"))
+        .collect();
+    let out = weir_test(
+        &[
+            plugin("hostile-host").to_str().unwrap(),
+            "--input",
+            "-",
+            "-c",
+            "attack=timer-storm",
+        ],
+        &input,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
     let forwarded = lines.iter().filter(|l| !l["value"].is_null()).count();
     let timer_calls = lines.len() - forwarded;
     assert_eq!(forwarded, 500);
     // Five batches of 100, each allowed 16 + 2 * 100 on-timer calls.
-    assert!((1..=5 * 216).contains(&timer_calls), "{timer_calls} on-timer calls");
+    assert!(
+        (1..=5 * 216).contains(&timer_calls),
+        "{timer_calls} on-timer calls"
+    );
 }
 
 #[test]
 fn packed_outputs_of_the_wrong_size_fail_as_invalid_output() {
-    let out = weir_test(&[plugin("hostile-host").to_str().unwrap(), "--input", "-", "-c", "attack=ragged"], "{\"value\":\"v\"}\n");
+    let out = weir_test(
+        &[
+            plugin("hostile-host").to_str().unwrap(),
+            "--input",
+            "-",
+            "-c",
+            "attack=ragged",
+        ],
+        "{\"value\":\"v\"}\n",
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("invalid-output: packed output records are 39 bytes, not a multiple of 40"), "{err}");
+    assert!(
+        err.contains("invalid-output: packed output records are 39 bytes, not a multiple of 40"),
+        "{err}"
+    );
 }
 
 /// Heartbeats of 40 keys on 4 partitions, 10 ms of event time apart; key
@@ -108,19 +184,38 @@ fn heartbeats() -> (Vec<Rec>, BTreeSet<(String, String)>) {
         }
         let (prev, count, alerts) = last.get(&j).copied().unwrap_or((i64::MIN, 0, 0));
         if prev != i64::MIN && ts - prev >= 1000 {
-            want.insert((format!("k{j}"), format!(r#"{{"records":{count},"last":{prev},"alerts":{}}}"#, alerts + 1)));
+            want.insert((
+                format!("k{j}"),
+                format!(
+                    r#"{{"records":{count},"last":{prev},"alerts":{}}}"#,
+                    alerts + 1
+                ),
+            ));
             last.insert(j, (ts, 1, alerts + 1));
         } else {
             last.insert(j, (ts, count + 1, alerts));
         }
-        records.push(Rec { timestamp: Some(ts), ..Rec::new(&format!("k{j}"), "beat") });
+        records.push(Rec {
+            timestamp: Some(ts),
+            ..Rec::new(&format!("k{j}"), "beat")
+        });
     }
     for (j, (prev, count, alerts)) in last {
-        want.insert((format!("k{j}"), format!(r#"{{"records":{count},"last":{prev},"alerts":{}}}"#, alerts + 1)));
+        want.insert((
+            format!("k{j}"),
+            format!(
+                r#"{{"records":{count},"last":{prev},"alerts":{}}}"#,
+                alerts + 1
+            ),
+        ));
     }
     let end = base + 10 * n as i64 + 60_000;
     for p in 0..4 {
-        records.push(Rec { timestamp: Some(end), partition: Some(p), ..Rec::new(&format!("end{p}"), "beat") });
+        records.push(Rec {
+            timestamp: Some(end),
+            partition: Some(p),
+            ..Rec::new(&format!("end{p}"), "beat")
+        });
     }
     (records, want)
 }
@@ -135,8 +230,13 @@ fn pending_timers_survive_kill_9_and_fire_once_against_state() {
     k.create_topic("beats", 4);
     k.create_topic("alerts", 4);
     k.create_topic("silence.dlq", 1);
-    let config = host_config(&deployment("silence", "inactivity", "beats", "alerts", "config = { gap_ms = \"1000\" }"))
-        + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n";
+    let config = host_config(&deployment(
+        "silence",
+        "inactivity",
+        "beats",
+        "alerts",
+        "config = { gap_ms = \"1000\" }",
+    )) + "\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n";
     let dir = tempfile::tempdir().unwrap();
     let mut weir = Weir::start(dir.path(), &k, &config);
     weir.wait_partitions("silence", 4);
@@ -149,12 +249,22 @@ fn pending_timers_survive_kill_9_and_fire_once_against_state() {
     weir.restart();
     producer.join().unwrap();
 
-    let keyed = |out: &[Rec]| out.iter().map(|r| (r.key_str().to_owned(), r.value_str().to_owned())).collect::<BTreeSet<_>>();
-    let out = k.read_until("alerts", Duration::from_secs(120), |out| keyed(out).is_superset(&want));
+    let keyed = |out: &[Rec]| {
+        out.iter()
+            .map(|r| (r.key_str().to_owned(), r.value_str().to_owned()))
+            .collect::<BTreeSet<_>>()
+    };
+    let out = k.read_until("alerts", Duration::from_secs(120), |out| {
+        keyed(out).is_superset(&want)
+    });
     let got = keyed(&out);
     let missing: Vec<_> = want.difference(&got).take(5).collect();
     let extra: Vec<_> = got.difference(&want).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing alerts {missing:?}, unexpected alerts {extra:?}; log:\n{}", weir.log_text());
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing alerts {missing:?}, unexpected alerts {extra:?}; log:\n{}",
+        weir.log_text()
+    );
     eprintln!("{} alerts, {} outputs after kill -9", want.len(), out.len());
 }
 
@@ -167,16 +277,35 @@ fn wall_clock_timers_fire_without_further_records() {
     k.create_topic("pings", 2);
     k.create_topic("silent", 2);
     k.create_topic("idle.dlq", 1);
-    let config = host_config(&deployment("idle", "inactivity", "pings", "silent", "config = { gap_ms = \"1000\", clock = \"wall-clock\" }"));
+    let config = host_config(&deployment(
+        "idle",
+        "inactivity",
+        "pings",
+        "silent",
+        "config = { gap_ms = \"1000\", clock = \"wall-clock\" }",
+    ));
     let dir = tempfile::tempdir().unwrap();
     let weir = Weir::start(dir.path(), &k, &config);
     weir.wait_partitions("idle", 2);
-    let pings: Vec<Rec> = (0..20).map(|i| Rec::new(&format!("device{}", i % 5), "ping")).collect();
+    let pings: Vec<Rec> = (0..20)
+        .map(|i| Rec::new(&format!("device{}", i % 5), "ping"))
+        .collect();
     k.produce("pings", &pings);
     let out = k.read("silent", 5, Duration::from_secs(30));
     let keys: BTreeSet<&str> = out.iter().map(Rec::key_str).collect();
-    assert_eq!(keys.len(), 5, "one alert per device; got {:?}; log:\n{}", out.iter().map(Rec::value_str).collect::<Vec<_>>(), weir.log_text());
+    assert_eq!(
+        keys.len(),
+        5,
+        "one alert per device; got {:?}; log:\n{}",
+        out.iter().map(Rec::value_str).collect::<Vec<_>>(),
+        weir.log_text()
+    );
     for r in &out {
-        assert!(r.value_str().ends_with(r#""alerts":1}"#) && r.value_str().starts_with(r#"{"records":4,"#), "{}", r.value_str());
+        assert!(
+            r.value_str().ends_with(r#""alerts":1}"#)
+                && r.value_str().starts_with(r#"{"records":4,"#),
+            "{}",
+            r.value_str()
+        );
     }
 }

@@ -14,12 +14,17 @@ impl Config {
 
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of `key`, or an error naming the missing key.
     pub fn require(&self, key: &str) -> Result<&str, String> {
-        self.get(key).ok_or_else(|| format!("config `{key}` is required"))
+        self.get(key)
+            .ok_or_else(|| format!("config `{key}` is required"))
     }
 
     /// The value of `key` parsed as `T`; `Ok(None)` when unset, and an error
@@ -28,7 +33,13 @@ impl Config {
     where
         T::Err: std::fmt::Display,
     {
-        self.get(key).map(|v| v.trim().parse::<T>().map_err(|e| format!("config `{key}` = `{v}`: {e}"))).transpose()
+        self.get(key)
+            .map(|v| {
+                v.trim()
+                    .parse::<T>()
+                    .map_err(|e| format!("config `{key}` = `{v}`: {e}"))
+            })
+            .transpose()
     }
 
     /// Like [`Config::parse`], with a default for an unset key.
@@ -50,7 +61,11 @@ mod tests {
 
     #[test]
     fn later_entries_win_and_parse_errors_name_the_key() {
-        let c = Config::new(vec![("n".into(), "1".into()), ("n".into(), "2".into()), ("x".into(), "abc".into())]);
+        let c = Config::new(vec![
+            ("n".into(), "1".into()),
+            ("n".into(), "2".into()),
+            ("x".into(), "abc".into()),
+        ]);
         assert_eq!(c.get("n"), Some("2"));
         assert_eq!(c.parse::<u32>("n").unwrap(), Some(2));
         assert_eq!(c.parse::<u32>("missing").unwrap(), None);

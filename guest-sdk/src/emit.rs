@@ -108,8 +108,12 @@ impl Emitter {
     pub(crate) fn begin(&mut self, source: u32, timestamp: i64) {
         self.source = source;
         self.timestamp = timestamp;
-        self.mark =
-            Mark { data: self.batch.data.len(), records: self.batch.records.len(), headers: self.batch.headers.len(), adds: self.batch.window_adds.len() };
+        self.mark = Mark {
+            data: self.batch.data.len(),
+            records: self.batch.records.len(),
+            headers: self.batch.headers.len(),
+            adds: self.batch.window_adds.len(),
+        };
     }
 
     /// Undoes everything emitted since `begin` and records the rejection.
@@ -119,7 +123,10 @@ impl Emitter {
         self.batch.records.truncate(m.records);
         self.batch.headers.truncate(m.headers);
         self.batch.window_adds.truncate(m.adds);
-        self.batch.rejects.push(Reject { source: self.source, message });
+        self.batch.rejects.push(Reject {
+            source: self.source,
+            message,
+        });
     }
 
     pub(crate) fn finish(self) -> OutputBatch {
@@ -129,7 +136,10 @@ impl Emitter {
     fn push_bytes(&mut self, bytes: &[u8]) -> Span {
         let start = self.batch.data.len() as u32;
         self.batch.data.extend_from_slice(bytes);
-        Span { start, len: bytes.len() as u32 }
+        Span {
+            start,
+            len: bytes.len() as u32,
+        }
     }
 
     fn push_packed(&mut self, bytes: Option<&[u8]>) -> [u8; 8] {
@@ -177,7 +187,9 @@ impl Emitter {
     /// Emits `record` unchanged (key, value, headers, timestamp) to the
     /// default output topic.
     pub fn forward(&mut self, record: &Record<'_>) {
-        let mut output = Output::new().key_opt(record.key()).value_opt(record.value());
+        let mut output = Output::new()
+            .key_opt(record.key())
+            .value_opt(record.value());
         output.headers.extend(record.headers());
         self.emit(output);
     }
@@ -190,15 +202,35 @@ impl Emitter {
     /// Adds `number` under `key` to `window` at event time `timestamp`.
     pub fn add_to_window_at(&mut self, window: Window, key: &[u8], timestamp: i64, number: f64) {
         let key = self.push_bytes(key);
-        self.batch.window_adds.push(WindowAdd { window: window.id(), source: self.source, key, timestamp, number, custom: None });
+        self.batch.window_adds.push(WindowAdd {
+            window: window.id(),
+            source: self.source,
+            key,
+            timestamp,
+            number,
+            custom: None,
+        });
     }
 
     /// Adds `value` under `key` to a window with a custom aggregation, at
     /// event time `timestamp`; the host folds it with `Transform::reduce`.
-    pub fn add_custom_to_window_at(&mut self, window: Window, key: &[u8], timestamp: i64, value: &[u8]) {
+    pub fn add_custom_to_window_at(
+        &mut self,
+        window: Window,
+        key: &[u8],
+        timestamp: i64,
+        value: &[u8],
+    ) {
         let key = self.push_bytes(key);
         let custom = Some(self.push_bytes(value));
-        self.batch.window_adds.push(WindowAdd { window: window.id(), source: self.source, key, timestamp, number: 0.0, custom });
+        self.batch.window_adds.push(WindowAdd {
+            window: window.id(),
+            source: self.source,
+            key,
+            timestamp,
+            number: 0.0,
+            custom,
+        });
     }
 
     /// The timestamp of the record (window result, timer) being handled.

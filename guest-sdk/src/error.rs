@@ -14,13 +14,19 @@ pub struct Error {
 impl Error {
     /// Rejects the current record with `message`.
     pub fn reject(message: impl Into<String>) -> Self {
-        Error { fatal: false, message: message.into() }
+        Error {
+            fatal: false,
+            message: message.into(),
+        }
     }
 
     /// Stops the deployment: for problems no record can fix, such as bad
     /// configuration.
     pub fn fatal(message: impl Into<String>) -> Self {
-        Error { fatal: true, message: message.into() }
+        Error {
+            fatal: true,
+            message: message.into(),
+        }
     }
 
     pub fn is_fatal(&self) -> bool {

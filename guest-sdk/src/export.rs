@@ -17,7 +17,10 @@ thread_local! {
 fn with<T: Transform, R>(f: impl FnOnce(&mut T) -> R) -> R {
     INSTANCE.with(|slot| {
         let mut slot = slot.borrow_mut();
-        let t = slot.as_mut().and_then(|b| b.downcast_mut::<T>()).expect("weir: the host called the transform before init");
+        let t = slot
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<T>())
+            .expect("weir: the host called the transform before init");
         f(t)
     })
 }
@@ -56,7 +59,9 @@ fn each<T: Transform, X>(
 pub fn process<T: Transform>(batch: InputBatch) -> Result<OutputBatch, String> {
     let n = batch.records.len() / RECORD;
     let mut out = Emitter::with_capacity(batch.data.len(), n);
-    let records = (0..n).map(|i| Record::new(&batch, i)).map(|r| (r.timestamp(), r));
+    let records = (0..n)
+        .map(|i| Record::new(&batch, i))
+        .map(|r| (r.timestamp(), r));
     each::<T, _>(&mut out, records, |t, r, out| t.process(&r, out))?;
     Ok(out.finish())
 }
@@ -82,12 +87,26 @@ pub fn on_window<T: Transform>(batch: WindowBatch) -> Result<OutputBatch, String
 
 pub fn on_timer<T: Transform>(batch: TimerBatch) -> Result<OutputBatch, String> {
     let mut out = Emitter::with_capacity(batch.data.len(), batch.timers.len());
-    let timers = batch.timers.iter().map(|f| (f.at, Timer { key: crate::record::slice(&batch.data, f.key), at: f.at, clock: f.clock }));
+    let timers = batch.timers.iter().map(|f| {
+        (
+            f.at,
+            Timer {
+                key: crate::record::slice(&batch.data, f.key),
+                at: f.at,
+                clock: f.clock,
+            },
+        )
+    });
     each::<T, _>(&mut out, timers, |t, timer, out| t.on_timer(&timer, out))?;
     Ok(out.finish())
 }
 
-pub fn reduce<T: Transform>(window: u32, key: Vec<u8>, acc: Option<Vec<u8>>, values: Vec<Vec<u8>>) -> Vec<u8> {
+pub fn reduce<T: Transform>(
+    window: u32,
+    key: Vec<u8>,
+    acc: Option<Vec<u8>>,
+    values: Vec<Vec<u8>>,
+) -> Vec<u8> {
     with::<T, _>(|t| t.reduce(Window::from_id(window), &key, acc, values))
 }
 

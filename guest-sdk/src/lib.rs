@@ -119,16 +119,26 @@ pub trait Transform: Sized + 'static {
     /// Folds `values` into the accumulator of a custom window aggregation
     /// (`acc` is `None` for a new window). Required by transforms that
     /// define [`windows::Aggregation::Custom`] windows.
-    fn reduce(&mut self, window: Window, key: &[u8], acc: Option<Vec<u8>>, values: Vec<Vec<u8>>) -> Vec<u8> {
+    fn reduce(
+        &mut self,
+        window: Window,
+        key: &[u8],
+        acc: Option<Vec<u8>>,
+        values: Vec<Vec<u8>>,
+    ) -> Vec<u8> {
         let _ = (key, acc, values);
-        panic!("window {window:?} uses a custom aggregation but the transform does not implement `reduce`")
+        panic!(
+            "window {window:?} uses a custom aggregation but the transform does not implement `reduce`"
+        )
     }
 
     /// Combines the accumulators of two merging session windows (`a` is the
     /// earlier one). Required for custom session aggregations.
     fn merge(&mut self, window: Window, key: &[u8], a: Vec<u8>, b: Vec<u8>) -> Vec<u8> {
         let _ = (key, a, b);
-        panic!("window {window:?} uses a custom session aggregation but the transform does not implement `merge`")
+        panic!(
+            "window {window:?} uses a custom session aggregation but the transform does not implement `merge`"
+        )
     }
 }
 

@@ -39,7 +39,10 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     pub(crate) fn new(batch: &'a InputBatch, index: usize) -> Self {
-        Record { batch, entry: &batch.records[index * RECORD..(index + 1) * RECORD] }
+        Record {
+            batch,
+            entry: &batch.records[index * RECORD..(index + 1) * RECORD],
+        }
     }
 
     /// The key; `None` for a null key.
@@ -65,7 +68,9 @@ impl<'a> Record<'a> {
     /// The value parsed as JSON; a missing value or invalid JSON is an error
     /// that rejects the record when returned with `?`.
     pub fn value_json<T: serde::Deserialize<'a>>(&self) -> Result<T, crate::Error> {
-        let value = self.value().ok_or_else(|| crate::Error::reject("record has no value"))?;
+        let value = self
+            .value()
+            .ok_or_else(|| crate::Error::reject("record has no value"))?;
         Ok(serde_json::from_slice(value)?)
     }
 
@@ -87,8 +92,14 @@ impl<'a> Record<'a> {
     }
 
     pub fn headers(&self) -> Headers<'a> {
-        let (first, count) = (u32_at(self.entry, 32) as usize, u32_at(self.entry, 36) as usize);
-        Headers { data: &self.batch.data, headers: &self.batch.headers[first * HEADER..(first + count) * HEADER] }
+        let (first, count) = (
+            u32_at(self.entry, 32) as usize,
+            u32_at(self.entry, 36) as usize,
+        );
+        Headers {
+            data: &self.batch.data,
+            headers: &self.batch.headers[first * HEADER..(first + count) * HEADER],
+        }
     }
 
     /// The value of the first header called `name`. `Some(None)` is a
@@ -115,7 +126,8 @@ impl<'a> Iterator for Headers<'a> {
         }
         let (entry, rest) = self.headers.split_at(HEADER);
         self.headers = rest;
-        let name = std::str::from_utf8(bytes_at(self.data, entry, 0).unwrap_or_default()).unwrap_or_default();
+        let name = std::str::from_utf8(bytes_at(self.data, entry, 0).unwrap_or_default())
+            .unwrap_or_default();
         Some((name, bytes_at(self.data, entry, 8)))
     }
 

@@ -39,7 +39,10 @@ pub fn delete(key: impl AsRef<[u8]>) {
 
 /// Up to `limit` entries with `start <= key < end` in key order.
 pub fn range(start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
-    wit::range(start, end, limit).into_iter().map(|e| (e.key, e.value)).collect()
+    wit::range(start, end, limit)
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect()
 }
 
 /// Every entry whose key starts with `prefix`, in key order, fetched from
@@ -50,7 +53,9 @@ pub fn scan_prefix(prefix: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 
 
 /// The entries of successive pages, each fetched with the last key of the
 /// page before (`None` first), until a page comes back short.
-pub(crate) fn paged(mut fetch: impl FnMut(Option<&[u8]>, u32) -> Vec<wit::Entry>) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+pub(crate) fn paged(
+    mut fetch: impl FnMut(Option<&[u8]>, u32) -> Vec<wit::Entry>,
+) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
     const PAGE: u32 = 256;
     let mut after: Option<Vec<u8>> = None;
     let mut page = Vec::new().into_iter();
@@ -83,7 +88,10 @@ impl<V: Serialize + DeserializeOwned> Map<V> {
     pub fn new(name: &str) -> Self {
         let mut prefix = name.as_bytes().to_vec();
         prefix.push(0);
-        Map { prefix, _values: PhantomData }
+        Map {
+            prefix,
+            _values: PhantomData,
+        }
     }
 
     fn key(&self, key: &[u8]) -> Vec<u8> {
@@ -112,7 +120,11 @@ impl<V: Serialize + DeserializeOwned> Map<V> {
 
     /// Replaces the value under `key` with `f(old)` (`None` deletes it) and
     /// returns the new value.
-    pub fn update(&self, key: impl AsRef<[u8]>, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>, crate::Error> {
+    pub fn update(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(Option<V>) -> Option<V>,
+    ) -> Result<Option<V>, crate::Error> {
         let key = self.key(key.as_ref());
         let old = match wit::get(&key) {
             Some(bytes) => Some(serde_json::from_slice(&bytes)?),
@@ -128,6 +140,7 @@ impl<V: Serialize + DeserializeOwned> Map<V> {
 
     /// Every `(key, value)` in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(Vec<u8>, V), crate::Error>> + '_ {
-        scan_prefix(&self.prefix).map(|(k, v)| Ok((k[self.prefix.len()..].to_vec(), serde_json::from_slice(&v)?)))
+        scan_prefix(&self.prefix)
+            .map(|(k, v)| Ok((k[self.prefix.len()..].to_vec(), serde_json::from_slice(&v)?)))
     }
 }

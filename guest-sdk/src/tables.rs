@@ -49,12 +49,18 @@ impl Table {
 
     /// Up to `limit` entries with `start <= key < end` in key order.
     pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
-        wit::range(self.id, start, end, limit).into_iter().map(|e| (e.key, e.value)).collect()
+        wit::range(self.id, start, end, limit)
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect()
     }
 
     /// Every entry whose key starts with `prefix`, in key order, fetched
     /// from the host a page at a time.
-    pub fn scan_prefix<'a>(&self, prefix: &'a [u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
+    pub fn scan_prefix<'a>(
+        &self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
         let id = self.id;
         crate::state::paged(move |after, page| wit::prefix(id, prefix, after, page))
     }

@@ -58,7 +58,15 @@ pub struct WindowSpec {
 
 impl WindowSpec {
     fn of(kind: wit::WindowKind) -> Self {
-        WindowSpec { spec: wit::WindowSpec { kind, grace_ms: 0, aggregation: Aggregation::Count, emit: EmitMode::OnClose, idle_close_ms: None } }
+        WindowSpec {
+            spec: wit::WindowSpec {
+                kind,
+                grace_ms: 0,
+                aggregation: Aggregation::Count,
+                emit: EmitMode::OnClose,
+                idle_close_ms: None,
+            },
+        }
     }
 
     /// Epoch-aligned windows of `size_ms`, back to back.
@@ -68,7 +76,10 @@ impl WindowSpec {
 
     /// Epoch-aligned windows of `size_ms` starting every `advance_ms`.
     pub fn hopping(size_ms: u64, advance_ms: u64) -> Self {
-        Self::of(wit::WindowKind::Hopping(wit::Hopping { size_ms, advance_ms }))
+        Self::of(wit::WindowKind::Hopping(wit::Hopping {
+            size_ms,
+            advance_ms,
+        }))
     }
 
     /// Windows covering every `max_difference_ms` span between values.
@@ -90,7 +101,10 @@ impl WindowSpec {
 
     /// Per key, windows of `count` values starting every `step` values.
     pub fn count_hopping(count: u64, step: u64) -> Self {
-        Self::of(wit::WindowKind::CountHopping(wit::CountHopping { size: count, step }))
+        Self::of(wit::WindowKind::CountHopping(wit::CountHopping {
+            size: count,
+            step,
+        }))
     }
 
     /// How long after its end a window accepts late values (default 0).

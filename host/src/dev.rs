@@ -32,13 +32,31 @@ impl Embedded {
         let cluster = MockCluster::new(1).context("starting the embedded Kafka cluster")?;
         // The mock cluster does not implement CreateTopics: create the
         // changelog here too.
-        let changelog = weir_runtime::changelog::topic(&weir_runtime::config::KafkaConfig::default().group_prefix, DEPLOYMENT);
-        for t in [INPUT, OUTPUT, &format!("{DEPLOYMENT}.dlq"), &format!("{OUTPUT}.dlq"), &changelog].into_iter().chain(extra_topics.iter().copied()) {
-            cluster.create_topic(t, 3, 1).with_context(|| format!("creating topic {t}"))?;
+        let changelog = weir_runtime::changelog::topic(
+            &weir_runtime::config::KafkaConfig::default().group_prefix,
+            DEPLOYMENT,
+        );
+        for t in [
+            INPUT,
+            OUTPUT,
+            &format!("{DEPLOYMENT}.dlq"),
+            &format!("{OUTPUT}.dlq"),
+            &changelog,
+        ]
+        .into_iter()
+        .chain(extra_topics.iter().copied())
+        {
+            cluster
+                .create_topic(t, 3, 1)
+                .with_context(|| format!("creating topic {t}"))?;
         }
         // The registry keeps its order in one partition.
-        for t in weir_runtime::registry::topics(&weir_runtime::config::KafkaConfig::default().group_prefix) {
-            cluster.create_topic(&t, 1, 1).with_context(|| format!("creating topic {t}"))?;
+        for t in weir_runtime::registry::topics(
+            &weir_runtime::config::KafkaConfig::default().group_prefix,
+        ) {
+            cluster
+                .create_topic(&t, 1, 1)
+                .with_context(|| format!("creating topic {t}"))?;
         }
         Ok(Embedded { cluster })
     }
@@ -53,14 +71,22 @@ impl Embedded {
 /// wherever `weir dev` is started: `$CARGO_TARGET_DIR`, the build
 /// directory this binary sits in, `./target`, or Weir's cache.
 pub fn default_plugin() -> Result<PathBuf> {
-    let exe_target = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_owned()));
-    let cache = std::env::var_os("WEIR_CACHE").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")));
-    let candidates: Vec<PathBuf> =
-        [std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from), exe_target, Some(PathBuf::from("target")), cache.map(|c| c.join("target"))]
-            .into_iter()
-            .flatten()
-            .map(|t| t.join("wasm32-unknown-unknown/release/word_count.wasm"))
-            .collect();
+    let exe_target = std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.parent()?.to_owned()));
+    let cache = std::env::var_os("WEIR_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir")));
+    let candidates: Vec<PathBuf> = [
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+        exe_target,
+        Some(PathBuf::from("target")),
+        cache.map(|c| c.join("target")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|t| t.join("wasm32-unknown-unknown/release/word_count.wasm"))
+    .collect();
     if let Some(p) = candidates.iter().find(|p| p.exists()) {
         return Ok(p.clone());
     }
@@ -72,7 +98,12 @@ pub fn default_plugin() -> Result<PathBuf> {
 }
 
 /// A host config for the embedded cluster with one deployment.
-pub fn config(bootstrap: &str, plugin: PathBuf, plugin_config: Vec<(String, String)>, state_dir: PathBuf) -> Config {
+pub fn config(
+    bootstrap: &str,
+    plugin: PathBuf,
+    plugin_config: Vec<(String, String)>,
+    state_dir: PathBuf,
+) -> Config {
     let mut c = Config::default();
     c.kafka.brokers = bootstrap.to_owned();
     c.kafka.embedded = true;
@@ -111,7 +142,10 @@ const TEXT: &[&str] = &[
 /// Records to produce: `input`'s lines, or sample sentences.
 pub fn sample(input: Option<&PathBuf>) -> Result<Vec<InputLine>> {
     match input {
-        Some(path) => jsonl::parse(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+        Some(path) => jsonl::parse(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        ),
         None => Ok((0..TEXT.len())
             .map(|i| InputLine {
                 line: i + 1,
@@ -135,23 +169,41 @@ pub fn sample(input: Option<&PathBuf>) -> Result<Vec<InputLine>> {
 /// now, keeping their spacing: a sample's old event times would otherwise
 /// fall behind the broker's retention and vanish, and each round's windows
 /// would all be late.
-pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration, rounds: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+pub fn produce_samples(
+    bootstrap: String,
+    lines: Vec<InputLine>,
+    every: Duration,
+    rounds: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let producer: BaseProducer = match rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create() {
+        let producer: BaseProducer = match rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+        {
             Ok(p) => p,
             Err(e) => return tracing::error!(error = %e, "sample producer"),
         };
         let now = || weir_abi::now_ms() as i64;
-        let first = lines.iter().map(|l| l.timestamp).find(|&t| t > 0).unwrap_or(0);
+        let first = lines
+            .iter()
+            .map(|l| l.timestamp)
+            .find(|&t| t > 0)
+            .unwrap_or(0);
         let mut round = 0;
         // Rounds never overlap in event time.
         let mut round_start = now();
         while !stop.load(Ordering::Relaxed) && (rounds == 0 || round < rounds) {
             let mut last = round_start;
             for l in lines.iter().filter(|l| l.is_record) {
-                let timestamp = if l.timestamp > 0 { round_start + (l.timestamp - first) } else { now() };
+                let timestamp = if l.timestamp > 0 {
+                    round_start + (l.timestamp - first)
+                } else {
+                    now()
+                };
                 last = last.max(timestamp);
-                let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(l.topic.as_deref().unwrap_or(INPUT)).timestamp(timestamp);
+                let mut r: BaseRecord<'_, [u8], [u8]> =
+                    BaseRecord::to(l.topic.as_deref().unwrap_or(INPUT)).timestamp(timestamp);
                 if let Some(k) = &l.key {
                     r = r.key(k);
                 }
@@ -159,9 +211,15 @@ pub fn produce_samples(bootstrap: String, lines: Vec<InputLine>, every: Duration
                     r = r.payload(v);
                 }
                 if !l.headers.is_empty() {
-                    let headers = l.headers.iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (name, value)| {
-                        h.insert(rdkafka::message::Header { key: name.as_str(), value: value.as_deref() })
-                    });
+                    let headers = l.headers.iter().fold(
+                        rdkafka::message::OwnedHeaders::new(),
+                        |h, (name, value)| {
+                            h.insert(rdkafka::message::Header {
+                                key: name.as_str(),
+                                value: value.as_deref(),
+                            })
+                        },
+                    );
                     r = r.headers(headers);
                 }
                 let _ = producer.send(r);
@@ -205,8 +263,20 @@ pub fn print_outputs(
         let mut printed = 0;
         while !stop.load(Ordering::Relaxed) {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                let headers = m.headers().map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>()).unwrap_or_default();
-                println!("{}", jsonl::output_line(m.topic(), m.key(), m.payload(), m.timestamp().to_millis().unwrap_or(-1), headers.into_iter()));
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                println!(
+                    "{}",
+                    jsonl::output_line(
+                        m.topic(),
+                        m.key(),
+                        m.payload(),
+                        m.timestamp().to_millis().unwrap_or(-1),
+                        headers.into_iter()
+                    )
+                );
                 printed += 1;
                 if max > 0 && printed == max {
                     done();

@@ -5,7 +5,9 @@ use weir_engine::EngineConfig;
 
 mod commands;
 
-use commands::api::{ApiArgs, DeployArgs, LogsArgs, NamedArgs, ResetArgs, UndeployArgs, UpgradeArgs};
+use commands::api::{
+    ApiArgs, DeployArgs, LogsArgs, NamedArgs, ResetArgs, UndeployArgs, UpgradeArgs,
+};
 use commands::{api, bench, dev, new, run, state, test};
 
 // State and window updates allocate small keys and values per record;
@@ -75,7 +77,10 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -85,7 +90,13 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Dev(args) => dev::dev(args),
         Command::New(args) => new::new_plugin(args),
-        Command::Bench(b) => weir_engine::on_wasm_thread(&EngineConfig::default(), "bench-main", "the benchmark", move || bench::bench(b)).and_then(|r| r),
+        Command::Bench(b) => weir_engine::on_wasm_thread(
+            &EngineConfig::default(),
+            "bench-main",
+            "the benchmark",
+            move || bench::bench(b),
+        )
+        .and_then(|r| r),
         Command::Deploy(a) => api::deploy(a),
         Command::Upgrade(a) => api::upgrade(a),
         Command::List(a) => api::list(a),
@@ -98,7 +109,9 @@ fn main() -> ExitCode {
         Command::Undeploy(a) => api::undeploy(a),
         Command::Logs(a) => api::logs(a),
         Command::Token => api::token(),
-        Command::CompileModule { engine } => Ok(ExitCode::from(weir_engine::compile::child_main(&engine) as u8)),
+        Command::CompileModule { engine } => Ok(ExitCode::from(weir_engine::compile::child_main(
+            &engine,
+        ) as u8)),
     };
     match result {
         Ok(code) => code,

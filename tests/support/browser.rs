@@ -21,7 +21,9 @@ impl Browser {
     pub async fn start() -> Browser {
         let port = free_port();
         let mut cmd = Command::new("chromedriver");
-        cmd.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut driver = spawn(cmd);
         let url = format!("http://127.0.0.1:{port}");
@@ -36,11 +38,17 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
                 Ok(c) => break c,
                 Err(e) if Instant::now() > deadline => {
                     stop(&mut driver);
-                    panic!("no WebDriver session from chromedriver on port {port} within 30 s: {e}");
+                    panic!(
+                        "no WebDriver session from chromedriver on port {port} within 30 s: {e}"
+                    );
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
@@ -65,11 +73,21 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no `{css}`: {e}")).click().await.unwrap();
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+            .click()
+            .await
+            .unwrap();
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
-        let e = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no `{css}`: {e}"));
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"));
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
     }

@@ -31,7 +31,11 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 type SpawnRequest = (Command, Sender<std::io::Result<Child>>);
@@ -68,7 +72,9 @@ pub fn spawn(cmd: Command) -> Child {
     let (tx, rx) = channel();
     let program = cmd.get_program().to_owned();
     spawner.lock().unwrap().send((cmd, tx)).unwrap();
-    rx.recv().unwrap().unwrap_or_else(|e| panic!("starting {}: {e}", program.display()))
+    rx.recv()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()))
 }
 
 /// Sends SIGKILL (or SIGTERM) to a child by pid; reaps it after SIGKILL.
@@ -132,46 +138,173 @@ pub struct Secure {
 
 /// Runs `keytool` with `args` in `dir`.
 fn keytool(dir: &Path, args: &[&str]) {
-    let out = Command::new("keytool").current_dir(dir).args(args).output().expect("running keytool (from the JDK)");
-    assert!(out.status.success(), "keytool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("keytool")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("running keytool (from the JDK)");
+    assert!(
+        out.status.success(),
+        "keytool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA in `dir`: `<name>.p12` (its key) and `<name>.pem`.
 fn make_ca(dir: &Path, name: &str) {
     let (p12, dname) = (format!("{name}.p12"), format!("CN={name}"));
-    let ca = ["-keystore", &p12, "-storetype", "PKCS12", "-storepass", "changeit"];
+    let ca = [
+        "-keystore",
+        &p12,
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        "changeit",
+    ];
     keytool(
         dir,
-        &[&["-genkeypair", "-alias", "ca", "-dname", &dname, "-keyalg", "RSA", "-keysize", "2048", "-ext", "bc:c", "-validity", "3"][..], &ca].concat(),
+        &[
+            &[
+                "-genkeypair",
+                "-alias",
+                "ca",
+                "-dname",
+                &dname,
+                "-keyalg",
+                "RSA",
+                "-keysize",
+                "2048",
+                "-ext",
+                "bc:c",
+                "-validity",
+                "3",
+            ][..],
+            &ca,
+        ]
+        .concat(),
     );
-    keytool(dir, &[&["-exportcert", "-rfc", "-alias", "ca", "-file", &format!("{name}.pem")][..], &ca].concat());
+    keytool(
+        dir,
+        &[
+            &[
+                "-exportcert",
+                "-rfc",
+                "-alias",
+                "ca",
+                "-file",
+                &format!("{name}.pem"),
+            ][..],
+            &ca,
+        ]
+        .concat(),
+    );
 }
 
 /// A PKCS#12 keystore `store` of `dir` (password `password`) holding a key
 /// and its certificate for `dname`, which the CA `ca` of `dir` signs with
 /// `gencert` (validity, extensions).
 fn sign(dir: &Path, store: &str, password: &str, dname: &str, gencert: &[&str]) {
-    let ca = ["-keystore", "ca.p12", "-storetype", "PKCS12", "-storepass", "changeit"];
-    let own = ["-keystore", store, "-storetype", "PKCS12", "-storepass", password];
+    let ca = [
+        "-keystore",
+        "ca.p12",
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        "changeit",
+    ];
+    let own = [
+        "-keystore",
+        store,
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        password,
+    ];
     let csr = format!("{store}.csr");
     let crt = format!("{store}.crt");
-    keytool(dir, &[&["-genkeypair", "-alias", "key", "-dname", dname, "-keyalg", "RSA", "-keysize", "2048", "-keypass", password][..], &own].concat());
-    keytool(dir, &[&["-certreq", "-alias", "key", "-file", &csr][..], &own].concat());
-    keytool(dir, &[&["-gencert", "-alias", "ca", "-infile", &csr, "-outfile", &crt, "-rfc"][..], gencert, &ca].concat());
-    keytool(dir, &[&["-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem"][..], &own].concat());
-    keytool(dir, &[&["-importcert", "-alias", "key", "-file", &crt][..], &own].concat());
+    keytool(
+        dir,
+        &[
+            &[
+                "-genkeypair",
+                "-alias",
+                "key",
+                "-dname",
+                dname,
+                "-keyalg",
+                "RSA",
+                "-keysize",
+                "2048",
+                "-keypass",
+                password,
+            ][..],
+            &own,
+        ]
+        .concat(),
+    );
+    keytool(
+        dir,
+        &[&["-certreq", "-alias", "key", "-file", &csr][..], &own].concat(),
+    );
+    keytool(
+        dir,
+        &[
+            &[
+                "-gencert", "-alias", "ca", "-infile", &csr, "-outfile", &crt, "-rfc",
+            ][..],
+            gencert,
+            &ca,
+        ]
+        .concat(),
+    );
+    keytool(
+        dir,
+        &[
+            &[
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "ca",
+                "-file",
+                "ca.pem",
+            ][..],
+            &own,
+        ]
+        .concat(),
+    );
+    keytool(
+        dir,
+        &[&["-importcert", "-alias", "key", "-file", &crt][..], &own].concat(),
+    );
     // Weir refuses a keystore others may read.
-    std::fs::set_permissions(dir.join(store), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        dir.join(store),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
 }
 
 /// The certificate and key of keystore `store` as PEM files beside it, the
 /// key encrypted with the keystore's password and private to its owner.
 fn pem_pair(dir: &Path, store: &str, password: &str) -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
-    let parsed = openssl::pkcs12::Pkcs12::from_der(&std::fs::read(dir.join(store)).unwrap()).unwrap().parse2(password).unwrap();
-    let (cert, key) = (dir.join(format!("{store}.cert.pem")), dir.join(format!("{store}.key.pem")));
+    let parsed = openssl::pkcs12::Pkcs12::from_der(&std::fs::read(dir.join(store)).unwrap())
+        .unwrap()
+        .parse2(password)
+        .unwrap();
+    let (cert, key) = (
+        dir.join(format!("{store}.cert.pem")),
+        dir.join(format!("{store}.key.pem")),
+    );
     std::fs::write(&cert, parsed.cert.unwrap().to_pem().unwrap()).unwrap();
-    let encrypted = parsed.pkey.unwrap().private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), password.as_bytes()).unwrap();
+    let encrypted = parsed
+        .pkey
+        .unwrap()
+        .private_key_to_pem_pkcs8_passphrase(
+            openssl::symm::Cipher::aes_256_cbc(),
+            password.as_bytes(),
+        )
+        .unwrap();
     std::fs::write(&key, encrypted).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     (cert, key)
@@ -235,9 +368,21 @@ impl Broker {
         while controller_port == port {
             controller_port = free_port();
         }
-        let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("weir-kafka-")
+            .tempdir()
+            .unwrap();
         let settings = settings.iter().map(|s| s.to_string()).collect();
-        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings, scram: Vec::new(), system: Vec::new() };
+        let mut b = Broker {
+            child: None,
+            port,
+            controller_port,
+            bootstrap: format!("127.0.0.1:{port}"),
+            dir,
+            settings,
+            scram: Vec::new(),
+            system: Vec::new(),
+        };
         b.launch();
         b
     }
@@ -253,10 +398,23 @@ impl Broker {
                 ports.push(p);
             }
         }
-        let [port, controller_port, sasl_port, mtls_port, oauth_port, krb_port] = ports[..] else { unreachable!() };
+        let [
+            port,
+            controller_port,
+            sasl_port,
+            mtls_port,
+            oauth_port,
+            krb_port,
+        ] = ports[..]
+        else {
+            unreachable!()
+        };
         // Up before the broker, which fetches its keys as it starts.
         let oidc = crate::oidc::Oidc::start("weir-oidc", "kafka");
-        let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("weir-kafka-")
+            .tempdir()
+            .unwrap();
         let tls = dir.path().join("tls");
         std::fs::create_dir(&tls).unwrap();
         let kerberos = crate::kerberos::Kerberos::start(&dir.path().join("kerberos"));
@@ -264,15 +422,49 @@ impl Broker {
         make_ca(&tls, "other-ca");
         let keystore_password = format!("ks-{}-{}", std::process::id(), now_ms());
         let valid = ["-validity", "3"];
-        sign(&tls, "broker.p12", "changeit", "CN=localhost", &["-validity", "3", "-ext", "SAN=IP:127.0.0.1,DNS:localhost"]);
-        sign(&tls, "client.p12", &keystore_password, "CN=weir-client", &valid);
-        sign(&tls, "expired.p12", &keystore_password, "CN=weir-expired", &["-startdate", "-3d", "-validity", "1"]);
+        sign(
+            &tls,
+            "broker.p12",
+            "changeit",
+            "CN=localhost",
+            &["-validity", "3", "-ext", "SAN=IP:127.0.0.1,DNS:localhost"],
+        );
+        sign(
+            &tls,
+            "client.p12",
+            &keystore_password,
+            "CN=weir-client",
+            &valid,
+        );
+        sign(
+            &tls,
+            "expired.p12",
+            &keystore_password,
+            "CN=weir-expired",
+            &["-startdate", "-3d", "-validity", "1"],
+        );
         keytool(
             &tls,
-            &["-importcert", "-noprompt", "-alias", "ca", "-file", "ca.pem", "-keystore", "truststore.p12", "-storetype", "PKCS12", "-storepass", "changeit"],
+            &[
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "ca",
+                "-file",
+                "ca.pem",
+                "-keystore",
+                "truststore.p12",
+                "-storetype",
+                "PKCS12",
+                "-storepass",
+                "changeit",
+            ],
         );
         let (client_cert, client_key) = pem_pair(&tls, "client.p12", &keystore_password);
-        let (user, password) = ("weir".to_owned(), format!("pw-{}-{}", std::process::id(), now_ms()));
+        let (user, password) = (
+            "weir".to_owned(),
+            format!("pw-{}-{}", std::process::id(), now_ms()),
+        );
         let scram_module = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
         let settings = [
             format!(
@@ -325,13 +517,29 @@ impl Broker {
             format!("super.users=User:ANONYMOUS;User:{user};User:CN=weir-client;User:{}", oidc.subject),
         ];
         let limited_password = format!("lim-{}-{}", std::process::id(), now_ms());
-        let mut scram = ["SCRAM-SHA-512", "SCRAM-SHA-256"].map(|m| format!("{m}=[name={user},password={password}]")).to_vec();
-        scram.push(format!("SCRAM-SHA-512=[name=limited,password={limited_password}]"));
+        let mut scram = ["SCRAM-SHA-512", "SCRAM-SHA-256"]
+            .map(|m| format!("{m}=[name={user},password={password}]"))
+            .to_vec();
+        scram.push(format!(
+            "SCRAM-SHA-512=[name=limited,password={limited_password}]"
+        ));
         let system = vec![
-            format!("org.apache.kafka.sasl.oauthbearer.allowed.urls={}", oidc.jwks_endpoint),
+            format!(
+                "org.apache.kafka.sasl.oauthbearer.allowed.urls={}",
+                oidc.jwks_endpoint
+            ),
             format!("java.security.krb5.conf={}", kerberos.krb5_conf.display()),
         ];
-        let mut b = Broker { child: None, port, controller_port, bootstrap: format!("127.0.0.1:{port}"), dir, settings: settings.into(), scram, system };
+        let mut b = Broker {
+            child: None,
+            port,
+            controller_port,
+            bootstrap: format!("127.0.0.1:{port}"),
+            dir,
+            settings: settings.into(),
+            scram,
+            system,
+        };
         b.launch();
         let secure = Secure {
             bootstrap: format!("127.0.0.1:{sasl_port}"),
@@ -364,46 +572,79 @@ impl Broker {
     }
 
     fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("broker.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .unwrap();
         let mut cmd = Command::new(crate::repo().join("scripts/kafka"));
-        cmd.args(["--port", &self.port.to_string(), "--controller-port", &self.controller_port.to_string(), "--data"])
-            .arg(self.dir.path().join("data"))
-            .args(self.settings.iter().flat_map(|s| ["--set", s.as_str()]))
-            .args(self.scram.iter().flat_map(|s| ["--scram", s.as_str()]))
-            .args(self.system.iter().flat_map(|s| ["--system", s.as_str()]))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--controller-port",
+            &self.controller_port.to_string(),
+            "--data",
+        ])
+        .arg(self.dir.path().join("data"))
+        .args(self.settings.iter().flat_map(|s| ["--set", s.as_str()]))
+        .args(self.scram.iter().flat_map(|s| ["--scram", s.as_str()]))
+        .args(self.system.iter().flat_map(|s| ["--system", s.as_str()]))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
         self.child = Some(spawn(cmd));
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("the Kafka broker exited ({status}) while starting; log:\n{}", self.log_text());
+                panic!(
+                    "the Kafka broker exited ({status}) while starting; log:\n{}",
+                    self.log_text()
+                );
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "Kafka did not listen on port {} within 90 s; log:\n{}", self.port, self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "Kafka did not listen on port {} within 90 s; log:\n{}",
+                self.port,
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         // Ready when it answers metadata with itself as a broker.
         let c: BaseConsumer = self.scope_with_prefix("").client().create().unwrap();
-        while c.fetch_metadata(None, Duration::from_secs(5)).map_or(true, |md| md.brokers().is_empty()) {
-            assert!(Instant::now() < deadline, "Kafka did not answer metadata within 90 s; log:\n{}", self.log_text());
+        while c
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map_or(true, |md| md.brokers().is_empty())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "Kafka did not answer metadata within 90 s; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         // scripts/kafka runs the version WEIR_KAFKA_VERSION names: the
         // subset scripts/test runs on an older Kafka really does.
         if let Ok(version) = std::env::var("WEIR_KAFKA_VERSION") {
             let said = format!("Kafka version: {version}");
-            assert!(self.log_text().contains(&said), "the broker did not say `{said}`; log:\n{}", self.log_text());
+            assert!(
+                self.log_text().contains(&said),
+                "the broker did not say `{said}`; log:\n{}",
+                self.log_text()
+            );
         }
     }
 
     /// The first log segment of `topic` (a full name) partition
     /// `partition`, where the broker stores its records.
     pub fn segment(&self, topic: &str, partition: i32) -> PathBuf {
-        self.dir.path().join("data/log").join(format!("{topic}-{partition}")).join("00000000000000000000.log")
+        self.dir
+            .path()
+            .join("data/log")
+            .join(format!("{topic}-{partition}"))
+            .join("00000000000000000000.log")
     }
 
     /// Kills the broker process (SIGKILL).
@@ -431,18 +672,31 @@ impl Broker {
 
     /// The calling test's names on this broker (see [`Scope`]).
     pub fn scope(&self) -> Scope {
-        let test = std::thread::current().name().filter(|n| *n != "main").map(str::to_owned).unwrap_or_else(|| {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            format!("t{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-        });
+        let test = std::thread::current()
+            .name()
+            .filter(|n| *n != "main")
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                format!("t{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            });
         // Kafka refuses a topic whose name collides with another's once
         // `.` and `_` are both read as `_`: no `_` in prefixes.
-        let prefix: String = test.rsplit("::").next().unwrap().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let prefix: String = test
+            .rsplit("::")
+            .next()
+            .unwrap()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         self.scope_with_prefix(&format!("{prefix}."))
     }
 
     fn scope_with_prefix(&self, prefix: &str) -> Scope {
-        Scope { bootstrap: self.bootstrap.clone(), prefix: prefix.to_owned() }
+        Scope {
+            bootstrap: self.bootstrap.clone(),
+            prefix: prefix.to_owned(),
+        }
     }
 }
 
@@ -470,7 +724,10 @@ impl Scope {
 
     /// A scope of its own inside this one, for one case of a test.
     pub fn within(&self, case: &str) -> Scope {
-        Scope { bootstrap: self.bootstrap.clone(), prefix: format!("{}{case}.", self.prefix) }
+        Scope {
+            bootstrap: self.bootstrap.clone(),
+            prefix: format!("{}{case}.", self.prefix),
+        }
     }
 
     /// Settings of an independent client (not Weir's code).
@@ -508,9 +765,18 @@ impl Scope {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(acls.replace("{p}", &self.prefix).as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(acls.replace("{p}", &self.prefix).as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{action} ACLs of {principal}:\n{acls}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{action} ACLs of {principal}:\n{acls}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Changes settings `config` of topic `name`.
@@ -522,7 +788,11 @@ impl Scope {
         for (k, v) in config {
             change = change.set(k, v);
         }
-        let r = futures::executor::block_on(admin.alter_configs([&change], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).unwrap();
+        let r = futures::executor::block_on(admin.alter_configs(
+            [&change],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
         for x in r {
             x.unwrap_or_else(|(t, e)| panic!("altering topic {t:?}: {e}"));
         }
@@ -536,7 +806,11 @@ impl Scope {
         for (k, v) in config {
             t = t.set(k, v);
         }
-        let r = futures::executor::block_on(admin.create_topics([&t], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).unwrap();
+        let r = futures::executor::block_on(admin.create_topics(
+            [&t],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
         for x in r {
             x.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
         }
@@ -545,8 +819,13 @@ impl Scope {
     /// Produces records with an independent idempotent producer and waits
     /// for every acknowledgement.
     pub fn produce(&self, topic: &str, records: &[Rec]) {
-        let p: BaseProducer =
-            self.client().set("enable.idempotence", "true").set("linger.ms", "5").set("queue.buffering.max.messages", "500000").create().unwrap();
+        let p: BaseProducer = self
+            .client()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "500000")
+            .create()
+            .unwrap();
         send_all(&p, &self.name(topic), records);
     }
 
@@ -555,11 +834,21 @@ impl Scope {
     /// read-committed readers, and holds their partitions back, until
     /// [`OpenTransaction::commit`].
     pub fn begin_transaction(&self, id: &str) -> OpenTransaction {
-        let producer: BaseProducer =
-            self.client().set("transactional.id", self.name(id)).set("transaction.timeout.ms", "300000").set("linger.ms", "5").create().unwrap();
-        producer.init_transactions(Duration::from_secs(30)).expect("init_transactions");
+        let producer: BaseProducer = self
+            .client()
+            .set("transactional.id", self.name(id))
+            .set("transaction.timeout.ms", "300000")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        producer
+            .init_transactions(Duration::from_secs(30))
+            .expect("init_transactions");
         producer.begin_transaction().expect("begin_transaction");
-        OpenTransaction { producer, scope: self.clone() }
+        OpenTransaction {
+            producer,
+            scope: self.clone(),
+        }
     }
 
     /// Produces one record whose first header's name is `name`, bytes that
@@ -570,8 +859,18 @@ impl Scope {
         // SAFETY: never used as a `str` in Rust: rdkafka hands its pointer
         // and length to librdkafka, which takes any bytes.
         let key = unsafe { std::str::from_utf8_unchecked(name) };
-        let headers = OwnedHeaders::new().insert(Header { key, value: Some(&b"v"[..]) });
-        p.send(BaseRecord::<str, str>::to(&topic).key("k").payload(value).headers(headers)).map_err(|(e, _)| e).unwrap();
+        let headers = OwnedHeaders::new().insert(Header {
+            key,
+            value: Some(&b"v"[..]),
+        });
+        p.send(
+            BaseRecord::<str, str>::to(&topic)
+                .key("k")
+                .payload(value)
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
         p.flush(Duration::from_secs(30)).expect("acknowledged");
     }
 
@@ -580,8 +879,11 @@ impl Scope {
     pub fn delete_group(&self, group: &str) {
         let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let group = self.name(group);
-        let r =
-            futures::executor::block_on(admin.delete_groups(&[group.as_str()], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))).unwrap();
+        let r = futures::executor::block_on(admin.delete_groups(
+            &[group.as_str()],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .unwrap();
         for x in r {
             x.unwrap_or_else(|(g, e)| panic!("deleting group {g}: {e}"));
         }
@@ -596,18 +898,36 @@ impl Scope {
     /// Reads every partition of `topic` from the beginning until `done`
     /// holds for what was read so far (checked after every record and
     /// whenever none arrives for 100 ms) or `timeout` passed.
-    pub fn read_until(&self, topic: &str, timeout: Duration, done: impl FnMut(&[Rec]) -> bool) -> Vec<Rec> {
+    pub fn read_until(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        done: impl FnMut(&[Rec]) -> bool,
+    ) -> Vec<Rec> {
         self.read_with(self.client(), topic, timeout, done)
     }
 
     /// [`Scope::read_until`] with the consumer settings `config`.
-    pub fn read_with(&self, mut config: ClientConfig, topic: &str, timeout: Duration, mut done: impl FnMut(&[Rec]) -> bool) -> Vec<Rec> {
+    pub fn read_with(
+        &self,
+        mut config: ClientConfig,
+        topic: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&[Rec]) -> bool,
+    ) -> Vec<Rec> {
         let topic = self.name(topic);
-        let c: BaseConsumer = config.set("group.id", "weir-test-reader").set("enable.auto.commit", "false").create().unwrap();
-        let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).unwrap();
+        let c: BaseConsumer = config
+            .set("group.id", "weir-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let md = c
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in md.topics()[0].partitions() {
-            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning).unwrap();
+            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
+                .unwrap();
         }
         c.assign(&tpl).unwrap();
         let deadline = Instant::now() + timeout;
@@ -624,7 +944,12 @@ impl Scope {
                 value: m.payload().map(<[u8]>::to_vec),
                 headers: weir_runtime::kafka::headers_of(&m)
                     .into_iter()
-                    .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.map(<[u8]>::to_vec)))
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            v.map(<[u8]>::to_vec),
+                        )
+                    })
                     .collect(),
                 partition: Some(m.partition()),
                 offset: m.offset(),
@@ -646,7 +971,16 @@ impl Scope {
             tpl.add_partition(&topic, p);
         }
         let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-        got.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { -1 }).collect()
+        got.elements()
+            .iter()
+            .map(|e| {
+                if let Offset::Offset(o) = e.offset() {
+                    o
+                } else {
+                    -1
+                }
+            })
+            .collect()
     }
 }
 
@@ -667,7 +1001,10 @@ fn send_all(p: &BaseProducer, topic: &str, records: &[Rec]) {
         if !r.headers.is_empty() {
             let mut h = OwnedHeaders::new();
             for (k, v) in &r.headers {
-                h = h.insert(Header { key: k, value: v.as_deref() });
+                h = h.insert(Header {
+                    key: k,
+                    value: v.as_deref(),
+                });
             }
             rec = rec.headers(h);
         }
@@ -680,7 +1017,8 @@ fn send_all(p: &BaseProducer, topic: &str, records: &[Rec]) {
         }
         p.poll(Duration::ZERO);
     }
-    p.flush(Duration::from_secs(60)).expect("all records acknowledged");
+    p.flush(Duration::from_secs(60))
+        .expect("all records acknowledged");
 }
 
 /// A transaction left open on purpose (see [`Scope::begin_transaction`]).
@@ -697,7 +1035,9 @@ impl OpenTransaction {
     }
 
     pub fn commit(self) {
-        self.producer.commit_transaction(Duration::from_secs(30)).expect("commit_transaction");
+        self.producer
+            .commit_transaction(Duration::from_secs(30))
+            .expect("commit_transaction");
     }
 }
 
@@ -714,7 +1054,11 @@ pub struct Rec {
 
 impl Rec {
     pub fn new(key: &str, value: &str) -> Rec {
-        Rec { key: Some(key.into()), value: Some(value.into()), ..Rec::default() }
+        Rec {
+            key: Some(key.into()),
+            value: Some(value.into()),
+            ..Rec::default()
+        }
     }
 
     pub fn key_str(&self) -> &str {
@@ -726,7 +1070,11 @@ impl Rec {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_deref()).map(|v| std::str::from_utf8(v).unwrap())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| std::str::from_utf8(v).unwrap())
     }
 }
 
@@ -764,18 +1112,34 @@ impl Weir {
             .replace("{plugins}", &plugins.display().to_string());
         let config = dir.join("weir.toml");
         std::fs::write(&config, text).unwrap();
-        let mut w =
-            Weir { child: None, listen, log: dir.join("weir.log"), config, token: None, env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() };
+        let mut w = Weir {
+            child: None,
+            listen,
+            log: dir.join("weir.log"),
+            config,
+            token: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
         w.launch();
         w
     }
 
     fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let mut cmd = Command::new(crate::weir_bin());
         cmd.args(["run", "--config"])
             .arg(&self.config)
-            .env("WEIR_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "WEIR_LOG",
+                std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -823,7 +1187,10 @@ impl Weir {
             }
             if Instant::now() > deadline {
                 signal(&mut c, libc::SIGKILL);
-                panic!("weir did not exit within 60 s of SIGTERM; log:\n{}", self.log_text());
+                panic!(
+                    "weir did not exit within 60 s of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -838,7 +1205,11 @@ impl Weir {
                 self.child = None;
                 return status;
             }
-            assert!(Instant::now() < deadline, "weir still running after {timeout:?}; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "weir still running after {timeout:?}; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -862,7 +1233,12 @@ impl Weir {
     pub fn peak_rss(&self) -> u64 {
         let pid = self.child.as_ref().expect("running").id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()).unwrap_or(0) << 10
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            .unwrap_or(0)
+            << 10
     }
 
     /// Asks `/health` and `/metrics` with `token` from now on.
@@ -883,14 +1259,20 @@ impl Weir {
     }
 
     pub fn metrics(&self) -> String {
-        self.get("/metrics").and_then(|r| r.text()).unwrap_or_default()
+        self.get("/metrics")
+            .and_then(|r| r.text())
+            .unwrap_or_default()
     }
 
     /// Waits until the HTTP listener answers.
     pub fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.health().is_none() {
-            assert!(Instant::now() < deadline, "weir did not answer /health within 60 s; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "weir did not answer /health within 60 s; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -898,7 +1280,11 @@ impl Weir {
     /// Partitions `deployment` owns according to `/health`.
     pub fn partitions(&self, deployment: &str) -> Vec<i64> {
         self.health()
-            .and_then(|h| h["deployments"][deployment]["partitions"].as_array().map(|a| a.iter().filter_map(|v| v.as_i64()).collect()))
+            .and_then(|h| {
+                h["deployments"][deployment]["partitions"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+            })
             .unwrap_or_default()
     }
 
@@ -906,7 +1292,11 @@ impl Weir {
     pub fn wait_partitions(&self, deployment: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while self.partitions(deployment).len() != n {
-            assert!(Instant::now() < deadline, "{deployment} did not get {n} partitions within 60 s; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "{deployment} did not get {n} partitions within 60 s; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -922,7 +1312,9 @@ impl Drop for Weir {
 pub fn by_key(records: &[Rec]) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in records {
-        m.entry(r.key_str().to_owned()).or_default().push(r.value_str().to_owned());
+        m.entry(r.key_str().to_owned())
+            .or_default()
+            .push(r.value_str().to_owned());
     }
     m
 }
@@ -931,7 +1323,11 @@ pub fn by_key(records: &[Rec]) -> BTreeMap<String, Vec<String>> {
 /// the test's (`{p}`-prefixed), the dead-letter topic `{p}NAME.dlq` unless
 /// `extra` names one.
 pub fn deployment(name: &str, plugin: &str, input: &str, output: &str, extra: &str) -> String {
-    let dlq = if extra.contains("dead_letter_topic") { String::new() } else { format!("dead_letter_topic = \"{{p}}{name}.dlq\"\n") };
+    let dlq = if extra.contains("dead_letter_topic") {
+        String::new()
+    } else {
+        format!("dead_letter_topic = \"{{p}}{name}.dlq\"\n")
+    };
     format!(
         r#"
 [deployments.{name}]
@@ -962,7 +1358,10 @@ commit_interval_ms = 200
 /// Now, in ms. Record timestamps stay recent: the broker deletes records
 /// older than its retention (7 days).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Values `prefix-0 .. prefix-(n-1)` under keys `k0 .. k(keys-1)`, with a
@@ -973,7 +1372,10 @@ pub fn records(prefix: &str, n: usize, keys: usize) -> Vec<Rec> {
         .map(|i| Rec {
             key: Some(format!("k{}", i % keys).into_bytes()),
             value: Some(format!("{prefix}-{i}").into_bytes()),
-            headers: vec![("seq".into(), Some(i.to_string().into_bytes())), ("null".into(), None)],
+            headers: vec![
+                ("seq".into(), Some(i.to_string().into_bytes())),
+                ("null".into(), None),
+            ],
             timestamp: Some(base + i as i64),
             ..Rec::default()
         })
@@ -981,7 +1383,12 @@ pub fn records(prefix: &str, n: usize, keys: usize) -> Vec<Rec> {
 }
 
 /// Produces `all` to `topic` over about `seconds`, on a thread.
-pub fn produce_slowly(scope: &Scope, topic: &str, all: Vec<Rec>, seconds: f64) -> std::thread::JoinHandle<()> {
+pub fn produce_slowly(
+    scope: &Scope,
+    topic: &str,
+    all: Vec<Rec>,
+    seconds: f64,
+) -> std::thread::JoinHandle<()> {
     let (scope, topic) = (scope.clone(), topic.to_owned());
     std::thread::spawn(move || {
         let chunks = 50;

@@ -54,16 +54,40 @@ impl Kerberos {
                 .stdin(Stdio::null())
                 .output()
                 .unwrap_or_else(|e| panic!("running {program} (Debian's krb5-kdc and krb5-admin-server; scripts/setup --test): {e}"));
-            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         let master = format!("master-{}", std::process::id());
         tool("kdb5_util", &["create", "-s", "-r", REALM, "-P", &master]);
         let (broker_keytab, client_keytab) = (dir.join("kafka.keytab"), dir.join("weir.keytab"));
-        for (principal, keytab) in [("kafka/localhost", &broker_keytab), ("weir", &client_keytab)] {
-            tool("kadmin.local", &["-r", REALM, "-q", &format!("addprinc -randkey {principal}@{REALM}")]);
-            tool("kadmin.local", &["-r", REALM, "-q", &format!("ktadd -k {} {principal}@{REALM}", keytab.display())]);
+        for (principal, keytab) in [
+            ("kafka/localhost", &broker_keytab),
+            ("weir", &client_keytab),
+        ] {
+            tool(
+                "kadmin.local",
+                &[
+                    "-r",
+                    REALM,
+                    "-q",
+                    &format!("addprinc -randkey {principal}@{REALM}"),
+                ],
+            );
+            tool(
+                "kadmin.local",
+                &[
+                    "-r",
+                    REALM,
+                    "-q",
+                    &format!("ktadd -k {} {principal}@{REALM}", keytab.display()),
+                ],
+            );
             // Weir refuses a keytab others may read.
-            std::fs::set_permissions(keytab, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            std::fs::set_permissions(keytab, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
         }
         let mut kdc = Command::new("krb5kdc");
         kdc.args(["-n", "-r", REALM])
@@ -75,11 +99,23 @@ impl Kerberos {
         let mut kdc = crate::kafka::spawn(kdc);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(kdc.try_wait().unwrap().is_none(), "the KDC exited while starting");
-            assert!(Instant::now() < deadline, "the KDC did not listen on port {port} within 30 s");
+            assert!(
+                kdc.try_wait().unwrap().is_none(),
+                "the KDC exited while starting"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the KDC did not listen on port {port} within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Kerberos { krb5_conf, broker_keytab, client_keytab, client_principal: format!("weir@{REALM}"), kdc }
+        Kerberos {
+            krb5_conf,
+            broker_keytab,
+            client_keytab,
+            client_principal: format!("weir@{REALM}"),
+            kdc,
+        }
     }
 }
 
@@ -87,7 +123,10 @@ impl Kerberos {
     /// The environment that points a process's Kerberos clients
     /// (librdkafka's `kinit`) at the realm, with tickets kept in `ccache`.
     pub fn env(&self, ccache: &Path) -> [(&'static str, String); 2] {
-        [("KRB5_CONFIG", self.krb5_conf.display().to_string()), ("KRB5CCNAME", format!("FILE:{}", ccache.display()))]
+        [
+            ("KRB5_CONFIG", self.krb5_conf.display().to_string()),
+            ("KRB5CCNAME", format!("FILE:{}", ccache.display())),
+        ]
     }
 }
 

@@ -8,12 +8,17 @@ use std::sync::OnceLock;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The cargo target directory the workspace builds into.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
 }
 
 /// Builds the Rust plugins (once per test process) and returns the path of
@@ -32,8 +37,14 @@ pub fn plugin(name: &str) -> PathBuf {
             .expect("running cargo to build the plugins");
         assert!(status.success(), "building the plugins failed");
     });
-    let path = target_dir().join("wasm32-unknown-unknown/release").join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(path.exists(), "plugin {name} not found at {}", path.display());
+    let path = target_dir()
+        .join("wasm32-unknown-unknown/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "plugin {name} not found at {}",
+        path.display()
+    );
     path
 }
 
@@ -45,14 +56,29 @@ pub fn wasip2_plugin(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(repo().join("plugins"))
-            .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2", "-p", "hostile-sleep", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "hostile-sleep",
+                "--target-dir",
+            ])
             .arg(target_dir())
             .status()
             .expect("running cargo to build the wasip2 plugins");
         assert!(status.success(), "building the wasip2 plugins failed");
     });
-    let path = target_dir().join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(path.exists(), "plugin {name} not found at {}", path.display());
+    let path = target_dir()
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "plugin {name} not found at {}",
+        path.display()
+    );
     path
 }
 
@@ -62,8 +88,15 @@ pub fn component(lang: &str, name: &str) -> PathBuf {
     if lang == "rust" {
         return plugin(name);
     }
-    let path = target_dir().join("plugins").join(lang).join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: build it with `scripts/build-plugins {lang}`", path.display());
+    let path = target_dir()
+        .join("plugins")
+        .join(lang)
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `scripts/build-plugins {lang}`",
+        path.display()
+    );
     path
 }
 
@@ -80,28 +113,46 @@ pub fn weir_test(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
 pub fn weir_bin() -> PathBuf {
     let path = target_dir().join("release/weir");
-    assert!(path.exists(), "{} is missing: build it with `cargo build --release -p weir` (scripts/test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --release -p weir` (scripts/test does)",
+        path.display()
+    );
     path
 }
 
 /// The Python that `scripts/setup --test` installed with confluent-kafka,
 /// an independent Kafka client.
 pub fn python() -> PathBuf {
-    let cache = std::env::var_os("WEIR_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"));
+    let cache = std::env::var_os("WEIR_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/weir"));
     let p = cache.join("venv/bin/python");
-    assert!(p.exists(), "no Python with confluent-kafka at {}: run scripts/setup --test", p.display());
+    assert!(
+        p.exists(),
+        "no Python with confluent-kafka at {}: run scripts/setup --test",
+        p.display()
+    );
     p
 }
 
 /// Parses JSON Lines output.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}"))).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}")))
+        .collect()
 }
 
 pub mod browser;

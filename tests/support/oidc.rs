@@ -88,7 +88,10 @@ impl Oidc {
 }
 
 fn b64url(bytes: &[u8]) -> String {
-    openssl::base64::encode_block(bytes).trim_end_matches('=').replace('+', "-").replace('/', "_")
+    openssl::base64::encode_block(bytes)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
 }
 
 impl Provider {
@@ -120,7 +123,11 @@ impl Provider {
             _ => ("404 Not Found", r#"{"error":"not_found"}"#.to_owned()),
         };
         let mut stream = stream;
-        write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len())?;
+        write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+            answer.len()
+        )?;
         stream.flush()
     }
 
@@ -136,16 +143,34 @@ impl Provider {
     /// The client credentials grant, the client authenticated by HTTP
     /// Basic (as librdkafka does) or by the form's fields.
     fn token(&self, authorization: &str, form: &str) -> (&'static str, String) {
-        let field = |name: &str| form.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap_or_default().to_owned();
+        let field = |name: &str| {
+            form.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .to_owned()
+        };
         let basic = authorization
             .strip_prefix("Basic ")
             .and_then(|b| openssl::base64::decode_block(b).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
-        let (id, secret) = basic.split_once(':').map(|(i, s)| (i.to_owned(), s.to_owned())).unwrap_or_else(|| (field("client_id"), field("client_secret")));
-        let key = if id == "rogue" { &self.rogue_key } else { &self.key };
-        if field("grant_type") != "client_credentials" || (id != self.client_id && id != "rogue") || secret != self.client_secret {
-            return ("401 Unauthorized", r#"{"error":"invalid_client"}"#.to_owned());
+        let (id, secret) = basic
+            .split_once(':')
+            .map(|(i, s)| (i.to_owned(), s.to_owned()))
+            .unwrap_or_else(|| (field("client_id"), field("client_secret")));
+        let key = if id == "rogue" {
+            &self.rogue_key
+        } else {
+            &self.key
+        };
+        if field("grant_type") != "client_credentials"
+            || (id != self.client_id && id != "rogue")
+            || secret != self.client_secret
+        {
+            return (
+                "401 Unauthorized",
+                r#"{"error":"invalid_client"}"#.to_owned(),
+            );
         }
         let now = crate::kafka::now_ms() / 1000;
         let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "kid": KEY_ID });
@@ -153,7 +178,11 @@ impl Provider {
             "sub": self.subject, "aud": self.audience, "iss": "weir-test-oidc",
             "iat": now, "nbf": now, "exp": now + 3600, "scope": "kafka",
         });
-        let signed = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+        let signed = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
         let mut signer = Signer::new(MessageDigest::sha256(), key).unwrap();
         signer.update(signed.as_bytes()).unwrap();
         let token = format!("{signed}.{}", b64url(&signer.sign_to_vec().unwrap()));

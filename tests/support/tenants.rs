@@ -20,7 +20,11 @@ pub const EVIL: &str = "evil-token";
 /// `host` and `engine` are extra lines of those sections; `evil_quota` is
 /// the inline table of `evil`'s quota, or empty for the defaults.
 pub fn config(host: &str, engine: &str, evil_quota: &str) -> String {
-    let evil_quota = if evil_quota.is_empty() { String::new() } else { format!("quota = {evil_quota}\n") };
+    let evil_quota = if evil_quota.is_empty() {
+        String::new()
+    } else {
+        format!("quota = {evil_quota}\n")
+    };
     format!(
         r#"
 [kafka]
@@ -61,8 +65,16 @@ pub fn start_host(dir: &Path, k: &Scope, config: &str) -> Weir {
 
 /// Calls the host's API with `token` (none if empty); the answer's body as
 /// JSON, or as a string if it is not JSON.
-pub fn call(host: &Weir, method: Method, path: &str, token: &str, body: Option<Vec<u8>>) -> (StatusCode, Value) {
-    let mut r = Http::new().request(method, format!("http://{}{path}", host.listen)).timeout(Duration::from_secs(180));
+pub fn call(
+    host: &Weir,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, Value) {
+    let mut r = Http::new()
+        .request(method, format!("http://{}{path}", host.listen))
+        .timeout(Duration::from_secs(180));
     if !token.is_empty() {
         r = r.bearer_auth(token);
     }
@@ -72,5 +84,8 @@ pub fn call(host: &Weir, method: Method, path: &str, token: &str, body: Option<V
     let resp = r.send().unwrap();
     let status = resp.status();
     let text = resp.text().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }

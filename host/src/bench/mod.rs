@@ -43,8 +43,11 @@ fn best_rate(records: usize, rounds: usize, mut f: impl FnMut() -> usize) -> f64
 
 /// Queues `record`, serving delivery reports for `wait` at a time while
 /// librdkafka's queue is full.
-fn send_waiting<K, P>(producer: &rdkafka::producer::BaseProducer, mut record: rdkafka::producer::BaseRecord<'_, K, P>, wait: Duration)
-where
+fn send_waiting<K, P>(
+    producer: &rdkafka::producer::BaseProducer,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
+    wait: Duration,
+) where
     K: rdkafka::message::ToBytes + ?Sized,
     P: rdkafka::message::ToBytes + ?Sized,
 {
@@ -75,10 +78,15 @@ pub struct DispatchRow {
 pub fn dispatch(plugin: &Path, records: usize, value_bytes: usize) -> Result<Vec<DispatchRow>> {
     let engine = Engine::new(EngineConfig::default())?;
     let module = Arc::new(engine.load_file(plugin)?);
-    let mut transform = Transform::new(module, Arc::new(TransformSpec::new("bench", Vec::new(), Limits::default())));
+    let mut transform = Transform::new(
+        module,
+        Arc::new(TransformSpec::new("bench", Vec::new(), Limits::default())),
+    );
     let mut rows = Vec::new();
     for batch_size in [1usize, 100, 1000] {
-        let batches: Vec<InputBatch> = (0..records / batch_size).map(|i| value_batch(batch_size, value_bytes, (i * batch_size) as i64)).collect();
+        let batches: Vec<InputBatch> = (0..records / batch_size)
+            .map(|i| value_batch(batch_size, value_bytes, (i * batch_size) as i64))
+            .collect();
         let total = batches.len() * batch_size;
         let mut state = Some(Box::new(PartitionState::in_memory()));
         let mut wasm = || {
@@ -101,7 +109,9 @@ pub fn dispatch(plugin: &Path, records: usize, value_bytes: usize) -> Result<Vec
         let native_per_sec = best_rate(total, 5, || {
             let mut n = 0;
             for b in &batches {
-                let outputs: Vec<Vec<u8>> = (0..b.records.len()).map(|i| b.value(i).unwrap_or_default().to_ascii_uppercase()).collect();
+                let outputs: Vec<Vec<u8>> = (0..b.records.len())
+                    .map(|i| b.value(i).unwrap_or_default().to_ascii_uppercase())
+                    .collect();
                 for o in &outputs {
                     black_box(o);
                     n += 1;
@@ -112,7 +122,11 @@ pub fn dispatch(plugin: &Path, records: usize, value_bytes: usize) -> Result<Vec
         if wasm_per_sec == 0.0 {
             bail!("the plugin failed records during the benchmark");
         }
-        rows.push(DispatchRow { batch: batch_size, wasm_per_sec, native_per_sec });
+        rows.push(DispatchRow {
+            batch: batch_size,
+            wasm_per_sec,
+            native_per_sec,
+        });
     }
     Ok(rows)
 }
@@ -127,41 +141,76 @@ pub struct PipelineReport {
 /// consume→produce passthrough (no wasm) and through `weir run`'s pipeline
 /// with a stateless plugin, each timed from its first consumed record until
 /// its output topic holds every output.
-pub fn pipeline(brokers: &str, plugin: &Path, records: usize, partitions: usize) -> Result<PipelineReport> {
+pub fn pipeline(
+    brokers: &str,
+    plugin: &Path,
+    records: usize,
+    partitions: usize,
+) -> Result<PipelineReport> {
     pipeline_on(&bench_kafka(brokers), plugin, records, partitions)
 }
 
 /// [`pipeline`] with every client configured by `kafka` (its security
 /// included).
-pub fn pipeline_on(kafka: &weir_runtime::config::KafkaConfig, plugin: &Path, records: usize, partitions: usize) -> Result<PipelineReport> {
+pub fn pipeline_on(
+    kafka: &weir_runtime::config::KafkaConfig,
+    plugin: &Path,
+    records: usize,
+    partitions: usize,
+) -> Result<PipelineReport> {
     let kafka = kafka.clone();
     let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
     let run = run_id();
-    let (input, raw_out, weir_out) = (format!("bench-in-{run}"), format!("bench-raw-{run}"), format!("bench-weir-{run}"));
+    let (input, raw_out, weir_out) = (
+        format!("bench-in-{run}"),
+        format!("bench-raw-{run}"),
+        format!("bench-weir-{run}"),
+    );
     for t in [&input, &raw_out, &weir_out, &format!("{weir_out}.dlq")] {
         cluster.ensure_topic(t, partitions, &[])?;
     }
     fill(&kafka, &input, records)?;
     let raw_per_sec = raw_relay(&kafka, &input, &raw_out, partitions, records)?;
     let deployment = deployment(plugin, &input, &weir_out, &[]);
-    let weir_per_sec = weir_rate(&kafka, &format!("bench-{run}"), deployment, partitions, records)?;
-    Ok(PipelineReport { records, raw_per_sec, weir_per_sec })
+    let weir_per_sec = weir_rate(
+        &kafka,
+        &format!("bench-{run}"),
+        deployment,
+        partitions,
+        records,
+    )?;
+    Ok(PipelineReport {
+        records,
+        raw_per_sec,
+        weir_per_sec,
+    })
 }
 
 /// A name no other benchmark of this machine uses.
 fn run_id() -> String {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Records/s of a raw consume→produce relay from `input` to `output` on one
 /// thread, as a minimal hand-written one would be (Weir's client settings,
 /// no wasm): from its first consumed record until `output` holds every
 /// record.
-fn raw_relay(kafka: &weir_runtime::config::KafkaConfig, input: &str, output: &str, partitions: usize, records: usize) -> Result<f64> {
+fn raw_relay(
+    kafka: &weir_runtime::config::KafkaConfig,
+    input: &str,
+    output: &str,
+    partitions: usize,
+    records: usize,
+) -> Result<f64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-    let consumer: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{output}-relay")).create()?;
+    let consumer: BaseConsumer =
+        weir_runtime::kafka::consumer_config(kafka, &format!("{output}-relay")).create()?;
     consumer.subscribe(&[input])?;
     let relay: BaseProducer = weir_runtime::kafka::producer_config(kafka).create()?;
     let mut first = None;
@@ -188,13 +237,21 @@ fn raw_relay(kafka: &weir_runtime::config::KafkaConfig, input: &str, output: &st
 }
 
 /// A deployment of `plugin` from `input` to `output` with default limits.
-fn deployment(plugin: &Path, input: &str, output: &str, config: &[(&str, &str)]) -> weir_runtime::config::DeploymentConfig {
+fn deployment(
+    plugin: &Path,
+    input: &str,
+    output: &str,
+    config: &[(&str, &str)],
+) -> weir_runtime::config::DeploymentConfig {
     weir_runtime::config::DeploymentConfig {
         plugin: plugin.to_owned(),
         tables: Default::default(),
         inputs: vec![input.to_owned()],
         output: output.to_owned(),
-        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         limits: Limits::default(),
         failure_policy: Default::default(),
         dead_letter_topic: Some(format!("{output}.dlq")),
@@ -239,22 +296,34 @@ fn weir_rate_in(
         std::thread::sleep(Duration::from_millis(2));
     };
     let done = wait_filled(kafka, &output, partitions, expected)?;
-    let status = host.statuses().remove(name).context("the deployment's status")?;
+    let status = host
+        .statuses()
+        .remove(name)
+        .context("the deployment's status")?;
     host.shutdown();
     let records = host.metrics().sum("records_in_total", None);
     Ok((records / done.duration_since(started).as_secs_f64(), status))
 }
 
 /// A host of `weir run` in this process, default settings, no listener.
-fn bench_host(kafka: &weir_runtime::config::KafkaConfig, state_dir: &Path) -> Result<weir_runtime::pipeline::Host> {
-    let mut config = weir_runtime::config::Config { kafka: kafka.clone(), ..weir_runtime::config::Config::default() };
+fn bench_host(
+    kafka: &weir_runtime::config::KafkaConfig,
+    state_dir: &Path,
+) -> Result<weir_runtime::pipeline::Host> {
+    let mut config = weir_runtime::config::Config {
+        kafka: kafka.clone(),
+        ..weir_runtime::config::Config::default()
+    };
     config.host.state_dir = state_dir.to_owned();
     config.host.listen = None;
     weir_runtime::pipeline::Host::start(&config)
 }
 
 fn bench_kafka(brokers: &str) -> weir_runtime::config::KafkaConfig {
-    weir_runtime::config::KafkaConfig { brokers: brokers.to_owned(), ..weir_runtime::config::KafkaConfig::default() }
+    weir_runtime::config::KafkaConfig {
+        brokers: brokers.to_owned(),
+        ..weir_runtime::config::KafkaConfig::default()
+    }
 }
 
 /// Produces `records` records (100-byte values, 1000 keys) to `topic`.
@@ -264,14 +333,23 @@ fn fill(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: usize) 
     let value = vec![b'x'; 100];
     for i in 0..records {
         let key = format!("k{}", i % 1000);
-        send_waiting(&producer, BaseRecord::to(topic).key(key.as_bytes()).payload(&value), Duration::from_millis(5));
+        send_waiting(
+            &producer,
+            BaseRecord::to(topic).key(key.as_bytes()).payload(&value),
+            Duration::from_millis(5),
+        );
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(())
 }
 
 /// Waits until `topic` holds `records` records; returns when it did.
-fn wait_filled(kafka: &weir_runtime::config::KafkaConfig, topic: &str, partitions: usize, records: usize) -> Result<Instant> {
+fn wait_filled(
+    kafka: &weir_runtime::config::KafkaConfig,
+    topic: &str,
+    partitions: usize,
+    records: usize,
+) -> Result<Instant> {
     wait_filled_while(kafka, topic, partitions, records, || Ok(()))
 }
 
@@ -285,12 +363,15 @@ fn wait_filled_while(
     mut alive: impl FnMut() -> Result<()>,
 ) -> Result<Instant> {
     use rdkafka::consumer::Consumer;
-    let client: rdkafka::consumer::BaseConsumer = weir_runtime::kafka::client_config(kafka).create()?;
+    let client: rdkafka::consumer::BaseConsumer =
+        weir_runtime::kafka::client_config(kafka).create()?;
     let (mut last, mut since) = (-1, Instant::now());
     loop {
         let mut sum = 0;
         for p in 0..partitions as i32 {
-            sum += client.fetch_watermarks(topic, p, Duration::from_secs(10))?.1;
+            sum += client
+                .fetch_watermarks(topic, p, Duration::from_secs(10))?
+                .1;
         }
         if sum >= records as i64 {
             return Ok(Instant::now());
@@ -309,9 +390,16 @@ fn wait_filled_while(
 /// `read_committed` reader, counted by reading them (under exactly-once its
 /// offsets include transaction markers, and aborted records): failing when
 /// `alive` fails or nothing new comes for two minutes.
-fn wait_visible(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: usize, mut alive: impl FnMut() -> Result<()>) -> Result<Instant> {
+fn wait_visible(
+    kafka: &weir_runtime::config::KafkaConfig,
+    topic: &str,
+    records: usize,
+    mut alive: impl FnMut() -> Result<()>,
+) -> Result<Instant> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{topic}-visible")).set("isolation.level", "read_committed").create()?;
+    let c: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{topic}-visible"))
+        .set("isolation.level", "read_committed")
+        .create()?;
     let metadata = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut all = rdkafka::TopicPartitionList::new();
     for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
@@ -325,7 +413,9 @@ fn wait_visible(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records:
                 m?;
                 (seen, since) = (seen + 1, Instant::now());
             }
-            None if since.elapsed() > Duration::from_secs(120) => bail!("{topic} stopped growing at {seen} of {records} visible records"),
+            None if since.elapsed() > Duration::from_secs(120) => {
+                bail!("{topic} stopped growing at {seen} of {records} visible records")
+            }
             None => alive()?,
         }
     }
@@ -343,7 +433,13 @@ fn keyed_batch(n: usize, keys: usize, per_ms: usize, offset: usize) -> InputBatc
     let mut b = BatchBuilder::new("bench", 0);
     for i in offset..offset + n {
         let key = format!("w{}", i % keys);
-        b.push(i as i64, 1_000_000 + (i / per_ms) as i64, Some(key.as_bytes()), Some(key.as_bytes()), []);
+        b.push(
+            i as i64,
+            1_000_000 + (i / per_ms) as i64,
+            Some(key.as_bytes()),
+            Some(key.as_bytes()),
+            [],
+        );
     }
     b.finish()
 }
@@ -365,14 +461,27 @@ pub fn state(plugins: &Path, records: usize, keys: usize) -> Result<Vec<StateRow
     let cases: [Case<'_>; 3] = [
         ("stateless map (upper)", "upper", vec![]),
         ("word count", "word_count", vec![]),
-        ("tumbling window count", "window_count", vec![("window".into(), "tumbling".into()), ("size_ms".into(), "60000".into())]),
+        (
+            "tumbling window count",
+            "window_count",
+            vec![
+                ("window".into(), "tumbling".into()),
+                ("size_ms".into(), "60000".into()),
+            ],
+        ),
     ];
-    let batches: Vec<InputBatch> = (0..records / BATCH).map(|i| keyed_batch(BATCH, keys, 10, i * BATCH)).collect();
+    let batches: Vec<InputBatch> = (0..records / BATCH)
+        .map(|i| keyed_batch(BATCH, keys, 10, i * BATCH))
+        .collect();
     let mut rows = Vec::new();
     for (name, file, config) in cases {
         let module = Arc::new(engine.load_file(&plugins.join(format!("{file}.wasm")))?);
-        let mut transform = Transform::new(module, Arc::new(TransformSpec::new(name, config, Limits::default())));
-        let per_sec = stateful_rate(&mut transform, &batches, dir.path(), &rocks, 3).with_context(|| name.to_owned())?;
+        let mut transform = Transform::new(
+            module,
+            Arc::new(TransformSpec::new(name, config, Limits::default())),
+        );
+        let per_sec = stateful_rate(&mut transform, &batches, dir.path(), &rocks, 3)
+            .with_context(|| name.to_owned())?;
         rows.push(StateRow { name, per_sec });
     }
     Ok(rows)
@@ -380,26 +489,52 @@ pub fn state(plugins: &Path, records: usize, keys: usize) -> Result<Vec<StateRow
 
 /// Records/s of `transform` over `batches` with a fresh RocksDB store per
 /// round and a checkpoint every 100 batches, best of `rounds`.
-fn stateful_rate(transform: &mut Transform, batches: &[InputBatch], dir: &Path, rocks: &weir_state::rocks::RocksConfig, rounds: usize) -> Result<f64> {
+fn stateful_rate(
+    transform: &mut Transform,
+    batches: &[InputBatch],
+    dir: &Path,
+    rocks: &weir_state::rocks::RocksConfig,
+    rounds: usize,
+) -> Result<f64> {
     let records: usize = batches.iter().map(|b| b.records.len()).sum();
     let mut best = Duration::MAX;
     for _ in 0..rounds {
         let path = tempfile::tempdir_in(dir)?;
-        let mut state = Some(Box::new(PartitionState::open(Box::new(weir_state::rocks::RocksBackend::open(path.path(), rocks)?))?));
+        let mut state = Some(Box::new(PartitionState::open(Box::new(
+            weir_state::rocks::RocksBackend::open(path.path(), rocks)?,
+        ))?));
         let started = Instant::now();
         for (i, b) in batches.iter().enumerate() {
             let (s, r) = transform.dispatch(b, state.take().unwrap());
             if let Some(s) = &r.stopped {
-                bail!("the plugin stopped during the benchmark: {}: {}", s.kind, s.message);
+                bail!(
+                    "the plugin stopped during the benchmark: {}: {}",
+                    s.kind,
+                    s.message
+                );
             }
             if let Some(f) = r.failures.first() {
-                bail!("the plugin failed records during the benchmark: {}: {}", f.kind, f.message);
+                bail!(
+                    "the plugin failed records during the benchmark: {}: {}",
+                    f.kind,
+                    f.message
+                );
             }
             black_box(r.records().count());
             state = Some(s);
             if (i + 1) % 100 == 0 {
-                let offsets = [("bench".to_owned(), b.records.last().map_or(0, |r| r.offset + 1))].into();
-                state.as_mut().unwrap().flush_with_checkpoint(&weir_state::Checkpoint { offsets, changelog_next: 0 })?;
+                let offsets = [(
+                    "bench".to_owned(),
+                    b.records.last().map_or(0, |r| r.offset + 1),
+                )]
+                .into();
+                state
+                    .as_mut()
+                    .unwrap()
+                    .flush_with_checkpoint(&weir_state::Checkpoint {
+                        offsets,
+                        changelog_next: 0,
+                    })?;
             }
         }
         best = best.min(started.elapsed());
@@ -420,11 +555,18 @@ pub struct LanguageRow {
 /// `scripts/build-plugins`): component size, compile time without and with
 /// the precompiled-artifact cache (as a host restart sees it), and
 /// stateful throughput on one thread over the same records as `state`.
-pub fn languages(plugins: &Path, langs: &[String], records: usize, keys: usize) -> Result<Vec<LanguageRow>> {
+pub fn languages(
+    plugins: &Path,
+    langs: &[String],
+    records: usize,
+    keys: usize,
+) -> Result<Vec<LanguageRow>> {
     const BATCH: usize = 1000;
     let dir = tempfile::tempdir()?;
     let rocks = weir_state::rocks::RocksConfig::new(64 << 20)?;
-    let batches: Vec<InputBatch> = (0..records.div_ceil(BATCH)).map(|i| keyed_batch(BATCH, keys, 10, i * BATCH)).collect();
+    let batches: Vec<InputBatch> = (0..records.div_ceil(BATCH))
+        .map(|i| keyed_batch(BATCH, keys, 10, i * BATCH))
+        .collect();
     let mut rows = Vec::new();
     for lang in langs {
         for plugin in ["upper", "word-count", "inactivity"] {
@@ -433,24 +575,44 @@ pub fn languages(plugins: &Path, langs: &[String], records: usize, keys: usize) 
             if plugin == "inactivity" && !path.exists() {
                 continue;
             }
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             // A new cache directory per component: the first engine compiles,
             // the second (a restarted host) loads the artifact.
             let cache = tempfile::tempdir_in(dir.path())?;
-            let config = || EngineConfig { cache_dir: Some(cache.path().to_owned()), ..EngineConfig::default() };
+            let config = || EngineConfig {
+                cache_dir: Some(cache.path().to_owned()),
+                ..EngineConfig::default()
+            };
             let started = Instant::now();
-            Engine::new(config())?.load(&bytes).with_context(|| path.display().to_string())?;
+            Engine::new(config())?
+                .load(&bytes)
+                .with_context(|| path.display().to_string())?;
             let compile_cold = started.elapsed();
             let engine = Engine::new(config())?;
             let started = Instant::now();
             let module = engine.load(&bytes)?;
             let load_cached = started.elapsed();
             if module.compiled_in.is_some() {
-                bail!("{}: the second load compiled again instead of using the cache", path.display());
+                bail!(
+                    "{}: the second load compiled again instead of using the cache",
+                    path.display()
+                );
             }
-            let mut transform = Transform::new(Arc::new(module), Arc::new(TransformSpec::new(plugin, Vec::new(), Limits::default())));
-            let per_sec = stateful_rate(&mut transform, &batches, dir.path(), &rocks, 3).with_context(|| path.display().to_string())?;
-            rows.push(LanguageRow { lang: lang.clone(), plugin, size: bytes.len(), compile_cold, load_cached, per_sec });
+            let mut transform = Transform::new(
+                Arc::new(module),
+                Arc::new(TransformSpec::new(plugin, Vec::new(), Limits::default())),
+            );
+            let per_sec = stateful_rate(&mut transform, &batches, dir.path(), &rocks, 3)
+                .with_context(|| path.display().to_string())?;
+            rows.push(LanguageRow {
+                lang: lang.clone(),
+                plugin,
+                size: bytes.len(),
+                compile_cold,
+                load_cached,
+                per_sec,
+            });
         }
     }
     Ok(rows)
@@ -474,15 +636,27 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
 
     let kafka = bench_kafka(brokers);
     let topic = format!("bench-changelog-{}", std::process::id());
-    weir_runtime::kafka::Cluster::connect(&kafka)?.ensure_topic(&topic, 1, weir_runtime::changelog::TOPIC_CONFIG)?;
+    weir_runtime::kafka::Cluster::connect(&kafka)?.ensure_topic(
+        &topic,
+        1,
+        weir_runtime::changelog::TOPIC_CONFIG,
+    )?;
     let producer: BaseProducer = weir_runtime::kafka::producer_config(&kafka).create()?;
-    let committed: std::collections::BTreeMap<String, i64> = [("input".to_owned(), keys as i64)].into();
+    let committed: std::collections::BTreeMap<String, i64> =
+        [("input".to_owned(), keys as i64)].into();
     let header = weir_runtime::changelog::encode_offsets(&committed);
     let value = 42u64.to_be_bytes();
     for i in 0..keys {
         let key = format!("u{i:012}");
-        let headers = OwnedHeaders::new().insert(Header { key: weir_runtime::changelog::OFFSETS_HEADER, value: Some(header.as_bytes()) });
-        let r = BaseRecord::to(&topic).partition(0).key(key.as_bytes()).payload(&value[..]).headers(headers);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: weir_runtime::changelog::OFFSETS_HEADER,
+            value: Some(header.as_bytes()),
+        });
+        let r = BaseRecord::to(&topic)
+            .partition(0)
+            .key(key.as_bytes())
+            .payload(&value[..])
+            .headers(headers);
         send_waiting(&producer, r, Duration::from_millis(5));
     }
     producer.flush(Duration::from_secs(300))?;
@@ -509,13 +683,29 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
 
     let dir = tempfile::tempdir()?;
     let rocks = weir_state::rocks::RocksConfig::new(64 << 20)?;
-    let mut state = PartitionState::open(Box::new(weir_state::rocks::RocksBackend::open(dir.path(), &rocks)?))?;
+    let mut state = PartitionState::open(Box::new(weir_state::rocks::RocksBackend::open(
+        dir.path(),
+        &rocks,
+    )?))?;
     let started = Instant::now();
     let (low, high) = weir_runtime::changelog::extent(&kafka, &topic, 0, Duration::from_secs(10))?;
-    let restored = weir_runtime::changelog::restore(&kafka, &topic, 0, low..high, &committed, Duration::ZERO, &mut state, &|_| {})?;
+    let restored = weir_runtime::changelog::restore(
+        &kafka,
+        &topic,
+        0,
+        low..high,
+        &committed,
+        Duration::ZERO,
+        &mut state,
+        &|_| {},
+    )?;
     let restore_per_sec = restored.applied as f64 / started.elapsed().as_secs_f64();
     if restored.applied != keys as u64 {
         bail!("restored {} of {keys} keys", restored.applied);
     }
-    Ok(RestoreReport { keys, read_per_sec, restore_per_sec })
+    Ok(RestoreReport {
+        keys,
+        read_per_sec,
+        restore_per_sec,
+    })
 }

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{bench_kafka, deployment, raw_relay, run_id, send_waiting, wait_filled_while, wait_visible, weir_rate};
+use super::{
+    bench_kafka, deployment, raw_relay, run_id, send_waiting, wait_filled_while, wait_visible,
+    weir_rate,
+};
 
 /// Input records per millisecond of event time: the input spans about 10 s
 /// of event time whatever its size (1 M records of 10 k keys: about 10
@@ -31,7 +34,14 @@ pub struct StreamsRow {
 /// Both workloads over `records` JSON records of `keys` keys in
 /// `partitions` partitions; `plugins` holds upper.wasm and
 /// window_count.wasm, `kafka_streams` the built Kafka Streams program.
-pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usize, keys: usize, partitions: usize) -> Result<Vec<StreamsRow>> {
+pub fn streams(
+    brokers: &str,
+    plugins: &Path,
+    kafka_streams: &Path,
+    records: usize,
+    keys: usize,
+    partitions: usize,
+) -> Result<Vec<StreamsRow>> {
     let kafka = bench_kafka(brokers);
     let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
     let program = KafkaStreams::locate(kafka_streams)?;
@@ -39,11 +49,22 @@ pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usi
     for workload in ["map", "count"] {
         let run = run_id();
         let input = format!("bench-{workload}-in-{run}");
-        let outputs = ["raw", "weir", "kstreams"].map(|side| format!("bench-{workload}-{side}-{run}"));
-        for t in [&input, &format!("{}.dlq", outputs[1])].into_iter().chain(&outputs) {
+        let outputs =
+            ["raw", "weir", "kstreams"].map(|side| format!("bench-{workload}-{side}-{run}"));
+        for t in [&input, &format!("{}.dlq", outputs[1])]
+            .into_iter()
+            .chain(&outputs)
+        {
             cluster.ensure_topic(t, partitions, &[])?;
         }
-        let sent = fill_json(&kafka, &input, records, keys, partitions, workload == "count")?;
+        let sent = fill_json(
+            &kafka,
+            &input,
+            records,
+            keys,
+            partitions,
+            workload == "count",
+        )?;
         let expected = match workload {
             "map" => records,
             _ => windows_closed(records, keys),
@@ -51,19 +72,58 @@ pub fn streams(brokers: &str, plugins: &Path, kafka_streams: &Path, records: usi
         let raw_per_sec = raw_relay(&kafka, &input, &outputs[0], partitions, sent)?;
         let (plugin, config): (&str, &[(&str, &str)]) = match workload {
             "map" => ("upper", &[]),
-            _ => ("window_count", &[("window", "tumbling"), ("size_ms", "1000"), ("emit", "final")]),
+            _ => (
+                "window_count",
+                &[
+                    ("window", "tumbling"),
+                    ("size_ms", "1000"),
+                    ("emit", "final"),
+                ],
+            ),
         };
-        let d = deployment(&plugins.join(format!("{plugin}.wasm")), &input, &outputs[1], config);
-        let weir_per_sec = weir_rate(&kafka, &format!("bench-{workload}-{run}"), d, partitions, expected)?;
-        let kafka_streams_per_sec = program.rate(&kafka, workload, &input, &outputs[2], &run, partitions, sent, expected, Guarantee::default())?;
+        let d = deployment(
+            &plugins.join(format!("{plugin}.wasm")),
+            &input,
+            &outputs[1],
+            config,
+        );
+        let weir_per_sec = weir_rate(
+            &kafka,
+            &format!("bench-{workload}-{run}"),
+            d,
+            partitions,
+            expected,
+        )?;
+        let kafka_streams_per_sec = program.rate(
+            &kafka,
+            workload,
+            &input,
+            &outputs[2],
+            &run,
+            partitions,
+            sent,
+            expected,
+            Guarantee::default(),
+        )?;
         // A comparison of different work would mean nothing.
-        let (weir, kstreams) = (read_all(&kafka, &outputs[1], expected)?, read_all(&kafka, &outputs[2], expected)?);
+        let (weir, kstreams) = (
+            read_all(&kafka, &outputs[1], expected)?,
+            read_all(&kafka, &outputs[2], expected)?,
+        );
         if weir != kstreams {
             let differ = weir.iter().zip(&kstreams).find(|(a, b)| a != b);
-            bail!("{workload}: Weir and Kafka Streams produced different results ({} and {} records; first difference {differ:?})", weir.len(), kstreams.len());
+            bail!(
+                "{workload}: Weir and Kafka Streams produced different results ({} and {} records; first difference {differ:?})",
+                weir.len(),
+                kstreams.len()
+            );
         }
         rows.push(StreamsRow {
-            workload: if workload == "map" { "stateless map" } else { "tumbling 1 s count, final" },
+            workload: if workload == "map" {
+                "stateless map"
+            } else {
+                "tumbling 1 s count, final"
+            },
             records,
             outputs: expected,
             raw_per_sec,
@@ -92,15 +152,33 @@ pub(super) fn fill_json(
     let base = (weir_abi::now_ms() as i64 / 1000 - 3600) * 1000;
     for i in 0..records {
         let key = format!("user-{}", i % keys);
-        let value = format!(r#"{{"user":"{key}","event":"page-view","seq":{i},"path":"/products/item-{:06}"}}"#, i % 997);
+        let value = format!(
+            r#"{{"user":"{key}","event":"page-view","seq":{i},"path":"/products/item-{:06}"}}"#,
+            i % 997
+        );
         let ts = base + (i / records_per_ms(records)) as i64;
-        send_waiting(&producer, BaseRecord::to(topic).key(key.as_bytes()).payload(value.as_bytes()).timestamp(ts), Duration::from_millis(5));
+        send_waiting(
+            &producer,
+            BaseRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(value.as_bytes())
+                .timestamp(ts),
+            Duration::from_millis(5),
+        );
     }
     let mut sent = records;
     if windows {
         let end = base + (records / records_per_ms(records)) as i64 + 60_000;
         for p in 0..partitions as i32 {
-            send_waiting(&producer, BaseRecord::<str, str>::to(topic).partition(p).key("closer").payload("{}").timestamp(end), Duration::from_millis(5));
+            send_waiting(
+                &producer,
+                BaseRecord::<str, str>::to(topic)
+                    .partition(p)
+                    .key("closer")
+                    .payload("{}")
+                    .timestamp(end),
+                Duration::from_millis(5),
+            );
             sent += 1;
         }
     }
@@ -118,10 +196,15 @@ pub(super) fn windows_closed(records: usize, keys: usize) -> usize {
 }
 
 /// The first `n` records of `topic`, as sorted (key, value) pairs.
-fn read_all(kafka: &weir_runtime::config::KafkaConfig, topic: &str, n: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn read_all(
+    kafka: &weir_runtime::config::KafkaConfig,
+    topic: &str,
+    n: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{topic}-check")).create()?;
+    let consumer: BaseConsumer =
+        weir_runtime::kafka::consumer_config(kafka, &format!("{topic}-check")).create()?;
     consumer.subscribe(&[topic])?;
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut out = Vec::with_capacity(n);
@@ -131,7 +214,10 @@ fn read_all(kafka: &weir_runtime::config::KafkaConfig, topic: &str, n: usize) ->
         }
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m?;
-            out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec()));
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
         }
     }
     out.sort_unstable();
@@ -146,7 +232,10 @@ pub(super) struct Guarantee {
 
 impl Default for Guarantee {
     fn default() -> Self {
-        Guarantee { exactly_once: false, commit_ms: 1_000 }
+        Guarantee {
+            exactly_once: false,
+            commit_ms: 1_000,
+        }
     }
 }
 
@@ -159,9 +248,14 @@ impl KafkaStreams {
     pub(super) fn locate(dir: &Path) -> Result<KafkaStreams> {
         let jar = dir.join("kafka-streams-bench-1.jar");
         if !jar.exists() {
-            bail!("the Kafka Streams benchmark program is not built at {}: run scripts/setup --test", jar.display());
+            bail!(
+                "the Kafka Streams benchmark program is not built at {}: run scripts/setup --test",
+                jar.display()
+            );
         }
-        Ok(KafkaStreams { classpath: format!("{}:{}/libs/*", jar.display(), dir.display()) })
+        Ok(KafkaStreams {
+            classpath: format!("{}:{}/libs/*", jar.display(), dir.display()),
+        })
     }
 
     /// Records/s of one run: from the first record the topology sees until
@@ -214,13 +308,33 @@ impl KafkaStreams {
         guarantee: &Guarantee,
     ) -> Result<Killed> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let java = std::env::var_os("JAVA_HOME").map_or_else(|| PathBuf::from("java"), |h| PathBuf::from(h).join("bin/java"));
-        let processing = if guarantee.exactly_once { "exactly_once_v2" } else { "at_least_once" };
+        let java = std::env::var_os("JAVA_HOME").map_or_else(
+            || PathBuf::from("java"),
+            |h| PathBuf::from(h).join("bin/java"),
+        );
+        let processing = if guarantee.exactly_once {
+            "exactly_once_v2"
+        } else {
+            "at_least_once"
+        };
         Ok(Killed(
             Command::new(java)
-                .args(["-cp", &self.classpath, "dev.weir.bench.StreamsBench", &kafka.brokers, mode, input, output, &format!("bench-kstreams-{run}")])
+                .args([
+                    "-cp",
+                    &self.classpath,
+                    "dev.weir.bench.StreamsBench",
+                    &kafka.brokers,
+                    mode,
+                    input,
+                    output,
+                    &format!("bench-kstreams-{run}"),
+                ])
                 .arg(state)
-                .args([threads.to_string(), guarantee.commit_ms.to_string(), processing.to_owned()])
+                .args([
+                    threads.to_string(),
+                    guarantee.commit_ms.to_string(),
+                    processing.to_owned(),
+                ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()

@@ -12,8 +12,16 @@ pub struct Latency {
 impl Latency {
     pub(super) fn of(mut samples: Vec<Duration>) -> Latency {
         samples.sort_unstable();
-        let at = |q: f64| samples.get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
-        Latency { p50: at(0.5), p99: at(0.99) }
+        let at = |q: f64| {
+            samples
+                .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        Latency {
+            p50: at(0.5),
+            p99: at(0.99),
+        }
     }
 }
 
@@ -42,7 +50,12 @@ pub struct TenantsReport {
 /// hostile load.
 /// `plugins` holds the Rust plugins' build output; the sleeper is its
 /// `wasm32-wasip2` sibling.
-pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize) -> Result<TenantsReport> {
+pub fn tenants(
+    brokers: &str,
+    plugins: &Path,
+    records: usize,
+    partitions: usize,
+) -> Result<TenantsReport> {
     use weir_runtime::pipeline::{Host, Identity};
     use weir_runtime::tenants::{Quota, TenantConfig, token_hash};
 
@@ -58,7 +71,11 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     }
     cluster.ensure_topic(&input, partitions, &[])?;
     cluster.ensure_topic(&format!("{good}.steady-in"), partitions, &[])?;
-    for t in [format!("{evil}.in"), format!("{evil}.out"), format!("{evil}.out.dlq")] {
+    for t in [
+        format!("{evil}.in"),
+        format!("{evil}.out"),
+        format!("{evil}.out.dlq"),
+    ] {
         cluster.ensure_topic(&t, 1, &[])?;
     }
     fill(&kafka, &input, records)?;
@@ -69,24 +86,49 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
         output_prefixes: vec![format!("{name}.")],
         quota,
     };
-    let hostile_quota = Quota { memory_mb: 32, cpu_ms_per_batch: 300, max_outputs_per_record: 100, max_state_bytes: Some(1 << 20), ..Quota::default() };
-    let mut config = weir_runtime::config::Config { kafka: kafka.clone(), ..weir_runtime::config::Config::default() };
+    let hostile_quota = Quota {
+        memory_mb: 32,
+        cpu_ms_per_batch: 300,
+        max_outputs_per_record: 100,
+        max_state_bytes: Some(1 << 20),
+        ..Quota::default()
+    };
+    let mut config = weir_runtime::config::Config {
+        kafka: kafka.clone(),
+        ..weir_runtime::config::Config::default()
+    };
     let state = tempfile::tempdir()?;
     config.host.state_dir = state.path().to_owned();
     config.host.listen = None;
-    config.tenants.insert(good.clone(), tenant(&good, Quota::default()));
-    config.tenants.insert(evil.clone(), tenant(&evil, hostile_quota));
+    config
+        .tenants
+        .insert(good.clone(), tenant(&good, Quota::default()));
+    config
+        .tenants
+        .insert(evil.clone(), tenant(&evil, hostile_quota));
     let host = Host::start(&config)?;
     let engine = host.engine().clone();
-    let deploy = |tenant: &str, name: &str, plugin: &Path, input: &str, output: &str, settings: &[(&str, &str)]| -> Result<()> {
+    let deploy = |tenant: &str,
+                  name: &str,
+                  plugin: &Path,
+                  input: &str,
+                  output: &str,
+                  settings: &[(&str, &str)]|
+     -> Result<()> {
         let t = &config.tenants[tenant];
-        let limits = t.quota.limits(&serde_json::Map::new()).map_err(anyhow::Error::msg)?;
+        let limits = t
+            .quota
+            .limits(&serde_json::Map::new())
+            .map_err(anyhow::Error::msg)?;
         let d = weir_runtime::config::DeploymentConfig {
             tables: Default::default(),
             plugin: Default::default(),
             inputs: vec![input.to_owned()],
             output: output.to_owned(),
-            config: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            config: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             limits,
             failure_policy: Default::default(),
             dead_letter_topic: Some(format!("{output}.dlq")),
@@ -97,7 +139,11 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
         };
         let module = Arc::new(engine.load_file(plugin)?);
         let id = format!("{tenant}.{name}");
-        let who = Identity { id: id.clone(), tenant: Some(tenant.to_owned()), storage: id };
+        let who = Identity {
+            id: id.clone(),
+            tenant: Some(tenant.to_owned()),
+            storage: id,
+        };
         host.run(host.prepare(&who, &d, module, Some(t))?);
         Ok(())
     };
@@ -119,14 +165,34 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
     // The steady stream starts once its deployment owns every partition
     // (records waiting for the assignment would time the group join).
     let steady = format!("{good}.steady");
-    deploy(&good, "steady", &plugin("upper"), &format!("{good}.steady-in"), &steady, &[])?;
+    deploy(
+        &good,
+        "steady",
+        &plugin("upper"),
+        &format!("{good}.steady-in"),
+        &steady,
+        &[],
+    )?;
     let assigned = Instant::now() + Duration::from_secs(60);
-    while host.statuses().get(&steady).is_none_or(|s| s.partitions.len() < partitions) {
-        anyhow::ensure!(Instant::now() < assigned, "the steady stream's deployment got no partitions within a minute");
+    while host
+        .statuses()
+        .get(&steady)
+        .is_none_or(|s| s.partitions.len() < partitions)
+    {
+        anyhow::ensure!(
+            Instant::now() < assigned,
+            "the steady stream's deployment got no partitions within a minute"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let steady_period = Duration::from_secs(10);
-    let latency_alone = Latency::of(steady_latencies(&kafka, &format!("{good}.steady-in"), &steady, 2_000, steady_period)?);
+    let latency_alone = Latency::of(steady_latencies(
+        &kafka,
+        &format!("{good}.steady-in"),
+        &steady,
+        2_000,
+        steady_period,
+    )?);
 
     // The hostile tenant, fed a steady stream, has its plugins busy failing
     // before the good tenant starts again.
@@ -140,7 +206,13 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for _ in 0..20 {
                     let key = format!("e{i}");
-                    send_waiting(&producer, BaseRecord::to(&topic).key(key.as_bytes()).payload("hostile".as_bytes()), Duration::from_millis(5));
+                    send_waiting(
+                        &producer,
+                        BaseRecord::to(&topic)
+                            .key(key.as_bytes())
+                            .payload("hostile".as_bytes()),
+                        Duration::from_millis(5),
+                    );
                     i += 1;
                 }
                 producer.poll(Duration::from_millis(100));
@@ -160,16 +232,33 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
         ("state", plugin("hostile-state"), &[]),
         ("sleep", sleeper, &[("mode", "forever")]),
         ("undo", plugin("hostile-host"), &[("attack", "undo")]),
-        ("spans", plugin("hostile-host"), &[("attack", "header-span")]),
+        (
+            "spans",
+            plugin("hostile-host"),
+            &[("attack", "header-span")],
+        ),
     ];
     for (name, path, settings) in &hostile {
-        deploy(&evil, name, path, &format!("{evil}.in"), &format!("{evil}.out"), settings)?;
+        deploy(
+            &evil,
+            name,
+            path,
+            &format!("{evil}.in"),
+            &format!("{evil}.out"),
+            settings,
+        )?;
     }
     std::thread::sleep(Duration::from_secs(5));
     let failures_before = failures_of(&host, &evil);
     let shared = timed("shared");
     let hostile_failures = failures_of(&host, &evil) - failures_before;
-    let latencies = steady_latencies(&kafka, &format!("{good}.steady-in"), &steady, 2_000, steady_period);
+    let latencies = steady_latencies(
+        &kafka,
+        &format!("{good}.steady-in"),
+        &steady,
+        2_000,
+        steady_period,
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = feeder.join();
     host.shutdown();
@@ -187,14 +276,21 @@ pub fn tenants(brokers: &str, plugins: &Path, records: usize, partitions: usize)
 /// Produces `rate` records a second to `input` for `period`, each stamped
 /// with its send time, and reads `output` until each came back: the
 /// latency of each.
-pub(super) fn steady_latencies(kafka: &weir_runtime::config::KafkaConfig, input: &str, output: &str, rate: u64, period: Duration) -> Result<Vec<Duration>> {
+pub(super) fn steady_latencies(
+    kafka: &weir_runtime::config::KafkaConfig,
+    input: &str,
+    output: &str,
+    rate: u64,
+    period: Duration,
+) -> Result<Vec<Duration>> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     // Read from the output's current ends, fixed before the first record
     // goes out: a group's `latest` is resolved later and would skip the
     // first outputs of a deployment that is already running.
-    let consumer: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{output}-reader")).create()?;
+    let consumer: BaseConsumer =
+        weir_runtime::kafka::consumer_config(kafka, &format!("{output}-reader")).create()?;
     let metadata = consumer.fetch_metadata(Some(output), Duration::from_secs(10))?;
     let mut ends = rdkafka::TopicPartitionList::new();
     for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
@@ -203,15 +299,24 @@ pub(super) fn steady_latencies(kafka: &weir_runtime::config::KafkaConfig, input:
     }
     anyhow::ensure!(ends.count() > 0, "topic `{output}` has no partitions");
     consumer.assign(&ends)?;
-    let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka).set("linger.ms", "0").create()?;
+    let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka)
+        .set("linger.ms", "0")
+        .create()?;
     // One record through the whole path before the clock starts: the
     // producer's connection and id and the reader's first fetch are not the
     // deployment's latency (they showed as a p99 of half a second).
-    send_waiting(&producer, BaseRecord::to(input).key("warm-up").payload("steady"), Duration::from_millis(1));
+    send_waiting(
+        &producer,
+        BaseRecord::to(input).key("warm-up").payload("steady"),
+        Duration::from_millis(1),
+    );
     producer.flush(Duration::from_secs(30))?;
     let warm = Instant::now() + Duration::from_secs(60);
     loop {
-        anyhow::ensure!(Instant::now() < warm, "the steady stream's warm-up record did not come back within a minute");
+        anyhow::ensure!(
+            Instant::now() < warm,
+            "the steady stream's warm-up record did not come back within a minute"
+        );
         if let Some(m) = consumer.poll(Duration::from_millis(100))
             && m?.key() == Some(b"warm-up".as_slice())
         {
@@ -227,17 +332,29 @@ pub(super) fn steady_latencies(kafka: &weir_runtime::config::KafkaConfig, input:
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
         while sent < due.min(total) {
             let now = weir_abi::now_ms() as i64;
-            send_waiting(&producer, BaseRecord::to(input).key(&sent.to_string()).payload("steady").timestamp(now), Duration::from_millis(1));
+            send_waiting(
+                &producer,
+                BaseRecord::to(input)
+                    .key(&sent.to_string())
+                    .payload("steady")
+                    .timestamp(now),
+                Duration::from_millis(1),
+            );
             sent += 1;
         }
         producer.poll(Duration::ZERO);
         while let Some(m) = consumer.poll(Duration::from_millis(1)) {
             let sent_at = m?.timestamp().to_millis().unwrap_or(0);
-            latencies.push(Duration::from_millis((weir_abi::now_ms() as i64 - sent_at).max(0) as u64));
+            latencies.push(Duration::from_millis(
+                (weir_abi::now_ms() as i64 - sent_at).max(0) as u64,
+            ));
         }
     }
     if (latencies.len() as u64) < total {
-        bail!("{} of {total} records of the steady stream came back", latencies.len());
+        bail!(
+            "{} of {total} records of the steady stream came back",
+            latencies.len()
+        );
     }
     Ok(latencies)
 }
@@ -245,7 +362,12 @@ pub(super) fn steady_latencies(kafka: &weir_runtime::config::KafkaConfig, input:
 /// This process's peak resident memory, bytes.
 fn peak_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()).unwrap_or(0) << 10
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .unwrap_or(0)
+        << 10
 }
 
 /// Failed records of `tenant` so far, from the metrics.

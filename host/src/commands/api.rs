@@ -135,19 +135,28 @@ impl Settings {
     /// Writes the given settings into a deployment request.
     fn apply(&self, spec: &mut serde_json::Value) -> Result<()> {
         if !self.config.is_empty() {
-            spec["config"] = serde_json::json!(self.config.iter().cloned().collect::<std::collections::BTreeMap<_, _>>());
+            spec["config"] = serde_json::json!(
+                self.config
+                    .iter()
+                    .cloned()
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            );
         }
         if !spec["limits"].is_object() {
             spec["limits"] = serde_json::json!({});
         }
         for (k, v) in &self.limits {
-            let value: serde_json::Value = serde_json::from_str(v).with_context(|| format!("--limit {k}={v}: not a number"))?;
+            let value: serde_json::Value = serde_json::from_str(v)
+                .with_context(|| format!("--limit {k}={v}: not a number"))?;
             spec["limits"][k] = value;
         }
         if let Some(policy) = self.failure_policy {
             spec["failure_policy"] = serde_json::json!(policy);
         }
-        for (k, v) in [("dead_letter_topic", &self.dead_letter_topic), ("late_topic", &self.late_topic)] {
+        for (k, v) in [
+            ("dead_letter_topic", &self.dead_letter_topic),
+            ("late_topic", &self.late_topic),
+        ] {
             if let Some(v) = v {
                 spec[k] = serde_json::json!(v);
             }
@@ -161,14 +170,19 @@ impl Settings {
 
 /// A failure policy as the configuration spells it.
 fn parse_failure_policy(s: &str) -> Result<FailurePolicy, String> {
-    serde_json::from_value(serde_json::json!(s)).map_err(|_| format!("`{s}`: expected dead-letter, skip or stop"))
+    serde_json::from_value(serde_json::json!(s))
+        .map_err(|_| format!("`{s}`: expected dead-letter, skip or stop"))
 }
 
 pub fn status(a: NamedArgs) -> Result<ExitCode> {
     let view = a.api.client()?.status(&a.name)?;
     use std::io::Write;
     // A closed pipe (`| head`) is not an error worth a panic.
-    let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&view)?);
+    let _ = writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(&view)?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -180,19 +194,32 @@ pub fn set_paused(a: NamedArgs, paused: bool) -> Result<ExitCode> {
 
 pub fn rollback(a: NamedArgs) -> Result<ExitCode> {
     let v = a.api.client()?.rollback(&a.name)?;
-    eprintln!("`{}`: back to module {} (version {})", a.name, v.module, v.version);
+    eprintln!(
+        "`{}`: back to module {} (version {})",
+        a.name, v.module, v.version
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn reset(a: ResetArgs) -> Result<ExitCode> {
-    let request = ResetRequest { to: parse_reset_to(&a.to)?, state: if a.drop_state { KeepOrDrop::Drop } else { KeepOrDrop::Keep } };
+    let request = ResetRequest {
+        to: parse_reset_to(&a.to)?,
+        state: if a.drop_state {
+            KeepOrDrop::Drop
+        } else {
+            KeepOrDrop::Keep
+        },
+    };
     let done = a.api.client()?.reset(&a.name, &request)?;
     for (topic, partitions) in &done.offsets {
         for (p, o) in partitions {
             println!("{topic}\t{p}\t{o}");
         }
     }
-    eprintln!("`{}`: reset to {} (version {}, {})", a.name, request.to, done.deployment.version, done.deployment.status);
+    eprintln!(
+        "`{}`: reset to {} (version {}, {})",
+        a.name, request.to, done.deployment.version, done.deployment.status
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -201,13 +228,15 @@ fn parse_reset_to(s: &str) -> Result<ResetTo> {
     if !s.contains('=') {
         return Ok(ResetTo::Named(s.to_owned()));
     }
-    let mut offsets = std::collections::BTreeMap::<String, std::collections::BTreeMap<i32, i64>>::new();
+    let mut offsets =
+        std::collections::BTreeMap::<String, std::collections::BTreeMap<i32, i64>>::new();
     for part in s.split(',') {
         let parsed = part.rsplit_once('=').and_then(|(tp, o)| {
             let (t, p) = tp.rsplit_once(':')?;
             Some((t.to_owned(), p.parse().ok()?, o.parse().ok()?))
         });
-        let (t, p, o) = parsed.with_context(|| format!("--to: `{part}` is not TOPIC:PARTITION=OFFSET"))?;
+        let (t, p, o) =
+            parsed.with_context(|| format!("--to: `{part}` is not TOPIC:PARTITION=OFFSET"))?;
         offsets.entry(t).or_default().insert(p, o);
     }
     Ok(ResetTo::Offsets(offsets))
@@ -215,7 +244,15 @@ fn parse_reset_to(s: &str) -> Result<ResetTo> {
 
 pub fn undeploy(a: UndeployArgs) -> Result<ExitCode> {
     a.api.client()?.undeploy(&a.name, a.drop_state)?;
-    eprintln!("undeployed `{}`{}", a.name, if a.drop_state { " and dropped its state" } else { " (state kept for a later deploy)" });
+    eprintln!(
+        "undeployed `{}`{}",
+        a.name,
+        if a.drop_state {
+            " and dropped its state"
+        } else {
+            " (state kept for a later deploy)"
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,7 +266,10 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
 pub fn token() -> Result<ExitCode> {
     let token = weir_runtime::tenants::new_token()?;
     println!("token:        {token}");
-    println!("token_sha256: {}", weir_runtime::tenants::token_hash(&token));
+    println!(
+        "token_sha256: {}",
+        weir_runtime::tenants::token_hash(&token)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,10 +280,14 @@ fn read_plugin(path: &PathBuf) -> Result<Vec<u8>> {
 pub fn deploy(args: DeployArgs) -> Result<ExitCode> {
     let client = args.api.client()?;
     let module = client.upload(read_plugin(&args.plugin)?)?.module;
-    let mut spec = serde_json::json!({ "module": module, "inputs": args.inputs, "output": args.output });
+    let mut spec =
+        serde_json::json!({ "module": module, "inputs": args.inputs, "output": args.output });
     args.settings.apply(&mut spec)?;
     let v = client.deploy(&args.name, &spec)?;
-    eprintln!("deployed `{}`: module {module}, version {}", args.name, v.version);
+    eprintln!(
+        "deployed `{}`: module {module}, version {}",
+        args.name, v.version
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -257,7 +301,10 @@ pub fn upgrade(args: UpgradeArgs) -> Result<ExitCode> {
     }
     args.settings.apply(&mut spec)?;
     let v = client.upgrade(&args.name, &spec)?;
-    eprintln!("upgraded `{}` to module {}, version {}; it runs on trial for its first batches", args.name, v.module, v.version);
+    eprintln!(
+        "upgraded `{}` to module {}, version {}; it runs on trial for its first batches",
+        args.name, v.module, v.version
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -278,7 +325,22 @@ pub fn list(args: ApiArgs) -> Result<ExitCode> {
             ]
         })
         .collect();
-    print!("{}", table(["NAME", "TENANT", "STATUS", "VERSION", "MODULE", "DELIVERY", "PARTITIONS", "ERROR"], &rows));
+    print!(
+        "{}",
+        table(
+            [
+                "NAME",
+                "TENANT",
+                "STATUS",
+                "VERSION",
+                "MODULE",
+                "DELIVERY",
+                "PARTITIONS",
+                "ERROR"
+            ],
+            &rows
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -293,7 +355,18 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     }
     let mut out = String::new();
     for cells in std::iter::once(header.map(str::to_owned)).chain(rows.iter().cloned()) {
-        let line: Vec<String> = cells.iter().zip(widths).enumerate().map(|(i, (c, w))| if i + 1 == N { c.clone() } else { format!("{c:<w$}") }).collect();
+        let line: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i + 1 == N {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -302,7 +375,17 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
 
 /// The partitions a deployment runs on the host that answered.
 fn partitions(d: &View) -> String {
-    let list = d.host.as_ref().map(|h| h.partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(",")).unwrap_or_default();
+    let list = d
+        .host
+        .as_ref()
+        .map(|h| {
+            h.partitions
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
     if list.is_empty() { "-".into() } else { list }
 }
 
@@ -310,17 +393,35 @@ fn partitions(d: &View) -> String {
 mod tests {
     #[test]
     fn columns_are_as_wide_as_their_widest_cell() {
-        let rows = [["a-rather-long-deployment-name".to_owned(), "1".to_owned(), "x".to_owned()], ["b".to_owned(), "12345".to_owned(), String::new()]];
+        let rows = [
+            [
+                "a-rather-long-deployment-name".to_owned(),
+                "1".to_owned(),
+                "x".to_owned(),
+            ],
+            ["b".to_owned(), "12345".to_owned(), String::new()],
+        ];
         let text = super::table(["NAME", "VERSION", "ERROR"], &rows);
-        assert_eq!(text, "NAME                           VERSION  ERROR\na-rather-long-deployment-name  1        x\nb                              12345\n");
+        assert_eq!(
+            text,
+            "NAME                           VERSION  ERROR\na-rather-long-deployment-name  1        x\nb                              12345\n"
+        );
     }
 
     #[test]
     fn reset_points_parse() {
         use super::*;
-        assert_eq!(parse_reset_to("earliest").unwrap(), ResetTo::Named("earliest".into()));
-        assert_eq!(parse_reset_to("2026-12-05T10:00:00Z").unwrap(), ResetTo::Named("2026-12-05T10:00:00Z".into()));
-        let ResetTo::Offsets(o) = parse_reset_to("a.b:0=5,a.b:3=9,c:1=0").unwrap() else { panic!() };
+        assert_eq!(
+            parse_reset_to("earliest").unwrap(),
+            ResetTo::Named("earliest".into())
+        );
+        assert_eq!(
+            parse_reset_to("2026-12-05T10:00:00Z").unwrap(),
+            ResetTo::Named("2026-12-05T10:00:00Z".into())
+        );
+        let ResetTo::Offsets(o) = parse_reset_to("a.b:0=5,a.b:3=9,c:1=0").unwrap() else {
+            panic!()
+        };
         assert_eq!(o["a.b"][&3], 9);
         assert_eq!(o["c"][&1], 0);
         assert!(parse_reset_to("a.b:x=5").is_err());

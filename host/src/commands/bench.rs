@@ -176,35 +176,101 @@ pub enum BenchCommand {
 
 pub fn bench(command: BenchCommand) -> Result<ExitCode> {
     match command {
-        BenchCommand::Dispatch { plugin, records, value_bytes } => {
+        BenchCommand::Dispatch {
+            plugin,
+            records,
+            value_bytes,
+        } => {
             let rows = weir::bench::dispatch(&plugin, records, value_bytes)?;
-            println!("| batch | Weir (wasm) records/s | native closure records/s | wasm / native |");
-            println!("|------:|----------------------:|-------------------------:|--------------:|");
+            println!(
+                "| batch | Weir (wasm) records/s | native closure records/s | wasm / native |"
+            );
+            println!(
+                "|------:|----------------------:|-------------------------:|--------------:|"
+            );
             for r in rows {
-                println!("| {} | {:.0} | {:.0} | {:.2} |", r.batch, r.wasm_per_sec, r.native_per_sec, r.wasm_per_sec / r.native_per_sec);
+                println!(
+                    "| {} | {:.0} | {:.0} | {:.2} |",
+                    r.batch,
+                    r.wasm_per_sec,
+                    r.native_per_sec,
+                    r.wasm_per_sec / r.native_per_sec
+                );
             }
         }
-        BenchCommand::Pipeline { brokers, plugin, records, partitions } => {
+        BenchCommand::Pipeline {
+            brokers,
+            plugin,
+            records,
+            partitions,
+        } => {
             let r = weir::bench::pipeline(&brokers, &plugin, records, partitions)?;
-            println!("| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
-            println!("|--------:|--------------------------:|------------------------------:|-----------:|");
-            println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+            println!(
+                "| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |"
+            );
+            println!(
+                "|--------:|--------------------------:|------------------------------:|-----------:|"
+            );
+            println!(
+                "| {} | {:.0} | {:.0} | {:.2} |",
+                r.records,
+                r.raw_per_sec,
+                r.weir_per_sec,
+                r.weir_per_sec / r.raw_per_sec
+            );
         }
-        BenchCommand::Secure { brokers, config, plugin, records, partitions, rounds } => {
-            let secure = weir_runtime::config::Config::load(&config, std::env::vars(), &Default::default())?.kafka;
-            let plain = weir_runtime::config::KafkaConfig { brokers, ..Default::default() };
-            println!("| round | listener | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |");
-            println!("|------:|:---------|--------------------------:|------------------------------:|-----------:|");
+        BenchCommand::Secure {
+            brokers,
+            config,
+            plugin,
+            records,
+            partitions,
+            rounds,
+        } => {
+            let secure =
+                weir_runtime::config::Config::load(&config, std::env::vars(), &Default::default())?
+                    .kafka;
+            let plain = weir_runtime::config::KafkaConfig {
+                brokers,
+                ..Default::default()
+            };
+            println!(
+                "| round | listener | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |"
+            );
+            println!(
+                "|------:|:---------|--------------------------:|------------------------------:|-----------:|"
+            );
             for round in 1..=rounds {
                 for (name, kafka) in [("plaintext", &plain), ("secured", &secure)] {
                     let r = weir::bench::pipeline_on(kafka, &plugin, records, partitions)?;
-                    println!("| {round} | {name} | {:.0} | {:.0} | {:.2} |", r.raw_per_sec, r.weir_per_sec, r.weir_per_sec / r.raw_per_sec);
+                    println!(
+                        "| {round} | {name} | {:.0} | {:.0} | {:.2} |",
+                        r.raw_per_sec,
+                        r.weir_per_sec,
+                        r.weir_per_sec / r.raw_per_sec
+                    );
                 }
             }
         }
-        BenchCommand::Streams { brokers, plugins, kafka_streams, records, keys, partitions } => {
-            let rows = weir::bench::streams::streams(&brokers, &plugins, &kafka_streams_dir(kafka_streams)?, records, keys, partitions)?;
-            println!("| workload | records | outputs | raw relay records/s | Weir records/s | Kafka Streams records/s | Weir / Kafka Streams | Weir / raw |");
+        BenchCommand::Streams {
+            brokers,
+            plugins,
+            kafka_streams,
+            records,
+            keys,
+            partitions,
+        } => {
+            let rows = weir::bench::streams::streams(
+                &brokers,
+                &plugins,
+                &kafka_streams_dir(kafka_streams)?,
+                records,
+                keys,
+                partitions,
+            )?;
+            println!(
+                "| workload | records | outputs | raw relay records/s | Weir records/s | Kafka Streams records/s | Weir / Kafka Streams | Weir / raw |"
+            );
             println!("|---|---:|---:|---:|---:|---:|---:|---:|");
             for r in rows {
                 println!(
@@ -220,12 +286,34 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                 );
             }
         }
-        BenchCommand::Delivery { brokers, plugins, kafka_streams, records, keys, partitions } => {
-            let rows = weir::bench::delivery::delivery(&brokers, &plugins, &kafka_streams_dir(kafka_streams)?, records, keys, partitions)?;
-            let ms = |l: &Option<weir::bench::Latency>| l.as_ref().map_or("-".to_owned(), |l| format!("{} / {} ms", l.p50.as_millis(), l.p99.as_millis()));
+        BenchCommand::Delivery {
+            brokers,
+            plugins,
+            kafka_streams,
+            records,
+            keys,
+            partitions,
+        } => {
+            let rows = weir::bench::delivery::delivery(
+                &brokers,
+                &plugins,
+                &kafka_streams_dir(kafka_streams)?,
+                records,
+                keys,
+                partitions,
+            )?;
+            let ms = |l: &Option<weir::bench::Latency>| {
+                l.as_ref().map_or("-".to_owned(), |l| {
+                    format!("{} / {} ms", l.p50.as_millis(), l.p99.as_millis())
+                })
+            };
             let at_least_once = |r: &weir::bench::delivery::DeliveryRow| {
                 rows.iter()
-                    .find(|a| a.workload == r.workload && a.commit_ms == r.commit_ms && a.delivery.as_str() == "at-least-once")
+                    .find(|a| {
+                        a.workload == r.workload
+                            && a.commit_ms == r.commit_ms
+                            && a.delivery.as_str() == "at-least-once"
+                    })
                     .map_or(f64::NAN, |a| a.weir_per_sec)
             };
             println!(
@@ -233,8 +321,12 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
             );
             println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
             for r in &rows {
-                let ks = r.kafka_streams_per_sec.map_or("-".to_owned(), |k| format!("{k:.0}"));
-                let ratio = r.kafka_streams_per_sec.map_or("-".to_owned(), |k| format!("{:.2}", r.weir_per_sec / k));
+                let ks = r
+                    .kafka_streams_per_sec
+                    .map_or("-".to_owned(), |k| format!("{k:.0}"));
+                let ratio = r
+                    .kafka_streams_per_sec
+                    .map_or("-".to_owned(), |k| format!("{:.2}", r.weir_per_sec / k));
                 println!(
                     "| {} | {} | {} ms | {:.0} | {:.2} | {ks} | {ratio} | {} | {} |",
                     r.workload,
@@ -247,7 +339,12 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                 );
             }
         }
-        BenchCommand::Tenants { brokers, plugins, records, partitions } => {
+        BenchCommand::Tenants {
+            brokers,
+            plugins,
+            records,
+            partitions,
+        } => {
             let r = weir::bench::tenants(&brokers, &plugins, records, partitions)?;
             println!(
                 "| records | good tenant alone records/s | beside the hostile tenant records/s | shared / alone | hostile records failed meanwhile | steady stream p50 / p99 alone | beside | peak RSS |"
@@ -255,7 +352,9 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
             println!(
                 "|--------:|----------------------------:|------------------------------------:|---------------:|---------------------------------:|---:|---:|---:|"
             );
-            let ms = |l: &weir::bench::Latency| format!("{} ms / {} ms", l.p50.as_millis(), l.p99.as_millis());
+            let ms = |l: &weir::bench::Latency| {
+                format!("{} ms / {} ms", l.p50.as_millis(), l.p99.as_millis())
+            };
             println!(
                 "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} MiB |",
                 r.records,
@@ -268,10 +367,19 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                 r.peak_rss >> 20
             );
         }
-        BenchCommand::Languages { plugins, langs, records, keys } => {
+        BenchCommand::Languages {
+            plugins,
+            langs,
+            records,
+            keys,
+        } => {
             let rows = weir::bench::languages(&plugins, &langs, records, keys)?;
-            println!("| language | plugin | component bytes | compile cold | load from cache | records/s (one thread, RocksDB state) |");
-            println!("|----------|--------|----------------:|-------------:|----------------:|--------------------------------------:|");
+            println!(
+                "| language | plugin | component bytes | compile cold | load from cache | records/s (one thread, RocksDB state) |"
+            );
+            println!(
+                "|----------|--------|----------------:|-------------:|----------------:|--------------------------------------:|"
+            );
             for r in rows {
                 println!(
                     "| {} | {} | {} | {:.2} s | {:.1} ms | {:.0} |",
@@ -284,18 +392,37 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                 );
             }
         }
-        BenchCommand::State { plugins, records, keys } => {
+        BenchCommand::State {
+            plugins,
+            records,
+            keys,
+        } => {
             let rows = weir::bench::state(&plugins, records, keys)?;
             let base = rows[0].per_sec;
-            println!("| transform ({records} records, {keys} keys, one thread) | records/s | vs. stateless map |");
+            println!(
+                "| transform ({records} records, {keys} keys, one thread) | records/s | vs. stateless map |"
+            );
             println!("|---|---:|---:|");
             for r in rows {
-                println!("| {} | {:.0} | {:.2} |", r.name, r.per_sec, r.per_sec / base);
+                println!(
+                    "| {} | {:.0} | {:.2} |",
+                    r.name,
+                    r.per_sec,
+                    r.per_sec / base
+                );
             }
         }
-        BenchCommand::Join { brokers, plugins, table_keys, records, partitions } => {
+        BenchCommand::Join {
+            brokers,
+            plugins,
+            table_keys,
+            records,
+            partitions,
+        } => {
             let r = weir::bench::join(&brokers, &plugins, table_keys, records, partitions)?;
-            println!("| table keys | orders | map records/s | join records/s | join / map | table load from its topic | again after a restart |");
+            println!(
+                "| table keys | orders | map records/s | join records/s | join / map | table load from its topic | again after a restart |"
+            );
             println!("|---:|---:|---:|---:|---:|---:|---:|");
             println!(
                 "| {} | {} | {:.0} | {:.0} | {:.2} | {:.1} s ({:.0} keys/s) | {:.2} s |",
@@ -309,17 +436,37 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                 r.reload.as_secs_f64()
             );
         }
-        BenchCommand::Order { brokers, plugins, records, keys, partitions } => {
+        BenchCommand::Order {
+            brokers,
+            plugins,
+            records,
+            keys,
+            partitions,
+        } => {
             let r = weir::bench::order(&brokers, &plugins, records, keys, partitions)?;
-            println!("| records | one input records/s | two interleaved inputs records/s | two / one |");
+            println!(
+                "| records | one input records/s | two interleaved inputs records/s | two / one |"
+            );
             println!("|---:|---:|---:|---:|");
-            println!("| {} | {:.0} | {:.0} | {:.2} |", r.records, r.one_input_per_sec, r.two_inputs_per_sec, r.two_inputs_per_sec / r.one_input_per_sec);
+            println!(
+                "| {} | {:.0} | {:.0} | {:.2} |",
+                r.records,
+                r.one_input_per_sec,
+                r.two_inputs_per_sec,
+                r.two_inputs_per_sec / r.one_input_per_sec
+            );
         }
         BenchCommand::Restore { brokers, keys } => {
             let r = weir::bench::restore(&brokers, keys)?;
             println!("| keys | bare consumer records/s | Weir restore keys/s | restore / read |");
             println!("|-----:|------------------------:|--------------------:|---------------:|");
-            println!("| {} | {:.0} | {:.0} | {:.2} |", r.keys, r.read_per_sec, r.restore_per_sec, r.restore_per_sec / r.read_per_sec);
+            println!(
+                "| {} | {:.0} | {:.0} | {:.2} |",
+                r.keys,
+                r.read_per_sec,
+                r.restore_per_sec,
+                r.restore_per_sec / r.read_per_sec
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -47,10 +47,21 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let state_dir = std::env::temp_dir().join(format!("weir-dev-{}", std::process::id()));
     let mut config = weir::dev::config(&bootstrap, plugin.clone(), args.config, state_dir.clone());
     config.host.listen = Some(args.listen);
-    config.admin = Some(weir_runtime::config::AdminConfig { token_sha256: weir_runtime::tenants::token_hash(&args.token) });
+    config.admin = Some(weir_runtime::config::AdminConfig {
+        token_sha256: weir_runtime::tenants::token_hash(&args.token),
+    });
     eprintln!("weir dev: embedded Kafka at {bootstrap} (any Kafka client can connect)");
-    eprintln!("weir dev: deployment `{}` runs {} from topic `{}` to `{}`", weir::dev::DEPLOYMENT, plugin.display(), weir::dev::INPUT, weir::dev::OUTPUT);
-    eprintln!("weir dev: metrics, health and the admin API on http://{}; Ctrl-C to stop", args.listen);
+    eprintln!(
+        "weir dev: deployment `{}` runs {} from topic `{}` to `{}`",
+        weir::dev::DEPLOYMENT,
+        plugin.display(),
+        weir::dev::INPUT,
+        weir::dev::OUTPUT
+    );
+    eprintln!(
+        "weir dev: metrics, health and the admin API on http://{}; Ctrl-C to stop",
+        args.listen
+    );
     eprintln!(
         "weir dev: deploy more with `WEIR_TOKEN={} weir deploy NAME --plugin FILE.wasm --input {} --output {}`",
         args.token,
@@ -60,9 +71,20 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     let code = serve_until_signal(config, |_, shutdown| {
-        clients
-            .push(weir::dev::print_outputs(bootstrap.clone(), vec![weir::dev::OUTPUT.into()], args.max_records, stop.clone(), move || shutdown.notify_one()));
-        clients.push(weir::dev::produce_samples(bootstrap.clone(), samples, std::time::Duration::from_millis(args.interval_ms), 0, stop.clone()));
+        clients.push(weir::dev::print_outputs(
+            bootstrap.clone(),
+            vec![weir::dev::OUTPUT.into()],
+            args.max_records,
+            stop.clone(),
+            move || shutdown.notify_one(),
+        ));
+        clients.push(weir::dev::produce_samples(
+            bootstrap.clone(),
+            samples,
+            std::time::Duration::from_millis(args.interval_ms),
+            0,
+            stop.clone(),
+        ));
         Ok(())
     });
     // Every client goes before the embedded broker does; one left behind

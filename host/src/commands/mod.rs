@@ -10,6 +10,8 @@ pub mod test;
 
 /// A `KEY=VALUE` argument (`--config`, `--limit`).
 pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
     Ok((k.to_owned(), v.to_owned()))
 }

@@ -23,6 +23,9 @@ pub fn new_plugin(args: NewArgs) -> Result<ExitCode> {
         eprintln!("created {}", f.display());
     }
     let name = args.dir.file_name().unwrap_or_default().to_string_lossy();
-    eprintln!("next: cd {} && ./build && weir test {name}.wasm -i sample.jsonl", args.dir.display());
+    eprintln!(
+        "next: cd {} && ./build && weir test {name}.wasm -i sample.jsonl",
+        args.dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -50,15 +50,29 @@ pub fn serve_until_signal(
 ) -> Result<ExitCode> {
     let mut config = config;
     // Modules compile in child processes of this binary, under limits.
-    config.engine.compiler_exe = Some(std::env::current_exe().context("locating the weir binary (modules compile in a child process of it)")?);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    config.engine.compiler_exe = Some(
+        std::env::current_exe()
+            .context("locating the weir binary (modules compile in a child process of it)")?,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let host = std::sync::Arc::new(weir_runtime::pipeline::Host::start(&config)?);
     // Check every deployment before consuming anything.
-    let prepared =
-        config.deployments.iter().map(|(name, d)| host.prepare_static(name, d).with_context(|| format!("deployment `{name}`"))).collect::<Result<Vec<_>>>()?;
+    let prepared = config
+        .deployments
+        .iter()
+        .map(|(name, d)| {
+            host.prepare_static(name, d)
+                .with_context(|| format!("deployment `{name}`"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     if let Some(addr) = config.host.listen {
         let router = weir_runtime::http::router(host.clone());
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("listening on {addr}"))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("listening on {addr}"))?;
         host.advertise(listener.local_addr()?);
         tracing::info!(%addr, "HTTP listener ready (/metrics, /health)");
         runtime.spawn(weir_runtime::http::serve(listener, router));
@@ -95,7 +109,8 @@ pub fn serve_until_signal(
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -64,22 +64,63 @@ pub struct KeyArgs {
 /// where it is JSON; hosts that could not answer go to stderr.
 pub fn run(command: StateCommand) -> Result<ExitCode> {
     let (name, api, query) = match command {
-        StateCommand::Get { name, key, keys, api } => {
-            (name, api, StateQuery { key: Some(key), map: keys.map, partition: keys.partition, hex: keys.hex, ..Default::default() })
-        }
-        StateCommand::Scan { name, prefix, from, to, after, limit, keys, api } => (
+        StateCommand::Get {
+            name,
+            key,
+            keys,
+            api,
+        } => (
             name,
             api,
-            StateQuery { map: keys.map, prefix, from, to, after, limit: Some(limit), partition: keys.partition, hex: keys.hex, ..Default::default() },
+            StateQuery {
+                key: Some(key),
+                map: keys.map,
+                partition: keys.partition,
+                hex: keys.hex,
+                ..Default::default()
+            },
+        ),
+        StateCommand::Scan {
+            name,
+            prefix,
+            from,
+            to,
+            after,
+            limit,
+            keys,
+            api,
+        } => (
+            name,
+            api,
+            StateQuery {
+                map: keys.map,
+                prefix,
+                from,
+                to,
+                after,
+                limit: Some(limit),
+                partition: keys.partition,
+                hex: keys.hex,
+                ..Default::default()
+            },
         ),
     };
     let answer = api.client()?.state(&name, &query)?;
     for e in &answer.entries {
-        println!("{}\t{}\t{}", e.partition, e.key_hex.as_deref().unwrap_or(&e.key), shown(e));
+        println!(
+            "{}\t{}\t{}",
+            e.partition,
+            e.key_hex.as_deref().unwrap_or(&e.key),
+            shown(e)
+        );
     }
     let mut complete = true;
     for h in answer.hosts.iter().filter(|h| h.error.is_some()) {
-        eprintln!("warning: host {} did not answer: {}", h.host, h.error.as_deref().unwrap_or_default());
+        eprintln!(
+            "warning: host {} did not answer: {}",
+            h.host,
+            h.error.as_deref().unwrap_or_default()
+        );
         complete = false;
     }
     if let Some(after) = &answer.next_after {
@@ -87,7 +128,11 @@ pub fn run(command: StateCommand) -> Result<ExitCode> {
     } else if let Some(after) = &answer.next_after_hex {
         eprintln!("more: --hex --after {after} (with the other keys in hex too)");
     }
-    Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn shown(e: &Entry) -> String {

@@ -52,20 +52,29 @@ pub struct TestArgs {
 pub fn test(args: TestArgs) -> Result<ExitCode> {
     let text = if args.input.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
         s
     } else {
-        std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?
+        std::fs::read_to_string(&args.input)
+            .with_context(|| format!("reading {}", args.input.display()))?
     };
     let lines = offline::jsonl::parse(&text)?;
-    let mut config = EngineConfig { compiler_exe: Some(std::env::current_exe().context("locating the weir binary")?), ..EngineConfig::default() };
+    let mut config = EngineConfig {
+        compiler_exe: Some(std::env::current_exe().context("locating the weir binary")?),
+        ..EngineConfig::default()
+    };
     if args.no_cache {
         config.cache_dir = None;
     }
     let mut limits = Limits::default();
     limits.memory_mb = args.memory_mb.unwrap_or(limits.memory_mb);
     limits.cpu_ms_per_batch = args.cpu_ms.unwrap_or(limits.cpu_ms_per_batch);
-    let name = args.plugin.file_stem().map_or("test".into(), |s| s.to_string_lossy().into_owned());
+    let name = args
+        .plugin
+        .file_stem()
+        .map_or("test".into(), |s| s.to_string_lossy().into_owned());
     let opts = TestOptions {
         name,
         config: args.config,
@@ -76,11 +85,23 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         flush_windows: args.flush_windows,
         tables: args.tables,
     };
-    let summary = weir_engine::on_wasm_thread(&config.clone(), "weir-test", "the test runner", move || {
-        let engine = Engine::new(config)?;
-        let stdout = std::io::stdout();
-        let stderr = std::io::stderr();
-        offline::run(&engine, &args.plugin, &opts, &lines, &mut stdout.lock(), &mut stderr.lock())
-    })??;
-    Ok(if summary.failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    let summary =
+        weir_engine::on_wasm_thread(&config.clone(), "weir-test", "the test runner", move || {
+            let engine = Engine::new(config)?;
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            offline::run(
+                &engine,
+                &args.plugin,
+                &opts,
+                &lines,
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            )
+        })??;
+    Ok(if summary.failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -113,7 +113,13 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     pub fn new(topic: &str, partition: i32) -> Self {
         BatchBuilder {
-            batch: InputBatch { topic: topic.to_owned(), partition, data: Vec::new(), records: Vec::new(), headers: Vec::new() },
+            batch: InputBatch {
+                topic: topic.to_owned(),
+                partition,
+                data: Vec::new(),
+                records: Vec::new(),
+                headers: Vec::new(),
+            },
             invalid: Vec::new(),
         }
     }
@@ -127,7 +133,10 @@ impl BatchBuilder {
     fn bytes(&mut self, b: &[u8]) -> Span {
         let start = self.batch.data.len() as u32;
         self.batch.data.extend_from_slice(b);
-        Span { start, len: b.len() as u32 }
+        Span {
+            start,
+            len: b.len() as u32,
+        }
     }
 
     pub fn push<'h>(
@@ -138,7 +147,13 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
     ) {
-        self.push_bytes(offset, timestamp, key, value, headers.into_iter().map(|(n, v)| (n.as_bytes(), v)));
+        self.push_bytes(
+            offset,
+            timestamp,
+            key,
+            value,
+            headers.into_iter().map(|(n, v)| (n.as_bytes(), v)),
+        );
     }
 
     /// [`push`](Self::push) for a record as consumed: header names are
@@ -170,9 +185,18 @@ impl BatchBuilder {
             let value = v.map(|v| self.bytes(v));
             self.batch.headers.push(Header { name, value });
         }
-        let headers = Span { start: first, len: self.batch.headers.len() as u32 - first };
+        let headers = Span {
+            start: first,
+            len: self.batch.headers.len() as u32 - first,
+        };
         let index = self.batch.records.len() as u32;
-        self.batch.records.push(InputRecord { offset, timestamp, key, value, headers });
+        self.batch.records.push(InputRecord {
+            offset,
+            timestamp,
+            key,
+            value,
+            headers,
+        });
         if let Some(message) = invalid {
             self.mark_invalid(index, message);
         }
@@ -180,7 +204,11 @@ impl BatchBuilder {
 
     /// Marks the record at `index` as one no transform may see.
     pub fn mark_invalid(&mut self, index: u32, message: String) {
-        self.invalid.push(RecordFailure { index, kind: FailureKind::InvalidInput, message });
+        self.invalid.push(RecordFailure {
+            index,
+            kind: FailureKind::InvalidInput,
+            message,
+        });
     }
 
     #[inline]
@@ -198,7 +226,9 @@ impl BatchBuilder {
     /// wire, so entries count).
     #[inline]
     pub fn held_bytes(&self) -> usize {
-        self.batch.data.len() + self.batch.records.len() * size_of::<InputRecord>() + self.batch.headers.len() * size_of::<Header>()
+        self.batch.data.len()
+            + self.batch.records.len() * size_of::<InputRecord>()
+            + self.batch.headers.len() * size_of::<Header>()
     }
 
     pub fn topic(&self) -> &str {
@@ -213,23 +243,40 @@ impl BatchBuilder {
 
     /// Whether record `i` is marked as one no transform may see.
     pub fn is_invalid(&self, i: usize) -> bool {
-        self.invalid.binary_search_by_key(&(i as u32), |f| f.index).is_ok()
+        self.invalid
+            .binary_search_by_key(&(i as u32), |f| f.index)
+            .is_ok()
     }
 
     /// A builder of records `range` of this one (their bytes copied), with
     /// their invalid marks.
     pub fn copy_range(&self, range: std::ops::Range<usize>) -> BatchBuilder {
         let mut b = BatchBuilder::new(&self.batch.topic, self.batch.partition);
-        let from = self.invalid.partition_point(|f| (f.index as usize) < range.start);
-        let to = self.invalid.partition_point(|f| (f.index as usize) < range.end);
+        let from = self
+            .invalid
+            .partition_point(|f| (f.index as usize) < range.start);
+        let to = self
+            .invalid
+            .partition_point(|f| (f.index as usize) < range.end);
         let batch = &self.batch;
         for i in range.clone() {
             let r = &batch.records[i];
-            let headers = batch.headers[r.headers.range()].iter().map(|h| (&batch.data[h.name.range()], h.value.map(|v| &batch.data[v.range()])));
+            let headers = batch.headers[r.headers.range()].iter().map(|h| {
+                (
+                    &batch.data[h.name.range()],
+                    h.value.map(|v| &batch.data[v.range()]),
+                )
+            });
             b.push_bytes(r.offset, r.timestamp, batch.key(i), batch.value(i), headers);
         }
         // Names were made UTF-8 when first pushed: the marks come from here.
-        b.invalid = self.invalid[from..to].iter().map(|f| RecordFailure { index: f.index - range.start as u32, ..f.clone() }).collect();
+        b.invalid = self.invalid[from..to]
+            .iter()
+            .map(|f| RecordFailure {
+                index: f.index - range.start as u32,
+                ..f.clone()
+            })
+            .collect();
         b
     }
 
@@ -259,7 +306,12 @@ impl InputBatch {
     pub fn headers(&self, i: usize) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
         self.headers[self.records[i].headers.range()]
             .iter()
-            .map(|h| (std::str::from_utf8(&self.data[h.name.range()]).unwrap_or(""), h.value.map(|v| &self.data[v.range()])))
+            .map(|h| {
+                (
+                    std::str::from_utf8(&self.data[h.name.range()]).unwrap_or(""),
+                    h.value.map(|v| &self.data[v.range()]),
+                )
+            })
     }
 
     /// A batch of the records at `indices` (in that order).
@@ -268,7 +320,13 @@ impl InputBatch {
         for &i in indices {
             let i = i as usize;
             let r = &self.records[i];
-            b.push(r.offset, r.timestamp, self.key(i), self.value(i), self.headers(i));
+            b.push(
+                r.offset,
+                r.timestamp,
+                self.key(i),
+                self.value(i),
+                self.headers(i),
+            );
         }
         b.finish()
     }
@@ -299,17 +357,40 @@ mod tests {
     fn a_copied_range_keeps_its_records_and_their_invalid_marks() {
         let mut b = BatchBuilder::new("t", 3);
         for i in 0..5i64 {
-            let name = if i == 3 { b"\xff".as_slice() } else { b"h".as_slice() };
-            b.push_bytes(i + 10, i * 100, Some(format!("k{i}").as_bytes()), None, [(name, Some(b"v".as_slice()))]);
+            let name = if i == 3 {
+                b"\xff".as_slice()
+            } else {
+                b"h".as_slice()
+            };
+            b.push_bytes(
+                i + 10,
+                i * 100,
+                Some(format!("k{i}").as_bytes()),
+                None,
+                [(name, Some(b"v".as_slice()))],
+            );
         }
         b.mark_invalid(4, "too far ahead".into());
         assert!(b.is_invalid(3) && b.is_invalid(4) && !b.is_invalid(2));
         let (copy, invalid) = b.copy_range(2..5).finish_checked();
         assert_eq!((copy.topic.as_str(), copy.partition), ("t", 3));
-        assert_eq!(copy.records.iter().map(|r| (r.offset, r.timestamp)).collect::<Vec<_>>(), [(12, 200), (13, 300), (14, 400)]);
+        assert_eq!(
+            copy.records
+                .iter()
+                .map(|r| (r.offset, r.timestamp))
+                .collect::<Vec<_>>(),
+            [(12, 200), (13, 300), (14, 400)]
+        );
         assert_eq!(copy.key(0), Some(b"k2".as_slice()));
-        assert_eq!(copy.headers(2).collect::<Vec<_>>(), [("h", Some(b"v".as_slice()))]);
+        assert_eq!(
+            copy.headers(2).collect::<Vec<_>>(),
+            [("h", Some(b"v".as_slice()))]
+        );
         assert_eq!(invalid.iter().map(|f| f.index).collect::<Vec<_>>(), [1, 2]);
-        assert!(invalid[0].message.contains("not UTF-8"), "{}", invalid[0].message);
+        assert!(
+            invalid[0].message.contains("not UTF-8"),
+            "{}",
+            invalid[0].message
+        );
     }
 }

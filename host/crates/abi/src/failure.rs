@@ -65,7 +65,10 @@ impl FailureKind {
 
     /// Failures that stop the partition instead of condemning a record.
     pub fn stops_partition(self) -> bool {
-        matches!(self, FailureKind::Fatal | FailureKind::Host | FailureKind::Unavailable)
+        matches!(
+            self,
+            FailureKind::Fatal | FailureKind::Host | FailureKind::Unavailable
+        )
     }
 }
 
@@ -85,7 +88,10 @@ pub struct CallFailure {
 
 impl CallFailure {
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        CallFailure { kind, message: message.into() }
+        CallFailure {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn host(error: anyhow::Error) -> Self {

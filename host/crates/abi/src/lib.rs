@@ -14,13 +14,21 @@ mod failure;
 mod limits;
 mod window;
 
-pub use batch::{BatchBuilder, Header, InputBatch, InputRecord, MAX_MESSAGE_BYTES, OutputBatch, OutputRecord, Reject, Span, WindowAdd, truncate};
+pub use batch::{
+    BatchBuilder, Header, InputBatch, InputRecord, MAX_MESSAGE_BYTES, OutputBatch, OutputRecord,
+    Reject, Span, WindowAdd, truncate,
+};
 pub use failure::{CallFailure, FailureKind, RecordFailure, Stopped};
 pub use limits::{LimitExceeded, Limits, record_size};
-pub use window::{Aggregation, EmitMode, Hopping, WindowBatch, WindowKind, WindowResult, WindowSpec};
+pub use window::{
+    Aggregation, EmitMode, Hopping, WindowBatch, WindowKind, WindowResult, WindowSpec,
+};
 
 /// The wall clock as Kafka counts time: ms since the Unix epoch.
 #[inline]
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }

@@ -44,7 +44,9 @@ const HEADER_FRAMING_BYTES: u64 = 10;
 /// Size of a record alone in a batch, as brokers compare it with a topic's
 /// `max.message.bytes`: key, value, header names and values, and framing.
 pub fn record_size(key: usize, value: usize, headers: impl Iterator<Item = usize>) -> u64 {
-    headers.fold(RECORD_FRAMING_BYTES + key as u64 + value as u64, |n, h| n + h as u64 + HEADER_FRAMING_BYTES)
+    headers.fold(RECORD_FRAMING_BYTES + key as u64 + value as u64, |n, h| {
+        n + h as u64 + HEADER_FRAMING_BYTES
+    })
 }
 
 impl Limits {
@@ -65,22 +67,36 @@ impl Limits {
 /// A limit an instance or record ran into.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum LimitExceeded {
-    #[error("memory limit: the instance asked for {requested} bytes of linear memory, more than its {limit}-byte limit")]
+    #[error(
+        "memory limit: the instance asked for {requested} bytes of linear memory, more than its {limit}-byte limit"
+    )]
     Memory { requested: u64, limit: u64 },
     #[error("table limit: the instance asked for {requested} table elements, more than {limit}")]
     Table { requested: u64, limit: u64 },
     #[error("CPU time limit: the call ran for more than {limit_ms} ms of CPU time")]
     Cpu { limit_ms: u64 },
-    #[error("output limit: the record produced {count} outputs, more than max_outputs_per_record = {limit}")]
+    #[error(
+        "output limit: the record produced {count} outputs, more than max_outputs_per_record = {limit}"
+    )]
     Outputs { count: u64, limit: u32 },
-    #[error("output limit: the record produced {bytes} bytes of output, more than max_output_bytes_per_record = {limit}")]
+    #[error(
+        "output limit: the record produced {bytes} bytes of output, more than max_output_bytes_per_record = {limit}"
+    )]
     OutputBytes { bytes: u64, limit: u64 },
-    #[error("output limit: an output record of {bytes} bytes is larger than the {limit} bytes its topics accept (max_output_record_bytes)")]
+    #[error(
+        "output limit: an output record of {bytes} bytes is larger than the {limit} bytes its topics accept (max_output_record_bytes)"
+    )]
     RecordBytes { bytes: u64, limit: u64 },
-    #[error("host memory limit: the call made the host hold or read more than {limit} bytes on its behalf ({what}); memory_mb bounds it")]
+    #[error(
+        "host memory limit: the call made the host hold or read more than {limit} bytes on its behalf ({what}); memory_mb bounds it"
+    )]
     HostMemory { what: String, limit: u64 },
-    #[error("state limit: a state entry of {bytes} bytes is larger than the {limit} bytes the changelog topic accepts")]
+    #[error(
+        "state limit: a state entry of {bytes} bytes is larger than the {limit} bytes the changelog topic accepts"
+    )]
     StateEntry { bytes: u64, limit: u64 },
-    #[error("state limit: the partition's state would hold {bytes} bytes of keys and values, more than max_state_bytes = {limit}")]
+    #[error(
+        "state limit: the partition's state would hold {bytes} bytes of keys and values, more than max_state_bytes = {limit}"
+    )]
     State { bytes: u64, limit: u64 },
 }

@@ -31,7 +31,11 @@ pub struct ArtifactCache {
 
 impl ArtifactCache {
     pub fn new(dir: &Path, engine: &wasmtime::Engine) -> Result<Self> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating module cache directory {}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating module cache directory {}", dir.display()))?;
         let mode = std::fs::metadata(dir)?.permissions().mode();
         if mode & 0o077 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
@@ -39,7 +43,11 @@ impl ArtifactCache {
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(ArtifactCache { dir: dir.to_owned(), engine_key: format!("{:016x}", hasher.finish()), key: load_key(&dir.join(KEY_FILE))? })
+        Ok(ArtifactCache {
+            dir: dir.to_owned(),
+            engine_key: format!("{:016x}", hasher.finish()),
+            key: load_key(&dir.join(KEY_FILE))?,
+        })
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -84,7 +92,10 @@ impl ArtifactCache {
     }
 
     pub fn put(&self, digest: &str, component: &Component) -> Result<()> {
-        let mut bytes = component.serialize().map_err(anyhow::Error::from).context("serializing compiled module")?;
+        let mut bytes = component
+            .serialize()
+            .map_err(anyhow::Error::from)
+            .context("serializing compiled module")?;
         let mut mac = self.mac();
         mac.update(&bytes);
         bytes.extend_from_slice(&mac.finalize().into_bytes());
@@ -98,15 +109,26 @@ fn load_key(path: &Path) -> Result<[u8; 32]> {
     if let Ok(key) = std::fs::read(path) {
         let mode = std::fs::metadata(path)?.permissions().mode();
         if mode & 0o077 != 0 {
-            bail!("module cache key {} is readable by other users (mode {:o}); delete it and the cache", path.display(), mode & 0o777);
+            bail!(
+                "module cache key {} is readable by other users (mode {:o}); delete it and the cache",
+                path.display(),
+                mode & 0o777
+            );
         }
-        return key.try_into().map_err(|_| anyhow::anyhow!("module cache key {} is damaged; delete it and the cache", path.display()));
+        return key.try_into().map_err(|_| {
+            anyhow::anyhow!(
+                "module cache key {} is damaged; delete it and the cache",
+                path.display()
+            )
+        });
     }
     let key: [u8; 32] = rand::random();
     crate::private_file::write(path, &key)?;
     // Another process may have made one first: use whichever won.
     let stored = std::fs::read(path)?;
-    stored.try_into().map_err(|_| anyhow::anyhow!("module cache key {} is damaged", path.display()))
+    stored
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("module cache key {} is damaged", path.display()))
 }
 
 #[cfg(test)]
@@ -118,12 +140,16 @@ mod tests {
     #[test]
     fn a_tampered_artifact_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = wasmtime::Engine::new(wasmtime::Config::new().wasm_component_model(true)).unwrap();
+        let engine =
+            wasmtime::Engine::new(wasmtime::Config::new().wasm_component_model(true)).unwrap();
         let component = Component::new(&engine, "(component)").unwrap();
         let cache = ArtifactCache::new(dir.path(), &engine).unwrap();
         cache.put("d", &component).unwrap();
         assert!(cache.get(&engine, "d").is_some());
-        let mode = std::fs::metadata(cache.path("d")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(cache.path("d"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         // Someone else's valid artifact under the same name, without our key.
         let forged = component.serialize().unwrap();
@@ -132,6 +158,11 @@ mod tests {
         assert!(!cache.path("d").exists(), "and deleted");
         // A new cache on the same directory keeps the key and trusts its files.
         cache.put("d", &component).unwrap();
-        assert!(ArtifactCache::new(dir.path(), &engine).unwrap().get(&engine, "d").is_some());
+        assert!(
+            ArtifactCache::new(dir.path(), &engine)
+                .unwrap()
+                .get(&engine, "d")
+                .is_some()
+        );
     }
 }

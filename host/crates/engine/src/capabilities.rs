@@ -69,7 +69,11 @@ impl HasData for TablesView {
 
 impl HostState {
     pub fn log_capability(&mut self) -> LogCapability<'_> {
-        LogCapability { log: &self.log, last_error: &self.last_error, budget: &mut self.budget }
+        LogCapability {
+            log: &self.log,
+            last_error: &self.last_error,
+            budget: &mut self.budget,
+        }
     }
 
     pub fn state_capability(&mut self) -> StateCapability<'_> {
@@ -82,11 +86,17 @@ impl HostState {
     }
 
     pub fn tables_capability(&mut self) -> TablesCapability<'_> {
-        TablesCapability { tables: &self.tables, readable: self.partition.is_some(), budget: &mut self.budget }
+        TablesCapability {
+            tables: &self.tables,
+            readable: self.partition.is_some(),
+            budget: &mut self.budget,
+        }
     }
 
     pub fn windows_capability(&mut self) -> WindowsCapability<'_> {
-        WindowsCapability { defs: &mut self.windows }
+        WindowsCapability {
+            defs: &mut self.windows,
+        }
     }
 }
 
@@ -95,12 +105,16 @@ impl HostState {
 
 /// State is reachable only while the host processes a partition's records.
 #[derive(Debug, thiserror::Error)]
-#[error("state and timers are only available while processing records (in `process`, `on-window` or `on-timer`), not in `init`, `reduce` or `merge`")]
+#[error(
+    "state and timers are only available while processing records (in `process`, `on-window` or `on-timer`), not in `init`, `reduce` or `merge`"
+)]
 struct NoPartition;
 
 /// Charges the call's host budget for `bytes` of `what`.
 fn charge(budget: &mut HostBudget, bytes: usize, what: &str) -> wasmtime::Result<()> {
-    budget.try_charge(bytes as u64, what).map_err(wasmtime::Error::new)
+    budget
+        .try_charge(bytes as u64, what)
+        .map_err(wasmtime::Error::new)
 }
 
 /// Host bytes a state entry costs beyond its key and value (map slots, the
@@ -113,7 +127,11 @@ const MAX_TIMER_KEY: usize = 4096;
 
 impl LogCapability<'_> {
     pub fn write(&mut self, level: LogLevel, message: &str) -> wasmtime::Result<()> {
-        charge(self.budget, message.len().min(crate::transform::log::MAX_LINE_BYTES), "log lines")?;
+        charge(
+            self.budget,
+            message.len().min(crate::transform::log::MAX_LINE_BYTES),
+            "log lines",
+        )?;
         if level == LogLevel::Error {
             self.last_error.set(message);
         }
@@ -126,7 +144,9 @@ type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl StateCapability<'_> {
     fn partition(&mut self) -> wasmtime::Result<&mut PartitionState> {
-        self.partition.as_deref_mut().ok_or_else(|| NoPartition.into())
+        self.partition
+            .as_deref_mut()
+            .ok_or_else(|| NoPartition.into())
     }
 
     /// A scan's `limit`, at most one entry more than the budget could pay
@@ -139,23 +159,42 @@ impl StateCapability<'_> {
     }
 
     fn charged(&mut self, entries: Entries) -> wasmtime::Result<Entries> {
-        let bytes = entries.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();
+        let bytes = entries
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD)
+            .sum();
         charge(self.budget, bytes, "state scans")?;
         Ok(entries)
     }
 
     pub fn get(&mut self, key: &[u8]) -> wasmtime::Result<Option<Vec<u8>>> {
-        let value = self.partition()?.get(key).map_err(wasmtime::Error::from_anyhow)?;
-        charge(self.budget, key.len() + value.as_ref().map_or(0, Vec::len), "state reads")?;
+        let value = self
+            .partition()?
+            .get(key)
+            .map_err(wasmtime::Error::from_anyhow)?;
+        charge(
+            self.budget,
+            key.len() + value.as_ref().map_or(0, Vec::len),
+            "state reads",
+        )?;
         Ok(value)
     }
 
     pub fn set(&mut self, key: &[u8], value: &[u8], ttl_ms: Option<u64>) -> wasmtime::Result<()> {
-        charge(self.budget, key.len() + value.len() + ENTRY_OVERHEAD, "state writes")?;
+        charge(
+            self.budget,
+            key.len() + value.len() + ENTRY_OVERHEAD,
+            "state writes",
+        )?;
         let state = self.partition()?;
         state.set(key, value, ttl_ms);
         match state.take_oversize() {
-            Some((bytes, limit)) => Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry { bytes, limit })),
+            Some((bytes, limit)) => {
+                Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry {
+                    bytes,
+                    limit,
+                }))
+            }
             None => Ok(()),
         }
     }
@@ -166,17 +205,33 @@ impl StateCapability<'_> {
         Ok(())
     }
 
-    pub fn range(&mut self, start: &[u8], end: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
+    pub fn range(
+        &mut self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: u32,
+    ) -> wasmtime::Result<Entries> {
         let limit = self.entries_affordable(limit);
         let max_bytes = self.budget.left();
-        let entries = self.partition()?.range(start, end, limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
+        let entries = self
+            .partition()?
+            .range(start, end, limit, max_bytes)
+            .map_err(wasmtime::Error::from_anyhow)?;
         self.charged(entries)
     }
 
-    pub fn prefix(&mut self, prefix: &[u8], after: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
+    pub fn prefix(
+        &mut self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: u32,
+    ) -> wasmtime::Result<Entries> {
         let limit = self.entries_affordable(limit);
         let max_bytes = self.budget.left();
-        let entries = self.partition()?.prefix(prefix, after, limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
+        let entries = self
+            .partition()?
+            .prefix(prefix, after, limit, max_bytes)
+            .map_err(wasmtime::Error::from_anyhow)?;
         self.charged(entries)
     }
 
@@ -186,41 +241,64 @@ impl StateCapability<'_> {
     pub fn set_timer(&mut self, key: &[u8], at: i64, clock: Clock) -> wasmtime::Result<()> {
         charge(self.budget, 2 * (key.len() + ENTRY_OVERHEAD), "timers")?;
         if key.len() > MAX_TIMER_KEY {
-            return Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry { bytes: key.len() as u64, limit: MAX_TIMER_KEY as u64 }));
+            return Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry {
+                bytes: key.len() as u64,
+                limit: MAX_TIMER_KEY as u64,
+            }));
         }
-        if clock == Clock::EventTime && self.horizon.between.is_some_and(|(after, latest)| after < at && at <= latest) {
+        if clock == Clock::EventTime
+            && self
+                .horizon
+                .between
+                .is_some_and(|(after, latest)| after < at && at <= latest)
+        {
             self.horizon.crossed = true;
         }
         let state = self.partition()?;
-        state.set_timer(key, at, clock).map_err(wasmtime::Error::from_anyhow)?;
+        state
+            .set_timer(key, at, clock)
+            .map_err(wasmtime::Error::from_anyhow)?;
         match state.take_oversize() {
-            Some((bytes, limit)) => Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry { bytes, limit })),
+            Some((bytes, limit)) => {
+                Err(wasmtime::Error::new(weir_abi::LimitExceeded::StateEntry {
+                    bytes,
+                    limit,
+                }))
+            }
             None => Ok(()),
         }
     }
 
     pub fn cancel_timer(&mut self, key: &[u8]) -> wasmtime::Result<()> {
         charge(self.budget, 2 * (key.len() + ENTRY_OVERHEAD), "timers")?;
-        self.partition()?.cancel_timer(key).map_err(wasmtime::Error::from_anyhow)
+        self.partition()?
+            .cancel_timer(key)
+            .map_err(wasmtime::Error::from_anyhow)
     }
 
     pub fn now(&mut self, clock: Clock) -> wasmtime::Result<i64> {
         Ok(match clock {
             Clock::EventTime => self.partition()?.stream_time(),
-            Clock::WallClock => self.wall_clock.map_or(weir_abi::now_ms() as i64, |c| c.load(Ordering::Relaxed)),
+            Clock::WallClock => self
+                .wall_clock
+                .map_or(weir_abi::now_ms() as i64, |c| c.load(Ordering::Relaxed)),
         })
     }
 
     pub fn timer(&mut self, key: &[u8]) -> wasmtime::Result<Option<(i64, Clock)>> {
         charge(self.budget, key.len() + ENTRY_OVERHEAD, "timers")?;
-        self.partition()?.timer(key).map_err(wasmtime::Error::from_anyhow)
+        self.partition()?
+            .timer(key)
+            .map_err(wasmtime::Error::from_anyhow)
     }
 }
 
 /// Tables are deployment-wide, but read only while records are processed,
 /// like state: `init` runs before they are loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("tables can be read only while processing records (in `process`, `on-window` or `on-timer`); `init` may only open them")]
+#[error(
+    "tables can be read only while processing records (in `process`, `on-window` or `on-timer`); `init` may only open them"
+)]
 struct TablesNotReadable;
 
 impl TablesCapability<'_> {
@@ -237,7 +315,10 @@ impl TablesCapability<'_> {
 
     pub fn get(&mut self, id: u32, key: &[u8]) -> wasmtime::Result<Option<Vec<u8>>> {
         charge(self.budget, key.len(), "table reads")?;
-        let found = self.store(id)?.get(key, self.budget.left()).map_err(wasmtime::Error::from_anyhow)?;
+        let found = self
+            .store(id)?
+            .get(key, self.budget.left())
+            .map_err(wasmtime::Error::from_anyhow)?;
         match found {
             None => Ok(None),
             Some(Found::Value(v)) => {
@@ -245,22 +326,42 @@ impl TablesCapability<'_> {
                 Ok(Some(v))
             }
             // Fails on the budget, uncopied.
-            Some(Found::TooLong(len)) => charge(self.budget, len as usize, "table reads").map(|()| None),
+            Some(Found::TooLong(len)) => {
+                charge(self.budget, len as usize, "table reads").map(|()| None)
+            }
         }
     }
 
-    pub fn range(&mut self, id: u32, start: &[u8], end: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
+    pub fn range(
+        &mut self,
+        id: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: u32,
+    ) -> wasmtime::Result<Entries> {
         // One entry more than the budget pays for: a scan that has it fails
         // on the charge below instead of returning a page cut short.
         let limit = u64::from(limit).min(self.budget.left() / ENTRY_OVERHEAD as u64 + 1) as usize;
         let max_bytes = self.budget.left();
-        let entries = self.store(id)?.scan(start, end, limit, max_bytes).map_err(wasmtime::Error::from_anyhow)?;
-        let bytes = entries.iter().map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD).sum();
+        let entries = self
+            .store(id)?
+            .scan(start, end, limit, max_bytes)
+            .map_err(wasmtime::Error::from_anyhow)?;
+        let bytes = entries
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + ENTRY_OVERHEAD)
+            .sum();
         charge(self.budget, bytes, "table scans")?;
         Ok(entries)
     }
 
-    pub fn prefix(&mut self, id: u32, prefix: &[u8], after: Option<&[u8]>, limit: u32) -> wasmtime::Result<Entries> {
+    pub fn prefix(
+        &mut self,
+        id: u32,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: u32,
+    ) -> wasmtime::Result<Entries> {
         let start = match after {
             // Strictly after `after`: its successor in key order.
             Some(after) if after >= prefix => [after, &[0]].concat(),

@@ -35,31 +35,55 @@ impl Default for CompileLimits {
     fn default() -> Self {
         // Python and JavaScript components (12-18 MB) compile in ~6 s and
         // under 1 GiB here.
-        CompileLimits { memory_mb: 2048, seconds: 120 }
+        CompileLimits {
+            memory_mb: 2048,
+            seconds: 120,
+        }
     }
 }
 
 /// Compiles `bytes` with `exe compile-module`, which builds an engine from
 /// `engine` (so its artifacts load into this host's engine) under
 /// `limits`; returns the serialized artifact.
-pub fn in_child(exe: &std::path::Path, engine: &crate::EngineConfig, limits: CompileLimits, bytes: &[u8]) -> Result<Vec<u8>, LoadError> {
+pub fn in_child(
+    exe: &std::path::Path,
+    engine: &crate::EngineConfig,
+    limits: CompileLimits,
+    bytes: &[u8],
+) -> Result<Vec<u8>, LoadError> {
     let config = serde_json::to_string(engine).expect("the engine config serializes");
     let mut cmd = Command::new(exe);
-    cmd.arg(SUBCOMMAND).arg(config).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg(SUBCOMMAND)
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // No log lines of the child's own on stderr: it carries the error. No
     // backtrace either: symbolizing one reads the binary's debug info, in a
     // process out of memory.
     // Nothing of the host's environment (it may hold secrets).
-    cmd.env_clear().env("WEIR_LOG", "off").env("RUST_BACKTRACE", "0");
-    let (memory, cpu) = (limits.memory_mb.saturating_mul(1 << 20), limits.seconds.max(1));
+    cmd.env_clear()
+        .env("WEIR_LOG", "off")
+        .env("RUST_BACKTRACE", "0");
+    let (memory, cpu) = (
+        limits.memory_mb.saturating_mul(1 << 20),
+        limits.seconds.max(1),
+    );
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec only async-signal-safe calls
     // (setrlimit, prctl) on the child's own process.
     unsafe {
         cmd.pre_exec(move || {
             let set = |resource, value: u64| {
-                let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
-                if libc::setrlimit(resource, &limit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+                let limit = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
             };
             set(libc::RLIMIT_AS, memory)?;
             // The CPU limit of every compiling thread together; SIGXCPU at
@@ -85,7 +109,11 @@ pub fn in_child(exe: &std::path::Path, engine: &crate::EngineConfig, limits: Com
         tracing::error!("starting the compiler {}: {e}", exe.display());
         LoadError::Compiler(format!("the compiler could not start: {e}"))
     })?;
-    let (stdin, mut stdout, mut stderr) = (child.stdin.take(), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let (stdin, mut stdout, mut stderr) = (
+        child.stdin.take(),
+        child.stdout.take().expect("piped"),
+        child.stderr.take().expect("piped"),
+    );
     let input = bytes.to_vec();
     let feeder = std::thread::spawn(move || {
         // A child that dies early closes the pipe: nothing to report here.
@@ -119,31 +147,66 @@ pub fn in_child(exe: &std::path::Path, engine: &crate::EngineConfig, limits: Com
                 break None;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(LoadError::Compiler(format!("waiting for the compiler: {e}"))),
+            Err(e) => {
+                return Err(LoadError::Compiler(format!(
+                    "waiting for the compiler: {e}"
+                )));
+            }
         }
     };
     let _ = feeder.join();
-    let artifact = reader.join().map_err(|_| LoadError::Compiler("reading the compiler's output panicked".into()))?;
+    let artifact = reader
+        .join()
+        .map_err(|_| LoadError::Compiler("reading the compiler's output panicked".into()))?;
     let stderr = errors.join().unwrap_or_default();
-    let message = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
+    let message = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_owned();
     use std::os::unix::process::ExitStatusExt;
     match status {
-        None => Err(LoadError::CompileLimit(format!("it did not compile within {} s", limits.seconds))),
+        None => Err(LoadError::CompileLimit(format!(
+            "it did not compile within {} s",
+            limits.seconds
+        ))),
         Some(s) if s.success() => match artifact {
-            Ok(a) if a.len() as u64 > most => Err(LoadError::CompileLimit(format!("its native code would take more than {} MiB", most >> 20))),
+            Ok(a) if a.len() as u64 > most => Err(LoadError::CompileLimit(format!(
+                "its native code would take more than {} MiB",
+                most >> 20
+            ))),
             Ok(a) => Ok(a),
-            Err(e) => Err(LoadError::Compiler(format!("reading the compiled module: {e}"))),
+            Err(e) => Err(LoadError::Compiler(format!(
+                "reading the compiled module: {e}"
+            ))),
         },
         // Out of address space, wasmtime's own allocations fail with an error.
-        Some(s) if s.code() == Some(INVALID_EXIT) && !message.contains("Cannot allocate memory") => Err(LoadError::Invalid(message)),
+        Some(s)
+            if s.code() == Some(INVALID_EXIT) && !message.contains("Cannot allocate memory") =>
+        {
+            Err(LoadError::Invalid(message))
+        }
         Some(s) if s.signal() == Some(libc::SIGXCPU) || s.signal() == Some(libc::SIGKILL) => {
-            Err(LoadError::CompileLimit(format!("compiling it used more than the {} s of CPU time a compile may", limits.seconds)))
+            Err(LoadError::CompileLimit(format!(
+                "compiling it used more than the {} s of CPU time a compile may",
+                limits.seconds
+            )))
         }
         // Out of address space, an allocation fails and the process aborts.
-        Some(s) if s.signal() == Some(libc::SIGABRT) || s.code() == Some(INVALID_EXIT) || message.contains("memory allocation") => {
-            Err(LoadError::CompileLimit(format!("compiling it needed more than the {} MiB a compile may use", limits.memory_mb)))
+        Some(s)
+            if s.signal() == Some(libc::SIGABRT)
+                || s.code() == Some(INVALID_EXIT)
+                || message.contains("memory allocation") =>
+        {
+            Err(LoadError::CompileLimit(format!(
+                "compiling it needed more than the {} MiB a compile may use",
+                limits.memory_mb
+            )))
         }
-        Some(s) => Err(LoadError::Compiler(format!("the compiler failed ({s}): {message}"))),
+        Some(s) => Err(LoadError::Compiler(format!(
+            "the compiler failed ({s}): {message}"
+        ))),
     }
 }
 
@@ -159,14 +222,23 @@ const INVALID_EXIT: i32 = 3;
 /// stdout. `config` is the host's [`crate::EngineConfig`] as JSON.
 pub fn child_main(config: &str) -> i32 {
     let run = || -> Result<Vec<u8>, (i32, String)> {
-        let config: crate::EngineConfig = serde_json::from_str(config).map_err(|e| (1, format!("reading the engine config: {e}")))?;
+        let config: crate::EngineConfig = serde_json::from_str(config)
+            .map_err(|e| (1, format!("reading the engine config: {e}")))?;
         let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).map_err(|e| (1, format!("reading the module: {e}")))?;
-        let engine = wasmtime::Engine::new(&crate::wasmtime_config(&config, false)).map_err(|e| (1, format!("configuring wasmtime: {e:#}")))?;
-        engine.precompile_component(&bytes).map_err(|e| (INVALID_EXIT, format!("{e:#}").replace('\n', " ")))
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| (1, format!("reading the module: {e}")))?;
+        let engine = wasmtime::Engine::new(&crate::wasmtime_config(&config, false))
+            .map_err(|e| (1, format!("configuring wasmtime: {e:#}")))?;
+        engine
+            .precompile_component(&bytes)
+            .map_err(|e| (INVALID_EXIT, format!("{e:#}").replace('\n', " ")))
     };
     match run() {
-        Ok(artifact) => match std::io::stdout().write_all(&artifact).and_then(|()| std::io::stdout().flush()) {
+        Ok(artifact) => match std::io::stdout()
+            .write_all(&artifact)
+            .and_then(|()| std::io::stdout().flush())
+        {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("writing the compiled module: {e}");

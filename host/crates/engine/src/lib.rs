@@ -64,7 +64,9 @@ impl Default for EngineConfig {
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("weir").join("modules"))
 }
 
@@ -80,8 +82,18 @@ pub fn worker_stack_size(config: &EngineConfig) -> usize {
 
 /// Runs `f` on a thread named `name` with such a stack, and waits for it;
 /// a panic in it is an error saying `what` panicked.
-pub fn on_wasm_thread<T: Send + 'static>(config: &EngineConfig, name: &str, what: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    std::thread::Builder::new().name(name.to_owned()).stack_size(worker_stack_size(config)).spawn(f)?.join().map_err(|_| anyhow::anyhow!("{what} panicked"))
+pub fn on_wasm_thread<T: Send + 'static>(
+    config: &EngineConfig,
+    name: &str,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .stack_size(worker_stack_size(config))
+        .spawn(f)?
+        .join()
+        .map_err(|_| anyhow::anyhow!("{what} panicked"))
 }
 
 #[derive(Clone)]
@@ -128,10 +140,14 @@ impl Module {
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine> {
         let wasm = wasmtime_config(&config, true);
-        let engine = wasmtime::Engine::new(&wasm).map_err(anyhow::Error::from).context("configuring wasmtime")?;
+        let engine = wasmtime::Engine::new(&wasm)
+            .map_err(anyhow::Error::from)
+            .context("configuring wasmtime")?;
 
         let mut linker = Linker::new(&engine);
-        bindings::add_to_linker(&mut linker).map_err(anyhow::Error::from).context("linking the weir:transform worlds")?;
+        bindings::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the weir:transform worlds")?;
         wasi::add_to_linker(&mut linker)?;
 
         let cache = match &config.cache_dir {
@@ -141,8 +157,19 @@ impl Engine {
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.weak(), stop_ticker.clone());
         // Cranelift compiles on rayon's threads: at the workers' priority.
-        let _ = rayon::ThreadPoolBuilder::new().start_handler(|_| limits::set_thread_nice(10)).build_global();
-        Ok(Engine { inner: Arc::new(Inner { engine, linker, cache, config, stop_ticker, compiling: std::sync::Mutex::new(()) }) })
+        let _ = rayon::ThreadPoolBuilder::new()
+            .start_handler(|_| limits::set_thread_nice(10))
+            .build_global();
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                config,
+                stop_ticker,
+                compiling: std::sync::Mutex::new(()),
+            }),
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -158,7 +185,11 @@ impl Engine {
         validate::check_header(bytes, self.inner.config.max_module_mb << 20)?;
         let digest = hex::encode(Sha256::digest(bytes));
         let engine = &self.inner.engine;
-        let cached = self.inner.cache.as_ref().and_then(|c| c.get(engine, &digest));
+        let cached = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(engine, &digest));
         let (component, compiled_in) = match cached {
             Some(c) => (c, None),
             None => {
@@ -175,14 +206,21 @@ impl Engine {
                 None => LoadError::WrongWorld(message),
             }
         })?;
-        let pre = Pre::new(version, instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            Pre::new(version, instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         if compiled_in.is_some()
             && let Some(cache) = &self.inner.cache
             && let Err(e) = cache.put(&digest, &component)
         {
             tracing::warn!(error = %format!("{e:#}"), "could not cache the compiled module");
         }
-        Ok(Module { digest, size: bytes.len(), compiled_in, pre, engine: self.clone() })
+        Ok(Module {
+            digest,
+            size: bytes.len(),
+            compiled_in,
+            pre,
+            engine: self.clone(),
+        })
     }
 
     /// Compiles a component: in a child process under the compile limits
@@ -191,13 +229,22 @@ impl Engine {
     fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
         let engine = &self.inner.engine;
         let Some(exe) = &self.inner.config.compiler_exe else {
-            let _one_at_a_time = self.inner.compiling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _one_at_a_time = self
+                .inner
+                .compiling
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             return Component::new(engine, bytes).map_err(|e| {
                 let message = format!("{e:#}");
-                if message.contains("exceeds the configured maximum") { LoadError::Pool(message) } else { LoadError::Invalid(message) }
+                if message.contains("exceeds the configured maximum") {
+                    LoadError::Pool(message)
+                } else {
+                    LoadError::Invalid(message)
+                }
             });
         };
-        let artifact = compile::in_child(exe, &self.inner.config, self.inner.config.compile, bytes)?;
+        let artifact =
+            compile::in_child(exe, &self.inner.config, self.inner.config.compile, bytes)?;
         // SAFETY: the artifact is what our own binary compiled, from an
         // engine of the same settings, read from its stdout (a pipe no one
         // else writes); deserializing checks that it is for this engine.
@@ -220,8 +267,10 @@ impl Engine {
 
     /// Reads and loads a component file; errors name the file.
     pub fn load_file(&self, path: &Path) -> Result<Module> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
-        self.load(&bytes).with_context(|| format!("plugin {}", path.display()))
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+        self.load(&bytes)
+            .with_context(|| format!("plugin {}", path.display()))
     }
 }
 

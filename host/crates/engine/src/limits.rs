@@ -14,17 +14,29 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(limits: &Limits) -> Self {
-        Limiter { memory_limit: limits.memory_bytes(), memory_used: 0, breach: None }
+        Limiter {
+            memory_limit: limits.memory_bytes(),
+            memory_used: 0,
+            breach: None,
+        }
     }
 }
 
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let requested = self.memory_used + (desired - current) as u64;
         if requested > self.memory_limit {
-            let breach = LimitExceeded::Memory { requested, limit: self.memory_limit };
+            let breach = LimitExceeded::Memory {
+                requested,
+                limit: self.memory_limit,
+            };
             self.breach = Some(breach.clone());
             return Err(breach.into());
         }
@@ -32,9 +44,17 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
-            let breach = LimitExceeded::Table { requested: desired as u64, limit: MAX_TABLE_ELEMENTS as u64 };
+            let breach = LimitExceeded::Table {
+                requested: desired as u64,
+                limit: MAX_TABLE_ELEMENTS as u64,
+            };
             self.breach = Some(breach.clone());
             return Err(breach.into());
         }
@@ -56,7 +76,10 @@ pub fn set_thread_nice(nice: i32) {
 
 /// CPU time consumed by the calling thread so far.
 pub fn thread_cpu_time() -> std::time::Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID exists on
     // every platform Weir supports (Linux, macOS).
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };

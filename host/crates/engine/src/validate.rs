@@ -34,7 +34,9 @@ pub enum LoadError {
     /// It would hold more of the host's instance pool than one component may.
     #[error("refused: {0}")]
     Pool(String),
-    #[error("does not implement the world {WORLD}: it does not export `{HANDLER_EXPORT}`, nor an earlier version's handler (it exports: {found})")]
+    #[error(
+        "does not implement the world {WORLD}: it does not export `{HANDLER_EXPORT}`, nor an earlier version's handler (it exports: {found})"
+    )]
     MissingExport { found: String },
     #[error("does not implement the world {WORLD}: {0}")]
     WrongWorld(String),
@@ -52,7 +54,10 @@ pub fn check_header(bytes: &[u8], max_bytes: u64) -> Result<(), LoadError> {
         return Err(LoadError::Empty);
     }
     if bytes.len() as u64 > max_bytes {
-        return Err(LoadError::TooLarge { size: bytes.len() as u64, limit: max_bytes });
+        return Err(LoadError::TooLarge {
+            size: bytes.len() as u64,
+            limit: max_bytes,
+        });
     }
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(LoadError::NotWasm);
@@ -61,7 +66,9 @@ pub fn check_header(bytes: &[u8], max_bytes: u64) -> Result<(), LoadError> {
     match u16::from_le_bytes([bytes[6], bytes[7]]) {
         0 => Err(LoadError::CoreModule),
         1 => Ok(()),
-        layer => Err(LoadError::Invalid(format!("unknown WebAssembly layer {layer}"))),
+        layer => Err(LoadError::Invalid(format!(
+            "unknown WebAssembly layer {layer}"
+        ))),
     }
 }
 
@@ -72,14 +79,30 @@ pub fn check_world(component: &Component) -> Result<WorldVersion, LoadError> {
     let engine = component.engine();
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        let granted = ["weir:transform/", "wasi:cli/", "wasi:clocks/", "wasi:random/", "wasi:io/", "wasi:filesystem/"].iter().any(|p| name.starts_with(p));
+        let granted = [
+            "weir:transform/",
+            "wasi:cli/",
+            "wasi:clocks/",
+            "wasi:random/",
+            "wasi:io/",
+            "wasi:filesystem/",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p));
         if !granted {
             return Err(LoadError::UngrantedImport(name.to_owned()));
         }
     }
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     WorldVersion::exported_by(exports.iter().map(String::as_str)).ok_or_else(|| {
-        let found = if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") };
+        let found = if exports.is_empty() {
+            "nothing".to_owned()
+        } else {
+            exports.join(", ")
+        };
         LoadError::MissingExport { found }
     })
 }

@@ -60,7 +60,9 @@ pub fn deny_all(stdout: GuestLogStream, stderr: GuestLogStream) -> WasiCtx {
 
 /// Adds the granted interfaces to `linker`.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
-    add(linker).map_err(anyhow::Error::from).context("linking the granted WASI interfaces")
+    add(linker)
+        .map_err(anyhow::Error::from)
+        .context("linking the granted WASI interfaces")
 }
 
 fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -69,8 +71,14 @@ fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::filesystem::WasiFilesystem;
     use wasmtime_wasi::random::WasiRandom;
     type S = HostState;
-    clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, <S as wasmtime_wasi::clocks::WasiClocksView>::clocks)?;
-    monotonic_clock::add_to_linker::<S, VirtualTime>(l, |s| VirtualClock { now: &mut s.wasi_now, table: &mut s.table })?;
+    clocks::wall_clock::add_to_linker::<S, WasiClocks>(
+        l,
+        <S as wasmtime_wasi::clocks::WasiClocksView>::clocks,
+    )?;
+    monotonic_clock::add_to_linker::<S, VirtualTime>(l, |s| VirtualClock {
+        now: &mut s.wasi_now,
+        table: &mut s.table,
+    })?;
     random::random::add_to_linker::<S, WasiRandom>(l, |s| s.ctx().ctx.random())?;
     random::insecure::add_to_linker::<S, WasiRandom>(l, |s| s.ctx().ctx.random())?;
     random::insecure_seed::add_to_linker::<S, WasiRandom>(l, |s| s.ctx().ctx.random())?;

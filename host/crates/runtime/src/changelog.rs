@@ -47,10 +47,17 @@ pub fn topic(group_prefix: &str, storage: &str) -> String {
 
 /// Settings of a changelog topic: compacted. (A minimum compaction lag
 /// mattered when restores skipped records; they no longer do.)
-pub const TOPIC_CONFIG: &[(&str, &str)] = &[("cleanup.policy", "compact"), ("min.compaction.lag.ms", "3600000")];
+pub const TOPIC_CONFIG: &[(&str, &str)] = &[
+    ("cleanup.policy", "compact"),
+    ("min.compaction.lag.ms", "3600000"),
+];
 
 pub fn encode_offsets(offsets: &BTreeMap<String, i64>) -> String {
-    offsets.iter().map(|(t, o)| format!("{t}={o}")).collect::<Vec<_>>().join(",")
+    offsets
+        .iter()
+        .map(|(t, o)| format!("{t}={o}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn decode_offsets(s: &str) -> Option<BTreeMap<String, i64>> {
@@ -75,7 +82,13 @@ pub struct Flush<'a> {
 /// transaction of `producer` and commits it; returns each partition's last
 /// changelog offset. On failure the transaction is aborted: nothing of it
 /// is visible.
-pub fn commit(producer: &Producer, topic: &str, flushes: &[Flush<'_>], group: &ConsumerGroupMetadata, timeout: Duration) -> Result<BTreeMap<i32, i64>> {
+pub fn commit(
+    producer: &Producer,
+    topic: &str,
+    flushes: &[Flush<'_>],
+    group: &ConsumerGroupMetadata,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, i64>> {
     let mut groups = BTreeMap::new();
     let written = (|| -> Result<()> {
         let mut offsets = TopicPartitionList::new();
@@ -83,19 +96,35 @@ pub fn commit(producer: &Producer, topic: &str, flushes: &[Flush<'_>], group: &C
             let acks = Acks::new();
             let positions = encode_offsets(f.positions);
             let time_bytes = f.state.stream_time().to_be_bytes();
-            let stream_time = (f.state.stream_time() != i64::MIN).then_some((STREAM_TIME_KEY, Some(time_bytes.as_slice())));
-            let records =
-                f.state.durable_changes().map(|(k, v)| (k.as_slice(), v.as_deref())).chain(stream_time).chain([(POSITIONS_KEY, Some(positions.as_bytes()))]);
+            let stream_time = (f.state.stream_time() != i64::MIN)
+                .then_some((STREAM_TIME_KEY, Some(time_bytes.as_slice())));
+            let records = f
+                .state
+                .durable_changes()
+                .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                .chain(stream_time)
+                .chain([(POSITIONS_KEY, Some(positions.as_bytes()))]);
             for (key, value) in records {
-                let out = Out { topic, key: Some(key), value, headers: None, timestamp: None, partition: Some(f.partition) };
-                producer.send(out, Role::Changelog, &acks, &|| false).with_context(|| format!("producing to changelog {topic}"))?;
+                let out = Out {
+                    topic,
+                    key: Some(key),
+                    value,
+                    headers: None,
+                    timestamp: None,
+                    partition: Some(f.partition),
+                };
+                producer
+                    .send(out, Role::Changelog, &acks, &|| false)
+                    .with_context(|| format!("producing to changelog {topic}"))?;
             }
             for (t, &o) in f.positions {
                 offsets.add_partition_offset(t, f.partition, Offset::Offset(o))?;
             }
             groups.insert(f.partition, acks);
         }
-        producer.commit_transaction(&offsets, group, timeout).context("committing the changelog transaction")?;
+        producer
+            .commit_transaction(&offsets, group, timeout)
+            .context("committing the changelog transaction")?;
         Ok(())
     })();
     if let Err(e) = written {
@@ -109,7 +138,10 @@ pub fn commit(producer: &Producer, topic: &str, flushes: &[Flush<'_>], group: &C
     while groups.values().any(|a| !a.settled()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    Ok(groups.into_iter().map(|(n, a)| (n, a.max_offset())).collect())
+    Ok(groups
+        .into_iter()
+        .map(|(n, a)| (n, a.max_offset()))
+        .collect())
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -151,7 +183,11 @@ pub struct Reader(BaseConsumer<ReaderContext>);
 
 impl Reader {
     fn new(config: &rdkafka::ClientConfig) -> Result<Reader> {
-        Ok(Reader(config.create_with_context(ReaderContext::default()).context("creating a reader")?))
+        Ok(Reader(
+            config
+                .create_with_context(ReaderContext::default())
+                .context("creating a reader")?,
+        ))
     }
 }
 
@@ -164,7 +200,10 @@ impl std::ops::Deref for Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.0.context().closing.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .context()
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -183,25 +222,38 @@ pub fn reader_config(kafka: &KafkaConfig) -> rdkafka::ClientConfig {
     // librdkafka assigns only in a group (never joined, nothing committed):
     // one under the prefix, which the ACLs allow the host already, and no
     // deployment's (their names have no `.`, their incarnations are hex).
-    c.set("group.id", format!("{}.readers.restore", kafka.group_prefix))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("fetch.max.bytes", "67108864")
-        .set("max.partition.fetch.bytes", "33554432")
-        .set("queued.min.messages", "1000000")
-        .set("queued.max.messages.kbytes", "262144")
-        .set("fetch.queue.backoff.ms", "10");
+    c.set(
+        "group.id",
+        format!("{}.readers.restore", kafka.group_prefix),
+    )
+    .set("enable.auto.commit", "false")
+    .set("enable.partition.eof", "true")
+    .set("isolation.level", "read_committed")
+    .set("fetch.max.bytes", "67108864")
+    .set("max.partition.fetch.bytes", "33554432")
+    .set("queued.min.messages", "1000000")
+    .set("queued.max.messages.kbytes", "262144")
+    .set("fetch.queue.backoff.ms", "10");
     c
 }
 
 /// The first and next offsets of changelog partition `partition`, open
 /// transactions included (a reader of committed records would be told the
 /// last stable offset for the end).
-pub fn extent(kafka: &KafkaConfig, topic: &str, partition: i32, timeout: Duration) -> Result<(i64, i64)> {
+pub fn extent(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64)> {
     // No group: it assigns nothing, and needs no coordinator connection.
-    let log = Reader::new(reader_config(kafka).remove("group.id").set("isolation.level", "read_uncommitted"))?;
-    log.fetch_watermarks(topic, partition, timeout).with_context(|| format!("reading the extent of {topic} partition {partition}"))
+    let log = Reader::new(
+        reader_config(kafka)
+            .remove("group.id")
+            .set("isolation.level", "read_uncommitted"),
+    )?;
+    log.fetch_watermarks(topic, partition, timeout)
+        .with_context(|| format!("reading the extent of {topic} partition {partition}"))
 }
 
 /// Replays changelog partition `partition` of `topic` over `span` (from
@@ -224,7 +276,10 @@ pub fn restore(
 ) -> Result<Restored> {
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
     let high = span.end;
-    let mut restored = Restored { end: span.start, ..Restored::default() };
+    let mut restored = Restored {
+        end: span.start,
+        ..Restored::default()
+    };
     if restored.end < high {
         // Made only when there is something to read: each reader is a
         // connection (and a handshake) more.
@@ -257,18 +312,26 @@ pub fn restore(
                     // markers land, which may be after its offsets did (they
                     // are on another broker, say): read on until every
                     // transaction open at the start has ended.
-                    let at = consumer.position()?.find_partition(topic, partition).map(|e| e.offset());
+                    let at = consumer
+                        .position()?
+                        .find_partition(topic, partition)
+                        .map(|e| e.offset());
                     if matches!(at, Some(Offset::Offset(at)) if at >= high) {
                         break;
                     }
                 }
-                Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic} partition {partition}")),
+                Some(Err(e)) => {
+                    return Err(e)
+                        .with_context(|| format!("reading {topic} partition {partition}"));
+                }
                 Some(Ok(m)) => {
                     idle_since = None;
                     restored.end = m.offset() + 1;
                     let Some(key) = m.key() else { continue };
                     if key == POSITIONS_KEY {
-                        restored.positions = m.payload().and_then(|v| decode_offsets(std::str::from_utf8(v).ok()?));
+                        restored.positions = m
+                            .payload()
+                            .and_then(|v| decode_offsets(std::str::from_utf8(v).ok()?));
                         continue;
                     }
                     if !legacy_covered(&m, legacy_committed) {
@@ -281,7 +344,9 @@ pub fn restore(
                         state.write_restored(&batch)?;
                         batch.clear();
                     }
-                    if restored.applied.is_multiple_of(4096) && last_progress.elapsed() > Duration::from_secs(1) {
+                    if restored.applied.is_multiple_of(4096)
+                        && last_progress.elapsed() > Duration::from_secs(1)
+                    {
                         progress(restored.applied);
                         last_progress = Instant::now();
                     }
@@ -290,8 +355,15 @@ pub fn restore(
         }
         state.write_restored(&batch)?;
     }
-    let offsets = restored.positions.clone().or_else(|| state.checkpoint().ok().flatten().map(|c| c.offsets)).unwrap_or_default();
-    state.flush_with_checkpoint(&Checkpoint { offsets, changelog_next: restored.end })?;
+    let offsets = restored
+        .positions
+        .clone()
+        .or_else(|| state.checkpoint().ok().flatten().map(|c| c.offsets))
+        .unwrap_or_default();
+    state.flush_with_checkpoint(&Checkpoint {
+        offsets,
+        changelog_next: restored.end,
+    })?;
     progress(restored.applied);
     Ok(restored)
 }
@@ -299,12 +371,24 @@ pub fn restore(
 /// Whether a change of an older changelog (with the `weir.offsets` header)
 /// belongs to committed processing; changes without it are committed by
 /// their transaction.
-fn legacy_covered(m: &rdkafka::message::BorrowedMessage<'_>, committed: &BTreeMap<String, i64>) -> bool {
+fn legacy_covered(
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    committed: &BTreeMap<String, i64>,
+) -> bool {
     let headers = crate::kafka::headers_of(m);
-    let Some((_, value)) = headers.iter().find(|(k, _)| *k == OFFSETS_HEADER.as_bytes()) else { return true };
+    let Some((_, value)) = headers
+        .iter()
+        .find(|(k, _)| *k == OFFSETS_HEADER.as_bytes())
+    else {
+        return true;
+    };
     value
         .and_then(|v| decode_offsets(std::str::from_utf8(v).ok()?))
-        .is_some_and(|offsets| offsets.iter().all(|(t, o)| committed.get(t).is_some_and(|c| o <= c)))
+        .is_some_and(|offsets| {
+            offsets
+                .iter()
+                .all(|(t, o)| committed.get(t).is_some_and(|c| o <= c))
+        })
 }
 
 #[cfg(test)]

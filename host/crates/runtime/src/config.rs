@@ -89,7 +89,10 @@ impl KafkaConfig {
     /// obvious).
     pub fn resolve(&mut self) -> Result<()> {
         let settings = self.security.settings()?;
-        if let Some((name, _)) = settings.iter().find(|(name, _)| self.properties.contains_key(*name)) {
+        if let Some((name, _)) = settings
+            .iter()
+            .find(|(name, _)| self.properties.contains_key(*name))
+        {
             bail!("kafka.properties sets \"{name}\", which [kafka.security] sets too: keep one");
         }
         self.resolved = settings;
@@ -101,7 +104,11 @@ impl KafkaConfig {
 impl std::fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::kafka::security::{REDACTED, is_secret};
-        let properties: BTreeMap<&str, &str> = self.properties.iter().map(|(k, v)| (k.as_str(), if is_secret(k) { REDACTED } else { v.as_str() })).collect();
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { REDACTED } else { v.as_str() }))
+            .collect();
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
             .field("group_prefix", &self.group_prefix)
@@ -199,7 +206,9 @@ impl HostConfig {
         if let Some(id) = &self.id {
             return id.clone();
         }
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".into());
         let dir = std::fs::canonicalize(&self.state_dir).unwrap_or_else(|_| self.state_dir.clone());
         use sha2::Digest;
         let digest = hex::encode(sha2::Sha256::digest(dir.to_string_lossy().as_bytes()));
@@ -303,7 +312,9 @@ fn is_empty_path(p: &Path) -> bool {
 
 impl DeploymentConfig {
     pub fn dead_letter_topic(&self, name: &str) -> String {
-        self.dead_letter_topic.clone().unwrap_or_else(|| format!("{name}.dlq"))
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{name}.dlq"))
     }
 
     /// The commit interval on a host whose own is `host_ms`.
@@ -322,8 +333,13 @@ fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
     raw.into_iter()
         .map(|(k, v)| match v {
             toml::Value::String(s) => Ok((k, s)),
-            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => Ok((k, v.to_string())),
-            other => Err(serde::de::Error::custom(format!("config `{k}`: expected a string, number or boolean, found {}", other.type_str()))),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                Ok((k, v.to_string()))
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "config `{k}`: expected a string, number or boolean, found {}",
+                other.type_str()
+            ))),
         })
         .collect()
 }
@@ -341,20 +357,37 @@ pub struct Overrides {
 impl Config {
     /// Reads `path`, applies `env` (`WEIR_*` variables) and `flags`, and
     /// checks the result.
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>, flags: &Overrides) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
         Self::parse(&text, env, flags).with_context(|| format!("config {}", path.display()))
     }
 
-    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>, flags: &Overrides) -> Result<Config> {
-        let mut tree: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Config> {
+        let mut tree: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
         for (var, value) in env {
             apply_env(&mut tree, &var, &value)?;
         }
-        let mut config: Config = Config::deserialize(tree).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        let mut config: Config = Config::deserialize(tree)
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
         let k = &mut config.kafka;
-        k.brokers = flags.brokers.clone().unwrap_or(std::mem::take(&mut k.brokers));
-        k.group_prefix = flags.group_prefix.clone().unwrap_or(std::mem::take(&mut k.group_prefix));
+        k.brokers = flags
+            .brokers
+            .clone()
+            .unwrap_or(std::mem::take(&mut k.brokers));
+        k.group_prefix = flags
+            .group_prefix
+            .clone()
+            .unwrap_or(std::mem::take(&mut k.group_prefix));
         if let Some(d) = &flags.state_dir {
             config.host.state_dir = d.clone();
         }
@@ -381,7 +414,10 @@ impl Config {
         }
         // A batch's spans are 32-bit: a batch stays far below 4 GiB.
         if self.host.batch_max_bytes > 1 << 30 {
-            bail!("host.batch_max_bytes must be at most 1 GiB, not {}", self.host.batch_max_bytes);
+            bail!(
+                "host.batch_max_bytes must be at most 1 GiB, not {}",
+                self.host.batch_max_bytes
+            );
         }
         if self.host.max_buffered_records == 0 || self.host.max_buffered_bytes == 0 {
             bail!("host.max_buffered_records and host.max_buffered_bytes must be positive");
@@ -395,10 +431,15 @@ impl Config {
         }
         for (name, t) in &self.tenants {
             check_name(name).with_context(|| format!("tenant `{name}`"))?;
-            t.check(&format!("{}.", self.kafka.group_prefix)).with_context(|| format!("tenant `{name}`"))?;
+            t.check(&format!("{}.", self.kafka.group_prefix))
+                .with_context(|| format!("tenant `{name}`"))?;
         }
         crate::tenants::check_apart(&self.tenants)?;
-        crate::tenants::instance_shares(&self.tenants, self.engine.max_instances as usize, self.host.workers)?;
+        crate::tenants::instance_shares(
+            &self.tenants,
+            self.engine.max_instances as usize,
+            self.host.workers,
+        )?;
         if let Some(a) = &self.admin {
             crate::tenants::check_token_hash(&a.token_sha256).context("admin.token_sha256")?;
         }
@@ -414,7 +455,12 @@ impl DeploymentConfig {
             if d.inputs.is_empty() {
                 bail!("`inputs` is empty");
             }
-            let topics = d.inputs.iter().chain([&d.output]).chain(d.dead_letter_topic.iter()).chain(d.late_topic.iter());
+            let topics = d
+                .inputs
+                .iter()
+                .chain([&d.output])
+                .chain(d.dead_letter_topic.iter())
+                .chain(d.late_topic.iter());
             for t in topics {
                 if t.trim().is_empty() {
                     bail!("a topic name is empty");
@@ -424,7 +470,11 @@ impl DeploymentConfig {
                 bail!("output topic `{}` is also an input", d.output);
             }
             if d.tables.len() > crate::pipeline::tables::MAX_TABLES {
-                bail!("{} tables declared; at most {} are allowed", d.tables.len(), crate::pipeline::tables::MAX_TABLES);
+                bail!(
+                    "{} tables declared; at most {} are allowed",
+                    d.tables.len(),
+                    crate::pipeline::tables::MAX_TABLES
+                );
             }
             let mut topics = std::collections::BTreeSet::new();
             for (name, topic) in &d.tables {
@@ -452,7 +502,11 @@ impl DeploymentConfig {
 /// Deployment and tenant names become consumer group, topic and directory
 /// names.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
         bail!("name `{name}` must be 1 to 100 letters, digits, `-` or `_`");
     }
@@ -460,24 +514,34 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 fn apply_env(tree: &mut toml::Table, var: &str, raw: &str) -> Result<()> {
-    let Some(path) = var.strip_prefix("WEIR_") else { return Ok(()) };
+    let Some(path) = var.strip_prefix("WEIR_") else {
+        return Ok(());
+    };
     if !path.contains("__") {
         return Ok(());
     }
     let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
-    let value =
-        toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
     let mut table = tree;
     for (i, part) in parts.iter().enumerate() {
         // Match an existing key ignoring case and `-`/`_`, so that
         // WEIR_DEPLOYMENTS__WORD_COUNT__OUTPUT reaches [deployments.word-count].
         let norm = |s: &str| s.to_ascii_lowercase().replace('-', "_");
-        let key = table.keys().find(|k| norm(k) == norm(part)).cloned().unwrap_or_else(|| part.clone());
+        let key = table
+            .keys()
+            .find(|k| norm(k) == norm(part))
+            .cloned()
+            .unwrap_or_else(|| part.clone());
         if i + 1 == parts.len() {
             table.insert(key, value);
             return Ok(());
         }
-        let entry = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = match entry {
             toml::Value::Table(t) => t,
             _ => bail!("{var}: `{key}` is not a table"),
@@ -502,14 +566,22 @@ mod tests {
     "#;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn file_env_and_flags_layer_in_that_order() {
         let c = Config::parse(
             BASE,
-            env(&[("WEIR_KAFKA__BROKERS", "env:1"), ("WEIR_DEPLOYMENTS__WORD_COUNT__OUTPUT", "c2"), ("WEIR_HOST__WORKERS", "7"), ("WEIR_LOG", "debug")]),
+            env(&[
+                ("WEIR_KAFKA__BROKERS", "env:1"),
+                ("WEIR_DEPLOYMENTS__WORD_COUNT__OUTPUT", "c2"),
+                ("WEIR_HOST__WORKERS", "7"),
+                ("WEIR_LOG", "debug"),
+            ]),
             &Overrides::default(),
         )
         .unwrap();
@@ -520,11 +592,23 @@ mod tests {
         assert_eq!(d.config["lower"], "true");
         assert_eq!(d.config["n"], "3");
         assert_eq!(d.limits.memory_mb, 32);
-        assert_eq!(d.limits.cpu_ms_per_batch, Limits::default().cpu_ms_per_batch);
+        assert_eq!(
+            d.limits.cpu_ms_per_batch,
+            Limits::default().cpu_ms_per_batch
+        );
         assert_eq!(d.failure_policy, FailurePolicy::DeadLetter);
         assert_eq!(d.dead_letter_topic("word-count"), "word-count.dlq");
-        let flags = Overrides { brokers: Some("flag:2".into()), ..Overrides::default() };
-        assert_eq!(Config::parse(BASE, env(&[("WEIR_KAFKA__BROKERS", "env:1")]), &flags).unwrap().kafka.brokers, "flag:2");
+        let flags = Overrides {
+            brokers: Some("flag:2".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::parse(BASE, env(&[("WEIR_KAFKA__BROKERS", "env:1")]), &flags)
+                .unwrap()
+                .kafka
+                .brokers,
+            "flag:2"
+        );
     }
 
     /// A tenant whose prefixes would reach Weir's own topics (the registry,
@@ -537,16 +621,35 @@ mod tests {
                 "[kafka]\nbrokers = \"b:1\"\ngroup_prefix = \"weir\"\n[tenants.weir]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{prefix}\"]\noutput_prefixes = [\"x.\"]\n"
             )
         };
-        for (prefix, refused) in [("weir.", "overlaps `weir.`"), ("weir.changelog.", "overlaps `weir.`"), ("we", "must end with"), ("acme", "must end with")] {
-            let e = format!("{:#}", Config::parse(&tenant(prefix), [], &Overrides::default()).unwrap_err());
+        for (prefix, refused) in [
+            ("weir.", "overlaps `weir.`"),
+            ("weir.changelog.", "overlaps `weir.`"),
+            ("we", "must end with"),
+            ("acme", "must end with"),
+        ] {
+            let e = format!(
+                "{:#}",
+                Config::parse(&tenant(prefix), [], &Overrides::default()).unwrap_err()
+            );
             assert!(e.contains(refused), "{prefix}: {e}");
         }
-        Config::parse(&tenant("weird."), [], &Overrides::default()).expect("a prefix beside the internal one");
+        Config::parse(&tenant("weird."), [], &Overrides::default())
+            .expect("a prefix beside the internal one");
         let two = |a_in: &str, a_out: &str, b_in: &str, b_out: &str| {
             let t = |name: &str, i: &str, o: &str| {
-                format!("[tenants.{name}]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{i}\"]\noutput_prefixes = [\"{o}\"]\n")
+                format!(
+                    "[tenants.{name}]\ntoken_sha256 = \"{hash}\"\ninput_prefixes = [\"{i}\"]\noutput_prefixes = [\"{o}\"]\n"
+                )
             };
-            Config::parse(&format!("[kafka]\nbrokers = \"b:1\"\n{}{}", t("acme", a_in, a_out), t("beta", b_in, b_out)), [], &Overrides::default())
+            Config::parse(
+                &format!(
+                    "[kafka]\nbrokers = \"b:1\"\n{}{}",
+                    t("acme", a_in, a_out),
+                    t("beta", b_in, b_out)
+                ),
+                [],
+                &Overrides::default(),
+            )
         };
         for (a_in, a_out, b_in, b_out) in [
             ("acme.", "acme.", "acme.pay.", "beta."),
@@ -555,7 +658,10 @@ mod tests {
             ("acme.", "acme.", "beta.", "acme.pay."),
         ] {
             let e = format!("{:#}", two(a_in, a_out, b_in, b_out).unwrap_err());
-            assert!(e.contains("tenants `acme` and `beta` overlap"), "{a_in} {a_out} {b_in} {b_out}: {e}");
+            assert!(
+                e.contains("tenants `acme` and `beta` overlap"),
+                "{a_in} {a_out} {b_in} {b_out}: {e}"
+            );
         }
         two("acme.", "shared.", "shared.", "beta.").expect("a hand-off spelled out on both sides");
         two("acme.", "acme.", "beta.", "beta.").expect("tenants apart");
@@ -563,28 +669,106 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        let e = format!("{:#}", Config::parse(&BASE.replace("brokers", "brokerz"), [], &Overrides::default()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                &BASE.replace("brokers", "brokerz"),
+                [],
+                &Overrides::default()
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("unknown field `brokerz`"), "{e}");
-        let e = format!("{:#}", Config::parse(BASE, env(&[("WEIR_KAFKA__BROKER", "x")]), &Overrides::default()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                BASE,
+                env(&[("WEIR_KAFKA__BROKER", "x")]),
+                &Overrides::default()
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("unknown field `broker`"), "{e}");
-        let e = format!("{:#}", Config::parse(&BASE.replace("\"counts\"", "\"text\""), [], &Overrides::default()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                &BASE.replace("\"counts\"", "\"text\""),
+                [],
+                &Overrides::default()
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("is also an input"), "{e}");
-        let e = format!("{:#}", Config::parse(&BASE.replace("word-count]", "\"word count\"]"), [], &Overrides::default()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                &BASE.replace("word-count]", "\"word count\"]"),
+                [],
+                &Overrides::default()
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("name `word count`"), "{e}");
-        let e = format!("{:#}", Config::parse(&BASE.replace("memory_mb", "memory"), [], &Overrides::default()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                &BASE.replace("memory_mb", "memory"),
+                [],
+                &Overrides::default()
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("unknown field `memory`"), "{e}");
-        let e = format!("{:#}", Config::parse(&format!("{BASE}delivery = \"exactly-twice\""), [], &Overrides::default()).unwrap_err());
-        assert!(e.contains("unknown variant `exactly-twice`, expected `at-least-once` or `exactly-once`"), "{e}");
-        let e = format!("{:#}", Config::parse(&format!("{BASE}commit_interval_ms = 0"), [], &Overrides::default()).unwrap_err());
-        assert!(e.contains("commit_interval_ms must be 10 to 300000, not 0"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                &format!("{BASE}delivery = \"exactly-twice\""),
+                [],
+                &Overrides::default()
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains(
+                "unknown variant `exactly-twice`, expected `at-least-once` or `exactly-once`"
+            ),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::parse(
+                &format!("{BASE}commit_interval_ms = 0"),
+                [],
+                &Overrides::default()
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("commit_interval_ms must be 10 to 300000, not 0"),
+            "{e}"
+        );
     }
 
     #[test]
     fn exactly_once_commits_every_100_ms_unless_told() {
-        let d = |extra: &str| Config::parse(&format!("{BASE}{extra}"), [], &Overrides::default()).unwrap().deployments["word-count"].clone();
-        assert_eq!((d("").delivery, d("").commit_interval_ms(1_000)), (Delivery::AtLeastOnce, 1_000));
+        let d = |extra: &str| {
+            Config::parse(&format!("{BASE}{extra}"), [], &Overrides::default())
+                .unwrap()
+                .deployments["word-count"]
+                .clone()
+        };
+        assert_eq!(
+            (d("").delivery, d("").commit_interval_ms(1_000)),
+            (Delivery::AtLeastOnce, 1_000)
+        );
         let eos = d("delivery = \"exactly-once\"");
-        assert_eq!((eos.delivery, eos.commit_interval_ms(1_000)), (Delivery::ExactlyOnce, 100));
-        assert_eq!(d("delivery = \"exactly-once\"\ncommit_interval_ms = 1000").commit_interval_ms(200), 1_000);
+        assert_eq!(
+            (eos.delivery, eos.commit_interval_ms(1_000)),
+            (Delivery::ExactlyOnce, 100)
+        );
+        assert_eq!(
+            d("delivery = \"exactly-once\"\ncommit_interval_ms = 1000").commit_interval_ms(200),
+            1_000
+        );
     }
 }

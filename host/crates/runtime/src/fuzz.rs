@@ -26,7 +26,11 @@ pub fn registry_spec(data: &[u8]) {
 /// A record of the registry's modules topic.
 pub fn registry_module(key: &[u8], chunks: &[u8], payload: &[u8]) {
     let key = String::from_utf8_lossy(key);
-    let _ = crate::registry::ModuleRecord::decode(&key, &[(b"weir.chunks".as_slice(), Some(chunks))], Some(payload));
+    let _ = crate::registry::ModuleRecord::decode(
+        &key,
+        &[(b"weir.chunks".as_slice(), Some(chunks))],
+        Some(payload),
+    );
     let _ = crate::registry::ModuleRecord::decode(&key, &[], None);
 }
 
@@ -38,9 +42,16 @@ pub fn changelog_positions(data: &[u8]) {
 
 /// A store holding arbitrary entries (a restore of a damaged or forged
 /// changelog): it opens, reads, scans and runs windows.
-pub fn store(entries: &[(Vec<u8>, Vec<u8>)], windows: &[(u8, Vec<u8>, Vec<u8>)], values: &[(Vec<u8>, i64, f64)]) {
+pub fn store(
+    entries: &[(Vec<u8>, Vec<u8>)],
+    windows: &[(u8, Vec<u8>, Vec<u8>)],
+    values: &[(Vec<u8>, i64, f64)],
+) {
     let mut state = weir_state::PartitionState::in_memory();
-    let raw: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    let raw: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
     let _ = state.write_restored(&raw);
     let _ = state.checkpoint();
     for (k, _) in entries {
@@ -106,7 +117,13 @@ mod tests {
     #[test]
     fn a_spec_with_a_path_for_a_module_is_refused() {
         let spec = serde_json::json!({ "tenant": "t", "name": "n", "incarnation": "1", "module": "../../etc", "version": 1, "paused": false, "undeployed": false, "previous_module": null, "rolled_back": null, "updated_at_ms": 0, "deployment": { "inputs": ["t.in"], "output": "t.out" } });
-        let refused = crate::registry::admit(&Default::default(), &Default::default(), "t.n", spec.to_string().as_bytes()).unwrap_err();
+        let refused = crate::registry::admit(
+            &Default::default(),
+            &Default::default(),
+            "t.n",
+            spec.to_string().as_bytes(),
+        )
+        .unwrap_err();
         assert!(refused.1.contains("sha256"), "{refused:?}");
     }
 }

@@ -58,7 +58,9 @@ async fn request_timeout(request: Request, next: Next) -> Response {
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -91,7 +93,10 @@ enum Caller {
 fn caller(host: &Host, headers: &HeaderMap) -> Caller {
     match crate::admin::bearer(headers) {
         None => Caller::Anonymous,
-        Some(token) => host.tenants.authenticate(token).map_or(Caller::Unknown, Caller::Known),
+        Some(token) => host
+            .tenants
+            .authenticate(token)
+            .map_or(Caller::Unknown, Caller::Known),
     }
 }
 
@@ -115,26 +120,45 @@ async fn metrics(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response 
         None => text,
         Some(t) => {
             let label = format!("tenant=\"{t}\"");
-            text.lines().filter(|l| l.starts_with('#') || l.contains(&label)).flat_map(|l| [l, "\n"]).collect()
+            text.lines()
+                .filter(|l| l.starts_with('#') || l.contains(&label))
+                .flat_map(|l| [l, "\n"])
+                .collect()
         }
     };
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], visible).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        visible,
+    )
+        .into_response()
 }
 
 async fn health(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
     let mut deployments = host.statuses();
     let producer = host.producer_stalled();
     let degraded = producer.is_some()
-        || deployments.values().any(|d| !d.stopped.is_empty() || !d.failed.is_empty() || d.down.is_some() || d.denied.is_some() || !d.unreadable.is_empty());
+        || deployments.values().any(|d| {
+            !d.stopped.is_empty()
+                || !d.failed.is_empty()
+                || d.down.is_some()
+                || d.denied.is_some()
+                || !d.unreadable.is_empty()
+        });
     let status = if degraded { "degraded" } else { "ok" };
     if host.tenants.enabled() {
         match caller(&host, &headers) {
             Caller::Unknown => return unknown_token(),
             // Anyone may ask whether the host is well; only tokens see what runs.
-            Caller::Anonymous => return axum::Json(serde_json::json!({ "status": status })).into_response(),
+            Caller::Anonymous => {
+                return axum::Json(serde_json::json!({ "status": status })).into_response();
+            }
             Caller::Known(Principal::Admin) => {}
-            Caller::Known(Principal::Tenant(t)) => deployments.retain(|id, _| id.split_once('.').is_some_and(|(tenant, _)| tenant == t)),
+            Caller::Known(Principal::Tenant(t)) => deployments
+                .retain(|id, _| id.split_once('.').is_some_and(|(tenant, _)| tenant == t)),
         }
     }
-    axum::Json(serde_json::json!({ "status": status, "producer": producer, "deployments": deployments })).into_response()
+    axum::Json(
+        serde_json::json!({ "status": status, "producer": producer, "deployments": deployments }),
+    )
+    .into_response()
 }

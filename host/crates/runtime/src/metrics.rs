@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -39,40 +41,86 @@ impl Metrics {
         let registry = Registry::new_custom(Some("weir".into()), None).expect("valid prefix");
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGaugeVec::new(Opts::new(name, help), PARTITION).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
         let batch_seconds = HistogramVec::new(
-            HistogramOpts::new("batch_seconds", "Time to run one batch through the transform")
-                .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
+            HistogramOpts::new(
+                "batch_seconds",
+                "Time to run one batch through the transform",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
             DEPLOYMENT,
         )
         .unwrap();
         registry.register(Box::new(batch_seconds.clone())).unwrap();
-        let wasm_cpu_seconds = prometheus::CounterVec::new(Opts::new("wasm_cpu_seconds_total", "CPU time spent in transforms"), DEPLOYMENT).unwrap();
-        registry.register(Box::new(wasm_cpu_seconds.clone())).unwrap();
+        let wasm_cpu_seconds = prometheus::CounterVec::new(
+            Opts::new("wasm_cpu_seconds_total", "CPU time spent in transforms"),
+            DEPLOYMENT,
+        )
+        .unwrap();
+        registry
+            .register(Box::new(wasm_cpu_seconds.clone()))
+            .unwrap();
         let tenant_gauge = |name: &str, help: &str| {
             let g = IntGaugeVec::new(Opts::new(name, help), &["tenant"]).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
-        let host_buffered_bytes =
-            prometheus::IntGauge::new("host_buffered_bytes", "Bytes of input buffered by every deployment of the host").expect("valid metric");
-        registry.register(Box::new(host_buffered_bytes.clone())).expect("unique metric");
+        let host_buffered_bytes = prometheus::IntGauge::new(
+            "host_buffered_bytes",
+            "Bytes of input buffered by every deployment of the host",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(host_buffered_bytes.clone()))
+            .expect("unique metric");
         Metrics {
             host_buffered_bytes,
-            tenant_buffered_bytes: tenant_gauge("tenant_buffered_bytes", "Bytes of input buffered by a tenant's deployments"),
-            tenant_instances: tenant_gauge("tenant_instances", "Instances of the host's pool a tenant's deployments hold"),
-            records_in: counter("records_in_total", "Records consumed and processed", PARTITION),
-            records_out: counter("records_out_total", "Records produced by transforms", PARTITION),
-            failures: counter("failures_total", "Records that failed, by kind", &["tenant", "deployment", "partition", "kind"]),
-            dead_lettered: counter("dead_lettered_total", "Records sent to the dead-letter topic", PARTITION),
-            late: counter("late_records_total", "Records whose window values arrived after their windows closed", PARTITION),
+            tenant_buffered_bytes: tenant_gauge(
+                "tenant_buffered_bytes",
+                "Bytes of input buffered by a tenant's deployments",
+            ),
+            tenant_instances: tenant_gauge(
+                "tenant_instances",
+                "Instances of the host's pool a tenant's deployments hold",
+            ),
+            records_in: counter(
+                "records_in_total",
+                "Records consumed and processed",
+                PARTITION,
+            ),
+            records_out: counter(
+                "records_out_total",
+                "Records produced by transforms",
+                PARTITION,
+            ),
+            failures: counter(
+                "failures_total",
+                "Records that failed, by kind",
+                &["tenant", "deployment", "partition", "kind"],
+            ),
+            dead_lettered: counter(
+                "dead_lettered_total",
+                "Records sent to the dead-letter topic",
+                PARTITION,
+            ),
+            late: counter(
+                "late_records_total",
+                "Records whose window values arrived after their windows closed",
+                PARTITION,
+            ),
             out_of_order: counter(
                 "out_of_order_records_total",
                 "Records whose timestamp was behind their partition's stream time (the input is out of order)",
@@ -80,22 +128,42 @@ impl Metrics {
             ),
             batch_seconds,
             wasm_cpu_seconds,
-            consumer_lag: gauge("consumer_lag", "Records between the consumed position and the last stable offset (what may be read)"),
-            consumer_lag_end: gauge("consumer_lag_end", "Records between the consumed position and the high watermark (open transactions' records included)"),
+            consumer_lag: gauge(
+                "consumer_lag",
+                "Records between the consumed position and the last stable offset (what may be read)",
+            ),
+            consumer_lag_end: gauge(
+                "consumer_lag_end",
+                "Records between the consumed position and the high watermark (open transactions' records included)",
+            ),
             open_transaction_seconds: gauge(
                 "open_transaction_seconds",
                 "How long an input of the partition has been held back by an open transaction, 0 if none",
             ),
-            stopped: gauge("partition_stopped", "1 while a partition is stopped by the failure policy"),
-            restored_keys: counter("restored_keys_total", "State keys restored from changelogs", PARTITION),
+            stopped: gauge(
+                "partition_stopped",
+                "1 while a partition is stopped by the failure policy",
+            ),
+            restored_keys: counter(
+                "restored_keys_total",
+                "State keys restored from changelogs",
+                PARTITION,
+            ),
             restoring: gauge("restoring", "1 while a partition's state is being restored"),
-            rollbacks: counter("upgrade_rollbacks_total", "Upgrades rolled back because the new module failed a batch the old one passed", DEPLOYMENT),
+            rollbacks: counter(
+                "upgrade_rollbacks_total",
+                "Upgrades rolled back because the new module failed a batch the old one passed",
+                DEPLOYMENT,
+            ),
             consumer_errors: counter(
                 "consumer_errors_total",
                 "Errors the input consumer reported (an undecodable batch, a refused topic, a broker gone)",
                 DEPLOYMENT,
             ),
-            unreadable: gauge("partition_unreadable", "1 while a partition's input cannot be read past an offset (see `unreadable` in status)"),
+            unreadable: gauge(
+                "partition_unreadable",
+                "1 while a partition's input cannot be read past an offset (see `unreadable` in status)",
+            ),
             registry,
         }
     }
@@ -104,7 +172,13 @@ impl Metrics {
     /// series, or over those of `tenant`.
     pub fn sum(&self, name: &str, tenant: Option<&str>) -> f64 {
         let name = format!("weir_{name}");
-        let of_tenant = |m: &prometheus::proto::Metric| tenant.is_none_or(|t| m.get_label().iter().any(|l| l.name() == "tenant" && l.value() == t));
+        let of_tenant = |m: &prometheus::proto::Metric| {
+            tenant.is_none_or(|t| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "tenant" && l.value() == t)
+            })
+        };
         self.registry
             .gather()
             .iter()
@@ -122,8 +196,15 @@ impl Metrics {
         for family in self.registry.gather() {
             let name = family.name().strip_prefix("weir_").unwrap_or(family.name());
             for m in family.get_metric() {
-                let label = |key: &str| m.get_label().iter().find(|l| l.name() == key).map(|l| l.value().to_owned());
-                let Some(deployment) = label("deployment") else { continue };
+                let label = |key: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == key)
+                        .map(|l| l.value().to_owned())
+                };
+                let Some(deployment) = label("deployment") else {
+                    continue;
+                };
                 let t = all.entry(deployment).or_default();
                 let counter = m.get_counter().get_value();
                 match name {
@@ -132,7 +213,9 @@ impl Metrics {
                     "dead_lettered_total" => t.dead_lettered += counter,
                     "failures_total" => {
                         t.failures += counter;
-                        *t.failures_by_kind.entry(label("kind").unwrap_or_default()).or_default() += counter as u64;
+                        *t.failures_by_kind
+                            .entry(label("kind").unwrap_or_default())
+                            .or_default() += counter as u64;
                     }
                     "restored_keys_total" => t.restored_keys += counter as u64,
                     "restoring" => t.restoring += m.get_gauge().get_value() as u64,
@@ -141,7 +224,11 @@ impl Metrics {
                         let h = m.get_histogram();
                         t.batches = h.get_sample_count();
                         t.batch_seconds = h.get_sample_sum();
-                        t.batch_buckets = h.get_bucket().iter().map(|b| (b.upper_bound(), b.cumulative_count())).collect();
+                        t.batch_buckets = h
+                            .get_bucket()
+                            .iter()
+                            .map(|b| (b.upper_bound(), b.cumulative_count()))
+                            .collect();
                     }
                     _ => {}
                 }
@@ -153,7 +240,9 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encoding metrics");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encoding metrics");
         String::from_utf8(buf).expect("metrics are UTF-8")
     }
 }
@@ -189,10 +278,18 @@ mod tests {
     #[test]
     fn sums_a_counter_over_its_series_or_a_tenants() {
         let m = Metrics::new();
-        m.failures.with_label_values(&["acme", "a", "0", "trap"]).inc_by(2);
-        m.failures.with_label_values(&["acme", "b", "1", "timeout"]).inc_by(3);
-        m.failures.with_label_values(&["evil", "c", "0", "trap"]).inc_by(5);
-        m.records_in.with_label_values(&["acme", "a", "0"]).inc_by(7);
+        m.failures
+            .with_label_values(&["acme", "a", "0", "trap"])
+            .inc_by(2);
+        m.failures
+            .with_label_values(&["acme", "b", "1", "timeout"])
+            .inc_by(3);
+        m.failures
+            .with_label_values(&["evil", "c", "0", "trap"])
+            .inc_by(5);
+        m.records_in
+            .with_label_values(&["acme", "a", "0"])
+            .inc_by(7);
         assert_eq!(m.sum("failures_total", None), 10.0);
         assert_eq!(m.sum("failures_total", Some("acme")), 5.0);
         assert_eq!(m.sum("failures_total", Some("nobody")), 0.0);
@@ -220,15 +317,27 @@ mod tests {
             &m.rollbacks,
         ];
         // The registry adds the `weir_` prefix.
-        let known: Vec<String> = collectors.iter().flat_map(|c| c.desc()).map(|d| format!("weir_{}", d.fq_name)).collect();
-        let dashboard: serde_json::Value = serde_json::from_str(include_str!("../../../../deploy/grafana/weir.json")).unwrap();
+        let known: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| format!("weir_{}", d.fq_name))
+            .collect();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../../deploy/grafana/weir.json")).unwrap();
         let mut used = 0;
         for panel in dashboard["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
                 let expr = target["expr"].as_str().unwrap();
-                for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("weir_")) {
+                for name in expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("weir_"))
+                {
                     let base = name.strip_suffix("_bucket").unwrap_or(name);
-                    assert!(known.iter().any(|k| k == base), "panel `{}` reads `{name}`, which Weir does not export", panel["title"]);
+                    assert!(
+                        known.iter().any(|k| k == base),
+                        "panel `{}` reads `{name}`, which Weir does not export",
+                        panel["title"]
+                    );
                     used += 1;
                 }
             }

@@ -68,7 +68,11 @@ impl Series {
 
     /// A deployment's points, oldest first.
     pub fn of(&self, deployment: &str) -> Vec<Point> {
-        lock(&self.inner).points.get(deployment).map(|r| r.iter().cloned().collect()).unwrap_or_default()
+        lock(&self.inner)
+            .points
+            .get(deployment)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -79,7 +83,10 @@ fn point(then: &Totals, now: &Totals, elapsed_ms: u64, at_ms: u64) -> Point {
     let batches = now.batches.saturating_sub(then.batches);
     let (batch_ms, batch_p99_ms) = match batches {
         0 => (None, None),
-        n => (Some((now.batch_seconds - then.batch_seconds).max(0.0) * 1000.0 / n as f64), p99(then, now, n)),
+        n => (
+            Some((now.batch_seconds - then.batch_seconds).max(0.0) * 1000.0 / n as f64),
+            p99(then, now, n),
+        ),
     };
     Point {
         at_ms,
@@ -96,10 +103,13 @@ fn point(then: &Totals, now: &Totals, elapsed_ms: u64, at_ms: u64) -> Point {
 /// The bucket bound under which 99 % of the step's `n` batches fell, ms.
 fn p99(then: &Totals, now: &Totals, n: u64) -> Option<f64> {
     let wanted = (n * 99).div_ceil(100);
-    now.batch_buckets.iter().enumerate().find_map(|(i, &(bound, count))| {
-        let before = then.batch_buckets.get(i).map_or(0, |b| b.1);
-        (count.saturating_sub(before) >= wanted).then_some(bound * 1000.0)
-    })
+    now.batch_buckets
+        .iter()
+        .enumerate()
+        .find_map(|(i, &(bound, count))| {
+            let before = then.batch_buckets.get(i).map_or(0, |b| b.1);
+            (count.saturating_sub(before) >= wanted).then_some(bound * 1000.0)
+        })
 }
 
 #[cfg(test)]
@@ -112,23 +122,43 @@ mod tests {
         let s = Series::default();
         m.records_in.with_label_values(&["", "a", "0"]).inc_by(100);
         s.sample(&m, 10_000);
-        assert!(s.of("a").is_empty(), "a first sample only sets the baseline");
+        assert!(
+            s.of("a").is_empty(),
+            "a first sample only sets the baseline"
+        );
         m.records_in.with_label_values(&["", "a", "0"]).inc_by(300);
         m.records_in.with_label_values(&["", "a", "1"]).inc_by(100);
-        m.failures.with_label_values(&["", "a", "1", "trap"]).inc_by(2);
+        m.failures
+            .with_label_values(&["", "a", "1", "trap"])
+            .inc_by(2);
         for _ in 0..99 {
-            m.batch_seconds.with_label_values(&["", "a"]).observe(0.0002);
+            m.batch_seconds
+                .with_label_values(&["", "a"])
+                .observe(0.0002);
         }
         m.batch_seconds.with_label_values(&["", "a"]).observe(0.5);
         m.consumer_lag.with_label_values(&["", "a", "0"]).set(7);
         s.sample(&m, 12_000);
         let p = &s.of("a")[0];
-        assert_eq!((p.at_ms, p.records_in, p.failures, p.lag), (12_000, 200.0, 1.0, 7));
-        assert!((p.batch_ms.unwrap() - (99.0 * 0.2 + 500.0) / 100.0).abs() < 1e-6, "{p:?}");
-        assert_eq!(p.batch_p99_ms, Some(0.2), "99 of 100 batches fell in the bucket up to 0.2 ms");
+        assert_eq!(
+            (p.at_ms, p.records_in, p.failures, p.lag),
+            (12_000, 200.0, 1.0, 7)
+        );
+        assert!(
+            (p.batch_ms.unwrap() - (99.0 * 0.2 + 500.0) / 100.0).abs() < 1e-6,
+            "{p:?}"
+        );
+        assert_eq!(
+            p.batch_p99_ms,
+            Some(0.2),
+            "99 of 100 batches fell in the bucket up to 0.2 ms"
+        );
         // A step without batches has no batch time.
         s.sample(&m, 14_000);
-        assert_eq!((s.of("a")[1].records_in, s.of("a")[1].batch_ms), (0.0, None));
+        assert_eq!(
+            (s.of("a")[1].records_in, s.of("a")[1].batch_ms),
+            (0.0, None)
+        );
     }
 
     #[test]

@@ -30,12 +30,17 @@ pub struct StateReaders(Mutex<HashMap<String, BTreeMap<i32, StoreReader>>>);
 
 impl StateReaders {
     pub fn add(&self, storage: &str, partition: i32, reader: StoreReader) {
-        self.lock().entry(storage.to_owned()).or_default().insert(partition, reader);
+        self.lock()
+            .entry(storage.to_owned())
+            .or_default()
+            .insert(partition, reader);
     }
 
     fn of(&self, storage: &str) -> Vec<(i32, StoreReader)> {
         let mut all = self.lock();
-        let Some(open) = all.get_mut(storage) else { return Vec::new() };
+        let Some(open) = all.get_mut(storage) else {
+            return Vec::new();
+        };
         open.retain(|_, r| r.is_open());
         let found = open.iter().map(|(p, r)| (*p, r.clone())).collect();
         if open.is_empty() {
@@ -100,14 +105,20 @@ impl StateQuery {
         let decode = |field: &str, s: &Option<String>| -> Result<Option<Vec<u8>>> {
             let bytes = match s {
                 None => return Ok(None),
-                Some(s) if self.hex => hex::decode(s).map_err(|e| anyhow::anyhow!("`{field}` is not hex: {e}"))?,
+                Some(s) if self.hex => {
+                    hex::decode(s).map_err(|e| anyhow::anyhow!("`{field}` is not hex: {e}"))?
+                }
                 Some(s) => s.as_bytes().to_vec(),
             };
             Ok(Some([map.as_slice(), &bytes].concat()))
         };
         let key = decode("key", &self.key)?;
         let prefix = decode("prefix", &self.prefix)?;
-        let (from, to, after) = (decode("from", &self.from)?, decode("to", &self.to)?, decode("after", &self.after)?);
+        let (from, to, after) = (
+            decode("from", &self.from)?,
+            decode("to", &self.to)?,
+            decode("after", &self.after)?,
+        );
         if key.is_some() && (prefix.is_some() || from.is_some() || to.is_some()) {
             bail!("ask for a `key`, or a scan by `prefix` or `from`/`to`, not both");
         }
@@ -115,9 +126,14 @@ impl StateQuery {
             bail!("scan by `prefix` or by `from`/`to`, not both");
         }
         // A prefix (the map's, if none) is the range of keys starting with it.
-        let (from, to) = match prefix.or_else(|| (from.is_none() && to.is_none() && !map.is_empty()).then(|| map.clone())) {
+        let (from, to) = match prefix
+            .or_else(|| (from.is_none() && to.is_none() && !map.is_empty()).then(|| map.clone()))
+        {
             Some(p) => (Some(p.clone()), weir_state::prefix_end(&p)),
-            None => (from.or_else(|| Some(map.clone())), to.or_else(|| weir_state::prefix_end(&map).filter(|_| !map.is_empty()))),
+            None => (
+                from.or_else(|| Some(map.clone())),
+                to.or_else(|| weir_state::prefix_end(&map).filter(|_| !map.is_empty())),
+            ),
         };
         let mut from = from.unwrap_or_default();
         // Paging: the next key after the last one shown.
@@ -158,7 +174,9 @@ pub struct Entry {
 
 impl Entry {
     fn new(partition: i32, key: Vec<u8>, value: Vec<u8>) -> Entry {
-        let key_hex = std::str::from_utf8(&key).is_err().then(|| hex::encode(&key));
+        let key_hex = std::str::from_utf8(&key)
+            .is_err()
+            .then(|| hex::encode(&key));
         let (mut value_json, mut value_text, mut value_hex) = (None, None, None);
         // JSON `null` would read back as no value: it is shown as text.
         let json = value != b"null" && serde_json::from_slice::<IgnoredAny>(&value).is_ok();
@@ -167,12 +185,22 @@ impl Entry {
             Ok(t) => value_text = Some(t),
             Err(e) => value_hex = Some(hex::encode(e.as_bytes())),
         }
-        Entry { partition, key: String::from_utf8_lossy(&key).into_owned(), key_hex, value: value_json, value_text, value_hex }
+        Entry {
+            partition,
+            key: String::from_utf8_lossy(&key).into_owned(),
+            key_hex,
+            value: value_json,
+            value_text,
+            value_hex,
+        }
     }
 
     /// The key's bytes, for ordering and paging.
     pub fn key_bytes(&self) -> Vec<u8> {
-        self.key_hex.as_deref().and_then(|h| hex::decode(h).ok()).unwrap_or_else(|| self.key.as_bytes().to_vec())
+        self.key_hex
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .unwrap_or_else(|| self.key.as_bytes().to_vec())
     }
 }
 
@@ -193,7 +221,11 @@ pub struct Local {
 pub fn read_local(readers: &StateReaders, storage: &str, query: &StateQuery) -> Result<Local> {
     let keys = query.keys()?;
     let limit = query.limit();
-    let held: Vec<_> = readers.of(storage).into_iter().filter(|(p, _)| query.partition.is_none_or(|q| q == *p)).collect();
+    let held: Vec<_> = readers
+        .of(storage)
+        .into_iter()
+        .filter(|(p, _)| query.partition.is_none_or(|q| q == *p))
+        .collect();
     let budget = MAX_BYTES / held.len().max(1) as u64;
     let (mut entries, mut partitions, mut cuts) = (Vec::new(), Vec::new(), Vec::new());
     for (partition, reader) in held {
@@ -212,10 +244,18 @@ pub fn read_local(readers: &StateReaders, storage: &str, query: &StateQuery) -> 
         {
             cuts.push(k[keys.map.len()..].to_vec());
         }
-        entries.extend(found.into_iter().map(|(k, v)| Entry::new(partition, k[keys.map.len()..].to_vec(), v)));
+        entries.extend(
+            found
+                .into_iter()
+                .map(|(k, v)| Entry::new(partition, k[keys.map.len()..].to_vec(), v)),
+        );
     }
     let (entries, cut) = page(entries, cuts, limit);
-    Ok(Local { entries, partitions, cut_hex: cut.map(hex::encode) })
+    Ok(Local {
+        entries,
+        partitions,
+        cut_hex: cut.map(hex::encode),
+    })
 }
 
 /// One page of entries read from several partitions (or hosts), some of
@@ -223,7 +263,11 @@ pub fn read_local(readers: &StateReaders, storage: &str, query: &StateQuery) -> 
 /// cut, at most `limit` keys' worth (all partitions of the last key stay
 /// together), in key order, then partition; and, when there is more, the
 /// key the page ends at.
-pub fn page(mut entries: Vec<Entry>, cuts: impl IntoIterator<Item = Vec<u8>>, limit: usize) -> (Vec<Entry>, Option<Vec<u8>>) {
+pub fn page(
+    mut entries: Vec<Entry>,
+    cuts: impl IntoIterator<Item = Vec<u8>>,
+    limit: usize,
+) -> (Vec<Entry>, Option<Vec<u8>>) {
     entries.sort_by_cached_key(|e| (e.key_bytes(), e.partition));
     let mut cut = cuts.into_iter().min();
     if let Some(c) = &cut {
@@ -266,7 +310,11 @@ mod tests {
             let backend = RocksBackend::open(&dir.path().join(p.to_string()), &config).unwrap();
             readers.add("d.1", p, backend.reader());
             let mut state = weir_state::PartitionState::open(Box::new(backend)).unwrap();
-            state.set(format!("word-{p}").as_bytes(), format!("{{\"n\":{p}}}").as_bytes(), None);
+            state.set(
+                format!("word-{p}").as_bytes(),
+                format!("{{\"n\":{p}}}").as_bytes(),
+                None,
+            );
             state.set(b"shared", b"plain text", None);
             state.set(&[0xff, b'x'], &[0xfe, 0], None);
             if p == 1 {
@@ -279,23 +327,66 @@ mod tests {
         let (all, read) = query_all(&readers, &StateQuery::default()).unwrap();
         assert_eq!(read, [0, 1]);
         let keys: Vec<_> = all.iter().map(|e| (e.key.as_str(), e.partition)).collect();
-        assert_eq!(keys, [("count\0the", 1), ("shared", 0), ("shared", 1), ("word-0", 0), ("word-1", 1), ("\u{fffd}x", 0), ("\u{fffd}x", 1)]);
+        assert_eq!(
+            keys,
+            [
+                ("count\0the", 1),
+                ("shared", 0),
+                ("shared", 1),
+                ("word-0", 0),
+                ("word-1", 1),
+                ("\u{fffd}x", 0),
+                ("\u{fffd}x", 1)
+            ]
+        );
         assert_eq!(json(&all[3]), Some(r#"{"n":0}"#));
         assert_eq!(all[1].value_text.as_deref(), Some("plain text"));
-        assert_eq!((all[5].key_hex.as_deref(), all[5].value_hex.as_deref()), (Some("ff78"), Some("fe00")));
+        assert_eq!(
+            (all[5].key_hex.as_deref(), all[5].value_hex.as_deref()),
+            (Some("ff78"), Some("fe00"))
+        );
 
         let (one, _) = query_all(&readers, &query(|q| q.key = Some("word-1".into()))).unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].partition, 1);
-        let (page, _) = query_all(&readers, &query(|q| (q.prefix, q.after, q.limit) = (Some("word".into()), Some("word-0".into()), Some(5)))).unwrap();
-        assert_eq!(page.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["word-1"]);
-        let (hex, _) = query_all(&readers, &query(|q| (q.from, q.hex, q.partition) = (Some("ff".into()), true, Some(1)))).unwrap();
+        let (page, _) = query_all(
+            &readers,
+            &query(|q| {
+                (q.prefix, q.after, q.limit) = (Some("word".into()), Some("word-0".into()), Some(5))
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+            ["word-1"]
+        );
+        let (hex, _) = query_all(
+            &readers,
+            &query(|q| (q.from, q.hex, q.partition) = (Some("ff".into()), true, Some(1))),
+        )
+        .unwrap();
         assert_eq!(hex.len(), 1);
-        assert!(query_all(&readers, &query(|q| (q.key, q.prefix) = (Some("a".into()), Some("b".into())))).is_err());
+        assert!(
+            query_all(
+                &readers,
+                &query(|q| (q.key, q.prefix) = (Some("a".into()), Some("b".into())))
+            )
+            .is_err()
+        );
 
         let (counts, _) = query_all(&readers, &query(|q| q.map = Some("count".into()))).unwrap();
-        assert_eq!(counts.iter().map(|e| (e.key.as_str(), json(e))).collect::<Vec<_>>(), [("the", Some("4"))]);
-        let (one, _) = query_all(&readers, &query(|q| (q.map, q.key) = (Some("count".into()), Some("the".into())))).unwrap();
+        assert_eq!(
+            counts
+                .iter()
+                .map(|e| (e.key.as_str(), json(e)))
+                .collect::<Vec<_>>(),
+            [("the", Some("4"))]
+        );
+        let (one, _) = query_all(
+            &readers,
+            &query(|q| (q.map, q.key) = (Some("count".into()), Some("the".into()))),
+        )
+        .unwrap();
         assert_eq!(one.len(), 1);
 
         drop(states);
@@ -309,14 +400,32 @@ mod tests {
 
     #[test]
     fn a_page_ends_where_every_partition_is_complete_and_keeps_a_key_whole() {
-        let keys = |es: &[Entry]| es.iter().map(|e| (e.partition, e.key.clone())).collect::<Vec<_>>();
+        let keys = |es: &[Entry]| {
+            es.iter()
+                .map(|e| (e.partition, e.key.clone()))
+                .collect::<Vec<_>>()
+        };
         // Partition 0 stopped at "c" (it may hold "d"): partition 1's "e" waits for the next page.
-        let (es, cut) = page(vec![entry(0, "a"), entry(0, "c"), entry(1, "b"), entry(1, "e")], [b"c".to_vec()], 10);
-        assert_eq!(keys(&es), [(0, "a".into()), (1, "b".into()), (0, "c".into())]);
+        let (es, cut) = page(
+            vec![entry(0, "a"), entry(0, "c"), entry(1, "b"), entry(1, "e")],
+            [b"c".to_vec()],
+            10,
+        );
+        assert_eq!(
+            keys(&es),
+            [(0, "a".into()), (1, "b".into()), (0, "c".into())]
+        );
         assert_eq!(cut.as_deref(), Some(&b"c"[..]));
         // The limit falls inside key "b": both partitions' "b" stay on this page.
-        let (es, cut) = page(vec![entry(0, "a"), entry(0, "b"), entry(1, "b"), entry(1, "c")], [], 2);
-        assert_eq!(keys(&es), [(0, "a".into()), (0, "b".into()), (1, "b".into())]);
+        let (es, cut) = page(
+            vec![entry(0, "a"), entry(0, "b"), entry(1, "b"), entry(1, "c")],
+            [],
+            2,
+        );
+        assert_eq!(
+            keys(&es),
+            [(0, "a".into()), (0, "b".into()), (1, "b".into())]
+        );
         assert_eq!(cut.as_deref(), Some(&b"b"[..]));
         let (es, cut) = page(vec![entry(1, "b"), entry(0, "a")], [], 2);
         assert_eq!((es.len(), cut), (2, None));

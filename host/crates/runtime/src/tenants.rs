@@ -78,14 +78,20 @@ impl Default for Quota {
 impl Quota {
     /// The limits of a deployment whose `limits` object set `given`
     /// (field names of [`Limits`]), or why they exceed the quota.
-    pub fn limits(&self, given: &serde_json::Map<String, serde_json::Value>) -> Result<Limits, String> {
+    pub fn limits(
+        &self,
+        given: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Limits, String> {
         let mut full = serde_json::to_value(self.as_limits()).expect("limits serialize");
         for (k, v) in given {
             full[k] = v.clone();
         }
         let limits: Limits = serde_json::from_value(full).map_err(|e| format!("limits: {e}"))?;
         // Every limit is a number, or null for unlimited.
-        let (asked, max) = (serde_json::to_value(limits).expect("limits serialize"), serde_json::to_value(self.as_limits()).expect("limits serialize"));
+        let (asked, max) = (
+            serde_json::to_value(limits).expect("limits serialize"),
+            serde_json::to_value(self.as_limits()).expect("limits serialize"),
+        );
         for (name, max) in max.as_object().expect("limits are an object") {
             let asked = &asked[name];
             let over = match (asked.as_f64(), max.as_f64()) {
@@ -94,8 +100,14 @@ impl Quota {
                 _ => false,
             };
             if over {
-                let asked = if asked.is_null() { "unlimited".to_owned() } else { asked.to_string() };
-                return Err(format!("limits.{name} = {asked} exceeds the tenant's quota of {max}"));
+                let asked = if asked.is_null() {
+                    "unlimited".to_owned()
+                } else {
+                    asked.to_string()
+                };
+                return Err(format!(
+                    "limits.{name} = {asked} exceeds the tenant's quota of {max}"
+                ));
             }
         }
         Ok(limits)
@@ -124,20 +136,41 @@ const WARM_UPS: usize = 1;
 /// workers included). Shares that do not fit in the pool are refused, so
 /// each tenant can always have its share. One instance of the pool is no
 /// tenant's: a deployment's check runs its `init` there.
-pub fn instance_shares(tenants: &BTreeMap<String, TenantConfig>, pool: usize, workers: usize) -> Result<BTreeMap<String, usize>> {
+pub fn instance_shares(
+    tenants: &BTreeMap<String, TenantConfig>,
+    pool: usize,
+    workers: usize,
+) -> Result<BTreeMap<String, usize>> {
     let explicit: usize = tenants.values().filter_map(|t| t.quota.max_instances).sum();
     let Some(left) = pool.checked_sub(explicit + WARM_UPS) else {
         bail!(
             "the tenants' `max_instances` add up to {explicit}, more than the host's pool (`engine.max_instances` = {pool}) leaves them ({WARM_UPS} is kept for checking deployments)"
         )
     };
-    let others = tenants.values().filter(|t| t.quota.max_instances.is_none()).count();
+    let others = tenants
+        .values()
+        .filter(|t| t.quota.max_instances.is_none())
+        .count();
     let each = left / others.max(1);
     if others > 0 && each == 0 {
-        bail!("the tenants' `max_instances` leave no room in the host's pool (`engine.max_instances` = {pool}) for the {others} tenants without one")
+        bail!(
+            "the tenants' `max_instances` leave no room in the host's pool (`engine.max_instances` = {pool}) for the {others} tenants without one"
+        )
     }
-    let share = |t: &TenantConfig| t.quota.max_instances.unwrap_or_else(|| each.min(t.quota.max_deployments.saturating_mul(workers).saturating_add(4)));
-    Ok(tenants.iter().map(|(name, t)| (name.clone(), share(t))).collect())
+    let share = |t: &TenantConfig| {
+        t.quota.max_instances.unwrap_or_else(|| {
+            each.min(
+                t.quota
+                    .max_deployments
+                    .saturating_mul(workers)
+                    .saturating_add(4),
+            )
+        })
+    };
+    Ok(tenants
+        .iter()
+        .map(|(name, t)| (name.clone(), share(t)))
+        .collect())
 }
 
 /// Checks that no tenant reaches another's topics: the prefixes of two
@@ -171,14 +204,20 @@ impl TenantConfig {
         check_token_hash(&self.token_sha256)?;
         for p in self.input_prefixes.iter().chain(&self.output_prefixes) {
             if p.is_empty() {
-                bail!("an empty topic prefix would allow every topic; list the prefixes the tenant owns");
+                bail!(
+                    "an empty topic prefix would allow every topic; list the prefixes the tenant owns"
+                );
             }
             // `acme` would also cover `acmecorp.payments`.
             if !p.ends_with(['.', '-', '_']) {
-                bail!("topic prefix `{p}` must end with `.`, `-` or `_`, so that it names the tenant's topics and no one else's");
+                bail!(
+                    "topic prefix `{p}` must end with `.`, `-` or `_`, so that it names the tenant's topics and no one else's"
+                );
             }
             if p.starts_with(internal) || internal.starts_with(p.as_str()) {
-                bail!("topic prefix `{p}` overlaps `{internal}`, the prefix of Weir's own topics (the registry and every deployment's changelog)");
+                bail!(
+                    "topic prefix `{p}` overlaps `{internal}`, the prefix of Weir's own topics (the registry and every deployment's changelog)"
+                );
             }
         }
         Ok(())
@@ -186,28 +225,52 @@ impl TenantConfig {
 
     /// The tenant's prefixes, each with whether it is an output prefix.
     fn prefixes(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.input_prefixes.iter().map(|p| (p.as_str(), false)).chain(self.output_prefixes.iter().map(|p| (p.as_str(), true)))
+        self.input_prefixes
+            .iter()
+            .map(|p| (p.as_str(), false))
+            .chain(self.output_prefixes.iter().map(|p| (p.as_str(), true)))
     }
 
     pub fn may_read(&self, topic: &str) -> bool {
-        self.input_prefixes.iter().any(|p| topic.starts_with(p.as_str()))
+        self.input_prefixes
+            .iter()
+            .any(|p| topic.starts_with(p.as_str()))
     }
 
     pub fn may_write(&self, topic: &str) -> bool {
-        self.output_prefixes.iter().any(|p| topic.starts_with(p.as_str()))
+        self.output_prefixes
+            .iter()
+            .any(|p| topic.starts_with(p.as_str()))
     }
 
     /// Refuses a deployment naming a topic outside the tenant's prefixes.
-    pub fn check_topics(&self, d: &DeploymentConfig, dead_letter_topic: &str) -> Result<(), String> {
+    pub fn check_topics(
+        &self,
+        d: &DeploymentConfig,
+        dead_letter_topic: &str,
+    ) -> Result<(), String> {
         if let Some(t) = d.inputs.iter().find(|t| !self.may_read(t)) {
-            return Err(format!("input topic `{t}` is outside the tenant's input prefixes {:?}", self.input_prefixes));
+            return Err(format!(
+                "input topic `{t}` is outside the tenant's input prefixes {:?}",
+                self.input_prefixes
+            ));
         }
         if let Some((name, t)) = d.tables.iter().find(|(_, t)| !self.may_read(t)) {
-            return Err(format!("table `{name}`: topic `{t}` is outside the tenant's input prefixes {:?}", self.input_prefixes));
+            return Err(format!(
+                "table `{name}`: topic `{t}` is outside the tenant's input prefixes {:?}",
+                self.input_prefixes
+            ));
         }
-        let outputs = [Some(d.output.as_str()), Some(dead_letter_topic), d.late_topic.as_deref()];
+        let outputs = [
+            Some(d.output.as_str()),
+            Some(dead_letter_topic),
+            d.late_topic.as_deref(),
+        ];
         if let Some(t) = outputs.into_iter().flatten().find(|t| !self.may_write(t)) {
-            return Err(format!("output topic `{t}` is outside the tenant's output prefixes {:?}", self.output_prefixes));
+            return Err(format!(
+                "output topic `{t}` is outside the tenant's output prefixes {:?}",
+                self.output_prefixes
+            ));
         }
         Ok(())
     }
@@ -232,10 +295,18 @@ pub struct Tenants {
 impl Tenants {
     pub fn from_config(config: &Config) -> Tenants {
         Tenants {
-            admin_hash: config.admin.as_ref().and_then(|a| decode_hash(&a.token_sha256)),
+            admin_hash: config
+                .admin
+                .as_ref()
+                .and_then(|a| decode_hash(&a.token_sha256)),
             tenants: config.tenants.clone(),
             // Checked with the configuration.
-            instance_shares: instance_shares(&config.tenants, config.engine.max_instances as usize, config.host.workers).unwrap_or_default(),
+            instance_shares: instance_shares(
+                &config.tenants,
+                config.engine.max_instances as usize,
+                config.host.workers,
+            )
+            .unwrap_or_default(),
         }
     }
 
@@ -297,7 +368,9 @@ fn decode_hash(hex_hash: &str) -> Option<[u8; 32]> {
 
 pub fn check_token_hash(hex_hash: &str) -> Result<()> {
     if decode_hash(hex_hash).is_none() {
-        bail!("token_sha256 must be 64 hex digits (the sha256 of the token; `weir token` prints a token and its hash)");
+        bail!(
+            "token_sha256 must be 64 hex digits (the sha256 of the token; `weir token` prints a token and its hash)"
+        );
     }
     Ok(())
 }
@@ -320,13 +393,20 @@ mod tests {
     use super::*;
 
     fn tenant(token: &str) -> TenantConfig {
-        TenantConfig { token_sha256: token_hash(token), input_prefixes: vec!["a.in.".into()], output_prefixes: vec!["a.out.".into()], quota: Quota::default() }
+        TenantConfig {
+            token_sha256: token_hash(token),
+            input_prefixes: vec!["a.in.".into()],
+            output_prefixes: vec!["a.out.".into()],
+            quota: Quota::default(),
+        }
     }
 
     #[test]
     fn tokens_map_to_their_principal_only() {
         let mut config = Config::default();
-        config.admin = Some(crate::config::AdminConfig { token_sha256: token_hash("root") });
+        config.admin = Some(crate::config::AdminConfig {
+            token_sha256: token_hash("root"),
+        });
         config.tenants.insert("a".into(), tenant("ta"));
         config.tenants.insert("b".into(), tenant("tb"));
         let t = Tenants::from_config(&config);
@@ -335,7 +415,11 @@ mod tests {
         assert_eq!(t.authenticate("tb"), Some(Principal::Tenant("b".into())));
         assert_eq!(t.authenticate("tc"), None);
         assert_eq!(t.authenticate(""), None);
-        assert_eq!(t.authenticate(&token_hash("ta")), None, "the hash is not the token");
+        assert_eq!(
+            t.authenticate(&token_hash("ta")),
+            None,
+            "the hash is not the token"
+        );
     }
 
     #[test]
@@ -347,42 +431,93 @@ mod tests {
         tenants.get_mut("a").unwrap().quota.max_instances = Some(600);
         let shares = instance_shares(&tenants, 1_000, 64).unwrap();
         // What `a` leaves, split between the others.
-        assert_eq!(shares, [("a".to_owned(), 600), ("b".to_owned(), 199), ("c".to_owned(), 199)].into());
+        assert_eq!(
+            shares,
+            [
+                ("a".to_owned(), 600),
+                ("b".to_owned(), 199),
+                ("c".to_owned(), 199)
+            ]
+            .into()
+        );
         // No more than a tenant can use: 20 deployments on 2 workers, and 4.
         assert_eq!(instance_shares(&tenants, 1_000, 2).unwrap()["b"], 44);
         tenants.get_mut("b").unwrap().quota.max_instances = Some(399);
         let refused = instance_shares(&tenants, 1_000, 2).unwrap_err().to_string();
-        assert!(refused.contains("no room") && refused.contains("1 tenants without"), "{refused}");
+        assert!(
+            refused.contains("no room") && refused.contains("1 tenants without"),
+            "{refused}"
+        );
         tenants.get_mut("c").unwrap().quota.max_instances = Some(1);
-        assert!(instance_shares(&tenants, 1_000, 2).unwrap_err().to_string().contains("add up to 1000"));
+        assert!(
+            instance_shares(&tenants, 1_000, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("add up to 1000")
+        );
     }
 
     #[test]
     fn quotas_fill_unset_limits_and_refuse_larger_ones() {
-        let q = Quota { memory_mb: 32, max_state_bytes: Some(1000), ..Quota::default() };
+        let q = Quota {
+            memory_mb: 32,
+            max_state_bytes: Some(1000),
+            ..Quota::default()
+        };
         let l = q.limits(&serde_json::Map::new()).unwrap();
         assert_eq!((l.memory_mb, l.max_state_bytes), (32, Some(1000)));
-        let given = serde_json::json!({ "memory_mb": 16 }).as_object().unwrap().clone();
+        let given = serde_json::json!({ "memory_mb": 16 })
+            .as_object()
+            .unwrap()
+            .clone();
         assert_eq!(q.limits(&given).unwrap().memory_mb, 16);
-        let given = serde_json::json!({ "memory_mb": 64 }).as_object().unwrap().clone();
-        assert_eq!(q.limits(&given).unwrap_err(), "limits.memory_mb = 64 exceeds the tenant's quota of 32");
-        let given = serde_json::json!({ "max_state_bytes": null }).as_object().unwrap().clone();
-        assert!(q.limits(&given).unwrap_err().contains("max_state_bytes = unlimited"));
+        let given = serde_json::json!({ "memory_mb": 64 })
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            q.limits(&given).unwrap_err(),
+            "limits.memory_mb = 64 exceeds the tenant's quota of 32"
+        );
+        let given = serde_json::json!({ "max_state_bytes": null })
+            .as_object()
+            .unwrap()
+            .clone();
+        assert!(
+            q.limits(&given)
+                .unwrap_err()
+                .contains("max_state_bytes = unlimited")
+        );
     }
 
     #[test]
     fn topics_outside_the_prefixes_are_refused() {
         let t = tenant("x");
-        let mut d: DeploymentConfig = serde_json::from_value(serde_json::json!({ "inputs": ["a.in.x"], "output": "a.out.y" })).unwrap();
+        let mut d: DeploymentConfig = serde_json::from_value(
+            serde_json::json!({ "inputs": ["a.in.x"], "output": "a.out.y" }),
+        )
+        .unwrap();
         assert!(t.check_topics(&d, "a.out.dlq").is_ok());
-        assert!(t.check_topics(&d, "b.out.dlq").unwrap_err().contains("`b.out.dlq`"));
+        assert!(
+            t.check_topics(&d, "b.out.dlq")
+                .unwrap_err()
+                .contains("`b.out.dlq`")
+        );
         // A table is read like an input: another tenant's topic is refused.
         d.tables.insert("users".into(), "a.in.users".into());
         assert!(t.check_topics(&d, "a.out.dlq").is_ok());
         d.tables.insert("prices".into(), "b.in.prices".into());
-        assert!(t.check_topics(&d, "a.out.dlq").unwrap_err().contains("table `prices`: topic `b.in.prices` is outside"));
+        assert!(
+            t.check_topics(&d, "a.out.dlq")
+                .unwrap_err()
+                .contains("table `prices`: topic `b.in.prices` is outside")
+        );
         d.tables.clear();
         d.inputs.push("b.in.x".into());
-        assert!(t.check_topics(&d, "a.out.dlq").unwrap_err().contains("input topic `b.in.x`"));
+        assert!(
+            t.check_topics(&d, "a.out.dlq")
+                .unwrap_err()
+                .contains("input topic `b.in.x`")
+        );
     }
 }

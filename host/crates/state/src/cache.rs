@@ -22,7 +22,12 @@ const OVERHEAD: usize = 64;
 
 impl ReadCache {
     pub fn new(budget: usize) -> Self {
-        ReadCache { hot: HashMap::default(), cold: HashMap::default(), hot_bytes: 0, budget }
+        ReadCache {
+            hot: HashMap::default(),
+            cold: HashMap::default(),
+            hot_bytes: 0,
+            budget,
+        }
     }
 
     /// The cached value of `key` (`Some(None)`: known absent).
@@ -38,7 +43,10 @@ impl ReadCache {
     /// The length of the cached value of `key` (`Some(None)`: known
     /// absent), leaving recency alone.
     pub fn peek_len(&self, key: &[u8]) -> Option<Option<usize>> {
-        self.hot.get(key).or_else(|| self.cold.get(key)).map(|v| v.as_ref().map(Vec::len))
+        self.hot
+            .get(key)
+            .or_else(|| self.cold.get(key))
+            .map(|v| v.as_ref().map(Vec::len))
     }
 
     pub fn insert(&mut self, key: Vec<u8>, value: Entry) {

@@ -151,7 +151,10 @@ impl PartitionState {
         let stored_bytes = match backend.get(STATE_BYTES_KEY)? {
             Some(b) if b.len() == 8 => Some(u64::from_be_bytes(b.try_into().unwrap())),
             // A new store holds nothing; an old one is counted if asked.
-            _ => ns::SIZED.iter().all(|&space| backend.scan(&[space], Some(&[space + 1])).next().is_none()).then_some(0),
+            _ => ns::SIZED
+                .iter()
+                .all(|&space| backend.scan(&[space], Some(&[space + 1])).next().is_none())
+                .then_some(0),
         };
         Ok(PartitionState {
             backend,
@@ -188,7 +191,8 @@ impl PartitionState {
     pub fn observe_timestamp(&mut self, ts: i64) {
         if ts > self.stream_time {
             self.stream_time = ts;
-            self.pending.insert(STREAM_TIME_KEY.to_vec(), Some(ts.to_be_bytes().to_vec()));
+            self.pending
+                .insert(STREAM_TIME_KEY.to_vec(), Some(ts.to_be_bytes().to_vec()));
         }
     }
 
@@ -229,7 +233,8 @@ impl PartitionState {
         for (key, previous) in self.undo.drain(len..).rev() {
             let held = |v: &pending::Value| entry_held(&key, v);
             let now = self.pending.get(&key).map_or(0, held);
-            self.pending_held = self.pending_held.saturating_sub(now) + previous.as_ref().map_or(0, |(v, _)| held(v));
+            self.pending_held = self.pending_held.saturating_sub(now)
+                + previous.as_ref().map_or(0, |(v, _)| held(v));
             match previous {
                 Some(v) => {
                     self.pending.insert_stamped(key, v);
@@ -249,11 +254,17 @@ impl PartitionState {
     /// the stream time, until released or rolled back. No flush may happen
     /// while a savepoint is active.
     pub fn savepoint(&mut self) {
-        debug_assert!(!self.in_txn && self.savepoint.is_none(), "savepoint inside a transaction or another savepoint");
+        debug_assert!(
+            !self.in_txn && self.savepoint.is_none(),
+            "savepoint inside a transaction or another savepoint"
+        );
         self.undo.clear();
         self.txn_start = 0;
-        self.savepoint =
-            Some(Savepoint { stream_time: self.stream_time, stream_time_entry: self.pending.get(STREAM_TIME_KEY).cloned(), pending_bytes: self.pending_bytes });
+        self.savepoint = Some(Savepoint {
+            stream_time: self.stream_time,
+            stream_time_entry: self.pending.get(STREAM_TIME_KEY).cloned(),
+            pending_bytes: self.pending_bytes,
+        });
     }
 
     /// Restores the pending writes and stream time exactly as they were at
@@ -303,8 +314,13 @@ impl PartitionState {
     pub fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let added = entry_bytes(&key, value.as_ref());
         let held = entry_held(&key, &value);
-        let previous = self.pending.insert_stamped(key.clone(), (value, self.txn_stamp));
-        self.pending_held = self.pending_held.saturating_sub(previous.as_ref().map_or(0, |(v, _)| entry_held(&key, v))) + held;
+        let previous = self
+            .pending
+            .insert_stamped(key.clone(), (value, self.txn_stamp));
+        self.pending_held = self
+            .pending_held
+            .saturating_sub(previous.as_ref().map_or(0, |(v, _)| entry_held(&key, v)))
+            + held;
         if ns::sized(&key) {
             let removed = match &previous {
                 Some((p, _)) => entry_bytes(&key, p.as_ref()),
@@ -312,13 +328,20 @@ impl PartitionState {
             };
             self.pending_bytes += added - removed;
             if let Some(max) = self.max_entry_bytes {
-                let framed = weir_abi::record_size(key.len(), added.max(0) as usize, [CHANGELOG_HEADER_ROOM].into_iter());
+                let framed = weir_abi::record_size(
+                    key.len(),
+                    added.max(0) as usize,
+                    [CHANGELOG_HEADER_ROOM].into_iter(),
+                );
                 if framed > max && self.oversize.is_none() {
                     self.oversize = Some(framed);
                 }
             }
         }
-        let first_in_txn = !self.in_txn || previous.as_ref().is_none_or(|(_, stamp)| *stamp != self.txn_stamp);
+        let first_in_txn = !self.in_txn
+            || previous
+                .as_ref()
+                .is_none_or(|(_, stamp)| *stamp != self.txn_stamp);
         if (self.in_txn || self.savepoint.is_some()) && first_in_txn {
             self.undo.push((key, previous));
         }
@@ -382,7 +405,13 @@ impl PartitionState {
     /// Up to `limit` live entries with `start <= key < end`, ascending,
     /// stopping after the entry that brings their keys and values to
     /// `max_bytes`.
-    pub fn scan_raw(&self, start: &[u8], end: Option<&[u8]>, limit: usize, max_bytes: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn scan_raw(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         // The guest chooses both bounds; ordered ranges panic on reversed ones.
         if end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
@@ -427,7 +456,9 @@ impl PartitionState {
     /// Pending writes that belong in the changelog (user, window and timer state,
     /// not host bookkeeping).
     pub fn durable_changes(&self) -> impl Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)> {
-        self.pending.iter().filter(|(k, _)| k.first() != Some(&ns::META))
+        self.pending
+            .iter()
+            .filter(|(k, _)| k.first() != Some(&ns::META))
     }
 
     pub fn has_durable_changes(&self) -> bool {
@@ -442,7 +473,10 @@ impl PartitionState {
         self.in_txn = false;
         self.savepoint = None;
         let max_entry_bytes = self.max_entry_bytes;
-        *self = Self::open(std::mem::replace(&mut self.backend, Box::new(memory::MemoryBackend::default())))?;
+        *self = Self::open(std::mem::replace(
+            &mut self.backend,
+            Box::new(memory::MemoryBackend::default()),
+        ))?;
         self.max_entry_bytes = max_entry_bytes;
         Ok(())
     }
@@ -457,14 +491,20 @@ impl PartitionState {
     /// Records `checkpoint` and makes every pending write durable with it,
     /// atomically.
     pub fn flush_with_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        self.put_raw(CHECKPOINT_KEY.to_vec(), Some(serde_json::to_vec(checkpoint)?));
+        self.put_raw(
+            CHECKPOINT_KEY.to_vec(),
+            Some(serde_json::to_vec(checkpoint)?),
+        );
         self.flush()
     }
 
     /// Writes changes replayed from a changelog straight to the backend:
     /// no pending set, no undo log, no read cache to churn.
     pub fn write_restored(&mut self, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
-        debug_assert!(!self.in_txn && !self.has_durable_changes(), "restore over pending writes");
+        debug_assert!(
+            !self.in_txn && !self.has_durable_changes(),
+            "restore over pending writes"
+        );
         // The stream time of the commit replayed last (see `STREAM_TIME_KEY`).
         if let Some((_, Some(v))) = changes.iter().rfind(|(k, _)| k == STREAM_TIME_KEY)
             && let Ok(t) = <[u8; 8]>::try_from(v.as_slice())
@@ -474,7 +514,8 @@ impl PartitionState {
         self.cache.get_mut().clear();
         // Counting as we go would cost a lookup per key: recount if asked.
         self.stored_bytes.set(None);
-        self.backend.write(&mut changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
+        self.backend
+            .write(&mut changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
     }
 
     /// Makes the pending writes durable in the backend.
@@ -482,7 +523,9 @@ impl PartitionState {
         debug_assert!(!self.in_txn, "flush inside a transaction");
         debug_assert!(self.savepoint.is_none(), "flush inside a savepoint");
         let total = match self.stored_bytes.get() {
-            Some(b) if !self.pending_inexact => Some((b as i64).saturating_add(self.pending_bytes).max(0) as u64),
+            Some(b) if !self.pending_inexact => {
+                Some((b as i64).saturating_add(self.pending_bytes).max(0) as u64)
+            }
             _ => None,
         };
         if self.pending.is_empty() && total.is_some() {
@@ -490,8 +533,16 @@ impl PartitionState {
         }
         // The size goes with the changes it describes; an unknown one is
         // deleted, to be counted again.
-        self.pending.insert(STATE_BYTES_KEY.to_vec(), total.map(|b| b.to_be_bytes().to_vec()));
-        if let Err(e) = self.backend.write(&mut self.pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))) {
+        self.pending.insert(
+            STATE_BYTES_KEY.to_vec(),
+            total.map(|b| b.to_be_bytes().to_vec()),
+        );
+        if let Err(e) = self.backend.write(
+            &mut self
+                .pending
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref())),
+        ) {
             // The store may hold part of the batch or none of it.
             self.cache.get_mut().clear();
             self.stored_bytes.set(None);

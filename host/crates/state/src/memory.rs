@@ -19,7 +19,11 @@ impl StateBackend for MemoryBackend {
 
     fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> {
         let upper = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
-        Box::new(self.map.range((Bound::Included(start.to_vec()), upper)).map(|(k, v)| Ok((k.clone(), v.clone()))))
+        Box::new(
+            self.map
+                .range((Bound::Included(start.to_vec()), upper))
+                .map(|(k, v)| Ok((k.clone(), v.clone()))),
+        )
     }
 
     fn write(&mut self, changes: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>) -> Result<()> {

@@ -50,8 +50,14 @@ impl Pending {
     }
 
     /// Entries with `start <= key` within `upper`, in key order.
-    pub fn range<'a>(&'a self, start: &[u8], upper: Bound<&[u8]>) -> impl Iterator<Item = (&'a Vec<u8>, &'a Value)> + 'a {
-        self.order.range::<[u8], _>((Bound::Included(start), upper)).map(|k| (k, &self.values[k].0))
+    pub fn range<'a>(
+        &'a self,
+        start: &[u8],
+        upper: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Value)> + 'a {
+        self.order
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .map(|k| (k, &self.values[k].0))
     }
 
     /// Every entry, in key order.

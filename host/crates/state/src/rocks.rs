@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use anyhow::{Context, Result};
-use rocksdb::{BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{
+    BlockBasedOptions, Cache, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions,
+};
 
 use super::{PartitionState, StateBackend};
 
@@ -17,7 +20,9 @@ pub struct RocksConfig {
 
 impl RocksConfig {
     pub fn new(cache_bytes: usize) -> Result<Self> {
-        Ok(RocksConfig { cache: Cache::new_lru_cache(cache_bytes).context("creating the RocksDB block cache")? })
+        Ok(RocksConfig {
+            cache: Cache::new_lru_cache(cache_bytes).context("creating the RocksDB block cache")?,
+        })
     }
 
     pub(crate) fn options(&self) -> Options {
@@ -63,7 +68,10 @@ impl StoreReader {
     /// closed it.
     pub fn open(&self) -> Option<Result<PartitionState>> {
         let db = self.db.upgrade()?;
-        Some(PartitionState::open(Box::new(ReadOnly { db, path: self.path.clone() })))
+        Some(PartitionState::open(Box::new(ReadOnly {
+            db,
+            path: self.path.clone(),
+        })))
     }
 }
 
@@ -87,7 +95,8 @@ impl StateBackend for ReadOnly {
 }
 
 fn read(db: &DB, path: &Path, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    db.get(key).with_context(|| format!("reading {}", path.display()))
+    db.get(key)
+        .with_context(|| format!("reading {}", path.display()))
 }
 
 fn scan<'a>(db: &'a DB, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> {
@@ -96,24 +105,36 @@ fn scan<'a>(db: &'a DB, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> 
         opts.set_iterate_upper_bound(end.to_vec());
     }
     let it = db.iterator_opt(IteratorMode::From(start, Direction::Forward), opts);
-    Box::new(it.map(|r| r.map(|(k, v)| (k.into_vec(), v.into_vec())).context("scanning state")))
+    Box::new(it.map(|r| {
+        r.map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .context("scanning state")
+    }))
 }
 
 impl RocksBackend {
     pub fn open(path: &Path, config: &RocksConfig) -> Result<Self> {
-        std::fs::create_dir_all(path).with_context(|| format!("creating state directory {}", path.display()))?;
-        let db = while_locked(|| DB::open(&config.options(), path)).with_context(|| format!("opening state store {}", path.display()))?;
-        Ok(RocksBackend { db: Arc::new(db), path: path.to_owned() })
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("creating state directory {}", path.display()))?;
+        let db = while_locked(|| DB::open(&config.options(), path))
+            .with_context(|| format!("opening state store {}", path.display()))?;
+        Ok(RocksBackend {
+            db: Arc::new(db),
+            path: path.to_owned(),
+        })
     }
 
     pub fn reader(&self) -> StoreReader {
-        StoreReader { db: Arc::downgrade(&self.db), path: self.path.clone() }
+        StoreReader {
+            db: Arc::downgrade(&self.db),
+            path: self.path.clone(),
+        }
     }
 
     /// Deletes a store (its files) so it can be rebuilt from the changelog.
     pub fn destroy(path: &Path) -> Result<()> {
         if path.exists() {
-            while_locked(|| DB::destroy(&Options::default(), path)).with_context(|| format!("deleting state store {}", path.display()))?;
+            while_locked(|| DB::destroy(&Options::default(), path))
+                .with_context(|| format!("deleting state store {}", path.display()))?;
             let _ = std::fs::remove_dir_all(path);
         }
         Ok(())
@@ -142,7 +163,11 @@ impl StateBackend for RocksBackend {
     }
 
     fn value_len(&self, key: &[u8]) -> Result<Option<usize>> {
-        Ok(self.db.get_pinned(key).with_context(|| format!("reading {}", self.path.display()))?.map(|v| v.len()))
+        Ok(self
+            .db
+            .get_pinned(key)
+            .with_context(|| format!("reading {}", self.path.display()))?
+            .map(|v| v.len()))
     }
 
     fn scan<'a>(&'a self, start: &[u8], end: Option<&[u8]>) -> super::Entries<'a> {
@@ -161,6 +186,8 @@ impl StateBackend for RocksBackend {
         // write-ahead log survives a killed process.
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        self.db.write_opt(batch, &opts).with_context(|| format!("writing {}", self.path.display()))
+        self.db
+            .write_opt(batch, &opts)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }

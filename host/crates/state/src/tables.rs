@@ -32,7 +32,13 @@ pub trait TableRead: Send + Sync {
 
     /// Up to `limit` entries with `start <= key < end`, ascending, stopping
     /// after the entry that brings their keys and values to `max_bytes`.
-    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, max_bytes: u64) -> Result<Entries>;
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<Entries>;
 }
 
 /// A deployment's tables, by name; a table's id is its position (names in
@@ -48,7 +54,9 @@ impl Tables {
         let mut names: Vec<String> = names.into_iter().map(Into::into).collect();
         names.sort();
         names.dedup();
-        Arc::new(Tables { tables: names.into_iter().map(|n| (n, OnceLock::new())).collect() })
+        Arc::new(Tables {
+            tables: names.into_iter().map(|n| (n, OnceLock::new())).collect(),
+        })
     }
 
     pub fn none() -> Arc<Tables> {
@@ -63,23 +71,44 @@ impl Tables {
     pub fn open(&self, name: &str) -> Result<u32, String> {
         match self.tables.iter().position(|(n, _)| n == name) {
             Some(id) => Ok(id as u32),
-            None if self.tables.is_empty() => Err(format!("no table `{name}`: the deployment declares no tables")),
-            None => Err(format!("no table `{name}`: the deployment declares {}", self.names().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))),
+            None if self.tables.is_empty() => Err(format!(
+                "no table `{name}`: the deployment declares no tables"
+            )),
+            None => Err(format!(
+                "no table `{name}`: the deployment declares {}",
+                self.names()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         }
     }
 
     /// Gives table `name` its store; a table's store never changes (giving
     /// it the same one again does nothing).
     pub fn attach(&self, name: &str, store: Arc<dyn TableRead>) -> Result<()> {
-        let (_, slot) = self.tables.iter().find(|(n, _)| n == name).ok_or_else(|| anyhow!("no table `{name}` is declared"))?;
+        let (_, slot) = self
+            .tables
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| anyhow!("no table `{name}` is declared"))?;
         let held = slot.get_or_init(|| store.clone());
-        if Arc::ptr_eq(held, &store) { Ok(()) } else { bail!("table `{name}` already has another store") }
+        if Arc::ptr_eq(held, &store) {
+            Ok(())
+        } else {
+            bail!("table `{name}` already has another store")
+        }
     }
 
     /// The store of table `id`.
     pub fn store(&self, id: u32) -> Result<&dyn TableRead> {
-        let (name, slot) = self.tables.get(id as usize).ok_or_else(|| anyhow!("no table has id {id} (ids come from `tables.open`)"))?;
-        slot.get().map(|s| s.as_ref()).ok_or_else(|| anyhow!("table `{name}` is not loaded"))
+        let (name, slot) = self
+            .tables
+            .get(id as usize)
+            .ok_or_else(|| anyhow!("no table has id {id} (ids come from `tables.open`)"))?;
+        slot.get()
+            .map(|s| s.as_ref())
+            .ok_or_else(|| anyhow!("table `{name}` is not loaded"))
     }
 }
 
@@ -102,25 +131,50 @@ impl MemTable {
 
 impl TableRead for MemTable {
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Found>> {
-        Ok(self.entries.read().unwrap().get(key).map(|v| found(v, max_len)))
+        Ok(self
+            .entries
+            .read()
+            .unwrap()
+            .get(key)
+            .map(|v| found(v, max_len)))
     }
 
-    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, max_bytes: u64) -> Result<Entries> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<Entries> {
         // The guest chooses both bounds; ordered ranges panic on reversed ones.
         if end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
         }
         let entries = self.entries.read().unwrap();
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(bounded(entries.range::<[u8], _>((Bound::Included(start), upper)).map(|(k, v)| (k.clone(), v.clone())), limit, max_bytes))
+        Ok(bounded(
+            entries
+                .range::<[u8], _>((Bound::Included(start), upper))
+                .map(|(k, v)| (k.clone(), v.clone())),
+            limit,
+            max_bytes,
+        ))
     }
 }
 
 fn found(value: &[u8], max_len: u64) -> Found {
-    if value.len() as u64 > max_len { Found::TooLong(value.len() as u64) } else { Found::Value(value.to_vec()) }
+    if value.len() as u64 > max_len {
+        Found::TooLong(value.len() as u64)
+    } else {
+        Found::Value(value.to_vec())
+    }
 }
 
-fn bounded(entries: impl Iterator<Item = (Vec<u8>, Vec<u8>)>, limit: usize, max_bytes: u64) -> Entries {
+fn bounded(
+    entries: impl Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    limit: usize,
+    max_bytes: u64,
+) -> Entries {
     let mut bytes = 0u64;
     entries
         .take(limit)
@@ -152,9 +206,15 @@ impl RocksTable {
     /// Opens the store of a table of `topic`, emptied if it held another
     /// topic's.
     pub fn open(path: &Path, topic: &str, config: &RocksConfig) -> Result<RocksTable> {
-        std::fs::create_dir_all(path).with_context(|| format!("creating table directory {}", path.display()))?;
-        let db = DB::open(&config.options(), path).with_context(|| format!("opening table store {}", path.display()))?;
-        let table = RocksTable { db, path: path.to_owned(), topic: topic.to_owned() };
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("creating table directory {}", path.display()))?;
+        let db = DB::open(&config.options(), path)
+            .with_context(|| format!("opening table store {}", path.display()))?;
+        let table = RocksTable {
+            db,
+            path: path.to_owned(),
+            topic: topic.to_owned(),
+        };
         if table.db.get(TOPIC)?.is_some_and(|t| t != topic.as_bytes()) {
             table.clear()?;
         }
@@ -169,7 +229,10 @@ impl RocksTable {
     /// The next offset to read of each partition the store has read.
     pub fn offsets(&self) -> Result<BTreeMap<i32, i64>> {
         let mut out = BTreeMap::new();
-        for entry in self.db.iterator(IteratorMode::From(&[OFFSET], Direction::Forward)) {
+        for entry in self
+            .db
+            .iterator(IteratorMode::From(&[OFFSET], Direction::Forward))
+        {
             let (k, v) = entry.with_context(|| format!("reading {}", self.path.display()))?;
             if k.first() != Some(&OFFSET) {
                 break;
@@ -184,7 +247,11 @@ impl RocksTable {
 
     /// Applies `changes` (a `None` value removes its key) and records the
     /// next offsets to read, in one write.
-    pub fn apply<'a>(&self, changes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>, offsets: &BTreeMap<i32, i64>) -> Result<()> {
+    pub fn apply<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+        offsets: &BTreeMap<i32, i64>,
+    ) -> Result<()> {
         let mut batch = WriteBatch::default();
         let mut key = Vec::new();
         for (k, v) in changes {
@@ -205,7 +272,9 @@ impl RocksTable {
         // from: a crash loses at most the latest writes, offsets included.
         let mut opts = WriteOptions::default();
         opts.disable_wal(true);
-        self.db.write_opt(batch, &opts).with_context(|| format!("writing {}", self.path.display()))
+        self.db
+            .write_opt(batch, &opts)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 
     /// Removes every value and offset (the topic is read again).
@@ -213,17 +282,25 @@ impl RocksTable {
         let mut batch = WriteBatch::default();
         batch.delete_range([OFFSET], [OFFSET + 1]);
         batch.delete_range([VALUE], [VALUE + 1]);
-        self.db.write(batch).with_context(|| format!("clearing {}", self.path.display()))
+        self.db
+            .write(batch)
+            .with_context(|| format!("clearing {}", self.path.display()))
     }
 
     /// Makes what was applied survive a crash.
     pub fn flush(&self) -> Result<()> {
-        self.db.flush().with_context(|| format!("flushing {}", self.path.display()))
+        self.db
+            .flush()
+            .with_context(|| format!("flushing {}", self.path.display()))
     }
 
     /// Roughly how many keys the table holds.
     pub fn estimated_keys(&self) -> u64 {
-        self.db.property_int_value("rocksdb.estimate-num-keys").ok().flatten().unwrap_or(0)
+        self.db
+            .property_int_value("rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
     }
 }
 
@@ -239,11 +316,20 @@ impl TableRead for RocksTable {
         let mut k = Vec::with_capacity(key.len() + 1);
         k.push(VALUE);
         k.extend_from_slice(key);
-        let pinned = self.db.get_pinned(&k).with_context(|| format!("reading {}", self.path.display()))?;
+        let pinned = self
+            .db
+            .get_pinned(&k)
+            .with_context(|| format!("reading {}", self.path.display()))?;
         Ok(pinned.map(|v| found(&v, max_len)))
     }
 
-    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, max_bytes: u64) -> Result<Entries> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<Entries> {
         if end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
         }
@@ -259,16 +345,21 @@ impl TableRead for RocksTable {
             None => vec![VALUE + 1],
         });
         let mut err = None;
-        let entries = self.db.iterator_opt(IteratorMode::From(&from, Direction::Forward), opts).map_while(|r| match r {
-            Ok((k, v)) => Some((k[1..].to_vec(), v.into_vec())),
-            Err(e) => {
-                err = Some(e);
-                None
-            }
-        });
+        let entries = self
+            .db
+            .iterator_opt(IteratorMode::From(&from, Direction::Forward), opts)
+            .map_while(|r| match r {
+                Ok((k, v)) => Some((k[1..].to_vec(), v.into_vec())),
+                Err(e) => {
+                    err = Some(e);
+                    None
+                }
+            });
         let out = bounded(entries, limit, max_bytes);
         match err {
-            Some(e) => Err(anyhow::Error::new(e).context(format!("scanning {}", self.path.display()))),
+            Some(e) => {
+                Err(anyhow::Error::new(e).context(format!("scanning {}", self.path.display())))
+            }
             None => Ok(out),
         }
     }
@@ -297,7 +388,13 @@ mod tests {
             }),
             Box::new(move |changes| {
                 let t = rocks(&dir, "topic");
-                t.apply(changes.iter().map(|(k, v)| (k.as_bytes(), v.map(str::as_bytes))), &BTreeMap::new()).unwrap();
+                t.apply(
+                    changes
+                        .iter()
+                        .map(|(k, v)| (k.as_bytes(), v.map(str::as_bytes))),
+                    &BTreeMap::new(),
+                )
+                .unwrap();
                 Box::new(t)
             }),
         ]
@@ -307,17 +404,37 @@ mod tests {
     fn latest_value_wins_and_tombstones_remove() {
         let dir = tempfile::tempdir().unwrap();
         for make in both(dir.path()) {
-            let t = make(&[("a", Some("1")), ("b", Some("2")), ("a", Some("3")), ("b", None), ("c", Some("4"))]);
+            let t = make(&[
+                ("a", Some("1")),
+                ("b", Some("2")),
+                ("a", Some("3")),
+                ("b", None),
+                ("c", Some("4")),
+            ]);
             assert_eq!(t.get(b"a", 10).unwrap(), Some(Found::Value(b"3".to_vec())));
-            assert_eq!(t.get(b"a", 0).unwrap(), Some(Found::TooLong(1)), "not copied past the bound");
+            assert_eq!(
+                t.get(b"a", 0).unwrap(),
+                Some(Found::TooLong(1)),
+                "not copied past the bound"
+            );
             assert_eq!(t.get(b"b", 10).unwrap(), None);
             let all = t.scan(b"", None, 10, u64::MAX).unwrap();
-            assert_eq!(all, vec![(b"a".to_vec(), b"3".to_vec()), (b"c".to_vec(), b"4".to_vec())]);
+            assert_eq!(
+                all,
+                vec![
+                    (b"a".to_vec(), b"3".to_vec()),
+                    (b"c".to_vec(), b"4".to_vec())
+                ]
+            );
             // Bounds: exclusive end, reversed bounds, limit, bytes.
             assert_eq!(t.scan(b"a", Some(b"c"), 10, u64::MAX).unwrap().len(), 1);
             assert!(t.scan(b"c", Some(b"a"), 10, u64::MAX).unwrap().is_empty());
             assert_eq!(t.scan(b"", None, 1, u64::MAX).unwrap().len(), 1);
-            assert_eq!(t.scan(b"", None, 10, 1).unwrap().len(), 1, "the entry that reaches max_bytes is the last");
+            assert_eq!(
+                t.scan(b"", None, 10, 1).unwrap().len(),
+                1,
+                "the entry that reaches max_bytes is the last"
+            );
         }
     }
 
@@ -326,7 +443,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let t = rocks(dir.path(), "customers");
-            t.apply([(&b"k"[..], Some(&b"v"[..]))], &BTreeMap::from([(0, 5), (1, 7)])).unwrap();
+            t.apply(
+                [(&b"k"[..], Some(&b"v"[..]))],
+                &BTreeMap::from([(0, 5), (1, 7)]),
+            )
+            .unwrap();
         }
         let t = rocks(dir.path(), "customers");
         assert_eq!(t.offsets().unwrap(), BTreeMap::from([(0, 5), (1, 7)]));
@@ -342,12 +463,28 @@ mod tests {
         let tables = Tables::new(["prices", "customers"]);
         assert_eq!(tables.open("customers"), Ok(0));
         assert_eq!(tables.open("prices"), Ok(1));
-        assert_eq!(tables.open("users").unwrap_err(), "no table `users`: the deployment declares `customers`, `prices`");
-        assert!(tables.store(0).err().unwrap().to_string().contains("not loaded"));
+        assert_eq!(
+            tables.open("users").unwrap_err(),
+            "no table `users`: the deployment declares `customers`, `prices`"
+        );
+        assert!(
+            tables
+                .store(0)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("not loaded")
+        );
         assert!(tables.store(7).is_err());
-        tables.attach("customers", Arc::new(MemTable::default())).unwrap();
+        tables
+            .attach("customers", Arc::new(MemTable::default()))
+            .unwrap();
         assert!(tables.store(0).is_ok());
-        assert!(tables.attach("customers", Arc::new(MemTable::default())).is_err());
+        assert!(
+            tables
+                .attach("customers", Arc::new(MemTable::default()))
+                .is_err()
+        );
         let same: Arc<dyn TableRead> = Arc::new(MemTable::default());
         tables.attach("prices", same.clone()).unwrap();
         tables.attach("prices", same).unwrap();

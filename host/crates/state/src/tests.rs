@@ -30,14 +30,34 @@ fn scans_merge_pending_writes_over_the_backend() {
     s.set(b"k3", b"new", None);
     s.set(b"k5", b"new", None);
     let got = s.prefix(b"k", None, 10, u64::MAX).unwrap();
-    let keys: Vec<_> = got.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned())).collect();
-    assert_eq!(keys, [("k1".into(), "old".into()), ("k3".into(), "new".into()), ("k4".into(), "old".into()), ("k5".into(), "new".into())]);
+    let keys: Vec<_> = got
+        .iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("k1".into(), "old".into()),
+            ("k3".into(), "new".into()),
+            ("k4".into(), "old".into()),
+            ("k5".into(), "new".into())
+        ]
+    );
     let page = s.prefix(b"k", Some(b"k3"), 1, u64::MAX).unwrap();
     assert_eq!(page[0].0, b"k4");
     assert_eq!(s.range(b"k2", Some(b"k4"), 10, u64::MAX).unwrap().len(), 1);
     // Reversed bounds and a page past its prefix are empty (they
     // panicked with pending writes).
-    assert!(s.range(b"k4", Some(b"k2"), 10, u64::MAX).unwrap().is_empty());
+    assert!(
+        s.range(b"k4", Some(b"k2"), 10, u64::MAX)
+            .unwrap()
+            .is_empty()
+    );
     assert!(s.prefix(b"k", Some(b"l"), 10, u64::MAX).unwrap().is_empty());
 }
 
@@ -53,12 +73,25 @@ fn entries_expire_by_stream_time() {
     assert!(s.prefix(b"", None, 10, u64::MAX).unwrap().is_empty());
 }
 
-type View = (Vec<(Vec<u8>, Vec<u8>)>, i64, Vec<(Vec<u8>, Option<Vec<u8>>)>, u64);
+type View = (
+    Vec<(Vec<u8>, Vec<u8>)>,
+    i64,
+    Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    u64,
+);
 
 /// Everything a reader can see, pending writes included.
 fn view(s: &PartitionState) -> View {
-    let durable = s.durable_changes().map(|(k, v)| (k.clone(), v.clone())).collect();
-    (s.prefix(b"", None, 100, u64::MAX).unwrap(), s.stream_time(), durable, s.state_bytes())
+    let durable = s
+        .durable_changes()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (
+        s.prefix(b"", None, 100, u64::MAX).unwrap(),
+        s.stream_time(),
+        durable,
+        s.state_bytes(),
+    )
 }
 
 /// Several calls' worth of changes: committed and rolled-back
@@ -139,7 +172,11 @@ fn release_savepoint_keeps_the_changes() {
 
 /// Reopens `s` on its backend, as a restarted host does.
 fn reopen(s: &mut PartitionState) -> PartitionState {
-    PartitionState::open(std::mem::replace(&mut s.backend, Box::new(memory::MemoryBackend::default()))).unwrap()
+    PartitionState::open(std::mem::replace(
+        &mut s.backend,
+        Box::new(memory::MemoryBackend::default()),
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -181,13 +218,25 @@ fn state_bytes_is_recounted_after_a_restore_and_for_old_stores() {
     let mut s = PartitionState::in_memory();
     s.set(b"k", b"12345", None);
     s.flush().unwrap();
-    s.write_restored(&[(b"uk".to_vec(), None), (b"ua".to_vec(), Some(vec![0; 3])), (vec![ns::WINDOW], Some(vec![0; 4]))]).unwrap();
+    s.write_restored(&[
+        (b"uk".to_vec(), None),
+        (b"ua".to_vec(), Some(vec![0; 3])),
+        (vec![ns::WINDOW], Some(vec![0; 4])),
+    ])
+    .unwrap();
     assert_eq!(s.state_bytes(), 5 + 5);
     s.flush_with_checkpoint(&Checkpoint::default()).unwrap();
     assert_eq!(reopen(&mut s).state_bytes(), 10);
     // A store written before the counter existed.
     let mut old = memory::MemoryBackend::default();
-    old.write(&mut [(&b"uold"[..], Some(&b"value"[..])), (&b"mcheckpoint"[..], Some(&b"{}"[..]))].into_iter()).unwrap();
+    old.write(
+        &mut [
+            (&b"uold"[..], Some(&b"value"[..])),
+            (&b"mcheckpoint"[..], Some(&b"{}"[..])),
+        ]
+        .into_iter(),
+    )
+    .unwrap();
     let mut s = PartitionState::open(Box::new(old)).unwrap();
     assert_eq!(s.stored_bytes.get(), None);
     s.set(b"new", b"", None);
@@ -217,7 +266,11 @@ fn the_undo_log_keeps_one_entry_per_key_and_transaction() {
         s.set(b"k", &i.to_be_bytes().repeat(256), None);
     }
     assert_eq!(s.undo.len(), 1);
-    assert!(s.pending_held() < 2_000, "only the last value is held: {}", s.pending_held());
+    assert!(
+        s.pending_held() < 2_000,
+        "only the last value is held: {}",
+        s.pending_held()
+    );
     s.rollback();
     assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"committed"[..]));
 
@@ -229,7 +282,11 @@ fn the_undo_log_keeps_one_entry_per_key_and_transaction() {
     s.begin();
     s.set(b"k", b"second", None);
     s.rollback();
-    assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"first again"[..]), "the second transaction rolls back to the first's value");
+    assert_eq!(
+        s.get(b"k").unwrap().as_deref(),
+        Some(&b"first again"[..]),
+        "the second transaction rolls back to the first's value"
+    );
     s.rollback_to_savepoint();
     assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"committed"[..]));
     assert_eq!(s.pending_held(), 0);
@@ -256,10 +313,12 @@ fn entries_larger_than_the_changelog_accepts_are_reported() {
 fn a_restore_takes_the_stream_time_of_the_last_commit_replayed() {
     let mut s = PartitionState::in_memory();
     let at = |t: i64| (STREAM_TIME_KEY.to_vec(), Some(t.to_be_bytes().to_vec()));
-    s.write_restored(&[at(1_000), (b"ua".to_vec(), Some(b"1".to_vec())), at(5_000)]).unwrap();
+    s.write_restored(&[at(1_000), (b"ua".to_vec(), Some(b"1".to_vec())), at(5_000)])
+        .unwrap();
     assert_eq!(s.stream_time(), 5_000);
     // A changelog without it (written before) leaves it alone.
-    s.write_restored(&[(b"ub".to_vec(), Some(b"2".to_vec()))]).unwrap();
+    s.write_restored(&[(b"ub".to_vec(), Some(b"2".to_vec()))])
+        .unwrap();
     assert_eq!(s.stream_time(), 5_000);
     s.discard_pending().unwrap();
     assert_eq!(s.stream_time(), 5_000, "kept in the store");

@@ -85,10 +85,14 @@ fn queued(clock: Clock, at: i64, key: &[u8]) -> Vec<u8> {
 impl PartitionState {
     /// The timer set for `key`, if any.
     pub fn timer(&self, key: &[u8]) -> Result<Option<(i64, Clock)>> {
-        Ok(self.get_raw(&by_key(key))?.and_then(|v| match v.as_slice() {
-            [c, at @ ..] if at.len() == 8 => Clock::from_byte(*c).map(|clock| (from_sortable(at), clock)),
-            _ => None,
-        }))
+        Ok(self
+            .get_raw(&by_key(key))?
+            .and_then(|v| match v.as_slice() {
+                [c, at @ ..] if at.len() == 8 => {
+                    Clock::from_byte(*c).map(|clock| (from_sortable(at), clock))
+                }
+                _ => None,
+            }))
     }
 
     /// Sets the timer of `key` to fire at `at` on `clock`, replacing the one
@@ -118,7 +122,13 @@ impl PartitionState {
     /// order, removed from the state: at most `max` of them, stopping after
     /// the one whose key brings their keys to `max_bytes`. The caller fires
     /// them in the same transaction, so a rollback sets them again.
-    pub fn take_due_timers(&mut self, clock: Clock, now: i64, max: usize, max_bytes: u64) -> Result<Vec<Timer>> {
+    pub fn take_due_timers(
+        &mut self,
+        clock: Clock,
+        now: i64,
+        max: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<Timer>> {
         if !self.may_have_due_timers(clock, now) {
             return Ok(Vec::new());
         }
@@ -127,7 +137,8 @@ impl PartitionState {
         // Every key starting with a time up to `now`, whatever its key bytes.
         let end = crate::prefix_end(&queued(clock, now, &[]));
         let due = self.scan_raw(&start, end.as_deref(), max, max_bytes)?;
-        let complete = due.len() < max && due.iter().map(|(k, _)| k.len() as u64).sum::<u64>() < max_bytes;
+        let complete =
+            due.len() < max && due.iter().map(|(k, _)| k.len() as u64).sum::<u64>() < max_bytes;
         let mut timers = Vec::with_capacity(due.len());
         for (k, _) in due {
             let at = from_sortable(&k[3..11]);
@@ -157,7 +168,10 @@ impl PartitionState {
         }
         let floor = self.timer_floor[clock.index()];
         let end = crate::prefix_end(&queue(clock));
-        let next = self.scan_raw(&queued(clock, floor, &[]), end.as_deref(), 1, u64::MAX)?.first().map(|(k, _)| from_sortable(&k[3..11]));
+        let next = self
+            .scan_raw(&queued(clock, floor, &[]), end.as_deref(), 1, u64::MAX)?
+            .first()
+            .map(|(k, _)| from_sortable(&k[3..11]));
         match next {
             Some(t) => self.timer_floor[clock.index()] = t,
             None => self.no_timers[clock.index()] = true,
@@ -175,7 +189,10 @@ mod tests {
     }
 
     fn keys(timers: &[Timer]) -> Vec<(String, i64)> {
-        timers.iter().map(|t| (String::from_utf8(t.key.clone()).unwrap(), t.at)).collect()
+        timers
+            .iter()
+            .map(|t| (String::from_utf8(t.key.clone()).unwrap(), t.at))
+            .collect()
     }
 
     #[test]
@@ -187,11 +204,27 @@ mod tests {
         set(&mut s, "d", 21, Clock::EventTime);
         set(&mut s, "w", 0, Clock::WallClock);
         assert_eq!(s.next_timer(Clock::EventTime).unwrap(), Some(-5));
-        assert_eq!(keys(&s.take_due_timers(Clock::EventTime, 20, 100, u64::MAX).unwrap()), [("c".into(), -5), ("a".into(), 20), ("b".into(), 20)]);
-        assert!(s.take_due_timers(Clock::EventTime, 20, 100, u64::MAX).unwrap().is_empty());
+        assert_eq!(
+            keys(
+                &s.take_due_timers(Clock::EventTime, 20, 100, u64::MAX)
+                    .unwrap()
+            ),
+            [("c".into(), -5), ("a".into(), 20), ("b".into(), 20)]
+        );
+        assert!(
+            s.take_due_timers(Clock::EventTime, 20, 100, u64::MAX)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(s.timer(b"a").unwrap(), None);
         assert_eq!(s.timer(b"d").unwrap(), Some((21, Clock::EventTime)));
-        assert_eq!(keys(&s.take_due_timers(Clock::WallClock, i64::MAX, 100, u64::MAX).unwrap()), [("w".into(), 0)]);
+        assert_eq!(
+            keys(
+                &s.take_due_timers(Clock::WallClock, i64::MAX, 100, u64::MAX)
+                    .unwrap()
+            ),
+            [("w".into(), 0)]
+        );
     }
 
     #[test]
@@ -203,7 +236,11 @@ mod tests {
         assert_eq!(s.next_timer(Clock::EventTime).unwrap(), None);
         s.cancel_timer(b"k").unwrap();
         assert_eq!(s.next_timer(Clock::WallClock).unwrap(), None);
-        assert!(s.take_due_timers(Clock::WallClock, i64::MAX, 10, u64::MAX).unwrap().is_empty());
+        assert!(
+            s.take_due_timers(Clock::WallClock, i64::MAX, 10, u64::MAX)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -211,21 +248,42 @@ mod tests {
         let mut s = PartitionState::in_memory();
         set(&mut s, "k", 10, Clock::EventTime);
         s.begin();
-        assert_eq!(s.take_due_timers(Clock::EventTime, 10, 10, u64::MAX).unwrap().len(), 1);
+        assert_eq!(
+            s.take_due_timers(Clock::EventTime, 10, 10, u64::MAX)
+                .unwrap()
+                .len(),
+            1
+        );
         s.rollback();
         assert_eq!(s.timer(b"k").unwrap(), Some((10, Clock::EventTime)));
-        assert_eq!(s.take_due_timers(Clock::EventTime, 10, 10, u64::MAX).unwrap().len(), 1);
+        assert_eq!(
+            s.take_due_timers(Clock::EventTime, 10, 10, u64::MAX)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn at_most_max_fire_at_once_and_keys_may_hold_any_bytes() {
         let mut s = PartitionState::in_memory();
         for i in 0..5u8 {
-            s.set_timer(&[0xFF, i, 0xFF], i64::from(i), Clock::EventTime).unwrap();
+            s.set_timer(&[0xFF, i, 0xFF], i64::from(i), Clock::EventTime)
+                .unwrap();
         }
-        assert_eq!(s.take_due_timers(Clock::EventTime, 100, 3, u64::MAX).unwrap().len(), 3);
-        let rest = s.take_due_timers(Clock::EventTime, i64::MAX, 3, u64::MAX).unwrap();
-        assert_eq!(rest.iter().map(|t| t.key.clone()).collect::<Vec<_>>(), [vec![0xFF, 3, 0xFF], vec![0xFF, 4, 0xFF]]);
+        assert_eq!(
+            s.take_due_timers(Clock::EventTime, 100, 3, u64::MAX)
+                .unwrap()
+                .len(),
+            3
+        );
+        let rest = s
+            .take_due_timers(Clock::EventTime, i64::MAX, 3, u64::MAX)
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|t| t.key.clone()).collect::<Vec<_>>(),
+            [vec![0xFF, 3, 0xFF], vec![0xFF, 4, 0xFF]]
+        );
     }
 
     #[test]
@@ -235,13 +293,34 @@ mod tests {
             set(&mut s, &format!("k{i}"), i, Clock::EventTime);
         }
         s.begin();
-        assert_eq!(s.take_due_timers(Clock::EventTime, 2, 100, u64::MAX).unwrap().len(), 3);
+        assert_eq!(
+            s.take_due_timers(Clock::EventTime, 2, 100, u64::MAX)
+                .unwrap()
+                .len(),
+            3
+        );
         assert_eq!(s.next_timer(Clock::EventTime).unwrap(), Some(3));
         s.rollback();
-        assert_eq!(s.next_timer(Clock::EventTime).unwrap(), Some(0), "the rolled-back timers are due again");
+        assert_eq!(
+            s.next_timer(Clock::EventTime).unwrap(),
+            Some(0),
+            "the rolled-back timers are due again"
+        );
         set(&mut s, "late", -10, Clock::EventTime);
-        assert_eq!(s.take_due_timers(Clock::EventTime, 2, 100, u64::MAX).unwrap().len(), 4, "a timer set below the floor lowers it");
-        assert_eq!(s.take_due_timers(Clock::EventTime, 10, 100, 3).unwrap().len(), 1, "the byte bound stops the scan");
+        assert_eq!(
+            s.take_due_timers(Clock::EventTime, 2, 100, u64::MAX)
+                .unwrap()
+                .len(),
+            4,
+            "a timer set below the floor lowers it"
+        );
+        assert_eq!(
+            s.take_due_timers(Clock::EventTime, 10, 100, 3)
+                .unwrap()
+                .len(),
+            1,
+            "the byte bound stops the scan"
+        );
     }
 
     #[test]

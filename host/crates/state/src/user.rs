@@ -32,7 +32,9 @@ impl PartitionState {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.get_raw(&Self::user_key(key))?.and_then(|v| self.live(v)))
+        Ok(self
+            .get_raw(&Self::user_key(key))?
+            .and_then(|v| self.live(v)))
     }
 
     pub fn set(&mut self, key: &[u8], value: &[u8], ttl_ms: Option<u64>) {
@@ -42,7 +44,11 @@ impl PartitionState {
             Some(ttl) => {
                 let base = self.stream_time.max(0);
                 stored.push(1);
-                stored.extend_from_slice(&base.saturating_add(ttl.min(i64::MAX as u64) as i64).to_be_bytes());
+                stored.extend_from_slice(
+                    &base
+                        .saturating_add(ttl.min(i64::MAX as u64) as i64)
+                        .to_be_bytes(),
+                );
             }
         }
         stored.extend_from_slice(value);
@@ -55,7 +61,13 @@ impl PartitionState {
 
     /// Live user entries with `start <= key < end`, at most `limit`, and no
     /// more once their keys and values reach `max_bytes`.
-    pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: u32, max_bytes: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: u32,
+        max_bytes: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = Self::user_key(start);
         let end = match end {
             Some(e) => Some(Self::user_key(e)),
@@ -68,13 +80,19 @@ impl PartitionState {
         while out.len() < limit as usize && bytes < max_bytes {
             let want = limit as usize - out.len();
             let page = self.scan_raw(&from, end.as_deref(), want, max_bytes - bytes)?;
-            bytes += page.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum::<u64>();
+            bytes += page
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum::<u64>();
             let exhausted = page.len() < want && bytes < max_bytes;
             if let Some((last, _)) = page.last() {
                 from = last.clone();
                 from.push(0);
             }
-            out.extend(page.into_iter().filter_map(|(k, v)| Some((k[1..].to_vec(), self.live(v)?))));
+            out.extend(
+                page.into_iter()
+                    .filter_map(|(k, v)| Some((k[1..].to_vec(), self.live(v)?))),
+            );
             if exhausted {
                 break;
             }
@@ -84,7 +102,13 @@ impl PartitionState {
 
     /// Live user entries whose key starts with `prefix` and is greater than
     /// `after`, at most `limit` (and `max_bytes`, as for `range`).
-    pub fn prefix(&self, prefix: &[u8], after: Option<&[u8]>, limit: u32, max_bytes: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: u32,
+        max_bytes: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = match after {
             Some(a) if a >= prefix => {
                 let mut s = a.to_vec();

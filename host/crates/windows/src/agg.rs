@@ -16,7 +16,13 @@ pub struct Agg {
 
 impl Default for Agg {
     fn default() -> Self {
-        Agg { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY, custom: None }
+        Agg {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            custom: None,
+        }
     }
 }
 
@@ -61,7 +67,11 @@ impl Agg {
     /// Decodes what [`Agg::encode`] wrote; `custom` says whether the tail is
     /// a custom accumulator.
     pub fn decode(bytes: &[u8], custom: bool) -> Option<Agg> {
-        let word = |i: usize| bytes.get(i * 8..i * 8 + 8).map(|b| <[u8; 8]>::try_from(b).unwrap());
+        let word = |i: usize| {
+            bytes
+                .get(i * 8..i * 8 + 8)
+                .map(|b| <[u8; 8]>::try_from(b).unwrap())
+        };
         Some(Agg {
             count: u64::from_be_bytes(word(0)?),
             sum: f64::from_be_bytes(word(1)?),

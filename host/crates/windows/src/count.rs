@@ -20,14 +20,23 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, step: u64, add: &Add<'_>) -> Result<boo
     let name = &ctx.def.name;
     let counter = keys::key_prefix(name, b's', add.key);
     let n = match ctx.state.get_raw(&counter).map_err(CallFailure::host)? {
-        Some(b) => {
-            u64::from_be_bytes(b.as_slice().try_into().map_err(|_| CallFailure::host(anyhow::anyhow!("corrupt window state: a value count is not 8 bytes")))?)
-        }
+        Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| {
+            CallFailure::host(anyhow::anyhow!(
+                "corrupt window state: a value count is not 8 bytes"
+            ))
+        })?),
         None => 0,
     };
     // A tumbling window filled by this value leaves the key nothing open.
     let restart = step == size && (n + 1) % size == 0;
-    ctx.state.put_raw(counter, if restart { None } else { Some((n + 1).to_be_bytes().to_vec()) });
+    ctx.state.put_raw(
+        counter,
+        if restart {
+            None
+        } else {
+            Some((n + 1).to_be_bytes().to_vec())
+        },
+    );
     let last = n - n % step;
     let first = (n + 1).saturating_sub(size).div_ceil(step) * step;
     ctx.charge_windows((last - first) / step + 1, add.key)?;
@@ -35,8 +44,15 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, step: u64, add: &Add<'_>) -> Result<boo
     for start in (first..=last).step_by(step as usize) {
         let start = start as i64;
         let first_key = keys::first_key(name, add.key, start);
-        let (first_ts, mut agg) = match keys::get_window(ctx.state, name, add.key, start, custom).map_err(CallFailure::host)? {
-            Some((_, agg)) => (keys::get_time(ctx.state, &first_key).map_err(CallFailure::host)?.unwrap_or(add.timestamp), agg),
+        let (first_ts, mut agg) = match keys::get_window(ctx.state, name, add.key, start, custom)
+            .map_err(CallFailure::host)?
+        {
+            Some((_, agg)) => (
+                keys::get_time(ctx.state, &first_key)
+                    .map_err(CallFailure::host)?
+                    .unwrap_or(add.timestamp),
+                agg,
+            ),
             None => {
                 keys::put_time(ctx.state, first_key.clone(), add.timestamp);
                 ctx.schedule_close(i64::MAX, add.key, start)?;
@@ -54,7 +70,16 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, step: u64, add: &Add<'_>) -> Result<boo
         }
         if full || ctx.emit_updates() {
             let (window, key) = (ctx.id, add.key.to_vec());
-            ctx.out.push(Emitted { window, key, start: first_ts, end: add.timestamp, agg, closed: full, input: Some(add.input), timestamp: add.timestamp });
+            ctx.out.push(Emitted {
+                window,
+                key,
+                start: first_ts,
+                end: add.timestamp,
+                agg,
+                closed: full,
+                input: Some(add.input),
+                timestamp: add.timestamp,
+            });
         }
     }
     Ok(true)
@@ -63,13 +88,19 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, step: u64, add: &Add<'_>) -> Result<boo
 /// Removes a window closed before it was full: (first, last timestamp, aggregate).
 pub fn take(ctx: &mut Ctx<'_>, entry: &keys::Due) -> Result<Option<(i64, i64, Agg)>, CallFailure> {
     let name = &ctx.def.name;
-    let Some((last, agg)) = keys::take_window(ctx.state, name, &entry.key, entry.start, ctx.custom()).map_err(CallFailure::host)? else {
+    let Some((last, agg)) =
+        keys::take_window(ctx.state, name, &entry.key, entry.start, ctx.custom())
+            .map_err(CallFailure::host)?
+    else {
         return Ok(None);
     };
     let first_key = keys::first_key(name, &entry.key, entry.start);
-    let first = keys::get_time(ctx.state, &first_key).map_err(CallFailure::host)?.unwrap_or(last);
+    let first = keys::get_time(ctx.state, &first_key)
+        .map_err(CallFailure::host)?
+        .unwrap_or(last);
     ctx.state.put_raw(first_key, None);
     // A forced close ends every window of the key: numbering starts again.
-    ctx.state.put_raw(keys::key_prefix(name, b's', &entry.key), None);
+    ctx.state
+        .put_raw(keys::key_prefix(name, b's', &entry.key), None);
     Ok(Some((first, last, agg)))
 }

@@ -28,7 +28,10 @@ pub fn time_bytes(t: i64) -> [u8; 8] {
 
 /// Decodes [`time_bytes`]; stored bytes that are too short are corrupt.
 fn time_from(b: &[u8]) -> Result<i64> {
-    let word: [u8; 8] = b.get(..8).and_then(|w| w.try_into().ok()).context("corrupt window state: a time is shorter than 8 bytes")?;
+    let word: [u8; 8] = b
+        .get(..8)
+        .and_then(|w| w.try_into().ok())
+        .context("corrupt window state: a time is shorter than 8 bytes")?;
     Ok((u64::from_be_bytes(word) ^ (1 << 63)) as i64)
 }
 
@@ -79,7 +82,9 @@ pub fn trailing_time(k: &[u8]) -> Result<i64> {
 }
 
 pub fn stream_time(state: &PartitionState, name: &str) -> Result<i64> {
-    state.get_raw(&base(name, b't'))?.map_or(Ok(i64::MIN), |b| time_from(&b))
+    state
+        .get_raw(&base(name, b't'))?
+        .map_or(Ok(i64::MIN), |b| time_from(&b))
 }
 
 /// Raises the stream time of `name` to `t` (never lowers it); returns the
@@ -94,7 +99,13 @@ pub fn advance_stream_time(state: &mut PartitionState, name: &str, t: i64) -> i6
     }
 }
 
-pub fn get_window(state: &PartitionState, name: &str, key: &[u8], start: i64, custom: bool) -> Result<Option<(i64, Agg)>> {
+pub fn get_window(
+    state: &PartitionState,
+    name: &str,
+    key: &[u8],
+    start: i64,
+    custom: bool,
+) -> Result<Option<(i64, Agg)>> {
     match state.get_raw(&agg_key(name, key, start))? {
         Some(b) => Ok(Some(decode_window(&b, custom)?)),
         None => Ok(None),
@@ -103,11 +114,19 @@ pub fn get_window(state: &PartitionState, name: &str, key: &[u8], start: i64, cu
 
 fn decode_window(b: &[u8], custom: bool) -> Result<(i64, Agg)> {
     let end = time_from(b)?;
-    let agg = Agg::decode(&b[8..], custom).context("corrupt window state: an aggregate is too short")?;
+    let agg =
+        Agg::decode(&b[8..], custom).context("corrupt window state: an aggregate is too short")?;
     Ok((end, agg))
 }
 
-pub fn put_window(state: &mut PartitionState, name: &str, key: &[u8], start: i64, end: i64, agg: &Agg) {
+pub fn put_window(
+    state: &mut PartitionState,
+    name: &str,
+    key: &[u8],
+    start: i64,
+    end: i64,
+    agg: &Agg,
+) {
     let mut v = time_bytes(end).to_vec();
     agg.encode(&mut v);
     state.put_raw(agg_key(name, key, start), Some(v));
@@ -115,7 +134,15 @@ pub fn put_window(state: &mut PartitionState, name: &str, key: &[u8], start: i64
 
 /// Windows (`start`, `end`, aggregate) of `key` with `from <= start <= to`,
 /// stopping once their entries reach `max_bytes`.
-pub fn windows_of(state: &PartitionState, name: &str, key: &[u8], from: i64, to: i64, custom: bool, max_bytes: u64) -> Result<Vec<(i64, i64, Agg)>> {
+pub fn windows_of(
+    state: &PartitionState,
+    name: &str,
+    key: &[u8],
+    from: i64,
+    to: i64,
+    custom: bool,
+    max_bytes: u64,
+) -> Result<Vec<(i64, i64, Agg)>> {
     let lo = agg_key(name, key, from);
     let mut hi = agg_key(name, key, to);
     hi.push(0);
@@ -134,7 +161,13 @@ pub fn delete_window(state: &mut PartitionState, name: &str, key: &[u8], start: 
 }
 
 /// Removes and returns a window.
-pub fn take_window(state: &mut PartitionState, name: &str, key: &[u8], start: i64, custom: bool) -> Result<Option<(i64, Agg)>> {
+pub fn take_window(
+    state: &mut PartitionState,
+    name: &str,
+    key: &[u8],
+    start: i64,
+    custom: bool,
+) -> Result<Option<(i64, Agg)>> {
     let found = get_window(state, name, key, start, custom)?;
     if found.is_some() {
         delete_window(state, name, key, start);
@@ -143,7 +176,13 @@ pub fn take_window(state: &mut PartitionState, name: &str, key: &[u8], start: i6
 }
 
 /// Registers a window to be closed once stream time reaches `close_at`.
-pub fn schedule_close(state: &mut PartitionState, name: &str, close_at: i64, key: &[u8], start: i64) -> Result<()> {
+pub fn schedule_close(
+    state: &mut PartitionState,
+    name: &str,
+    close_at: i64,
+    key: &[u8],
+    start: i64,
+) -> Result<()> {
     state.put_raw(index_key(name, close_at, key, start), Some(Vec::new()));
     if close_at < earliest_close(state, name)? {
         set_earliest_close(state, name, close_at);
@@ -153,7 +192,9 @@ pub fn schedule_close(state: &mut PartitionState, name: &str, close_at: i64, key
 
 /// No close is scheduled before this time (`i64::MAX`: none at all).
 pub fn earliest_close(state: &PartitionState, name: &str) -> Result<i64> {
-    state.get_raw(&base(name, b'n'))?.map_or(Ok(i64::MAX), |b| time_from(&b))
+    state
+        .get_raw(&base(name, b'n'))?
+        .map_or(Ok(i64::MAX), |b| time_from(&b))
 }
 
 pub fn set_earliest_close(state: &mut PartitionState, name: &str, t: i64) {
@@ -172,7 +213,10 @@ pub fn refresh_earliest_close(state: &mut PartitionState, name: &str, until: i64
             };
         }
     };
-    let next = match state.scan_raw(&lo, prefix_end(&index).as_deref(), 1, u64::MAX)?.first() {
+    let next = match state
+        .scan_raw(&lo, prefix_end(&index).as_deref(), 1, u64::MAX)?
+        .first()
+    {
         Some((k, _)) => time_from(&k[index.len()..])?,
         None => i64::MAX,
     };
@@ -195,7 +239,13 @@ pub fn put_time(state: &mut PartitionState, k: Vec<u8>, t: i64) {
     state.put_raw(k, Some(time_bytes(t).to_vec()));
 }
 
-pub fn unschedule_close(state: &mut PartitionState, name: &str, close_at: i64, key: &[u8], start: i64) {
+pub fn unschedule_close(
+    state: &mut PartitionState,
+    name: &str,
+    close_at: i64,
+    key: &[u8],
+    start: i64,
+) {
     state.put_raw(index_key(name, close_at, key, start), None);
 }
 
@@ -208,7 +258,13 @@ pub struct Due {
 
 /// Scheduled closes with `from <= close_at <= until`, in close order, at
 /// most `max`.
-pub fn due(state: &PartitionState, name: &str, from: i64, until: i64, max: usize) -> Result<Vec<Due>> {
+pub fn due(
+    state: &PartitionState,
+    name: &str,
+    from: i64,
+    until: i64,
+    max: usize,
+) -> Result<Vec<Due>> {
     let index = base(name, b'c');
     let lo = [index.as_slice(), &time_bytes(from)].concat();
     let hi = match until.checked_add(1) {
@@ -216,7 +272,11 @@ pub fn due(state: &PartitionState, name: &str, from: i64, until: i64, max: usize
         None => prefix_end(&index).expect("index prefix has a successor"),
     };
     let n = index.len();
-    state.scan_raw(&lo, Some(&hi), max, u64::MAX)?.into_iter().map(|(k, _)| decode_due(k, n)).collect()
+    state
+        .scan_raw(&lo, Some(&hi), max, u64::MAX)?
+        .into_iter()
+        .map(|(k, _)| decode_due(k, n))
+        .collect()
 }
 
 /// Decodes a close-index key (its name prefix is `n` bytes long).
@@ -224,10 +284,23 @@ fn decode_due(k: Vec<u8>, n: usize) -> Result<Due> {
     let corrupt = || anyhow::anyhow!("corrupt window state: a close-index entry is malformed");
     let rest = k.get(n..).ok_or_else(corrupt)?;
     let close_at = time_from(rest)?;
-    let len = u32::from_be_bytes(rest.get(8..12).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?) as usize;
-    let key = rest.get(12..).and_then(|r| r.get(..len)).ok_or_else(corrupt)?.to_vec();
+    let len = u32::from_be_bytes(
+        rest.get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?,
+    ) as usize;
+    let key = rest
+        .get(12..)
+        .and_then(|r| r.get(..len))
+        .ok_or_else(corrupt)?
+        .to_vec();
     let start = time_from(rest.get(12 + len..).ok_or_else(corrupt)?)?;
-    Ok(Due { close_at, key, start, index_key: k })
+    Ok(Due {
+        close_at,
+        key,
+        start,
+        index_key: k,
+    })
 }
 
 /// The last instant inside a window, the default timestamp of its outputs:
@@ -241,9 +314,20 @@ pub fn last_instant(kind: &WindowKind, end: i64) -> i64 {
 
 /// Points (per-timestamp values) of `key` with `from <= ts <= to`, in time
 /// order, stopping once their entries reach `max_bytes`.
-pub fn points_of(state: &PartitionState, name: &str, key: &[u8], from: i64, to: i64, max_bytes: u64) -> Result<Vec<(i64, Vec<u8>)>> {
+pub fn points_of(
+    state: &PartitionState,
+    name: &str,
+    key: &[u8],
+    from: i64,
+    to: i64,
+    max_bytes: u64,
+) -> Result<Vec<(i64, Vec<u8>)>> {
     let lo = point_key(name, key, from);
     let mut hi = point_key(name, key, to);
     hi.push(0);
-    state.scan_raw(&lo, Some(&hi), usize::MAX, max_bytes)?.into_iter().map(|(k, v)| Ok((trailing_time(&k)?, v))).collect()
+    state
+        .scan_raw(&lo, Some(&hi), usize::MAX, max_bytes)?
+        .into_iter()
+        .map(|(k, v)| Ok((trailing_time(&k)?, v)))
+        .collect()
 }

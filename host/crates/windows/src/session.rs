@@ -15,9 +15,23 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
     let accepted = ts >= 0 && {
         // Sessions within `gap` of the value, in start order.
         let left = ctx.folder.budget_left();
-        let sessions = keys::windows_of(ctx.state, name, add.key, i64::MIN, ts.saturating_add(gap), custom, left).map_err(CallFailure::host)?;
-        ctx.check_read(&sessions, |(_, _, a)| add.key.len() + 48 + a.custom.as_ref().map_or(0, Vec::len))?;
-        let near: Vec<(i64, i64, Agg)> = sessions.into_iter().filter(|(_, end, _)| *end >= ts.saturating_sub(gap)).collect();
+        let sessions = keys::windows_of(
+            ctx.state,
+            name,
+            add.key,
+            i64::MIN,
+            ts.saturating_add(gap),
+            custom,
+            left,
+        )
+        .map_err(CallFailure::host)?;
+        ctx.check_read(&sessions, |(_, _, a)| {
+            add.key.len() + 48 + a.custom.as_ref().map_or(0, Vec::len)
+        })?;
+        let near: Vec<(i64, i64, Agg)> = sessions
+            .into_iter()
+            .filter(|(_, end, _)| *end >= ts.saturating_sub(gap))
+            .collect();
         let start = near.iter().map(|w| w.0).min().unwrap_or(ts).min(ts);
         let end = near.iter().map(|w| w.1).max().unwrap_or(ts).max(ts);
         // Late: the merged session closed when stream time passed end + gap + grace.
@@ -30,15 +44,22 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
                 if (start, end) != (ts, ts) && ctx.emit_updates() {
                     // Kafka Streams retracts every merged session (a
                     // tombstone); here a result with count 0.
-                    let retraction = Agg { custom: a.custom.as_ref().map(|_| Vec::new()), ..Agg::default() };
+                    let retraction = Agg {
+                        custom: a.custom.as_ref().map(|_| Vec::new()),
+                        ..Agg::default()
+                    };
                     push(ctx.out, ctx.id, add, *s, *e, retraction);
                 }
                 agg = Some(match agg {
                     None => a.clone(),
                     Some(mut acc) => {
                         if custom {
-                            let merged =
-                                ctx.folder.merge(ctx.id, add.key, acc.custom.as_deref().unwrap_or_default(), a.custom.as_deref().unwrap_or_default())?;
+                            let merged = ctx.folder.merge(
+                                ctx.id,
+                                add.key,
+                                acc.custom.as_deref().unwrap_or_default(),
+                                a.custom.as_deref().unwrap_or_default(),
+                            )?;
                             acc.count += a.count;
                             acc.custom = Some(merged);
                         } else {
@@ -65,9 +86,20 @@ pub fn add(ctx: &mut Ctx<'_>, gap: u64, add: &Add<'_>) -> Result<bool, CallFailu
 
 /// A session closes once stream time exceeds `end + gap + grace`.
 fn close_at(end: i64, gap: i64, grace: i64) -> i64 {
-    end.saturating_add(gap).saturating_add(grace).saturating_add(1)
+    end.saturating_add(gap)
+        .saturating_add(grace)
+        .saturating_add(1)
 }
 
 fn push(out: &mut Vec<Emitted>, window: u32, add: &Add<'_>, start: i64, end: i64, agg: Agg) {
-    out.push(Emitted { window, key: add.key.to_vec(), start, end, agg, closed: false, input: Some(add.input), timestamp: end });
+    out.push(Emitted {
+        window,
+        key: add.key.to_vec(),
+        start,
+        end,
+        agg,
+        closed: false,
+        input: Some(add.input),
+        timestamp: end,
+    });
 }

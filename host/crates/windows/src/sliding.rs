@@ -26,7 +26,9 @@ fn merge_point(ctx: &Ctx<'_>, stored: Option<Vec<u8>>, add: &Add<'_>) -> Vec<u8>
         v.extend_from_slice(value);
         v
     } else {
-        let mut agg = stored.and_then(|b| Agg::decode(&b, false)).unwrap_or_default();
+        let mut agg = stored
+            .and_then(|b| Agg::decode(&b, false))
+            .unwrap_or_default();
         agg.add(add.number);
         let mut v = Vec::new();
         agg.encode(&mut v);
@@ -39,7 +41,9 @@ fn merge_point(ctx: &Ctx<'_>, stored: Option<Vec<u8>>, add: &Add<'_>) -> Vec<u8>
 fn custom_values(mut b: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some((len, rest)) = b.split_first_chunk::<4>() {
-        let Some(value) = rest.get(..u32::from_be_bytes(*len) as usize) else { break };
+        let Some(value) = rest.get(..u32::from_be_bytes(*len) as usize) else {
+            break;
+        };
         out.push(value.to_vec());
         b = &rest[value.len()..];
     }
@@ -55,7 +59,13 @@ fn custom_values(mut b: &[u8]) -> Vec<Vec<u8>> {
 /// points between them (min and max cannot be subtracted, so a running
 /// total would not do). Custom aggregates are reduced by the transform
 /// from each window's values, charged to the call's budget.
-fn aggregates(ctx: &mut Ctx<'_>, key: &[u8], points: &[(i64, Vec<u8>)], starts: &[i64], size: i64) -> Result<Vec<Option<Agg>>, CallFailure> {
+fn aggregates(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    points: &[(i64, Vec<u8>)],
+    starts: &[i64],
+    size: i64,
+) -> Result<Vec<Option<Agg>>, CallFailure> {
     let mut out = Vec::with_capacity(starts.len());
     let (mut lo, mut hi) = (0, 0);
     if ctx.custom() {
@@ -67,19 +77,32 @@ fn aggregates(ctx: &mut Ctx<'_>, key: &[u8], points: &[(i64, Vec<u8>)], starts: 
             while hi < points.len() && points[hi].0 <= start + size {
                 hi += 1;
             }
-            let values: Vec<Vec<u8>> = points[lo..hi].iter().flat_map(|(_, v)| custom_values(v)).collect();
-            ctx.folder.charge(values.iter().map(|v| v.len() as u64 + 16).sum(), "custom window values")?;
+            let values: Vec<Vec<u8>> = points[lo..hi]
+                .iter()
+                .flat_map(|(_, v)| custom_values(v))
+                .collect();
+            ctx.folder.charge(
+                values.iter().map(|v| v.len() as u64 + 16).sum(),
+                "custom window values",
+            )?;
             out.push(match values.is_empty() {
                 true => None,
                 false => {
                     let acc = ctx.folder.reduce(ctx.id, key, None, &values)?;
-                    Some(Agg { count: values.len() as u64, custom: Some(acc), ..Agg::default() })
+                    Some(Agg {
+                        count: values.len() as u64,
+                        custom: Some(acc),
+                        ..Agg::default()
+                    })
                 }
             });
         }
         return Ok(out);
     }
-    let decoded: Vec<Agg> = points.iter().map(|(_, v)| Agg::decode(v, false).unwrap_or_default()).collect();
+    let decoded: Vec<Agg> = points
+        .iter()
+        .map(|(_, v)| Agg::decode(v, false).unwrap_or_default())
+        .collect();
     let mut window = SlidingAgg::default();
     for &start in starts {
         while hi < points.len() && points[hi].0 <= start + size {
@@ -147,7 +170,15 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, add: &Add<'_>) -> Result<bool, CallFail
         ctx.state.put_raw(pk, Some(merged));
 
         let left = ctx.folder.budget_left();
-        let points = keys::points_of(ctx.state, name, add.key, ts.saturating_sub(size + 1), ts.saturating_add(size + 1), left).map_err(CallFailure::host)?;
+        let points = keys::points_of(
+            ctx.state,
+            name,
+            add.key,
+            ts.saturating_sub(size + 1),
+            ts.saturating_add(size + 1),
+            left,
+        )
+        .map_err(CallFailure::host)?;
         ctx.check_read(&points, |(_, v)| v.len() + add.key.len())?;
         // Windows that now contain the value, plus its own right window.
         let mut starts = BTreeSet::new();
@@ -163,16 +194,31 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, add: &Add<'_>) -> Result<bool, CallFail
             }
         }
         // Closed already: stream time passed end + grace.
-        let starts: Vec<i64> = starts.into_iter().filter(|start| (start + size).saturating_add(grace) >= stream_time).collect();
+        let starts: Vec<i64> = starts
+            .into_iter()
+            .filter(|start| (start + size).saturating_add(grace) >= stream_time)
+            .collect();
         if ctx.emit_updates() {
             ctx.charge_windows(starts.len() as u64, add.key)?;
         }
-        for (&start, agg) in starts.iter().zip(aggregates(ctx, add.key, &points, &starts, size)?) {
+        for (&start, agg) in starts
+            .iter()
+            .zip(aggregates(ctx, add.key, &points, &starts, size)?)
+        {
             let end = start + size;
             let Some(agg) = agg else { continue };
             ctx.schedule_close(close_at(end, grace), add.key, start)?;
             if ctx.emit_updates() {
-                ctx.out.push(Emitted { window: ctx.id, key: add.key.to_vec(), start, end, agg, closed: false, input: Some(add.input), timestamp: end });
+                ctx.out.push(Emitted {
+                    window: ctx.id,
+                    key: add.key.to_vec(),
+                    start,
+                    end,
+                    agg,
+                    closed: false,
+                    input: Some(add.input),
+                    timestamp: end,
+                });
             }
         }
     }
@@ -192,9 +238,19 @@ pub fn close(ctx: &mut Ctx<'_>, size: u64, due: &Due) -> Result<Option<(i64, Agg
     let def = ctx.def;
     let name = &def.name;
     let left = ctx.folder.budget_left();
-    let points = keys::points_of(ctx.state, name, &due.key, i64::MIN, due.start.saturating_add(size), left).map_err(CallFailure::host)?;
+    let points = keys::points_of(
+        ctx.state,
+        name,
+        &due.key,
+        i64::MIN,
+        due.start.saturating_add(size),
+        left,
+    )
+    .map_err(CallFailure::host)?;
     ctx.check_read(&points, |(_, v)| v.len() + due.key.len())?;
-    let agg = aggregates(ctx, &due.key, &points, &[due.start], size)?.pop().flatten();
+    let agg = aggregates(ctx, &due.key, &points, &[due.start], size)?
+        .pop()
+        .flatten();
     // Windows close in start order, so every window containing a point
     // before this start has closed.
     for (t, _) in points.iter().filter(|(t, _)| *t < due.start) {

@@ -15,7 +15,8 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, advance: u64, add: &Add<'_>) -> Result<
         // and never negative.
         let last = ts - ts % advance;
         let lowest = (ts - size + 1).max(0);
-        let first = lowest.div_euclid(advance) * advance + if lowest % advance == 0 { 0 } else { advance };
+        let first =
+            lowest.div_euclid(advance) * advance + if lowest % advance == 0 { 0 } else { advance };
         let custom = ctx.custom();
         if first <= last {
             ctx.charge_windows(((last - first) / advance + 1) as u64, add.key)?;
@@ -26,7 +27,8 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, advance: u64, add: &Add<'_>) -> Result<
             // Late: the window closed when stream time reached end + grace.
             if end.saturating_add(grace) > stream_time {
                 accepted = true;
-                let existing = keys::get_window(ctx.state, name, add.key, start, custom).map_err(CallFailure::host)?;
+                let existing = keys::get_window(ctx.state, name, add.key, start, custom)
+                    .map_err(CallFailure::host)?;
                 let is_new = existing.is_none();
                 let mut agg = existing.map(|(_, a)| a).unwrap_or_default();
                 ctx.fold(&mut agg, add)?;
@@ -46,5 +48,14 @@ pub fn add(ctx: &mut Ctx<'_>, size: u64, advance: u64, add: &Add<'_>) -> Result<
 }
 
 fn push(out: &mut Vec<Emitted>, window: u32, add: &Add<'_>, start: i64, end: i64, agg: Agg) {
-    out.push(Emitted { window, key: add.key.to_vec(), start, end, agg, closed: false, input: Some(add.input), timestamp: end - 1 });
+    out.push(Emitted {
+        window,
+        key: add.key.to_vec(),
+        start,
+        end,
+        agg,
+        closed: false,
+        input: Some(add.input),
+        timestamp: end - 1,
+    });
 }

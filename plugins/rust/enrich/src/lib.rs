@@ -31,8 +31,18 @@ impl Transform for Enrich {
         if found.is_none() && !self.left {
             return Ok(());
         }
-        let value = [record.value().unwrap_or_default(), b";", found.as_deref().unwrap_or_default()].concat();
-        out.emit(Output::new().key_opt(record.key()).value(&value).timestamp(record.timestamp()));
+        let value = [
+            record.value().unwrap_or_default(),
+            b";",
+            found.as_deref().unwrap_or_default(),
+        ]
+        .concat();
+        out.emit(
+            Output::new()
+                .key_opt(record.key())
+                .value(&value)
+                .timestamp(record.timestamp()),
+        );
         Ok(())
     }
 }

@@ -13,9 +13,14 @@ impl Transform for Filter {
     fn init(config: &Config) -> Result<Self, String> {
         let field = config.get("field").unwrap_or("/level").to_owned();
         if !field.starts_with('/') {
-            return Err(format!("config `field` = `{field}`: a JSON pointer starts with `/`"));
+            return Err(format!(
+                "config `field` = `{field}`: a JSON pointer starts with `/`"
+            ));
         }
-        Ok(Filter { field, equals: config.get("equals").unwrap_or("error").to_owned() })
+        Ok(Filter {
+            field,
+            equals: config.get("equals").unwrap_or("error").to_owned(),
+        })
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {

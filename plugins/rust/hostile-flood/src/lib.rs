@@ -10,12 +10,19 @@ struct Flood {
 
 impl Transform for Flood {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(Flood { trigger: config.get("trigger").map(str::to_owned), count: config.parse_or("count", 1_000_000)? })
+        Ok(Flood {
+            trigger: config.get("trigger").map(str::to_owned),
+            count: config.parse_or("count", 1_000_000)?,
+        })
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
         let value = record.value_str().unwrap_or_default();
-        let copies = if self.trigger.as_deref().is_none_or(|t| value.contains(t)) { self.count } else { 1 };
+        let copies = if self.trigger.as_deref().is_none_or(|t| value.contains(t)) {
+            self.count
+        } else {
+            1
+        };
         for _ in 0..copies {
             out.forward(record);
         }

@@ -41,7 +41,16 @@ const NONE: u32 = u32::MAX;
 /// A packed output record (the layout of `wit/0.2/types.wit`).
 fn record(source: u32, topic: u32, value: (u32, u32), headers: (u32, u32)) -> [u8; 40] {
     let mut r = [0u8; 40];
-    for (at, v) in [(0, source), (4, topic), (8, 0), (12, NONE), (16, value.0), (20, value.1), (24, headers.0), (28, headers.1)] {
+    for (at, v) in [
+        (0, source),
+        (4, topic),
+        (8, 0),
+        (12, NONE),
+        (16, value.0),
+        (20, value.1),
+        (24, headers.0),
+        (28, headers.1),
+    ] {
         r[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
     r[32..].copy_from_slice(&i64::MIN.to_le_bytes());
@@ -62,18 +71,31 @@ fn aliases(n: usize, len: usize) -> Vec<String> {
     let mut big = std::mem::ManuallyDrop::new(vec![b'x'; len]);
     let (ptr, len, cap) = (big.as_mut_ptr(), big.len(), big.capacity());
     // SAFETY: none; see above.
-    (0..n).map(|_| unsafe { String::from_raw_parts(ptr, len, cap) }).collect()
+    (0..n)
+        .map(|_| unsafe { String::from_raw_parts(ptr, len, cap) })
+        .collect()
 }
 
 fn empty() -> OutputBatch {
-    OutputBatch { data: Vec::new(), records: Vec::new(), headers: Vec::new(), topics: Vec::new(), rejects: Vec::new(), window_adds: Vec::new() }
+    OutputBatch {
+        data: Vec::new(),
+        records: Vec::new(),
+        headers: Vec::new(),
+        topics: Vec::new(),
+        rejects: Vec::new(),
+        window_adds: Vec::new(),
+    }
 }
 
 struct Hostile;
 
 impl Guest for Hostile {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        let a = config.into_iter().find(|(k, _)| k == "attack").map(|(_, v)| v).ok_or("config `attack` is required")?;
+        let a = config
+            .into_iter()
+            .find(|(k, _)| k == "attack")
+            .map(|(_, v)| v)
+            .ok_or("config `attack` is required")?;
         if a == "table-in-init" {
             let _ = tables::get(tables::open("t")?, b"k");
         }
@@ -87,24 +109,37 @@ impl Guest for Hostile {
         match attack() {
             "alias-topics" => {
                 out.topics = aliases(1_000_000, 16 << 20);
-                out.records.extend_from_slice(&record(0, 0, (0, NONE), (0, 0)));
+                out.records
+                    .extend_from_slice(&record(0, 0, (0, NONE), (0, 0)));
             }
             "alias-rejects" => {
-                out.rejects = aliases(1_000_000, 16 << 20).into_iter().map(|message| Reject { source: 0, message }).collect();
+                out.rejects = aliases(1_000_000, 16 << 20)
+                    .into_iter()
+                    .map(|message| Reject { source: 0, message })
+                    .collect();
             }
             "header-span" => {
                 out.headers = vec![0; 1_000_000 * 16];
-                out.records = (0..100_000).flat_map(|_| record(0, NONE, (0, NONE), (0, 1_000_000))).collect();
+                out.records = (0..100_000)
+                    .flat_map(|_| record(0, NONE, (0, NONE), (0, 1_000_000)))
+                    .collect();
             }
             "undo" => loop {
                 state::set(b"k", &vec![b'u'; 16 << 20], None);
             },
             "huge-reject" => {
-                out.rejects = (0..batch.records.len() as u32 / 40).map(|source| Reject { source, message: "r".repeat(10 << 20) }).collect();
+                out.rejects = (0..batch.records.len() as u32 / 40)
+                    .map(|source| Reject {
+                        source,
+                        message: "r".repeat(10 << 20),
+                    })
+                    .collect();
             }
             "long-topic" => {
                 out.topics = vec!["x".repeat(40 << 20)];
-                out.records = (0..100_000).flat_map(|_| record(0, 0, (0, NONE), (0, 0))).collect();
+                out.records = (0..100_000)
+                    .flat_map(|_| record(0, 0, (0, NONE), (0, 0)))
+                    .collect();
             }
             "reject-first" => {
                 state::set(b"k", b"v", None);
@@ -112,7 +147,10 @@ impl Guest for Hostile {
                 for i in 0..30_000_000u64 {
                     x = std::hint::black_box(x.wrapping_add(i));
                 }
-                out.rejects.push(Reject { source: 0, message: format!("first of {} ({x})", batch.records.len() / 40) });
+                out.rejects.push(Reject {
+                    source: 0,
+                    message: format!("first of {} ({x})", batch.records.len() / 40),
+                });
             }
             "range-reversed" => {
                 state::set(b"b", b"1", None);
@@ -122,8 +160,12 @@ impl Guest for Hostile {
                 // keeps the position its input had.
                 out.data = batch.data.clone();
                 for (source, r) in batch.records.chunks_exact(40).enumerate() {
-                    let value = (u32::from_le_bytes(r[24..28].try_into().unwrap()), u32::from_le_bytes(r[28..32].try_into().unwrap()));
-                    out.records.extend_from_slice(&record(source as u32, NONE, value, (0, 0)));
+                    let value = (
+                        u32::from_le_bytes(r[24..28].try_into().unwrap()),
+                        u32::from_le_bytes(r[28..32].try_into().unwrap()),
+                    );
+                    out.records
+                        .extend_from_slice(&record(source as u32, NONE, value, (0, 0)));
                 }
             }
             "ragged" => {
@@ -152,8 +194,12 @@ impl Guest for Hostile {
                 }
                 out.data = batch.data.clone();
                 for (source, r) in batch.records.chunks_exact(40).enumerate() {
-                    let value = (u32::from_le_bytes(r[24..28].try_into().unwrap()), u32::from_le_bytes(r[28..32].try_into().unwrap()));
-                    out.records.extend_from_slice(&record(source as u32, NONE, value, (0, 0)));
+                    let value = (
+                        u32::from_le_bytes(r[24..28].try_into().unwrap()),
+                        u32::from_le_bytes(r[28..32].try_into().unwrap()),
+                    );
+                    out.records
+                        .extend_from_slice(&record(source as u32, NONE, value, (0, 0)));
                 }
             }
             other => return Err(format!("unknown attack `{other}`")),
@@ -169,7 +215,8 @@ impl Guest for Hostile {
         }
         // One output per call, so a test can count the calls.
         let mut out = empty();
-        out.records.extend_from_slice(&record(0, NONE, (0, NONE), (0, 0)));
+        out.records
+            .extend_from_slice(&record(0, NONE, (0, NONE), (0, 0)));
         Ok(out)
     }
 
@@ -177,7 +224,12 @@ impl Guest for Hostile {
         Ok(empty())
     }
 
-    fn reduce(_window: u32, _key: Vec<u8>, _acc: Option<Vec<u8>>, _values: Vec<Vec<u8>>) -> Vec<u8> {
+    fn reduce(
+        _window: u32,
+        _key: Vec<u8>,
+        _acc: Option<Vec<u8>>,
+        _values: Vec<Vec<u8>>,
+    ) -> Vec<u8> {
         Vec::new()
     }
 

@@ -10,7 +10,10 @@ struct Hog {
 
 impl Transform for Hog {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(Hog { trigger: config.get("trigger").map(str::to_owned), hoard: Vec::new() })
+        Ok(Hog {
+            trigger: config.get("trigger").map(str::to_owned),
+            hoard: Vec::new(),
+        })
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {

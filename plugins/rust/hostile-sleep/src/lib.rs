@@ -17,7 +17,10 @@ struct Sleep {
 
 impl Transform for Sleep {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(Sleep { trigger: config.get("trigger").map(str::to_owned), forever: config.get("mode") == Some("forever") })
+        Ok(Sleep {
+            trigger: config.get("trigger").map(str::to_owned),
+            forever: config.get("mode") == Some("forever"),
+        })
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
@@ -30,7 +33,10 @@ impl Transform for Sleep {
                 }
             }
             std::thread::sleep(Duration::from_secs(3600));
-            log::info(&format!("slept; the clock says {:?} passed", started.elapsed()));
+            log::info(&format!(
+                "slept; the clock says {:?} passed",
+                started.elapsed()
+            ));
         }
         out.forward(record);
         Ok(())

@@ -13,7 +13,10 @@ impl Transform for Trap {
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
         let value = record.value_str().unwrap_or_default();
         if self.0.as_deref().is_none_or(|t| value.contains(t)) {
-            panic!("hostile-trap: refusing record at offset {}", record.offset());
+            panic!(
+                "hostile-trap: refusing record at offset {}",
+                record.offset()
+            );
         }
         out.forward(record);
         Ok(())

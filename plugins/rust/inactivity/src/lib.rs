@@ -24,22 +24,33 @@ fn count_key(prefix: &str, key: &[u8]) -> Vec<u8> {
 }
 
 fn read_u64(key: &[u8]) -> u64 {
-    state::get(key).and_then(|v| String::from_utf8(v).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+    state::get(key)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Transform for Inactivity {
     fn init(config: &Config) -> Result<Self, String> {
-        let gap_ms = config.get("gap_ms").map_or(Ok(60_000), |v| v.parse::<i64>().map_err(|e| format!("gap_ms: {e}")))?;
+        let gap_ms = config.get("gap_ms").map_or(Ok(60_000), |v| {
+            v.parse::<i64>().map_err(|e| format!("gap_ms: {e}"))
+        })?;
         let clock = match config.get("clock").unwrap_or("event-time") {
             "event-time" => Clock::EventTime,
             "wall-clock" => Clock::WallClock,
-            other => return Err(format!("clock must be `event-time` or `wall-clock`, not `{other}`")),
+            other => {
+                return Err(format!(
+                    "clock must be `event-time` or `wall-clock`, not `{other}`"
+                ));
+            }
         };
         Ok(Inactivity { gap_ms, clock })
     }
 
     fn process(&mut self, record: &Record<'_>, _out: &mut Emitter) -> Result<(), Error> {
-        let key = record.key().ok_or_else(|| Error::reject("record has no key"))?;
+        let key = record
+            .key()
+            .ok_or_else(|| Error::reject("record has no key"))?;
         let records = count_key("n:", key);
         state::set(&records, (read_u64(&records) + 1).to_string());
         state::set(count_key("t:", key), record.timestamp().to_string());

@@ -42,9 +42,13 @@ impl Transform for JoinWindow {
         let left = config.get("left").unwrap_or("orders").to_owned();
         let right = config.get("right").unwrap_or("payments").to_owned();
         if left == right {
-            return Err(format!("left and right must be different topics, both are `{left}`"));
+            return Err(format!(
+                "left and right must be different topics, both are `{left}`"
+            ));
         }
-        let window_ms = config.get("window_ms").map_or(Ok(60_000), |v| v.parse::<i64>().map_err(|e| format!("window_ms: {e}")))?;
+        let window_ms = config.get("window_ms").map_or(Ok(60_000), |v| {
+            v.parse::<i64>().map_err(|e| format!("window_ms: {e}"))
+        })?;
         if window_ms < 0 {
             return Err(format!("window_ms must not be negative, not {window_ms}"));
         }
@@ -52,9 +56,19 @@ impl Transform for JoinWindow {
             "inner" => (false, false),
             "left" => (true, false),
             "outer" => (true, true),
-            other => return Err(format!("join must be `inner`, `left` or `outer`, not `{other}`")),
+            other => {
+                return Err(format!(
+                    "join must be `inner`, `left` or `outer`, not `{other}`"
+                ));
+            }
         };
-        Ok(JoinWindow { left, right, window_ms, emit_left, emit_right })
+        Ok(JoinWindow {
+            left,
+            right,
+            window_ms,
+            emit_left,
+            emit_right,
+        })
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
@@ -64,17 +78,31 @@ impl Transform for JoinWindow {
         } else if topic == self.right {
             (b'r', b'l')
         } else {
-            return Err(Error::reject(format!("topic `{topic}` is neither left (`{}`) nor right (`{}`)", self.left, self.right)));
+            return Err(Error::reject(format!(
+                "topic `{topic}` is neither left (`{}`) nor right (`{}`)",
+                self.left, self.right
+            )));
         };
-        let key = record.key().ok_or_else(|| Error::reject("record has no key"))?;
+        let key = record
+            .key()
+            .ok_or_else(|| Error::reject("record has no key"))?;
         let value = record.value().unwrap_or_default();
         let ts = record.timestamp();
         let other_key = waiting(other, key);
         if let Some(stored) = state::get(&other_key) {
             let (other_ts, other_value) = decode(&stored);
             if (ts - other_ts).abs() <= self.window_ms {
-                let joined = if side == b'l' { [value, b";", other_value].concat() } else { [other_value, b";", value].concat() };
-                out.emit(Output::new().key(key).value(&joined).timestamp(ts.max(other_ts)));
+                let joined = if side == b'l' {
+                    [value, b";", other_value].concat()
+                } else {
+                    [other_value, b";", value].concat()
+                };
+                out.emit(
+                    Output::new()
+                        .key(key)
+                        .value(&joined)
+                        .timestamp(ts.max(other_ts)),
+                );
                 state::delete(&other_key);
                 timers::cancel(&other_key);
                 return Ok(());
@@ -87,10 +115,15 @@ impl Transform for JoinWindow {
     }
 
     fn on_timer(&mut self, timer: &Timer<'_>, out: &mut Emitter) -> Result<(), Error> {
-        let Some(stored) = state::get(timer.key) else { return Ok(()) };
+        let Some(stored) = state::get(timer.key) else {
+            return Ok(());
+        };
         state::delete(timer.key);
         let (ts, value) = decode(&stored);
-        let (side, key) = timer.key.split_first().expect("a waiting record's key has its side");
+        let (side, key) = timer
+            .key
+            .split_first()
+            .expect("a waiting record's key has its side");
         let joined = match side {
             b'l' if self.emit_left => [value, b";"].concat(),
             b'r' if self.emit_right => [b";", value].concat(),

@@ -10,8 +10,16 @@ struct Router {
 
 impl Transform for Router {
     fn init(config: &Config) -> Result<Self, String> {
-        let routes: Vec<_> = config.iter().filter_map(|(k, v)| Some((k.strip_prefix("route.")?.to_owned(), v.as_bytes().to_vec()))).collect();
-        if routes.iter().any(|(topic, pattern)| topic.is_empty() || pattern.is_empty()) {
+        let routes: Vec<_> = config
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((k.strip_prefix("route.")?.to_owned(), v.as_bytes().to_vec()))
+            })
+            .collect();
+        if routes
+            .iter()
+            .any(|(topic, pattern)| topic.is_empty() || pattern.is_empty())
+        {
             return Err("every `route.<topic>` needs a topic name and a non-empty pattern".into());
         }
         Ok(Router { routes })
@@ -21,8 +29,14 @@ impl Transform for Router {
         let value = record.value().unwrap_or_default();
         let mut routed = false;
         for (topic, pattern) in &self.routes {
-            if value.windows(pattern.len()).any(|w| w == pattern.as_slice()) {
-                let mut output = Output::new().topic(topic).key_opt(record.key()).value(value);
+            if value
+                .windows(pattern.len())
+                .any(|w| w == pattern.as_slice())
+            {
+                let mut output = Output::new()
+                    .topic(topic)
+                    .key_opt(record.key())
+                    .value(value);
                 for (name, v) in record.headers() {
                     output = output.header_opt(name, v);
                 }

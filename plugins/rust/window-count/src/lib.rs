@@ -11,7 +11,9 @@
 //! for sliding and session windows, as Kafka Streams reports them. In
 //! update mode a session merged into another is reported with count 0.
 
-use weir_sdk::{Config, Emitter, Error, Output, Record, Transform, Window, WindowResult, WindowSpec};
+use weir_sdk::{
+    Config, Emitter, Error, Output, Record, Transform, Window, WindowResult, WindowSpec,
+};
 
 const MSG: &str = "expected tumbling, hopping, sliding, session, count-tumbling or count-hopping";
 
@@ -20,7 +22,11 @@ struct WindowCount {
 }
 
 fn spec(config: &Config) -> Result<WindowSpec, String> {
-    let ms = |key: &str| config.parse::<u64>(key)?.ok_or_else(|| format!("config `{key}` is required for this window"));
+    let ms = |key: &str| {
+        config
+            .parse::<u64>(key)?
+            .ok_or_else(|| format!("config `{key}` is required for this window"))
+    };
     let spec = match config.require("window")? {
         "tumbling" => WindowSpec::tumbling(ms("size_ms")?),
         "hopping" => WindowSpec::hopping(ms("size_ms")?, ms("advance_ms")?),
@@ -34,7 +40,11 @@ fn spec(config: &Config) -> Result<WindowSpec, String> {
     let spec = match config.get("emit").unwrap_or("final") {
         "final" => spec.emit_on_close(),
         "update" => spec.emit_on_update(),
-        other => return Err(format!("config `emit` = `{other}`: expected final or update")),
+        other => {
+            return Err(format!(
+                "config `emit` = `{other}`: expected final or update"
+            ));
+        }
     };
     Ok(match config.parse::<u64>("idle_close_ms")? {
         Some(ms) => spec.idle_close_ms(ms),
@@ -44,7 +54,9 @@ fn spec(config: &Config) -> Result<WindowSpec, String> {
 
 impl Transform for WindowCount {
     fn init(config: &Config) -> Result<Self, String> {
-        Ok(WindowCount { window: spec(config)?.define("count")? })
+        Ok(WindowCount {
+            window: spec(config)?.define("count")?,
+        })
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
@@ -53,7 +65,10 @@ impl Transform for WindowCount {
     }
 
     fn on_window(&mut self, w: &WindowResult<'_>, out: &mut Emitter) -> Result<(), Error> {
-        let value = format!(r#"{{"start":{},"end":{},"count":{}}}"#, w.start, w.end, w.count);
+        let value = format!(
+            r#"{{"start":{},"end":{},"count":{}}}"#,
+            w.start, w.end, w.count
+        );
         out.emit(Output::new().key(w.key).value(&value));
         Ok(())
     }

@@ -10,11 +10,18 @@
 use weir_sdk::{Emitter, Error, Output, Record, state};
 
 fn word_count(record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
-    let text = record.value_str().ok_or_else(|| Error::reject("value is not UTF-8 text"))?;
+    let text = record
+        .value_str()
+        .ok_or_else(|| Error::reject("value is not UTF-8 text"))?;
     let counts = state::Map::<u64>::new("count");
-    for word in text.split(|c: char| c.is_ascii() && !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in text
+        .split(|c: char| c.is_ascii() && !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         let word = word.to_ascii_lowercase();
-        let n = counts.update(&word, |n| Some(n.unwrap_or(0) + 1))?.unwrap_or(0);
+        let n = counts
+            .update(&word, |n| Some(n.unwrap_or(0) + 1))?
+            .unwrap_or(0);
         out.emit(Output::new().key(&word).value(&n.to_string()));
     }
     Ok(())

@@ -222,60 +222,108 @@ pub enum Exports {
 pub type Returned = Result<OutputBatch, String>;
 
 impl Exports {
-    pub fn init(&mut self, store: &mut Store<HostState>, config: &[(String, String)]) -> wasmtime::Result<Result<(), String>> {
-        let config: Vec<(&str, &str)> = config.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pub fn init(
+        &mut self,
+        store: &mut Store<HostState>,
+        config: &[(String, String)],
+    ) -> wasmtime::Result<Result<(), String>> {
+        let config: Vec<(&str, &str)> = config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         match self {
             Exports::V0_1(p, _) => p.weir_transform_handler().call_init(store, &config),
             Exports::V0_2(p, _) => p.weir_transform_handler().call_init(store, &config),
         }
     }
 
-    pub fn process(&mut self, store: &mut Store<HostState>, batch: &InputBatch) -> wasmtime::Result<Returned> {
+    pub fn process(
+        &mut self,
+        store: &mut Store<HostState>,
+        batch: &InputBatch,
+    ) -> wasmtime::Result<Returned> {
         match self {
-            Exports::V0_1(p, scratch) => Ok(p.weir_transform_handler().call_process(store, scratch.input(batch))?.map(v0_1::output)),
-            Exports::V0_2(p, scratch) => {
-                p.weir_transform_handler().call_process(store, scratch.input(batch))?.map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok))
-            }
+            Exports::V0_1(p, scratch) => Ok(p
+                .weir_transform_handler()
+                .call_process(store, scratch.input(batch))?
+                .map(v0_1::output)),
+            Exports::V0_2(p, scratch) => p
+                .weir_transform_handler()
+                .call_process(store, scratch.input(batch))?
+                .map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok)),
         }
     }
 
-    pub fn on_window(&mut self, store: &mut Store<HostState>, batch: &WindowBatch) -> wasmtime::Result<Returned> {
+    pub fn on_window(
+        &mut self,
+        store: &mut Store<HostState>,
+        batch: &WindowBatch,
+    ) -> wasmtime::Result<Returned> {
         match self {
-            Exports::V0_1(p, scratch) => Ok(p.weir_transform_handler().call_on_window(store, scratch.windows(batch))?.map(v0_1::output)),
-            Exports::V0_2(p, scratch) => {
-                p.weir_transform_handler().call_on_window(store, scratch.windows(batch))?.map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok))
-            }
+            Exports::V0_1(p, scratch) => Ok(p
+                .weir_transform_handler()
+                .call_on_window(store, scratch.windows(batch))?
+                .map(v0_1::output)),
+            Exports::V0_2(p, scratch) => p
+                .weir_transform_handler()
+                .call_on_window(store, scratch.windows(batch))?
+                .map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok)),
         }
     }
 
     /// Hands fired timers to the transform. A 0.1 transform has no timers
     /// to fire: it cannot set any.
-    pub fn on_timer(&mut self, store: &mut Store<HostState>, fired: &[Timer]) -> wasmtime::Result<Returned> {
+    pub fn on_timer(
+        &mut self,
+        store: &mut Store<HostState>,
+        fired: &[Timer],
+    ) -> wasmtime::Result<Returned> {
         match self {
             Exports::V0_1(..) => Ok(Ok(OutputBatch::default())),
-            Exports::V0_2(p, scratch) => {
-                p.weir_transform_handler().call_on_timer(store, scratch.timers(fired))?.map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok))
-            }
+            Exports::V0_2(p, scratch) => p
+                .weir_transform_handler()
+                .call_on_timer(store, scratch.timers(fired))?
+                .map_or_else(|m| Ok(Err(m)), |b| v0_2::output(b).map(Ok)),
         }
     }
 
-    pub fn reduce(&mut self, store: &mut Store<HostState>, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> wasmtime::Result<Vec<u8>> {
+    pub fn reduce(
+        &mut self,
+        store: &mut Store<HostState>,
+        window: u32,
+        key: &[u8],
+        acc: Option<&[u8]>,
+        values: &[Vec<u8>],
+    ) -> wasmtime::Result<Vec<u8>> {
         match self {
             Exports::V0_1(p, _) => {
                 let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-                p.weir_transform_handler().call_reduce(store, window, key, acc, &values)
+                p.weir_transform_handler()
+                    .call_reduce(store, window, key, acc, &values)
             }
             Exports::V0_2(p, _) => {
                 let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-                p.weir_transform_handler().call_reduce(store, window, key, acc, &values)
+                p.weir_transform_handler()
+                    .call_reduce(store, window, key, acc, &values)
             }
         }
     }
 
-    pub fn merge(&mut self, store: &mut Store<HostState>, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    pub fn merge(
+        &mut self,
+        store: &mut Store<HostState>,
+        window: u32,
+        key: &[u8],
+        a: &[u8],
+        b: &[u8],
+    ) -> wasmtime::Result<Vec<u8>> {
         match self {
-            Exports::V0_1(p, _) => p.weir_transform_handler().call_merge(store, window, key, a, b),
-            Exports::V0_2(p, _) => p.weir_transform_handler().call_merge(store, window, key, a, b),
+            Exports::V0_1(p, _) => p
+                .weir_transform_handler()
+                .call_merge(store, window, key, a, b),
+            Exports::V0_2(p, _) => p
+                .weir_transform_handler()
+                .call_merge(store, window, key, a, b),
         }
     }
 }

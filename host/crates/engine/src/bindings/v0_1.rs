@@ -23,7 +23,10 @@ use crate::transform::log::LogLevel;
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     log::add_to_linker::<HostState, capabilities::Log>(linker, HostState::log_capability)?;
     state::add_to_linker::<HostState, capabilities::State>(linker, HostState::state_capability)?;
-    windows::add_to_linker::<HostState, capabilities::Windows>(linker, HostState::windows_capability)?;
+    windows::add_to_linker::<HostState, capabilities::Windows>(
+        linker,
+        HostState::windows_capability,
+    )?;
     Ok(())
 }
 
@@ -34,11 +37,17 @@ super::same_since_0_1!();
 // moved coming out, never copied.
 
 fn header(h: &abi::Header) -> types::Header {
-    types::Header { name: span(h.name), value: h.value.map(span) }
+    types::Header {
+        name: span(h.name),
+        value: h.value.map(span),
+    }
 }
 
 fn from_header(h: types::Header) -> abi::Header {
-    abi::Header { name: from_span(h.name), value: h.value.map(from_span) }
+    abi::Header {
+        name: from_span(h.name),
+        value: h.value.map(from_span),
+    }
 }
 
 /// Space for the record and header lists of batches passed to the guest,
@@ -53,16 +62,23 @@ pub struct Scratch {
 impl Scratch {
     pub fn input<'a>(&'a mut self, b: &'a abi::InputBatch) -> types::InputBatch<'a> {
         self.records.clear();
-        self.records.extend(b.records.iter().map(|r| types::InputRecord {
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: r.key.map(span),
-            value: r.value.map(span),
-            headers: span(r.headers),
-        }));
+        self.records
+            .extend(b.records.iter().map(|r| types::InputRecord {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key.map(span),
+                value: r.value.map(span),
+                headers: span(r.headers),
+            }));
         self.headers.clear();
         self.headers.extend(b.headers.iter().map(header));
-        types::InputBatch { topic: &b.topic, partition: b.partition, data: &b.data, records: &self.records, headers: &self.headers }
+        types::InputBatch {
+            topic: &b.topic,
+            partition: b.partition,
+            data: &b.data,
+            records: &self.records,
+            headers: &self.headers,
+        }
     }
 
     pub fn windows<'a>(&'a mut self, b: &'a abi::WindowBatch) -> windows::WindowBatch<'a> {

@@ -19,7 +19,9 @@ use wasmtime::component::Linker;
 use weir_abi::{self as abi, CallFailure, FailureKind};
 use weir_state::timers::{Clock, Timer};
 
-use crate::capabilities::{self, LogCapability, StateCapability, TablesCapability, WindowsCapability};
+use crate::capabilities::{
+    self, LogCapability, StateCapability, TablesCapability, WindowsCapability,
+};
 use crate::transform::instance::HostState;
 use crate::transform::log::LogLevel;
 
@@ -28,9 +30,15 @@ use crate::transform::log::LogLevel;
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     log::add_to_linker::<HostState, capabilities::Log>(linker, HostState::log_capability)?;
     state::add_to_linker::<HostState, capabilities::State>(linker, HostState::state_capability)?;
-    windows::add_to_linker::<HostState, capabilities::Windows>(linker, HostState::windows_capability)?;
+    windows::add_to_linker::<HostState, capabilities::Windows>(
+        linker,
+        HostState::windows_capability,
+    )?;
     timers::add_to_linker::<HostState, capabilities::State>(linker, HostState::state_capability)?;
-    tables::add_to_linker::<HostState, capabilities::TablesView>(linker, HostState::tables_capability)?;
+    tables::add_to_linker::<HostState, capabilities::TablesView>(
+        linker,
+        HostState::tables_capability,
+    )?;
     Ok(())
 }
 
@@ -80,11 +88,23 @@ impl tables::Host for TablesCapability<'_> {
         TablesCapability::get(self, table, &key)
     }
 
-    fn range(&mut self, table: u32, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<state::Entry>> {
+    fn range(
+        &mut self,
+        table: u32,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+    ) -> wasmtime::Result<Vec<state::Entry>> {
         TablesCapability::range(self, table, &start, end.as_deref(), limit).map(entries)
     }
 
-    fn prefix(&mut self, table: u32, prefix: Vec<u8>, after: Option<Vec<u8>>, limit: u32) -> wasmtime::Result<Vec<state::Entry>> {
+    fn prefix(
+        &mut self,
+        table: u32,
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: u32,
+    ) -> wasmtime::Result<Vec<state::Entry>> {
         TablesCapability::prefix(self, table, &prefix, after.as_deref(), limit).map(entries)
     }
 }
@@ -131,7 +151,13 @@ impl Scratch {
             put_span(&mut self.headers, Some(h.name));
             put_span(&mut self.headers, h.value);
         }
-        types::InputBatch { topic: &b.topic, partition: b.partition, data: &b.data, records: &self.records, headers: &self.headers }
+        types::InputBatch {
+            topic: &b.topic,
+            partition: b.partition,
+            data: &b.data,
+            records: &self.records,
+            headers: &self.headers,
+        }
     }
 
     pub fn windows<'a>(&'a mut self, b: &'a abi::WindowBatch) -> windows::WindowBatch<'a> {
@@ -144,9 +170,19 @@ impl Scratch {
         for t in fired {
             let start = self.timer_data.len() as u32;
             self.timer_data.extend_from_slice(&t.key);
-            self.timers.push(timers::Fired { key: types::Span { start, len: t.key.len() as u32 }, at: t.at, clock: to_clock(t.clock) });
+            self.timers.push(timers::Fired {
+                key: types::Span {
+                    start,
+                    len: t.key.len() as u32,
+                },
+                at: t.at,
+                clock: to_clock(t.clock),
+            });
         }
-        timers::TimerBatch { data: &self.timer_data, timers: &self.timers }
+        timers::TimerBatch {
+            data: &self.timer_data,
+            timers: &self.timers,
+        }
     }
 }
 
@@ -160,17 +196,26 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 fn span_at(b: &[u8], at: usize) -> Option<abi::Span> {
     let len = u32_at(b, at + 4);
-    (len != NONE).then(|| abi::Span { start: u32_at(b, at), len })
+    (len != NONE).then(|| abi::Span {
+        start: u32_at(b, at),
+        len,
+    })
 }
 
 /// Unpacks a returned batch. Only the list lengths are checked here; spans
 /// are checked against the data like those of every version (`batch::check`).
 pub(super) fn output(b: types::OutputBatch) -> wasmtime::Result<abi::OutputBatch> {
     if !b.records.len().is_multiple_of(RECORD) {
-        return Err(invalid(&format!("packed output records are {} bytes, not a multiple of {RECORD}", b.records.len())));
+        return Err(invalid(&format!(
+            "packed output records are {} bytes, not a multiple of {RECORD}",
+            b.records.len()
+        )));
     }
     if !b.headers.len().is_multiple_of(HEADER) {
-        return Err(invalid(&format!("packed output headers are {} bytes, not a multiple of {HEADER}", b.headers.len())));
+        return Err(invalid(&format!(
+            "packed output headers are {} bytes, not a multiple of {HEADER}",
+            b.headers.len()
+        )));
     }
     let records = b
         .records
@@ -184,13 +229,25 @@ pub(super) fn output(b: types::OutputBatch) -> wasmtime::Result<abi::OutputBatch
                 key: span_at(r, 8),
                 value: span_at(r, 16),
                 // A `none` count is an out-of-range header list, refused by the check.
-                headers: abi::Span { start: u32_at(r, 24), len: u32_at(r, 28) },
+                headers: abi::Span {
+                    start: u32_at(r, 24),
+                    len: u32_at(r, 28),
+                },
                 timestamp: (timestamp != KEEP_TIMESTAMP).then_some(timestamp),
             }
         })
         .collect();
-    let headers =
-        b.headers.chunks_exact(HEADER).map(|h| abi::Header { name: abi::Span { start: u32_at(h, 0), len: u32_at(h, 4) }, value: span_at(h, 8) }).collect();
+    let headers = b
+        .headers
+        .chunks_exact(HEADER)
+        .map(|h| abi::Header {
+            name: abi::Span {
+                start: u32_at(h, 0),
+                len: u32_at(h, 4),
+            },
+            value: span_at(h, 8),
+        })
+        .collect();
     Ok(abi::OutputBatch {
         data: b.data,
         records,

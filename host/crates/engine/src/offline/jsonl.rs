@@ -39,15 +39,32 @@ pub struct InputLine {
     pub table: Option<String>,
 }
 
-const FIELDS: &[&str] = &["key", "value", "key_b64", "value_b64", "timestamp", "headers", "topic", "partition", "offset", "wall_clock", "table"];
+const FIELDS: &[&str] = &[
+    "key",
+    "value",
+    "key_b64",
+    "value_b64",
+    "timestamp",
+    "headers",
+    "topic",
+    "partition",
+    "offset",
+    "wall_clock",
+    "table",
+];
 /// What a table line may hold besides `table`.
 const TABLE_FIELDS: &[&str] = &["key", "value", "key_b64", "value_b64"];
 
 fn bytes_field(obj: &Map<String, Value>, text: &str, b64: &str) -> Result<Option<Vec<u8>>> {
     match (obj.get(text), obj.get(b64)) {
-        (Some(v), Some(w)) if !v.is_null() && !w.is_null() => bail!("both `{text}` and `{b64}` are set"),
+        (Some(v), Some(w)) if !v.is_null() && !w.is_null() => {
+            bail!("both `{text}` and `{b64}` are set")
+        }
         (Some(Value::String(s)), _) => Ok(Some(s.as_bytes().to_vec())),
-        (Some(Value::Null) | None, Some(Value::String(s))) => Ok(Some(B64.decode(s).with_context(|| format!("`{b64}` is not base64"))?)),
+        (Some(Value::Null) | None, Some(Value::String(s))) => Ok(Some(
+            B64.decode(s)
+                .with_context(|| format!("`{b64}` is not base64"))?,
+        )),
         (Some(Value::Null) | None, Some(Value::Null) | None) => Ok(None),
         (Some(_), _) => bail!("`{text}` must be a string or null"),
         (_, Some(_)) => bail!("`{b64}` must be a base64 string or null"),
@@ -58,29 +75,42 @@ fn header_value(name: &str, v: &Value) -> Result<Option<Vec<u8>>> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.as_bytes().to_vec())),
-        Value::Object(o) if o.len() == 1 && o.get("b64").is_some_and(Value::is_string) => {
-            Ok(Some(B64.decode(o["b64"].as_str().unwrap()).with_context(|| format!("header `{name}`: `b64` is not base64"))?))
-        }
+        Value::Object(o) if o.len() == 1 && o.get("b64").is_some_and(Value::is_string) => Ok(Some(
+            B64.decode(o["b64"].as_str().unwrap())
+                .with_context(|| format!("header `{name}`: `b64` is not base64"))?,
+        )),
         _ => bail!("header `{name}` must be a string, null or {{\"b64\": \"...\"}}"),
     }
 }
 
 pub fn parse_line(line: usize, text: &str) -> Result<InputLine> {
-    let value: Value = serde_json::from_str(text).map_err(|e| anyhow!("line {line}: invalid JSON: {e}"))?;
-    let Value::Object(obj) = value else { bail!("line {line}: expected a JSON object") };
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| anyhow!("line {line}: invalid JSON: {e}"))?;
+    let Value::Object(obj) = value else {
+        bail!("line {line}: expected a JSON object")
+    };
     let at = |e: anyhow::Error| anyhow!("line {line}: {e:#}");
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        bail!("line {line}: unknown field `{unknown}` (known: {})", FIELDS.join(", "));
+        bail!(
+            "line {line}: unknown field `{unknown}` (known: {})",
+            FIELDS.join(", ")
+        );
     }
     let int = |name: &str| -> Result<Option<i64>> {
         match obj.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| anyhow!("line {line}: `{name}` must be an integer")),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| anyhow!("line {line}: `{name}` must be an integer")),
         }
     };
     let headers = match obj.get("headers") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Object(h)) => h.iter().map(|(k, v)| Ok((k.clone(), header_value(k, v).map_err(at)?))).collect::<Result<_>>()?,
+        Some(Value::Object(h)) => h
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), header_value(k, v).map_err(at)?)))
+            .collect::<Result<_>>()?,
         Some(_) => bail!("line {line}: `headers` must be an object"),
     };
     let table = match obj.get("table") {
@@ -89,10 +119,16 @@ pub fn parse_line(line: usize, text: &str) -> Result<InputLine> {
         Some(_) => bail!("line {line}: `table` must be a table's name"),
     };
     if table.is_some() {
-        if let Some(other) = obj.keys().find(|k| *k != "table" && !TABLE_FIELDS.contains(&k.as_str())) {
+        if let Some(other) = obj
+            .keys()
+            .find(|k| *k != "table" && !TABLE_FIELDS.contains(&k.as_str()))
+        {
             bail!("line {line}: a table line takes only `key` and `value`, not `{other}`");
         }
-        if [obj.get("key"), obj.get("key_b64")].iter().all(|k| k.is_none_or(Value::is_null)) {
+        if [obj.get("key"), obj.get("key_b64")]
+            .iter()
+            .all(|k| k.is_none_or(Value::is_null))
+        {
             bail!("line {line}: a table line needs a `key` (a table has no null key)");
         }
     }
@@ -104,7 +140,8 @@ pub fn parse_line(line: usize, text: &str) -> Result<InputLine> {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => bail!("line {line}: `topic` must be a string"),
         },
-        partition: i32::try_from(partition).map_err(|_| anyhow!("line {line}: `partition` out of range"))?,
+        partition: i32::try_from(partition)
+            .map_err(|_| anyhow!("line {line}: `partition` out of range"))?,
         offset: int("offset")?,
         timestamp: int("timestamp")?.unwrap_or(0),
         key: bytes_field(&obj, "key", "key_b64").map_err(at)?,
@@ -118,7 +155,11 @@ pub fn parse_line(line: usize, text: &str) -> Result<InputLine> {
 
 /// Reads every record of a JSON Lines text; blank lines are skipped.
 pub fn parse(text: &str) -> Result<Vec<InputLine>> {
-    text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| parse_line(i + 1, l)).collect()
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| parse_line(i + 1, l))
+        .collect()
 }
 
 fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
@@ -176,7 +217,14 @@ mod tests {
         assert_eq!(l.value.as_deref(), Some(&[0u8, 1][..]));
         assert_eq!(l.timestamp, 5);
         assert_eq!(l.partition, 2);
-        assert_eq!(l.headers, vec![("a".into(), Some(b"x".to_vec())), ("b".into(), Some(vec![0xFF])), ("n".into(), None)]);
+        assert_eq!(
+            l.headers,
+            vec![
+                ("a".into(), Some(b"x".to_vec())),
+                ("b".into(), Some(vec![0xFF])),
+                ("n".into(), None)
+            ]
+        );
     }
 
     #[test]
@@ -191,15 +239,29 @@ mod tests {
     #[test]
     fn errors_name_the_line_and_the_problem() {
         let e = parse("{}\n{\"value\": 3}\n").unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains("`value` must be a string"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("`value` must be a string"),
+            "{e}"
+        );
         let e = parse_line(1, r#"{"vlaue":"x"}"#).unwrap_err().to_string();
         assert!(e.contains("unknown field `vlaue`"), "{e}");
-        assert!(parse_line(9, "not json").unwrap_err().to_string().starts_with("line 9: invalid JSON"));
+        assert!(
+            parse_line(9, "not json")
+                .unwrap_err()
+                .to_string()
+                .starts_with("line 9: invalid JSON")
+        );
     }
 
     #[test]
     fn outputs_bytes_that_are_not_utf8_as_base64() {
-        let line = output_line("t", None, Some(&[0xFF, 0]), 7, [("h", Some(&b"v"[..]))].into_iter());
+        let line = output_line(
+            "t",
+            None,
+            Some(&[0xFF, 0]),
+            7,
+            [("h", Some(&b"v"[..]))].into_iter(),
+        );
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["key"], Value::Null);
         assert_eq!(v["value_b64"], "/wA=");

@@ -68,7 +68,12 @@ type MemTables = HashMap<String, Arc<MemTable>>;
 /// The tables of a run: those declared and those the input names, empty
 /// until its table lines fill them.
 fn tables(opts: &TestOptions, lines: &[InputLine]) -> Result<(Arc<Tables>, MemTables)> {
-    let names: Vec<&str> = opts.tables.iter().map(String::as_str).chain(lines.iter().filter_map(|l| l.table.as_deref())).collect();
+    let names: Vec<&str> = opts
+        .tables
+        .iter()
+        .map(String::as_str)
+        .chain(lines.iter().filter_map(|l| l.table.as_deref()))
+        .collect();
     let tables = Tables::new(names.iter().copied());
     let mut stores = HashMap::new();
     for name in tables.names() {
@@ -82,16 +87,32 @@ fn tables(opts: &TestOptions, lines: &[InputLine]) -> Result<(Arc<Tables>, MemTa
 /// Runs `plugin` over `lines`, writing output lines to `out` and one line
 /// per failed record to `err`. Returns an error when the run cannot go on
 /// (the plugin does not load, `init` fails, a fatal error).
-pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines: &[InputLine], out: &mut dyn Write, err: &mut dyn Write) -> Result<Summary> {
+pub fn run(
+    engine: &Engine,
+    plugin: &std::path::Path,
+    opts: &TestOptions,
+    lines: &[InputLine],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Summary> {
     let module = Arc::new(engine.load_file(plugin)?);
     // The wall clock starts at the epoch and moves only when the input says.
     let wall_clock = Arc::new(AtomicI64::new(0));
     let (tables, table_stores) = tables(opts, lines)?;
-    let spec = Arc::new(TransformSpec { wall_clock: Some(wall_clock.clone()), tables, ..TransformSpec::new(&opts.name, opts.config.clone(), opts.limits) });
+    let spec = Arc::new(TransformSpec {
+        wall_clock: Some(wall_clock.clone()),
+        tables,
+        ..TransformSpec::new(&opts.name, opts.config.clone(), opts.limits)
+    });
     let mut transform = Transform::new(module, spec);
-    transform.warm_up().map_err(|f| anyhow::anyhow!("{}: {}", f.kind, f.message))?;
+    transform
+        .warm_up()
+        .map_err(|f| anyhow::anyhow!("{}: {}", f.kind, f.message))?;
 
-    let mut summary = Summary { records: lines.iter().filter(|l| l.is_record).count(), ..Summary::default() };
+    let mut summary = Summary {
+        records: lines.iter().filter(|l| l.is_record).count(),
+        ..Summary::default()
+    };
     let lines = in_processing_order(lines, &opts.input_topic);
     // As in `weir run`, inputs' partitions with the same number share state.
     let mut states: Vec<(i32, Option<Box<PartitionState>>)> = Vec::new();
@@ -101,7 +122,10 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
     let mut i = 0;
     while i < lines.len() {
         if let Some(table) = &lines[i].table {
-            table_stores[table].apply(lines[i].key.clone().unwrap_or_default(), lines[i].value.clone());
+            table_stores[table].apply(
+                lines[i].key.clone().unwrap_or_default(),
+                lines[i].value.clone(),
+            );
             i += 1;
             continue;
         }
@@ -109,7 +133,8 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
             ticked = Some(i);
             wall_clock.store(now, Ordering::Relaxed);
             for (partition, slot) in &mut states {
-                let (state, fired) = transform.fire_wall_clock_timers(now, slot.take().expect("state present"));
+                let (state, fired) =
+                    transform.fire_wall_clock_timers(now, slot.take().expect("state present"));
                 *slot = Some(state);
                 summary.outputs += print(out, &fired.produced, &opts.output_topic)?;
                 summary.failed += report_timers(err, lines[i].line, *partition, &fired)?;
@@ -119,11 +144,18 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
                 continue;
             }
         }
-        let pk: PartitionKey = (lines[i].topic.clone().unwrap_or_else(|| opts.input_topic.clone()), lines[i].partition);
+        let pk: PartitionKey = (
+            lines[i]
+                .topic
+                .clone()
+                .unwrap_or_else(|| opts.input_topic.clone()),
+            lines[i].partition,
+        );
         let mut chunk = Vec::new();
         while i < lines.len() && chunk.len() < opts.batch_size.max(1) {
             let l = &lines[i];
-            if (l.topic.as_deref().unwrap_or(&opts.input_topic), l.partition) != (pk.0.as_str(), pk.1)
+            if (l.topic.as_deref().unwrap_or(&opts.input_topic), l.partition)
+                != (pk.0.as_str(), pk.1)
                 || l.table.is_some()
                 || (!chunk.is_empty() && l.wall_clock.is_some())
             {
@@ -139,7 +171,13 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
             let offset = l.offset.unwrap_or(*next);
             *next = offset + 1;
             offsets.push(offset);
-            builder.push(offset, l.timestamp, l.key.as_deref(), l.value.as_deref(), l.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
+            builder.push(
+                offset,
+                l.timestamp,
+                l.key.as_deref(),
+                l.value.as_deref(),
+                l.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())),
+            );
         }
         let batch = builder.finish();
         let slot = match states.iter().position(|(p, _)| *p == pk.1) {
@@ -149,32 +187,61 @@ pub fn run(engine: &Engine, plugin: &std::path::Path, opts: &TestOptions, lines:
                 states.len() - 1
             }
         };
-        let state = states[slot].1.take().expect("state present between batches");
+        let state = states[slot]
+            .1
+            .take()
+            .expect("state present between batches");
         let (mut state, result) = transform.dispatch(&batch, state);
         state.flush()?;
         states[slot].1 = Some(state);
         summary.outputs += print(out, &result.produced, &opts.output_topic)?;
         for f in &result.failures {
             let l = chunk[f.index as usize];
-            writeln!(err, "line {} ({} partition {} offset {}): {}: {}", l.line, pk.0, pk.1, offsets[f.index as usize], f.kind, f.message)?;
+            writeln!(
+                err,
+                "line {} ({} partition {} offset {}): {}: {}",
+                l.line, pk.0, pk.1, offsets[f.index as usize], f.kind, f.message
+            )?;
         }
         for &li in &result.late {
-            writeln!(err, "line {}: late: every window of its value had closed; dropped", chunk[li as usize].line)?;
+            writeln!(
+                err,
+                "line {}: late: every window of its value had closed; dropped",
+                chunk[li as usize].line
+            )?;
         }
         summary.failed += result.failures.len();
         summary.late += result.late.len();
-        let fired = Fired { produced: Vec::new(), failures: result.timer_failures, host_failure: result.timer_host_failure };
+        let fired = Fired {
+            produced: Vec::new(),
+            failures: result.timer_failures,
+            host_failure: result.timer_host_failure,
+        };
         summary.failed += report_timers(err, chunk.last().map_or(0, |l| l.line), pk.1, &fired)?;
         if let Some(stop) = &result.stopped {
             let l = chunk[stop.index as usize];
-            bail!("line {} ({} partition {}): {}: {}", l.line, pk.0, pk.1, stop.kind, stop.message);
+            bail!(
+                "line {} ({} partition {}): {}: {}",
+                l.line,
+                pk.0,
+                pk.1,
+                stop.kind,
+                stop.message
+            );
         }
     }
     if opts.flush_windows {
         for (partition, slot) in &mut states {
-            let (state, produced) = transform.close_windows(ForceClose::All, slot.take().expect("state present"));
+            let (state, produced) =
+                transform.close_windows(ForceClose::All, slot.take().expect("state present"));
             *slot = Some(state);
-            let produced = produced.map_err(|f| anyhow::anyhow!("flushing windows of partition {partition}: {}: {}", f.kind, f.message))?;
+            let produced = produced.map_err(|f| {
+                anyhow::anyhow!(
+                    "flushing windows of partition {partition}: {}: {}",
+                    f.kind,
+                    f.message
+                )
+            })?;
             summary.outputs += print(out, &produced, &opts.output_topic)?;
         }
     }
@@ -194,23 +261,41 @@ fn in_processing_order<'a>(lines: &'a [InputLine], default_topic: &str) -> Vec<&
     for segment in lines.split_inclusive(|l| l.table.is_some() || l.wall_clock.is_some()) {
         // A barrier ends its segment and stays where it is.
         let (records, barrier) = match segment.split_last() {
-            Some((last, rest)) if last.table.is_some() || last.wall_clock.is_some() => (rest, Some(last)),
+            Some((last, rest)) if last.table.is_some() || last.wall_clock.is_some() => {
+                (rest, Some(last))
+            }
             _ => (segment, None),
         };
         let mut merged: HashMap<i32, std::vec::IntoIter<&InputLine>> = HashMap::new();
-        for number in records.iter().map(|l| l.partition).collect::<std::collections::BTreeSet<_>>() {
-            let mut by_topic: std::collections::BTreeMap<&str, std::collections::VecDeque<&InputLine>> = Default::default();
+        for number in records
+            .iter()
+            .map(|l| l.partition)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let mut by_topic: std::collections::BTreeMap<
+                &str,
+                std::collections::VecDeque<&InputLine>,
+            > = Default::default();
             for l in records.iter().filter(|l| l.partition == number) {
                 by_topic.entry(topic(l)).or_default().push_back(l);
             }
             let mut order = Vec::new();
             // The earliest head each time; on a tie the first topic by name.
-            while let Some(q) = by_topic.values_mut().filter(|q| !q.is_empty()).min_by_key(|q| q[0].timestamp) {
+            while let Some(q) = by_topic
+                .values_mut()
+                .filter(|q| !q.is_empty())
+                .min_by_key(|q| q[0].timestamp)
+            {
                 order.push(q.pop_front().expect("not empty"));
             }
             merged.insert(number, order.into_iter());
         }
-        out.extend(records.iter().map(|l| merged.get_mut(&l.partition).and_then(Iterator::next).expect("as many as it had")));
+        out.extend(records.iter().map(|l| {
+            merged
+                .get_mut(&l.partition)
+                .and_then(Iterator::next)
+                .expect("as many as it had")
+        }));
         out.extend(barrier);
     }
     out
@@ -219,7 +304,11 @@ fn in_processing_order<'a>(lines: &'a [InputLine], default_topic: &str) -> Vec<&
 /// Writes a line per failed timer; fails the run if the host failed.
 fn report_timers(err: &mut dyn Write, line: usize, partition: i32, fired: &Fired) -> Result<usize> {
     if let Some(f) = &fired.host_failure {
-        bail!("line {line} (partition {partition}): firing timers: {}: {}", f.kind, f.message);
+        bail!(
+            "line {line} (partition {partition}): firing timers: {}: {}",
+            f.kind,
+            f.message
+        );
     }
     for f in &fired.failures {
         writeln!(err, "line {line}: {}", f.describe("test", partition))?;
@@ -231,7 +320,17 @@ fn print(out: &mut dyn Write, produced: &[Produced], default_topic: &str) -> Res
     let mut n = 0;
     for p in produced {
         for r in p.records() {
-            writeln!(out, "{}", jsonl::output_line(r.topic.unwrap_or(default_topic), r.key, r.value, r.timestamp, r.headers()))?;
+            writeln!(
+                out,
+                "{}",
+                jsonl::output_line(
+                    r.topic.unwrap_or(default_topic),
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    r.headers()
+                )
+            )?;
             n += 1;
         }
     }

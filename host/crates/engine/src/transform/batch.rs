@@ -11,7 +11,12 @@ use weir_abi::{Header, OutputBatch, Span};
 
 /// Charges `budget` for an output batch the host now holds.
 pub fn charge_taken(out: &OutputBatch, budget: &mut HostBudget) -> Result<(), CallFailure> {
-    let strings: usize = out.topics.iter().map(String::len).chain(out.rejects.iter().map(|r| r.message.len())).sum();
+    let strings: usize = out
+        .topics
+        .iter()
+        .map(String::len)
+        .chain(out.rejects.iter().map(|r| r.message.len()))
+        .sum();
     let bytes = out.data.len()
         + out.records.len() * size_of::<weir_abi::OutputRecord>()
         + out.headers.len() * size_of::<Header>()
@@ -64,7 +69,12 @@ impl<'a> OutRecord<'a> {
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
         let data = self.data;
         // Header names were checked to be UTF-8 when the batch was accepted.
-        self.headers.iter().map(move |h| (std::str::from_utf8(&data[h.name.range()]).unwrap_or(""), h.value.map(|v| &data[v.range()])))
+        self.headers.iter().map(move |h| {
+            (
+                std::str::from_utf8(&data[h.name.range()]).unwrap_or(""),
+                h.value.map(|v| &data[v.range()]),
+            )
+        })
     }
 
     /// Bytes of key, value and headers.
@@ -72,7 +82,11 @@ impl<'a> OutRecord<'a> {
     pub fn size(&self) -> usize {
         self.key.map_or(0, <[u8]>::len)
             + self.value.map_or(0, <[u8]>::len)
-            + self.headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)).sum::<usize>()
+            + self
+                .headers
+                .iter()
+                .map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize))
+                .sum::<usize>()
     }
 }
 
@@ -117,7 +131,12 @@ pub type SourceFailures = BTreeMap<u32, (FailureKind, String)>;
 /// Linear in the batch: a header list shared by every output record is
 /// walked once per record, but each walk is paid for from the budget
 /// before it is made.
-pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &mut HostBudget) -> Result<SourceFailures, CallFailure> {
+pub fn check(
+    out: &OutputBatch,
+    sources: usize,
+    spec: &TransformSpec,
+    budget: &mut HostBudget,
+) -> Result<SourceFailures, CallFailure> {
     let invalid = |why: &str| CallFailure::new(FailureKind::InvalidOutput, why.to_owned());
     let data = out.data.as_slice();
     let span_ok = |s: Span| s.get(data).is_some();
@@ -132,7 +151,10 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
         })
         .collect();
     for h in &out.headers {
-        let name = h.name.get(data).ok_or_else(|| invalid("a header name lies outside the data buffer"))?;
+        let name = h
+            .name
+            .get(data)
+            .ok_or_else(|| invalid("a header name lies outside the data buffer"))?;
         std::str::from_utf8(name).map_err(|_| invalid("a header name is not UTF-8"))?;
         if !h.value.is_none_or(span_ok) {
             return Err(invalid("a header value lies outside the data buffer"));
@@ -141,9 +163,14 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
     let mut failures = SourceFailures::new();
     for r in &out.rejects {
         if r.source as usize >= sources {
-            return Err(invalid(&format!("a rejection names source {} but the call had {sources}", r.source)));
+            return Err(invalid(&format!(
+                "a rejection names source {} but the call had {sources}",
+                r.source
+            )));
         }
-        failures.entry(r.source).or_insert((FailureKind::Rejected, r.message.clone()));
+        failures
+            .entry(r.source)
+            .or_insert((FailureKind::Rejected, r.message.clone()));
     }
     let limits = &spec.limits;
     let mut previous = 0u32;
@@ -152,51 +179,91 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
     let mut too_many: BTreeMap<u32, u64> = BTreeMap::new();
     for r in &out.records {
         if r.source as usize >= sources {
-            return Err(invalid(&format!("an output names source {} but the call had {sources}", r.source)));
+            return Err(invalid(&format!(
+                "an output names source {} but the call had {sources}",
+                r.source
+            )));
         }
         if r.source < previous {
-            return Err(invalid("output sources decrease: outputs must follow their sources' order"));
+            return Err(invalid(
+                "output sources decrease: outputs must follow their sources' order",
+            ));
         }
         if r.source != previous {
             (count, bytes) = (0, 0);
             previous = r.source;
         }
         if !(r.key.is_none_or(span_ok) && r.value.is_none_or(span_ok)) {
-            return Err(invalid("an output key or value lies outside the data buffer"));
+            return Err(invalid(
+                "an output key or value lies outside the data buffer",
+            ));
         }
-        let headers = out.headers.get(r.headers.range()).ok_or_else(|| invalid("an output's headers lie outside the header list"))?;
-        budget.charge(weir_abi::record_size(0, 0, std::iter::repeat_n(0, headers.len())), "output records")?;
+        let headers = out
+            .headers
+            .get(r.headers.range())
+            .ok_or_else(|| invalid("an output's headers lie outside the header list"))?;
+        budget.charge(
+            weir_abi::record_size(0, 0, std::iter::repeat_n(0, headers.len())),
+            "output records",
+        )?;
         let verdict = match r.topic {
-            Some(t) => topic_verdicts.get(t as usize).ok_or_else(|| invalid("an output names a topic index that does not exist"))?.as_ref(),
+            Some(t) => topic_verdicts
+                .get(t as usize)
+                .ok_or_else(|| invalid("an output names a topic index that does not exist"))?
+                .as_ref(),
             None => None,
         };
         count += 1;
-        let header_bytes: usize = headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)).sum();
-        let size = r.key.map_or(0, |s| s.len) as u64 + u64::from(r.value.map_or(0, |s| s.len)) + header_bytes as u64;
+        let header_bytes: usize = headers
+            .iter()
+            .map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize))
+            .sum();
+        let size = r.key.map_or(0, |s| s.len) as u64
+            + u64::from(r.value.map_or(0, |s| s.len))
+            + header_bytes as u64;
         budget.charge(size, "output records")?;
         bytes += size;
         let framed = weir_abi::record_size(
             r.key.map_or(0, |s| s.len as usize),
             r.value.map_or(0, |s| s.len as usize),
-            headers.iter().map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)),
+            headers
+                .iter()
+                .map(|h| h.name.len as usize + h.value.map_or(0, |v| v.len as usize)),
         );
         if count > u64::from(limits.max_outputs_per_record) {
             *too_many.entry(r.source).or_default() = count;
         } else if let Some(limit) = limits.max_output_record_bytes.filter(|&l| framed > l) {
-            failures.entry(r.source).or_insert((FailureKind::OutputLimit, weir_abi::LimitExceeded::RecordBytes { bytes: framed, limit }.to_string()));
+            failures.entry(r.source).or_insert((
+                FailureKind::OutputLimit,
+                weir_abi::LimitExceeded::RecordBytes {
+                    bytes: framed,
+                    limit,
+                }
+                .to_string(),
+            ));
         } else if bytes > limits.max_output_bytes_per_record {
-            failures
-                .entry(r.source)
-                .or_insert((FailureKind::OutputLimit, weir_abi::LimitExceeded::OutputBytes { bytes, limit: limits.max_output_bytes_per_record }.to_string()));
+            failures.entry(r.source).or_insert((
+                FailureKind::OutputLimit,
+                weir_abi::LimitExceeded::OutputBytes {
+                    bytes,
+                    limit: limits.max_output_bytes_per_record,
+                }
+                .to_string(),
+            ));
         }
         if let Some(denied) = verdict {
             failures.entry(r.source).or_insert_with(|| denied.clone());
         }
     }
     for (source, count) in too_many {
-        failures
-            .entry(source)
-            .or_insert((FailureKind::OutputLimit, weir_abi::LimitExceeded::Outputs { count, limit: limits.max_outputs_per_record }.to_string()));
+        failures.entry(source).or_insert((
+            FailureKind::OutputLimit,
+            weir_abi::LimitExceeded::Outputs {
+                count,
+                limit: limits.max_outputs_per_record,
+            }
+            .to_string(),
+        ));
     }
     Ok(failures)
 }
@@ -204,7 +271,12 @@ pub fn check(out: &OutputBatch, sources: usize, spec: &TransformSpec, budget: &m
 /// Why `name` cannot be a Kafka topic (Kafka's own rule: 1 to 249 of
 /// `[A-Za-z0-9._-]`, not `.` or `..`), quoting at most its start.
 fn topic_name_error(name: &str) -> Option<String> {
-    let legal = (1..=249).contains(&name.len()) && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let legal = (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     (!legal).then(|| {
         format!(
             "output topic name {:?} ({} bytes) is not a legal Kafka topic name (1 to 249 of letters, digits, `.`, `_` and `-`)",

@@ -30,7 +30,12 @@ pub struct HostBudget {
 
 impl HostBudget {
     pub fn new(limit: u64, cpu_ms: u64) -> Self {
-        HostBudget { limit, used: 0, cpu_ms, cpu_deadline: Duration::MAX }
+        HostBudget {
+            limit,
+            used: 0,
+            cpu_ms,
+            cpu_deadline: Duration::MAX,
+        }
     }
 
     /// Starts a new call's accounting.
@@ -43,7 +48,13 @@ impl HostBudget {
     /// them together) has run past its CPU limit since [`reset`](Self::reset).
     pub fn check_cpu(&self) -> Result<(), CallFailure> {
         match thread_cpu_time() > self.cpu_deadline {
-            true => Err(CallFailure::new(FailureKind::Timeout, LimitExceeded::Cpu { limit_ms: self.cpu_ms }.to_string())),
+            true => Err(CallFailure::new(
+                FailureKind::Timeout,
+                LimitExceeded::Cpu {
+                    limit_ms: self.cpu_ms,
+                }
+                .to_string(),
+            )),
             false => Ok(()),
         }
     }
@@ -51,7 +62,8 @@ impl HostBudget {
     /// Accounts for `bytes` more of `what`, or fails when that would exceed
     /// the budget (the count stays at its last good value).
     pub fn charge(&mut self, bytes: u64, what: &str) -> Result<(), CallFailure> {
-        self.try_charge(bytes, what).map_err(|e| CallFailure::new(FailureKind::Memory, e.to_string()))
+        self.try_charge(bytes, what)
+            .map_err(|e| CallFailure::new(FailureKind::Memory, e.to_string()))
     }
 
     /// [`charge`](Self::charge) for host functions, which fail the call by
@@ -59,7 +71,10 @@ impl HostBudget {
     pub fn try_charge(&mut self, bytes: u64, what: &str) -> Result<(), LimitExceeded> {
         let used = self.used.saturating_add(bytes);
         if used > self.limit {
-            return Err(LimitExceeded::HostMemory { what: what.to_owned(), limit: self.limit });
+            return Err(LimitExceeded::HostMemory {
+                what: what.to_owned(),
+                limit: self.limit,
+            });
         }
         self.used = used;
         Ok(())

@@ -101,7 +101,13 @@ impl Isolation {
     fn new(records: usize, cpu_ms_per_batch: u64, cause: CallFailure) -> Self {
         let calls = 2 + records.max(1).ilog2() as u64 + 1;
         let per_culprit = std::time::Duration::from_millis(calls * cpu_ms_per_batch);
-        Isolation { cpu_at_start: thread_cpu_time(), per_culprit, budget: per_culprit, culprits: 0, cause }
+        Isolation {
+            cpu_at_start: thread_cpu_time(),
+            per_culprit,
+            budget: per_culprit,
+            culprits: 0,
+            cause,
+        }
     }
 
     fn found_culprit(&mut self) {
@@ -118,7 +124,9 @@ impl Isolation {
 
 impl Run {
     fn state(&mut self) -> &mut PartitionState {
-        self.state.as_mut().expect("partition state is back from the instance")
+        self.state
+            .as_mut()
+            .expect("partition state is back from the instance")
     }
 
     /// Reads the earliest event-time timer; a store that cannot be read
@@ -131,13 +139,19 @@ impl Run {
             Ok(next) => self.next_timer = next,
             Err(e) => {
                 self.next_timer = None;
-                self.result.timer_host_failure.get_or_insert(CallFailure::host(e));
+                self.result
+                    .timer_host_failure
+                    .get_or_insert(CallFailure::host(e));
             }
         }
     }
 
     fn fail(&mut self, index: u32, kind: FailureKind, message: String) {
-        self.result.failures.push(RecordFailure { index, kind, message });
+        self.result.failures.push(RecordFailure {
+            index,
+            kind,
+            message,
+        });
     }
 
     fn stop(&mut self, index: u32, failure: CallFailure) {
@@ -146,16 +160,32 @@ impl Run {
         self.result.failures.retain(|f| f.index < index);
         self.result.late.retain(|&i| i < index);
         self.result.out_of_order.retain(|&i| i < index);
-        self.result.stopped = Some(Stopped { index, kind: failure.kind, message: failure.message });
+        self.result.stopped = Some(Stopped {
+            index,
+            kind: failure.kind,
+            message: failure.message,
+        });
     }
 }
 
 impl Folder for Instance {
-    fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure> {
+    fn reduce(
+        &mut self,
+        window: u32,
+        key: &[u8],
+        acc: Option<&[u8]>,
+        values: &[Vec<u8>],
+    ) -> Result<Vec<u8>, CallFailure> {
         Instance::reduce(self, window, key, acc, values)
     }
 
-    fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure> {
+    fn merge(
+        &mut self,
+        window: u32,
+        key: &[u8],
+        a: &[u8],
+        b: &[u8],
+    ) -> Result<Vec<u8>, CallFailure> {
         Instance::merge(self, window, key, a, b)
     }
 
@@ -174,7 +204,12 @@ impl Folder for Instance {
 
 impl Transform {
     pub fn new(module: Arc<Module>, spec: Arc<TransformSpec>) -> Self {
-        Transform { module, spec, instance: None, instantiations: 0 }
+        Transform {
+            module,
+            spec,
+            instance: None,
+            instantiations: 0,
+        }
     }
 
     /// Instances created so far (the first, plus one after every failure).
@@ -224,19 +259,34 @@ impl Transform {
 
     /// Processes `batch` (records of one partition) against that
     /// partition's state.
-    pub fn dispatch(&mut self, batch: &InputBatch, state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
+    pub fn dispatch(
+        &mut self,
+        batch: &InputBatch,
+        state: Box<PartitionState>,
+    ) -> (Box<PartitionState>, BatchResult) {
         self.dispatch_checked(batch, &[], state)
     }
 
     /// [`dispatch`](Self::dispatch) of a batch some of whose records
     /// (`invalid`, in index order) no transform may see: they fail as they
     /// are, and neither their time nor their content reaches the state.
-    pub fn dispatch_checked(&mut self, batch: &InputBatch, invalid: &[RecordFailure], state: Box<PartitionState>) -> (Box<PartitionState>, BatchResult) {
+    pub fn dispatch_checked(
+        &mut self,
+        batch: &InputBatch,
+        invalid: &[RecordFailure],
+        state: Box<PartitionState>,
+    ) -> (Box<PartitionState>, BatchResult) {
         // Under the stop policy the first invalid record stops the batch.
         let stop_at = invalid.first().filter(|_| self.spec.stop_at_failure);
         let end = stop_at.map_or(batch.records.len() as u32, |f| f.index);
-        let valid: Vec<u32> = (0..end).filter(|i| invalid.binary_search_by_key(i, |f| f.index).is_err()).collect();
-        let failures = if stop_at.is_some() { Vec::new() } else { invalid.to_vec() };
+        let valid: Vec<u32> = (0..end)
+            .filter(|i| invalid.binary_search_by_key(i, |f| f.index).is_err())
+            .collect();
+        let failures = if stop_at.is_some() {
+            Vec::new()
+        } else {
+            invalid.to_vec()
+        };
         let state_stream_time = state.stream_time();
         let mut stream_time = state_stream_time;
         let out_of_order = valid
@@ -255,7 +305,11 @@ impl Transform {
             timers_spent: false,
             timers: Allowance::new(16 + 2 * valid.len(), 2 * self.spec.limits.cpu_ms_per_batch),
             known_stream: state_stream_time,
-            result: BatchResult { failures, out_of_order, ..BatchResult::default() },
+            result: BatchResult {
+                failures,
+                out_of_order,
+                ..BatchResult::default()
+            },
             isolation: None,
         };
         run.refresh_next_timer();
@@ -270,7 +324,13 @@ impl Transform {
             let now = run.state().stream_time();
             if self.fire_event_timers(now, &mut run) {
                 let mut fired = Fired::default();
-                self.fire_timers(Clock::WallClock, self.wall_now(), &mut run.state, &mut fired, &mut run.timers);
+                self.fire_timers(
+                    Clock::WallClock,
+                    self.wall_now(),
+                    &mut run.state,
+                    &mut fired,
+                    &mut run.timers,
+                );
                 run.result.produced.append(&mut fired.produced);
                 run.result.timer_failures.append(&mut fired.failures);
                 run.result.timer_host_failure = fired.host_failure;
@@ -292,7 +352,11 @@ impl Transform {
 
     /// Closes windows without waiting for stream time (idle partitions, or
     /// the end of a `weir test` run) and turns them into outputs.
-    pub fn close_windows(&mut self, which: ForceClose, state: Box<PartitionState>) -> (Box<PartitionState>, Result<Vec<Produced>, CallFailure>) {
+    pub fn close_windows(
+        &mut self,
+        which: ForceClose,
+        state: Box<PartitionState>,
+    ) -> (Box<PartitionState>, Result<Vec<Produced>, CallFailure>) {
         let mut slot = Some(state);
         let result = self.try_close_windows(which, &mut slot);
         if result.is_err() {
@@ -301,7 +365,11 @@ impl Transform {
         (slot.expect("partition state returned"), result)
     }
 
-    fn try_close_windows(&mut self, which: ForceClose, slot: &mut Option<Box<PartitionState>>) -> Result<Vec<Produced>, CallFailure> {
+    fn try_close_windows(
+        &mut self,
+        which: ForceClose,
+        slot: &mut Option<Box<PartitionState>>,
+    ) -> Result<Vec<Produced>, CallFailure> {
         let spec = self.spec.clone();
         let inst = self.instance()?;
         if inst.windows().is_empty() {
@@ -313,12 +381,13 @@ impl Transform {
         state.begin();
         let mut emitted = Vec::new();
         let mut produced = Vec::new();
-        let outcome = weir_windows::force_close(&defs, state, inst, which, &mut emitted).and_then(|()| {
-            if let Some(p) = call_on_window(inst, &defs, &emitted, slot, &spec, &[])? {
-                produced.push(p);
-            }
-            Ok(())
-        });
+        let outcome =
+            weir_windows::force_close(&defs, state, inst, which, &mut emitted).and_then(|()| {
+                if let Some(p) = call_on_window(inst, &defs, &emitted, slot, &spec, &[])? {
+                    produced.push(p);
+                }
+                Ok(())
+            });
         let state = slot.as_mut().expect("state present");
         match outcome {
             Ok(()) => {
@@ -334,11 +403,20 @@ impl Transform {
 
     /// The wall clock timers see: the spec's (`weir test`), or the system's.
     fn wall_now(&self) -> i64 {
-        self.spec.wall_clock.as_ref().map_or(weir_abi::now_ms() as i64, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+        self.spec
+            .wall_clock
+            .as_ref()
+            .map_or(weir_abi::now_ms() as i64, |c| {
+                c.load(std::sync::atomic::Ordering::Relaxed)
+            })
     }
 
     /// Fires the wall-clock timers due at `now` (ms since the epoch).
-    pub fn fire_wall_clock_timers(&mut self, now: i64, state: Box<PartitionState>) -> (Box<PartitionState>, Fired) {
+    pub fn fire_wall_clock_timers(
+        &mut self,
+        now: i64,
+        state: Box<PartitionState>,
+    ) -> (Box<PartitionState>, Fired) {
         let mut slot = Some(state);
         let mut fired = Fired::default();
         let mut allowance = Allowance::new(16, 2 * self.spec.limits.cpu_ms_per_batch);
@@ -351,7 +429,11 @@ impl Transform {
         // Linear memory never shrinks: an instance that once grew near its
         // limit is replaced rather than kept at that size.
         let limit = self.spec.limits.memory_bytes();
-        if self.instance.as_ref().is_some_and(|i| i.memory_bytes() > limit / 4 * 3) {
+        if self
+            .instance
+            .as_ref()
+            .is_some_and(|i| i.memory_bytes() > limit / 4 * 3)
+        {
             self.instance = None;
         }
     }
@@ -374,7 +456,11 @@ impl Transform {
             run.state().observe_timestamp(ts);
             run.known_stream = run.known_stream.max(ts);
             if !self.fire_event_timers(ts, run) {
-                let failure = run.result.timer_host_failure.take().expect("a host failure");
+                let failure = run
+                    .result
+                    .timer_host_failure
+                    .take()
+                    .expect("a host failure");
                 run.stop(i, failure);
                 return;
             }
@@ -394,7 +480,11 @@ impl Transform {
 
     /// Runs `indices`, none of which reaches a timer set before them.
     fn calls(&mut self, batch: &InputBatch, indices: &[u32], run: &mut Run) {
-        let max = indices.iter().map(|&i| batch.records[i as usize].timestamp).max().unwrap_or(i64::MIN);
+        let max = indices
+            .iter()
+            .map(|&i| batch.records[i as usize].timestamp)
+            .max()
+            .unwrap_or(i64::MIN);
         run.state().observe_timestamp(max);
         self.group(batch, indices.to_vec(), run);
         run.known_stream = run.known_stream.max(max);
@@ -405,7 +495,13 @@ impl Transform {
     /// (left in `timer_host_failure`).
     fn fire_event_timers(&mut self, now: i64, run: &mut Run) -> bool {
         let mut fired = Fired::default();
-        self.fire_timers(Clock::EventTime, now, &mut run.state, &mut fired, &mut run.timers);
+        self.fire_timers(
+            Clock::EventTime,
+            now,
+            &mut run.state,
+            &mut fired,
+            &mut run.timers,
+        );
         run.result.produced.append(&mut fired.produced);
         run.result.timer_failures.append(&mut fired.failures);
         if let Some(f) = fired.host_failure {
@@ -461,7 +557,9 @@ impl Transform {
                     if run.result.stopped.is_none() {
                         self.run_records(batch, &right, run);
                     }
-                    if let Some((index, failure)) = stop_after.filter(|_| run.result.stopped.is_none()) {
+                    if let Some((index, failure)) =
+                        stop_after.filter(|_| run.result.stopped.is_none())
+                    {
                         run.stop(index, failure);
                     }
                     return;
@@ -473,17 +571,25 @@ impl Transform {
                     return;
                 }
                 Attempt::Retry(failed) if self.spec.stop_at_failure => {
-                    let (&first, (kind, message)) = failed.iter().next().expect("a retry names failures");
-                    stop_after = Some((indices[first as usize], CallFailure::new(*kind, message.clone())));
+                    let (&first, (kind, message)) =
+                        failed.iter().next().expect("a retry names failures");
+                    stop_after = Some((
+                        indices[first as usize],
+                        CallFailure::new(*kind, message.clone()),
+                    ));
                     indices.truncate(first as usize);
                 }
                 Attempt::Retry(failed) => {
                     // A guest that rejects one record per call would
                     // otherwise be called once per record, unbudgeted.
                     let (kind, message) = failed.values().next().expect("a retry names failures");
-                    let iso = run
-                        .isolation
-                        .get_or_insert_with(|| Isolation::new(indices.len(), self.spec.limits.cpu_ms_per_batch, CallFailure::new(*kind, message.clone())));
+                    let iso = run.isolation.get_or_insert_with(|| {
+                        Isolation::new(
+                            indices.len(),
+                            self.spec.limits.cpu_ms_per_batch,
+                            CallFailure::new(*kind, message.clone()),
+                        )
+                    });
                     for _ in 0..failed.len() {
                         iso.found_culprit();
                     }
@@ -500,7 +606,9 @@ impl Transform {
                     // The instance may be poisoned (a trap) or its memory
                     // grown by the failure: start the next try afresh.
                     self.instance = None;
-                    if failure.kind.stops_partition() || (indices.len() == 1 && self.spec.stop_at_failure) {
+                    if failure.kind.stops_partition()
+                        || (indices.len() == 1 && self.spec.stop_at_failure)
+                    {
                         run.stop(indices[0], failure);
                         return;
                     }
@@ -512,7 +620,11 @@ impl Transform {
                         return;
                     }
                     if run.isolation.is_none() {
-                        run.isolation = Some(Isolation::new(indices.len(), self.spec.limits.cpu_ms_per_batch, failure.clone()));
+                        run.isolation = Some(Isolation::new(
+                            indices.len(),
+                            self.spec.limits.cpu_ms_per_batch,
+                            failure.clone(),
+                        ));
                     }
                     let right = indices.split_off(indices.len() / 2);
                     self.group(batch, indices, run);
@@ -531,29 +643,46 @@ impl Transform {
             Err(f) => return Attempt::Failed(f),
         };
         run.state().begin();
-        let state_before = spec.limits.max_state_bytes.map(|_| run.state().try_state_bytes().map_err(CallFailure::host));
+        let state_before = spec
+            .limits
+            .max_state_bytes
+            .map(|_| run.state().try_state_bytes().map_err(CallFailure::host));
         inst.begin_budget();
         // A single record cannot be split further: whatever it sets fires
         // after it. Nor can a call past the batch's allowance.
         let splittable = sub.records.len() > 1 && has_timers && run.timers.cpu_left();
-        let horizon = splittable.then(|| (run.known_stream, sub.records.iter().map(|r| r.timestamp).max().unwrap_or(i64::MIN)));
+        let horizon = splittable.then(|| {
+            (
+                run.known_stream,
+                sub.records
+                    .iter()
+                    .map(|r| r.timestamp)
+                    .max()
+                    .unwrap_or(i64::MIN),
+            )
+        });
         inst.set_timer_horizon(horizon);
         let called = inst.process(sub, &mut run.state);
-        let outcome = called.and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m))).and_then(|out| {
-            let failed = batch::check(&out, sub.records.len(), &spec, inst.budget())?;
-            let wrote = run.state().touched() || !out.window_adds.is_empty();
-            if !failed.is_empty() && (wrote || spec.stop_at_failure) {
-                return Ok(Err(failed));
-            }
-            let windowed = apply_windows(inst, &out, &failed, indices, run, &spec)?;
-            if let Some((bytes, limit)) = run.state().take_oversize() {
-                return Err(CallFailure::new(FailureKind::StateLimit, LimitExceeded::StateEntry { bytes, limit }.to_string()));
-            }
-            if let (Some(limit), Some(before)) = (spec.limits.max_state_bytes, state_before) {
-                check_state_size(run.state(), before?, limit)?;
-            }
-            Ok(Ok((out, failed, windowed)))
-        });
+        let outcome = called
+            .and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m)))
+            .and_then(|out| {
+                let failed = batch::check(&out, sub.records.len(), &spec, inst.budget())?;
+                let wrote = run.state().touched() || !out.window_adds.is_empty();
+                if !failed.is_empty() && (wrote || spec.stop_at_failure) {
+                    return Ok(Err(failed));
+                }
+                let windowed = apply_windows(inst, &out, &failed, indices, run, &spec)?;
+                if let Some((bytes, limit)) = run.state().take_oversize() {
+                    return Err(CallFailure::new(
+                        FailureKind::StateLimit,
+                        LimitExceeded::StateEntry { bytes, limit }.to_string(),
+                    ));
+                }
+                if let (Some(limit), Some(before)) = (spec.limits.max_state_bytes, state_before) {
+                    check_state_size(run.state(), before?, limit)?;
+                }
+                Ok(Ok((out, failed, windowed)))
+            });
         match outcome {
             Err(failure) => {
                 run.state().rollback();
@@ -569,9 +698,20 @@ impl Transform {
             }
             Ok(Ok((out, failed, windowed))) => {
                 run.state().commit_txn();
-                let origins = sub.records.iter().zip(indices).map(|(r, &i)| Origin { input: Some(i), timestamp: r.timestamp }).collect();
+                let origins = sub
+                    .records
+                    .iter()
+                    .zip(indices)
+                    .map(|(r, &i)| Origin {
+                        input: Some(i),
+                        timestamp: r.timestamp,
+                    })
+                    .collect();
                 let out = batch::without_sources(out, &failed);
-                run.result.produced.push(Produced { batch: out, origins });
+                run.result.produced.push(Produced {
+                    batch: out,
+                    origins,
+                });
                 run.result.produced.extend(windowed);
                 for (source, (kind, message)) in failed {
                     run.fail(indices[source as usize], kind, message);
@@ -585,10 +725,17 @@ impl Transform {
 /// Fails a call that left the state over `limit` and larger than `before`:
 /// bisection then finds the records that grow it, while records that only
 /// read, overwrite or delete go on at a full store.
-pub(super) fn check_state_size(state: &PartitionState, before: u64, limit: u64) -> Result<(), CallFailure> {
+pub(super) fn check_state_size(
+    state: &PartitionState,
+    before: u64,
+    limit: u64,
+) -> Result<(), CallFailure> {
     let bytes = state.try_state_bytes().map_err(CallFailure::host)?;
     if bytes > limit && bytes > before {
-        return Err(CallFailure::new(FailureKind::StateLimit, LimitExceeded::State { bytes, limit }.to_string()));
+        return Err(CallFailure::new(
+            FailureKind::StateLimit,
+            LimitExceeded::State { bytes, limit }.to_string(),
+        ));
     }
     Ok(())
 }
@@ -616,12 +763,25 @@ fn apply_windows(
         if failed.contains_key(&a.source) {
             continue;
         }
-        let key = a.key.get(&out.data).ok_or_else(|| invalid("a window key lies outside the data buffer"))?;
+        let key = a
+            .key
+            .get(&out.data)
+            .ok_or_else(|| invalid("a window key lies outside the data buffer"))?;
         let custom = match a.custom {
-            Some(s) => Some(s.get(&out.data).ok_or_else(|| invalid("a custom window value lies outside the data buffer"))?),
+            Some(s) => Some(
+                s.get(&out.data)
+                    .ok_or_else(|| invalid("a custom window value lies outside the data buffer"))?,
+            ),
             None => None,
         };
-        let add = weir_windows::Add { window: a.window, key, timestamp: a.timestamp, number: a.number, custom, input: a.source };
+        let add = weir_windows::Add {
+            window: a.window,
+            key,
+            timestamp: a.timestamp,
+            number: a.number,
+            custom,
+            input: a.source,
+        };
         if !weir_windows::add(&defs, run.state(), inst, &add, &mut emitted)? {
             run.result.late.push(indices[a.source as usize]);
         }
@@ -642,14 +802,24 @@ fn call_on_window(
     if emitted.is_empty() {
         return Ok(None);
     }
-    let mut wb = WindowBatch { data: Vec::new(), results: Vec::with_capacity(emitted.len()) };
+    let mut wb = WindowBatch {
+        data: Vec::new(),
+        results: Vec::with_capacity(emitted.len()),
+    };
     let span = |data: &mut Vec<u8>, bytes: &[u8]| {
         let start = data.len() as u32;
         data.extend_from_slice(bytes);
-        Span { start, len: bytes.len() as u32 }
+        Span {
+            start,
+            len: bytes.len() as u32,
+        }
     };
     for e in emitted {
-        let aggregation = defs.get(e.window).expect("emitted by a defined window").spec.aggregation;
+        let aggregation = defs
+            .get(e.window)
+            .expect("emitted by a defined window")
+            .spec
+            .aggregation;
         let key = span(&mut wb.data, &e.key);
         let custom = e.agg.custom.as_deref().map(|c| span(&mut wb.data, c));
         wb.results.push(WindowResult {
@@ -663,17 +833,36 @@ fn call_on_window(
             closed: e.closed,
         });
     }
-    inst.budget().charge(wb.data.len() as u64 + (wb.results.len() * size_of::<WindowResult>()) as u64, "window results")?;
-    let out = inst.on_window(&wb, state)?.map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
+    inst.budget().charge(
+        wb.data.len() as u64 + (wb.results.len() * size_of::<WindowResult>()) as u64,
+        "window results",
+    )?;
+    let out = inst
+        .on_window(&wb, state)?
+        .map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
     let failed = batch::check(&out, emitted.len(), spec, inst.budget())?;
     if !out.window_adds.is_empty() {
-        return Err(CallFailure::new(FailureKind::InvalidOutput, "on-window returned window values".to_owned()));
+        return Err(CallFailure::new(
+            FailureKind::InvalidOutput,
+            "on-window returned window values".to_owned(),
+        ));
     }
     if let Some((_, (kind, message))) = failed.iter().next() {
         // A window result the transform cannot turn into outputs fails the
         // record that produced it (and so the call).
         return Err(CallFailure::new(*kind, format!("on-window: {message}")));
     }
-    let origins = emitted.iter().map(|e| Origin { input: e.input.map(|i| indices.get(i as usize).copied().unwrap_or(i)), timestamp: e.timestamp }).collect();
-    Ok(Some(Produced { batch: out, origins }))
+    let origins = emitted
+        .iter()
+        .map(|e| Origin {
+            input: e
+                .input
+                .map(|i| indices.get(i as usize).copied().unwrap_or(i)),
+            timestamp: e.timestamp,
+        })
+        .collect();
+    Ok(Some(Produced {
+        batch: out,
+        origins,
+    }))
 }

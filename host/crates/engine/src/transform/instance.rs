@@ -54,7 +54,10 @@ pub struct TimerHorizon {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -84,7 +87,11 @@ pub struct InstanceQuota {
 
 impl InstanceQuota {
     pub fn new(tenant: &str, limit: usize) -> Arc<Self> {
-        Arc::new(InstanceQuota { tenant: tenant.to_owned(), limit, live: Default::default() })
+        Arc::new(InstanceQuota {
+            tenant: tenant.to_owned(),
+            limit,
+            live: Default::default(),
+        })
     }
 
     /// Instances held now.
@@ -99,12 +106,19 @@ impl InstanceQuota {
 
     fn take(self: &Arc<Self>) -> Result<QuotaSlot, CallFailure> {
         use std::sync::atomic::Ordering;
-        let taken = self.live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.limit).then_some(n + 1));
+        let taken = self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            });
         match taken {
             Ok(_) => Ok(QuotaSlot(self.clone())),
             Err(_) => Err(CallFailure::new(
                 FailureKind::Unavailable,
-                format!("tenant `{}` holds its {} instances of the pool (quota `max_instances`)", self.tenant, self.limit),
+                format!(
+                    "tenant `{}` holds its {} instances of the pool (quota `max_instances`)",
+                    self.tenant, self.limit
+                ),
             )),
         }
     }
@@ -115,7 +129,9 @@ struct QuotaSlot(Arc<InstanceQuota>);
 
 impl Drop for QuotaSlot {
     fn drop(&mut self) {
-        self.0.live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0
+            .live
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -127,20 +143,33 @@ impl Instance {
     pub fn new(module: &Module, spec: &TransformSpec) -> Result<Instance, CallFailure> {
         let slot = spec.instance_quota.as_ref().map(|q| q.take()).transpose()?;
         let last_error = LastError::default();
-        let wasi = wasi::deny_all(GuestLogStream::stdout(spec.log.clone()), GuestLogStream::stderr(spec.log.clone(), last_error.clone()));
+        let wasi = wasi::deny_all(
+            GuestLogStream::stdout(spec.log.clone()),
+            GuestLogStream::stderr(spec.log.clone(), last_error.clone()),
+        );
         let data = HostState {
             limiter: Limiter::new(&spec.limits),
-            cpu: CpuBudget { deadline: Duration::ZERO, limit_ms: spec.limits.cpu_ms_per_batch, tripped: false },
+            cpu: CpuBudget {
+                deadline: Duration::ZERO,
+                limit_ms: spec.limits.cpu_ms_per_batch,
+                tripped: false,
+            },
             log: spec.log.clone(),
             last_error,
             partition: None,
             windows: WindowDefs::default(),
-            budget: HostBudget::new(spec.limits.host_bytes_per_call(), spec.limits.cpu_ms_per_batch),
+            budget: HostBudget::new(
+                spec.limits.host_bytes_per_call(),
+                spec.limits.cpu_ms_per_batch,
+            ),
             wasi,
             table: ResourceTable::new(),
             wasi_now: 0,
             wall_clock: spec.wall_clock.clone(),
-            horizon: TimerHorizon { between: None, crossed: false },
+            horizon: TimerHorizon {
+                between: None,
+                crossed: false,
+            },
             tables: spec.tables.clone(),
         };
         let mut store = Store::new(module.engine.wasmtime(), data);
@@ -148,7 +177,9 @@ impl Instance {
         // What one call may copy out of the guest (an output batch, a host
         // call's arguments): the elements of a `list<string>` may all point
         // at one large string, and each is copied.
-        store.set_hostcall_fuel(usize::try_from(spec.limits.host_bytes_per_call()).unwrap_or(usize::MAX));
+        store.set_hostcall_fuel(
+            usize::try_from(spec.limits.host_bytes_per_call()).unwrap_or(usize::MAX),
+        );
         store.epoch_deadline_callback(|mut ctx| {
             let cpu = &mut ctx.data_mut().cpu;
             if thread_cpu_time() >= cpu.deadline {
@@ -159,16 +190,33 @@ impl Instance {
         });
         let max_wasm_stack = module.engine.config().max_wasm_stack_kb * 1024;
         arm(&mut store);
-        let exports = module.pre.instantiate(&mut store).map_err(|e| classify(&mut store, e, max_wasm_stack))?;
-        let mut instance = Instance { store, exports, max_wasm_stack, _slot: slot };
+        let exports = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&mut store, e, max_wasm_stack))?;
+        let mut instance = Instance {
+            store,
+            exports,
+            max_wasm_stack,
+            _slot: slot,
+        };
         match instance.call(|p, s| p.init(s, &spec.config))? {
             Ok(()) => Ok(instance),
-            Err(message) => Err(CallFailure::new(FailureKind::Fatal, format!("init failed: {}", weir_abi::truncate(&message, weir_abi::MAX_MESSAGE_BYTES)))),
+            Err(message) => Err(CallFailure::new(
+                FailureKind::Fatal,
+                format!(
+                    "init failed: {}",
+                    weir_abi::truncate(&message, weir_abi::MAX_MESSAGE_BYTES)
+                ),
+            )),
         }
     }
 
     /// Runs one call with a fresh CPU budget and classifies its failure.
-    fn call<R>(&mut self, f: impl FnOnce(&mut Exports, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Exports, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
         arm(&mut self.store);
         let result = f(&mut self.exports, &mut self.store);
         result.map_err(|e| classify(&mut self.store, e, self.max_wasm_stack))
@@ -185,14 +233,22 @@ impl Instance {
     }
 
     /// `process`, with the partition's state reachable from the guest.
-    pub fn process(&mut self, batch: &InputBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
+    pub fn process(
+        &mut self,
+        batch: &InputBatch,
+        partition: &mut Option<Box<PartitionState>>,
+    ) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.store.data_mut().partition = partition.take();
         let result = self.call(|p, s| p.process(s, batch));
         *partition = self.store.data_mut().partition.take();
         self.taken(result)
     }
 
-    pub fn on_window(&mut self, batch: &WindowBatch, partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
+    pub fn on_window(
+        &mut self,
+        batch: &WindowBatch,
+        partition: &mut Option<Box<PartitionState>>,
+    ) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.store.data_mut().partition = partition.take();
         let result = self.call(|p, s| p.on_window(s, batch));
         *partition = self.store.data_mut().partition.take();
@@ -205,7 +261,10 @@ impl Instance {
     /// Arms the crossing check for a `process` call: timers after the
     /// first time and at most the second cross (`None`: no check).
     pub fn set_timer_horizon(&mut self, between: Option<(i64, i64)>) {
-        self.store.data_mut().horizon = TimerHorizon { between, crossed: false };
+        self.store.data_mut().horizon = TimerHorizon {
+            between,
+            crossed: false,
+        };
     }
 
     /// Whether the call set an event-time timer one of its records reaches.
@@ -213,7 +272,11 @@ impl Instance {
         std::mem::replace(&mut self.store.data_mut().horizon.crossed, false)
     }
 
-    pub fn on_timer(&mut self, fired: &[Timer], partition: &mut Option<Box<PartitionState>>) -> Result<Result<OutputBatch, String>, CallFailure> {
+    pub fn on_timer(
+        &mut self,
+        fired: &[Timer],
+        partition: &mut Option<Box<PartitionState>>,
+    ) -> Result<Result<OutputBatch, String>, CallFailure> {
         self.set_timer_horizon(None);
         self.store.data_mut().partition = partition.take();
         let result = self.call(|p, s| p.on_timer(s, fired));
@@ -221,21 +284,40 @@ impl Instance {
         self.taken(result)
     }
 
-    fn taken(&mut self, result: Result<Result<OutputBatch, String>, CallFailure>) -> Result<Result<OutputBatch, String>, CallFailure> {
+    fn taken(
+        &mut self,
+        result: Result<Result<OutputBatch, String>, CallFailure>,
+    ) -> Result<Result<OutputBatch, String>, CallFailure> {
         match result? {
             Ok(out) => {
                 super::batch::charge_taken(&out, &mut self.store.data_mut().budget)?;
                 Ok(Ok(super::batch::cut_messages(out)))
             }
-            Err(message) => Ok(Err(weir_abi::truncate(&message, weir_abi::MAX_MESSAGE_BYTES).to_owned())),
+            Err(message) => Ok(Err(weir_abi::truncate(
+                &message,
+                weir_abi::MAX_MESSAGE_BYTES,
+            )
+            .to_owned())),
         }
     }
 
-    pub fn reduce(&mut self, window: u32, key: &[u8], acc: Option<&[u8]>, values: &[Vec<u8>]) -> Result<Vec<u8>, CallFailure> {
+    pub fn reduce(
+        &mut self,
+        window: u32,
+        key: &[u8],
+        acc: Option<&[u8]>,
+        values: &[Vec<u8>],
+    ) -> Result<Vec<u8>, CallFailure> {
         self.call(|p, s| p.reduce(s, window, key, acc, values))
     }
 
-    pub fn merge(&mut self, window: u32, key: &[u8], a: &[u8], b: &[u8]) -> Result<Vec<u8>, CallFailure> {
+    pub fn merge(
+        &mut self,
+        window: u32,
+        key: &[u8],
+        a: &[u8],
+        b: &[u8],
+    ) -> Result<Vec<u8>, CallFailure> {
         self.call(|p, s| p.merge(s, window, key, a, b))
     }
 
@@ -259,21 +341,41 @@ fn arm(store: &mut Store<HostState>) {
 }
 
 /// Names what went wrong in a failed call.
-fn classify(store: &mut Store<HostState>, error: wasmtime::Error, max_wasm_stack: usize) -> CallFailure {
+fn classify(
+    store: &mut Store<HostState>,
+    error: wasmtime::Error,
+    max_wasm_stack: usize,
+) -> CallFailure {
     if format!("{error:#}").contains(HOSTCALL_FUEL_EXHAUSTED) {
         let limit = store.hostcall_fuel() as u64;
-        return CallFailure::new(FailureKind::Memory, LimitExceeded::HostMemory { what: "data copied out of the guest by one call".into(), limit }.to_string());
+        return CallFailure::new(
+            FailureKind::Memory,
+            LimitExceeded::HostMemory {
+                what: "data copied out of the guest by one call".into(),
+                limit,
+            }
+            .to_string(),
+        );
     }
     let data = store.data_mut();
     if data.cpu.tripped {
-        return CallFailure::new(FailureKind::Timeout, LimitExceeded::Cpu { limit_ms: data.cpu.limit_ms }.to_string());
+        return CallFailure::new(
+            FailureKind::Timeout,
+            LimitExceeded::Cpu {
+                limit_ms: data.cpu.limit_ms,
+            }
+            .to_string(),
+        );
     }
     if let Some(breach) = data.limiter.breach.take() {
         return CallFailure::new(FailureKind::Memory, breach.to_string());
     }
     // The pool is a host resource, full for now: not the record's doing.
     if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
-        return CallFailure::new(FailureKind::Unavailable, format!("the host's instance pool is full: {full}"));
+        return CallFailure::new(
+            FailureKind::Unavailable,
+            format!("the host's instance pool is full: {full}"),
+        );
     }
     // A binding that judged the guest's result itself (a malformed packed batch).
     if let Some(failure) = error.downcast_ref::<CallFailure>() {
@@ -282,17 +384,31 @@ fn classify(store: &mut Store<HostState>, error: wasmtime::Error, max_wasm_stack
     if let Some(breach) = error.downcast_ref::<LimitExceeded>() {
         let kind = match breach {
             LimitExceeded::Cpu { .. } => FailureKind::Timeout,
-            LimitExceeded::Outputs { .. } | LimitExceeded::OutputBytes { .. } | LimitExceeded::RecordBytes { .. } => FailureKind::OutputLimit,
-            LimitExceeded::State { .. } | LimitExceeded::StateEntry { .. } => FailureKind::StateLimit,
-            LimitExceeded::Memory { .. } | LimitExceeded::Table { .. } | LimitExceeded::HostMemory { .. } => FailureKind::Memory,
+            LimitExceeded::Outputs { .. }
+            | LimitExceeded::OutputBytes { .. }
+            | LimitExceeded::RecordBytes { .. } => FailureKind::OutputLimit,
+            LimitExceeded::State { .. } | LimitExceeded::StateEntry { .. } => {
+                FailureKind::StateLimit
+            }
+            LimitExceeded::Memory { .. }
+            | LimitExceeded::Table { .. }
+            | LimitExceeded::HostMemory { .. } => FailureKind::Memory,
         };
         return CallFailure::new(kind, breach.to_string());
     }
-    let said = data.last_error.take().map(|m| format!("; the transform said: {m}")).unwrap_or_default();
+    let said = data
+        .last_error
+        .take()
+        .map(|m| format!("; the transform said: {m}"))
+        .unwrap_or_default();
     match error.downcast_ref::<Trap>() {
-        Some(Trap::StackOverflow) => {
-            CallFailure::new(FailureKind::Stack, format!("stack overflow: the call used more than the {} KiB wasm stack limit", max_wasm_stack / 1024))
-        }
+        Some(Trap::StackOverflow) => CallFailure::new(
+            FailureKind::Stack,
+            format!(
+                "stack overflow: the call used more than the {} KiB wasm stack limit",
+                max_wasm_stack / 1024
+            ),
+        ),
         Some(trap) => CallFailure::new(FailureKind::Trap, format!("{trap}{said}")),
         None => CallFailure::new(FailureKind::Trap, format!("{error:#}{said}")),
     }

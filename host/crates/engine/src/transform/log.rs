@@ -65,7 +65,12 @@ impl GuestLog {
     pub fn new(deployment: &str) -> Arc<Self> {
         Arc::new(GuestLog {
             deployment: deployment.into(),
-            inner: Mutex::new(Inner { lines: VecDeque::new(), window_start: Instant::now(), in_window: 0, dropped: 0 }),
+            inner: Mutex::new(Inner {
+                lines: VecDeque::new(),
+                window_start: Instant::now(),
+                in_window: 0,
+                dropped: 0,
+            }),
         })
     }
 
@@ -92,7 +97,11 @@ impl GuestLog {
                 inner.lines.pop_front();
             }
             let at_ms = weir_abi::now_ms();
-            inner.lines.push_back(LogLine { at_ms, level, message: message.to_owned() });
+            inner.lines.push_back(LogLine {
+                at_ms,
+                level,
+                message: message.to_owned(),
+            });
         }
         let d = &*self.deployment;
         match level {
@@ -107,7 +116,12 @@ impl GuestLog {
     /// The latest `n` lines kept, oldest first.
     pub fn recent(&self, n: usize) -> Vec<LogLine> {
         let inner = self.inner.lock().unwrap();
-        inner.lines.iter().skip(inner.lines.len().saturating_sub(n)).cloned().collect()
+        inner
+            .lines
+            .iter()
+            .skip(inner.lines.len().saturating_sub(n))
+            .cloned()
+            .collect()
     }
 }
 
@@ -119,7 +133,10 @@ pub struct LastError(Arc<Mutex<Option<String>>>);
 impl LastError {
     pub fn set(&self, message: &str) {
         // Reports are one line; panic messages span two.
-        let line = truncate(message, MAX_LINE_BYTES).split_whitespace().collect::<Vec<_>>().join(" ");
+        let line = truncate(message, MAX_LINE_BYTES)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         *self.0.lock().unwrap() = Some(line);
     }
 
@@ -138,11 +155,19 @@ pub struct GuestLogStream {
 
 impl GuestLogStream {
     pub fn stdout(log: Arc<GuestLog>) -> Self {
-        GuestLogStream { log, level: LogLevel::Info, last_error: None }
+        GuestLogStream {
+            log,
+            level: LogLevel::Info,
+            last_error: None,
+        }
     }
 
     pub fn stderr(log: Arc<GuestLog>, last_error: LastError) -> Self {
-        GuestLogStream { log, level: LogLevel::Warn, last_error: Some(last_error) }
+        GuestLogStream {
+            log,
+            level: LogLevel::Warn,
+            last_error: Some(last_error),
+        }
     }
 }
 
@@ -154,11 +179,17 @@ impl IsTerminal for GuestLogStream {
 
 impl StdoutStream for GuestLogStream {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineWriter { sink: self.clone(), pending: Vec::new() })
+        Box::new(LineWriter {
+            sink: self.clone(),
+            pending: Vec::new(),
+        })
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { sink: self.clone(), pending: Vec::new() })
+        Box::new(LineWriter {
+            sink: self.clone(),
+            pending: Vec::new(),
+        })
     }
 }
 
@@ -196,7 +227,11 @@ impl LineWriter {
             }
             rest = tail;
         }
-        self.pending.extend_from_slice(&rest[..rest.len().min(MAX_LINE_BYTES.saturating_sub(self.pending.len()) + 1)]);
+        self.pending.extend_from_slice(
+            &rest[..rest
+                .len()
+                .min(MAX_LINE_BYTES.saturating_sub(self.pending.len()) + 1)],
+        );
         if self.pending.len() > MAX_LINE_BYTES {
             let line = std::mem::take(&mut self.pending);
             self.emit(&line);
@@ -236,16 +271,26 @@ impl Pollable for LineWriter {
 }
 
 impl tokio::io::AsyncWrite for LineWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
         self.get_mut().push(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }

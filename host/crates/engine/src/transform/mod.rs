@@ -98,7 +98,14 @@ impl BatchResult {
 }
 
 /// A failure with everything an operator needs to find the record.
-pub fn describe_failure(deployment: &str, batch: &weir_abi::InputBatch, f: &RecordFailure) -> String {
+pub fn describe_failure(
+    deployment: &str,
+    batch: &weir_abi::InputBatch,
+    f: &RecordFailure,
+) -> String {
     let offset = batch.records.get(f.index as usize).map_or(-1, |r| r.offset);
-    format!("deployment `{deployment}`, topic `{}` partition {} offset {offset}: {}: {}", batch.topic, batch.partition, f.kind, f.message)
+    format!(
+        "deployment `{deployment}`, topic `{}` partition {} offset {offset}: {}: {}",
+        batch.topic, batch.partition, f.kind, f.message
+    )
 }

@@ -72,13 +72,19 @@ pub struct Allowance {
 impl Allowance {
     /// `calls` calls and `cpu_ms` ms of the thread's CPU from the first use.
     pub fn new(calls: usize, cpu_ms: u64) -> Self {
-        Allowance { calls, cpu_ms, cpu_deadline: None }
+        Allowance {
+            calls,
+            cpu_ms,
+            cpu_deadline: None,
+        }
     }
 
     /// Whether CPU time is left.
     pub fn cpu_left(&mut self) -> bool {
         let now = thread_cpu_time();
-        now <= *self.cpu_deadline.get_or_insert(now + std::time::Duration::from_millis(self.cpu_ms))
+        now <= *self
+            .cpu_deadline
+            .get_or_insert(now + std::time::Duration::from_millis(self.cpu_ms))
     }
 
     fn take_call(&mut self) -> bool {
@@ -94,8 +100,20 @@ impl Transform {
     /// Fires the timers of `clock` due at `now` on this partition, within
     /// `allowance`. A 0.1 transform fires none: it cannot have set any, and
     /// timers a newer version left in its state wait for a newer one.
-    pub fn fire_timers(&mut self, clock: Clock, now: i64, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired, allowance: &mut Allowance) {
-        if !self.module_has_timers() || !slot.as_ref().expect("state present").may_have_due_timers(clock, now) {
+    pub fn fire_timers(
+        &mut self,
+        clock: Clock,
+        now: i64,
+        slot: &mut Option<Box<PartitionState>>,
+        fired: &mut Fired,
+        allowance: &mut Allowance,
+    ) {
+        if !self.module_has_timers()
+            || !slot
+                .as_ref()
+                .expect("state present")
+                .may_have_due_timers(clock, now)
+        {
             return;
         }
         // The keys taken are copied a few times over (scan, call, undo log):
@@ -104,7 +122,12 @@ impl Transform {
         let mut culprits = 0;
         while fired.host_failure.is_none() && allowance.take_call() {
             let state = slot.as_mut().expect("state present");
-            let state_before = match self.spec().limits.max_state_bytes.map(|_| state.try_state_bytes()) {
+            let state_before = match self
+                .spec()
+                .limits
+                .max_state_bytes
+                .map(|_| state.try_state_bytes())
+            {
                 Some(Err(e)) => {
                     fired.host_failure = Some(CallFailure::host(e));
                     return;
@@ -142,7 +165,10 @@ impl Transform {
                         return;
                     }
                     for t in due {
-                        if culprits >= MAX_CULPRITS || fired.host_failure.is_some() || !allowance.take_call() {
+                        if culprits >= MAX_CULPRITS
+                            || fired.host_failure.is_some()
+                            || !allowance.take_call()
+                        {
                             return;
                         }
                         match self.fire_alone(t, slot, fired) {
@@ -158,7 +184,12 @@ impl Transform {
 
     /// Fires one timer of a failed group, unless a timer fired before it
     /// cancelled or moved it.
-    fn fire_alone(&mut self, t: Timer, slot: &mut Option<Box<PartitionState>>, fired: &mut Fired) -> Alone {
+    fn fire_alone(
+        &mut self,
+        t: Timer,
+        slot: &mut Option<Box<PartitionState>>,
+        fired: &mut Fired,
+    ) -> Alone {
         let state = slot.as_mut().expect("state present");
         match state.timer(&t.key) {
             Ok(current) if current == Some((t.at, t.clock)) => {}
@@ -168,7 +199,12 @@ impl Transform {
                 return Alone::Fired;
             }
         }
-        let state_before = match self.spec().limits.max_state_bytes.map(|_| state.try_state_bytes()) {
+        let state_before = match self
+            .spec()
+            .limits
+            .max_state_bytes
+            .map(|_| state.try_state_bytes())
+        {
             Some(Err(e)) => {
                 fired.host_failure = Some(CallFailure::host(e));
                 return Alone::Fired;
@@ -205,7 +241,12 @@ impl Transform {
                 let dropped = state.cancel_timer(&t.key);
                 state.commit_txn();
                 match dropped {
-                    Ok(()) => fired.failures.push(TimerFailure { key: t.key, at: t.at, clock: t.clock, failure }),
+                    Ok(()) => fired.failures.push(TimerFailure {
+                        key: t.key,
+                        at: t.at,
+                        clock: t.clock,
+                        failure,
+                    }),
                     Err(e) => fired.host_failure = Some(CallFailure::host(e)),
                 }
                 Alone::Failed
@@ -215,28 +256,53 @@ impl Transform {
 
     /// One `on-timer` call over `due`, its outputs checked; `state_before`
     /// is the state's size before the timers were taken, when it is limited.
-    fn call_timers(&mut self, due: &[Timer], slot: &mut Option<Box<PartitionState>>, state_before: Option<u64>) -> Result<Produced, CallFailure> {
+    fn call_timers(
+        &mut self,
+        due: &[Timer],
+        slot: &mut Option<Box<PartitionState>>,
+        state_before: Option<u64>,
+    ) -> Result<Produced, CallFailure> {
         let spec: std::sync::Arc<TransformSpec> = self.spec().clone();
         let inst = self.instance()?;
         inst.begin_budget();
-        inst.budget().charge(due.iter().map(|t| t.key.len() as u64 + 32).sum(), "fired timers")?;
-        let out = inst.on_timer(due, slot)?.map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
+        inst.budget().charge(
+            due.iter().map(|t| t.key.len() as u64 + 32).sum(),
+            "fired timers",
+        )?;
+        let out = inst
+            .on_timer(due, slot)?
+            .map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
         let failed = batch::check(&out, due.len(), &spec, inst.budget())?;
         if !out.window_adds.is_empty() {
-            return Err(CallFailure::new(FailureKind::InvalidOutput, "on-timer returned window values".to_owned()));
+            return Err(CallFailure::new(
+                FailureKind::InvalidOutput,
+                "on-timer returned window values".to_owned(),
+            ));
         }
         if let Some((_, (kind, message))) = failed.iter().next() {
             return Err(CallFailure::new(*kind, format!("on-timer: {message}")));
         }
         let state = slot.as_mut().expect("state present");
         if let Some((bytes, limit)) = state.take_oversize() {
-            return Err(CallFailure::new(FailureKind::StateLimit, weir_abi::LimitExceeded::StateEntry { bytes, limit }.to_string()));
+            return Err(CallFailure::new(
+                FailureKind::StateLimit,
+                weir_abi::LimitExceeded::StateEntry { bytes, limit }.to_string(),
+            ));
         }
         if let (Some(limit), Some(before)) = (spec.limits.max_state_bytes, state_before) {
             super::dispatch::check_state_size(state, before, limit)?;
         }
-        let origins = due.iter().map(|t| Origin { input: None, timestamp: t.at }).collect();
-        Ok(Produced { batch: out, origins })
+        let origins = due
+            .iter()
+            .map(|t| Origin {
+                input: None,
+                timestamp: t.at,
+            })
+            .collect();
+        Ok(Produced {
+            batch: out,
+            origins,
+        })
     }
 }
 

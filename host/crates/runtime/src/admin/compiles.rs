@@ -29,19 +29,30 @@ impl Compiles {
         let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
         let caller = caller.map(str::to_owned);
         if callers.contains(&caller) {
-            return Err("a compile or check of yours is still running: retry when it is done".into());
+            return Err(
+                "a compile or check of yours is still running: retry when it is done".into(),
+            );
         }
         if callers.len() >= MAX_IN_FLIGHT {
-            return Err(format!("{MAX_IN_FLIGHT} compiles are running or waiting: retry shortly"));
+            return Err(format!(
+                "{MAX_IN_FLIGHT} compiles are running or waiting: retry shortly"
+            ));
         }
         callers.insert(caller.clone());
-        Ok(Ticket { compiles: self.clone(), caller })
+        Ok(Ticket {
+            compiles: self.clone(),
+            caller,
+        })
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.compiles.callers.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.caller);
+        self.compiles
+            .callers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.caller);
     }
 }
 
@@ -54,10 +65,14 @@ mod tests {
         let c = Arc::new(Compiles::default());
         let acme = c.admit(Some("acme")).unwrap();
         assert!(c.admit(Some("acme")).is_err(), "one at a time per caller");
-        let others: Vec<Ticket> = ["a", "b", "c"].iter().map(|t| c.admit(Some(t)).unwrap()).collect();
+        let others: Vec<Ticket> = ["a", "b", "c"]
+            .iter()
+            .map(|t| c.admit(Some(t)).unwrap())
+            .collect();
         assert!(c.admit(None).err().unwrap().contains("running or waiting"));
         drop(acme);
-        c.admit(Some("acme")).expect("given back when the work ends");
+        c.admit(Some("acme"))
+            .expect("given back when the work ends");
         drop(others);
     }
 }

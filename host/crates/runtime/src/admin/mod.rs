@@ -39,7 +39,9 @@ use weir_abi::now_ms;
 use weir_engine::LoadError;
 
 fn admit(compiles: &Arc<Compiles>, scope: &Scope) -> ApiResult<compiles::Ticket> {
-    compiles.admit(scope.tenant.as_deref()).map_err(|why| err(StatusCode::TOO_MANY_REQUESTS, why))
+    compiles
+        .admit(scope.tenant.as_deref())
+        .map_err(|why| err(StatusCode::TOO_MANY_REQUESTS, why))
 }
 
 /// How long a request waits for a compile (and a deployment's check):
@@ -57,12 +59,19 @@ pub struct ApiError {
 }
 
 fn err(status: StatusCode, message: impl Into<String>) -> ApiError {
-    ApiError { status, message: message.into() }
+    ApiError {
+        status,
+        message: message.into(),
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -83,7 +92,10 @@ pub fn router(host: Arc<Host>) -> Router {
     Router::new()
         .route("/v1/modules", put(upload))
         .route("/v1/deployments", get(list))
-        .route("/v1/deployments/{name}", get(show).post(deploy).put(upgrade).delete(undeploy))
+        .route(
+            "/v1/deployments/{name}",
+            get(show).post(deploy).put(upgrade).delete(undeploy),
+        )
         .route("/v1/deployments/{name}/pause", post(pause))
         .route("/v1/deployments/{name}/resume", post(resume))
         .route("/v1/deployments/{name}/rollback", post(rollback))
@@ -93,28 +105,48 @@ pub fn router(host: Arc<Host>) -> Router {
         .merge(reset::routes())
         .layer(DefaultBodyLimit::max(max_body))
         .layer(Extension(Arc::new(compiles::Compiles::default())))
-        .route_layer(axum::middleware::from_fn_with_state(host.clone(), authenticated))
+        .route_layer(axum::middleware::from_fn_with_state(
+            host.clone(),
+            authenticated,
+        ))
         .merge(state::peer_routes())
         .with_state(host)
 }
 
-const API_OFF: &str = "the admin API is off on this host: configure an [admin] token or [tenants.NAME]";
+const API_OFF: &str =
+    "the admin API is off on this host: configure an [admin] token or [tenants.NAME]";
 
 /// The token of `Authorization: Bearer <token>`.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }
 
 /// Refuses a request without a known token before its body is read. (A
 /// known caller's body is read, within the size limit, even when it will be
 /// refused: a client still sending would see a broken connection instead
 /// of the reason.)
-async fn authenticated(State(host): State<Arc<Host>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn authenticated(
+    State(host): State<Arc<Host>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     if host.registry.is_none() {
         return err(StatusCode::NOT_FOUND, API_OFF).into_response();
     }
-    if bearer(request.headers()).and_then(|t| host.tenants.authenticate(t)).is_none() {
-        return err(StatusCode::UNAUTHORIZED, "missing or unknown `Authorization: Bearer <token>`").into_response();
+    if bearer(request.headers())
+        .and_then(|t| host.tenants.authenticate(t))
+        .is_none()
+    {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "missing or unknown `Authorization: Bearer <token>`",
+        )
+        .into_response();
     }
     next.run(request).await
 }
@@ -129,15 +161,35 @@ struct ScopeQuery {
     tenant: Option<String>,
 }
 
-fn scope(host: &Host, headers: &HeaderMap, query: &ScopeQuery) -> ApiResult<(Scope, Arc<Registry>)> {
-    let registry = host.registry.clone().ok_or_else(|| err(StatusCode::NOT_FOUND, API_OFF))?;
-    let token = bearer(headers).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`"))?;
-    let principal = host.tenants.authenticate(token).ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unknown token"))?;
+fn scope(
+    host: &Host,
+    headers: &HeaderMap,
+    query: &ScopeQuery,
+) -> ApiResult<(Scope, Arc<Registry>)> {
+    let registry = host
+        .registry
+        .clone()
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, API_OFF))?;
+    let token = bearer(headers).ok_or_else(|| {
+        err(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>`",
+        )
+    })?;
+    let principal = host
+        .tenants
+        .authenticate(token)
+        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unknown token"))?;
     let tenant = match (principal, &query.tenant) {
         (Principal::Admin, t) => t.clone(),
         (Principal::Tenant(own), None) => Some(own),
         (Principal::Tenant(own), Some(t)) if *t == own => Some(own),
-        (Principal::Tenant(own), Some(t)) => return Err(err(StatusCode::FORBIDDEN, format!("the token of tenant `{own}` cannot act for tenant `{t}`"))),
+        (Principal::Tenant(own), Some(t)) => {
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                format!("the token of tenant `{own}` cannot act for tenant `{t}`"),
+            ));
+        }
     };
     if let Some(t) = &tenant
         && host.tenants.get(t).is_none()
@@ -174,7 +226,14 @@ async fn upload(
     if let Some(quota) = &quota {
         let limit = quota.max_module_mb << 20;
         if body.len() as u64 > limit {
-            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, LoadError::TooLarge { size: body.len() as u64, limit }.to_string()));
+            return Err(err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                LoadError::TooLarge {
+                    size: body.len() as u64,
+                    limit,
+                }
+                .to_string(),
+            ));
         }
         check_module_quota(&registry, scope.tenant.as_deref(), quota, &body)?;
     }
@@ -205,25 +264,43 @@ async fn upload(
             None => Ok(()),
         };
         let stored = match stored {
-            Ok(()) => registry.put_module(&body, tenant).await.map_err(ApiError::from),
+            Ok(()) => registry
+                .put_module(&body, tenant)
+                .await
+                .map_err(ApiError::from),
             Err(e) => Err(e),
         };
         if stored.is_err() && registry.modules.get(&module.digest).is_none() {
             host.engine().forget(&module.digest);
         }
         let digest = stored?;
-        ApiResult::Ok(Uploaded { module: digest, size: module.size, compiled_ms: module.compiled_in.map(|d| d.as_millis()) })
+        ApiResult::Ok(Uploaded {
+            module: digest,
+            size: module.size,
+            compiled_ms: module.compiled_in.map(|d| d.as_millis()),
+        })
     });
     match tokio::time::timeout(budget, work).await {
-        Err(_) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the module did not compile within {} s", budget.as_secs()))),
-        Ok(Err(e)) => Err(err(StatusCode::INTERNAL_SERVER_ERROR, format!("uploading: {e}"))),
+        Err(_) => Err(err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the module did not compile within {} s", budget.as_secs()),
+        )),
+        Ok(Err(e)) => Err(err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("uploading: {e}"),
+        )),
         Ok(Ok(uploaded)) => Ok((StatusCode::CREATED, axum::Json(uploaded?))),
     }
 }
 
 /// Refuses a module that would take `tenant` past its quota of stored
 /// modules (one it already owns costs nothing more).
-fn check_module_quota(registry: &Registry, tenant: Option<&str>, quota: &crate::tenants::Quota, body: &[u8]) -> ApiResult<()> {
+fn check_module_quota(
+    registry: &Registry,
+    tenant: Option<&str>,
+    quota: &crate::tenants::Quota,
+    body: &[u8],
+) -> ApiResult<()> {
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
     if registry.owns(tenant, &digest) {
         return Ok(());
@@ -231,7 +308,10 @@ fn check_module_quota(registry: &Registry, tenant: Option<&str>, quota: &crate::
     let (modules, bytes) = registry.stored_by(tenant);
     let gc = "modules no deployment runs are deleted an hour after their upload";
     if modules >= quota.max_modules {
-        return Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("the tenant has {modules} modules, its quota `max_modules` ({gc})")));
+        return Err(err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the tenant has {modules} modules, its quota `max_modules` ({gc})"),
+        ));
     }
     if bytes + body.len() as u64 > quota.max_module_storage_mb << 20 {
         return Err(err(
@@ -253,7 +333,14 @@ fn view(host: &Host, spec: &DeploymentSpec) -> View {
     let status = match (&problem, &running) {
         _ if spec.undeployed => Status::Undeployed,
         _ if spec.paused => Status::Paused,
-        (Some(Problem::WaitingForModule(_) | Problem::CompilingModule(_) | Problem::WaitingForRoom(_)), _) => Status::Starting,
+        (
+            Some(
+                Problem::WaitingForModule(_)
+                | Problem::CompilingModule(_)
+                | Problem::WaitingForRoom(_),
+            ),
+            _,
+        ) => Status::Starting,
         (Some(Problem::Failed(_)), _) => Status::Failed,
         (None, Some(_)) => Status::Running,
         (None, None) => Status::Starting,
@@ -266,44 +353,81 @@ fn view(host: &Host, spec: &DeploymentSpec) -> View {
         version: spec.version,
         previous_module: spec.previous_module.clone(),
         rolled_back: spec.rolled_back.clone(),
-        error: problem.map(|p| p.to_string()).or_else(|| running.as_ref().and_then(|r| r.last_error.clone())),
+        error: problem
+            .map(|p| p.to_string())
+            .or_else(|| running.as_ref().and_then(|r| r.last_error.clone())),
         host: running,
         spec: spec.deployment.clone(),
         history: spec.history.clone(),
     }
 }
 
-async fn list(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>) -> ApiResult<axum::Json<Vec<View>>> {
+async fn list(
+    State(host): State<Arc<Host>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+) -> ApiResult<axum::Json<Vec<View>>> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     // The admin without `?tenant=` sees everything.
     let all = q.tenant.is_none() && scope.tenant.is_none();
-    let views = registry.specs().values().filter(|s| all || s.tenant == scope.tenant).map(|s| view(&host, s)).collect();
+    let views = registry
+        .specs()
+        .values()
+        .filter(|s| all || s.tenant == scope.tenant)
+        .map(|s| view(&host, s))
+        .collect();
     Ok(axum::Json(views))
 }
 
 fn owned_spec(registry: &Registry, scope: &Scope, name: &str) -> ApiResult<DeploymentSpec> {
     let id = scope.id(name)?;
-    registry.spec(&id).filter(|s| scope.owns(s)).ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no deployment `{name}`")))
+    registry
+        .spec(&id)
+        .filter(|s| scope.owns(s))
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no deployment `{name}`")))
 }
 
-async fn show(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<View>> {
+async fn show(
+    State(host): State<Arc<Host>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<View>> {
     let (scope, registry) = scope(&host, &headers, &q)?;
-    Ok(axum::Json(view(&host, &owned_spec(&registry, &scope, &name)?)))
+    Ok(axum::Json(view(
+        &host,
+        &owned_spec(&registry, &scope, &name)?,
+    )))
 }
 
 /// A deployment request: the fields of a `[deployments.NAME]` table, with
 /// `module` (an uploaded module's sha256) instead of `plugin`.
-fn parse_request(host: &Host, scope: &Scope, name: &str, body: &[u8]) -> ApiResult<(String, DeploymentConfig)> {
+fn parse_request(
+    host: &Host,
+    scope: &Scope,
+    name: &str,
+    body: &[u8],
+) -> ApiResult<(String, DeploymentConfig)> {
     let bad = |m: String| err(StatusCode::BAD_REQUEST, m);
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
+    let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
     let module = match fields.remove("module") {
         Some(serde_json::Value::String(m)) if crate::registry::is_digest(&m) => m,
-        Some(m) => return Err(bad(format!("`module` must be the sha256 (64 lowercase hex digits) that PUT /v1/modules returned, not {m}"))),
-        None => return Err(bad("`module` (the sha256 that PUT /v1/modules returned) is missing".into())),
+        Some(m) => {
+            return Err(bad(format!(
+                "`module` must be the sha256 (64 lowercase hex digits) that PUT /v1/modules returned, not {m}"
+            )));
+        }
+        None => {
+            return Err(bad(
+                "`module` (the sha256 that PUT /v1/modules returned) is missing".into(),
+            ));
+        }
     };
     if fields.contains_key("plugin") {
-        return Err(bad("`plugin` is for the configuration file; name an uploaded module with `module`".into()));
+        return Err(bad(
+            "`plugin` is for the configuration file; name an uploaded module with `module`".into(),
+        ));
     }
     let given = match fields.remove("limits") {
         None => serde_json::Map::new(),
@@ -312,21 +436,38 @@ fn parse_request(host: &Host, scope: &Scope, name: &str, body: &[u8]) -> ApiResu
     };
     let tenant = scope.tenant_config(host);
     let limits = match tenant {
-        Some(t) => t.quota.limits(&given).map_err(|e| err(StatusCode::FORBIDDEN, e))?,
-        None => serde_json::from_value(serde_json::Value::Object(given)).map_err(|e| bad(format!("limits: {e}")))?,
+        Some(t) => t
+            .quota
+            .limits(&given)
+            .map_err(|e| err(StatusCode::FORBIDDEN, e))?,
+        None => serde_json::from_value(serde_json::Value::Object(given))
+            .map_err(|e| bad(format!("limits: {e}")))?,
     };
-    fields.insert("limits".into(), serde_json::to_value(limits).expect("limits serialize"));
-    let mut config: DeploymentConfig = serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| bad(e.to_string()))?;
+    fields.insert(
+        "limits".into(),
+        serde_json::to_value(limits).expect("limits serialize"),
+    );
+    let mut config: DeploymentConfig = serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| bad(e.to_string()))?;
     config.check().map_err(|e| bad(format!("{e:#}")))?;
     // The default dead-letter topic follows the output (so it falls inside
     // a tenant's prefixes).
-    config.dead_letter_topic.get_or_insert_with(|| format!("{}.dlq", config.output));
+    config
+        .dead_letter_topic
+        .get_or_insert_with(|| format!("{}.dlq", config.output));
     if let Some(t) = tenant {
         if config.cpu_share > t.quota.max_cpu_share {
-            return Err(err(StatusCode::FORBIDDEN, format!("cpu_share = {} exceeds the tenant's quota of {}", config.cpu_share, t.quota.max_cpu_share)));
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "cpu_share = {} exceeds the tenant's quota of {}",
+                    config.cpu_share, t.quota.max_cpu_share
+                ),
+            ));
         }
         let id = crate::registry::id(scope.tenant.as_deref(), name);
-        t.check_topics(&config, &config.dead_letter_topic(&id)).map_err(|e| err(StatusCode::FORBIDDEN, e))?;
+        t.check_topics(&config, &config.dead_letter_topic(&id))
+            .map_err(|e| err(StatusCode::FORBIDDEN, e))?;
     }
     Ok((module, config))
 }
@@ -342,24 +483,43 @@ async fn validate(
     module: &str,
     config: &DeploymentConfig,
 ) -> ApiResult<()> {
-    let missing = || err(StatusCode::BAD_REQUEST, format!("no module {module}: upload it first (PUT /v1/modules)"));
+    let missing = || {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("no module {module}: upload it first (PUT /v1/modules)"),
+        )
+    };
     // A tenant deploys what it uploaded (or what its deployment already
     // runs), not a module whose digest it learnt from someone else.
-    let in_use = registry.spec(id).is_some_and(|s| s.module == module || s.previous_module.as_deref() == Some(module));
+    let in_use = registry
+        .spec(id)
+        .is_some_and(|s| s.module == module || s.previous_module.as_deref() == Some(module));
     if scope.tenant.is_some() && !in_use && !registry.owns(scope.tenant.as_deref(), module) {
         return Err(missing());
     }
     let bytes = registry.modules.get(module).ok_or_else(missing)?;
     let ticket = admit(compiles, scope)?;
-    let (h, config, tenant, id) = (host.clone(), config.clone(), scope.tenant_config(host).cloned(), id.to_owned());
+    let (h, config, tenant, id) = (
+        host.clone(),
+        config.clone(),
+        scope.tenant_config(host).cloned(),
+        id.to_owned(),
+    );
     let checked = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let _ticket = ticket;
         let module = Arc::new(h.engine().load(&bytes)?);
-        h.check_deployment(&id, &config, module, tenant.as_ref()).map(|_| ())
+        h.check_deployment(&id, &config, module, tenant.as_ref())
+            .map(|_| ())
     });
     let budget = compile_budget(host);
     match tokio::time::timeout(budget, checked).await {
-        Err(_) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("checking the deployment took more than {} s", budget.as_secs()))),
+        Err(_) => Err(err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "checking the deployment took more than {} s",
+                budget.as_secs()
+            ),
+        )),
         Ok(Err(e)) => Err(err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         Ok(Ok(Err(e))) => Err(err(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}"))),
         Ok(Ok(Ok(()))) => Ok(()),
@@ -379,12 +539,27 @@ async fn deploy(
     let (module, config) = parse_request(&host, &scope, &name, &body)?;
     let existing = registry.spec(&id);
     if existing.as_ref().is_some_and(|s| !s.undeployed) {
-        return Err(err(StatusCode::CONFLICT, format!("`{name}` is already deployed: upgrade it (PUT, `weir upgrade`) or undeploy it first")));
+        return Err(err(
+            StatusCode::CONFLICT,
+            format!(
+                "`{name}` is already deployed: upgrade it (PUT, `weir upgrade`) or undeploy it first"
+            ),
+        ));
     }
     if let Some(t) = scope.tenant_config(&host) {
-        let count = registry.specs().values().filter(|s| s.tenant == scope.tenant && !s.undeployed).count();
+        let count = registry
+            .specs()
+            .values()
+            .filter(|s| s.tenant == scope.tenant && !s.undeployed)
+            .count();
         if count >= t.quota.max_deployments {
-            return Err(err(StatusCode::FORBIDDEN, format!("the tenant has {count} deployments, its quota is {}", t.quota.max_deployments)));
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the tenant has {count} deployments, its quota is {}",
+                    t.quota.max_deployments
+                ),
+            ));
         }
     }
     validate(&host, &compiles, &registry, &scope, &id, &module, &config).await?;
@@ -392,7 +567,9 @@ async fn deploy(
         tenant: scope.tenant.clone(),
         name: name.clone(),
         // Redeploying over a kept undeploy continues its state.
-        incarnation: existing.as_ref().map_or_else(|| format!("{:x}", now_ms()), |s| s.incarnation.clone()),
+        incarnation: existing
+            .as_ref()
+            .map_or_else(|| format!("{:x}", now_ms()), |s| s.incarnation.clone()),
         module,
         version: existing.as_ref().map_or(1, |s| s.version + 1),
         paused: false,
@@ -420,7 +597,10 @@ async fn upgrade(
     let (scope, registry) = scope(&host, &headers, &q)?;
     let id = scope.id(&name)?;
     let current = owned_spec(&registry, &scope, &name).and_then(|s| match s.undeployed {
-        true => Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed: deploy it again"))),
+        true => Err(err(
+            StatusCode::NOT_FOUND,
+            format!("`{name}` is undeployed: deploy it again"),
+        )),
         false => Ok(s),
     })?;
     let (module, config) = parse_request(&host, &scope, &name, &body)?;
@@ -442,11 +622,20 @@ async fn upgrade(
     Ok(axum::Json(view(&host, &spec)))
 }
 
-async fn set_paused(host: Arc<Host>, headers: HeaderMap, q: ScopeQuery, name: String, paused: bool) -> ApiResult<axum::Json<View>> {
+async fn set_paused(
+    host: Arc<Host>,
+    headers: HeaderMap,
+    q: ScopeQuery,
+    name: String,
+    paused: bool,
+) -> ApiResult<axum::Json<View>> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     let mut spec = owned_spec(&registry, &scope, &name)?;
     if spec.undeployed {
-        return Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed")));
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            format!("`{name}` is undeployed"),
+        ));
     }
     if spec.paused != paused {
         spec.paused = paused;
@@ -468,10 +657,27 @@ async fn rollback(
     let (scope, registry) = scope(&host, &headers, &q)?;
     let mut spec = owned_spec(&registry, &scope, &name)?;
     if spec.undeployed {
-        return Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed")));
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            format!("`{name}` is undeployed"),
+        ));
     }
-    let previous = spec.previous_module.clone().ok_or_else(|| err(StatusCode::CONFLICT, format!("`{name}` has no upgrade to roll back")))?;
-    validate(&host, &compiles, &registry, &scope, &spec.id(), &previous, &spec.deployment).await?;
+    let previous = spec.previous_module.clone().ok_or_else(|| {
+        err(
+            StatusCode::CONFLICT,
+            format!("`{name}` has no upgrade to roll back"),
+        )
+    })?;
+    validate(
+        &host,
+        &compiles,
+        &registry,
+        &scope,
+        &spec.id(),
+        &previous,
+        &spec.deployment,
+    )
+    .await?;
     spec.previous_module = Some(std::mem::replace(&mut spec.module, previous));
     let why = "asked through the admin API".to_owned();
     spec.rolled_back = Some(why.clone());
@@ -480,11 +686,21 @@ async fn rollback(
     Ok(axum::Json(view(&host, &spec)))
 }
 
-async fn pause(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<View>> {
+async fn pause(
+    State(host): State<Arc<Host>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<View>> {
     set_paused(host, headers, q, name, true).await
 }
 
-async fn resume(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<View>> {
+async fn resume(
+    State(host): State<Arc<Host>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<View>> {
     set_paused(host, headers, q, name, false).await
 }
 
@@ -497,15 +713,28 @@ struct UndeployQuery {
     drop_state: bool,
 }
 
-async fn undeploy(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<UndeployQuery>, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    let (scope, registry) = scope(&host, &headers, &ScopeQuery { tenant: q.tenant.clone() })?;
+async fn undeploy(
+    State(host): State<Arc<Host>>,
+    headers: HeaderMap,
+    Query(q): Query<UndeployQuery>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let (scope, registry) = scope(
+        &host,
+        &headers,
+        &ScopeQuery {
+            tenant: q.tenant.clone(),
+        },
+    )?;
     let mut spec = owned_spec(&registry, &scope, &name)?;
     let id = spec.id();
     if q.drop_state {
         registry.publish(&id, None).await?;
         // Once the group is empty nobody writes the changelog any more.
         let (h, storage) = (host.clone(), spec.storage());
-        tokio::task::spawn_blocking(move || h.drop_changelog(&storage)).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+        tokio::task::spawn_blocking(move || h.drop_changelog(&storage))
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     } else if !spec.undeployed {
         spec.undeployed = true;
         spec.change("undeployed", None);
@@ -531,8 +760,17 @@ async fn logs(
     Query(q): Query<LogsQuery>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Vec<weir_engine::transform::log::LogLine>>> {
-    let (scope, registry) = scope(&host, &headers, &ScopeQuery { tenant: q.tenant.clone() })?;
+    let (scope, registry) = scope(
+        &host,
+        &headers,
+        &ScopeQuery {
+            tenant: q.tenant.clone(),
+        },
+    )?;
     let spec = owned_spec(&registry, &scope, &name)?;
-    let lines = host.deployment(&spec.id()).map(|d| d.runnable().spec.log.recent(q.lines)).unwrap_or_default();
+    let lines = host
+        .deployment(&spec.id())
+        .map(|d| d.runnable().spec.log.recent(q.lines))
+        .unwrap_or_default();
     Ok(axum::Json(lines))
 }

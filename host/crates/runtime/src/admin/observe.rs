@@ -47,13 +47,20 @@ pub struct Activity {
     pub state_bytes: u64,
 }
 
-async fn activity(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Query<ScopeQuery>, Path(name): Path<String>) -> ApiResult<axum::Json<Activity>> {
+async fn activity(
+    State(host): State<Arc<Host>>,
+    headers: HeaderMap,
+    Query(q): Query<ScopeQuery>,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<Activity>> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     let spec = owned_spec(&registry, &scope, &name)?;
     let id = spec.id();
     let totals = host.metrics().totals().remove(&id).unwrap_or_default();
     let dir = host.shared().host.state_dir.join(spec.storage());
-    let state_bytes = tokio::task::spawn_blocking(move || dir_bytes(&dir, 3)).await.unwrap_or(0);
+    let state_bytes = tokio::task::spawn_blocking(move || dir_bytes(&dir, 3))
+        .await
+        .unwrap_or(0);
     Ok(axum::Json(Activity {
         host: host.shared().host_id.clone(),
         step_ms: crate::series::STEP.as_millis() as u64,
@@ -71,7 +78,9 @@ async fn activity(State(host): State<Arc<Host>>, headers: HeaderMap, Query(q): Q
 /// Bytes of the files under `dir`, `depth` levels down at most (a
 /// deployment's state is partitions of RocksDB files).
 fn dir_bytes(dir: &FsPath, depth: u32) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.file_type() {
@@ -108,17 +117,41 @@ async fn dead_letters(
     Query(q): Query<DeadLetterQuery>,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Vec<Shown>>> {
-    let (scope, registry) = scope(&host, &headers, &ScopeQuery { tenant: q.tenant.clone() })?;
+    let (scope, registry) = scope(
+        &host,
+        &headers,
+        &ScopeQuery {
+            tenant: q.tenant.clone(),
+        },
+    )?;
     let spec = owned_spec(&registry, &scope, &name)?;
     let Ok(_permit) = READERS.try_acquire() else {
-        return Err(err(StatusCode::SERVICE_UNAVAILABLE, "dead letters are being read for others; try again in a moment"));
+        return Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dead letters are being read for others; try again in a moment",
+        ));
     };
     let (id, topic) = (spec.id(), spec.deployment.dead_letter_topic(&spec.id()));
     let kafka = host.shared().kafka.clone();
     let limit = q.limit.min(MAX_DEAD_LETTERS);
-    let ours = move |r: &Shown| r.headers.iter().any(|(k, v)| k == "weir.deployment" && v.as_deref() == Some(id.as_str()));
-    let read = tokio::task::spawn_blocking(move || crate::kafka::tail::newest(&kafka, &topic, limit, SCAN_PER_PARTITION, Duration::from_secs(5), ours));
-    let found = read.await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let ours = move |r: &Shown| {
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "weir.deployment" && v.as_deref() == Some(id.as_str()))
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        crate::kafka::tail::newest(
+            &kafka,
+            &topic,
+            limit,
+            SCAN_PER_PARTITION,
+            Duration::from_secs(5),
+            ours,
+        )
+    });
+    let found = read
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(axum::Json(found))
 }
 
@@ -133,7 +166,8 @@ async fn owners(
 ) -> ApiResult<axum::Json<Vec<Member>>> {
     let (scope, registry) = scope(&host, &headers, &q)?;
     let storage = owned_spec(&registry, &scope, &name)?.storage();
-    let members =
-        tokio::task::spawn_blocking(move || host.group_members(&storage)).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let members = tokio::task::spawn_blocking(move || host.group_members(&storage))
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(axum::Json(members))
 }

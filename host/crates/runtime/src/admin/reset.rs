@@ -67,24 +67,40 @@ async fn reset(
             ),
         )
     })?;
-    request.to.check().map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    request
+        .to
+        .check()
+        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
     let spec = owned_spec(&registry, &scope, &name)?;
     if spec.undeployed {
-        return Err(err(StatusCode::NOT_FOUND, format!("`{name}` is undeployed")));
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            format!("`{name}` is undeployed"),
+        ));
     }
     // One reset at a time: one that started on another host left the
     // deployment paused "for a reset".
-    let resetting = spec.paused && spec.history.last().is_some_and(|c| c.what == "paused" && c.why.as_deref() == Some(FOR_A_RESET));
+    let resetting = spec.paused
+        && spec
+            .history
+            .last()
+            .is_some_and(|c| c.what == "paused" && c.why.as_deref() == Some(FOR_A_RESET));
     let claim = Resetting::claim(&spec.id());
     let (Some(claim), false) = (claim, resetting) else {
-        return Err(err(StatusCode::CONFLICT, format!("`{name}` is being reset (or a reset was interrupted: resume it, then reset it again)")));
+        return Err(err(
+            StatusCode::CONFLICT,
+            format!(
+                "`{name}` is being reset (or a reset was interrupted: resume it, then reset it again)"
+            ),
+        ));
     };
     // The rest runs to its end even if the client goes away.
     let run = tokio::spawn(async move {
         let _claim = claim;
         run(host, registry, spec, request).await
     });
-    run.await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    run.await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 const FOR_A_RESET: &str = "for a reset";
@@ -92,30 +108,49 @@ const FOR_A_RESET: &str = "for a reset";
 /// The deployments this host is resetting.
 struct Resetting(String);
 
-static RESETTING: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+static RESETTING: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 impl Resetting {
     fn claim(id: &str) -> Option<Resetting> {
-        RESETTING.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned()).then(|| Resetting(id.to_owned()))
+        RESETTING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned())
+            .then(|| Resetting(id.to_owned()))
     }
 }
 
 impl Drop for Resetting {
     fn drop(&mut self) {
-        RESETTING.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
+        RESETTING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
     }
 }
 
-async fn run(host: Arc<Host>, registry: Arc<Registry>, mut spec: DeploymentSpec, request: ResetRequest) -> ApiResult<axum::Json<ResetDone>> {
+async fn run(
+    host: Arc<Host>,
+    registry: Arc<Registry>,
+    mut spec: DeploymentSpec,
+    request: ResetRequest,
+) -> ApiResult<axum::Json<ResetDone>> {
     let (id, name) = (spec.id(), spec.name.clone());
     let kafka = host.shared().kafka.clone();
     let group_of = |storage: &str| format!("{}.{storage}", kafka.group_prefix);
-    let (old_storage, old_incarnation, was_paused) = (spec.storage(), spec.incarnation.clone(), spec.paused);
+    let (old_storage, old_incarnation, was_paused) =
+        (spec.storage(), spec.incarnation.clone(), spec.paused);
     let inputs = spec.deployment.inputs.clone();
 
     // A starting point the cluster cannot resolve (a topic that is not an
     // input, a partition it lacks) is refused before anything stops.
-    let (k, group, topics, to) = (kafka.clone(), group_of(&old_storage), inputs.clone(), request.to.clone());
+    let (k, group, topics, to) = (
+        kafka.clone(),
+        group_of(&old_storage),
+        inputs.clone(),
+        request.to.clone(),
+    );
     tokio::task::spawn_blocking(move || offsets::resolve(&k, &group, &topics, &to))
         .await
         .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -133,15 +168,25 @@ async fn run(host: Arc<Host>, registry: Arc<Registry>, mut spec: DeploymentSpec,
     let moved = async {
         let (k, group) = (kafka.clone(), group_of(&old_storage));
         if !blocking(move || offsets::wait_empty(&k, &group, STOP_TIMEOUT)).await? {
-            return Err(err(StatusCode::GATEWAY_TIMEOUT, format!("hosts still consumed it after {} s", STOP_TIMEOUT.as_secs())));
+            return Err(err(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("hosts still consumed it after {} s", STOP_TIMEOUT.as_secs()),
+            ));
         }
         // The new offsets, into the group the deployment resumes in. Given
         // offsets name some partitions; with a new group, the others
         // continue from where the old group was.
-        let (k, old_group, to, state) = (kafka.clone(), group_of(&old_storage), request.to.clone(), request.state);
+        let (k, old_group, to, state) = (
+            kafka.clone(),
+            group_of(&old_storage),
+            request.to.clone(),
+            request.state,
+        );
         blocking(move || {
             let mut start = match (&to, state) {
-                (ResetTo::Offsets(_), KeepOrDrop::Drop) => offsets::committed(&k, &old_group, &inputs)?,
+                (ResetTo::Offsets(_), KeepOrDrop::Drop) => {
+                    offsets::committed(&k, &old_group, &inputs)?
+                }
                 _ => Offsets::new(),
             };
             for (topic, ps) in offsets::resolve(&k, &old_group, &inputs, &to)? {
@@ -163,7 +208,13 @@ async fn run(host: Arc<Host>, registry: Arc<Registry>, mut spec: DeploymentSpec,
                 back.change("reset failed", Some(e.message.clone()));
                 registry.publish(&id, Some(&back)).await?;
             }
-            return Err(err(e.status, format!("resetting `{name}`: {}; nothing was reset, and it runs as before", e.message)));
+            return Err(err(
+                e.status,
+                format!(
+                    "resetting `{name}`: {}; nothing was reset, and it runs as before",
+                    e.message
+                ),
+            ));
         }
     };
     if request.state == KeepOrDrop::Drop {
@@ -175,12 +226,23 @@ async fn run(host: Arc<Host>, registry: Arc<Registry>, mut spec: DeploymentSpec,
         err(StatusCode::CONFLICT, format!("`{name}` changed while it was being reset; its offsets are reset, and it stays as that change left it"))
     })?;
     spec.paused = was_paused;
-    let state_word = if request.state == KeepOrDrop::Drop { "state dropped" } else { "state kept" };
+    let state_word = if request.state == KeepOrDrop::Drop {
+        "state dropped"
+    } else {
+        "state kept"
+    };
     spec.change("reset", Some(format!("to {}, {state_word}", request.to)));
     registry.publish(&id, Some(&spec)).await?;
-    Ok(axum::Json(ResetDone { deployment: view(&host, &spec), offsets: applied }))
+    Ok(axum::Json(ResetDone {
+        deployment: view(&host, &spec),
+        offsets: applied,
+    }))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> ApiResult<T> {
-    Ok(tokio::task::spawn_blocking(f).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
 }

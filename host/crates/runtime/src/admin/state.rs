@@ -82,9 +82,13 @@ async fn query(
 ) -> ApiResult<axum::Json<Answer>> {
     let (scope, registry) = scope(&host, &headers, &scope_q)?;
     let storage = owned_spec(&registry, &scope, &name)?.storage();
-    q.check().map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    q.check()
+        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
     let Ok(_permit) = QUERIES.try_acquire() else {
-        return Err(err(StatusCode::TOO_MANY_REQUESTS, "this host is answering other state queries; try again in a moment"));
+        return Err(err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "this host is answering other state queries; try again in a moment",
+        ));
     };
     let me = host.shared().host_id.clone();
     let (mut entries, mut cuts, mut hosts) = (Vec::new(), Vec::new(), Vec::new());
@@ -92,42 +96,59 @@ async fn query(
         Ok(a) => {
             cuts.extend(a.cut_hex.and_then(|c| hex::decode(c).ok()));
             entries.extend(a.entries);
-            hosts.push(HostRead { host, partitions: a.partitions, error: None });
+            hosts.push(HostRead {
+                host,
+                partitions: a.partitions,
+                error: None,
+            });
         }
-        Err(e) => hosts.push(HostRead { host, partitions: Vec::new(), error: Some(e) }),
+        Err(e) => hosts.push(HostRead {
+            host,
+            partitions: Vec::new(),
+            error: Some(e),
+        }),
     };
     take(me.clone(), read_here(&host, &storage, &q).await);
     let members = {
         let (h, s) = (host.clone(), storage.clone());
-        tokio::task::spawn_blocking(move || h.group_members(&s)).await.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        tokio::task::spawn_blocking(move || h.group_members(&s))
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     };
     match members {
         Err(e) => take("(the consumer group)".into(), Err(format!("{e:#}"))),
         Ok(members) => {
-            let asks = members.into_iter().filter(|m| m.host != me).filter_map(|m| {
-                // What the group assigned it (and the query asks for): the
-                // member's address is a fact anyone in the group could write,
-                // so its answer counts for these partitions only.
-                let mut assigned: Vec<i32> =
-                    m.partitions.iter().flat_map(|(_, ps)| ps.iter().copied()).filter(|p| q.partition.is_none_or(|q| q == *p)).collect();
-                assigned.sort_unstable();
-                assigned.dedup();
-                (!assigned.is_empty()).then(|| {
-                    let (host, storage, q) = (host.clone(), storage.clone(), q.clone());
-                    async move {
-                        let answer = match &m.api_url {
-                            Some(url) => ask_peer(&host, url, &storage, &q).await,
-                            None => Err("it advertises no API address".to_owned()),
-                        };
-                        let answer = answer.map(|mut a| {
-                            a.partitions.retain(|p| assigned.contains(p));
-                            a.entries.retain(|e| a.partitions.contains(&e.partition));
-                            a
-                        });
-                        (m.host, answer)
-                    }
-                })
-            });
+            let asks = members
+                .into_iter()
+                .filter(|m| m.host != me)
+                .filter_map(|m| {
+                    // What the group assigned it (and the query asks for): the
+                    // member's address is a fact anyone in the group could write,
+                    // so its answer counts for these partitions only.
+                    let mut assigned: Vec<i32> = m
+                        .partitions
+                        .iter()
+                        .flat_map(|(_, ps)| ps.iter().copied())
+                        .filter(|p| q.partition.is_none_or(|q| q == *p))
+                        .collect();
+                    assigned.sort_unstable();
+                    assigned.dedup();
+                    (!assigned.is_empty()).then(|| {
+                        let (host, storage, q) = (host.clone(), storage.clone(), q.clone());
+                        async move {
+                            let answer = match &m.api_url {
+                                Some(url) => ask_peer(&host, url, &storage, &q).await,
+                                None => Err("it advertises no API address".to_owned()),
+                            };
+                            let answer = answer.map(|mut a| {
+                                a.partitions.retain(|p| assigned.contains(p));
+                                a.entries.retain(|e| a.partitions.contains(&e.partition));
+                                a
+                            });
+                            (m.host, answer)
+                        }
+                    })
+                });
             for (member, answer) in futures::future::join_all(asks).await {
                 take(member, answer);
             }
@@ -143,12 +164,20 @@ async fn query(
         },
         None => {}
     }
-    Ok(axum::Json(Answer { entries, next_after, next_after_hex, hosts }))
+    Ok(axum::Json(Answer {
+        entries,
+        next_after,
+        next_after_hex,
+        hosts,
+    }))
 }
 
 async fn read_here(host: &Arc<Host>, storage: &str, q: &StateQuery) -> Result<Local, String> {
     let (h, s, q) = (host.clone(), storage.to_owned(), q.clone());
-    let read = tokio::task::spawn_blocking(move || crate::state_query::read_local(&h.shared().state_readers, &s, &q)).await;
+    let read = tokio::task::spawn_blocking(move || {
+        crate::state_query::read_local(&h.shared().state_readers, &s, &q)
+    })
+    .await;
     match read {
         Ok(Ok(local)) => Ok(local),
         Ok(Err(e)) => Err(format!("{e:#}")),
@@ -181,9 +210,13 @@ fn signed(key: &[u8; 32], path_and_query: &str, signature: &str) -> bool {
 /// origin, nothing else (no user, path, query or fragment to smuggle
 /// another request through).
 fn peer_url(advertised: &str, path: &str, query: &str) -> Result<reqwest::Url, String> {
-    let mut url = reqwest::Url::parse(advertised).map_err(|e| format!("its advertised API address is not a URL: {e}"))?;
-    let origin_only =
-        url.username().is_empty() && url.password().is_none() && matches!(url.path(), "" | "/") && url.query().is_none() && url.fragment().is_none();
+    let mut url = reqwest::Url::parse(advertised)
+        .map_err(|e| format!("its advertised API address is not a URL: {e}"))?;
+    let origin_only = url.username().is_empty()
+        && url.password().is_none()
+        && matches!(url.path(), "" | "/")
+        && url.query().is_none()
+        && url.fragment().is_none();
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !origin_only {
         return Err("its advertised API address is not an http(s) origin".into());
     }
@@ -195,27 +228,50 @@ fn peer_url(advertised: &str, path: &str, query: &str) -> Result<reqwest::Url, S
 fn peer_client() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(|| {
-        reqwest::Client::builder().timeout(PEER_TIMEOUT).redirect(reqwest::redirect::Policy::none()).build().expect("a client with no TLS or proxy settings")
+        reqwest::Client::builder()
+            .timeout(PEER_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client with no TLS or proxy settings")
     })
 }
 
-async fn ask_peer(host: &Arc<Host>, advertised: &str, storage: &str, q: &StateQuery) -> Result<Local, String> {
-    let key = host.tenants.peer_key().ok_or("hosts sign what they ask each other with a key from `[admin]`, which is not configured")?;
+async fn ask_peer(
+    host: &Arc<Host>,
+    advertised: &str,
+    storage: &str,
+    q: &StateQuery,
+) -> Result<Local, String> {
+    let key = host.tenants.peer_key().ok_or(
+        "hosts sign what they ask each other with a key from `[admin]`, which is not configured",
+    )?;
     let params = serde_urlencoded::to_string(q).map_err(|e| e.to_string())?;
-    let storage_param = serde_urlencoded::to_string([("storage", storage)]).map_err(|e| e.to_string())?;
+    let storage_param =
+        serde_urlencoded::to_string([("storage", storage)]).map_err(|e| e.to_string())?;
     let expires = weir_abi::now_ms() + VALID_MS;
     let query = format!("{storage_param}&expires={expires}&{params}");
     let url = peer_url(advertised, PEER_PATH, &query)?;
     let signature = sign(&key, &format!("{PEER_PATH}?{query}"));
-    let mut resp = peer_client().get(url).header(SIGNATURE, signature).send().await.map_err(|e| format!("asking {advertised}: {e}"))?;
+    let mut resp = peer_client()
+        .get(url)
+        .header(SIGNATURE, signature)
+        .send()
+        .await
+        .map_err(|e| format!("asking {advertised}: {e}"))?;
     if !resp.status().is_success() {
         // The body is not shown: the address may not be a Weir host.
         return Err(format!("{advertised} answered {}", resp.status()));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading {advertised}: {e}"))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading {advertised}: {e}"))?
+    {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!("{advertised} answered more than {MAX_ANSWER_BYTES} bytes"));
+            return Err(format!(
+                "{advertised} answered more than {MAX_ANSWER_BYTES} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -231,17 +287,41 @@ async fn peer(
     Query(p): Query<PeerQuery>,
     Query(q): Query<StateQuery>,
 ) -> ApiResult<axum::Json<Local>> {
-    let key = host.tenants.peer_key().ok_or_else(|| err(StatusCode::NOT_FOUND, "peer requests need `[admin]` configured"))?;
-    let given = headers.get(SIGNATURE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let key = host.tenants.peer_key().ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "peer requests need `[admin]` configured",
+        )
+    })?;
+    let given = headers
+        .get(SIGNATURE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let now = weir_abi::now_ms();
-    if !signed(&key, uri.path_and_query().map_or("", |pq| pq.as_str()), given) || p.expires < now || p.expires > now + 2 * VALID_MS {
-        return Err(err(StatusCode::UNAUTHORIZED, "not a valid request of another host"));
+    if !signed(
+        &key,
+        uri.path_and_query().map_or("", |pq| pq.as_str()),
+        given,
+    ) || p.expires < now
+        || p.expires > now + 2 * VALID_MS
+    {
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "not a valid request of another host",
+        ));
     }
-    q.check().map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    q.check()
+        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
     let Ok(_permit) = PEER_READS.try_acquire() else {
-        return Err(err(StatusCode::TOO_MANY_REQUESTS, "this host is answering other state queries"));
+        return Err(err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "this host is answering other state queries",
+        ));
     };
-    read_here(&host, &p.storage, &q).await.map(axum::Json).map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e))
+    read_here(&host, &p.storage, &q)
+        .await
+        .map(axum::Json)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 #[cfg(test)]
@@ -252,19 +332,53 @@ mod tests {
     fn a_signature_covers_the_whole_request() {
         let key = [7u8; 32];
         let a = sign(&key, "/v1/peer/state?storage=acme.d.1&expires=10&key=x");
-        assert!(signed(&key, "/v1/peer/state?storage=acme.d.1&expires=10&key=x", &a));
-        assert!(!signed(&key, "/v1/peer/state?storage=acme.d.1&expires=10&key=y", &a));
-        assert_eq!(a, sign(&key, "/v1/peer/state?storage=acme.d.1&expires=10&key=x"));
-        assert_ne!(a, sign(&key, "/v1/peer/state?storage=evil.d.1&expires=10&key=x"));
-        assert_ne!(a, sign(&key, "/v1/peer/state?storage=acme.d.1&expires=11&key=x"));
-        assert_ne!(a, sign(&[8u8; 32], "/v1/peer/state?storage=acme.d.1&expires=10&key=x"));
+        assert!(signed(
+            &key,
+            "/v1/peer/state?storage=acme.d.1&expires=10&key=x",
+            &a
+        ));
+        assert!(!signed(
+            &key,
+            "/v1/peer/state?storage=acme.d.1&expires=10&key=y",
+            &a
+        ));
+        assert_eq!(
+            a,
+            sign(&key, "/v1/peer/state?storage=acme.d.1&expires=10&key=x")
+        );
+        assert_ne!(
+            a,
+            sign(&key, "/v1/peer/state?storage=evil.d.1&expires=10&key=x")
+        );
+        assert_ne!(
+            a,
+            sign(&key, "/v1/peer/state?storage=acme.d.1&expires=11&key=x")
+        );
+        assert_ne!(
+            a,
+            sign(
+                &[8u8; 32],
+                "/v1/peer/state?storage=acme.d.1&expires=10&key=x"
+            )
+        );
     }
 
     #[test]
     fn a_peer_is_asked_at_its_origin_only() {
         let url = peer_url("http://10.0.0.2:8080/", PEER_PATH, "storage=a&key=b").unwrap();
-        assert_eq!(url.as_str(), "http://10.0.0.2:8080/v1/peer/state?storage=a&key=b");
-        for bad in ["file:///etc/passwd", "http://u:p@h/", "http://h/admin?x=", "http://h/#f", "http://h/v1/", "gopher://h/", "not a url"] {
+        assert_eq!(
+            url.as_str(),
+            "http://10.0.0.2:8080/v1/peer/state?storage=a&key=b"
+        );
+        for bad in [
+            "file:///etc/passwd",
+            "http://u:p@h/",
+            "http://h/admin?x=",
+            "http://h/#f",
+            "http://h/v1/",
+            "gopher://h/",
+            "not a url",
+        ] {
             assert!(peer_url(bad, PEER_PATH, "q").is_err(), "{bad}");
         }
     }

@@ -54,7 +54,11 @@ pub struct Permission {
 
 impl Permission {
     pub fn new(operation: Operation, resource: Resource, name: &str) -> Permission {
-        Permission { operation, resource, name: name.to_owned() }
+        Permission {
+            operation,
+            resource,
+            name: name.to_owned(),
+        }
     }
 }
 
@@ -82,13 +86,22 @@ pub struct Denied(pub Vec<Permission>);
 
 fn denied_message(missing: &[Permission]) -> String {
     let list: Vec<String> = missing.iter().map(Permission::to_string).collect();
-    format!("the Kafka ACLs do not allow the host's principal {} (README, \"Kafka ACLs\", lists what a host needs)", list.join(", "))
+    format!(
+        "the Kafka ACLs do not allow the host's principal {} (README, \"Kafka ACLs\", lists what a host needs)",
+        list.join(", ")
+    )
 }
 
 /// Is `code` the broker refusing the principal something?
 pub fn is_denial(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode::*;
-    matches!(code, TopicAuthorizationFailed | GroupAuthorizationFailed | TransactionalIdAuthorizationFailed | ClusterAuthorizationFailed)
+    matches!(
+        code,
+        TopicAuthorizationFailed
+            | GroupAuthorizationFailed
+            | TransactionalIdAuthorizationFailed
+            | ClusterAuthorizationFailed
+    )
 }
 
 /// Of `wanted` (topics and groups), what the brokers say the principal
@@ -97,9 +110,17 @@ pub fn is_denial(code: RDKafkaErrorCode) -> bool {
 /// (a broker before Kafka 2.3, a cluster without an authorizer's answer,
 /// the embedded cluster) counts as allowed: the operations themselves
 /// still fail, only less clearly.
-pub fn missing(client: *mut rd::rd_kafka_t, wanted: &[Permission], timeout: Duration) -> Vec<Permission> {
+pub fn missing(
+    client: *mut rd::rd_kafka_t,
+    wanted: &[Permission],
+    timeout: Duration,
+) -> Vec<Permission> {
     let names = |resource| -> Vec<&str> {
-        let mut n: Vec<&str> = wanted.iter().filter(|p| p.resource == resource).map(|p| p.name.as_str()).collect();
+        let mut n: Vec<&str> = wanted
+            .iter()
+            .filter(|p| p.resource == resource)
+            .map(|p| p.name.as_str())
+            .collect();
         n.sort_unstable();
         n.dedup();
         n
@@ -108,11 +129,17 @@ pub fn missing(client: *mut rd::rd_kafka_t, wanted: &[Permission], timeout: Dura
     let mut allowed = Allowed::default();
     let topics = names(Resource::Topic);
     if !topics.is_empty() {
-        allowed.extend(Resource::Topic, describe(client, Resource::Topic, &topics, deadline));
+        allowed.extend(
+            Resource::Topic,
+            describe(client, Resource::Topic, &topics, deadline),
+        );
     }
     let groups = names(Resource::Group);
     if !groups.is_empty() {
-        allowed.extend(Resource::Group, describe(client, Resource::Group, &groups, deadline));
+        allowed.extend(
+            Resource::Group,
+            describe(client, Resource::Group, &groups, deadline),
+        );
     }
     wanted.iter().filter(|p| !allowed.may(p)).cloned().collect()
 }
@@ -132,7 +159,9 @@ impl Allowed {
                 Some(_) => None,
                 // Describing it took DESCRIBE: a list without it is not
                 // an authorizer's answer (a broker that says nothing as `0`).
-                None => d.operations.filter(|ops| ops.iter().any(|op| [DESCRIBE, ALL].contains(op))),
+                None => d
+                    .operations
+                    .filter(|ops| ops.iter().any(|op| [DESCRIBE, ALL].contains(op))),
             };
             self.0.insert((resource, d.name), ops);
         }
@@ -158,11 +187,22 @@ struct Described {
 
 /// Describes `names` (topics or groups) with their authorized operations;
 /// `None` if the request as a whole failed.
-fn describe(client: *mut rd::rd_kafka_t, resource: Resource, names: &[&str], deadline: Instant) -> Option<Vec<Described>> {
-    let c_names: Vec<CString> = names.iter().map(|n| CString::new(*n).ok()).collect::<Option<_>>()?;
+fn describe(
+    client: *mut rd::rd_kafka_t,
+    resource: Resource,
+    names: &[&str],
+    deadline: Instant,
+) -> Option<Vec<Described>> {
+    let c_names: Vec<CString> = names
+        .iter()
+        .map(|n| CString::new(*n).ok())
+        .collect::<Option<_>>()?;
     let mut ptrs: Vec<*const std::ffi::c_char> = c_names.iter().map(|n| n.as_ptr()).collect();
     // librdkafka refuses request timeouts over an hour.
-    let timeout_ms = deadline.saturating_duration_since(Instant::now()).as_millis().clamp(1, 3_600_000) as i32;
+    let timeout_ms = deadline
+        .saturating_duration_since(Instant::now())
+        .as_millis()
+        .clamp(1, 3_600_000) as i32;
     let op = match resource {
         Resource::Topic => rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
         _ => rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS,
@@ -173,24 +213,39 @@ fn describe(client: *mut rd::rd_kafka_t, resource: Resource, names: &[&str], dea
         let queue = rd::rd_kafka_queue_new(client);
         let options = rd::rd_kafka_AdminOptions_new(client, op);
         let mut errstr = [0 as std::ffi::c_char; 256];
-        rd::rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr.as_mut_ptr(), errstr.len());
+        rd::rd_kafka_AdminOptions_set_request_timeout(
+            options,
+            timeout_ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
         let set = rd::rd_kafka_AdminOptions_set_include_authorized_operations(options, 1);
         if !set.is_null() {
             rd::rd_kafka_error_destroy(set);
         }
         match resource {
             Resource::Topic => {
-                let collection = rd::rd_kafka_TopicCollection_of_topic_names(ptrs.as_mut_ptr(), ptrs.len());
+                let collection =
+                    rd::rd_kafka_TopicCollection_of_topic_names(ptrs.as_mut_ptr(), ptrs.len());
                 rd::rd_kafka_DescribeTopics(client, collection, options, queue);
                 rd::rd_kafka_TopicCollection_destroy(collection);
             }
-            _ => rd::rd_kafka_DescribeConsumerGroups(client, ptrs.as_mut_ptr(), ptrs.len(), options, queue),
+            _ => rd::rd_kafka_DescribeConsumerGroups(
+                client,
+                ptrs.as_mut_ptr(),
+                ptrs.len(),
+                options,
+                queue,
+            ),
         }
         // The result comes within the request timeout; a little more for
         // the coordinator lookups before it.
         let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
         rd::rd_kafka_AdminOptions_destroy(options);
-        let described = if event.is_null() || rd::rd_kafka_event_error(event) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        let described = if event.is_null()
+            || rd::rd_kafka_event_error(event)
+                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
             None
         } else {
             Some(read_result(event, resource))
@@ -267,10 +322,16 @@ unsafe fn read_each<T>(
             let mut count = 0usize;
             let ops = operations(d, &mut count);
             Described {
-                name: if name.is_null() { String::new() } else { CStr::from_ptr(name).to_string_lossy().into_owned() },
-                error: (!error.is_null()).then(|| RDKafkaErrorCode::from(rd::rd_kafka_error_code(error))),
+                name: if name.is_null() {
+                    String::new()
+                } else {
+                    CStr::from_ptr(name).to_string_lossy().into_owned()
+                },
+                error: (!error.is_null())
+                    .then(|| RDKafkaErrorCode::from(rd::rd_kafka_error_code(error))),
                 // As numbers: see `Described::operations`.
-                operations: (!ops.is_null()).then(|| std::slice::from_raw_parts(ops.cast::<u32>(), count).to_vec()),
+                operations: (!ops.is_null())
+                    .then(|| std::slice::from_raw_parts(ops.cast::<u32>(), count).to_vec()),
             }
         })
         .collect()
@@ -295,17 +356,34 @@ mod tests {
     #[test]
     fn what_the_brokers_did_not_say_counts_as_allowed() {
         use rd::rd_kafka_AclOperation_t::*;
-        let [read, describe, all] = [RD_KAFKA_ACL_OPERATION_READ, RD_KAFKA_ACL_OPERATION_DESCRIBE, RD_KAFKA_ACL_OPERATION_ALL].map(|op| op as u32);
+        let [read, describe, all] = [
+            RD_KAFKA_ACL_OPERATION_READ,
+            RD_KAFKA_ACL_OPERATION_DESCRIBE,
+            RD_KAFKA_ACL_OPERATION_ALL,
+        ]
+        .map(|op| op as u32);
         let mut allowed = Allowed::default();
-        let described = |name: &str, error, operations| Described { name: name.into(), error, operations };
+        let described = |name: &str, error, operations| Described {
+            name: name.into(),
+            error,
+            operations,
+        };
         allowed.extend(
             Resource::Topic,
             Some(vec![
                 described("in", None, Some(vec![read, describe])),
                 described("empty answer", None, Some(vec![])),
-                described("hidden", Some(RDKafkaErrorCode::TopicAuthorizationFailed), None),
+                described(
+                    "hidden",
+                    Some(RDKafkaErrorCode::TopicAuthorizationFailed),
+                    None,
+                ),
                 described("unsaid", None, None),
-                described("gone", Some(RDKafkaErrorCode::UnknownTopicOrPartition), None),
+                described(
+                    "gone",
+                    Some(RDKafkaErrorCode::UnknownTopicOrPartition),
+                    None,
+                ),
                 described("all", None, Some(vec![all])),
             ]),
         );
@@ -314,9 +392,15 @@ mod tests {
         assert!(!may(Operation::Write, "in"));
         assert!(!may(Operation::Read, "hidden"));
         assert!(may(Operation::Write, "unsaid"));
-        assert!(may(Operation::Read, "gone"), "a topic that does not exist is another error's to name");
+        assert!(
+            may(Operation::Read, "gone"),
+            "a topic that does not exist is another error's to name"
+        );
         assert!(may(Operation::Create, "all"));
-        assert!(may(Operation::Read, "empty answer"), "a broker that lists nothing, not even DESCRIBE, did not answer");
+        assert!(
+            may(Operation::Read, "empty answer"),
+            "a broker that lists nothing, not even DESCRIBE, did not answer"
+        );
         assert!(may(Operation::Read, "never described"));
     }
 }

@@ -33,16 +33,30 @@ pub struct Member {
 /// The members of `group` with their assignments (none while the group
 /// rebalances or is empty).
 pub fn members(client: &BaseConsumer, group: &str, timeout: Duration) -> Result<Vec<Member>> {
-    let list = client.fetch_group_list(Some(group), timeout).with_context(|| format!("describing consumer group `{group}`"))?;
+    let list = client
+        .fetch_group_list(Some(group), timeout)
+        .with_context(|| format!("describing consumer group `{group}`"))?;
     let mut members = Vec::new();
     for g in list.groups() {
         for m in g.members() {
-            let (host, api_url) = match m.client_id().strip_prefix(CLIENT_ID_PREFIX).and_then(|rest| rest.split_once('|')) {
+            let (host, api_url) = match m
+                .client_id()
+                .strip_prefix(CLIENT_ID_PREFIX)
+                .and_then(|rest| rest.split_once('|'))
+            {
                 Some((host, url)) => (host.to_owned(), (!url.is_empty()).then(|| url.to_owned())),
                 None => (m.client_id().to_owned(), None),
             };
-            let partitions = m.assignment().and_then(decode_assignment).unwrap_or_default();
-            members.push(Member { host, api_url, address: m.client_host().trim_start_matches('/').to_owned(), partitions });
+            let partitions = m
+                .assignment()
+                .and_then(decode_assignment)
+                .unwrap_or_default();
+            members.push(Member {
+                host,
+                api_url,
+                address: m.client_host().trim_start_matches('/').to_owned(),
+                partitions,
+            });
         }
     }
     members.sort_by(|a, b| a.host.cmp(&b.host));
@@ -118,7 +132,10 @@ mod tests {
     #[test]
     fn decodes_assignments_and_refuses_lies() {
         let bytes = assignment(&[("in", &[0, 2]), ("other", &[1])]);
-        assert_eq!(decode_assignment(&bytes), Some(vec![("in".into(), vec![0, 2]), ("other".into(), vec![1])]));
+        assert_eq!(
+            decode_assignment(&bytes),
+            Some(vec![("in".into(), vec![0, 2]), ("other".into(), vec![1])])
+        );
         for cut in 0..bytes.len() - 4 {
             assert_eq!(decode_assignment(&bytes[..cut]), None, "cut at {cut}");
         }
@@ -130,7 +147,10 @@ mod tests {
 
     #[test]
     fn client_ids_carry_the_host_and_its_url() {
-        assert_eq!(client_id("h1", Some("http://127.0.0.1:9464")), "weir|h1|http://127.0.0.1:9464");
+        assert_eq!(
+            client_id("h1", Some("http://127.0.0.1:9464")),
+            "weir|h1|http://127.0.0.1:9464"
+        );
         assert_eq!(client_id("h1", None), "weir|h1|");
     }
 }

@@ -69,7 +69,9 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
 /// The headers of a consumed record, names as bytes. rdkafka's own header
 /// accessors panic on a name that is not UTF-8, and anyone who may write to
 /// a topic can send one.
-pub fn headers_of<'a>(m: &'a rdkafka::message::BorrowedMessage<'a>) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+pub fn headers_of<'a>(
+    m: &'a rdkafka::message::BorrowedMessage<'a>,
+) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
     use rdkafka::bindings as rd;
     let mut headers: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `m.ptr()` is a live message for 'a; its headers belong to it
@@ -83,14 +85,17 @@ pub fn headers_of<'a>(m: &'a rdkafka::message::BorrowedMessage<'a>) -> Vec<(&'a 
         .filter_map(|i| {
             let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
             // SAFETY: `i` is below the count; the out-pointers are valid.
-            let err = unsafe { rd::rd_kafka_header_get_all(headers, i, &mut name, &mut value, &mut size) };
+            let err = unsafe {
+                rd::rd_kafka_header_get_all(headers, i, &mut name, &mut value, &mut size)
+            };
             if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
                 return None;
             }
             // SAFETY: librdkafka returns a NUL-terminated name and `size`
             // bytes of value (or null), owned by the message.
             let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
-            let value = (!value.is_null()).then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
+            let value = (!value.is_null())
+                .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
             Some((name, value))
         })
         .collect()
@@ -100,7 +105,13 @@ pub fn headers_of<'a>(m: &'a rdkafka::message::BorrowedMessage<'a>) -> Vec<(&'a 
 /// offset: at its end (`auto.offset.reset` set to latest), or at its start
 /// (Weir's default).
 pub fn starts_at_end(kafka: &KafkaConfig) -> bool {
-    matches!(kafka.properties.get("auto.offset.reset").map(String::as_str), Some("latest" | "largest" | "end"))
+    matches!(
+        kafka
+            .properties
+            .get("auto.offset.reset")
+            .map(String::as_str),
+        Some("latest" | "largest" | "end")
+    )
 }
 
 /// Whether `consumer` has nothing left to read of `topic` partition
@@ -122,12 +133,16 @@ pub fn caught_up<C: rdkafka::consumer::ConsumerContext>(
 ) -> bool {
     use rdkafka::bindings as rd;
     use rdkafka::consumer::Consumer;
-    let Ok(name) = std::ffi::CString::new(topic) else { return false };
+    let Ok(name) = std::ffi::CString::new(topic) else {
+        return false;
+    };
     let rk = consumer.client().native_ptr();
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client is live for the call; the topic is NUL-terminated
     // and the out-pointers are valid. It reads cached values, no request.
-    let err = unsafe { rd::rd_kafka_get_watermark_offsets(rk, name.as_ptr(), partition, &mut low, &mut high) };
+    let err = unsafe {
+        rd::rd_kafka_get_watermark_offsets(rk, name.as_ptr(), partition, &mut low, &mut high)
+    };
     if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || high < 0 {
         return false;
     }
@@ -136,7 +151,10 @@ pub fn caught_up<C: rdkafka::consumer::ConsumerContext>(
     // SAFETY: as above; the list is ours and outlives the call, which fills
     // in its offsets from the consumer's positions without a request.
     unsafe { rd::rd_kafka_position(rk, tpl.ptr()) };
-    let consumed = tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()).filter(|&o| o >= 0);
+    let consumed = tpl
+        .find_partition(topic, partition)
+        .and_then(|e| e.offset().to_raw())
+        .filter(|&o| o >= 0);
     // The log's start is known once client statistics have come (-1 before).
     let low = (low >= 0).then_some(low);
     match consumed.or(sent_to.map(|s| low.map_or(s, |l| s.max(l)))) {
@@ -158,10 +176,16 @@ impl ProducerLimits {
     pub fn of(kafka: &KafkaConfig) -> Result<ProducerLimits> {
         let c = producer_config(kafka);
         let read = |name: &str, default: u64| -> Result<u64> {
-            c.get(name).map_or(Ok(default), |v| v.parse().with_context(|| format!("kafka.properties: `{name}` = `{v}` is not a number")))
+            c.get(name).map_or(Ok(default), |v| {
+                v.parse()
+                    .with_context(|| format!("kafka.properties: `{name}` = `{v}` is not a number"))
+            })
         };
         // librdkafka's defaults where Weir sets nothing.
-        Ok(ProducerLimits { message_max_bytes: read("message.max.bytes", 1_000_000)?, batch_size: read("batch.size", 1_000_000)? })
+        Ok(ProducerLimits {
+            message_max_bytes: read("message.max.bytes", 1_000_000)?,
+            batch_size: read("batch.size", 1_000_000)?,
+        })
     }
 }
 
@@ -172,7 +196,12 @@ pub const KAFKA_DEFAULT_MAX_MESSAGE_BYTES: u64 = 1_048_588;
 /// The brokers and the user's properties, last so that they win.
 fn apply_user(mut c: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
     c.set("bootstrap.servers", &kafka.brokers);
-    for (k, v) in kafka.resolved.iter().map(|(k, v)| (*k, v)).chain(kafka.properties.iter().map(|(k, v)| (k.as_str(), v))) {
+    for (k, v) in kafka
+        .resolved
+        .iter()
+        .map(|(k, v)| (*k, v))
+        .chain(kafka.properties.iter().map(|(k, v)| (k.as_str(), v)))
+    {
         c.set(k, v);
     }
     c
@@ -183,7 +212,9 @@ fn apply_user(mut c: ClientConfig, kafka: &KafkaConfig) -> ClientConfig {
 pub fn partitions_of(topics: &BTreeMap<String, usize>, topic: &str) -> Result<usize> {
     match topics.get(topic) {
         Some(&n) if n > 0 => Ok(n),
-        _ => bail!("topic `{topic}` does not exist (Weir does not create input or output topics), or the host's principal may not describe it"),
+        _ => bail!(
+            "topic `{topic}` does not exist (Weir does not create input or output topics), or the host's principal may not describe it"
+        ),
     }
 }
 
@@ -198,8 +229,16 @@ struct ConnectContext {
 impl ConnectContext {
     /// What went wrong, and which settings of `security` to check.
     fn why(&self, security: &security::Security) -> Option<String> {
-        let error = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()?;
-        let mechanism = security.mechanism.as_deref().unwrap_or_default().to_ascii_uppercase();
+        let error = self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        let mechanism = security
+            .mechanism
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
         let sasl = error.contains("SASL") || error.contains("Authentication failed");
         let hint = if mechanism == "OAUTHBEARER" && (sasl || error.contains("OIDC")) {
             "; check kafka.security.oauth (token_endpoint, client_id and client_secret, and that the brokers accept the provider's tokens)"
@@ -227,9 +266,17 @@ impl rdkafka::ClientContext for ConnectContext {
         if !matches!(level, L::Emerg | L::Alert | L::Critical | L::Error) {
             return;
         }
-        let mut first = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut first = self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The first cause is the telling one; "all brokers down" follows it.
-        if first.is_none() || (fac == "FAIL" && !first.as_deref().is_some_and(|f| f.contains("authentication") || f.contains("SSL"))) {
+        if first.is_none()
+            || (fac == "FAIL"
+                && !first
+                    .as_deref()
+                    .is_some_and(|f| f.contains("authentication") || f.contains("SSL")))
+        {
             *first = Some(message.to_owned());
         }
     }
@@ -250,21 +297,34 @@ impl Cluster {
     pub fn connect(kafka: &KafkaConfig) -> Result<Cluster> {
         let mut c = client_config(kafka);
         c.set("allow.auto.create.topics", "false");
-        let client: BaseConsumer<ConnectContext> = c.create_with_context(ConnectContext::default()).context("creating a Kafka client")?;
+        let client: BaseConsumer<ConnectContext> = c
+            .create_with_context(ConnectContext::default())
+            .context("creating a Kafka client")?;
         let timeout = Duration::from_millis(kafka.connect_timeout_ms);
         if let Err(e) = client.fetch_metadata(None, timeout) {
             // librdkafka's log lines (why it failed) reach the context as
             // the client polls.
             let until = std::time::Instant::now() + Duration::from_millis(500);
-            while std::time::Instant::now() < until && client.context().why(&kafka.security).is_none() {
+            while std::time::Instant::now() < until
+                && client.context().why(&kafka.security).is_none()
+            {
                 let _ = client.poll(Duration::from_millis(50));
             }
             let why = client.context().why(&kafka.security);
-            bail!("cannot reach the Kafka brokers at {} within {} ms: {}", kafka.brokers, kafka.connect_timeout_ms, why.unwrap_or_else(|| e.to_string()));
+            bail!(
+                "cannot reach the Kafka brokers at {} within {} ms: {}",
+                kafka.brokers,
+                kafka.connect_timeout_ms,
+                why.unwrap_or_else(|| e.to_string())
+            );
         }
         drop(client);
         let client: BaseConsumer = c.create().context("creating a Kafka client")?;
-        Ok(Cluster { kafka: kafka.clone(), client, timeout })
+        Ok(Cluster {
+            kafka: kafka.clone(),
+            client,
+            timeout,
+        })
     }
 
     /// The members of consumer group `group` and their partitions.
@@ -276,7 +336,11 @@ impl Cluster {
     /// principal may not do (see [`acl::missing`]).
     pub fn require(&self, wanted: &[acl::Permission]) -> Result<()> {
         let missing = self.missing(wanted);
-        if missing.is_empty() { Ok(()) } else { Err(acl::Denied(missing).into()) }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(acl::Denied(missing).into())
+        }
     }
 
     /// Of `wanted`, what the brokers say the host's principal may not do.
@@ -289,8 +353,16 @@ impl Cluster {
 
     /// Partition counts of every topic.
     pub fn topics(&self) -> Result<BTreeMap<String, usize>> {
-        let md = self.client.fetch_metadata(None, self.timeout).context("fetching cluster metadata")?;
-        Ok(md.topics().iter().filter(|t| t.error().is_none()).map(|t| (t.name().to_owned(), t.partitions().len())).collect())
+        let md = self
+            .client
+            .fetch_metadata(None, self.timeout)
+            .context("fetching cluster metadata")?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .collect())
     }
 
     /// Partition count of `topic`, which must exist.
@@ -305,10 +377,19 @@ impl Cluster {
     /// default (with a warning).
     pub fn max_message_bytes(&self, topics: &[&str]) -> Result<BTreeMap<String, u64>> {
         use rdkafka::admin::ResourceSpecifier;
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka).create().context("creating a Kafka admin client")?;
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka)
+            .create()
+            .context("creating a Kafka admin client")?;
         let opts = AdminOptions::new().request_timeout(Some(self.timeout));
-        let broker = self.client.fetch_metadata(None, self.timeout).context("fetching cluster metadata")?.brokers().first().map(|b| b.id());
-        let mut resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let broker = self
+            .client
+            .fetch_metadata(None, self.timeout)
+            .context("fetching cluster metadata")?
+            .brokers()
+            .first()
+            .map(|b| b.id());
+        let mut resources: Vec<ResourceSpecifier<'_>> =
+            topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         resources.extend(broker.map(ResourceSpecifier::Broker));
         let described = futures::executor::block_on(admin.describe_configs(&resources, &opts));
         let value = |i: usize, name: &str| -> Option<u64> {
@@ -334,25 +415,40 @@ impl Cluster {
     }
 
     /// Creates `topic` unless it exists.
-    pub fn ensure_topic(&self, topic: &str, partitions: usize, config: &[(&str, &str)]) -> Result<()> {
+    pub fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: usize,
+        config: &[(&str, &str)],
+    ) -> Result<()> {
         if self.topics()?.contains_key(topic) {
             return Ok(());
         }
         if self.kafka.embedded {
             return self.auto_create(topic);
         }
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka).create().context("creating a Kafka admin client")?;
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka)
+            .create()
+            .context("creating a Kafka admin client")?;
         let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
         for (k, v) in config {
             new = new.set(k, v);
         }
-        let opts = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
-        let results = futures::executor::block_on(admin.create_topics([&new], &opts)).with_context(|| format!("creating topic `{topic}`"))?;
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(self.timeout))
+            .request_timeout(Some(self.timeout));
+        let results = futures::executor::block_on(admin.create_topics([&new], &opts))
+            .with_context(|| format!("creating topic `{topic}`"))?;
         for r in results {
             match r {
                 Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) if acl::is_denial(code) => {
-                    return Err(acl::Denied(vec![acl::Permission::new(acl::Operation::Create, acl::Resource::Topic, &name)]).into());
+                    return Err(acl::Denied(vec![acl::Permission::new(
+                        acl::Operation::Create,
+                        acl::Resource::Topic,
+                        &name,
+                    )])
+                    .into());
                 }
                 Err((name, code)) => bail!("creating topic `{name}`: {code}"),
             }
@@ -365,8 +461,15 @@ impl Cluster {
     fn wait_for(&self, topic: &str) -> Result<()> {
         let deadline = std::time::Instant::now() + self.timeout;
         loop {
-            let md = self.client.fetch_metadata(Some(topic), self.timeout).context("fetching cluster metadata")?;
-            if md.topics().first().is_some_and(|t| t.error().is_none() && !t.partitions().is_empty()) {
+            let md = self
+                .client
+                .fetch_metadata(Some(topic), self.timeout)
+                .context("fetching cluster metadata")?;
+            if md
+                .topics()
+                .first()
+                .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
+            {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
@@ -377,15 +480,25 @@ impl Cluster {
     }
 
     pub fn delete_topic(&self, topic: &str) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka).create().context("creating a Kafka admin client")?;
-        let opts = AdminOptions::new().operation_timeout(Some(self.timeout)).request_timeout(Some(self.timeout));
-        let results = futures::executor::block_on(admin.delete_topics(&[topic], &opts)).with_context(|| format!("deleting topic `{topic}`"))?;
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.kafka)
+            .create()
+            .context("creating a Kafka admin client")?;
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(self.timeout))
+            .request_timeout(Some(self.timeout));
+        let results = futures::executor::block_on(admin.delete_topics(&[topic], &opts))
+            .with_context(|| format!("deleting topic `{topic}`"))?;
         for r in results {
             if let Err((name, code)) = r
                 && code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
             {
                 if acl::is_denial(code) {
-                    return Err(acl::Denied(vec![acl::Permission::new(acl::Operation::Delete, acl::Resource::Topic, &name)]).into());
+                    return Err(acl::Denied(vec![acl::Permission::new(
+                        acl::Operation::Delete,
+                        acl::Resource::Topic,
+                        &name,
+                    )])
+                    .into());
                 }
                 bail!("deleting topic `{name}`: {code}");
             }

@@ -35,7 +35,9 @@ impl TryFrom<serde_json::Value> for ResetTo {
     fn try_from(v: serde_json::Value) -> Result<Self, String> {
         match v {
             serde_json::Value::String(s) => Ok(ResetTo::Named(s)),
-            v => serde_json::from_value(v).map(ResetTo::Offsets).map_err(|e| format!("offsets must be {{TOPIC: {{PARTITION: OFFSET}}}}: {e}")),
+            v => serde_json::from_value(v)
+                .map(ResetTo::Offsets)
+                .map_err(|e| format!("offsets must be {{TOPIC: {{PARTITION: OFFSET}}}}: {e}")),
         }
     }
 }
@@ -56,8 +58,12 @@ impl ResetTo {
                 let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                     .with_context(|| format!("`{s}` is not `earliest`, `latest` or an RFC 3339 time such as 2026-12-05T10:00:00Z"))?;
                 // Kafka reads negative times as "latest" and "earliest".
-                let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().filter(|ms| *ms >= 0);
-                Some(Point::Time(ms.with_context(|| format!("`{s}` is before 1970, when Kafka's record times start"))?))
+                let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                    .ok()
+                    .filter(|ms| *ms >= 0);
+                Some(Point::Time(ms.with_context(|| {
+                    format!("`{s}` is before 1970, when Kafka's record times start")
+                })?))
             }
         })
     }
@@ -65,7 +71,10 @@ impl ResetTo {
     /// Checks the starting point before anything is paused.
     pub fn check(&self) -> Result<()> {
         if let ResetTo::Offsets(o) = self
-            && let Some((t, p, off)) = o.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, off)| (t, p, off))).find(|(_, _, off)| **off < 0)
+            && let Some((t, p, off)) = o
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |(p, off)| (t, p, off)))
+                .find(|(_, _, off)| **off < 0)
         {
             anyhow::bail!("offset {off} of {t}:{p} is negative");
         }
@@ -78,7 +87,10 @@ impl std::fmt::Display for ResetTo {
         match self {
             ResetTo::Named(s) => f.write_str(s),
             ResetTo::Offsets(o) => {
-                let parts: Vec<String> = o.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, off)| format!("{t}:{p}={off}"))).collect();
+                let parts: Vec<String> = o
+                    .iter()
+                    .flat_map(|(t, ps)| ps.iter().map(move |(p, off)| format!("{t}:{p}={off}")))
+                    .collect();
                 f.write_str(&parts.join(","))
             }
         }
@@ -95,31 +107,57 @@ fn client(kafka: &KafkaConfig, group: &str) -> Result<BaseConsumer> {
 
 /// The offsets `to` means for every partition of `topics`; partitions
 /// named by neither `to` nor `group`'s committed offsets are left out.
-pub fn resolve(kafka: &KafkaConfig, group: &str, topics: &[String], to: &ResetTo) -> Result<Offsets> {
+pub fn resolve(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    to: &ResetTo,
+) -> Result<Offsets> {
     let c = client(kafka, group)?;
     let point = to.point()?;
     let mut out = Offsets::new();
     for topic in topics {
-        let metadata = c.fetch_metadata(Some(topic), TIMEOUT).with_context(|| format!("reading the metadata of `{topic}`"))?;
-        let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        let metadata = c
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .with_context(|| format!("reading the metadata of `{topic}`"))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
         if partitions.is_empty() {
             bail!("input topic `{topic}` has no partitions");
         }
         let mut chosen = BTreeMap::new();
         for &p in &partitions {
-            let (low, high) = c.fetch_watermarks(topic, p, TIMEOUT).with_context(|| format!("`{topic}` partition {p}"))?;
+            let (low, high) = c
+                .fetch_watermarks(topic, p, TIMEOUT)
+                .with_context(|| format!("`{topic}` partition {p}"))?;
             let offset = match &point {
                 Some(Point::Earliest) => Some(low),
                 Some(Point::Latest) => Some(high),
                 Some(Point::Time(ms)) => {
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition_offset(topic, p, Offset::Offset(*ms))?;
-                    let found = c.offsets_for_times(tpl, TIMEOUT).with_context(|| format!("finding time {ms} in `{topic}` partition {p}"))?;
+                    let found = c
+                        .offsets_for_times(tpl, TIMEOUT)
+                        .with_context(|| format!("finding time {ms} in `{topic}` partition {p}"))?;
                     // No record at or after the time: the end.
-                    Some(found.elements().first().and_then(|e| e.offset().to_raw()).filter(|&o| o >= 0).unwrap_or(high))
+                    Some(
+                        found
+                            .elements()
+                            .first()
+                            .and_then(|e| e.offset().to_raw())
+                            .filter(|&o| o >= 0)
+                            .unwrap_or(high),
+                    )
                 }
                 None => match to {
-                    ResetTo::Offsets(o) => o.get(topic).and_then(|ps| ps.get(&p)).copied().map(|o| o.clamp(low, high)),
+                    ResetTo::Offsets(o) => o
+                        .get(topic)
+                        .and_then(|ps| ps.get(&p))
+                        .copied()
+                        .map(|o| o.clamp(low, high)),
                     ResetTo::Named(_) => unreachable!("a named point"),
                 },
             };
@@ -128,7 +166,9 @@ pub fn resolve(kafka: &KafkaConfig, group: &str, topics: &[String], to: &ResetTo
             }
         }
         if let ResetTo::Offsets(o) = to
-            && let Some(unknown) = o.get(topic).and_then(|ps| ps.keys().find(|p| !partitions.contains(p)))
+            && let Some(unknown) = o
+                .get(topic)
+                .and_then(|ps| ps.keys().find(|p| !partitions.contains(p)))
         {
             bail!("`{topic}` has no partition {unknown}");
         }
@@ -147,16 +187,26 @@ pub fn committed(kafka: &KafkaConfig, group: &str, topics: &[String]) -> Result<
     let c = client(kafka, group)?;
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
-        let metadata = c.fetch_metadata(Some(topic), TIMEOUT).with_context(|| format!("reading the metadata of `{topic}`"))?;
-        for p in metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+        let metadata = c
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .with_context(|| format!("reading the metadata of `{topic}`"))?;
+        for p in metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        {
             tpl.add_partition(topic, p);
         }
     }
-    let found = c.committed_offsets(tpl, TIMEOUT).with_context(|| format!("reading the offsets of group `{group}`"))?;
+    let found = c
+        .committed_offsets(tpl, TIMEOUT)
+        .with_context(|| format!("reading the offsets of group `{group}`"))?;
     let mut out = Offsets::new();
     for e in found.elements() {
         if let Offset::Offset(o) = e.offset() {
-            out.entry(e.topic().to_owned()).or_default().insert(e.partition(), o);
+            out.entry(e.topic().to_owned())
+                .or_default()
+                .insert(e.partition(), o);
         }
     }
     Ok(out)
@@ -173,7 +223,8 @@ pub fn commit(kafka: &KafkaConfig, group: &str, offsets: &Offsets) -> Result<()>
         }
     }
     if tpl.count() > 0 {
-        c.commit(&tpl, CommitMode::Sync).with_context(|| format!("committing offsets of group `{group}`"))?;
+        c.commit(&tpl, CommitMode::Sync)
+            .with_context(|| format!("committing offsets of group `{group}`"))?;
     }
     Ok(())
 }
@@ -184,7 +235,9 @@ pub fn wait_empty(kafka: &KafkaConfig, group: &str, timeout: Duration) -> Result
     let c = client(kafka, group)?;
     let deadline = Instant::now() + timeout;
     loop {
-        let list = c.fetch_group_list(Some(group), TIMEOUT).with_context(|| format!("describing consumer group `{group}`"))?;
+        let list = c
+            .fetch_group_list(Some(group), TIMEOUT)
+            .with_context(|| format!("describing consumer group `{group}`"))?;
         if list.groups().iter().all(|g| g.members().is_empty()) {
             return Ok(true);
         }
@@ -202,14 +255,24 @@ mod tests {
     #[test]
     fn starting_points_parse_or_say_what_is_wrong() {
         let to: ResetTo = serde_json::from_str(r#""2026-12-05T10:00:00Z""#).unwrap();
-        assert!(matches!(to.point().unwrap(), Some(Point::Time(1_796_464_800_000))));
-        assert!(matches!(ResetTo::Named("earliest".into()).point().unwrap(), Some(Point::Earliest)));
+        assert!(matches!(
+            to.point().unwrap(),
+            Some(Point::Time(1_796_464_800_000))
+        ));
+        assert!(matches!(
+            ResetTo::Named("earliest".into()).point().unwrap(),
+            Some(Point::Earliest)
+        ));
         let err = ResetTo::Named("yesterday".into()).check().unwrap_err();
         assert!(format!("{err:#}").contains("RFC 3339"), "{err:#}");
         let to: ResetTo = serde_json::from_str(r#"{"in": {"0": 5, "2": 7}}"#).unwrap();
         assert_eq!(to.to_string(), "in:0=5,in:2=7");
         // Negative times and offsets would mean "latest" or "earliest" to Kafka.
-        assert!(ResetTo::Named("1969-12-31T23:59:59.999Z".into()).check().is_err());
+        assert!(
+            ResetTo::Named("1969-12-31T23:59:59.999Z".into())
+                .check()
+                .is_err()
+        );
         let to: ResetTo = serde_json::from_str(r#"{"in": {"0": -1}}"#).unwrap();
         assert!(to.check().is_err());
     }

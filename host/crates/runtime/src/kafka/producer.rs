@@ -17,7 +17,9 @@ use anyhow::{Context, Result};
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
 
 use crate::config::KafkaConfig;
 
@@ -72,7 +74,10 @@ pub enum Settled {
 
 impl Acks {
     pub fn new() -> Arc<Acks> {
-        Arc::new(Acks { max_offset: AtomicI64::new(-1), ..Acks::default() })
+        Arc::new(Acks {
+            max_offset: AtomicI64::new(-1),
+            ..Acks::default()
+        })
     }
 
     /// All records delivered (or failed).
@@ -104,7 +109,11 @@ impl Acks {
     fn fail(&self, role: Role, topic: &str, error: &KafkaError) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if permanent(error) {
-            f.permanent.push(Undeliverable { role, topic: topic.to_owned(), error: error.to_string() });
+            f.permanent.push(Undeliverable {
+                role,
+                topic: topic.to_owned(),
+                error: error.to_string(),
+            });
         } else if f.transient.is_none() {
             f.transient = Some(error.to_string());
         }
@@ -150,7 +159,8 @@ pub struct Progress {
 
 impl Progress {
     fn moved(&self) {
-        self.last_ms.store(weir_abi::now_ms() as i64, Ordering::Relaxed);
+        self.last_ms
+            .store(weir_abi::now_ms() as i64, Ordering::Relaxed);
     }
 }
 
@@ -174,7 +184,9 @@ impl ProducerContext for DeliveryContext {
         self.progress.moved();
         match result {
             Ok(m) => {
-                d.acks.max_offset.fetch_max(rdkafka::Message::offset(m), Ordering::AcqRel);
+                d.acks
+                    .max_offset
+                    .fetch_max(rdkafka::Message::offset(m), Ordering::AcqRel);
             }
             Err((e, m)) => d.acks.fail(d.role, rdkafka::Message::topic(m), e),
         }
@@ -203,15 +215,27 @@ impl Producer {
     pub fn new(kafka: &KafkaConfig) -> Result<Producer> {
         let progress = Arc::new(Progress::default());
         let inner = Self::client(kafka, &progress)?;
-        Ok(Producer { inner: Arc::new(std::sync::RwLock::new(inner)), progress })
+        Ok(Producer {
+            inner: Arc::new(std::sync::RwLock::new(inner)),
+            progress,
+        })
     }
 
-    fn client(kafka: &KafkaConfig, progress: &Arc<Progress>) -> Result<ThreadedProducer<DeliveryContext>> {
-        crate::kafka::producer_config(kafka).create_with_context(DeliveryContext { progress: progress.clone() }).context("creating the Kafka producer")
+    fn client(
+        kafka: &KafkaConfig,
+        progress: &Arc<Progress>,
+    ) -> Result<ThreadedProducer<DeliveryContext>> {
+        crate::kafka::producer_config(kafka)
+            .create_with_context(DeliveryContext {
+                progress: progress.clone(),
+            })
+            .context("creating the Kafka producer")
     }
 
     fn inner(&self) -> std::sync::RwLockReadGuard<'_, ThreadedProducer<DeliveryContext>> {
-        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Why the producer looks stuck: records waiting for longer than
@@ -219,8 +243,12 @@ impl Producer {
     pub fn stalled(&self, after: Duration) -> Option<String> {
         let pending = self.progress.pending.load(Ordering::Acquire);
         let quiet_ms = weir_abi::now_ms() as i64 - self.progress.last_ms.load(Ordering::Relaxed);
-        (pending > 0 && quiet_ms > after.as_millis() as i64)
-            .then(|| format!("the producer has delivered nothing for {} s, with {pending} records waiting", quiet_ms / 1000))
+        (pending > 0 && quiet_ms > after.as_millis() as i64).then(|| {
+            format!(
+                "the producer has delivered nothing for {} s, with {pending} records waiting",
+                quiet_ms / 1000
+            )
+        })
     }
 
     /// Replaces the client with a new one, and fails what the old one still
@@ -228,7 +256,13 @@ impl Producer {
     /// their last commit and send them again).
     pub fn renew(&self, kafka: &KafkaConfig) -> Result<()> {
         let fresh = Self::client(kafka, &self.progress)?;
-        let old = std::mem::replace(&mut *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner), fresh);
+        let old = std::mem::replace(
+            &mut *self
+                .inner
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            fresh,
+        );
         old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
         self.progress.moved();
         // Its thread delivers the purge's reports, then ends.
@@ -239,13 +273,25 @@ impl Producer {
     /// Queues `out` in `acks`'s group. When librdkafka's queue is full this
     /// waits (backpressure) until `give_up` says to stop waiting. A record
     /// refused at once counts as a failed delivery of the group.
-    pub fn send(&self, out: Out<'_>, role: Role, acks: &Arc<Acks>, give_up: &dyn Fn() -> bool) -> Result<(), KafkaError> {
+    pub fn send(
+        &self,
+        out: Out<'_>,
+        role: Role,
+        acks: &Arc<Acks>,
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<(), KafkaError> {
         acks.outstanding.fetch_add(1, Ordering::AcqRel);
         // Quiet since nothing was pending is not stuck.
         if self.progress.pending.fetch_add(1, Ordering::AcqRel) == 0 {
             self.progress.moved();
         }
-        let mut record = BaseRecord::with_opaque_to(out.topic, Box::new(Delivery { acks: acks.clone(), role }));
+        let mut record = BaseRecord::with_opaque_to(
+            out.topic,
+            Box::new(Delivery {
+                acks: acks.clone(),
+                role,
+            }),
+        );
         if let Some(k) = out.key {
             record = record.key(k);
         }
@@ -267,7 +313,9 @@ impl Producer {
             let sent = self.inner().send(record);
             match sent {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) if !give_up() => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if !give_up() =>
+                {
                     record = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -295,15 +343,20 @@ impl Producer {
     pub fn transactional(kafka: &KafkaConfig, id: &str, timeout: Duration) -> Result<Producer> {
         let mut c = crate::kafka::producer_config(kafka);
         let ms = timeout.as_millis().to_string();
-        c.set("transactional.id", id).set("transaction.timeout.ms", &ms).set("message.timeout.ms", &ms);
+        c.set("transactional.id", id)
+            .set("transaction.timeout.ms", &ms)
+            .set("message.timeout.ms", &ms);
         // A transaction begun right after a commit meets the coordinator
         // still writing that commit's markers (CONCURRENT_TRANSACTIONS) and
         // is retried after this: librdkafka's 100 ms default would add it
         // to every commit (the Java client retries these after 20 ms).
         c.set("retry.backoff.ms", "10");
         let progress = Arc::new(Progress::default());
-        let inner: ThreadedProducer<DeliveryContext> =
-            c.create_with_context(DeliveryContext { progress: progress.clone() }).context("creating a transactional producer")?;
+        let inner: ThreadedProducer<DeliveryContext> = c
+            .create_with_context(DeliveryContext {
+                progress: progress.clone(),
+            })
+            .context("creating a transactional producer")?;
         let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
         inner.init_transactions(timeout).map_err(|e| match e.rdkafka_error_code() {
             Some(rdkafka::types::RDKafkaErrorCode::TransactionalIdAuthorizationFailed) => {
@@ -312,7 +365,10 @@ impl Producer {
             }
             _ => anyhow::anyhow!("the brokers at {} refuse transactions ({e}); Weir writes state changelogs in transactions", kafka.brokers),
         })?;
-        Ok(Producer { inner: Arc::new(std::sync::RwLock::new(inner)), progress })
+        Ok(Producer {
+            inner: Arc::new(std::sync::RwLock::new(inner)),
+            progress,
+        })
     }
 
     pub fn begin_transaction(&self) -> Result<(), KafkaError> {
@@ -329,7 +385,8 @@ impl Producer {
         timeout: Duration,
     ) -> Result<(), KafkaError> {
         if offsets.count() > 0 {
-            self.inner().send_offsets_to_transaction(offsets, metadata, timeout)?;
+            self.inner()
+                .send_offsets_to_transaction(offsets, metadata, timeout)?;
         }
         // rdkafka's flush (which the commit starts with) sleeps 100 ms
         // whenever a record is still out: every commit would take that long.
@@ -339,9 +396,14 @@ impl Producer {
             std::thread::sleep(Duration::from_micros(200));
         }
         loop {
-            match self.inner().commit_transaction(deadline.saturating_duration_since(std::time::Instant::now())) {
+            match self
+                .inner()
+                .commit_transaction(deadline.saturating_duration_since(std::time::Instant::now()))
+            {
                 // librdkafka says when asking again may finish it.
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && std::time::Instant::now() < deadline => {
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && std::time::Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 done => return done,
@@ -372,7 +434,9 @@ pub fn transaction_timeout(commit_interval: Duration) -> Duration {
 }
 
 /// Headers from `(name, value)` pairs.
-pub fn headers<'a>(pairs: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) -> Option<OwnedHeaders> {
+pub fn headers<'a>(
+    pairs: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+) -> Option<OwnedHeaders> {
     let mut h: Option<OwnedHeaders> = None;
     for (key, value) in pairs {
         h = Some(h.unwrap_or_default().insert(Header { key, value }));
@@ -387,10 +451,23 @@ mod tests {
     #[test]
     fn errors_are_sorted_into_permanent_and_transient() {
         let acks = Acks::new();
-        acks.fail(Role::Output(Some(3)), "out", &KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge));
-        assert!(matches!(acks.outcome(), Settled::Permanent(ref u) if u[0].role == Role::Output(Some(3)) && u[0].topic == "out"));
-        acks.fail(Role::Output(Some(4)), "out", &KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut));
-        assert!(matches!(acks.outcome(), Settled::Transient(_)), "a transient failure means trying again");
+        acks.fail(
+            Role::Output(Some(3)),
+            "out",
+            &KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+        );
+        assert!(
+            matches!(acks.outcome(), Settled::Permanent(ref u) if u[0].role == Role::Output(Some(3)) && u[0].topic == "out")
+        );
+        acks.fail(
+            Role::Output(Some(4)),
+            "out",
+            &KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+        );
+        assert!(
+            matches!(acks.outcome(), Settled::Transient(_)),
+            "a transient failure means trying again"
+        );
         assert!(matches!(Acks::new().outcome(), Settled::Delivered));
     }
 

@@ -36,11 +36,21 @@ fn shown(bytes: &[u8]) -> String {
 /// The newest `limit` records of `topic` that `keep` accepts, newest
 /// first, looking at no more than `scan` records per partition and for no
 /// longer than `deadline`.
-pub fn newest(kafka: &KafkaConfig, topic: &str, limit: usize, scan: i64, deadline: Duration, keep: impl Fn(&Shown) -> bool) -> Result<Vec<Shown>> {
+pub fn newest(
+    kafka: &KafkaConfig,
+    topic: &str,
+    limit: usize,
+    scan: i64,
+    deadline: Duration,
+    keep: impl Fn(&Shown) -> bool,
+) -> Result<Vec<Shown>> {
     let started = Instant::now();
     let consumer: BaseConsumer = crate::kafka::client_config(kafka)
         // Assigned, never joined (see `changelog::reader_config`).
-        .set("group.id", format!("{}.readers.console", kafka.group_prefix))
+        .set(
+            "group.id",
+            format!("{}.readers.console", kafka.group_prefix),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         // What is fetched ahead, bounded: dead letters may be large.
@@ -48,13 +58,20 @@ pub fn newest(kafka: &KafkaConfig, topic: &str, limit: usize, scan: i64, deadlin
         .set("fetch.max.bytes", "8388608")
         .create()
         .context("creating a reader")?;
-    let metadata = consumer.fetch_metadata(Some(topic), deadline).with_context(|| format!("reading the metadata of `{topic}`"))?;
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), deadline)
+        .with_context(|| format!("reading the metadata of `{topic}`"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
     let mut assignment = TopicPartitionList::new();
     let mut ends = std::collections::BTreeMap::new();
     for p in partitions {
-        let (low, high) =
-            consumer.fetch_watermarks(topic, p, deadline.saturating_sub(started.elapsed())).with_context(|| format!("`{topic}` partition {p}"))?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, deadline.saturating_sub(started.elapsed()))
+            .with_context(|| format!("`{topic}` partition {p}"))?;
         if high > low {
             assignment.add_partition_offset(topic, p, Offset::Offset((high - scan).max(low)))?;
             ends.insert(p, high);
@@ -66,7 +83,9 @@ pub fn newest(kafka: &KafkaConfig, topic: &str, limit: usize, scan: i64, deadlin
     }
     consumer.assign(&assignment)?;
     while !ends.is_empty() && started.elapsed() < deadline {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
         let m = match m {
             Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
                 ends.remove(&p);
@@ -82,7 +101,14 @@ pub fn newest(kafka: &KafkaConfig, topic: &str, limit: usize, scan: i64, deadlin
             key: m.key().map(shown),
             value: value.map(shown),
             value_bytes: value.filter(|v| v.len() > SHOWN_BYTES).map(<[u8]>::len),
-            headers: m.headers().map(|h| h.iter().map(|h| (shown(h.key.as_bytes()), h.value.map(shown))).collect()).unwrap_or_default(),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (shown(h.key.as_bytes()), h.value.map(shown)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         if m.offset() + 1 >= ends.get(&m.partition()).copied().unwrap_or(i64::MAX) {
             ends.remove(&m.partition());

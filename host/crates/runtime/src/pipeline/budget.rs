@@ -20,7 +20,10 @@ pub struct BufferBudget {
 
 impl BufferBudget {
     pub fn new(limit: u64) -> Arc<Self> {
-        Arc::new(BufferBudget { limit, used: AtomicU64::new(0) })
+        Arc::new(BufferBudget {
+            limit,
+            used: AtomicU64::new(0),
+        })
     }
 
     pub fn used(&self) -> u64 {
@@ -79,7 +82,10 @@ pub struct HostBudgets {
 
 impl HostBudgets {
     pub fn new(host_limit: u64) -> Self {
-        HostBudgets { host: BufferBudget::new(host_limit), tenants: Mutex::default() }
+        HostBudgets {
+            host: BufferBudget::new(host_limit),
+            tenants: Mutex::default(),
+        }
     }
 
     /// What a deployment of `tenant` (with its `limit`) counts against;
@@ -88,7 +94,10 @@ impl HostBudgets {
         match tenant {
             None => Budgets(Arc::new([self.host.clone()])),
             Some((name, limit)) => {
-                let t = lock(&self.tenants).entry(name.to_owned()).or_insert_with(|| BufferBudget::new(limit)).clone();
+                let t = lock(&self.tenants)
+                    .entry(name.to_owned())
+                    .or_insert_with(|| BufferBudget::new(limit))
+                    .clone();
                 Budgets(Arc::new([self.host.clone(), t]))
             }
         }
@@ -100,7 +109,10 @@ impl HostBudgets {
 
     /// Each tenant's buffered bytes.
     pub fn tenants(&self) -> BTreeMap<String, u64> {
-        lock(&self.tenants).iter().map(|(t, b)| (t.clone(), b.used())).collect()
+        lock(&self.tenants)
+            .iter()
+            .map(|(t, b)| (t.clone(), b.used()))
+            .collect()
     }
 }
 
@@ -111,15 +123,29 @@ mod tests {
     #[test]
     fn a_tenants_buffers_count_against_its_budget_and_the_hosts() {
         let budgets = HostBudgets::new(1000);
-        let (acme, evil, operator) = (budgets.of(Some(("acme", 300))), budgets.of(Some(("evil", 300))), budgets.of(None));
+        let (acme, evil, operator) = (
+            budgets.of(Some(("acme", 300))),
+            budgets.of(Some(("evil", 300))),
+            budgets.of(None),
+        );
         evil.add(300);
-        assert!(evil.tenant_spent() && !acme.tenant_spent() && !operator.host_spent(), "evil's budget is its own");
+        assert!(
+            evil.tenant_spent() && !acme.tenant_spent() && !operator.host_spent(),
+            "evil's budget is its own"
+        );
         acme.add(200);
         operator.add(500);
-        assert!(acme.host_spent() && !acme.tenant_spent() && operator.host_spent(), "the host's is shared: {}", budgets.host().used());
+        assert!(
+            acme.host_spent() && !acme.tenant_spent() && operator.host_spent(),
+            "the host's is shared: {}",
+            budgets.host().used()
+        );
         operator.remove(500);
         evil.remove(300);
         assert!(!acme.host_spent() && !evil.tenant_spent());
-        assert_eq!(budgets.tenants(), [("acme".to_owned(), 200), ("evil".to_owned(), 0)].into());
+        assert_eq!(
+            budgets.tenants(),
+            [("acme".to_owned(), 200), ("evil".to_owned(), 0)].into()
+        );
     }
 }

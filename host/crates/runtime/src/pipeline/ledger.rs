@@ -52,7 +52,10 @@ pub enum Blocked<D> {
     /// Records of `group` can never be delivered; the group is out of the
     /// ledger until the failure policy has dealt with them and it goes back
     /// in front ([`CommitLedger::push_front`]).
-    Permanent { group: Group<D>, failures: Vec<Undeliverable> },
+    Permanent {
+        group: Group<D>,
+        failures: Vec<Undeliverable>,
+    },
 }
 
 /// When a partition's input positions may be committed.
@@ -102,7 +105,13 @@ pub struct AtLeastOnce<D> {
 
 impl<D> AtLeastOnce<D> {
     pub fn new(committed: Positions) -> Self {
-        AtLeastOnce { processed: committed.clone(), pending: VecDeque::new(), out: false, committable: committed.clone(), committed }
+        AtLeastOnce {
+            processed: committed.clone(),
+            pending: VecDeque::new(),
+            out: false,
+            committable: committed.clone(),
+            committed,
+        }
     }
 }
 
@@ -123,7 +132,11 @@ impl<D: Deliveries> CommitLedger<D> for AtLeastOnce<D> {
 
     /// The deliveries of everything processed since the last push.
     fn push(&mut self, deliveries: D, batch: Option<Arc<InputBatch>>) {
-        self.pending.push_back(Group { deliveries, positions: self.processed.clone(), batch });
+        self.pending.push_back(Group {
+            deliveries,
+            positions: self.processed.clone(),
+            batch,
+        });
     }
 
     /// A group taken out by [`Blocked::Permanent`], back in front with the
@@ -149,11 +162,16 @@ impl<D: Deliveries> CommitLedger<D> for AtLeastOnce<D> {
                 return None;
             }
             match g.deliveries.outcome() {
-                Settled::Delivered => self.committable = self.pending.pop_front().expect("front exists").positions,
+                Settled::Delivered => {
+                    self.committable = self.pending.pop_front().expect("front exists").positions
+                }
                 Settled::Transient(error) => return Some(Blocked::Transient(error)),
                 Settled::Permanent(failures) => {
                     self.out = true;
-                    return Some(Blocked::Permanent { group: self.pending.pop_front().expect("front exists"), failures });
+                    return Some(Blocked::Permanent {
+                        group: self.pending.pop_front().expect("front exists"),
+                        failures,
+                    });
                 }
             }
         }
@@ -243,7 +261,11 @@ mod tests {
         let (mut l, a, b) = two_groups();
         b.0.set(Some(Outcome::Delivered));
         assert!(l.settle().is_none());
-        assert_eq!(l.to_commit(false), None, "a later group delivered first commits nothing");
+        assert_eq!(
+            l.to_commit(false),
+            None,
+            "a later group delivered first commits nothing"
+        );
         a.0.set(Some(Outcome::Delivered));
         assert!(l.settle().is_none());
         assert_eq!(l.to_commit(false), Some(&at(20)));
@@ -282,11 +304,19 @@ mod tests {
         let (mut l, a, b) = two_groups();
         a.0.set(Some(Outcome::Permanent));
         b.0.set(Some(Outcome::Delivered));
-        let Some(Blocked::Permanent { group, .. }) = l.settle() else { panic!("blocked") };
-        assert!(l.settle().is_none() && l.to_commit(true).is_none() && l.to_commit(false).is_none());
+        let Some(Blocked::Permanent { group, .. }) = l.settle() else {
+            panic!("blocked")
+        };
+        assert!(
+            l.settle().is_none() && l.to_commit(true).is_none() && l.to_commit(false).is_none()
+        );
         // Dead-lettered: the group returns with the dead letters' deliveries.
         let dead_letters = Fake::default();
-        l.push_front(Group { deliveries: dead_letters.clone(), positions: group.positions, batch: None });
+        l.push_front(Group {
+            deliveries: dead_letters.clone(),
+            positions: group.positions,
+            batch: None,
+        });
         assert!(l.settle().is_none() && l.to_commit(false).is_none());
         dead_letters.0.set(Some(Outcome::Delivered));
         assert!(l.settle().is_none());

@@ -92,7 +92,9 @@ pub enum Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Problem::WaitingForModule(module) => write!(f, "waiting for module {module} from the registry"),
+            Problem::WaitingForModule(module) => {
+                write!(f, "waiting for module {module} from the registry")
+            }
             Problem::CompilingModule(module) => write!(f, "compiling module {module} on this host"),
             Problem::WaitingForRoom(why) => write!(f, "waiting for room to run: {why}"),
             Problem::Failed(why) => f.write_str(why),
@@ -212,7 +214,11 @@ pub struct Identity {
 impl Identity {
     /// A deployment of the configuration file.
     pub fn of_config(name: &str) -> Identity {
-        Identity { id: name.to_owned(), tenant: None, storage: name.to_owned() }
+        Identity {
+            id: name.to_owned(),
+            tenant: None,
+            storage: name.to_owned(),
+        }
     }
 }
 
@@ -248,8 +254,16 @@ impl Host {
         let engine = Engine::new(config.engine.clone())?;
         let cluster = Cluster::connect(&config.kafka)?;
         let producer = Producer::new(&config.kafka)?;
-        let workers = Workers::start(config.host.workers, weir_engine::worker_stack_size(&config.engine));
-        std::fs::create_dir_all(&config.host.state_dir).with_context(|| format!("creating state directory {}", config.host.state_dir.display()))?;
+        let workers = Workers::start(
+            config.host.workers,
+            weir_engine::worker_stack_size(&config.engine),
+        );
+        std::fs::create_dir_all(&config.host.state_dir).with_context(|| {
+            format!(
+                "creating state directory {}",
+                config.host.state_dir.display()
+            )
+        })?;
         let shared = Arc::new(Shared {
             kafka: config.kafka.clone(),
             host: config.host.clone(),
@@ -269,10 +283,22 @@ impl Host {
         let tenants = Tenants::from_config(config);
         let registry = match tenants.enabled() {
             true => {
-                let max_deployments = config.tenants.iter().map(|(name, t)| (name.clone(), t.quota.max_deployments)).collect();
+                let max_deployments = config
+                    .tenants
+                    .iter()
+                    .map(|(name, t)| (name.clone(), t.quota.max_deployments))
+                    .collect();
                 let compiled = engine.clone();
-                let forget: crate::registry::OnRemove = Arc::new(move |digest| compiled.forget(digest));
-                Some(Registry::open(&config.kafka, &cluster, &config.host.state_dir.join("modules"), max_deployments, shared.shutdown.clone(), forget)?)
+                let forget: crate::registry::OnRemove =
+                    Arc::new(move |digest| compiled.forget(digest));
+                Some(Registry::open(
+                    &config.kafka,
+                    &cluster,
+                    &config.host.state_dir.join("modules"),
+                    max_deployments,
+                    shared.shutdown.clone(),
+                    forget,
+                )?)
             }
             false => None,
         };
@@ -302,7 +328,12 @@ impl Host {
     /// Tells the other hosts (through the consumer groups' client ids)
     /// where this host's API answers: `host.advertise`, or `bound`.
     pub fn advertise(&self, bound: std::net::SocketAddr) {
-        let url = self.shared.host.advertise.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let url = self
+            .shared
+            .host
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
         let _ = self.shared.api_url.set(url);
     }
 
@@ -319,11 +350,17 @@ impl Host {
     }
 
     fn refresh_topics_in_background(&self) {
-        let (kafka, known, shutdown) = (self.shared.kafka.clone(), Arc::downgrade(&self.known_topics), self.shared.shutdown.clone());
+        let (kafka, known, shutdown) = (
+            self.shared.kafka.clone(),
+            Arc::downgrade(&self.known_topics),
+            self.shared.shutdown.clone(),
+        );
         std::thread::Builder::new()
             .name("weir-topics".into())
             .spawn(move || {
-                let Ok(cluster) = Cluster::connect(&kafka) else { return };
+                let Ok(cluster) = Cluster::connect(&kafka) else {
+                    return;
+                };
                 while !shutdown.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_secs(5));
                     let Some(known) = known.upgrade() else { return };
@@ -344,12 +381,20 @@ impl Host {
 
     pub fn refresh_gauges(&self) {
         let metrics = &self.shared.metrics;
-        metrics.host_buffered_bytes.set(self.shared.buffer_budgets.host().used() as i64);
+        metrics
+            .host_buffered_bytes
+            .set(self.shared.buffer_budgets.host().used() as i64);
         for (tenant, bytes) in self.shared.buffer_budgets.tenants() {
-            metrics.tenant_buffered_bytes.with_label_values(&[&tenant]).set(bytes as i64);
+            metrics
+                .tenant_buffered_bytes
+                .with_label_values(&[&tenant])
+                .set(bytes as i64);
         }
         for (tenant, quota) in lock(&self.instance_quotas).iter() {
-            metrics.tenant_instances.with_label_values(&[tenant]).set(quota.live() as i64);
+            metrics
+                .tenant_instances
+                .with_label_values(&[tenant])
+                .set(quota.live() as i64);
         }
     }
 
@@ -386,12 +431,18 @@ impl Host {
     }
 
     fn sample_series_in_background(&self) {
-        let (series, metrics, shutdown) = (Arc::downgrade(&self.series), self.shared.metrics.clone(), self.shared.shutdown.clone());
+        let (series, metrics, shutdown) = (
+            Arc::downgrade(&self.series),
+            self.shared.metrics.clone(),
+            self.shared.shutdown.clone(),
+        );
         std::thread::Builder::new()
             .name("weir-series".into())
             .spawn(move || {
                 while !shutdown.load(Ordering::Relaxed) {
-                    let Some(series) = series.upgrade() else { return };
+                    let Some(series) = series.upgrade() else {
+                        return;
+                    };
                     series.sample(&metrics, weir_abi::now_ms());
                     drop(series);
                     std::thread::sleep(crate::series::STEP);
@@ -420,14 +471,29 @@ impl Host {
         tenant: Option<&TenantConfig>,
     ) -> Result<(usize, Arc<TransformSpec>)> {
         if let Some(t) = tenant {
-            t.check_topics(config, &config.dead_letter_topic(id)).map_err(|e| anyhow::anyhow!(e))?;
+            t.check_topics(config, &config.dead_letter_topic(id))
+                .map_err(|e| anyhow::anyhow!(e))?;
         }
         {
             use crate::kafka::acl::{Operation::*, Permission, Resource::Topic};
-            let read = config.inputs.iter().chain(config.tables.values()).map(|t| Permission::new(Read, Topic, t));
+            let read = config
+                .inputs
+                .iter()
+                .chain(config.tables.values())
+                .map(|t| Permission::new(Read, Topic, t));
             let dead_letters = config.dead_letter_topic(id);
-            let written = [Some(&config.output), Some(&dead_letters), config.late_topic.as_ref()].into_iter().flatten();
-            self.cluster.require(&read.chain(written.map(|t| Permission::new(Write, Topic, t))).collect::<Vec<_>>())?;
+            let written = [
+                Some(&config.output),
+                Some(&dead_letters),
+                config.late_topic.as_ref(),
+            ]
+            .into_iter()
+            .flatten();
+            self.cluster.require(
+                &read
+                    .chain(written.map(|t| Permission::new(Write, Topic, t)))
+                    .collect::<Vec<_>>(),
+            )?;
         }
         // One metadata request for every topic named.
         let topics = self.cluster.topics()?;
@@ -443,14 +509,26 @@ impl Host {
             }
         }
         let tables = config.tables.values();
-        for topic in [Some(&config.output), Some(&config.dead_letter_topic(id)), config.late_topic.as_ref()].into_iter().flatten().chain(tables) {
+        for topic in [
+            Some(&config.output),
+            Some(&config.dead_letter_topic(id)),
+            config.late_topic.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(tables)
+        {
             crate::kafka::partitions_of(&topics, topic)?;
         }
         if config.delivery == crate::config::Delivery::ExactlyOnce {
             // A probe of its own id: the deployment's producers stay unfenced.
             let probe = format!("{}.probe.{id}", self.shared.kafka.group_prefix);
-            crate::kafka::producer::Producer::transactional(&self.shared.kafka, &probe, Duration::from_secs(10))
-                .context("`delivery = \"exactly-once\"` needs Kafka transactions")?;
+            crate::kafka::producer::Producer::transactional(
+                &self.shared.kafka,
+                &probe,
+                Duration::from_secs(10),
+            )
+            .context("`delivery = \"exactly-once\"` needs Kafka transactions")?;
         }
         let spec = self.transform_spec(id, config, tenant)?;
         self.warm_up(module, spec.clone())?;
@@ -459,20 +537,30 @@ impl Host {
 
     /// [`Host::check_deployment`], then creates the changelog topic if
     /// missing.
-    pub fn prepare(&self, who: &Identity, config: &DeploymentConfig, module: Arc<Module>, tenant: Option<&TenantConfig>) -> Result<Arc<Deployment>> {
+    pub fn prepare(
+        &self,
+        who: &Identity,
+        config: &DeploymentConfig,
+        module: Arc<Module>,
+        tenant: Option<&TenantConfig>,
+    ) -> Result<Arc<Deployment>> {
         let name = who.id.as_str();
         let (partitions, spec) = self.check_deployment(name, config, module.clone(), tenant)?;
         let changelog_topic = changelog::topic(&self.shared.kafka.group_prefix, &who.storage);
-        self.cluster.ensure_topic(&changelog_topic, partitions, changelog::TOPIC_CONFIG)?;
+        self.cluster
+            .ensure_topic(&changelog_topic, partitions, changelog::TOPIC_CONFIG)?;
         let group = format!("{}.{}", self.shared.kafka.group_prefix, who.storage);
         {
             use crate::kafka::acl::{Operation::*, Permission, Resource::*};
             let changelog = [Read, Write].map(|op| Permission::new(op, Topic, &changelog_topic));
-            self.cluster.require(&[&changelog[..], &[Permission::new(Read, Group, &group)]].concat())?;
+            self.cluster
+                .require(&[&changelog[..], &[Permission::new(Read, Group, &group)]].concat())?;
         }
         let cluster_partitions = self.cluster.partitions(&changelog_topic)?;
         if cluster_partitions < partitions {
-            bail!("changelog topic `{changelog_topic}` has {cluster_partitions} partitions, fewer than the inputs' {partitions}");
+            bail!(
+                "changelog topic `{changelog_topic}` has {cluster_partitions} partitions, fewer than the inputs' {partitions}"
+            );
         }
         let entry_limit = self
             .cluster
@@ -491,15 +579,30 @@ impl Host {
             group,
             changelog_topic,
             entry_limit,
-            self.shared.buffer_budgets.of(tenant.zip(who.tenant.as_deref()).map(|(t, name)| (name, t.quota.max_buffered_mb << 20))),
+            self.shared.buffer_budgets.of(tenant
+                .zip(who.tenant.as_deref())
+                .map(|(t, name)| (name, t.quota.max_buffered_mb << 20))),
         )))
     }
 
     /// How `config`'s instances are set up, with its output record limit
     /// resolved against the cluster.
-    pub fn transform_spec(&self, name: &str, config: &DeploymentConfig, tenant: Option<&TenantConfig>) -> Result<Arc<TransformSpec>> {
+    pub fn transform_spec(
+        &self,
+        name: &str,
+        config: &DeploymentConfig,
+        tenant: Option<&TenantConfig>,
+    ) -> Result<Arc<TransformSpec>> {
         let limits = self.output_limits(name, config)?;
-        let mut spec = TransformSpec::new(name, config.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), limits);
+        let mut spec = TransformSpec::new(
+            name,
+            config
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            limits,
+        );
         // One guest log per deployment, and its tables, kept across upgrades
         // (a change of tables restarts the deployment).
         let running = self.deployment(name);
@@ -515,14 +618,23 @@ impl Host {
         let tenant = tenant.cloned();
         spec.topic_policy = Some(Arc::new(move |topic: &str| {
             if tenant.as_ref().is_some_and(|t| !t.may_write(topic)) {
-                return Err(format!("output topic `{topic}` is outside the tenant's output prefixes"));
+                return Err(format!(
+                    "output topic `{topic}` is outside the tenant's output prefixes"
+                ));
             }
-            if known.read().unwrap().contains(topic) { Ok(()) } else { Err(format!("output topic `{topic}` does not exist")) }
+            if known.read().unwrap().contains(topic) {
+                Ok(())
+            } else {
+                Err(format!("output topic `{topic}` does not exist"))
+            }
         }));
         spec.stop_at_failure = config.failure_policy == crate::config::FailurePolicy::Stop;
         if let (Some(_), Some((tenant, _))) = (&tenant_config, name.split_once('.')) {
             let limit = self.tenants.instance_share(tenant).unwrap_or(0);
-            let quota = lock(&self.instance_quotas).entry(tenant.to_owned()).or_insert_with(|| InstanceQuota::new(tenant, limit)).clone();
+            let quota = lock(&self.instance_quotas)
+                .entry(tenant.to_owned())
+                .or_insert_with(|| InstanceQuota::new(tenant, limit))
+                .clone();
             spec.instance_quota = Some(quota);
         }
         Ok(Arc::new(spec))
@@ -535,10 +647,20 @@ impl Host {
     /// bounded by their own setting when produced to.
     fn output_limits(&self, id: &str, config: &DeploymentConfig) -> Result<weir_abi::Limits> {
         let dlq = config.dead_letter_topic(id);
-        let topics: Vec<&str> = [Some(config.output.as_str()), Some(dlq.as_str()), config.late_topic.as_deref()].into_iter().flatten().collect();
+        let topics: Vec<&str> = [
+            Some(config.output.as_str()),
+            Some(dlq.as_str()),
+            config.late_topic.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let accepted = self.cluster.max_message_bytes(&topics)?;
         let producer = self.producer_limits;
-        let mut most = (producer.message_max_bytes, "Weir's producer (kafka.properties \"message.max.bytes\")".to_owned());
+        let mut most = (
+            producer.message_max_bytes,
+            "Weir's producer (kafka.properties \"message.max.bytes\")".to_owned(),
+        );
         for (topic, &max) in &accepted {
             if producer.batch_size > max {
                 bail!(
@@ -552,7 +674,11 @@ impl Host {
         }
         let mut limits = config.limits;
         match limits.max_output_record_bytes {
-            Some(asked) if asked > most.0 => bail!("limits.max_output_record_bytes = {asked} exceeds the {} bytes {} accepts", most.0, most.1),
+            Some(asked) if asked > most.0 => bail!(
+                "limits.max_output_record_bytes = {asked} exceeds the {} bytes {} accepts",
+                most.0,
+                most.1
+            ),
             Some(_) => {}
             None => limits.max_output_record_bytes = Some(most.0),
         }
@@ -567,16 +693,22 @@ impl Host {
         // a check): one warm-up at a time, in the place the pool keeps
         // for it (see `tenants::instance_shares`), in the order asked.
         let _turn = self.warm_ups.take();
-        let spec = Arc::new(TransformSpec { instance_quota: None, ..(*spec).clone() });
+        let spec = Arc::new(TransformSpec {
+            instance_quota: None,
+            ..(*spec).clone()
+        });
         let name = spec.name.clone();
         let what = format!("deployment `{name}`: init");
-        weir_engine::on_wasm_thread(self.engine.config(), "weir-warm-up", &what, move || Transform::new(module, spec).warm_up())?
-            .map_err(|f| anyhow::Error::new(f).context(format!("deployment `{name}`")))
+        weir_engine::on_wasm_thread(self.engine.config(), "weir-warm-up", &what, move || {
+            Transform::new(module, spec).warm_up()
+        })?
+        .map_err(|f| anyhow::Error::new(f).context(format!("deployment `{name}`")))
     }
 
     /// Which hosts consume deployment storage `storage`'s partitions.
     pub fn group_members(&self, storage: &str) -> Result<Vec<crate::kafka::group::Member>> {
-        self.cluster.group_members(&format!("{}.{storage}", self.shared.kafka.group_prefix))
+        self.cluster
+            .group_members(&format!("{}.{storage}", self.shared.kafka.group_prefix))
     }
 
     /// The running deployment `id`, if any.
@@ -596,11 +728,21 @@ impl Host {
             .name(format!("weir-{}", deployment.name))
             .spawn(move || supervise(&d, &shared, &s))
             .expect("spawning a deployment thread");
-        running.insert(deployment.name.clone(), Running { deployment, stop, thread: Some(thread) });
+        running.insert(
+            deployment.name.clone(),
+            Running {
+                deployment,
+                stop,
+                thread: Some(thread),
+            },
+        );
     }
 
     pub fn statuses(&self) -> BTreeMap<String, DeploymentStatus> {
-        lock(&self.running).iter().map(|(n, r)| (n.clone(), r.deployment.status_now())).collect()
+        lock(&self.running)
+            .iter()
+            .map(|(n, r)| (n.clone(), r.deployment.status_now()))
+            .collect()
     }
 
     /// Stops one deployment: finishes its batches, commits, leaves the group.
@@ -638,12 +780,20 @@ impl Host {
     /// Best effort: a later deploy starts a new incarnation anyway.
     pub fn drop_changelog(&self, storage: &str) -> Result<()> {
         let group = format!("{}.{storage}", self.shared.kafka.group_prefix);
-        match crate::kafka::offsets::wait_empty(&self.shared.kafka, &group, Duration::from_secs(30)) {
+        match crate::kafka::offsets::wait_empty(&self.shared.kafka, &group, Duration::from_secs(30))
+        {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(group = %group, "the group still has members after 30 s; deleting its changelog anyway"),
-            Err(e) => tracing::warn!(group = %group, error = %format!("{e:#}"), "cannot list the group's members; deleting its changelog anyway"),
+            Ok(false) => {
+                tracing::warn!(group = %group, "the group still has members after 30 s; deleting its changelog anyway")
+            }
+            Err(e) => {
+                tracing::warn!(group = %group, error = %format!("{e:#}"), "cannot list the group's members; deleting its changelog anyway")
+            }
         }
-        if let Err(e) = self.cluster.delete_topic(&changelog::topic(&self.shared.kafka.group_prefix, storage)) {
+        if let Err(e) = self
+            .cluster
+            .delete_topic(&changelog::topic(&self.shared.kafka.group_prefix, storage))
+        {
             tracing::warn!(storage, error = %format!("{e:#}"), "could not delete a dropped changelog");
         }
         Ok(())
@@ -680,11 +830,16 @@ fn supervise(d: &Arc<Deployment>, shared: &Arc<Shared>, stop: &Arc<AtomicBool>) 
     let mut backoff = Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
         let started = std::time::Instant::now();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deployment::run(d.clone(), shared.clone(), stop.clone())));
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            deployment::run(d.clone(), shared.clone(), stop.clone())
+        }));
         let why = match ran {
             Ok(Ok(())) => break,
             Ok(Err(e)) => format!("{e:#}"),
-            Err(panic) => format!("the host failed running it (a bug in Weir, please report it): {}", workers::panic_message(&*panic)),
+            Err(panic) => format!(
+                "the host failed running it (a bug in Weir, please report it): {}",
+                workers::panic_message(&*panic)
+            ),
         };
         tracing::error!(deployment = %d.name, error = %why, "deployment failed; starting it again in {} s", backoff.as_secs());
         {

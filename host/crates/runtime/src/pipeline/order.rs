@@ -74,14 +74,19 @@ pub fn next(inputs: &[InputView], enforce: bool) -> Next {
             None => {}
         }
     }
-    let Some((input, _)) = chosen else { return Next::Nothing };
+    let Some((input, _)) = chosen else {
+        return Next::Nothing;
+    };
     if let Some(w) = waiting {
         return Next::WaitFor { input: w };
     }
     if !inputs[input].ready {
         return Next::Nothing;
     }
-    let bound = second.map(|(other, timestamp)| Bound { timestamp, inclusive: input < other });
+    let bound = second.map(|(other, timestamp)| Bound {
+        timestamp,
+        inclusive: input < other,
+    });
     Next::Take { input, bound }
 }
 
@@ -91,36 +96,95 @@ mod tests {
     use proptest::prelude::*;
 
     fn view(head: Option<i64>) -> InputView {
-        InputView { head, ready: true, caught_up: true }
+        InputView {
+            head,
+            ready: true,
+            caught_up: true,
+        }
     }
 
     #[test]
     fn one_input_takes_everything_it_has() {
-        assert_eq!(next(&[view(Some(5))], false), Next::Take { input: 0, bound: None });
+        assert_eq!(
+            next(&[view(Some(5))], false),
+            Next::Take {
+                input: 0,
+                bound: None
+            }
+        );
         assert_eq!(next(&[view(None)], false), Next::Nothing);
-        let lingering = InputView { ready: false, ..view(Some(5)) };
+        let lingering = InputView {
+            ready: false,
+            ..view(Some(5))
+        };
         assert_eq!(next(&[lingering], false), Next::Nothing);
     }
 
     #[test]
     fn the_earliest_head_goes_first_up_to_the_next_earliest() {
         let got = next(&[view(Some(30)), view(Some(10)), view(Some(20))], false);
-        assert_eq!(got, Next::Take { input: 1, bound: Some(Bound { timestamp: 20, inclusive: true }) });
+        assert_eq!(
+            got,
+            Next::Take {
+                input: 1,
+                bound: Some(Bound {
+                    timestamp: 20,
+                    inclusive: true
+                })
+            }
+        );
         let got = next(&[view(Some(20)), view(Some(10))], false);
-        assert_eq!(got, Next::Take { input: 1, bound: Some(Bound { timestamp: 20, inclusive: false }) });
+        assert_eq!(
+            got,
+            Next::Take {
+                input: 1,
+                bound: Some(Bound {
+                    timestamp: 20,
+                    inclusive: false
+                })
+            }
+        );
         // Ties go to the input that sorts first, and records at the tie too.
-        assert_eq!(next(&[view(Some(10)), view(Some(10))], false), Next::Take { input: 0, bound: Some(Bound { timestamp: 10, inclusive: true }) });
+        assert_eq!(
+            next(&[view(Some(10)), view(Some(10))], false),
+            Next::Take {
+                input: 0,
+                bound: Some(Bound {
+                    timestamp: 10,
+                    inclusive: true
+                })
+            }
+        );
     }
 
     #[test]
     fn an_empty_input_with_records_on_the_broker_is_waited_for_until_enforced() {
-        let behind = InputView { head: None, ready: false, caught_up: false };
-        assert_eq!(next(&[view(Some(10)), behind], false), Next::WaitFor { input: 1 });
-        assert_eq!(next(&[view(Some(10)), behind], true), Next::Take { input: 0, bound: None });
+        let behind = InputView {
+            head: None,
+            ready: false,
+            caught_up: false,
+        };
+        assert_eq!(
+            next(&[view(Some(10)), behind], false),
+            Next::WaitFor { input: 1 }
+        );
+        assert_eq!(
+            next(&[view(Some(10)), behind], true),
+            Next::Take {
+                input: 0,
+                bound: None
+            }
+        );
         // Nothing to process: nothing to wait for either.
         assert_eq!(next(&[view(None), behind], false), Next::Nothing);
         // Caught up: nothing to wait for.
-        assert_eq!(next(&[view(Some(10)), view(None)], false), Next::Take { input: 0, bound: None });
+        assert_eq!(
+            next(&[view(Some(10)), view(None)], false),
+            Next::Take {
+                input: 0,
+                bound: None
+            }
+        );
     }
 
     /// A partition's inputs arrive in any interleaving and batches end
@@ -129,7 +193,10 @@ mod tests {
     fn merged(inputs: &[Vec<i64>]) -> Vec<(usize, i64)> {
         let mut at = vec![0; inputs.len()];
         let mut out = Vec::new();
-        while let Some(i) = (0..inputs.len()).filter(|&i| at[i] < inputs[i].len()).min_by_key(|&i| (inputs[i][at[i]], i)) {
+        while let Some(i) = (0..inputs.len())
+            .filter(|&i| at[i] < inputs[i].len())
+            .min_by_key(|&i| (inputs[i][at[i]], i))
+        {
             out.push((i, inputs[i][at[i]]));
             at[i] += 1;
         }

@@ -50,7 +50,16 @@ pub struct BatchLimits {
 
 impl Buffer {
     pub fn new(topic: &str, partition: i32, next_offset: Option<i64>, budgets: Budgets) -> Self {
-        Buffer { topic: topic.to_owned(), partition, chunks: VecDeque::new(), records: 0, bytes: 0, paused: false, next_offset, budgets }
+        Buffer {
+            topic: topic.to_owned(),
+            partition,
+            chunks: VecDeque::new(),
+            records: 0,
+            bytes: 0,
+            paused: false,
+            next_offset,
+            budgets,
+        }
     }
 
     /// Whether it should pause consumption: past its own limits, holding
@@ -91,8 +100,14 @@ impl Buffer {
         self.bytes += batch.held_bytes();
         self.budgets.add(batch.held_bytes());
         // It waited its linger the first time.
-        let since = Instant::now().checked_sub(std::time::Duration::from_secs(3600)).unwrap_or_else(Instant::now);
-        self.chunks.push_front(Chunk { builder: batch, taken: 0, since });
+        let since = Instant::now()
+            .checked_sub(std::time::Duration::from_secs(3600))
+            .unwrap_or_else(Instant::now);
+        self.chunks.push_front(Chunk {
+            builder: batch,
+            taken: 0,
+            since,
+        });
     }
 
     pub fn next_offset(&self) -> Option<i64> {
@@ -112,10 +127,19 @@ impl Buffer {
         headers: impl IntoIterator<Item = (&'h [u8], Option<&'h [u8]>)>,
         invalid: Option<String>,
     ) {
-        let size = key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + size_of::<weir_abi::InputRecord>();
-        let full = |c: &Chunk| c.builder.len() >= limits.records || (!c.builder.is_empty() && c.builder.held_bytes() + size > limits.bytes);
+        let size = key.map_or(0, <[u8]>::len)
+            + value.map_or(0, <[u8]>::len)
+            + size_of::<weir_abi::InputRecord>();
+        let full = |c: &Chunk| {
+            c.builder.len() >= limits.records
+                || (!c.builder.is_empty() && c.builder.held_bytes() + size > limits.bytes)
+        };
         if self.chunks.back().is_none_or(full) {
-            self.chunks.push_back(Chunk { builder: BatchBuilder::new(&self.topic, self.partition), taken: 0, since: Instant::now() });
+            self.chunks.push_back(Chunk {
+                builder: BatchBuilder::new(&self.topic, self.partition),
+                taken: 0,
+                since: Instant::now(),
+            });
         }
         let chunk = &mut self.chunks.back_mut().expect("a chunk to fill").builder;
         let before = chunk.held_bytes();
@@ -143,7 +167,12 @@ impl Buffer {
     pub fn ready(&self, limits: BatchLimits, linger: std::time::Duration) -> bool {
         match self.chunks.front() {
             None => false,
-            Some(c) => self.chunks.len() > 1 || c.builder.len() >= limits.records || c.builder.held_bytes() >= limits.bytes || c.since.elapsed() >= linger,
+            Some(c) => {
+                self.chunks.len() > 1
+                    || c.builder.len() >= limits.records
+                    || c.builder.held_bytes() >= limits.bytes
+                    || c.since.elapsed() >= linger
+            }
         }
     }
 
@@ -152,7 +181,11 @@ impl Buffer {
     /// the failure policy and moves no stream time), the earliest possible.
     pub fn head(&self) -> Option<i64> {
         let c = self.chunks.front()?;
-        Some(if c.builder.is_invalid(c.taken) { i64::MIN } else { c.builder.timestamp(c.taken) })
+        Some(if c.builder.is_invalid(c.taken) {
+            i64::MIN
+        } else {
+            c.builder.timestamp(c.taken)
+        })
     }
 
     /// The oldest batch, ending before the first record `bound` does not
@@ -162,7 +195,9 @@ impl Buffer {
         let len = c.builder.len();
         let end = match bound {
             None => len,
-            Some(b) => (c.taken..len).find(|&i| !c.builder.is_invalid(i) && !b.admits(c.builder.timestamp(i))).unwrap_or(len),
+            Some(b) => (c.taken..len)
+                .find(|&i| !c.builder.is_invalid(i) && !b.admits(c.builder.timestamp(i)))
+                .unwrap_or(len),
         };
         let batch = if c.taken == 0 && end == len {
             self.chunks.pop_front().expect("a chunk").builder
@@ -236,11 +271,26 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub fn new(number: i32, inputs: &[String], budgets: &Budgets, mut state: Box<PartitionState>, committed: Positions, changelog_next: i64) -> Self {
+    pub fn new(
+        number: i32,
+        inputs: &[String],
+        budgets: &Budgets,
+        mut state: Box<PartitionState>,
+        committed: Positions,
+        changelog_next: i64,
+    ) -> Self {
         let next_wall_timer = state.next_timer(Clock::WallClock).unwrap_or(Some(i64::MIN));
         Partition {
             number,
-            inputs: inputs.iter().map(|t| (t.clone(), Buffer::new(t, number, committed.get(t).copied(), budgets.clone()))).collect(),
+            inputs: inputs
+                .iter()
+                .map(|t| {
+                    (
+                        t.clone(),
+                        Buffer::new(t, number, committed.get(t).copied(), budgets.clone()),
+                    )
+                })
+                .collect(),
             waiting: None,
             state: Some(state),
             in_flight: false,
@@ -283,10 +333,25 @@ mod tests {
     #[test]
     fn buffered_bytes_count_what_headers_hold() {
         let mut b = Buffer::new("in", 0, None, Budgets::none());
-        let limits = BatchLimits { records: 1000, bytes: 1 << 20 };
+        let limits = BatchLimits {
+            records: 1000,
+            bytes: 1 << 20,
+        };
         let empty: &[u8] = &[];
-        b.push(limits, 0, 0, None, None, std::iter::repeat_n((empty, None), 100_000), None);
-        assert!(b.bytes() >= 100_000 * size_of::<weir_abi::Header>(), "{} bytes", b.bytes());
+        b.push(
+            limits,
+            0,
+            0,
+            None,
+            None,
+            std::iter::repeat_n((empty, None), 100_000),
+            None,
+        );
+        assert!(
+            b.bytes() >= 100_000 * size_of::<weir_abi::Header>(),
+            "{} bytes",
+            b.bytes()
+        );
         b.push(limits, 1, 0, None, Some(b"x"), [], None);
         assert_eq!(b.take(None).map(|c| c.len()), Some(1), "the batch was full");
     }
@@ -296,31 +361,62 @@ mod tests {
     #[test]
     fn a_bounded_take_cuts_the_batch_and_keeps_the_rest() {
         let mut b = Buffer::new("in", 0, Some(7), Budgets::none());
-        let limits = BatchLimits { records: 1000, bytes: 1 << 20 };
+        let limits = BatchLimits {
+            records: 1000,
+            bytes: 1 << 20,
+        };
         for (offset, ts) in [(7, 10), (8, 20), (9, 30), (10, 40)] {
             let invalid = (offset == 9).then(|| "too far ahead".to_owned());
             b.push(limits, offset, ts, None, Some(b"v"), [], invalid);
         }
-        assert_eq!((b.records(), b.next_offset(), b.head()), (4, Some(11), Some(10)));
+        assert_eq!(
+            (b.records(), b.next_offset(), b.head()),
+            (4, Some(11), Some(10))
+        );
         let bytes = b.bytes();
-        let first = b.take(Some(Bound { timestamp: 20, inclusive: false })).unwrap();
+        let first = b
+            .take(Some(Bound {
+                timestamp: 20,
+                inclusive: false,
+            }))
+            .unwrap();
         assert_eq!(first.len(), 1);
         assert_eq!((b.records(), b.head()), (3, Some(20)));
         assert_eq!(b.bytes(), bytes - first.held_bytes());
         // The invalid record at 30 never stops a batch: it moves no time.
-        let (second, invalid) = b.take(Some(Bound { timestamp: 25, inclusive: false })).unwrap().finish_checked();
-        assert_eq!(second.records.iter().map(|r| r.offset).collect::<Vec<_>>(), [8, 9]);
+        let (second, invalid) = b
+            .take(Some(Bound {
+                timestamp: 25,
+                inclusive: false,
+            }))
+            .unwrap()
+            .finish_checked();
+        assert_eq!(
+            second.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            [8, 9]
+        );
         assert_eq!(invalid.iter().map(|f| f.index).collect::<Vec<_>>(), [1]);
         assert_eq!(b.take(None).map(|c| c.finish().records[0].offset), Some(10));
         assert_eq!((b.records(), b.bytes(), b.head()), (0, 0, None));
         // Put back (its job ran out of time), it comes first again, at once.
         b.put_back(BatchBuilder::from_parts(second, invalid));
         assert_eq!((b.records(), b.head()), (2, Some(20)));
-        assert!(b.ready(limits, std::time::Duration::from_secs(60)), "it waited its linger before");
+        assert!(
+            b.ready(limits, std::time::Duration::from_secs(60)),
+            "it waited its linger before"
+        );
         assert_eq!(b.take(None).map(|c| c.len()), Some(2));
         assert_eq!((b.records(), b.bytes()), (0, 0));
         // An invalid record at the head goes first among the inputs.
-        b.push(limits, 11, 50, None, Some(b"v"), [], Some("too far ahead".to_owned()));
+        b.push(
+            limits,
+            11,
+            50,
+            None,
+            Some(b"v"),
+            [],
+            Some("too far ahead".to_owned()),
+        );
         assert_eq!(b.head(), Some(i64::MIN));
     }
 }

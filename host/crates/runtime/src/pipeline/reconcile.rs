@@ -85,26 +85,60 @@ impl ModuleLoads {
     /// Module `digest`, for a deployment of `tenant`: ready, compiling (a
     /// compile is started if the tenant has none running and there is
     /// room), or failed.
-    fn get(&mut self, host: &Arc<Host>, registry: &Registry, digest: &str, tenant: Option<&str>) -> Loaded {
+    fn get(
+        &mut self,
+        host: &Arc<Host>,
+        registry: &Registry,
+        digest: &str,
+        tenant: Option<&str>,
+    ) -> Loaded {
         self.collect();
         let failures = match self.loads.get(digest) {
             Some(Load::Ready(m)) => return Loaded::Ready(m.clone()),
             Some(Load::Running { .. }) => return Loaded::Compiling,
-            Some(Load::Failed { why, retry_at, .. }) if Instant::now() < *retry_at => return Loaded::Failed(why.clone()),
+            Some(Load::Failed { why, retry_at, .. }) if Instant::now() < *retry_at => {
+                return Loaded::Failed(why.clone());
+            }
             Some(Load::Failed { failures, .. }) => *failures,
             None => 0,
         };
-        let running: Vec<&Option<String>> =
-            self.loads.values().filter_map(|l| if let Load::Running { tenant, .. } = l { Some(tenant) } else { None }).collect();
+        let running: Vec<&Option<String>> = self
+            .loads
+            .values()
+            .filter_map(|l| {
+                if let Load::Running { tenant, .. } = l {
+                    Some(tenant)
+                } else {
+                    None
+                }
+            })
+            .collect();
         if running.len() >= MAX_LOADS || running.iter().any(|t| t.as_deref() == tenant) {
             return Loaded::Compiling;
         }
-        let Some(bytes) = registry.modules.get(digest) else { return Loaded::Failed(format!("module {digest} has not arrived from the registry yet")) };
+        let Some(bytes) = registry.modules.get(digest) else {
+            return Loaded::Failed(format!(
+                "module {digest} has not arrived from the registry yet"
+            ));
+        };
         let (engine, name) = (host.engine().clone(), digest.to_owned());
-        let thread = std::thread::Builder::new().name("weir-compile".into()).spawn(move || engine.load(&bytes).with_context(|| format!("module {name}")));
+        let thread = std::thread::Builder::new()
+            .name("weir-compile".into())
+            .spawn(move || {
+                engine
+                    .load(&bytes)
+                    .with_context(|| format!("module {name}"))
+            });
         match thread {
             Ok(thread) => {
-                self.loads.insert(digest.to_owned(), Load::Running { tenant: tenant.map(str::to_owned), thread, failures });
+                self.loads.insert(
+                    digest.to_owned(),
+                    Load::Running {
+                        tenant: tenant.map(str::to_owned),
+                        thread,
+                        failures,
+                    },
+                );
                 Loaded::Compiling
             }
             Err(e) => Loaded::Failed(format!("starting a compile: {e}")),
@@ -113,15 +147,33 @@ impl ModuleLoads {
 
     /// Takes the results of the compiles that finished.
     fn collect(&mut self) {
-        let finished: Vec<String> =
-            self.loads.iter().filter(|(_, l)| matches!(l, Load::Running { thread, .. } if thread.is_finished())).map(|(d, _)| d.clone()).collect();
+        let finished: Vec<String> = self
+            .loads
+            .iter()
+            .filter(|(_, l)| matches!(l, Load::Running { thread, .. } if thread.is_finished()))
+            .map(|(d, _)| d.clone())
+            .collect();
         for digest in finished {
-            let Some(Load::Running { thread, failures, .. }) = self.loads.remove(&digest) else { unreachable!("just seen") };
-            let load = match thread.join().unwrap_or_else(|_| Err(anyhow!("compiling panicked"))) {
+            let Some(Load::Running {
+                thread, failures, ..
+            }) = self.loads.remove(&digest)
+            else {
+                unreachable!("just seen")
+            };
+            let load = match thread
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("compiling panicked")))
+            {
                 Ok(module) => Load::Ready(Arc::new(module)),
                 Err(e) => {
-                    let wait = LOAD_RETRY.saturating_mul(1 << failures.min(6)).min(LOAD_RETRY_MAX);
-                    Load::Failed { why: format!("{e:#}"), retry_at: Instant::now() + wait, failures: failures + 1 }
+                    let wait = LOAD_RETRY
+                        .saturating_mul(1 << failures.min(6))
+                        .min(LOAD_RETRY_MAX);
+                    Load::Failed {
+                        why: format!("{e:#}"),
+                        retry_at: Instant::now() + wait,
+                        failures: failures + 1,
+                    }
                 }
             };
             self.loads.insert(digest, load);
@@ -132,14 +184,25 @@ impl ModuleLoads {
     /// way finishes on its own, and is forgotten then).
     fn keep(&mut self, wanted: &std::collections::BTreeSet<&str>) {
         self.collect();
-        self.loads.retain(|digest, load| wanted.contains(digest.as_str()) || matches!(load, Load::Running { .. }));
+        self.loads.retain(|digest, load| {
+            wanted.contains(digest.as_str()) || matches!(load, Load::Running { .. })
+        });
     }
 }
 
 /// Follows the host's registry on a thread until the host shuts down.
 pub fn spawn(host: Arc<Host>) -> Result<()> {
-    let registry = host.registry.clone().ok_or_else(|| anyhow!("the host has no registry"))?;
-    let mut r = Reconciler { host: host.clone(), registry, applied: BTreeMap::new(), tried: BTreeMap::new(), loads: ModuleLoads::default() };
+    let registry = host
+        .registry
+        .clone()
+        .ok_or_else(|| anyhow!("the host has no registry"))?;
+    let mut r = Reconciler {
+        host: host.clone(),
+        registry,
+        applied: BTreeMap::new(),
+        tried: BTreeMap::new(),
+        loads: ModuleLoads::default(),
+    };
     let thread = std::thread::Builder::new()
         .name("weir-reconcile".into())
         .spawn(move || {
@@ -167,36 +230,65 @@ impl Reconciler {
     fn reconcile(&mut self) {
         let specs = self.registry.specs();
         // Stop what no longer runs here (or runs under a new incarnation).
-        let gone: Vec<String> =
-            self.applied.iter().filter(|(id, a)| specs.get(*id).is_none_or(|s| !s.running() || s.storage() != a.storage)).map(|(id, _)| id.clone()).collect();
+        let gone: Vec<String> = self
+            .applied
+            .iter()
+            .filter(|(id, a)| {
+                specs
+                    .get(*id)
+                    .is_none_or(|s| !s.running() || s.storage() != a.storage)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in gone {
             let applied = self.applied.remove(&id).expect("listed");
             self.host.stop(&id);
-            let dropped = specs.get(&id).is_none_or(|s| s.storage() != applied.storage);
+            let dropped = specs
+                .get(&id)
+                .is_none_or(|s| s.storage() != applied.storage);
             if dropped {
                 self.host.drop_local_state(&applied.storage);
             }
             tracing::info!(deployment = %id, dropped_state = dropped, "deployment stopped on this host");
         }
-        lock(&self.host.problems).retain(|id, _| specs.get(id).is_some_and(DeploymentSpec::running));
+        lock(&self.host.problems)
+            .retain(|id, _| specs.get(id).is_some_and(DeploymentSpec::running));
         for (id, spec) in specs.iter().filter(|(_, s)| s.running()) {
             if !self.registry.modules.has(&spec.module) {
                 // Its chunks are still on their way; their arrival wakes us.
-                lock(&self.host.problems).insert(id.clone(), Problem::WaitingForModule(spec.module.clone()));
+                lock(&self.host.problems)
+                    .insert(id.clone(), Problem::WaitingForModule(spec.module.clone()));
                 continue;
             }
-            let (applied, retry_later) = (self.applied.get(id), self.tried.get(id).is_some_and(|(v, at)| *v == spec.version && at.elapsed() < RETRY));
-            if applied.is_some_and(|a| a.version == spec.version) || (applied.is_none() && retry_later) {
+            let (applied, retry_later) = (
+                self.applied.get(id),
+                self.tried
+                    .get(id)
+                    .is_some_and(|(v, at)| *v == spec.version && at.elapsed() < RETRY),
+            );
+            if applied.is_some_and(|a| a.version == spec.version)
+                || (applied.is_none() && retry_later)
+            {
                 continue;
             }
             // An upgrade that keeps the module compiles nothing.
-            let running = self.host.deployment(id).map(|d| d.runnable().module.clone()).filter(|m| m.digest == spec.module);
+            let running = self
+                .host
+                .deployment(id)
+                .map(|d| d.runnable().module.clone())
+                .filter(|m| m.digest == spec.module);
             let module = match running {
                 Some(m) => m,
-                None => match self.loads.get(&self.host, &self.registry, &spec.module, spec.tenant.as_deref()) {
+                None => match self.loads.get(
+                    &self.host,
+                    &self.registry,
+                    &spec.module,
+                    spec.tenant.as_deref(),
+                ) {
                     Loaded::Ready(m) => m,
                     Loaded::Compiling => {
-                        lock(&self.host.problems).insert(id.clone(), Problem::CompilingModule(spec.module.clone()));
+                        lock(&self.host.problems)
+                            .insert(id.clone(), Problem::CompilingModule(spec.module.clone()));
                         continue;
                     }
                     Loaded::Failed(why) => {
@@ -220,38 +312,79 @@ impl Reconciler {
                     lock(&self.host.problems).remove(id);
                 }
                 // Room comes back as instances go: tried again at once.
-                Err(e) if e.chain().any(|c| c.downcast_ref::<weir_abi::CallFailure>().is_some_and(|f| f.kind == weir_abi::FailureKind::Unavailable)) => {
+                Err(e)
+                    if e.chain().any(|c| {
+                        c.downcast_ref::<weir_abi::CallFailure>()
+                            .is_some_and(|f| f.kind == weir_abi::FailureKind::Unavailable)
+                    }) =>
+                {
                     tracing::warn!(deployment = %id, error = %format!("{e:#}"), "no room to start the deployment on this host yet");
-                    lock(&self.host.problems).insert(id.clone(), Problem::WaitingForRoom(format!("{e:#}")));
+                    lock(&self.host.problems)
+                        .insert(id.clone(), Problem::WaitingForRoom(format!("{e:#}")));
                 }
                 Err(e) => {
                     tracing::error!(deployment = %id, error = %format!("{e:#}"), "cannot run the deployment on this host");
-                    self.tried.insert(id.clone(), (spec.version, Instant::now()));
+                    self.tried
+                        .insert(id.clone(), (spec.version, Instant::now()));
                     lock(&self.host.problems).insert(id.clone(), Problem::Failed(format!("{e:#}")));
                 }
             }
         }
-        self.loads.keep(&specs.values().filter(|s| s.running()).map(|s| s.module.as_str()).collect());
+        self.loads.keep(
+            &specs
+                .values()
+                .filter(|s| s.running())
+                .map(|s| s.module.as_str())
+                .collect(),
+        );
         self.publish_rollbacks(&specs);
     }
 
-    fn start(&mut self, id: &str, spec: &DeploymentSpec, module: Arc<weir_engine::Module>) -> Result<()> {
+    fn start(
+        &mut self,
+        id: &str,
+        spec: &DeploymentSpec,
+        module: Arc<weir_engine::Module>,
+    ) -> Result<()> {
         let tenant = self.tenant(spec)?;
-        let who = Identity { id: id.to_owned(), tenant: spec.tenant.clone(), storage: spec.storage() };
-        let deployment = self.host.prepare(&who, &spec.deployment, module, tenant.as_ref())?;
+        let who = Identity {
+            id: id.to_owned(),
+            tenant: spec.tenant.clone(),
+            storage: spec.storage(),
+        };
+        let deployment = self
+            .host
+            .prepare(&who, &spec.deployment, module, tenant.as_ref())?;
         self.host.run(deployment);
-        self.applied.insert(id.to_owned(), Applied { version: spec.version, storage: spec.storage(), config: spec.deployment.clone() });
+        self.applied.insert(
+            id.to_owned(),
+            Applied {
+                version: spec.version,
+                storage: spec.storage(),
+                config: spec.deployment.clone(),
+            },
+        );
         tracing::info!(deployment = %id, module = %spec.module, version = spec.version, "deployment started from the registry");
         Ok(())
     }
 
     /// Swaps the transform of a running deployment between batches; a new
     /// module runs on trial (see `workers::Trial`).
-    fn upgrade(&mut self, id: &str, spec: &DeploymentSpec, module: Arc<weir_engine::Module>) -> Result<()> {
-        let d = self.host.deployment(id).ok_or_else(|| anyhow!("deployment `{id}` is not running"))?;
+    fn upgrade(
+        &mut self,
+        id: &str,
+        spec: &DeploymentSpec,
+        module: Arc<weir_engine::Module>,
+    ) -> Result<()> {
+        let d = self
+            .host
+            .deployment(id)
+            .ok_or_else(|| anyhow!("deployment `{id}` is not running"))?;
         let tenant = self.tenant(spec)?;
         let current = d.runnable();
-        let tspec = self.host.transform_spec(id, &spec.deployment, tenant.as_ref())?;
+        let tspec = self
+            .host
+            .transform_spec(id, &spec.deployment, tenant.as_ref())?;
         self.host.warm_up(module.clone(), tspec.clone())?;
         let share = spec.deployment.cpu_share;
         let next = if module.digest != current.module.digest && spec.rolled_back.is_none() {
@@ -260,7 +393,14 @@ impl Reconciler {
             Runnable::new(module, tspec, share)
         };
         d.swap(Arc::new(next));
-        self.applied.insert(id.to_owned(), Applied { version: spec.version, storage: spec.storage(), config: spec.deployment.clone() });
+        self.applied.insert(
+            id.to_owned(),
+            Applied {
+                version: spec.version,
+                storage: spec.storage(),
+                config: spec.deployment.clone(),
+            },
+        );
         tracing::info!(deployment = %id, module = %spec.module, version = spec.version, "deployment upgraded");
         Ok(())
     }
@@ -269,8 +409,12 @@ impl Reconciler {
     /// naming the old module in the registry again.
     fn publish_rollbacks(&self, specs: &BTreeMap<String, DeploymentSpec>) {
         for id in self.applied.keys() {
-            let (Some(d), Some(spec)) = (self.host.deployment(id), specs.get(id)) else { continue };
-            let Some(why) = lock(&d.status).rolled_back.clone() else { continue };
+            let (Some(d), Some(spec)) = (self.host.deployment(id), specs.get(id)) else {
+                continue;
+            };
+            let Some(why) = lock(&d.status).rolled_back.clone() else {
+                continue;
+            };
             let running = d.runnable().module.digest.clone();
             if spec.module == running || spec.previous_module.as_deref() != Some(running.as_str()) {
                 continue;
@@ -300,7 +444,13 @@ impl Reconciler {
     fn tenant(&self, spec: &DeploymentSpec) -> Result<Option<crate::tenants::TenantConfig>> {
         match &spec.tenant {
             None => Ok(None),
-            Some(t) => self.host.tenants.get(t).cloned().map(Some).ok_or_else(|| anyhow!("tenant `{t}` is not configured on this host")),
+            Some(t) => self
+                .host
+                .tenants
+                .get(t)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| anyhow!("tenant `{t}` is not configured on this host")),
         }
     }
 }

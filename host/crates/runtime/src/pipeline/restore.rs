@@ -39,7 +39,11 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
     let kafka = &shared.kafka;
     let timeout = Duration::from_millis(kafka.connect_timeout_ms.max(10_000));
     let committed = committed_offsets(shared, deployment, n, timeout)?;
-    let dir = shared.host.state_dir.join(&deployment.storage).join(n.to_string());
+    let dir = shared
+        .host
+        .state_dir
+        .join(&deployment.storage)
+        .join(n.to_string());
     let open = || -> Result<(PartitionState, StoreReader)> {
         let backend = RocksBackend::open(&dir, &shared.rocks)?;
         let reader = backend.reader();
@@ -58,22 +62,48 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
         }
     };
     state.set_max_entry_bytes(deployment.changelog_entry_limit);
-    let (tenant, name, label) = (deployment.tenant.as_str(), deployment.name.as_str(), n.to_string());
+    let (tenant, name, label) = (
+        deployment.tenant.as_str(),
+        deployment.name.as_str(),
+        n.to_string(),
+    );
     let metrics = &shared.metrics;
-    metrics.restoring.with_label_values(&[tenant, name, &label]).set(1);
+    metrics
+        .restoring
+        .with_label_values(&[tenant, name, &label])
+        .set(1);
     let started = Instant::now();
     let reported = std::cell::Cell::new(0u64);
     let progress = |applied: u64| {
-        metrics.restored_keys.with_label_values(&[tenant, name, &label]).inc_by(applied.saturating_sub(reported.get()));
+        metrics
+            .restored_keys
+            .with_label_values(&[tenant, name, &label])
+            .inc_by(applied.saturating_sub(reported.get()));
         if applied > reported.get() {
             tracing::info!(deployment = %name, partition = n, applied, "restoring state from the changelog");
         }
         reported.set(applied);
     };
-    let interval = Duration::from_millis(deployment.config.commit_interval_ms(shared.host.commit_interval_ms));
+    let interval = Duration::from_millis(
+        deployment
+            .config
+            .commit_interval_ms(shared.host.commit_interval_ms),
+    );
     let open_for = crate::kafka::producer::transaction_timeout(interval);
-    let restored = changelog::restore(kafka, &deployment.changelog_topic, n, from.max(low)..high, &committed, open_for, &mut state, &progress);
-    metrics.restoring.with_label_values(&[tenant, name, &label]).set(0);
+    let restored = changelog::restore(
+        kafka,
+        &deployment.changelog_topic,
+        n,
+        from.max(low)..high,
+        &committed,
+        open_for,
+        &mut state,
+        &progress,
+    );
+    metrics
+        .restoring
+        .with_label_values(&[tenant, name, &label])
+        .set(0);
     let restored = restored?;
     // Queries read it once it is whole.
     shared.state_readers.add(&deployment.storage, n, reader);
@@ -81,13 +111,32 @@ pub fn take_over(shared: &Shared, deployment: &Deployment, n: i32) -> Result<Tak
         tracing::info!(deployment = %name, partition = n, applied = restored.applied, skipped = restored.skipped, seconds = started.elapsed().as_secs_f64(), "state restored");
     }
     let checkpoint = state.checkpoint()?.unwrap_or_default();
-    let positions = deployment.config.inputs.iter().filter_map(|t| committed.get(t).or_else(|| checkpoint.offsets.get(t)).map(|&o| (t.clone(), o))).collect();
-    Ok(Takeover { state: Box::new(state), positions, changelog_next: checkpoint.changelog_next })
+    let positions = deployment
+        .config
+        .inputs
+        .iter()
+        .filter_map(|t| {
+            committed
+                .get(t)
+                .or_else(|| checkpoint.offsets.get(t))
+                .map(|&o| (t.clone(), o))
+        })
+        .collect();
+    Ok(Takeover {
+        state: Box::new(state),
+        positions,
+        changelog_next: checkpoint.changelog_next,
+    })
 }
 
 /// The group's committed offsets of partition `n` of each input topic,
 /// read by a client of the group that does not join it.
-fn committed_offsets(shared: &Shared, deployment: &Deployment, n: i32, timeout: Duration) -> Result<BTreeMap<String, i64>> {
+fn committed_offsets(
+    shared: &Shared,
+    deployment: &Deployment,
+    n: i32,
+    timeout: Duration,
+) -> Result<BTreeMap<String, i64>> {
     let mut c = crate::kafka::client_config(&shared.kafka);
     c.set("group.id", &deployment.group);
     let client: BaseConsumer = c.create().context("creating a client of the group")?;
@@ -95,7 +144,9 @@ fn committed_offsets(shared: &Shared, deployment: &Deployment, n: i32, timeout: 
     for t in &deployment.config.inputs {
         tpl.add_partition(t, n);
     }
-    let committed = client.committed_offsets(tpl, timeout).context("reading committed offsets")?;
+    let committed = client
+        .committed_offsets(tpl, timeout)
+        .context("reading committed offsets")?;
     Ok(committed
         .elements()
         .iter()
@@ -108,12 +159,29 @@ fn committed_offsets(shared: &Shared, deployment: &Deployment, n: i32, timeout: 
 
 /// Runs [`take_over`] on a thread; the result goes to `reply` with the
 /// partition and `epoch` (which assignment asked for it).
-pub fn spawn(shared: Arc<Shared>, deployment: Arc<Deployment>, n: i32, epoch: u64, reply: std::sync::mpsc::Sender<(i32, u64, Result<Takeover>)>) {
+pub fn spawn(
+    shared: Arc<Shared>,
+    deployment: Arc<Deployment>,
+    n: i32,
+    epoch: u64,
+    reply: std::sync::mpsc::Sender<(i32, u64, Result<Takeover>)>,
+) {
     let name = format!("weir-restore-{n}");
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take_over(&shared, &deployment, n)))
-            .unwrap_or_else(|p| Err(anyhow::anyhow!("restoring panicked: {}", super::workers::panic_message(&*p))));
-        let _ = reply.send((n, epoch, result.with_context(|| format!("taking over partition {n}"))));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            take_over(&shared, &deployment, n)
+        }))
+        .unwrap_or_else(|p| {
+            Err(anyhow::anyhow!(
+                "restoring panicked: {}",
+                super::workers::panic_message(&*p)
+            ))
+        });
+        let _ = reply.send((
+            n,
+            epoch,
+            result.with_context(|| format!("taking over partition {n}")),
+        ));
     });
     if let Err(e) = spawned {
         tracing::error!(partition = n, error = %e, "could not start a restore thread");

@@ -113,7 +113,10 @@ impl OpenStores {
             if store.topic() == topic {
                 return Ok(store);
             }
-            bail!("its store is still open for topic `{}`; try again once its last batches end", store.topic());
+            bail!(
+                "its store is still open for topic `{}`; try again once its last batches end",
+                store.topic()
+            );
         }
         let store = Arc::new(RocksTable::open(path, topic, rocks)?);
         open.insert(path.to_owned(), Arc::downgrade(&store));
@@ -154,11 +157,17 @@ pub fn wait_loaded(deployment: &Deployment, shared: &Shared, stop: &AtomicBool) 
         {
             let guard = lock(&deployment.table_loaders);
             let loaders = &guard.as_ref().expect("started").loaders;
-            if loaders.iter().all(|l| l.progress.loaded.load(Ordering::Relaxed)) {
+            if loaders
+                .iter()
+                .all(|l| l.progress.loaded.load(Ordering::Relaxed))
+            {
                 return Ok(true);
             }
             // The loader keeps trying; the deployment is reported down meanwhile.
-            let failing = loaders.iter().filter(|l| !l.progress.loaded.load(Ordering::Relaxed)).find_map(|l| lock(&l.progress.error).clone().map(|e| (l, e)));
+            let failing = loaders
+                .iter()
+                .filter(|l| !l.progress.loaded.load(Ordering::Relaxed))
+                .find_map(|l| lock(&l.progress.error).clone().map(|e| (l, e)));
             if let Some((l, why)) = failing {
                 bail!("table `{}` cannot load: {why}", l.name);
             }
@@ -174,14 +183,33 @@ pub fn wait_loaded(deployment: &Deployment, shared: &Shared, stop: &AtomicBool) 
 
 fn start(deployment: &Deployment, shared: &Shared) -> Result<TableLoaders> {
     let tables = &deployment.runnable().spec.tables;
-    forget_undeclared(&shared.host.state_dir.join(&deployment.storage).join("tables"), &deployment.config.tables);
+    forget_undeclared(
+        &shared
+            .host
+            .state_dir
+            .join(&deployment.storage)
+            .join("tables"),
+        &deployment.config.tables,
+    );
     let mut loaders = Vec::new();
     for (name, topic) in &deployment.config.tables {
-        let dir = shared.host.state_dir.join(&deployment.storage).join("tables").join(name);
-        let store = shared.table_stores.open(&dir, topic, &shared.rocks).with_context(|| format!("table `{name}`"))?;
+        let dir = shared
+            .host
+            .state_dir
+            .join(&deployment.storage)
+            .join("tables")
+            .join(name);
+        let store = shared
+            .table_stores
+            .open(&dir, topic, &shared.rocks)
+            .with_context(|| format!("table `{name}`"))?;
         tables.attach(name, store.clone())?;
-        let consumer = crate::changelog::reader(&table_reader(&shared.kafka)).with_context(|| format!("table `{name}`"))?;
-        let (progress, stop) = (Arc::new(Progress::default()), Arc::new(AtomicBool::new(false)));
+        let consumer = crate::changelog::reader(&table_reader(&shared.kafka))
+            .with_context(|| format!("table `{name}`"))?;
+        let (progress, stop) = (
+            Arc::new(Progress::default()),
+            Arc::new(AtomicBool::new(false)),
+        );
         let (s, p, st, t) = (store.clone(), progress.clone(), stop.clone(), topic.clone());
         let label = format!("{}/{name}", deployment.name);
         let timeout = Duration::from_millis(shared.kafka.connect_timeout_ms.max(10_000));
@@ -199,7 +227,14 @@ fn start(deployment: &Deployment, shared: &Shared) -> Result<TableLoaders> {
                 let _ = s.flush();
             })
             .context("spawning a table loader")?;
-        loaders.push(Loader { name: name.clone(), topic: topic.clone(), store, progress, stop, thread: Some(thread) });
+        loaders.push(Loader {
+            name: name.clone(),
+            topic: topic.clone(),
+            store,
+            progress,
+            stop,
+            thread: Some(thread),
+        });
     }
     Ok(TableLoaders { loaders })
 }
@@ -207,9 +242,14 @@ fn start(deployment: &Deployment, shared: &Shared) -> Result<TableLoaders> {
 /// Deletes the stores of tables the deployment no longer declares (its
 /// tables changed, which restarted it).
 fn forget_undeclared(dir: &Path, declared: &BTreeMap<String, String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
-        if !e.file_name().to_str().is_some_and(|n| declared.contains_key(n))
+        if !e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| declared.contains_key(n))
             && let Err(err) = std::fs::remove_dir_all(e.path())
         {
             tracing::warn!(dir = %e.path().display(), error = %err, "could not delete the store of a table no longer declared");
@@ -222,15 +262,29 @@ fn forget_undeclared(dir: &Path, declared: &BTreeMap<String, String>) {
 /// and a loader, which runs as long as its deployment, queues little.
 fn table_reader(kafka: &KafkaConfig) -> KafkaConfig {
     let mut kafka = kafka.clone();
-    for (k, v) in [("auto.offset.reset", "error"), ("queued.max.messages.kbytes", "16384"), ("fetch.max.bytes", "16777216")] {
-        kafka.properties.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+    for (k, v) in [
+        ("auto.offset.reset", "error"),
+        ("queued.max.messages.kbytes", "16384"),
+        ("fetch.max.bytes", "16777216"),
+    ] {
+        kafka
+            .properties
+            .entry(k.to_owned())
+            .or_insert_with(|| v.to_owned());
     }
     kafka
 }
 
 /// Reads `topic` into `store` until `stop`. Fails when the topic cannot be
 /// read (it is missing, the broker unreachable for long).
-fn load(consumer: &Reader, topic: &str, store: &RocksTable, progress: &Progress, stop: &AtomicBool, timeout: Duration) -> Result<()> {
+fn load(
+    consumer: &Reader,
+    topic: &str,
+    store: &RocksTable,
+    progress: &Progress,
+    stop: &AtomicBool,
+    timeout: Duration,
+) -> Result<()> {
     let started = Instant::now();
     // A retry starts over: what an earlier attempt assigned is assigned again.
     let _ = consumer.unassign();
@@ -245,7 +299,15 @@ fn load(consumer: &Reader, topic: &str, store: &RocksTable, progress: &Progress,
     while !stop.load(Ordering::Relaxed) {
         if refreshed.is_none_or(|at| at.elapsed() >= REFRESH_EVERY) {
             refreshed = Some(Instant::now());
-            let added = assign_new(consumer, topic, store, &mut assigned, &mut ends, stop, timeout)?;
+            let added = assign_new(
+                consumer,
+                topic,
+                store,
+                &mut assigned,
+                &mut ends,
+                stop,
+                timeout,
+            )?;
             if !progress.loaded.load(Ordering::Relaxed) {
                 unread.extend(added);
             }
@@ -269,7 +331,10 @@ fn load(consumer: &Reader, topic: &str, store: &RocksTable, progress: &Progress,
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange))) => {
                     // Records the store had not read were deleted: what it
                     // holds may be stale. Read the whole topic again.
-                    tracing::warn!(topic, "the table's position left its topic's range (records deleted); reading the topic again");
+                    tracing::warn!(
+                        topic,
+                        "the table's position left its topic's range (records deleted); reading the topic again"
+                    );
                     store.clear()?;
                     batch.clear();
                     read.clear();
@@ -287,7 +352,10 @@ fn load(consumer: &Reader, topic: &str, store: &RocksTable, progress: &Progress,
             wait = Duration::ZERO;
         }
         if !read.is_empty() {
-            store.apply(batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())), &read)?;
+            store.apply(
+                batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+                &read,
+            )?;
             progress.records.fetch_add(messages, Ordering::Relaxed);
             batch.clear();
             read.clear();
@@ -298,15 +366,26 @@ fn load(consumer: &Reader, topic: &str, store: &RocksTable, progress: &Progress,
         // the start (a topic written faster than it is read has no end).
         if !unread.is_empty() {
             let position = consumer.position()?;
-            unread.retain(|p| match position.find_partition(topic, *p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o < ends[p],
-                _ => true,
-            });
+            unread.retain(
+                |p| match position.find_partition(topic, *p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o < ends[p],
+                    _ => true,
+                },
+            );
         }
-        let just_loaded = unread.is_empty() && !assigned.is_empty() && !progress.loaded.swap(true, Ordering::Relaxed);
+        let just_loaded = unread.is_empty()
+            && !assigned.is_empty()
+            && !progress.loaded.swap(true, Ordering::Relaxed);
         if just_loaded {
-            progress.load_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            tracing::info!(topic, records = progress.records.load(Ordering::Relaxed), ms = started.elapsed().as_millis() as u64, "table loaded");
+            progress
+                .load_ms
+                .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            tracing::info!(
+                topic,
+                records = progress.records.load(Ordering::Relaxed),
+                ms = started.elapsed().as_millis() as u64,
+                "table loaded"
+            );
         }
         if dirty && (just_loaded || flushed.elapsed() >= FLUSH_EVERY) {
             store.flush()?;
@@ -330,8 +409,15 @@ fn assign_new(
     stop: &AtomicBool,
     timeout: Duration,
 ) -> Result<Vec<i32>> {
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).with_context(|| format!("reading the metadata of topic `{topic}`"))?;
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).filter(|p| !assigned.contains(p)).collect();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .with_context(|| format!("reading the metadata of topic `{topic}`"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .filter(|p| !assigned.contains(p))
+        .collect();
     if partitions.is_empty() && assigned.is_empty() {
         bail!("topic `{topic}` does not exist");
     }
@@ -340,11 +426,25 @@ fn assign_new(
         if stop.load(Ordering::Relaxed) {
             return Ok(Vec::new());
         }
-        extents.insert(p, consumer.fetch_watermarks(topic, p, timeout).with_context(|| format!("reading the extent of `{topic}` partition {p}"))?);
+        extents.insert(
+            p,
+            consumer
+                .fetch_watermarks(topic, p, timeout)
+                .with_context(|| format!("reading the extent of `{topic}` partition {p}"))?,
+        );
     }
     let mut offsets = store.offsets()?;
-    if assigned.is_empty() && offsets.iter().any(|(p, o)| extents.get(p).is_none_or(|&(low, high)| *o < low || *o > high)) {
-        tracing::warn!(topic, "the table's store does not match its topic any more; reading the topic again");
+    if assigned.is_empty()
+        && offsets.iter().any(|(p, o)| {
+            extents
+                .get(p)
+                .is_none_or(|&(low, high)| *o < low || *o > high)
+        })
+    {
+        tracing::warn!(
+            topic,
+            "the table's store does not match its topic any more; reading the topic again"
+        );
         store.clear()?;
         offsets.clear();
     }
@@ -359,7 +459,9 @@ fn assign_new(
         tpl.add_partition_offset(topic, p, Offset::Offset(from))?;
     }
     if !extents.is_empty() {
-        consumer.incremental_assign(&tpl).context("assigning the table's partitions")?;
+        consumer
+            .incremental_assign(&tpl)
+            .context("assigning the table's partitions")?;
         assigned.extend(extents.keys());
     }
     Ok(unread)
@@ -375,7 +477,10 @@ mod tests {
         for name in ["customers", "prices"] {
             std::fs::create_dir_all(dir.path().join(name).join("inner")).unwrap();
         }
-        forget_undeclared(dir.path(), &BTreeMap::from([("customers".to_owned(), "topic".to_owned())]));
+        forget_undeclared(
+            dir.path(),
+            &BTreeMap::from([("customers".to_owned(), "topic".to_owned())]),
+        );
         assert!(dir.path().join("customers/inner").exists());
         assert!(!dir.path().join("prices").exists());
         // No directory yet: nothing to do.

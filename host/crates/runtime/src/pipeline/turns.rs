@@ -30,7 +30,11 @@ impl Turns {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.0.tickets.lock().unwrap_or_else(PoisonError::into_inner).1 += 1;
+        self.0
+            .tickets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1 += 1;
         self.0.next.notify_all();
     }
 }

@@ -57,14 +57,33 @@ const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
 impl Runnable {
     pub fn new(module: Arc<Module>, spec: Arc<TransformSpec>, weight: f64) -> Runnable {
-        Runnable { module, spec, weight, trial: Mutex::new(None) }
+        Runnable {
+            module,
+            spec,
+            weight,
+            trial: Mutex::new(None),
+        }
     }
 
     /// A transform that replaces `fallback` after `batches` good batches.
-    pub fn upgrade_of(fallback: Arc<Runnable>, module: Arc<Module>, spec: Arc<TransformSpec>, weight: f64, batches: u32) -> Runnable {
+    pub fn upgrade_of(
+        fallback: Arc<Runnable>,
+        module: Arc<Module>,
+        spec: Arc<TransformSpec>,
+        weight: f64,
+        batches: u32,
+    ) -> Runnable {
         // Only the transform that ran before counts, not its own fallback.
         let fallback = fallback.fallback().unwrap_or(fallback);
-        Runnable { module, spec, weight, trial: Mutex::new(Some(Trial { fallback, batches_left: batches })) }
+        Runnable {
+            module,
+            spec,
+            weight,
+            trial: Mutex::new(Some(Trial {
+                fallback,
+                batches_left: batches,
+            })),
+        }
     }
 
     pub fn on_trial(&self) -> bool {
@@ -164,7 +183,12 @@ struct Tenant {
 
 impl Default for Tenant {
     fn default() -> Self {
-        Tenant { queues: HashMap::new(), running: 0, vtime: 0.0, last_active: Instant::now() }
+        Tenant {
+            queues: HashMap::new(),
+            running: 0,
+            vtime: 0.0,
+            last_active: Instant::now(),
+        }
     }
 }
 
@@ -183,7 +207,11 @@ impl Tenant {
     fn next(&self, cap: usize) -> Option<&String> {
         let busy = self.queues.values().filter(|q| q.busy()).count().max(1);
         let each = cap.div_ceil(busy).max(1);
-        self.queues.iter().filter(|(_, q)| !q.jobs.is_empty() && q.running < each).min_by(|a, b| a.1.vtime.total_cmp(&b.1.vtime)).map(|(n, _)| n)
+        self.queues
+            .iter()
+            .filter(|(_, q)| !q.jobs.is_empty() && q.running < each)
+            .min_by(|a, b| a.1.vtime.total_cmp(&b.1.vtime))
+            .map(|(n, _)| n)
     }
 }
 
@@ -234,13 +262,23 @@ impl Sched {
     fn submit(&mut self, tenant: &str, deployment: &str, job: Job) {
         // Whoever was idle starts level with the others, neither owed a
         // backlog of CPU nor penalised for its past.
-        let floor = self.tenants.values().filter(|t| t.busy()).map(|t| t.vtime).fold(f64::INFINITY, f64::min);
+        let floor = self
+            .tenants
+            .values()
+            .filter(|t| t.busy())
+            .map(|t| t.vtime)
+            .fold(f64::INFINITY, f64::min);
         let t = self.tenants.entry(tenant.to_owned()).or_default();
         if !t.busy() && floor.is_finite() {
             t.vtime = t.vtime.max(floor);
         }
         t.last_active = Instant::now();
-        let floor = t.queues.values().filter(|q| q.busy()).map(|q| q.vtime).fold(f64::INFINITY, f64::min);
+        let floor = t
+            .queues
+            .values()
+            .filter(|q| q.busy())
+            .map(|q| q.vtime)
+            .fold(f64::INFINITY, f64::min);
         let q = t.queues.entry(deployment.to_owned()).or_default();
         if !q.busy() && floor.is_finite() {
             q.vtime = q.vtime.max(floor);
@@ -257,10 +295,17 @@ pub struct Workers {
 
 impl Workers {
     pub fn start(count: usize, stack_size: usize) -> Workers {
-        let workers = Workers { shared: Arc::new((Mutex::new(Sched::default()), Condvar::new())), count };
+        let workers = Workers {
+            shared: Arc::new((Mutex::new(Sched::default()), Condvar::new())),
+            count,
+        };
         for i in 0..count {
             let w = workers.clone();
-            std::thread::Builder::new().name(format!("weir-worker-{i}")).stack_size(stack_size).spawn(move || w.run()).expect("spawning a worker thread");
+            std::thread::Builder::new()
+                .name(format!("weir-worker-{i}"))
+                .stack_size(stack_size)
+                .spawn(move || w.run())
+                .expect("spawning a worker thread");
         }
         workers
     }
@@ -297,7 +342,10 @@ impl Workers {
                     if left.is_zero() {
                         break None;
                     }
-                    s = cv.wait_timeout(s, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+                    s = cv
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
                 }
             };
             // Forget the transforms (and give their instances back to the
@@ -308,11 +356,19 @@ impl Workers {
             swept = Instant::now();
             let Some((slot, job)) = next else { continue };
             let (started, cpu0) = (Instant::now(), thread_cpu_time());
-            let Job { runnable, partition, work, state, reply } = job;
+            let Job {
+                runnable,
+                partition,
+                work,
+                state,
+                reply,
+            } = job;
             // A panic fails this job's partition, not the worker (which every
             // deployment shares) nor the process.
             make_room(&mut transforms, &runnable);
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&mut transforms, &runnable, &work, state)));
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_job(&mut transforms, &runnable, &work, state)
+            }));
             let (state, outcome, rolled_back) = match ran {
                 Ok((state, outcome, rolled_back)) => (Some(state), outcome, rolled_back),
                 Err(panic) => {
@@ -329,21 +385,39 @@ impl Workers {
                 cv.notify_one();
             }
             // The deployment may be gone; its partition's result with it.
-            let _ = reply.send(Done { runnable, rolled_back, partition, work, state, outcome, elapsed: started.elapsed(), cpu });
+            let _ = reply.send(Done {
+                runnable,
+                rolled_back,
+                partition,
+                work,
+                state,
+                outcome,
+                elapsed: started.elapsed(),
+                cpu,
+            });
         }
     }
 }
 
 /// Runs one job's work; returns the state, the outcome and, for a batch of a
 /// transform on trial that was rolled back, why.
-fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, state: Box<PartitionState>) -> (Box<PartitionState>, Outcome, Option<String>) {
+fn run_job(
+    transforms: &mut Transforms,
+    runnable: &Arc<Runnable>,
+    work: &Work,
+    state: Box<PartitionState>,
+) -> (Box<PartitionState>, Outcome, Option<String>) {
     match work {
         Work::Batch(slices) => {
             let fallback = runnable.fallback();
-            let (mut state, mut results, mut rolled_back, mut passed) = (state, Vec::with_capacity(slices.len()), None, true);
+            let (mut state, mut results, mut rolled_back, mut passed) =
+                (state, Vec::with_capacity(slices.len()), None, true);
             // Each slice is a call under the CPU limit; together they get
             // one batch's time, as a job of one input's batch would.
-            let (started, allowed) = (thread_cpu_time(), Duration::from_millis(runnable.spec.limits.cpu_ms_per_batch));
+            let (started, allowed) = (
+                thread_cpu_time(),
+                Duration::from_millis(runnable.spec.limits.cpu_ms_per_batch),
+            );
             for Slice { batch, invalid } in slices {
                 if !results.is_empty() && thread_cpu_time().saturating_sub(started) >= allowed {
                     break;
@@ -351,17 +425,20 @@ fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, s
                 let result = match &fallback {
                     // Rolled back in this job: the rest runs what it fell back to.
                     Some(fallback) if rolled_back.is_some() => {
-                        let (back, result) = transform_of(transforms, fallback).dispatch_checked(batch, invalid, state);
+                        let (back, result) = transform_of(transforms, fallback)
+                            .dispatch_checked(batch, invalid, state);
                         state = back;
                         result
                     }
                     None => {
-                        let (back, result) = transform_of(transforms, runnable).dispatch_checked(batch, invalid, state);
+                        let (back, result) = transform_of(transforms, runnable)
+                            .dispatch_checked(batch, invalid, state);
                         state = back;
                         result
                     }
                     Some(fallback) => {
-                        let (back, result, trial) = try_on_trial(transforms, runnable, fallback, batch, invalid, state);
+                        let (back, result, trial) =
+                            try_on_trial(transforms, runnable, fallback, batch, invalid, state);
                         state = back;
                         passed &= matches!(trial, TrialOutcome::Passed);
                         if let TrialOutcome::Regressed(why) = trial {
@@ -384,11 +461,13 @@ fn run_job(transforms: &mut Transforms, runnable: &Arc<Runnable>, work: &Work, s
             (state, Outcome::Batch(results), rolled_back)
         }
         Work::CloseIdle { idle_ms } => {
-            let (state, result) = transform_of(transforms, runnable).close_windows(ForceClose::Idle { idle_ms: *idle_ms }, state);
+            let (state, result) = transform_of(transforms, runnable)
+                .close_windows(ForceClose::Idle { idle_ms: *idle_ms }, state);
             (state, Outcome::Closed(result), None)
         }
         Work::FireTimers { now } => {
-            let (state, fired) = transform_of(transforms, runnable).fire_wall_clock_timers(*now, state);
+            let (state, fired) =
+                transform_of(transforms, runnable).fire_wall_clock_timers(*now, state);
             (state, Outcome::Fired(fired), None)
         }
     }
@@ -411,7 +490,13 @@ type Transforms = HashMap<usize, (std::sync::Weak<Runnable>, Transform, Instant)
 /// This worker's instance of `runnable`.
 fn transform_of<'a>(transforms: &'a mut Transforms, runnable: &Arc<Runnable>) -> &'a mut Transform {
     let key = Arc::as_ptr(runnable) as usize;
-    let fresh = || (Arc::downgrade(runnable), Transform::new(runnable.module.clone(), runnable.spec.clone()), Instant::now());
+    let fresh = || {
+        (
+            Arc::downgrade(runnable),
+            Transform::new(runnable.module.clone(), runnable.spec.clone()),
+            Instant::now(),
+        )
+    };
     let entry = transforms.entry(key).or_insert_with(fresh);
     // An entry left by a runnable gone since, at the same address.
     if !entry.0.upgrade().is_some_and(|r| Arc::ptr_eq(&r, runnable)) {
@@ -427,13 +512,29 @@ fn transform_of<'a>(transforms: &'a mut Transforms, runnable: &Arc<Runnable>) ->
 /// So a tenant with more deployments than its share runs each of them in
 /// turn, rather than some of them never.
 fn make_room(transforms: &mut Transforms, runnable: &Arc<Runnable>) {
-    let Some(quota) = &runnable.spec.instance_quota else { return };
+    let Some(quota) = &runnable.spec.instance_quota else {
+        return;
+    };
     let key = Arc::as_ptr(runnable) as usize;
-    if !quota.full() || transforms.get(&key).is_some_and(|(_, t, _)| t.has_instance()) {
+    if !quota.full()
+        || transforms
+            .get(&key)
+            .is_some_and(|(_, t, _)| t.has_instance())
+    {
         return;
     }
-    let same_tenant = |r: &std::sync::Weak<Runnable>| r.upgrade().is_some_and(|r| r.spec.instance_quota.as_ref().is_some_and(|q| Arc::ptr_eq(q, quota)));
-    let oldest = transforms.iter_mut().filter(|(k, (r, t, _))| **k != key && t.has_instance() && same_tenant(r)).min_by_key(|(_, (_, _, used))| *used);
+    let same_tenant = |r: &std::sync::Weak<Runnable>| {
+        r.upgrade().is_some_and(|r| {
+            r.spec
+                .instance_quota
+                .as_ref()
+                .is_some_and(|q| Arc::ptr_eq(q, quota))
+        })
+    };
+    let oldest = transforms
+        .iter_mut()
+        .filter(|(k, (r, t, _))| **k != key && t.has_instance() && same_tenant(r))
+        .min_by_key(|(_, (_, _, used))| *used);
     if let Some((_, (_, t, _))) = oldest {
         t.release_instance();
     }
@@ -459,15 +560,29 @@ fn try_on_trial(
     mut state: Box<PartitionState>,
 ) -> (Box<PartitionState>, BatchResult, TrialOutcome) {
     state.savepoint();
-    let (mut state, result) = transform_of(transforms, candidate).dispatch_checked(batch, invalid, state);
-    if result.stopped.as_ref().is_some_and(|s| s.kind == FailureKind::Unavailable) {
+    let (mut state, result) =
+        transform_of(transforms, candidate).dispatch_checked(batch, invalid, state);
+    if result
+        .stopped
+        .as_ref()
+        .is_some_and(|s| s.kind == FailureKind::Unavailable)
+    {
         // No room to run it is no verdict on it: the rest of the batch waits.
         state.release_savepoint();
         return (state, result, TrialOutcome::Failed);
     }
     // Invalid records fail whatever runs; only the transform's own failures count.
-    let own = |r: &BatchResult| r.failures.iter().filter(|f| f.kind != FailureKind::InvalidInput).count();
-    let stopped_itself = |r: &BatchResult| r.stopped.as_ref().is_some_and(|s| s.kind != FailureKind::InvalidInput);
+    let own = |r: &BatchResult| {
+        r.failures
+            .iter()
+            .filter(|f| f.kind != FailureKind::InvalidInput)
+            .count()
+    };
+    let stopped_itself = |r: &BatchResult| {
+        r.stopped
+            .as_ref()
+            .is_some_and(|s| s.kind != FailureKind::InvalidInput)
+    };
     if own(&result) == 0 && !stopped_itself(&result) {
         state.release_savepoint();
         return (state, result, TrialOutcome::Passed);
@@ -476,15 +591,31 @@ fn try_on_trial(
     let (state, old) = transform_of(transforms, fallback).dispatch_checked(batch, invalid, state);
     let regressed = (stopped_itself(&result) && !stopped_itself(&old)) || own(&old) < own(&result);
     let why = regressed.then(|| {
-        match (result.stopped.as_ref().filter(|_| stopped_itself(&result)), result.failures.iter().find(|f| f.kind != FailureKind::InvalidInput)) {
+        match (
+            result.stopped.as_ref().filter(|_| stopped_itself(&result)),
+            result
+                .failures
+                .iter()
+                .find(|f| f.kind != FailureKind::InvalidInput),
+        ) {
             (Some(s), _) => weir_engine::transform::describe_failure(
                 &candidate.spec.name,
                 batch,
-                &RecordFailure { index: s.index, kind: s.kind, message: s.message.clone() },
+                &RecordFailure {
+                    index: s.index,
+                    kind: s.kind,
+                    message: s.message.clone(),
+                },
             ),
-            (None, Some(f)) => weir_engine::transform::describe_failure(&candidate.spec.name, batch, f),
+            (None, Some(f)) => {
+                weir_engine::transform::describe_failure(&candidate.spec.name, batch, f)
+            }
             (None, None) => unreachable!("the candidate failed"),
         }
     });
-    (state, old, why.map_or(TrialOutcome::Failed, TrialOutcome::Regressed))
+    (
+        state,
+        old,
+        why.map_or(TrialOutcome::Failed, TrialOutcome::Regressed),
+    )
 }

@@ -49,7 +49,10 @@ const CHUNKS_HEADER: &str = "weir.chunks";
 
 /// The registry's topics: deployments, modules.
 pub fn topics(group_prefix: &str) -> [String; 2] {
-    [format!("{group_prefix}.registry.deployments"), format!("{group_prefix}.registry.modules")]
+    [
+        format!("{group_prefix}.registry.deployments"),
+        format!("{group_prefix}.registry.modules"),
+    ]
 }
 
 /// One deployment as the cluster should run it.
@@ -128,7 +131,13 @@ impl DeploymentSpec {
 
     /// Records `what` in the history as the current version.
     pub fn record(&mut self, what: &str, why: Option<String>) {
-        let change = Change { version: self.version, at_ms: self.updated_at_ms, what: what.to_owned(), module: self.module.clone(), why };
+        let change = Change {
+            version: self.version,
+            at_ms: self.updated_at_ms,
+            what: what.to_owned(),
+            module: self.module.clone(),
+            why,
+        };
         self.history.push(change);
         let over = self.history.len().saturating_sub(HISTORY);
         self.history.drain(..over);
@@ -145,7 +154,9 @@ pub fn id(tenant: Option<&str>, name: &str) -> String {
 
 /// A module name: a sha256, 64 lowercase hex digits.
 pub fn is_digest(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Called with a module's digest when it is deleted (its compiled copies go
@@ -161,8 +172,12 @@ pub struct ModuleStore {
 
 impl ModuleStore {
     pub fn new(dir: &Path, on_remove: OnRemove) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating module directory {}", dir.display()))?;
-        Ok(ModuleStore { dir: dir.to_owned(), on_remove })
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating module directory {}", dir.display()))?;
+        Ok(ModuleStore {
+            dir: dir.to_owned(),
+            on_remove,
+        })
     }
 
     /// Deletes module `digest` (and whatever was compiled of it).
@@ -197,7 +212,9 @@ impl ModuleStore {
 
     /// Stores `bytes` if they hash to `digest`.
     pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.path(digest).with_context(|| format!("`{digest}` is not a sha256 digest"))?;
+        let path = self
+            .path(digest)
+            .with_context(|| format!("`{digest}` is not a sha256 digest"))?;
         if hex::encode(Sha256::digest(bytes)) != digest {
             bail!("module {digest}: the assembled bytes do not match their digest");
         }
@@ -258,14 +275,22 @@ impl Registry {
     ) -> Result<Arc<Registry>> {
         let [specs_topic, modules_topic] = topics(&kafka.group_prefix);
         for t in [&specs_topic, &modules_topic] {
-            cluster.ensure_topic(t, 1, &[("cleanup.policy", "compact")]).with_context(|| format!("registry topic `{t}`"))?;
+            cluster
+                .ensure_topic(t, 1, &[("cleanup.policy", "compact")])
+                .with_context(|| format!("registry topic `{t}`"))?;
         }
         {
             use crate::kafka::acl::{Operation::*, Permission, Resource::Topic};
-            let [specs, modules] = [&specs_topic, &modules_topic].map(|t| [Read, Write].map(|op| Permission::new(op, Topic, t)));
-            cluster.require(&[specs, modules].concat()).context("the registry topics")?;
+            let [specs, modules] = [&specs_topic, &modules_topic]
+                .map(|t| [Read, Write].map(|op| Permission::new(op, Topic, t)));
+            cluster
+                .require(&[specs, modules].concat())
+                .context("the registry topics")?;
         }
-        let producer: FutureProducer = crate::kafka::producer_config(kafka).set("linger.ms", "0").create().context("creating the registry producer")?;
+        let producer: FutureProducer = crate::kafka::producer_config(kafka)
+            .set("linger.ms", "0")
+            .create()
+            .context("creating the registry producer")?;
         let registry = Arc::new(Registry {
             specs_topic,
             modules_topic,
@@ -278,16 +303,23 @@ impl Registry {
         });
         let follower = Follower::new(kafka, &registry)?;
         let weak = Arc::downgrade(&registry);
-        std::thread::Builder::new().name("weir-registry".into()).spawn(move || follower.run(weak, shutdown)).context("spawning the registry follower")?;
+        std::thread::Builder::new()
+            .name("weir-registry".into())
+            .spawn(move || follower.run(weak, shutdown))
+            .context("spawning the registry follower")?;
         Ok(registry)
     }
 
     fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
-        self.view.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn view_mut(&self) -> std::sync::RwLockWriteGuard<'_, View> {
-        self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn specs(&self) -> BTreeMap<String, DeploymentSpec> {
@@ -314,16 +346,25 @@ impl Registry {
     pub fn stored_by(&self, tenant: Option<&str>) -> (usize, u64) {
         let view = self.view();
         let who = owner_name(tenant);
-        let mine = view.owners.iter().filter(|(d, o)| o.contains(who) && view.chunks.contains_key(*d));
+        let mine = view
+            .owners
+            .iter()
+            .filter(|(d, o)| o.contains(who) && view.chunks.contains_key(*d));
         mine.fold((0, 0), |(n, bytes), (d, _)| {
-            let size = self.modules.size(d).unwrap_or_else(|| view.chunks[d].0 as u64 * CHUNK_BYTES as u64);
+            let size = self
+                .modules
+                .size(d)
+                .unwrap_or_else(|| view.chunks[d].0 as u64 * CHUNK_BYTES as u64);
             (n + 1, bytes + size)
         })
     }
 
     /// Whether `tenant` (`None`: the admin) uploaded module `digest`.
     pub fn owns(&self, tenant: Option<&str>, digest: &str) -> bool {
-        self.view().owners.get(digest).is_some_and(|o| o.contains(owner_name(tenant)))
+        self.view()
+            .owners
+            .get(digest)
+            .is_some_and(|o| o.contains(owner_name(tenant)))
     }
 
     /// Waits until the view changes past `generation`, or `timeout`.
@@ -352,16 +393,35 @@ impl Registry {
         let mut deliveries = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter().enumerate() {
             let key = format!("{digest}/{i}");
-            let headers = OwnedHeaders::new().insert(Header { key: CHUNKS_HEADER, value: Some(count.as_bytes()) });
-            let record = FutureRecord::to(&self.modules_topic).partition(0).key(&key).payload(*chunk).headers(headers);
-            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| anyhow!("producing module chunk {i}: {e}"))?);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: CHUNKS_HEADER,
+                value: Some(count.as_bytes()),
+            });
+            let record = FutureRecord::to(&self.modules_topic)
+                .partition(0)
+                .key(&key)
+                .payload(*chunk)
+                .headers(headers);
+            deliveries.push(
+                self.producer
+                    .send_result(record)
+                    .map_err(|(e, _)| anyhow!("producing module chunk {i}: {e}"))?,
+            );
         }
         for (i, d) in deliveries.into_iter().enumerate() {
-            d.await.map_err(|_| anyhow!("module chunk {i}: the producer went away"))?.map_err(|(e, _)| anyhow!("module chunk {i}: {e}"))?;
+            d.await
+                .map_err(|_| anyhow!("module chunk {i}: the producer went away"))?
+                .map_err(|(e, _)| anyhow!("module chunk {i}: {e}"))?;
         }
         let owner = format!("owner/{digest}/{}", owner_name(tenant));
-        let record = FutureRecord::<str, [u8]>::to(&self.modules_topic).partition(0).key(&owner).payload(&[]);
-        let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("recording the module's owner: {e}"))?;
+        let record = FutureRecord::<str, [u8]>::to(&self.modules_topic)
+            .partition(0)
+            .key(&owner)
+            .payload(&[]);
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| anyhow!("recording the module's owner: {e}"))?;
         delivery
             .await
             .map_err(|_| anyhow!("recording the module's owner: the producer went away"))?
@@ -370,7 +430,10 @@ impl Registry {
         let deadline = Instant::now() + self.timeout;
         while !self.owns(tenant, &digest) {
             if Instant::now() > deadline {
-                bail!("uploaded module {digest}, but the registry did not show it within {} s", self.timeout.as_secs());
+                bail!(
+                    "uploaded module {digest}, but the registry did not show it within {} s",
+                    self.timeout.as_secs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -382,7 +445,10 @@ impl Registry {
     /// the version after the current one; if another write got there first
     /// the error is a [`Conflict`].
     pub async fn publish(&self, id: &str, spec: Option<&DeploymentSpec>) -> Result<()> {
-        let spec = spec.map(|s| DeploymentSpec { write: format!("{:016x}", rand::random::<u64>()), ..s.clone() });
+        let spec = spec.map(|s| DeploymentSpec {
+            write: format!("{:016x}", rand::random::<u64>()),
+            ..s.clone()
+        });
         self.send_spec(id, spec.as_ref()).await?;
         let deadline = Instant::now() + self.timeout;
         loop {
@@ -400,12 +466,19 @@ impl Registry {
                         self.send_spec(id, Some(current)).await?;
                     }
                     let why = refused.map(|(_, why)| why).unwrap_or_default();
-                    return Err(Conflict { id: id.to_owned(), why }.into());
+                    return Err(Conflict {
+                        id: id.to_owned(),
+                        why,
+                    }
+                    .into());
                 }
                 _ => {}
             }
             if Instant::now() > deadline {
-                bail!("published deployment `{id}`, but the registry did not show it within {} s", self.timeout.as_secs());
+                bail!(
+                    "published deployment `{id}`, but the registry did not show it within {} s",
+                    self.timeout.as_secs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -413,11 +486,16 @@ impl Registry {
 
     async fn send_spec(&self, id: &str, spec: Option<&DeploymentSpec>) -> Result<()> {
         let value = spec.map(serde_json::to_vec).transpose()?;
-        let mut record = FutureRecord::<str, [u8]>::to(&self.specs_topic).partition(0).key(id);
+        let mut record = FutureRecord::<str, [u8]>::to(&self.specs_topic)
+            .partition(0)
+            .key(id);
         if let Some(v) = &value {
             record = record.payload(v);
         }
-        let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("publishing deployment `{id}`: {e}"))?;
+        let delivery = self
+            .producer
+            .send_result(record)
+            .map_err(|(e, _)| anyhow!("publishing deployment `{id}`: {e}"))?;
         delivery
             .await
             .map_err(|_| anyhow!("publishing deployment `{id}`: the producer went away"))?
@@ -427,7 +505,9 @@ impl Registry {
 
     /// `publish` for threads outside the async runtime.
     pub fn publish_blocking(&self, id: &str, spec: Option<&DeploymentSpec>) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
         rt.block_on(self.publish(id, spec))
     }
 
@@ -460,19 +540,46 @@ impl Registry {
             if !view.caught_up {
                 return Ok(0);
             }
-            let used: std::collections::HashSet<&str> =
-                view.specs.values().flat_map(|s| [Some(s.module.as_str()), s.previous_module.as_deref()]).flatten().collect();
+            let used: std::collections::HashSet<&str> = view
+                .specs
+                .values()
+                .flat_map(|s| [Some(s.module.as_str()), s.previous_module.as_deref()])
+                .flatten()
+                .collect();
             let cutoff = weir_abi::now_ms() as i64 - age.as_millis() as i64;
-            let unused: Vec<String> = view.chunks.iter().filter(|(d, (_, at))| !used.contains(d.as_str()) && *at < cutoff).map(|(d, _)| d.clone()).collect();
-            let chunks: Vec<(String, usize, Vec<String>)> =
-                unused.iter().map(|d| (d.clone(), view.chunks[d].0, view.owners.get(d).map(|o| o.iter().cloned().collect()).unwrap_or_default())).collect();
+            let unused: Vec<String> = view
+                .chunks
+                .iter()
+                .filter(|(d, (_, at))| !used.contains(d.as_str()) && *at < cutoff)
+                .map(|(d, _)| d.clone())
+                .collect();
+            let chunks: Vec<(String, usize, Vec<String>)> = unused
+                .iter()
+                .map(|d| {
+                    (
+                        d.clone(),
+                        view.chunks[d].0,
+                        view.owners
+                            .get(d)
+                            .map(|o| o.iter().cloned().collect())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
             (unused, chunks)
         };
         for (digest, count, owners) in &chunks {
-            let keys = (0..*count).map(|i| format!("{digest}/{i}")).chain(owners.iter().map(|o| format!("owner/{digest}/{o}")));
+            let keys = (0..*count)
+                .map(|i| format!("{digest}/{i}"))
+                .chain(owners.iter().map(|o| format!("owner/{digest}/{o}")));
             for key in keys {
-                let record = FutureRecord::<str, [u8]>::to(&self.modules_topic).partition(0).key(&key);
-                let delivery = self.producer.send_result(record).map_err(|(e, _)| anyhow!("deleting module {digest}: {e}"))?;
+                let record = FutureRecord::<str, [u8]>::to(&self.modules_topic)
+                    .partition(0)
+                    .key(&key);
+                let delivery = self
+                    .producer
+                    .send_result(record)
+                    .map_err(|(e, _)| anyhow!("deleting module {digest}: {e}"))?;
                 delivery
                     .await
                     .map_err(|_| anyhow!("deleting module {digest}: the producer went away"))?
@@ -495,12 +602,21 @@ pub fn admit(
     id: &str,
     value: &[u8],
 ) -> Result<DeploymentSpec, (String, String)> {
-    let spec: DeploymentSpec = serde_json::from_slice(value).map_err(|e| (String::new(), format!("it cannot be read: {e}")))?;
+    let spec: DeploymentSpec = serde_json::from_slice(value)
+        .map_err(|e| (String::new(), format!("it cannot be read: {e}")))?;
     let refuse = |why: String| Err((spec.write.clone(), why));
     if spec.id() != id {
-        return refuse(format!("it names deployment `{}` under the key `{id}`", spec.id()));
+        return refuse(format!(
+            "it names deployment `{}` under the key `{id}`",
+            spec.id()
+        ));
     }
-    if !is_digest(&spec.module) || spec.previous_module.as_deref().is_some_and(|m| !is_digest(m)) {
+    if !is_digest(&spec.module)
+        || spec
+            .previous_module
+            .as_deref()
+            .is_some_and(|m| !is_digest(m))
+    {
         return refuse("its module is not a sha256 digest".into());
     }
     let current = specs.get(id);
@@ -510,16 +626,24 @@ pub fn admit(
         None => {}
         Some(c) if c.version == spec.version && c.write == spec.write => {}
         Some(c) if spec.version != c.version.saturating_add(1) => {
-            return refuse(format!("it is version {} but the current one is {}", spec.version, c.version));
+            return refuse(format!(
+                "it is version {} but the current one is {}",
+                spec.version, c.version
+            ));
         }
         Some(_) => {}
     }
     let creates = current.is_none_or(|c| c.undeployed) && !spec.undeployed;
     if let (true, Some(tenant)) = (creates, &spec.tenant) {
         let max = max_deployments.get(tenant).copied().unwrap_or(0);
-        let count = specs.values().filter(|s| s.tenant.as_deref() == Some(tenant) && !s.undeployed).count();
+        let count = specs
+            .values()
+            .filter(|s| s.tenant.as_deref() == Some(tenant) && !s.undeployed)
+            .count();
         if count >= max {
-            return refuse(format!("tenant `{tenant}` has {count} deployments, its quota is {max}"));
+            return refuse(format!(
+                "tenant `{tenant}` has {count} deployments, its quota is {max}"
+            ));
         }
     }
     Ok(spec)
@@ -542,27 +666,47 @@ pub enum ModuleRecord<'a> {
         bytes: &'a [u8],
     },
     /// A collected module's chunk.
-    Gone {
-        digest: &'a str,
-    },
+    Gone { digest: &'a str },
     /// Anything else (not written by Weir): ignored.
     Other,
 }
 
 impl<'a> ModuleRecord<'a> {
     #[doc(hidden)]
-    pub fn decode(key: &'a str, headers: &[(&[u8], Option<&[u8]>)], payload: Option<&'a [u8]>) -> ModuleRecord<'a> {
+    pub fn decode(
+        key: &'a str,
+        headers: &[(&[u8], Option<&[u8]>)],
+        payload: Option<&'a [u8]>,
+    ) -> ModuleRecord<'a> {
         if let Some(owner) = key.strip_prefix("owner/") {
             return match owner.split_once('/') {
-                Some((digest, who)) if is_digest(digest) => ModuleRecord::Owner { digest, who, owns: payload.is_some() },
+                Some((digest, who)) if is_digest(digest) => ModuleRecord::Owner {
+                    digest,
+                    who,
+                    owns: payload.is_some(),
+                },
                 _ => ModuleRecord::Other,
             };
         }
-        let Some((digest, index)) = key.split_once('/').filter(|(d, _)| is_digest(d)) else { return ModuleRecord::Other };
-        let Some(bytes) = payload else { return ModuleRecord::Gone { digest } };
-        let count = headers.iter().find(|(k, _)| *k == CHUNKS_HEADER.as_bytes()).and_then(|(_, v)| std::str::from_utf8((*v)?).ok()?.parse::<usize>().ok());
+        let Some((digest, index)) = key.split_once('/').filter(|(d, _)| is_digest(d)) else {
+            return ModuleRecord::Other;
+        };
+        let Some(bytes) = payload else {
+            return ModuleRecord::Gone { digest };
+        };
+        let count = headers
+            .iter()
+            .find(|(k, _)| *k == CHUNKS_HEADER.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8((*v)?).ok()?.parse::<usize>().ok());
         match (index.parse::<usize>(), count) {
-            (Ok(index), Some(count)) if index < count && count <= MAX_CHUNKS => ModuleRecord::Chunk { digest, index, count, bytes },
+            (Ok(index), Some(count)) if index < count && count <= MAX_CHUNKS => {
+                ModuleRecord::Chunk {
+                    digest,
+                    index,
+                    count,
+                    bytes,
+                }
+            }
             _ => ModuleRecord::Other,
         }
     }
@@ -591,18 +735,27 @@ impl Follower {
     fn new(kafka: &KafkaConfig, registry: &Registry) -> Result<Follower> {
         let mut c = crate::kafka::client_config(kafka);
         // Assigned, never joined (see `changelog::reader_config`).
-        c.set("group.id", format!("{}.readers.registry", kafka.group_prefix)).set("enable.auto.commit", "false").set("fetch.queue.backoff.ms", "10");
+        c.set(
+            "group.id",
+            format!("{}.readers.registry", kafka.group_prefix),
+        )
+        .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", "10");
         let consumer: BaseConsumer = c.create().context("creating the registry reader")?;
         let mut tpl = TopicPartitionList::new();
         let mut catch_up = BTreeMap::new();
         for topic in [&registry.specs_topic, &registry.modules_topic] {
             tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
-            let (low, high) = consumer.fetch_watermarks(topic, 0, registry.timeout).with_context(|| format!("reading the end of registry topic `{topic}`"))?;
+            let (low, high) = consumer
+                .fetch_watermarks(topic, 0, registry.timeout)
+                .with_context(|| format!("reading the end of registry topic `{topic}`"))?;
             if high > low {
                 catch_up.insert(topic.clone(), high);
             }
         }
-        consumer.assign(&tpl).context("reading the registry topics")?;
+        consumer
+            .assign(&tpl)
+            .context("reading the registry topics")?;
         if catch_up.is_empty() {
             registry.view_mut().caught_up = true;
         }
@@ -617,19 +770,38 @@ impl Follower {
 
     fn run(mut self, registry: std::sync::Weak<Registry>, shutdown: Arc<AtomicBool>) {
         while !shutdown.load(Ordering::Relaxed) {
-            let Some(m) = self.consumer.poll(Duration::from_millis(100)) else { continue };
-            let Some(registry) = registry.upgrade() else { return };
+            let Some(m) = self.consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let Some(registry) = registry.upgrade() else {
+                return;
+            };
             match m {
                 Err(e) => tracing::warn!(error = %e, "reading the registry"),
                 Ok(m) => {
-                    let key = m.key().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+                    let key = m
+                        .key()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default()
+                        .into_owned();
                     if m.topic() == self.specs_topic {
                         registry.apply_spec(&key, m.payload());
                     } else if m.topic() == self.modules_topic {
                         let at = m.timestamp().to_millis().unwrap_or(0);
-                        Self::module_record(&mut self.assembly, &registry, &key, crate::kafka::headers_of(&m), m.payload(), at);
+                        Self::module_record(
+                            &mut self.assembly,
+                            &registry,
+                            &key,
+                            crate::kafka::headers_of(&m),
+                            m.payload(),
+                            at,
+                        );
                     }
-                    if self.catch_up.get(m.topic()).is_some_and(|&end| m.offset() + 1 >= end) {
+                    if self
+                        .catch_up
+                        .get(m.topic())
+                        .is_some_and(|&end| m.offset() + 1 >= end)
+                    {
                         self.catch_up.remove(m.topic());
                         if self.catch_up.is_empty() {
                             registry.view_mut().caught_up = true;
@@ -645,7 +817,14 @@ impl Follower {
 
     /// A record of the modules topic: a chunk, an owner, or a tombstone of
     /// either.
-    fn module_record(assembly: &mut Assembly, registry: &Registry, key: &str, headers: Vec<(&[u8], Option<&[u8]>)>, payload: Option<&[u8]>, at: i64) {
+    fn module_record(
+        assembly: &mut Assembly,
+        registry: &Registry,
+        key: &str,
+        headers: Vec<(&[u8], Option<&[u8]>)>,
+        payload: Option<&[u8]>,
+        at: i64,
+    ) {
         match ModuleRecord::decode(key, &headers, payload) {
             ModuleRecord::Owner { digest, who, owns } => {
                 let mut view = registry.view_mut();
@@ -661,8 +840,17 @@ impl Follower {
                 assembly.partial.remove(digest);
                 registry.modules.remove(digest);
             }
-            ModuleRecord::Chunk { digest, index, count, bytes } => {
-                registry.view_mut().chunks.entry(digest.to_owned()).or_insert((count, at));
+            ModuleRecord::Chunk {
+                digest,
+                index,
+                count,
+                bytes,
+            } => {
+                registry
+                    .view_mut()
+                    .chunks
+                    .entry(digest.to_owned())
+                    .or_insert((count, at));
                 assembly.add(&registry.modules, digest, index, count, bytes);
             }
             ModuleRecord::Other => {}
@@ -672,11 +860,21 @@ impl Follower {
 
 impl Assembly {
     /// Adds a chunk; true when it completed a module.
-    fn add(&mut self, store: &ModuleStore, digest: &str, index: usize, count: usize, bytes: &[u8]) -> bool {
+    fn add(
+        &mut self,
+        store: &ModuleStore,
+        digest: &str,
+        index: usize,
+        count: usize,
+        bytes: &[u8],
+    ) -> bool {
         if store.has(digest) {
             return false;
         }
-        let parts = self.partial.entry(digest.to_owned()).or_insert_with(|| vec![None; count]);
+        let parts = self
+            .partial
+            .entry(digest.to_owned())
+            .or_insert_with(|| vec![None; count]);
         if parts.len() != count {
             return false;
         }
@@ -684,7 +882,9 @@ impl Assembly {
         if parts.iter().any(Option::is_none) {
             return false;
         }
-        let Some(parts) = self.partial.remove(digest) else { return false };
+        let Some(parts) = self.partial.remove(digest) else {
+            return false;
+        };
         let whole: Vec<u8> = parts.into_iter().flatten().flatten().collect();
         match store.put(digest, &whole) {
             Ok(()) => true,

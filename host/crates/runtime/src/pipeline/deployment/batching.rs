@@ -15,9 +15,23 @@ impl Runtime {
             return;
         }
         use crate::kafka::acl::{Denied, Operation::Read, Permission, Resource};
-        let mut wanted: Vec<Permission> = self.deployment.config.inputs.iter().map(|t| Permission::new(Read, Resource::Topic, t)).collect();
-        wanted.push(Permission::new(Read, Resource::Group, &self.deployment.group));
-        let (deployment, kafka, shutdown) = (Arc::downgrade(&self.deployment), self.shared.kafka.clone(), self.shared.shutdown.clone());
+        let mut wanted: Vec<Permission> = self
+            .deployment
+            .config
+            .inputs
+            .iter()
+            .map(|t| Permission::new(Read, Resource::Topic, t))
+            .collect();
+        wanted.push(Permission::new(
+            Read,
+            Resource::Group,
+            &self.deployment.group,
+        ));
+        let (deployment, kafka, shutdown) = (
+            Arc::downgrade(&self.deployment),
+            self.shared.kafka.clone(),
+            self.shared.shutdown.clone(),
+        );
         let spawned = std::thread::Builder::new().name(format!("weir-acl-{}", self.name())).spawn(move || {
             let (mut said, mut cluster) = (false, None);
             loop {
@@ -58,11 +72,17 @@ impl Runtime {
             }
         });
         if spawned.is_err() {
-            self.deployment.checking_denial.store(false, Ordering::Release);
+            self.deployment
+                .checking_denial
+                .store(false, Ordering::Release);
         }
     }
 
-    pub(super) fn on_message(&mut self, consumer: &BaseConsumer<KafkaContext>, m: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>) {
+    pub(super) fn on_message(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        m: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+    ) {
         let m = match m {
             Ok(m) => m,
             Err(e) => {
@@ -70,7 +90,11 @@ impl Runtime {
                 // librdkafka retries; one that keeps a partition from
                 // getting anywhere shows as `unreadable` (`record_lag`).
                 let why = e.to_string();
-                self.shared.metrics.consumer_errors.with_label_values(&[self.deployment.tenant.as_str(), self.name()]).inc();
+                self.shared
+                    .metrics
+                    .consumer_errors
+                    .with_label_values(&[self.deployment.tenant.as_str(), self.name()])
+                    .inc();
                 // Each error once a minute, however they alternate (a
                 // bounded memory of them: forgotten all at once when full).
                 let logged = &mut self.consumer_errors_logged;
@@ -82,7 +106,9 @@ impl Runtime {
                     logged.insert(why.clone(), Instant::now());
                     tracing::warn!(deployment = %self.name(), error = %why, "consumer error");
                 }
-                if e.rdkafka_error_code().is_some_and(crate::kafka::acl::is_denial) {
+                if e.rdkafka_error_code()
+                    .is_some_and(crate::kafka::acl::is_denial)
+                {
                     self.check_denial();
                 }
                 self.consumer_error = Some((why, Instant::now()));
@@ -91,20 +117,36 @@ impl Runtime {
         };
         let host = &self.shared.host;
         let limits = self.batch_limits();
-        let (max_records, max_bytes, max_future_ms) = (host.max_buffered_records, host.max_buffered_bytes, host.max_future_ms);
-        let Some(p) = self.parts.get_mut(&m.partition()) else { return };
+        let (max_records, max_bytes, max_future_ms) = (
+            host.max_buffered_records,
+            host.max_buffered_bytes,
+            host.max_future_ms,
+        );
+        let Some(p) = self.parts.get_mut(&m.partition()) else {
+            return;
+        };
         if p.stopped.is_some() {
             return;
         }
         let topic = m.topic();
-        let Some(buffer) = p.inputs.get_mut(topic) else { return };
+        let Some(buffer) = p.inputs.get_mut(topic) else {
+            return;
+        };
         let timestamp = m.timestamp().to_millis().unwrap_or(-1);
         // A time far ahead of the clock would move the partition's stream
         // time (TTLs, windows) past every real record for good.
         let now_ms = weir_abi::now_ms() as i64;
         let invalid = (timestamp > now_ms.saturating_add(max_future_ms as i64))
             .then(|| format!("its timestamp {timestamp} is more than host.max_future_ms = {max_future_ms} ms ahead of this host's clock ({now_ms})"));
-        buffer.push(limits, m.offset(), timestamp, m.key(), m.payload(), crate::kafka::headers_of(&m), invalid);
+        buffer.push(
+            limits,
+            m.offset(),
+            timestamp,
+            m.key(),
+            m.payload(),
+            crate::kafka::headers_of(&m),
+            invalid,
+        );
         p.last_record = Instant::now();
         p.idle_closed = false;
         if !buffer.paused && buffer.full(max_records, max_bytes, limits) {
@@ -122,7 +164,10 @@ impl Runtime {
         self.settle(consumer);
         self.release_holds(consumer);
         if Instant::now() >= self.next_commit {
-            let interval = self.deployment.config.commit_interval_ms(self.shared.host.commit_interval_ms);
+            let interval = self
+                .deployment
+                .config
+                .commit_interval_ms(self.shared.host.commit_interval_ms);
             self.next_commit = Instant::now() + Duration::from_millis(interval);
             for p in self.parts.values_mut() {
                 p.commit_due = true;
@@ -139,21 +184,39 @@ impl Runtime {
     /// Starts a batch on every idle partition with a ready buffer.
     pub(super) fn dispatch(&mut self, consumer: &BaseConsumer<KafkaContext>) {
         let (limits, linger) = (self.batch_limits(), self.linger());
-        let (resume_records, resume_bytes) = (self.shared.host.max_buffered_records / 2, self.shared.host.max_buffered_bytes / 2);
+        let (resume_records, resume_bytes) = (
+            self.shared.host.max_buffered_records / 2,
+            self.shared.host.max_buffered_bytes / 2,
+        );
         let max_wait = Duration::from_millis(self.shared.host.max_input_wait_ms);
         let from_end = crate::kafka::starts_at_end(&self.shared.kafka);
-        let caught_up = |b: &Buffer, n: i32| crate::kafka::caught_up(consumer, b.topic(), n, b.next_offset(), from_end);
+        let caught_up = |b: &Buffer, n: i32| {
+            crate::kafka::caught_up(consumer, b.topic(), n, b.next_offset(), from_end)
+        };
         for p in self.parts.values_mut() {
-            if p.in_flight || p.stopped.is_some() || p.commit_due || p.hold_until.is_some() || p.state.is_none() {
+            if p.in_flight
+                || p.stopped.is_some()
+                || p.commit_due
+                || p.hold_until.is_some()
+                || p.state.is_none()
+            {
                 continue;
             }
             // One job takes batches of the inputs in timestamp order, so
             // interleaved inputs cost a call each, not a job each.
             let (mut slices, mut records, mut bytes) = (Vec::new(), 0, 0);
             while records < limits.records && bytes < limits.bytes {
-                let Some((topic, bound)) = next_input(&caught_up, p, limits, linger, max_wait, &self.deployment) else { break };
-                let Some(buffer) = p.inputs.get_mut(&topic) else { break };
-                let Some(chunk) = buffer.take(bound).filter(|c| !c.is_empty()) else { break };
+                let Some((topic, bound)) =
+                    next_input(&caught_up, p, limits, linger, max_wait, &self.deployment)
+                else {
+                    break;
+                };
+                let Some(buffer) = p.inputs.get_mut(&topic) else {
+                    break;
+                };
+                let Some(chunk) = buffer.take(bound).filter(|c| !c.is_empty()) else {
+                    break;
+                };
                 if buffer.paused && !buffer.full(resume_records, resume_bytes, limits) {
                     buffer.paused = false;
                     let _ = consumer.resume(&tpl_of(&topic, p.number));
@@ -165,10 +228,20 @@ impl Runtime {
             if slices.is_empty() {
                 continue;
             }
-            let Some(state) = p.state.take() else { continue };
+            let Some(state) = p.state.take() else {
+                continue;
+            };
             p.in_flight = true;
-            let job = Job { runnable: self.deployment.runnable(), partition: p.number, work: Work::Batch(slices), state, reply: self.done_tx.clone() };
-            self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
+            let job = Job {
+                runnable: self.deployment.runnable(),
+                partition: p.number,
+                work: Work::Batch(slices),
+                state,
+                reply: self.done_tx.clone(),
+            };
+            self.shared
+                .workers
+                .submit(&self.deployment.tenant, &self.deployment.name, job);
         }
     }
 
@@ -193,21 +266,29 @@ impl Runtime {
             // slow fetch, records behind an open transaction), not because
             // there are none: closing now would make them late. For as long
             // as a partition waits for an input, at most.
-            let behind = p.inputs.values().any(|b| !crate::kafka::caught_up(consumer, b.topic(), p.number, b.next_offset(), from_end));
+            let behind = p.inputs.values().any(|b| {
+                !crate::kafka::caught_up(consumer, b.topic(), p.number, b.next_offset(), from_end)
+            });
             if behind && idle < Duration::from_secs(1) + max_wait {
                 continue;
             }
-            let Some(state) = p.state.take() else { continue };
+            let Some(state) = p.state.take() else {
+                continue;
+            };
             p.idle_closed = true;
             p.in_flight = true;
             let job = Job {
                 runnable: self.deployment.runnable(),
                 partition: p.number,
-                work: Work::CloseIdle { idle_ms: idle.as_millis() as u64 },
+                work: Work::CloseIdle {
+                    idle_ms: idle.as_millis() as u64,
+                },
                 state,
                 reply: self.done_tx.clone(),
             };
-            self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
+            self.shared
+                .workers
+                .submit(&self.deployment.tenant, &self.deployment.name, job);
         }
     }
 
@@ -215,13 +296,28 @@ impl Runtime {
     pub(super) fn fire_wall_clock_timers(&mut self) {
         let now = weir_abi::now_ms() as i64;
         for p in self.parts.values_mut() {
-            if p.in_flight || p.stopped.is_some() || p.commit_due || p.hold_until.is_some() || p.next_wall_timer.is_none_or(|t| t > now) {
+            if p.in_flight
+                || p.stopped.is_some()
+                || p.commit_due
+                || p.hold_until.is_some()
+                || p.next_wall_timer.is_none_or(|t| t > now)
+            {
                 continue;
             }
-            let Some(state) = p.state.take() else { continue };
+            let Some(state) = p.state.take() else {
+                continue;
+            };
             p.in_flight = true;
-            let job = Job { runnable: self.deployment.runnable(), partition: p.number, work: Work::FireTimers { now }, state, reply: self.done_tx.clone() };
-            self.shared.workers.submit(&self.deployment.tenant, &self.deployment.name, job);
+            let job = Job {
+                runnable: self.deployment.runnable(),
+                partition: p.number,
+                work: Work::FireTimers { now },
+                state,
+                reply: self.done_tx.clone(),
+            };
+            self.shared
+                .workers
+                .submit(&self.deployment.tenant, &self.deployment.name, job);
         }
     }
 }
@@ -250,7 +346,11 @@ fn next_input(
             let head = b.head();
             // Only an empty input of several is ever waited for.
             let caught_up = single || head.is_some() || caught_up(b, p.number);
-            InputView { head, ready: b.ready(limits, linger), caught_up }
+            InputView {
+                head,
+                ready: b.ready(limits, linger),
+                caught_up,
+            }
         })
         .collect();
     if views.iter().all(|v| v.caught_up)
@@ -264,11 +364,22 @@ fn next_input(
         }
     }
     let enforce = p.waiting.as_ref().is_some_and(|w| w.enforced);
-    let topic_at = |i: usize| p.inputs.keys().nth(i).cloned().expect("an input of the view");
+    let topic_at = |i: usize| {
+        p.inputs
+            .keys()
+            .nth(i)
+            .cloned()
+            .expect("an input of the view")
+    };
     let next = order::next(&views, enforce);
     if let Next::WaitFor { input } = next {
         let input = topic_at(input);
-        let w = p.waiting.get_or_insert_with(|| Waiting { input: input.clone(), since: Instant::now(), shown: false, enforced: false });
+        let w = p.waiting.get_or_insert_with(|| Waiting {
+            input: input.clone(),
+            since: Instant::now(),
+            shown: false,
+            enforced: false,
+        });
         w.input = input;
         let waited = w.since.elapsed();
         if waited >= max_wait {
@@ -283,7 +394,10 @@ fn next_input(
             w.shown = true;
         } else if waited >= WAIT_SHOWN_AFTER && !w.shown {
             w.shown = true;
-            let why = format!("waiting for input `{}`: it has records on the broker not fetched yet", w.input);
+            let why = format!(
+                "waiting for input `{}`: it has records on the broker not fetched yet",
+                w.input
+            );
             lock(&deployment.status).waiting.insert(p.number, why);
         }
     }

@@ -46,9 +46,19 @@ impl Runtime {
                 anyhow::bail!("the transactional producer failed a moment ago");
             }
             let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
-            let interval = Duration::from_millis(self.deployment.config.commit_interval_ms(self.shared.host.commit_interval_ms));
-            let made = Producer::transactional(&self.shared.kafka, &id, crate::kafka::producer::transaction_timeout(interval));
-            t.retry_at = made.is_err().then(|| Instant::now() + Duration::from_secs(1));
+            let interval = Duration::from_millis(
+                self.deployment
+                    .config
+                    .commit_interval_ms(self.shared.host.commit_interval_ms),
+            );
+            let made = Producer::transactional(
+                &self.shared.kafka,
+                &id,
+                crate::kafka::producer::transaction_timeout(interval),
+            );
+            t.retry_at = made
+                .is_err()
+                .then(|| Instant::now() + Duration::from_secs(1));
             t.producer = Some(made?);
         }
         if !t.open {
@@ -72,7 +82,9 @@ impl Runtime {
             let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
             let aborted = p.abort_transaction(timeout);
             if let Err(e) = &aborted {
-                self.fatal = Some(format!("aborting a transaction failed: {e}; starting the deployment again from what Kafka holds"));
+                self.fatal = Some(format!(
+                    "aborting a transaction failed: {e}; starting the deployment again from what Kafka holds"
+                ));
             }
             self.transaction.ended(aborted.is_ok());
         }
@@ -92,16 +104,26 @@ impl Runtime {
         for p in self.parts.values_mut() {
             p.commit_due = true;
         }
-        if self.parts.values().any(|p| p.in_flight || (p.state.is_some() && p.ledger.to_commit(true).is_none())) {
+        if self
+            .parts
+            .values()
+            .any(|p| p.in_flight || (p.state.is_some() && p.ledger.to_commit(true).is_none()))
+        {
             return;
         }
         // Partitions whose state was lost with a job that panicked sent
         // nothing since (they are stopped) and commit nothing.
-        let ready: Vec<i32> = self.parts.iter().filter(|(_, p)| p.state.is_some()).map(|(&n, _)| n).collect();
+        let ready: Vec<i32> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.state.is_some())
+            .map(|(&n, _)| n)
+            .collect();
         let moved = self.transaction.is_open()
             || ready.iter().any(|n| {
                 let p = &self.parts[n];
-                p.ledger.processed() != p.ledger.committed() || p.state.as_deref().is_some_and(|s| s.has_durable_changes())
+                p.ledger.processed() != p.ledger.committed()
+                    || p.state.as_deref().is_some_and(|s| s.has_durable_changes())
             });
         if !moved {
             for p in self.parts.values_mut() {
@@ -110,7 +132,12 @@ impl Runtime {
             return;
         }
         match self.commit_with_changelog(consumer, &ready) {
-            Err(e) if e.downcast_ref::<crate::kafka::producer::OutcomeUnknown>().is_some() => self.fatal = Some(format!("{e:#}")),
+            Err(e)
+                if e.downcast_ref::<crate::kafka::producer::OutcomeUnknown>()
+                    .is_some() =>
+            {
+                self.fatal = Some(format!("{e:#}"))
+            }
             Ok(ends) => {
                 self.committed_with_changelog(&ready, &ends);
                 // Those without state (lost to a panic) wait no more.
@@ -123,7 +150,11 @@ impl Runtime {
                 tracing::error!(deployment = %self.deployment.name, error = %error, "commit failed; the transaction is aborted");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
                 if let Some(&n) = ready.first() {
-                    self.retry_delivery(consumer, n, format!("committing the transaction: {error}"));
+                    self.retry_delivery(
+                        consumer,
+                        n,
+                        format!("committing the transaction: {error}"),
+                    );
                 }
             }
         }
@@ -133,10 +164,13 @@ impl Runtime {
     /// changelogs ending at `ends`.
     fn committed_with_changelog(&mut self, numbers: &[i32], ends: &BTreeMap<i32, i64>) {
         for &n in numbers {
-            let Some(p) = self.parts.get_mut(&n) else { continue };
+            let Some(p) = self.parts.get_mut(&n) else {
+                continue;
+            };
             let positions = p.ledger.processed().clone();
             let moved = positions != *p.ledger.committed();
-            self.refused.retain(|(t, m, o), _| *m != n || positions.get(t).is_none_or(|c| o >= c));
+            self.refused
+                .retain(|(t, m, o), _| *m != n || positions.get(t).is_none_or(|c| o >= c));
             p.ledger.committed_at(positions);
             if let Some(end) = ends.get(&n).filter(|&&e| e >= 0) {
                 p.changelog_next = p.changelog_next.max(end + 1);
@@ -176,7 +210,9 @@ impl Runtime {
                 continue;
             }
             // State lost with a job that panicked: nothing more is committed.
-            let Some(state) = p.state.as_deref() else { continue };
+            let Some(state) = p.state.as_deref() else {
+                continue;
+            };
             if !state.has_durable_changes() {
                 offsets_only.push(n);
             } else if p.ledger.to_commit(true).is_some() {
@@ -184,7 +220,11 @@ impl Runtime {
             }
         }
         if !offsets_only.is_empty() {
-            let mode = if self.stopping { CommitMode::Sync } else { CommitMode::Async };
+            let mode = if self.stopping {
+                CommitMode::Sync
+            } else {
+                CommitMode::Async
+            };
             if let Err(e) = self.commit_offsets(consumer, &offsets_only, mode) {
                 tracing::error!(deployment = %self.deployment.name, partitions = ?offsets_only, error = %format!("{e:#}"), "commit failed");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
@@ -194,7 +234,12 @@ impl Runtime {
             return;
         }
         match self.commit_with_changelog(consumer, &with_state) {
-            Err(e) if e.downcast_ref::<crate::kafka::producer::OutcomeUnknown>().is_some() => self.fatal = Some(format!("{e:#}")),
+            Err(e)
+                if e.downcast_ref::<crate::kafka::producer::OutcomeUnknown>()
+                    .is_some() =>
+            {
+                self.fatal = Some(format!("{e:#}"))
+            }
             Ok(ends) => self.committed_with_changelog(&with_state, &ends),
             Err(e) => {
                 // Nothing of the commit is visible: the partitions go back
@@ -212,11 +257,16 @@ impl Runtime {
     /// Partition `n` committed: its store is flushed with a checkpoint of
     /// the committed offsets.
     pub(super) fn committed(&mut self, n: i32) {
-        let Some(p) = self.parts.get_mut(&n) else { return };
+        let Some(p) = self.parts.get_mut(&n) else {
+            return;
+        };
         p.commit_due = false;
         p.failed_deliveries = 0;
         if let Some(state) = p.state.as_mut() {
-            let checkpoint = Checkpoint { offsets: p.ledger.committed().clone(), changelog_next: p.changelog_next };
+            let checkpoint = Checkpoint {
+                offsets: p.ledger.committed().clone(),
+                changelog_next: p.changelog_next,
+            };
             if let Err(e) = state.flush_with_checkpoint(&checkpoint) {
                 tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "flushing state failed");
             }
@@ -226,7 +276,12 @@ impl Runtime {
     /// Commits the offsets the ledgers of partitions `numbers` allow. An
     /// asynchronous commit that fails is reported by the client; the next
     /// one covers its offsets.
-    pub(super) fn commit_offsets(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32], mode: CommitMode) -> Result<()> {
+    pub(super) fn commit_offsets(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        numbers: &[i32],
+        mode: CommitMode,
+    ) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
         let mut moved = Vec::new();
         for n in numbers {
@@ -259,12 +314,21 @@ impl Runtime {
 
     /// The ready partitions' state changes, positions and offsets into the
     /// transaction (opened now at-least-once), which then commits.
-    pub(super) fn commit_with_changelog(&mut self, consumer: &BaseConsumer<KafkaContext>, ready: &[i32]) -> Result<BTreeMap<i32, i64>> {
-        let group = consumer.group_metadata().context("the consumer has no group metadata yet")?;
+    pub(super) fn commit_with_changelog(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        ready: &[i32],
+    ) -> Result<BTreeMap<i32, i64>> {
+        let group = consumer
+            .group_metadata()
+            .context("the consumer has no group metadata yet")?;
         // Metadata taken before the group went on without this host fences
         // the commit; taken after, it might not (KIP-447 lets a member
         // without an id commit transactional offsets), so check in between.
-        anyhow::ensure!(!consumer.assignment_lost(), "this host lost its partitions to a rebalance");
+        anyhow::ensure!(
+            !consumer.assignment_lost(),
+            "this host lost its partitions to a rebalance"
+        );
         self.begin()?;
         let producer = self.transaction.sending().expect("just begun");
         // A partition that never processed a record has nothing to say:
@@ -274,13 +338,25 @@ impl Runtime {
             .filter_map(|n| {
                 let p = &self.parts[n];
                 let state = p.state.as_deref()?;
-                (!p.ledger.processed().is_empty() || state.has_durable_changes()).then(|| Flush { partition: *n, state, positions: p.ledger.processed() })
+                (!p.ledger.processed().is_empty() || state.has_durable_changes()).then(|| Flush {
+                    partition: *n,
+                    state,
+                    positions: p.ledger.processed(),
+                })
             })
             .collect();
         let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
-        let committed = changelog::commit(producer, &self.deployment.changelog_topic, &flushes, &group, timeout);
+        let committed = changelog::commit(
+            producer,
+            &self.deployment.changelog_topic,
+            &flushes,
+            &group,
+            timeout,
+        );
         self.transaction.ended(committed.is_ok());
-        self.fenced |= committed.as_ref().is_err_and(|e| e.chain().filter_map(|c| c.downcast_ref()).any(fenced));
+        self.fenced |= committed
+            .as_ref()
+            .is_err_and(|e| e.chain().filter_map(|c| c.downcast_ref()).any(fenced));
         committed
     }
 }
@@ -289,5 +365,8 @@ impl Runtime {
 /// (or generation) it was: its partitions are someone else's now.
 fn fenced(e: &rdkafka::error::KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode::{FencedInstanceId, IllegalGeneration, UnknownMemberId};
-    matches!(e.rdkafka_error_code(), Some(UnknownMemberId | IllegalGeneration | FencedInstanceId))
+    matches!(
+        e.rdkafka_error_code(),
+        Some(UnknownMemberId | IllegalGeneration | FencedInstanceId)
+    )
 }

@@ -35,14 +35,25 @@ impl ClientContext for KafkaContext {
 }
 
 impl ConsumerContext for KafkaContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         let event = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Event::Assign(tpl.clone()),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Event::Revoke { partitions: tpl.clone(), lost: consumer.assignment_lost() },
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Event::Revoke {
+                partitions: tpl.clone(),
+                lost: consumer.assignment_lost(),
+            },
             other => {
                 // As rdkafka's default: an error lets the partitions go.
                 tracing::warn!(deployment = %self.name, error = ?other, "rebalance error");
-                Event::Revoke { partitions: tpl.clone(), lost: true }
+                Event::Revoke {
+                    partitions: tpl.clone(),
+                    lost: true,
+                }
             }
         };
         // Once the loop is gone (stopped, or failed), nobody will finish
@@ -56,7 +67,11 @@ impl ConsumerContext for KafkaContext {
 
     /// Asynchronous offset commits report here; the next commit covers a
     /// failed one.
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
         if let Err(e) = result {
             tracing::warn!(deployment = %self.name, error = %e, "an offset commit failed; the next one covers it");
         }
@@ -65,12 +80,20 @@ impl ConsumerContext for KafkaContext {
 
 /// Completes a rebalance in librdkafka: takes the assigned partitions, or
 /// lets the revoked ones go.
-pub(super) fn finish_rebalance(consumer: &BaseConsumer<KafkaContext>, event: &Event) -> rdkafka::error::KafkaResult<()> {
-    let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+pub(super) fn finish_rebalance(
+    consumer: &BaseConsumer<KafkaContext>,
+    event: &Event,
+) -> rdkafka::error::KafkaResult<()> {
+    let cooperative = matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    );
     match event {
         Event::Assign(tpl) if cooperative => consumer.incremental_assign(tpl),
         Event::Assign(tpl) => consumer.assign(tpl),
-        Event::Revoke { partitions, .. } if cooperative => consumer.incremental_unassign(partitions),
+        Event::Revoke { partitions, .. } if cooperative => {
+            consumer.incremental_unassign(partitions)
+        }
         Event::Revoke { .. } => consumer.unassign(),
         Event::Stats(_) => Ok(()),
     }
@@ -78,7 +101,11 @@ pub(super) fn finish_rebalance(consumer: &BaseConsumer<KafkaContext>, event: &Ev
 
 impl Runtime {
     /// Handles what the callbacks posted during the last polls.
-    pub(super) fn handle_events(&mut self, consumer: &BaseConsumer<KafkaContext>, events: &Receiver<Event>) {
+    pub(super) fn handle_events(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        events: &Receiver<Event>,
+    ) {
         while let Ok(event) = events.try_recv() {
             match &event {
                 Event::Stats(stats) => self.record_lag(stats),
@@ -119,21 +146,48 @@ impl Runtime {
     /// to its last stable offset, with records beyond), since when.
     fn record_lag(&mut self, stats: &Statistics) {
         let now = weir_abi::now_ms() as i64;
-        let (mut lag, mut to_end, mut held) = (BTreeMap::<i32, i64>::new(), BTreeMap::<i32, i64>::new(), BTreeMap::new());
+        let (mut lag, mut to_end, mut held) = (
+            BTreeMap::<i32, i64>::new(),
+            BTreeMap::<i32, i64>::new(),
+            BTreeMap::new(),
+        );
         let mut unreadable = BTreeMap::new();
-        let error = self.consumer_error.as_ref().filter(|(_, at)| at.elapsed() < UNREADABLE_AFTER).map(|(why, _)| why.clone());
-        for t in stats.topics.values().filter(|t| self.deployment.config.inputs.contains(&t.topic)) {
+        let error = self
+            .consumer_error
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < UNREADABLE_AFTER)
+            .map(|(why, _)| why.clone());
+        for t in stats
+            .topics
+            .values()
+            .filter(|t| self.deployment.config.inputs.contains(&t.topic))
+        {
             for (&p, s) in &t.partitions {
                 // Nothing read or committed yet: where the fetcher is.
-                let position = [s.app_offset, s.committed_offset, s.next_offset].into_iter().find(|&o| o >= 0).unwrap_or(-1);
-                if p < 0 || position < 0 || s.ls_offset < 0 || s.hi_offset < 0 || !self.parts.contains_key(&p) {
+                let position = [s.app_offset, s.committed_offset, s.next_offset]
+                    .into_iter()
+                    .find(|&o| o >= 0)
+                    .unwrap_or(-1);
+                if p < 0
+                    || position < 0
+                    || s.ls_offset < 0
+                    || s.hi_offset < 0
+                    || !self.parts.contains_key(&p)
+                {
                     continue;
                 }
                 *lag.entry(p).or_default() += (s.ls_offset - position).max(0);
                 *to_end.entry(p).or_default() += (s.hi_offset - position).max(0);
                 if position >= s.ls_offset && s.hi_offset > s.ls_offset {
                     let since = *self.held_since.entry((t.topic.clone(), p)).or_insert(now);
-                    held.insert(p, HeldInput { topic: t.topic.clone(), offset: s.ls_offset, since_ms: since });
+                    held.insert(
+                        p,
+                        HeldInput {
+                            topic: t.topic.clone(),
+                            offset: s.ls_offset,
+                            since_ms: since,
+                        },
+                    );
                 }
                 // Fetching at one offset with records beyond it, nothing of
                 // it queued (the application has all the fetcher got) and
@@ -141,14 +195,16 @@ impl Runtime {
                 // retry), while the consumer reports errors: it cannot
                 // read past that offset. Time held back does not count.
                 let key = (t.topic.clone(), p);
-                let held_back = self
-                    .parts
-                    .get(&p)
-                    .is_none_or(|part| part.stopped.is_some() || part.hold_until.is_some() || part.inputs.get(&t.topic).is_none_or(|b| b.paused));
+                let held_back = self.parts.get(&p).is_none_or(|part| {
+                    part.stopped.is_some()
+                        || part.hold_until.is_some()
+                        || part.inputs.get(&t.topic).is_none_or(|b| b.paused)
+                });
                 let since = match self.fetching_since.get(&key) {
                     Some(&(at, since)) if at == s.next_offset && !held_back => since,
                     _ => {
-                        self.fetching_since.insert(key.clone(), (s.next_offset, now));
+                        self.fetching_since
+                            .insert(key.clone(), (s.next_offset, now));
                         now
                     }
                 };
@@ -159,23 +215,52 @@ impl Runtime {
                     && !held_back
                     && now - since >= UNREADABLE_AFTER.as_millis() as i64
                 {
-                    unreadable.insert(p, UnreadableInput { topic: t.topic.clone(), offset: s.next_offset, since_ms: since, reason: why.clone() });
+                    unreadable.insert(
+                        p,
+                        UnreadableInput {
+                            topic: t.topic.clone(),
+                            offset: s.next_offset,
+                            since_ms: since,
+                            reason: why.clone(),
+                        },
+                    );
                 }
             }
         }
-        self.held_since.retain(|(topic, p), _| held.get(p).is_some_and(|h| &h.topic == topic));
-        self.fetching_since.retain(|(_, p), _| self.parts.contains_key(p));
+        self.held_since
+            .retain(|(topic, p), _| held.get(p).is_some_and(|h| &h.topic == topic));
+        self.fetching_since
+            .retain(|(_, p), _| self.parts.contains_key(p));
         let metrics = &self.shared.metrics;
         for &p in self.parts.keys() {
-            let labels = [self.deployment.tenant.as_str(), self.deployment.name.as_str(), &p.to_string()];
-            metrics.consumer_lag.with_label_values(&labels).set(lag.get(&p).copied().unwrap_or(0));
-            metrics.consumer_lag_end.with_label_values(&labels).set(to_end.get(&p).copied().unwrap_or(0));
+            let labels = [
+                self.deployment.tenant.as_str(),
+                self.deployment.name.as_str(),
+                &p.to_string(),
+            ];
+            metrics
+                .consumer_lag
+                .with_label_values(&labels)
+                .set(lag.get(&p).copied().unwrap_or(0));
+            metrics
+                .consumer_lag_end
+                .with_label_values(&labels)
+                .set(to_end.get(&p).copied().unwrap_or(0));
             let open_s = held.get(&p).map_or(0, |h| (now - h.since_ms) / 1000);
-            metrics.open_transaction_seconds.with_label_values(&labels).set(open_s);
-            metrics.unreadable.with_label_values(&labels).set(i64::from(unreadable.contains_key(&p)));
+            metrics
+                .open_transaction_seconds
+                .with_label_values(&labels)
+                .set(open_s);
+            metrics
+                .unreadable
+                .with_label_values(&labels)
+                .set(i64::from(unreadable.contains_key(&p)));
         }
         let mut status = lock(&self.deployment.status);
-        for (p, u) in unreadable.iter().filter(|(p, _)| !status.unreadable.contains_key(p)) {
+        for (p, u) in unreadable
+            .iter()
+            .filter(|(p, _)| !status.unreadable.contains_key(p))
+        {
             tracing::error!(deployment = %self.deployment.name, partition = p, topic = %u.topic, offset = u.offset, reason = %u.reason, "an input cannot be read past an offset");
         }
         status.lag = lag;

@@ -10,17 +10,25 @@ impl Runtime {
     /// failed deliveries rewind the partition (with backoff, and a stop
     /// after several in a row).
     pub(super) fn settle(&mut self, consumer: &BaseConsumer<KafkaContext>) {
-        let blocked: Vec<(i32, Blocked<Arc<Acks>>)> = self.parts.iter_mut().filter_map(|(&n, p)| p.ledger.settle().map(|b| (n, b))).collect();
+        let blocked: Vec<(i32, Blocked<Arc<Acks>>)> = self
+            .parts
+            .iter_mut()
+            .filter_map(|(&n, p)| p.ledger.settle().map(|b| (n, b)))
+            .collect();
         if self.exactly_once() {
             // The transaction failed: what was refused is remembered, then
             // everything goes back once (one failed try, however many
             // partitions saw it).
-            let Some(&(first, _)) = blocked.first() else { return };
+            let Some(&(first, _)) = blocked.first() else {
+                return;
+            };
             let mut why = String::new();
             for (n, b) in blocked {
                 why = match b {
                     Blocked::Transient(error) => error,
-                    Blocked::Permanent { group, failures } => self.remember_refused(n, &group, &failures),
+                    Blocked::Permanent { group, failures } => {
+                        self.remember_refused(n, &group, &failures)
+                    }
                 };
             }
             return self.retry_delivery(consumer, first, why);
@@ -28,14 +36,22 @@ impl Runtime {
         for (n, b) in blocked {
             match b {
                 Blocked::Transient(error) => self.retry_delivery(consumer, n, error),
-                Blocked::Permanent { group, failures } => self.undeliverable(consumer, n, group, failures),
+                Blocked::Permanent { group, failures } => {
+                    self.undeliverable(consumer, n, group, failures)
+                }
             }
         }
     }
 
     /// Deals with records of `group` that can never be delivered, and puts
     /// the group back in front of the queue with what that produced.
-    pub(super) fn undeliverable(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, group: Group<Arc<Acks>>, failures: Vec<Undeliverable>) {
+    pub(super) fn undeliverable(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        n: i32,
+        group: Group<Arc<Acks>>,
+        failures: Vec<Undeliverable>,
+    ) {
         let name = self.deployment.name.clone();
         let acks = Acks::new();
         // The earliest record that stops the partition, and why.
@@ -47,27 +63,64 @@ impl Runtime {
         };
         let mut seen = std::collections::BTreeSet::new();
         for u in &failures {
-            let why = format!("producing to topic `{}` failed for good: {}", u.topic, u.error);
-            self.shared.metrics.failures.with_label_values(&[&self.deployment.tenant, &name, &n.to_string(), FailureKind::Produce.as_str()]).inc();
+            let why = format!(
+                "producing to topic `{}` failed for good: {}",
+                u.topic, u.error
+            );
+            self.shared
+                .metrics
+                .failures
+                .with_label_values(&[
+                    &self.deployment.tenant,
+                    &name,
+                    &n.to_string(),
+                    FailureKind::Produce.as_str(),
+                ])
+                .inc();
             let batch = group.batch.as_deref();
             match (u.role, batch) {
-                (Role::Output(Some(i)), Some(batch)) if seen.insert(i) => match self.deployment.config.failure_policy {
-                    FailurePolicy::DeadLetter => {
-                        tracing::warn!(deployment = %name, "dead-lettered: {}", describe_failure(&name, batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why.clone() }));
-                        self.dead_letter(batch, i, FailureKind::Produce, &why, DeadLetter::Whole, &acks);
+                (Role::Output(Some(i)), Some(batch)) if seen.insert(i) => {
+                    match self.deployment.config.failure_policy {
+                        FailurePolicy::DeadLetter => {
+                            tracing::warn!(deployment = %name, "dead-lettered: {}", describe_failure(&name, batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why.clone() }));
+                            self.dead_letter(
+                                batch,
+                                i,
+                                FailureKind::Produce,
+                                &why,
+                                DeadLetter::Whole,
+                                &acks,
+                            );
+                        }
+                        FailurePolicy::Skip => {
+                            tracing::warn!(deployment = %name, partition = n, "skipped an output: {why}")
+                        }
+                        FailurePolicy::Stop => stop(i, why.clone()),
                     }
-                    FailurePolicy::Skip => tracing::warn!(deployment = %name, partition = n, "skipped an output: {why}"),
-                    FailurePolicy::Stop => stop(i, why.clone()),
-                },
-                (Role::Output(_), _) => tracing::warn!(deployment = %name, partition = n, "dropped a window result: {why}"),
+                }
+                (Role::Output(_), _) => {
+                    tracing::warn!(deployment = %name, partition = n, "dropped a window result: {why}")
+                }
                 (Role::DeadLetter(i), Some(batch)) if seen.insert(i) => {
                     // Too large for the dead-letter topic, perhaps: once more
                     // without the value. If even that fails, nothing can take
                     // the record and the partition stops.
-                    self.dead_letter(batch, i, FailureKind::Produce, &why, DeadLetter::WithoutValue, &acks);
+                    self.dead_letter(
+                        batch,
+                        i,
+                        FailureKind::Produce,
+                        &why,
+                        DeadLetter::WithoutValue,
+                        &acks,
+                    );
                 }
-                (Role::DeadLetter(i) | Role::BareDeadLetter(i), _) => stop(i, format!("the dead-letter topic refuses the record: {why}")),
-                (Role::Late(_), _) => tracing::warn!(deployment = %name, partition = n, "dropped a late record: {why}"),
+                (Role::DeadLetter(i) | Role::BareDeadLetter(i), _) => stop(
+                    i,
+                    format!("the dead-letter topic refuses the record: {why}"),
+                ),
+                (Role::Late(_), _) => {
+                    tracing::warn!(deployment = %name, partition = n, "dropped a late record: {why}")
+                }
                 (Role::Changelog, _) => {}
             }
         }
@@ -76,24 +129,46 @@ impl Runtime {
             // the changes of the records after this one): the partition
             // consumes again from there, this record included, when it
             // restarts.
-            let why = describe_failure(&name, batch, &weir_abi::RecordFailure { index: i, kind: FailureKind::Produce, message: why });
+            let why = describe_failure(
+                &name,
+                batch,
+                &weir_abi::RecordFailure {
+                    index: i,
+                    kind: FailureKind::Produce,
+                    message: why,
+                },
+            );
             self.rewind(consumer, n);
             self.stop_partition(consumer, n, why);
             return;
         }
         if let Some(p) = self.parts.get_mut(&n) {
-            p.ledger.push_front(Group { deliveries: acks, positions: group.positions, batch: group.batch });
+            p.ledger.push_front(Group {
+                deliveries: acks,
+                positions: group.positions,
+                batch: group.batch,
+            });
         }
     }
 
     /// Exactly-once: remembers by input record what of `group` the broker
     /// refused (the transaction is aborted, and the record processed again
     /// then deals with it); returns why.
-    fn remember_refused(&mut self, n: i32, group: &Group<Arc<Acks>>, failures: &[Undeliverable]) -> String {
+    fn remember_refused(
+        &mut self,
+        n: i32,
+        group: &Group<Arc<Acks>>,
+        failures: &[Undeliverable],
+    ) -> String {
         let mut why = String::new();
         for u in failures {
-            why = format!("producing to topic `{}` failed for good: {}", u.topic, u.error);
-            let Some(batch) = group.batch.as_deref() else { continue };
+            why = format!(
+                "producing to topic `{}` failed for good: {}",
+                u.topic, u.error
+            );
+            let Some(batch) = group.batch.as_deref() else {
+                continue;
+            };
             let i = match u.role {
                 Role::Output(Some(i)) | Role::DeadLetter(i) | Role::Late(i) => i,
                 // Nothing to fall back on: tried again, and the partition
@@ -117,7 +192,12 @@ impl Runtime {
     /// A delivery failed in a way that may pass later: reprocess the
     /// partition from its last commit after a pause that doubles each time
     /// (1 s to a minute); after [`MAX_FAILED_DELIVERIES`] in a row, stop it.
-    pub(super) fn retry_delivery(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, error: String) {
+    pub(super) fn retry_delivery(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        n: i32,
+        error: String,
+    ) {
         if self.exactly_once() {
             // One transaction holds every partition's work: all of it goes.
             self.abort_all(consumer);
@@ -130,11 +210,16 @@ impl Runtime {
     }
 
     fn retry_partition(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, error: String) {
-        let Some(p) = self.parts.get_mut(&n) else { return };
+        let Some(p) = self.parts.get_mut(&n) else {
+            return;
+        };
         p.failed_deliveries += 1;
         let tries = p.failed_deliveries;
         if tries > MAX_FAILED_DELIVERIES {
-            let why = format!("deployment `{}`, partition {n}: deliveries failed {tries} times in a row, the last time: {error}", self.deployment.name);
+            let why = format!(
+                "deployment `{}`, partition {n}: deliveries failed {tries} times in a row, the last time: {error}",
+                self.deployment.name
+            );
             self.rewind(consumer, n);
             self.stop_partition(consumer, n, why);
             return;
@@ -155,7 +240,9 @@ impl Runtime {
     /// again from there. Waits for the batch in flight.
     pub(super) fn rewind(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32) {
         self.wait_idle(consumer, &[n], RELEASE_TIMEOUT);
-        let Some(p) = self.parts.get_mut(&n) else { return };
+        let Some(p) = self.parts.get_mut(&n) else {
+            return;
+        };
         if let Some(state) = p.state.as_mut()
             && let Err(e) = state.discard_pending()
         {
@@ -171,7 +258,9 @@ impl Runtime {
             lock(&self.deployment.status).waiting.remove(&n);
         }
         for t in &self.deployment.config.inputs {
-            let offset = committed.get(t).map_or(Offset::Beginning, |&o| Offset::Offset(o));
+            let offset = committed
+                .get(t)
+                .map_or(Offset::Beginning, |&o| Offset::Offset(o));
             if let Err(e) = consumer.seek(t, n, offset, SEEK_TIMEOUT) {
                 tracing::error!(deployment = %self.deployment.name, topic = %t, partition = n, error = %e, "seek failed");
             }
@@ -189,7 +278,13 @@ impl Runtime {
                 if p.stopped.is_none() {
                     // Not an input paused for its full buffer: it resumes
                     // once the buffer has room (`dispatch`).
-                    for t in self.deployment.config.inputs.iter().filter(|t| !p.inputs.get(*t).is_some_and(|b| b.paused)) {
+                    for t in self
+                        .deployment
+                        .config
+                        .inputs
+                        .iter()
+                        .filter(|t| !p.inputs.get(*t).is_some_and(|b| b.paused))
+                    {
                         let _ = consumer.resume(&tpl_of(t, p.number));
                     }
                 }
@@ -200,15 +295,31 @@ impl Runtime {
     /// Processes completions until none of `numbers` has work in flight.
     /// A batch still out then would land on what was rewound meanwhile:
     /// the run ends instead (see [`Runtime::fatal`]).
-    pub(super) fn wait_idle(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32], timeout: Duration) -> bool {
+    pub(super) fn wait_idle(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        numbers: &[i32],
+        timeout: Duration,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
-        while numbers.iter().any(|n| self.parts.get(n).is_some_and(|p| p.in_flight)) {
+        while numbers
+            .iter()
+            .any(|n| self.parts.get(n).is_some_and(|p| p.in_flight))
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                self.fatal.get_or_insert_with(|| format!("a batch did not finish within {} s; starting the deployment again", timeout.as_secs()));
+                self.fatal.get_or_insert_with(|| {
+                    format!(
+                        "a batch did not finish within {} s; starting the deployment again",
+                        timeout.as_secs()
+                    )
+                });
                 return false;
             }
-            if let Ok(done) = self.done_rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            if let Ok(done) = self
+                .done_rx
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
                 self.on_done(consumer, done);
             }
         }

@@ -125,7 +125,10 @@ impl Deployment {
         let runnable = self.runnable();
         status.module = runnable.module.digest.clone();
         status.on_trial = runnable.on_trial();
-        status.tables = lock(&self.table_loaders).as_ref().map(|t| t.status()).unwrap_or_default();
+        status.tables = lock(&self.table_loaders)
+            .as_ref()
+            .map(|t| t.status())
+            .unwrap_or_default();
         status
     }
 
@@ -143,14 +146,19 @@ impl Deployment {
     /// A batch of `candidate` (on trial) failed where the module before it
     /// did not: go back to that module, once.
     fn roll_back(&self, candidate: &Arc<Runnable>, why: &str) -> bool {
-        let Some(fallback) = candidate.fallback() else { return false };
+        let Some(fallback) = candidate.fallback() else {
+            return false;
+        };
         if !Arc::ptr_eq(&self.runnable(), candidate) {
             return false;
         }
         tracing::error!(deployment = %self.name, module = %candidate.module.digest, "upgrade rolled back: {why}");
         self.swap(fallback);
         let mut status = lock(&self.status);
-        status.rolled_back = Some(format!("upgrade to module {} rolled back: {why}", candidate.module.digest));
+        status.rolled_back = Some(format!(
+            "upgrade to module {} rolled back: {why}",
+            candidate.module.digest
+        ));
         status.last_error = status.rolled_back.clone();
         true
     }
@@ -166,10 +174,20 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     let (done_tx, done_rx) = channel();
     let (restore_tx, restore_rx) = channel();
     let (events_tx, events) = channel();
-    let consumer: BaseConsumer<KafkaContext> = crate::kafka::consumer_config(&shared.kafka, &deployment.group)
-        .set("client.id", crate::kafka::group::client_id(&shared.host_id, shared.api_url.get().map(String::as_str)))
-        .create_with_context(KafkaContext { events: events_tx, name: deployment.name.clone() })
-        .context("creating the consumer")?;
+    let consumer: BaseConsumer<KafkaContext> =
+        crate::kafka::consumer_config(&shared.kafka, &deployment.group)
+            .set(
+                "client.id",
+                crate::kafka::group::client_id(
+                    &shared.host_id,
+                    shared.api_url.get().map(String::as_str),
+                ),
+            )
+            .create_with_context(KafkaContext {
+                events: events_tx,
+                name: deployment.name.clone(),
+            })
+            .context("creating the consumer")?;
     // Declared after the consumer, so that a failing loop drops it first and
     // the consumer, closing, finishes its rebalances itself.
     let events = events;
@@ -201,10 +219,18 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     if rt.exactly_once() {
         // A broker that refuses transactions fails this deployment at once,
         // with that said; the others keep running.
-        rt.begin().context("exactly-once delivery needs Kafka transactions")?;
+        rt.begin()
+            .context("exactly-once delivery needs Kafka transactions")?;
     }
-    let topics: Vec<&str> = deployment.config.inputs.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).context("subscribing to the input topics")?;
+    let topics: Vec<&str> = deployment
+        .config
+        .inputs
+        .iter()
+        .map(String::as_str)
+        .collect();
+    consumer
+        .subscribe(&topics)
+        .context("subscribing to the input topics")?;
     lock(&deployment.status).down = None;
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
@@ -333,15 +359,30 @@ impl Runtime {
     }
 
     fn batch_limits(&self) -> BatchLimits {
-        BatchLimits { records: self.shared.host.batch_max_records, bytes: self.shared.host.batch_max_bytes }
+        BatchLimits {
+            records: self.shared.host.batch_max_records,
+            bytes: self.shared.host.batch_max_bytes,
+        }
     }
 
     fn poll_timeout(&self) -> Duration {
         // A partition waiting for an input is woken by its records, which
         // end the poll: no need to spin meanwhile.
-        let ready = |p: &Partition| p.buffered() > 0 && p.hold_until.is_none() && p.waiting.as_ref().is_none_or(|w| w.enforced);
-        let busy = self.parts.values().any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || ready(p)) || !self.restoring.is_empty();
-        if busy { Duration::from_millis(1) } else { Duration::from_millis(50) }
+        let ready = |p: &Partition| {
+            p.buffered() > 0
+                && p.hold_until.is_none()
+                && p.waiting.as_ref().is_none_or(|w| w.enforced)
+        };
+        let busy = self
+            .parts
+            .values()
+            .any(|p| p.in_flight || p.ledger.is_open() || p.commit_due || ready(p))
+            || !self.restoring.is_empty();
+        if busy {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(50)
+        }
     }
 
     fn exactly_once(&self) -> bool {

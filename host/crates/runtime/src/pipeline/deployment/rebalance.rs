@@ -40,7 +40,11 @@ impl Runtime {
             self.commit(consumer);
             let open = numbers
                 .iter()
-                .filter(|n| self.parts.get(n).is_some_and(|p| p.in_flight || (p.state.is_some() && (p.commit_due || !p.ledger.is_done()))))
+                .filter(|n| {
+                    self.parts.get(n).is_some_and(|p| {
+                        p.in_flight || (p.state.is_some() && (p.commit_due || !p.ledger.is_done()))
+                    })
+                })
                 .count();
             if open == 0 {
                 break;
@@ -82,8 +86,16 @@ impl Runtime {
         for n in numbers {
             if self.parts.remove(n).is_some() {
                 let label = n.to_string();
-                let _ = self.shared.metrics.stopped.remove_label_values(&[&self.deployment.tenant, &self.deployment.name, &label]);
-                let labels = [self.deployment.tenant.as_str(), self.deployment.name.as_str(), &label];
+                let _ = self.shared.metrics.stopped.remove_label_values(&[
+                    &self.deployment.tenant,
+                    &self.deployment.name,
+                    &label,
+                ]);
+                let labels = [
+                    self.deployment.tenant.as_str(),
+                    self.deployment.name.as_str(),
+                    &label,
+                ];
                 for gauge in [
                     &self.shared.metrics.consumer_lag,
                     &self.shared.metrics.consumer_lag_end,
@@ -108,7 +120,11 @@ impl Runtime {
 
     /// Starts taking over newly assigned partitions: each is paused and
     /// restored on a thread of its own; [`Runtime::took_over`] resumes it.
-    pub(super) fn assign(&mut self, consumer: &BaseConsumer<KafkaContext>, tpl: &TopicPartitionList) {
+    pub(super) fn assign(
+        &mut self,
+        consumer: &BaseConsumer<KafkaContext>,
+        tpl: &TopicPartitionList,
+    ) {
         for n in partition_numbers(tpl) {
             if self.parts.contains_key(&n) || self.restoring.contains_key(&n) {
                 continue;
@@ -123,7 +139,13 @@ impl Runtime {
     pub(super) fn start_restore(&mut self, n: i32) {
         self.epoch += 1;
         self.restoring.insert(n, self.epoch);
-        crate::pipeline::restore::spawn(self.shared.clone(), self.deployment.clone(), n, self.epoch, self.restore_tx.clone());
+        crate::pipeline::restore::spawn(
+            self.shared.clone(),
+            self.deployment.clone(),
+            n,
+            self.epoch,
+            self.restore_tx.clone(),
+        );
     }
 
     /// Handles finished restores: a partition taken over starts consuming
@@ -149,7 +171,17 @@ impl Runtime {
                         }
                         let _ = consumer.resume(&tpl_of(topic, n));
                     }
-                    self.parts.insert(n, Partition::new(n, &self.deployment.config.inputs, &self.deployment.buffers, t.state, t.positions, t.changelog_next));
+                    self.parts.insert(
+                        n,
+                        Partition::new(
+                            n,
+                            &self.deployment.config.inputs,
+                            &self.deployment.buffers,
+                            t.state,
+                            t.positions,
+                            t.changelog_next,
+                        ),
+                    );
                 }
                 Err(e) => {
                     let why = format!("{e:#}");
@@ -159,7 +191,12 @@ impl Runtime {
                 }
             }
         }
-        let due: Vec<i32> = self.retry_restore.iter().filter(|(_, at)| Instant::now() >= **at).map(|(&n, _)| n).collect();
+        let due: Vec<i32> = self
+            .retry_restore
+            .iter()
+            .filter(|(_, at)| Instant::now() >= **at)
+            .map(|(&n, _)| n)
+            .collect();
         for n in due {
             self.retry_restore.remove(&n);
             if self.assigned.contains(&n) {

@@ -62,6 +62,7 @@ fn dev_values(plugin: &Path, sample: &Path, want: &BTreeSet<String>) -> BTreeSet
         }
     }
     // SIGTERM: a graceful stop, as Ctrl-C would.
+    // SAFETY: kill(2) takes plain integers; the child is ours, not yet reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     let log = std::fs::read_to_string(log.path()).unwrap();

@@ -11,12 +11,12 @@ pub(crate) fn slice(data: &[u8], span: Span) -> &[u8] {
 
 #[inline]
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("a 4-byte slice"))
 }
 
 #[inline]
 fn i64_at(b: &[u8], at: usize) -> i64 {
-    i64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    i64::from_le_bytes(b[at..at + 8].try_into().expect("an 8-byte slice"))
 }
 
 /// The bytes a packed (start, len) pair at `at` of `entry` names in `data`.

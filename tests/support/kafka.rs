@@ -79,6 +79,7 @@ pub fn spawn(cmd: Command) -> Child {
 
 /// Sends SIGKILL (or SIGTERM) to a child by pid; reaps it after SIGKILL.
 fn signal(child: &mut Child, sig: i32) {
+    // SAFETY: kill(2) takes plain integers; the child is ours, not yet reaped.
     unsafe { libc::kill(child.id() as i32, sig) };
     if sig == libc::SIGKILL {
         let _ = child.wait();

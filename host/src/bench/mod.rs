@@ -92,7 +92,12 @@ pub fn dispatch(plugin: &Path, records: usize, value_bytes: usize) -> Result<Vec
         let mut wasm = || {
             let mut n = 0;
             for b in &batches {
-                let (s, r) = transform.dispatch(b, state.take().unwrap());
+                let (s, r) = transform.dispatch(
+                    b,
+                    state
+                        .take()
+                        .expect("the state is given back after each batch"),
+                );
                 state = Some(s);
                 if r.stopped.is_some() || !r.failures.is_empty() {
                     return 0;
@@ -505,7 +510,12 @@ fn stateful_rate(
         ))?));
         let started = Instant::now();
         for (i, b) in batches.iter().enumerate() {
-            let (s, r) = transform.dispatch(b, state.take().unwrap());
+            let (s, r) = transform.dispatch(
+                b,
+                state
+                    .take()
+                    .expect("the state is given back after each batch"),
+            );
             if let Some(s) = &r.stopped {
                 bail!(
                     "the plugin stopped during the benchmark: {}: {}",
@@ -530,7 +540,7 @@ fn stateful_rate(
                 .into();
                 state
                     .as_mut()
-                    .unwrap()
+                    .expect("the state is given back after each batch")
                     .flush_with_checkpoint(&weir_state::Checkpoint {
                         offsets,
                         changelog_next: 0,

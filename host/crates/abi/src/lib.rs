@@ -9,6 +9,8 @@
 //! No wasmtime and no Kafka here: [`Limits`] and [`FailureKind`] are what
 //! a deployment is configured with and what its failures are called.
 
+#![forbid(unsafe_code)]
+
 mod batch;
 mod failure;
 mod limits;

@@ -110,7 +110,7 @@ struct Inner {
     /// One compilation at a time in this process (when it compiles here):
     /// uploads may come from any tenant, and a Python component takes
     /// seconds of every core.
-    compiling: std::sync::Mutex<()>,
+    compiling: parking_lot::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -167,7 +167,7 @@ impl Engine {
                 cache,
                 config,
                 stop_ticker,
-                compiling: std::sync::Mutex::new(()),
+                compiling: parking_lot::Mutex::new(()),
             }),
         })
     }
@@ -229,11 +229,7 @@ impl Engine {
     fn compile(&self, bytes: &[u8]) -> Result<Component, LoadError> {
         let engine = &self.inner.engine;
         let Some(exe) = &self.inner.config.compiler_exe else {
-            let _one_at_a_time = self
-                .inner
-                .compiling
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _one_at_a_time = self.inner.compiling.lock();
             return Component::new(engine, bytes).map_err(|e| {
                 let message = format!("{e:#}");
                 if message.contains("exceeds the configured maximum") {

@@ -58,19 +58,21 @@ impl Metrics {
                 "batch_seconds",
                 "Time to run one batch through the transform",
             )
-            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).unwrap()),
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("valid buckets")),
             DEPLOYMENT,
         )
-        .unwrap();
-        registry.register(Box::new(batch_seconds.clone())).unwrap();
+        .expect("valid metric");
+        registry
+            .register(Box::new(batch_seconds.clone()))
+            .expect("unique metric");
         let wasm_cpu_seconds = prometheus::CounterVec::new(
             Opts::new("wasm_cpu_seconds_total", "CPU time spent in transforms"),
             DEPLOYMENT,
         )
-        .unwrap();
+        .expect("valid metric");
         registry
             .register(Box::new(wasm_cpu_seconds.clone()))
-            .unwrap();
+            .expect("unique metric");
         let tenant_gauge = |name: &str, help: &str| {
             let g = IntGaugeVec::new(Opts::new(name, help), &["tenant"]).expect("valid metric");
             registry

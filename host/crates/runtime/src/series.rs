@@ -3,14 +3,13 @@
 //! totals, so a chart needs no arithmetic; kept in memory (a restarted
 //! host starts a new chart, as Prometheus would show a counter reset).
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::metrics::{Metrics, Totals};
-use crate::pipeline::lock;
 
 pub const STEP: Duration = Duration::from_secs(2);
 /// 15 minutes of steps.
@@ -50,7 +49,7 @@ impl Series {
     /// Takes a step: a point for every deployment with counters.
     pub fn sample(&self, metrics: &Metrics, now_ms: u64) {
         let totals = metrics.totals();
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         let Inner { last, points } = &mut *inner;
         for (deployment, now) in &totals {
             if let Some((then_ms, then)) = last.get(deployment) {
@@ -68,7 +67,8 @@ impl Series {
 
     /// A deployment's points, oldest first.
     pub fn of(&self, deployment: &str) -> Vec<Point> {
-        lock(&self.inner)
+        self.inner
+            .lock()
             .points
             .get(deployment)
             .map(|r| r.iter().cloned().collect())

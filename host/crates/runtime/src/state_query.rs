@@ -8,8 +8,8 @@
 //! crc32), so a key's partition cannot be computed in general. The admin
 //! API asks every host that owns a partition and merges the answers.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 
 use anyhow::{Result, bail};
 use serde::de::IgnoredAny;
@@ -30,14 +30,15 @@ pub struct StateReaders(Mutex<HashMap<String, BTreeMap<i32, StoreReader>>>);
 
 impl StateReaders {
     pub fn add(&self, storage: &str, partition: i32, reader: StoreReader) {
-        self.lock()
+        self.0
+            .lock()
             .entry(storage.to_owned())
             .or_default()
             .insert(partition, reader);
     }
 
     fn of(&self, storage: &str) -> Vec<(i32, StoreReader)> {
-        let mut all = self.lock();
+        let mut all = self.0.lock();
         let Some(open) = all.get_mut(storage) else {
             return Vec::new();
         };
@@ -47,10 +48,6 @@ impl StateReaders {
             all.remove(storage);
         }
         found
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<i32, StoreReader>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

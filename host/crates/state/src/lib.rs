@@ -13,6 +13,8 @@
 //!
 //! (Over 400 lines: transactions, savepoints, sizes and flushing share the pending map and its undo log.)
 
+#![forbid(unsafe_code)]
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -145,11 +147,13 @@ pub struct PartitionState {
 impl PartitionState {
     pub fn open(backend: Box<dyn StateBackend>) -> Result<Self> {
         let stream_time = match backend.get(STREAM_TIME_KEY)? {
-            Some(b) if b.len() == 8 => i64::from_be_bytes(b.try_into().unwrap()),
+            Some(b) if b.len() == 8 => i64::from_be_bytes(b.try_into().expect("8 bytes, checked")),
             _ => i64::MIN,
         };
         let stored_bytes = match backend.get(STATE_BYTES_KEY)? {
-            Some(b) if b.len() == 8 => Some(u64::from_be_bytes(b.try_into().unwrap())),
+            Some(b) if b.len() == 8 => {
+                Some(u64::from_be_bytes(b.try_into().expect("8 bytes, checked")))
+            }
             // A new store holds nothing; an old one is counted if asked.
             _ => ns::SIZED
                 .iter()

@@ -4,10 +4,11 @@
 //! Kafka, is the runtime's); `weir test` fills [`MemTable`]s from its
 //! input. Transforms read them through [`Tables`].
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
@@ -121,7 +122,7 @@ pub struct MemTable {
 impl MemTable {
     /// Sets `key` to `value`; `None` (a tombstone) removes it.
     pub fn apply(&self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let mut entries = self.entries.write().unwrap();
+        let mut entries = self.entries.write();
         match value {
             Some(v) => entries.insert(key, v),
             None => entries.remove(&key),
@@ -131,12 +132,7 @@ impl MemTable {
 
 impl TableRead for MemTable {
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Found>> {
-        Ok(self
-            .entries
-            .read()
-            .unwrap()
-            .get(key)
-            .map(|v| found(v, max_len)))
+        Ok(self.entries.read().get(key).map(|v| found(v, max_len)))
     }
 
     fn scan(
@@ -150,7 +146,7 @@ impl TableRead for MemTable {
         if end.is_some_and(|end| end <= start) {
             return Ok(Vec::new());
         }
-        let entries = self.entries.read().unwrap();
+        let entries = self.entries.read();
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         Ok(bounded(
             entries

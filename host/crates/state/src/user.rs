@@ -24,7 +24,7 @@ impl PartitionState {
         match stored.first() {
             Some(0) => Some(stored[1..].to_vec()),
             Some(1) if stored.len() >= 9 => {
-                let expires = i64::from_be_bytes(stored[1..9].try_into().unwrap());
+                let expires = i64::from_be_bytes(stored[1..9].try_into().expect("an 8-byte slice"));
                 (self.stream_time < expires).then(|| stored[9..].to_vec())
             }
             _ => None,

@@ -70,7 +70,7 @@ impl Agg {
         let word = |i: usize| {
             bytes
                 .get(i * 8..i * 8 + 8)
-                .map(|b| <[u8; 8]>::try_from(b).unwrap())
+                .map(|b| <[u8; 8]>::try_from(b).expect("an 8-byte slice"))
         };
         Some(Agg {
             count: u64::from_be_bytes(word(0)?),

@@ -7,6 +7,8 @@
 //!
 //! (Over 400 lines: a fifth are the unit tests with a fake folder; each window kind has its own module.)
 
+#![forbid(unsafe_code)]
+
 use weir_abi::CallFailure;
 use weir_abi::{Aggregation, EmitMode, WindowKind, WindowSpec};
 use weir_state::PartitionState;

@@ -76,7 +76,7 @@ fn header_value(name: &str, v: &Value) -> Result<Option<Vec<u8>>> {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.as_bytes().to_vec())),
         Value::Object(o) if o.len() == 1 && o.get("b64").is_some_and(Value::is_string) => Ok(Some(
-            B64.decode(o["b64"].as_str().unwrap())
+            B64.decode(o["b64"].as_str().unwrap_or_default())
                 .with_context(|| format!("header `{name}`: `b64` is not base64"))?,
         )),
         _ => bail!("header `{name}` must be a string, null or {{\"b64\": \"...\"}}"),

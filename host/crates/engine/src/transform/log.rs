@@ -2,9 +2,10 @@
 //! kept (bounded) for operators to read, and rate-limited so a chatty or
 //! hostile transform cannot flood the host's log.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -77,7 +78,7 @@ impl GuestLog {
     pub fn write(&self, level: LogLevel, message: &str) {
         let message = truncate(message, MAX_LINE_BYTES);
         {
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = self.inner.lock();
             let now = Instant::now();
             if now.duration_since(inner.window_start) >= Duration::from_secs(1) {
                 if inner.dropped > 0 {
@@ -115,7 +116,7 @@ impl GuestLog {
 
     /// The latest `n` lines kept, oldest first.
     pub fn recent(&self, n: usize) -> Vec<LogLine> {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         inner
             .lines
             .iter()
@@ -137,11 +138,11 @@ impl LastError {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        *self.0.lock().unwrap() = Some(line);
+        *self.0.lock() = Some(line);
     }
 
     pub fn take(&self) -> Option<String> {
-        self.0.lock().unwrap().take()
+        self.0.lock().take()
     }
 }
 

@@ -4,8 +4,9 @@
 //! compile runs on, so without this a caller could queue compiles faster
 //! than they finish and keep every other tenant's uploads waiting.
 
+use parking_lot::Mutex;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 /// Compiles running or waiting for the engine, from every caller.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -26,7 +27,7 @@ pub struct Ticket {
 impl Compiles {
     /// A place for `caller`'s work, or why there is none now.
     pub fn admit(self: &Arc<Self>, caller: Option<&str>) -> Result<Ticket, String> {
-        let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut callers = self.callers.lock();
         let caller = caller.map(str::to_owned);
         if callers.contains(&caller) {
             return Err(
@@ -48,11 +49,7 @@ impl Compiles {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.compiles
-            .callers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.caller);
+        self.compiles.callers.lock().remove(&self.caller);
     }
 }
 

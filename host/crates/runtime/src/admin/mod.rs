@@ -329,7 +329,7 @@ fn check_module_quota(
 fn view(host: &Host, spec: &DeploymentSpec) -> View {
     let id = spec.id();
     let running = host.deployment(&id).map(|d| d.status_now());
-    let problem = crate::pipeline::lock(&host.problems).get(&id).cloned();
+    let problem = host.problems.lock().get(&id).cloned();
     let status = match (&problem, &running) {
         _ if spec.undeployed => Status::Undeployed,
         _ if spec.paused => Status::Paused,

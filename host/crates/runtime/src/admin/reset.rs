@@ -108,14 +108,13 @@ const FOR_A_RESET: &str = "for a reset";
 /// The deployments this host is resetting.
 struct Resetting(String);
 
-static RESETTING: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+static RESETTING: parking_lot::Mutex<std::collections::BTreeSet<String>> =
+    parking_lot::Mutex::new(std::collections::BTreeSet::new());
 
 impl Resetting {
     fn claim(id: &str) -> Option<Resetting> {
         RESETTING
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_owned())
             .then(|| Resetting(id.to_owned()))
     }
@@ -123,10 +122,7 @@ impl Resetting {
 
 impl Drop for Resetting {
     fn drop(&mut self) {
-        RESETTING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.0);
+        RESETTING.lock().remove(&self.0);
     }
 }
 

@@ -265,6 +265,8 @@ fn describe(
 /// `resource` says, that outlives this call.
 unsafe fn read_result(event: *mut rd::rd_kafka_event_t, resource: Resource) -> Vec<Described> {
     let mut n = 0usize;
+    // SAFETY: the caller's contract: `event` is a live result of the kind
+    // `resource` names; librdkafka's accessors return pointers into it.
     unsafe {
         match resource {
             Resource::Topic => {
@@ -315,8 +317,10 @@ unsafe fn read_each<T>(
     if list.is_null() {
         return Vec::new();
     }
+    // SAFETY: the caller's contract: `n` descriptions at a non-null `list`.
     unsafe { std::slice::from_raw_parts(list, n) }
         .iter()
+        // SAFETY: each `d` is a live description of the accessors' type.
         .map(|&d| unsafe {
             let (name, error) = (name(d), error(d));
             let mut count = 0usize;

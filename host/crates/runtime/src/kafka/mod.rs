@@ -80,6 +80,7 @@ pub fn headers_of<'a>(
     if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
         return Vec::new();
     }
+    // SAFETY: `headers` is non-null and owned by the live message.
     let count = unsafe { rd::rd_kafka_header_cnt(headers) };
     (0..count)
         .filter_map(|i| {
@@ -94,8 +95,10 @@ pub fn headers_of<'a>(
             // SAFETY: librdkafka returns a NUL-terminated name and `size`
             // bytes of value (or null), owned by the message.
             let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
-            let value = (!value.is_null())
-                .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
+            let value = (!value.is_null()).then(|| {
+                // SAFETY: as above: `size` bytes at a non-null `value`.
+                unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }
+            });
             Some((name, value))
         })
         .collect()
@@ -223,17 +226,13 @@ pub fn partitions_of(topics: &BTreeMap<String, usize>, topic: &str) -> Result<us
 /// certificate it cannot verify) and goes on trying.
 #[derive(Default)]
 struct ConnectContext {
-    error: std::sync::Mutex<Option<String>>,
+    error: parking_lot::Mutex<Option<String>>,
 }
 
 impl ConnectContext {
     /// What went wrong, and which settings of `security` to check.
     fn why(&self, security: &security::Security) -> Option<String> {
-        let error = self
-            .error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
+        let error = self.error.lock().clone()?;
         let mechanism = security
             .mechanism
             .as_deref()
@@ -266,10 +265,7 @@ impl rdkafka::ClientContext for ConnectContext {
         if !matches!(level, L::Emerg | L::Alert | L::Critical | L::Error) {
             return;
         }
-        let mut first = self
-            .error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut first = self.error.lock();
         // The first cause is the telling one; "all brokers down" follows it.
         if first.is_none()
             || (fac == "FAIL"

@@ -8,8 +8,8 @@
 //! would loop forever, so those are reported with what the record was, for
 //! the failure policy of the input record it came from.
 
+use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ impl Acks {
 
     /// How the group went; meaningful once [`settled`](Self::settled).
     pub fn outcome(&self) -> Settled {
-        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let f = self.failures.lock();
         match (&f.transient, f.permanent.is_empty()) {
             (Some(e), _) => Settled::Transient(e.clone()),
             (None, false) => Settled::Permanent(f.permanent.clone()),
@@ -98,7 +98,7 @@ impl Acks {
     /// A record of the group that was never sent, for a reason trying
     /// again may fix.
     pub fn refuse(&self, why: &str) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.failures.lock();
         f.transient.get_or_insert_with(|| why.to_owned());
     }
 
@@ -107,7 +107,7 @@ impl Acks {
     }
 
     fn fail(&self, role: Role, topic: &str, error: &KafkaError) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.failures.lock();
         if permanent(error) {
             f.permanent.push(Undeliverable {
                 role,
@@ -207,7 +207,7 @@ pub struct Out<'a> {
 
 #[derive(Clone)]
 pub struct Producer {
-    inner: Arc<std::sync::RwLock<ThreadedProducer<DeliveryContext>>>,
+    inner: Arc<parking_lot::RwLock<ThreadedProducer<DeliveryContext>>>,
     progress: Arc<Progress>,
 }
 
@@ -216,7 +216,7 @@ impl Producer {
         let progress = Arc::new(Progress::default());
         let inner = Self::client(kafka, &progress)?;
         Ok(Producer {
-            inner: Arc::new(std::sync::RwLock::new(inner)),
+            inner: Arc::new(parking_lot::RwLock::new(inner)),
             progress,
         })
     }
@@ -232,10 +232,8 @@ impl Producer {
             .context("creating the Kafka producer")
     }
 
-    fn inner(&self) -> std::sync::RwLockReadGuard<'_, ThreadedProducer<DeliveryContext>> {
-        self.inner
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn inner(&self) -> parking_lot::RwLockReadGuard<'_, ThreadedProducer<DeliveryContext>> {
+        self.inner.read()
     }
 
     /// Why the producer looks stuck: records waiting for longer than
@@ -256,13 +254,7 @@ impl Producer {
     /// their last commit and send them again).
     pub fn renew(&self, kafka: &KafkaConfig) -> Result<()> {
         let fresh = Self::client(kafka, &self.progress)?;
-        let old = std::mem::replace(
-            &mut *self
-                .inner
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-            fresh,
-        );
+        let old = std::mem::replace(&mut *self.inner.write(), fresh);
         old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
         self.progress.moved();
         // Its thread delivers the purge's reports, then ends.
@@ -366,7 +358,7 @@ impl Producer {
             _ => anyhow::anyhow!("the brokers at {} refuse transactions ({e}); Weir writes state changelogs in transactions", kafka.brokers),
         })?;
         Ok(Producer {
-            inner: Arc::new(std::sync::RwLock::new(inner)),
+            inner: Arc::new(parking_lot::RwLock::new(inner)),
             progress,
         })
     }

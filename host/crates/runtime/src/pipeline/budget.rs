@@ -5,11 +5,10 @@
 //! starve it). A limit per partition alone lets many deployments (of one
 //! tenant) hold gigabytes.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use super::lock;
 
 /// Buffered bytes against one limit.
 #[derive(Debug)]
@@ -94,7 +93,9 @@ impl HostBudgets {
         match tenant {
             None => Budgets(Arc::new([self.host.clone()])),
             Some((name, limit)) => {
-                let t = lock(&self.tenants)
+                let t = self
+                    .tenants
+                    .lock()
                     .entry(name.to_owned())
                     .or_insert_with(|| BufferBudget::new(limit))
                     .clone();
@@ -109,7 +110,8 @@ impl HostBudgets {
 
     /// Each tenant's buffered bytes.
     pub fn tenants(&self) -> BTreeMap<String, u64> {
-        lock(&self.tenants)
+        self.tenants
+            .lock()
             .iter()
             .map(|(t, b)| (t.clone(), b.used()))
             .collect()

@@ -5,9 +5,10 @@
 //!
 //! (Over 400 lines: the host is the one place deployments are checked, started, stopped and supervised.)
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -43,13 +44,6 @@ use workers::{Runnable, Workers};
 /// hold records without delivering any before it counts as stuck.
 const PRODUCER_CHECK: Duration = Duration::from_secs(5);
 const PRODUCER_STALLED_AFTER: Duration = Duration::from_secs(30);
-
-/// Locks `m` even if a thread panicked holding it: the host's maps stay
-/// usable (each update is a single step), and one panic must not stop
-/// every later caller.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// What every deployment of a host shares.
 pub struct Shared {
@@ -365,7 +359,7 @@ impl Host {
                     std::thread::sleep(Duration::from_secs(5));
                     let Some(known) = known.upgrade() else { return };
                     if let Ok(topics) = cluster.topics() {
-                        *known.write().unwrap() = topics.into_keys().collect();
+                        *known.write() = topics.into_keys().collect();
                     }
                 }
             })
@@ -376,7 +370,7 @@ impl Host {
     /// and pool instances, per tenant.
     /// Why the shared producer looks stuck, if it does.
     pub fn producer_stalled(&self) -> Option<String> {
-        lock(&self.shared.producer_stalled).clone()
+        self.shared.producer_stalled.lock().clone()
     }
 
     pub fn refresh_gauges(&self) {
@@ -390,7 +384,7 @@ impl Host {
                 .with_label_values(&[&tenant])
                 .set(bytes as i64);
         }
-        for (tenant, quota) in lock(&self.instance_quotas).iter() {
+        for (tenant, quota) in self.instance_quotas.lock().iter() {
             metrics
                 .tenant_instances
                 .with_label_values(&[tenant])
@@ -424,7 +418,7 @@ impl Host {
                         }
                         renewed = Some(std::time::Instant::now());
                     }
-                    *lock(&shared.producer_stalled) = stalled;
+                    *shared.producer_stalled.lock() = stalled;
                 }
             })
             .expect("spawning the producer watch");
@@ -622,7 +616,7 @@ impl Host {
                     "output topic `{topic}` is outside the tenant's output prefixes"
                 ));
             }
-            if known.read().unwrap().contains(topic) {
+            if known.read().contains(topic) {
                 Ok(())
             } else {
                 Err(format!("output topic `{topic}` does not exist"))
@@ -631,7 +625,9 @@ impl Host {
         spec.stop_at_failure = config.failure_policy == crate::config::FailurePolicy::Stop;
         if let (Some(_), Some((tenant, _))) = (&tenant_config, name.split_once('.')) {
             let limit = self.tenants.instance_share(tenant).unwrap_or(0);
-            let quota = lock(&self.instance_quotas)
+            let quota = self
+                .instance_quotas
+                .lock()
                 .entry(tenant.to_owned())
                 .or_insert_with(|| InstanceQuota::new(tenant, limit))
                 .clone();
@@ -713,12 +709,12 @@ impl Host {
 
     /// The running deployment `id`, if any.
     pub fn deployment(&self, id: &str) -> Option<Arc<Deployment>> {
-        lock(&self.running).get(id).map(|r| r.deployment.clone())
+        self.running.lock().get(id).map(|r| r.deployment.clone())
     }
 
     /// Starts consuming for a prepared deployment.
     pub fn run(&self, deployment: Arc<Deployment>) {
-        let mut running = lock(&self.running);
+        let mut running = self.running.lock();
         if self.closing.load(Ordering::Relaxed) {
             return;
         }
@@ -739,7 +735,8 @@ impl Host {
     }
 
     pub fn statuses(&self) -> BTreeMap<String, DeploymentStatus> {
-        lock(&self.running)
+        self.running
+            .lock()
             .iter()
             .map(|(n, r)| (n.clone(), r.deployment.status_now()))
             .collect()
@@ -747,7 +744,7 @@ impl Host {
 
     /// Stops one deployment: finishes its batches, commits, leaves the group.
     pub fn stop(&self, name: &str) -> bool {
-        let running = lock(&self.running).remove(name);
+        let running = self.running.lock().remove(name);
         match running {
             Some(mut r) => {
                 r.stop.store(true, Ordering::Relaxed);
@@ -802,16 +799,16 @@ impl Host {
     /// Graceful shutdown of everything.
     pub fn shutdown(&self) {
         {
-            let _running = lock(&self.running);
+            let _running = self.running.lock();
             self.closing.store(true, Ordering::Relaxed);
         }
         // The reconciler may be stopping a deployment (committing its
         // partitions): that finishes before the process may exit.
-        if let Some(reconciler) = lock(&self.reconciler).take() {
+        if let Some(reconciler) = self.reconciler.lock().take() {
             let _ = reconciler.join();
         }
-        let names: Vec<String> = lock(&self.running).keys().cloned().collect();
-        for r in lock(&self.running).values() {
+        let names: Vec<String> = self.running.lock().keys().cloned().collect();
+        for r in self.running.lock().values() {
             r.stop.store(true, Ordering::Relaxed);
         }
         for name in names {
@@ -843,7 +840,7 @@ fn supervise(d: &Arc<Deployment>, shared: &Arc<Shared>, stop: &Arc<AtomicBool>) 
         };
         tracing::error!(deployment = %d.name, error = %why, "deployment failed; starting it again in {} s", backoff.as_secs());
         {
-            let mut status = lock(&d.status);
+            let mut status = d.status.lock();
             status.down = Some(why.clone());
             status.last_error = Some(why);
         }
@@ -858,6 +855,6 @@ fn supervise(d: &Arc<Deployment>, shared: &Arc<Shared>, stop: &Arc<AtomicBool>) 
     }
     // The tables' loaders live as long as the deployment runs here (joined
     // outside the lock, which status reads take).
-    let loaders = lock(&d.table_loaders).take();
+    let loaders = d.table_loaders.lock().take();
     drop(loaders);
 }

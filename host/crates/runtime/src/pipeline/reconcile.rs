@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 
 use super::workers::{Runnable, TRIAL_BATCHES};
-use super::{Host, Identity, Problem, lock};
+use super::{Host, Identity, Problem};
 use crate::config::DeploymentConfig;
 use crate::registry::{DeploymentSpec, Registry};
 
@@ -222,7 +222,7 @@ pub fn spawn(host: Arc<Host>) -> Result<()> {
             }
         })
         .context("spawning the reconciler")?;
-    *lock(&host.reconciler) = Some(thread);
+    *host.reconciler.lock() = Some(thread);
     Ok(())
 }
 
@@ -251,12 +251,16 @@ impl Reconciler {
             }
             tracing::info!(deployment = %id, dropped_state = dropped, "deployment stopped on this host");
         }
-        lock(&self.host.problems)
+        self.host
+            .problems
+            .lock()
             .retain(|id, _| specs.get(id).is_some_and(DeploymentSpec::running));
         for (id, spec) in specs.iter().filter(|(_, s)| s.running()) {
             if !self.registry.modules.has(&spec.module) {
                 // Its chunks are still on their way; their arrival wakes us.
-                lock(&self.host.problems)
+                self.host
+                    .problems
+                    .lock()
                     .insert(id.clone(), Problem::WaitingForModule(spec.module.clone()));
                 continue;
             }
@@ -287,12 +291,17 @@ impl Reconciler {
                 ) {
                     Loaded::Ready(m) => m,
                     Loaded::Compiling => {
-                        lock(&self.host.problems)
+                        self.host
+                            .problems
+                            .lock()
                             .insert(id.clone(), Problem::CompilingModule(spec.module.clone()));
                         continue;
                     }
                     Loaded::Failed(why) => {
-                        lock(&self.host.problems).insert(id.clone(), Problem::Failed(why));
+                        self.host
+                            .problems
+                            .lock()
+                            .insert(id.clone(), Problem::Failed(why));
                         continue;
                     }
                 },
@@ -309,7 +318,7 @@ impl Reconciler {
             match outcome {
                 Ok(()) => {
                     self.tried.remove(id);
-                    lock(&self.host.problems).remove(id);
+                    self.host.problems.lock().remove(id);
                 }
                 // Room comes back as instances go: tried again at once.
                 Err(e)
@@ -319,14 +328,19 @@ impl Reconciler {
                     }) =>
                 {
                     tracing::warn!(deployment = %id, error = %format!("{e:#}"), "no room to start the deployment on this host yet");
-                    lock(&self.host.problems)
+                    self.host
+                        .problems
+                        .lock()
                         .insert(id.clone(), Problem::WaitingForRoom(format!("{e:#}")));
                 }
                 Err(e) => {
                     tracing::error!(deployment = %id, error = %format!("{e:#}"), "cannot run the deployment on this host");
                     self.tried
                         .insert(id.clone(), (spec.version, Instant::now()));
-                    lock(&self.host.problems).insert(id.clone(), Problem::Failed(format!("{e:#}")));
+                    self.host
+                        .problems
+                        .lock()
+                        .insert(id.clone(), Problem::Failed(format!("{e:#}")));
                 }
             }
         }
@@ -412,7 +426,7 @@ impl Reconciler {
             let (Some(d), Some(spec)) = (self.host.deployment(id), specs.get(id)) else {
                 continue;
             };
-            let Some(why) = lock(&d.status).rolled_back.clone() else {
+            let Some(why) = d.status.lock().rolled_back.clone() else {
                 continue;
             };
             let running = d.runnable().module.digest.clone();

@@ -6,10 +6,11 @@
 //! consumes nothing until every table has caught up with the end its topic
 //! had when loading began, as Kafka Streams bootstraps a `GlobalKTable`.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use super::Shared;
 use super::deployment::Deployment;
-use super::{Shared, lock};
 use crate::changelog::Reader;
 use crate::config::KafkaConfig;
 use weir_state::rocks::RocksConfig;
@@ -90,7 +91,7 @@ impl TableLoaders {
                     keys: l.store.estimated_keys(),
                     loaded,
                     load_ms: loaded.then(|| p.load_ms.load(Ordering::Relaxed)),
-                    error: lock(&p.error).clone(),
+                    error: p.error.lock().clone(),
                 };
                 (l.name.clone(), status)
             })
@@ -107,7 +108,7 @@ pub struct OpenStores(Mutex<BTreeMap<PathBuf, Weak<RocksTable>>>);
 
 impl OpenStores {
     fn open(&self, path: &Path, topic: &str, rocks: &RocksConfig) -> Result<Arc<RocksTable>> {
-        let mut open = lock(&self.0);
+        let mut open = self.0.lock();
         open.retain(|_, s| s.strong_count() > 0);
         if let Some(store) = open.get(path).and_then(Weak::upgrade) {
             if store.topic() == topic {
@@ -147,7 +148,7 @@ pub fn wait_loaded(deployment: &Deployment, shared: &Shared, stop: &AtomicBool) 
         return Ok(true);
     }
     {
-        let mut slot = lock(&deployment.table_loaders);
+        let mut slot = deployment.table_loaders.lock();
         if slot.is_none() {
             *slot = Some(start(deployment, shared)?);
         }
@@ -155,7 +156,7 @@ pub fn wait_loaded(deployment: &Deployment, shared: &Shared, stop: &AtomicBool) 
     let mut logged = false;
     while !stop.load(Ordering::Relaxed) {
         {
-            let guard = lock(&deployment.table_loaders);
+            let guard = deployment.table_loaders.lock();
             let loaders = &guard.as_ref().expect("started").loaders;
             if loaders
                 .iter()
@@ -167,7 +168,7 @@ pub fn wait_loaded(deployment: &Deployment, shared: &Shared, stop: &AtomicBool) 
             let failing = loaders
                 .iter()
                 .filter(|l| !l.progress.loaded.load(Ordering::Relaxed))
-                .find_map(|l| lock(&l.progress.error).clone().map(|e| (l, e)));
+                .find_map(|l| l.progress.error.lock().clone().map(|e| (l, e)));
             if let Some((l, why)) = failing {
                 bail!("table `{}` cannot load: {why}", l.name);
             }
@@ -218,7 +219,7 @@ fn start(deployment: &Deployment, shared: &Shared) -> Result<TableLoaders> {
             .spawn(move || {
                 while let Err(e) = load(&consumer, &t, &s, &p, &st, timeout) {
                     tracing::error!(table = %label, error = %format!("{e:#}"), "reading a table failed; reading again in {} s", RETRY.as_secs());
-                    *lock(&p.error) = Some(format!("{e:#}"));
+                    *p.error.lock() = Some(format!("{e:#}"));
                     let at = Instant::now() + RETRY;
                     while Instant::now() < at && !st.load(Ordering::Relaxed) {
                         std::thread::sleep(WAIT_STEP);
@@ -345,7 +346,7 @@ fn load(
                 }
                 Some(Err(e)) => {
                     tracing::warn!(topic, error = %e, "reading a table");
-                    *lock(&progress.error) = Some(e.to_string());
+                    *progress.error.lock() = Some(e.to_string());
                     break;
                 }
             }
@@ -360,7 +361,7 @@ fn load(
             batch.clear();
             read.clear();
             dirty = true;
-            *lock(&progress.error) = None;
+            *progress.error.lock() = None;
         }
         // Caught up with a partition: told so, or past the end it had at
         // the start (a topic written faster than it is read has no end).

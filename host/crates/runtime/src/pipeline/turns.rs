@@ -1,9 +1,9 @@
-//! One at a time, in the order asked: a ticket lock. `std::sync::Mutex`
+//! One at a time, in the order asked: a ticket lock. A plain mutex
 //! lets a thread that releases and asks again barge ahead of the waiting,
 //! so a tenant deploying in a loop could keep others' deployment checks
 //! waiting until they ran out of time.
 
-use std::sync::{Condvar, Mutex, PoisonError};
+use parking_lot::{Condvar, Mutex};
 
 #[derive(Default)]
 pub struct Turns {
@@ -18,11 +18,11 @@ pub struct Turn<'a>(&'a Turns);
 impl Turns {
     /// Waits for the caller's turn: after every earlier caller's.
     pub fn take(&self) -> Turn<'_> {
-        let mut t = self.tickets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut t = self.tickets.lock();
         let mine = t.0;
         t.0 += 1;
         while t.1 != mine {
-            t = self.next.wait(t).unwrap_or_else(PoisonError::into_inner);
+            self.next.wait(&mut t);
         }
         Turn(self)
     }
@@ -30,11 +30,7 @@ impl Turns {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.0
-            .tickets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1 += 1;
+        self.0.tickets.lock().1 += 1;
         self.0.next.notify_all();
     }
 }
@@ -55,10 +51,10 @@ mod tests {
                 let (mine, order) = (turns.clone(), order.clone());
                 let h = std::thread::spawn(move || {
                     let _turn = mine.take();
-                    order.lock().unwrap().push(i);
+                    order.lock().push(i);
                 });
                 // Each asks after the one before it.
-                while turns.tickets.lock().unwrap().0 < i + 2 {
+                while turns.tickets.lock().0 < i + 2 {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 h
@@ -66,20 +62,20 @@ mod tests {
             .collect();
         drop(first);
         // The holder asking again goes to the back.
-        while turns.tickets.lock().unwrap().1 == 0 {
+        while turns.tickets.lock().1 == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
         let again = {
             let (turns, order) = (turns.clone(), order.clone());
             std::thread::spawn(move || {
                 let _turn = turns.take();
-                order.lock().unwrap().push(9);
+                order.lock().push(9);
             })
         };
         for h in waiting {
             h.join().unwrap();
         }
         again.join().unwrap();
-        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 9]);
+        assert_eq!(*order.lock(), [0, 1, 2, 3, 9]);
     }
 }

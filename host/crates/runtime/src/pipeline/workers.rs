@@ -15,12 +15,12 @@
 //! guest code, however busy, cannot take the CPU the host needs to move
 //! everyone's records.
 
+use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::lock;
 use weir_abi::InputBatch;
 use weir_abi::{CallFailure, FailureKind, RecordFailure};
 use weir_engine::Module;
@@ -87,15 +87,15 @@ impl Runnable {
     }
 
     pub fn on_trial(&self) -> bool {
-        lock(&self.trial).is_some()
+        self.trial.lock().is_some()
     }
 
     pub fn fallback(&self) -> Option<Arc<Runnable>> {
-        lock(&self.trial).as_ref().map(|t| t.fallback.clone())
+        self.trial.lock().as_ref().map(|t| t.fallback.clone())
     }
 
     fn passed_batch(&self) {
-        let mut trial = lock(&self.trial);
+        let mut trial = self.trial.lock();
         if let Some(t) = trial.as_mut() {
             t.batches_left = t.batches_left.saturating_sub(1);
             if t.batches_left == 0 {
@@ -312,13 +312,13 @@ impl Workers {
 
     pub fn submit(&self, tenant: &str, deployment: &str, job: Job) {
         let (sched, cv) = &*self.shared;
-        lock(sched).submit(tenant, deployment, job);
+        sched.lock().submit(tenant, deployment, job);
         cv.notify_one();
     }
 
     pub fn shutdown(&self) {
         let (sched, cv) = &*self.shared;
-        lock(sched).shutdown = true;
+        sched.lock().shutdown = true;
         cv.notify_all();
     }
 
@@ -329,7 +329,7 @@ impl Workers {
         loop {
             let next = {
                 let (sched, cv) = &*self.shared;
-                let mut s = lock(sched);
+                let mut s = sched.lock();
                 loop {
                     if s.shutdown {
                         return;
@@ -342,10 +342,7 @@ impl Workers {
                     if left.is_zero() {
                         break None;
                     }
-                    s = cv
-                        .wait_timeout(s, left)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+                    cv.wait_for(&mut s, left);
                 }
             };
             // Forget the transforms (and give their instances back to the
@@ -381,7 +378,7 @@ impl Workers {
             let cpu = thread_cpu_time().saturating_sub(cpu0);
             {
                 let (sched, cv) = &*self.shared;
-                lock(sched).done(&slot, cpu.as_secs_f64(), runnable.weight);
+                sched.lock().done(&slot, cpu.as_secs_f64(), runnable.weight);
                 cv.notify_one();
             }
             // The deployment may be gone; its partition's result with it.

@@ -26,10 +26,11 @@
 //!
 //! (Over 400 lines: deployments and modules share one compare-and-set protocol over their topics.)
 
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -310,16 +311,12 @@ impl Registry {
         Ok(registry)
     }
 
-    fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
-        self.view
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn view(&self) -> parking_lot::RwLockReadGuard<'_, View> {
+        self.view.read()
     }
 
-    fn view_mut(&self) -> std::sync::RwLockWriteGuard<'_, View> {
-        self.view
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn view_mut(&self) -> parking_lot::RwLockWriteGuard<'_, View> {
+        self.view.write()
     }
 
     pub fn specs(&self) -> BTreeMap<String, DeploymentSpec> {
@@ -370,15 +367,15 @@ impl Registry {
     /// Waits until the view changes past `generation`, or `timeout`.
     pub fn wait_change(&self, generation: u64, timeout: Duration) {
         let (lock, cv) = &self.changed;
-        let guard = lock.lock().unwrap();
+        let mut guard = lock.lock();
         if self.generation() == generation {
-            let _ = cv.wait_timeout(guard, timeout);
+            cv.wait_for(&mut guard, timeout);
         }
     }
 
     fn notify(&self) {
         let (lock, cv) = &self.changed;
-        let _guard = lock.lock().unwrap();
+        let _guard = lock.lock();
         cv.notify_all();
     }
 

@@ -43,7 +43,7 @@ impl Runtime {
                 let Some(d) = deployment.upgrade() else { return };
                 match missing {
                     Some(missing) if missing.is_empty() => {
-                        if lock(&d.status).denied.take().is_some() {
+                        if d.status.lock().denied.take().is_some() {
                             tracing::info!(deployment = %d.name, "the Kafka ACLs allow the consumer again");
                         }
                         d.checking_denial.store(false, Ordering::Release);
@@ -55,7 +55,7 @@ impl Runtime {
                             tracing::warn!(deployment = %d.name, error = %named, "the consumer is refused");
                             said = true;
                         }
-                        let mut status = lock(&d.status);
+                        let mut status = d.status.lock();
                         status.last_error = Some(named.clone());
                         status.denied = Some(named);
                     }
@@ -360,7 +360,7 @@ fn next_input(
             tracing::info!(deployment = %deployment.name, partition = p.number, "input `{}` caught up: its records are in timestamp order with the others' again", w.input);
         }
         if w.shown {
-            lock(&deployment.status).waiting.remove(&p.number);
+            deployment.status.lock().waiting.remove(&p.number);
         }
     }
     let enforce = p.waiting.as_ref().is_some_and(|w| w.enforced);
@@ -390,7 +390,7 @@ fn next_input(
                 max_wait.as_secs()
             );
             tracing::warn!(deployment = %deployment.name, partition = p.number, "{why}");
-            lock(&deployment.status).waiting.insert(p.number, why);
+            deployment.status.lock().waiting.insert(p.number, why);
             w.shown = true;
         } else if waited >= WAIT_SHOWN_AFTER && !w.shown {
             w.shown = true;
@@ -398,7 +398,7 @@ fn next_input(
                 "waiting for input `{}`: it has records on the broker not fetched yet",
                 w.input
             );
-            lock(&deployment.status).waiting.insert(p.number, why);
+            deployment.status.lock().waiting.insert(p.number, why);
         }
     }
     match next {

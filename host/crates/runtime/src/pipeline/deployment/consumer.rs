@@ -256,7 +256,7 @@ impl Runtime {
                 .with_label_values(&labels)
                 .set(i64::from(unreadable.contains_key(&p)));
         }
-        let mut status = lock(&self.deployment.status);
+        let mut status = self.deployment.status.lock();
         for (p, u) in unreadable
             .iter()
             .filter(|(p, _)| !status.unreadable.contains_key(p))

@@ -255,7 +255,7 @@ impl Runtime {
         p.idle_closed = false;
         let committed = p.ledger.rewind().clone();
         if p.clear_buffers(&committed) {
-            lock(&self.deployment.status).waiting.remove(&n);
+            self.deployment.status.lock().waiting.remove(&n);
         }
         for t in &self.deployment.config.inputs {
             let offset = committed

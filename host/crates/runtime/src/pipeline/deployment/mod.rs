@@ -27,10 +27,11 @@
 //! acknowledgements into the partitions' commit ledgers), `commit`,
 //! `rebalance` (restore, release) and `consumer` (Kafka's callbacks).
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -44,7 +45,7 @@ use super::order::{self, Bound, InputView, Next};
 use super::partition::{BatchLimits, Buffer, Partition, Waiting};
 use super::restore::Takeover;
 use super::workers::{Done, Job, Outcome, Runnable, Slice, Work};
-use super::{DeploymentStatus, HeldInput, LateRecord, Shared, UnreadableInput, lock};
+use super::{DeploymentStatus, HeldInput, LateRecord, Shared, UnreadableInput};
 use crate::changelog::{self, Flush};
 use crate::config::{Delivery, DeploymentConfig, FailurePolicy};
 use crate::kafka::producer::{Acks, Out, Producer, Role, Undeliverable, headers};
@@ -121,11 +122,13 @@ impl Deployment {
 
     /// The status, with what the running transform says now.
     pub fn status_now(&self) -> DeploymentStatus {
-        let mut status = lock(&self.status).clone();
+        let mut status = self.status.lock().clone();
         let runnable = self.runnable();
         status.module = runnable.module.digest.clone();
         status.on_trial = runnable.on_trial();
-        status.tables = lock(&self.table_loaders)
+        status.tables = self
+            .table_loaders
+            .lock()
             .as_ref()
             .map(|t| t.status())
             .unwrap_or_default();
@@ -134,13 +137,13 @@ impl Deployment {
 
     /// The transform new batches run.
     pub fn runnable(&self) -> Arc<Runnable> {
-        self.runnable.read().unwrap().clone()
+        self.runnable.read().clone()
     }
 
     /// Runs the next batches with `next`; batches in flight finish with the
     /// transform they started with.
     pub fn swap(&self, next: Arc<Runnable>) {
-        *self.runnable.write().unwrap() = next;
+        *self.runnable.write() = next;
     }
 
     /// A batch of `candidate` (on trial) failed where the module before it
@@ -154,7 +157,7 @@ impl Deployment {
         }
         tracing::error!(deployment = %self.name, module = %candidate.module.digest, "upgrade rolled back: {why}");
         self.swap(fallback);
-        let mut status = lock(&self.status);
+        let mut status = self.status.lock();
         status.rolled_back = Some(format!(
             "upgrade to module {} rolled back: {why}",
             candidate.module.digest
@@ -231,7 +234,7 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     consumer
         .subscribe(&topics)
         .context("subscribing to the input topics")?;
-    lock(&deployment.status).down = None;
+    deployment.status.lock().down = None;
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
         if let Some(why) = rt.fatal.take() {
@@ -390,7 +393,7 @@ impl Runtime {
     }
 
     fn set_error(&self, message: String) {
-        lock(&self.deployment.status).last_error = Some(message);
+        self.deployment.status.lock().last_error = Some(message);
     }
 }
 

@@ -234,7 +234,7 @@ impl Runtime {
                 let last = batch.records.last().map_or(-1, |r| r.offset);
                 p.ledger.advance(&batch.topic, last + 1);
                 if std::mem::take(&mut p.unavailable) {
-                    lock(&self.deployment.status).waiting.remove(&n);
+                    self.deployment.status.lock().waiting.remove(&n);
                 }
             }
             Some(stop) if stop.kind == FailureKind::Unavailable => {
@@ -245,7 +245,7 @@ impl Runtime {
                 p.hold_until = Some(Instant::now() + UNAVAILABLE_WAIT);
                 p.unavailable = true;
                 tracing::warn!(deployment = %name, partition = n, "no room to run the transform, trying again in {} s: {}", UNAVAILABLE_WAIT.as_secs(), stop.message);
-                let mut status = lock(&self.deployment.status);
+                let mut status = self.deployment.status.lock();
                 status
                     .waiting
                     .insert(n, format!("no room to run the transform: {}", stop.message));
@@ -308,7 +308,7 @@ impl Runtime {
             timestamp: r.timestamp,
             stream_time,
         };
-        let mut status = lock(&self.deployment.status);
+        let mut status = self.deployment.status.lock();
         let entry = status.late.entry(n).or_default();
         entry.count += result.late.len() as u64;
         entry.last = latest;
@@ -353,7 +353,7 @@ impl Runtime {
                     f.failure.kind.as_str(),
                 ])
                 .inc();
-            lock(&self.deployment.status).last_error = Some(why);
+            self.deployment.status.lock().last_error = Some(why);
         }
     }
 
@@ -388,7 +388,7 @@ impl Runtime {
                 &n.to_string(),
             ])
             .set(1);
-        let mut status = lock(&self.deployment.status);
+        let mut status = self.deployment.status.lock();
         if waited {
             status.waiting.remove(&n);
         }

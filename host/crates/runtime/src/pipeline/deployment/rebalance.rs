@@ -105,7 +105,7 @@ impl Runtime {
                     let _ = gauge.remove_label_values(&labels);
                 }
             }
-            let mut status = lock(&self.deployment.status);
+            let mut status = self.deployment.status.lock();
             status.partitions.retain(|p| p != n);
             status.stopped.remove(n);
             status.failed.remove(n);
@@ -156,7 +156,7 @@ impl Runtime {
                 continue; // revoked meanwhile
             }
             self.restoring.remove(&n);
-            let mut status = lock(&self.deployment.status);
+            let mut status = self.deployment.status.lock();
             match result {
                 Ok(t) => {
                     status.failed.remove(&n);

@@ -13,8 +13,8 @@ use weir_state::tables::{Found, Tables};
 use weir_state::timers::Clock;
 use weir_windows::WindowDefs;
 
+use crate::host_state::{HostState, TimerHorizon};
 use crate::transform::budget::HostBudget;
-use crate::transform::instance::{HostState, TimerHorizon};
 use crate::transform::log::{GuestLog, LastError, LogLevel};
 
 /// Guest log lines.

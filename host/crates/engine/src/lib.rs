@@ -1,6 +1,11 @@
 //! The one wasmtime engine of a host process: configuration, sandbox
 //! limits, loading and validating components, and the compiled-artifact
 //! cache.
+//!
+//! Modules depend one way (`scripts/module-cycles` checks it), but for:
+//! Circle: transform/dispatch.rs transform/timers.rs — one type's `impl`
+//! (`Transform`) in two files: running batches, and firing the timers
+//! that batches and the clock make due.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +22,7 @@ pub mod bindings;
 pub mod cache;
 pub mod capabilities;
 pub mod compile;
+pub mod host_state;
 pub mod limits;
 pub mod offline;
 pub mod private_file;
@@ -25,7 +31,7 @@ pub mod validate;
 pub mod wasi;
 
 use crate::bindings::{Pre, WorldVersion};
-use crate::transform::instance::HostState;
+use crate::host_state::HostState;
 pub use validate::LoadError;
 
 /// Settings of the shared engine.

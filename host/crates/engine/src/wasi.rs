@@ -27,7 +27,7 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiView};
 
-use crate::transform::instance::HostState;
+use crate::host_state::HostState;
 use crate::transform::log::GuestLogStream;
 
 struct FrozenClock;

@@ -16,7 +16,7 @@ use wasmtime::component::Linker;
 use weir_abi as abi;
 
 use crate::capabilities::{self, LogCapability, StateCapability, WindowsCapability};
-use crate::transform::instance::HostState;
+use crate::host_state::HostState;
 use crate::transform::log::LogLevel;
 
 /// Links the world's imports, each capability with its own view.
@@ -30,7 +30,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-super::same_since_0_1!();
+super::since_0_1::same_since_0_1!();
 
 // Conversions to and from the host's types. Records are small structs of
 // spans, copied field by field; the data buffers are borrowed going in and

@@ -22,7 +22,7 @@ use weir_state::timers::{Clock, Timer};
 use crate::capabilities::{
     self, LogCapability, StateCapability, TablesCapability, WindowsCapability,
 };
-use crate::transform::instance::HostState;
+use crate::host_state::HostState;
 use crate::transform::log::LogLevel;
 
 /// Links the world's imports, each capability with its own view. Timers are
@@ -42,7 +42,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-super::same_since_0_1! {
+super::since_0_1::same_since_0_1! {
     windows::WindowKind::CountHopping(c) => abi::WindowKind::Count { size: c.size, step: c.step },
     windows::WindowKind::CountTumbling(size) => abi::WindowKind::Count { size, step: size },
 }

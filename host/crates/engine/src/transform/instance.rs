@@ -2,71 +2,24 @@
 //! the partition state it may touch during a call) and typed calls into it
 //! that turn every way a call can fail into a [`CallFailure`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::TransformSpec;
 use super::budget::HostBudget;
-use super::log::{GuestLog, GuestLogStream, LastError};
+use super::log::{GuestLogStream, LastError};
+use super::quota::QuotaSlot;
 use crate::bindings::Exports;
-use crate::limits::{LimitExceeded, Limiter, thread_cpu_time};
+use crate::host_state::{HostState, TimerHorizon};
+use crate::limits::{LimitExceeded, thread_cpu_time};
 use crate::{Module, wasi};
 use weir_abi::{CallFailure, FailureKind};
 use weir_abi::{InputBatch, OutputBatch, WindowBatch};
 use weir_state::PartitionState;
-use weir_state::tables::Tables;
+
 use weir_state::timers::Timer;
 use weir_windows::WindowDefs;
-
-/// Data of one instance's store; the host functions of the world run on it.
-pub struct HostState {
-    pub(crate) limiter: Limiter,
-    cpu: CpuBudget,
-    pub(crate) log: Arc<GuestLog>,
-    pub(crate) last_error: LastError,
-    /// The state of the partition being processed; present only during
-    /// `process` and `on-window` calls.
-    pub(crate) partition: Option<Box<PartitionState>>,
-    pub(crate) windows: WindowDefs,
-    /// What the current call may make the host hold on its behalf.
-    pub(crate) budget: HostBudget,
-    wasi: WasiCtx,
-    pub(crate) table: ResourceTable,
-    /// The instance's WASI monotonic clock, ns (see `engine::wasi`).
-    pub(crate) wasi_now: u64,
-    pub(crate) wall_clock: Option<Arc<std::sync::atomic::AtomicI64>>,
-    pub(crate) horizon: TimerHorizon,
-    pub(crate) tables: Arc<Tables>,
-}
-
-/// For the `process` call under way: the stream time before it and its
-/// latest record timestamp, and whether the call set an event-time timer
-/// between the two, which a record of the call may reach (the call must
-/// then be split: see `dispatch`).
-pub struct TimerHorizon {
-    pub between: Option<(i64, i64)>,
-    pub crossed: bool,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// CPU time allowed to the current call, checked at every epoch tick.
-struct CpuBudget {
-    deadline: Duration,
-    limit_ms: u64,
-    tripped: bool,
-}
 
 pub struct Instance {
     store: Store<HostState>,
@@ -74,65 +27,6 @@ pub struct Instance {
     max_wasm_stack: usize,
     /// The tenant's share of the pool this instance holds, if counted.
     _slot: Option<QuotaSlot>,
-}
-
-/// A tenant's share of the host's instance pool: how many instances its
-/// deployments may hold at once. Each is bounded in what it takes of the
-/// pool (see `MAX_*_PER_COMPONENT`), so shares bound the tenant's use.
-pub struct InstanceQuota {
-    tenant: String,
-    limit: usize,
-    live: std::sync::atomic::AtomicUsize,
-}
-
-impl InstanceQuota {
-    pub fn new(tenant: &str, limit: usize) -> Arc<Self> {
-        Arc::new(InstanceQuota {
-            tenant: tenant.to_owned(),
-            limit,
-            live: Default::default(),
-        })
-    }
-
-    /// Instances held now.
-    pub fn live(&self) -> usize {
-        self.live.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Whether another instance would pass the share.
-    pub fn full(&self) -> bool {
-        self.live() >= self.limit
-    }
-
-    fn take(self: &Arc<Self>) -> Result<QuotaSlot, CallFailure> {
-        use std::sync::atomic::Ordering;
-        let taken = self
-            .live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.limit).then_some(n + 1)
-            });
-        match taken {
-            Ok(_) => Ok(QuotaSlot(self.clone())),
-            Err(_) => Err(CallFailure::new(
-                FailureKind::Unavailable,
-                format!(
-                    "tenant `{}` holds its {} instances of the pool (quota `max_instances`)",
-                    self.tenant, self.limit
-                ),
-            )),
-        }
-    }
-}
-
-/// One instance of a tenant's share, given back when the instance goes.
-struct QuotaSlot(Arc<InstanceQuota>);
-
-impl Drop for QuotaSlot {
-    fn drop(&mut self) {
-        self.0
-            .live
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
 }
 
 /// Marks wasmtime's refusal to copy more than the hostcall fuel allows.
@@ -147,31 +41,7 @@ impl Instance {
             GuestLogStream::stdout(spec.log.clone()),
             GuestLogStream::stderr(spec.log.clone(), last_error.clone()),
         );
-        let data = HostState {
-            limiter: Limiter::new(&spec.limits),
-            cpu: CpuBudget {
-                deadline: Duration::ZERO,
-                limit_ms: spec.limits.cpu_ms_per_batch,
-                tripped: false,
-            },
-            log: spec.log.clone(),
-            last_error,
-            partition: None,
-            windows: WindowDefs::default(),
-            budget: HostBudget::new(
-                spec.limits.host_bytes_per_call(),
-                spec.limits.cpu_ms_per_batch,
-            ),
-            wasi,
-            table: ResourceTable::new(),
-            wasi_now: 0,
-            wall_clock: spec.wall_clock.clone(),
-            horizon: TimerHorizon {
-                between: None,
-                crossed: false,
-            },
-            tables: spec.tables.clone(),
-        };
+        let data = HostState::new(spec, wasi, last_error);
         let mut store = Store::new(module.engine.wasmtime(), data);
         store.limiter(|s| &mut s.limiter);
         // What one call may copy out of the guest (an output batch, a host

@@ -9,6 +9,7 @@ pub mod budget;
 mod dispatch;
 pub mod instance;
 pub mod log;
+pub mod quota;
 mod timers;
 
 pub use batch::{OutRecord, Produced};
@@ -42,7 +43,7 @@ pub struct TransformSpec {
     pub tables: Arc<Tables>,
     /// The share of the host's instance pool its tenant may hold (none:
     /// the operator's, bounded by the pool alone).
-    pub instance_quota: Option<Arc<instance::InstanceQuota>>,
+    pub instance_quota: Option<Arc<quota::InstanceQuota>>,
 }
 
 impl TransformSpec {

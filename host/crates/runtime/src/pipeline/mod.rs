@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::tenants::{TenantConfig, Tenants};
 use deployment::Deployment;
-use weir_engine::transform::instance::InstanceQuota;
+use weir_engine::transform::quota::InstanceQuota;
 use weir_engine::transform::{Transform, TransformSpec};
 use weir_engine::{Engine, Module};
 use weir_state::rocks::RocksConfig;
@@ -236,7 +236,7 @@ pub struct Host {
     /// The last 15 minutes of every deployment here, for the console.
     pub series: Arc<crate::series::Series>,
     /// Each tenant's share of the instance pool, made on first use.
-    instance_quotas: Mutex<BTreeMap<String, Arc<weir_engine::transform::instance::InstanceQuota>>>,
+    instance_quotas: Mutex<BTreeMap<String, Arc<weir_engine::transform::quota::InstanceQuota>>>,
     /// Whose warm-up runs; see [`Host::warm_up`].
     warm_ups: turns::Turns,
 }

@@ -1,6 +1,9 @@
 //! The admin API and registry end to end on Apache Kafka: hosts that
 //! share a registry in Kafka, deployments uploaded through one host and run
 //! on all, upgrades that keep state, rollbacks, tenants kept apart.
+//!
+//! (Over 400 lines: one scenario per test, each whole on the page: what it sets up, does and
+//! checks.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::Client as Http;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use weir_runtime::tenants::token_hash;
+use weir_control::tenants::token_hash;
 use weir_tests::kafka::{Broker, Rec, Scope, Weir, now_ms, produce_slowly};
 use weir_tests::tenants::{self, ACME, EVIL, ROOT, call};
 use weir_tests::{component, plugin, weir_bin};

@@ -7,6 +7,8 @@
 //! hand against the plugins' documented behaviour; `WEIR_BLESS=1` rewrites
 //! them from the Rust plugins after a deliberate change. Non-Rust
 //! components come from `scripts/build-plugins` (run by `scripts/test`).
+//!
+//! (Over 400 lines: the conformance runner and its cases for every language in one place.)
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -2,6 +2,9 @@
 //! Kafka, and the API calls it reads (activity, dead letters, partition
 //! owners, history, rollback, state queries, resets) with their tenant
 //! scoping, on two hosts.
+//!
+//! (Over 400 lines: one scenario per test, each whole on the page: what it sets up, does and
+//! checks.)
 
 use std::path::Path;
 use std::process::Command;

@@ -9,6 +9,9 @@
 //! result with `weir test` on the same records read back from Kafka. The
 //! others check the limits of waiting, stream time across a restore, jobs
 //! that run out of time, and partitions sharing one worker's instance.
+//!
+//! (Over 400 lines: one scenario per test, each whole on the page: what it sets up, does and
+//! checks.)
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

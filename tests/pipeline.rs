@@ -1,5 +1,8 @@
 //! `weir run` against Apache Kafka, as separate processes, with an
 //! independent client producing and reading.
+//!
+//! (Over 400 lines: one scenario per test, each whole on the page: what it sets up, does and
+//! checks.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! The engine and dispatch against real compiled components: example
 //! plugins' outputs, state, hostile plugins contained, load errors.
+//!
+//! (Over 400 lines: one scenario per test, each whole on the page: what it sets up, does and
+//! checks.)
 
 use std::sync::Arc;
 
@@ -425,7 +428,7 @@ fn hostile_state_hits_the_state_limit() {
 fn other_deployments_keep_running_beside_hostile_ones_on_the_shared_workers() {
     use std::sync::mpsc::channel;
     use std::time::{Duration, Instant};
-    use weir_runtime::pipeline::workers::{Job, Outcome, Runnable, Slice, Work, Workers};
+    use weir_pipeline::workers::{Job, Outcome, Runnable, Slice, Work, Workers};
     let e = engine();
     let runnable = |path: std::path::PathBuf, config: &[(&str, &str)], limits: Limits| {
         let module = Arc::new(e.load_file(&path).unwrap());

@@ -12,6 +12,9 @@
 //! each refused at start-up with one line that names the setting. Kafka's
 //! standard authorizer checks every request: a user with exactly README's
 //! ACLs runs everything, and each missing ACL is named.
+//!
+//! (Over 400 lines: one security mode or refusal per test, against the one secured broker the file
+//! starts.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use weir_runtime::tenants::token_hash;
+use weir_control::tenants::token_hash;
 use weir_tests::kafka::{Broker, Rec, Scope, Secure, Weir, deployment, host_config};
 use weir_tests::tenants::{ROOT, call};
 use weir_tests::{plugin, weir_bin};

@@ -9,6 +9,9 @@
 //! is its number of occurrences in the input; repeats of a count are the
 //! at-least-once duplicates, a gap or an excess would be lost or
 //! double-applied state.
+//!
+//! (Over 400 lines: one scenario per test, each whole on the page: what it sets up, does and
+//! checks.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -327,7 +330,7 @@ fn a_surviving_host_restores_the_partitions_of_a_stopped_one() {
 #[test]
 fn a_restore_reads_committed_changes_only() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    use weir_runtime::changelog;
+    use weir_kafka::changelog;
     use weir_state::PartitionState;
     let k = Broker::shared().scope();
     k.create_topic("log", 1);
@@ -373,7 +376,7 @@ fn a_restore_reads_committed_changes_only() {
     zombie.begin_transaction().unwrap();
     send(&zombie, "ucount\0w", "\0\"5\"");
 
-    let kafka = weir_runtime::config::KafkaConfig {
+    let kafka = weir_control::config::KafkaConfig {
         brokers: k.bootstrap.clone(),
         ..Default::default()
     };

@@ -3,6 +3,9 @@
 //! `weir:transform/windows` WIT interface), not recorded from a run. Each
 //! case runs through `weir test` (at two batch sizes, which must not change
 //! anything) and through `weir run` on Apache Kafka.
+//!
+//! (Over 400 lines: one scenario per test, each whole on the page: what it sets up, does and
+//! checks.)
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -14,8 +14,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
+use weir_control::config::{Config, DeploymentConfig};
 use weir_engine::offline::jsonl::{self, InputLine};
-use weir_runtime::config::{Config, DeploymentConfig};
 
 pub const INPUT: &str = "input";
 pub const OUTPUT: &str = "output";
@@ -32,8 +32,8 @@ impl Embedded {
         let cluster = MockCluster::new(1).context("starting the embedded Kafka cluster")?;
         // The mock cluster does not implement CreateTopics: create the
         // changelog here too.
-        let changelog = weir_runtime::changelog::topic(
-            &weir_runtime::config::KafkaConfig::default().group_prefix,
+        let changelog = weir_kafka::changelog::topic(
+            &weir_control::config::KafkaConfig::default().group_prefix,
             DEPLOYMENT,
         );
         for t in [
@@ -51,8 +51,8 @@ impl Embedded {
                 .with_context(|| format!("creating topic {t}"))?;
         }
         // The registry keeps its order in one partition.
-        for t in weir_runtime::registry::topics(
-            &weir_runtime::config::KafkaConfig::default().group_prefix,
+        for t in weir_control::registry::topics(
+            &weir_control::config::KafkaConfig::default().group_prefix,
         ) {
             cluster
                 .create_topic(&t, 1, 1)

@@ -13,6 +13,9 @@
 //! as the test binary, with `PR_SET_PDEATHSIG`: the kernel kills them all if
 //! the binary dies, and they are stopped by pid when their handle drops (the
 //! shared broker when the binary exits).
+//!
+//! (Over 400 lines: the harness every end-to-end test shares (brokers, secured listeners, the
+//! independent client, `weir run` processes), so that test files read as scenarios.)
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -943,7 +946,7 @@ impl Scope {
             out.push(Rec {
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
-                headers: weir_runtime::kafka::headers_of(&m)
+                headers: weir_kafka::headers_of(&m)
                     .into_iter()
                     .map(|(k, v)| {
                         (

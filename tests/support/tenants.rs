@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::blocking::Client as Http;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use weir_runtime::tenants::token_hash;
+use weir_control::tenants::token_hash;
 
 use crate::kafka::{Scope, Weir};
 

@@ -1,5 +1,6 @@
 /*
- * weir.h -- write Weir stream transforms in C.
+ * weir.h -- write Weir stream transforms in C. (Over 400 lines: the
+ * whole C API a plugin author reads, documented, in one header.)
  *
  * A plugin is one or more .c files that include this header and define
  *

@@ -2,6 +2,9 @@
  * weir_core.c -- the parts of the C SDK that do not touch the generated
  * bindings: byte strings, UTF-8 and Unicode, the per-call scratch arena,
  * formatting, config parsing and serde_json-compatible JSON scalars.
+ *
+ * (Over 400 lines: the SDK's support that does not touch the generated
+ * bindings, in one translation unit every plugin links.)
  */
 #include "weir_internal.h"
 

@@ -5,6 +5,9 @@
  * wit/0.2/types.wit) into weir_record values, packs output batches, turns
  * WEIR_REJECT / WEIR_FATAL into rejects / errors, and wraps the log,
  * state, tables, windows and timers imports.
+ *
+ * (Over 400 lines: all glue to the generated bindings in one file, so the
+ * memory rules of the boundary are kept in one place.)
  */
 #include "plugin.h"
 #include "weir_internal.h"

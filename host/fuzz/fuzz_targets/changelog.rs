@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| weir_runtime::fuzz::changelog_positions(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| weir_control::fuzz::changelog_positions(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| weir_runtime::fuzz::jsonl(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| weir_control::fuzz::jsonl(data));

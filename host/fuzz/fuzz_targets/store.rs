@@ -1,5 +1,5 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|input: (Vec<(Vec<u8>, Vec<u8>)>, Vec<(u8, Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, i64, f64)>)| {
     let (entries, windows, values) = input;
-    weir_runtime::fuzz::store(&entries, &windows, &values);
+    weir_control::fuzz::store(&entries, &windows, &values);
 });

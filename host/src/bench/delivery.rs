@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use weir_runtime::config::{Delivery, DeploymentConfig};
+use weir_control::config::{Delivery, DeploymentConfig};
 
 use super::streams::{Guarantee, KafkaStreams, fill_json, windows_closed};
 use super::tenants::steady_latencies;
@@ -49,7 +49,7 @@ pub fn delivery(
     partitions: usize,
 ) -> Result<Vec<DeliveryRow>> {
     let kafka = bench_kafka(brokers);
-    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_kafka::Cluster::connect(&kafka)?;
     let program = KafkaStreams::locate(kafka_streams)?;
     let mut rows = Vec::new();
     for workload in ["map", "count"] {
@@ -168,7 +168,7 @@ pub fn delivery(
 /// `deployment`: from its first consumed record until `expected` outputs
 /// are visible.
 fn visible_rate(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     name: &str,
     deployment: DeploymentConfig,
     sent: usize,
@@ -192,8 +192,8 @@ fn visible_rate(
 /// The latency of a steady stream through `deployment` (re-pointed at
 /// topics of its own), from send to visible.
 fn weir_steady(
-    kafka: &weir_runtime::config::KafkaConfig,
-    cluster: &weir_runtime::kafka::Cluster,
+    kafka: &weir_control::config::KafkaConfig,
+    cluster: &weir_kafka::Cluster,
     run: &str,
     mut deployment: DeploymentConfig,
     partitions: usize,
@@ -238,8 +238,8 @@ fn weir_steady(
 
 /// The same through Kafka Streams' map.
 fn kafka_streams_steady(
-    kafka: &weir_runtime::config::KafkaConfig,
-    cluster: &weir_runtime::kafka::Cluster,
+    kafka: &weir_control::config::KafkaConfig,
+    cluster: &weir_kafka::Cluster,
     program: &KafkaStreams,
     run: &str,
     partitions: usize,

@@ -36,7 +36,7 @@ pub fn join(
 ) -> Result<JoinReport> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
     let kafka = bench_kafka(brokers);
-    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_kafka::Cluster::connect(&kafka)?;
     let run = run_id();
     let (table, input, map_out, join_out) = (
         format!("bench-customers-{run}"),
@@ -54,7 +54,7 @@ pub fn join(
     ] {
         cluster.ensure_topic(t, partitions, &[])?;
     }
-    let producer: BaseProducer = weir_runtime::kafka::producer_config(&kafka).create()?;
+    let producer: BaseProducer = weir_kafka::producer_config(&kafka).create()?;
     for i in 0..table_keys {
         let (key, value) = (
             format!("c{i}"),

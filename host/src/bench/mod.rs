@@ -158,13 +158,13 @@ pub fn pipeline(
 /// [`pipeline`] with every client configured by `kafka` (its security
 /// included).
 pub fn pipeline_on(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     plugin: &Path,
     records: usize,
     partitions: usize,
 ) -> Result<PipelineReport> {
     let kafka = kafka.clone();
-    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_kafka::Cluster::connect(&kafka)?;
     let run = run_id();
     let (input, raw_out, weir_out) = (
         format!("bench-in-{run}"),
@@ -206,7 +206,7 @@ fn run_id() -> String {
 /// no wasm): from its first consumed record until `output` holds every
 /// record.
 fn raw_relay(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     input: &str,
     output: &str,
     partitions: usize,
@@ -215,9 +215,9 @@ fn raw_relay(
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
     let consumer: BaseConsumer =
-        weir_runtime::kafka::consumer_config(kafka, &format!("{output}-relay")).create()?;
+        weir_kafka::consumer_config(kafka, &format!("{output}-relay")).create()?;
     consumer.subscribe(&[input])?;
-    let relay: BaseProducer = weir_runtime::kafka::producer_config(kafka).create()?;
+    let relay: BaseProducer = weir_kafka::producer_config(kafka).create()?;
     let mut first = None;
     let mut seen = 0;
     while seen < records {
@@ -247,8 +247,8 @@ fn deployment(
     input: &str,
     output: &str,
     config: &[(&str, &str)],
-) -> weir_runtime::config::DeploymentConfig {
-    weir_runtime::config::DeploymentConfig {
+) -> weir_control::config::DeploymentConfig {
+    weir_control::config::DeploymentConfig {
         plugin: plugin.to_owned(),
         tables: Default::default(),
         inputs: vec![input.to_owned()],
@@ -271,9 +271,9 @@ fn deployment(
 /// settings) running `deployment`: from its first consumed record until its
 /// output holds `expected` records.
 fn weir_rate(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     name: &str,
-    deployment: weir_runtime::config::DeploymentConfig,
+    deployment: weir_control::config::DeploymentConfig,
     partitions: usize,
     expected: usize,
 ) -> Result<f64> {
@@ -284,13 +284,13 @@ fn weir_rate(
 /// [`weir_rate`] with state in `state_dir`; also returns the deployment's
 /// status at the end.
 fn weir_rate_in(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     state_dir: &Path,
     name: &str,
-    deployment: weir_runtime::config::DeploymentConfig,
+    deployment: weir_control::config::DeploymentConfig,
     partitions: usize,
     expected: usize,
-) -> Result<(f64, weir_runtime::pipeline::DeploymentStatus)> {
+) -> Result<(f64, weir_pipeline::DeploymentStatus)> {
     let output = deployment.output.clone();
     let host = bench_host(kafka, state_dir)?;
     host.run(host.prepare_static(name, &deployment)?);
@@ -312,29 +312,29 @@ fn weir_rate_in(
 
 /// A host of `weir run` in this process, default settings, no listener.
 fn bench_host(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     state_dir: &Path,
-) -> Result<weir_runtime::pipeline::Host> {
-    let mut config = weir_runtime::config::Config {
+) -> Result<weir_pipeline::Host> {
+    let mut config = weir_control::config::Config {
         kafka: kafka.clone(),
-        ..weir_runtime::config::Config::default()
+        ..weir_control::config::Config::default()
     };
     config.host.state_dir = state_dir.to_owned();
     config.host.listen = None;
-    weir_runtime::pipeline::Host::start(&config)
+    weir_pipeline::Host::start(&config.kafka, &config.host, &config.engine)
 }
 
-fn bench_kafka(brokers: &str) -> weir_runtime::config::KafkaConfig {
-    weir_runtime::config::KafkaConfig {
+fn bench_kafka(brokers: &str) -> weir_control::config::KafkaConfig {
+    weir_control::config::KafkaConfig {
         brokers: brokers.to_owned(),
-        ..weir_runtime::config::KafkaConfig::default()
+        ..weir_control::config::KafkaConfig::default()
     }
 }
 
 /// Produces `records` records (100-byte values, 1000 keys) to `topic`.
-fn fill(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: usize) -> Result<()> {
+fn fill(kafka: &weir_control::config::KafkaConfig, topic: &str, records: usize) -> Result<()> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-    let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka).create()?;
+    let producer: BaseProducer = weir_kafka::producer_config(kafka).create()?;
     let value = vec![b'x'; 100];
     for i in 0..records {
         let key = format!("k{}", i % 1000);
@@ -350,7 +350,7 @@ fn fill(kafka: &weir_runtime::config::KafkaConfig, topic: &str, records: usize) 
 
 /// Waits until `topic` holds `records` records; returns when it did.
 fn wait_filled(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     topic: &str,
     partitions: usize,
     records: usize,
@@ -361,15 +361,14 @@ fn wait_filled(
 /// [`wait_filled`], failing when `alive` fails or `topic` stops growing for
 /// two minutes.
 fn wait_filled_while(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     topic: &str,
     partitions: usize,
     records: usize,
     mut alive: impl FnMut() -> Result<()>,
 ) -> Result<Instant> {
     use rdkafka::consumer::Consumer;
-    let client: rdkafka::consumer::BaseConsumer =
-        weir_runtime::kafka::client_config(kafka).create()?;
+    let client: rdkafka::consumer::BaseConsumer = weir_kafka::client_config(kafka).create()?;
     let (mut last, mut since) = (-1, Instant::now());
     loop {
         let mut sum = 0;
@@ -396,13 +395,13 @@ fn wait_filled_while(
 /// offsets include transaction markers, and aborted records): failing when
 /// `alive` fails or nothing new comes for two minutes.
 fn wait_visible(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     topic: &str,
     records: usize,
     mut alive: impl FnMut() -> Result<()>,
 ) -> Result<Instant> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = weir_runtime::kafka::consumer_config(kafka, &format!("{topic}-visible"))
+    let c: BaseConsumer = weir_kafka::consumer_config(kafka, &format!("{topic}-visible"))
         .set("isolation.level", "read_committed")
         .create()?;
     let metadata = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -646,20 +645,20 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
 
     let kafka = bench_kafka(brokers);
     let topic = format!("bench-changelog-{}", std::process::id());
-    weir_runtime::kafka::Cluster::connect(&kafka)?.ensure_topic(
+    weir_kafka::Cluster::connect(&kafka)?.ensure_topic(
         &topic,
         1,
-        weir_runtime::changelog::TOPIC_CONFIG,
+        weir_kafka::changelog::TOPIC_CONFIG,
     )?;
-    let producer: BaseProducer = weir_runtime::kafka::producer_config(&kafka).create()?;
+    let producer: BaseProducer = weir_kafka::producer_config(&kafka).create()?;
     let committed: std::collections::BTreeMap<String, i64> =
         [("input".to_owned(), keys as i64)].into();
-    let header = weir_runtime::changelog::encode_offsets(&committed);
+    let header = weir_kafka::changelog::encode_offsets(&committed);
     let value = 42u64.to_be_bytes();
     for i in 0..keys {
         let key = format!("u{i:012}");
         let headers = OwnedHeaders::new().insert(Header {
-            key: weir_runtime::changelog::OFFSETS_HEADER,
+            key: weir_kafka::changelog::OFFSETS_HEADER,
             value: Some(header.as_bytes()),
         });
         let r = BaseRecord::to(&topic)
@@ -671,7 +670,7 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
     }
     producer.flush(Duration::from_secs(300))?;
 
-    let consumer = weir_runtime::changelog::reader(&kafka)?;
+    let consumer = weir_kafka::changelog::reader(&kafka)?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)?;
     consumer.assign(&tpl)?;
@@ -698,8 +697,8 @@ pub fn restore(brokers: &str, keys: usize) -> Result<RestoreReport> {
         &rocks,
     )?))?;
     let started = Instant::now();
-    let (low, high) = weir_runtime::changelog::extent(&kafka, &topic, 0, Duration::from_secs(10))?;
-    let restored = weir_runtime::changelog::restore(
+    let (low, high) = weir_kafka::changelog::extent(&kafka, &topic, 0, Duration::from_secs(10))?;
+    let restored = weir_kafka::changelog::restore(
         &kafka,
         &topic,
         0,

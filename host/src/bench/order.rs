@@ -29,7 +29,7 @@ pub fn order(
 ) -> Result<OrderReport> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
     let kafka = bench_kafka(brokers);
-    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_kafka::Cluster::connect(&kafka)?;
     let run = run_id();
     let [one, left, right, one_out, two_out] =
         ["one", "left", "right", "one-out", "two-out"].map(|t| format!("bench-order-{t}-{run}"));
@@ -44,7 +44,7 @@ pub fn order(
     ] {
         cluster.ensure_topic(t, partitions, &[])?;
     }
-    let producer: BaseProducer = weir_runtime::kafka::producer_config(&kafka).create()?;
+    let producer: BaseProducer = weir_kafka::producer_config(&kafka).create()?;
     let base = (weir_abi::now_ms() as i64 / 1000 - 3600) * 1000;
     let mut windows = HashSet::new();
     for i in 0..records {

@@ -43,7 +43,7 @@ pub fn streams(
     partitions: usize,
 ) -> Result<Vec<StreamsRow>> {
     let kafka = bench_kafka(brokers);
-    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_kafka::Cluster::connect(&kafka)?;
     let program = KafkaStreams::locate(kafka_streams)?;
     let mut rows = Vec::new();
     for workload in ["map", "count"] {
@@ -140,7 +140,7 @@ pub fn streams(
 /// partition a minute later closes every window of the data (stream time
 /// is per partition). Returns how many records were sent.
 pub(super) fn fill_json(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     topic: &str,
     records: usize,
     keys: usize,
@@ -148,7 +148,7 @@ pub(super) fn fill_json(
     windows: bool,
 ) -> Result<usize> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-    let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka).create()?;
+    let producer: BaseProducer = weir_kafka::producer_config(kafka).create()?;
     let base = (weir_abi::now_ms() as i64 / 1000 - 3600) * 1000;
     for i in 0..records {
         let key = format!("user-{}", i % keys);
@@ -197,14 +197,14 @@ pub(super) fn windows_closed(records: usize, keys: usize) -> usize {
 
 /// The first `n` records of `topic`, as sorted (key, value) pairs.
 fn read_all(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     topic: &str,
     n: usize,
 ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer =
-        weir_runtime::kafka::consumer_config(kafka, &format!("{topic}-check")).create()?;
+        weir_kafka::consumer_config(kafka, &format!("{topic}-check")).create()?;
     consumer.subscribe(&[topic])?;
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut out = Vec::with_capacity(n);
@@ -264,7 +264,7 @@ impl KafkaStreams {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn rate(
         &self,
-        kafka: &weir_runtime::config::KafkaConfig,
+        kafka: &weir_control::config::KafkaConfig,
         mode: &str,
         input: &str,
         output: &str,
@@ -299,7 +299,7 @@ impl KafkaStreams {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         &self,
-        kafka: &weir_runtime::config::KafkaConfig,
+        kafka: &weir_control::config::KafkaConfig,
         mode: &str,
         input: &str,
         output: &str,

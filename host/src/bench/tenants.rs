@@ -56,13 +56,14 @@ pub fn tenants(
     records: usize,
     partitions: usize,
 ) -> Result<TenantsReport> {
-    use weir_runtime::pipeline::{Host, Identity};
-    use weir_runtime::tenants::{Quota, TenantConfig, token_hash};
+    use weir_control::Control;
+    use weir_control::tenants::{Quota, TenantConfig, token_hash};
+    use weir_pipeline::Identity;
 
     let kafka = bench_kafka(brokers);
     let run = std::process::id();
     let (good, evil) = (format!("good{run}"), format!("evil{run}"));
-    let cluster = weir_runtime::kafka::Cluster::connect(&kafka)?;
+    let cluster = weir_kafka::Cluster::connect(&kafka)?;
     let input = format!("{good}.in");
     for name in ["warm-up", "alone", "shared", "steady"] {
         for t in [format!("{good}.{name}"), format!("{good}.{name}.dlq")] {
@@ -93,9 +94,9 @@ pub fn tenants(
         max_state_bytes: Some(1 << 20),
         ..Quota::default()
     };
-    let mut config = weir_runtime::config::Config {
+    let mut config = weir_control::config::Config {
         kafka: kafka.clone(),
-        ..weir_runtime::config::Config::default()
+        ..weir_control::config::Config::default()
     };
     let state = tempfile::tempdir()?;
     config.host.state_dir = state.path().to_owned();
@@ -106,7 +107,8 @@ pub fn tenants(
     config
         .tenants
         .insert(evil.clone(), tenant(&evil, hostile_quota));
-    let host = Host::start(&config)?;
+    let control = Control::start(&config)?;
+    let host = control.host.clone();
     let engine = host.engine().clone();
     let deploy = |tenant: &str,
                   name: &str,
@@ -120,7 +122,7 @@ pub fn tenants(
             .quota
             .limits(&serde_json::Map::new())
             .map_err(anyhow::Error::msg)?;
-        let d = weir_runtime::config::DeploymentConfig {
+        let d = weir_control::config::DeploymentConfig {
             tables: Default::default(),
             plugin: Default::default(),
             inputs: vec![input.to_owned()],
@@ -144,7 +146,7 @@ pub fn tenants(
             tenant: Some(tenant.to_owned()),
             storage: id,
         };
-        host.run(host.prepare(&who, &d, module, Some(t))?);
+        host.run(control.prepare(&who, &d, module)?);
         Ok(())
     };
     let plugin = |name: &str| plugins.join(format!("{}.wasm", name.replace('-', "_")));
@@ -201,7 +203,7 @@ pub fn tenants(
         let (kafka, topic, stop) = (kafka.clone(), format!("{evil}.in"), stop.clone());
         std::thread::spawn(move || -> Result<()> {
             use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-            let producer: BaseProducer = weir_runtime::kafka::producer_config(&kafka).create()?;
+            let producer: BaseProducer = weir_kafka::producer_config(&kafka).create()?;
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for _ in 0..20 {
@@ -277,7 +279,7 @@ pub fn tenants(
 /// with its send time, and reads `output` until each came back: the
 /// latency of each.
 pub(super) fn steady_latencies(
-    kafka: &weir_runtime::config::KafkaConfig,
+    kafka: &weir_control::config::KafkaConfig,
     input: &str,
     output: &str,
     rate: u64,
@@ -290,7 +292,7 @@ pub(super) fn steady_latencies(
     // goes out: a group's `latest` is resolved later and would skip the
     // first outputs of a deployment that is already running.
     let consumer: BaseConsumer =
-        weir_runtime::kafka::consumer_config(kafka, &format!("{output}-reader")).create()?;
+        weir_kafka::consumer_config(kafka, &format!("{output}-reader")).create()?;
     let metadata = consumer.fetch_metadata(Some(output), Duration::from_secs(10))?;
     let mut ends = rdkafka::TopicPartitionList::new();
     for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
@@ -299,7 +301,7 @@ pub(super) fn steady_latencies(
     }
     anyhow::ensure!(ends.count() > 0, "topic `{output}` has no partitions");
     consumer.assign(&ends)?;
-    let producer: BaseProducer = weir_runtime::kafka::producer_config(kafka)
+    let producer: BaseProducer = weir_kafka::producer_config(kafka)
         .set("linger.ms", "0")
         .create()?;
     // One record through the whole path before the clock starts: the
@@ -371,6 +373,6 @@ fn peak_rss() -> u64 {
 }
 
 /// Failed records of `tenant` so far, from the metrics.
-fn failures_of(host: &weir_runtime::pipeline::Host, tenant: &str) -> u64 {
+fn failures_of(host: &weir_pipeline::Host, tenant: &str) -> u64 {
     host.metrics().sum("failures_total", Some(tenant)) as u64
 }

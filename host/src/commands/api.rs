@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use weir_runtime::admin::api::View;
-use weir_runtime::admin::client::Client;
-use weir_runtime::admin::reset::{KeepOrDrop, ResetRequest};
-use weir_runtime::config::FailurePolicy;
-use weir_runtime::kafka::offsets::ResetTo;
+use weir_control::admin::api::View;
+use weir_control::admin::client::Client;
+use weir_control::admin::reset::{KeepOrDrop, ResetRequest};
+use weir_control::config::FailurePolicy;
+use weir_kafka::offsets::ResetTo;
 
 use super::parse_key_value;
 
@@ -264,11 +264,11 @@ pub fn logs(a: LogsArgs) -> Result<ExitCode> {
 }
 
 pub fn token() -> Result<ExitCode> {
-    let token = weir_runtime::tenants::new_token()?;
+    let token = weir_control::tenants::new_token()?;
     println!("token:        {token}");
     println!(
         "token_sha256: {}",
-        weir_runtime::tenants::token_hash(&token)
+        weir_control::tenants::token_hash(&token)
     );
     Ok(ExitCode::SUCCESS)
 }

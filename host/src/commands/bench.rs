@@ -1,4 +1,6 @@
 //! `weir bench`: the benchmarks of BENCHMARKS.md, printed as its tables.
+//!
+//! (Over 400 lines: one entry per benchmark, each printing the table BENCHMARKS.md shows.)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -228,9 +230,9 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
             rounds,
         } => {
             let secure =
-                weir_runtime::config::Config::load(&config, std::env::vars(), &Default::default())?
+                weir_control::config::Config::load(&config, std::env::vars(), &Default::default())?
                     .kafka;
-            let plain = weir_runtime::config::KafkaConfig {
+            let plain = weir_control::config::KafkaConfig {
                 brokers,
                 ..Default::default()
             };

@@ -47,8 +47,8 @@ pub fn dev(args: DevArgs) -> Result<ExitCode> {
     let state_dir = std::env::temp_dir().join(format!("weir-dev-{}", std::process::id()));
     let mut config = weir::dev::config(&bootstrap, plugin.clone(), args.config, state_dir.clone());
     config.host.listen = Some(args.listen);
-    config.admin = Some(weir_runtime::config::AdminConfig {
-        token_sha256: weir_runtime::tenants::token_hash(&args.token),
+    config.admin = Some(weir_control::config::AdminConfig {
+        token_sha256: weir_control::tenants::token_hash(&args.token),
     });
     eprintln!("weir dev: embedded Kafka at {bootstrap} (any Kafka client can connect)");
     eprintln!(

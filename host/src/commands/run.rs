@@ -28,14 +28,14 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let flags = weir_runtime::config::Overrides {
+    let flags = weir_control::config::Overrides {
         brokers: args.brokers,
         group_prefix: args.group_prefix,
         state_dir: args.state_dir,
         listen: args.listen,
         workers: args.workers,
     };
-    let config = weir_runtime::config::Config::load(&args.config, std::env::vars(), &flags)?;
+    let config = weir_control::config::Config::load(&args.config, std::env::vars(), &flags)?;
     serve_until_signal(config, |_, _| Ok(()))
 }
 
@@ -45,8 +45,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 /// gracefully (in-flight batches finish, outputs are flushed, offsets
 /// committed).
 pub fn serve_until_signal(
-    config: weir_runtime::config::Config,
-    then: impl FnOnce(&weir_runtime::pipeline::Host, std::sync::Arc<tokio::sync::Notify>) -> Result<()>,
+    config: weir_control::config::Config,
+    then: impl FnOnce(&weir_pipeline::Host, std::sync::Arc<tokio::sync::Notify>) -> Result<()>,
 ) -> Result<ExitCode> {
     let mut config = config;
     // Modules compile in child processes of this binary, under limits.
@@ -58,7 +58,8 @@ pub fn serve_until_signal(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let host = std::sync::Arc::new(weir_runtime::pipeline::Host::start(&config)?);
+    let control = std::sync::Arc::new(weir_control::Control::start(&config)?);
+    let host = control.host.clone();
     // Check every deployment before consuming anything.
     let prepared = config
         .deployments
@@ -69,19 +70,19 @@ pub fn serve_until_signal(
         })
         .collect::<Result<Vec<_>>>()?;
     if let Some(addr) = config.host.listen {
-        let router = weir_runtime::http::router(host.clone());
+        let router = weir_control::http::router(control.clone());
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr))
             .with_context(|| format!("listening on {addr}"))?;
         host.advertise(listener.local_addr()?);
         tracing::info!(%addr, "HTTP listener ready (/metrics, /health)");
-        runtime.spawn(weir_runtime::http::serve(listener, router));
+        runtime.spawn(weir_control::http::serve(listener, router));
     }
     for d in prepared {
         host.run(d);
     }
-    if host.registry.is_some() {
-        weir_runtime::pipeline::reconcile::spawn(host.clone())?;
+    if control.registry.is_some() {
+        weir_control::reconcile::spawn(control.clone())?;
     }
     let shutdown = std::sync::Arc::new(tokio::sync::Notify::new());
     then(&host, shutdown.clone())?;
@@ -104,7 +105,7 @@ pub fn serve_until_signal(
             std::process::exit(3);
         })
         .context("starting the shutdown deadline")?;
-    host.shutdown();
+    control.shutdown();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use weir_runtime::state_query::{Entry, StateQuery};
+use weir_pipeline::state_query::{Entry, StateQuery};
 
 use super::api::ApiArgs;
 

@@ -109,6 +109,25 @@ impl Acks {
         self.max_offset.load(Ordering::Acquire)
     }
 
+    /// A record of the group was handed to a producer: the group is
+    /// unsettled until its report comes ([`Acks::reported`]).
+    pub fn sent(&self) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The delivery report of a record of the group sent as `role`:
+    /// written at an offset, or failed. Whoever delivers records (the
+    /// producer, or a test's stand-in) reports each record sent once.
+    pub fn reported(&self, role: Role, topic: &str, result: Result<i64, &KafkaError>) {
+        match result {
+            Ok(offset) => {
+                self.max_offset.fetch_max(offset, Ordering::AcqRel);
+            }
+            Err(e) => self.fail(role, topic, e),
+        }
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+
     fn fail(&self, role: Role, topic: &str, error: &KafkaError) {
         let mut f = self.failures.lock();
         if permanent(error) {
@@ -186,14 +205,13 @@ impl ProducerContext for DeliveryContext {
         self.progress.pending.fetch_sub(1, Ordering::AcqRel);
         self.progress.moved();
         match result {
-            Ok(m) => {
-                d.acks
-                    .max_offset
-                    .fetch_max(rdkafka::Message::offset(m), Ordering::AcqRel);
-            }
-            Err((e, m)) => d.acks.fail(d.role, rdkafka::Message::topic(m), e),
+            Ok(m) => d.acks.reported(
+                d.role,
+                rdkafka::Message::topic(m),
+                Ok(rdkafka::Message::offset(m)),
+            ),
+            Err((e, m)) => d.acks.reported(d.role, rdkafka::Message::topic(m), Err(e)),
         }
-        d.acks.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -275,7 +293,7 @@ impl Producer {
         acks: &Arc<Acks>,
         give_up: &dyn Fn() -> bool,
     ) -> Result<(), KafkaError> {
-        acks.outstanding.fetch_add(1, Ordering::AcqRel);
+        acks.sent();
         // Quiet since nothing was pending is not stuck.
         if self.progress.pending.fetch_add(1, Ordering::AcqRel) == 0 {
             self.progress.moved();
@@ -315,8 +333,7 @@ impl Producer {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
-                    acks.fail(role, out.topic, &e);
-                    acks.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    acks.reported(role, out.topic, Err(&e));
                     self.progress.pending.fetch_sub(1, Ordering::AcqRel);
                     return Err(e);
                 }

@@ -36,7 +36,7 @@ pub struct Deployment {
     /// The buffer budgets its partitions' buffers count against.
     pub buffers: Budgets,
     /// A thread is asking the brokers what their ACLs refuse it (see
-    /// `Runtime::check_denial`).
+    /// `DeploymentLoop::check_denial`).
     pub(crate) checking_denial: AtomicBool,
 }
 

@@ -4,9 +4,34 @@
 //!
 //! (Over 400 lines: fetching and dispatch share the buffers' pause and resume rules.)
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-impl Runtime {
+use rdkafka::Message;
+use rdkafka::message::BorrowedMessage;
+
+use super::core::DeploymentLoop;
+use super::io::Source;
+use crate::deployment::Deployment;
+use crate::order;
+use crate::order::{Bound, InputView, Next};
+use crate::partition::{BatchLimits, Buffer, Partition, Waiting};
+use crate::workers::{Job, Slice, Work};
+
+/// One consumed record, as the loop buffers it.
+pub(super) struct Consumed<'a> {
+    pub(super) topic: &'a str,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    /// ms since the epoch; -1 when the record has none.
+    pub(super) timestamp: i64,
+    pub(super) key: Option<&'a [u8]>,
+    pub(super) value: Option<&'a [u8]>,
+    pub(super) headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+}
+
+impl DeploymentLoop {
     /// Asks the brokers what their ACLs refuse the consumer (its error
     /// says only that something was), off this thread and again every
     /// 10 s, showing it in `status.denied` until they allow it all again.
@@ -82,7 +107,7 @@ impl Runtime {
 
     pub(super) fn on_message(
         &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
+        source: &dyn Source,
         m: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
     ) {
         let m = match m {
@@ -117,6 +142,22 @@ impl Runtime {
                 return;
             }
         };
+        let headers = weir_kafka::headers_of(&m);
+        let record = Consumed {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis().unwrap_or(-1),
+            key: m.key(),
+            value: m.payload(),
+            headers,
+        };
+        self.on_record(source, record);
+    }
+
+    /// Buffers a consumed record in its partition, pausing the input once
+    /// the buffer is full.
+    pub(super) fn on_record(&mut self, source: &dyn Source, m: Consumed<'_>) {
         let host = &self.shared.host;
         let limits = self.batch_limits();
         let (max_records, max_bytes, max_future_ms) = (
@@ -124,47 +165,41 @@ impl Runtime {
             host.max_buffered_bytes,
             host.max_future_ms,
         );
-        let Some(p) = self.parts.get_mut(&m.partition()) else {
+        let Some(p) = self.parts.get_mut(&m.partition) else {
             return;
         };
         if p.stopped.is_some() {
             return;
         }
-        let topic = m.topic();
+        let topic = m.topic;
         let Some(buffer) = p.inputs.get_mut(topic) else {
             return;
         };
-        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
+        let timestamp = m.timestamp;
         // A time far ahead of the clock would move the partition's stream
         // time (TTLs, windows) past every real record for good.
         let now_ms = weir_abi::now_ms() as i64;
         let invalid = (timestamp > now_ms.saturating_add(max_future_ms as i64))
             .then(|| format!("its timestamp {timestamp} is more than host.max_future_ms = {max_future_ms} ms ahead of this host's clock ({now_ms})"));
         buffer.push(
-            limits,
-            m.offset(),
-            timestamp,
-            m.key(),
-            m.payload(),
-            weir_kafka::headers_of(&m),
-            invalid,
+            limits, m.offset, timestamp, m.key, m.value, m.headers, invalid,
         );
         p.last_record = Instant::now();
         p.idle_closed = false;
         if !buffer.paused && buffer.full(max_records, max_bytes, limits) {
             // Backpressure: stop fetching until the transform catches up.
             buffer.paused = true;
-            let _ = consumer.pause(&tpl_of(topic, m.partition()));
+            source.pause(topic, m.partition);
         }
     }
 
-    pub(super) fn pump(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+    pub(super) fn pump(&mut self, source: &dyn Source) {
         while let Ok(done) = self.done_rx.try_recv() {
-            self.on_done(consumer, done);
+            self.on_done(source, done);
         }
-        self.took_over(consumer);
-        self.settle(consumer);
-        self.release_holds(consumer);
+        self.took_over(source);
+        self.settle(source);
+        self.release_holds(source);
         if Instant::now() >= self.next_commit {
             let interval = self
                 .deployment
@@ -175,26 +210,23 @@ impl Runtime {
                 p.commit_due = true;
             }
         }
-        self.commit(consumer);
+        self.commit(source);
         if !self.stopping {
-            self.dispatch(consumer);
-            self.close_idle_windows(consumer);
+            self.dispatch(source);
+            self.close_idle_windows(source);
             self.fire_wall_clock_timers();
         }
     }
 
     /// Starts a batch on every idle partition with a ready buffer.
-    pub(super) fn dispatch(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+    pub(super) fn dispatch(&mut self, source: &dyn Source) {
         let (limits, linger) = (self.batch_limits(), self.linger());
         let (resume_records, resume_bytes) = (
             self.shared.host.max_buffered_records / 2,
             self.shared.host.max_buffered_bytes / 2,
         );
         let max_wait = Duration::from_millis(self.shared.host.max_input_wait_ms);
-        let from_end = weir_kafka::starts_at_end(&self.shared.kafka);
-        let caught_up = |b: &Buffer, n: i32| {
-            weir_kafka::caught_up(consumer, b.topic(), n, b.next_offset(), from_end)
-        };
+        let caught_up = |b: &Buffer, n: i32| source.caught_up(b.topic(), n, b.next_offset());
         for p in self.parts.values_mut() {
             if p.in_flight
                 || p.stopped.is_some()
@@ -221,7 +253,7 @@ impl Runtime {
                 };
                 if buffer.paused && !buffer.full(resume_records, resume_bytes, limits) {
                     buffer.paused = false;
-                    let _ = consumer.resume(&tpl_of(&topic, p.number));
+                    source.resume(&topic, p.number);
                 }
                 (records, bytes) = (records + chunk.len(), bytes + chunk.held_bytes());
                 let (batch, invalid) = chunk.finish_checked();
@@ -249,8 +281,7 @@ impl Runtime {
 
     /// Asks the transform to close windows of partitions idle for a while
     /// (only transforms that asked for idle closing act on it).
-    pub(super) fn close_idle_windows(&mut self, consumer: &BaseConsumer<KafkaContext>) {
-        let from_end = weir_kafka::starts_at_end(&self.shared.kafka);
+    pub(super) fn close_idle_windows(&mut self, source: &dyn Source) {
         let max_wait = Duration::from_millis(self.shared.host.max_input_wait_ms);
         for p in self.parts.values_mut() {
             let idle = p.last_record.elapsed();
@@ -268,9 +299,10 @@ impl Runtime {
             // slow fetch, records behind an open transaction), not because
             // there are none: closing now would make them late. For as long
             // as a partition waits for an input, at most.
-            let behind = p.inputs.values().any(|b| {
-                !weir_kafka::caught_up(consumer, b.topic(), p.number, b.next_offset(), from_end)
-            });
+            let behind = p
+                .inputs
+                .values()
+                .any(|b| !source.caught_up(b.topic(), p.number, b.next_offset()));
             if behind && idle < Duration::from_secs(1) + max_wait {
                 continue;
             }

@@ -3,41 +3,19 @@
 //! changelog transaction; exactly-once, every partition's state changes and
 //! offsets into the transaction that holds what they sent.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-/// The deployment's transactional producer on this host (its id is
-/// `{group}.{host}`: a host that restarts fences its predecessor and
-/// aborts what it left open).
-#[derive(Default)]
-pub(super) struct Transaction {
-    producer: Option<Producer>,
-    open: bool,
-    /// Making the producer failed (brokers away): not again before this,
-    /// so the polling loop does not wait on it after every batch.
-    retry_at: Option<Instant>,
-}
+use anyhow::{Context, Result};
+use weir_kafka::changelog;
+use weir_kafka::changelog::Flush;
+use weir_kafka::producer::Producer;
+use weir_state::Checkpoint;
 
-impl Transaction {
-    pub(super) fn is_open(&self) -> bool {
-        self.open
-    }
+use super::core::{DeploymentLoop, RELEASE_TIMEOUT};
+use super::io::Source;
 
-    /// The producer of the open transaction, if one is open.
-    pub(super) fn sending(&self) -> Option<&Producer> {
-        self.producer.as_ref().filter(|_| self.open)
-    }
-
-    /// The transaction ended: `ok`, or not, when its producer (fenced, or
-    /// failed) is not used again.
-    fn ended(&mut self, ok: bool) {
-        self.open = false;
-        if !ok {
-            self.producer = None;
-        }
-    }
-}
-
-impl Runtime {
+impl DeploymentLoop {
     /// Opens a transaction unless one is open (making the producer first).
     pub(super) fn begin(&mut self) -> Result<&Producer> {
         let t = &mut self.transaction;
@@ -74,9 +52,9 @@ impl Runtime {
     /// Exactly-once: aborts the open transaction (once no batch is in
     /// flight, so nothing more joins it) and takes every partition back to
     /// its last commit, state included.
-    pub(super) fn abort_all(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+    pub(super) fn abort_all(&mut self, source: &dyn Source) {
         let all: Vec<i32> = self.parts.keys().copied().collect();
-        self.wait_idle(consumer, &all, RELEASE_TIMEOUT);
+        self.wait_idle(source, &all, RELEASE_TIMEOUT);
         self.abort_due = false;
         if let Some(p) = self.transaction.sending() {
             let timeout = Duration::from_millis(self.shared.kafka.connect_timeout_ms.max(10_000));
@@ -89,7 +67,7 @@ impl Runtime {
             self.transaction.ended(aborted.is_ok());
         }
         for n in all {
-            self.rewind(consumer, n);
+            self.rewind(source, n);
         }
     }
 
@@ -97,7 +75,7 @@ impl Runtime {
     /// the last commit, so all of them commit together, once none has a
     /// batch in flight (no new batches start meanwhile) and what they sent
     /// is acknowledged.
-    fn commit_everything(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+    fn commit_everything(&mut self, source: &dyn Source) {
         if !self.parts.values().any(|p| p.commit_due) {
             return;
         }
@@ -131,7 +109,7 @@ impl Runtime {
             }
             return;
         }
-        match self.commit_with_changelog(consumer, &ready) {
+        match self.commit_with_changelog(source, &ready) {
             Err(e)
                 if e.downcast_ref::<weir_kafka::producer::OutcomeUnknown>()
                     .is_some() =>
@@ -150,11 +128,7 @@ impl Runtime {
                 tracing::error!(deployment = %self.deployment.name, error = %error, "commit failed; the transaction is aborted");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
                 if let Some(&n) = ready.first() {
-                    self.retry_delivery(
-                        consumer,
-                        n,
-                        format!("committing the transaction: {error}"),
-                    );
+                    self.retry_delivery(source, n, format!("committing the transaction: {error}"));
                 }
             }
         }
@@ -192,17 +166,17 @@ impl Runtime {
     /// commit what their deliveries allow so far, without waiting for the
     /// rest, asynchronously except while partitions are let go. Then each
     /// store is flushed with a checkpoint of what was committed.
-    pub(super) fn commit(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+    pub(super) fn commit(&mut self, source: &dyn Source) {
         if self.abort_due {
-            self.abort_all(consumer);
+            self.abort_all(source);
         }
         // Lost partitions are not this host's to commit: the revocation
-        // that says so is on its way (`Runtime::lose`).
-        if Instant::now() < self.retry_commit_at || consumer.assignment_lost() {
+        // that says so is on its way (`DeploymentLoop::lose`).
+        if Instant::now() < self.retry_commit_at || source.assignment_lost() {
             return;
         }
         if self.exactly_once() {
-            return self.commit_everything(consumer);
+            return self.commit_everything(source);
         }
         let (mut with_state, mut offsets_only) = (Vec::new(), Vec::new());
         for (&n, p) in &self.parts {
@@ -220,12 +194,9 @@ impl Runtime {
             }
         }
         if !offsets_only.is_empty() {
-            let mode = if self.stopping {
-                CommitMode::Sync
-            } else {
-                CommitMode::Async
-            };
-            if let Err(e) = self.commit_offsets(consumer, &offsets_only, mode) {
+            // Synchronous while partitions are let go.
+            let sync = self.stopping;
+            if let Err(e) = self.commit_offsets(source, &offsets_only, sync) {
                 tracing::error!(deployment = %self.deployment.name, partitions = ?offsets_only, error = %format!("{e:#}"), "commit failed");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
             }
@@ -233,7 +204,7 @@ impl Runtime {
         if with_state.is_empty() {
             return;
         }
-        match self.commit_with_changelog(consumer, &with_state) {
+        match self.commit_with_changelog(source, &with_state) {
             Err(e)
                 if e.downcast_ref::<weir_kafka::producer::OutcomeUnknown>()
                     .is_some() =>
@@ -248,7 +219,7 @@ impl Runtime {
                 tracing::error!(deployment = %self.deployment.name, partitions = ?with_state, error = %error, "commit failed");
                 self.retry_commit_at = Instant::now() + Duration::from_millis(500);
                 for n in with_state {
-                    self.retry_delivery(consumer, n, format!("committing state: {error}"));
+                    self.retry_delivery(source, n, format!("committing state: {error}"));
                 }
             }
         }
@@ -278,23 +249,21 @@ impl Runtime {
     /// one covers its offsets.
     pub(super) fn commit_offsets(
         &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
+        source: &dyn Source,
         numbers: &[i32],
-        mode: CommitMode,
+        sync: bool,
     ) -> Result<()> {
-        let mut tpl = TopicPartitionList::new();
+        let mut offsets = Vec::new();
         let mut moved = Vec::new();
         for n in numbers {
             let p = &self.parts[n];
             if let Some(positions) = p.ledger.to_commit(false) {
-                for (t, &o) in positions {
-                    tpl.add_partition_offset(t, *n, Offset::Offset(o))?;
-                }
+                offsets.extend(positions.iter().map(|(t, &o)| (t.clone(), *n, o)));
                 moved.push((*n, positions.clone()));
             }
         }
-        if tpl.count() > 0 {
-            let done = consumer.commit(&tpl, mode);
+        if !offsets.is_empty() {
+            let done = source.commit(&offsets, sync);
             self.fenced |= done.as_ref().is_err_and(fenced);
             done.context("committing offsets")?;
         }
@@ -316,17 +285,17 @@ impl Runtime {
     /// transaction (opened now at-least-once), which then commits.
     pub(super) fn commit_with_changelog(
         &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
+        source: &dyn Source,
         ready: &[i32],
     ) -> Result<BTreeMap<i32, i64>> {
-        let group = consumer
+        let group = source
             .group_metadata()
             .context("the consumer has no group metadata yet")?;
         // Metadata taken before the group went on without this host fences
         // the commit; taken after, it might not (KIP-447 lets a member
         // without an id commit transactional offsets), so check in between.
         anyhow::ensure!(
-            !consumer.assignment_lost(),
+            !source.assignment_lost(),
             "this host lost its partitions to a rebalance"
         );
         self.begin()?;

@@ -2,14 +2,26 @@
 //! happens when a delivery fails (retry from the last commit, or the
 //! failure policy for records that can never be delivered).
 
-use super::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-impl Runtime {
+use weir_abi::FailureKind;
+use weir_engine::transform::describe_failure;
+use weir_kafka::producer::{Acks, Role, Undeliverable};
+
+use super::core::{
+    DeadLetter, DeploymentLoop, MAX_FAILED_DELIVERIES, MAX_REFUSED, RELEASE_TIMEOUT,
+};
+use super::io::Source;
+use crate::config::FailurePolicy;
+use crate::ledger::{Blocked, Group};
+
+impl DeploymentLoop {
     /// Advances committable offsets. Records that can never be delivered go
     /// to the failure policy of the input record they came from; other
     /// failed deliveries rewind the partition (with backoff, and a stop
     /// after several in a row).
-    pub(super) fn settle(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+    pub(super) fn settle(&mut self, source: &dyn Source) {
         let blocked: Vec<(i32, Blocked<Arc<Acks>>)> = self
             .parts
             .iter_mut()
@@ -31,13 +43,13 @@ impl Runtime {
                     }
                 };
             }
-            return self.retry_delivery(consumer, first, why);
+            return self.retry_delivery(source, first, why);
         }
         for (n, b) in blocked {
             match b {
-                Blocked::Transient(error) => self.retry_delivery(consumer, n, error),
+                Blocked::Transient(error) => self.retry_delivery(source, n, error),
                 Blocked::Permanent { group, failures } => {
-                    self.undeliverable(consumer, n, group, failures)
+                    self.undeliverable(source, n, group, failures)
                 }
             }
         }
@@ -47,7 +59,7 @@ impl Runtime {
     /// the group back in front of the queue with what that produced.
     pub(super) fn undeliverable(
         &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
+        source: &dyn Source,
         n: i32,
         group: Group<Arc<Acks>>,
         failures: Vec<Undeliverable>,
@@ -138,8 +150,8 @@ impl Runtime {
                     message: why,
                 },
             );
-            self.rewind(consumer, n);
-            self.stop_partition(consumer, n, why);
+            self.rewind(source, n);
+            self.stop_partition(source, n, why);
             return;
         }
         if let Some(p) = self.parts.get_mut(&n) {
@@ -192,24 +204,19 @@ impl Runtime {
     /// A delivery failed in a way that may pass later: reprocess the
     /// partition from its last commit after a pause that doubles each time
     /// (1 s to a minute); after [`MAX_FAILED_DELIVERIES`] in a row, stop it.
-    pub(super) fn retry_delivery(
-        &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
-        n: i32,
-        error: String,
-    ) {
+    pub(super) fn retry_delivery(&mut self, source: &dyn Source, n: i32, error: String) {
         if self.exactly_once() {
             // One transaction holds every partition's work: all of it goes.
-            self.abort_all(consumer);
+            self.abort_all(source);
             for m in self.parts.keys().copied().collect::<Vec<_>>() {
-                self.retry_partition(consumer, m, error.clone());
+                self.retry_partition(source, m, error.clone());
             }
             return;
         }
-        self.retry_partition(consumer, n, error);
+        self.retry_partition(source, n, error);
     }
 
-    fn retry_partition(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32, error: String) {
+    pub(super) fn retry_partition(&mut self, source: &dyn Source, n: i32, error: String) {
         let Some(p) = self.parts.get_mut(&n) else {
             return;
         };
@@ -220,26 +227,26 @@ impl Runtime {
                 "deployment `{}`, partition {n}: deliveries failed {tries} times in a row, the last time: {error}",
                 self.deployment.name
             );
-            self.rewind(consumer, n);
-            self.stop_partition(consumer, n, why);
+            self.rewind(source, n);
+            self.stop_partition(source, n, why);
             return;
         }
         let backoff = Duration::from_secs(1 << (tries - 1).min(6)).min(Duration::from_secs(60));
         tracing::error!(deployment = %self.name(), partition = n, error = %error, "a delivery failed; reprocessing the partition from its last commit in {} s", backoff.as_secs());
         self.set_error(format!("partition {n}: delivery failed: {error}"));
-        self.rewind(consumer, n);
+        self.rewind(source, n);
         if let Some(p) = self.parts.get_mut(&n) {
             p.hold_until = Some(Instant::now() + backoff);
             for t in &self.deployment.config.inputs {
-                let _ = consumer.pause(&tpl_of(t, n));
+                source.pause(t, n);
             }
         }
     }
 
     /// Forgets everything since the partition's last commit and consumes
     /// again from there. Waits for the batch in flight.
-    pub(super) fn rewind(&mut self, consumer: &BaseConsumer<KafkaContext>, n: i32) {
-        self.wait_idle(consumer, &[n], RELEASE_TIMEOUT);
+    pub(super) fn rewind(&mut self, source: &dyn Source, n: i32) {
+        self.wait_idle(source, &[n], RELEASE_TIMEOUT);
         let Some(p) = self.parts.get_mut(&n) else {
             return;
         };
@@ -258,20 +265,17 @@ impl Runtime {
             self.deployment.status.lock().waiting.remove(&n);
         }
         for t in &self.deployment.config.inputs {
-            let offset = committed
-                .get(t)
-                .map_or(Offset::Beginning, |&o| Offset::Offset(o));
-            if let Err(e) = consumer.seek(t, n, offset, SEEK_TIMEOUT) {
+            if let Err(e) = source.seek(t, n, committed.get(t).copied()) {
                 tracing::error!(deployment = %self.deployment.name, topic = %t, partition = n, error = %e, "seek failed");
             }
             if p.stopped.is_none() && p.hold_until.is_none() {
-                let _ = consumer.resume(&tpl_of(t, n));
+                source.resume(t, n);
             }
         }
     }
 
     /// Resumes partitions whose delivery backoff has passed.
-    pub(super) fn release_holds(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+    pub(super) fn release_holds(&mut self, source: &dyn Source) {
         for p in self.parts.values_mut() {
             if p.hold_until.is_some_and(|t| Instant::now() >= t) {
                 p.hold_until = None;
@@ -285,7 +289,7 @@ impl Runtime {
                         .iter()
                         .filter(|t| !p.inputs.get(*t).is_some_and(|b| b.paused))
                     {
-                        let _ = consumer.resume(&tpl_of(t, p.number));
+                        source.resume(t, p.number);
                     }
                 }
             }
@@ -294,10 +298,10 @@ impl Runtime {
 
     /// Processes completions until none of `numbers` has work in flight.
     /// A batch still out then would land on what was rewound meanwhile:
-    /// the run ends instead (see [`Runtime::fatal`]).
+    /// the run ends instead (see [`DeploymentLoop::fatal`]).
     pub(super) fn wait_idle(
         &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
+        source: &dyn Source,
         numbers: &[i32],
         timeout: Duration,
     ) -> bool {
@@ -320,7 +324,7 @@ impl Runtime {
                 .done_rx
                 .recv_timeout(left.min(Duration::from_millis(100)))
             {
-                self.on_done(consumer, done);
+                self.on_done(source, done);
             }
         }
         true

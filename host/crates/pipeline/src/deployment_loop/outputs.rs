@@ -4,7 +4,20 @@
 //! (Over 400 lines: everything a finished batch sends (outputs, dead letters, late copies, refused
 //! sends) under one acknowledgement group.)
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use weir_abi::{FailureKind, InputBatch};
+use weir_engine::transform::{BatchResult, Produced, TimerFailure, describe_failure};
+use weir_kafka::producer::{Acks, Out, Role, headers};
+use weir_state::timers::Clock;
+
+use super::core::{DeadLetter, DeploymentLoop, PENDING_COMMIT_BYTES, Refused};
+use super::io::{Sink, Source};
+use crate::config::FailurePolicy;
+use crate::status::LateRecord;
+use crate::workers::{Done, Outcome, Slice, Work};
 
 /// How long a partition whose wall-clock timers are still due after a
 /// firing waits before the next one, in ms.
@@ -15,8 +28,8 @@ const LATE_LOG_EVERY: Duration = Duration::from_secs(10);
 /// instance pool, or its tenant's share, full) before it tries again.
 const UNAVAILABLE_WAIT: Duration = Duration::from_secs(1);
 
-impl Runtime {
-    pub(super) fn on_done(&mut self, consumer: &BaseConsumer<KafkaContext>, done: Done) {
+impl DeploymentLoop {
+    pub(super) fn on_done(&mut self, source: &dyn Source, done: Done) {
         let (tenant, name) = (self.deployment.tenant.clone(), self.deployment.name.clone());
         if let Some(why) = &done.rolled_back
             && self.deployment.roll_back(&done.runnable, why)
@@ -84,7 +97,7 @@ impl Runtime {
                 for (result, Slice { batch, invalid }) in results.into_iter().zip(slices.by_ref()) {
                     records_in += u64::from(result.processed(batch.records.len() as u32));
                     let (out, rest) =
-                        self.on_slice(consumer, done.partition, batch, &invalid, &result);
+                        self.on_slice(source, done.partition, batch, &invalid, &result);
                     records_out += out;
                     left.extend(rest);
                     if self
@@ -139,7 +152,7 @@ impl Runtime {
                         "deployment `{name}`, partition {}: firing timers failed: {}: {}",
                         done.partition, f.kind, f.message
                     );
-                    self.stop_partition(consumer, done.partition, why);
+                    self.stop_partition(source, done.partition, why);
                 }
             }
             (_, Outcome::Closed(Ok(produced))) => {
@@ -170,7 +183,7 @@ impl Runtime {
                     "deployment `{name}`, partition {}: the host failed (a bug in Weir, please report it): {message}; the partition stops until the deployment restarts",
                     done.partition
                 );
-                self.stop_partition(consumer, done.partition, why);
+                self.stop_partition(source, done.partition, why);
             }
             (Work::CloseIdle { .. } | Work::FireTimers { .. }, Outcome::Batch(_)) => {
                 tracing::error!(deployment = %name, "a window-close or timer job returned a batch result")
@@ -185,7 +198,7 @@ impl Runtime {
     /// (`unavailable`: the partition waits a moment meanwhile).
     fn on_slice(
         &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
+        source: &dyn Source,
         n: i32,
         batch: InputBatch,
         invalid: &[weir_abi::RecordFailure],
@@ -226,7 +239,7 @@ impl Runtime {
                     message: why,
                 },
             );
-            self.stop_partition(consumer, n, why);
+            self.stop_partition(source, n, why);
         }
         let Some(p) = self.parts.get_mut(&n) else {
             return (out, None);
@@ -266,7 +279,7 @@ impl Runtime {
                     },
                 );
                 p.ledger.advance(&batch.topic, at);
-                self.stop_partition(consumer, n, why);
+                self.stop_partition(source, n, why);
             }
         }
         self.timer_failures(n, &result.timer_failures);
@@ -279,7 +292,7 @@ impl Runtime {
                 "deployment `{name}`, partition {n}: firing timers failed: {}: {}",
                 f.kind, f.message
             );
-            self.stop_partition(consumer, n, why);
+            self.stop_partition(source, n, why);
         }
         (out, rest)
     }
@@ -364,12 +377,7 @@ impl Runtime {
     /// nothing else can handle): its consumption pauses, its buffered records
     /// are dropped (they are consumed again from its last processed
     /// position when it restarts), and `/health` reports why.
-    pub(super) fn stop_partition(
-        &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
-        n: i32,
-        why: String,
-    ) {
+    pub(super) fn stop_partition(&mut self, source: &dyn Source, n: i32, why: String) {
         // Exactly-once: nothing of the open transaction becomes visible
         // (what the partition sent before the failure included).
         self.abort_due |= self.exactly_once() && self.transaction.is_open();
@@ -380,7 +388,7 @@ impl Runtime {
         p.stopped = Some(why.clone());
         let waited = p.clear_buffers(&Default::default());
         for t in &self.deployment.config.inputs {
-            let _ = consumer.pause(&tpl_of(t, n));
+            source.pause(t, n);
         }
         self.shared
             .metrics
@@ -408,14 +416,14 @@ impl Runtime {
     /// exactly-once the open transaction's. A refusal is recorded in `acks`
     /// and dealt with when it settles.
     fn send(&self, out: Out<'_>, role: Role, acks: &Arc<Acks>) {
-        let producer = match self.exactly_once() {
-            false => &self.shared.producer,
+        let sink: &dyn Sink = match self.exactly_once() {
+            false => self.sink.as_ref(),
             true => match self.transaction.sending() {
                 Some(p) => p,
                 None => return acks.refuse("no transaction is open (beginning one failed)"),
             },
         };
-        let _ = producer.send(out, role, acks, &self.give_up());
+        let _ = sink.send(out, role, acks, &self.give_up());
     }
 
     /// Sends what a batch produced, except the outputs of the input records

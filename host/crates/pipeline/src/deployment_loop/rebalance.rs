@@ -1,11 +1,17 @@
 //! Partitions coming and going: restoring state before consuming, and
 //! finishing, committing and letting go on revocation.
 
-use super::*;
+use std::time::{Duration, Instant};
 
-impl Runtime {
+use rdkafka::TopicPartitionList;
+
+use super::core::{DeploymentLoop, RELEASE_TIMEOUT, RESTORE_RETRY};
+use super::io::{Source, partition_numbers};
+use crate::partition::Partition;
+
+impl DeploymentLoop {
     /// Finishes in-flight work of `numbers`, commits them and lets them go.
-    pub(super) fn release(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32]) {
+    pub(super) fn release(&mut self, source: &dyn Source, numbers: &[i32]) {
         let deadline = Instant::now() + RELEASE_TIMEOUT;
         let was_stopping = self.stopping;
         self.fenced = false;
@@ -21,14 +27,14 @@ impl Runtime {
         }
         loop {
             if let Ok(done) = self.done_rx.recv_timeout(Duration::from_millis(5)) {
-                self.on_done(consumer, done);
+                self.on_done(source, done);
             }
-            if consumer.assignment_lost() || self.fenced {
+            if source.assignment_lost() || self.fenced {
                 // Too late to commit: the group went on without this host.
                 self.stopping = was_stopping;
-                return self.lose(consumer, numbers);
+                return self.lose(source, numbers);
             }
-            self.settle(consumer);
+            self.settle(source);
             self.retry_commit_at = Instant::now();
             for n in numbers {
                 // Offsets-only commits take what is delivered so far: again
@@ -37,7 +43,7 @@ impl Runtime {
                     p.commit_due = true;
                 }
             }
-            self.commit(consumer);
+            self.commit(source);
             let open = numbers
                 .iter()
                 .filter(|n| {
@@ -66,17 +72,17 @@ impl Runtime {
     /// owner's: this host's store, checkpointed past them, would skip the
     /// new owner's changes when the partitions come back to it. Everything
     /// since the last commit is dropped; the new owners process it again.
-    pub(super) fn lose(&mut self, consumer: &BaseConsumer<KafkaContext>, numbers: &[i32]) {
+    pub(super) fn lose(&mut self, source: &dyn Source, numbers: &[i32]) {
         tracing::warn!(deployment = %self.deployment.name, partitions = ?numbers, "partitions lost: this host was out of the group; what it did since its last commit is dropped, and the new owners process it again");
         for n in numbers {
             self.restoring.remove(n);
         }
         if self.exactly_once() {
             // The open transaction holds the lost partitions' work too.
-            self.abort_all(consumer);
+            self.abort_all(source);
         } else {
             for &n in numbers {
-                self.rewind(consumer, n);
+                self.rewind(source, n);
             }
         }
         self.forget(numbers);
@@ -119,18 +125,14 @@ impl Runtime {
     }
 
     /// Starts taking over newly assigned partitions: each is paused and
-    /// restored on a thread of its own; [`Runtime::took_over`] resumes it.
-    pub(super) fn assign(
-        &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
-        tpl: &TopicPartitionList,
-    ) {
+    /// restored on a thread of its own; [`DeploymentLoop::took_over`] resumes it.
+    pub(super) fn assign(&mut self, source: &dyn Source, tpl: &TopicPartitionList) {
         for n in partition_numbers(tpl) {
             if self.parts.contains_key(&n) || self.restoring.contains_key(&n) {
                 continue;
             }
             for t in &self.deployment.config.inputs {
-                let _ = consumer.pause(&tpl_of(t, n));
+                source.pause(t, n);
             }
             self.start_restore(n);
         }
@@ -150,7 +152,7 @@ impl Runtime {
 
     /// Handles finished restores: a partition taken over starts consuming
     /// from its positions; one that failed is reported and tried again.
-    pub(super) fn took_over(&mut self, consumer: &BaseConsumer<KafkaContext>) {
+    pub(super) fn took_over(&mut self, source: &dyn Source) {
         while let Ok((n, epoch, result)) = self.restore_rx.try_recv() {
             if self.restoring.get(&n) != Some(&epoch) {
                 continue; // revoked meanwhile
@@ -165,11 +167,11 @@ impl Runtime {
                     drop(status);
                     for topic in &self.deployment.config.inputs {
                         if let Some(&o) = t.positions.get(topic)
-                            && let Err(e) = consumer.seek(topic, n, Offset::Offset(o), SEEK_TIMEOUT)
+                            && let Err(e) = source.seek(topic, n, Some(o))
                         {
                             tracing::error!(deployment = %self.deployment.name, topic = %topic, partition = n, error = %e, "seek failed");
                         }
-                        let _ = consumer.resume(&tpl_of(topic, n));
+                        source.resume(topic, n);
                     }
                     self.parts.insert(
                         n,

@@ -1,111 +1,23 @@
-//! The consumer's callbacks: client statistics (lag), rebalances and commit
-//! results. They run on the polling thread inside `poll` and only post
-//! events; the loop, which owns its state, handles them when `poll`
-//! returns (`Runtime::handle_events`). A rebalance is finished by the loop
-//! too: librdkafka waits for its assign or unassign call, made once the
-//! revoked partitions are committed and released, or once the assigned
-//! ones are taken.
+//! What the consumer's callbacks posted (see `io::KafkaContext`), handled
+//! by the loop when `poll` returns: client statistics (lag, inputs held or
+//! unreadable) and rebalances. A rebalance is finished by the loop too:
+//! librdkafka waits for its assign or unassign call, made once the revoked
+//! partitions are committed and released, or once the assigned ones are
+//! taken.
 
-use rdkafka::consumer::RebalanceProtocol;
-use rdkafka::types::RDKafkaRespErr;
+use std::collections::BTreeMap;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
 
-use super::*;
+use rdkafka::statistics::Statistics;
 
-/// What a callback tells the loop.
-pub(super) enum Event {
-    Assign(TopicPartitionList),
-    /// `lost`: the group went on without this host (it was away past the
-    /// session timeout, say); others may own the partitions already.
-    Revoke {
-        partitions: TopicPartitionList,
-        lost: bool,
-    },
-    Stats(Box<Statistics>),
-}
+use super::core::DeploymentLoop;
+use super::io::{Event, Source, partition_numbers};
+use crate::status::{HeldInput, UnreadableInput};
 
-pub(super) struct KafkaContext {
-    pub(super) events: Sender<Event>,
-    pub(super) name: String,
-}
-
-impl ClientContext for KafkaContext {
-    fn stats(&self, stats: Statistics) {
-        let _ = self.events.send(Event::Stats(Box::new(stats)));
-    }
-}
-
-impl ConsumerContext for KafkaContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let event = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Event::Assign(tpl.clone()),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Event::Revoke {
-                partitions: tpl.clone(),
-                lost: consumer.assignment_lost(),
-            },
-            other => {
-                // As rdkafka's default: an error lets the partitions go.
-                tracing::warn!(deployment = %self.name, error = ?other, "rebalance error");
-                Event::Revoke {
-                    partitions: tpl.clone(),
-                    lost: true,
-                }
-            }
-        };
-        // Once the loop is gone (stopped, or failed), nobody will finish
-        // the rebalance; closing the consumer waits for it, so finish it now.
-        if let Err(unsent) = self.events.send(event)
-            && let Err(e) = finish_rebalance(consumer, &unsent.0)
-        {
-            tracing::warn!(deployment = %self.name, error = %e, "finishing a rebalance while closing");
-        }
-    }
-
-    /// Asynchronous offset commits report here; the next commit covers a
-    /// failed one.
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        _offsets: &TopicPartitionList,
-    ) {
-        if let Err(e) = result {
-            tracing::warn!(deployment = %self.name, error = %e, "an offset commit failed; the next one covers it");
-        }
-    }
-}
-
-/// Completes a rebalance in librdkafka: takes the assigned partitions, or
-/// lets the revoked ones go.
-pub(super) fn finish_rebalance(
-    consumer: &BaseConsumer<KafkaContext>,
-    event: &Event,
-) -> rdkafka::error::KafkaResult<()> {
-    let cooperative = matches!(
-        consumer.rebalance_protocol(),
-        RebalanceProtocol::Cooperative
-    );
-    match event {
-        Event::Assign(tpl) if cooperative => consumer.incremental_assign(tpl),
-        Event::Assign(tpl) => consumer.assign(tpl),
-        Event::Revoke { partitions, .. } if cooperative => {
-            consumer.incremental_unassign(partitions)
-        }
-        Event::Revoke { .. } => consumer.unassign(),
-        Event::Stats(_) => Ok(()),
-    }
-}
-
-impl Runtime {
+impl DeploymentLoop {
     /// Handles what the callbacks posted during the last polls.
-    pub(super) fn handle_events(
-        &mut self,
-        consumer: &BaseConsumer<KafkaContext>,
-        events: &Receiver<Event>,
-    ) {
+    pub(super) fn handle_events(&mut self, source: &dyn Source, events: &Receiver<Event>) {
         while let Ok(event) = events.try_recv() {
             match &event {
                 Event::Stats(stats) => self.record_lag(stats),
@@ -116,26 +28,26 @@ impl Runtime {
                         self.retry_restore.remove(n);
                     }
                     if *lost {
-                        self.lose(consumer, &numbers);
+                        self.lose(source, &numbers);
                     } else {
                         tracing::info!(deployment = %self.deployment.name, partitions = ?numbers, "partitions revoked");
-                        self.release(consumer, &numbers);
+                        self.release(source, &numbers);
                     }
-                    self.finish(consumer, &event);
+                    self.finish(source, &event);
                 }
                 Event::Assign(tpl) => {
-                    self.finish(consumer, &event);
+                    self.finish(source, &event);
                     let numbers = partition_numbers(tpl);
                     tracing::info!(deployment = %self.deployment.name, partitions = ?numbers, "partitions assigned");
                     self.assigned.extend(&numbers);
-                    self.assign(consumer, tpl);
+                    self.assign(source, tpl);
                 }
             }
         }
     }
 
-    pub(super) fn finish(&self, consumer: &BaseConsumer<KafkaContext>, event: &Event) {
-        if let Err(e) = finish_rebalance(consumer, event) {
+    pub(super) fn finish(&self, source: &dyn Source, event: &Event) {
+        if let Err(e) = source.finish_rebalance(event) {
             tracing::warn!(deployment = %self.deployment.name, error = %e, "finishing a rebalance");
         }
     }
@@ -273,10 +185,3 @@ impl Runtime {
 /// How long a partition fetches at one offset, with consumer errors, before
 /// it shows as unreadable.
 const UNREADABLE_AFTER: Duration = Duration::from_secs(15);
-
-pub(super) fn partition_numbers(tpl: &TopicPartitionList) -> Vec<i32> {
-    let mut n: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-    n.sort_unstable();
-    n.dedup();
-    n
-}

@@ -3,6 +3,9 @@
 //! transform (the `upper` fixture component, which upper-cases values).
 //! The stand-ins record what the loop asked of Kafka, and the tests report
 //! deliveries in the order each case needs.
+//!
+//! (Over 400 lines: the stand-ins and the rig are shared by every case,
+//! and each case reads whole on the page.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -111,11 +111,6 @@ impl Control {
         self.tenants.get(tenant)
     }
 
-    /// What the pipeline holds `tenant`'s deployments to.
-    pub fn scope(&self, tenant: &str) -> Option<TenantScope> {
-        self.tenants.scope(tenant)
-    }
-
     /// [`Host::check_deployment`] for a deployment of `tenant`, whose
     /// topics must all be the tenant's.
     pub fn check_deployment(

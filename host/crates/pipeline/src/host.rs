@@ -263,7 +263,8 @@ impl Host {
 
     /// Checks a deployment against the cluster and instantiates its module,
     /// so that every problem surfaces before anything is consumed: `init`
-    /// accepts the config, every topic exists,
+    /// accepts the config, every topic exists (whether the topics are the
+    /// tenant's is the caller's to check: `weir_control::Control` does),
     /// inputs are co-partitioned. Returns the inputs' partition count and
     /// the transform's setup.
     pub fn check_deployment(

@@ -40,7 +40,8 @@ use crate::workers::{Runnable, Workers};
 /// What the loop asked of its consumer.
 #[derive(Default)]
 struct FakeSource {
-    commits: Mutex<Vec<(String, i32, i64)>>,
+    /// Offsets committed, and whether the commit waited for its answer.
+    commits: Mutex<Vec<(String, i32, i64, bool)>>,
     seeks: Mutex<Vec<(String, i32, Option<i64>)>>,
     paused: Mutex<BTreeSet<(String, i32)>>,
     lost: AtomicBool,
@@ -50,11 +51,7 @@ impl FakeSource {
     /// The last offset committed for `partition` of `in`.
     fn committed(&self, partition: i32) -> Option<i64> {
         let commits = self.commits.lock();
-        commits
-            .iter()
-            .rev()
-            .find(|(_, p, _)| *p == partition)
-            .map(|c| c.2)
+        commits.iter().rev().find(|c| c.1 == partition).map(|c| c.2)
     }
 }
 
@@ -74,8 +71,9 @@ impl Source for FakeSource {
         Ok(())
     }
 
-    fn commit(&self, offsets: &[(String, i32, i64)], _sync: bool) -> KafkaResult<()> {
-        self.commits.lock().extend(offsets.iter().cloned());
+    fn commit(&self, offsets: &[(String, i32, i64)], sync: bool) -> KafkaResult<()> {
+        let mut commits = self.commits.lock();
+        commits.extend(offsets.iter().map(|(t, p, o)| (t.clone(), *p, *o, sync)));
         Ok(())
     }
 
@@ -313,9 +311,18 @@ fn value_in(range: std::ops::Range<i64>) -> impl Fn(&Sent) -> bool {
 #[test]
 fn out_of_order_acknowledgements_commit_only_the_safe_prefix() {
     let mut r = rig("", &[0]);
-    r.consume(0, 0..10);
-    assert!(r.run_until(|r| r.outputs() == 10), "both batches ran");
+    // Three batches of five (`batch_max_records`), one job at a time.
+    r.consume(0, 0..15);
+    assert!(r.run_until(|r| r.outputs() == 15), "the three batches ran");
     assert_eq!(r.sink.values("out")[..2], ["R0", "R1"], "the transform ran");
+    let groups: BTreeSet<*const Acks> = r
+        .sink
+        .sent
+        .lock()
+        .iter()
+        .map(|s| Arc::as_ptr(&s.acks))
+        .collect();
+    assert_eq!(groups.len(), 3, "one acknowledgement group per batch");
     // The second batch's outputs are acknowledged first: nothing of it may
     // be committed while the first batch's are outstanding.
     assert_eq!(r.sink.deliver(value_in(5..10)), 5);
@@ -325,10 +332,22 @@ fn out_of_order_acknowledgements_commit_only_the_safe_prefix() {
         None,
         "nothing committed past an unacknowledged batch"
     );
+    // The first batch's come: the first two commit, not the third.
     assert_eq!(r.sink.deliver(value_in(0..5)), 5);
     assert!(
         r.run_until(|r| r.source.committed(0) == Some(10)),
-        "both batches committed"
+        "the acknowledged prefix committed"
+    );
+    r.run_for(Duration::from_millis(100));
+    assert_eq!(
+        r.source.committed(0),
+        Some(10),
+        "not past the outstanding third batch"
+    );
+    assert_eq!(r.sink.deliver(value_in(10..15)), 5);
+    assert!(
+        r.run_until(|r| r.source.committed(0) == Some(15)),
+        "all committed"
     );
 }
 
@@ -387,26 +406,41 @@ fn an_output_that_fails_for_good_goes_to_the_failure_policy() {
 fn revoked_partitions_commit_what_is_settled_and_lost_ones_nothing() {
     let mut r = rig("", &[0, 1]);
     r.consume(0, 0..5);
-    r.consume(1, 0..5);
+    r.consume(1, 100..105);
     assert!(r.run_until(|r| r.outputs() == 10));
-    r.sink.deliver(|_| true);
-    // Revoked: its batch's deliveries settle, and it commits them on the
-    // way out.
+    r.sink.deliver(value_in(100..105));
+    assert!(
+        r.run_until(|r| r.source.committed(1) == Some(105)),
+        "partition 1 committed"
+    );
+    // Revoked with its batch's deliveries just acknowledged: they settle,
+    // and it commits them on the way out, waiting for the answer.
+    r.sink.deliver(value_in(0..5));
     r.rt.release(&r.source, &[0]);
-    assert_eq!(r.source.committed(0), Some(5));
+    let last = r.source.commits.lock().last().cloned();
+    assert_eq!(
+        last,
+        Some(("in".into(), 0, 5, true)),
+        "a synchronous commit"
+    );
     assert!(!r.rt.parts.contains_key(&0), "let go");
-    // Lost: the group went on without this host, so nothing is committed,
-    // though it is all delivered; it goes back to its last commit.
-    r.consume(1, 5..10);
+    // Lost: the group went on without this host, so the revocation commits
+    // nothing, though all is delivered; it goes back to its last commit.
+    r.consume(1, 105..110);
     assert!(r.run_until(|r| r.outputs() == 15));
     r.sink.deliver(|_| true);
     let commits = r.source.commits.lock().len();
     r.source.lost.store(true, Ordering::Relaxed);
-    r.rt.lose(&r.source, &[1]);
+    r.rt.release(&r.source, &[1]);
     assert_eq!(
         r.source.commits.lock().len(),
         commits,
         "a lost partition commits nothing"
+    );
+    let seeks = r.source.seeks.lock().clone();
+    assert!(
+        seeks.contains(&("in".into(), 1, Some(105))),
+        "back to its last commit: {seeks:?}"
     );
     assert!(!r.rt.parts.contains_key(&1), "let go");
 }

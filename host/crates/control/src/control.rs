@@ -19,7 +19,7 @@ use weir_pipeline::{Host, Identity, TenantScope};
 use crate::config::Config;
 use crate::registry::{OnRemove, Registry};
 use crate::series::{STEP, Series};
-use crate::tenants::{TenantConfig, Tenants};
+use crate::tenants::Tenants;
 
 /// Why a deployment of the registry does not run on this host.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,11 +104,6 @@ impl Control {
         };
         control.sample_series_in_background();
         Ok(control)
-    }
-
-    /// `tenant`'s configuration, if it is one of this host's.
-    pub fn tenant(&self, tenant: &str) -> Option<&TenantConfig> {
-        self.tenants.get(tenant)
     }
 
     /// [`Host::check_deployment`] for a deployment of `tenant`, whose

@@ -123,8 +123,8 @@ fn load_key(path: &Path) -> Result<[u8; 32]> {
         });
     }
     let key: [u8; 32] = rand::random();
-    crate::private_file::write(path, &key)?;
-    // Another process may have made one first: use whichever won.
+    // Another engine may make one at the same time: all use the first.
+    crate::private_file::create(path, &key)?;
     let stored = std::fs::read(path)?;
     stored
         .try_into()

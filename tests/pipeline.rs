@@ -644,6 +644,14 @@ fn client_statistics_during_a_backlog_never_stall_consumption() {
     assert_all_present(&inputs, &out, &weir);
 }
 
+/// A session timeout far longer than the waits of these tests: a host
+/// that gets partitions back in time did so by static membership (a
+/// restarted host rejoins as itself) or by leaving on purpose (a stopping
+/// host hands them over), not because the group gave up on a member.
+const LONG_SESSION: &str = "\n[kafka.properties]\n\"session.timeout.ms\" = \"300000\"\n";
+
+/// Killed with SIGKILL and started again, a host takes its partitions back
+/// at once, as the same static member, and loses nothing.
 #[test]
 fn kill_9_mid_stream_loses_nothing() {
     let k = Broker::shared().scope();
@@ -654,7 +662,7 @@ fn kill_9_mid_stream_loses_nothing() {
     let mut weir = Weir::start(
         dir.path(),
         &k,
-        &host_config(&deployment("upper", "upper", "raw", "shout", "")),
+        &(host_config(&deployment("upper", "upper", "raw", "shout", "")) + LONG_SESSION),
     );
     weir.wait_partitions("upper", 4);
     let inputs = records("r", 100_000, 1_000);
@@ -663,6 +671,7 @@ fn kill_9_mid_stream_loses_nothing() {
     weir.kill9();
     std::thread::sleep(Duration::from_millis(500));
     weir.restart();
+    weir.wait_partitions("upper", 4);
     producer.join().unwrap();
     let out = read_uppercased(&k, &inputs);
     assert!(
@@ -704,13 +713,15 @@ fn a_broker_outage_is_ridden_out() {
     assert_all_present(&inputs, &out, &weir);
 }
 
+/// A host that stops on purpose leaves the group: the other takes its
+/// partitions at once, though both are static members.
 #[test]
 fn two_hosts_share_partitions_and_take_over_without_loss() {
     let k = Broker::shared().scope();
     k.create_topic("raw", 4);
     k.create_topic("shout", 4);
     k.create_topic("upper.dlq", 1);
-    let config = host_config(&deployment("upper", "upper", "raw", "shout", ""));
+    let config = host_config(&deployment("upper", "upper", "raw", "shout", "")) + LONG_SESSION;
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Weir::start(da.path(), &k, &config);
     a.wait_partitions("upper", 4);
@@ -739,6 +750,36 @@ fn two_hosts_share_partitions_and_take_over_without_loss() {
     producer.join().unwrap();
     let out = read_uppercased(&k, &inputs);
     assert_all_present(&inputs, &out, &a);
+}
+
+/// Two hosts given one `id` are one static member of the group twice: the
+/// one that joins later fences the other, whose deployment fails saying
+/// why instead of retrying in silence.
+#[test]
+fn two_hosts_with_one_id_are_told_so() {
+    let k = Broker::shared().scope();
+    k.create_topic("raw", 2);
+    k.create_topic("shout", 2);
+    k.create_topic("upper.dlq", 1);
+    let config = host_config(&deployment("upper", "upper", "raw", "shout", ""))
+        .replace("[host]\n", "[host]\nid = \"twin\"\n");
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Weir::start(da.path(), &k, &config);
+    a.wait_partitions("upper", 2);
+    let b = Weir::start(db.path(), &k, &config);
+    let deadline = Instant::now() + MINUTE;
+    while ![&a, &b]
+        .iter()
+        .any(|w| w.log_text().contains("two hosts with one `id`?"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "neither host said why it was fenced; logs:\n{}\n---\n{}",
+            a.log_text(),
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

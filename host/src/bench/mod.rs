@@ -21,11 +21,13 @@ use weir_state::PartitionState;
 pub mod delivery;
 mod join;
 mod order;
+mod restart;
 pub mod streams;
 mod tenants;
 
 pub use join::{JoinReport, join};
 pub use order::{OrderReport, order};
+pub use restart::{RestartReport, restart};
 pub use tenants::{Latency, TenantsReport, tenants};
 
 /// Records/s of `f` processing `records` records in batches, best of

@@ -166,6 +166,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         partitions: usize,
     },
+    /// A host killed with SIGKILL and started again at once, `--rounds`
+    /// times: the time from each restart to its first new output.
+    Restart {
+        #[arg(long)]
+        brokers: String,
+        /// An upper-casing map plugin (plugins/rust/upper).
+        #[arg(long)]
+        plugin: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
     /// State restore from a changelog into RocksDB vs. a bare consumer
     /// reading the same records.
     Restore {
@@ -457,6 +470,20 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                 r.two_inputs_per_sec,
                 r.two_inputs_per_sec / r.one_input_per_sec
             );
+        }
+        BenchCommand::Restart {
+            brokers,
+            plugin,
+            rounds,
+            partitions,
+        } => {
+            let r = weir::bench::restart(&brokers, &plugin, rounds, partitions)?;
+            println!("| start | first output after |");
+            println!("|---|---:|");
+            println!("| first | {:.1} s |", r.first_start.as_secs_f64());
+            for (i, d) in r.restarts.iter().enumerate() {
+                println!("| after kill -9 #{} | {:.1} s |", i + 1, d.as_secs_f64());
+            }
         }
         BenchCommand::Restore { brokers, keys } => {
             let r = weir::bench::restore(&brokers, keys)?;

@@ -139,7 +139,7 @@ async fn metrics(State(control): State<Arc<Control>>, headers: HeaderMap) -> Res
 
 async fn health(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {
     let mut deployments = control.host.statuses();
-    let producer = control.host.producer_stalled();
+    let mut producer = control.host.producer_stalled(None);
     let degraded = producer.is_some()
         || deployments.values().any(|d| {
             !d.stopped.is_empty()
@@ -157,8 +157,12 @@ async fn health(State(control): State<Arc<Control>>, headers: HeaderMap) -> Resp
                 return axum::Json(serde_json::json!({ "status": status })).into_response();
             }
             Caller::Known(Principal::Admin) => {}
-            Caller::Known(Principal::Tenant(t)) => deployments
-                .retain(|id, _| id.split_once('.').is_some_and(|(tenant, _)| tenant == t)),
+            Caller::Known(Principal::Tenant(t)) => {
+                deployments
+                    .retain(|id, _| id.split_once('.').is_some_and(|(tenant, _)| tenant == t));
+                // Another tenant's trouble is not this one's to read.
+                producer = control.host.producer_stalled(Some(&t));
+            }
         }
     }
     axum::Json(

@@ -3,10 +3,10 @@
 //! `client.id` (see [`client_id`]), so any host can tell which host owns a
 //! partition and where its API answers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use serde::Serialize;
 
 const CLIENT_ID_PREFIX: &str = "weir|";
@@ -15,6 +15,72 @@ const CLIENT_ID_PREFIX: &str = "weir|";
 /// HTTP listener (empty when it has none).
 pub fn client_id(host_id: &str, api_url: Option<&str>) -> String {
     format!("{CLIENT_ID_PREFIX}{host_id}|{}", api_url.unwrap_or(""))
+}
+
+/// Leaves the group of `consumer` before it is closed, serving its
+/// rebalance callbacks meanwhile (records it polls are dropped); `false`
+/// when `timeout` passed first.
+///
+/// A static member (one with a `group.instance.id`) keeps its partitions
+/// through a close until the session times out (KIP-345), which is what a
+/// host restarted after a crash wants: it takes them back at once. A host
+/// that stops on purpose must hand them over at once instead, and
+/// librdkafka sends the LeaveGroup only for an unsubscribe whose
+/// revocation completes before the close. It drops the member id as it
+/// sends it, and the close then waits for the answer.
+///
+/// `false` too when the consumer has failed for good (see
+/// [`fatal_error`]).
+pub fn leave<C: ConsumerContext>(consumer: &BaseConsumer<C>, timeout: Duration) -> bool {
+    // A fenced member's instance id is another's now: nothing to leave.
+    if consumer.client().fatal_error().is_some() {
+        return false;
+    }
+    consumer.unsubscribe();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if member_id(consumer).is_empty() {
+            return true;
+        }
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Why `consumer` can no longer be used, when it cannot. The one cause a
+/// deployment's consumer can meet is fencing: another member joined the
+/// group with its `group.instance.id`, that is another host with the same
+/// host id.
+pub fn fatal_error<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<String> {
+    let (code, reason) = consumer.client().fatal_error()?;
+    Some(
+        if code == rdkafka::types::RDKafkaErrorCode::FencedInstanceId {
+            format!(
+                "another consumer of the group uses this host's id as its group.instance.id \
+                 (two hosts with one `id`?): {reason}"
+            )
+        } else {
+            format!("the consumer failed for good: {reason}")
+        },
+    )
+}
+
+/// The member id the coordinator gave `consumer` (empty when it is not a
+/// member).
+fn member_id<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> String {
+    use rdkafka::bindings as rd;
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is the live client of `consumer`; librdkafka returns a
+    // NUL-terminated copy (or null) that we free with its allocator.
+    unsafe {
+        let id = rd::rd_kafka_memberid(rk);
+        if id.is_null() {
+            return String::new();
+        }
+        let owned = std::ffi::CStr::from_ptr(id).to_string_lossy().into_owned();
+        rd::rd_kafka_mem_free(rk, id.cast());
+        owned
+    }
 }
 
 /// One member of a group.

@@ -66,6 +66,17 @@ pub struct HostConfig {
     /// past this wait it goes on without the input (shown in its status),
     /// and what the input sends later may be late.
     pub max_input_wait_ms: u64,
+    /// Bytes of memory the host's tables may take for copies of their
+    /// values, all together, so that lookups skip RocksDB (~4 µs each); a
+    /// table that does not fit reads RocksDB. 0 keeps none.
+    pub table_index_bytes: u64,
+    /// Whether a host shutting down (SIGTERM) leaves its deployments'
+    /// groups, so the other hosts take its partitions at once. Off, the
+    /// group keeps them for the host for `session.timeout.ms`: a host
+    /// restarted within it (a rolling restart with a stable `id`) takes
+    /// them back without moving them, or their state, twice. A deployment
+    /// stopped on its own (undeployed, failed) always leaves.
+    pub leave_group_on_shutdown: bool,
 }
 
 impl Default for HostConfig {
@@ -86,6 +97,8 @@ impl Default for HostConfig {
             max_input_wait_ms: 30_000,
             max_buffered_bytes_total: 512 << 20,
             shutdown_timeout_ms: 25_000,
+            table_index_bytes: 256 << 20,
+            leave_group_on_shutdown: true,
         }
     }
 }

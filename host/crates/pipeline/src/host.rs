@@ -18,6 +18,7 @@ use crate::config::{Delivery, DeploymentConfig, FailurePolicy, HostConfig};
 use crate::deployment::Deployment;
 use crate::deployment_loop;
 use crate::metrics::Metrics;
+use crate::producers::Producers;
 use crate::shared::Shared;
 use crate::status::DeploymentStatus;
 use crate::tables::OpenStores;
@@ -27,12 +28,12 @@ use weir_engine::transform::quota::InstanceQuota;
 use weir_engine::transform::{Transform, TransformSpec};
 use weir_engine::{Engine, EngineConfig, Module};
 use weir_kafka::acl::{Operation, Permission, Resource};
-use weir_kafka::producer::Producer;
 use weir_kafka::{Cluster, KafkaConfig, ProducerLimits, changelog};
 use weir_state::rocks::RocksConfig;
+use weir_state::table_index::IndexBudget;
 
-/// How often the shared producer's health is checked, and how long it may
-/// hold records without delivering any before it counts as stuck.
+/// How often the producers' health is checked, and how long one may hold
+/// records without delivering any before it counts as stuck.
 const PRODUCER_CHECK: Duration = Duration::from_secs(5);
 const PRODUCER_STALLED_AFTER: Duration = Duration::from_secs(30);
 
@@ -104,7 +105,7 @@ impl Host {
     pub fn start(kafka: &KafkaConfig, host: &HostConfig, engine: &EngineConfig) -> Result<Host> {
         let engine = Engine::new(engine.clone())?;
         let cluster = Cluster::connect(kafka)?;
-        let producer = Producer::new(kafka)?;
+        let producers = Producers::new(kafka)?;
         let workers = Workers::start(
             host.workers,
             weir_engine::worker_stack_size(engine.config()),
@@ -114,16 +115,17 @@ impl Host {
         let shared = Arc::new(Shared {
             kafka: kafka.clone(),
             host: host.clone(),
-            producer,
+            producers,
             workers,
             metrics: Arc::new(Metrics::new()),
             rocks: RocksConfig::new(64 << 20)?,
             shutdown: Arc::new(AtomicBool::new(false)),
+            stopping: AtomicBool::new(false),
             host_id: host.id(),
             table_stores: OpenStores::default(),
+            table_index: IndexBudget::new(host.table_index_bytes),
             state_readers: Default::default(),
             buffer_budgets: HostBudgets::new(host.max_buffered_bytes_total as u64),
-            producer_stalled: Mutex::new(None),
             api_url: std::sync::OnceLock::new(),
         });
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
@@ -198,9 +200,10 @@ impl Host {
 
     /// Sets the gauges read from the host's own counters: buffered bytes
     /// and pool instances, per tenant.
-    /// Why the shared producer looks stuck, if it does.
-    pub fn producer_stalled(&self) -> Option<String> {
-        self.shared.producer_stalled.lock().clone()
+    /// Why the producers of the host (or of `tenant` only) look stuck, if
+    /// any does.
+    pub fn producer_stalled(&self, tenant: Option<&str>) -> Option<String> {
+        self.shared.producers.stalled(tenant)
     }
 
     pub fn refresh_gauges(&self) {
@@ -222,33 +225,25 @@ impl Host {
         }
     }
 
-    /// Checks every few seconds that the shared producer delivers while it
-    /// has records waiting; one that does not (seen after a long broker
+    /// Checks every few seconds that each producer delivers while it has
+    /// records waiting; one that does not (seen after a long broker
     /// outage) is reported in `/health` and replaced: what it held fails
     /// as a transient delivery failure, and its partitions send it again.
     fn watch_producer_in_background(&self) {
-        let (shared, kafka) = (Arc::downgrade(&self.shared), self.shared.kafka.clone());
+        let shared = Arc::downgrade(&self.shared);
         std::thread::Builder::new()
             .name("weir-producer-watch".into())
             .spawn(move || {
-                let mut renewed: Option<std::time::Instant> = None;
+                let mut renewed = BTreeMap::new();
                 loop {
                     std::thread::sleep(PRODUCER_CHECK);
-                    let Some(shared) = shared.upgrade() else { return };
+                    let Some(shared) = shared.upgrade() else {
+                        return;
+                    };
                     if shared.shutdown.load(Ordering::Relaxed) {
                         return;
                     }
-                    let stalled = shared.producer.stalled(PRODUCER_STALLED_AFTER);
-                    if let Some(why) = &stalled
-                        && renewed.is_none_or(|at| at.elapsed() >= PRODUCER_STALLED_AFTER)
-                    {
-                        tracing::error!("{why}: replacing it; what it held is sent again");
-                        if let Err(e) = shared.producer.renew(&kafka) {
-                            tracing::error!(error = %format!("{e:#}"), "could not replace the producer");
-                        }
-                        renewed = Some(std::time::Instant::now());
-                    }
-                    *shared.producer_stalled.lock() = stalled;
+                    shared.producers.check(PRODUCER_STALLED_AFTER, &mut renewed);
                 }
             })
             .expect("spawning the producer watch");
@@ -610,6 +605,7 @@ impl Host {
 
     /// Graceful shutdown of everything.
     pub fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Relaxed);
         self.close();
         let names: Vec<String> = self.running.lock().keys().cloned().collect();
         for r in self.running.lock().values() {
@@ -619,7 +615,7 @@ impl Host {
             self.stop(&name);
         }
         self.shared.shutdown.store(true, Ordering::Relaxed);
-        let _ = self.shared.producer.flush(Duration::from_secs(30));
+        self.shared.producers.flush(Duration::from_secs(30));
         self.shared.workers.shutdown();
     }
 }

@@ -18,6 +18,7 @@ mod ledger;
 pub mod metrics;
 mod order;
 mod partition;
+mod producers;
 mod restore;
 mod shared;
 pub mod state_query;

@@ -108,6 +108,10 @@ pub struct TableStatus {
     pub records_read: u64,
     /// Roughly how many keys the table holds.
     pub keys: u64,
+    /// Whether lookups are answered from a copy in memory
+    /// (`host.table_index_bytes`), not from RocksDB.
+    #[serde(default)]
+    pub indexed: bool,
     /// Caught up with the end of the topic as it was when loading began.
     pub loaded: bool,
     /// How long that took, ms.

@@ -27,6 +27,7 @@ use crate::status::TableStatus;
 use weir_kafka::KafkaConfig;
 use weir_kafka::changelog::Reader;
 use weir_state::rocks::RocksConfig;
+use weir_state::table_index::IndexBudget;
 use weir_state::tables::RocksTable;
 use weir_state::tables::Tables;
 
@@ -75,6 +76,7 @@ impl TableLoaders {
                     topic: l.topic.clone(),
                     records_read: p.records.load(Ordering::Relaxed),
                     keys: l.store.estimated_keys(),
+                    indexed: l.store.indexed(),
                     loaded,
                     load_ms: loaded.then(|| p.load_ms.load(Ordering::Relaxed)),
                     error: p.error.lock().clone(),
@@ -93,7 +95,13 @@ impl TableLoaders {
 pub struct OpenStores(Mutex<BTreeMap<PathBuf, Weak<RocksTable>>>);
 
 impl OpenStores {
-    fn open(&self, path: &Path, topic: &str, rocks: &RocksConfig) -> Result<Arc<RocksTable>> {
+    fn open(
+        &self,
+        path: &Path,
+        topic: &str,
+        rocks: &RocksConfig,
+        index: &Arc<IndexBudget>,
+    ) -> Result<Arc<RocksTable>> {
         let mut open = self.0.lock();
         open.retain(|_, s| s.strong_count() > 0);
         if let Some(store) = open.get(path).and_then(Weak::upgrade) {
@@ -105,7 +113,7 @@ impl OpenStores {
                 store.topic()
             );
         }
-        let store = Arc::new(RocksTable::open(path, topic, rocks)?);
+        let store = Arc::new(RocksTable::open(path, topic, rocks, index)?);
         open.insert(path.to_owned(), Arc::downgrade(&store));
         Ok(store)
     }
@@ -198,7 +206,7 @@ fn start(deployment: &Owner<'_>, shared: &Shared) -> Result<TableLoaders> {
             .join(name);
         let store = shared
             .table_stores
-            .open(&dir, topic, &shared.rocks)
+            .open(&dir, topic, &shared.rocks, &shared.table_index)
             .with_context(|| format!("table `{name}`"))?;
         tables.attach(name, store.clone())?;
         let consumer = weir_kafka::changelog::reader(&table_reader(&shared.kafka))
@@ -349,10 +357,17 @@ fn load(
             wait = Duration::ZERO;
         }
         if !read.is_empty() {
+            let indexed = store.indexed();
             store.apply(
                 batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
                 &read,
             )?;
+            if indexed && !store.indexed() {
+                tracing::warn!(
+                    topic,
+                    "the table outgrew the host's index budget (host.table_index_bytes): its lookups read RocksDB from now on"
+                );
+            }
             progress.records.fetch_add(messages, Ordering::Relaxed);
             batch.clear();
             read.clear();

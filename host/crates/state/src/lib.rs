@@ -25,6 +25,7 @@ mod cache;
 pub mod memory;
 mod pending;
 pub mod rocks;
+pub mod table_index;
 pub mod tables;
 pub mod timers;
 mod user;

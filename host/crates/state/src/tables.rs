@@ -14,6 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use crate::rocks::RocksConfig;
+use crate::table_index::{IndexBudget, MemIndex};
 
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -185,11 +186,14 @@ fn bounded(
 /// A table in RocksDB, under the host's state directory: values under
 /// `v` + key, and with them, in the same write, the next offset to read of
 /// each partition of the topic (`o` + partition), so a restart resumes
-/// where the store is instead of reading the topic again.
+/// where the store is instead of reading the topic again. Point lookups
+/// are answered from a copy in memory while the host's budget allows
+/// (`table_index`).
 pub struct RocksTable {
     db: DB,
     path: PathBuf,
     topic: String,
+    index: MemIndex,
 }
 
 const VALUE: u8 = b'v';
@@ -200,22 +204,50 @@ const TOPIC: &[u8] = b"t";
 
 impl RocksTable {
     /// Opens the store of a table of `topic`, emptied if it held another
-    /// topic's.
-    pub fn open(path: &Path, topic: &str, config: &RocksConfig) -> Result<RocksTable> {
+    /// topic's, with its copy in memory if it fits `index`.
+    pub fn open(
+        path: &Path,
+        topic: &str,
+        config: &RocksConfig,
+        index: &Arc<IndexBudget>,
+    ) -> Result<RocksTable> {
         std::fs::create_dir_all(path)
             .with_context(|| format!("creating table directory {}", path.display()))?;
         let db = DB::open(&config.options(), path)
             .with_context(|| format!("opening table store {}", path.display()))?;
-        let table = RocksTable {
+        if db.get(TOPIC)?.is_some_and(|t| t != topic.as_bytes()) {
+            clear(&db).with_context(|| format!("clearing {}", path.display()))?;
+        }
+        db.put(TOPIC, topic)?;
+        let mut failed = None;
+        let values = db
+            .iterator_opt(IteratorMode::From(&[VALUE], Direction::Forward), {
+                let mut opts = ReadOptions::default();
+                opts.set_iterate_upper_bound([VALUE + 1]);
+                opts
+            })
+            .map_while(|r| match r {
+                Ok((k, v)) => Some((k[1..].into(), v)),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            });
+        let index = MemIndex::build(index, values);
+        if let Some(e) = failed {
+            return Err(anyhow::Error::new(e).context(format!("reading {}", path.display())));
+        }
+        Ok(RocksTable {
             db,
             path: path.to_owned(),
             topic: topic.to_owned(),
-        };
-        if table.db.get(TOPIC)?.is_some_and(|t| t != topic.as_bytes()) {
-            table.clear()?;
-        }
-        table.db.put(TOPIC, topic)?;
-        Ok(table)
+            index,
+        })
+    }
+
+    /// Whether point lookups are answered from memory.
+    pub fn indexed(&self) -> bool {
+        self.index.kept()
     }
 
     pub fn topic(&self) -> &str {
@@ -251,6 +283,7 @@ impl RocksTable {
         let mut batch = WriteBatch::default();
         let mut key = Vec::new();
         for (k, v) in changes {
+            self.index.put(k, v);
             key.clear();
             key.push(VALUE);
             key.extend_from_slice(k);
@@ -275,12 +308,8 @@ impl RocksTable {
 
     /// Removes every value and offset (the topic is read again).
     pub fn clear(&self) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.delete_range([OFFSET], [OFFSET + 1]);
-        batch.delete_range([VALUE], [VALUE + 1]);
-        self.db
-            .write(batch)
-            .with_context(|| format!("clearing {}", self.path.display()))
+        self.index.clear();
+        clear(&self.db).with_context(|| format!("clearing {}", self.path.display()))
     }
 
     /// Makes what was applied survive a crash.
@@ -300,6 +329,13 @@ impl RocksTable {
     }
 }
 
+fn clear(db: &DB) -> Result<(), rocksdb::Error> {
+    let mut batch = WriteBatch::default();
+    batch.delete_range([OFFSET], [OFFSET + 1]);
+    batch.delete_range([VALUE], [VALUE + 1]);
+    db.write(batch)
+}
+
 impl Drop for RocksTable {
     fn drop(&mut self) {
         // Writes skip the write-ahead log: keep them for the next start.
@@ -309,6 +345,9 @@ impl Drop for RocksTable {
 
 impl TableRead for RocksTable {
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Found>> {
+        if let Some(hit) = self.index.get(key, |v| found(v, max_len)) {
+            return Ok(hit);
+        }
         let mut k = Vec::with_capacity(key.len() + 1);
         k.push(VALUE);
         k.extend_from_slice(key);
@@ -366,14 +405,40 @@ mod tests {
     use super::*;
 
     fn rocks(dir: &Path, topic: &str) -> RocksTable {
-        RocksTable::open(&dir.join("t"), topic, &RocksConfig::new(1 << 20).unwrap()).unwrap()
+        rocks_within(dir, topic, 1 << 20)
+    }
+
+    /// A store whose copy in memory may take `index_bytes`.
+    fn rocks_within(dir: &Path, topic: &str, index_bytes: u64) -> RocksTable {
+        RocksTable::open(
+            &dir.join(format!("t{index_bytes}")),
+            topic,
+            &RocksConfig::new(1 << 20).unwrap(),
+            &IndexBudget::new(index_bytes),
+        )
+        .unwrap()
     }
 
     /// Makes a table of either kind holding what `changes` leave.
     type Make = Box<dyn Fn(&[(&str, Option<&str>)]) -> Box<dyn TableRead>>;
 
-    fn both(dir: &Path) -> Vec<Make> {
-        let dir = dir.to_owned();
+    /// A `MemTable`, and a `RocksTable` with and without its copy in memory.
+    fn every_kind(dir: &Path) -> Vec<Make> {
+        let rocks_table = |index_bytes: u64| -> Make {
+            let dir = dir.to_owned();
+            Box::new(move |changes: &[(&str, Option<&str>)]| {
+                let t = rocks_within(&dir, "topic", index_bytes);
+                t.apply(
+                    changes
+                        .iter()
+                        .map(|(k, v)| (k.as_bytes(), v.map(str::as_bytes))),
+                    &BTreeMap::new(),
+                )
+                .unwrap();
+                assert_eq!(t.indexed(), index_bytes > 0);
+                Box::new(t)
+            })
+        };
         vec![
             Box::new(|changes| {
                 let t = MemTable::default();
@@ -382,24 +447,15 @@ mod tests {
                 }
                 Box::new(t)
             }),
-            Box::new(move |changes| {
-                let t = rocks(&dir, "topic");
-                t.apply(
-                    changes
-                        .iter()
-                        .map(|(k, v)| (k.as_bytes(), v.map(str::as_bytes))),
-                    &BTreeMap::new(),
-                )
-                .unwrap();
-                Box::new(t)
-            }),
+            rocks_table(1 << 20),
+            rocks_table(0),
         ]
     }
 
     #[test]
     fn latest_value_wins_and_tombstones_remove() {
         let dir = tempfile::tempdir().unwrap();
-        for make in both(dir.path()) {
+        for make in every_kind(dir.path()) {
             let t = make(&[
                 ("a", Some("1")),
                 ("b", Some("2")),
@@ -447,6 +503,7 @@ mod tests {
         }
         let t = rocks(dir.path(), "customers");
         assert_eq!(t.offsets().unwrap(), BTreeMap::from([(0, 5), (1, 7)]));
+        assert!(t.indexed(), "the copy in memory is built from the store");
         assert_eq!(t.get(b"k", 10).unwrap(), Some(Found::Value(b"v".to_vec())));
         drop(t);
         let t = rocks(dir.path(), "prices");

@@ -138,6 +138,11 @@ impl DeploymentLoop {
                 {
                     self.check_denial();
                 }
+                if matches!(e, rdkafka::error::KafkaError::MessageConsumptionFatal(_))
+                    && self.fatal.is_none()
+                {
+                    self.fatal = Some(source.fatal_error().unwrap_or_else(|| why.clone()));
+                }
                 self.consumer_error = Some((why, Instant::now()));
                 return;
             }

@@ -137,6 +137,8 @@ pub(super) trait Source {
     /// Completes a rebalance: takes the assigned partitions or lets the
     /// revoked ones go.
     fn finish_rebalance(&self, event: &Event) -> KafkaResult<()>;
+    /// Why the source can no longer be used, once it cannot.
+    fn fatal_error(&self) -> Option<String>;
 }
 
 /// The deployment's consumer as its [`Source`].
@@ -193,6 +195,10 @@ impl Source for KafkaSource<'_> {
 
     fn finish_rebalance(&self, event: &Event) -> KafkaResult<()> {
         finish_rebalance(self.consumer, event)
+    }
+
+    fn fatal_error(&self) -> Option<String> {
+        weir_kafka::group::fatal_error(self.consumer)
     }
 }
 

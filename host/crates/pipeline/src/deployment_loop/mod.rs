@@ -57,6 +57,9 @@ mod transaction;
 use self::core::DeploymentLoop;
 use io::{KafkaContext, KafkaSource};
 
+/// How long a stopping deployment waits to have left its group.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs `deployment` until `stop` is set, then commits and leaves the group.
 pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<()> {
     // Before joining the group: a member that does not consume would hold
@@ -74,6 +77,12 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
                     shared.api_url.get().map(String::as_str),
                 ),
             )
+            // Static membership: a host restarted after a crash takes its
+            // partitions back at once instead of after the session timeout
+            // (a stop leaves the group on purpose, `group::leave`). The
+            // host id is stable across restarts and unique per host, as
+            // the transactional ids named after it need anyway.
+            .set("group.instance.id", &shared.host_id)
             .create_with_context(KafkaContext {
                 events: events_tx,
                 name: deployment.name.clone(),
@@ -86,11 +95,8 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         consumer: &consumer,
         from_end: weir_kafka::starts_at_end(&shared.kafka),
     };
-    let mut rt = DeploymentLoop::new(
-        deployment.clone(),
-        shared.clone(),
-        Arc::new(shared.producer.clone()),
-    );
+    let producer = shared.producers.of(&deployment.tenant)?;
+    let mut rt = DeploymentLoop::new(deployment.clone(), shared.clone(), Arc::new(producer));
     if rt.exactly_once() {
         // A broker that refuses transactions fails this deployment at once,
         // with that said; the others keep running.
@@ -110,8 +116,10 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
         if let Some(why) = rt.fatal.take() {
-            // No commit on the way out: the consumer, closing, lets go.
+            // No commit on the way out: let go of the partitions (a
+            // deployment failing here may not come back soon).
             drop(events);
+            weir_kafka::group::leave(&consumer, LEAVE_TIMEOUT);
             drop(consumer);
             anyhow::bail!(why);
         }
@@ -137,7 +145,12 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
         rt.finish(&source, &event);
     }
     drop(events);
-    consumer.unsubscribe();
+    // Staying, the group keeps the partitions for this host's return (see
+    // `HostConfig::leave_group_on_shutdown`).
+    let leave = !shared.stopping.load(Ordering::Relaxed) || shared.host.leave_group_on_shutdown;
+    if leave && !weir_kafka::group::leave(&consumer, LEAVE_TIMEOUT) {
+        tracing::warn!(deployment = %deployment.name, "could not leave the group in time; the others take its partitions after the session timeout");
+    }
     drop(consumer);
     tracing::info!(deployment = %deployment.name, "deployment stopped");
     Ok(())

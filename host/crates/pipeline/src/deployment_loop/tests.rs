@@ -20,7 +20,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use weir_engine::transform::TransformSpec;
 use weir_engine::{Engine, EngineConfig};
 use weir_kafka::KafkaConfig;
-use weir_kafka::producer::{Acks, Out, Producer, Role};
+use weir_kafka::producer::{Acks, Out, Role};
 use weir_state::PartitionState;
 use weir_state::memory::MemoryBackend;
 use weir_state::rocks::RocksConfig;
@@ -33,6 +33,7 @@ use crate::budget::HostBudgets;
 use crate::config::{DeploymentConfig, HostConfig};
 use crate::deployment::Deployment;
 use crate::metrics::Metrics;
+use crate::producers::Producers;
 use crate::restore::Takeover;
 use crate::tables::OpenStores;
 use crate::workers::{Runnable, Workers};
@@ -91,6 +92,10 @@ impl Source for FakeSource {
 
     fn finish_rebalance(&self, _event: &Event) -> KafkaResult<()> {
         Ok(())
+    }
+
+    fn fatal_error(&self) -> Option<String> {
+        None
     }
 }
 
@@ -201,18 +206,19 @@ fn rig(extra: &str, partitions: &[i32]) -> Rig {
             .expect("the upper fixture"),
     );
     let shared = Arc::new(Shared {
-        producer: Producer::new(&kafka).expect("a producer"),
+        producers: Producers::new(&kafka).expect("a producer"),
         kafka,
         workers: Workers::start(1, weir_engine::worker_stack_size(&engine_config)),
         metrics: Arc::new(Metrics::new()),
         rocks: RocksConfig::new(8 << 20).expect("rocksdb options"),
         shutdown: Arc::new(AtomicBool::new(false)),
+        stopping: AtomicBool::new(false),
         host_id: "test".into(),
         table_stores: OpenStores::default(),
+        table_index: weir_state::table_index::IndexBudget::new(0),
         state_readers: Default::default(),
         api_url: std::sync::OnceLock::new(),
         buffer_budgets: HostBudgets::new(1 << 30),
-        producer_stalled: Mutex::new(None),
         host,
     });
     let config: DeploymentConfig = toml::from_str(&format!(

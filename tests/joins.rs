@@ -83,6 +83,10 @@ fn a_stream_table_join_sees_the_table_and_its_changes() {
     let weir = Weir::start(dir.path(), &k, &enrich_config());
     let status = wait_loaded(&weir, "enrich", "customers");
     assert_eq!(status["records_read"], 502, "{status}");
+    assert_eq!(
+        status["indexed"], true,
+        "lookups are answered from memory: {status}"
+    );
 
     // Inner join: orders of c500..c599 and of the deleted c8 have no match.
     let out = k.read("enriched", 498, Duration::from_secs(60));
@@ -174,6 +178,10 @@ fn a_stream_table_join_survives_kill_9_and_restores_its_table_locally() {
         "the table was read again instead of restored: {restored}"
     );
     assert!(restored["keys"].as_u64().unwrap() >= 1900, "{restored}");
+    assert_eq!(
+        restored["indexed"], true,
+        "the copy in memory is rebuilt from the store: {restored}"
+    );
     producer.join().unwrap();
 
     let want: BTreeSet<(String, String)> = all

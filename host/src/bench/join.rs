@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::{
-    bench_host, bench_kafka, deployment, run_id, send_waiting, wait_filled, weir_rate, weir_rate_in,
+    bench_host, bench_host_config, bench_kafka, deployment, run_id, send_waiting, wait_filled,
+    weir_rate, weir_rate_in,
 };
 
 pub struct JoinReport {
@@ -19,6 +20,8 @@ pub struct JoinReport {
     pub map_per_sec: f64,
     /// The join, records/s.
     pub join_per_sec: f64,
+    /// The join with every lookup a RocksDB read (`table_index_bytes` 0).
+    pub join_rocksdb_per_sec: f64,
     /// Loading the table from its topic on a fresh host.
     pub load: Duration,
     /// Loading it again on a restarted host, from its store.
@@ -38,19 +41,22 @@ pub fn join(
     let kafka = bench_kafka(brokers);
     let cluster = weir_kafka::Cluster::connect(&kafka)?;
     let run = run_id();
-    let (table, input, map_out, join_out) = (
+    let (table, input, map_out, join_out, rocks_out) = (
         format!("bench-customers-{run}"),
         format!("bench-orders-{run}"),
         format!("bench-map-{run}"),
         format!("bench-join-{run}"),
+        format!("bench-join-rocksdb-{run}"),
     );
     cluster.ensure_topic(&table, partitions, &[("cleanup.policy", "compact")])?;
     for t in [
         &input,
         &map_out,
         &join_out,
+        &rocks_out,
         &format!("{map_out}.dlq"),
         &format!("{join_out}.dlq"),
+        &format!("{rocks_out}.dlq"),
     ] {
         cluster.ensure_topic(t, partitions, &[])?;
     }
@@ -87,13 +93,30 @@ pub fn join(
         partitions,
         records,
     )?;
+    let joining = |output: &str| {
+        let mut join = deployment(&plugins.join("enrich.wasm"), &input, output, &[]);
+        join.tables.insert("customers".into(), table.clone());
+        join
+    };
+    let rocksdb = tempfile::tempdir()?;
+    let join_rocksdb_per_sec = weir_rate_in(
+        &kafka,
+        &weir_pipeline::config::HostConfig {
+            table_index_bytes: 0,
+            ..bench_host_config(rocksdb.path())
+        },
+        &format!("bench-join-rocksdb-{run}"),
+        joining(&rocks_out),
+        partitions,
+        records,
+    )?
+    .0;
     let state = tempfile::tempdir()?;
     let name = format!("bench-join-{run}");
-    let mut join = deployment(&plugins.join("enrich.wasm"), &input, &join_out, &[]);
-    join.tables.insert("customers".into(), table);
+    let join = joining(&join_out);
     let (join_per_sec, status) = weir_rate_in(
         &kafka,
-        state.path(),
+        &bench_host_config(state.path()),
         &name,
         join.clone(),
         partitions,
@@ -131,6 +154,7 @@ pub fn join(
         records,
         map_per_sec,
         join_per_sec,
+        join_rocksdb_per_sec,
         load,
         reload,
     })

@@ -280,21 +280,29 @@ fn weir_rate(
     expected: usize,
 ) -> Result<f64> {
     let state = tempfile::tempdir()?;
-    Ok(weir_rate_in(kafka, state.path(), name, deployment, partitions, expected)?.0)
+    Ok(weir_rate_in(
+        kafka,
+        &bench_host_config(state.path()),
+        name,
+        deployment,
+        partitions,
+        expected,
+    )?
+    .0)
 }
 
-/// [`weir_rate`] with state in `state_dir`; also returns the deployment's
-/// status at the end.
+/// [`weir_rate`] on a host of settings `host`; also returns the
+/// deployment's status at the end.
 fn weir_rate_in(
     kafka: &weir_control::config::KafkaConfig,
-    state_dir: &Path,
+    host: &weir_pipeline::config::HostConfig,
     name: &str,
     deployment: weir_control::config::DeploymentConfig,
     partitions: usize,
     expected: usize,
 ) -> Result<(f64, weir_pipeline::DeploymentStatus)> {
     let output = deployment.output.clone();
-    let host = bench_host(kafka, state_dir)?;
+    let host = weir_pipeline::Host::start(kafka, host, &Default::default())?;
     host.run(host.prepare_static(name, &deployment)?);
     let started = loop {
         if host.metrics().sum("records_in_total", None) > 0.0 {
@@ -317,13 +325,16 @@ fn bench_host(
     kafka: &weir_control::config::KafkaConfig,
     state_dir: &Path,
 ) -> Result<weir_pipeline::Host> {
-    let mut config = weir_control::config::Config {
-        kafka: kafka.clone(),
-        ..weir_control::config::Config::default()
-    };
-    config.host.state_dir = state_dir.to_owned();
-    config.host.listen = None;
-    weir_pipeline::Host::start(&config.kafka, &config.host, &config.engine)
+    weir_pipeline::Host::start(kafka, &bench_host_config(state_dir), &Default::default())
+}
+
+/// Default host settings, state in `state_dir`, no listener.
+fn bench_host_config(state_dir: &Path) -> weir_pipeline::config::HostConfig {
+    weir_pipeline::config::HostConfig {
+        state_dir: state_dir.to_owned(),
+        listen: None,
+        ..Default::default()
+    }
 }
 
 fn bench_kafka(brokers: &str) -> weir_control::config::KafkaConfig {

@@ -436,16 +436,18 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
         } => {
             let r = weir::bench::join(&brokers, &plugins, table_keys, records, partitions)?;
             println!(
-                "| table keys | orders | map records/s | join records/s | join / map | table load from its topic | again after a restart |"
+                "| table keys | orders | map records/s | join records/s (RocksDB lookups) | join / map (RocksDB) | table load from its topic | again after a restart |"
             );
             println!("|---:|---:|---:|---:|---:|---:|---:|");
             println!(
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.1} s ({:.0} keys/s) | {:.2} s |",
+                "| {} | {} | {:.0} | {:.0} ({:.0}) | {:.2} ({:.2}) | {:.1} s ({:.0} keys/s) | {:.2} s |",
                 r.table_keys,
                 r.records,
                 r.map_per_sec,
                 r.join_per_sec,
+                r.join_rocksdb_per_sec,
                 r.join_per_sec / r.map_per_sec,
+                r.join_rocksdb_per_sec / r.map_per_sec,
                 r.load.as_secs_f64(),
                 r.table_keys as f64 / r.load.as_secs_f64(),
                 r.reload.as_secs_f64()

@@ -211,6 +211,9 @@ impl Host {
         metrics
             .host_buffered_bytes
             .set(self.shared.buffer_budgets.host().used() as i64);
+        metrics
+            .host_table_index_bytes
+            .set(self.shared.table_index.used() as i64);
         for (tenant, bytes) in self.shared.buffer_budgets.tenants() {
             metrics
                 .tenant_buffered_bytes

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub unreadable: IntGaugeVec,
     /// Buffered input of all deployments of the host.
     pub host_buffered_bytes: prometheus::IntGauge,
+    /// Memory the tables' copies of their values take.
+    pub host_table_index_bytes: prometheus::IntGauge,
     /// Buffered input and pool instances per tenant.
     pub tenant_buffered_bytes: IntGaugeVec,
     pub tenant_instances: IntGaugeVec,
@@ -80,16 +82,22 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
-        let host_buffered_bytes = prometheus::IntGauge::new(
-            "host_buffered_bytes",
-            "Bytes of input buffered by every deployment of the host",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(host_buffered_bytes.clone()))
-            .expect("unique metric");
+        let host_gauge = |name: &str, help: &str| {
+            let g = prometheus::IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
         Metrics {
-            host_buffered_bytes,
+            host_buffered_bytes: host_gauge(
+                "host_buffered_bytes",
+                "Bytes of input buffered by every deployment of the host",
+            ),
+            host_table_index_bytes: host_gauge(
+                "host_table_index_bytes",
+                "Bytes the host's tables take for copies of their values in memory (host.table_index_bytes)",
+            ),
             tenant_buffered_bytes: tenant_gauge(
                 "tenant_buffered_bytes",
                 "Bytes of input buffered by a tenant's deployments",

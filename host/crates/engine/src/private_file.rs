@@ -20,13 +20,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// wins and every one then reads the same.
 pub fn create(path: &Path, bytes: &[u8]) -> Result<bool> {
     let tmp = write_aside(path, bytes)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
+    let made = match std::fs::hard_link(&tmp, path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
-    }
+        // A filesystem without hard links: the last writer wins, as with
+        // [`write`].
+        Err(_) => std::fs::rename(&tmp, path)
+            .map(|()| true)
+            .with_context(|| format!("creating {}", path.display())),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    made
 }
 
 /// A new file beside `path` holding `bytes`, named for this writer alone

@@ -19,7 +19,10 @@ pub fn client_id(host_id: &str, api_url: Option<&str>) -> String {
 
 /// Leaves the group of `consumer` before it is closed, serving its
 /// rebalance callbacks meanwhile (records it polls are dropped); `false`
-/// when `timeout` passed first.
+/// when `timeout` passed first. `true` means the LeaveGroup went out (or
+/// there was no membership to leave), not that the coordinator has it:
+/// with no coordinator reachable, the group drops the member at the
+/// session timeout as before.
 ///
 /// A static member (one with a `group.instance.id`) keeps its partitions
 /// through a close until the session times out (KIP-345), which is what a
@@ -63,6 +66,15 @@ pub fn fatal_error<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<Str
             format!("the consumer failed for good: {reason}")
         },
     )
+}
+
+/// Whether `consumer` was fenced: another member took its
+/// `group.instance.id`.
+pub fn fenced<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> bool {
+    consumer
+        .client()
+        .fatal_error()
+        .is_some_and(|(code, _)| code == rdkafka::types::RDKafkaErrorCode::FencedInstanceId)
 }
 
 /// The member id the coordinator gave `consumer` (empty when it is not a

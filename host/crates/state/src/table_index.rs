@@ -11,9 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// What an entry costs beyond its key and value: the map's slot and two
-/// allocations' headers, roughly.
-const ENTRY_OVERHEAD: u64 = 64;
+/// What an entry costs beyond its key and value: two allocations'
+/// headers and rounding, roughly.
+const ENTRY_OVERHEAD: u64 = 32;
+/// What a slot of the map costs, used or not: two boxed slices and a
+/// control byte. The map's capacity is charged, not its length, so a
+/// table that grew and shrank still pays for what it holds.
+const SLOT: u64 = 33;
 
 /// Bytes the tables of a host may keep in memory, all together.
 pub struct IndexBudget {
@@ -50,7 +54,25 @@ impl IndexBudget {
 struct Copy {
     // SipHash (std's default): keys come from a topic anyone may write.
     map: HashMap<Box<[u8]>, Box<[u8]>>,
-    bytes: u64,
+    /// Bytes of the entries (see [`cost`]).
+    entries: u64,
+    /// What the budget holds for this copy: its footprint when last
+    /// changed.
+    reserved: u64,
+}
+
+impl Copy {
+    fn empty() -> Copy {
+        Copy {
+            map: HashMap::new(),
+            entries: 0,
+            reserved: 0,
+        }
+    }
+
+    fn footprint(&self) -> u64 {
+        self.entries + self.map.capacity() as u64 * SLOT
+    }
 }
 
 fn cost(key: &[u8], value: &[u8]) -> u64 {
@@ -64,17 +86,15 @@ pub(crate) struct MemIndex {
 }
 
 impl MemIndex {
-    /// Builds the copy from `entries` (the store's), if they fit.
+    /// Builds the copy from `entries` (the store's), if they fit; none at
+    /// all when the budget is 0.
     pub(crate) fn build(
         budget: &Arc<IndexBudget>,
         entries: impl Iterator<Item = (Box<[u8]>, Box<[u8]>)>,
     ) -> MemIndex {
         let index = MemIndex {
             budget: budget.clone(),
-            copy: RwLock::new(Some(Copy {
-                map: HashMap::new(),
-                bytes: 0,
-            })),
+            copy: RwLock::new((budget.limit > 0).then(Copy::empty)),
         };
         for (k, v) in entries {
             if !index.put(&k, Some(&v)) {
@@ -103,33 +123,33 @@ impl MemIndex {
         let Some(copy) = guard.as_mut() else {
             return false;
         };
-        let old = copy.map.get(key).map_or(0, |v| cost(key, v));
-        let new = value.map_or(0, |v| cost(key, v));
-        if new > old {
-            if !self.budget.reserve(new - old) {
-                self.budget.release(copy.bytes);
-                *guard = None;
-                return false;
-            }
-        } else {
-            self.budget.release(old - new);
-        }
-        copy.bytes = copy.bytes + new - old;
-        match value {
+        let old = match value {
             Some(v) => copy.map.insert(key.into(), v.into()),
             None => copy.map.remove(key),
         };
+        copy.entries += value.map_or(0, |v| cost(key, v));
+        copy.entries -= old.map_or(0, |v| cost(key, &v));
+        // Deletes give memory back too: a topic that adds keys and
+        // deletes them must not leave a map of empty slots behind.
+        if copy.map.len() < copy.map.capacity() / 4 {
+            copy.map.shrink_to(copy.map.len() * 2);
+        }
+        let footprint = copy.footprint();
+        if footprint > copy.reserved && !self.budget.reserve(footprint - copy.reserved) {
+            self.budget.release(copy.reserved);
+            *guard = None;
+            return false;
+        }
+        self.budget.release(copy.reserved.saturating_sub(footprint));
+        copy.reserved = footprint;
         true
     }
 
     /// Empties the copy (kept, if it was).
     pub(crate) fn clear(&self) {
         if let Some(copy) = self.copy.write().as_mut() {
-            self.budget.release(copy.bytes);
-            *copy = Copy {
-                map: HashMap::new(),
-                bytes: 0,
-            };
+            self.budget.release(copy.reserved);
+            *copy = Copy::empty();
         }
     }
 }
@@ -137,7 +157,7 @@ impl MemIndex {
 impl Drop for MemIndex {
     fn drop(&mut self) {
         if let Some(copy) = self.copy.get_mut() {
-            self.budget.release(copy.bytes);
+            self.budget.release(copy.reserved);
         }
     }
 }
@@ -150,23 +170,27 @@ mod tests {
         (0..n).map(|i| (format!("k{i}").as_bytes().into(), vec![b'v'; 10].into()))
     }
 
+    /// What the budget should hold for `index`: its entries and its map's
+    /// slots.
+    fn held(index: &MemIndex) -> u64 {
+        let copy = index.copy.read();
+        let copy = copy.as_ref().expect("a copy");
+        let entries: u64 = copy.map.iter().map(|(k, v)| cost(k, v)).sum();
+        entries + copy.map.capacity() as u64 * SLOT
+    }
+
     #[test]
     fn the_copy_answers_and_counts_against_the_budget() {
         let budget = IndexBudget::new(1 << 20);
         let index = MemIndex::build(&budget, entries(100));
-        let held = budget.used();
-        assert_eq!(
-            held,
-            (0..100)
-                .map(|i| cost(format!("k{i}").as_bytes(), &[0; 10]))
-                .sum::<u64>()
-        );
+        assert_eq!(budget.used(), held(&index));
         assert_eq!(index.get(b"k7", <[u8]>::to_vec), Some(Some(vec![b'v'; 10])));
         assert_eq!(index.get(b"nope", <[u8]>::to_vec), Some(None));
         assert!(index.put(b"k7", Some(b"shorter")));
-        assert_eq!(budget.used(), held - 3);
+        assert_eq!(budget.used(), held(&index));
         assert!(index.put(b"k7", None));
         assert_eq!(index.get(b"k7", <[u8]>::to_vec), Some(None));
+        assert_eq!(budget.used(), held(&index));
         index.clear();
         assert_eq!(budget.used(), 0);
         assert!(index.kept());
@@ -175,9 +199,31 @@ mod tests {
         assert_eq!(budget.used(), 0, "a dropped copy gives its bytes back");
     }
 
+    /// Keys added and deleted again leave no map of empty slots charged
+    /// or held.
+    #[test]
+    fn deletes_give_the_slots_back() {
+        let budget = IndexBudget::new(64 << 20);
+        let index = MemIndex::build(&budget, entries(100_000));
+        let full = budget.used();
+        for i in 0..99_990 {
+            assert!(index.put(format!("k{i}").as_bytes(), None));
+        }
+        assert_eq!(budget.used(), held(&index));
+        assert!(budget.used() < full / 100, "{} of {full}", budget.used());
+    }
+
+    #[test]
+    fn a_budget_of_zero_keeps_no_copy() {
+        let budget = IndexBudget::new(0);
+        let index = MemIndex::build(&budget, entries(0));
+        assert!(!index.kept());
+        assert_eq!(budget.used(), 0);
+    }
+
     #[test]
     fn a_table_over_the_budget_drops_its_copy_and_gives_everything_back() {
-        let budget = IndexBudget::new(50 * (ENTRY_OVERHEAD + 12));
+        let budget = IndexBudget::new(50 * (ENTRY_OVERHEAD + 12 + 2 * SLOT));
         let other = MemIndex::build(&budget, entries(10));
         let used_by_other = budget.used();
         let big = MemIndex::build(&budget, entries(100));

@@ -3,6 +3,9 @@
 //! `weir run` loads them into [`RocksTable`]s (the loader, which reads
 //! Kafka, is the runtime's); `weir test` fills [`MemTable`]s from its
 //! input. Transforms read them through [`Tables`].
+//!
+//! (Over 400 lines: the read interface, both stores and the bounds their
+//! scans share move together.)
 
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -280,10 +283,10 @@ impl RocksTable {
         changes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
         offsets: &BTreeMap<i32, i64>,
     ) -> Result<()> {
+        let changes: Vec<_> = changes.into_iter().collect();
         let mut batch = WriteBatch::default();
         let mut key = Vec::new();
-        for (k, v) in changes {
-            self.index.put(k, v);
+        for &(k, v) in &changes {
             key.clear();
             key.push(VALUE);
             key.extend_from_slice(k);
@@ -303,13 +306,20 @@ impl RocksTable {
         opts.disable_wal(true);
         self.db
             .write_opt(batch, &opts)
-            .with_context(|| format!("writing {}", self.path.display()))
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        // After the store: a copy dropped halfway falls back to a store
+        // that already holds the whole write.
+        for (k, v) in changes {
+            self.index.put(k, v);
+        }
+        Ok(())
     }
 
     /// Removes every value and offset (the topic is read again).
     pub fn clear(&self) -> Result<()> {
+        clear(&self.db).with_context(|| format!("clearing {}", self.path.display()))?;
         self.index.clear();
-        clear(&self.db).with_context(|| format!("clearing {}", self.path.display()))
+        Ok(())
     }
 
     /// Makes what was applied survive a crash.

@@ -116,9 +116,18 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
     tracing::info!(deployment = %deployment.name, group = %deployment.group, inputs = ?topics, "deployment started");
     while !stop.load(Ordering::Relaxed) {
         if let Some(why) = rt.fatal.take() {
+            drop(events);
+            if weir_kafka::group::fenced(&consumer) {
+                // Started again, it would fence the other host in turn,
+                // back and forth: it stays out until the ids differ.
+                tracing::error!(deployment = %deployment.name, error = %why, "deployment stopped on this host until it restarts");
+                let mut status = deployment.status.lock();
+                status.down = Some(why.clone());
+                status.last_error = Some(why);
+                return Ok(());
+            }
             // No commit on the way out: let go of the partitions (a
             // deployment failing here may not come back soon).
-            drop(events);
             weir_kafka::group::leave(&consumer, LEAVE_TIMEOUT);
             drop(consumer);
             anyhow::bail!(why);

@@ -752,6 +752,61 @@ fn two_hosts_share_partitions_and_take_over_without_loss() {
     assert_all_present(&inputs, &out, &a);
 }
 
+/// With `leave_group_on_shutdown = false`, a host stopped with SIGTERM
+/// stays in the group: the other host does not take its partitions (the
+/// session lasts 5 minutes), and the host, started again, takes them
+/// back at once and processes what came meanwhile.
+#[test]
+fn a_host_that_stays_in_its_groups_gets_its_partitions_back() {
+    let k = Broker::shared().scope();
+    k.create_topic("raw", 4);
+    k.create_topic("shout", 4);
+    k.create_topic("upper.dlq", 1);
+    let base = host_config(&deployment("upper", "upper", "raw", "shout", "")) + LONG_SESSION;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Weir::start(
+        da.path(),
+        &k,
+        &base.replace("[host]\n", "[host]\nleave_group_on_shutdown = false\n"),
+    );
+    a.wait_partitions("upper", 4);
+    let b = Weir::start(db.path(), &k, &base);
+    let deadline = Instant::now() + MINUTE;
+    while a.partitions("upper").len() != 2 || b.partitions("upper").len() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the hosts never split the partitions"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let held = a.partitions("upper");
+    assert!(
+        a.terminate().success(),
+        "graceful exit; log:\n{}",
+        a.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        b.partitions("upper").len(),
+        2,
+        "B took the partitions of a host that stays in the group"
+    );
+    let inputs = records("m", 2_000, 100);
+    k.produce("raw", &inputs);
+    a.restart();
+    let deadline = Instant::now() + MINUTE;
+    while a.partitions("upper") != held {
+        assert!(
+            Instant::now() < deadline,
+            "A did not get {held:?} back; log:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = read_uppercased(&k, &inputs);
+    assert_all_present(&inputs, &out, &a);
+}
+
 /// Two hosts given one `id` are one static member of the group twice: the
 /// one that joins later fences the other, whose deployment stops there
 /// saying why (started again, it would fence the other in turn), while

@@ -198,14 +198,14 @@ impl Host {
             .expect("spawning the topic refresher");
     }
 
-    /// Sets the gauges read from the host's own counters: buffered bytes
-    /// and pool instances, per tenant.
     /// Why the producers of the host (or of `tenant` only) look stuck, if
     /// any does.
     pub fn producer_stalled(&self, tenant: Option<&str>) -> Option<String> {
         self.shared.producers.stalled(tenant)
     }
 
+    /// Sets the gauges read from the host's own counters: buffered bytes,
+    /// the tables' copies in memory, and pool instances per tenant.
     pub fn refresh_gauges(&self) {
         let metrics = &self.shared.metrics;
         metrics
@@ -237,7 +237,6 @@ impl Host {
         std::thread::Builder::new()
             .name("weir-producer-watch".into())
             .spawn(move || {
-                let mut renewed = BTreeMap::new();
                 loop {
                     std::thread::sleep(PRODUCER_CHECK);
                     let Some(shared) = shared.upgrade() else {
@@ -246,7 +245,7 @@ impl Host {
                     if shared.shutdown.load(Ordering::Relaxed) {
                         return;
                     }
-                    shared.producers.check(PRODUCER_STALLED_AFTER, &mut renewed);
+                    shared.producers.check(PRODUCER_STALLED_AFTER);
                 }
             })
             .expect("spawning the producer watch");

@@ -21,6 +21,8 @@ pub struct Producers {
     by_tenant: Mutex<BTreeMap<String, Producer>>,
     /// Why each stuck producer looks stuck, by tenant, while it does.
     stalled: Mutex<BTreeMap<String, String>>,
+    /// When each tenant's producer was last replaced.
+    renewed: Mutex<BTreeMap<String, Instant>>,
 }
 
 impl Producers {
@@ -31,6 +33,7 @@ impl Producers {
             kafka: kafka.clone(),
             by_tenant: Mutex::new(BTreeMap::from([(String::new(), operator)])),
             stalled: Mutex::default(),
+            renewed: Mutex::default(),
         })
     }
 
@@ -73,8 +76,9 @@ impl Producers {
 
     /// Checks that each producer delivers while it has records waiting,
     /// and replaces one that has not for `after` (at most once per
-    /// `after`); see [`Producer::renew`]. `renewed` remembers when.
-    pub fn check(&self, after: Duration, renewed: &mut BTreeMap<String, Instant>) {
+    /// `after`); see [`Producer::renew`].
+    pub fn check(&self, after: Duration) {
+        let mut renewed = self.renewed.lock();
         for (tenant, producer) in self.all() {
             let stalled = producer.stalled(after);
             if let Some(why) = &stalled

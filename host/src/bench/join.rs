@@ -92,7 +92,8 @@ pub fn join(
         deployment(&plugins.join("upper.wasm"), &input, &map_out, &[]),
         partitions,
         records,
-    )?;
+    )?
+    .per_sec;
     let joining = |output: &str| {
         let mut join = deployment(&plugins.join("enrich.wasm"), &input, output, &[]);
         join.tables.insert("customers".into(), table.clone());
@@ -110,11 +111,12 @@ pub fn join(
         partitions,
         records,
     )?
-    .0;
+    .0
+    .per_sec;
     let state = tempfile::tempdir()?;
     let name = format!("bench-join-{run}");
     let join = joining(&join_out);
-    let (join_per_sec, status) = weir_rate_in(
+    let (joined, status) = weir_rate_in(
         &kafka,
         &bench_host_config(state.path()),
         &name,
@@ -153,7 +155,7 @@ pub fn join(
         table_keys,
         records,
         map_per_sec,
-        join_per_sec,
+        join_per_sec: joined.per_sec,
         join_rocksdb_per_sec,
         load,
         reload,

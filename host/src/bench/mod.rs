@@ -18,6 +18,7 @@ use weir_engine::transform::{Transform, TransformSpec};
 use weir_engine::{Engine, EngineConfig};
 use weir_state::PartitionState;
 
+mod cpu;
 pub mod delivery;
 mod join;
 mod order;
@@ -25,6 +26,7 @@ mod restart;
 pub mod streams;
 mod tenants;
 
+pub use cpu::CpuUse;
 pub use join::{JoinReport, join};
 pub use order::{OrderReport, order};
 pub use restart::{RestartReport, restart};
@@ -142,6 +144,14 @@ pub struct PipelineReport {
     pub records: usize,
     pub raw_per_sec: f64,
     pub weir_per_sec: f64,
+    pub raw_cpu: CpuUse,
+    pub weir_cpu: CpuUse,
+}
+
+/// A rate measured end to end, with the CPU its phase used.
+pub struct Rate {
+    pub per_sec: f64,
+    pub cpu: CpuUse,
 }
 
 /// End to end on a real broker: the same records through a raw rdkafka
@@ -177,9 +187,9 @@ pub fn pipeline_on(
         cluster.ensure_topic(t, partitions, &[])?;
     }
     fill(&kafka, &input, records)?;
-    let raw_per_sec = raw_relay(&kafka, &input, &raw_out, partitions, records)?;
+    let raw = raw_relay(&kafka, &input, &raw_out, partitions, records)?;
     let deployment = deployment(plugin, &input, &weir_out, &[]);
-    let weir_per_sec = weir_rate(
+    let weir = weir_rate(
         &kafka,
         &format!("bench-{run}"),
         deployment,
@@ -188,8 +198,10 @@ pub fn pipeline_on(
     )?;
     Ok(PipelineReport {
         records,
-        raw_per_sec,
-        weir_per_sec,
+        raw_per_sec: raw.per_sec,
+        weir_per_sec: weir.per_sec,
+        raw_cpu: raw.cpu,
+        weir_cpu: weir.cpu,
     })
 }
 
@@ -213,7 +225,7 @@ fn raw_relay(
     output: &str,
     partitions: usize,
     records: usize,
-) -> Result<f64> {
+) -> Result<Rate> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
     let consumer: BaseConsumer =
@@ -225,7 +237,7 @@ fn raw_relay(
     while seen < records {
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m?;
-            first.get_or_insert_with(Instant::now);
+            first.get_or_insert_with(cpu::CpuMark::now);
             let mut r = BaseRecord::<[u8], [u8]>::to(output);
             if let Some(k) = rdkafka::Message::key(&m) {
                 r = r.key(k);
@@ -239,8 +251,12 @@ fn raw_relay(
         }
     }
     relay.flush(Duration::from_secs(120))?;
-    let done = wait_filled(kafka, output, partitions, records)?;
-    Ok(records as f64 / done.duration_since(first.expect("consumed")).as_secs_f64())
+    wait_filled(kafka, output, partitions, records)?;
+    let cpu = first.expect("consumed").used();
+    Ok(Rate {
+        per_sec: records as f64 / cpu.wall_secs,
+        cpu,
+    })
 }
 
 /// A deployment of `plugin` from `input` to `output` with default limits.
@@ -278,7 +294,7 @@ fn weir_rate(
     deployment: weir_control::config::DeploymentConfig,
     partitions: usize,
     expected: usize,
-) -> Result<f64> {
+) -> Result<Rate> {
     let state = tempfile::tempdir()?;
     Ok(weir_rate_in(
         kafka,
@@ -300,24 +316,29 @@ fn weir_rate_in(
     deployment: weir_control::config::DeploymentConfig,
     partitions: usize,
     expected: usize,
-) -> Result<(f64, weir_pipeline::DeploymentStatus)> {
+) -> Result<(Rate, weir_pipeline::DeploymentStatus)> {
     let output = deployment.output.clone();
     let host = weir_pipeline::Host::start(kafka, host, &Default::default())?;
     host.run(host.prepare_static(name, &deployment)?);
     let started = loop {
         if host.metrics().sum("records_in_total", None) > 0.0 {
-            break Instant::now();
+            break cpu::CpuMark::now();
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    let done = wait_filled(kafka, &output, partitions, expected)?;
+    wait_filled(kafka, &output, partitions, expected)?;
+    let cpu = started.used();
     let status = host
         .statuses()
         .remove(name)
         .context("the deployment's status")?;
     host.shutdown();
     let records = host.metrics().sum("records_in_total", None);
-    Ok((records / done.duration_since(started).as_secs_f64(), status))
+    let rate = Rate {
+        per_sec: records / cpu.wall_secs,
+        cpu,
+    };
+    Ok((rate, status))
 }
 
 /// A host of `weir run` in this process, default settings, no listener.

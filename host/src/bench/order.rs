@@ -87,7 +87,8 @@ pub fn order(
         deployment(&plugin, &one, &one_out, &config),
         partitions,
         windows.len(),
-    )?;
+    )?
+    .per_sec;
     let mut two = deployment(&plugin, &left, &two_out, &config);
     two.inputs.push(right);
     let two_inputs_per_sec = weir_rate(
@@ -96,7 +97,8 @@ pub fn order(
         two,
         partitions,
         windows.len(),
-    )?;
+    )?
+    .per_sec;
     Ok(OrderReport {
         records,
         one_input_per_sec,

@@ -69,7 +69,7 @@ pub fn streams(
             "map" => records,
             _ => windows_closed(records, keys),
         };
-        let raw_per_sec = raw_relay(&kafka, &input, &outputs[0], partitions, sent)?;
+        let raw_per_sec = raw_relay(&kafka, &input, &outputs[0], partitions, sent)?.per_sec;
         let (plugin, config): (&str, &[(&str, &str)]) = match workload {
             "map" => ("upper", &[]),
             _ => (
@@ -93,7 +93,8 @@ pub fn streams(
             d,
             partitions,
             expected,
-        )?;
+        )?
+        .per_sec;
         let kafka_streams_per_sec = program.rate(
             &kafka,
             workload,

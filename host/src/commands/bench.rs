@@ -221,17 +221,25 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
         } => {
             let r = weir::bench::pipeline(&brokers, &plugin, records, partitions)?;
             println!(
-                "| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw |"
+                "| records | raw passthrough records/s | Weir (upper plugin) records/s | Weir / raw | CPU µs/record, raw: process, machine | Weir: process, machine |"
             );
+            println!("|--:|--:|--:|--:|--:|--:|");
+            let us = |cpu: &weir::bench::CpuUse| {
+                let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+                format!(
+                    "{}, {}",
+                    show(cpu.process_us_per(r.records)),
+                    show(cpu.machine_us_per(r.records))
+                )
+            };
             println!(
-                "|--------:|--------------------------:|------------------------------:|-----------:|"
-            );
-            println!(
-                "| {} | {:.0} | {:.0} | {:.2} |",
+                "| {} | {:.0} | {:.0} | {:.2} | {} | {} |",
                 r.records,
                 r.raw_per_sec,
                 r.weir_per_sec,
-                r.weir_per_sec / r.raw_per_sec
+                r.weir_per_sec / r.raw_per_sec,
+                us(&r.raw_cpu),
+                us(&r.weir_cpu)
             );
         }
         BenchCommand::Secure {

@@ -112,16 +112,28 @@ pub struct BatchBuilder {
 
 impl BatchBuilder {
     pub fn new(topic: &str, partition: i32) -> Self {
+        Self::with_capacity(topic, partition, 0, 0)
+    }
+
+    /// A builder with room for `records` records of `data_bytes` bytes in
+    /// all before it grows.
+    pub fn with_capacity(topic: &str, partition: i32, records: usize, data_bytes: usize) -> Self {
         BatchBuilder {
             batch: InputBatch {
                 topic: topic.to_owned(),
                 partition,
-                data: Vec::new(),
-                records: Vec::new(),
+                data: Vec::with_capacity(data_bytes),
+                records: Vec::with_capacity(records),
                 headers: Vec::new(),
             },
             invalid: Vec::new(),
         }
+    }
+
+    /// Bytes of keys, values and headers held (without the entries
+    /// describing them).
+    pub fn data_bytes(&self) -> usize {
+        self.batch.data.len()
     }
 
     /// The builder [`finish_checked`](Self::finish_checked) took apart.

@@ -13,8 +13,8 @@
 
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::ClientContext;
@@ -120,11 +120,18 @@ impl Acks {
     /// producer, or a test's stand-in) reports each record sent once.
     pub fn reported(&self, role: Role, topic: &str, result: Result<i64, &KafkaError>) {
         match result {
-            Ok(offset) => {
-                self.max_offset.fetch_max(offset, Ordering::AcqRel);
+            Ok(offset) => self.delivered(offset),
+            Err(e) => {
+                self.fail(role, topic, e);
+                self.outstanding.fetch_sub(1, Ordering::AcqRel);
             }
-            Err(e) => self.fail(role, topic, e),
         }
+    }
+
+    /// A record of the group was written at `offset` (see
+    /// [`Acks::reported`]).
+    pub fn delivered(&self, offset: i64) {
+        self.max_offset.fetch_max(offset, Ordering::AcqRel);
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -174,15 +181,30 @@ fn permanent(error: &KafkaError) -> bool {
 pub struct Progress {
     /// Records sent and not yet reported delivered or failed.
     pending: AtomicUsize,
-    /// When a report last came, or a send found nothing pending (ms since
-    /// the epoch).
-    last_ms: AtomicI64,
+    /// Counts reports, and sends that found nothing pending: a change is
+    /// progress. A count, not a time, so that no report reads the clock.
+    moves: AtomicU64,
+    /// The count [`Progress::quiet_for`] last saw, and when it first did.
+    seen: Mutex<Option<(u64, Instant)>>,
 }
 
 impl Progress {
     fn moved(&self) {
-        self.last_ms
-            .store(weir_abi::now_ms() as i64, Ordering::Relaxed);
+        self.moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How long nothing moved, as far as the calls to this one saw (they
+    /// come every few seconds: the stall watch's own pace).
+    fn quiet_for(&self) -> Duration {
+        let moves = self.moves.load(Ordering::Relaxed);
+        let mut seen = self.seen.lock();
+        match *seen {
+            Some((m, since)) if m == moves => since.elapsed(),
+            _ => {
+                *seen = Some((moves, Instant::now()));
+                Duration::ZERO
+            }
+        }
     }
 }
 
@@ -205,11 +227,7 @@ impl ProducerContext for DeliveryContext {
         self.progress.pending.fetch_sub(1, Ordering::AcqRel);
         self.progress.moved();
         match result {
-            Ok(m) => d.acks.reported(
-                d.role,
-                rdkafka::Message::topic(m),
-                Ok(rdkafka::Message::offset(m)),
-            ),
+            Ok(m) => d.acks.delivered(rdkafka::Message::offset(m)),
             Err((e, m)) => d.acks.reported(d.role, rdkafka::Message::topic(m), Err(e)),
         }
     }
@@ -261,11 +279,11 @@ impl Producer {
     /// `after` with no delivery reported meanwhile.
     pub fn stalled(&self, after: Duration) -> Option<String> {
         let pending = self.progress.pending.load(Ordering::Acquire);
-        let quiet_ms = weir_abi::now_ms() as i64 - self.progress.last_ms.load(Ordering::Relaxed);
-        (pending > 0 && quiet_ms > after.as_millis() as i64).then(|| {
+        let quiet = self.progress.quiet_for();
+        (pending > 0 && quiet > after).then(|| {
             format!(
                 "the producer has delivered nothing for {} s, with {pending} records waiting",
-                quiet_ms / 1000
+                quiet.as_secs()
             )
         })
     }

@@ -30,6 +30,10 @@ pub struct Buffer {
     next_offset: Option<i64>,
     /// The host's and the tenant's budgets its bytes count against.
     budgets: Budgets,
+    /// Records and data bytes of the last chunk filled or taken whole: the
+    /// room a new one starts with, so that it rarely grows (each growth
+    /// copies).
+    last_filled: (usize, usize),
 }
 
 struct Chunk {
@@ -59,6 +63,7 @@ impl Buffer {
             paused: false,
             next_offset,
             budgets,
+            last_filled: (0, 0),
         }
     }
 
@@ -135,8 +140,17 @@ impl Buffer {
                 || (!c.builder.is_empty() && c.builder.held_bytes() + size > limits.bytes)
         };
         if self.chunks.back().is_none_or(full) {
+            if let Some(filled) = self.chunks.back() {
+                self.last_filled = (filled.builder.len(), filled.builder.data_bytes());
+            }
+            let (records, bytes) = self.last_filled;
             self.chunks.push_back(Chunk {
-                builder: BatchBuilder::new(&self.topic, self.partition),
+                builder: BatchBuilder::with_capacity(
+                    &self.topic,
+                    self.partition,
+                    records.min(limits.records),
+                    bytes.min(limits.bytes),
+                ),
                 taken: 0,
                 since: Instant::now(),
             });
@@ -200,7 +214,9 @@ impl Buffer {
                 .unwrap_or(len),
         };
         let batch = if c.taken == 0 && end == len {
-            self.chunks.pop_front().expect("a chunk").builder
+            let whole = self.chunks.pop_front().expect("a chunk").builder;
+            self.last_filled = (whole.len(), whole.data_bytes());
+            whole
         } else {
             let part = c.builder.copy_range(c.taken..end);
             c.taken = end;

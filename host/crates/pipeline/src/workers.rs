@@ -29,7 +29,7 @@ use weir_abi::{CallFailure, FailureKind, RecordFailure};
 use weir_engine::Module;
 use weir_engine::limits::thread_cpu_time;
 use weir_engine::transform::{BatchResult, Fired, Produced, Transform, TransformSpec};
-use weir_state::PartitionState;
+use weir_state::{Checkpoint, PartitionState};
 use weir_windows::ForceClose;
 
 /// A deployment's transform as workers run it; replaced as a whole when
@@ -117,6 +117,11 @@ pub enum Work {
     CloseIdle { idle_ms: u64 },
     /// Fire the wall-clock timers due at `now` (ms since the epoch).
     FireTimers { now: i64 },
+    /// Write the state changes a commit made durable in Kafka to the
+    /// partition's store, with a checkpoint of what they cover: off the
+    /// deployment's thread, which polls and dispatches meanwhile, and in
+    /// parallel with the other partitions'.
+    Flush(Checkpoint),
 }
 
 /// Records of one input, some of which (`invalid`) no transform may see:
@@ -133,6 +138,8 @@ pub enum Outcome {
     Batch(Vec<BatchResult>),
     Closed(Result<Vec<Produced>, CallFailure>),
     Fired(Fired),
+    /// How writing the committed state to the store went.
+    Flushed(Result<(), String>),
     /// The host panicked running the job (a bug in Weir, not the guest's
     /// doing): the partition's state went with it.
     Panicked(String),
@@ -469,6 +476,13 @@ fn run_job(
             let (state, fired) =
                 transform_of(transforms, runnable).fire_wall_clock_timers(*now, state);
             (state, Outcome::Fired(fired), None)
+        }
+        Work::Flush(checkpoint) => {
+            let mut state = state;
+            let flushed = state
+                .flush_with_checkpoint(checkpoint)
+                .map_err(|e| format!("{e:#}"));
+            (state, Outcome::Flushed(flushed), None)
         }
     }
 }

@@ -29,6 +29,25 @@ pub(super) struct Consumed<'a> {
     pub(super) key: Option<&'a [u8]>,
     pub(super) value: Option<&'a [u8]>,
     pub(super) headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+    pub(super) arrived: Arrival,
+}
+
+/// When a burst of polled records arrived: the clock read once a burst,
+/// not twice a record.
+#[derive(Clone, Copy)]
+pub(super) struct Arrival {
+    pub(super) at: Instant,
+    /// ms since the epoch.
+    pub(super) epoch_ms: i64,
+}
+
+impl Arrival {
+    pub(super) fn now() -> Self {
+        Arrival {
+            at: Instant::now(),
+            epoch_ms: weir_abi::now_ms() as i64,
+        }
+    }
 }
 
 impl DeploymentLoop {
@@ -109,6 +128,7 @@ impl DeploymentLoop {
         &mut self,
         source: &dyn Source,
         m: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+        arrived: Arrival,
     ) {
         let m = match m {
             Ok(m) => m,
@@ -156,6 +176,7 @@ impl DeploymentLoop {
             key: m.key(),
             value: m.payload(),
             headers,
+            arrived,
         };
         self.on_record(source, record);
     }
@@ -183,13 +204,13 @@ impl DeploymentLoop {
         let timestamp = m.timestamp;
         // A time far ahead of the clock would move the partition's stream
         // time (TTLs, windows) past every real record for good.
-        let now_ms = weir_abi::now_ms() as i64;
+        let now_ms = m.arrived.epoch_ms;
         let invalid = (timestamp > now_ms.saturating_add(max_future_ms as i64))
             .then(|| format!("its timestamp {timestamp} is more than host.max_future_ms = {max_future_ms} ms ahead of this host's clock ({now_ms})"));
         buffer.push(
             limits, m.offset, timestamp, m.key, m.value, m.headers, invalid,
         );
-        p.last_record = Instant::now();
+        p.last_record = m.arrived.at;
         p.idle_closed = false;
         if !buffer.paused && buffer.full(max_records, max_bytes, limits) {
             // Backpressure: stop fetching until the transform catches up.

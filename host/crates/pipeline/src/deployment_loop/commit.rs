@@ -14,6 +14,7 @@ use weir_state::Checkpoint;
 
 use super::core::{DeploymentLoop, RELEASE_TIMEOUT};
 use super::io::Source;
+use crate::workers::{Job, Work};
 
 impl DeploymentLoop {
     /// Opens a transaction unless one is open (making the producer first).
@@ -226,22 +227,50 @@ impl DeploymentLoop {
     }
 
     /// Partition `n` committed: its store is flushed with a checkpoint of
-    /// the committed offsets.
+    /// the committed offsets. State changes are written by a worker, the
+    /// partition in flight meanwhile (a commit's can take a store a good
+    /// part of a second to take, which this thread spends polling and
+    /// dispatching the other partitions); a checkpoint alone is written
+    /// here.
     pub(super) fn committed(&mut self, n: i32) {
         let Some(p) = self.parts.get_mut(&n) else {
             return;
         };
         p.commit_due = false;
         p.failed_deliveries = 0;
-        if let Some(state) = p.state.as_mut() {
-            let checkpoint = Checkpoint {
-                offsets: p.ledger.committed().clone(),
-                changelog_next: p.changelog_next,
-            };
-            if let Err(e) = state.flush_with_checkpoint(&checkpoint) {
-                tracing::error!(deployment = %self.deployment.name, partition = n, error = %format!("{e:#}"), "flushing state failed");
+        let checkpoint = Checkpoint {
+            offsets: p.ledger.committed().clone(),
+            changelog_next: p.changelog_next,
+        };
+        match p.state.take() {
+            Some(state) if state.has_durable_changes() => {
+                p.in_flight = true;
+                let job = Job {
+                    runnable: self.deployment.runnable(),
+                    partition: n,
+                    work: Work::Flush(checkpoint),
+                    state,
+                    reply: self.done_tx.clone(),
+                };
+                self.shared
+                    .workers
+                    .submit(&self.deployment.tenant, &self.deployment.name, job);
             }
+            Some(mut state) => {
+                let flushed = state.flush_with_checkpoint(&checkpoint);
+                p.state = Some(state);
+                if let Err(e) = flushed {
+                    self.flush_failed(n, &format!("{e:#}"));
+                }
+            }
+            None => {}
         }
+    }
+
+    /// Writing partition `n`'s committed state to its store failed: the
+    /// changelog holds it, and a restore finds it there.
+    pub(super) fn flush_failed(&self, n: i32, error: &str) {
+        tracing::error!(deployment = %self.deployment.name, partition = n, error = %error, "flushing state failed");
     }
 
     /// Commits the offsets the ledgers of partitions `numbers` allow. An

@@ -54,6 +54,7 @@ mod rebalance;
 mod tests;
 mod transaction;
 
+use self::batching::Arrival;
 use self::core::DeploymentLoop;
 use io::{KafkaContext, KafkaSource};
 
@@ -133,11 +134,12 @@ pub fn run(deployment: Arc<Deployment>, shared: Arc<Shared>, stop: Arc<AtomicBoo
             anyhow::bail!(why);
         }
         if let Some(m) = consumer.poll(rt.poll_timeout()) {
-            rt.on_message(&source, m);
+            let arrived = Arrival::now();
+            rt.on_message(&source, m, arrived);
             // Take what is already fetched without waiting.
             for _ in 0..1_000 {
                 match consumer.poll(Duration::ZERO) {
-                    Some(m) => rt.on_message(&source, m),
+                    Some(m) => rt.on_message(&source, m, arrived),
                     None => break,
                 }
             }

@@ -77,6 +77,12 @@ impl DeploymentLoop {
         {
             p.commit_due = true;
         }
+        if let Outcome::Flushed(flushed) = &done.outcome {
+            if let Err(e) = flushed {
+                self.flush_failed(done.partition, e);
+            }
+            return;
+        }
         let metrics = self.shared.metrics.clone();
         let label = done.partition.to_string();
         metrics
@@ -185,9 +191,14 @@ impl DeploymentLoop {
                 );
                 self.stop_partition(source, done.partition, why);
             }
-            (Work::CloseIdle { .. } | Work::FireTimers { .. }, Outcome::Batch(_)) => {
-                tracing::error!(deployment = %name, "a window-close or timer job returned a batch result")
+            (
+                Work::CloseIdle { .. } | Work::FireTimers { .. } | Work::Flush(_),
+                Outcome::Batch(_),
+            ) => {
+                tracing::error!(deployment = %name, "a window-close, timer or flush job returned a batch result")
             }
+            // Handled above.
+            (_, Outcome::Flushed(_)) => {}
         }
     }
 

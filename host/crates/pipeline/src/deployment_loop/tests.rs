@@ -25,7 +25,7 @@ use weir_state::PartitionState;
 use weir_state::memory::MemoryBackend;
 use weir_state::rocks::RocksConfig;
 
-use super::batching::Consumed;
+use super::batching::{Arrival, Consumed};
 use super::core::{DeploymentLoop, MAX_FAILED_DELIVERIES};
 use super::io::{Event, Sink, Source};
 use crate::Shared;
@@ -278,6 +278,7 @@ impl Rig {
                 key: None,
                 value: Some(value.as_bytes()),
                 headers: Vec::new(),
+                arrived: Arrival::now(),
             };
             self.rt.on_record(&self.source, record);
         }
@@ -502,5 +503,40 @@ fn failed_deliveries_back_off_doubling_then_stop() {
     assert!(
         !r.source.paused.lock().contains(&("in".into(), 0)),
         "resumed"
+    );
+}
+
+#[test]
+fn a_commit_writes_state_to_the_store_on_a_worker() {
+    let mut r = rig("", &[0]);
+    r.consume(0, 0..5);
+    assert!(r.run_until(|r| r.outputs() == 5), "the batch ran");
+    r.sink.deliver(|_| true);
+    assert!(r.run_until(|r| r.source.committed(0) == Some(5)));
+    // A state change, as a batch of a stateful transform leaves it.
+    let p = r.rt.parts.get_mut(&0).expect("partition");
+    let state = p.state.as_mut().expect("state");
+    state.begin();
+    state.put_raw(b"k".to_vec(), Some(b"v".to_vec()));
+    state.commit_txn();
+    assert!(state.has_durable_changes());
+    r.rt.committed(0);
+    let p = &r.rt.parts[&0];
+    assert!(
+        p.in_flight && p.state.is_none(),
+        "the state went to a worker, and no batch starts meanwhile"
+    );
+    assert!(
+        r.run_until(|r| !r.rt.parts[&0].in_flight),
+        "the flush came back"
+    );
+    let state = r.rt.parts[&0].state.as_deref().expect("state back");
+    assert!(!state.has_durable_changes(), "written to the store");
+    assert_eq!(state.get_raw(b"k").expect("readable"), Some(b"v".to_vec()));
+    let checkpoint = state.checkpoint().expect("readable").expect("a checkpoint");
+    assert_eq!(
+        checkpoint.offsets.get("in"),
+        Some(&5),
+        "of what was committed"
     );
 }

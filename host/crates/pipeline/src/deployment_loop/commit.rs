@@ -14,40 +14,43 @@ use weir_state::Checkpoint;
 
 use super::core::{DeploymentLoop, RELEASE_TIMEOUT};
 use super::io::Source;
+use super::transaction::MakeProducer;
 use crate::workers::{Job, Work};
 
 impl DeploymentLoop {
     /// Opens a transaction unless one is open (making the producer first).
     pub(super) fn begin(&mut self) -> Result<&Producer> {
-        let t = &mut self.transaction;
-        if t.producer.is_none() {
-            if t.retry_at.is_some_and(|at| Instant::now() < at) {
-                anyhow::bail!("the transactional producer failed a moment ago");
-            }
-            let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
-            let interval = Duration::from_millis(
-                self.deployment
-                    .config
-                    .commit_interval_ms(self.shared.host.commit_interval_ms),
-            );
-            let made = Producer::transactional(
-                &self.shared.kafka,
+        let make = self.make_producer();
+        self.transaction.begin(make)
+    }
+
+    /// Starts making the transactional producer off this thread, for a
+    /// commit to come (see [`Transaction::prepare`]).
+    ///
+    /// [`Transaction::prepare`]: super::transaction::Transaction::prepare
+    pub(super) fn prepare_producer(&mut self) {
+        if self.transaction.unprepared() {
+            let make = self.make_producer();
+            self.transaction.prepare(make);
+        }
+    }
+
+    /// What makes the deployment's transactional producer on this host.
+    fn make_producer(&self) -> MakeProducer {
+        let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
+        let interval = Duration::from_millis(
+            self.deployment
+                .config
+                .commit_interval_ms(self.shared.host.commit_interval_ms),
+        );
+        let kafka = self.shared.kafka.clone();
+        Box::new(move || {
+            Producer::transactional(
+                &kafka,
                 &id,
                 weir_kafka::producer::transaction_timeout(interval),
-            );
-            t.retry_at = made
-                .is_err()
-                .then(|| Instant::now() + Duration::from_secs(1));
-            t.producer = Some(made?);
-        }
-        if !t.open {
-            if let Err(e) = t.producer.as_ref().expect("just made").begin_transaction() {
-                t.ended(false);
-                return Err(e).context("beginning a transaction");
-            }
-            t.open = true;
-        }
-        Ok(t.producer.as_ref().expect("just made"))
+            )
+        })
     }
 
     /// Exactly-once: aborts the open transaction (once no batch is in

@@ -77,6 +77,13 @@ impl DeploymentLoop {
         {
             p.commit_due = true;
         }
+        // At-least-once, state changes commit in a transaction too: its
+        // producer is made meanwhile, not by the commit.
+        let changed = self.transaction.unprepared()
+            && p.state.as_ref().is_some_and(|s| s.has_durable_changes());
+        if changed && !self.exactly_once() {
+            self.prepare_producer();
+        }
         if let Outcome::Flushed(flushed) = &done.outcome {
             if let Err(e) = flushed {
                 self.flush_failed(done.partition, e);

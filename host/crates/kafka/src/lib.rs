@@ -71,7 +71,12 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("message.timeout.ms", "300000")
         .set("linger.ms", "5")
         .set("partitioner", "murmur2_random")
-        .set("queue.buffering.max.messages", "200000");
+        .set("queue.buffering.max.messages", "200000")
+        // A host has a producer per tenant and per exactly-once or
+        // stateful deployment: librdkafka's 1 GiB each, filled while a
+        // broker is away, would add up past the host's memory. 128 MiB
+        // still holds a `message.max.bytes` record; past it, sends wait.
+        .set("queue.buffering.max.kbytes", "131072");
     apply_user(c, kafka)
 }
 

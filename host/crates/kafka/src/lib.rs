@@ -74,10 +74,20 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("queue.buffering.max.messages", "200000")
         // A host has a producer per tenant and per exactly-once or
         // stateful deployment: librdkafka's 1 GiB each, filled while a
-        // broker is away, would add up past the host's memory. 128 MiB
-        // still holds a `message.max.bytes` record; past it, sends wait.
+        // broker is away, would add up past the host's memory. Past it,
+        // sends wait.
         .set("queue.buffering.max.kbytes", "131072");
-    apply_user(c, kafka)
+    let mut c = apply_user(c, kafka);
+    // A record the queue cannot hold would wait for room forever.
+    let number = |name: &str| c.get(name).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(largest), Some(queue)) = (
+        number("message.max.bytes").map(|b| b.div_ceil(1024)),
+        number("queue.buffering.max.kbytes"),
+    ) && queue < largest
+    {
+        c.set("queue.buffering.max.kbytes", largest.to_string());
+    }
+    c
 }
 
 /// The headers of a consumed record, names as bytes. rdkafka's own header
@@ -525,5 +535,37 @@ impl Cluster {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
             _ => bail!("topic `{topic}` was not created"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_producer_queue_holds_the_largest_record() {
+        let queue = |properties: &[(&str, &str)]| {
+            let kafka = KafkaConfig {
+                properties: properties
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..KafkaConfig::default()
+            };
+            producer_config(&kafka)
+                .get("queue.buffering.max.kbytes")
+                .map(str::to_owned)
+        };
+        assert_eq!(queue(&[]).as_deref(), Some("131072"), "Weir's cap");
+        assert_eq!(
+            queue(&[("message.max.bytes", "500000000")]).as_deref(),
+            Some("488282"),
+            "raised to a record of message.max.bytes"
+        );
+        assert_eq!(
+            queue(&[("queue.buffering.max.kbytes", "4096")]).as_deref(),
+            Some("97657"),
+            "never below Weir's message.max.bytes"
+        );
     }
 }

@@ -30,10 +30,6 @@ pub struct Buffer {
     next_offset: Option<i64>,
     /// The host's and the tenant's budgets its bytes count against.
     budgets: Budgets,
-    /// Records and data bytes of the last chunk filled or taken whole: the
-    /// room a new one starts with, so that it rarely grows (each growth
-    /// copies).
-    last_filled: (usize, usize),
 }
 
 struct Chunk {
@@ -63,7 +59,6 @@ impl Buffer {
             paused: false,
             next_offset,
             budgets,
-            last_filled: (0, 0),
         }
     }
 
@@ -140,17 +135,16 @@ impl Buffer {
                 || (!c.builder.is_empty() && c.builder.held_bytes() + size > limits.bytes)
         };
         if self.chunks.back().is_none_or(full) {
-            if let Some(filled) = self.chunks.back() {
-                self.last_filled = (filled.builder.len(), filled.builder.data_bytes());
-            }
-            let (records, bytes) = self.last_filled;
+            // Behind a full chunk, the next likely fills too: it starts
+            // with that one's room, so it does not grow (each growth
+            // copies). The room is at most what the buffer already holds
+            // and counts; a chunk after none starts empty.
+            let (records, bytes) = self
+                .chunks
+                .back()
+                .map_or((0, 0), |c| (c.builder.len(), c.builder.data_bytes()));
             self.chunks.push_back(Chunk {
-                builder: BatchBuilder::with_capacity(
-                    &self.topic,
-                    self.partition,
-                    records.min(limits.records),
-                    bytes.min(limits.bytes),
-                ),
+                builder: BatchBuilder::with_capacity(&self.topic, self.partition, records, bytes),
                 taken: 0,
                 since: Instant::now(),
             });
@@ -214,9 +208,7 @@ impl Buffer {
                 .unwrap_or(len),
         };
         let batch = if c.taken == 0 && end == len {
-            let whole = self.chunks.pop_front().expect("a chunk").builder;
-            self.last_filled = (whole.len(), whole.data_bytes());
-            whole
+            self.chunks.pop_front().expect("a chunk").builder
         } else {
             let part = c.builder.copy_range(c.taken..end);
             c.taken = end;

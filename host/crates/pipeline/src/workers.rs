@@ -372,7 +372,10 @@ impl Workers {
             } = job;
             // A panic fails this job's partition, not the worker (which every
             // deployment shares) nor the process.
-            make_room(&mut transforms, &runnable);
+            // A store write needs no instance: it evicts none.
+            if !matches!(work, Work::Flush(_)) {
+                make_room(&mut transforms, &runnable);
+            }
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 run_job(&mut transforms, &runnable, &work, state)
             }));

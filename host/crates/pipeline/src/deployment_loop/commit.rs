@@ -15,13 +15,15 @@ use weir_state::Checkpoint;
 use super::core::{DeploymentLoop, RELEASE_TIMEOUT};
 use super::io::Source;
 use super::transaction::MakeProducer;
+use crate::Shared;
+use crate::deployment::Deployment;
 use crate::workers::{Job, Work};
 
 impl DeploymentLoop {
     /// Opens a transaction unless one is open (making the producer first).
     pub(super) fn begin(&mut self) -> Result<&Producer> {
-        let make = self.make_producer();
-        self.transaction.begin(make)
+        let (deployment, shared) = (&self.deployment, &self.shared);
+        self.transaction.begin(|| make_producer(deployment, shared))
     }
 
     /// Starts making the transactional producer off this thread, for a
@@ -30,27 +32,9 @@ impl DeploymentLoop {
     /// [`Transaction::prepare`]: super::transaction::Transaction::prepare
     pub(super) fn prepare_producer(&mut self) {
         if self.transaction.unprepared() {
-            let make = self.make_producer();
+            let make = make_producer(&self.deployment, &self.shared);
             self.transaction.prepare(make);
         }
-    }
-
-    /// What makes the deployment's transactional producer on this host.
-    fn make_producer(&self) -> MakeProducer {
-        let id = format!("{}.{}", self.deployment.group, self.shared.host_id);
-        let interval = Duration::from_millis(
-            self.deployment
-                .config
-                .commit_interval_ms(self.shared.host.commit_interval_ms),
-        );
-        let kafka = self.shared.kafka.clone();
-        Box::new(move || {
-            Producer::transactional(
-                &kafka,
-                &id,
-                weir_kafka::producer::transaction_timeout(interval),
-            )
-        })
     }
 
     /// Exactly-once: aborts the open transaction (once no batch is in
@@ -360,6 +344,24 @@ impl DeploymentLoop {
             .is_err_and(|e| e.chain().filter_map(|c| c.downcast_ref()).any(fenced));
         committed
     }
+}
+
+/// What makes `deployment`'s transactional producer on this host.
+fn make_producer(deployment: &Deployment, shared: &Shared) -> MakeProducer {
+    let id = format!("{}.{}", deployment.group, shared.host_id);
+    let interval = Duration::from_millis(
+        deployment
+            .config
+            .commit_interval_ms(shared.host.commit_interval_ms),
+    );
+    let kafka = shared.kafka.clone();
+    Box::new(move || {
+        Producer::transactional(
+            &kafka,
+            &id,
+            weir_kafka::producer::transaction_timeout(interval),
+        )
+    })
 }
 
 /// The group refused a commit because this host is no longer the member

@@ -30,6 +30,9 @@ const UNAVAILABLE_WAIT: Duration = Duration::from_secs(1);
 
 impl DeploymentLoop {
     pub(super) fn on_done(&mut self, source: &dyn Source, done: Done) {
+        if let Outcome::Flushed(flushed) = done.outcome {
+            return self.on_flushed(done.partition, done.state, flushed);
+        }
         let (tenant, name) = (self.deployment.tenant.clone(), self.deployment.name.clone());
         if let Some(why) = &done.rolled_back
             && self.deployment.roll_back(&done.runnable, why)
@@ -83,12 +86,6 @@ impl DeploymentLoop {
             && p.state.as_ref().is_some_and(|s| s.has_durable_changes());
         if changed && !self.exactly_once() {
             self.prepare_producer();
-        }
-        if let Outcome::Flushed(flushed) = &done.outcome {
-            if let Err(e) = flushed {
-                self.flush_failed(done.partition, e);
-            }
-            return;
         }
         let metrics = self.shared.metrics.clone();
         let label = done.partition.to_string();
@@ -204,8 +201,27 @@ impl DeploymentLoop {
             ) => {
                 tracing::error!(deployment = %name, "a window-close, timer or flush job returned a batch result")
             }
-            // Handled above.
+            // Handled first (`on_flushed`).
             (_, Outcome::Flushed(_)) => {}
+        }
+    }
+
+    /// Partition `n`'s committed state is written to its store (or
+    /// failed to be): the partition takes its state back, and nothing of
+    /// a batch's follow-up applies (no transaction to begin, no timers
+    /// moved).
+    fn on_flushed(
+        &mut self,
+        n: i32,
+        state: Option<Box<weir_state::PartitionState>>,
+        flushed: Result<(), String>,
+    ) {
+        if let Some(p) = self.parts.get_mut(&n) {
+            p.in_flight = false;
+            p.state = state;
+        }
+        if let Err(e) = flushed {
+            self.flush_failed(n, &e);
         }
     }
 

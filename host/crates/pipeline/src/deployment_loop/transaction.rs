@@ -4,7 +4,7 @@
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use weir_kafka::producer::Producer;
 
 /// The deployment's transactional producer on this host (its id is
@@ -51,17 +51,16 @@ impl Transaction {
     }
 
     /// Opens a transaction unless one is open, with the producer made
-    /// already, the one being made (waited for), or one `make` makes now.
-    pub(super) fn begin(&mut self, make: MakeProducer) -> Result<&Producer> {
+    /// already, the one being made (waited for), or one `make` makes now
+    /// (also when the one being made failed: the brokers may be back).
+    pub(super) fn begin(&mut self, make: impl FnOnce() -> MakeProducer) -> Result<&Producer> {
         if self.producer.is_none() {
             if self.failed_lately() {
                 bail!("the transactional producer failed a moment ago");
             }
-            let made = match self.making.take() {
-                Some(thread) => thread
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow!("making the transactional producer panicked"))),
-                None => make(),
+            let made = match self.making.take().map(JoinHandle::join) {
+                Some(Ok(Ok(producer))) => Ok(producer),
+                _ => make()(),
             };
             self.retry_at = made
                 .is_err()

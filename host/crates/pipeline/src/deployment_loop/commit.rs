@@ -31,10 +31,8 @@ impl DeploymentLoop {
     ///
     /// [`Transaction::prepare`]: super::transaction::Transaction::prepare
     pub(super) fn prepare_producer(&mut self) {
-        if self.transaction.unprepared() {
-            let make = make_producer(&self.deployment, &self.shared);
-            self.transaction.prepare(make);
-        }
+        let make = make_producer(&self.deployment, &self.shared);
+        self.transaction.prepare(make);
     }
 
     /// Exactly-once: aborts the open transaction (once no batch is in

@@ -127,6 +127,7 @@ pub fn config(
             cpu_share: 1.0,
             delivery: Default::default(),
             commit_interval_ms: None,
+            formats: Default::default(),
         },
     );
     c

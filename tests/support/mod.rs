@@ -159,4 +159,5 @@ pub mod browser;
 pub mod kafka;
 pub mod kerberos;
 pub mod oidc;
+pub mod registry;
 pub mod tenants;

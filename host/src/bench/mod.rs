@@ -282,6 +282,7 @@ fn deployment(
         cpu_share: 1.0,
         delivery: Default::default(),
         commit_interval_ms: None,
+        formats: Default::default(),
     }
 }
 
@@ -318,7 +319,7 @@ fn weir_rate_in(
     expected: usize,
 ) -> Result<(Rate, weir_pipeline::DeploymentStatus)> {
     let output = deployment.output.clone();
-    let host = weir_pipeline::Host::start(kafka, host, &Default::default())?;
+    let host = weir_pipeline::Host::start(kafka, host, &Default::default(), None)?;
     host.run(host.prepare_static(name, &deployment)?);
     let started = loop {
         if host.metrics().sum("records_in_total", None) > 0.0 {
@@ -346,7 +347,12 @@ fn bench_host(
     kafka: &weir_control::config::KafkaConfig,
     state_dir: &Path,
 ) -> Result<weir_pipeline::Host> {
-    weir_pipeline::Host::start(kafka, &bench_host_config(state_dir), &Default::default())
+    weir_pipeline::Host::start(
+        kafka,
+        &bench_host_config(state_dir),
+        &Default::default(),
+        None,
+    )
 }
 
 /// Default host settings, state in `state_dir`, no listener.

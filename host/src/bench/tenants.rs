@@ -138,6 +138,7 @@ pub fn tenants(
             cpu_share: 1.0,
             delivery: Default::default(),
             commit_interval_ms: None,
+            formats: Default::default(),
         };
         let module = Arc::new(engine.load_file(plugin)?);
         let id = format!("{tenant}.{name}");

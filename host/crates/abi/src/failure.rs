@@ -34,6 +34,13 @@ pub enum FailureKind {
     /// The record cannot be given to a transform (a header name that is
     /// not UTF-8, an event time far in the future).
     InvalidInput,
+    /// Its key or value does not decode in the deployment's input format
+    /// (not in the registry's wire format, an unknown schema id, bytes
+    /// that do not match their schema).
+    Decode,
+    /// An output does not fit the deployment's output format (a field its
+    /// schema lacks or types otherwise).
+    Encode,
     /// Its output could never be produced (too large for the topic, the
     /// topic gone or denied).
     Produce,
@@ -58,6 +65,8 @@ impl FailureKind {
             FailureKind::Fatal => "fatal",
             FailureKind::Host => "host",
             FailureKind::InvalidInput => "invalid-input",
+            FailureKind::Decode => "decode",
+            FailureKind::Encode => "encode",
             FailureKind::Produce => "produce",
             FailureKind::Unavailable => "unavailable",
         }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+pub mod codec;
 mod failure;
 mod limits;
 mod window;

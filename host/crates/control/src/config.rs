@@ -34,6 +34,10 @@ pub struct Config {
     pub host: HostConfig,
     #[serde(default)]
     pub engine: EngineConfig,
+    /// The schema registry that registry formats (`avro`) decode and
+    /// encode with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<weir_schema::RegistryConfig>,
     /// Static deployments, by name.
     #[serde(default)]
     pub deployments: BTreeMap<String, DeploymentConfig>,

@@ -67,7 +67,12 @@ impl Control {
     /// Starts the host's pipeline and, when tokens are configured, opens
     /// the registry; fails if the cluster cannot be reached.
     pub fn start(config: &Config) -> Result<Control> {
-        let host = Arc::new(Host::start(&config.kafka, &config.host, &config.engine)?);
+        let host = Arc::new(Host::start(
+            &config.kafka,
+            &config.host,
+            &config.engine,
+            config.schema_registry.as_ref(),
+        )?);
         let tenants = Tenants::new(
             config.admin.as_ref(),
             &config.tenants,

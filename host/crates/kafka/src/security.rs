@@ -101,7 +101,7 @@ pub const REDACTED: &str = "<redacted>";
 
 impl Secret {
     /// The secret's value; `what` names the setting in errors.
-    fn read(&self, what: &str) -> Result<String> {
+    pub fn read(&self, what: &str) -> Result<String> {
         let value = match self {
             Secret::Value(v) => v.clone(),
             Secret::Env { env } => std::env::var(env)

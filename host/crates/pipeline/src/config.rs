@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use weir_abi::Limits;
+use weir_schema::Formats;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -203,6 +204,10 @@ pub struct DeploymentConfig {
     /// `commit_interval_ms`, or 100 ms under exactly-once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_interval_ms: Option<u64>,
+    /// How keys and values are written, in and out (default: bytes as
+    /// they are). Registry formats need the host's `[schema_registry]`.
+    #[serde(default, skip_serializing_if = "Formats::is_default")]
+    pub formats: Formats,
 }
 
 fn one() -> f64 {
@@ -290,6 +295,8 @@ impl DeploymentConfig {
                     bail!("table `{name}`: topic `{topic}` is another table's too (read it once)");
                 }
             }
+            // Tenants are checked again with the deployment (`Host::transform_spec`).
+            d.formats.check(false).map_err(anyhow::Error::msg)?;
             if !(d.cpu_share > 0.0 && d.cpu_share <= 1_000.0) {
                 bail!("cpu_share must be in (0, 1000], not {}", d.cpu_share);
             }

@@ -102,8 +102,17 @@ pub struct Host {
 impl Host {
     /// Connects to Kafka and starts the shared machinery; fails if the
     /// cluster cannot be reached.
-    pub fn start(kafka: &KafkaConfig, host: &HostConfig, engine: &EngineConfig) -> Result<Host> {
+    pub fn start(
+        kafka: &KafkaConfig,
+        host: &HostConfig,
+        engine: &EngineConfig,
+        registry: Option<&weir_schema::RegistryConfig>,
+    ) -> Result<Host> {
         let engine = Engine::new(engine.clone())?;
+        let registry = registry
+            .map(weir_schema::Registry::new)
+            .transpose()?
+            .map(Arc::new);
         let cluster = Cluster::connect(kafka)?;
         let producers = Producers::new(kafka)?;
         let workers = Workers::start(
@@ -127,6 +136,7 @@ impl Host {
             state_readers: Default::default(),
             buffer_budgets: HostBudgets::new(host.max_buffered_bytes_total as u64),
             api_url: std::sync::OnceLock::new(),
+            registry,
         });
         let known_topics = Arc::new(RwLock::new(cluster.topics()?.into_keys().collect()));
         let producer_limits = ProducerLimits::of(kafka)?;
@@ -427,6 +437,16 @@ impl Host {
             }
         }));
         spec.stop_at_failure = config.failure_policy == FailurePolicy::Stop;
+        let formats = &config.formats;
+        formats
+            .check(tenant.is_some())
+            .map_err(anyhow::Error::msg)?;
+        let registry = self.shared.registry.as_ref();
+        spec.input_decoding = weir_schema::InputCodec::new(formats, registry)?
+            .map(|c| Arc::new(c) as Arc<dyn weir_abi::codec::RecordDecoding>);
+        spec.output_encoding = weir_schema::OutputCodec::new(formats, &config.output, registry)
+            .with_context(|| format!("output topic `{}`", config.output))?
+            .map(|c| Arc::new(c) as Arc<dyn weir_abi::codec::RecordEncoding>);
         if let Some(t) = tenant {
             let quota = self
                 .instance_quotas

@@ -41,4 +41,6 @@ pub struct Shared {
     pub api_url: std::sync::OnceLock<String>,
     /// Buffered input, the host's and each tenant's.
     pub buffer_budgets: HostBudgets,
+    /// The schema registry (`[schema_registry]`), if the host has one.
+    pub registry: Option<Arc<weir_schema::Registry>>,
 }

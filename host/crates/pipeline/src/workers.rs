@@ -25,7 +25,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use weir_abi::InputBatch;
-use weir_abi::{CallFailure, FailureKind, RecordFailure};
+use weir_abi::{CallFailure, FailureKind, RecordFailure, Stopped};
 use weir_engine::Module;
 use weir_engine::limits::thread_cpu_time;
 use weir_engine::transform::{BatchResult, Fired, Produced, Transform, TransformSpec};
@@ -432,7 +432,31 @@ fn run_job(
                 if !results.is_empty() && thread_cpu_time().saturating_sub(started) >= allowed {
                     break;
                 }
-                let result = match &fallback {
+                // The deployment's input format: the transform reads the
+                // decoded records, with the indexes of the batch's.
+                let decoded = runnable
+                    .spec
+                    .input_decoding
+                    .as_ref()
+                    .map(|d| d.decode(batch, invalid));
+                let (batch, invalid, waiting) = match &decoded {
+                    Some(d) => (&d.batch, d.invalid.as_slice(), d.waiting.clone()),
+                    None => (batch, invalid.as_slice(), None),
+                };
+                if batch.records.is_empty()
+                    && let Some((index, message)) = waiting
+                {
+                    results.push(BatchResult {
+                        stopped: Some(Stopped {
+                            index,
+                            kind: FailureKind::Unavailable,
+                            message,
+                        }),
+                        ..BatchResult::default()
+                    });
+                    break;
+                }
+                let mut result = match &fallback {
                     // Rolled back in this job: the rest runs what it fell back to.
                     Some(fallback) if rolled_back.is_some() => {
                         let (back, result) = transform_of(transforms, fallback)
@@ -457,6 +481,16 @@ fn run_job(
                         result
                     }
                 };
+                // What waits for its schema runs again later.
+                if let Some((index, message)) = waiting
+                    && result.stopped.is_none()
+                {
+                    result.stopped = Some(Stopped {
+                        index,
+                        kind: FailureKind::Unavailable,
+                        message,
+                    });
+                }
                 // The partition stops there; what follows is not run.
                 let stops = result.stopped.is_some() || result.timer_host_failure.is_some();
                 results.push(result);

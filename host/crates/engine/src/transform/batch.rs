@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::TransformSpec;
 use super::budget::HostBudget;
+use weir_abi::codec::Part;
 use weir_abi::{CallFailure, FailureKind, MAX_MESSAGE_BYTES, truncate};
 use weir_abi::{Header, OutputBatch, Span};
 
@@ -284,6 +285,62 @@ fn topic_name_error(name: &str) -> Option<String> {
             name.len()
         )
     })
+}
+
+/// Rewrites outputs to the default topic into the deployment's output
+/// format (`spec.output_encoding`), charging `budget` for the encoded
+/// bytes; an output that does not fit fails its source (`encode`).
+pub fn encode(
+    mut out: OutputBatch,
+    mut failures: SourceFailures,
+    spec: &TransformSpec,
+    budget: &mut HostBudget,
+) -> Result<(OutputBatch, SourceFailures), CallFailure> {
+    let Some(encoding) = &spec.output_encoding else {
+        return Ok((out, failures));
+    };
+    let parts = [Part::Key, Part::Value].map(|part| (part, encoding.encodes(part)));
+    let mut encoded = Vec::new();
+    for i in 0..out.records.len() {
+        let r = out.records[i];
+        if r.topic.is_some() || failures.contains_key(&r.source) {
+            continue;
+        }
+        for (part, encodes) in parts {
+            let span = match part {
+                Part::Key => r.key,
+                Part::Value => r.value,
+            };
+            let Some(span) = span.filter(|_| encodes) else {
+                continue;
+            };
+            encoded.clear();
+            if let Err(why) = encoding.encode(part, &out.data[span.range()], &mut encoded) {
+                let part = part.as_str();
+                failures
+                    .entry(r.source)
+                    .or_insert((FailureKind::Encode, format!("an output's {part}: {why}")));
+                break;
+            }
+            budget.charge(encoded.len() as u64, "encoded outputs")?;
+            let start = u32::try_from(out.data.len())
+                .ok()
+                .filter(|s| s.checked_add(encoded.len() as u32).is_some())
+                .ok_or_else(|| {
+                    CallFailure::new(FailureKind::OutputLimit, "encoded outputs pass 4 GiB")
+                })?;
+            out.data.extend_from_slice(&encoded);
+            let new = Some(Span {
+                start,
+                len: encoded.len() as u32,
+            });
+            match part {
+                Part::Key => out.records[i].key = new,
+                Part::Value => out.records[i].value = new,
+            }
+        }
+    }
+    Ok((out, failures))
 }
 
 /// Drops the outputs of failed sources.

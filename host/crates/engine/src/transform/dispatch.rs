@@ -667,6 +667,7 @@ impl Transform {
             .and_then(|r| r.map_err(|m| CallFailure::new(FailureKind::Fatal, m)))
             .and_then(|out| {
                 let failed = batch::check(&out, sub.records.len(), &spec, inst.budget())?;
+                let (out, failed) = batch::encode(out, failed, &spec, inst.budget())?;
                 let wrote = run.state().touched() || !out.window_adds.is_empty();
                 if !failed.is_empty() && (wrote || spec.stop_at_failure) {
                     return Ok(Err(failed));
@@ -841,6 +842,7 @@ fn call_on_window(
         .on_window(&wb, state)?
         .map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
     let failed = batch::check(&out, emitted.len(), spec, inst.budget())?;
+    let (out, failed) = batch::encode(out, failed, spec, inst.budget())?;
     if !out.window_adds.is_empty() {
         return Err(CallFailure::new(
             FailureKind::InvalidOutput,

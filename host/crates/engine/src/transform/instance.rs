@@ -244,7 +244,7 @@ fn classify(
     if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return CallFailure::new(
             FailureKind::Unavailable,
-            format!("the host's instance pool is full: {full}"),
+            format!("no room to run the transform: the host's instance pool is full: {full}"),
         );
     }
     // A binding that judged the guest's result itself (a malformed packed batch).

@@ -33,6 +33,12 @@ pub struct TransformSpec {
     pub log: Arc<GuestLog>,
     /// Decides whether outputs may go to a topic (`None`: any topic).
     pub topic_policy: Option<TopicPolicy>,
+    /// The output format of the default output topic (`None`: bytes as
+    /// the transform wrote them).
+    pub output_encoding: Option<Arc<dyn weir_abi::codec::RecordEncoding>>,
+    /// The input format (`None`: records as they are); the pipeline
+    /// decodes with it before dispatch.
+    pub input_decoding: Option<Arc<dyn weir_abi::codec::RecordDecoding>>,
     /// Stop at the first failed record (the `stop` failure policy) instead
     /// of isolating it and processing the rest of the batch.
     pub stop_at_failure: bool,
@@ -54,6 +60,8 @@ impl TransformSpec {
             limits,
             log: GuestLog::new(name),
             topic_policy: None,
+            output_encoding: None,
+            input_decoding: None,
             stop_at_failure: false,
             wall_clock: None,
             tables: Tables::none(),

@@ -44,7 +44,7 @@ impl InstanceQuota {
             Err(_) => Err(CallFailure::new(
                 FailureKind::Unavailable,
                 format!(
-                    "tenant `{}` holds its {} instances of the pool (quota `max_instances`)",
+                    "no room to run the transform: tenant `{}` holds its {} instances of the pool (quota `max_instances`)",
                     self.tenant, self.limit
                 ),
             )),

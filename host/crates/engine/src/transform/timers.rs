@@ -273,6 +273,7 @@ impl Transform {
             .on_timer(due, slot)?
             .map_err(|m| CallFailure::new(FailureKind::Fatal, m))?;
         let failed = batch::check(&out, due.len(), &spec, inst.budget())?;
+        let (out, failed) = batch::encode(out, failed, &spec, inst.budget())?;
         if !out.window_adds.is_empty() {
             return Err(CallFailure::new(
                 FailureKind::InvalidOutput,

@@ -294,11 +294,9 @@ impl DeploymentLoop {
                 rest = Some(whole.copy_range(stop.index as usize..batch.records.len()));
                 p.hold_until = Some(Instant::now() + UNAVAILABLE_WAIT);
                 p.unavailable = true;
-                tracing::warn!(deployment = %name, partition = n, "no room to run the transform, trying again in {} s: {}", UNAVAILABLE_WAIT.as_secs(), stop.message);
+                tracing::warn!(deployment = %name, partition = n, "waiting, trying again in {} s: {}", UNAVAILABLE_WAIT.as_secs(), stop.message);
                 let mut status = self.deployment.status.lock();
-                status
-                    .waiting
-                    .insert(n, format!("no room to run the transform: {}", stop.message));
+                status.waiting.insert(n, stop.message.clone());
                 status.last_error = Some(stop.message.clone());
             }
             Some(stop) => {

@@ -218,6 +218,7 @@ fn rig(extra: &str, partitions: &[i32]) -> Rig {
         table_index: weir_state::table_index::IndexBudget::new(0),
         state_readers: Default::default(),
         api_url: std::sync::OnceLock::new(),
+        registry: None,
         buffer_budgets: HostBudgets::new(1 << 30),
         host,
     });

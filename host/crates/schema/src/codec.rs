@@ -1,0 +1,390 @@
+//! Decoding a batch's keys and values into what a transform reads (JSON
+//! text for registry formats) before it runs, and encoding its outputs
+//! after.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use weir_abi::codec::{Decoded, Part, RecordDecoding, RecordEncoding};
+use weir_abi::{FailureKind, Header, InputBatch, InputRecord, RecordFailure, Span};
+
+use crate::avro::AvroSchema;
+use crate::format::{Format, Formats, PartFormat, SubjectNaming};
+use crate::registry::{Lookup, Registry};
+use crate::wire;
+
+/// Headers a decoded record carries for each registry-decoded part: the
+/// writer's schema id (decimal text) and the subject it is registered
+/// under, e.g. `weir.value.schema-id`.
+pub fn metadata_headers(part: Part) -> [&'static str; 2] {
+    match part {
+        Part::Key => ["weir.key.schema-id", "weir.key.subject"],
+        Part::Value => ["weir.value.schema-id", "weir.value.subject"],
+    }
+}
+
+/// Turns a deployment's input records into what its transform reads.
+pub struct InputCodec {
+    key: Decoder,
+    value: Decoder,
+    naming: SubjectNaming,
+    registry: Option<Arc<Registry>>,
+}
+
+enum Decoder {
+    Bytes,
+    String,
+    Json,
+    Avro { reader: Option<AvroSchema> },
+}
+
+impl InputCodec {
+    /// The decoder of `formats`' inputs, or none if records go in as they
+    /// are. Fails if a registry format has no registry.
+    pub fn new(formats: &Formats, registry: Option<&Arc<Registry>>) -> Result<Option<InputCodec>> {
+        let decoder = |part: &PartFormat| -> Result<Decoder> {
+            Ok(match part.format {
+                Format::Bytes => Decoder::Bytes,
+                Format::String => Decoder::String,
+                Format::Json => Decoder::Json,
+                Format::Avro => Decoder::Avro {
+                    reader: part
+                        .schema
+                        .as_deref()
+                        .map(AvroSchema::parse)
+                        .transpose()
+                        .map_err(anyhow::Error::msg)?,
+                },
+            })
+        };
+        let (key, value) = (decoder(&formats.key)?, decoder(&formats.value)?);
+        if matches!((&key, &value), (Decoder::Bytes, Decoder::Bytes)) {
+            return Ok(None);
+        }
+        let needs = formats.key.format.uses_registry() || formats.value.format.uses_registry();
+        if needs && registry.is_none() {
+            bail!(
+                "the deployment's formats need a schema registry, and the host has no `[schema_registry]`"
+            );
+        }
+        Ok(Some(InputCodec {
+            key,
+            value,
+            naming: formats.subject_naming,
+            registry: registry.cloned(),
+        }))
+    }
+
+    /// Decodes `batch`; records that do not decode join `invalid`.
+    fn decode_batch(&self, batch: &InputBatch, invalid: &[RecordFailure]) -> Decoded {
+        let mut out = InputBatch {
+            topic: batch.topic.clone(),
+            partition: batch.partition,
+            data: Vec::with_capacity(batch.data.len() + batch.data.len() / 2),
+            records: Vec::with_capacity(batch.records.len()),
+            headers: Vec::with_capacity(batch.headers.len()),
+        };
+        let mut failures = Vec::new();
+        let mut known = invalid.iter().peekable();
+        let mut waiting = None;
+        for (i, r) in batch.records.iter().enumerate() {
+            let index = i as u32;
+            let copy = |bytes: &[u8], data: &mut Vec<u8>| {
+                let start = data.len() as u32;
+                data.extend_from_slice(bytes);
+                Span {
+                    start,
+                    len: bytes.len() as u32,
+                }
+            };
+            let mut record = InputRecord {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: None,
+                value: None,
+                headers: Span::EMPTY,
+            };
+            let first_header = out.headers.len() as u32;
+            for h in &batch.headers[r.headers.range()] {
+                let name = copy(&batch.data[h.name.range()], &mut out.data);
+                let value = h.value.map(|v| copy(&batch.data[v.range()], &mut out.data));
+                out.headers.push(Header { name, value });
+            }
+            let already = known.next_if(|f| f.index == index).is_some();
+            let mut failed = None;
+            for (part, decoder, span) in [
+                (Part::Key, &self.key, r.key),
+                (Part::Value, &self.value, r.value),
+            ] {
+                let Some(span) = span else { continue };
+                let bytes = &batch.data[span.range()];
+                if already || failed.is_some() {
+                    let copied = Some(copy(bytes, &mut out.data));
+                    match part {
+                        Part::Key => record.key = copied,
+                        Part::Value => record.value = copied,
+                    }
+                    continue;
+                }
+                let start = out.data.len();
+                match self.decode_part(decoder, part, &batch.topic, bytes, &mut out.data) {
+                    Ok(meta) => {
+                        let decoded = Some(Span {
+                            start: start as u32,
+                            len: (out.data.len() - start) as u32,
+                        });
+                        match part {
+                            Part::Key => record.key = decoded,
+                            Part::Value => record.value = decoded,
+                        }
+                        if let Some((id, subject)) = meta {
+                            let [id_name, subject_name] = metadata_headers(part);
+                            for (name, value) in
+                                [(id_name, id.to_string()), (subject_name, subject)]
+                            {
+                                let name = copy(name.as_bytes(), &mut out.data);
+                                let value = Some(copy(value.as_bytes(), &mut out.data));
+                                out.headers.push(Header { name, value });
+                            }
+                        }
+                    }
+                    Err(Problem::Bad(why)) => {
+                        out.data.truncate(start);
+                        let copied = Some(copy(bytes, &mut out.data));
+                        match part {
+                            Part::Key => record.key = copied,
+                            Part::Value => record.value = copied,
+                        }
+                        failed = Some(format!("its {}: {why}", part.as_str()));
+                    }
+                    Err(Problem::Waiting(why)) => {
+                        waiting = Some((index, why));
+                        break;
+                    }
+                }
+            }
+            if waiting.is_some() {
+                break;
+            }
+            record.headers = Span {
+                start: first_header,
+                len: out.headers.len() as u32 - first_header,
+            };
+            out.records.push(record);
+            if let Some(message) = failed {
+                failures.push(RecordFailure {
+                    index,
+                    kind: FailureKind::Decode,
+                    message,
+                });
+            }
+        }
+        let end = out.records.len() as u32;
+        let mut invalid: Vec<RecordFailure> = invalid
+            .iter()
+            .filter(|f| f.index < end)
+            .cloned()
+            .chain(failures)
+            .collect();
+        invalid.sort_by_key(|f| f.index);
+        Decoded {
+            batch: out,
+            invalid,
+            waiting,
+        }
+    }
+
+    /// Appends the decoded form of one key or value to `data`; returns the
+    /// schema id and subject for a registry format.
+    fn decode_part(
+        &self,
+        decoder: &Decoder,
+        part: Part,
+        topic: &str,
+        bytes: &[u8],
+        data: &mut Vec<u8>,
+    ) -> Result<Option<(u32, String)>, Problem> {
+        match decoder {
+            Decoder::Bytes => {
+                data.extend_from_slice(bytes);
+                Ok(None)
+            }
+            Decoder::String => {
+                std::str::from_utf8(bytes)
+                    .map_err(|e| Problem::Bad(format!("not UTF-8 text: {e}")))?;
+                data.extend_from_slice(bytes);
+                Ok(None)
+            }
+            Decoder::Json => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                    .map_err(|e| Problem::Bad(format!("not JSON: {e}")))?;
+                data.extend_from_slice(bytes);
+                Ok(None)
+            }
+            Decoder::Avro { reader } => {
+                let (id, payload) = wire::split(bytes).map_err(Problem::Bad)?;
+                let registry = self.registry.as_ref().expect("checked in `new`");
+                let schema = match registry.lookup(id) {
+                    Lookup::Found(s) => s,
+                    Lookup::Unusable(why) => return Err(Problem::Bad(why)),
+                    Lookup::Waiting(why) => {
+                        return Err(Problem::Waiting(match why {
+                            Some(why) => format!("waiting for schema {id}: {why}"),
+                            None => format!("waiting for schema {id} from the schema registry"),
+                        }));
+                    }
+                };
+                let subject = schema
+                    .subjects
+                    .iter()
+                    .find(|s| self.naming.allows(s, topic, part))
+                    .ok_or_else(|| {
+                        Problem::Bad(format!(
+                            "schema {id} is registered under {:?}, none of them a subject of topic `{topic}`'s {}",
+                            schema.subjects,
+                            part.as_str()
+                        ))
+                    })?;
+                let avro = schema.avro.as_ref().map_err(|e| Problem::Bad(e.clone()))?;
+                avro.decode_json(payload, reader.as_ref(), data)
+                    .map_err(|e| Problem::Bad(format!("schema {id}: {e}")))?;
+                Ok(Some((id, subject.clone())))
+            }
+        }
+    }
+}
+
+impl RecordDecoding for InputCodec {
+    fn decode(&self, batch: &InputBatch, invalid: &[RecordFailure]) -> Decoded {
+        self.decode_batch(batch, invalid)
+    }
+}
+
+enum Problem {
+    /// The record's fault.
+    Bad(String),
+    /// The registry's: try again later.
+    Waiting(String),
+}
+
+/// Encodes what a transform sends to its default output.
+pub struct OutputCodec {
+    key: Encoder,
+    value: Encoder,
+}
+
+enum Encoder {
+    Bytes,
+    String,
+    Json,
+    Avro { id: u32, schema: Arc<AvroSchema> },
+}
+
+impl OutputCodec {
+    /// The encoder of `formats`' outputs to `topic`, or none if outputs
+    /// go out as they are. Registers the output schemas if the formats
+    /// say so, so a schema the subject refuses fails the deployment here,
+    /// with the registry's reason.
+    pub fn new(
+        formats: &Formats,
+        topic: &str,
+        registry: Option<&Arc<Registry>>,
+    ) -> Result<Option<OutputCodec>> {
+        let encoder = |part: Part, format: &PartFormat| -> Result<Encoder> {
+            Ok(match format.format {
+                Format::Bytes => Encoder::Bytes,
+                Format::String => Encoder::String,
+                Format::Json => Encoder::Json,
+                Format::Avro => {
+                    let registry = registry.context(
+                        "the deployment's output format needs a schema registry, and the host has no `[schema_registry]`",
+                    )?;
+                    let what = format!("formats.output_{}", part.as_str());
+                    let given = format
+                        .schema
+                        .as_deref()
+                        .map(AvroSchema::parse)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("{what}.schema: {e}"))?;
+                    let record = given.as_ref().and_then(|s| s.full_name());
+                    let subject = match &format.subject {
+                        Some(s) => s.clone(),
+                        None => formats
+                            .subject_naming
+                            .subject(topic, part, record.as_deref())
+                            .with_context(|| format!("{what}: name the `subject` (the naming strategy needs the record's name, which only a `schema` gives)"))?,
+                    };
+                    if !formats.subject_naming.allows(&subject, topic, part) {
+                        bail!(
+                            "{what}: subject `{subject}` is not a subject of topic `{topic}`'s {} under the deployment's subject naming",
+                            part.as_str()
+                        );
+                    }
+                    let id = match &format.schema {
+                        Some(text) => registry
+                            .register(&subject, text, format.register)
+                            .with_context(|| what.clone())?,
+                        None => registry
+                            .latest(&subject)
+                            .with_context(|| what.clone())?,
+                    };
+                    let registered = registry
+                        .fetch(id)
+                        .with_context(|| format!("{what}: subject `{subject}`"))?;
+                    // The registry's parse of it: the same schema, whether given or the latest.
+                    let schema = registered
+                        .avro
+                        .clone()
+                        .map_err(|e| anyhow::anyhow!("{what}: subject `{subject}`: {e}"))?;
+                    Encoder::Avro { id, schema }
+                }
+            })
+        };
+        let key = encoder(Part::Key, &formats.output_key)?;
+        let value = encoder(Part::Value, &formats.output_value)?;
+        if matches!((&key, &value), (Encoder::Bytes, Encoder::Bytes)) {
+            return Ok(None);
+        }
+        Ok(Some(OutputCodec { key, value }))
+    }
+
+    fn encoder(&self, part: Part) -> &Encoder {
+        match part {
+            Part::Key => &self.key,
+            Part::Value => &self.value,
+        }
+    }
+}
+
+impl RecordEncoding for OutputCodec {
+    fn encodes(&self, part: Part) -> bool {
+        !matches!(self.encoder(part), Encoder::Bytes)
+    }
+
+    fn encode(&self, part: Part, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        match self.encoder(part) {
+            Encoder::Bytes => {
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Encoder::String => {
+                std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Encoder::Json => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                    .map_err(|e| format!("not JSON: {e}"))?;
+                out.extend_from_slice(bytes);
+                Ok(())
+            }
+            Encoder::Avro { id, schema } => {
+                let start = out.len();
+                wire::frame(*id, out);
+                schema
+                    .encode_json(bytes, out)
+                    .inspect_err(|_| out.truncate(start))
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Record formats through a real schema registry (Apicurio, with
+//! Confluent's API) on Apache Kafka: Avro written by confluent-kafka's own
+//! serializers goes through `weir run` to a plugin that reads fields by
+//! name, and comes back as Avro that confluent-kafka's deserializer reads
+//! field by field.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use weir_tests::kafka::{Broker, Scope, Weir, deployment, host_config};
+use weir_tests::registry::{Registry, registry};
+use weir_tests::{json_lines, python, repo};
+
+/// What the plugin writes: the input's fields reshaped.
+const OUT_SCHEMA: &str = r#"{"type":"record","name":"Shipped","namespace":"shop","fields":[{"name":"id","type":"long"},{"name":"item","type":"string"},{"name":"qty","type":"int"},{"name":"schema_id","type":"int"}]}"#;
+
+/// The reader schema inputs are projected onto: v2, whose `qty` v1 lacks.
+const READER_SCHEMA: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"},{"name":"item","type":"string"},{"name":"qty","type":"int","default":1}]}"#;
+
+/// Runs `tests/interop/avro_orders.py`; its standard output.
+fn orders(args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg(repo().join("tests/interop/avro_orders.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "avro_orders.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A deployment of `reshape` from `orders` to `shipped`, Avro both ways.
+fn reshape_config(registry: &str, extra: &str) -> String {
+    let formats = format!(
+        "formats.value = {{ format = \"avro\", schema = '{READER_SCHEMA}' }}\n\
+         formats.output_value = {{ format = \"avro\", schema = '{OUT_SCHEMA}', register = true }}\n{extra}"
+    );
+    format!(
+        "{}\n[schema_registry]\nurl = \"{registry}\"\ntimeout_ms = 2000\n",
+        host_config(&deployment(
+            "reshape", "reshape", "orders", "shipped", &formats
+        ))
+    )
+}
+
+fn topics(k: &Scope) {
+    for (t, p) in [("orders", 2), ("shipped", 2), ("reshape.dlq", 1)] {
+        k.create_topic(t, p);
+    }
+}
+
+/// Reads `n` outputs with confluent-kafka's Avro deserializer, by key.
+fn shipped(k: &Scope, url: &str, n: usize) -> BTreeMap<String, serde_json::Value> {
+    let lines = json_lines(&orders(&[
+        "consume",
+        &k.bootstrap,
+        url,
+        &k.name("shipped"),
+        &n.to_string(),
+        "60",
+    ]));
+    lines
+        .into_iter()
+        .map(|l| (l["key"].as_str().unwrap().to_owned(), l))
+        .collect()
+}
+
+#[test]
+fn avro_of_two_schema_versions_goes_through_a_plugin_field_by_field() {
+    let k = Broker::shared().scope();
+    let url = registry().url();
+    topics(&k);
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &reshape_config(&url, ""));
+    weir.wait_partitions("reshape", 2);
+
+    let orders_topic = k.name("orders");
+    let v1: u32 = orders(&["produce", &k.bootstrap, &url, &orders_topic, "v1", "50"])
+        .trim()
+        .parse()
+        .unwrap();
+    let v2: u32 = orders(&["produce", &k.bootstrap, &url, &orders_topic, "v2", "50"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(v1, v2, "v2 is a new version of the subject");
+
+    let out = shipped(&k, &url, 100);
+    assert_eq!(
+        out.len(),
+        100,
+        "every order came out; log:\n{}",
+        weir.log_text()
+    );
+    for (version, id) in [("v1", v1), ("v2", v2)] {
+        for i in 0..50 {
+            let l = &out[&format!("{version}-{i}")];
+            let v = &l["value"];
+            assert_eq!(v["id"], i, "{l}");
+            assert_eq!(v["item"], format!("ITEM-{i}"), "{l}");
+            // v1 has no qty: the reader schema's default (1), doubled.
+            let qty = if version == "v1" { 1 } else { i % 7 + 2 };
+            assert_eq!(v["qty"], 2 * qty, "{l}");
+            assert_eq!(
+                v["schema_id"], id,
+                "the writer's schema id reached the plugin: {l}"
+            );
+        }
+    }
+    // Written with the output schema, registered under `shipped-value`.
+    let out_ids: std::collections::BTreeSet<_> =
+        out.values().map(|l| l["schema_id"].as_u64()).collect();
+    assert_eq!(out_ids.len(), 1, "{out_ids:?}");
+    assert!(
+        k.read_until("reshape.dlq", Duration::from_secs(3), |_| false)
+            .is_empty()
+    );
+}
+
+#[test]
+fn each_bad_record_is_dead_lettered_alone_and_its_neighbours_pass() {
+    let k = Broker::shared().scope();
+    let url = registry().url();
+    topics(&k);
+    let v1: u32 = orders(&[
+        "register",
+        &url,
+        &format!("{}-value", k.name("orders")),
+        "v1",
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &reshape_config(&url, ""));
+    weir.wait_partitions("reshape", 2);
+    let orders_topic = k.name("orders");
+    orders(&["produce-bad", &k.bootstrap, &orders_topic, &v1.to_string()]);
+    orders(&[
+        "produce-framed",
+        &k.bootstrap,
+        &orders_topic,
+        &v1.to_string(),
+        "v1",
+        "3",
+        "fine",
+    ]);
+
+    let out = shipped(&k, &url, 5);
+    let keys: Vec<_> = out.keys().cloned().collect();
+    assert_eq!(
+        keys,
+        ["fine-0", "fine-1", "fine-2", "good-after", "good-before"],
+        "log:\n{}",
+        weir.log_text()
+    );
+    let dead = k.read("reshape.dlq", 3, Duration::from_secs(30));
+    let by_key: BTreeMap<_, _> = dead.iter().map(|r| (r.key_str().to_owned(), r)).collect();
+    assert_eq!(by_key.len(), 3, "{dead:?}; log:\n{}", weir.log_text());
+    for (key, says) in [
+        ("bad-magic", "first byte is 1"),
+        ("bad-id", "no schema 2147483647"),
+        ("bad-truncated", "does not decode as Avro"),
+    ] {
+        let r = by_key[key];
+        assert_eq!(r.header("weir.error.kind"), Some("decode"), "{key}");
+        let message = r.header("weir.error.message").unwrap();
+        assert!(message.contains(says), "{key}: {message}");
+    }
+}
+
+#[test]
+fn an_output_that_does_not_fit_its_schema_fails_that_record_naming_the_field() {
+    let k = Broker::shared().scope();
+    let url = registry().url();
+    topics(&k);
+    let v1: u32 = orders(&[
+        "register",
+        &url,
+        &format!("{}-value", k.name("orders")),
+        "v1",
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &reshape_config(&url, ""));
+    weir.wait_partitions("reshape", 2);
+    let (topic, id) = (k.name("orders"), v1.to_string());
+    orders(&["produce-framed", &k.bootstrap, &topic, &id, "v1", "2", "ok"]);
+    // An item named "unfit" makes the plugin write `qty` as text.
+    orders(&[
+        "produce-framed",
+        &k.bootstrap,
+        &topic,
+        &id,
+        "v1",
+        "1",
+        "unfit",
+        "unfit",
+    ]);
+    let out = shipped(&k, &url, 2);
+    assert_eq!(out.len(), 2, "log:\n{}", weir.log_text());
+    let dead = k.read("reshape.dlq", 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key_str(), "unfit-0");
+    assert_eq!(dead[0].header("weir.error.kind"), Some("encode"));
+    let message = dead[0].header("weir.error.message").unwrap();
+    assert!(message.contains("field `qty`"), "{message}");
+}
+
+#[test]
+fn an_incompatible_output_schema_is_refused_with_the_registrys_reason() {
+    let k = Broker::shared().scope();
+    let url = registry().url();
+    topics(&k);
+    // `shipped-value` holds a schema a required new field would break.
+    let subject = format!("{}-value", k.name("shipped"));
+    orders(&["register", &url, &subject, "v1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start(dir.path(), &k, &reshape_config(&url, ""));
+    let status = weir.wait_exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let log = weir.log_text();
+    assert!(
+        log.contains("incompatible with subject") && log.contains(&subject),
+        "log:\n{log}"
+    );
+}
+
+#[test]
+fn a_registry_away_mid_stream_holds_records_back_and_loses_none() {
+    let k = Broker::shared().scope();
+    let mut own = Registry::durable();
+    let url = own.url();
+    topics(&k);
+    let orders_topic = k.name("orders");
+    let subject = format!("{orders_topic}-value");
+    let v1: u32 = orders(&["register", &url, &subject, "v1"])
+        .trim()
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &reshape_config(&url, ""));
+    weir.wait_partitions("reshape", 2);
+    orders(&[
+        "produce-framed",
+        &k.bootstrap,
+        &orders_topic,
+        &v1.to_string(),
+        "v1",
+        "20",
+        "before",
+    ]);
+    assert_eq!(shipped(&k, &url, 20).len(), 20, "log:\n{}", weir.log_text());
+
+    // A schema Weir has not seen, then the registry goes away.
+    let v2: u32 = orders(&["register", &url, &subject, "v2"])
+        .trim()
+        .parse()
+        .unwrap();
+    own.stop();
+    orders(&[
+        "produce-framed",
+        &k.bootstrap,
+        &orders_topic,
+        &v2.to_string(),
+        "v2",
+        "20",
+        "during",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting = weir
+            .health()
+            .map(|h| h["deployments"]["reshape"]["waiting"].to_string())
+            .unwrap_or_default();
+        if waiting.contains(&format!("schema {v2}")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no partition says it waits for the registry: {waiting}; log:\n{}",
+            weir.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    own.restart();
+    let out = shipped(&k, &url, 40);
+    let during = out.keys().filter(|key| key.starts_with("during-")).count();
+    assert_eq!((out.len(), during), (40, 20), "log:\n{}", weir.log_text());
+    assert!(
+        k.read_until("reshape.dlq", Duration::from_secs(3), |_| false)
+            .is_empty(),
+        "nothing was dead-lettered for the registry's absence"
+    );
+}

@@ -324,9 +324,7 @@ impl OutputCodec {
                         Some(text) => registry
                             .register(&subject, text, format.register)
                             .with_context(|| what.clone())?,
-                        None => registry
-                            .latest(&subject)
-                            .with_context(|| what.clone())?,
+                        None => registry.latest(&subject).with_context(|| what.clone())?,
                     };
                     let registered = registry
                         .fetch(id)

@@ -123,7 +123,7 @@ fn malformed_input_and_missing_plugins_fail_clearly() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("line 2: `value` must be a string or null"),
+        text(&out.stderr).contains("line 2: `value` must be a string, a JSON object or array"),
         "{}",
         text(&out.stderr)
     );
@@ -153,6 +153,77 @@ fn malformed_input_and_missing_plugins_fail_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("init failed: config `field` = `level`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `weir test --schema`: the plugin reads typed records by field name and
+/// writes outputs that must fit their schema, in each registry format, as
+/// `weir run` would with a registry.
+#[test]
+fn typed_records_go_through_each_schema_format_offline() {
+    let p = plugin("reshape");
+    let input = "{\"key\": \"a\", \"value\": {\"id\": 1, \"item\": \"pen\", \"qty\": 3}}\n\
+                 {\"key\": \"b\", \"value\": {\"id\": 2, \"item\": \"unfit\", \"qty\": 1}}\n";
+    let schemas = repo().join("tests/fixtures/schemas");
+    for ext in ["avsc", "proto", "json"] {
+        let schema = |part: &str, name: &str| {
+            format!("{part}={}", schemas.join(format!("{name}.{ext}")).display())
+        };
+        let (value, output) = (schema("value", "order"), schema("output_value", "shipped"));
+        let out = weir_test(
+            &[
+                p.to_str().unwrap(),
+                "-i",
+                "-",
+                "--schema",
+                &value,
+                "--schema",
+                &output,
+            ],
+            input,
+        );
+        // Protobuf's JSON mapping reads the text "2" as the number 2, so
+        // the `unfit` item fits there; Avro and JSON Schema refuse it.
+        let fits = ext == "proto";
+        assert_eq!(
+            out.status.code(),
+            Some(if fits { 0 } else { 2 }),
+            "{ext}: {}",
+            text(&out.stderr)
+        );
+        let lines = json_lines(&text(&out.stdout));
+        assert_eq!(
+            lines.len(),
+            if fits { 2 } else { 1 },
+            "{ext}: {}",
+            text(&out.stdout)
+        );
+        let fields: serde_json::Value =
+            serde_json::from_str(lines[0]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            fields,
+            serde_json::json!({"id": 1, "item": "PEN", "qty": 6, "schema_id": 1}),
+            "{ext}"
+        );
+        if !fits {
+            let err = text(&out.stderr);
+            assert!(
+                err.contains("line 2") && err.contains("encode") && err.contains("qty"),
+                "{ext}: {err}"
+            );
+        }
+    }
+    // An input that does not fit its schema is the test's mistake: named.
+    let value = format!("value={}", schemas.join("order.avsc").display());
+    let out = weir_test(
+        &[p.to_str().unwrap(), "-i", "-", "--schema", &value],
+        "{\"value\": {\"id\": \"x\", \"item\": \"pen\", \"qty\": 1}}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("line 1: its value does not fit its --schema: field `id`"),
         "{}",
         text(&out.stderr)
     );

@@ -19,6 +19,13 @@ usage:
   avro_orders.py consume BOOTSTRAP REGISTRY TOPIC N TIMEOUT_S
       Reads N records with AvroDeserializer; prints one JSON object per
       record: key, value (the decoded fields), schema_id.
+  avro_orders.py produce-as FORMAT BOOTSTRAP REGISTRY TOPIC N
+      N orders (keys `FORMAT-i`, qty i % 7 + 2) by ProtobufSerializer
+      (FORMAT protobuf, message shop.Order) or JSONSerializer (FORMAT
+      json-schema), which register their schemas under TOPIC-value.
+  avro_orders.py consume-as FORMAT BOOTSTRAP REGISTRY TOPIC N TIMEOUT_S
+      `consume` with ProtobufDeserializer (message shop.Shipped) or
+      JSONDeserializer.
 """
 import io
 import json
@@ -43,6 +50,50 @@ SCHEMAS = {
         {"name": "qty", "type": "int", "default": 1},
     ]},
 }
+
+
+JSON_ORDER = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "item": {"type": "string"}, "qty": {"type": "integer"},
+}, "required": ["id", "item", "qty"]}
+
+
+def proto_class(name, fields):
+    """A message class built at run time (no protoc here): `fields` are
+    (name, type) of int64, int32 or string, numbered in order."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    f = descriptor_pb2.FieldDescriptorProto
+    types = {"int64": f.TYPE_INT64, "int32": f.TYPE_INT32, "string": f.TYPE_STRING}
+    file = descriptor_pb2.FileDescriptorProto(name=f"shop/{name.lower()}.proto", package="shop", syntax="proto3")
+    message = file.message_type.add(name=name)
+    for number, (field, kind) in enumerate(fields, start=1):
+        message.field.add(name=field, number=number, type=types[kind], label=f.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"shop.{name}"))
+
+
+def serializer(fmt, registry):
+    client = SchemaRegistryClient({"url": registry})
+    if fmt == "protobuf":
+        from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+        order_class = proto_class("Order", [("id", "int64"), ("item", "string"), ("qty", "int32")])
+        serialize = ProtobufSerializer(order_class, client, {"use.deprecated.format": False})
+        return lambda o, ctx: serialize(order_class(**o), ctx)
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    return JSONSerializer(json.dumps(JSON_ORDER), client)
+
+
+def deserializer(fmt, registry):
+    if fmt == "protobuf":
+        from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+        from google.protobuf.json_format import MessageToDict
+        shipped = proto_class("Shipped", [("id", "int64"), ("item", "string"), ("qty", "int32"), ("schema_id", "int32")])
+        parse = ProtobufDeserializer(shipped, {"use.deprecated.format": False})
+        return lambda b, ctx: MessageToDict(parse(b, ctx), preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    if fmt == "json-schema":
+        from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+        return JSONDeserializer(None, schema_registry_client=SchemaRegistryClient({"url": registry}))
+    return AvroDeserializer(SchemaRegistryClient({"url": registry}))
 
 
 def order(version, i):
@@ -111,9 +162,19 @@ def main(mode, args):
             # One partition, so the bad ones sit between the good ones.
             p.produce(topic, key=key, value=value, partition=0)
         flush(p)
-    elif mode == "consume":
+    elif mode == "produce-as":
+        fmt, bootstrap, registry, topic, n = args[0], args[1], args[2], args[3], int(args[4])
+        serialize = serializer(fmt, registry)
+        p = producer(bootstrap)
+        for i in range(n):
+            value = serialize(order("v2", i), SerializationContext(topic, MessageField.VALUE))
+            p.produce(topic, key=f"{fmt}-{i}", value=value)
+            p.poll(0)
+        flush(p)
+    elif mode in ("consume", "consume-as"):
+        fmt = args.pop(0) if mode == "consume-as" else "avro"
         bootstrap, registry, topic, n, timeout = args[0], args[1], args[2], int(args[3]), float(args[4])
-        deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry}))
+        deserialize = deserializer(fmt, registry)
         c = Consumer({
             "bootstrap.servers": bootstrap,
             "group.id": f"avro-reader-{time.time()}",

@@ -4,10 +4,15 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
 use weir_abi::Limits;
+use weir_abi::codec::{Part, RecordDecoding, RecordEncoding};
 use weir_engine::offline::{self, TestOptions};
 use weir_engine::{Engine, EngineConfig};
+use weir_schema::format::{Format, Formats, PartFormat};
+use weir_schema::{InputCodec, OutputCodec, Schemas};
 
 use super::parse_key_value;
 
@@ -47,6 +52,12 @@ pub struct TestArgs {
     /// Do not read or write the compiled-module cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// A schema for `key`, `value`, `output_key` or `output_value`, as
+    /// PART=FILE (repeatable): `.avsc` Avro, `.proto` Protobuf, `.json`
+    /// JSON Schema. Inputs' JSON is encoded with it and decoded as `weir
+    /// run` would; outputs must fit theirs, as in `weir run`.
+    #[arg(long = "schema", value_parser = parse_key_value)]
+    pub schemas: Vec<(String, String)>,
 }
 
 pub fn test(args: TestArgs) -> Result<ExitCode> {
@@ -60,7 +71,13 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         std::fs::read_to_string(&args.input)
             .with_context(|| format!("reading {}", args.input.display()))?
     };
-    let lines = offline::jsonl::parse(&text)?;
+    let mut lines = offline::jsonl::parse(&text)?;
+    let codecs = schema_codecs(
+        &args.schemas,
+        &args.input_topic,
+        &args.output_topic,
+        &mut lines,
+    )?;
     let mut config = EngineConfig {
         compiler_exe: Some(std::env::current_exe().context("locating the weir binary")?),
         ..EngineConfig::default()
@@ -84,6 +101,8 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         batch_size: args.batch_size,
         flush_windows: args.flush_windows,
         tables: args.tables,
+        input_decoding: codecs.input,
+        output_encoding: codecs.output,
     };
     let summary =
         weir_engine::on_wasm_thread(&config.clone(), "weir-test", "the test runner", move || {
@@ -103,5 +122,123 @@ pub fn test(args: TestArgs) -> Result<ExitCode> {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// What `--schema` makes of a run.
+struct Codecs {
+    input: Option<Arc<dyn RecordDecoding>>,
+    output: Option<Arc<dyn RecordEncoding>>,
+}
+
+/// The codecs of `schemas` (PART=FILE), over schema files standing for a
+/// registry (each input topic's subject holds the input schema, the
+/// output topic's the output one), and the input lines encoded with them.
+fn schema_codecs(
+    schemas: &[(String, String)],
+    input_topic: &str,
+    output_topic: &str,
+    lines: &mut [offline::jsonl::InputLine],
+) -> Result<Codecs> {
+    if schemas.is_empty() {
+        return Ok(Codecs {
+            input: None,
+            output: None,
+        });
+    }
+    let mut formats = Formats::default();
+    let mut topics: Vec<String> = lines
+        .iter()
+        .filter(|l| l.is_record)
+        .map(|l| l.topic.clone().unwrap_or_else(|| input_topic.to_owned()))
+        .collect();
+    topics.sort();
+    topics.dedup();
+    let mut files = Vec::new();
+    for (part, file) in schemas {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--schema {part}: reading {file}"))?;
+        let (format, kind) = match std::path::Path::new(file)
+            .extension()
+            .and_then(|e| e.to_str())
+        {
+            Some("avsc") => (Format::Avro, "AVRO"),
+            Some("proto") => (Format::Protobuf, "PROTOBUF"),
+            Some("json") => (Format::JsonSchema, "JSON"),
+            _ => bail!(
+                "--schema {part}={file}: name an .avsc (Avro), .proto (Protobuf) or .json (JSON Schema) file"
+            ),
+        };
+        let (slot, side, subject_topics) = match part.as_str() {
+            "key" => (&mut formats.key, "key", topics.clone()),
+            "value" => (&mut formats.value, "value", topics.clone()),
+            "output_key" => (
+                &mut formats.output_key,
+                "key",
+                vec![output_topic.to_owned()],
+            ),
+            "output_value" => (
+                &mut formats.output_value,
+                "value",
+                vec![output_topic.to_owned()],
+            ),
+            _ => bail!(
+                "--schema {part}=...: the part is `key`, `value`, `output_key` or `output_value`"
+            ),
+        };
+        *slot = PartFormat {
+            format,
+            // Outputs are checked against the file, which stands for the
+            // subject's registered schema.
+            schema: part.starts_with("output_").then(|| text.clone()),
+            ..PartFormat::default()
+        };
+        for topic in subject_topics {
+            files.push((format!("{topic}-{side}"), kind, text.clone()));
+        }
+    }
+    formats.check(false).map_err(anyhow::Error::msg)?;
+    let files: Arc<dyn Schemas> = Arc::new(weir_schema::files::SchemaFiles::new(&files)?);
+    // Each input topic's writer: its lines' JSON in the input format.
+    for topic in &topics {
+        let writer = Formats {
+            output_key: PartFormat {
+                schema: None,
+                ..formats.key.clone()
+            },
+            output_value: PartFormat {
+                schema: None,
+                ..formats.value.clone()
+            },
+            ..Formats::default()
+        };
+        let Some(writer) = OutputCodec::new(&writer, topic, Some(&files))? else {
+            continue;
+        };
+        for l in lines
+            .iter_mut()
+            .filter(|l| l.is_record && l.topic.as_deref().unwrap_or(input_topic) == topic)
+        {
+            for (part, bytes) in [(Part::Key, &mut l.key), (Part::Value, &mut l.value)] {
+                let Some(json) = bytes.as_ref().filter(|_| writer.encodes(part)) else {
+                    continue;
+                };
+                let mut encoded = Vec::new();
+                writer.encode(part, json, &mut encoded).map_err(|e| {
+                    anyhow::anyhow!(
+                        "line {}: its {} does not fit its --schema: {e}",
+                        l.line,
+                        part.as_str()
+                    )
+                })?;
+                *bytes = Some(encoded);
+            }
+        }
+    }
+    Ok(Codecs {
+        input: InputCodec::new(&formats, Some(&files))?
+            .map(|c| Arc::new(c) as Arc<dyn RecordDecoding>),
+        output: OutputCodec::new(&formats, output_topic, Some(&files))?
+            .map(|c| Arc::new(c) as Arc<dyn RecordEncoding>),
     })
 }

@@ -46,4 +46,7 @@ pub trait RecordEncoding: Send + Sync {
     fn encodes(&self, part: Part) -> bool;
     /// Appends the encoded `bytes` to `out`, or says what does not fit.
     fn encode(&self, part: Part, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+    /// What it encoded, as the transform wrote it (JSON text), for people
+    /// (`weir test`, the console); `None` if it cannot be read back.
+    fn show(&self, part: Part, encoded: &[u8]) -> Option<Vec<u8>>;
 }

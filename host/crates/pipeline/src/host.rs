@@ -112,7 +112,7 @@ impl Host {
         let registry = registry
             .map(weir_schema::Registry::new)
             .transpose()?
-            .map(Arc::new);
+            .map(|r| Arc::new(r) as Arc<dyn weir_schema::Schemas>);
         let cluster = Cluster::connect(kafka)?;
         let producers = Producers::new(kafka)?;
         let workers = Workers::start(

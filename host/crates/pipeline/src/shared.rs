@@ -42,5 +42,5 @@ pub struct Shared {
     /// Buffered input, the host's and each tenant's.
     pub buffer_budgets: HostBudgets,
     /// The schema registry (`[schema_registry]`), if the host has one.
-    pub registry: Option<Arc<weir_schema::Registry>>,
+    pub registry: Option<Arc<dyn weir_schema::Schemas>>,
 }

@@ -10,7 +10,7 @@ use weir_abi::{FailureKind, Header, InputBatch, InputRecord, RecordFailure, Span
 
 use crate::avro::AvroSchema;
 use crate::format::{Format, Formats, PartFormat, SubjectNaming};
-use crate::registry::{Lookup, Registry};
+use crate::registry::{Lookup, Parsed, Schemas};
 use crate::wire;
 
 /// Headers a decoded record carries for each registry-decoded part: the
@@ -28,33 +28,45 @@ pub struct InputCodec {
     key: Decoder,
     value: Decoder,
     naming: SubjectNaming,
-    registry: Option<Arc<Registry>>,
+    registry: Option<Arc<dyn Schemas>>,
 }
 
 enum Decoder {
     Bytes,
     String,
     Json,
-    Avro { reader: Option<AvroSchema> },
+    /// A registry format: the record's schema id names the schema.
+    Registry {
+        format: Format,
+        /// Avro's reader schema.
+        reader: Option<AvroSchema>,
+    },
 }
 
 impl InputCodec {
     /// The decoder of `formats`' inputs, or none if records go in as they
     /// are. Fails if a registry format has no registry.
-    pub fn new(formats: &Formats, registry: Option<&Arc<Registry>>) -> Result<Option<InputCodec>> {
+    pub fn new(
+        formats: &Formats,
+        registry: Option<&Arc<dyn Schemas>>,
+    ) -> Result<Option<InputCodec>> {
         let decoder = |part: &PartFormat| -> Result<Decoder> {
             Ok(match part.format {
                 Format::Bytes => Decoder::Bytes,
                 Format::String => Decoder::String,
                 Format::Json => Decoder::Json,
-                Format::Avro => Decoder::Avro {
-                    reader: part
-                        .schema
-                        .as_deref()
-                        .map(AvroSchema::parse)
-                        .transpose()
-                        .map_err(anyhow::Error::msg)?,
-                },
+                format @ (Format::Avro | Format::Protobuf | Format::JsonSchema) => {
+                    Decoder::Registry {
+                        format,
+                        reader: part
+                            .schema
+                            .as_deref()
+                            .filter(|_| format == Format::Avro)
+                            .map(AvroSchema::parse)
+                            .transpose()
+                            .map_err(anyhow::Error::msg)?,
+                    }
+                }
             })
         };
         let (key, value) = (decoder(&formats.key)?, decoder(&formats.value)?);
@@ -221,7 +233,7 @@ impl InputCodec {
                 data.extend_from_slice(bytes);
                 Ok(None)
             }
-            Decoder::Avro { reader } => {
+            Decoder::Registry { format, reader } => {
                 let (id, payload) = wire::split(bytes).map_err(Problem::Bad)?;
                 let registry = self.registry.as_ref().expect("checked in `new`");
                 let schema = match registry.lookup(id) {
@@ -245,9 +257,24 @@ impl InputCodec {
                             part.as_str()
                         ))
                     })?;
-                let avro = schema.avro.as_ref().map_err(|e| Problem::Bad(e.clone()))?;
-                avro.decode_json(payload, reader.as_ref(), data)
-                    .map_err(|e| Problem::Bad(format!("schema {id}: {e}")))?;
+                let parsed = schema
+                    .parsed
+                    .as_ref()
+                    .map_err(|e| Problem::Bad(e.clone()))?;
+                let decoded = match (format, parsed) {
+                    (Format::Avro, Parsed::Avro(s)) => {
+                        s.decode_json(payload, reader.as_ref(), data)
+                    }
+                    (Format::Protobuf, Parsed::Protobuf(s)) => s.decode_json(payload, data),
+                    (Format::JsonSchema, Parsed::Json(s)) => {
+                        s.check(payload).map(|()| data.extend_from_slice(payload))
+                    }
+                    (format, parsed) => Err(format!(
+                        "it is written with a {} schema, and the deployment reads {format:?}",
+                        parsed.kind()
+                    )),
+                };
+                decoded.map_err(|e| Problem::Bad(format!("schema {id}: {e}")))?;
                 Ok(Some((id, subject.clone())))
             }
         }
@@ -277,7 +304,12 @@ enum Encoder {
     Bytes,
     String,
     Json,
-    Avro { id: u32, schema: Arc<AvroSchema> },
+    Registry {
+        id: u32,
+        schema: Parsed,
+        /// Protobuf's message indexes.
+        message: Vec<usize>,
+    },
 }
 
 impl OutputCodec {
@@ -288,31 +320,37 @@ impl OutputCodec {
     pub fn new(
         formats: &Formats,
         topic: &str,
-        registry: Option<&Arc<Registry>>,
+        registry: Option<&Arc<dyn Schemas>>,
     ) -> Result<Option<OutputCodec>> {
-        let encoder = |part: Part, format: &PartFormat| -> Result<Encoder> {
-            Ok(match format.format {
+        let encoder = |part: Part, format_part: &PartFormat| -> Result<Encoder> {
+            Ok(match format_part.format {
                 Format::Bytes => Encoder::Bytes,
                 Format::String => Encoder::String,
                 Format::Json => Encoder::Json,
-                Format::Avro => {
+                format @ (Format::Avro | Format::Protobuf | Format::JsonSchema) => {
                     let registry = registry.context(
                         "the deployment's output format needs a schema registry, and the host has no `[schema_registry]`",
                     )?;
                     let what = format!("formats.output_{}", part.as_str());
-                    let given = format
-                        .schema
-                        .as_deref()
-                        .map(AvroSchema::parse)
-                        .transpose()
-                        .map_err(|e| anyhow::anyhow!("{what}.schema: {e}"))?;
-                    let record = given.as_ref().and_then(|s| s.full_name());
-                    let subject = match &format.subject {
+                    let kind = format.registry_kind().expect("a registry format");
+                    let given = match &format_part.schema {
+                        Some(text) => Some((
+                            Parsed::parse(kind, text)
+                                .map_err(|e| anyhow::anyhow!("{what}.schema: {e}"))?,
+                            text,
+                        )),
+                        None => None,
+                    };
+                    let record = match &given {
+                        Some((Parsed::Avro(s), _)) => s.full_name(),
+                        _ => None,
+                    };
+                    let subject = match &format_part.subject {
                         Some(s) => s.clone(),
                         None => formats
                             .subject_naming
                             .subject(topic, part, record.as_deref())
-                            .with_context(|| format!("{what}: name the `subject` (the naming strategy needs the record's name, which only a `schema` gives)"))?,
+                            .with_context(|| format!("{what}: name the `subject` (the naming strategy needs the record's name, which only an Avro `schema` gives)"))?,
                     };
                     if !formats.subject_naming.allows(&subject, topic, part) {
                         bail!(
@@ -320,9 +358,9 @@ impl OutputCodec {
                             part.as_str()
                         );
                     }
-                    let id = match &format.schema {
-                        Some(text) => registry
-                            .register(&subject, text, format.register)
+                    let id = match &given {
+                        Some((parsed, text)) => registry
+                            .register(&subject, parsed, text, format_part.register)
                             .with_context(|| what.clone())?,
                         None => registry.latest(&subject).with_context(|| what.clone())?,
                     };
@@ -331,10 +369,26 @@ impl OutputCodec {
                         .with_context(|| format!("{what}: subject `{subject}`"))?;
                     // The registry's parse of it: the same schema, whether given or the latest.
                     let schema = registered
-                        .avro
+                        .parsed
                         .clone()
                         .map_err(|e| anyhow::anyhow!("{what}: subject `{subject}`: {e}"))?;
-                    Encoder::Avro { id, schema }
+                    if schema.kind() != kind {
+                        bail!(
+                            "{what}: subject `{subject}` holds a {} schema, not {kind}",
+                            schema.kind()
+                        );
+                    }
+                    let message = match &schema {
+                        Parsed::Protobuf(p) => p
+                            .indexes_of(format_part.message.as_deref())
+                            .map_err(|e| anyhow::anyhow!("{what}: {e}"))?,
+                        _ => Vec::new(),
+                    };
+                    Encoder::Registry {
+                        id,
+                        schema,
+                        message,
+                    }
                 }
             })
         };
@@ -376,13 +430,34 @@ impl RecordEncoding for OutputCodec {
                 out.extend_from_slice(bytes);
                 Ok(())
             }
-            Encoder::Avro { id, schema } => {
+            Encoder::Registry {
+                id,
+                schema,
+                message,
+            } => {
                 let start = out.len();
                 wire::frame(*id, out);
-                schema
-                    .encode_json(bytes, out)
-                    .inspect_err(|_| out.truncate(start))
+                match schema {
+                    Parsed::Avro(s) => s.encode_json(bytes, out),
+                    Parsed::Protobuf(s) => s.encode_json(message, bytes, out),
+                    Parsed::Json(s) => s.check(bytes).map(|()| out.extend_from_slice(bytes)),
+                }
+                .inspect_err(|_| out.truncate(start))
             }
         }
+    }
+
+    fn show(&self, part: Part, encoded: &[u8]) -> Option<Vec<u8>> {
+        let Encoder::Registry { schema, .. } = self.encoder(part) else {
+            return Some(encoded.to_vec());
+        };
+        let (_, payload) = wire::split(encoded).ok()?;
+        let mut out = Vec::new();
+        match schema {
+            Parsed::Avro(s) => s.decode_json(payload, None, &mut out).ok()?,
+            Parsed::Protobuf(s) => s.decode_json(payload, &mut out).ok()?,
+            Parsed::Json(_) => out.extend_from_slice(payload),
+        }
+        Some(out)
     }
 }

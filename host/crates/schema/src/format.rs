@@ -18,11 +18,26 @@ pub enum Format {
     Json,
     /// Avro in the schema registry's wire format; a transform sees JSON.
     Avro,
+    /// Protobuf in the schema registry's wire format; a transform sees
+    /// JSON (proto field names).
+    Protobuf,
+    /// JSON checked against a JSON Schema, in the registry's wire format.
+    JsonSchema,
 }
 
 impl Format {
     pub fn uses_registry(self) -> bool {
-        self == Format::Avro
+        self.registry_kind().is_some()
+    }
+
+    /// The registry's name of the schemas this format is written with.
+    pub fn registry_kind(self) -> Option<&'static str> {
+        match self {
+            Format::Avro => Some("AVRO"),
+            Format::Protobuf => Some("PROTOBUF"),
+            Format::JsonSchema => Some("JSON"),
+            Format::Bytes | Format::String | Format::Json => None,
+        }
     }
 }
 
@@ -41,6 +56,9 @@ pub struct PartFormat {
     /// On the way out, register `schema` under the subject if it is not
     /// there yet (the subject's compatibility rule still decides).
     pub register: bool,
+    /// On the way out, the Protobuf message written (its full name;
+    /// default: the schema's first).
+    pub message: Option<String>,
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -55,6 +73,8 @@ enum PartFormatText {
         subject: Option<String>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         register: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
 }
 
@@ -70,11 +90,13 @@ impl From<PartFormatText> for PartFormat {
                 schema,
                 subject,
                 register,
+                message,
             } => PartFormat {
                 format,
                 schema,
                 subject,
                 register,
+                message,
             },
         }
     }
@@ -82,7 +104,7 @@ impl From<PartFormatText> for PartFormat {
 
 impl From<PartFormat> for PartFormatText {
     fn from(p: PartFormat) -> Self {
-        if p.schema.is_none() && p.subject.is_none() && !p.register {
+        if p.schema.is_none() && p.subject.is_none() && !p.register && p.message.is_none() {
             PartFormatText::Name(p.format)
         } else {
             PartFormatText::Table {
@@ -90,6 +112,7 @@ impl From<PartFormat> for PartFormatText {
                 schema: p.schema,
                 subject: p.subject,
                 register: p.register,
+                message: p.message,
             }
         }
     }
@@ -176,18 +199,33 @@ impl Formats {
             ("output_key", &self.output_key, true),
             ("output_value", &self.output_value, true),
         ] {
-            if part.format != Format::Avro && (part.schema.is_some() || part.subject.is_some()) {
+            let Some(kind) = part.format.registry_kind() else {
+                if part.schema.is_some()
+                    || part.subject.is_some()
+                    || part.message.is_some()
+                    || part.register
+                {
+                    return Err(format!(
+                        "formats.{name}: a schema, subject, message or `register` needs a registry format (\"avro\", \"protobuf\", \"json-schema\")"
+                    ));
+                }
+                continue;
+            };
+            if !output && (part.subject.is_some() || part.register || part.message.is_some()) {
                 return Err(format!(
-                    "formats.{name}: a schema or subject needs a registry format (\"avro\")"
+                    "formats.{name}: `subject`, `register` and `message` are for outputs; inputs take the schema from each record's schema id"
                 ));
             }
-            if !output && (part.subject.is_some() || part.register) {
+            if !output && part.schema.is_some() && part.format != Format::Avro {
                 return Err(format!(
-                    "formats.{name}: `subject` and `register` are for outputs; inputs take the subject from each record's schema id"
+                    "formats.{name}: only Avro inputs take a (reader) `schema`"
                 ));
+            }
+            if part.message.is_some() && part.format != Format::Protobuf {
+                return Err(format!("formats.{name}: `message` is for Protobuf"));
             }
             if let Some(schema) = &part.schema {
-                crate::avro::AvroSchema::parse(schema)
+                crate::registry::Parsed::parse(kind, schema)
                     .map_err(|e| format!("formats.{name}.schema: {e}"))?;
             }
             if output && part.register && part.schema.is_none() {
@@ -252,6 +290,10 @@ mod tests {
                 .unwrap_err()
         };
         assert!(bad(r#"value = { format = "json", schema = "{}" }"#).contains("registry format"));
+        assert!(bad(r#"value = { format = "protobuf", schema = "x" }"#).contains("only Avro"));
+        assert!(
+            bad(r#"output_value = { format = "avro", message = "x" }"#).contains("for Protobuf")
+        );
         assert!(bad(r#"value = { format = "avro", subject = "x" }"#).contains("for outputs"));
         assert!(
             bad(r#"output_value = { format = "avro", register = true }"#)

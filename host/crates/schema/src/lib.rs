@@ -18,10 +18,13 @@
 
 pub mod avro;
 pub mod codec;
+pub mod files;
 pub mod format;
+pub mod json_schema;
+pub mod protobuf;
 pub mod registry;
 pub mod wire;
 
 pub use codec::{InputCodec, OutputCodec};
 pub use format::{Format, Formats};
-pub use registry::{Registry, RegistryConfig};
+pub use registry::{Registry, RegistryConfig, Schemas};

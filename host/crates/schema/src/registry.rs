@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use weir_kafka::security::Secret;
 
 use crate::avro::AvroSchema;
+use crate::json_schema::JsonSchema;
+use crate::protobuf::ProtoSchema;
 
 /// `[schema_registry]`: where the registry is and how to reach it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -67,24 +69,67 @@ pub const MAX_SCHEMA_BYTES: u64 = 1 << 20;
 /// backup may learn it later.
 const UNKNOWN_FOR: Duration = Duration::from_secs(60);
 
-/// The kinds of schema a registry holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SchemaKind {
-    Avro,
-    Protobuf,
-    Json,
+/// A schema, parsed: what records of it are read and written with.
+#[derive(Clone, Debug)]
+pub enum Parsed {
+    Avro(Arc<AvroSchema>),
+    Json(Arc<JsonSchema>),
+    Protobuf(Arc<ProtoSchema>),
 }
 
-/// A schema the registry gave, parsed.
+impl Parsed {
+    /// Parses `text` as a schema of the registry's `kind` (`AVRO`,
+    /// `JSON`, `PROTOBUF`).
+    pub fn parse(kind: &str, text: &str) -> Result<Parsed, String> {
+        match kind {
+            "AVRO" => AvroSchema::parse(text).map(|s| Parsed::Avro(Arc::new(s))),
+            "JSON" => JsonSchema::parse(text).map(|s| Parsed::Json(Arc::new(s))),
+            "PROTOBUF" => ProtoSchema::parse(text).map(|s| Parsed::Protobuf(Arc::new(s))),
+            other => Err(format!("a schema of a type Weir does not know: {other:?}")),
+        }
+    }
+
+    /// The registry's name of its kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Parsed::Avro(_) => "AVRO",
+            Parsed::Json(_) => "JSON",
+            Parsed::Protobuf(_) => "PROTOBUF",
+        }
+    }
+}
+
+/// A schema the registry gave.
 #[derive(Debug)]
 pub struct Registered {
     pub id: u32,
-    pub kind: SchemaKind,
     /// The subjects it is registered under (for tenant checks and the
     /// record's metadata).
     pub subjects: Vec<String>,
-    /// Parsed if Avro and acceptable; else why not.
-    pub avro: Result<Arc<AvroSchema>, String>,
+    /// Parsed, or why it cannot be used.
+    pub parsed: Result<Parsed, String>,
+}
+
+/// Where schemas come from: a registry ([`Registry`]), or files
+/// ([`crate::files::SchemaFiles`], for `weir test`).
+pub trait Schemas: Send + Sync {
+    /// The schema of `id` if at hand; never blocks on the network.
+    fn lookup(&self, id: u32) -> Lookup;
+    /// The schema of `id`, waiting for it if need be (start-up, tools).
+    fn fetch(&self, id: u32) -> Result<Arc<Registered>>;
+    /// The id of `schema` (written `text`) under `subject`: registered
+    /// now if the subject lacks it and `may_register`; refused, with the
+    /// registry's reason, if the subject's compatibility rule does not
+    /// accept it.
+    fn register(
+        &self,
+        subject: &str,
+        schema: &Parsed,
+        text: &str,
+        may_register: bool,
+    ) -> Result<u32>;
+    /// The id of the latest schema of `subject`.
+    fn latest(&self, subject: &str) -> Result<u32>;
 }
 
 /// What the cache says of an id.
@@ -228,10 +273,12 @@ impl Registry {
             .context("starting the schema fetch thread")?;
         Ok(Registry { http, cache, ask })
     }
+}
 
+impl Schemas for Registry {
     /// The schema of `id` from the cache, or [`Lookup::Waiting`] after
     /// asking the fetch thread for it. Never blocks on the network.
-    pub fn lookup(&self, id: u32) -> Lookup {
+    fn lookup(&self, id: u32) -> Lookup {
         let mut cache = self.cache.lock();
         match cache.entries.get(&id) {
             Some(Cached::Found(s)) => return Lookup::Found(s.clone()),
@@ -249,7 +296,7 @@ impl Registry {
 
     /// The schema of `id`, fetched now if it is not cached (for start-up
     /// and tools, not for workers).
-    pub fn fetch(&self, id: u32) -> Result<Arc<Registered>> {
+    fn fetch(&self, id: u32) -> Result<Arc<Registered>> {
         if let Lookup::Found(s) = self.lookup(id) {
             return Ok(s);
         }
@@ -263,11 +310,17 @@ impl Registry {
         }
     }
 
-    /// The id and text of `schema` under `subject`: registered now if the
-    /// subject lacks it and `may_register`; refused, with the registry's
-    /// reason, if the subject's compatibility rule does not accept it.
-    pub fn register(&self, subject: &str, schema: &str, may_register: bool) -> Result<u32> {
-        let body = serde_json::json!({ "schema": schema });
+    fn register(
+        &self,
+        subject: &str,
+        schema: &Parsed,
+        text: &str,
+        may_register: bool,
+    ) -> Result<u32> {
+        let body = match schema.kind() {
+            "AVRO" => serde_json::json!({ "schema": text }),
+            kind => serde_json::json!({ "schema": text, "schemaType": kind }),
+        };
         let path = format!("/subjects/{}", encode_path(subject));
         // Already there: its id.
         let (status, text) = self.http.post(&path, &body)?;
@@ -294,8 +347,7 @@ impl Registry {
         }
     }
 
-    /// The id of the latest schema of `subject`.
-    pub fn latest(&self, subject: &str) -> Result<u32> {
+    fn latest(&self, subject: &str) -> Result<u32> {
         let path = format!("/subjects/{}/versions/latest", encode_path(subject));
         let (status, text) = self.http.get(&path)?;
         if status != 200 {
@@ -315,6 +367,8 @@ struct SchemaAnswer {
     schema: String,
     #[serde(default, rename = "schemaType")]
     schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -377,25 +431,23 @@ impl Http {
             .into_iter()
             .map(|s| s.subject)
             .collect();
-        let kind = match answer.schema_type.as_deref().unwrap_or("AVRO") {
-            "AVRO" => SchemaKind::Avro,
-            "PROTOBUF" => SchemaKind::Protobuf,
-            "JSON" => SchemaKind::Json,
-            other => {
-                return Ok(Fetched::Unusable(format!(
-                    "schema {id} is of a type Weir does not know: {other:?}"
-                )));
-            }
-        };
-        let avro = match kind {
-            SchemaKind::Avro => AvroSchema::parse(&answer.schema).map(Arc::new),
-            _ => Err(format!("schema {id} is not Avro")),
+        // Schemas that import other subjects' schemas are not followed:
+        // each would be another fetch, and a loop of them another attack.
+        let parsed = if answer.references.is_empty() {
+            Parsed::parse(
+                answer.schema_type.as_deref().unwrap_or("AVRO"),
+                &answer.schema,
+            )
+            .map_err(|e| format!("schema {id}: {e}"))
+        } else {
+            Err(format!(
+                "schema {id} references other schemas, which Weir does not follow"
+            ))
         };
         Ok(Fetched::Found(Registered {
             id,
-            kind,
             subjects,
-            avro,
+            parsed,
         }))
     }
 }

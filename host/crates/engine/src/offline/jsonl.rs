@@ -66,7 +66,11 @@ fn bytes_field(obj: &Map<String, Value>, text: &str, b64: &str) -> Result<Option
                 .with_context(|| format!("`{b64}` is not base64"))?,
         )),
         (Some(Value::Null) | None, Some(Value::Null) | None) => Ok(None),
-        (Some(_), _) => bail!("`{text}` must be a string or null"),
+        // A typed record's fields (`weir test --schema`), as JSON text.
+        (Some(v @ (Value::Object(_) | Value::Array(_))), _) => Ok(Some(v.to_string().into_bytes())),
+        (Some(_), _) => {
+            bail!("`{text}` must be a string, a JSON object or array (its text), or null")
+        }
         (_, Some(_)) => bail!("`{b64}` must be a base64 string or null"),
     }
 }

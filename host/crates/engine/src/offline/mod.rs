@@ -14,6 +14,7 @@ pub mod jsonl;
 use crate::Engine;
 use crate::transform::{Fired, Produced, Transform, TransformSpec};
 use jsonl::InputLine;
+use weir_abi::codec::{Part, RecordDecoding, RecordEncoding};
 use weir_abi::{BatchBuilder, Limits};
 use weir_state::PartitionState;
 use weir_state::tables::{MemTable, Tables};
@@ -34,6 +35,12 @@ pub struct TestOptions {
     /// Tables the transform may open besides those the input's table lines
     /// name.
     pub tables: Vec<String>,
+    /// The input format records are decoded with before the transform
+    /// reads them, as `weir run` does (`weir test --schema`).
+    pub input_decoding: Option<Arc<dyn RecordDecoding>>,
+    /// The output format of the default output topic; outputs print as
+    /// the transform wrote them once they fit it.
+    pub output_encoding: Option<Arc<dyn RecordEncoding>>,
 }
 
 impl Default for TestOptions {
@@ -47,6 +54,8 @@ impl Default for TestOptions {
             batch_size: 100,
             flush_windows: false,
             tables: Vec::new(),
+            input_decoding: None,
+            output_encoding: None,
         }
     }
 }
@@ -102,8 +111,11 @@ pub fn run(
     let spec = Arc::new(TransformSpec {
         wall_clock: Some(wall_clock.clone()),
         tables,
+        input_decoding: opts.input_decoding.clone(),
+        output_encoding: opts.output_encoding.clone(),
         ..TransformSpec::new(&opts.name, opts.config.clone(), opts.limits)
     });
+    let shown = opts.output_encoding.as_deref();
     let mut transform = Transform::new(module, spec);
     transform
         .warm_up()
@@ -136,7 +148,7 @@ pub fn run(
                 let (state, fired) =
                     transform.fire_wall_clock_timers(now, slot.take().expect("state present"));
                 *slot = Some(state);
-                summary.outputs += print(out, &fired.produced, &opts.output_topic)?;
+                summary.outputs += print(out, &fired.produced, &opts.output_topic, shown)?;
                 summary.failed += report_timers(err, lines[i].line, *partition, &fired)?;
             }
             if !lines[i].is_record {
@@ -191,10 +203,17 @@ pub fn run(
             .1
             .take()
             .expect("state present between batches");
-        let (mut state, result) = transform.dispatch(&batch, state);
+        let decoded = opts.input_decoding.as_ref().map(|d| d.decode(&batch, &[]));
+        if let Some((index, why)) = decoded.as_ref().and_then(|d| d.waiting.clone()) {
+            bail!("line {}: {why}", chunk[index as usize].line);
+        }
+        let (mut state, result) = match &decoded {
+            Some(d) => transform.dispatch_checked(&d.batch, &d.invalid, state),
+            None => transform.dispatch(&batch, state),
+        };
         state.flush()?;
         states[slot].1 = Some(state);
-        summary.outputs += print(out, &result.produced, &opts.output_topic)?;
+        summary.outputs += print(out, &result.produced, &opts.output_topic, shown)?;
         for f in &result.failures {
             let l = chunk[f.index as usize];
             writeln!(
@@ -242,7 +261,7 @@ pub fn run(
                     f.message
                 )
             })?;
-            summary.outputs += print(out, &produced, &opts.output_topic)?;
+            summary.outputs += print(out, &produced, &opts.output_topic, shown)?;
         }
     }
     out.flush().context("writing outputs")?;
@@ -316,17 +335,29 @@ fn report_timers(err: &mut dyn Write, line: usize, partition: i32, fired: &Fired
     Ok(fired.failures.len())
 }
 
-fn print(out: &mut dyn Write, produced: &[Produced], default_topic: &str) -> Result<usize> {
+/// Prints outputs; those to the default topic as the transform wrote
+/// them if the output format can `show` them.
+fn print(
+    out: &mut dyn Write,
+    produced: &[Produced],
+    default_topic: &str,
+    shown: Option<&dyn RecordEncoding>,
+) -> Result<usize> {
     let mut n = 0;
     for p in produced {
         for r in p.records() {
+            let show = |part: Part, bytes: Option<&[u8]>| match (shown, r.topic, bytes) {
+                (Some(e), None, Some(b)) if e.encodes(part) => e.show(part, b),
+                _ => None,
+            };
+            let (key, value) = (show(Part::Key, r.key), show(Part::Value, r.value));
             writeln!(
                 out,
                 "{}",
                 jsonl::output_line(
                     r.topic.unwrap_or(default_topic),
-                    r.key,
-                    r.value,
+                    key.as_deref().or(r.key),
+                    value.as_deref().or(r.value),
                     r.timestamp,
                     r.headers()
                 )

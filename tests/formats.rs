@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use weir_tests::kafka::{Broker, Scope, Weir, deployment, host_config};
 use weir_tests::registry::{Registry, registry};
-use weir_tests::{json_lines, python, repo};
+use weir_tests::{component, json_lines, python, repo};
 
 /// What the plugin writes: the input's fields reshaped.
 const OUT_SCHEMA: &str = r#"{"type":"record","name":"Shipped","namespace":"shop","fields":[{"name":"id","type":"long"},{"name":"item","type":"string"},{"name":"qty","type":"int"},{"name":"schema_id","type":"int"}]}"#;
@@ -33,17 +33,38 @@ fn orders(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A deployment of `reshape` from `orders` to `shipped`, Avro both ways.
-fn reshape_config(registry: &str, extra: &str) -> String {
+/// The languages of the `reshape` plugin: Rust's, and its twins
+/// (`plugins/<lang>/reshape`, built by `scripts/build-plugins`).
+const LANGS: [&str; 4] = ["rust", "python", "js", "c"];
+
+/// A deployment `name` of `lang`'s `reshape` from `input` to `output`, Avro
+/// both ways.
+fn reshape_deployment(name: &str, lang: &str, input: &str, output: &str, extra: &str) -> String {
     let formats = format!(
         "formats.value = {{ format = \"avro\", schema = '{READER_SCHEMA}' }}\n\
          formats.output_value = {{ format = \"avro\", schema = '{OUT_SCHEMA}', register = true }}\n{extra}"
     );
+    let d = deployment(name, "reshape", input, output, &formats);
+    if lang == "rust" {
+        return d;
+    }
+    let path = component(lang, "reshape");
+    d.replace("{plugins}/reshape.wasm", &path.display().to_string())
+}
+
+/// A `weir run` config of `deployments` with the registry at `registry`.
+fn registry_config(registry: &str, deployments: &str) -> String {
     format!(
         "{}\n[schema_registry]\nurl = \"{registry}\"\ntimeout_ms = 2000\n",
-        host_config(&deployment(
-            "reshape", "reshape", "orders", "shipped", &formats
-        ))
+        host_config(deployments)
+    )
+}
+
+/// A deployment of `reshape` from `orders` to `shipped`, Avro both ways.
+fn reshape_config(registry: &str, extra: &str) -> String {
+    registry_config(
+        registry,
+        &reshape_deployment("reshape", "rust", "orders", "shipped", extra),
     )
 }
 
@@ -69,56 +90,89 @@ fn shipped(k: &Scope, url: &str, n: usize) -> BTreeMap<String, serde_json::Value
         .collect()
 }
 
+/// Every language's `reshape`, each deployed in one `weir run` from topics
+/// of its own (`<lang>.orders` to `<lang>.shipped`, so subjects of its
+/// own), gets the fields of Avro orders of two schema versions and writes
+/// Avro that confluent-kafka reads field by field.
 #[test]
 fn avro_of_two_schema_versions_goes_through_a_plugin_field_by_field() {
     let k = Broker::shared().scope();
     let url = registry().url();
-    topics(&k);
+    let mut deployments = String::new();
+    for lang in LANGS {
+        topics(&k.within(lang));
+        deployments += &reshape_deployment(
+            &format!("reshape-{lang}"),
+            lang,
+            &format!("{lang}.orders"),
+            &format!("{lang}.shipped"),
+            &format!("dead_letter_topic = \"{{p}}{lang}.reshape.dlq\"\n"),
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
-    let weir = Weir::start(dir.path(), &k, &reshape_config(&url, ""));
-    weir.wait_partitions("reshape", 2);
+    let weir = Weir::start(dir.path(), &k, &registry_config(&url, &deployments));
+    for lang in LANGS {
+        weir.wait_partitions(&format!("reshape-{lang}"), 2);
+    }
+    // The languages side by side: each waits on its own Python clients.
+    std::thread::scope(|s| {
+        let runs: Vec<_> = LANGS
+            .map(|lang| {
+                let (k, url, weir) = (k.within(lang), &url, &weir);
+                s.spawn(move || two_versions_through(lang, &k, url, weir))
+            })
+            .into_iter()
+            .collect();
+        for run in runs {
+            if let Err(panic) = run.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
 
+/// Orders of schema v1 and v2 into `k`'s `orders`, through `lang`'s
+/// deployment, read back from its `shipped` field by field.
+fn two_versions_through(lang: &str, k: &Scope, url: &str, weir: &Weir) {
     let orders_topic = k.name("orders");
-    let v1: u32 = orders(&["produce", &k.bootstrap, &url, &orders_topic, "v1", "50"])
+    let v1: u32 = orders(&["produce", &k.bootstrap, url, &orders_topic, "v1", "50"])
         .trim()
         .parse()
         .unwrap();
-    let v2: u32 = orders(&["produce", &k.bootstrap, &url, &orders_topic, "v2", "50"])
+    let v2: u32 = orders(&["produce", &k.bootstrap, url, &orders_topic, "v2", "50"])
         .trim()
         .parse()
         .unwrap();
-    assert_ne!(v1, v2, "v2 is a new version of the subject");
+    assert_ne!(v1, v2, "{lang}: v2 is a new version of the subject");
 
-    let out = shipped(&k, &url, 100);
+    let out = shipped(k, url, 100);
     assert_eq!(
         out.len(),
         100,
-        "every order came out; log:\n{}",
+        "{lang}: every order came out; log:\n{}",
         weir.log_text()
     );
     for (version, id) in [("v1", v1), ("v2", v2)] {
         for i in 0..50 {
             let l = &out[&format!("{version}-{i}")];
             let v = &l["value"];
-            assert_eq!(v["id"], i, "{l}");
-            assert_eq!(v["item"], format!("ITEM-{i}"), "{l}");
+            assert_eq!(v["id"], i, "{lang}: {l}");
+            assert_eq!(v["item"], format!("ITEM-{i}"), "{lang}: {l}");
             // v1 has no qty: the reader schema's default (1), doubled.
             let qty = if version == "v1" { 1 } else { i % 7 + 2 };
-            assert_eq!(v["qty"], 2 * qty, "{l}");
+            assert_eq!(v["qty"], 2 * qty, "{lang}: {l}");
             assert_eq!(
                 v["schema_id"], id,
-                "the writer's schema id reached the plugin: {l}"
+                "{lang}: the writer's schema id reached the plugin: {l}"
             );
         }
     }
     // Written with the output schema, registered under `shipped-value`.
     let out_ids: std::collections::BTreeSet<_> =
         out.values().map(|l| l["schema_id"].as_u64()).collect();
-    assert_eq!(out_ids.len(), 1, "{out_ids:?}");
-    assert!(
-        k.read_until("reshape.dlq", Duration::from_secs(3), |_| false)
-            .is_empty()
-    );
+    assert_eq!(out_ids.len(), 1, "{lang}: {out_ids:?}");
+    let dead = k.read_until("reshape.dlq", Duration::from_secs(3), |_| false);
+    assert!(dead.is_empty(), "{lang}: {dead:?}");
 }
 
 #[test]

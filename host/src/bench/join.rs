@@ -106,6 +106,7 @@ pub fn join(
             table_index_bytes: 0,
             ..bench_host_config(rocksdb.path())
         },
+        None,
         &format!("bench-join-rocksdb-{run}"),
         joining(&rocks_out),
         partitions,
@@ -119,6 +120,7 @@ pub fn join(
     let (joined, status) = weir_rate_in(
         &kafka,
         &bench_host_config(state.path()),
+        None,
         &name,
         join.clone(),
         partitions,

@@ -20,6 +20,7 @@ use weir_state::PartitionState;
 
 mod cpu;
 pub mod delivery;
+pub mod formats;
 mod join;
 mod order;
 mod restart;
@@ -300,6 +301,7 @@ fn weir_rate(
     Ok(weir_rate_in(
         kafka,
         &bench_host_config(state.path()),
+        None,
         name,
         deployment,
         partitions,
@@ -313,13 +315,14 @@ fn weir_rate(
 fn weir_rate_in(
     kafka: &weir_control::config::KafkaConfig,
     host: &weir_pipeline::config::HostConfig,
+    registry: Option<&weir_schema::RegistryConfig>,
     name: &str,
     deployment: weir_control::config::DeploymentConfig,
     partitions: usize,
     expected: usize,
 ) -> Result<(Rate, weir_pipeline::DeploymentStatus)> {
     let output = deployment.output.clone();
-    let host = weir_pipeline::Host::start(kafka, host, &Default::default(), None)?;
+    let host = weir_pipeline::Host::start(kafka, host, &Default::default(), registry)?;
     host.run(host.prepare_static(name, &deployment)?);
     let started = loop {
         if host.metrics().sum("records_in_total", None) > 0.0 {

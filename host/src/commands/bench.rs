@@ -33,6 +33,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 4)]
         partitions: usize,
     },
+    /// The cost of record formats: Avro orders decoded, reshaped field by
+    /// field (`reshape`) and encoded, vs. the same records as raw bytes
+    /// through `upper`, and vs. Quix Streams with its Avro serializers
+    /// (given `--quix-python`), on one broker and registry, `--rounds`
+    /// times.
+    Formats {
+        #[arg(long)]
+        brokers: String,
+        /// The schema registry's Confluent API (Apicurio's `/apis/ccompat/v7`).
+        #[arg(long)]
+        registry: String,
+        /// The Rust plugins' build output (upper.wasm, reshape.wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// A Python with `quixstreams` (e.g. a venv's bin/python).
+        #[arg(long)]
+        quix_python: Option<PathBuf>,
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The cost of a secured listener: `pipeline` over plaintext and over
     /// the `[kafka]` table of `--config` (a SASL_SSL listener of the same
     /// broker, say), alternately, `--rounds` times.
@@ -241,6 +265,42 @@ pub fn bench(command: BenchCommand) -> Result<ExitCode> {
                 us(&r.raw_cpu),
                 us(&r.weir_cpu)
             );
+        }
+        BenchCommand::Formats {
+            brokers,
+            registry,
+            plugins,
+            quix_python,
+            records,
+            partitions,
+            rounds,
+        } => {
+            let rows = weir::bench::formats::formats(
+                &brokers,
+                &registry,
+                &plugins,
+                quix_python.as_deref(),
+                records,
+                partitions,
+                rounds,
+            )?;
+            println!(
+                "| round | records | raw bytes (upper) records/s | Avro in and out (reshape) records/s | Avro / raw | Quix Streams records/s | Weir Avro / Quix |"
+            );
+            println!("|--:|--:|--:|--:|--:|--:|--:|");
+            for r in rows {
+                let quix = r.quix_per_sec.map_or("-".into(), |q| format!("{q:.0}"));
+                let ratio = r
+                    .quix_per_sec
+                    .map_or("-".into(), |q| format!("{:.1}", r.avro_per_sec / q));
+                println!(
+                    "| {} | {records} | {:.0} | {:.0} | {:.2} | {quix} | {ratio} |",
+                    r.round,
+                    r.raw_per_sec,
+                    r.avro_per_sec,
+                    r.avro_per_sec / r.raw_per_sec
+                );
+            }
         }
         BenchCommand::Secure {
             brokers,

@@ -26,6 +26,10 @@ pub struct Shown {
     /// The value's full length, when it was cut.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_bytes: Option<usize>,
+    /// The value is shown decoded from its format (Avro, Protobuf, JSON
+    /// Schema in the registry's wire format) as JSON text.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decoded: bool,
     pub headers: Vec<(String, Option<String>)>,
 }
 
@@ -35,7 +39,8 @@ fn shown(bytes: &[u8]) -> String {
 
 /// The newest `limit` records of `topic` that `keep` accepts, newest
 /// first, looking at no more than `scan` records per partition and for no
-/// longer than `deadline`.
+/// longer than `deadline`; values shown as `decode` reads them (given the
+/// record's headers), if it can.
 pub fn newest(
     kafka: &KafkaConfig,
     topic: &str,
@@ -43,6 +48,7 @@ pub fn newest(
     scan: i64,
     deadline: Duration,
     keep: impl Fn(&Shown) -> bool,
+    decode: impl Fn(&[(String, Option<String>)], &[u8]) -> Option<Vec<u8>>,
 ) -> Result<Vec<Shown>> {
     let started = Instant::now();
     let consumer: BaseConsumer = crate::client_config(kafka)
@@ -93,7 +99,16 @@ pub fn newest(
             }
             m => m.with_context(|| format!("reading `{topic}`"))?,
         };
-        let value = m.payload();
+        let headers: Vec<(String, Option<String>)> = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (shown(h.key.as_bytes()), h.value.map(shown)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let decoded = m.payload().and_then(|v| decode(&headers, v));
+        let value = decoded.as_deref().or(m.payload());
         let record = Shown {
             partition: m.partition(),
             offset: m.offset(),
@@ -101,14 +116,8 @@ pub fn newest(
             key: m.key().map(shown),
             value: value.map(shown),
             value_bytes: value.filter(|v| v.len() > SHOWN_BYTES).map(<[u8]>::len),
-            headers: m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (shown(h.key.as_bytes()), h.value.map(shown)))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            decoded: decoded.is_some(),
+            headers,
         };
         if m.offset() + 1 >= ends.get(&m.partition()).copied().unwrap_or(i64::MAX) {
             ends.remove(&m.partition());

@@ -7,15 +7,26 @@ use apache_avro::Schema;
 use apache_avro::schema::Name;
 use apache_avro::types::Value;
 
+use crate::avro_json::{self, Names};
+
 /// Most bytes one Avro value may make the decoder allocate at once (a
 /// string, bytes or an array's block): a garbage length in a small record
 /// must not reserve gigabytes. Process-wide in `apache-avro`, set once.
 const MAX_ALLOCATION_BYTES: usize = 64 << 20;
 
+/// JSON a record may decode to: this many bytes per byte of Avro, plus
+/// [`JSON_BYTES_BASE`] (field names repeat in JSON; an array of a billion
+/// nulls is a few bytes of Avro).
+const JSON_BYTES_PER_BYTE: usize = 64;
+const JSON_BYTES_BASE: usize = 64 << 10;
+
 /// A parsed Avro schema that decoding cannot recurse on without bound.
 #[derive(Debug)]
 pub struct AvroSchema {
     schema: Schema,
+    /// Its named types, if the schema-walking transcoder handles it all
+    /// (`avro_json`); else values go through `apache-avro`'s.
+    names: Option<Names>,
 }
 
 impl AvroSchema {
@@ -30,7 +41,9 @@ impl AvroSchema {
         let schema =
             Schema::parse_str(text).map_err(|e| format!("not a valid Avro schema: {e}"))?;
         refuse_recursion(&schema, &mut Vec::new())?;
-        Ok(AvroSchema { schema })
+        let mut names = Names::new();
+        let names = avro_json::supported(&schema, &mut names).map(|()| names);
+        Ok(AvroSchema { schema, names })
     }
 
     /// Decodes one value written with this schema and, given a reader
@@ -43,6 +56,27 @@ impl AvroSchema {
         reader: Option<&AvroSchema>,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
+        let budget = JSON_BYTES_BASE + JSON_BYTES_PER_BYTE * payload.len();
+        if let Some(names) = &self.names {
+            let start = out.len();
+            let mut input = payload;
+            let mut decoder = avro_json::Decoder { names, budget };
+            decoder
+                .value(&self.schema, &mut input, out)
+                .map_err(|e| format!("does not decode as Avro with its writer's schema: {e}"))?;
+            if !input.is_empty() {
+                out.truncate(start);
+                return Err(format!(
+                    "{} bytes follow the Avro value its schema describes",
+                    input.len()
+                ));
+            }
+            if reader.is_none() {
+                return Ok(());
+            }
+            // Checked and bounded: now projected onto the reader's schema.
+            out.truncate(start);
+        }
         let value =
             apache_avro::from_avro_datum(&self.schema, &mut payload, reader.map(|r| &r.schema))
                 .map_err(|e| format!("does not decode as Avro with its writer's schema: {e}"))?;
@@ -62,6 +96,19 @@ impl AvroSchema {
     pub fn encode_json(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let json: serde_json::Value =
             serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
+        if let Some(names) = &self.names {
+            let start = out.len();
+            return avro_json::Encoder { names }
+                .value(&self.schema, &json, out)
+                .map_err(|e| {
+                    out.truncate(start);
+                    if e.starts_with("field `") {
+                        format!("{e} (its Avro schema)")
+                    } else {
+                        format!("does not fit its Avro schema: {e}")
+                    }
+                });
+        }
         let value = match Value::from(json.clone()).resolve(&self.schema) {
             Ok(v) => v,
             Err(e) => return Err(self.mismatch(&json, e)),
@@ -208,6 +255,54 @@ mod tests {
                 .unwrap_err()
                 .contains("not JSON")
         );
+    }
+
+    #[test]
+    fn a_few_bytes_cannot_decode_to_gigabytes_of_json() {
+        let nulls = r#"{"type":"array","items":"null"}"#;
+        // One block of 2^40 nulls: 6 bytes of Avro.
+        let mut payload = Vec::new();
+        let n: i64 = 1 << 40;
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        while z >= 0x80 {
+            payload.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        payload.push(z as u8);
+        let e = decode(nulls, None, &payload).unwrap_err();
+        assert!(e.contains("more JSON than its size allows"), "{e}");
+        // And with a reader schema, whose resolution is apache-avro's.
+        assert!(decode(nulls, Some(nulls), &payload).is_err());
+    }
+
+    #[test]
+    fn unions_enums_maps_and_arrays_go_both_ways() {
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"note","type":["null","string"]},
+            {"name":"colour","type":{"type":"enum","name":"C","symbols":["RED","BLUE"]}},
+            {"name":"tags","type":{"type":"map","values":"long"}},
+            {"name":"sizes","type":{"type":"array","items":"double"}},
+            {"name":"raw","type":"bytes"}]}"#;
+        for json in [
+            r#"{"note":null,"colour":"BLUE","tags":{"a":1,"b":-2},"sizes":[1.5,2.0],"raw":[0,255]}"#,
+            r#"{"note":"hi","colour":"RED","tags":{},"sizes":[],"raw":[]}"#,
+        ] {
+            let bytes = encode(schema, json);
+            let back: serde_json::Value =
+                serde_json::from_str(&decode(schema, None, &bytes).unwrap()).unwrap();
+            assert_eq!(
+                back,
+                serde_json::from_str::<serde_json::Value>(json).unwrap()
+            );
+        }
+        let e = AvroSchema::parse(schema)
+            .unwrap()
+            .encode_json(
+                br#"{"note":1,"colour":"RED","tags":{},"sizes":[],"raw":[]}"#,
+                &mut Vec::new(),
+            )
+            .unwrap_err();
+        assert!(e.contains("field `note`"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use weir_abi::{FailureKind, Header, InputBatch, InputRecord, RecordFailure, Span
 
 use crate::avro::AvroSchema;
 use crate::format::{Format, Formats, PartFormat, SubjectNaming};
-use crate::registry::{Lookup, Parsed, Schemas};
+use crate::registry::{Lookup, Parsed, Registered, Schemas};
 use crate::wire;
 
 /// Headers a decoded record carries for each registry-decoded part: the
@@ -39,7 +39,7 @@ enum Decoder {
     Registry {
         format: Format,
         /// Avro's reader schema.
-        reader: Option<AvroSchema>,
+        reader: Option<Box<AvroSchema>>,
     },
 }
 
@@ -62,7 +62,7 @@ impl InputCodec {
                             .schema
                             .as_deref()
                             .filter(|_| format == Format::Avro)
-                            .map(AvroSchema::parse)
+                            .map(|s| AvroSchema::parse(s).map(Box::new))
                             .transpose()
                             .map_err(anyhow::Error::msg)?,
                     }
@@ -87,6 +87,18 @@ impl InputCodec {
         }))
     }
 
+    /// One value of `topic` as its transform would read it, if it decodes
+    /// now (its schema at hand).
+    pub fn decode_value(&self, topic: &str, value: &[u8]) -> Option<Vec<u8>> {
+        if matches!(self.value, Decoder::Bytes) {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.decode_part(&self.value, Part::Value, topic, value, &mut out, &mut None)
+            .ok()
+            .map(|_| out)
+    }
+
     /// Decodes `batch`; records that do not decode join `invalid`.
     fn decode_batch(&self, batch: &InputBatch, invalid: &[RecordFailure]) -> Decoded {
         let mut out = InputBatch {
@@ -99,6 +111,8 @@ impl InputCodec {
         let mut failures = Vec::new();
         let mut known = invalid.iter().peekable();
         let mut waiting = None;
+        // The schema the last record had: most records of a batch share one.
+        let mut last = None;
         for (i, r) in batch.records.iter().enumerate() {
             let index = i as u32;
             let copy = |bytes: &[u8], data: &mut Vec<u8>| {
@@ -139,7 +153,8 @@ impl InputCodec {
                     continue;
                 }
                 let start = out.data.len();
-                match self.decode_part(decoder, part, &batch.topic, bytes, &mut out.data) {
+                match self.decode_part(decoder, part, &batch.topic, bytes, &mut out.data, &mut last)
+                {
                     Ok(meta) => {
                         let decoded = Some(Span {
                             start: start as u32,
@@ -215,6 +230,7 @@ impl InputCodec {
         topic: &str,
         bytes: &[u8],
         data: &mut Vec<u8>,
+        last: &mut Option<Arc<Registered>>,
     ) -> Result<Option<(u32, String)>, Problem> {
         match decoder {
             Decoder::Bytes => {
@@ -236,7 +252,11 @@ impl InputCodec {
             Decoder::Registry { format, reader } => {
                 let (id, payload) = wire::split(bytes).map_err(Problem::Bad)?;
                 let registry = self.registry.as_ref().expect("checked in `new`");
-                let schema = match registry.lookup(id) {
+                let lookup = match last.as_ref() {
+                    Some(s) if s.id == id => Lookup::Found(s.clone()),
+                    _ => registry.lookup(id),
+                };
+                let schema = match lookup {
                     Lookup::Found(s) => s,
                     Lookup::Unusable(why) => return Err(Problem::Bad(why)),
                     Lookup::Waiting(why) => {
@@ -263,7 +283,7 @@ impl InputCodec {
                     .map_err(|e| Problem::Bad(e.clone()))?;
                 let decoded = match (format, parsed) {
                     (Format::Avro, Parsed::Avro(s)) => {
-                        s.decode_json(payload, reader.as_ref(), data)
+                        s.decode_json(payload, reader.as_deref(), data)
                     }
                     (Format::Protobuf, Parsed::Protobuf(s)) => s.decode_json(payload, data),
                     (Format::JsonSchema, Parsed::Json(s)) => {
@@ -275,7 +295,9 @@ impl InputCodec {
                     )),
                 };
                 decoded.map_err(|e| Problem::Bad(format!("schema {id}: {e}")))?;
-                Ok(Some((id, subject.clone())))
+                let subject = subject.clone();
+                *last = Some(schema);
+                Ok(Some((id, subject)))
             }
         }
     }

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod avro;
+mod avro_json;
 pub mod codec;
 pub mod files;
 pub mod format;

@@ -144,6 +144,14 @@ async fn dead_letters(
             .iter()
             .any(|(k, v)| k == "weir.deployment" && v.as_deref() == Some(id.as_str()))
     };
+    // Dead letters are input records: shown in the deployment's input
+    // format where they decode (those that failed to are shown raw).
+    let decoding = weir_schema::InputCodec::new(
+        &spec.deployment.formats,
+        control.host.shared().registry.as_ref(),
+    )
+    .ok()
+    .flatten();
     let read = tokio::task::spawn_blocking(move || {
         weir_kafka::tail::newest(
             &kafka,
@@ -152,6 +160,14 @@ async fn dead_letters(
             SCAN_PER_PARTITION,
             Duration::from_secs(5),
             ours,
+            |headers, value| {
+                let source = headers
+                    .iter()
+                    .find(|(k, _)| k == "weir.source.topic")?
+                    .1
+                    .as_deref()?;
+                decoding.as_ref()?.decode_value(source, value)
+            },
         )
     });
     let found = read

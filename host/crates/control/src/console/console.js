@@ -200,7 +200,7 @@ async function refreshSlow() {
       h(r, "weir.error.kind"),
       h(r, "weir.error.message"),
       r.key ?? "",
-      (r.value ?? "") + (r.value_bytes ? ` (${r.value_bytes} bytes)` : ""),
+      (r.value ?? "") + (r.value_bytes ? ` (${r.value_bytes} bytes)` : "") + (r.decoded ? " (decoded)" : ""),
     ]);
   }
   rows($("owners"), owners, (m) => [m.host, m.partitions.map(([, ps]) => ps.join(", ")).join("; "), m.api_url ?? m.address]);

@@ -94,9 +94,8 @@ impl AvroSchema {
     /// Encodes JSON text as a value of this schema, appending it to `out`;
     /// a mismatch names the field.
     pub fn encode_json(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let json: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
         if let Some(names) = &self.names {
+            let json = avro_json::Json::parse(json).map_err(|e| format!("not JSON: {e}"))?;
             let start = out.len();
             return avro_json::Encoder { names }
                 .value(&self.schema, &json, out)
@@ -109,6 +108,8 @@ impl AvroSchema {
                     }
                 });
         }
+        let json: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
         let value = match Value::from(json.clone()).resolve(&self.schema) {
             Ok(v) => v,
             Err(e) => return Err(self.mismatch(&json, e)),

@@ -9,6 +9,7 @@
 //! (decimal, duration, uuid) are not [`supported`]: `avro.rs` takes its
 //! slower path for them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use apache_avro::Schema;
@@ -276,27 +277,123 @@ fn put_long(n: i64, out: &mut Vec<u8>) {
     out.push(z as u8);
 }
 
-fn kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+/// JSON as the encoder reads it: parsed once, strings borrowed from the
+/// text where they have no escapes, objects as lists (records are small,
+/// and a map per object cost more than the rest of encoding).
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// An integer past `i64`, or a number with a fraction or exponent.
+    Float(f64),
+    Str(Cow<'a, str>),
+    Arr(Vec<Json<'a>>),
+    Obj(Vec<(Cow<'a, str>, Json<'a>)>),
+}
+
+impl<'a> Json<'a> {
+    /// Parses JSON text (serde_json's nesting limit applies).
+    pub fn parse(text: &'a [u8]) -> std::result::Result<Json<'a>, serde_json::Error> {
+        serde_json::from_slice(text)
+    }
+
+    /// A `serde_json` value (a schema's default) seen as one.
+    pub fn of(value: &'a serde_json::Value) -> Json<'a> {
+        use serde_json::Value as V;
+        match value {
+            V::Null => Json::Null,
+            V::Bool(b) => Json::Bool(*b),
+            V::Number(n) => n
+                .as_i64()
+                .map_or(Json::Float(n.as_f64().unwrap_or(f64::NAN)), Json::Int),
+            V::String(s) => Json::Str(Cow::Borrowed(s)),
+            V::Array(items) => Json::Arr(items.iter().map(Json::of).collect()),
+            V::Object(fields) => Json::Obj(
+                fields
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Json::of(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Int(_) | Json::Float(_) => "a number",
+            Json::Str(_) => "a string",
+            Json::Arr(_) => "an array",
+            Json::Obj(_) => "an object",
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Json<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Json<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Json<'de>, E> {
+                Ok(Json::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> std::result::Result<Json<'de>, E> {
+                Ok(Json::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> std::result::Result<Json<'de>, E> {
+                Ok(Json::Int(n))
+            }
+            fn visit_u64<E>(self, n: u64) -> std::result::Result<Json<'de>, E> {
+                Ok(i64::try_from(n).map_or(Json::Float(n as f64), Json::Int))
+            }
+            fn visit_f64<E>(self, n: f64) -> std::result::Result<Json<'de>, E> {
+                Ok(Json::Float(n))
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<Json<'de>, E> {
+                Ok(Json::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> std::result::Result<Json<'de>, E> {
+                Ok(Json::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> std::result::Result<Json<'de>, E> {
+                Ok(Json::Str(Cow::Owned(s)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Json<'de>, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Json::Arr(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Json<'de>, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(key) = map.next_key::<Json<'de>>()? {
+                    let Json::Str(key) = key else {
+                        return Err(serde::de::Error::custom("a key that is not a string"));
+                    };
+                    fields.push((key, map.next_value()?));
+                }
+                Ok(Json::Obj(fields))
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
 impl Encoder<'_> {
     /// Appends `value` as a value of `schema`; an error names the field.
-    pub fn value(
-        &self,
-        schema: &Schema,
-        value: &serde_json::Value,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        use serde_json::Value as J;
-        let wrong = |wanted: &str| Err(format!("{wanted} expected, {} found", kind(value)));
+    pub fn value(&self, schema: &Schema, value: &Json<'_>, out: &mut Vec<u8>) -> Result<()> {
+        use Json as J;
+        let wrong = |wanted: &str| Err(format!("{wanted} expected, {} found", value.kind()));
         match (schema, value) {
             (Schema::Null, J::Null) => Ok(()),
             (Schema::Null, _) => wrong("null"),
@@ -305,11 +402,9 @@ impl Encoder<'_> {
                 Ok(())
             }
             (Schema::Boolean, _) => wrong("a boolean"),
-            (Schema::Int | Schema::Date | Schema::TimeMillis, J::Number(n)) => {
-                let n = n
-                    .as_i64()
-                    .and_then(|n| i32::try_from(n).ok())
-                    .ok_or_else(|| format!("an int (32 bits) expected, {n} found"))?;
+            (Schema::Int | Schema::Date | Schema::TimeMillis, J::Int(n)) => {
+                let n = i32::try_from(*n)
+                    .map_err(|_| format!("an int (32 bits) expected, {n} found"))?;
                 put_long(i64::from(n), out);
                 Ok(())
             }
@@ -322,12 +417,9 @@ impl Encoder<'_> {
                 | Schema::LocalTimestampMillis
                 | Schema::LocalTimestampMicros
                 | Schema::LocalTimestampNanos,
-                J::Number(n),
+                J::Int(n),
             ) => {
-                let n = n
-                    .as_i64()
-                    .ok_or_else(|| format!("a long (64 bits) expected, {n} found"))?;
-                put_long(n, out);
+                put_long(*n, out);
                 Ok(())
             }
             (
@@ -344,16 +436,24 @@ impl Encoder<'_> {
                 | Schema::LocalTimestampNanos,
                 _,
             ) => wrong("an integer"),
-            (Schema::Float, J::Number(n)) => {
-                out.extend_from_slice(&(n.as_f64().unwrap_or(f64::NAN) as f32).to_le_bytes());
+            (Schema::Float, J::Int(n)) => {
+                out.extend_from_slice(&(*n as f32).to_le_bytes());
                 Ok(())
             }
-            (Schema::Double, J::Number(n)) => {
-                out.extend_from_slice(&n.as_f64().unwrap_or(f64::NAN).to_le_bytes());
+            (Schema::Float, J::Float(f)) => {
+                out.extend_from_slice(&(*f as f32).to_le_bytes());
+                Ok(())
+            }
+            (Schema::Double, J::Int(n)) => {
+                out.extend_from_slice(&(*n as f64).to_le_bytes());
+                Ok(())
+            }
+            (Schema::Double, J::Float(f)) => {
+                out.extend_from_slice(&f.to_le_bytes());
                 Ok(())
             }
             (Schema::Float | Schema::Double, _) => wrong("a number"),
-            (Schema::String, J::String(s)) => {
+            (Schema::String, J::Str(s)) => {
                 put_long(s.len() as i64, out);
                 out.extend_from_slice(s.as_bytes());
                 Ok(())
@@ -373,11 +473,19 @@ impl Encoder<'_> {
                 out.extend_from_slice(&bytes);
                 Ok(())
             }
-            (Schema::Record(r), J::Object(fields)) => {
+            (Schema::Record(r), J::Obj(fields)) => {
                 for field in &r.fields {
-                    let value = match (fields.get(&field.name), &field.default) {
+                    let given = fields
+                        .iter()
+                        .find(|(k, _)| *k == field.name)
+                        .map(|(_, v)| v);
+                    let default;
+                    let value = match (given, &field.default) {
                         (Some(v), _) => v,
-                        (None, Some(default)) => default,
+                        (None, Some(d)) => {
+                            default = Json::of(d);
+                            &default
+                        }
                         (None, None) => {
                             return Err(format!(
                                 "field `{}` is missing and has no default",
@@ -397,17 +505,17 @@ impl Encoder<'_> {
                 Ok(())
             }
             (Schema::Record(_), _) => wrong("an object"),
-            (Schema::Enum(e), J::String(s)) => {
+            (Schema::Enum(e), J::Str(s)) => {
                 let i = e
                     .symbols
                     .iter()
-                    .position(|x| x == s)
+                    .position(|x| x == s.as_ref())
                     .ok_or_else(|| format!("{s:?} is not one of the enum's symbols"))?;
                 put_long(i as i64, out);
                 Ok(())
             }
             (Schema::Enum(_), _) => wrong("an enum symbol"),
-            (Schema::Array(a), J::Array(items)) => {
+            (Schema::Array(a), J::Arr(items)) => {
                 if !items.is_empty() {
                     put_long(items.len() as i64, out);
                     for (i, item) in items.iter().enumerate() {
@@ -419,7 +527,7 @@ impl Encoder<'_> {
                 Ok(())
             }
             (Schema::Array(_), _) => wrong("an array"),
-            (Schema::Map(m), J::Object(entries)) => {
+            (Schema::Map(m), J::Obj(entries)) => {
                 if !entries.is_empty() {
                     put_long(entries.len() as i64, out);
                     for (k, v) in entries {
@@ -468,20 +576,21 @@ impl Encoder<'_> {
 
 /// Bytes written in JSON: an array of byte values, or a string whose
 /// characters are bytes (Avro's JSON encoding).
-fn bytes_of(value: &serde_json::Value) -> Result<Vec<u8>> {
+fn bytes_of(value: &Json<'_>) -> Result<Vec<u8>> {
     match value {
-        serde_json::Value::Array(items) => items
+        Json::Arr(items) => items
             .iter()
-            .map(|i| {
-                i.as_u64()
-                    .and_then(|b| u8::try_from(b).ok())
-                    .ok_or_else(|| "bytes (0 to 255) expected".to_owned())
+            .map(|i| match i {
+                Json::Int(b) => {
+                    u8::try_from(*b).map_err(|_| "bytes (0 to 255) expected".to_owned())
+                }
+                _ => Err("bytes (0 to 255) expected".to_owned()),
             })
             .collect(),
-        serde_json::Value::String(s) => s
+        Json::Str(s) => s
             .chars()
             .map(|c| u8::try_from(u32::from(c)).map_err(|_| format!("{c:?} is not a byte")))
             .collect(),
-        other => Err(format!("bytes expected, {} found", kind(other))),
+        other => Err(format!("bytes expected, {} found", other.kind())),
     }
 }

@@ -191,6 +191,11 @@ impl InputCodec {
                 }
             }
             if waiting.is_some() {
+                // Every unknown id of the batch is asked for now, so the
+                // wait is the batch's, not one per record (a producer of
+                // made-up ids would otherwise hold the partition a second
+                // a record).
+                self.ask_ahead(batch, i + 1);
                 break;
             }
             record.headers = Span {
@@ -218,6 +223,29 @@ impl InputCodec {
             batch: out,
             invalid,
             waiting,
+        }
+    }
+
+    /// Asks the registry for the schemas of `batch`'s records from `from`
+    /// on (a bounded number of distinct ids).
+    fn ask_ahead(&self, batch: &InputBatch, from: usize) {
+        const MAX_ASKED: usize = 256;
+        let Some(registry) = &self.registry else {
+            return;
+        };
+        let mut asked = std::collections::HashSet::new();
+        for r in batch.records.iter().skip(from) {
+            for (decoder, span) in [(&self.key, r.key), (&self.value, r.value)] {
+                let (Decoder::Registry { .. }, Some(span)) = (decoder, span) else {
+                    continue;
+                };
+                if let Ok((id, _)) = wire::split(&batch.data[span.range()])
+                    && asked.len() < MAX_ASKED
+                    && asked.insert(id)
+                {
+                    registry.lookup(id);
+                }
+            }
         }
     }
 
@@ -481,5 +509,129 @@ impl RecordEncoding for OutputCodec {
             Parsed::Json(_) => out.extend_from_slice(payload),
         }
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::SchemaFiles;
+    use parking_lot::Mutex;
+
+    const ORDER: &str =
+        r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"long"}]}"#;
+
+    fn avro_in() -> Formats {
+        Formats {
+            value: PartFormat {
+                format: Format::Avro,
+                ..PartFormat::default()
+            },
+            ..Formats::default()
+        }
+    }
+
+    /// Records of topic `t` with these values.
+    fn batch(values: &[&[u8]]) -> InputBatch {
+        let mut b = weir_abi::BatchBuilder::new("t", 0);
+        for (i, v) in values.iter().enumerate() {
+            b.push(i as i64, 0, None, Some(v), std::iter::empty());
+        }
+        b.finish()
+    }
+
+    fn framed(id: u32, json: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::frame(id, &mut out);
+        crate::avro::AvroSchema::parse(ORDER)
+            .unwrap()
+            .encode_json(json.as_bytes(), &mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_bad_record_fails_alone_and_the_rest_decode_with_their_metadata() {
+        let files: Arc<dyn Schemas> = Arc::new(
+            SchemaFiles::new(&[
+                ("t-value".into(), "AVRO", ORDER.into()),
+                ("u-value".into(), "AVRO", ORDER.into()),
+            ])
+            .unwrap(),
+        );
+        let codec = InputCodec::new(&avro_in(), Some(&files)).unwrap().unwrap();
+        let good = framed(1, r#"{"id":7}"#);
+        let other_topics = framed(2, r#"{"id":8}"#);
+        let d = codec.decode(&batch(&[&good, b"\x01junk", &other_topics, &good]), &[]);
+        assert!(d.waiting.is_none());
+        assert_eq!(d.batch.records.len(), 4, "indexes are kept");
+        let failed: Vec<_> = d.invalid.iter().map(|f| (f.index, f.kind)).collect();
+        assert_eq!(failed, [(1, FailureKind::Decode), (2, FailureKind::Decode)]);
+        assert!(
+            d.invalid[1].message.contains("u-value"),
+            "{}",
+            d.invalid[1].message
+        );
+        let r = d.batch.records[3];
+        assert_eq!(&d.batch.data[r.value.unwrap().range()], br#"{"id":7}"#);
+        let headers: Vec<_> = d.batch.headers[r.headers.range()]
+            .iter()
+            .map(|h| String::from_utf8_lossy(&d.batch.data[h.value.unwrap().range()]).into_owned())
+            .collect();
+        assert_eq!(headers, ["1", "t-value"]);
+    }
+
+    /// A registry that has nothing yet, and remembers what it was asked.
+    #[derive(Default)]
+    struct Away(Mutex<Vec<u32>>);
+
+    impl Schemas for Away {
+        fn lookup(&self, id: u32) -> Lookup {
+            self.0.lock().push(id);
+            Lookup::Waiting(Some("connection refused".into()))
+        }
+        fn fetch(&self, id: u32) -> Result<Arc<Registered>> {
+            bail!("no schema {id}")
+        }
+        fn register(&self, _: &str, _: &Parsed, _: &str, _: bool) -> Result<u32> {
+            bail!("away")
+        }
+        fn latest(&self, _: &str) -> Result<u32> {
+            bail!("away")
+        }
+    }
+
+    #[test]
+    fn records_wait_for_an_absent_registry_and_every_id_is_asked_for_at_once() {
+        let away = Arc::new(Away::default());
+        let schemas: Arc<dyn Schemas> = away.clone();
+        let codec = InputCodec::new(&avro_in(), Some(&schemas))
+            .unwrap()
+            .unwrap();
+        let d = codec.decode(
+            &batch(&[
+                b"plain",
+                &framed(5, r#"{"id":1}"#),
+                &framed(6, r#"{"id":2}"#),
+                &framed(5, r#"{"id":3}"#),
+            ]),
+            &[],
+        );
+        let (index, why) = d.waiting.unwrap();
+        assert_eq!(index, 1);
+        assert!(
+            why.contains("schema 5") && why.contains("connection refused"),
+            "{why}"
+        );
+        // The record before it is there (and failed: it is not framed).
+        assert_eq!(d.batch.records.len(), 1);
+        assert_eq!(d.invalid.len(), 1);
+        let mut asked = away.0.lock().clone();
+        asked.sort();
+        assert_eq!(
+            asked,
+            [5, 5, 6],
+            "the waiting record's, then each later id once"
+        );
     }
 }

@@ -8,14 +8,31 @@
 //! gets its quantity as text, which no output schema of this shape
 //! accepts: the conformance tests' bad output.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use weir_sdk::{Emitter, Error, Output, Record};
 
 #[derive(Deserialize)]
-struct Order {
+struct Order<'a> {
+    id: i64,
+    #[serde(borrow)]
+    item: std::borrow::Cow<'a, str>,
+    qty: i64,
+}
+
+/// What it writes; `qty` is a number, or text for an `unfit` item.
+#[derive(Serialize)]
+struct Shipped {
     id: i64,
     item: String,
-    qty: i64,
+    qty: Qty,
+    schema_id: i64,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Qty {
+    Number(i64),
+    Text(String),
 }
 
 fn reshape(record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
@@ -26,17 +43,16 @@ fn reshape(record: &Record<'_>, out: &mut Emitter) -> Result<(), Error> {
         .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
         .unwrap_or(-1);
     let qty = if order.item == "unfit" {
-        serde_json::json!((order.qty * 2).to_string())
+        Qty::Text((order.qty * 2).to_string())
     } else {
-        serde_json::json!(order.qty * 2)
+        Qty::Number(order.qty * 2)
     };
-    let value = serde_json::json!({
-        "id": order.id,
-        "item": order.item.to_uppercase(),
-        "qty": qty,
-        "schema_id": schema_id,
-    });
-    let value = serde_json::to_vec(&value)?;
+    let value = serde_json::to_vec(&Shipped {
+        id: order.id,
+        item: order.item.to_uppercase(),
+        qty,
+        schema_id,
+    })?;
     out.emit(Output::new().key_opt(record.key()).value(&value));
     Ok(())
 }

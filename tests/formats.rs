@@ -114,14 +114,22 @@ fn avro_of_two_schema_versions_goes_through_a_plugin_field_by_field() {
     for lang in LANGS {
         weir.wait_partitions(&format!("reshape-{lang}"), 2);
     }
-    // The languages side by side: each waits on its own Python clients.
+    // Each language's producer registers v1 and v2 under its own subject,
+    // getting the ids the first one got: the host, which learned an id's
+    // subjects from the first, asks for them again.
+    for_each_lang(|lang| two_versions_through(lang, &k.within(lang), &url, &weir));
+}
+
+/// Runs `f` for every language at once, each on a thread of its own (each
+/// waits mostly on Python clients); a panic of any is the caller's.
+fn for_each_lang(f: impl Fn(&'static str) + Sync) {
     std::thread::scope(|s| {
         let runs: Vec<_> = LANGS
-            .map(|lang| {
-                let (k, url, weir) = (k.within(lang), &url, &weir);
-                s.spawn(move || two_versions_through(lang, &k, url, weir))
+            .iter()
+            .map(|&lang| {
+                let f = &f;
+                s.spawn(move || f(lang))
             })
-            .into_iter()
             .collect();
         for run in runs {
             if let Err(panic) = run.join() {
@@ -194,6 +202,25 @@ fn each_bad_record_is_dead_lettered_alone_and_its_neighbours_pass() {
     weir.wait_partitions("reshape", 2);
     let orders_topic = k.name("orders");
     orders(&["produce-bad", &k.bootstrap, &orders_topic, &v1.to_string()]);
+    // A schema of another topic's subject: not this deployment's to read.
+    let foreign: u32 = orders(&[
+        "register",
+        &url,
+        &format!("{}-value", k.name("secret")),
+        "v2",
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    orders(&[
+        "produce-framed",
+        &k.bootstrap,
+        &orders_topic,
+        &foreign.to_string(),
+        "v2",
+        "1",
+        "foreign",
+    ]);
     orders(&[
         "produce-framed",
         &k.bootstrap,
@@ -212,10 +239,11 @@ fn each_bad_record_is_dead_lettered_alone_and_its_neighbours_pass() {
         "log:\n{}",
         weir.log_text()
     );
-    let dead = k.read("reshape.dlq", 3, Duration::from_secs(30));
+    let dead = k.read("reshape.dlq", 4, Duration::from_secs(30));
     let by_key: BTreeMap<_, _> = dead.iter().map(|r| (r.key_str().to_owned(), r)).collect();
-    assert_eq!(by_key.len(), 3, "{dead:?}; log:\n{}", weir.log_text());
+    assert_eq!(by_key.len(), 4, "{dead:?}; log:\n{}", weir.log_text());
     for (key, says) in [
+        ("foreign-0", "none of them a subject of topic"),
         ("bad-magic", "first byte is 1"),
         ("bad-id", "no schema 2147483647"),
         ("bad-truncated", "does not decode as Avro"),
@@ -352,4 +380,73 @@ fn a_registry_away_mid_stream_holds_records_back_and_loses_none() {
             .is_empty(),
         "nothing was dead-lettered for the registry's absence"
     );
+}
+
+/// Protobuf and JSON Schema records, written by confluent-kafka's own
+/// serializers (Protobuf's schema registered as a descriptor, as its
+/// Python serializer does), go through the same plugin and come back
+/// readable by its deserializers.
+#[test]
+fn protobuf_and_json_schema_records_go_through_the_same_plugin() {
+    let k = Broker::shared().scope();
+    let url = registry().url();
+    let schemas = repo().join("tests/fixtures/schemas");
+    let mut deployments = String::new();
+    for (format, ext) in [("protobuf", "proto"), ("json-schema", "json")] {
+        topics(&k.within(format));
+        let schema = std::fs::read_to_string(schemas.join(format!("shipped.{ext}"))).unwrap();
+        let formats = format!(
+            "dead_letter_topic = \"{{p}}{format}.reshape.dlq\"\n\
+             formats.value = \"{format}\"\n\
+             formats.output_value = {{ format = \"{format}\", schema = '''{}''', register = true }}\n",
+            schema.trim()
+        );
+        let (input, output) = (format!("{format}.orders"), format!("{format}.shipped"));
+        deployments += &deployment(
+            &format!("reshape-{format}"),
+            "reshape",
+            &input,
+            &output,
+            &formats,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let weir = Weir::start(dir.path(), &k, &registry_config(&url, &deployments));
+    for format in ["protobuf", "json-schema"] {
+        weir.wait_partitions(&format!("reshape-{format}"), 2);
+        let scope = k.within(format);
+        orders(&[
+            "produce-as",
+            format,
+            &k.bootstrap,
+            &url,
+            &scope.name("orders"),
+            "20",
+        ]);
+        let read = [
+            "consume-as",
+            format,
+            &k.bootstrap,
+            &url,
+            &scope.name("shipped"),
+            "20",
+            "60",
+        ];
+        let lines = json_lines(&orders(&read));
+        assert_eq!(lines.len(), 20, "{format}: log:\n{}", weir.log_text());
+        // Protobuf's JSON mapping writes 64-bit integers as text.
+        let number = |v: &serde_json::Value| v.as_i64().or_else(|| v.as_str()?.parse().ok());
+        for l in &lines {
+            let key = l["key"].as_str().unwrap();
+            let i: i64 = key.rsplit('-').next().unwrap().parse().unwrap();
+            let v = &l["value"];
+            assert_eq!(number(&v["id"]), Some(i), "{format}: {l}");
+            assert_eq!(v["item"], format!("ITEM-{i}"), "{format}: {l}");
+            assert_eq!(number(&v["qty"]), Some(2 * (i % 7 + 2)), "{format}: {l}");
+            assert!(
+                number(&v["schema_id"]).is_some_and(|id| id > 0),
+                "{format}: {l}"
+            );
+        }
+    }
 }

@@ -6,8 +6,8 @@
 //!   reach;
 //! - `registry`: the client of a Confluent-API registry, with a bounded
 //!   cache and a fetch thread, so no worker waits on the network;
-//! - `codec`: decoding a batch before its transform runs, encoding its
-//!   outputs after;
+//! - `decode` and `encode`: a batch decoded before its transform runs,
+//!   its outputs encoded after;
 //! - `avro` and `wire`: the Avro encoding and the registry's framing.
 //!
 //! It knows records and schemas, and nothing of Kafka clients,
@@ -18,7 +18,8 @@
 
 pub mod avro;
 mod avro_json;
-pub mod codec;
+pub mod decode;
+pub mod encode;
 pub mod files;
 pub mod format;
 pub mod json_schema;
@@ -26,6 +27,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod wire;
 
-pub use codec::{InputCodec, OutputCodec};
+pub use decode::InputCodec;
+pub use encode::OutputCodec;
 pub use format::{Format, Formats};
 pub use registry::{Registry, RegistryConfig, Schemas};

@@ -130,7 +130,19 @@ pub trait Schemas: Send + Sync {
     ) -> Result<u32>;
     /// The id of the latest schema of `subject`.
     fn latest(&self, subject: &str) -> Result<u32>;
+    /// Asks for `id` again, its subjects having grown since it was
+    /// fetched (the registry gives a schema registered under a second
+    /// subject the same id): whether it did. At most once in
+    /// [`REFETCH_AFTER`] per id, so a record naming another topic's
+    /// schema costs a request a while, not one each.
+    fn refetch(&self, _id: u32) -> bool {
+        false
+    }
 }
+
+/// How long after asking for an id's subjects again a record that is not
+/// under them is believed.
+pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
 
 /// What the cache says of an id.
 #[derive(Clone, Debug)]
@@ -158,6 +170,8 @@ struct Cache {
     asked: HashSet<u32>,
     /// The last error reaching the registry, cleared by an answer.
     unreachable: Option<String>,
+    /// When ids were last asked for again ([`Schemas::refetch`]).
+    refetched: HashMap<u32, Instant>,
 }
 
 impl Cache {
@@ -264,6 +278,7 @@ impl Registry {
             capacity: config.cached_schemas,
             asked: HashSet::new(),
             unreachable: None,
+            refetched: HashMap::new(),
         }));
         let (ask, asked) = mpsc::channel();
         let (fetcher, cached) = (http.clone(), Arc::downgrade(&cache));
@@ -345,6 +360,29 @@ impl Schemas for Registry {
                 reason(status, &text)
             ),
         }
+    }
+
+    fn refetch(&self, id: u32) -> bool {
+        let mut cache = self.cache.lock();
+        if cache
+            .refetched
+            .get(&id)
+            .is_some_and(|at| at.elapsed() < REFETCH_AFTER)
+        {
+            return false;
+        }
+        if cache.refetched.len() >= cache.capacity.max(1) {
+            cache.refetched.retain(|_, at| at.elapsed() < REFETCH_AFTER);
+            if cache.refetched.len() >= cache.capacity.max(1) {
+                return false;
+            }
+        }
+        cache.refetched.insert(id, Instant::now());
+        cache.entries.remove(&id);
+        cache.order.retain(|&i| i != id);
+        drop(cache);
+        self.lookup(id);
+        true
     }
 
     fn latest(&self, subject: &str) -> Result<u32> {

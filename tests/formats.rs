@@ -246,9 +246,12 @@ fn each_bad_record_is_dead_lettered_alone_and_its_neighbours_pass() {
     let by_key: BTreeMap<_, _> = dead.iter().map(|r| (r.key_str().to_owned(), r)).collect();
     assert_eq!(by_key.len(), 4, "{dead:?}; log:\n{}", weir.log_text());
     for (key, says) in [
-        ("foreign-0", "none of them a subject of topic"),
+        ("foreign-0", "is not registered under a subject of topic"),
         ("bad-magic", "first byte is 1"),
-        ("bad-id", "no schema 2147483647"),
+        (
+            "bad-id",
+            "schema 2147483647: the schema registry has no such schema",
+        ),
         ("bad-truncated", "does not decode as Avro"),
     ] {
         let r = by_key[key];

@@ -42,6 +42,9 @@ pub trait RecordDecoding: Send + Sync {
 /// topic (JSON text into Avro, say) before the host holds it: an output
 /// that does not fit fails its source record, as any other bad output.
 pub trait RecordEncoding: Send + Sync {
+    /// The topic it encodes for (the deployment's default output), whether
+    /// an output names it or not.
+    fn topic(&self) -> &str;
     /// Whether `part` is rewritten at all.
     fn encodes(&self, part: Part) -> bool;
     /// Appends the encoded `bytes` to `out`, or says what does not fit.

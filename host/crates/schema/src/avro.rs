@@ -5,7 +5,6 @@
 
 use apache_avro::Schema;
 use apache_avro::schema::Name;
-use apache_avro::types::Value;
 
 use crate::avro_json::{self, Names};
 
@@ -17,32 +16,34 @@ const MAX_ALLOCATION_BYTES: usize = 64 << 20;
 /// JSON a record may decode to: this many bytes per byte of Avro, plus
 /// [`JSON_BYTES_BASE`] (field names repeat in JSON; an array of a billion
 /// nulls is a few bytes of Avro).
-const JSON_BYTES_PER_BYTE: usize = 64;
-const JSON_BYTES_BASE: usize = 64 << 10;
+pub(crate) const JSON_BYTES_PER_BYTE: usize = 64;
+pub(crate) const JSON_BYTES_BASE: usize = 64 << 10;
 
 /// A parsed Avro schema that decoding cannot recurse on without bound.
 #[derive(Debug)]
 pub struct AvroSchema {
     schema: Schema,
-    /// Its named types, if the schema-walking transcoder handles it all
-    /// (`avro_json`); else values go through `apache-avro`'s.
-    names: Option<Names>,
+    /// Its named types, for the schema walk (`avro_json`).
+    names: Names,
 }
 
 impl AvroSchema {
     /// Parses `text`, refusing recursive types (a record that contains
     /// itself lets a record nest as deep as its bytes say, and the
-    /// decoder's stack is the host's).
+    /// decoder's stack is the host's) and types that expand too far.
     pub fn parse(text: &str) -> Result<AvroSchema, String> {
         static LIMIT: std::sync::Once = std::sync::Once::new();
         LIMIT.call_once(|| {
             apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
         });
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not a valid Avro schema: {e}"))?;
+        bound_expansion(&json)?;
         let schema =
             Schema::parse_str(text).map_err(|e| format!("not a valid Avro schema: {e}"))?;
         refuse_recursion(&schema, &mut Vec::new())?;
         let mut names = Names::new();
-        let names = avro_json::supported(&schema, &mut names).map(|()| names);
+        avro_json::collect_names(&schema, &mut names);
         Ok(AvroSchema { schema, names })
     }
 
@@ -57,35 +58,30 @@ impl AvroSchema {
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         let budget = JSON_BYTES_BASE + JSON_BYTES_PER_BYTE * payload.len();
-        if let Some(names) = &self.names {
-            let start = out.len();
-            let mut input = payload;
-            let mut decoder = avro_json::Decoder { names, budget };
-            decoder
-                .value(&self.schema, &mut input, out)
-                .map_err(|e| format!("does not decode as Avro with its writer's schema: {e}"))?;
-            if !input.is_empty() {
-                out.truncate(start);
-                return Err(format!(
-                    "{} bytes follow the Avro value its schema describes",
-                    input.len()
-                ));
-            }
-            if reader.is_none() {
-                return Ok(());
-            }
-            // Checked and bounded: now projected onto the reader's schema.
-            out.truncate(start);
-        }
-        let value =
-            apache_avro::from_avro_datum(&self.schema, &mut payload, reader.map(|r| &r.schema))
-                .map_err(|e| format!("does not decode as Avro with its writer's schema: {e}"))?;
-        if !payload.is_empty() {
-            return Err(format!(
-                "{} bytes follow the Avro value its schema describes",
-                payload.len()
-            ));
-        }
+        let start = out.len();
+        let mut input = payload;
+        let mut decoder = avro_json::Decoder {
+            names: &self.names,
+            budget,
+        };
+        let decoded = decoder
+            .value(&self.schema, &mut input, out)
+            .map_err(|e| format!("does not decode as Avro with its writer's schema: {e}"))
+            .and_then(|()| match input.len() {
+                0 => Ok(()),
+                n => Err(format!(
+                    "{n} bytes follow the Avro value its schema describes"
+                )),
+            });
+        let Some(reader) = reader else {
+            return decoded.inspect_err(|_| out.truncate(start));
+        };
+        // Checked and bounded by the walk: now projected onto the
+        // reader's schema by apache-avro's resolution.
+        out.truncate(start);
+        decoded?;
+        let value = apache_avro::from_avro_datum(&self.schema, &mut payload, Some(&reader.schema))
+            .map_err(|e| format!("does not read as its reader's schema: {e}"))?;
         let json = serde_json::Value::try_from(value)
             .map_err(|e| format!("its Avro value has no JSON form: {e}"))?;
         serde_json::to_writer(out, &json).map_err(|e| e.to_string())
@@ -94,49 +90,18 @@ impl AvroSchema {
     /// Encodes JSON text as a value of this schema, appending it to `out`;
     /// a mismatch names the field.
     pub fn encode_json(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        if let Some(names) = &self.names {
-            let json = avro_json::Json::parse(json).map_err(|e| format!("not JSON: {e}"))?;
-            let start = out.len();
-            return avro_json::Encoder { names }
-                .value(&self.schema, &json, out)
-                .map_err(|e| {
-                    out.truncate(start);
-                    if e.starts_with("field `") {
-                        format!("{e} (its Avro schema)")
-                    } else {
-                        format!("does not fit its Avro schema: {e}")
-                    }
-                });
-        }
-        let json: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
-        let value = match Value::from(json.clone()).resolve(&self.schema) {
-            Ok(v) => v,
-            Err(e) => return Err(self.mismatch(&json, e)),
-        };
-        let bytes = apache_avro::to_avro_datum(&self.schema, value)
-            .map_err(|e| format!("does not encode with its Avro schema: {e}"))?;
-        out.extend_from_slice(&bytes);
-        Ok(())
-    }
-
-    /// Why `json` does not fit: the first record field that does not, or
-    /// the whole value.
-    fn mismatch(&self, json: &serde_json::Value, whole: apache_avro::Error) -> String {
-        if let (Schema::Record(record), serde_json::Value::Object(fields)) = (&self.schema, json) {
-            for field in &record.fields {
-                let Some(value) = fields.get(&field.name) else {
-                    if field.default.is_none() {
-                        return format!("field `{}` is missing and has no default", field.name);
-                    }
-                    continue;
-                };
-                if let Err(e) = Value::from(value.clone()).resolve(&field.schema) {
-                    return format!("field `{}` does not fit its Avro schema: {e}", field.name);
+        let json = avro_json::Json::parse(json).map_err(|e| format!("not JSON: {e}"))?;
+        let start = out.len();
+        avro_json::Encoder { names: &self.names }
+            .value(&self.schema, &json, out)
+            .map_err(|e| {
+                out.truncate(start);
+                if e.starts_with("field `") {
+                    format!("{e} (its Avro schema)")
+                } else {
+                    format!("does not fit its Avro schema: {e}")
                 }
-            }
-        }
-        format!("does not fit its Avro schema: {whole}")
+            })
     }
 
     /// A record schema's full name (what the record subject naming
@@ -147,6 +112,134 @@ impl AvroSchema {
             _ => None,
         }
     }
+}
+
+/// Most types a schema may hold with every reference to a named type
+/// expanded, and most levels of them: what decoding, encoding and
+/// apache-avro's check of field defaults walk. Named types referring to
+/// two others each make a schema of a few hundred bytes that expands to
+/// millions of types; a chain of them, a walk deeper than the host's
+/// stack.
+const MAX_EXPANDED_TYPES: usize = 10_000;
+const MAX_DEPTH: usize = 64;
+
+/// Refuses a schema (as JSON) that expands past [`MAX_EXPANDED_TYPES`]
+/// types or [`MAX_DEPTH`] levels; cheap, and before apache-avro parses it.
+fn bound_expansion(schema: &serde_json::Value) -> Result<(), String> {
+    use serde_json::Value as J;
+    // Named types by full and by short name: enough to follow references
+    // (a wrong match only makes the bound stricter).
+    fn collect<'a>(v: &'a J, named: &mut std::collections::HashMap<&'a str, &'a J>, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        match v {
+            J::Object(o) => {
+                if let Some(J::String(name)) = o.get("name")
+                    && o.get("type")
+                        .and_then(J::as_str)
+                        .is_some_and(|t| matches!(t, "record" | "error" | "enum" | "fixed"))
+                {
+                    named.insert(name.as_str(), v);
+                    named.insert(name.rsplit('.').next().unwrap_or(name), v);
+                }
+                o.values().for_each(|c| collect(c, named, depth + 1));
+            }
+            J::Array(a) => a.iter().for_each(|c| collect(c, named, depth + 1)),
+            _ => {}
+        }
+    }
+    type Named<'a> = std::collections::HashMap<&'a str, &'a J>;
+    fn walk(v: &J, named: &Named<'_>, depth: usize, seen: &mut usize) -> Result<(), String> {
+        *seen += 1;
+        if *seen > MAX_EXPANDED_TYPES {
+            return Err(format!(
+                "the Avro schema expands to more than {MAX_EXPANDED_TYPES} types (its named types refer to others too often)"
+            ));
+        }
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "the Avro schema nests more than {MAX_DEPTH} levels deep"
+            ));
+        }
+        match v {
+            J::String(name) => match named
+                .get(name.as_str())
+                .or_else(|| named.get(name.rsplit('.').next().unwrap_or(name)))
+            {
+                // A definition reached by reference: walked again, as
+                // decoding would.
+                Some(def) if std::ptr::eq(*def, v) => Ok(()),
+                Some(def) => {
+                    if refers_to(def, name) {
+                        return Err(format!(
+                            "the Avro schema is recursive (`{name}` contains itself): Weir refuses recursive schemas, whose values may nest without bound"
+                        ));
+                    }
+                    walk_children(def, named, depth + 1, seen)
+                }
+                None => Ok(()),
+            },
+            J::Array(branches) => branches
+                .iter()
+                .try_for_each(|b| walk(b, named, depth + 1, seen)),
+            J::Object(_) => walk_children(v, named, depth, seen),
+            _ => Ok(()),
+        }
+    }
+    /// Whether `def` mentions `name` within itself: names a type that
+    /// contains itself (one through others is found by the depth bound).
+    fn refers_to(def: &J, name: &str) -> bool {
+        fn mentions(v: &J, name: &str, top: bool) -> bool {
+            match v {
+                J::String(s) => {
+                    !top && (s == name || s.rsplit('.').next() == name.rsplit('.').next())
+                }
+                J::Array(a) => a.iter().any(|c| mentions(c, name, false)),
+                J::Object(o) => o.iter().any(|(k, c)| {
+                    k != "name"
+                        && k != "namespace"
+                        && k != "doc"
+                        && k != "default"
+                        && k != "symbols"
+                        && k != "aliases"
+                        && mentions(c, name, k == "type" && top)
+                }),
+                _ => false,
+            }
+        }
+        mentions(def, name, true)
+    }
+    fn walk_children(
+        v: &J,
+        named: &Named<'_>,
+        depth: usize,
+        seen: &mut usize,
+    ) -> Result<(), String> {
+        let J::Object(o) = v else {
+            return walk(v, named, depth, seen);
+        };
+        match o.get("type") {
+            Some(J::String(t)) if t == "record" || t == "error" => o
+                .get("fields")
+                .and_then(J::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.get("type"))
+                .try_for_each(|t| walk(t, named, depth + 1, seen)),
+            Some(J::String(t)) if t == "array" => o
+                .get("items")
+                .map_or(Ok(()), |i| walk(i, named, depth + 1, seen)),
+            Some(J::String(t)) if t == "map" => o
+                .get("values")
+                .map_or(Ok(()), |i| walk(i, named, depth + 1, seen)),
+            Some(t) => walk(t, named, depth + 1, seen),
+            None => Ok(()),
+        }
+    }
+    let mut named = std::collections::HashMap::new();
+    collect(schema, &mut named, 0);
+    walk(schema, &named, 0, &mut 0)
 }
 
 /// Fails on a reference to a named type that encloses it.
@@ -304,6 +397,33 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.contains("field `note`"), "{e}");
+    }
+
+    #[test]
+    fn a_schema_that_expands_exponentially_or_deeply_is_refused_quickly() {
+        // T0 an int; each Tk a record of two fields of T(k-1): 2^40 types.
+        let mut fields =
+            String::from(r#"{"type":"record","name":"T1","fields":[{"name":"a","type":"int"}]}"#);
+        for k in 2..=40 {
+            fields = format!(
+                r#"{{"type":"record","name":"T{k}","fields":[{{"name":"a","type":{fields}}},{{"name":"b","type":"T{}"}}]}}"#,
+                k - 1
+            );
+        }
+        let started = std::time::Instant::now();
+        let e = AvroSchema::parse(&fields).unwrap_err();
+        assert!(e.contains("expands to more than"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // A chain 200 references long.
+        let mut chain = vec![r#"{"type":"record","name":"C0","fields":[]}"#.to_owned()];
+        for k in 1..200 {
+            chain.push(format!(
+                r#"{{"type":"record","name":"C{k}","fields":[{{"name":"a","type":"C{}"}}]}}"#,
+                k - 1
+            ));
+        }
+        let e = AvroSchema::parse(&format!("[{}]", chain.join(","))).unwrap_err();
+        assert!(e.contains("levels deep"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub fn metadata_headers(part: Part) -> [&'static str; 2] {
     }
 }
 
+/// Bytes a decoded batch may hold: what 32-bit spans reach, less room for
+/// one more record's metadata.
+const MAX_DECODED_BATCH: usize = u32::MAX as usize - (1 << 20);
+
 /// Turns a deployment's input records into what its transform reads.
 pub struct InputCodec {
     key: Decoder,
@@ -108,7 +112,6 @@ impl InputCodec {
             headers: Vec::with_capacity(batch.headers.len()),
         };
         let mut failures = Vec::new();
-        let mut known = invalid.iter().peekable();
         let mut waiting = None;
         // The schema the last record had: most records of a batch share one.
         let mut last = None;
@@ -135,7 +138,7 @@ impl InputCodec {
                 let value = h.value.map(|v| copy(&batch.data[v.range()], &mut out.data));
                 out.headers.push(Header { name, value });
             }
-            let already = known.next_if(|f| f.index == index).is_some();
+            let already = invalid.binary_search_by_key(&index, |f| f.index).is_ok();
             let mut failed = None;
             for (part, decoder, span) in [
                 (Part::Key, &self.key, r.key),
@@ -152,8 +155,15 @@ impl InputCodec {
                     continue;
                 }
                 let start = out.data.len();
-                match self.decode_part(decoder, part, &batch.topic, bytes, &mut out.data, &mut last)
-                {
+                let mut decoded =
+                    self.decode_part(decoder, part, &batch.topic, bytes, &mut out.data, &mut last);
+                // Spans are 32-bit: a batch that decodes past 4 GiB (a
+                // host's batch limit of over 60 MiB) fails its records
+                // from there on rather than wrap.
+                if decoded.is_ok() && out.data.len() > MAX_DECODED_BATCH {
+                    decoded = Err(Problem::Bad("its batch decodes past 4 GiB".into()));
+                }
+                match decoded {
                     Ok(meta) => {
                         let decoded = Some(Span {
                             start: start as u32,
@@ -218,6 +228,8 @@ impl InputCodec {
             .chain(failures)
             .collect();
         invalid.sort_by_key(|f| f.index);
+        // One failure a record: the batch's own comes first.
+        invalid.dedup_by_key(|f| f.index);
         Decoded {
             batch: out,
             invalid,
@@ -303,9 +315,9 @@ impl InputCodec {
                             "waiting for schema {id}'s subjects from the schema registry"
                         )));
                     }
+                    // Which subjects it is under is another topic's business.
                     return Err(Problem::Bad(format!(
-                        "schema {id} is registered under {:?}, none of them a subject of topic `{topic}`'s {}",
-                        schema.subjects,
+                        "schema {id} is not registered under a subject of topic `{topic}`'s {}",
                         part.as_str()
                     )));
                 };
@@ -404,7 +416,9 @@ mod tests {
         let failed: Vec<_> = d.invalid.iter().map(|f| (f.index, f.kind)).collect();
         assert_eq!(failed, [(1, FailureKind::Decode), (2, FailureKind::Decode)]);
         assert!(
-            d.invalid[1].message.contains("u-value"),
+            d.invalid[1]
+                .message
+                .contains("not registered under a subject of topic `t`"),
             "{}",
             d.invalid[1].message
         );

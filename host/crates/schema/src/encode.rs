@@ -12,6 +12,7 @@ use crate::wire;
 
 /// Encodes what a transform sends to its default output.
 pub struct OutputCodec {
+    topic: String,
     key: Encoder,
     value: Encoder,
 }
@@ -113,7 +114,11 @@ impl OutputCodec {
         if matches!((&key, &value), (Encoder::Bytes, Encoder::Bytes)) {
             return Ok(None);
         }
-        Ok(Some(OutputCodec { key, value }))
+        Ok(Some(OutputCodec {
+            topic: topic.to_owned(),
+            key,
+            value,
+        }))
     }
 
     fn encoder(&self, part: Part) -> &Encoder {
@@ -125,6 +130,10 @@ impl OutputCodec {
 }
 
 impl RecordEncoding for OutputCodec {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
     fn encodes(&self, part: Part) -> bool {
         !matches!(self.encoder(part), Encoder::Bytes)
     }

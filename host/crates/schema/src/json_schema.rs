@@ -16,7 +16,12 @@ impl JsonSchema {
     pub fn parse(text: &str) -> Result<JsonSchema, String> {
         let schema: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| format!("a JSON Schema that is not JSON: {e}"))?;
-        let validator = jsonschema::validator_for(&schema)
+        // Patterns by the linear-time `regex` engine, compiled small:
+        // backtracking ones (fancy-regex, the default) let a schema spend a
+        // worker's minutes on one string.
+        let validator = jsonschema::options()
+            .with_pattern_options(jsonschema::PatternOptions::regex().size_limit(1 << 20))
+            .build(&schema)
             .map_err(|e| format!("not a JSON Schema Weir can use: {}", e.masked()))?;
         Ok(JsonSchema { validator })
     }
@@ -63,5 +68,16 @@ mod tests {
         let tree = r##"{"type":"object","properties":{"child":{"$ref":"#"}}}"##;
         let schema = JsonSchema::parse(tree).unwrap();
         schema.check(br#"{"child":{"child":{}}}"#).unwrap();
+    }
+
+    #[test]
+    fn a_backtracking_pattern_is_refused_and_patterns_run_in_linear_time() {
+        let backreference = r#"{"type":"string","pattern":"^(a+)+\1$"}"#;
+        assert!(JsonSchema::parse(backreference).is_err());
+        let nested = JsonSchema::parse(r#"{"type":"string","pattern":"^(a+)+$"}"#).unwrap();
+        let started = std::time::Instant::now();
+        let text = format!("\"{}b\"", "a".repeat(100_000));
+        assert!(nested.check(text.as_bytes()).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }

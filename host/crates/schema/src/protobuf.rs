@@ -152,10 +152,21 @@ impl ProtoSchema {
             .use_proto_field_name(true)
             .stringify_64_bit_integers(false)
             .skip_default_fields(false);
-        let mut serializer = serde_json::Serializer::new(out);
+        // Every field present: a repeated message of one long-named field
+        // makes kilobytes of JSON of each two bytes, so the JSON is
+        // bounded as Avro's is.
+        let start = out.len();
+        let mut bounded = Bounded {
+            out: &mut *out,
+            left: crate::avro::JSON_BYTES_BASE + crate::avro::JSON_BYTES_PER_BYTE * payload.len(),
+        };
+        let mut serializer = serde_json::Serializer::new(&mut bounded);
         value
             .serialize_with_options(&mut serializer, &options)
-            .map_err(|e| format!("its Protobuf message has no JSON form: {e}"))
+            .map_err(|e| {
+                out.truncate(start);
+                format!("its Protobuf message has no JSON form within its size's bound: {e}")
+            })
     }
 
     /// Encodes JSON text as message `indexes` (with the indexes in front),
@@ -182,6 +193,27 @@ impl ProtoSchema {
         deserializer.end().map_err(|e| format!("not JSON: {e}"))?;
         write_indexes(indexes, out);
         message.encode(out).map_err(|e| e.to_string())
+    }
+}
+
+/// A writer that fails past `left` bytes.
+struct Bounded<'a> {
+    out: &'a mut Vec<u8>,
+    left: usize,
+}
+
+impl std::io::Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.left = self
+            .left
+            .checked_sub(buf.len())
+            .ok_or_else(|| std::io::Error::other("it decodes to more JSON than its size allows"))?;
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -279,6 +311,22 @@ mod tests {
                 .unwrap_err()
                 .contains("no message 3")
         );
+    }
+
+    #[test]
+    fn a_few_bytes_cannot_decode_to_megabytes_of_json() {
+        let name = "f".repeat(100_000);
+        let text = format!(
+            r#"syntax = "proto3"; message E {{ int32 {name} = 1; }} message M {{ repeated E xs = 1; }}"#
+        );
+        let schema = ProtoSchema::parse(&text).unwrap();
+        // 1000 empty elements: 2 bytes each, 100 KB of JSON each.
+        let mut payload = vec![2, 2];
+        for _ in 0..1000 {
+            payload.extend_from_slice(&[0x0a, 0x00]);
+        }
+        let e = schema.decode_json(&payload, &mut Vec::new()).unwrap_err();
+        assert!(e.contains("more JSON than its size allows"), "{e}");
     }
 
     #[test]

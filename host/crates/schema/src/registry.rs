@@ -216,8 +216,26 @@ impl Registry {
     /// now, so a wrong one shows at start-up, not at the first record.
     pub fn new(config: &RegistryConfig) -> Result<Registry> {
         let base = config.url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            bail!("schema_registry.url: {base:?} is not an http:// or https:// URL");
+        let Some(rest) = base
+            .strip_prefix("https://")
+            .or_else(|| base.strip_prefix("http://"))
+        else {
+            bail!("schema_registry.url: it is not an http:// or https:// URL");
+        };
+        if rest
+            .split('/')
+            .next()
+            .is_some_and(|authority| authority.contains('@'))
+        {
+            bail!(
+                "schema_registry.url: credentials go in `username` and `password` (or `token`), which are kept secret, not in the URL"
+            );
+        }
+        let credentials = config.password.is_some() || config.token.is_some();
+        if credentials && base.starts_with("http://") {
+            bail!(
+                "schema_registry: credentials would cross the network in the clear over http://; use https://"
+            );
         }
         let authorization = match (&config.username, &config.password, &config.token) {
             (_, _, Some(token)) if config.username.is_none() => {
@@ -302,7 +320,9 @@ impl Schemas for Registry {
             }
             _ => {}
         }
-        if cache.asked.insert(id) {
+        // Bounded while the registry is away: past it, ids are asked for
+        // when earlier ones are answered.
+        if cache.asked.len() < cache.capacity.max(1) && cache.asked.insert(id) {
             // The thread only ends with the registry itself.
             let _ = self.ask.send(id);
         }
@@ -442,33 +462,42 @@ impl Http {
     /// Schema `id` and its subjects. An error is the registry's absence,
     /// not the id's.
     fn schema(&self, id: u32) -> Result<Fetched> {
+        // What the schema's owner controls (its size, its form) makes the
+        // id unusable; only the registry's absence makes records wait.
+        let unusable = |why: String| Ok(Fetched::Unusable(format!("schema {id}: {why}")));
         let (status, text) = self.get(&format!("/schemas/ids/{id}"))?;
         match status {
             200 => {}
-            404 | 422 => {
-                return Ok(Fetched::Unusable(format!(
-                    "the schema registry has no schema {id}: {}",
-                    reason(status, &text)
-                )));
-            }
+            UNREADABLE => return unusable(text),
             401 | 403 => bail!(
                 "the schema registry refused Weir's credentials: {}",
                 reason(status, &text)
             ),
-            _ => bail!("the schema registry failed: {}", reason(status, &text)),
+            408 | 429 | 500.. => bail!("the schema registry failed: {}", reason(status, &text)),
+            _ => {
+                return unusable(format!(
+                    "the schema registry has no such schema: {}",
+                    reason(status, &text)
+                ));
+            }
         }
-        let answer: SchemaAnswer = parse(&text)?;
+        let Ok(answer) = parse::<SchemaAnswer>(&text) else {
+            return unusable("the registry's answer is not a schema".into());
+        };
         let (status, text) = self.get(&format!("/schemas/ids/{id}/versions"))?;
-        if status != 200 {
-            bail!(
+        match status {
+            200 => {}
+            UNREADABLE => return unusable(text),
+            408 | 429 | 500.. => bail!(
                 "the schema registry failed to list schema {id}'s subjects: {}",
                 reason(status, &text)
-            );
+            ),
+            _ => return unusable(format!("its subjects: {}", reason(status, &text))),
         }
-        let subjects = parse::<Vec<SubjectVersion>>(&text)?
-            .into_iter()
-            .map(|s| s.subject)
-            .collect();
+        let Ok(subjects) = parse::<Vec<SubjectVersion>>(&text) else {
+            return unusable("the registry's list of its subjects is not one".into());
+        };
+        let subjects = subjects.into_iter().map(|s| s.subject).collect();
         // Schemas that import other subjects' schemas are not followed:
         // each would be another fetch, and a loop of them another attack.
         let parsed = if answer.references.is_empty() {
@@ -490,7 +519,12 @@ impl Http {
     }
 }
 
-/// Status and body (at most [`MAX_SCHEMA_BYTES`]) of an answer; a
+/// A body that could not be read: too large (a schema over
+/// [`MAX_SCHEMA_BYTES`]) or cut off.
+const UNREADABLE: u16 = 0;
+
+/// Status and body (at most [`MAX_SCHEMA_BYTES`]) of an answer; status
+/// [`UNREADABLE`] with the reason for a body that could not be read. A
 /// transport error names the registry, never the credentials.
 fn answer(
     called: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
@@ -499,13 +533,20 @@ fn answer(
     let mut response =
         called.map_err(|e| anyhow::anyhow!("the schema registry at {base} is unreachable: {e}"))?;
     let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_SCHEMA_BYTES)
-        .read_to_string()
-        .map_err(|e| anyhow::anyhow!("reading the schema registry's answer: {e}"))?;
-    Ok((status, text))
+    Ok(
+        match response
+            .body_mut()
+            .with_config()
+            .limit(MAX_SCHEMA_BYTES)
+            .read_to_string()
+        {
+            Ok(text) => (status, text),
+            Err(e) => (
+                UNREADABLE,
+                format!("its answer could not be read (at most {MAX_SCHEMA_BYTES} bytes are): {e}"),
+            ),
+        },
+    )
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
@@ -579,7 +620,7 @@ mod tests {
     fn credentials_are_all_or_nothing_and_never_shown() {
         let config =
             |username: Option<&str>, password: Option<&str>, token: Option<&str>| RegistryConfig {
-                url: "http://127.0.0.1:1".into(),
+                url: "https://127.0.0.1:1".into(),
                 username: username.map(str::to_owned),
                 password: password.map(|p| Secret::Value(p.into())),
                 token: token.map(|t| Secret::Value(t.into())),
@@ -593,6 +634,22 @@ mod tests {
         assert!(!format!("{registry:?}").contains("hunter2"));
         let shown = serde_json::to_string(&config(None, None, Some("s3cret"))).unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
+        // Not in the URL, and not in the clear.
+        let mut in_url = config(None, None, None);
+        in_url.url = "https://u:hunter2@registry:8081".into();
+        let e = Registry::new(&in_url).unwrap_err().to_string();
+        assert!(
+            e.contains("not in the URL") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let mut plain = config(Some("u"), Some("hunter2"), None);
+        plain.url = "http://registry:8081".into();
+        assert!(
+            Registry::new(&plain)
+                .unwrap_err()
+                .to_string()
+                .contains("in the clear")
+        );
     }
 
     #[test]

@@ -152,6 +152,7 @@ async fn dead_letters(
     )
     .ok()
     .flatten();
+    let inputs = spec.deployment.inputs.clone();
     let read = tokio::task::spawn_blocking(move || {
         weir_kafka::tail::newest(
             &kafka,
@@ -161,11 +162,15 @@ async fn dead_letters(
             Duration::from_secs(5),
             ours,
             |headers, value| {
+                // Anyone who may write the dead-letter topic may write
+                // this header: only the deployment's own inputs' subjects
+                // are decoded by.
                 let source = headers
                     .iter()
                     .find(|(k, _)| k == "weir.source.topic")?
                     .1
-                    .as_deref()?;
+                    .as_deref()
+                    .filter(|s| inputs.iter().any(|i| i == s))?;
                 decoding.as_ref()?.decode_value(source, value)
             },
         )

@@ -303,7 +303,12 @@ pub fn encode(
     let mut encoded = Vec::new();
     for i in 0..out.records.len() {
         let r = out.records[i];
-        if r.topic.is_some() || failures.contains_key(&r.source) {
+        let to_default = r.topic.is_none_or(|t| {
+            out.topics
+                .get(t as usize)
+                .is_some_and(|name| name == encoding.topic())
+        });
+        if !to_default || failures.contains_key(&r.source) {
             continue;
         }
         for (part, encodes) in parts {

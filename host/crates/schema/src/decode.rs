@@ -310,7 +310,7 @@ impl InputCodec {
                     .iter()
                     .find(|s| self.naming.allows(s, topic, part))
                 else {
-                    if registry.refetch(id) {
+                    if registry.refetch(id, topic) {
                         return Err(Problem::Waiting(format!(
                             "waiting for schema {id}'s subjects from the schema registry"
                         )));

@@ -130,12 +130,14 @@ pub trait Schemas: Send + Sync {
     ) -> Result<u32>;
     /// The id of the latest schema of `subject`.
     fn latest(&self, subject: &str) -> Result<u32>;
-    /// Asks for `id` again, its subjects having grown since it was
-    /// fetched (the registry gives a schema registered under a second
-    /// subject the same id): whether it did. At most once in
-    /// [`REFETCH_AFTER`] per id, so a record naming another topic's
-    /// schema costs a request a while, not one each.
-    fn refetch(&self, _id: u32) -> bool {
+    /// Asks for `id` again for a record of `topic` that is not under its
+    /// subjects, which may have grown since it was fetched (the registry
+    /// gives a schema registered under a second subject the same id):
+    /// whether it did. At most once in [`REFETCH_AFTER`] per id and topic,
+    /// so a record naming another topic's schema costs a request a while,
+    /// not one each, and topics registering one schema at once do not
+    /// spend each other's.
+    fn refetch(&self, _id: u32, _topic: &str) -> bool {
         false
     }
 }
@@ -170,8 +172,8 @@ struct Cache {
     asked: HashSet<u32>,
     /// The last error reaching the registry, cleared by an answer.
     unreachable: Option<String>,
-    /// When ids were last asked for again ([`Schemas::refetch`]).
-    refetched: HashMap<u32, Instant>,
+    /// When ids were last asked for again for a topic ([`Schemas::refetch`]).
+    refetched: HashMap<(u32, String), Instant>,
 }
 
 impl Cache {
@@ -382,11 +384,12 @@ impl Schemas for Registry {
         }
     }
 
-    fn refetch(&self, id: u32) -> bool {
+    fn refetch(&self, id: u32, topic: &str) -> bool {
         let mut cache = self.cache.lock();
+        let key = (id, topic.to_owned());
         if cache
             .refetched
-            .get(&id)
+            .get(&key)
             .is_some_and(|at| at.elapsed() < REFETCH_AFTER)
         {
             return false;
@@ -397,7 +400,7 @@ impl Schemas for Registry {
                 return false;
             }
         }
-        cache.refetched.insert(id, Instant::now());
+        cache.refetched.insert(key, Instant::now());
         cache.entries.remove(&id);
         cache.order.retain(|&i| i != id);
         drop(cache);
